@@ -1,0 +1,193 @@
+//! Extractors whose rejections are [`ApiError`]s, so every client mistake gets the JSON
+//! error shape with the offending field named, never axum's plain-text defaults.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, rejection::BytesRejection},
+    http::{header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::{ApiState, error::ApiError};
+
+/// A JSON body; errors name the field by its path (`content[0].text`).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                let mime = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the request body as JSON with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(inner) if is_length_limit(&inner) => {
+                ApiError::PayloadTooLarge {
+                    limit: state.config.max_body_bytes,
+                }
+            }
+            other => ApiError::BadRequest {
+                message: format!("could not read the request body: {other}"),
+                validations: vec![],
+            },
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_length_limit(e: &axum::extract::rejection::FailedToBufferBody) -> bool {
+    matches!(
+        e,
+        axum::extract::rejection::FailedToBufferBody::LengthLimitError(_)
+    )
+}
+
+/// Parses JSON, separating syntax errors (malformed JSON) from field errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return malformed(inner);
+        }
+        let path = e.path().to_string();
+        let detail = strip_position(&inner.to_string());
+        if path == "." || path.is_empty() {
+            // serde reports missing and unknown fields at the parent; name them.
+            let field = backticked(&detail).unwrap_or_else(|| "body".into());
+            return ApiError::invalid(field, detail);
+        }
+        ApiError::invalid(path, detail)
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError::BadRequest {
+        message: format!("the request body is not valid JSON: {e}"),
+        validations: vec![],
+    }
+}
+
+/// `missing field `message`` -> `message`.
+fn backticked(text: &str) -> Option<String> {
+    let start = text.find('`')? + 1;
+    let end = text[start..].find('`')? + start;
+    Some(text[start..end].to_owned())
+}
+
+/// serde_json appends " at line 1 column 12"; clients need the field, not the column.
+fn strip_position(text: &str) -> String {
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// Query parameters; errors name the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(QueryParams(v)),
+            Err(e) => {
+                let text = e.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_owned();
+                let field = detail
+                    .split(':')
+                    .next()
+                    .filter(|f| !f.contains(' '))
+                    .unwrap_or("query")
+                    .to_owned();
+                Err(ApiError::invalid(field, detail))
+            }
+        }
+    }
+}
+
+/// The `{chat_id}` path segment.
+pub struct ChatId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for ChatId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<Uuid>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(ChatId(id)),
+            Err(_) => Err(ApiError::invalid("chat_id", "must be a UUID")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        message: String,
+        n: Option<u32>,
+    }
+
+    fn field_of(e: ApiError) -> String {
+        match e {
+            ApiError::BadRequest { validations, .. } => validations
+                .first()
+                .map(|v| v.field.clone())
+                .unwrap_or_default(),
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{}"#).unwrap_err()),
+            "message"
+        );
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"message":"a","n":"x"}"#).unwrap_err()),
+            "n"
+        );
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"message":"a","extra":1}"#).unwrap_err()),
+            "extra"
+        );
+        match parse_json::<Body>(br#"{"message":"#).unwrap_err() {
+            ApiError::BadRequest {
+                message,
+                validations,
+            } => {
+                assert!(message.contains("not valid JSON"), "{message}");
+                assert!(validations.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! agentq-api: the HTTP API (REST + SSE) over the core store and queue (DESIGN.md §6).
+//!
+//! [`router`] builds the whole app from an [`ApiState`]; `main` and the integration tests
+//! both call it, so tests exercise exactly what runs in production.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod routes;
+
+use std::{sync::Arc, time::Duration};
+
+use agentq_core::shutdown::CancellationToken;
+use agentq_core::{config::ApiConfig, events::EventPublisher, queue::Producer, store::Store};
+use axum::{Router, extract::DefaultBodyLimit};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::TraceLayer,
+};
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The database.
+    pub store: Store,
+    /// Enqueues turns.
+    pub producer: Producer,
+    /// Publishes chat events.
+    pub events: EventPublisher,
+    /// Opens dedicated connections for SSE readers.
+    pub redis: redis::Client,
+    /// Shared connection for readiness checks.
+    pub redis_conn: redis::aio::ConnectionManager,
+    /// Redis key prefix.
+    pub prefix: Arc<str>,
+    /// API settings.
+    pub config: Arc<ApiConfig>,
+}
+
+impl ApiState {
+    /// The API's state over a process's shared services.
+    pub fn new(services: &agentq_core::services::Services, config: ApiConfig) -> Self {
+        Self {
+            store: services.store.clone(),
+            producer: services.producer.clone(),
+            events: services.events.clone(),
+            redis: services.redis.clone(),
+            redis_conn: services.redis_conn.clone(),
+            prefix: services.prefix.as_str().into(),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The full router with its middleware.
+pub fn router(state: ApiState) -> Router {
+    let x_request_id = axum::http::HeaderName::from_static("x-request-id");
+    routes::routes()
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` is cancelled, then finishes
+/// in-flight requests (open SSE streams end at once).
+pub async fn serve(
+    state: ApiState,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// SSE keep-alive period.
+pub(crate) fn keepalive(config: &ApiConfig) -> Duration {
+    Duration::from_secs(config.sse_keepalive_secs.max(1))
+}

@@ -1,0 +1,199 @@
+//! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one.
+
+use agentq_core::{
+    domain::{Chat, ChatStatus, ClientType, MessagePart, NewChat, OrganizationRole},
+    events::ChatEvent,
+    queue::RunTurn,
+};
+use axum::{Json, extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::ApiError,
+    extract::{ChatId, JsonBody, QueryParams},
+};
+
+/// Longest accepted message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 100_000;
+/// Longest accepted title, in characters.
+const MAX_TITLE_CHARS: usize = 200;
+
+/// Body of `POST /api/v1/chats`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChatRequest {
+    /// The first user message (required, not blank).
+    pub message: Option<String>,
+    /// Title; derived from the message when absent.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// `ui` or `api` (default).
+    #[serde(default)]
+    pub client_type: Option<ClientType>,
+    /// Organization; defaults to the caller's only one with `agents-access`.
+    #[serde(default)]
+    pub organization_id: Option<Uuid>,
+}
+
+/// `POST /api/v1/chats` -> 201 with the chat; its first turn is queued.
+pub async fn create_chat(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<CreateChatRequest>,
+) -> Result<(StatusCode, Json<Chat>), ApiError> {
+    let text = validate_message(body.message)?;
+    let title = body.title.unwrap_or_default();
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::invalid(
+            "title",
+            format!("must be at most {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    let orgs = state
+        .store
+        .organizations_with_role(user.id, OrganizationRole::AgentsAccess)
+        .await?;
+    let organization_id = match body.organization_id {
+        Some(id) if orgs.contains(&id) => id,
+        Some(_) => {
+            return Err(ApiError::Forbidden(
+                "you do not have agents-access in that organization".into(),
+            ));
+        }
+        None => match orgs.as_slice() {
+            [only] => *only,
+            [] => {
+                return Err(ApiError::Forbidden(
+                    "you do not have agents-access in any organization".into(),
+                ));
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "organization_id",
+                    "is required: you have agents-access in several organizations",
+                ));
+            }
+        },
+    };
+    let (chat, message, turn_id) = state
+        .store
+        .create_chat(NewChat {
+            owner_id: user.id,
+            organization_id,
+            title,
+            client_type: body.client_type.unwrap_or_default(),
+            first_message: vec![MessagePart::Text { text }],
+        })
+        .await?;
+    state.events.publish(
+        chat.id,
+        ChatEvent::Status {
+            status: ChatStatus::Pending,
+            chat_id: chat.id,
+        },
+    );
+    state.events.publish(
+        chat.id,
+        ChatEvent::Message {
+            message: Box::new(message),
+        },
+    );
+    enqueue_turn(&state, turn_id).await;
+    Ok((StatusCode::CREATED, Json(chat)))
+}
+
+/// Enqueues a turn after its row committed. A Redis failure is logged, not returned: the
+/// turn is safe in PostgreSQL and recovery enqueues it (DESIGN.md §4.1).
+pub(crate) async fn enqueue_turn(state: &ApiState, turn_id: Uuid) {
+    if let Err(e) = state.producer.enqueue(&RunTurn { turn_id }).await {
+        tracing::warn!(turn.id = %turn_id, error = %e, "could not enqueue the turn; recovery will");
+    }
+}
+
+/// The text of a message field: present, not blank, not too long.
+pub(crate) fn validate_message(message: Option<String>) -> Result<String, ApiError> {
+    let text = message.ok_or_else(|| ApiError::invalid("message", "is required"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid("message", "must not be empty"));
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ApiError::invalid(
+            "message",
+            format!("must be at most {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Query of `GET /api/v1/chats`.
+#[derive(Debug, Deserialize)]
+pub struct ListChatsQuery {
+    /// Page size, 1..=100 (default 50).
+    pub limit: Option<i64>,
+    /// The last chat id of the previous page.
+    pub after_id: Option<Uuid>,
+}
+
+/// A page of chats.
+#[derive(Debug, Serialize)]
+pub struct ChatList {
+    /// Root chats, pinned first, then most recently updated.
+    pub chats: Vec<Chat>,
+    /// Cursor for the next page, absent on the last one.
+    pub next_after_id: Option<Uuid>,
+}
+
+/// `GET /api/v1/chats`: the caller's root chats.
+pub async fn list_chats(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    QueryParams(query): QueryParams<ListChatsQuery>,
+) -> Result<Json<ChatList>, ApiError> {
+    let limit = page_limit(query.limit, 50, 100)?;
+    let page = state
+        .store
+        .list_root_chats(user.id, limit, query.after_id)
+        .await?;
+    Ok(Json(ChatList {
+        chats: page.chats,
+        next_after_id: page.next_after_id,
+    }))
+}
+
+/// Validates a `limit` query parameter.
+pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {max}"),
+        )),
+    }
+}
+
+/// `GET /api/v1/chats/{chat_id}`.
+pub async fn get_chat(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    ChatId(id): ChatId,
+) -> Result<Json<Chat>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .get_chat(id, user.id)
+            .await
+            .map_err(chat_not_found)?,
+    ))
+}
+
+/// Someone else's chat and a missing one look the same: 404.
+pub(crate) fn chat_not_found(e: agentq_core::StoreError) -> ApiError {
+    match e {
+        agentq_core::StoreError::NotFound => ApiError::NotFound("chat not found".into()),
+        other => other.into(),
+    }
+}

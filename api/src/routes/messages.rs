@@ -1,0 +1,164 @@
+//! `/api/v1/chats/{chat_id}/messages`: read the conversation, send a message.
+
+use agentq_core::{
+    domain::{ChatStatus, Message, MessagePart},
+    events::ChatEvent,
+    store::{BusyBehavior, SendOutcome},
+};
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::chats::{chat_not_found, enqueue_turn, page_limit, validate_message};
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::ApiError,
+    extract::{ChatId, JsonBody, QueryParams},
+};
+
+/// Query of `GET .../messages`.
+#[derive(Debug, Deserialize)]
+pub struct ListMessagesQuery {
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<i64>,
+    /// The last message id of the previous page.
+    pub after_id: Option<Uuid>,
+}
+
+/// A page of messages, oldest first.
+#[derive(Debug, Serialize)]
+pub struct MessageList {
+    /// Messages.
+    pub messages: Vec<Message>,
+    /// Cursor for the next page, absent on the last one.
+    pub next_after_id: Option<Uuid>,
+}
+
+/// `GET /api/v1/chats/{chat_id}/messages`.
+pub async fn list_messages(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    ChatId(chat_id): ChatId,
+    QueryParams(query): QueryParams<ListMessagesQuery>,
+) -> Result<Json<MessageList>, ApiError> {
+    let limit = page_limit(query.limit, 100, 1000)?;
+    state
+        .store
+        .get_chat(chat_id, user.id)
+        .await
+        .map_err(chat_not_found)?;
+    let mut messages = state
+        .store
+        .list_messages(chat_id, query.after_id, limit + 1)
+        .await?;
+    let next_after_id = if messages.len() as i64 > limit {
+        messages.truncate(limit as usize);
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(Json(MessageList {
+        messages,
+        next_after_id,
+    }))
+}
+
+/// Body of `POST .../messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// The user message (required, not blank).
+    pub message: Option<String>,
+    /// `queue` (default) waits for the running turn.
+    #[serde(default)]
+    pub busy_behavior: Option<BusyBehavior>,
+}
+
+/// Response of `POST .../messages`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SendMessageResponse {
+    /// 201: the message started a turn.
+    Started {
+        /// The persisted message.
+        message: Message,
+    },
+    /// 202: a turn is running; the message waits in the queue.
+    Queued {
+        /// Id of the queued message.
+        queued_message_id: Uuid,
+        /// 1-based position.
+        position: i64,
+    },
+}
+
+/// `POST /api/v1/chats/{chat_id}/messages`: 201 when it starts a turn, 202 when queued
+/// behind a running one, 409 when 20 messages already wait.
+pub async fn send_message(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    ChatId(chat_id): ChatId,
+    JsonBody(body): JsonBody<SendMessageRequest>,
+) -> Result<Response, ApiError> {
+    let text = validate_message(body.message)?;
+    let busy = body.busy_behavior.unwrap_or_default();
+    if busy == BusyBehavior::Interrupt {
+        return Err(ApiError::invalid(
+            "busy_behavior",
+            "`interrupt` is not available yet; use `queue`",
+        ));
+    }
+    let outcome = state
+        .store
+        .send_message(chat_id, user.id, &[MessagePart::Text { text }], busy)
+        .await
+        .map_err(chat_not_found)?;
+    Ok(match outcome {
+        SendOutcome::Started { message, turn_id } => {
+            state.events.publish(
+                chat_id,
+                ChatEvent::Status {
+                    status: ChatStatus::Pending,
+                    chat_id,
+                },
+            );
+            state.events.publish(
+                chat_id,
+                ChatEvent::Message {
+                    message: Box::new(message.clone()),
+                },
+            );
+            enqueue_turn(&state, turn_id).await;
+            (
+                StatusCode::CREATED,
+                Json(SendMessageResponse::Started { message }),
+            )
+                .into_response()
+        }
+        SendOutcome::Queued {
+            queued_message_id,
+            position,
+        } => {
+            state.events.publish(
+                chat_id,
+                ChatEvent::QueueUpdate {
+                    queued_messages: position,
+                },
+            );
+            (
+                StatusCode::ACCEPTED,
+                Json(SendMessageResponse::Queued {
+                    queued_message_id,
+                    position,
+                }),
+            )
+                .into_response()
+        }
+    })
+}

@@ -1,0 +1,35 @@
+//! Routes under `/api/v1`, one module per resource.
+
+mod chats;
+mod health;
+mod messages;
+mod stream;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+
+use crate::{ApiState, error::ApiError};
+
+/// Every route the API serves.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route(
+            "/api/v1/chats",
+            post(chats::create_chat).get(chats::list_chats),
+        )
+        .route("/api/v1/chats/{chat_id}", get(chats::get_chat))
+        .route(
+            "/api/v1/chats/{chat_id}/messages",
+            get(messages::list_messages).post(messages::send_message),
+        )
+        .route("/api/v1/chats/{chat_id}/stream", get(stream::stream_chat))
+}
+
+/// JSON 404 for unknown paths.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,119 @@
+//! `GET /api/v1/chats/{chat_id}/stream`: Server-Sent Events from the chat's Redis stream.
+//!
+//! Without `Last-Event-ID` it replays what the stream still holds, then follows live, so a
+//! client connecting right after `POST /chats` misses nothing. With it, it resumes after
+//! that id without repeats. Works through any API replica: the state is in Redis.
+
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
+
+use agentq_core::{
+    events::{EventReader, StoredEvent},
+    redis_conn,
+};
+use axum::{
+    extract::State,
+    http::HeaderMap,
+    response::sse::{Event, KeepAlive, Sse},
+};
+use futures::Stream;
+
+use super::chats::chat_not_found;
+use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::ChatId, keepalive};
+
+/// How long one `XREAD` blocks before it is issued again.
+const FOLLOW_BLOCK: Duration = Duration::from_secs(10);
+
+struct Cursor {
+    reader: EventReader,
+    last_id: Option<String>,
+    buffered: VecDeque<StoredEvent>,
+    replaying: bool,
+    backoff: Duration,
+}
+
+/// Opens the SSE stream of a chat the caller owns.
+pub async fn stream_chat(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    ChatId(chat_id): ChatId,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    state
+        .store
+        .get_chat(chat_id, user.id)
+        .await
+        .map_err(chat_not_found)?;
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            let id = v.to_str().unwrap_or_default().trim().to_owned();
+            if !is_stream_id(&id) {
+                return Err(ApiError::invalid(
+                    "Last-Event-ID",
+                    "must be an event id received from this stream (like 1732500000000-0)",
+                ));
+            }
+            Some(id)
+        }
+    };
+    let conn = redis_conn::blocking(&state.redis)
+        .map_err(|e| ApiError::Unavailable(format!("Redis: {e}")))?;
+    let cursor = Cursor {
+        reader: EventReader::new(conn, &state.prefix, chat_id),
+        last_id,
+        buffered: VecDeque::new(),
+        replaying: true,
+        backoff: Duration::ZERO,
+    };
+    let events = futures::stream::unfold(cursor, next_event);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive(&state.config))))
+}
+
+async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)> {
+    loop {
+        if let Some(e) = c.buffered.pop_front() {
+            c.last_id = Some(e.id.clone());
+            let event = Event::default().id(e.id).event(e.name).data(e.data);
+            return Some((Ok(event), c));
+        }
+        let read = if c.replaying {
+            c.reader
+                .replay(c.last_id.as_deref(), 500)
+                .await
+                .map(|events| {
+                    // A short page means the replay reached the live end.
+                    c.replaying = events.len() == 500;
+                    events
+                })
+        } else {
+            let after = c.last_id.clone().unwrap_or_else(|| "0-0".into());
+            c.reader.follow(&after, FOLLOW_BLOCK, 500).await
+        };
+        match read {
+            Ok(events) => {
+                c.backoff = Duration::ZERO;
+                c.buffered.extend(events);
+            }
+            Err(e) => {
+                // Redis blipped: keep the client connected (keep-alives flow) and retry.
+                c.backoff =
+                    (c.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                tracing::debug!(error = %e, "reading chat events failed; retrying");
+                tokio::time::sleep(c.backoff).await;
+            }
+        }
+    }
+}
+
+/// `<ms>-<seq>`, the form of Redis stream ids.
+fn is_stream_id(id: &str) -> bool {
+    match id.split_once('-') {
+        Some((ms, seq)) => {
+            !ms.is_empty()
+                && !seq.is_empty()
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && seq.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}

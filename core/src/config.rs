@@ -1,0 +1,292 @@
+//! Configuration shared by every process: flags with `AGENTQ_*` environment fallbacks.
+//!
+//! Precedence is flag > environment > TOML file (`--config`, see [`apply_config_file`]) >
+//! default. Each group is a `clap::Args` struct so the binary composes them per subcommand
+//! and `agentq <cmd> --help` lists every setting with its default. Tests build the same
+//! structs with [`defaults`] and override fields.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use clap::{Args, FromArgMatches};
+
+/// Where the source of truth lives.
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL. `agentq dev` creates the database if it is missing.
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "AGENTQ_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/agentq",
+        hide_env_values = true
+    )]
+    pub url: String,
+    /// Maximum PostgreSQL connections this process opens.
+    #[arg(
+        long = "database-max-connections",
+        env = "AGENTQ_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 20
+    )]
+    pub max_connections: u32,
+}
+
+/// Where jobs and live events live.
+#[derive(Args, Clone, Debug)]
+pub struct RedisConfig {
+    /// Redis URL (`redis://` or `rediss://`).
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "AGENTQ_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub url: String,
+    /// Prefix of every Redis key agentq writes; lets several deployments (or tests) share one Redis.
+    #[arg(
+        long = "redis-prefix",
+        env = "AGENTQ_REDIS_PREFIX",
+        default_value = "agentq"
+    )]
+    pub prefix: String,
+}
+
+/// How the Redis Streams queue delivers, retries and gives up on jobs.
+#[derive(Args, Clone, Debug)]
+pub struct QueueConfig {
+    /// Seconds an entry may sit delivered but unacknowledged (its holder not heartbeating)
+    /// before another consumer takes it over with XAUTOCLAIM.
+    #[arg(
+        long = "queue-lease-secs",
+        env = "AGENTQ_QUEUE_LEASE_SECS",
+        default_value_t = 30
+    )]
+    pub lease_secs: u64,
+    /// Deliveries without an ack after which an entry moves to the dead-letter stream.
+    #[arg(
+        long = "queue-max-deliveries",
+        env = "AGENTQ_QUEUE_MAX_DELIVERIES",
+        default_value_t = 5
+    )]
+    pub max_deliveries: u32,
+    /// Attempts of a job whose handler returns an error (retried with exponential backoff)
+    /// before it moves to the dead-letter stream.
+    #[arg(
+        long = "queue-max-attempts",
+        env = "AGENTQ_QUEUE_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub max_attempts: u32,
+    /// Largest number of entries one XREADGROUP asks for (bounded by free slots).
+    #[arg(
+        long = "queue-fetch-batch",
+        env = "AGENTQ_QUEUE_FETCH_BATCH",
+        default_value_t = 200
+    )]
+    pub fetch_batch: usize,
+    /// Approximate cap of each queue stream (XADD MAXLEN ~); 0 = uncapped. Acked entries are
+    /// deleted at once, so this only bounds a backlog nobody consumes.
+    #[arg(
+        long = "queue-max-len",
+        env = "AGENTQ_QUEUE_MAX_LEN",
+        default_value_t = 0
+    )]
+    pub max_len: usize,
+}
+
+impl QueueConfig {
+    /// The lease as a duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+}
+
+/// The HTTP API.
+#[derive(Args, Clone, Debug)]
+pub struct ApiConfig {
+    /// Address the API listens on.
+    #[arg(
+        long = "listen",
+        env = "AGENTQ_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(
+        long = "max-body-bytes",
+        env = "AGENTQ_MAX_BODY_BYTES",
+        default_value_t = 1_048_576
+    )]
+    pub max_body_bytes: usize,
+    /// Seconds between SSE keep-alive comments.
+    #[arg(
+        long = "sse-keepalive-secs",
+        env = "AGENTQ_SSE_KEEPALIVE_SECS",
+        default_value_t = 15
+    )]
+    pub sse_keepalive_secs: u64,
+}
+
+/// Which LLM endpoint turns are sent to (until providers become data in the database).
+#[derive(Args, Clone, Debug)]
+pub struct ProviderConfig {
+    /// `openai` (any OpenAI-compatible Chat Completions server) or `echo` (a built-in local
+    /// model that streams the user's words back; for trying agentq without a key).
+    #[arg(long = "provider", env = "AGENTQ_PROVIDER", default_value = "openai")]
+    pub kind: ProviderKind,
+    /// Base URL of the OpenAI-compatible API (the path `/chat/completions` is appended).
+    #[arg(
+        long = "openai-base-url",
+        env = "AGENTQ_OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub openai_base_url: String,
+    /// API key sent as a bearer token; never printed or logged.
+    #[arg(
+        long = "openai-api-key",
+        env = "AGENTQ_OPENAI_API_KEY",
+        hide_env_values = true
+    )]
+    pub openai_api_key: Option<String>,
+    /// Model name sent to the provider.
+    #[arg(long = "model", env = "AGENTQ_MODEL", default_value = "gpt-4o-mini")]
+    pub model: String,
+    /// Seconds to wait for the provider's first byte.
+    #[arg(
+        long = "provider-startup-timeout-secs",
+        env = "AGENTQ_PROVIDER_STARTUP_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub startup_timeout_secs: u64,
+    /// Seconds of silence in a started stream after which it is abandoned.
+    #[arg(
+        long = "provider-silence-timeout-secs",
+        env = "AGENTQ_PROVIDER_SILENCE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub silence_timeout_secs: u64,
+}
+
+/// The provider adapters the worker knows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions with `stream: true` (OpenAI, OpenRouter, vLLM, Ollama, LiteLLM).
+    Openai,
+    /// Built-in echo model: no network, for local trials and benchmarks.
+    Echo,
+}
+
+/// How a worker process consumes queues.
+#[derive(Args, Clone, Debug)]
+pub struct WorkerConfig {
+    /// Queues this worker consumes (comma separated): turns, tools, mail.
+    #[arg(
+        long = "queues",
+        env = "AGENTQ_WORKER_QUEUES",
+        default_value = "turns,tools,mail",
+        value_delimiter = ','
+    )]
+    pub queues: Vec<String>,
+    /// Jobs run at once per queue by this process.
+    #[arg(
+        long = "concurrency",
+        env = "AGENTQ_WORKER_CONCURRENCY",
+        default_value_t = 64
+    )]
+    pub concurrency: usize,
+    /// Seconds a running turn's lease lasts without renewal (renewed every third of it).
+    #[arg(
+        long = "turn-lease-secs",
+        env = "AGENTQ_TURN_LEASE_SECS",
+        default_value_t = 30
+    )]
+    pub turn_lease_secs: u64,
+    /// Seconds a worker waits for running jobs on SIGTERM before handing them back.
+    #[arg(long = "drain-secs", env = "AGENTQ_DRAIN_SECS", default_value_t = 30)]
+    pub drain_secs: u64,
+}
+
+/// Builds a config group from its defaults and the environment, as if no flag was given.
+/// Tests use it, then override what they need.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let cmd = T::augment_args(clap::Command::new("agentq").no_binary_name(true));
+    let matches = cmd.get_matches_from(Vec::<String>::new());
+    T::from_arg_matches(&matches).expect("defaults of a config group parse")
+}
+
+/// Errors reading the optional TOML configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file could not be read or parsed.
+    #[error("configuration file {path}: {source}")]
+    Read {
+        /// The file named by `--config`.
+        path: String,
+        /// Why it failed.
+        #[source]
+        source: Box<figment::Error>,
+    },
+    /// A value that is neither a string, number nor boolean.
+    #[error("configuration file {path}: key `{key}` must be a string, number or boolean")]
+    BadValue {
+        /// The file named by `--config`.
+        path: String,
+        /// The offending key.
+        key: String,
+    },
+}
+
+/// Loads a flat TOML file (`database_url = "..."`, `concurrency = 8`) and exports each key
+/// as `AGENTQ_<KEY>` unless that variable is already set, so the file sits under the
+/// environment and flags in precedence without a second parser for every setting.
+pub fn apply_config_file(path: &Path) -> Result<(), ConfigFileError> {
+    use figment::{
+        Figment,
+        providers::{Format, Toml},
+        value::{Dict, Value},
+    };
+    let display = path.display().to_string();
+    let dict: Dict = Figment::from(Toml::file_exact(path))
+        .extract()
+        .map_err(|e| ConfigFileError::Read {
+            path: display.clone(),
+            source: Box::new(e),
+        })?;
+    for (key, value) in dict {
+        let text = match value {
+            Value::String(_, s) => s,
+            Value::Num(_, n) => n
+                .to_u128()
+                .map(|v| v.to_string())
+                .or_else(|| n.to_i128().map(|v| v.to_string()))
+                .or_else(|| n.to_f64().map(|v| v.to_string()))
+                .unwrap_or_default(),
+            Value::Bool(_, b) => b.to_string(),
+            Value::Array(_, items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => return Err(ConfigFileError::BadValue { path: display, key }),
+        };
+        let var = format!("AGENTQ_{}", key.to_ascii_uppercase().replace('-', "_"));
+        if std::env::var_os(&var).is_none() {
+            // SAFETY: called once at start-up from `main`, before any thread is spawned.
+            unsafe { std::env::set_var(&var, text) };
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let api: ApiConfig = defaults();
+        assert_eq!(api.listen.to_string(), "127.0.0.1:8080");
+        let worker: WorkerConfig = defaults();
+        assert_eq!(worker.queues, vec!["turns", "tools", "mail"]);
+    }
+}

@@ -1,0 +1,164 @@
+//! Connecting to PostgreSQL and applying the embedded migrations.
+//!
+//! `agentq migrate` (and `agentq dev`) apply migrations; every other process calls
+//! [`connect_migrated`], which refuses to start on a database that lacks them, naming the
+//! command to run, instead of failing later on a missing column.
+
+use std::time::Duration;
+
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::DatabaseConfig;
+
+/// The migrations in `migrations/`, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Why a process could not use the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Connecting failed.
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    Connect {
+        /// The URL without its password.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations are missing or older than this binary.
+    #[error(
+        "the database is not migrated ({missing} migration(s) pending, newest {newest}); run `agentq migrate` first"
+    )]
+    NotMigrated {
+        /// How many migrations are not applied.
+        missing: usize,
+        /// Version of the newest embedded migration.
+        newest: i64,
+    },
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another database error.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// Opens a pool without checking migrations (for `migrate` itself).
+pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let options: PgConnectOptions = config.url.parse().map_err(|source| DbError::Connect {
+        url: redact_url(&config.url),
+        source,
+    })?;
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect {
+            url: redact_url(&config.url),
+            source,
+        })
+}
+
+/// Opens a pool and checks that every embedded migration is applied.
+pub async fn connect_migrated(config: &DatabaseConfig) -> Result<PgPool, DbError> {
+    let pool = connect(config).await?;
+    ensure_migrated(&pool).await?;
+    Ok(pool)
+}
+
+/// Fails with [`DbError::NotMigrated`] when an embedded migration is not applied.
+pub async fn ensure_migrated(pool: &PgPool) -> Result<(), DbError> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+    let missing = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .count();
+    if missing > 0 {
+        let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or_default();
+        return Err(DbError::NotMigrated { missing, newest });
+    }
+    Ok(())
+}
+
+/// Applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Creates the database named in the URL when it does not exist (used by `agentq dev`).
+pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool, DbError> {
+    let options: PgConnectOptions = config.url.parse().map_err(|source| DbError::Connect {
+        url: redact_url(&config.url),
+        source,
+    })?;
+    let name = options.get_database().unwrap_or("postgres").to_owned();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.database("postgres"))
+        .await
+        .map_err(|source| DbError::Connect {
+            url: redact_url(&config.url),
+            source,
+        })?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&admin)
+            .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+            .execute(&admin)
+            .await?;
+    }
+    admin.close().await;
+    Ok(!exists)
+}
+
+/// A URL fit for logs: the password, if any, replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("redis://:pw@h:6379"), "redis://:***@h:6379");
+    }
+}

@@ -1,0 +1,105 @@
+//! A chat: a conversation owned by one user in one organization.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::ChatError;
+
+/// Where a chat stands; every change is one function in `store::chats` or `store::turns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ChatStatus {
+    /// Idle, waiting for the user.
+    Waiting,
+    /// A turn is queued and no worker has taken it yet.
+    Pending,
+    /// A worker is running a turn.
+    Running,
+    /// Paused by the user.
+    Paused,
+    /// A tool needs a person or the client.
+    RequiresAction,
+    /// The last turn failed; `last_error` says why.
+    Error,
+}
+
+impl ChatStatus {
+    /// The wire name, as stored and sent in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatStatus::Waiting => "waiting",
+            ChatStatus::Pending => "pending",
+            ChatStatus::Running => "running",
+            ChatStatus::Paused => "paused",
+            ChatStatus::RequiresAction => "requires_action",
+            ChatStatus::Error => "error",
+        }
+    }
+}
+
+/// Which kind of client created the chat; children inherit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, Default)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    /// The agentq web UI.
+    Ui,
+    /// Any API client (the default).
+    #[default]
+    Api,
+}
+
+/// A chat as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Chat {
+    /// uuid v7: ordered by creation.
+    pub id: Uuid,
+    /// The user who owns it.
+    pub owner_id: Uuid,
+    /// The organization it belongs to.
+    pub organization_id: Uuid,
+    /// Parent, for subagent chats.
+    pub parent_chat_id: Option<Uuid>,
+    /// Root of the family, for subagent chats.
+    pub root_chat_id: Option<Uuid>,
+    /// Human title.
+    pub title: String,
+    /// Current status.
+    pub status: ChatStatus,
+    /// Creator kind.
+    pub client_type: ClientType,
+    /// Pinned chats sort first, by this order.
+    pub pin_order: Option<i32>,
+    /// Free-form key/value labels.
+    pub labels: serde_json::Value,
+    /// Whether the chat is archived.
+    pub archived: bool,
+    /// When it was archived.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// Newest message of the chat family (else creation).
+    pub last_activity_at: DateTime<Utc>,
+    /// The last upstream failure, if the chat is in `error`.
+    #[sqlx(json(nullable))]
+    pub last_error: Option<ChatError>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What creating a chat needs.
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    /// Owner.
+    pub owner_id: Uuid,
+    /// Organization (the caller must hold `agents-access` there).
+    pub organization_id: Uuid,
+    /// Title; empty derives one from the first message.
+    pub title: String,
+    /// Creator kind.
+    pub client_type: ClientType,
+    /// The first user message.
+    pub first_message: Vec<super::MessagePart>,
+}

@@ -1,0 +1,105 @@
+//! Chat messages and their parts.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The person (or API client).
+    User,
+    /// The model.
+    Assistant,
+    /// A tool result.
+    Tool,
+}
+
+/// One piece of a message; a message's `content` is a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MessagePart {
+    /// Plain text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Model reasoning, kept apart from the answer.
+    Reasoning {
+        /// The reasoning text.
+        text: String,
+    },
+    /// A tool call the model made.
+    ToolCall {
+        /// The provider's call id.
+        tool_call_id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments as JSON.
+        arguments: serde_json::Value,
+    },
+    /// A tool's result.
+    ToolResult {
+        /// The call it answers.
+        tool_call_id: String,
+        /// Result payload.
+        output: serde_json::Value,
+        /// Whether the tool failed.
+        #[serde(default)]
+        is_error: bool,
+    },
+}
+
+impl MessagePart {
+    /// The text of a text part, for prompt building and titles.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            MessagePart::Text { text } => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Token usage of one provider call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens (including cached ones).
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Prompt tokens served from the provider's cache.
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+}
+
+/// A persisted message.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Message {
+    /// uuid v7: ordered by creation.
+    pub id: Uuid,
+    /// The chat it belongs to.
+    pub chat_id: Uuid,
+    /// The turn that produced (or, for a user message, started) it.
+    pub turn_id: Option<Uuid>,
+    /// Author.
+    pub role: Role,
+    /// The step of the turn, for assistant messages.
+    pub step: Option<i32>,
+    /// Parts.
+    #[sqlx(json)]
+    pub content: Vec<MessagePart>,
+    /// Model that wrote it.
+    pub model: Option<String>,
+    /// Token usage.
+    #[sqlx(json(nullable))]
+    pub usage: Option<Usage>,
+    /// Cost in micro-dollars.
+    pub cost_micros: Option<i64>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,13 @@
+//! Domain types: the vocabulary of DESIGN.md section 3, as Rust types the store returns and
+//! the API serializes. Status enums map to `text` columns whose CHECK constraints list the
+//! same values.
+
+mod chat;
+mod message;
+mod turn;
+mod user;
+
+pub use chat::{Chat, ChatStatus, ClientType, NewChat};
+pub use message::{Message, MessagePart, Role, Usage};
+pub use turn::{AcquiredTurn, Turn, TurnStatus};
+pub use user::{AuthenticatedUser, OrganizationRole};

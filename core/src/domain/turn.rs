@@ -1,0 +1,62 @@
+//! A turn: one run of the model (and its tools) answering the chat's newest user message.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Lifecycle of a turn (DESIGN.md §4). At most one unfinished turn per chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TurnStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker holds the lease.
+    Running,
+    /// Waiting for its tool calls.
+    AwaitingTools,
+    /// Done.
+    Completed,
+    /// Failed; `error` says why.
+    Failed,
+    /// Stopped by the user.
+    Interrupted,
+}
+
+/// A turn row.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Turn {
+    /// Id.
+    pub id: Uuid,
+    /// Chat.
+    pub chat_id: Uuid,
+    /// 1, 2, ... within the chat.
+    pub seq: i32,
+    /// Status.
+    pub status: TurnStatus,
+    /// How many times a worker acquired it.
+    pub attempt: i32,
+    /// Current step (model calls so far).
+    pub step: i32,
+    /// Lease holder.
+    pub lease_owner: Option<String>,
+    /// Lease expiry.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A turn a worker just acquired, with what it needs to run it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AcquiredTurn {
+    /// Id.
+    pub id: Uuid,
+    /// Chat.
+    pub chat_id: Uuid,
+    /// Owner of the chat.
+    pub owner_id: Uuid,
+    /// Sequence in the chat.
+    pub seq: i32,
+    /// Step to run.
+    pub step: i32,
+    /// Attempt number (1 = first acquisition).
+    pub attempt: i32,
+}

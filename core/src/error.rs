@@ -1,0 +1,90 @@
+//! Errors shared across processes.
+//!
+//! [`StoreError`] is what the store returns; the API maps it to status codes in one place.
+//! [`ChatError`] is the structured, user-facing form of an upstream failure (DESIGN.md §4.7):
+//! it is stored on the chat as `last_error`, returned by the API and sent as an `error` event.
+
+use serde::{Deserialize, Serialize};
+
+/// Failures of `core::store` calls.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist (or the caller may not see it).
+    #[error("not found")]
+    NotFound,
+    /// A request conflicts with current state (e.g. the chat's queue is full).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// The name of a violated constraint, so callers can turn it into a precise 4xx.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.constraint(),
+            _ => None,
+        }
+    }
+}
+
+/// What went wrong upstream, coarse enough for a client to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatErrorKind {
+    /// Anything not classified below.
+    Generic,
+    /// The provider is overloaded (HTTP 529, 503).
+    Overloaded,
+    /// The provider is rate limiting (HTTP 429).
+    RateLimit,
+    /// The request timed out.
+    Timeout,
+    /// No first byte arrived in time.
+    StartupTimeout,
+    /// A started stream went silent.
+    StreamSilenceTimeout,
+    /// The provider rejected the credentials.
+    Auth,
+    /// agentq is misconfigured for this request.
+    Config,
+    /// No API key is configured for the provider.
+    MissingKey,
+    /// The provider is disabled.
+    ProviderDisabled,
+    /// The provider refused the content.
+    ContentFilter,
+    /// The conversation exceeds the model's context.
+    ContextLength,
+    /// The user hit a usage limit.
+    UsageLimit,
+    /// The worker running the turn disappeared too often.
+    WorkerLost,
+}
+
+/// A structured upstream failure, safe to show to the chat's owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatError {
+    /// One sentence naming the provider and what happened.
+    pub message: String,
+    /// Machine-readable class.
+    pub kind: ChatErrorKind,
+    /// Provider name, when one was involved.
+    pub provider: Option<String>,
+    /// Whether retrying the same request may succeed.
+    pub retryable: bool,
+    /// HTTP status from the provider, when there was one.
+    pub status_code: Option<u16>,
+    /// Provider-supplied detail (already free of secrets).
+    pub detail: Option<String>,
+}
+
+impl std::fmt::Display for ChatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ChatError {}

@@ -1,0 +1,19 @@
+//! agentq-core: everything the api, worker and scheduler processes share.
+//!
+//! DESIGN.md section 2 is the map. PostgreSQL is the source of truth ([`store`]); Redis
+//! carries jobs ([`queue`]) and live chat events ([`events`]), both of which can be lost and
+//! rebuilt from PostgreSQL. No other crate writes SQL or knows a Redis key name.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod queue;
+pub mod redis_conn;
+pub mod services;
+pub mod shutdown;
+pub mod store;
+
+pub use error::{ChatError, ChatErrorKind, StoreError};

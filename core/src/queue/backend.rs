@@ -1,0 +1,199 @@
+//! The apalis 1.0 backend over [`Consumer`]: deliveries become apalis tasks, and the
+//! [`AckLayer`] settles each entry by the handler's result.
+
+use std::{
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use apalis_core::{
+    backend::{Backend, BackendConfig, finalize::Ephemeral},
+    error::BoxDynError,
+    task::{
+        Task,
+        builder::TaskBuilder,
+        task_id::{RandomId, TaskId},
+    },
+    worker::context::WorkerContext,
+};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::{
+    Job,
+    consumer::{Acker, Consumer, Delivery},
+};
+
+/// Errors the backend reports to apalis (none today: decoding failures are dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+/// What the ack layer needs to settle an entry; rides in the task's extensions.
+#[derive(Clone, Debug)]
+struct Ticket {
+    entry_id: String,
+    payload: String,
+    attempt: u32,
+    // Released (freeing a fetch slot) when the last clone drops, i.e. when the job is done.
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+/// An apalis backend reading one queue's [`Consumer`].
+pub struct StreamBackend<J> {
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    acker: Acker,
+    _job: PhantomData<J>,
+}
+
+impl<J: Job> StreamBackend<J> {
+    /// Wraps a started consumer of `J::QUEUE`.
+    pub fn new(consumer: Consumer) -> Self {
+        Self {
+            deliveries: consumer.deliveries,
+            acker: consumer.acker,
+            _job: PhantomData,
+        }
+    }
+}
+
+impl<J: Job> Backend for StreamBackend<J> {
+    type Task = Task<J>;
+    type Error = QueueError;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        loop {
+            let Some(delivery) = std::task::ready!(self.deliveries.poll_recv(cx)) else {
+                // The fetch loops stopped (shutdown): the worker drains and exits.
+                return Poll::Ready(None);
+            };
+            match serde_json::from_str::<J>(&delivery.payload) {
+                Ok(job) => {
+                    let ticket = Ticket {
+                        entry_id: delivery.entry_id.clone(),
+                        payload: delivery.payload,
+                        attempt: delivery.attempt,
+                        _permit: Arc::new(delivery.permit),
+                    };
+                    let task = TaskBuilder::new(job)
+                        .task_id(TaskId::from_string(delivery.entry_id))
+                        .attempt(delivery.attempt as usize)
+                        .data(ticket)
+                        .build();
+                    return Poll::Ready(Some(Ok(task)));
+                }
+                Err(e) => self.acker.dead(
+                    &delivery.entry_id,
+                    &delivery.payload,
+                    delivery.attempt,
+                    &format!(
+                        "payload does not decode as a {} job: {e}",
+                        J::QUEUE.as_str()
+                    ),
+                ),
+            }
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<J: Job> BackendConfig for StreamBackend<J> {
+    type Args = J;
+    type Id = RandomId;
+    type Kind = Ephemeral;
+    type Config = ();
+    type Layer = AckLayer;
+
+    fn config(&self) -> &Self::Config {
+        &()
+    }
+
+    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
+        AckLayer {
+            acker: self.acker.clone(),
+        }
+    }
+}
+
+/// Settles each entry after its handler returns: ack on success, retry with backoff or
+/// dead-letter on error.
+#[derive(Clone, Debug)]
+pub struct AckLayer {
+    acker: Acker,
+}
+
+impl<S> tower_layer::Layer<S> for AckLayer {
+    type Service = AckService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AckService {
+            inner,
+            acker: self.acker.clone(),
+        }
+    }
+}
+
+/// The service [`AckLayer`] wraps around a handler.
+#[derive(Clone, Debug)]
+pub struct AckService<S> {
+    inner: S,
+    acker: Acker,
+}
+
+impl<S, J> tower_service::Service<Task<J>> for AckService<S>
+where
+    S: tower_service::Service<Task<J>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxDynError>,
+{
+    type Response = S::Response;
+    type Error = BoxDynError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxDynError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, task: Task<J>) -> Self::Future {
+        let ticket = task.ctx().data().get::<Ticket>().cloned();
+        let acker = self.acker.clone();
+        let fut = self.inner.call(task);
+        Box::pin(async move {
+            let result = fut.await.map_err(Into::into);
+            if let Some(t) = ticket {
+                match &result {
+                    Ok(_) => acker.done(&t.entry_id),
+                    Err(e) => {
+                        tracing::warn!(entry_id = t.entry_id, attempt = t.attempt + 1, error = %e, "job failed");
+                        acker.failed(&t.entry_id, &t.payload, t.attempt, &e.to_string());
+                    }
+                }
+            }
+            result
+        })
+    }
+}

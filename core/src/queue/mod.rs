@@ -1,0 +1,39 @@
+//! `core::queue`: agentq's job queue on Redis Streams, run by apalis 1.0 workers.
+//!
+//! DESIGN.md §4 is the contract. A job carries ids only and is an idempotent nudge: the
+//! state it points at lives in PostgreSQL, so a lost, duplicated or replayed job never loses
+//! or doubles anything. Each queue is one stream with one consumer group:
+//!
+//! - enqueue: `XADD` ([`Producer`]), many at once in one pipeline;
+//! - fetch: `XREADGROUP COUNT <free slots> BLOCK` on a dedicated connection, so an idle
+//!   worker wakes within milliseconds and a busy one takes a batch per round trip;
+//! - done: `XACK` + `XDEL` for many ids per pipelined round trip;
+//! - a consumer that dies: its entries idle past the lease are taken over with
+//!   `XAUTOCLAIM`; live holders reset the idle clock with `XCLAIM ... JUSTID` heartbeats;
+//! - an entry delivered more than `max_deliveries` times, or whose handler failed
+//!   `max_attempts` times, moves to the dead-letter stream;
+//! - retries wait in a sorted set that a script moves to the stream when due;
+//! - Redis errors make loops back off and reconnect, never exit.
+//!
+//! [`StreamBackend`] plugs this into apalis as its backend, so workers get apalis' runtime
+//! (tower layers, graceful shutdown) without apalis-redis' defects (CRATES.md).
+
+mod backend;
+mod consumer;
+mod job;
+mod keys;
+mod producer;
+
+pub use backend::{AckLayer, AckService, QueueError, StreamBackend};
+pub use consumer::{Consumer, ConsumerOptions, Delivery};
+pub use job::{Job, QueueName, RunToolCall, RunTurn, SendMail};
+pub use keys::{QueueKeys, chat_events_key};
+pub use producer::Producer;
+
+/// A unique consumer name for this process: host, pid and a random suffix, so two
+/// processes never share a pending-entries list.
+pub fn consumer_name(role: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{role}-{host}-{}-{}", std::process::id(), &suffix[..8])
+}

@@ -1,0 +1,50 @@
+//! The connections every process builds the same way: the store, Redis, the producer and
+//! the event publisher. `main` and the integration tests both start from here, so tests
+//! run the same wiring as production with their own database and key prefix.
+
+use sqlx::PgPool;
+
+use crate::{
+    events::{EventLimits, EventPublisher},
+    queue::Producer,
+    redis_conn,
+    store::Store,
+};
+
+/// Shared handles of one process; cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    /// The database.
+    pub store: Store,
+    /// Opens dedicated Redis connections (blocking readers).
+    pub redis: redis::Client,
+    /// The shared Redis connection for short commands.
+    pub redis_conn: redis::aio::ConnectionManager,
+    /// Enqueues jobs.
+    pub producer: Producer,
+    /// Publishes chat events.
+    pub events: EventPublisher,
+    /// Redis key prefix.
+    pub prefix: String,
+}
+
+impl Services {
+    /// Builds the handles; Redis connects lazily, so this succeeds while Redis is down.
+    pub fn new(
+        pool: PgPool,
+        redis_url: &str,
+        prefix: &str,
+        queue_max_len: usize,
+    ) -> redis::RedisResult<Self> {
+        let redis = redis::Client::open(redis_url)?;
+        let redis_conn = redis_conn::shared(&redis)?;
+        Ok(Self {
+            store: Store::new(pool),
+            producer: Producer::new(redis_conn.clone(), prefix, queue_max_len),
+            events: EventPublisher::start(redis_conn.clone(), prefix, EventLimits::default()),
+            redis,
+            redis_conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! Creating, reading and listing chats, and sending user messages into them.
+
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{MAX_QUEUED_MESSAGES, Store};
+use crate::{
+    StoreError,
+    domain::{Chat, Message, MessagePart, NewChat},
+};
+
+/// What to do with a message sent while a turn runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusyBehavior {
+    /// Queue it; it starts the next turn (the default).
+    #[default]
+    Queue,
+    /// Interrupt the running turn, then start it.
+    Interrupt,
+}
+
+impl BusyBehavior {
+    fn as_str(self) -> &'static str {
+        match self {
+            BusyBehavior::Queue => "queue",
+            BusyBehavior::Interrupt => "interrupt",
+        }
+    }
+}
+
+/// The result of sending a message.
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// The chat was idle: the message starts a new turn (enqueue `RunTurn`).
+    Started {
+        /// The persisted user message.
+        message: Message,
+        /// The queued turn.
+        turn_id: Uuid,
+    },
+    /// A turn is running: the message waits in the chat's queue.
+    Queued {
+        /// Id of the queued message.
+        queued_message_id: Uuid,
+        /// 1-based place in the queue.
+        position: i64,
+    },
+}
+
+/// One page of the chat list.
+#[derive(Debug, Clone)]
+pub struct ChatPage {
+    /// The chats, pinned first, then most recently updated.
+    pub chats: Vec<Chat>,
+    /// Pass as `after_id` to get the next page; `None` on the last page.
+    pub next_after_id: Option<Uuid>,
+}
+
+const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
+     pin_order, labels, archived, archived_at, last_activity_at, last_error, created_at, updated_at";
+
+impl Store {
+    /// Creates a chat with its first user message and a queued turn, in one statement.
+    /// Returns the chat, the message and the turn id to enqueue.
+    pub async fn create_chat(&self, new: NewChat) -> Result<(Chat, Message, Uuid), StoreError> {
+        let chat_id = Uuid::now_v7();
+        let message_id = Uuid::now_v7();
+        let turn_id = Uuid::now_v7();
+        let title = if new.title.trim().is_empty() {
+            derive_title(&new.first_message)
+        } else {
+            new.title.trim().to_owned()
+        };
+        let mut tx = self.pool.begin().await?;
+        let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH c AS (
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type)
+                VALUES ($1, $2, $3, $4, 'pending', $5)
+                RETURNING {CHAT_COLUMNS}
+             ), t AS (
+                INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
+             )
+             SELECT * FROM c"
+        )))
+        .bind(chat_id)
+        .bind(new.owner_id)
+        .bind(new.organization_id)
+        .bind(&title)
+        .bind(new.client_type)
+        .bind(turn_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let message: Message = sqlx::query_as(
+            "INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $4)
+             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at",
+        )
+        .bind(message_id)
+        .bind(chat_id)
+        .bind(turn_id)
+        .bind(Json(&new.first_message))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((chat, message, turn_id))
+    }
+
+    /// A chat if `owner` owns it; someone else's chat is [`StoreError::NotFound`] so ids
+    /// cannot be probed.
+    pub async fn get_chat(&self, chat_id: Uuid, owner: Uuid) -> Result<Chat, StoreError> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHAT_COLUMNS} FROM chats WHERE id = $1 AND owner_id = $2"
+        )))
+        .bind(chat_id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// The owner's root chats (not archived), pinned first, then most recently updated,
+    /// with keyset pagination: `after_id` is the last chat of the previous page.
+    pub async fn list_root_chats(
+        &self,
+        owner: Uuid,
+        limit: i64,
+        after_id: Option<Uuid>,
+    ) -> Result<ChatPage, StoreError> {
+        // The sort key is (unpinned, pin_order, updated_at DESC, id DESC); the cursor row's key
+        // is looked up once and compared field by field.
+        let mut chats: Vec<Chat> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH cur AS (
+                SELECT (pin_order IS NULL) AS unpinned, coalesce(pin_order, 0) AS po, updated_at, id
+                FROM chats WHERE id = $3 AND owner_id = $1
+             )
+             SELECT {CHAT_COLUMNS} FROM chats c
+             WHERE c.owner_id = $1 AND c.parent_chat_id IS NULL AND NOT c.archived
+               AND ($3::uuid IS NULL OR EXISTS (
+                 SELECT 1 FROM cur WHERE
+                   (c.pin_order IS NULL) > cur.unpinned
+                   OR ((c.pin_order IS NULL) = cur.unpinned AND (
+                     coalesce(c.pin_order, 0) > cur.po
+                     OR (coalesce(c.pin_order, 0) = cur.po AND (
+                       c.updated_at < cur.updated_at
+                       OR (c.updated_at = cur.updated_at AND c.id < cur.id))))))
+               )
+             ORDER BY (c.pin_order IS NULL), coalesce(c.pin_order, 0), c.updated_at DESC, c.id DESC
+             LIMIT $2"
+        )))
+        .bind(owner)
+        .bind(limit + 1)
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let next_after_id = if chats.len() as i64 > limit {
+            chats.truncate(limit as usize);
+            chats.last().map(|c| c.id)
+        } else {
+            None
+        };
+        Ok(ChatPage {
+            chats,
+            next_after_id,
+        })
+    }
+
+    /// Sends a user message: starts a turn when the chat is idle, otherwise queues it
+    /// (at most [`MAX_QUEUED_MESSAGES`], then [`StoreError::Conflict`]).
+    ///
+    /// The chat row is locked first, the same order the worker uses when it finishes a turn
+    /// and promotes the queue, so a message is never queued behind a turn that has already
+    /// looked for queued messages.
+    pub async fn send_message(
+        &self,
+        chat_id: Uuid,
+        owner: Uuid,
+        content: &[MessagePart],
+        busy: BusyBehavior,
+    ) -> Result<SendOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let state: Option<(bool, i64, i32)> = sqlx::query_as(
+            "SELECT
+                EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = c.id
+                        AND t.status IN ('queued', 'running', 'awaiting_tools')),
+                (SELECT count(*) FROM chat_queued_messages q WHERE q.chat_id = c.id),
+                (SELECT coalesce(max(seq), 0) FROM chat_turns t WHERE t.chat_id = c.id)
+             FROM chats c WHERE c.id = $1 AND c.owner_id = $2
+             FOR UPDATE",
+        )
+        .bind(chat_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (busy_now, queued, last_seq) = state.ok_or(StoreError::NotFound)?;
+        if busy_now || queued > 0 {
+            if queued >= MAX_QUEUED_MESSAGES {
+                return Err(StoreError::Conflict(format!(
+                    "the chat already has {MAX_QUEUED_MESSAGES} queued messages; wait for the running turn to take them"
+                )));
+            }
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO chat_queued_messages (id, chat_id, content, busy_behavior) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(chat_id)
+            .bind(Json(content))
+            .bind(busy.as_str())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(SendOutcome::Queued {
+                queued_message_id: id,
+                position: queued + 1,
+            });
+        }
+        let turn_id = Uuid::now_v7();
+        let message: Message = sqlx::query_as(
+            "WITH t AS (
+                INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($3, $2, $4, 'queued')
+             ), c AS (
+                UPDATE chats SET status = 'pending', last_error = NULL,
+                       last_activity_at = now(), updated_at = now()
+                WHERE id = $2 AND status IN ('waiting', 'error', 'pending')
+             )
+             INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $5)
+             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(chat_id)
+        .bind(turn_id)
+        .bind(last_seq + 1)
+        .bind(Json(content))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(SendOutcome::Started { message, turn_id })
+    }
+}
+
+/// A title from the first words of the first message (at most 80 characters).
+fn derive_title(parts: &[MessagePart]) -> String {
+    let text = parts
+        .iter()
+        .filter_map(MessagePart::as_text)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if words.chars().count() <= 80 {
+        return words;
+    }
+    let cut: String = words.chars().take(79).collect();
+    format!("{}…", cut.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_first_words() {
+        let parts = vec![MessagePart::Text {
+            text: "  Fix   the\nbuild ".into(),
+        }];
+        assert_eq!(derive_title(&parts), "Fix the build");
+        let long = vec![MessagePart::Text {
+            text: "x ".repeat(100),
+        }];
+        assert_eq!(derive_title(&long).chars().count(), 80);
+    }
+}

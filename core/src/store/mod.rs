@@ -1,0 +1,45 @@
+//! `core::store`: the only place that writes SQL.
+//!
+//! One function per query, named after what it does for the caller. Every status change of
+//! a chat or turn is one function here whose SQL names the from-state in its `WHERE` clause
+//! and reports whether it won, so a duplicated or replayed job finds nothing to do.
+//! Hot-path transitions are single statements (data-modifying CTEs) to keep each turn to a
+//! few short round trips (DESIGN.md §4 throughput budget).
+
+mod chats;
+mod identity;
+mod messages;
+mod recovery;
+mod turns;
+
+pub use chats::{BusyBehavior, ChatPage, SendOutcome};
+pub use turns::{Completion, TurnOutcome};
+
+use sqlx::PgPool;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps a pool (see `db::connect_migrated`).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool, for readiness probes.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Cheap liveness query for `/readyz`.
+    pub async fn ping(&self) -> Result<(), crate::StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Most queued messages a chat may hold (DESIGN.md §3); the next one is a 409.
+pub const MAX_QUEUED_MESSAGES: i64 = 20;

@@ -1,0 +1,240 @@
+//! The turn state machine: acquire, renew, complete, fail (DESIGN.md §4).
+//!
+//! Each transition names its from-state and the lease owner, so a duplicate `RunTurn`
+//! finds nothing to acquire and a worker that lost its lease cannot write a result.
+
+use std::time::Duration;
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::Store;
+use crate::{
+    ChatError, StoreError,
+    domain::{AcquiredTurn, Message, MessagePart, Usage},
+};
+
+/// What a worker hands the store when a step produced its final answer.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The assistant's parts.
+    pub content: Vec<MessagePart>,
+    /// Model name as the provider reported it.
+    pub model: String,
+    /// Token usage.
+    pub usage: Usage,
+    /// Cost in micro-dollars, when pricing is known.
+    pub cost_micros: Option<i64>,
+}
+
+/// What finishing a turn led to.
+#[derive(Debug, Clone)]
+pub struct TurnOutcome {
+    /// The assistant message just persisted (None when the turn failed).
+    pub message: Option<Message>,
+    /// The user message promoted from the queue, which starts `next_turn_id`.
+    pub promoted: Option<Message>,
+    /// A new queued turn to enqueue.
+    pub next_turn_id: Option<Uuid>,
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at";
+
+impl Store {
+    /// `queued` -> `running` with a lease for `worker`; the chat goes `running`.
+    /// `None` means another delivery already took it (or it finished): ack and move on.
+    pub async fn acquire_turn(
+        &self,
+        turn_id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<AcquiredTurn>, StoreError> {
+        Ok(sqlx::query_as(
+            "WITH t AS (
+                UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = $2,
+                       lease_expires_at = now() + make_interval(secs => $3),
+                       started_at = coalesce(started_at, now())
+                WHERE id = $1 AND status = 'queued'
+                RETURNING id, chat_id, seq, step, attempt
+             ), c AS (
+                UPDATE chats SET status = 'running', updated_at = now() FROM t
+                WHERE chats.id = t.chat_id AND chats.status = 'pending'
+             )
+             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt
+             FROM t JOIN chats ch ON ch.id = t.chat_id",
+        )
+        .bind(turn_id)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Extends the lease while the turn runs; `false` means the lease was lost (another
+    /// worker took over after it expired) and this worker must stop writing.
+    pub async fn renew_turn_lease(
+        &self,
+        turn_id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE chat_turns SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+        )
+        .bind(turn_id)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `running` -> `queued`: hands a turn back (this worker cannot finish it: shutdown, or
+    /// the database failed mid-turn) so the next delivery of its job runs it again at once
+    /// instead of waiting for the lease to expire. Returns whether it was still ours.
+    pub async fn release_turn(&self, turn_id: Uuid, worker: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "WITH t AS (
+                UPDATE chat_turns SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = $1 AND status = 'running' AND lease_owner = $2
+                RETURNING chat_id
+             )
+             UPDATE chats SET status = 'pending', updated_at = now() FROM t
+             WHERE chats.id = t.chat_id AND chats.status = 'running'",
+        )
+        .bind(turn_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `running` -> `completed`: persists the assistant message of `step` and usage, then
+    /// promotes the next queued user message (chat `pending`, new turn) or leaves the chat
+    /// `waiting`. `Ok(None)` means the lease was lost: nothing was written.
+    pub async fn complete_turn(
+        &self,
+        turn_id: Uuid,
+        chat_id: Uuid,
+        step: i32,
+        worker: &str,
+        completion: &Completion,
+    ) -> Result<Option<TurnOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the chat first (as `send_message` does), then finish the turn and store the
+        // answer in the same statement.
+        let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH c AS (
+                SELECT id FROM chats WHERE id = $2 FOR UPDATE
+             ), t AS (
+                UPDATE chat_turns SET status = 'completed', finished_at = now(),
+                       lease_owner = NULL, lease_expires_at = NULL, step = $4
+                WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)
+                RETURNING id
+             )
+             INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros)
+             SELECT $5, $2, t.id, 'assistant', $4, $6, $7, $8, $9 FROM t
+             RETURNING {MESSAGE_COLUMNS}"
+        )))
+        .bind(turn_id)
+        .bind(chat_id)
+        .bind(worker)
+        .bind(step)
+        .bind(Uuid::now_v7())
+        .bind(Json(&completion.content))
+        .bind(&completion.model)
+        .bind(Json(&completion.usage))
+        .bind(completion.cost_micros)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(message) = message else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
+        tx.commit().await?;
+        Ok(Some(TurnOutcome {
+            message: Some(message),
+            promoted,
+            next_turn_id,
+        }))
+    }
+
+    /// `running` -> `failed` with a [`ChatError`]: the chat goes `error` with `last_error`,
+    /// unless a queued message was waiting, which then starts the next turn.
+    /// `Ok(None)` means the lease was lost.
+    pub async fn fail_turn(
+        &self,
+        turn_id: Uuid,
+        chat_id: Uuid,
+        worker: &str,
+        error: &ChatError,
+    ) -> Result<Option<TurnOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let failed = sqlx::query(
+            "WITH c AS (
+                UPDATE chats SET last_error = $4, updated_at = now() WHERE id = $2 RETURNING id
+             )
+             UPDATE chat_turns SET status = 'failed', finished_at = now(), error = $4,
+                    lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)",
+        )
+        .bind(turn_id)
+        .bind(chat_id)
+        .bind(worker)
+        .bind(Json(error))
+        .execute(&mut *tx)
+        .await?;
+        if failed.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "error").await?;
+        tx.commit().await?;
+        Ok(Some(TurnOutcome {
+            message: None,
+            promoted,
+            next_turn_id,
+        }))
+    }
+}
+
+/// Moves the oldest queued message into the conversation with a new queued turn (chat
+/// `pending`), or sets the chat to `idle_status` when the queue is empty. One statement;
+/// the caller holds the chat row lock.
+async fn promote_queued_message(
+    tx: &mut sqlx::PgConnection,
+    chat_id: Uuid,
+    idle_status: &str,
+) -> Result<(Option<Message>, Option<Uuid>), StoreError> {
+    let turn_id = Uuid::now_v7();
+    let promoted: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH q AS (
+            DELETE FROM chat_queued_messages
+            WHERE id = (SELECT id FROM chat_queued_messages WHERE chat_id = $1 ORDER BY id LIMIT 1)
+            RETURNING content
+         ), t AS (
+            INSERT INTO chat_turns (id, chat_id, seq, status)
+            SELECT $3, $1, (SELECT coalesce(max(seq), 0) + 1 FROM chat_turns WHERE chat_id = $1), 'queued'
+            FROM q
+         ), c AS (
+            UPDATE chats SET
+                status = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'pending' ELSE $4 END,
+                last_activity_at = now(), updated_at = now()
+            WHERE id = $1 AND status IN ('running', 'pending')
+         )
+         INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+         SELECT $2, $1, $3, 'user', q.content FROM q
+         RETURNING {MESSAGE_COLUMNS}"
+    )))
+    .bind(chat_id)
+    .bind(Uuid::now_v7())
+    .bind(turn_id)
+    .bind(idle_status)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let next = promoted.as_ref().map(|_| turn_id);
+    Ok((promoted, next))
+}

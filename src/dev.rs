@@ -1,0 +1,133 @@
+//! `agentq dev`: the whole system in one process for a newcomer's machine.
+//!
+//! Uses the local PostgreSQL and Redis, or private ones under `--data-dir` when none answers;
+//! creates the database and migrates; creates a local owner and keeps its token in
+//! `<data-dir>/dev-token` so restarts print the same one; picks the built-in echo model when
+//! no provider key is configured; prints the address, the token and a curl line.
+
+use std::{path::PathBuf, time::Duration};
+
+use agentq_core::{
+    auth::hash_token,
+    config::{
+        ApiConfig, DatabaseConfig, ProviderConfig, ProviderKind, QueueConfig, RedisConfig,
+        WorkerConfig,
+    },
+    db,
+    services::Services,
+    shutdown::{CancellationToken, wait_for_signal},
+    store::Store,
+};
+use agentq_scheduler::RecoveryConfig;
+use anyhow::Context;
+
+use crate::{admin::create_user_with_token, local_services::LocalServices, process};
+
+/// Settings of `agentq dev`: everything the three processes take, plus where local state goes.
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Where private databases, the dev token and (later) emails are kept.
+    #[arg(long, env = "AGENTQ_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[command(flatten)]
+    redis: RedisConfig,
+    #[command(flatten)]
+    queue: QueueConfig,
+    #[command(flatten)]
+    api: ApiConfig,
+    #[command(flatten)]
+    worker: WorkerConfig,
+    #[command(flatten)]
+    provider: ProviderConfig,
+    #[command(flatten)]
+    recovery: RecoveryConfig,
+}
+
+/// Runs `agentq dev` until Ctrl+C.
+pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let local = LocalServices::ensure(&args.database.url, &args.redis.url, &args.data_dir).await?;
+    args.database.url = local.database_url.clone();
+    args.redis.url = local.redis_url.clone();
+
+    if db::create_database_if_missing(&args.database).await? {
+        tracing::info!(database = %db::redact_url(&args.database.url), "created the database");
+    }
+    let pool = db::connect(&args.database).await?;
+    db::migrate(&pool).await?;
+    let services = Services::new(
+        pool,
+        &args.redis.url,
+        &args.redis.prefix,
+        args.queue.max_len,
+    )?;
+    let token = dev_token(&services.store, &args.data_dir).await?;
+
+    let no_key = args.provider.openai_api_key.is_none()
+        && args.provider.openai_base_url == "https://api.openai.com/v1";
+    if args.provider.kind == ProviderKind::Openai && no_key {
+        args.provider.kind = ProviderKind::Echo;
+    }
+
+    let shutdown = CancellationToken::new();
+    let address = args.api.listen;
+    let server = process::start_api(&services, args.api, shutdown.clone()).await?;
+    let worker = process::start_worker(
+        &services,
+        &args.worker,
+        &args.queue,
+        &args.provider,
+        shutdown.clone(),
+    )?;
+    let scheduler = process::start_scheduler(&services, args.recovery, shutdown.clone());
+
+    let model = match args.provider.kind {
+        ProviderKind::Echo => {
+            "echo (built in; set AGENTQ_OPENAI_API_KEY or AGENTQ_OPENAI_BASE_URL for a real model)"
+                .to_owned()
+        }
+        ProviderKind::Openai => format!(
+            "{} at {}",
+            args.provider.model, args.provider.openai_base_url
+        ),
+    };
+    println!(
+        "\nagentq dev is running\n  API:    http://{address}\n  token:  {token}\n  model:  {model}\n\nTry:\n  curl -s -X POST http://{address}/api/v1/chats -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}'\n  curl -N http://{address}/api/v1/chats/<id>/stream -H 'Authorization: Bearer {token}'\n\nCtrl+C stops everything.\n"
+    );
+
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    shutdown.cancel();
+    process::drain(worker, Duration::from_secs(args.worker.drain_secs)).await;
+    let _ = server.await;
+    let _ = scheduler.await;
+    services.events.flush().await;
+    services.store.pool().close().await;
+    local.stop().await;
+    Ok(())
+}
+
+/// The local owner's token: reused from `<data-dir>/dev-token` while it is valid, else a
+/// new one is created and saved there (the database keeps only its digest).
+async fn dev_token(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("dev-token");
+    if let Ok(saved) = std::fs::read_to_string(&path) {
+        let saved = saved.trim().to_owned();
+        if !saved.is_empty() && store.api_token_is_valid(&hash_token(&saved)).await? {
+            return Ok(saved);
+        }
+    }
+    let token =
+        create_user_with_token(store, "dev@localhost", "local", true, "agentq dev", None).await?;
+    std::fs::write(&path, format!("{token}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(token)
+}

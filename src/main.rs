@@ -1,0 +1,166 @@
+//! `agentq`: one binary, one subcommand per process kind (DESIGN.md §1).
+//!
+//! This file is the command line only; [`process`] starts the parts, [`dev`] runs them
+//! all together, [`admin`] bootstraps identities.
+
+mod admin;
+mod dev;
+mod local_services;
+mod logging;
+mod process;
+
+use std::path::PathBuf;
+
+use agentq_core::config::{
+    ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, WorkerConfig,
+};
+use agentq_scheduler::RecoveryConfig;
+use clap::{Parser, Subcommand};
+
+/// agentq: a backend for AI coding-agent chats. Every setting is a flag with an
+/// `AGENTQ_*` environment fallback; a TOML file (`--config`) sits below both.
+#[derive(Parser, Debug)]
+#[command(name = "agentq", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// TOML file of settings (keys are flag names with `_`, e.g. `database_url = "..."`);
+    /// flags and environment variables override it.
+    #[arg(long, env = "AGENTQ_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log format: `human` or `json`.
+    #[arg(
+        long,
+        env = "AGENTQ_LOG_FORMAT",
+        default_value = "human",
+        global = true
+    )]
+    log_format: logging::LogFormat,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `agentq_worker=debug,info`.
+    #[arg(
+        long = "log",
+        env = "AGENTQ_LOG",
+        default_value = "info,sqlx=warn",
+        global = true
+    )]
+    log_filter: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP API (REST + SSE).
+    Api {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        redis: RedisConfig,
+        #[command(flatten)]
+        queue: QueueConfig,
+        #[command(flatten)]
+        api: ApiConfig,
+    },
+    /// Run queue workers (turns; tools and mail in later versions).
+    Worker {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        redis: RedisConfig,
+        #[command(flatten)]
+        queue: QueueConfig,
+        #[command(flatten)]
+        worker: WorkerConfig,
+        #[command(flatten)]
+        provider: ProviderConfig,
+    },
+    /// Run the scheduler (recovery now; archive, digests and retention next).
+    Scheduler {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        redis: RedisConfig,
+        #[command(flatten)]
+        queue: QueueConfig,
+        #[command(flatten)]
+        recovery: RecoveryConfig,
+    },
+    /// Run API, worker and scheduler in one process on local PostgreSQL and Redis (started
+    /// privately under the data directory when none answers); prints a ready API token.
+    Dev(Box<dev::DevArgs>),
+    /// Apply database migrations.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Bootstrap and inspect: users, organizations, tokens, configuration.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    // Two TLS providers are compiled in (via different crates); pick one before any TLS use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // The config file feeds the environment, which clap reads; so it is loaded first.
+    if let Some(path) = config_file_from_args() {
+        agentq_core::config::apply_config_file(&path)?;
+    }
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log_filter)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Api {
+            database,
+            redis,
+            queue,
+            api,
+        } => process::run_api(database, redis, queue, api).await,
+        Command::Worker {
+            database,
+            redis,
+            queue,
+            worker,
+            provider,
+        } => process::run_worker(database, redis, queue, worker, provider).await,
+        Command::Scheduler {
+            database,
+            redis,
+            queue,
+            recovery,
+        } => process::run_scheduler(database, redis, queue, recovery).await,
+        Command::Dev(args) => dev::run(*args).await,
+        Command::Migrate { database } => process::migrate(database).await,
+        Command::Admin { command } => admin::run(command).await,
+    }
+}
+
+/// `--config FILE`, `--config=FILE` or `AGENTQ_CONFIG`, read before clap so the file can
+/// supply defaults to every other flag.
+fn config_file_from_args() -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--config" {
+            return args.get(i + 1).map(PathBuf::from);
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("AGENTQ_CONFIG").map(PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

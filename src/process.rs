@@ -1,0 +1,156 @@
+//! Starting each process kind, shared by the single-role commands and `agentq dev`.
+
+use std::{sync::Arc, time::Duration};
+
+use agentq_api::ApiState;
+use agentq_core::{
+    config::{ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, WorkerConfig},
+    db,
+    services::Services,
+    shutdown::{CancellationToken, wait_for_signal},
+};
+use agentq_scheduler::RecoveryConfig;
+use agentq_worker::{WorkerHandle, providers::Provider, turn::TurnEngine};
+use anyhow::Context;
+
+/// Connects to a migrated database and builds the shared services.
+pub async fn services(
+    database: &DatabaseConfig,
+    redis: &RedisConfig,
+    queue: &QueueConfig,
+) -> anyhow::Result<Services> {
+    let pool = db::connect_migrated(database).await?;
+    Services::new(pool, &redis.url, &redis.prefix, queue.max_len).context("invalid Redis URL")
+}
+
+/// Binds the API listener and serves until `shutdown`.
+pub async fn start_api(
+    services: &Services,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %config.listen, "API listening");
+    let state = ApiState::new(services, config);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = agentq_api::serve(state, listener, shutdown).await {
+            tracing::error!(error = %e, "API server failed");
+        }
+    }))
+}
+
+/// Starts the queue consumers of a worker.
+pub fn start_worker(
+    services: &Services,
+    worker: &WorkerConfig,
+    queue: &QueueConfig,
+    provider: &ProviderConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<WorkerHandle> {
+    let engine = Arc::new(TurnEngine {
+        store: services.store.clone(),
+        producer: services.producer.clone(),
+        events: services.events.clone(),
+        provider: Provider::from_config(provider).map_err(|e| anyhow::anyhow!("{e}"))?,
+        model: provider.model.clone(),
+        worker_id: agentq_core::queue::consumer_name("worker"),
+        lease: Duration::from_secs(worker.turn_lease_secs.max(3)),
+    });
+    tracing::info!(worker = %engine.worker_id, queues = ?worker.queues, concurrency = worker.concurrency, "worker started");
+    Ok(agentq_worker::start(
+        engine,
+        &services.redis,
+        &services.prefix,
+        worker,
+        queue,
+        shutdown,
+    )?)
+}
+
+/// Starts the scheduler loop.
+pub fn start_scheduler(
+    services: &Services,
+    recovery: RecoveryConfig,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tracing::info!("scheduler started");
+    tokio::spawn(agentq_scheduler::run(
+        services.store.clone(),
+        services.producer.clone(),
+        recovery,
+        shutdown,
+    ))
+}
+
+/// Waits for running work to finish after shutdown, at most `deadline`.
+pub async fn drain(worker: WorkerHandle, deadline: Duration) {
+    if tokio::time::timeout(deadline, worker.join()).await.is_err() {
+        tracing::warn!(
+            deadline_secs = deadline.as_secs(),
+            "jobs still running at the drain deadline; their entries return to the queue after the lease"
+        );
+    }
+}
+
+/// `agentq api`.
+pub async fn run_api(
+    database: DatabaseConfig,
+    redis: RedisConfig,
+    queue: QueueConfig,
+    api: ApiConfig,
+) -> anyhow::Result<()> {
+    let services = services(&database, &redis, &queue).await?;
+    let shutdown = CancellationToken::new();
+    let server = start_api(&services, api, shutdown.clone()).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = server.await;
+    services.events.flush().await;
+    Ok(())
+}
+
+/// `agentq worker`.
+pub async fn run_worker(
+    database: DatabaseConfig,
+    redis: RedisConfig,
+    queue: QueueConfig,
+    worker: WorkerConfig,
+    provider: ProviderConfig,
+) -> anyhow::Result<()> {
+    let services = services(&database, &redis, &queue).await?;
+    let shutdown = CancellationToken::new();
+    let handle = start_worker(&services, &worker, &queue, &provider, shutdown.clone())?;
+    wait_for_signal().await;
+    tracing::info!("stopping: no new jobs; letting running ones finish");
+    shutdown.cancel();
+    drain(handle, Duration::from_secs(worker.drain_secs)).await;
+    services.events.flush().await;
+    Ok(())
+}
+
+/// `agentq scheduler`.
+pub async fn run_scheduler(
+    database: DatabaseConfig,
+    redis: RedisConfig,
+    queue: QueueConfig,
+    recovery: RecoveryConfig,
+) -> anyhow::Result<()> {
+    let services = services(&database, &redis, &queue).await?;
+    let shutdown = CancellationToken::new();
+    let task = start_scheduler(&services, recovery, shutdown.clone());
+    wait_for_signal().await;
+    shutdown.cancel();
+    let _ = task.await;
+    Ok(())
+}
+
+/// `agentq migrate`.
+pub async fn migrate(database: DatabaseConfig) -> anyhow::Result<()> {
+    let pool = db::connect(&database).await?;
+    db::migrate(&pool).await?;
+    println!("database migrated ({})", db::redact_url(&database.url));
+    Ok(())
+}

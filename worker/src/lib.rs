@@ -1,0 +1,10 @@
+//! agentq-worker: consumes the `turns` queue (later `tools` and `mail`) and runs each job.
+//!
+//! [`runtime`] wires the Redis Streams backend from `core::queue` into apalis workers;
+//! [`turn`] runs one chat turn against a provider from [`providers`].
+
+pub mod providers;
+pub mod runtime;
+pub mod turn;
+
+pub use runtime::{WorkerHandle, start};

@@ -1,0 +1,124 @@
+//! Starts the queue consumers of a worker process as apalis workers and drains them on
+//! shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use agentq_core::{
+    config::{QueueConfig, WorkerConfig},
+    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunTurn, StreamBackend},
+    redis_conn,
+};
+use apalis::prelude::{Data, WorkerBuilder};
+use apalis_core::error::BoxDynError;
+use tokio_util::sync::CancellationToken;
+
+use crate::turn::TurnEngine;
+
+/// A running worker process's consumers.
+pub struct WorkerHandle {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Waits until every consumer has drained (after the shutdown token was cancelled).
+    pub async fn join(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `--queues` named an unknown queue.
+    #[error("unknown queue `{0}` in --queues (known: turns, tools, mail)")]
+    UnknownQueue(String),
+    /// Redis client configuration failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Starts one apalis worker per configured queue that has a handler. Runs until `shutdown`
+/// is cancelled, then stops fetching, lets running jobs finish, and flushes acks.
+pub fn start(
+    engine: Arc<TurnEngine>,
+    redis: &redis::Client,
+    prefix: &str,
+    worker: &WorkerConfig,
+    queue: &QueueConfig,
+    shutdown: CancellationToken,
+) -> Result<WorkerHandle, StartError> {
+    let mut queues = Vec::new();
+    for name in &worker.queues {
+        queues.push(QueueName::parse(name).ok_or_else(|| StartError::UnknownQueue(name.clone()))?);
+    }
+    let shared = redis_conn::shared(redis)?;
+    let mut tasks = Vec::new();
+    for name in queues {
+        match name {
+            QueueName::Turns => {
+                let options = consumer_options(name, prefix, &engine.worker_id, worker, queue);
+                let mut consumer = Consumer::start(
+                    shared.clone(),
+                    redis_conn::blocking(redis)?,
+                    options,
+                    shutdown.clone(),
+                );
+                let loops = consumer.take_tasks();
+                let backend = StreamBackend::<RunTurn>::new(consumer);
+                let apalis_worker = WorkerBuilder::new(format!("{}-turns", engine.worker_id))
+                    .backend(backend)
+                    .data(engine.clone())
+                    .build(run_turn);
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = apalis_worker.run().await {
+                        tracing::error!(error = %e, "turns worker stopped with an error");
+                    }
+                    for task in loops {
+                        let _ = task.await;
+                    }
+                }));
+            }
+            QueueName::Tools | QueueName::Mail => {
+                // Their jobs stay in the stream until a worker with their handler consumes them.
+                tracing::info!(
+                    queue = name.as_str(),
+                    "queue has no handler in this version; not consumed"
+                );
+            }
+        }
+    }
+    Ok(WorkerHandle { tasks })
+}
+
+fn consumer_options(
+    name: QueueName,
+    prefix: &str,
+    worker_id: &str,
+    worker: &WorkerConfig,
+    queue: &QueueConfig,
+) -> ConsumerOptions {
+    ConsumerOptions {
+        keys: QueueKeys::new(prefix, name),
+        consumer: worker_id.to_owned(),
+        concurrency: worker.concurrency,
+        fetch_batch: queue.fetch_batch,
+        lease: queue.lease(),
+        max_deliveries: queue.max_deliveries,
+        max_attempts: queue.max_attempts,
+        block: Duration::from_secs(1),
+        max_len: queue.max_len,
+    }
+}
+
+/// The `turns` handler: runs the turn on its own task, so turns use every core and a panic
+/// fails one job instead of the worker.
+async fn run_turn(job: RunTurn, engine: Data<Arc<TurnEngine>>) -> Result<(), BoxDynError> {
+    let engine = Arc::clone(&engine);
+    match tokio::spawn(async move { engine.run(job).await }).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Box::new(e)),
+        Err(join) => Err(format!("turn panicked: {join}").into()),
+    }
+}
