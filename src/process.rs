@@ -1,6 +1,6 @@
 //! Starting each process kind, shared by the single-role commands and `agentq dev`.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use agentq_api::ApiState;
 use agentq_core::{
@@ -10,7 +10,7 @@ use agentq_core::{
     shutdown::{CancellationToken, wait_for_signal},
 };
 use agentq_scheduler::RecoveryConfig;
-use agentq_worker::{WorkerHandle, providers::Provider, turn::TurnEngine};
+use agentq_worker::WorkerHandle;
 use anyhow::Context;
 
 /// Connects to a migrated database and builds the shared services.
@@ -49,15 +49,12 @@ pub fn start_worker(
     provider: &ProviderConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerHandle> {
-    let engine = Arc::new(TurnEngine {
-        store: services.store.clone(),
-        producer: services.producer.clone(),
-        events: services.events.clone(),
-        provider: Provider::from_config(provider).map_err(|e| anyhow::anyhow!("{e}"))?,
-        model: provider.model.clone(),
-        worker_id: agentq_core::queue::consumer_name("worker"),
-        lease: Duration::from_secs(worker.turn_lease_secs.max(3)),
-    });
+    let engine = agentq_worker::engine(
+        services,
+        provider,
+        Duration::from_secs(worker.turn_lease_secs),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(worker = %engine.worker_id, queues = ?worker.queues, concurrency = worker.concurrency, "worker started");
     Ok(agentq_worker::start(
         engine,

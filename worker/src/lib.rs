@@ -7,4 +7,4 @@ pub mod providers;
 pub mod runtime;
 pub mod turn;
 
-pub use runtime::{WorkerHandle, start};
+pub use runtime::{WorkerHandle, engine, start};

@@ -9,10 +9,27 @@ use agentq_core::{
     redis_conn,
 };
 use apalis::prelude::{Data, WorkerBuilder};
-use apalis_core::error::BoxDynError;
+use apalis_core::{error::BoxDynError, worker::context::WorkerContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::turn::TurnEngine;
+
+/// Builds the turn engine over a process's shared services.
+pub fn engine(
+    services: &agentq_core::services::Services,
+    provider: &agentq_core::config::ProviderConfig,
+    turn_lease: Duration,
+) -> Result<Arc<TurnEngine>, agentq_core::ChatError> {
+    Ok(Arc::new(TurnEngine {
+        store: services.store.clone(),
+        producer: services.producer.clone(),
+        events: services.events.clone(),
+        provider: crate::providers::Provider::from_config(provider)?,
+        model: provider.model.clone(),
+        worker_id: agentq_core::queue::consumer_name("worker"),
+        lease: turn_lease.max(Duration::from_secs(3)),
+    }))
+}
 
 /// A running worker process's consumers.
 pub struct WorkerHandle {
@@ -65,17 +82,28 @@ pub fn start(
                     options,
                     shutdown.clone(),
                 );
-                let loops = consumer.take_tasks();
+                let (intake, upkeep) = consumer.take_tasks();
                 let backend = StreamBackend::<RunTurn>::new(consumer);
-                let apalis_worker = WorkerBuilder::new(format!("{}-turns", engine.worker_id))
+                let context = WorkerContext::new(&format!("{}-turns", engine.worker_id));
+                let apalis_worker = WorkerBuilder::new(context.clone())
                     .backend(backend)
                     .data(engine.clone())
                     .build(run_turn);
+                // Once the intake loops have stopped taking entries, stop the job runner: it
+                // finishes the jobs it started and returns. Entries fetched but not started
+                // stay pending under this consumer and are taken over after the lease.
+                let stopper = tokio::spawn(async move {
+                    for task in intake {
+                        let _ = task.await;
+                    }
+                    let _ = context.stop();
+                });
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = apalis_worker.run().await {
                         tracing::error!(error = %e, "turns worker stopped with an error");
                     }
-                    for task in loops {
+                    let _ = stopper.await;
+                    for task in upkeep {
                         let _ = task.await;
                     }
                 }));

@@ -139,7 +139,10 @@ pub struct Consumer {
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
     /// Settles entries.
     pub acker: Acker,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The loops that take entries in (fetch, reclaim); they end soon after shutdown.
+    intake: Vec<tokio::task::JoinHandle<()>>,
+    /// Heartbeats, delayed retries and the ack flusher; the flusher ends after the last ack.
+    upkeep: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Consumer {
@@ -163,7 +166,7 @@ impl Consumer {
         // The flusher runs until every Acker clone is dropped, so acks of jobs that finish
         // during a drain still reach Redis.
         let flusher = tokio::spawn(flush_acks(shared.clone(), options.clone(), ack_rx));
-        let tasks = vec![
+        let intake = vec![
             tokio::spawn(fetch_loop(
                 blocking,
                 options.clone(),
@@ -180,6 +183,8 @@ impl Consumer {
                 acker.clone(),
                 shutdown.clone(),
             )),
+        ];
+        let upkeep = vec![
             tokio::spawn(heartbeat_loop(
                 shared.clone(),
                 options.clone(),
@@ -192,13 +197,24 @@ impl Consumer {
         Consumer {
             deliveries,
             acker,
-            tasks,
+            intake,
+            upkeep,
         }
     }
 
-    /// Splits off the loops' handles so the caller can await them after a drain.
-    pub fn take_tasks(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
-        std::mem::take(&mut self.tasks)
+    /// Splits off the loops' handles: `(intake, upkeep)`. After shutdown, await the intake
+    /// loops, then stop the job runner, then await upkeep (which flushes the last acks).
+    #[allow(clippy::type_complexity)]
+    pub fn take_tasks(
+        &mut self,
+    ) -> (
+        Vec<tokio::task::JoinHandle<()>>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        (
+            std::mem::take(&mut self.intake),
+            std::mem::take(&mut self.upkeep),
+        )
     }
 }
 

@@ -1,0 +1,239 @@
+//! Every client mistake gets a clear 4xx with a JSON body naming the problem.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::app::{TestApp, create_user};
+
+fn field(body: &Value) -> &str {
+    body["validations"][0]["field"].as_str().unwrap_or_default()
+}
+
+#[sqlx::test]
+async fn bad_bodies_are_400s_naming_the_field(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+
+    let (status, body) = app.post("/api/v1/chats", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field(&body), "message", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("message"),
+        "{body}"
+    );
+
+    let (status, body) = app.post("/api/v1/chats", json!({"message": "   "})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field(&body), "message");
+    assert_eq!(body["validations"][0]["detail"], "must not be empty");
+
+    let (status, body) = app.post("/api/v1/chats", json!({"message": 42})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field(&body), "message", "{body}");
+
+    let (status, body) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": "hi", "client_type": "robot"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field(&body), "client_type", "{body}");
+
+    let (status, body) = app
+        .post("/api/v1/chats", json!({"message": "hi", "colour": "red"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field(&body), "colour", "{body}");
+
+    let malformed = app
+        .client
+        .post(format!("{}/api/v1/chats", app.base))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body("{\"message\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let body: Value = malformed.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("not valid JSON"),
+        "{body}"
+    );
+
+    let not_json = app
+        .client
+        .post(format!("{}/api/v1/chats", app.base))
+        .bearer_auth(&app.token)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = not_json.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+
+    let huge = "x".repeat(100 * 1024);
+    let (status, body) = app.post("/api/v1/chats", json!({"message": huge})).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("65536 bytes"),
+        "{body}"
+    );
+
+    let (status, body) = app.get("/api/v1/chats?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field(&body), "limit");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn missing_or_bad_tokens_are_401s(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let url = format!("{}/api/v1/chats", app.base);
+
+    let response = app.client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("Authorization"),
+        "{body}"
+    );
+
+    let response = app
+        .client
+        .get(&url)
+        .bearer_auth("aq_not-a-real-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid or expired"),
+        "{body}"
+    );
+
+    let response = app
+        .client
+        .get(&url)
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn unknown_and_other_peoples_chats_are_404s(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let chat = app.create_chat("mine").await;
+    let mallory = create_user(&app.services, "mallory@example.com", "evil").await;
+
+    for path in [
+        format!("/api/v1/chats/{chat}"),
+        format!("/api/v1/chats/{chat}/messages"),
+        format!("/api/v1/chats/{chat}/stream"),
+    ] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&mallory)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["message"], "chat not found");
+    }
+    let (status, _) = app
+        .post_as(
+            &mallory,
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "hi"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = app
+        .get(&format!("/api/v1/chats/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = app.get("/api/v1/chats/not-a-uuid").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(field(&body), "chat_id");
+    let (status, body) = app.get("/api/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/nothing-here")
+    );
+
+    // The owner still sees it, and the list shows only the caller's chats.
+    let (status, list) = app.get("/api/v1/chats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["chats"].as_array().unwrap().len(), 1);
+    let theirs = app
+        .client
+        .get(format!("{}/api/v1/chats", app.base))
+        .bearer_auth(&mallory)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(theirs["chats"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn chat_list_pages_with_a_cursor(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(app.create_chat(&format!("chat {i}")).await);
+    }
+    let (_, first) = app.get("/api/v1/chats?limit=2").await;
+    let (_, second) = app
+        .get(&format!(
+            "/api/v1/chats?limit=2&after_id={}",
+            first["next_after_id"].as_str().unwrap()
+        ))
+        .await;
+    let (_, third) = app
+        .get(&format!(
+            "/api/v1/chats?limit=2&after_id={}",
+            second["next_after_id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(third["next_after_id"].is_null());
+    let ids: Vec<String> = [first, second, third]
+        .iter()
+        .flat_map(|page| {
+            page["chats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    // Most recently updated first; every chat exactly once.
+    let expected: Vec<String> = created.iter().rev().map(|id| id.to_string()).collect();
+    assert_eq!(ids, expected);
+    app.stop().await;
+}

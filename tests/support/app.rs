@@ -1,0 +1,206 @@
+//! The real agentq API and worker, in this test process, on a random port, over the test's
+//! database and a unique Redis prefix.
+
+use std::time::Duration;
+
+use agentq_core::{
+    auth::generate_token,
+    config::{self, ApiConfig, ProviderConfig, ProviderKind, QueueConfig, WorkerConfig},
+    domain::OrganizationRole,
+    services::Services,
+    shutdown::CancellationToken,
+};
+use agentq_worker::WorkerHandle;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{delete_keys, eventually, fake_openai::FakeOpenAi, redis_url, unique_prefix};
+
+/// A running app.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A token of a user with agents-access in one organization.
+    pub token: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The app's shared services (store, producer, ...).
+    pub services: Services,
+    /// The fake model endpoint.
+    pub fake: FakeOpenAi,
+    /// Redis key prefix of this test.
+    pub prefix: String,
+    /// Queue settings used by workers started with [`TestApp::start_worker`].
+    pub queue: QueueConfig,
+    redis_url: String,
+    shutdown: CancellationToken,
+    workers: Vec<(CancellationToken, WorkerHandle)>,
+}
+
+impl TestApp {
+    /// Starts the API and one worker.
+    pub async fn start(pool: PgPool) -> Self {
+        let mut app = Self::start_api_only(pool).await;
+        app.start_worker().await;
+        app
+    }
+
+    /// Starts the API without a worker (jobs wait in the queue).
+    pub async fn start_api_only(pool: PgPool) -> Self {
+        let fake = FakeOpenAi::start(Duration::from_millis(5)).await;
+        let prefix = unique_prefix();
+        let redis_url = redis_url();
+        let mut queue: QueueConfig = config::defaults();
+        queue.lease_secs = 2;
+        let services = Services::new(pool, &redis_url, &prefix, 0).unwrap();
+        let token = create_user(&services, "alice@example.com", "acme").await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut api: ApiConfig = config::defaults();
+        api.max_body_bytes = 64 * 1024;
+        api.sse_keepalive_secs = 1;
+        let shutdown = CancellationToken::new();
+        let state = agentq_api::ApiState::new(&services, api);
+        tokio::spawn(agentq_api::serve(state, listener, shutdown.clone()));
+        Self {
+            base,
+            token,
+            client: reqwest::Client::new(),
+            services,
+            fake,
+            prefix,
+            queue,
+            redis_url,
+            shutdown,
+            workers: Vec::new(),
+        }
+    }
+
+    /// Starts one more in-process worker consuming `turns` (its own consumer name).
+    pub async fn start_worker(&mut self) {
+        let mut provider: ProviderConfig = config::defaults();
+        provider.kind = ProviderKind::Openai;
+        provider.openai_base_url = self.fake.base_url.clone();
+        provider.openai_api_key = Some("sk-test-secret".into());
+        provider.model = "fake-gpt".into();
+        let mut worker: WorkerConfig = config::defaults();
+        worker.queues = vec!["turns".into()];
+        worker.concurrency = 16;
+        let engine =
+            agentq_worker::engine(&self.services, &provider, Duration::from_secs(3)).unwrap();
+        let stop = self.shutdown.child_token();
+        let handle = agentq_worker::start(
+            engine,
+            &self.services.redis,
+            &self.prefix,
+            &worker,
+            &self.queue,
+            stop.clone(),
+        )
+        .unwrap();
+        self.workers.push((stop, handle));
+    }
+
+    /// `POST` JSON with the default token.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.post_as(&self.token, path, body).await
+    }
+
+    /// `POST` JSON with `token`.
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET` with the default token.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a chat and returns its id.
+    pub async fn create_chat(&self, message: &str) -> Uuid {
+        let (status, body) = self
+            .post("/api/v1/chats", serde_json::json!({ "message": message }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The chat's messages, oldest first.
+    pub async fn messages(&self, chat_id: Uuid) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/api/v1/chats/{chat_id}/messages?limit=1000"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["messages"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the chat has `count` messages and is `waiting`.
+    pub async fn wait_until_answered(
+        &self,
+        chat_id: Uuid,
+        count: usize,
+        limit: Duration,
+    ) -> Vec<Value> {
+        eventually(limit, "the chat to be answered", || async {
+            let (_, chat) = self.get(&format!("/api/v1/chats/{chat_id}")).await;
+            if chat["status"] != "waiting" {
+                return None;
+            }
+            let messages = self.messages(chat_id).await;
+            (messages.len() >= count).then_some(messages)
+        })
+        .await
+    }
+
+    /// The chat's SSE URL.
+    pub fn stream_url(&self, chat_id: Uuid) -> String {
+        format!("{}/api/v1/chats/{chat_id}/stream", self.base)
+    }
+
+    /// Stops workers and the API, and deletes this test's Redis keys.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for (_, handle) in self.workers.drain(..) {
+            tokio::time::timeout(Duration::from_secs(10), handle.join())
+                .await
+                .expect("workers drain within 10 s of shutdown");
+        }
+        delete_keys(&self.redis_url, &self.prefix).await;
+    }
+}
+
+/// Creates a user with agents-access in `org` and returns a token.
+pub async fn create_user(services: &Services, email: &str, org: &str) -> String {
+    let store = &services.store;
+    let org_id = store.ensure_organization(org).await.unwrap();
+    let user = store.ensure_user(email, false).await.unwrap();
+    store
+        .add_member(org_id, user, &[OrganizationRole::AgentsAccess])
+        .await
+        .unwrap();
+    let token = generate_token();
+    store
+        .create_api_token(user, "test", &token.sha256, None)
+        .await
+        .unwrap();
+    token.secret
+}

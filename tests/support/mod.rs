@@ -1,0 +1,60 @@
+//! Shared scaffolding for the black-box tests: the real app on a random port over a fresh
+//! database (from `#[sqlx::test]`) and a unique Redis key prefix, a fake OpenAI server that
+//! streams chunk by chunk, an SSE client, and private Redis servers for tests that restart
+//! one. Each test binary uses part of it.
+#![allow(dead_code)]
+
+pub mod app;
+pub mod fake_openai;
+pub mod redis_server;
+pub mod sse;
+
+use std::time::Duration;
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Redis the tests share (each test under its own prefix).
+pub fn redis_url() -> String {
+    std::env::var("AGENTQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Deletes every key under `prefix` (plain and hash-tagged).
+pub async fn delete_keys(redis_url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    for pattern in [format!("{prefix}:*"), format!("{{{prefix}:*")] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+    }
+}
