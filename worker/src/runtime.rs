@@ -5,11 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use agentq_core::{
     config::{QueueConfig, WorkerConfig},
-    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunTurn, StreamBackend},
+    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunTurn, run_jobs},
     redis_conn,
 };
-use apalis::prelude::{Data, WorkerBuilder};
-use apalis_core::{error::BoxDynError, worker::context::WorkerContext};
+use apalis_core::error::BoxDynError;
 use tokio_util::sync::CancellationToken;
 
 use crate::turn::TurnEngine;
@@ -76,37 +75,18 @@ pub fn start(
         match name {
             QueueName::Turns => {
                 let options = consumer_options(name, prefix, &engine.worker_id, worker, queue);
-                let mut consumer = Consumer::start(
+                let consumer = Consumer::start(
                     shared.clone(),
                     redis_conn::blocking(redis)?,
                     options,
                     shutdown.clone(),
                 );
-                let (intake, upkeep) = consumer.take_tasks();
-                let backend = StreamBackend::<RunTurn>::new(consumer);
-                let context = WorkerContext::new(&format!("{}-turns", engine.worker_id));
-                let apalis_worker = WorkerBuilder::new(context.clone())
-                    .backend(backend)
-                    .data(engine.clone())
-                    .build(run_turn);
-                // Once the intake loops have stopped taking entries, stop the job runner: it
-                // finishes the jobs it started and returns. Entries fetched but not started
-                // stay pending under this consumer and are taken over after the lease.
-                let stopper = tokio::spawn(async move {
-                    for task in intake {
-                        let _ = task.await;
-                    }
-                    let _ = context.stop();
-                });
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = apalis_worker.run().await {
-                        tracing::error!(error = %e, "turns worker stopped with an error");
-                    }
-                    let _ = stopper.await;
-                    for task in upkeep {
-                        let _ = task.await;
-                    }
-                }));
+                let engine = engine.clone();
+                tasks.push(run_jobs(
+                    &format!("{}-turns", engine.worker_id),
+                    consumer,
+                    move |job: RunTurn| run_turn(job, engine.clone()),
+                ));
             }
             QueueName::Tools | QueueName::Mail => {
                 // Their jobs stay in the stream until a worker with their handler consumes them.
@@ -142,8 +122,7 @@ fn consumer_options(
 
 /// The `turns` handler: runs the turn on its own task, so turns use every core and a panic
 /// fails one job instead of the worker.
-async fn run_turn(job: RunTurn, engine: Data<Arc<TurnEngine>>) -> Result<(), BoxDynError> {
-    let engine = Arc::clone(&engine);
+async fn run_turn(job: RunTurn, engine: Arc<TurnEngine>) -> Result<(), BoxDynError> {
     match tokio::spawn(async move { engine.run(job).await }).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Box::new(e)),

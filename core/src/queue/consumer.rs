@@ -263,24 +263,21 @@ async fn fetch_loop(
                 }
             }
         }
-        // Wait for one free slot, then take every other free one (up to the batch size).
-        let first = tokio::select! {
+        // Wait for a free slot, then ask for as many entries as there are free slots (up to
+        // the batch size). Slots are taken only for entries that arrive, so while this read
+        // blocks the reclaim loop can still use them to take over a dead consumer's work.
+        let probe = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
             _ = shutdown.cancelled() => break,
         };
-        let mut permits = vec![first];
-        while permits.len() < options.fetch_batch.max(1) {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
+        let count = (slots.available_permits() + 1).min(options.fetch_batch.max(1));
+        drop(probe);
         let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&keys.group)
             .arg(&options.consumer)
             .arg("COUNT")
-            .arg(permits.len())
+            .arg(count)
             .arg("BLOCK")
             .arg(options.block.as_millis() as u64)
             .arg("STREAMS")
@@ -292,8 +289,14 @@ async fn fetch_loop(
             Ok(value) => {
                 backoff = Duration::ZERO;
                 for (entry_id, payload, attempt) in parse_read_reply(value) {
-                    let Some(permit) = permits.pop() else { break };
+                    // Normally free at once; if reclaim took slots meanwhile, the entry waits
+                    // for one (it is ours and heartbeated, so nobody else takes it).
                     acker.track(&entry_id);
+                    let permit = slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closes");
                     let _ = deliver.send(Delivery {
                         entry_id,
                         payload,
@@ -313,7 +316,6 @@ async fn fetch_loop(
             Err(e) => {
                 backoff = next_backoff(backoff);
                 tracing::warn!(queue = keys.queue.as_str(), error = %e, retry_in_ms = backoff.as_millis() as u64, "reading the queue failed; retrying");
-                drop(permits);
                 sleep_or_shutdown(backoff, &shutdown).await;
             }
         }

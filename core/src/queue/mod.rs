@@ -23,12 +23,14 @@ mod consumer;
 mod job;
 mod keys;
 mod producer;
+mod runner;
 
 pub use backend::{AckLayer, AckService, QueueError, StreamBackend};
 pub use consumer::{Consumer, ConsumerOptions, Delivery};
 pub use job::{Job, QueueName, RunToolCall, RunTurn, SendMail};
 pub use keys::{QueueKeys, chat_events_key};
 pub use producer::Producer;
+pub use runner::run_jobs;
 
 /// A unique consumer name for this process: host, pid and a random suffix, so two
 /// processes never share a pending-entries list.
