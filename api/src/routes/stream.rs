@@ -80,11 +80,8 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
             c.reader
                 .replay(c.last_id.as_deref(), 500)
                 .await
-                .map(|events| {
-                    // A short page means the replay reached the live end.
-                    c.replaying = events.len() == 500;
-                    events
-                })
+                // A short page means the replay reached the live end.
+                .inspect(|events| c.replaying = events.len() == 500)
         } else {
             let after = c.last_id.clone().unwrap_or_else(|| "0-0".into());
             c.reader.follow(&after, FOLLOW_BLOCK, 500).await

@@ -1,0 +1,125 @@
+//! Processes refuse an unmigrated database and say what to run.
+
+use std::process::Command;
+
+use agentq_core::db;
+
+/// The test database's URL, from the server URL the tests run against.
+fn url_of(pool: &sqlx::PgPool) -> String {
+    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let name = pool.connect_options().get_database().unwrap().to_owned();
+    let base = server
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(server);
+    format!("{base}/{name}")
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_unmigrated_database_is_refused_with_the_command_to_run(pool: sqlx::PgPool) {
+    let error = db::ensure_migrated(&pool).await.unwrap_err().to_string();
+    assert!(error.contains("run `agentq migrate`"), "{error}");
+
+    // The real binary exits non-zero and says the same.
+    let output = Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args([
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url_of(&pool),
+        ])
+        .env("AGENTQ_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("agentq migrate"), "{stderr}");
+
+    // `agentq migrate` fixes it.
+    let migrate = Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args(["migrate", "--database-url", &url_of(&pool)])
+        .output()
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    db::ensure_migrated(&pool).await.unwrap();
+}
+
+#[test]
+fn help_documents_settings_and_hides_secrets() {
+    let output = Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args(["worker", "--help"])
+        .env("AGENTQ_OPENAI_API_KEY", "sk-super-secret")
+        .env("AGENTQ_DATABASE_URL", "postgres://u:pw-secret@db/agentq")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for setting in [
+        "--database-url",
+        "AGENTQ_REDIS_URL",
+        "--concurrency",
+        "--queue-lease-secs",
+        "--openai-api-key",
+        "[default: 64]",
+    ] {
+        assert!(help.contains(setting), "help lacks {setting}");
+    }
+    assert!(!help.contains("sk-super-secret"));
+    assert!(!help.contains("pw-secret"));
+}
+
+#[test]
+fn a_config_file_sits_below_environment_and_flags() {
+    let dir = std::env::temp_dir().join(format!("agentq-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("agentq.toml");
+    std::fs::write(
+        &file,
+        "redis_prefix = \"from-file\"\nmodel = \"file-model\"\nopenai_api_key = \"sk-from-file\"\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args([
+            "admin",
+            "config",
+            "--config",
+            file.to_str().unwrap(),
+            "--model",
+            "flag-model",
+        ])
+        .env_remove("AGENTQ_REDIS_PREFIX")
+        .env_remove("AGENTQ_MODEL")
+        .env_remove("AGENTQ_OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("redis_prefix = \"from-file\""), "{stdout}");
+    assert!(
+        stdout.contains("model = \"flag-model\""),
+        "the flag wins: {stdout}"
+    );
+    assert!(
+        stdout.contains("openai_api_key = \"(set, hidden)\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sk-from-file"));
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "redis_prefix = [").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args(["admin", "config", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad.toml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
