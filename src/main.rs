@@ -22,8 +22,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "agentq", version, about, long_about = None, propagate_version = true)]
 struct Cli {
-    /// TOML file of settings (keys are flag names with `_`, e.g. `database_url = "..."`);
-    /// flags and environment variables override it.
+    /// TOML file of settings: keys are the AGENTQ_* variable names without the prefix, in
+    /// lower case (`database_url = "..."`, `worker_concurrency = 8`); flags and environment
+    /// variables override it.
     #[arg(long, env = "AGENTQ_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Log format: `human` or `json`.

@@ -268,3 +268,113 @@ async fn the_same_run_turn_delivered_twice_produces_one_answer(pool: sqlx::PgPoo
     assert_eq!(app.fake.received().len(), 1, "the provider was called once");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn concurrent_messages_start_one_turn_and_queue_the_rest_in_order(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let chat = app.create_chat("first").await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(10))
+        .await;
+    // The turn the burst starts streams slowly, so the whole burst arrives while it runs.
+    app.fake.set_chunk_delay(Duration::from_millis(300));
+    let url = format!("/api/v1/chats/{chat}/messages");
+    let sends = (0..25).map(|i| {
+        let app = &app;
+        let url = url.clone();
+        async move {
+            app.post(&url, json!({"message": format!("burst {i}")}))
+                .await
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    app.fake.set_chunk_delay(Duration::from_millis(1));
+
+    let count = |code: StatusCode| results.iter().filter(|(s, _)| *s == code).count();
+    assert_eq!(
+        count(StatusCode::CREATED),
+        1,
+        "exactly one message starts a turn: {results:?}"
+    );
+    assert_eq!(
+        count(StatusCode::ACCEPTED),
+        20,
+        "twenty wait in the queue: {results:?}"
+    );
+    assert_eq!(
+        count(StatusCode::CONFLICT),
+        4,
+        "the rest are refused: {results:?}"
+    );
+    let mut positions: Vec<i64> = results
+        .iter()
+        .filter_map(|(_, b)| b["position"].as_i64())
+        .collect();
+    positions.sort();
+    assert_eq!(positions, (1..=20).collect::<Vec<_>>());
+
+    // Every accepted message is answered, queued ones in the order they were queued.
+    let messages = app
+        .wait_until_answered(chat, 2 + 2 * 21, Duration::from_secs(60))
+        .await;
+    let users: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"][0]["text"].as_str().unwrap())
+        .collect();
+    let started = results
+        .iter()
+        .find(|(s, _)| *s == StatusCode::CREATED)
+        .unwrap();
+    assert_eq!(
+        users[1],
+        started.1["message"]["content"][0]["text"].as_str().unwrap()
+    );
+    let mut queued: Vec<(i64, usize)> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, b))| b["position"].as_i64().map(|p| (p, i)))
+        .collect();
+    queued.sort();
+    let expected: Vec<String> = queued.iter().map(|(_, i)| format!("burst {i}")).collect();
+    assert_eq!(
+        users[2..],
+        expected.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    for pair in messages.chunks(2) {
+        let asked = pair[0]["content"][0]["text"].as_str().unwrap();
+        assert_eq!(
+            pair[1]["content"][0]["text"],
+            answer_to(asked),
+            "each answer follows its question"
+        );
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn shutting_down_ends_open_streams(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let chat = app.create_chat("hi").await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(10))
+        .await;
+    let (client, url, token) = (app.client.clone(), app.stream_url(chat), app.token.clone());
+    let reader = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        read_until(&client, &url, &token, None, Duration::from_secs(30), |_| {
+            false
+        })
+        .await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.begin_shutdown();
+    let open_for = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    assert!(
+        open_for < Duration::from_secs(5),
+        "stream ended {open_for:?} after opening"
+    );
+    app.stop().await;
+}

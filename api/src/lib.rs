@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 
 use agentq_core::shutdown::CancellationToken;
 use agentq_core::{config::ApiConfig, events::EventPublisher, queue::Producer, store::Store};
-use axum::{Router, extract::DefaultBodyLimit};
+use axum::{Router, extract::DefaultBodyLimit, serve::ListenerExt};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -37,6 +37,8 @@ pub struct ApiState {
     pub prefix: Arc<str>,
     /// API settings.
     pub config: Arc<ApiConfig>,
+    /// Cancelled when the server shuts down; ends open SSE streams so a drain completes.
+    pub shutdown: CancellationToken,
 }
 
 impl ApiState {
@@ -50,6 +52,7 @@ impl ApiState {
             redis_conn: services.redis_conn.clone(),
             prefix: services.prefix.as_str().into(),
             config: Arc::new(config),
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -73,11 +76,19 @@ pub fn router(state: ApiState) -> Router {
 /// Serves `router(state)` on `listener` until `shutdown` is cancelled, then finishes
 /// in-flight requests (open SSE streams end at once).
 pub async fn serve(
-    state: ApiState,
+    mut state: ApiState,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    state.shutdown = shutdown.clone();
     let app = router(state);
+    // SSE writes many small frames; without TCP_NODELAY, Nagle's algorithm holds each one
+    // back until the previous is acknowledged (about 40 ms with delayed ACKs).
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

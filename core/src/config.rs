@@ -236,8 +236,9 @@ pub enum ConfigFileError {
     },
 }
 
-/// Loads a flat TOML file (`database_url = "..."`, `concurrency = 8`) and exports each key
-/// as `AGENTQ_<KEY>` unless that variable is already set, so the file sits under the
+/// Loads a flat TOML file whose keys are the environment variable names without `AGENTQ_`,
+/// lowercased (`database_url = "..."`, `worker_concurrency = 8`), and exports each key as
+/// `AGENTQ_<KEY>` unless that variable is already set, so the file sits under the
 /// environment and flags in precedence without a second parser for every setting.
 pub fn apply_config_file(path: &Path) -> Result<(), ConfigFileError> {
     use figment::{

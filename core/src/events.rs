@@ -174,10 +174,12 @@ async fn write_batches(
                 Command::Flush(done) => waiters.push(done),
             }
         }
-        for key in touched {
+        for key in &touched {
             pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        if touched.is_empty() {
+            // Only flush requests in this batch: nothing to write.
+        } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             // Events are a live view; the messages endpoint stays the truth.
             tracing::warn!(error = %e, "publishing chat events failed; clients will read persisted messages");
         }

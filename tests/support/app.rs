@@ -176,6 +176,11 @@ impl TestApp {
         format!("{}/api/v1/chats/{chat_id}/stream", self.base)
     }
 
+    /// Starts shutting down (API and workers) without waiting.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops workers and the API, and deletes this test's Redis keys.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

@@ -15,7 +15,7 @@ use axum::{
     http::HeaderMap,
     response::sse::{Event, KeepAlive, Sse},
 };
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 use super::chats::chat_not_found;
 use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::ChatId, keepalive};
@@ -65,7 +65,10 @@ pub async fn stream_chat(
         replaying: true,
         backoff: Duration::ZERO,
     };
-    let events = futures::stream::unfold(cursor, next_event);
+    // Streams end when the server shuts down, so graceful shutdown does not wait on clients
+    // that would follow forever; they reconnect to another replica with Last-Event-ID.
+    let events = futures::stream::unfold(cursor, next_event)
+        .take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive(&state.config))))
 }
 

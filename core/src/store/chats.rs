@@ -179,17 +179,26 @@ impl Store {
         busy: BusyBehavior,
     ) -> Result<SendOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Lock first, then read: a statement that waits for the lock keeps the snapshot it
+        // started with, so reading the turns in the locking statement could see state from
+        // before the previous holder committed.
+        let owned: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM chats WHERE id = $1 AND owner_id = $2 FOR UPDATE")
+                .bind(chat_id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound);
+        }
         let state: Option<(bool, i64, i32)> = sqlx::query_as(
             "SELECT
-                EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = c.id
+                EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = $1
                         AND t.status IN ('queued', 'running', 'awaiting_tools')),
-                (SELECT count(*) FROM chat_queued_messages q WHERE q.chat_id = c.id),
-                (SELECT coalesce(max(seq), 0) FROM chat_turns t WHERE t.chat_id = c.id)
-             FROM chats c WHERE c.id = $1 AND c.owner_id = $2
-             FOR UPDATE",
+                (SELECT count(*) FROM chat_queued_messages q WHERE q.chat_id = $1),
+                (SELECT coalesce(max(seq), 0) FROM chat_turns t WHERE t.chat_id = $1)",
         )
         .bind(chat_id)
-        .bind(owner)
         .fetch_optional(&mut *tx)
         .await?;
         let (busy_now, queued, last_seq) = state.ok_or(StoreError::NotFound)?;
