@@ -79,6 +79,48 @@ pub struct ChatError {
     pub status_code: Option<u16>,
     /// Provider-supplied detail (already free of secrets).
     pub detail: Option<String>,
+    /// How long the provider asked us to wait (`Retry-After`); not part of the JSON.
+    #[serde(skip)]
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl ChatError {
+    /// An error of `kind` with a user-facing `message`; refine with the builder methods.
+    pub fn new(kind: ChatErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind,
+            provider: None,
+            retryable: false,
+            status_code: None,
+            detail: None,
+            retry_after: None,
+        }
+    }
+
+    /// Names the provider involved.
+    pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Marks the error as worth retrying (or not).
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// Adds provider detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds the HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status_code = Some(status);
+        self
+    }
 }
 
 impl std::fmt::Display for ChatError {

@@ -106,6 +106,8 @@ impl TurnEngine {
                 ProviderRequest {
                     model: self.model.clone(),
                     messages: history,
+                    tools: Vec::new(),
+                    max_output_tokens: None,
                 },
                 &lease_lost,
             )
@@ -184,6 +186,7 @@ impl TurnEngine {
                     self.publish_delta(turn, MessagePart::Reasoning { text: delta });
                 }
                 Some(Ok(ProviderEvent::Usage(u))) => usage = u,
+                Some(Ok(ProviderEvent::ToolCall { .. })) => {}
                 Some(Ok(ProviderEvent::Model(m))) => model = m,
             }
         }

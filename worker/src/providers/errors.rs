@@ -56,6 +56,7 @@ pub fn classify_http_error(provider: &str, status: u16, body: &str) -> ChatError
         retryable,
         status_code: Some(status),
         detail,
+        retry_after: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub fn transport_error(provider: &str, error: &reqwest::Error) -> ChatError {
         retryable: true,
         status_code: None,
         detail: Some(without_url(error)),
+        retry_after: None,
     }
 }
 

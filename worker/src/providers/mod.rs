@@ -26,22 +26,50 @@ pub enum ProviderEvent {
     Text(String),
     /// Reasoning text.
     Reasoning(String),
-    /// Token usage (usually last).
+    /// A complete tool call (adapters accumulate argument deltas until the call is whole).
+    ToolCall {
+        /// The provider's call id (`call_...`, `toolu_...`).
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments, parsed from the streamed JSON (`{}` when empty).
+        arguments: serde_json::Value,
+    },
+    /// Token usage; adapters may send several, the last one wins.
     Usage(Usage),
     /// The model that answered, as the provider names it.
     Model(String),
 }
 
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    /// Name the model uses.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of its input.
+    pub input_schema: serde_json::Value,
+}
+
 /// A stream of events; ends when the answer is complete.
 pub type ProviderStream = BoxStream<'static, Result<ProviderEvent, ChatError>>;
 
-/// What to send: the conversation so far.
+/// What to send: the conversation so far and the tools on offer.
+///
+/// Assistant messages may hold `MessagePart::ToolCall` parts; their results come back as
+/// `Role::Tool` messages holding `MessagePart::ToolResult` parts, which adapters translate
+/// to their wire format (OpenAI `role: tool` messages, Anthropic `tool_result` blocks).
 #[derive(Debug, Clone)]
 pub struct ProviderRequest {
     /// Model name.
     pub model: String,
     /// Messages, oldest first.
     pub messages: Vec<Message>,
+    /// Tools the model may call (empty: none).
+    pub tools: Vec<ToolSpec>,
+    /// Cap on output tokens (Anthropic requires one; default 4096 there).
+    pub max_output_tokens: Option<u32>,
 }
 
 /// A configured provider.

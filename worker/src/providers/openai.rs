@@ -75,6 +75,7 @@ impl OpenAiProvider {
                     retryable: true,
                     status_code: None,
                     detail: None,
+                    retry_after: None,
                 });
             }
             Ok(Err(e)) => return Err(transport_error(NAME, &e)),
@@ -197,6 +198,7 @@ fn parse_chunk(data: &str) -> Result<Vec<ProviderEvent>, ChatError> {
         retryable: true,
         status_code: None,
         detail: Some(e.to_string()),
+        retry_after: None,
     })?;
     if let Some(error) = chunk.error {
         let status = error
@@ -235,6 +237,7 @@ fn parse_chunk(data: &str) -> Result<Vec<ProviderEvent>, ChatError> {
                 retryable: false,
                 status_code: None,
                 detail: None,
+                retry_after: None,
             });
         }
     }
@@ -264,6 +267,7 @@ fn silence_error(silence: Duration) -> ChatError {
         retryable: true,
         status_code: None,
         detail: None,
+        retry_after: None,
     }
 }
 
@@ -275,6 +279,7 @@ fn stream_cut(detail: &str) -> ChatError {
         retryable: true,
         status_code: None,
         detail: Some(detail.to_owned()),
+        retry_after: None,
     }
 }
 
@@ -286,6 +291,7 @@ fn config_error(detail: String) -> ChatError {
         retryable: false,
         status_code: None,
         detail: Some(detail),
+        retry_after: None,
     }
 }
 
