@@ -93,6 +93,10 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
             "{} at {}",
             args.provider.model, args.provider.openai_base_url
         ),
+        ProviderKind::Anthropic => format!(
+            "{} at {}",
+            args.provider.model, args.provider.anthropic_base_url
+        ),
     };
     println!(
         "\nagentq dev is running\n  API:    http://{address}\n  token:  {token}\n  model:  {model}\n\nTry:\n  curl -s -X POST http://{address}/api/v1/chats -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}'\n  curl -N http://{address}/api/v1/chats/<id>/stream -H 'Authorization: Bearer {token}'\n\nCtrl+C stops everything.\n"

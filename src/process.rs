@@ -49,15 +49,11 @@ pub fn start_worker(
     provider: &ProviderConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerHandle> {
-    let engine = agentq_worker::engine(
-        services,
-        provider,
-        Duration::from_secs(worker.turn_lease_secs),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::info!(worker = %engine.worker_id, queues = ?worker.queues, concurrency = worker.concurrency, "worker started");
+    let engines =
+        agentq_worker::engine(services, provider, worker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(worker = %engines.turns.worker_id, queues = ?worker.queues, concurrency = worker.concurrency, "worker started");
     Ok(agentq_worker::start(
-        engine,
+        &engines,
         &services.redis,
         &services.prefix,
         worker,
@@ -76,6 +72,7 @@ pub fn start_scheduler(
     tokio::spawn(agentq_scheduler::run(
         services.store.clone(),
         services.producer.clone(),
+        services.events.clone(),
         recovery,
         shutdown,
     ))

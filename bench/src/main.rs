@@ -282,10 +282,10 @@ async fn end_to_end(args: &Args, prefix: &str) -> anyhow::Result<(f64, (Duration
     worker.queues = vec!["turns".into()];
     worker.concurrency = 256;
     let queue: QueueConfig = config::defaults();
-    let engine = agentq_worker::engine(&services, &provider, Duration::from_secs(30))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engines =
+        agentq_worker::engine(&services, &provider, &worker).map_err(|e| anyhow::anyhow!("{e}"))?;
     let handle = agentq_worker::start(
-        engine,
+        &engines,
         &services.redis,
         &prefix,
         &worker,

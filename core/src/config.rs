@@ -148,6 +148,30 @@ pub struct ProviderConfig {
         hide_env_values = true
     )]
     pub openai_api_key: Option<String>,
+    /// Base URL of the Anthropic API (the path `/v1/messages` is appended).
+    #[arg(
+        long = "anthropic-base-url",
+        env = "AGENTQ_ANTHROPIC_BASE_URL",
+        default_value = "https://api.anthropic.com"
+    )]
+    pub anthropic_base_url: String,
+    /// Anthropic API key, sent as `x-api-key`; never printed or logged.
+    #[arg(
+        long = "anthropic-api-key",
+        env = "AGENTQ_ANTHROPIC_API_KEY",
+        hide_env_values = true
+    )]
+    pub anthropic_api_key: Option<String>,
+    /// Extra headers sent to the provider on every request, as `Name: value` (repeat the flag,
+    /// or separate with commas in the environment). They may carry secrets, so their values
+    /// are never printed.
+    #[arg(
+        long = "provider-header",
+        env = "AGENTQ_PROVIDER_HEADERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub provider_headers: Vec<String>,
     /// Model name sent to the provider.
     #[arg(long = "model", env = "AGENTQ_MODEL", default_value = "gpt-4o-mini")]
     pub model: String,
@@ -172,6 +196,8 @@ pub struct ProviderConfig {
 pub enum ProviderKind {
     /// OpenAI Chat Completions with `stream: true` (OpenAI, OpenRouter, vLLM, Ollama, LiteLLM).
     Openai,
+    /// Anthropic Messages with `stream: true`.
+    Anthropic,
     /// Built-in echo model: no network, for local trials and benchmarks.
     Echo,
 }
@@ -201,6 +227,38 @@ pub struct WorkerConfig {
         default_value_t = 30
     )]
     pub turn_lease_secs: u64,
+    /// Provider attempts per turn step for retryable failures (429, 5xx, 529, cut
+    /// streams, timeouts), with exponential backoff between them.
+    #[arg(
+        long = "provider-max-attempts",
+        env = "AGENTQ_PROVIDER_MAX_ATTEMPTS",
+        default_value_t = 6
+    )]
+    pub provider_max_attempts: u32,
+    /// Longest wait between provider attempts, in seconds (`Retry-After` included).
+    #[arg(
+        long = "provider-max-backoff-secs",
+        env = "AGENTQ_PROVIDER_MAX_BACKOFF_SECS",
+        default_value_t = 60
+    )]
+    pub provider_max_backoff_secs: u64,
+    /// Model calls per turn before it stops with an error (each tool round is one).
+    #[arg(long = "max-steps", env = "AGENTQ_MAX_STEPS", default_value_t = 25)]
+    pub max_steps: i32,
+    /// Seconds the client has to post results of its own tools before the turn fails.
+    #[arg(
+        long = "client-tool-deadline-secs",
+        env = "AGENTQ_CLIENT_TOOL_DEADLINE_SECS",
+        default_value_t = 300
+    )]
+    pub client_tool_deadline_secs: u64,
+    /// Milliseconds between checks for interrupt requests of the turns this worker runs.
+    #[arg(
+        long = "interrupt-poll-ms",
+        env = "AGENTQ_INTERRUPT_POLL_MS",
+        default_value_t = 250
+    )]
+    pub interrupt_poll_ms: u64,
     /// Seconds a worker waits for running jobs on SIGTERM before handing them back.
     #[arg(long = "drain-secs", env = "AGENTQ_DRAIN_SECS", default_value_t = 30)]
     pub drain_secs: u64,

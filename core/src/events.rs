@@ -54,6 +54,39 @@ pub enum ChatEvent {
         /// What went wrong.
         error: ChatError,
     },
+    /// A provider call failed and will be retried.
+    Retry {
+        /// Which retry this is (1 = the first retry).
+        attempt: u32,
+        /// How long until it.
+        delay_ms: u64,
+        /// The failure's message.
+        error: String,
+        /// The failure's kind.
+        kind: crate::ChatErrorKind,
+        /// Provider name.
+        provider: Option<String>,
+        /// HTTP status, when there was one.
+        status_code: Option<u16>,
+        /// When the retry starts (RFC 3339).
+        retrying_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The model called tools the client runs; post their results to `tool-results`.
+    ActionRequired {
+        /// The calls waiting for the client.
+        tool_calls: Vec<ActionToolCall>,
+    },
+}
+
+/// One call in an `action_required` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionToolCall {
+    /// What to name in `POST /chats/{id}/tool-results`.
+    pub tool_call_id: Uuid,
+    /// The tool.
+    pub tool_name: String,
+    /// The model's arguments.
+    pub args: serde_json::Value,
 }
 
 impl ChatEvent {
@@ -65,6 +98,8 @@ impl ChatEvent {
             ChatEvent::Message { .. } => "message",
             ChatEvent::QueueUpdate { .. } => "queue_update",
             ChatEvent::Error { .. } => "error",
+            ChatEvent::Retry { .. } => "retry",
+            ChatEvent::ActionRequired { .. } => "action_required",
         }
     }
 

@@ -1,15 +1,18 @@
 //! agentq-scheduler: periodic maintenance and recovery (DESIGN.md §5).
 //!
-//! This version runs the recovery tick: every few seconds it re-enqueues turns whose job
-//! was lost (Redis down when the API enqueued, a dropped entry) and turns whose worker died
-//! (lease expired). Any number of scheduler replicas may run; an advisory lock makes each
+//! This version runs the recovery tick: every few seconds it re-enqueues turns and tool
+//! calls whose job was lost (Redis down when the API enqueued, a dropped entry) or whose
+//! worker died (lease expired), fails those that lost their worker too often with
+//! `worker_lost`, and fails turns whose client tool results never came. Any number of scheduler replicas may run; an advisory lock makes each
 //! tick run once cluster-wide. The cron jobs of §5 (archive, digests, retention) follow.
 
 use std::time::Duration;
 
 use agentq_core::{
-    queue::{Producer, RunTurn},
-    store::Store,
+    domain::ChatStatus,
+    events::{ChatEvent, EventPublisher},
+    queue::{Producer, RunToolCall, RunTurn},
+    store::{RecoveryLimits, Store},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -38,12 +41,21 @@ pub struct RecoveryConfig {
         default_value_t = 1000
     )]
     pub batch: i64,
+    /// Times a turn or tool call may lose its worker before it fails with `worker_lost`.
+    #[arg(
+        id = "recovery_max_attempts",
+        long = "recovery-max-attempts",
+        env = "AGENTQ_RECOVERY_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub max_attempts: i32,
 }
 
 /// Runs recovery ticks until `shutdown` is cancelled.
 pub async fn run(
     store: Store,
     producer: Producer,
+    events: EventPublisher,
     config: RecoveryConfig,
     shutdown: CancellationToken,
 ) {
@@ -55,27 +67,88 @@ pub async fn run(
             _ = interval.tick() => {},
             _ = shutdown.cancelled() => break,
         }
-        match recover_turns(&store, &producer, &config).await {
+        match recover(&store, &producer, &events, &config).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(turns = n, "recovery re-enqueued turns"),
+            Ok(n) => tracing::info!(items = n, "recovery re-enqueued or failed lost work"),
             Err(e) => tracing::warn!(error = %e, "recovery tick failed; will retry"),
         }
     }
 }
 
-/// One recovery tick; returns how many turns were enqueued again.
-pub async fn recover_turns(
+/// One recovery tick; returns how many items it acted on.
+pub async fn recover(
     store: &Store,
     producer: &Producer,
+    events: &EventPublisher,
     config: &RecoveryConfig,
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let Some(ids) = store
-        .turns_to_reenqueue(Duration::from_secs(config.stale_secs), config.batch)
-        .await?
-    else {
+    let limits = RecoveryLimits {
+        stale_after: Duration::from_secs(config.stale_secs),
+        batch: config.batch,
+        max_attempts: config.max_attempts,
+    };
+    let Some(found) = store.recover(limits).await? else {
         return Ok(0);
     };
-    let jobs: Vec<RunTurn> = ids.into_iter().map(|turn_id| RunTurn { turn_id }).collect();
-    producer.enqueue_many(&jobs).await?;
-    Ok(jobs.len())
+    let mut turns: Vec<RunTurn> = found
+        .turns
+        .iter()
+        .map(|&turn_id| RunTurn { turn_id })
+        .collect();
+    for fan_in in &found.fanned_in {
+        events.publish(
+            fan_in.chat_id,
+            ChatEvent::Message {
+                message: Box::new(fan_in.results.clone()),
+            },
+        );
+        events.publish(
+            fan_in.chat_id,
+            ChatEvent::Status {
+                status: ChatStatus::Pending,
+                chat_id: fan_in.chat_id,
+            },
+        );
+        turns.push(RunTurn {
+            turn_id: fan_in.turn_id,
+        });
+    }
+    for failed in &found.failed {
+        tracing::warn!(chat.id = %failed.chat_id, kind = ?failed.error.kind, error = %failed.error, "recovery failed a turn");
+        events.publish(
+            failed.chat_id,
+            ChatEvent::Error {
+                error: failed.error.clone(),
+            },
+        );
+        if let Some(message) = &failed.outcome.promoted {
+            events.publish(
+                failed.chat_id,
+                ChatEvent::Message {
+                    message: Box::new(message.clone()),
+                },
+            );
+        }
+        events.publish(
+            failed.chat_id,
+            ChatEvent::Status {
+                status: failed.outcome.status,
+                chat_id: failed.chat_id,
+            },
+        );
+        turns.extend(
+            failed
+                .outcome
+                .next_turn_id
+                .map(|turn_id| RunTurn { turn_id }),
+        );
+    }
+    let calls: Vec<RunToolCall> = found
+        .tool_calls
+        .iter()
+        .map(|&tool_call_id| RunToolCall { tool_call_id })
+        .collect();
+    producer.enqueue_many(&turns).await?;
+    producer.enqueue_many(&calls).await?;
+    Ok(turns.len() + calls.len() + found.failed.len())
 }

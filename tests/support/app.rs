@@ -34,6 +34,8 @@ pub struct TestApp {
     pub prefix: String,
     /// Queue settings used by workers started with [`TestApp::start_worker`].
     pub queue: QueueConfig,
+    /// Worker settings used by workers started with [`TestApp::start_worker`].
+    pub worker: WorkerConfig,
     redis_url: String,
     shutdown: CancellationToken,
     workers: Vec<(CancellationToken, WorkerHandle)>,
@@ -55,6 +57,11 @@ impl TestApp {
         let mut queue: QueueConfig = config::defaults();
         queue.lease_secs = 2;
         let services = Services::new(pool, &redis_url, &prefix, 0).unwrap();
+        let mut worker: WorkerConfig = config::defaults();
+        worker.queues = vec!["turns".into(), "tools".into()];
+        worker.concurrency = 16;
+        worker.turn_lease_secs = 3;
+        worker.interrupt_poll_ms = 100;
         let token = create_user(&services, "alice@example.com", "acme").await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -72,30 +79,63 @@ impl TestApp {
             fake,
             prefix,
             queue,
+            worker,
             redis_url,
             shutdown,
             workers: Vec::new(),
         }
     }
 
-    /// Starts one more in-process worker consuming `turns` (its own consumer name).
-    pub async fn start_worker(&mut self) {
+    /// The URL of this test's database (for worker processes).
+    pub fn database_url(&self) -> String {
+        let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+        let name = self
+            .services
+            .store
+            .pool()
+            .connect_options()
+            .get_database()
+            .unwrap()
+            .to_owned();
+        let base = server
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(server);
+        format!("{base}/{name}")
+    }
+
+    /// The provider settings pointing at the fake.
+    pub fn provider_config(&self) -> ProviderConfig {
         let mut provider: ProviderConfig = config::defaults();
         provider.kind = ProviderKind::Openai;
         provider.openai_base_url = self.fake.base_url.clone();
         provider.openai_api_key = Some("sk-test-secret".into());
         provider.model = "fake-gpt".into();
-        let mut worker: WorkerConfig = config::defaults();
-        worker.queues = vec!["turns".into()];
-        worker.concurrency = 16;
-        let engine =
-            agentq_worker::engine(&self.services, &provider, Duration::from_secs(3)).unwrap();
+        provider
+    }
+
+    /// Starts the recovery loop (the scheduler's job) in this process.
+    pub fn start_recovery(&self, mut config: agentq_scheduler::RecoveryConfig) {
+        config.interval_secs = config.interval_secs.max(1);
+        tokio::spawn(agentq_scheduler::run(
+            self.services.store.clone(),
+            self.services.producer.clone(),
+            self.services.events.clone(),
+            config,
+            self.shutdown.child_token(),
+        ));
+    }
+
+    /// Starts one more in-process worker consuming `turns` and `tools` (its own consumer name).
+    pub async fn start_worker(&mut self) {
+        let engines =
+            agentq_worker::engine(&self.services, &self.provider_config(), &self.worker).unwrap();
         let stop = self.shutdown.child_token();
         let handle = agentq_worker::start(
-            engine,
+            &engines,
             &self.services.redis,
             &self.prefix,
-            &worker,
+            &self.worker,
             &self.queue,
             stop.clone(),
         )

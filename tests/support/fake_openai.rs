@@ -14,6 +14,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// How the fake behaves; tests change it while it runs.
@@ -21,6 +22,28 @@ use serde_json::{Value, json};
 pub struct Behavior {
     /// Pause before each chunk.
     pub chunk_delay: Duration,
+    /// Scripted replies, used in order before falling back to the echo answer.
+    pub script: std::collections::VecDeque<Reply>,
+}
+
+/// One scripted reply.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Stream this text.
+    Text(String),
+    /// Stream these tool calls `(id, name, arguments)`, in parallel, by index.
+    ToolCalls(Vec<(String, String, Value)>),
+    /// Answer with an HTTP error.
+    Status {
+        /// Status code.
+        code: u16,
+        /// `Retry-After` header value, if any.
+        retry_after: Option<String>,
+        /// Body.
+        body: String,
+    },
+    /// Stream `chunks` pieces of the echo answer, then drop the connection.
+    CutAfter(usize),
 }
 
 /// What the fake received.
@@ -49,7 +72,10 @@ impl FakeOpenAi {
     /// Starts the fake on a free port.
     pub async fn start(chunk_delay: Duration) -> Self {
         let shared = Shared {
-            behavior: Arc::new(Mutex::new(Behavior { chunk_delay })),
+            behavior: Arc::new(Mutex::new(Behavior {
+                chunk_delay,
+                script: Default::default(),
+            })),
             received: Arc::default(),
         };
         let app = Router::new()
@@ -67,6 +93,11 @@ impl FakeOpenAi {
     /// Requests received so far.
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Queues scripted replies for the next requests.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.behavior.lock().unwrap().script.extend(replies);
     }
 
     /// Changes the pause between chunks.
@@ -102,18 +133,76 @@ async fn completions(
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
-    let answer = answer_to(&last_user);
-    let pieces: Vec<String> = answer.split_inclusive(' ').map(str::to_owned).collect();
-    let delay = shared.behavior.lock().unwrap().chunk_delay;
-    let prompt_tokens = last_user.split_whitespace().count();
-    let completion_tokens = pieces.len();
-    let mut chunks: Vec<String> = vec![json!({"id": "c1", "object": "chat.completion.chunk", "model": "fake-gpt", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]}).to_string()];
-    for piece in pieces {
-        chunks.push(json!({"id": "c1", "object": "chat.completion.chunk", "model": "fake-gpt", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]}).to_string());
+    let (delay, reply) = {
+        let mut behavior = shared.behavior.lock().unwrap();
+        (behavior.chunk_delay, behavior.script.pop_front())
+    };
+    let mut cut = None;
+    let mut chunks: Vec<String> = Vec::new();
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({"id": "c1", "object": "chat.completion.chunk", "model": "fake-gpt", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string()
+    };
+    match reply {
+        Some(Reply::Status {
+            code,
+            retry_after,
+            body,
+        }) => {
+            let mut response = Response::builder()
+                .status(code)
+                .header(header::CONTENT_TYPE, "application/json");
+            if let Some(after) = retry_after {
+                response = response.header("retry-after", after);
+            }
+            return response.body(Body::from(body)).unwrap();
+        }
+        Some(Reply::ToolCalls(calls)) => {
+            chunks.push(chunk(json!({"role": "assistant", "content": null}), None));
+            for (index, (id, name, arguments)) in calls.iter().enumerate() {
+                let args = arguments.to_string();
+                let (head, tail) = args.split_at(args.len() / 2);
+                chunks.push(chunk(json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": head}}]}), None));
+                chunks.push(chunk(
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": tail}}]}),
+                    None,
+                ));
+            }
+            chunks.push(chunk(json!({}), Some("tool_calls")));
+        }
+        other => {
+            let answer = match &other {
+                Some(Reply::Text(text)) => text.clone(),
+                _ => answer_to(&last_user),
+            };
+            if let Some(Reply::CutAfter(n)) = other {
+                cut = Some(n + 1);
+            }
+            chunks.push(chunk(json!({"role": "assistant", "content": ""}), None));
+            for piece in answer.split_inclusive(' ') {
+                chunks.push(chunk(json!({"content": piece}), None));
+            }
+            chunks.push(chunk(json!({}), Some("stop")));
+        }
     }
-    chunks.push(json!({"id": "c1", "model": "fake-gpt", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string());
+    let prompt_tokens = last_user.split_whitespace().count();
+    let completion_tokens = chunks.len().saturating_sub(2);
     chunks.push(json!({"id": "c1", "model": "fake-gpt", "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}).to_string());
     chunks.push("[DONE]".into());
+    if let Some(n) = cut {
+        chunks.truncate(n);
+        let stream = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(format!("data: {c}\n\n"))),
+        )
+        .chain(futures::stream::once(async {
+            Err(std::io::Error::other("connection dropped"))
+        }));
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
     let stream = futures::stream::unfold(chunks.into_iter(), move |mut rest| async move {
         let chunk = rest.next()?;
         tokio::time::sleep(delay).await;

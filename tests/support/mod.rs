@@ -8,6 +8,7 @@ pub mod app;
 pub mod fake_openai;
 pub mod redis_server;
 pub mod sse;
+pub mod worker_process;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 
 pub mod providers;
 pub mod runtime;
+pub mod tools;
 pub mod turn;
 
-pub use runtime::{WorkerHandle, engine, start};
+pub use runtime::{Engines, WorkerHandle, engine, start};

@@ -1,33 +1,69 @@
-//! Starts the queue consumers of a worker process as apalis workers and drains them on
-//! shutdown.
+//! Starts the queue consumers of a worker process (apalis workers over `core::queue`),
+//! the per-process interrupt poller, and drains them on shutdown.
 
 use std::{sync::Arc, time::Duration};
 
 use agentq_core::{
-    config::{QueueConfig, WorkerConfig},
-    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunTurn, run_jobs},
+    ChatError,
+    config::{ProviderConfig, QueueConfig, WorkerConfig},
+    queue::{
+        Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, RunTurn, consumer_name,
+        run_jobs,
+    },
     redis_conn,
+    services::Services,
 };
 use apalis_core::error::BoxDynError;
 use tokio_util::sync::CancellationToken;
 
-use crate::turn::TurnEngine;
+use crate::{
+    providers::Provider,
+    tools::{Builtins, ToolRunner},
+    turn::{RunningTurns, TurnEngine, TurnLimits},
+};
 
-/// Builds the turn engine over a process's shared services.
+/// What a worker process runs jobs with.
+pub struct Engines {
+    /// Runs turns.
+    pub turns: Arc<TurnEngine>,
+    /// Runs tool calls.
+    pub tools: Arc<ToolRunner>,
+}
+
+/// Builds the engines over a process's shared services (one consumer name per process).
 pub fn engine(
-    services: &agentq_core::services::Services,
-    provider: &agentq_core::config::ProviderConfig,
-    turn_lease: Duration,
-) -> Result<Arc<TurnEngine>, agentq_core::ChatError> {
-    Ok(Arc::new(TurnEngine {
+    services: &Services,
+    provider: &ProviderConfig,
+    worker: &WorkerConfig,
+) -> Result<Engines, ChatError> {
+    let worker_id = consumer_name("worker");
+    let lease = Duration::from_secs(worker.turn_lease_secs.max(3));
+    let turns = Arc::new(TurnEngine {
         store: services.store.clone(),
         producer: services.producer.clone(),
         events: services.events.clone(),
-        provider: crate::providers::Provider::from_config(provider)?,
+        provider: Provider::from_config(provider)?,
         model: provider.model.clone(),
-        worker_id: agentq_core::queue::consumer_name("worker"),
-        lease: turn_lease.max(Duration::from_secs(3)),
-    }))
+        worker_id: worker_id.clone(),
+        lease,
+        limits: TurnLimits {
+            max_provider_attempts: worker.provider_max_attempts.max(1),
+            max_backoff: Duration::from_secs(worker.provider_max_backoff_secs),
+            max_steps: worker.max_steps.max(1),
+            client_tool_deadline: Duration::from_secs(worker.client_tool_deadline_secs),
+        },
+        builtins: Builtins,
+        running: RunningTurns::default(),
+    });
+    let tools = Arc::new(ToolRunner {
+        store: services.store.clone(),
+        producer: services.producer.clone(),
+        events: services.events.clone(),
+        builtins: Builtins,
+        worker_id,
+        lease,
+    });
+    Ok(Engines { turns, tools })
 }
 
 /// A running worker process's consumers.
@@ -58,7 +94,7 @@ pub enum StartError {
 /// Starts one apalis worker per configured queue that has a handler. Runs until `shutdown`
 /// is cancelled, then stops fetching, lets running jobs finish, and flushes acks.
 pub fn start(
-    engine: Arc<TurnEngine>,
+    engines: &Engines,
     redis: &redis::Client,
     prefix: &str,
     worker: &WorkerConfig,
@@ -70,26 +106,45 @@ pub fn start(
         queues.push(QueueName::parse(name).ok_or_else(|| StartError::UnknownQueue(name.clone()))?);
     }
     let shared = redis_conn::shared(redis)?;
+    let worker_id = engines.turns.worker_id.clone();
     let mut tasks = Vec::new();
     for name in queues {
+        let options = consumer_options(name, prefix, &worker_id, worker, queue);
+        let runner_name = format!("{worker_id}-{}", name.as_str());
         match name {
             QueueName::Turns => {
-                let options = consumer_options(name, prefix, &engine.worker_id, worker, queue);
                 let consumer = Consumer::start(
                     shared.clone(),
                     redis_conn::blocking(redis)?,
                     options,
                     shutdown.clone(),
                 );
-                let engine = engine.clone();
-                tasks.push(run_jobs(
-                    &format!("{}-turns", engine.worker_id),
-                    consumer,
-                    move |job: RunTurn| run_turn(job, engine.clone()),
-                ));
+                let engine = engines.turns.clone();
+                tasks.push(run_jobs(&runner_name, consumer, move |job: RunTurn| {
+                    let engine = engine.clone();
+                    run_isolated(async move { engine.run(job).await })
+                }));
+                tasks.push(tokio::spawn(poll_interrupts(
+                    engines.turns.clone(),
+                    Duration::from_millis(worker.interrupt_poll_ms.max(10)),
+                    shutdown.clone(),
+                )));
             }
-            QueueName::Tools | QueueName::Mail => {
-                // Their jobs stay in the stream until a worker with their handler consumes them.
+            QueueName::Tools => {
+                let consumer = Consumer::start(
+                    shared.clone(),
+                    redis_conn::blocking(redis)?,
+                    options,
+                    shutdown.clone(),
+                );
+                let runner = engines.tools.clone();
+                tasks.push(run_jobs(&runner_name, consumer, move |job: RunToolCall| {
+                    let runner = runner.clone();
+                    run_isolated(async move { runner.run(job).await })
+                }));
+            }
+            QueueName::Mail => {
+                // Its jobs stay in the stream until a worker with the mail handler consumes them.
                 tracing::info!(
                     queue = name.as_str(),
                     "queue has no handler in this version; not consumed"
@@ -120,12 +175,36 @@ fn consumer_options(
     }
 }
 
-/// The `turns` handler: runs the turn on its own task, so turns use every core and a panic
-/// fails one job instead of the worker.
-async fn run_turn(job: RunTurn, engine: Arc<TurnEngine>) -> Result<(), BoxDynError> {
-    match tokio::spawn(async move { engine.run(job).await }).await {
+/// Runs a job on its own task, so jobs use every core and a panic fails one job instead of
+/// the worker.
+async fn run_isolated<E>(
+    job: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+) -> Result<(), BoxDynError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::spawn(job).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Box::new(e)),
-        Err(join) => Err(format!("turn panicked: {join}").into()),
+        Err(join) => Err(format!("job panicked: {join}").into()),
+    }
+}
+
+/// One query per poll for the whole process (not per turn): which of my turns were asked to
+/// stop? Their streams are cancelled, so an interrupt lands within a poll interval.
+async fn poll_interrupts(engine: Arc<TurnEngine>, every: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if engine.running.is_empty() {
+            continue;
+        }
+        match engine.store.interrupt_requests(&engine.worker_id).await {
+            Ok(ids) if !ids.is_empty() => engine.running.interrupt(&ids),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "polling interrupt requests failed"),
+        }
     }
 }

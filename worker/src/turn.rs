@@ -1,24 +1,41 @@
-//! Runs one chat turn: acquire, stream the provider's answer to the chat's event stream,
-//! commit the assistant message, promote the next queued message (DESIGN.md §4, steps 2-4).
+//! Runs one step of a chat turn: acquire, stream the provider's answer to the chat's event
+//! stream (retrying retryable failures with backoff), then commit what the step produced
+//! (DESIGN.md §4, steps 2-7):
 //!
-//! A turn costs three short transactions (acquire, read the conversation, complete) however
+//! - a final answer: the assistant message, the turn `completed`, the next queued message
+//!   promoted;
+//! - tool calls: the assistant message and one `tool_calls` row per call, the turn
+//!   `awaiting_tools`, one `RunToolCall` job per builtin call (fan-out), an
+//!   `action_required` event for the client's own tools;
+//! - an interrupt: what had streamed, marked interrupted;
+//! - a final failure: a `ChatError` on the chat.
+//!
+//! A step costs three short transactions (acquire, read the conversation, commit) however
 //! long the answer; deltas go to Redis only. The lease is renewed while the answer streams;
-//! losing it stops the turn without writing, because another worker owns it now.
+//! losing it stops the step without writing, because another worker owns it now.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use agentq_core::{
-    ChatError, StoreError,
+    ChatError, ChatErrorKind, StoreError,
     domain::{AcquiredTurn, ChatStatus, MessagePart, Role, Usage},
-    events::{ChatEvent, EventPublisher},
-    queue::{Producer, RunTurn},
-    store::{Completion, Store, TurnOutcome},
+    events::{ActionToolCall, ChatEvent, EventPublisher},
+    queue::{Producer, RunToolCall, RunTurn},
+    store::{Completion, NewToolCall, Store, TurnOutcome},
 };
 use futures::StreamExt;
+use rand::RngExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::providers::{Provider, ProviderEvent, ProviderRequest};
+use crate::{
+    providers::{Provider, ProviderEvent, ProviderRequest, ToolSpec},
+    tools::Builtins,
+};
 
 /// Failures that make the job itself fail (and be retried by the queue); upstream failures
 /// are not among them: they end the turn with a `ChatError`.
@@ -27,16 +44,74 @@ pub enum TurnJobError {
     /// PostgreSQL failed.
     #[error("database: {0}")]
     Store(#[from] StoreError),
-    /// Enqueueing the follow-up turn failed.
+    /// Enqueueing a follow-up job failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+/// How turns retry and how far they go.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnLimits {
+    /// Provider attempts per step (1 + retries) for retryable failures.
+    pub max_provider_attempts: u32,
+    /// Longest backoff between attempts.
+    pub max_backoff: Duration,
+    /// Steps (model calls) per turn before it stops with an error.
+    pub max_steps: i32,
+    /// How long the client has to post results of its own tools.
+    pub client_tool_deadline: Duration,
+}
+
+impl Default for TurnLimits {
+    fn default() -> Self {
+        Self {
+            max_provider_attempts: 6,
+            max_backoff: Duration::from_secs(60),
+            max_steps: 25,
+            client_tool_deadline: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Turns running on this process, so an interrupt request can reach them.
+#[derive(Clone, Default)]
+pub struct RunningTurns(Arc<Mutex<HashMap<Uuid, CancellationToken>>>);
+
+impl RunningTurns {
+    fn register(&self, turn_id: Uuid) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.0
+            .lock()
+            .expect("running turns lock")
+            .insert(turn_id, token.clone());
+        token
+    }
+
+    fn remove(&self, turn_id: Uuid) {
+        self.0.lock().expect("running turns lock").remove(&turn_id);
+    }
+
+    /// Cancels the named turns if they run here.
+    pub fn interrupt(&self, turn_ids: &[Uuid]) {
+        let running = self.0.lock().expect("running turns lock");
+        for id in turn_ids {
+            if let Some(token) = running.get(id) {
+                token.cancel();
+            }
+        }
+    }
+
+    /// Whether any turn runs here (the interrupt poller skips its query otherwise).
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().expect("running turns lock").is_empty()
+    }
 }
 
 /// Everything a worker needs to run turns; shared by all in-flight jobs.
 pub struct TurnEngine {
     /// The database.
     pub store: Store,
-    /// Enqueues follow-up turns.
+    /// Enqueues follow-up turns and tool calls.
     pub producer: Producer,
     /// Publishes chat events.
     pub events: EventPublisher,
@@ -48,18 +123,38 @@ pub struct TurnEngine {
     pub worker_id: String,
     /// How long a lease lasts without renewal.
     pub lease: Duration,
+    /// Retries, step cap, client tool deadline.
+    pub limits: TurnLimits,
+    /// Tools workers run.
+    pub builtins: Builtins,
+    /// Turns running here, for interrupts.
+    pub running: RunningTurns,
 }
 
-/// How a turn's streaming ended.
+/// How a step's streaming ended.
 enum Answer {
-    Complete(Completion),
+    /// The model finished; `calls` is empty for a final answer.
+    Complete {
+        completion: Completion,
+        calls: Vec<NewToolCall>,
+    },
+    /// A final failure (or retries exhausted).
     Failed(ChatError),
+    /// Interrupted; what had streamed.
+    Interrupted(Option<Completion>),
+    /// Another worker owns the turn now.
     LeaseLost,
 }
 
+/// What ended one provider attempt.
+enum Attempt {
+    Done(Answer),
+    Retry(ChatError),
+}
+
 impl TurnEngine {
-    /// Runs the turn named by `job`. A job whose turn is not `queued` (a duplicate or a
-    /// replay) does nothing and succeeds.
+    /// Runs the step of the turn named by `job`. A job whose turn is not `queued` (a
+    /// duplicate or a replay) does nothing and succeeds.
     #[tracing::instrument(skip_all, fields(turn.id = %job.turn_id))]
     pub async fn run(&self, job: RunTurn) -> Result<(), TurnJobError> {
         let Some(turn) = self
@@ -70,7 +165,6 @@ impl TurnEngine {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
             return Ok(());
         };
-        tracing::Span::current().record("chat.id", tracing::field::display(turn.chat_id));
         self.events.publish(
             turn.chat_id,
             ChatEvent::Status {
@@ -78,20 +172,23 @@ impl TurnEngine {
                 chat_id: turn.chat_id,
             },
         );
-        match self.run_acquired(&turn).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // Hand the turn back so the retried job can acquire it again at once.
-                if let Err(release) = self.store.release_turn(turn.id, &self.worker_id).await {
-                    tracing::warn!(error = %release, "could not release the turn; recovery will after its lease");
-                }
-                Err(e)
+        let interrupted = self.running.register(turn.id);
+        let result = self.run_acquired(&turn, &interrupted).await;
+        self.running.remove(turn.id);
+        if result.is_err() {
+            // Hand the turn back so the retried job can acquire it again at once.
+            if let Err(release) = self.store.release_turn(turn.id, &self.worker_id).await {
+                tracing::warn!(error = %release, "could not release the turn; recovery will after its lease");
             }
         }
+        result
     }
 
-    async fn run_acquired(&self, turn: &AcquiredTurn) -> Result<(), TurnJobError> {
-        let history = self.store.conversation(turn.chat_id).await?;
+    async fn run_acquired(
+        &self,
+        turn: &AcquiredTurn,
+        interrupted: &CancellationToken,
+    ) -> Result<(), TurnJobError> {
         let lease_lost = CancellationToken::new();
         let renewer = tokio::spawn(renew_lease(
             self.store.clone(),
@@ -100,44 +197,71 @@ impl TurnEngine {
             self.lease,
             lease_lost.clone(),
         ));
-        let answer = self
-            .stream_answer(
-                turn,
-                ProviderRequest {
-                    model: self.model.clone(),
-                    messages: history,
-                    tools: Vec::new(),
-                    max_output_tokens: None,
-                },
-                &lease_lost,
-            )
-            .await;
+        let answer = if turn.step >= self.limits.max_steps {
+            Answer::Failed(ChatError::new(
+                ChatErrorKind::Generic,
+                format!(
+                    "The turn stopped after {} steps without a final answer.",
+                    self.limits.max_steps
+                ),
+            ))
+        } else {
+            let history = self.store.conversation(turn.chat_id).await?;
+            let mut tools = self.builtins.specs();
+            tools.extend(turn.dynamic_tools.iter().map(|t| ToolSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                input_schema: t.input_schema.clone(),
+            }));
+            let request = ProviderRequest {
+                model: self.model.clone(),
+                messages: history,
+                tools,
+                max_output_tokens: None,
+            };
+            self.answer_with_retries(turn, request, interrupted, &lease_lost)
+                .await
+        };
         renewer.abort();
+        self.commit(turn, answer).await
+    }
+
+    /// Writes what the step produced and announces it.
+    async fn commit(&self, turn: &AcquiredTurn, answer: Answer) -> Result<(), TurnJobError> {
+        let chat_id = turn.chat_id;
         let outcome = match answer {
             Answer::LeaseLost => {
                 tracing::warn!("lease lost while streaming; another worker owns the turn now");
                 return Ok(());
             }
-            Answer::Complete(completion) => {
+            Answer::Complete { completion, calls } if !calls.is_empty() => {
+                return self.fan_out(turn, &completion, &calls).await;
+            }
+            Answer::Complete { completion, .. } => {
                 self.store
-                    .complete_turn(
+                    .complete_turn(turn.id, chat_id, turn.step, &self.worker_id, &completion)
+                    .await?
+            }
+            Answer::Interrupted(partial) => {
+                tracing::info!("turn interrupted");
+                self.store
+                    .interrupt_turn(
                         turn.id,
-                        turn.chat_id,
+                        chat_id,
                         turn.step,
                         &self.worker_id,
-                        &completion,
+                        partial.as_ref(),
                     )
                     .await?
             }
             Answer::Failed(error) => {
-                tracing::info!(kind = ?error.kind, error = %error, "turn failed upstream");
+                tracing::info!(kind = ?error.kind, error = %error, "turn failed");
                 let outcome = self
                     .store
-                    .fail_turn(turn.id, turn.chat_id, &self.worker_id, &error)
+                    .fail_turn(turn.id, chat_id, &self.worker_id, &error)
                     .await?;
                 if outcome.is_some() {
-                    self.events
-                        .publish(turn.chat_id, ChatEvent::Error { error });
+                    self.events.publish(chat_id, ChatEvent::Error { error });
                 }
                 outcome
             }
@@ -146,37 +270,172 @@ impl TurnEngine {
             tracing::warn!("lease lost before commit; another worker owns the turn now");
             return Ok(());
         };
-        self.announce(turn.chat_id, &outcome);
+        self.announce(chat_id, &outcome);
         if let Some(next) = outcome.next_turn_id {
             self.producer.enqueue(&RunTurn { turn_id: next }).await?;
         }
         Ok(())
     }
 
-    /// Streams the provider's answer, publishing each delta, until it ends, fails, or the
-    /// lease is lost.
-    async fn stream_answer(
+    /// Stores a tool step and sends each builtin call out as its own job.
+    async fn fan_out(
+        &self,
+        turn: &AcquiredTurn,
+        completion: &Completion,
+        calls: &[NewToolCall],
+    ) -> Result<(), TurnJobError> {
+        let Some(step) = self
+            .store
+            .record_tool_step(
+                turn.id,
+                turn.chat_id,
+                turn.step,
+                &self.worker_id,
+                completion,
+                calls,
+                self.limits.client_tool_deadline,
+            )
+            .await?
+        else {
+            tracing::warn!("lease lost before commit; another worker owns the turn now");
+            return Ok(());
+        };
+        let chat_id = turn.chat_id;
+        self.events.publish(
+            chat_id,
+            ChatEvent::Message {
+                message: Box::new(step.message),
+            },
+        );
+        if !step.dynamic.is_empty() {
+            let tool_calls = step
+                .dynamic
+                .iter()
+                .map(|c| ActionToolCall {
+                    tool_call_id: c.id,
+                    tool_name: c.name.clone(),
+                    args: c.arguments.clone(),
+                })
+                .collect();
+            self.events
+                .publish(chat_id, ChatEvent::ActionRequired { tool_calls });
+            self.events.publish(
+                chat_id,
+                ChatEvent::Status {
+                    status: ChatStatus::RequiresAction,
+                    chat_id,
+                },
+            );
+        }
+        let jobs: Vec<RunToolCall> = step
+            .builtin
+            .iter()
+            .map(|c| RunToolCall { tool_call_id: c.id })
+            .collect();
+        self.producer.enqueue_many(&jobs).await?;
+        tracing::debug!(
+            builtin = jobs.len(),
+            dynamic = step.dynamic.len(),
+            "tool calls fanned out"
+        );
+        Ok(())
+    }
+
+    /// Calls the provider until an answer, a final failure, an interrupt or a lost lease;
+    /// retryable failures wait `1 s * 2^n` (jittered, at most `max_backoff`, or the
+    /// provider's `Retry-After`) and are announced with a `retry` event.
+    async fn answer_with_retries(
         &self,
         turn: &AcquiredTurn,
         request: ProviderRequest,
+        interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
     ) -> Answer {
-        let mut stream = match self.provider.stream(request).await {
+        let mut attempt = 1;
+        loop {
+            let error = match self
+                .attempt(turn, request.clone(), interrupted, lease_lost)
+                .await
+            {
+                Attempt::Done(answer) => return answer,
+                Attempt::Retry(error) => error,
+            };
+            if attempt >= self.limits.max_provider_attempts {
+                return Answer::Failed(error);
+            }
+            let delay = error
+                .retry_after
+                .unwrap_or_else(|| self.backoff(attempt))
+                .min(self.limits.max_backoff);
+            let retrying_at =
+                chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::info!(attempt, delay_ms = delay.as_millis() as u64, kind = ?error.kind, "provider failed; retrying");
+            self.events.publish(
+                turn.chat_id,
+                ChatEvent::Retry {
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                    error: error.message.clone(),
+                    kind: error.kind,
+                    provider: error.provider.clone(),
+                    status_code: error.status_code,
+                    retrying_at,
+                },
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = interrupted.cancelled() => return Answer::Interrupted(None),
+                _ = lease_lost.cancelled() => return Answer::LeaseLost,
+            }
+            attempt += 1;
+        }
+    }
+
+    /// `1 s * 2^(attempt-1)` with ±20% jitter, so retries of many turns spread out.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = Duration::from_secs(1u64 << (attempt - 1).min(10));
+        let jitter: f64 = rand::rng().random_range(0.8..1.2);
+        base.mul_f64(jitter).min(self.limits.max_backoff)
+    }
+
+    /// One provider call, streamed.
+    async fn attempt(
+        &self,
+        turn: &AcquiredTurn,
+        request: ProviderRequest,
+        interrupted: &CancellationToken,
+        lease_lost: &CancellationToken,
+    ) -> Attempt {
+        let dynamic: Vec<&str> = turn.dynamic_tools.iter().map(|t| t.name.as_str()).collect();
+        let started = tokio::select! {
+            s = self.provider.stream(request) => s,
+            _ = interrupted.cancelled() => return Attempt::Done(Answer::Interrupted(None)),
+            _ = lease_lost.cancelled() => return Attempt::Done(Answer::LeaseLost),
+        };
+        let mut stream = match started {
             Ok(s) => s,
-            Err(e) => return Answer::Failed(e),
+            Err(e) if e.retryable => return Attempt::Retry(e),
+            Err(e) => return Attempt::Done(Answer::Failed(e)),
         };
         let mut text = String::new();
         let mut reasoning = String::new();
         let mut usage = Usage::default();
         let mut model = self.model.clone();
+        let mut calls = Vec::new();
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
-                _ = lease_lost.cancelled() => return Answer::LeaseLost,
+                _ = interrupted.cancelled() => {
+                    let partial = (!text.is_empty() || !reasoning.is_empty())
+                        .then(|| completion(&text, &reasoning, &[], model.clone(), usage.clone()));
+                    return Attempt::Done(Answer::Interrupted(partial));
+                }
+                _ = lease_lost.cancelled() => return Attempt::Done(Answer::LeaseLost),
             };
             match next {
                 None => break,
-                Some(Err(e)) => return Answer::Failed(e),
+                Some(Err(e)) if e.retryable => return Attempt::Retry(e),
+                Some(Err(e)) => return Attempt::Done(Answer::Failed(e)),
                 Some(Ok(ProviderEvent::Text(delta))) => {
                     text.push_str(&delta);
                     self.publish_delta(turn, MessagePart::Text { text: delta });
@@ -185,22 +444,32 @@ impl TurnEngine {
                     reasoning.push_str(&delta);
                     self.publish_delta(turn, MessagePart::Reasoning { text: delta });
                 }
+                Some(Ok(ProviderEvent::ToolCall {
+                    id,
+                    name,
+                    arguments,
+                })) => {
+                    self.publish_delta(
+                        turn,
+                        MessagePart::ToolCall {
+                            tool_call_id: id.clone(),
+                            name: name.clone(),
+                            arguments: arguments.clone(),
+                        },
+                    );
+                    calls.push(NewToolCall {
+                        dynamic: dynamic.contains(&name.as_str()),
+                        provider_call_id: id,
+                        name,
+                        arguments,
+                    });
+                }
                 Some(Ok(ProviderEvent::Usage(u))) => usage = u,
-                Some(Ok(ProviderEvent::ToolCall { .. })) => {}
                 Some(Ok(ProviderEvent::Model(m))) => model = m,
             }
         }
-        let mut content = Vec::new();
-        if !reasoning.is_empty() {
-            content.push(MessagePart::Reasoning { text: reasoning });
-        }
-        content.push(MessagePart::Text { text });
-        Answer::Complete(Completion {
-            content,
-            model,
-            usage,
-            cost_micros: None,
-        })
+        let completion = completion(&text, &reasoning, &calls, model, usage);
+        Attempt::Done(Answer::Complete { completion, calls })
     }
 
     fn publish_delta(&self, turn: &AcquiredTurn, part: MessagePart) {
@@ -216,7 +485,7 @@ impl TurnEngine {
 
     /// Events for what the commit changed: the answer, a promoted message, the new status.
     fn announce(&self, chat_id: Uuid, outcome: &TurnOutcome) {
-        if let Some(message) = &outcome.message {
+        for message in outcome.message.iter().chain(outcome.promoted.iter()) {
             self.events.publish(
                 chat_id,
                 ChatEvent::Message {
@@ -224,21 +493,45 @@ impl TurnEngine {
                 },
             );
         }
-        let status = if let Some(promoted) = &outcome.promoted {
-            self.events.publish(
+        self.events.publish(
+            chat_id,
+            ChatEvent::Status {
+                status: outcome.status,
                 chat_id,
-                ChatEvent::Message {
-                    message: Box::new(promoted.clone()),
-                },
-            );
-            ChatStatus::Pending
-        } else if outcome.message.is_some() {
-            ChatStatus::Waiting
-        } else {
-            ChatStatus::Error
-        };
-        self.events
-            .publish(chat_id, ChatEvent::Status { status, chat_id });
+            },
+        );
+    }
+}
+
+/// The assistant message of a step: reasoning, text, then its tool calls.
+fn completion(
+    text: &str,
+    reasoning: &str,
+    calls: &[NewToolCall],
+    model: String,
+    usage: Usage,
+) -> Completion {
+    let mut content = Vec::new();
+    if !reasoning.is_empty() {
+        content.push(MessagePart::Reasoning {
+            text: reasoning.to_owned(),
+        });
+    }
+    if !text.is_empty() || calls.is_empty() {
+        content.push(MessagePart::Text {
+            text: text.to_owned(),
+        });
+    }
+    content.extend(calls.iter().map(|c| MessagePart::ToolCall {
+        tool_call_id: c.provider_call_id.clone(),
+        name: c.name.clone(),
+        arguments: c.arguments.clone(),
+    }));
+    Completion {
+        content,
+        model,
+        usage,
+        cost_micros: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one.
 
 use agentq_core::{
-    domain::{Chat, ChatStatus, ClientType, MessagePart, NewChat, OrganizationRole},
+    domain::{Chat, ChatStatus, ClientType, DynamicTool, MessagePart, NewChat, OrganizationRole},
     events::ChatEvent,
     queue::RunTurn,
 };
@@ -36,6 +36,51 @@ pub struct CreateChatRequest {
     /// Organization; defaults to the caller's only one with `agents-access`.
     #[serde(default)]
     pub organization_id: Option<Uuid>,
+    /// Tools the client runs itself; calls to them put the chat in `requires_action`.
+    #[serde(default)]
+    pub dynamic_tools: Vec<DynamicTool>,
+}
+
+/// Most client-defined tools per chat.
+const MAX_DYNAMIC_TOOLS: usize = 64;
+
+/// Names a model accepts: what OpenAI and Anthropic both allow.
+fn valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
+    if tools.len() > MAX_DYNAMIC_TOOLS {
+        return Err(ApiError::invalid(
+            "dynamic_tools",
+            format!("must hold at most {MAX_DYNAMIC_TOOLS} tools"),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, tool) in tools.iter().enumerate() {
+        if !valid_tool_name(&tool.name) {
+            return Err(ApiError::invalid(
+                format!("dynamic_tools[{i}].name"),
+                "must be 1-64 characters of letters, digits, `_` or `-`",
+            ));
+        }
+        if !names.insert(tool.name.as_str()) {
+            return Err(ApiError::invalid(
+                format!("dynamic_tools[{i}].name"),
+                format!("`{}` is defined twice", tool.name),
+            ));
+        }
+        if tool.input_schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+            return Err(ApiError::invalid(
+                format!("dynamic_tools[{i}].input_schema"),
+                "must be a JSON Schema object with `\"type\": \"object\"`",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/chats` -> 201 with the chat; its first turn is queued.
@@ -45,6 +90,7 @@ pub async fn create_chat(
     JsonBody(body): JsonBody<CreateChatRequest>,
 ) -> Result<(StatusCode, Json<Chat>), ApiError> {
     let text = validate_message(body.message)?;
+    validate_dynamic_tools(&body.dynamic_tools)?;
     let title = body.title.unwrap_or_default();
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::invalid(
@@ -86,6 +132,7 @@ pub async fn create_chat(
             title,
             client_type: body.client_type.unwrap_or_default(),
             first_message: vec![MessagePart::Text { text }],
+            dynamic_tools: body.dynamic_tools,
         })
         .await?;
     state.events.publish(

@@ -108,12 +108,6 @@ pub async fn send_message(
 ) -> Result<Response, ApiError> {
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();
-    if busy == BusyBehavior::Interrupt {
-        return Err(ApiError::invalid(
-            "busy_behavior",
-            "`interrupt` is not available yet; use `queue`",
-        ));
-    }
     let outcome = state
         .store
         .send_message(chat_id, user.id, &[MessagePart::Text { text }], busy)
@@ -151,6 +145,10 @@ pub async fn send_message(
                     queued_messages: position,
                 },
             );
+            if busy == BusyBehavior::Interrupt {
+                // The queued message runs as soon as the interrupted turn stops.
+                super::interrupt::interrupt_chat(&state, user.id, chat_id).await?;
+            }
             (
                 StatusCode::ACCEPTED,
                 Json(SendMessageResponse::Queued {

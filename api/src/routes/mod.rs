@@ -2,8 +2,10 @@
 
 mod chats;
 mod health;
+mod interrupt;
 mod messages;
 mod stream;
+mod tool_results;
 
 use axum::{
     Router,
@@ -27,6 +29,14 @@ pub fn routes() -> Router<ApiState> {
             get(messages::list_messages).post(messages::send_message),
         )
         .route("/api/v1/chats/{chat_id}/stream", get(stream::stream_chat))
+        .route(
+            "/api/v1/chats/{chat_id}/interrupt",
+            post(interrupt::interrupt),
+        )
+        .route(
+            "/api/v1/chats/{chat_id}/tool-results",
+            post(tool_results::submit),
+        )
 }
 
 /// JSON 404 for unknown paths.

@@ -83,6 +83,9 @@ pub struct Chat {
     /// The last upstream failure, if the chat is in `error`.
     #[sqlx(json(nullable))]
     pub last_error: Option<ChatError>,
+    /// Client-defined tools.
+    #[sqlx(json)]
+    pub dynamic_tools: Vec<DynamicTool>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -102,4 +105,20 @@ pub struct NewChat {
     pub client_type: ClientType,
     /// The first user message.
     pub first_message: Vec<super::MessagePart>,
+    /// Tools the client runs itself (DESIGN.md §4.6).
+    pub dynamic_tools: Vec<DynamicTool>,
+}
+
+/// A client-defined tool: the model may call it, the client runs it and posts the result
+/// to `POST /chats/{id}/tool-results`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicTool {
+    /// Name the model uses (`^[a-zA-Z0-9_-]{1,64}$`).
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of its input (an object schema).
+    pub input_schema: serde_json::Value,
 }

@@ -100,6 +100,8 @@ pub struct Message {
     pub usage: Option<Usage>,
     /// Cost in micro-dollars.
     pub cost_micros: Option<i64>,
+    /// The answer was cut short by an interrupt; it holds what had streamed.
+    pub interrupted: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }

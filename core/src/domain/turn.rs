@@ -59,4 +59,49 @@ pub struct AcquiredTurn {
     pub step: i32,
     /// Attempt number (1 = first acquisition).
     pub attempt: i32,
+    /// The chat's client-defined tools.
+    #[sqlx(json)]
+    pub dynamic_tools: Vec<super::DynamicTool>,
+}
+
+/// Lifecycle of a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ToolCallStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// Waiting for the client (dynamic tools).
+    Waiting,
+    /// Done.
+    Succeeded,
+    /// Done with an error result.
+    Failed,
+}
+
+/// A tool call row.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ToolCallRow {
+    /// Id (what clients name in `tool-results`).
+    pub id: Uuid,
+    /// Its turn.
+    pub turn_id: Uuid,
+    /// Its chat.
+    pub chat_id: Uuid,
+    /// The turn step that asked for it.
+    pub step: i32,
+    /// The provider's call id.
+    pub provider_call_id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments.
+    pub arguments: serde_json::Value,
+    /// `builtin` or `dynamic`.
+    pub kind: String,
+    /// Status.
+    pub status: ToolCallStatus,
+    /// Attempts so far.
+    pub attempt: i32,
 }

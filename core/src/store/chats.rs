@@ -59,7 +59,7 @@ pub struct ChatPage {
 }
 
 const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
-     pin_order, labels, archived, archived_at, last_activity_at, last_error, created_at, updated_at";
+     pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, created_at, updated_at";
 
 impl Store {
     /// Creates a chat with its first user message and a queued turn, in one statement.
@@ -76,8 +76,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
-                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type)
-                VALUES ($1, $2, $3, $4, 'pending', $5)
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $7)
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
@@ -90,11 +90,12 @@ impl Store {
         .bind(&title)
         .bind(new.client_type)
         .bind(turn_id)
+        .bind(Json(&new.dynamic_tools))
         .fetch_one(&mut *tx)
         .await?;
         let message: Message = sqlx::query_as(
             "INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $4)
-             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at",
+             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at",
         )
         .bind(message_id)
         .bind(chat_id)
@@ -234,7 +235,7 @@ impl Store {
                 WHERE id = $2 AND status IN ('waiting', 'error', 'pending')
              )
              INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $5)
-             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at",
+             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at",
         )
         .bind(Uuid::now_v7())
         .bind(chat_id)

@@ -14,7 +14,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at
+            "SELECT id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at
              FROM chat_messages WHERE chat_id = $1 AND ($2::uuid IS NULL OR id > $2)
              ORDER BY id LIMIT $3",
         )
@@ -28,7 +28,7 @@ impl Store {
     /// The whole conversation, oldest first, for building a prompt.
     pub async fn conversation(&self, chat_id: Uuid) -> Result<Vec<Message>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at
+            "SELECT id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at
              FROM chat_messages WHERE chat_id = $1 ORDER BY id",
         )
         .bind(chat_id)

@@ -8,11 +8,16 @@
 
 mod chats;
 mod identity;
+mod interrupts;
 mod messages;
 mod recovery;
+mod tool_calls;
 mod turns;
 
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
+pub use interrupts::InterruptOutcome;
+pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
+pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 
 use sqlx::PgPool;
@@ -40,6 +45,10 @@ impl Store {
         Ok(())
     }
 }
+
+/// The columns of `domain::Message`, in one place for every query that returns messages.
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at";
 
 /// Most queued messages a chat may hold (DESIGN.md §3); the next one is a 409.
 pub const MAX_QUEUED_MESSAGES: i64 = 20;

@@ -1,60 +1,282 @@
-//! Recovery queries (DESIGN.md §4, "Recovery"): find turns whose job was lost or whose
-//! worker died, so the scheduler can enqueue them again. One replica at a time, guarded by
-//! a transaction-level advisory lock.
+//! Recovery queries (DESIGN.md §4, "Recovery"): turns and tool calls whose job was lost or
+//! whose worker died go back to `queued` (and are enqueued again by the scheduler); after
+//! too many attempts they fail with `worker_lost`. Client tool calls past their deadline
+//! fail their turn.
+//!
+//! One scheduler replica at a time runs a tick (a session advisory lock); each item is its
+//! own short transaction that locks the chat row before the turn, the same order the
+//! worker uses when it finishes a turn, so recovery and a late worker never deadlock.
 
 use std::time::Duration;
 
+use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::Store;
-use crate::StoreError;
+use super::{
+    Store,
+    tool_calls::{FanIn, fan_in, lock_turn},
+    turns::{TurnOutcome, promote_queued_message},
+};
+use crate::{ChatError, ChatErrorKind, StoreError, domain::ChatStatus};
 
 /// Advisory lock key of the recovery tick ("agentq-recovery").
 const RECOVERY_LOCK: i64 = 0x6167_656e_7471_0001;
 
+/// Bounds of one recovery tick.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryLimits {
+    /// A queued item whose job was sent longer ago than this is sent again.
+    pub stale_after: Duration,
+    /// Most items of each kind handled per tick.
+    pub batch: i64,
+    /// Acquisitions of a turn (or tool call) before its loss fails it with `worker_lost`.
+    pub max_attempts: i32,
+}
+
+/// A turn recovery ended with an error.
+#[derive(Debug, Clone)]
+pub struct FailedTurn {
+    /// Its chat.
+    pub chat_id: Uuid,
+    /// Why.
+    pub error: ChatError,
+    /// What failing it led to (a promoted queued message, maybe).
+    pub outcome: TurnOutcome,
+}
+
+/// What one tick found; the scheduler enqueues and announces it.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Turns to enqueue (`RunTurn`).
+    pub turns: Vec<Uuid>,
+    /// Tool calls to enqueue (`RunToolCall`).
+    pub tool_calls: Vec<Uuid>,
+    /// Steps whose last call recovery finished: enqueue their turn.
+    pub fanned_in: Vec<FanIn>,
+    /// Turns recovery failed.
+    pub failed: Vec<FailedTurn>,
+}
+
 impl Store {
-    /// Under the recovery lock: hands turns whose lease expired back to `queued`, and
-    /// returns every `queued` turn whose job was last sent more than `stale_after` ago
-    /// (marking it sent now). `None` when another scheduler holds the lock.
-    pub async fn turns_to_reenqueue(
-        &self,
-        stale_after: Duration,
-        limit: i64,
-    ) -> Result<Option<Vec<Uuid>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+    /// Runs one recovery tick. `None` when another scheduler holds the lock.
+    pub async fn recover(&self, limits: RecoveryLimits) -> Result<Option<Recovered>, StoreError> {
+        let mut lock_conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RECOVERY_LOCK)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *lock_conn)
             .await?;
         if !locked {
             return Ok(None);
         }
+        let result = self.recover_locked(limits).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(RECOVERY_LOCK)
+            .execute(&mut *lock_conn)
+            .await;
+        result.map(Some)
+    }
+
+    async fn recover_locked(&self, limits: RecoveryLimits) -> Result<Recovered, StoreError> {
+        let mut found = Recovered::default();
+
+        // Turns whose worker stopped renewing the lease.
+        let lost: Vec<(Uuid, Uuid, i32)> = sqlx::query_as(
+            "SELECT id, chat_id, attempt FROM chat_turns
+             WHERE status = 'running' AND lease_expires_at < now()
+             ORDER BY lease_expires_at LIMIT $1",
+        )
+        .bind(limits.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        for (turn_id, chat_id, attempt) in lost {
+            if attempt < limits.max_attempts {
+                self.requeue_lost_turn(turn_id, chat_id).await?;
+            } else {
+                let error = ChatError::new(
+                    ChatErrorKind::WorkerLost,
+                    format!(
+                        "The worker running this turn stopped {attempt} times; agentq gave up on it."
+                    ),
+                );
+                if let Some(outcome) = self
+                    .fail_unowned_turn(turn_id, chat_id, "running", &error)
+                    .await?
+                {
+                    found.failed.push(FailedTurn {
+                        chat_id,
+                        error,
+                        outcome,
+                    });
+                }
+            }
+        }
+
+        // Tool calls whose worker stopped renewing the lease.
+        let lost_calls: Vec<(Uuid, Uuid, i32, i32)> = sqlx::query_as(
+            "SELECT id, turn_id, step, attempt FROM tool_calls
+             WHERE status = 'running' AND lease_expires_at < now()
+             ORDER BY lease_expires_at LIMIT $1",
+        )
+        .bind(limits.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        for (call_id, turn_id, step, attempt) in lost_calls {
+            if attempt < limits.max_attempts {
+                sqlx::query(
+                    "UPDATE tool_calls SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                            enqueued_at = now() - interval '1 day'
+                     WHERE id = $1 AND status = 'running' AND lease_expires_at < now()",
+                )
+                .bind(call_id)
+                .execute(&self.pool)
+                .await?;
+            } else {
+                let mut tx = self.pool.begin().await?;
+                lock_turn(&mut tx, turn_id).await?;
+                sqlx::query(
+                    "UPDATE tool_calls SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
+                            result = $2
+                     WHERE id = $1 AND status = 'running' AND lease_expires_at < now()",
+                )
+                .bind(call_id)
+                .bind(Json(serde_json::json!({ "error": format!("the worker running this tool stopped {attempt} times") })))
+                .execute(&mut *tx)
+                .await?;
+                let fanned = fan_in(&mut tx, turn_id, step).await?;
+                tx.commit().await?;
+                found.fanned_in.extend(fanned);
+            }
+        }
+
+        // Client tool calls past their deadline fail their turn.
+        let expired: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+            "SELECT turn_id, chat_id, string_agg(name, ', ' ORDER BY id) FROM tool_calls
+             WHERE status = 'waiting' AND deadline_at < now()
+             GROUP BY turn_id, chat_id LIMIT $1",
+        )
+        .bind(limits.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        for (turn_id, chat_id, names) in expired {
+            let error = ChatError::new(
+                ChatErrorKind::Timeout,
+                format!("The client sent no result for {names} before the deadline."),
+            );
+            if let Some(outcome) = self
+                .fail_unowned_turn(turn_id, chat_id, "awaiting_tools", &error)
+                .await?
+            {
+                found.failed.push(FailedTurn {
+                    chat_id,
+                    error,
+                    outcome,
+                });
+            }
+        }
+
+        // Queued items whose job is stale: send again (a duplicate finds nothing to acquire).
+        found.turns.extend(
+            sqlx::query_scalar::<_, Uuid>(
+                "UPDATE chat_turns SET enqueued_at = now()
+                 WHERE id IN (SELECT id FROM chat_turns WHERE status = 'queued'
+                                AND enqueued_at < now() - make_interval(secs => $1)
+                              ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+            )
+            .bind(limits.stale_after.as_secs_f64())
+            .bind(limits.batch)
+            .fetch_all(&self.pool)
+            .await?,
+        );
+        found.tool_calls.extend(
+            sqlx::query_scalar::<_, Uuid>(
+                "UPDATE tool_calls SET enqueued_at = now()
+                 WHERE id IN (SELECT id FROM tool_calls WHERE status = 'queued'
+                                AND enqueued_at < now() - make_interval(secs => $1)
+                              ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+            )
+            .bind(limits.stale_after.as_secs_f64())
+            .bind(limits.batch)
+            .fetch_all(&self.pool)
+            .await?,
+        );
+        Ok(found)
+    }
+
+    /// A running turn with an expired lease goes back to `queued` (due at once).
+    async fn requeue_lost_turn(&self, turn_id: Uuid, chat_id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "WITH t AS (
                 UPDATE chat_turns SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                        enqueued_at = now() - interval '1 day'
-                WHERE id IN (SELECT id FROM chat_turns WHERE status = 'running' AND lease_expires_at < now()
-                             ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                WHERE id = $1 AND status = 'running' AND lease_expires_at < now()
                 RETURNING chat_id
              )
              UPDATE chats SET status = 'pending', updated_at = now() FROM t
              WHERE chats.id = t.chat_id AND chats.status = 'running'",
         )
-        .bind(limit)
+        .bind(turn_id)
         .execute(&mut *tx)
         .await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE chat_turns SET enqueued_at = now()
-             WHERE id IN (SELECT id FROM chat_turns WHERE status = 'queued'
-                            AND enqueued_at < now() - make_interval(secs => $1)
-                          ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING id",
-        )
-        .bind(stale_after.as_secs_f64())
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(Some(ids))
+        Ok(())
+    }
+
+    /// Fails a turn no live worker holds (`from` = `running` with an expired lease, or
+    /// `awaiting_tools`), its open tool calls with it; the chat gets `last_error`, then the
+    /// next queued message is promoted.
+    async fn fail_unowned_turn(
+        &self,
+        turn_id: Uuid,
+        chat_id: Uuid,
+        from: &str,
+        error: &ChatError,
+    ) -> Result<Option<TurnOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
+        let failed = sqlx::query(
+            "UPDATE chat_turns SET status = 'failed', finished_at = now(), error = $3,
+                    lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND status = $2 AND (status <> 'running' OR lease_expires_at < now())",
+        )
+        .bind(turn_id)
+        .bind(from)
+        .bind(Json(error))
+        .execute(&mut *tx)
+        .await?;
+        if failed.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE tool_calls SET status = 'failed', finished_at = now(), result = $2
+             WHERE turn_id = $1 AND status IN ('queued', 'running', 'waiting')",
+        )
+        .bind(turn_id)
+        .bind(Json(serde_json::json!({ "error": error.message })))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE chats SET last_error = $2, updated_at = now() WHERE id = $1")
+            .bind(chat_id)
+            .bind(Json(error))
+            .execute(&mut *tx)
+            .await?;
+        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "error").await?;
+        tx.commit().await?;
+        Ok(Some(TurnOutcome::new(
+            None,
+            promoted,
+            next_turn_id,
+            ChatStatus::Error,
+        )))
     }
 }

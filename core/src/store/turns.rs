@@ -8,10 +8,10 @@ use std::time::Duration;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::Store;
+use super::{MESSAGE_COLUMNS, Store};
 use crate::{
     ChatError, StoreError,
-    domain::{AcquiredTurn, Message, MessagePart, Usage},
+    domain::{AcquiredTurn, ChatStatus, Message, MessagePart, Usage},
 };
 
 /// What a worker hands the store when a step produced its final answer.
@@ -36,10 +36,32 @@ pub struct TurnOutcome {
     pub promoted: Option<Message>,
     /// A new queued turn to enqueue.
     pub next_turn_id: Option<Uuid>,
+    /// The chat's status after the commit.
+    pub status: ChatStatus,
 }
 
-const MESSAGE_COLUMNS: &str =
-    "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, created_at";
+impl TurnOutcome {
+    /// The outcome of a finished turn: `Pending` when a queued message was promoted,
+    /// else the `idle` status the finish left the chat in.
+    pub(super) fn new(
+        message: Option<Message>,
+        promoted: Option<Message>,
+        next_turn_id: Option<Uuid>,
+        idle: ChatStatus,
+    ) -> Self {
+        let status = if promoted.is_some() {
+            ChatStatus::Pending
+        } else {
+            idle
+        };
+        Self {
+            message,
+            promoted,
+            next_turn_id,
+            status,
+        }
+    }
+}
 
 impl Store {
     /// `queued` -> `running` with a lease for `worker`; the chat goes `running`.
@@ -61,7 +83,7 @@ impl Store {
                 UPDATE chats SET status = 'running', updated_at = now() FROM t
                 WHERE chats.id = t.chat_id AND chats.status = 'pending'
              )
-             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt
+             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, ch.dynamic_tools
              FROM t JOIN chats ch ON ch.id = t.chat_id",
         )
         .bind(turn_id)
@@ -155,11 +177,12 @@ impl Store {
         };
         let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
         tx.commit().await?;
-        Ok(Some(TurnOutcome {
-            message: Some(message),
+        Ok(Some(TurnOutcome::new(
+            Some(message),
             promoted,
             next_turn_id,
-        }))
+            ChatStatus::Waiting,
+        )))
     }
 
     /// `running` -> `failed` with a [`ChatError`]: the chat goes `error` with `last_error`,
@@ -193,18 +216,19 @@ impl Store {
         }
         let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "error").await?;
         tx.commit().await?;
-        Ok(Some(TurnOutcome {
-            message: None,
+        Ok(Some(TurnOutcome::new(
+            None,
             promoted,
             next_turn_id,
-        }))
+            ChatStatus::Error,
+        )))
     }
 }
 
 /// Moves the oldest queued message into the conversation with a new queued turn (chat
 /// `pending`), or sets the chat to `idle_status` when the queue is empty. One statement;
 /// the caller holds the chat row lock.
-async fn promote_queued_message(
+pub(super) async fn promote_queued_message(
     tx: &mut sqlx::PgConnection,
     chat_id: Uuid,
     idle_status: &str,
@@ -223,7 +247,7 @@ async fn promote_queued_message(
             UPDATE chats SET
                 status = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'pending' ELSE $4 END,
                 last_activity_at = now(), updated_at = now()
-            WHERE id = $1 AND status IN ('running', 'pending')
+            WHERE id = $1 AND status IN ('running', 'pending', 'requires_action')
          )
          INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
          SELECT $2, $1, $3, 'user', q.content FROM q

@@ -92,6 +92,13 @@ impl Provider {
                 Duration::from_secs(config.silence_timeout_secs),
             )?)),
             ProviderKind::Echo => Provider::Echo(EchoProvider),
+            // Placeholder until the Anthropic adapter lands (being written alongside).
+            ProviderKind::Anthropic => {
+                return Err(ChatError::new(
+                    agentq_core::ChatErrorKind::Config,
+                    "The Anthropic provider is not available in this build.",
+                ));
+            }
         })
     }
 

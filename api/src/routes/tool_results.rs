@@ -1,0 +1,111 @@
+//! `POST /api/v1/chats/{chat_id}/tool-results`: the client's results for the calls of its
+//! own (dynamic) tools; they resume the turn (DESIGN.md §4.6).
+
+use agentq_core::{
+    domain::ChatStatus,
+    events::ChatEvent,
+    store::{ToolResultInput, ToolResultsError},
+};
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::chats::enqueue_turn;
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::ApiError,
+    extract::{ChatId, JsonBody},
+};
+
+/// Body: every waiting call's result, at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolResultsRequest {
+    /// One per waiting call.
+    pub results: Vec<ToolResult>,
+}
+
+/// One result.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolResult {
+    /// The `tool_call_id` from the `action_required` event.
+    pub tool_call_id: Uuid,
+    /// The tool's output (any JSON).
+    pub output: Value,
+    /// Whether the tool failed.
+    #[serde(default)]
+    pub is_error: bool,
+}
+
+/// 202 with `{"status": "resumed"}`; 400 naming unknown, duplicate or missing ids; 409 when
+/// the chat waits for no results.
+pub async fn submit(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    ChatId(chat_id): ChatId,
+    JsonBody(body): JsonBody<ToolResultsRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if body.results.is_empty() {
+        return Err(ApiError::invalid(
+            "results",
+            "must hold one result per waiting tool call",
+        ));
+    }
+    let inputs: Vec<ToolResultInput> = body
+        .results
+        .into_iter()
+        .map(|r| ToolResultInput {
+            tool_call_id: r.tool_call_id,
+            output: r.output,
+            is_error: r.is_error,
+        })
+        .collect();
+    let fan_in = state
+        .store
+        .submit_tool_results(chat_id, user.id, &inputs)
+        .await
+        .map_err(|e| match e {
+            ToolResultsError::NotFound => ApiError::NotFound("chat not found".into()),
+            ToolResultsError::NotWaiting => {
+                ApiError::Conflict("the chat is not waiting for tool results".into())
+            }
+            ToolResultsError::Unknown(ids) => ApiError::invalid(
+                "results",
+                format!("unknown tool_call_id(s): {}", list(&ids)),
+            ),
+            ToolResultsError::Duplicate(ids) => ApiError::invalid(
+                "results",
+                format!("duplicate tool_call_id(s): {}", list(&ids)),
+            ),
+            ToolResultsError::Missing(ids) => ApiError::invalid(
+                "results",
+                format!("missing results for tool_call_id(s): {}", list(&ids)),
+            ),
+            ToolResultsError::Store(e) => e.into(),
+        })?;
+    state.events.publish(
+        chat_id,
+        ChatEvent::Message {
+            message: Box::new(fan_in.results),
+        },
+    );
+    state.events.publish(
+        chat_id,
+        ChatEvent::Status {
+            status: ChatStatus::Pending,
+            chat_id,
+        },
+    );
+    enqueue_turn(&state, fan_in.turn_id).await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "resumed" }))))
+}
+
+fn list(ids: &[Uuid]) -> String {
+    ids.iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,158 @@
+//! Interrupting a turn (DESIGN.md §4.8). The API records the request; the worker holding
+//! the turn's lease polls for requests (one query per process, not per turn), stops the
+//! stream and keeps what had streamed. A turn no worker holds (queued, or waiting for
+//! tools) is stopped by the API directly.
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{
+    MESSAGE_COLUMNS, Store,
+    turns::{Completion, TurnOutcome, promote_queued_message},
+};
+use crate::{
+    StoreError,
+    domain::{ChatStatus, Message},
+};
+
+/// What an interrupt request did.
+#[derive(Debug, Clone)]
+pub enum InterruptOutcome {
+    /// A worker runs the turn; it will stop within its poll interval.
+    Requested {
+        /// The running turn.
+        turn_id: Uuid,
+    },
+    /// The turn was not running on a worker and is now `interrupted`.
+    Stopped(TurnOutcome),
+}
+
+impl Store {
+    /// Interrupts the chat's unfinished turn. [`StoreError::Conflict`] when there is none.
+    pub async fn request_interrupt(
+        &self,
+        chat_id: Uuid,
+        owner: Uuid,
+    ) -> Result<InterruptOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let owned: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM chats WHERE id = $1 AND owner_id = $2 FOR UPDATE")
+                .bind(chat_id)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if owned.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let turn: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, status FROM chat_turns WHERE chat_id = $1
+             AND status IN ('queued', 'running', 'awaiting_tools') FOR UPDATE",
+        )
+        .bind(chat_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((turn_id, status)) = turn else {
+            return Err(StoreError::Conflict(
+                "no turn is running in this chat".into(),
+            ));
+        };
+        if status == "running" {
+            sqlx::query("UPDATE chat_turns SET interrupt_requested = true WHERE id = $1 AND status = 'running'")
+                .bind(turn_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(InterruptOutcome::Requested { turn_id });
+        }
+        sqlx::query(
+            "WITH t AS (
+                UPDATE chat_turns SET status = 'interrupted', finished_at = now(), interrupt_requested = true,
+                       lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = $1 AND status IN ('queued', 'awaiting_tools')
+                RETURNING id
+             )
+             UPDATE tool_calls SET status = 'failed', finished_at = now(),
+                    result = '{\"error\": \"the turn was interrupted\"}'
+             WHERE turn_id IN (SELECT id FROM t) AND status IN ('queued', 'running', 'waiting')",
+        )
+        .bind(turn_id)
+        .execute(&mut *tx)
+        .await?;
+        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
+        tx.commit().await?;
+        Ok(InterruptOutcome::Stopped(TurnOutcome::new(
+            None,
+            promoted,
+            next_turn_id,
+            ChatStatus::Waiting,
+        )))
+    }
+
+    /// Turns this worker holds whose interrupt was requested.
+    pub async fn interrupt_requests(&self, worker: &str) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM chat_turns WHERE lease_owner = $1 AND status = 'running' AND interrupt_requested",
+        )
+        .bind(worker)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// `running` -> `interrupted`: keeps the partial answer (marked interrupted), then
+    /// promotes the next queued message or leaves the chat `waiting`. `Ok(None)`: the lease
+    /// was lost.
+    pub async fn interrupt_turn(
+        &self,
+        turn_id: Uuid,
+        chat_id: Uuid,
+        step: i32,
+        worker: &str,
+        partial: Option<&Completion>,
+    ) -> Result<Option<TurnOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
+        let stopped = sqlx::query(
+            "UPDATE chat_turns SET status = 'interrupted', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+        )
+        .bind(turn_id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
+        if stopped.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut message: Option<Message> = None;
+        if let Some(partial) = partial {
+            message = Some(
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted)
+                     VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, true)
+                     RETURNING {MESSAGE_COLUMNS}"
+                )))
+                .bind(Uuid::now_v7())
+                .bind(chat_id)
+                .bind(turn_id)
+                .bind(step)
+                .bind(Json(&partial.content))
+                .bind(&partial.model)
+                .bind(Json(&partial.usage))
+                .bind(partial.cost_micros)
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
+        tx.commit().await?;
+        Ok(Some(TurnOutcome::new(
+            message,
+            promoted,
+            next_turn_id,
+            ChatStatus::Waiting,
+        )))
+    }
+}

@@ -1,0 +1,411 @@
+//! Tool calls as jobs (DESIGN.md §4, steps 4-6): fan-out when a step asks for tools,
+//! one conditional transition per call, and fan-in exactly once when the step's last call
+//! finishes.
+//!
+//! Fan-in takes the turn row lock before it looks at the step's calls, so two calls that
+//! finish at the same instant on two processes serialize: the second one sees the first's
+//! result, and only one moves the turn `awaiting_tools` -> `queued`.
+
+use std::time::Duration;
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{MESSAGE_COLUMNS, Store, turns::Completion};
+use crate::{
+    StoreError,
+    domain::{Message, MessagePart, ToolCallRow},
+};
+
+/// A call the model asked for.
+#[derive(Debug, Clone)]
+pub struct NewToolCall {
+    /// The provider's call id.
+    pub provider_call_id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments.
+    pub arguments: serde_json::Value,
+    /// Whether the client runs it (`requires_action`) instead of a worker.
+    pub dynamic: bool,
+}
+
+/// What recording a tool step produced.
+#[derive(Debug, Clone)]
+pub struct ToolStep {
+    /// The assistant message of the step (text and tool-call parts).
+    pub message: Message,
+    /// Calls a worker runs: enqueue one `RunToolCall` each.
+    pub builtin: Vec<ToolCallRow>,
+    /// Calls the client runs: announce them in an `action_required` event.
+    pub dynamic: Vec<ToolCallRow>,
+}
+
+/// The step's last call finished: the turn is `queued` again with the results.
+#[derive(Debug, Clone)]
+pub struct FanIn {
+    /// The turn to enqueue.
+    pub turn_id: Uuid,
+    /// Its chat.
+    pub chat_id: Uuid,
+    /// The tool message holding every result of the step.
+    pub results: Message,
+}
+
+/// One result a client posts for a dynamic call.
+#[derive(Debug, Clone)]
+pub struct ToolResultInput {
+    /// `tool_calls.id`.
+    pub tool_call_id: Uuid,
+    /// The output.
+    pub output: serde_json::Value,
+    /// Whether the tool failed.
+    pub is_error: bool,
+}
+
+/// Why posted tool results were refused; each names the ids concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolResultsError {
+    /// The chat does not exist or is not the caller's.
+    #[error("chat not found")]
+    NotFound,
+    /// The chat is not waiting for tool results.
+    #[error("the chat is not waiting for tool results")]
+    NotWaiting,
+    /// Ids that are not waiting calls of this chat.
+    #[error("unknown tool_call_id(s): {0:?}")]
+    Unknown(Vec<Uuid>),
+    /// Ids given more than once.
+    #[error("duplicate tool_call_id(s): {0:?}")]
+    Duplicate(Vec<Uuid>),
+    /// Waiting calls without a result.
+    #[error("missing results for tool_call_id(s): {0:?}")]
+    Missing(Vec<Uuid>),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ToolResultsError {
+    fn from(e: sqlx::Error) -> Self {
+        ToolResultsError::Store(e.into())
+    }
+}
+
+const TOOL_CALL_COLUMNS: &str =
+    "id, turn_id, chat_id, step, provider_call_id, name, arguments, kind, status, attempt";
+
+impl Store {
+    /// `running` -> `awaiting_tools`: stores the step's assistant message and one row per
+    /// call (builtin `queued`, dynamic `waiting` with a deadline); the chat goes
+    /// `requires_action` when a dynamic call waits. `Ok(None)`: the lease was lost.
+    pub async fn record_tool_step(
+        &self,
+        turn_id: Uuid,
+        chat_id: Uuid,
+        step: i32,
+        worker: &str,
+        completion: &Completion,
+        calls: &[NewToolCall],
+        dynamic_deadline: Duration,
+    ) -> Result<Option<ToolStep>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH t AS (
+                UPDATE chat_turns SET status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4
+                WHERE id = $1 AND status = 'running' AND lease_owner = $3
+                RETURNING id
+             )
+             INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros)
+             SELECT $5, $2, t.id, 'assistant', $4, $6, $7, $8, $9 FROM t
+             RETURNING {MESSAGE_COLUMNS}"
+        )))
+        .bind(turn_id)
+        .bind(chat_id)
+        .bind(worker)
+        .bind(step)
+        .bind(Uuid::now_v7())
+        .bind(Json(&completion.content))
+        .bind(&completion.model)
+        .bind(Json(&completion.usage))
+        .bind(completion.cost_micros)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(message) = message else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let ids: Vec<Uuid> = calls.iter().map(|_| Uuid::now_v7()).collect();
+        let provider_ids: Vec<&str> = calls.iter().map(|c| c.provider_call_id.as_str()).collect();
+        let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+        let arguments: Vec<Json<&serde_json::Value>> =
+            calls.iter().map(|c| Json(&c.arguments)).collect();
+        let kinds: Vec<&str> = calls
+            .iter()
+            .map(|c| if c.dynamic { "dynamic" } else { "builtin" })
+            .collect();
+        let rows: Vec<ToolCallRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO tool_calls (id, turn_id, chat_id, step, provider_call_id, name, arguments, kind, status, deadline_at)
+             SELECT c.id, $1, $2, $3, c.provider_call_id, c.name, c.arguments, c.kind,
+                    CASE WHEN c.kind = 'dynamic' THEN 'waiting' ELSE 'queued' END,
+                    CASE WHEN c.kind = 'dynamic' THEN now() + make_interval(secs => $9) END
+             FROM unnest($4::uuid[], $5::text[], $6::text[], $7::jsonb[], $8::text[])
+                  AS c(id, provider_call_id, name, arguments, kind)
+             RETURNING {TOOL_CALL_COLUMNS}"
+        )))
+        .bind(turn_id)
+        .bind(chat_id)
+        .bind(step)
+        .bind(&ids)
+        .bind(&provider_ids)
+        .bind(&names)
+        .bind(&arguments)
+        .bind(&kinds)
+        .bind(dynamic_deadline.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        let (dynamic, builtin): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|r| r.kind == "dynamic");
+        if !dynamic.is_empty() {
+            sqlx::query(
+                "UPDATE chats SET status = 'requires_action', updated_at = now()
+                 WHERE id = $1 AND status = 'running'",
+            )
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(ToolStep {
+            message,
+            builtin,
+            dynamic,
+        }))
+    }
+
+    /// `queued` -> `running` for `worker`. `None`: a duplicate job, or the call is done.
+    pub async fn acquire_tool_call(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ToolCallRow>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE tool_calls SET status = 'running', attempt = attempt + 1, lease_owner = $2,
+                    lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = $1 AND status = 'queued'
+             RETURNING {TOOL_CALL_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// `running` -> `succeeded`/`failed` with its output, then fan-in. `Ok(None)` when the
+    /// lease was lost or other calls of the step are still unfinished.
+    pub async fn finish_tool_call(
+        &self,
+        call: &ToolCallRow,
+        worker: &str,
+        output: &serde_json::Value,
+        is_error: bool,
+    ) -> Result<Option<FanIn>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        lock_turn(&mut tx, call.turn_id).await?;
+        let done = sqlx::query(
+            "UPDATE tool_calls SET status = $4, result = $3, finished_at = now(), lease_expires_at = NULL
+             WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+        )
+        .bind(call.id)
+        .bind(worker)
+        .bind(Json(output))
+        .bind(if is_error { "failed" } else { "succeeded" })
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let fan_in = fan_in(&mut tx, call.turn_id, call.step).await?;
+        tx.commit().await?;
+        Ok(fan_in)
+    }
+
+    /// The calls of a chat's turn that wait for the client.
+    pub async fn waiting_tool_calls(&self, chat_id: Uuid) -> Result<Vec<ToolCallRow>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOOL_CALL_COLUMNS} FROM tool_calls WHERE chat_id = $1 AND status = 'waiting' ORDER BY id"
+        )))
+        .bind(chat_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Stores the client's results for every waiting call of the chat, then fans in.
+    /// All waiting calls must be answered at once; anything else is refused, naming ids.
+    pub async fn submit_tool_results(
+        &self,
+        chat_id: Uuid,
+        owner: Uuid,
+        results: &[ToolResultInput],
+    ) -> Result<FanIn, ToolResultsError> {
+        let mut tx = self.pool.begin().await?;
+        let turn: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT t.id, c.status FROM chats c
+             LEFT JOIN chat_turns t ON t.chat_id = c.id AND t.status = 'awaiting_tools'
+             WHERE c.id = $1 AND c.owner_id = $2",
+        )
+        .bind(chat_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|(t, s): (Option<Uuid>, String)| (t.unwrap_or_default(), s));
+        let Some((turn_id, status)) = turn else {
+            return Err(ToolResultsError::NotFound);
+        };
+        if status != "requires_action" || turn_id.is_nil() {
+            return Err(ToolResultsError::NotWaiting);
+        }
+        lock_turn(&mut tx, turn_id).await?;
+        let waiting: Vec<(Uuid, i32)> = sqlx::query_as(
+            "SELECT id, step FROM tool_calls WHERE turn_id = $1 AND status = 'waiting' ORDER BY id",
+        )
+        .bind(turn_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let waiting_ids: Vec<Uuid> = waiting.iter().map(|(id, _)| *id).collect();
+        let mut seen = std::collections::HashSet::new();
+        let duplicates: Vec<Uuid> = results
+            .iter()
+            .map(|r| r.tool_call_id)
+            .filter(|id| !seen.insert(*id))
+            .collect();
+        if !duplicates.is_empty() {
+            return Err(ToolResultsError::Duplicate(duplicates));
+        }
+        let unknown: Vec<Uuid> = results
+            .iter()
+            .map(|r| r.tool_call_id)
+            .filter(|id| !waiting_ids.contains(id))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ToolResultsError::Unknown(unknown));
+        }
+        let missing: Vec<Uuid> = waiting_ids
+            .iter()
+            .copied()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ToolResultsError::Missing(missing));
+        }
+        let ids: Vec<Uuid> = results.iter().map(|r| r.tool_call_id).collect();
+        let outputs: Vec<Json<&serde_json::Value>> =
+            results.iter().map(|r| Json(&r.output)).collect();
+        let statuses: Vec<&str> = results
+            .iter()
+            .map(|r| if r.is_error { "failed" } else { "succeeded" })
+            .collect();
+        sqlx::query(
+            "UPDATE tool_calls t SET status = r.status, result = r.output, finished_at = now()
+             FROM unnest($1::uuid[], $2::jsonb[], $3::text[]) AS r(id, output, status)
+             WHERE t.id = r.id AND t.status = 'waiting'",
+        )
+        .bind(&ids)
+        .bind(&outputs)
+        .bind(&statuses)
+        .execute(&mut *tx)
+        .await?;
+        let step = waiting.first().map(|(_, s)| *s).unwrap_or_default();
+        let fan_in = fan_in(&mut tx, turn_id, step)
+            .await?
+            .ok_or(ToolResultsError::NotWaiting)?;
+        tx.commit().await?;
+        Ok(fan_in)
+    }
+}
+
+/// Takes the turn row lock that serializes every finish of its calls.
+pub(super) async fn lock_turn(
+    tx: &mut sqlx::PgConnection,
+    turn_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1 FROM chat_turns WHERE id = $1 FOR UPDATE")
+        .bind(turn_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// If every call of `step` is finished: stores one tool message with their results (in
+/// call order), moves the turn `awaiting_tools` -> `queued` at the next step and the chat
+/// to `pending`. The caller holds the turn lock, so this runs once per step.
+pub(super) async fn fan_in(
+    tx: &mut sqlx::PgConnection,
+    turn_id: Uuid,
+    step: i32,
+) -> Result<Option<FanIn>, StoreError> {
+    let unfinished: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tool_calls WHERE turn_id = $1 AND step = $2
+                        AND status IN ('queued', 'running', 'waiting'))",
+    )
+    .bind(turn_id)
+    .bind(step)
+    .fetch_one(&mut *tx)
+    .await?;
+    if unfinished {
+        return Ok(None);
+    }
+    let resumed: Option<Uuid> = sqlx::query_scalar(
+        "WITH t AS (
+            UPDATE chat_turns SET status = 'queued', step = step + 1, enqueued_at = now()
+            WHERE id = $1 AND status = 'awaiting_tools' AND step = $2
+            RETURNING chat_id
+         ), c AS (
+            UPDATE chats SET status = 'pending', updated_at = now() FROM t
+            WHERE chats.id = t.chat_id AND chats.status IN ('running', 'requires_action', 'pending')
+         )
+         SELECT chat_id FROM t",
+    )
+    .bind(turn_id)
+    .bind(step)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(chat_id) = resumed else {
+        return Ok(None);
+    };
+    let calls: Vec<(String, Json<serde_json::Value>, String)> = sqlx::query_as(
+        "SELECT provider_call_id, coalesce(result, 'null'::jsonb), status FROM tool_calls
+         WHERE turn_id = $1 AND step = $2 ORDER BY id",
+    )
+    .bind(turn_id)
+    .bind(step)
+    .fetch_all(&mut *tx)
+    .await?;
+    let parts: Vec<MessagePart> = calls
+        .into_iter()
+        .map(|(tool_call_id, output, status)| MessagePart::ToolResult {
+            tool_call_id,
+            output: output.0,
+            is_error: status == "failed",
+        })
+        .collect();
+    let results: Message = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content) VALUES ($1, $2, $3, 'tool', $4, $5)
+         RETURNING {MESSAGE_COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(chat_id)
+    .bind(turn_id)
+    .bind(step)
+    .bind(Json(&parts))
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some(FanIn {
+        turn_id,
+        chat_id,
+        results,
+    }))
+}

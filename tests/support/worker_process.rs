@@ -1,0 +1,70 @@
+//! Real `agentq worker` processes, for tests that kill one or need several.
+
+use std::process::{Child, Command, Stdio};
+
+use super::app::TestApp;
+
+/// A worker process pointed at a test app's database, Redis prefix and fake provider.
+pub struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    /// Starts `agentq worker` with the app's settings plus `extra` flags.
+    pub fn spawn(app: &TestApp, extra: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_agentq"))
+            .arg("worker")
+            .args(["--database-url", &app.database_url()])
+            .args([
+                "--redis-url",
+                &super::redis_url(),
+                "--redis-prefix",
+                &app.prefix,
+            ])
+            .args([
+                "--provider",
+                "openai",
+                "--openai-base-url",
+                &app.fake.base_url,
+                "--openai-api-key",
+                "sk-test-secret",
+            ])
+            .args([
+                "--model",
+                "fake-gpt",
+                "--queues",
+                "turns,tools",
+                "--turn-lease-secs",
+                "3",
+                "--queue-lease-secs",
+                "2",
+            ])
+            .args(extra)
+            .env("AGENTQ_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("agentq worker starts");
+        Self { child }
+    }
+
+    /// SIGKILL: the process dies holding whatever it holds.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("worker exits")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

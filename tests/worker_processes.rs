@@ -1,0 +1,148 @@
+//! Real worker processes: several share a turn's tool calls; one killed mid-turn loses
+//! nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use agentq_scheduler::RecoveryConfig;
+use serde_json::{Value, json};
+use support::{
+    app::TestApp,
+    eventually,
+    fake_openai::{Reply, answer_to},
+    worker_process::WorkerProcess,
+};
+
+#[sqlx::test]
+async fn two_worker_processes_share_five_parallel_tool_calls_and_the_next_step_runs_once(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    let _a = WorkerProcess::spawn(&app, &["--concurrency", "2"]);
+    let _b = WorkerProcess::spawn(&app, &["--concurrency", "2"]);
+    let calls: Vec<(String, String, Value)> = (0..5)
+        .map(|i| {
+            (
+                format!("call_{i}"),
+                "sleep".to_owned(),
+                json!({"seconds": 0.3}),
+            )
+        })
+        .collect();
+    app.fake.script([
+        Reply::ToolCalls(calls),
+        Reply::Text("All five naps done.".into()),
+    ]);
+    let chat = app.create_chat("take five naps").await;
+
+    let messages = app
+        .wait_until_answered(chat, 4, Duration::from_secs(20))
+        .await;
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "tool", "assistant"],
+        "one assistant message per step"
+    );
+    let calls_part: Vec<&Value> = messages[1]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "tool_call")
+        .collect();
+    assert_eq!(calls_part.len(), 5);
+    let results = messages[2]["content"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(
+            result["tool_call_id"],
+            format!("call_{i}"),
+            "results in call order"
+        );
+        assert_eq!(result["output"]["slept_seconds"], 0.3);
+        assert_eq!(result["is_error"], false);
+    }
+    assert_eq!(messages[3]["content"][0]["text"], "All five naps done.");
+
+    let rows: Vec<(String, i32, Option<String>)> =
+        sqlx::query_as("SELECT status, attempt, lease_owner FROM tool_calls WHERE chat_id = $1")
+            .bind(chat)
+            .fetch_all(app.services.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter().all(|(s, a, _)| s == "succeeded" && *a == 1),
+        "{rows:?}"
+    );
+    let owners: std::collections::HashSet<_> =
+        rows.iter().filter_map(|(_, _, o)| o.clone()).collect();
+    assert_eq!(owners.len(), 2, "both workers ran calls: {owners:?}");
+    let requests = app.fake.received();
+    assert_eq!(requests.len(), 2, "the follow-up step ran exactly once");
+    let second = &requests[1].body["messages"];
+    assert_eq!(second[1]["tool_calls"].as_array().unwrap().len(), 5);
+    assert_eq!(second[2]["role"], "tool");
+    assert!(
+        requests[0].body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["function"]["name"] == "sleep")
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    app.fake.set_chunk_delay(Duration::from_millis(250));
+    let mut doomed = WorkerProcess::spawn(&app, &[]);
+    let chat = app
+        .create_chat("one two three four five six seven eight nine ten eleven twelve")
+        .await;
+    eventually(
+        Duration::from_secs(10),
+        "the answer to start streaming",
+        || async {
+            let (_, c) = app.get(&format!("/api/v1/chats/{chat}")).await;
+            (c["status"] == "running").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    doomed.kill();
+    app.fake.set_chunk_delay(Duration::from_millis(5));
+
+    let _survivor = WorkerProcess::spawn(&app, &[]);
+    app.start_recovery(RecoveryConfig {
+        interval_secs: 1,
+        stale_secs: 30,
+        batch: 100,
+        max_attempts: 3,
+    });
+    let messages = app
+        .wait_until_answered(chat, 2, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages_after = app.messages(chat).await;
+    assert_eq!(messages_after.len(), 2, "nothing doubled: {messages:?}");
+    assert_eq!(
+        messages_after[1]["content"][0]["text"],
+        answer_to("one two three four five six seven eight nine ten eleven twelve"),
+        "the whole answer, from the second worker"
+    );
+    let (attempt, status): (i32, String) =
+        sqlx::query_as("SELECT attempt, status FROM chat_turns WHERE chat_id = $1")
+            .bind(chat)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((attempt, status.as_str()), (2, "completed"));
+    assert_eq!(app.fake.received().len(), 2);
+    app.stop().await;
+}

@@ -1,0 +1,77 @@
+//! Runs one `RunToolCall` job: acquire the call, run it, store the result, and fan in when
+//! it was the step's last call (DESIGN.md §4.5).
+
+use std::time::Duration;
+
+use agentq_core::{
+    domain::ChatStatus,
+    events::{ChatEvent, EventPublisher},
+    queue::{Producer, RunToolCall, RunTurn},
+    store::Store,
+};
+use serde_json::json;
+
+use super::Builtins;
+use crate::turn::TurnJobError;
+
+/// Everything a worker needs to run tool calls.
+pub struct ToolRunner {
+    /// The database.
+    pub store: Store,
+    /// Enqueues the resumed turn.
+    pub producer: Producer,
+    /// Publishes chat events.
+    pub events: EventPublisher,
+    /// The builtin tools.
+    pub builtins: Builtins,
+    /// This process's lease-owner name.
+    pub worker_id: String,
+    /// Lease of a running call.
+    pub lease: Duration,
+}
+
+impl ToolRunner {
+    /// Runs the call named by `job`; a duplicate finds nothing to acquire and succeeds.
+    #[tracing::instrument(skip_all, fields(tool_call.id = %job.tool_call_id))]
+    pub async fn run(&self, job: RunToolCall) -> Result<(), TurnJobError> {
+        let Some(call) = self
+            .store
+            .acquire_tool_call(job.tool_call_id, &self.worker_id, self.lease)
+            .await?
+        else {
+            tracing::debug!("tool call is not queued (duplicate or finished job); nothing to do");
+            return Ok(());
+        };
+        let (output, is_error) = match self.builtins.run(&call.name, &call.arguments).await {
+            Ok(output) => (output, false),
+            Err(message) => (json!({ "error": message }), true),
+        };
+        let Some(fan_in) = self
+            .store
+            .finish_tool_call(&call, &self.worker_id, &output, is_error)
+            .await?
+        else {
+            return Ok(());
+        };
+        // This was the step's last call: the turn continues with every result.
+        self.events.publish(
+            fan_in.chat_id,
+            ChatEvent::Message {
+                message: Box::new(fan_in.results),
+            },
+        );
+        self.events.publish(
+            fan_in.chat_id,
+            ChatEvent::Status {
+                status: ChatStatus::Pending,
+                chat_id: fan_in.chat_id,
+            },
+        );
+        self.producer
+            .enqueue(&RunTurn {
+                turn_id: fan_in.turn_id,
+            })
+            .await?;
+        Ok(())
+    }
+}
