@@ -60,6 +60,22 @@ pub fn classify_http_error(provider: &str, status: u16, body: &str) -> ChatError
     }
 }
 
+/// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds >= 0.0).then(|| std::time::Duration::from_secs_f64(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()
+}
+
 /// A transport failure (connection refused, reset, TLS).
 pub fn transport_error(provider: &str, error: &reqwest::Error) -> ChatError {
     let (kind, what) = if error.is_timeout() {

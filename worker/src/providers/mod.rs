@@ -72,6 +72,26 @@ pub struct ProviderRequest {
     pub max_output_tokens: Option<u32>,
 }
 
+/// Parses `Name: value` header settings.
+pub fn extra_headers(settings: &[String]) -> Result<Vec<(String, String)>, ChatError> {
+    settings
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| match s.split_once(':') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Ok((name.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => Err(ChatError::new(
+                agentq_core::ChatErrorKind::Config,
+                format!(
+                    "provider header `{}` must look like `Name: value`",
+                    s.split(':').next().unwrap_or_default()
+                ),
+            )),
+        })
+        .collect()
+}
+
 /// A configured provider.
 #[derive(Clone)]
 pub enum Provider {
@@ -85,12 +105,15 @@ impl Provider {
     /// Builds the provider named by the configuration.
     pub fn from_config(config: &ProviderConfig) -> Result<Self, ChatError> {
         Ok(match config.kind {
-            ProviderKind::Openai => Provider::OpenAi(Arc::new(OpenAiProvider::new(
-                &config.openai_base_url,
-                config.openai_api_key.clone(),
-                Duration::from_secs(config.startup_timeout_secs),
-                Duration::from_secs(config.silence_timeout_secs),
-            )?)),
+            ProviderKind::Openai => Provider::OpenAi(Arc::new(
+                OpenAiProvider::new(
+                    &config.openai_base_url,
+                    config.openai_api_key.clone(),
+                    Duration::from_secs(config.startup_timeout_secs),
+                    Duration::from_secs(config.silence_timeout_secs),
+                )?
+                .with_headers(extra_headers(&config.provider_headers)?),
+            )),
             ProviderKind::Echo => Provider::Echo(EchoProvider),
             // Placeholder until the Anthropic adapter lands (being written alongside).
             ProviderKind::Anthropic => {
