@@ -287,9 +287,7 @@ impl TurnEngine {
         let Some(step) = self
             .store
             .record_tool_step(
-                turn.id,
-                turn.chat_id,
-                turn.step,
+                turn,
                 &self.worker_id,
                 completion,
                 calls,

@@ -24,7 +24,7 @@ pub enum InterruptOutcome {
         turn_id: Uuid,
     },
     /// The turn was not running on a worker and is now `interrupted`.
-    Stopped(TurnOutcome),
+    Stopped(Box<TurnOutcome>),
 }
 
 impl Store {
@@ -80,12 +80,12 @@ impl Store {
         .await?;
         let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
         tx.commit().await?;
-        Ok(InterruptOutcome::Stopped(TurnOutcome::new(
+        Ok(InterruptOutcome::Stopped(Box::new(TurnOutcome::new(
             None,
             promoted,
             next_turn_id,
             ChatStatus::Waiting,
-        )))
+        ))))
     }
 
     /// Turns this worker holds whose interrupt was requested.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{MESSAGE_COLUMNS, Store, turns::Completion};
 use crate::{
     StoreError,
-    domain::{Message, MessagePart, ToolCallRow},
+    domain::{AcquiredTurn, Message, MessagePart, ToolCallRow},
 };
 
 /// A call the model asked for.
@@ -101,14 +101,13 @@ impl Store {
     /// `requires_action` when a dynamic call waits. `Ok(None)`: the lease was lost.
     pub async fn record_tool_step(
         &self,
-        turn_id: Uuid,
-        chat_id: Uuid,
-        step: i32,
+        turn: &AcquiredTurn,
         worker: &str,
         completion: &Completion,
         calls: &[NewToolCall],
         dynamic_deadline: Duration,
     ) -> Result<Option<ToolStep>, StoreError> {
+        let (turn_id, chat_id, step) = (turn.id, turn.chat_id, turn.step);
         let mut tx = self.pool.begin().await?;
         let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH t AS (
