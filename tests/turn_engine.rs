@@ -92,6 +92,36 @@ async fn retryable_errors_are_retried_with_backoff_and_announced(pool: sqlx::PgP
 }
 
 #[sqlx::test]
+async fn a_provider_that_sends_no_first_byte_times_out_and_is_retried(pool: sqlx::PgPool) {
+    let mut app = TestApp::start_api_only(pool).await;
+    app.provider_startup_timeout_secs = 1;
+    app.start_worker().await;
+    app.fake.script([Reply::Hang(Duration::from_secs(3))]);
+    let chat = app.create_chat("anyone there").await;
+    let events = read_until(
+        &app.client,
+        &app.stream_url(chat),
+        &app.token,
+        None,
+        Duration::from_secs(15),
+        |e| is_status(e, "waiting"),
+    )
+    .await;
+    let retry = &events
+        .iter()
+        .find(|e| e.event == "retry")
+        .expect("a retry event")
+        .data;
+    assert_eq!(retry["kind"], "startup_timeout");
+    assert_eq!(retry["attempt"], 1);
+    let messages = app
+        .wait_until_answered(chat, 2, Duration::from_secs(5))
+        .await;
+    assert_eq!(messages[1]["content"][0]["text"], answer_to("anyone there"));
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn final_errors_fail_the_turn_with_a_structured_error(pool: sqlx::PgPool) {
     let app = TestApp::start(pool).await;
     app.fake.script([Reply::Status {

@@ -36,6 +36,8 @@ pub struct TestApp {
     pub queue: QueueConfig,
     /// Worker settings used by workers started with [`TestApp::start_worker`].
     pub worker: WorkerConfig,
+    /// Seconds the provider gets to send its first byte.
+    pub provider_startup_timeout_secs: u64,
     redis_url: String,
     shutdown: CancellationToken,
     workers: Vec<(CancellationToken, WorkerHandle)>,
@@ -80,6 +82,7 @@ impl TestApp {
             prefix,
             queue,
             worker,
+            provider_startup_timeout_secs: 60,
             redis_url,
             shutdown,
             workers: Vec::new(),
@@ -111,6 +114,7 @@ impl TestApp {
         provider.openai_base_url = self.fake.base_url.clone();
         provider.openai_api_key = Some("sk-test-secret".into());
         provider.model = "fake-gpt".into();
+        provider.startup_timeout_secs = self.provider_startup_timeout_secs;
         provider
     }
 

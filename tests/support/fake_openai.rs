@@ -44,6 +44,8 @@ pub enum Reply {
     },
     /// Stream `chunks` pieces of the echo answer, then drop the connection.
     CutAfter(usize),
+    /// Send nothing for this long, then the echo answer.
+    Hang(Duration),
 }
 
 /// What the fake received.
@@ -142,6 +144,9 @@ async fn completions(
     let chunk = |delta: Value, finish: Option<&str>| {
         json!({"id": "c1", "object": "chat.completion.chunk", "model": "fake-gpt", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string()
     };
+    if let Some(Reply::Hang(pause)) = &reply {
+        tokio::time::sleep(*pause).await;
+    }
     match reply {
         Some(Reply::Status {
             code,

@@ -1,4 +1,10 @@
 //! Turning provider failures into [`ChatError`]s with a kind and a sentence a user can act on.
+//!
+//! Every adapter reports the same situations (a refused request, no answer in time, a stream
+//! that goes quiet or is cut) the same way, so the turn engine can retry on `kind` and
+//! `retryable` without knowing which wire format failed.
+
+use std::time::Duration;
 
 use agentq_core::{ChatError, ChatErrorKind};
 
@@ -24,6 +30,8 @@ pub fn classify_http_error(provider: &str, status: u16, body: &str) -> ChatError
             if lower.contains("context_length")
                 || lower.contains("context length")
                 || lower.contains("maximum context")
+                || lower.contains("context window")
+                || lower.contains("prompt is too long")
                 || lower.contains("too many tokens") =>
         {
             (
@@ -60,20 +68,111 @@ pub fn classify_http_error(provider: &str, status: u16, body: &str) -> ChatError
     }
 }
 
-/// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP date.
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
+/// Classifies a non-success response, keeping how long the provider asked us to wait so the
+/// turn's retry honours it. Consumes the response to read its body.
+pub async fn from_response(provider: &str, response: reqwest::Response) -> ChatError {
+    let status = response.status().as_u16();
+    let wait = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    let mut error = classify_http_error(provider, status, &body);
+    error.retry_after = wait;
+    error
+}
+
+/// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP date (a date in
+/// the past means now).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, chrono::Utc::now())
+}
+
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds >= 0.0).then(|| std::time::Duration::from_secs_f64(seconds));
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// No response headers within the startup budget: the provider may be queueing us.
+pub fn startup_timeout(provider: &str, waited: Duration) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::StartupTimeout,
+        format!("{provider} sent nothing within {}.", seconds(waited)),
+    )
+    .with_provider(provider)
+    .retryable(true)
+}
+
+/// A started stream went quiet for longer than the silence budget.
+pub fn silence_timeout(provider: &str, waited: Duration) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::StreamSilenceTimeout,
+        format!(
+            "{provider} stopped sending for {} in the middle of an answer.",
+            seconds(waited)
+        ),
+    )
+    .with_provider(provider)
+    .retryable(true)
+}
+
+/// The stream ended (EOF or a dropped connection) before the wire format's end marker.
+pub fn stream_cut(provider: &str, detail: impl Into<String>) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::Generic,
+        format!("{provider} closed the stream in the middle of an answer."),
+    )
+    .with_provider(provider)
+    .retryable(true)
+    .with_detail(detail)
+}
+
+/// A stream event that is not the JSON its wire format promises; a retry usually gets a
+/// clean stream.
+pub fn unreadable_event(provider: &str, detail: impl Into<String>) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::Generic,
+        format!("{provider} sent a stream chunk agentq cannot read."),
+    )
+    .with_provider(provider)
+    .retryable(true)
+    .with_detail(detail)
+}
+
+/// A tool call whose streamed arguments are not JSON; the model wrote them, so the same
+/// request is not retried blindly.
+pub fn invalid_tool_arguments(provider: &str, tool: &str, detail: impl Into<String>) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::Generic,
+        format!("{provider} sent arguments for the tool `{tool}` that are not valid JSON."),
+    )
+    .with_provider(provider)
+    .with_detail(detail)
+}
+
+/// An adapter that cannot be built from its settings.
+pub fn config_error(provider: &str, detail: impl Into<String>) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::Config,
+        format!("{provider} is not configured correctly."),
+    )
+    .with_provider(provider)
+    .with_detail(detail)
+}
+
+/// `7 s`, or `0.25 s` for the sub-second budgets tests use.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} s", (d.as_secs_f64() * 100.0).round() / 100.0)
+    }
 }
 
 /// A transport failure (connection refused, reset, TLS).
@@ -146,5 +245,33 @@ mod tests {
             classify_http_error("X", 529, "").kind,
             ChatErrorKind::Overloaded
         );
+        let anthropic_ctx = classify_http_error(
+            "Anthropic",
+            400,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"}}"#,
+        );
+        assert_eq!(anthropic_ctx.kind, ChatErrorKind::ContextLength);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 31 Dec 2025 23:59:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
     }
 }

@@ -1,10 +1,10 @@
 //! OpenAI Chat Completions with `stream: true`, the wire format OpenAI, OpenRouter, vLLM,
-//! Ollama and LiteLLM all speak. Parsing is lenient: missing or empty fields, absent
+//! Ollama and LiteLLM all speak. Parsing is lenient: missing, `null` or empty fields, absent
 //! `usage`, unknown chunk fields and tool calls without an `index` are tolerated. Tool-call
 //! arguments arrive in pieces keyed by `index`; a call is emitted whole when the model
-//! finishes.
+//! finishes. A stream that ends with neither `[DONE]` nor a finish reason was cut.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use agentq_core::{
     ChatError, ChatErrorKind,
@@ -12,21 +12,23 @@ use agentq_core::{
 };
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::{
     ProviderEvent, ProviderRequest, ProviderStream,
-    errors::{classify_http_error, retry_after, transport_error},
+    errors::{
+        classify_http_error, config_error, from_response, invalid_tool_arguments, silence_timeout,
+        startup_timeout, stream_cut, transport_error, unreadable_event,
+    },
 };
-
-const NAME: &str = "OpenAI";
 
 /// An OpenAI-compatible endpoint.
 pub struct OpenAiProvider {
     client: reqwest::Client,
     url: String,
     api_key: Option<String>,
+    name: String,
     headers: Vec<(String, String)>,
     startup_timeout: Duration,
     silence_timeout: Duration,
@@ -40,19 +42,28 @@ impl OpenAiProvider {
         startup_timeout: Duration,
         silence_timeout: Duration,
     ) -> Result<Self, ChatError> {
+        let name = "OpenAI";
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| config_error(name, format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             client,
             url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             api_key: api_key.filter(|k| !k.is_empty()),
+            name: name.to_owned(),
             headers: Vec::new(),
             startup_timeout,
             silence_timeout,
         })
+    }
+
+    /// The name errors give the provider ("OpenRouter is rate limiting requests"), since the
+    /// same wire format reaches many services; `OpenAI` by default.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// Extra headers sent with every request (OpenRouter's `HTTP-Referer`, a gateway key).
@@ -63,7 +74,11 @@ impl OpenAiProvider {
 
     /// Sends the request and streams the answer's deltas.
     pub async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ChatError> {
-        let mut http = self.client.post(&self.url).json(&request_body(&request));
+        let mut http = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&request_body(&request));
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
@@ -71,74 +86,58 @@ impl OpenAiProvider {
             http = http.header(name, value);
         }
         let response = match tokio::time::timeout(self.startup_timeout, http.send()).await {
-            Err(_) => {
-                return Err(ChatError::new(
-                    ChatErrorKind::StartupTimeout,
-                    format!(
-                        "{NAME} sent nothing within {} s.",
-                        self.startup_timeout.as_secs()
-                    ),
-                )
-                .with_provider(NAME)
-                .retryable(true));
-            }
-            Ok(Err(e)) => return Err(transport_error(NAME, &e)),
+            Err(_) => return Err(startup_timeout(&self.name, self.startup_timeout)),
+            Ok(Err(e)) => return Err(transport_error(&self.name, &e)),
             Ok(Ok(r)) => r,
         };
-        let status = response.status();
-        if !status.is_success() {
-            let wait = retry_after(response.headers());
-            let text = response.text().await.unwrap_or_default();
-            let mut error = classify_http_error(NAME, status.as_u16(), &text);
-            error.retry_after = wait;
-            return Err(error);
+        if !response.status().is_success() {
+            return Err(from_response(&self.name, response).await);
         }
-        let silence = self.silence_timeout;
-        let events = response.bytes_stream().eventsource();
-        let stream = futures::stream::unfold(
-            Some((events, ChunkParser::default())),
-            move |state| async move {
-                let (mut events, mut parser) = state?;
-                loop {
-                    let next = match tokio::time::timeout(silence, events.next()).await {
-                        Err(_) => return Some((Err(silence_error(silence)), None)),
-                        Ok(None) => {
-                            // EOF: fine after a finish reason (some servers skip [DONE]).
-                            return match parser.finish(false) {
-                                Ok(batch) if batch.is_empty() => None,
-                                Ok(batch) => Some((Ok(batch), None)),
-                                Err(e) => Some((Err(e), None)),
-                            };
-                        }
-                        Ok(Some(Err(e))) => return Some((Err(stream_cut(&e.to_string())), None)),
-                        Ok(Some(Ok(event))) => event,
-                    };
-                    let data = next.data.trim();
-                    if data.is_empty() {
-                        continue;
-                    }
-                    let batch = if data == "[DONE]" {
-                        match parser.finish(true) {
-                            Ok(batch) => return (!batch.is_empty()).then_some((Ok(batch), None)),
-                            Err(e) => return Some((Err(e), None)),
-                        }
-                    } else {
-                        parser.feed(data)
-                    };
-                    match batch {
+        Ok(answer_stream(
+            response,
+            ChunkParser::new(&self.name),
+            self.silence_timeout,
+        ))
+    }
+}
+
+/// Reads `data:` events until `[DONE]`, the end of the body, an error or a silence longer
+/// than `silence`, yielding the events each chunk holds.
+fn answer_stream(
+    response: reqwest::Response,
+    parser: ChunkParser,
+    silence: Duration,
+) -> ProviderStream {
+    let events = response.bytes_stream().eventsource();
+    let stream = futures::stream::unfold(Some((events, parser)), move |state| async move {
+        let (mut events, mut parser) = state?;
+        loop {
+            let batch = match tokio::time::timeout(silence, events.next()).await {
+                Err(_) => Err(silence_timeout(&parser.name, silence)),
+                Ok(None) => parser.finish(End::Eof),
+                Ok(Some(Err(e))) => parser.finish(End::Broken(e.to_string())),
+                Ok(Some(Ok(event))) => match event.data.trim() {
+                    "" => continue,
+                    "[DONE]" => parser.finish(End::Done),
+                    data => match parser.feed(data) {
                         Ok(batch) if batch.is_empty() => continue,
                         Ok(batch) => return Some((Ok(batch), Some((events, parser)))),
-                        Err(e) => return Some((Err(e), None)),
-                    }
-                }
-            },
-        )
-        .flat_map(|batch: Result<Vec<ProviderEvent>, ChatError>| match batch {
-            Ok(events) => futures::stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
-            Err(e) => futures::stream::iter(vec![Err(e)]),
-        });
-        Ok(Box::pin(stream))
-    }
+                        Err(e) => Err(e),
+                    },
+                },
+            };
+            // Every path that reaches here ends the stream.
+            return match batch {
+                Ok(batch) if batch.is_empty() => None,
+                other => Some((other, None)),
+            };
+        }
+    })
+    .flat_map(|batch: Result<Vec<ProviderEvent>, ChatError>| match batch {
+        Ok(events) => futures::stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
+        Err(e) => futures::stream::iter(vec![Err(e)]),
+    });
+    Box::pin(stream)
 }
 
 /// The JSON body of a streaming request.
@@ -226,11 +225,20 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
     out
 }
 
+/// `null` reads as the default: servers send `"choices": null`, `"prompt_tokens": null`.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 #[derive(Deserialize, Default)]
 struct Chunk {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -250,12 +258,13 @@ struct Choice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    /// DeepSeek, vLLM and Ollama name it `reasoning_content`, OpenRouter `reasoning`.
     #[serde(default)]
     reasoning_content: Option<String>,
     #[serde(default)]
     reasoning: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<ToolCallDelta>>,
+    #[serde(default, deserialize_with = "nullable")]
+    tool_calls: Vec<ToolCallDelta>,
 }
 
 #[derive(Deserialize, Default)]
@@ -272,23 +281,27 @@ struct ToolCallDelta {
 struct FunctionDelta {
     #[serde(default)]
     name: Option<String>,
+    /// A piece of a JSON string; a few servers send the whole arguments as an object.
     #[serde(default)]
-    arguments: Option<String>,
+    arguments: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
 struct WireUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     completion_tokens: u64,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
+    /// DeepSeek reports cache hits here instead of `prompt_tokens_details`.
+    #[serde(default, deserialize_with = "nullable")]
+    prompt_cache_hit_tokens: u64,
 }
 
 #[derive(Deserialize, Default)]
 struct PromptDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     cached_tokens: u64,
 }
 
@@ -300,45 +313,68 @@ struct PartialCall {
     arguments: String,
 }
 
+/// How a stream ended.
+enum End {
+    /// `data: [DONE]`.
+    Done,
+    /// The body ended.
+    Eof,
+    /// The connection broke (the detail says how).
+    Broken(String),
+}
+
 /// Turns `data:` chunks into events, assembling tool calls across chunks.
-#[derive(Default)]
 struct ChunkParser {
-    calls: BTreeMap<u64, PartialCall>,
+    name: String,
+    /// Calls in the order they started.
+    calls: Vec<PartialCall>,
+    /// Wire `index` to position in `calls`.
+    by_index: HashMap<u64, usize>,
+    /// The model last announced, so it is announced once rather than with every chunk.
+    model: Option<String>,
+    /// A choice reported a finish reason: the answer is complete even without `[DONE]`.
     finished: bool,
 }
 
 impl ChunkParser {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            calls: Vec::new(),
+            by_index: HashMap::new(),
+            model: None,
+            finished: false,
+        }
+    }
+
     /// Events in one chunk.
     fn feed(&mut self, data: &str) -> Result<Vec<ProviderEvent>, ChatError> {
-        let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
-            ChatError::new(
-                ChatErrorKind::Generic,
-                format!("{NAME} sent a stream chunk agentq cannot read."),
-            )
-            .with_provider(NAME)
-            .retryable(true)
-            .with_detail(e.to_string())
-        })?;
+        let chunk: Chunk =
+            serde_json::from_str(data).map_err(|e| unreadable_event(&self.name, e.to_string()))?;
         if let Some(error) = chunk.error {
             let status = error
                 .get("code")
                 .and_then(Value::as_u64)
-                .map(|c| c as u16)
+                .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or(500);
             return Err(classify_http_error(
-                NAME,
+                &self.name,
                 status,
                 &json!({ "error": error }).to_string(),
             ));
         }
         let mut out = Vec::new();
-        if let Some(model) = chunk.model.filter(|m| !m.is_empty()) {
+        if let Some(model) = chunk.model.filter(|m| !m.is_empty())
+            && self.model.as_ref() != Some(&model)
+        {
+            self.model = Some(model.clone());
             out.push(ProviderEvent::Model(model));
         }
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
                 if let Some(r) = delta
                     .reasoning_content
+                    .filter(|r| !r.is_empty())
                     .or(delta.reasoning)
                     .filter(|r| !r.is_empty())
                 {
@@ -347,50 +383,31 @@ impl ChunkParser {
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                     out.push(ProviderEvent::Text(text));
                 }
-                for call in delta.tool_calls.unwrap_or_default() {
-                    // Without an index, a delta with an id starts the next call; one
-                    // without continues the last.
-                    let index = call.index.unwrap_or_else(|| {
-                        match (&call.id, self.calls.keys().next_back()) {
-                            (Some(_), Some(last)) => last + 1,
-                            (_, Some(last)) => *last,
-                            (_, None) => 0,
-                        }
-                    });
-                    let partial = self.calls.entry(index).or_default();
-                    if let Some(id) = call.id.filter(|i| !i.is_empty()) {
-                        partial.id = id;
-                    }
-                    if let Some(function) = call.function {
-                        if let Some(name) = function.name.filter(|n| !n.is_empty()) {
-                            partial.name = name;
-                        }
-                        if let Some(args) = function.arguments {
-                            partial.arguments.push_str(&args);
-                        }
-                    }
+                for call in delta.tool_calls {
+                    self.add_call_delta(call);
                 }
             }
             match choice.finish_reason.as_deref() {
                 Some("content_filter") => {
                     return Err(ChatError::new(
                         ChatErrorKind::ContentFilter,
-                        format!("{NAME} stopped the answer with its content filter."),
+                        format!("{} stopped the answer with its content filter.", self.name),
                     )
-                    .with_provider(NAME));
+                    .with_provider(&self.name));
                 }
-                Some(_) => {
+                Some(reason) if !reason.is_empty() => {
                     self.finished = true;
                     out.extend(self.take_calls()?);
                 }
-                None => {}
+                _ => {}
             }
         }
         if let Some(u) = chunk.usage {
             let cached = u
                 .prompt_tokens_details
                 .map(|d| d.cached_tokens)
-                .unwrap_or(0);
+                .filter(|&c| c > 0)
+                .unwrap_or(u.prompt_cache_hit_tokens);
             out.push(ProviderEvent::Usage(Usage {
                 input_tokens: u.prompt_tokens,
                 output_tokens: u.completion_tokens,
@@ -401,38 +418,83 @@ impl ChunkParser {
         Ok(out)
     }
 
-    /// The end of the stream: `[DONE]` (`done`) or EOF. Calls not yet emitted are; a stream
-    /// that ends with neither `[DONE]` nor a finish reason was cut.
-    fn finish(&mut self, done: bool) -> Result<Vec<ProviderEvent>, ChatError> {
-        if !done && !self.finished {
-            return Err(stream_cut(
-                "the stream ended without [DONE] or a finish reason",
-            ));
+    /// Adds one `tool_calls` delta to the call it belongs to. The `index` names the call; a
+    /// known `id` does too (some servers repeat it on every delta). Without an index, a new
+    /// id starts the next call and a delta without one continues the last.
+    fn add_call_delta(&mut self, delta: ToolCallDelta) {
+        let id = delta.id.filter(|i| !i.is_empty());
+        let known_id = id
+            .as_ref()
+            .and_then(|id| self.calls.iter().position(|c| &c.id == id));
+        let position = match (known_id, delta.index) {
+            (Some(position), _) => position,
+            (None, Some(index)) => match self.by_index.get(&index) {
+                // The same index with a different id is a server reusing indexes.
+                Some(&p) if id.is_none() || self.calls[p].id.is_empty() => p,
+                _ => self.start_call(Some(index)),
+            },
+            (None, None) if id.is_none() && !self.calls.is_empty() => self.calls.len() - 1,
+            (None, None) => self.start_call(None),
+        };
+        let call = &mut self.calls[position];
+        if let Some(id) = id {
+            call.id = id;
+        }
+        if let Some(function) = delta.function {
+            if let Some(name) = function.name.filter(|n| !n.is_empty())
+                && call.name.is_empty()
+            {
+                call.name = name;
+            }
+            match function.arguments {
+                Some(Value::String(piece)) => call.arguments.push_str(&piece),
+                Some(Value::Null) | None => {}
+                Some(whole) => call.arguments.push_str(&whole.to_string()),
+            }
+        }
+    }
+
+    fn start_call(&mut self, index: Option<u64>) -> usize {
+        self.calls.push(PartialCall::default());
+        let position = self.calls.len() - 1;
+        if let Some(index) = index {
+            self.by_index.insert(index, position);
+        }
+        position
+    }
+
+    /// The end of the stream. Calls not yet emitted are; a stream that ends with neither
+    /// `[DONE]` nor a finish reason was cut.
+    fn finish(&mut self, end: End) -> Result<Vec<ProviderEvent>, ChatError> {
+        match end {
+            End::Done => {}
+            _ if self.finished => {}
+            End::Eof => {
+                return Err(stream_cut(
+                    &self.name,
+                    "the stream ended without [DONE] or a finish reason",
+                ));
+            }
+            End::Broken(detail) => return Err(stream_cut(&self.name, detail)),
         }
         self.take_calls()
     }
 
     fn take_calls(&mut self) -> Result<Vec<ProviderEvent>, ChatError> {
+        self.by_index.clear();
         std::mem::take(&mut self.calls)
             .into_iter()
-            .map(|(index, call)| {
+            .enumerate()
+            .map(|(position, call)| {
                 let arguments = if call.arguments.trim().is_empty() {
                     json!({})
                 } else {
                     serde_json::from_str(&call.arguments).map_err(|e| {
-                        ChatError::new(
-                            ChatErrorKind::Generic,
-                            format!(
-                                "{NAME} sent arguments for `{}` that are not valid JSON.",
-                                call.name
-                            ),
-                        )
-                        .with_provider(NAME)
-                        .with_detail(e.to_string())
+                        invalid_tool_arguments(&self.name, &call.name, e.to_string())
                     })?
                 };
                 let id = if call.id.is_empty() {
-                    format!("call_{index}")
+                    format!("call_{position}")
                 } else {
                     call.id
                 };
@@ -446,48 +508,17 @@ impl ChunkParser {
     }
 }
 
-fn silence_error(silence: Duration) -> ChatError {
-    ChatError::new(
-        ChatErrorKind::StreamSilenceTimeout,
-        format!(
-            "{NAME} stopped sending for {} s in the middle of an answer.",
-            silence.as_secs()
-        ),
-    )
-    .with_provider(NAME)
-    .retryable(true)
-}
-
-fn stream_cut(detail: &str) -> ChatError {
-    ChatError::new(
-        ChatErrorKind::Generic,
-        format!("{NAME} closed the stream in the middle of an answer."),
-    )
-    .with_provider(NAME)
-    .retryable(true)
-    .with_detail(detail)
-}
-
-fn config_error(detail: String) -> ChatError {
-    ChatError::new(
-        ChatErrorKind::Config,
-        format!("{NAME} is not configured correctly."),
-    )
-    .with_provider(NAME)
-    .with_detail(detail)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(chunks: &[&str]) -> Result<Vec<ProviderEvent>, ChatError> {
-        let mut parser = ChunkParser::default();
+        let mut parser = ChunkParser::new("OpenAI");
         let mut out = Vec::new();
         for c in chunks {
             out.extend(parser.feed(c)?);
         }
-        out.extend(parser.finish(true)?);
+        out.extend(parser.finish(End::Done)?);
         Ok(out)
     }
 
@@ -556,14 +587,68 @@ mod tests {
     }
 
     #[test]
+    fn tool_calls_without_an_index_or_with_repeated_ids_are_assembled() {
+        // Ollama style: each call whole in one delta, no index, arguments as an object.
+        let events = parse(&[
+            r#"{"model":"qwen3","choices":[{"delta":{"tool_calls":[{"id":"call_1","function":{"name":"a","arguments":{"x":1}}},{"id":"call_2","function":{"name":"b","arguments":"{}"}}]}}]}"#,
+            r#"{"model":"qwen3","choices":[{"delta":{"content":null,"tool_calls":null},"finish_reason":"stop"}],"usage":null}"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::Model("qwen3".into()),
+                ProviderEvent::ToolCall {
+                    id: "call_1".into(),
+                    name: "a".into(),
+                    arguments: json!({"x": 1})
+                },
+                ProviderEvent::ToolCall {
+                    id: "call_2".into(),
+                    name: "b".into(),
+                    arguments: json!({})
+                },
+            ]
+        );
+        // LiteLLM style: the id and name repeated on every delta of the call.
+        let events = parse(&[
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"f","arguments":"{\"a\":"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"f","arguments":"2}"}}]}}]}"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![ProviderEvent::ToolCall {
+                id: "call_x".into(),
+                name: "f".into(),
+                arguments: json!({"a": 2})
+            }]
+        );
+    }
+
+    #[test]
+    fn unparseable_arguments_name_the_tool() {
+        let error = parse(&[
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"search","arguments":"{\"q\": "}}]},"finish_reason":"tool_calls"}]}"#,
+        ])
+        .unwrap_err();
+        assert_eq!(error.kind, ChatErrorKind::Generic);
+        assert!(!error.retryable);
+        assert!(error.message.contains("`search`"), "{}", error.message);
+    }
+
+    #[test]
     fn a_stream_without_done_or_finish_reason_was_cut() {
-        let mut parser = ChunkParser::default();
+        let mut parser = ChunkParser::new("OpenRouter");
         parser
             .feed(r#"{"choices":[{"delta":{"content":"Hel"}}]}"#)
             .unwrap();
-        let error = parser.finish(false).unwrap_err();
+        let error = parser.finish(End::Eof).unwrap_err();
         assert!(error.retryable);
-        assert!(error.message.contains("closed the stream"));
+        assert_eq!(
+            error.message,
+            "OpenRouter closed the stream in the middle of an answer."
+        );
     }
 
     #[test]
