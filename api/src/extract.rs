@@ -143,6 +143,26 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatId {
     }
 }
 
+/// The `{chat_id}/.../{run_id}` path segments.
+pub struct ChatAndRunIds(pub Uuid, pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for ChatAndRunIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((chat, run)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("chat_id", "must be a UUID"))?;
+        let chat = chat
+            .parse()
+            .map_err(|_| ApiError::invalid("chat_id", "must be a UUID"))?;
+        let run = run
+            .parse()
+            .map_err(|_| ApiError::invalid("run_id", "must be a UUID"))?;
+        Ok(ChatAndRunIds(chat, run))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ use agentq_core::{
     domain::{AcquiredTurn, ChatStatus, MessagePart, Role, Usage},
     events::{ActionToolCall, ChatEvent, EventPublisher},
     queue::{Producer, RunToolCall, RunTurn},
-    store::{Completion, NewToolCall, Store, TurnOutcome},
+    store::{Completion, NewDebugStep, NewToolCall, Store, TurnOutcome},
 };
 use futures::StreamExt;
 use rand::RngExt;
@@ -146,6 +146,31 @@ enum Answer {
     LeaseLost,
 }
 
+/// What one attempt streamed, for its debug step.
+struct Trace {
+    started: std::time::Instant,
+    first_event: Option<Duration>,
+    text: String,
+    reasoning: String,
+    calls: Vec<serde_json::Value>,
+    usage: Option<Usage>,
+    model: Option<String>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            first_event: None,
+            text: String::new(),
+            reasoning: String::new(),
+            calls: Vec::new(),
+            usage: None,
+            model: None,
+        }
+    }
+}
+
 /// What ended one provider attempt.
 enum Attempt {
     Done(Answer),
@@ -173,7 +198,22 @@ impl TurnEngine {
             },
         );
         let interrupted = self.running.register(turn.id);
-        let result = self.run_acquired(&turn, &interrupted).await;
+        let debug_run = if turn.debug {
+            match self
+                .store
+                .start_debug_run(turn.chat_id, turn.id, self.provider.name(), &self.model)
+                .await
+            {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start a debug run; the turn runs without one");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let result = self.run_acquired(&turn, &interrupted, debug_run).await;
         self.running.remove(turn.id);
         if result.is_err() {
             // Hand the turn back so the retried job can acquire it again at once.
@@ -188,6 +228,7 @@ impl TurnEngine {
         &self,
         turn: &AcquiredTurn,
         interrupted: &CancellationToken,
+        debug_run: Option<Uuid>,
     ) -> Result<(), TurnJobError> {
         let lease_lost = CancellationToken::new();
         let renewer = tokio::spawn(renew_lease(
@@ -219,10 +260,22 @@ impl TurnEngine {
                 tools,
                 max_output_tokens: None,
             };
-            self.answer_with_retries(turn, request, interrupted, &lease_lost)
+            self.answer_with_retries(turn, request, interrupted, &lease_lost, debug_run)
                 .await
         };
         renewer.abort();
+        if let Some(run_id) = debug_run {
+            let (status, error) = match &answer {
+                Answer::Complete { calls, .. } if !calls.is_empty() => ("awaiting_tools", None),
+                Answer::Complete { .. } => ("completed", None),
+                Answer::Failed(e) => ("failed", Some(e)),
+                Answer::Interrupted(_) => ("interrupted", None),
+                Answer::LeaseLost => ("failed", None),
+            };
+            if let Err(e) = self.store.finish_debug_run(run_id, status, error).await {
+                tracing::warn!(error = %e, "could not finish the debug run");
+            }
+        }
         self.commit(turn, answer).await
     }
 
@@ -348,13 +401,22 @@ impl TurnEngine {
         request: ProviderRequest,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
+        debug_run: Option<Uuid>,
     ) -> Answer {
         let mut attempt = 1;
         loop {
-            let error = match self
-                .attempt(turn, request.clone(), interrupted, lease_lost)
-                .await
-            {
+            let mut trace = Trace::default();
+            let started_at = chrono::Utc::now();
+            let outcome = self
+                .attempt(turn, request.clone(), interrupted, lease_lost, &mut trace)
+                .await;
+            if let Some(run_id) = debug_run {
+                self.record_debug_step(
+                    run_id, turn, attempt, &request, started_at, &trace, &outcome,
+                )
+                .await;
+            }
+            let error = match outcome {
                 Attempt::Done(answer) => return answer,
                 Attempt::Retry(error) => error,
             };
@@ -396,6 +458,45 @@ impl TurnEngine {
         base.mul_f64(jitter).min(self.limits.max_backoff)
     }
 
+    /// Appends one attempt to the turn's debug run (best effort: a failure is logged).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_debug_step(
+        &self,
+        run_id: Uuid,
+        turn: &AcquiredTurn,
+        attempt: u32,
+        request: &ProviderRequest,
+        started_at: chrono::DateTime<chrono::Utc>,
+        trace: &Trace,
+        outcome: &Attempt,
+    ) {
+        let error = match outcome {
+            Attempt::Retry(e) | Attempt::Done(Answer::Failed(e)) => Some(e.clone()),
+            _ => None,
+        };
+        let mut normalized = serde_json::to_value(request).unwrap_or_default();
+        normalized["provider"] = serde_json::Value::from(self.provider.name());
+        let step = NewDebugStep {
+            step: turn.step,
+            attempt: attempt as i32,
+            request: normalized,
+            response: Some(serde_json::json!({
+                "text": trace.text,
+                "reasoning": trace.reasoning,
+                "tool_calls": trace.calls,
+                "model": trace.model,
+            })),
+            usage: trace.usage.clone(),
+            error,
+            started_at,
+            first_byte_ms: trace.first_event.map(|d| d.as_millis() as i32),
+            duration_ms: trace.started.elapsed().as_millis() as i32,
+        };
+        if let Err(e) = self.store.record_debug_step(run_id, &step).await {
+            tracing::warn!(error = %e, "could not record a debug step");
+        }
+    }
+
     /// One provider call, streamed.
     async fn attempt(
         &self,
@@ -403,6 +504,7 @@ impl TurnEngine {
         request: ProviderRequest,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
+        trace: &mut Trace,
     ) -> Attempt {
         let dynamic: Vec<&str> = turn.dynamic_tools.iter().map(|t| t.name.as_str()).collect();
         let started = tokio::select! {
@@ -430,16 +532,21 @@ impl TurnEngine {
                 }
                 _ = lease_lost.cancelled() => return Attempt::Done(Answer::LeaseLost),
             };
+            if trace.first_event.is_none() {
+                trace.first_event = Some(trace.started.elapsed());
+            }
             match next {
                 None => break,
                 Some(Err(e)) if e.retryable => return Attempt::Retry(e),
                 Some(Err(e)) => return Attempt::Done(Answer::Failed(e)),
                 Some(Ok(ProviderEvent::Text(delta))) => {
                     text.push_str(&delta);
+                    trace.text.push_str(&delta);
                     self.publish_delta(turn, MessagePart::Text { text: delta });
                 }
                 Some(Ok(ProviderEvent::Reasoning(delta))) => {
                     reasoning.push_str(&delta);
+                    trace.reasoning.push_str(&delta);
                     self.publish_delta(turn, MessagePart::Reasoning { text: delta });
                 }
                 Some(Ok(ProviderEvent::ToolCall {
@@ -447,6 +554,9 @@ impl TurnEngine {
                     name,
                     arguments,
                 })) => {
+                    trace
+                        .calls
+                        .push(serde_json::json!({"id": id, "name": name, "arguments": arguments}));
                     self.publish_delta(
                         turn,
                         MessagePart::ToolCall {
@@ -462,8 +572,14 @@ impl TurnEngine {
                         arguments,
                     });
                 }
-                Some(Ok(ProviderEvent::Usage(u))) => usage = u,
-                Some(Ok(ProviderEvent::Model(m))) => model = m,
+                Some(Ok(ProviderEvent::Usage(u))) => {
+                    trace.usage = Some(u.clone());
+                    usage = u;
+                }
+                Some(Ok(ProviderEvent::Model(m))) => {
+                    trace.model = Some(m.clone());
+                    model = m;
+                }
             }
         }
         let completion = completion(&text, &reasoning, &calls, model, usage);

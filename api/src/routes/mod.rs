@@ -1,6 +1,7 @@
 //! Routes under `/api/v1`, one module per resource.
 
 mod chats;
+mod debug;
 mod health;
 mod interrupt;
 mod messages;
@@ -32,6 +33,16 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/api/v1/chats/{chat_id}/interrupt",
             post(interrupt::interrupt),
+        )
+        .route("/api/v1/chats/{chat_id}/debug/runs", get(debug::list_runs))
+        .route(
+            "/api/v1/chats/{chat_id}/debug/runs/{run_id}",
+            get(debug::get_run),
+        )
+        .route("/api/v1/chats/{chat_id}/debug/export", get(debug::export))
+        .route(
+            "/api/v1/users/me/preferences",
+            axum::routing::put(debug::put_preferences),
         )
         .route(
             "/api/v1/chats/{chat_id}/tool-results",

@@ -62,6 +62,8 @@ pub struct AcquiredTurn {
     /// The chat's client-defined tools.
     #[sqlx(json)]
     pub dynamic_tools: Vec<super::DynamicTool>,
+    /// Whether to record a debug run (site switch and the owner's switch both on).
+    pub debug: bool,
 }
 
 /// Lifecycle of a tool call.

@@ -7,6 +7,7 @@
 //! few short round trips (DESIGN.md §4 throughput budget).
 
 mod chats;
+mod debug_runs;
 mod identity;
 mod interrupts;
 mod messages;
@@ -15,6 +16,7 @@ mod tool_calls;
 mod turns;
 
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
+pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use interrupts::InterruptOutcome;
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};

@@ -2,6 +2,7 @@
 //! and every failure into a [`ChatError`]. Hand-written (reqwest + eventsource-stream) for
 //! full control of deltas, errors and lenient parsing (CRATES.md).
 
+mod anthropic;
 mod echo;
 mod errors;
 mod openai;
@@ -15,6 +16,7 @@ use agentq_core::{
 };
 use futures::stream::BoxStream;
 
+pub use anthropic::AnthropicProvider;
 pub use echo::EchoProvider;
 pub use errors::classify_http_error;
 pub use openai::OpenAiProvider;
@@ -42,7 +44,7 @@ pub enum ProviderEvent {
 }
 
 /// A tool the model may call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ToolSpec {
     /// Name the model uses.
     pub name: String,
@@ -60,7 +62,7 @@ pub type ProviderStream = BoxStream<'static, Result<ProviderEvent, ChatError>>;
 /// Assistant messages may hold `MessagePart::ToolCall` parts; their results come back as
 /// `Role::Tool` messages holding `MessagePart::ToolResult` parts, which adapters translate
 /// to their wire format (OpenAI `role: tool` messages, Anthropic `tool_result` blocks).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ProviderRequest {
     /// Model name.
     pub model: String,
@@ -97,6 +99,8 @@ pub fn extra_headers(settings: &[String]) -> Result<Vec<(String, String)>, ChatE
 pub enum Provider {
     /// OpenAI-compatible Chat Completions.
     OpenAi(Arc<OpenAiProvider>),
+    /// Anthropic Messages.
+    Anthropic(Arc<AnthropicProvider>),
     /// The built-in echo model.
     Echo(EchoProvider),
 }
@@ -115,20 +119,45 @@ impl Provider {
                 .with_headers(extra_headers(&config.provider_headers)?),
             )),
             ProviderKind::Echo => Provider::Echo(EchoProvider),
-            // Placeholder until the Anthropic adapter lands (being written alongside).
             ProviderKind::Anthropic => {
-                return Err(ChatError::new(
-                    agentq_core::ChatErrorKind::Config,
-                    "The Anthropic provider is not available in this build.",
-                ));
+                let key = config
+                    .anthropic_api_key
+                    .as_deref()
+                    .filter(|k| !k.trim().is_empty())
+                    .ok_or_else(|| {
+                        ChatError::new(
+                            agentq_core::ChatErrorKind::MissingKey,
+                            "Anthropic has no API key configured (set AGENTQ_ANTHROPIC_API_KEY).",
+                        )
+                        .with_provider("Anthropic")
+                    })?;
+                Provider::Anthropic(Arc::new(
+                    AnthropicProvider::new(
+                        &config.anthropic_base_url,
+                        key,
+                        Duration::from_secs(config.startup_timeout_secs),
+                        Duration::from_secs(config.silence_timeout_secs),
+                    )?
+                    .with_headers(extra_headers(&config.provider_headers)?),
+                ))
             }
         })
+    }
+
+    /// The provider's name, for debug runs and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::OpenAi(_) => "OpenAI",
+            Provider::Anthropic(_) => "Anthropic",
+            Provider::Echo(_) => "echo",
+        }
     }
 
     /// Starts streaming an answer.
     pub async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ChatError> {
         match self {
             Provider::OpenAi(p) => p.stream(request).await,
+            Provider::Anthropic(p) => p.stream(request).await,
             Provider::Echo(p) => Ok(p.stream(request)),
         }
     }

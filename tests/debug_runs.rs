@@ -1,0 +1,124 @@
+//! Debug runs: recorded only when the site and the owner switch them on; list, detail and
+//! export for the owner; no secret in any of them.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{
+    app::{TestApp, create_user},
+    fake_openai::{Reply, answer_to},
+};
+
+#[sqlx::test]
+async fn debug_runs_record_each_attempt_and_export_without_secrets(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+
+    // Off by default: nothing is recorded.
+    let quiet = app.create_chat("not recorded").await;
+    app.wait_until_answered(quiet, 2, Duration::from_secs(10))
+        .await;
+    let (status, body) = app.get(&format!("/api/v1/chats/{quiet}/debug/runs")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["runs"].as_array().unwrap().len(), 0);
+
+    // The site switch (set by the admin config API of the scheduler issue) and the owner's.
+    sqlx::query("UPDATE site_config SET debug_logging_enabled = true")
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    let response = app
+        .client
+        .put(format!("{}/api/v1/users/me/preferences", app.base))
+        .bearer_auth(&app.token)
+        .json(&json!({"debug_logging_enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    app.fake.script([Reply::Status {
+        code: 429,
+        retry_after: Some("0".into()),
+        body: r#"{"error":{"message":"slow down"}}"#.into(),
+    }]);
+    let chat = app.create_chat("record me").await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(10))
+        .await;
+
+    let (status, list) = app.get(&format!("/api/v1/chats/{chat}/debug/runs")).await;
+    assert_eq!(status, StatusCode::OK);
+    let runs = list["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(runs[0]["provider"], "OpenAI");
+    assert!(runs[0]["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    let run_id = runs[0]["id"].as_str().unwrap();
+
+    let (status, detail) = app
+        .get(&format!("/api/v1/chats/{chat}/debug/runs/{run_id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let steps = detail["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "one step per attempt: {detail}");
+    assert_eq!(steps[0]["attempt"], 1);
+    assert_eq!(steps[0]["error"]["kind"], "rate_limit");
+    assert_eq!(steps[1]["attempt"], 2);
+    assert!(steps[1]["error"].is_null());
+    assert_eq!(steps[1]["response"]["text"], answer_to("record me"));
+    assert_eq!(steps[1]["request"]["model"], "fake-gpt");
+    assert_eq!(
+        steps[1]["request"]["messages"][0]["content"][0]["text"],
+        "record me"
+    );
+    assert!(steps[1]["first_byte_ms"].as_i64().is_some());
+    assert!(steps[1]["duration_ms"].as_i64().is_some());
+
+    let (status, export) = app.get(&format!("/api/v1/chats/{chat}/debug/export")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(export["version"], 1);
+    assert_eq!(export["scope"], "chat");
+    assert_eq!(export["chat_id"], chat.to_string());
+    assert_eq!(export["run_count"], 1);
+    assert_eq!(export["limited_to_most_recent"], 100);
+    assert!(export["exported_at"].as_str().is_some());
+    assert_eq!(export["runs"][0]["steps"].as_array().unwrap().len(), 2);
+    let text = export.to_string();
+    assert!(
+        !text.contains("sk-test-secret"),
+        "the provider key never appears"
+    );
+    assert!(!text.contains(&app.token), "the API token never appears");
+
+    // Only the owner may read them.
+    let mallory = create_user(&app.services, "mallory@example.com", "evil").await;
+    for path in [
+        format!("/api/v1/chats/{chat}/debug/runs"),
+        format!("/api/v1/chats/{chat}/debug/runs/{run_id}"),
+        format!("/api/v1/chats/{chat}/debug/export"),
+    ] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&mallory)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/chats/{chat}/debug/runs/{}",
+            uuid::Uuid::now_v7()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body): (StatusCode, Value) = app
+        .get(&format!("/api/v1/chats/{chat}/debug/runs/nope"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["validations"][0]["field"], "run_id");
+    app.stop().await;
+}

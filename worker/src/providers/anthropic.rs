@@ -1,0 +1,667 @@
+//! Anthropic Messages with `stream: true`.
+//!
+//! The request translates agentq's history into Anthropic's shape: tool calls become
+//! `tool_use` blocks of the assistant, tool results `tool_result` blocks of a user message,
+//! and consecutive messages of one role are merged because Anthropic requires the roles to
+//! alternate. The answer arrives as typed SSE events: `message_start` (model, input usage),
+//! then per content block a `content_block_start`, deltas and a `content_block_stop` (a
+//! `tool_use` block's input arrives as `input_json_delta` pieces, emitted whole at the stop),
+//! `message_delta` (output usage, stop reason) and `message_stop`. A stream that ends
+//! without `message_stop` was cut; an in-stream `error` event is classified like an HTTP
+//! error.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use agentq_core::{
+    ChatError, ChatErrorKind,
+    domain::{Message, MessagePart, Role, Usage},
+};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    ProviderEvent, ProviderRequest, ProviderStream,
+    errors::{
+        config_error, from_response, invalid_tool_arguments, silence_timeout, startup_timeout,
+        stream_cut, transport_error, unreadable_event,
+    },
+};
+
+/// The API version this adapter speaks.
+const API_VERSION: &str = "2023-06-01";
+
+/// Anthropic requires a cap on output tokens; this one is used when the request has none.
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// An Anthropic Messages endpoint (or a proxy speaking its format).
+pub struct AnthropicProvider {
+    client: reqwest::Client,
+    url: String,
+    api_key: HeaderValue,
+    name: String,
+    headers: Vec<(String, String)>,
+    startup_timeout: Duration,
+    silence_timeout: Duration,
+}
+
+impl AnthropicProvider {
+    /// `base_url` like `https://api.anthropic.com`; `/v1/messages` is appended. The key is
+    /// sent as `x-api-key`.
+    pub fn new(
+        base_url: &str,
+        api_key: &str,
+        startup_timeout: Duration,
+        silence_timeout: Duration,
+    ) -> Result<Self, ChatError> {
+        let name = "Anthropic";
+        let mut api_key = HeaderValue::from_str(api_key.trim())
+            .map_err(|_| config_error(name, "the API key contains characters a header cannot"))?;
+        api_key.set_sensitive(true);
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| config_error(name, format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
+            api_key,
+            name: name.to_owned(),
+            headers: Vec::new(),
+            startup_timeout,
+            silence_timeout,
+        })
+    }
+
+    /// The name errors give the provider (a gateway in front of Anthropic may want its own);
+    /// `Anthropic` by default.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Extra headers sent with every request (`anthropic-beta`, a gateway key).
+    pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sends the request and streams the answer's events.
+    pub async fn stream(&self, request: ProviderRequest) -> Result<ProviderStream, ChatError> {
+        let mut http = self
+            .client
+            .post(&self.url)
+            .header("x-api-key", self.api_key.clone())
+            .header("anthropic-version", API_VERSION)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&request_body(&request));
+        for (name, value) in &self.headers {
+            http = http.header(name, value);
+        }
+        let response = match tokio::time::timeout(self.startup_timeout, http.send()).await {
+            Err(_) => return Err(startup_timeout(&self.name, self.startup_timeout)),
+            Ok(Err(e)) => return Err(transport_error(&self.name, &e)),
+            Ok(Ok(r)) => r,
+        };
+        if !response.status().is_success() {
+            return Err(from_response(&self.name, response).await);
+        }
+        Ok(answer_stream(
+            response,
+            EventParser::new(&self.name),
+            self.silence_timeout,
+        ))
+    }
+}
+
+/// Reads SSE events until `message_stop`, the end of the body, an error or a silence longer
+/// than `silence`, yielding the events each one holds.
+fn answer_stream(
+    response: reqwest::Response,
+    parser: EventParser,
+    silence: Duration,
+) -> ProviderStream {
+    let events = response.bytes_stream().eventsource();
+    let stream = futures::stream::unfold(Some((events, parser)), move |state| async move {
+        let (mut events, mut parser) = state?;
+        loop {
+            let outcome = match tokio::time::timeout(silence, events.next()).await {
+                Err(_) => Err(silence_timeout(&parser.name, silence)),
+                Ok(None) => Err(stream_cut(
+                    &parser.name,
+                    "the stream ended without message_stop",
+                )),
+                Ok(Some(Err(e))) => Err(stream_cut(&parser.name, e.to_string())),
+                Ok(Some(Ok(event))) => {
+                    if event.data.trim().is_empty() {
+                        continue;
+                    }
+                    match parser.feed(&event.data) {
+                        Ok(batch) if !parser.stopped && batch.is_empty() => continue,
+                        Ok(batch) if !parser.stopped => {
+                            return Some((Ok(batch), Some((events, parser))));
+                        }
+                        other => other,
+                    }
+                }
+            };
+            // Every path that reaches here ends the stream.
+            return match outcome {
+                Ok(batch) if batch.is_empty() => None,
+                other => Some((other, None)),
+            };
+        }
+    })
+    .flat_map(|batch: Result<Vec<ProviderEvent>, ChatError>| match batch {
+        Ok(events) => futures::stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
+        Err(e) => futures::stream::iter(vec![Err(e)]),
+    });
+    Box::pin(stream)
+}
+
+/// The JSON body of a streaming request.
+fn request_body(request: &ProviderRequest) -> Value {
+    let mut body = json!({
+        "model": request.model,
+        "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        "messages": wire_messages(&request.messages),
+        "stream": true,
+    });
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
+            .collect();
+    }
+    body
+}
+
+/// The conversation in Messages form, roles alternating.
+fn wire_messages(messages: &[Message]) -> Vec<Value> {
+    let mut out: Vec<(&str, Vec<Value>)> = Vec::new();
+    for message in messages {
+        let (role, blocks) = wire_blocks(message);
+        if blocks.is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some((last, content)) if *last == role => content.extend(blocks),
+            _ => out.push((role, blocks)),
+        }
+    }
+    out.into_iter()
+        .map(|(role, content)| json!({"role": role, "content": content}))
+        .collect()
+}
+
+/// The role and content blocks of one message. Reasoning is not sent back: Anthropic only
+/// accepts thinking blocks with the signature agentq does not keep.
+fn wire_blocks(message: &Message) -> (&'static str, Vec<Value>) {
+    let role = match message.role {
+        Role::User | Role::Tool => "user",
+        Role::Assistant => "assistant",
+    };
+    let blocks = message
+        .content
+        .iter()
+        .filter_map(|part| match part {
+            MessagePart::Text { text } if !text.is_empty() => {
+                Some(json!({"type": "text", "text": text}))
+            }
+            MessagePart::ToolCall {
+                tool_call_id,
+                name,
+                arguments,
+            } if message.role == Role::Assistant => {
+                // `input` must be an object; arguments recorded as anything else become `{}`.
+                let input = if arguments.is_object() {
+                    arguments.clone()
+                } else {
+                    json!({})
+                };
+                Some(json!({"type": "tool_use", "id": tool_call_id, "name": name, "input": input}))
+            }
+            MessagePart::ToolResult {
+                tool_call_id,
+                output,
+                is_error,
+            } => {
+                let content = match output {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Some(json!({
+                    "type": "tool_result", "tool_use_id": tool_call_id,
+                    "content": content, "is_error": is_error
+                }))
+            }
+            _ => None,
+        })
+        .collect();
+    (role, blocks)
+}
+
+/// One SSE event's `data`, tagged by its `type`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireEvent {
+    MessageStart {
+        #[serde(default)]
+        message: WireMessage,
+    },
+    ContentBlockStart {
+        #[serde(default)]
+        index: u64,
+        content_block: WireBlock,
+    },
+    ContentBlockDelta {
+        #[serde(default)]
+        index: u64,
+        delta: WireDelta,
+    },
+    ContentBlockStop {
+        #[serde(default)]
+        index: u64,
+    },
+    MessageDelta {
+        #[serde(default)]
+        delta: MessageDeltaBody,
+        #[serde(default)]
+        usage: Option<WireUsage>,
+    },
+    MessageStop,
+    Error {
+        #[serde(default)]
+        error: WireError,
+    },
+    /// `ping` and any event type added later.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize, Default)]
+struct WireMessage {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlock {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+    },
+    ToolUse {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        name: String,
+        /// Empty (`{}`) when the input streams as deltas; whole from some proxies.
+        #[serde(default)]
+        input: Value,
+    },
+    /// `redacted_thinking`, server tool blocks and any block type added later.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireDelta {
+    TextDelta {
+        #[serde(default)]
+        text: String,
+    },
+    ThinkingDelta {
+        #[serde(default)]
+        thinking: String,
+    },
+    InputJsonDelta {
+        #[serde(default)]
+        partial_json: String,
+    },
+    /// `signature_delta`, `citations_delta` and any delta type added later.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize, Default)]
+struct MessageDeltaBody {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+/// Usage fields; `message_start` carries the input side, `message_delta` the output (and,
+/// in newer API versions, cumulative input counts too).
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireError {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// A `tool_use` block whose input is still arriving.
+struct OpenToolUse {
+    id: String,
+    name: String,
+    json: String,
+    /// The input given whole in `content_block_start`, used when no delta follows.
+    initial: Value,
+}
+
+/// Usage as counted so far; Anthropic's `input_tokens` excludes cached tokens.
+#[derive(Default)]
+struct Counts {
+    input: u64,
+    output: u64,
+    cache_write: u64,
+    cache_read: u64,
+}
+
+impl Counts {
+    fn update(&mut self, usage: WireUsage) {
+        let fields = [
+            (&mut self.input, usage.input_tokens),
+            (&mut self.output, usage.output_tokens),
+            (&mut self.cache_write, usage.cache_creation_input_tokens),
+            (&mut self.cache_read, usage.cache_read_input_tokens),
+        ];
+        for (field, value) in fields {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            input_tokens: self.input + self.cache_write + self.cache_read,
+            output_tokens: self.output,
+            cache_read_tokens: self.cache_read,
+            cache_write_tokens: self.cache_write,
+        }
+    }
+}
+
+/// Turns SSE `data` into events, assembling `tool_use` inputs per block index.
+struct EventParser {
+    name: String,
+    tool_uses: BTreeMap<u64, OpenToolUse>,
+    counts: Counts,
+    /// Whether the final usage was sent (at `message_delta`).
+    usage_sent: bool,
+    /// `message_stop` arrived: the answer is complete.
+    stopped: bool,
+}
+
+impl EventParser {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            tool_uses: BTreeMap::new(),
+            counts: Counts::default(),
+            usage_sent: false,
+            stopped: false,
+        }
+    }
+
+    /// Events in one SSE event's data.
+    fn feed(&mut self, data: &str) -> Result<Vec<ProviderEvent>, ChatError> {
+        let event: WireEvent =
+            serde_json::from_str(data).map_err(|e| unreadable_event(&self.name, e.to_string()))?;
+        let mut out = Vec::new();
+        match event {
+            WireEvent::MessageStart { message } => {
+                if let Some(model) = message.model.filter(|m| !m.is_empty()) {
+                    out.push(ProviderEvent::Model(model));
+                }
+                if let Some(usage) = message.usage {
+                    self.counts.update(usage);
+                }
+            }
+            WireEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block {
+                WireBlock::Text { text } if !text.is_empty() => {
+                    out.push(ProviderEvent::Text(text));
+                }
+                WireBlock::Thinking { thinking } if !thinking.is_empty() => {
+                    out.push(ProviderEvent::Reasoning(thinking));
+                }
+                WireBlock::ToolUse { id, name, input } => {
+                    self.tool_uses.insert(
+                        index,
+                        OpenToolUse {
+                            id,
+                            name,
+                            json: String::new(),
+                            initial: input,
+                        },
+                    );
+                }
+                _ => {}
+            },
+            WireEvent::ContentBlockDelta { index, delta } => match delta {
+                WireDelta::TextDelta { text } if !text.is_empty() => {
+                    out.push(ProviderEvent::Text(text));
+                }
+                WireDelta::ThinkingDelta { thinking } if !thinking.is_empty() => {
+                    out.push(ProviderEvent::Reasoning(thinking));
+                }
+                WireDelta::InputJsonDelta { partial_json } => {
+                    if let Some(open) = self.tool_uses.get_mut(&index) {
+                        open.json.push_str(&partial_json);
+                    }
+                }
+                _ => {}
+            },
+            WireEvent::ContentBlockStop { index } => {
+                if let Some(open) = self.tool_uses.remove(&index) {
+                    out.push(self.tool_call(index, open)?);
+                }
+            }
+            WireEvent::MessageDelta { delta, usage } => {
+                if let Some(usage) = usage {
+                    self.counts.update(usage);
+                    self.usage_sent = true;
+                    out.push(ProviderEvent::Usage(self.counts.usage()));
+                }
+                if delta.stop_reason.as_deref() == Some("refusal") {
+                    return Err(ChatError::new(
+                        ChatErrorKind::ContentFilter,
+                        format!("{} declined to continue the answer.", self.name),
+                    )
+                    .with_provider(&self.name));
+                }
+            }
+            WireEvent::MessageStop => {
+                // Blocks a lenient proxy never closed are complete now.
+                for (index, open) in std::mem::take(&mut self.tool_uses) {
+                    out.push(self.tool_call(index, open)?);
+                }
+                if !self.usage_sent {
+                    out.push(ProviderEvent::Usage(self.counts.usage()));
+                }
+                self.stopped = true;
+            }
+            WireEvent::Error { error } => return Err(stream_error(&self.name, error)),
+            WireEvent::Other => {}
+        }
+        Ok(out)
+    }
+
+    /// A finished `tool_use` block as a call, its streamed input parsed.
+    fn tool_call(&self, index: u64, open: OpenToolUse) -> Result<ProviderEvent, ChatError> {
+        let arguments = if !open.json.trim().is_empty() {
+            serde_json::from_str(&open.json)
+                .map_err(|e| invalid_tool_arguments(&self.name, &open.name, e.to_string()))?
+        } else if open.initial.is_object() {
+            open.initial
+        } else {
+            json!({})
+        };
+        let id = if open.id.is_empty() {
+            format!("toolu_{index}")
+        } else {
+            open.id
+        };
+        Ok(ProviderEvent::ToolCall {
+            id,
+            name: open.name,
+            arguments,
+        })
+    }
+}
+
+/// An in-stream `error` event, classified by its documented `type`.
+fn stream_error(provider: &str, error: WireError) -> ChatError {
+    let lower = error.message.to_ascii_lowercase();
+    let (kind, retryable, what) = match error.kind.as_str() {
+        "overloaded_error" => (ChatErrorKind::Overloaded, true, "is overloaded"),
+        "rate_limit_error" => (ChatErrorKind::RateLimit, true, "is rate limiting requests"),
+        "authentication_error" | "permission_error" => {
+            (ChatErrorKind::Auth, false, "rejected the API key")
+        }
+        "timeout_error" => (ChatErrorKind::Timeout, true, "timed out"),
+        "invalid_request_error"
+            if lower.contains("prompt is too long") || lower.contains("context") =>
+        {
+            (
+                ChatErrorKind::ContextLength,
+                false,
+                "says the conversation is longer than the model's context",
+            )
+        }
+        "invalid_request_error" | "not_found_error" | "request_too_large" => {
+            (ChatErrorKind::Generic, false, "rejected the request")
+        }
+        // `api_error` and types added later: a failure on Anthropic's side.
+        _ => (ChatErrorKind::Generic, true, "failed"),
+    };
+    let mut chat_error = ChatError::new(
+        kind,
+        format!("{provider} {what} in the middle of an answer."),
+    )
+    .with_provider(provider)
+    .retryable(retryable);
+    if !error.message.is_empty() {
+        chat_error = chat_error.with_detail(error.message);
+    }
+    chat_error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(events: &[&str]) -> Result<Vec<ProviderEvent>, ChatError> {
+        let mut parser = EventParser::new("Anthropic");
+        let mut out = Vec::new();
+        for e in events {
+            out.extend(parser.feed(e)?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_tool_use_block_given_whole_is_a_call() {
+        let events = parse(&[
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{"a":1}}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"some_future_event","x":1}"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![ProviderEvent::ToolCall {
+                id: "toolu_1".into(),
+                name: "f".into(),
+                arguments: json!({"a": 1})
+            }]
+        );
+    }
+
+    #[test]
+    fn in_stream_errors_are_classified_by_type() {
+        let error = |kind: &str, message: &str| {
+            stream_error(
+                "Anthropic",
+                WireError {
+                    kind: kind.into(),
+                    message: message.into(),
+                },
+            )
+        };
+        let overloaded = error("overloaded_error", "Overloaded");
+        assert_eq!(overloaded.kind, ChatErrorKind::Overloaded);
+        assert!(overloaded.retryable);
+        assert_eq!(
+            overloaded.message,
+            "Anthropic is overloaded in the middle of an answer."
+        );
+        assert_eq!(error("rate_limit_error", "").kind, ChatErrorKind::RateLimit);
+        let api = error("api_error", "Internal server error");
+        assert_eq!((api.kind, api.retryable), (ChatErrorKind::Generic, true));
+        let long = error("invalid_request_error", "prompt is too long: 1 > 0");
+        assert_eq!(
+            (long.kind, long.retryable),
+            (ChatErrorKind::ContextLength, false)
+        );
+        let invalid = error("invalid_request_error", "messages: roles must alternate");
+        assert_eq!(
+            (invalid.kind, invalid.retryable),
+            (ChatErrorKind::Generic, false)
+        );
+        assert_eq!(
+            error("authentication_error", "invalid x-api-key").kind,
+            ChatErrorKind::Auth
+        );
+    }
+
+    #[test]
+    fn usage_counts_cached_tokens_as_input() {
+        let events = parse(&[
+            r#"{"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":10,"output_tokens":1,"cache_creation_input_tokens":null,"cache_read_input_tokens":90}}}"#,
+            r#"{"type":"message_stop"}"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::Model("claude-x".into()),
+                ProviderEvent::Usage(Usage {
+                    input_tokens: 100,
+                    output_tokens: 1,
+                    cache_read_tokens: 90,
+                    cache_write_tokens: 0
+                })
+            ]
+        );
+    }
+}
