@@ -130,8 +130,9 @@ pub struct ApiConfig {
 /// Which LLM endpoint turns are sent to (until providers become data in the database).
 #[derive(Args, Clone, Debug)]
 pub struct ProviderConfig {
-    /// `openai` (any OpenAI-compatible Chat Completions server) or `echo` (a built-in local
-    /// model that streams the user's words back; for trying agentq without a key).
+    /// `openai` (any OpenAI-compatible Chat Completions server), `anthropic` (the Messages
+    /// API) or `echo` (a built-in local model that streams the user's words back; for trying
+    /// agentq without a key).
     #[arg(long = "provider", env = "AGENTQ_PROVIDER", default_value = "openai")]
     pub kind: ProviderKind,
     /// Base URL of the OpenAI-compatible API (the path `/chat/completions` is appended).

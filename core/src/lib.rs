@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod queue;
 pub mod redis_conn;
+pub mod secrets;
 pub mod services;
 pub mod shutdown;
 pub mod store;

@@ -131,7 +131,11 @@ async fn serve(
             let ending = futures::stream::once(async move {
                 match end {
                     End::Clean => None,
-                    End::Drop => Some(Err(io::Error::other("the fake drops the connection"))),
+                    End::Drop => {
+                        // Let the last chunk leave before the connection is dropped.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Some(Err(io::Error::other("the fake drops the connection")))
+                    }
                     End::Hang(d) => {
                         tokio::time::sleep(d).await;
                         None
@@ -621,6 +625,11 @@ async fn an_openai_stream_dropped_mid_answer_is_a_retryable_cut() {
     assert_eq!(
         error.message,
         "OpenAI closed the stream in the middle of an answer."
+    );
+    assert_ne!(
+        error.detail.as_deref(),
+        Some("the stream ended without [DONE] or a finish reason"),
+        "the connection broke rather than ending cleanly"
     );
 }
 
