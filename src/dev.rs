@@ -11,9 +11,10 @@ use agentq_core::{
     auth::hash_token,
     config::{
         ApiConfig, DatabaseConfig, ProviderConfig, ProviderKind, QueueConfig, RedisConfig,
-        WorkerConfig,
+        SecretsConfig, WorkerConfig,
     },
     db,
+    secrets::SecretBox,
     services::Services,
     shutdown::{CancellationToken, wait_for_signal},
     store::Store,
@@ -43,6 +44,8 @@ pub struct DevArgs {
     provider: ProviderConfig,
     #[command(flatten)]
     recovery: RecoveryConfig,
+    #[command(flatten)]
+    secrets: SecretsConfig,
 }
 
 /// Runs `agentq dev` until Ctrl+C.
@@ -58,12 +61,17 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     }
     let pool = db::connect(&args.database).await?;
     db::migrate(&pool).await?;
+    let secrets = match args.secrets.secret_box()? {
+        Some(b) => b,
+        None => dev_secret_box(&args.data_dir)?,
+    };
     let services = Services::new(
         pool,
         &args.redis.url,
         &args.redis.prefix,
         args.queue.max_len,
-    )?;
+    )?
+    .with_secrets(Some(secrets));
     let token = dev_token(&services.store, &args.data_dir).await?;
 
     let no_key = args.provider.openai_api_key.is_none()
@@ -112,6 +120,26 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     services.store.pool().close().await;
     local.stop().await;
     Ok(())
+}
+
+/// The key sealing provider secrets in dev: kept in `<data-dir>/secret-key`, made on first run.
+fn dev_secret_box(data_dir: &std::path::Path) -> anyhow::Result<SecretBox> {
+    let path = data_dir.join("secret-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => k.trim().to_owned(),
+        _ => {
+            let k = SecretBox::generate_key_hex();
+            std::fs::write(&path, format!("{k}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+            k
+        }
+    };
+    Ok(SecretBox::from_hex(&key)?)
 }
 
 /// The local owner's token: reused from `<data-dir>/dev-token` while it is valid, else a

@@ -12,7 +12,8 @@ mod process;
 use std::path::PathBuf;
 
 use agentq_core::config::{
-    ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, WorkerConfig,
+    ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, SecretsConfig,
+    WorkerConfig,
 };
 use agentq_scheduler::RecoveryConfig;
 use clap::{Parser, Subcommand};
@@ -59,6 +60,8 @@ enum Command {
         queue: QueueConfig,
         #[command(flatten)]
         api: ApiConfig,
+        #[command(flatten)]
+        secrets: SecretsConfig,
     },
     /// Run queue workers (turns; tools and mail in later versions).
     Worker {
@@ -72,6 +75,8 @@ enum Command {
         worker: WorkerConfig,
         #[command(flatten)]
         provider: ProviderConfig,
+        #[command(flatten)]
+        secrets: SecretsConfig,
     },
     /// Run the scheduler (recovery now; archive, digests and retention next).
     Scheduler {
@@ -121,14 +126,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             redis,
             queue,
             api,
-        } => process::run_api(database, redis, queue, api).await,
+            secrets,
+        } => process::run_api(database, redis, queue, api, secrets).await,
         Command::Worker {
             database,
             redis,
             queue,
             worker,
             provider,
-        } => process::run_worker(database, redis, queue, worker, provider).await,
+            secrets,
+        } => process::run_worker(database, redis, queue, worker, provider, secrets).await,
         Command::Scheduler {
             database,
             redis,

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use agentq_api::ApiState;
 use agentq_core::{
-    config::{ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, WorkerConfig},
+    config::{
+        ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, SecretsConfig,
+        WorkerConfig,
+    },
     db,
     services::Services,
     shutdown::{CancellationToken, wait_for_signal},
@@ -18,9 +21,15 @@ pub async fn services(
     database: &DatabaseConfig,
     redis: &RedisConfig,
     queue: &QueueConfig,
+    secrets: &SecretsConfig,
 ) -> anyhow::Result<Services> {
     let pool = db::connect_migrated(database).await?;
-    Services::new(pool, &redis.url, &redis.prefix, queue.max_len).context("invalid Redis URL")
+    let secrets = secrets.secret_box()?;
+    Ok(
+        Services::new(pool, &redis.url, &redis.prefix, queue.max_len)
+            .context("invalid Redis URL")?
+            .with_secrets(secrets),
+    )
 }
 
 /// Binds the API listener and serves until `shutdown`.
@@ -94,8 +103,9 @@ pub async fn run_api(
     redis: RedisConfig,
     queue: QueueConfig,
     api: ApiConfig,
+    secrets: SecretsConfig,
 ) -> anyhow::Result<()> {
-    let services = services(&database, &redis, &queue).await?;
+    let services = services(&database, &redis, &queue, &secrets).await?;
     let shutdown = CancellationToken::new();
     let server = start_api(&services, api, shutdown.clone()).await?;
     wait_for_signal().await;
@@ -113,8 +123,9 @@ pub async fn run_worker(
     queue: QueueConfig,
     worker: WorkerConfig,
     provider: ProviderConfig,
+    secrets: SecretsConfig,
 ) -> anyhow::Result<()> {
-    let services = services(&database, &redis, &queue).await?;
+    let services = services(&database, &redis, &queue, &secrets).await?;
     let shutdown = CancellationToken::new();
     let handle = start_worker(&services, &worker, &queue, &provider, shutdown.clone())?;
     wait_for_signal().await;
@@ -132,7 +143,13 @@ pub async fn run_scheduler(
     queue: QueueConfig,
     recovery: RecoveryConfig,
 ) -> anyhow::Result<()> {
-    let services = services(&database, &redis, &queue).await?;
+    let services = services(
+        &database,
+        &redis,
+        &queue,
+        &SecretsConfig { secret_key: None },
+    )
+    .await?;
     let shutdown = CancellationToken::new();
     let task = start_scheduler(&services, recovery, shutdown.clone());
     wait_for_signal().await;

@@ -39,6 +39,8 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
     /// Cancelled when the server shuts down; ends open SSE streams so a drain completes.
     pub shutdown: CancellationToken,
+    /// Seals provider keys before they are stored.
+    pub secrets: Option<agentq_core::secrets::SecretBox>,
 }
 
 impl ApiState {
@@ -53,6 +55,7 @@ impl ApiState {
             prefix: services.prefix.as_str().into(),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
+            secrets: services.secrets.clone(),
         }
     }
 }

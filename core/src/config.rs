@@ -101,6 +101,28 @@ impl QueueConfig {
     }
 }
 
+/// The key that encrypts secrets at rest (provider keys and headers).
+#[derive(Args, Clone, Debug)]
+pub struct SecretsConfig {
+    /// 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`. Needed to store or
+    /// use provider keys kept in the database; `agentq dev` generates one under its data dir.
+    #[arg(long = "secret-key", env = "AGENTQ_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+}
+
+impl SecretsConfig {
+    /// The configured box, if a key is set.
+    pub fn secret_box(
+        &self,
+    ) -> Result<Option<crate::secrets::SecretBox>, crate::secrets::SecretError> {
+        self.secret_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .map(crate::secrets::SecretBox::from_hex)
+            .transpose()
+    }
+}
+
 /// The HTTP API.
 #[derive(Args, Clone, Debug)]
 pub struct ApiConfig {

@@ -26,6 +26,8 @@ pub struct Services {
     pub events: EventPublisher,
     /// Redis key prefix.
     pub prefix: String,
+    /// Seals and opens secrets stored in the database, when a key is configured.
+    pub secrets: Option<crate::secrets::SecretBox>,
 }
 
 impl Services {
@@ -45,6 +47,13 @@ impl Services {
             redis,
             redis_conn,
             prefix: prefix.to_owned(),
+            secrets: None,
         })
+    }
+
+    /// Adds the key that seals secrets stored in the database.
+    pub fn with_secrets(mut self, secrets: Option<crate::secrets::SecretBox>) -> Self {
+        self.secrets = secrets;
+        self
     }
 }

@@ -58,7 +58,13 @@ impl TestApp {
         let redis_url = redis_url();
         let mut queue: QueueConfig = config::defaults();
         queue.lease_secs = 2;
-        let services = Services::new(pool, &redis_url, &prefix, 0).unwrap();
+        let secrets = agentq_core::secrets::SecretBox::from_hex(
+            &agentq_core::secrets::SecretBox::generate_key_hex(),
+        )
+        .unwrap();
+        let services = Services::new(pool, &redis_url, &prefix, 0)
+            .unwrap()
+            .with_secrets(Some(secrets));
         let mut worker: WorkerConfig = config::defaults();
         worker.queues = vec!["turns".into(), "tools".into()];
         worker.concurrency = 16;
@@ -235,6 +241,18 @@ impl TestApp {
         }
         delete_keys(&self.redis_url, &self.prefix).await;
     }
+}
+
+/// Creates a site owner and returns a token.
+pub async fn create_owner(services: &Services, email: &str) -> String {
+    let store = &services.store;
+    let user = store.ensure_user(email, true).await.unwrap();
+    let token = generate_token();
+    store
+        .create_api_token(user, "test", &token.sha256, None)
+        .await
+        .unwrap();
+    token.secret
 }
 
 /// Creates a user with agents-access in `org` and returns a token.

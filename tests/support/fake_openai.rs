@@ -55,6 +55,8 @@ pub struct Received {
     pub body: Value,
     /// The Authorization header.
     pub authorization: Option<String>,
+    /// Every header, lower-case names.
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -122,9 +124,19 @@ async fn completions(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let all = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
     shared.received.lock().unwrap().push(Received {
         body: body.clone(),
         authorization,
+        headers: all,
     });
     if body.get("stream") != Some(&Value::Bool(true)) {
         return (StatusCode::BAD_REQUEST, "stream must be true").into_response();

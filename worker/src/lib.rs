@@ -3,6 +3,7 @@
 //! [`runtime`] wires the Redis Streams backend from `core::queue` into apalis workers;
 //! [`turn`] runs one chat turn against a provider from [`providers`].
 
+pub mod models;
 pub mod providers;
 pub mod runtime;
 pub mod tools;

@@ -17,6 +17,7 @@ use apalis_core::error::BoxDynError;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    models::{ModelResolver, ModelTarget},
     providers::Provider,
     tools::{Builtins, ToolRunner},
     turn::{RunningTurns, TurnEngine, TurnLimits},
@@ -37,13 +38,25 @@ pub fn engine(
     worker: &WorkerConfig,
 ) -> Result<Engines, ChatError> {
     let worker_id = consumer_name("worker");
+    let fallback = Provider::from_config(provider)?;
     let lease = Duration::from_secs(worker.turn_lease_secs.max(3));
     let turns = Arc::new(TurnEngine {
         store: services.store.clone(),
         producer: services.producer.clone(),
         events: services.events.clone(),
-        provider: Provider::from_config(provider)?,
-        model: provider.model.clone(),
+        models: ModelResolver::new(
+            services.store.clone(),
+            services.secrets.clone(),
+            ModelTarget {
+                provider: fallback.clone(),
+                provider_name: fallback.name().to_owned(),
+                model: provider.model.clone(),
+                max_output_tokens: None,
+                pricing: None,
+            },
+            Duration::from_secs(provider.startup_timeout_secs),
+            Duration::from_secs(provider.silence_timeout_secs),
+        ),
         worker_id: worker_id.clone(),
         lease,
         limits: TurnLimits {

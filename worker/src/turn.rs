@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    providers::{Provider, ProviderEvent, ProviderRequest, ToolSpec},
+    models::{ModelResolver, ModelTarget, Pricing, ResolveError},
+    providers::{ProviderEvent, ProviderRequest, ToolSpec},
     tools::Builtins,
 };
 
@@ -115,10 +116,8 @@ pub struct TurnEngine {
     pub producer: Producer,
     /// Publishes chat events.
     pub events: EventPublisher,
-    /// The model endpoint.
-    pub provider: Provider,
-    /// Model name to ask for.
-    pub model: String,
+    /// Resolves each chat's model to a provider client.
+    pub models: ModelResolver,
     /// This process's lease-owner name.
     pub worker_id: String,
     /// How long a lease lasts without renewal.
@@ -197,11 +196,23 @@ impl TurnEngine {
                 chat_id: turn.chat_id,
             },
         );
+        let target = match self.models.resolve(turn.model_config_id).await {
+            Ok(target) => target,
+            Err(ResolveError::Unusable(error)) => {
+                return self.commit(&turn, Answer::Failed(error)).await;
+            }
+            Err(ResolveError::Store(e)) => {
+                if let Err(release) = self.store.release_turn(turn.id, &self.worker_id).await {
+                    tracing::warn!(error = %release, "could not release the turn; recovery will after its lease");
+                }
+                return Err(e.into());
+            }
+        };
         let interrupted = self.running.register(turn.id);
         let debug_run = if turn.debug {
             match self
                 .store
-                .start_debug_run(turn.chat_id, turn.id, self.provider.name(), &self.model)
+                .start_debug_run(turn.chat_id, turn.id, &target.provider_name, &target.model)
                 .await
             {
                 Ok(id) => Some(id),
@@ -213,7 +224,9 @@ impl TurnEngine {
         } else {
             None
         };
-        let result = self.run_acquired(&turn, &interrupted, debug_run).await;
+        let result = self
+            .run_acquired(&turn, &target, &interrupted, debug_run)
+            .await;
         self.running.remove(turn.id);
         if result.is_err() {
             // Hand the turn back so the retried job can acquire it again at once.
@@ -227,6 +240,7 @@ impl TurnEngine {
     async fn run_acquired(
         &self,
         turn: &AcquiredTurn,
+        target: &ModelTarget,
         interrupted: &CancellationToken,
         debug_run: Option<Uuid>,
     ) -> Result<(), TurnJobError> {
@@ -255,12 +269,12 @@ impl TurnEngine {
                 input_schema: t.input_schema.clone(),
             }));
             let request = ProviderRequest {
-                model: self.model.clone(),
+                model: target.model.clone(),
                 messages: history,
                 tools,
-                max_output_tokens: None,
+                max_output_tokens: target.max_output_tokens,
             };
-            self.answer_with_retries(turn, request, interrupted, &lease_lost, debug_run)
+            self.answer_with_retries(turn, target, request, interrupted, &lease_lost, debug_run)
                 .await
         };
         renewer.abort();
@@ -398,6 +412,7 @@ impl TurnEngine {
     async fn answer_with_retries(
         &self,
         turn: &AcquiredTurn,
+        target: &ModelTarget,
         request: ProviderRequest,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
@@ -408,11 +423,18 @@ impl TurnEngine {
             let mut trace = Trace::default();
             let started_at = chrono::Utc::now();
             let outcome = self
-                .attempt(turn, request.clone(), interrupted, lease_lost, &mut trace)
+                .attempt(
+                    turn,
+                    target,
+                    request.clone(),
+                    interrupted,
+                    lease_lost,
+                    &mut trace,
+                )
                 .await;
             if let Some(run_id) = debug_run {
                 self.record_debug_step(
-                    run_id, turn, attempt, &request, started_at, &trace, &outcome,
+                    run_id, turn, target, attempt, &request, started_at, &trace, &outcome,
                 )
                 .await;
             }
@@ -464,6 +486,7 @@ impl TurnEngine {
         &self,
         run_id: Uuid,
         turn: &AcquiredTurn,
+        target: &ModelTarget,
         attempt: u32,
         request: &ProviderRequest,
         started_at: chrono::DateTime<chrono::Utc>,
@@ -475,7 +498,7 @@ impl TurnEngine {
             _ => None,
         };
         let mut normalized = serde_json::to_value(request).unwrap_or_default();
-        normalized["provider"] = serde_json::Value::from(self.provider.name());
+        normalized["provider"] = serde_json::Value::from(target.provider_name.as_str());
         let step = NewDebugStep {
             step: turn.step,
             attempt: attempt as i32,
@@ -498,9 +521,11 @@ impl TurnEngine {
     }
 
     /// One provider call, streamed.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         turn: &AcquiredTurn,
+        target: &ModelTarget,
         request: ProviderRequest,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
@@ -508,7 +533,7 @@ impl TurnEngine {
     ) -> Attempt {
         let dynamic: Vec<&str> = turn.dynamic_tools.iter().map(|t| t.name.as_str()).collect();
         let started = tokio::select! {
-            s = self.provider.stream(request) => s,
+            s = target.provider.stream(request) => s,
             _ = interrupted.cancelled() => return Attempt::Done(Answer::Interrupted(None)),
             _ = lease_lost.cancelled() => return Attempt::Done(Answer::LeaseLost),
         };
@@ -520,14 +545,14 @@ impl TurnEngine {
         let mut text = String::new();
         let mut reasoning = String::new();
         let mut usage = Usage::default();
-        let mut model = self.model.clone();
+        let mut model = target.model.clone();
         let mut calls = Vec::new();
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
                 _ = interrupted.cancelled() => {
                     let partial = (!text.is_empty() || !reasoning.is_empty())
-                        .then(|| completion(&text, &reasoning, &[], model.clone(), usage.clone()));
+                        .then(|| completion(&text, &reasoning, &[], model.clone(), usage.clone(), target.pricing));
                     return Attempt::Done(Answer::Interrupted(partial));
                 }
                 _ = lease_lost.cancelled() => return Attempt::Done(Answer::LeaseLost),
@@ -582,7 +607,7 @@ impl TurnEngine {
                 }
             }
         }
-        let completion = completion(&text, &reasoning, &calls, model, usage);
+        let completion = completion(&text, &reasoning, &calls, model, usage, target.pricing);
         Attempt::Done(Answer::Complete { completion, calls })
     }
 
@@ -624,6 +649,7 @@ fn completion(
     calls: &[NewToolCall],
     model: String,
     usage: Usage,
+    pricing: Option<Pricing>,
 ) -> Completion {
     let mut content = Vec::new();
     if !reasoning.is_empty() {
@@ -644,8 +670,8 @@ fn completion(
     Completion {
         content,
         model,
+        cost_micros: pricing.map(|p| p.cost_micros(&usage)),
         usage,
-        cost_micros: None,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct CreateChatRequest {
     /// Tools the client runs itself; calls to them put the chat in `requires_action`.
     #[serde(default)]
     pub dynamic_tools: Vec<DynamicTool>,
+    /// A model from `/api/v1/admin/models`; absent: the default model.
+    #[serde(default)]
+    pub model_config_id: Option<Uuid>,
 }
 
 /// Most client-defined tools per chat.
@@ -91,6 +94,21 @@ pub async fn create_chat(
 ) -> Result<(StatusCode, Json<Chat>), ApiError> {
     let text = validate_message(body.message)?;
     validate_dynamic_tools(&body.dynamic_tools)?;
+    if let Some(model_id) = body.model_config_id {
+        match state.store.get_model(model_id).await {
+            Ok(model) if model.enabled => {}
+            Ok(_) => {
+                return Err(ApiError::invalid(
+                    "model_config_id",
+                    "names a disabled model",
+                ));
+            }
+            Err(agentq_core::StoreError::NotFound) => {
+                return Err(ApiError::invalid("model_config_id", "names no model"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let title = body.title.unwrap_or_default();
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::invalid(
@@ -133,6 +151,7 @@ pub async fn create_chat(
             client_type: body.client_type.unwrap_or_default(),
             first_message: vec![MessagePart::Text { text }],
             dynamic_tools: body.dynamic_tools,
+            model_config_id: body.model_config_id,
         })
         .await?;
     state.events.publish(

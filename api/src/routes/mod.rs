@@ -1,5 +1,6 @@
 //! Routes under `/api/v1`, one module per resource.
 
+mod admin;
 mod chats;
 mod debug;
 mod health;
@@ -25,6 +26,22 @@ pub fn routes() -> Router<ApiState> {
             post(chats::create_chat).get(chats::list_chats),
         )
         .route("/api/v1/chats/{chat_id}", get(chats::get_chat))
+        .route(
+            "/api/v1/admin/providers",
+            get(admin::list_providers).post(admin::create_provider),
+        )
+        .route(
+            "/api/v1/admin/providers/{id}",
+            axum::routing::patch(admin::update_provider).delete(admin::delete_provider),
+        )
+        .route(
+            "/api/v1/admin/models",
+            get(admin::list_models).post(admin::create_model),
+        )
+        .route(
+            "/api/v1/admin/models/{id}",
+            axum::routing::patch(admin::update_model).delete(admin::delete_model),
+        )
         .route(
             "/api/v1/chats/{chat_id}/messages",
             get(messages::list_messages).post(messages::send_message),

@@ -86,6 +86,8 @@ pub struct Chat {
     /// Client-defined tools.
     #[sqlx(json)]
     pub dynamic_tools: Vec<DynamicTool>,
+    /// The model the chat uses (`None`: the default model).
+    pub model_config_id: Option<Uuid>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -107,6 +109,8 @@ pub struct NewChat {
     pub first_message: Vec<super::MessagePart>,
     /// Tools the client runs itself (DESIGN.md §4.6).
     pub dynamic_tools: Vec<DynamicTool>,
+    /// The model to use; `None` uses the default model.
+    pub model_config_id: Option<Uuid>,
 }
 
 /// A client-defined tool: the model may call it, the client runs it and posts the result

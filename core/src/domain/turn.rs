@@ -64,6 +64,8 @@ pub struct AcquiredTurn {
     pub dynamic_tools: Vec<super::DynamicTool>,
     /// Whether to record a debug run (site switch and the owner's switch both on).
     pub debug: bool,
+    /// The chat's model (`None`: the default model).
+    pub model_config_id: Option<Uuid>,
 }
 
 /// Lifecycle of a tool call.

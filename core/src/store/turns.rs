@@ -84,7 +84,8 @@ impl Store {
                 WHERE chats.id = t.chat_id AND chats.status = 'pending'
              )
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, ch.dynamic_tools,
-                    (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug
+                    (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
+                    ch.model_config_id
              FROM t JOIN chats ch ON ch.id = t.chat_id
              JOIN users u ON u.id = ch.owner_id
              LEFT JOIN site_config s ON s.id = 1",

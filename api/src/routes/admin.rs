@@ -1,0 +1,445 @@
+//! `/api/v1/admin/providers` and `/api/v1/admin/models`: providers and models as data, for
+//! site owners. Keys and headers are sealed before they reach the store and never come
+//! back out: a provider shows `has_api_key` and `has_headers` only.
+
+use std::collections::BTreeMap;
+
+use agentq_core::{
+    domain::AuthenticatedUser,
+    store::{ModelView, ProviderChanges, ProviderView},
+};
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::JsonBody};
+
+fn require_site_owner(user: &AuthenticatedUser) -> Result<(), ApiError> {
+    if user.is_site_owner() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only site owners may manage providers and models".into(),
+        ))
+    }
+}
+
+fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// The wire formats a provider can speak.
+const KINDS: [&str; 4] = ["openai", "openai-compat", "anthropic", "openrouter"];
+
+/// The base URL of a kind when none is given (`openai-compat` needs one).
+fn default_base_url(kind: &str) -> Option<&'static str> {
+    match kind {
+        "openai" => Some("https://api.openai.com/v1"),
+        "anthropic" => Some("https://api.anthropic.com"),
+        "openrouter" => Some("https://openrouter.ai/api/v1"),
+        _ => None,
+    }
+}
+
+/// Body of `POST` and `PATCH /admin/providers`. In a patch, absent fields stay as they
+/// are and `"api_key": null` removes the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderBody {
+    name: Option<String>,
+    kind: Option<String>,
+    base_url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    api_key: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    headers: Option<Option<BTreeMap<String, String>>>,
+    enabled: Option<bool>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+impl ProviderBody {
+    fn into_changes(self, state: &ApiState, creating: bool) -> Result<ProviderChanges, ApiError> {
+        let name = self.name.map(|n| n.trim().to_owned());
+        if creating && name.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid("name", "is required"));
+        }
+        if let Some(n) = &name
+            && (n.is_empty() || n.chars().count() > 100)
+        {
+            return Err(ApiError::invalid("name", "must be 1-100 characters"));
+        }
+        if let Some(kind) = &self.kind
+            && !KINDS.contains(&kind.as_str())
+        {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("must be one of {}", KINDS.join(", ")),
+            ));
+        }
+        if creating && self.kind.is_none() {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("is required (one of {})", KINDS.join(", ")),
+            ));
+        }
+        let mut base_url = self.base_url;
+        if creating && base_url.is_none() {
+            base_url =
+                default_base_url(self.kind.as_deref().unwrap_or_default()).map(str::to_owned);
+            if base_url.is_none() {
+                return Err(ApiError::invalid(
+                    "base_url",
+                    "is required for openai-compat providers",
+                ));
+            }
+        }
+        if let Some(url) = &base_url {
+            let ok = reqwest_like_url(url);
+            if !ok {
+                return Err(ApiError::invalid(
+                    "base_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        let seal = |field: &str, plain: String| -> Result<Vec<u8>, ApiError> {
+            state
+                .secrets
+                .as_ref()
+                .map(|b| b.seal(&plain))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        field,
+                        "cannot be stored: the server has no AGENTQ_SECRET_KEY configured",
+                    )
+                })
+        };
+        let api_key = match self.api_key {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(key)) if key.trim().is_empty() => {
+                return Err(ApiError::invalid(
+                    "api_key",
+                    "must not be empty (send null to remove it)",
+                ));
+            }
+            Some(Some(key)) => Some(Some(seal("api_key", key.trim().to_owned())?)),
+        };
+        let headers = match self.headers {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(map)) => {
+                if let Some(bad) = map.keys().find(|k| {
+                    k.is_empty()
+                        || !k
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                }) {
+                    return Err(ApiError::invalid(
+                        "headers",
+                        format!("`{bad}` is not a valid header name"),
+                    ));
+                }
+                Some(Some(seal(
+                    "headers",
+                    serde_json::to_string(&map).unwrap_or_default(),
+                )?))
+            }
+        };
+        Ok(ProviderChanges {
+            name,
+            kind: self.kind,
+            base_url,
+            api_key,
+            headers,
+            enabled: self.enabled,
+        })
+    }
+}
+
+fn reqwest_like_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+}
+
+fn conflict_on_name(e: agentq_core::StoreError, what: &str) -> ApiError {
+    match e.constraint() {
+        Some("providers_name_key") | Some("models_provider_id_name_key") => {
+            ApiError::invalid("name", format!("a {what} with this name exists"))
+        }
+        Some("models_provider_id_fkey") => ApiError::invalid("provider_id", "names no provider"),
+        _ => match e {
+            agentq_core::StoreError::NotFound => ApiError::NotFound(format!("{what} not found")),
+            other => other.into(),
+        },
+    }
+}
+
+/// `GET /api/v1/admin/providers`.
+pub async fn list_providers(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    require_site_owner(&user)?;
+    Ok(Json(
+        json!({ "providers": state.store.list_providers().await? }),
+    ))
+}
+
+/// `POST /api/v1/admin/providers` -> 201.
+pub async fn create_provider(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<ProviderBody>,
+) -> Result<(StatusCode, Json<ProviderView>), ApiError> {
+    require_site_owner(&user)?;
+    let changes = body.into_changes(&state, true)?;
+    let provider = state
+        .store
+        .create_provider(&changes)
+        .await
+        .map_err(|e| conflict_on_name(e, "provider"))?;
+    Ok((StatusCode::CREATED, Json(provider)))
+}
+
+/// `PATCH /api/v1/admin/providers/{id}`.
+pub async fn update_provider(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ProviderBody>,
+) -> Result<Json<ProviderView>, ApiError> {
+    require_site_owner(&user)?;
+    let id = parse_id(&id, "provider_id")?;
+    let changes = body.into_changes(&state, false)?;
+    Ok(Json(
+        state
+            .store
+            .update_provider(id, &changes)
+            .await
+            .map_err(|e| conflict_on_name(e, "provider"))?,
+    ))
+}
+
+/// `DELETE /api/v1/admin/providers/{id}` -> 204 (its models go with it).
+pub async fn delete_provider(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_site_owner(&user)?;
+    let id = parse_id(&id, "provider_id")?;
+    state
+        .store
+        .delete_provider(id)
+        .await
+        .map_err(|e| conflict_on_name(e, "provider"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST` and `PATCH /admin/models`; absent fields keep their value (or default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelBody {
+    provider_id: Option<Uuid>,
+    name: Option<String>,
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    context_limit: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "present")]
+    max_output_tokens: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "present")]
+    reasoning_effort: Option<Option<String>>,
+    input_price_micros: Option<i64>,
+    output_price_micros: Option<i64>,
+    cache_read_price_micros: Option<i64>,
+    cache_write_price_micros: Option<i64>,
+    is_default: Option<bool>,
+    enabled: Option<bool>,
+}
+
+impl ModelBody {
+    /// Applies the body to `base` (a new model's defaults or the stored model).
+    fn apply(self, mut m: ModelView) -> Result<ModelView, ApiError> {
+        if let Some(p) = self.provider_id {
+            m.provider_id = p;
+        }
+        if let Some(name) = self.name {
+            m.name = name.trim().to_owned();
+        }
+        if m.name.is_empty() || m.name.chars().count() > 200 {
+            return Err(ApiError::invalid("name", "is required (1-200 characters)"));
+        }
+        if let Some(d) = self.display_name {
+            m.display_name = d;
+        }
+        if let Some(v) = self.context_limit {
+            m.context_limit = v;
+        }
+        if m.context_limit.is_some_and(|v| v <= 0) {
+            return Err(ApiError::invalid(
+                "context_limit",
+                "must be a positive number of tokens",
+            ));
+        }
+        if let Some(v) = self.max_output_tokens {
+            m.max_output_tokens = v;
+        }
+        if m.max_output_tokens.is_some_and(|v| v <= 0) {
+            return Err(ApiError::invalid(
+                "max_output_tokens",
+                "must be a positive number of tokens",
+            ));
+        }
+        if let Some(v) = self.reasoning_effort {
+            m.reasoning_effort = v;
+        }
+        if m.reasoning_effort
+            .as_deref()
+            .is_some_and(|e| !["low", "medium", "high"].contains(&e))
+        {
+            return Err(ApiError::invalid(
+                "reasoning_effort",
+                "must be low, medium or high",
+            ));
+        }
+        for (field, value, target) in [
+            (
+                "input_price_micros",
+                self.input_price_micros,
+                &mut m.input_price_micros,
+            ),
+            (
+                "output_price_micros",
+                self.output_price_micros,
+                &mut m.output_price_micros,
+            ),
+            (
+                "cache_read_price_micros",
+                self.cache_read_price_micros,
+                &mut m.cache_read_price_micros,
+            ),
+            (
+                "cache_write_price_micros",
+                self.cache_write_price_micros,
+                &mut m.cache_write_price_micros,
+            ),
+        ] {
+            if let Some(v) = value {
+                if v < 0 {
+                    return Err(ApiError::invalid(
+                        field,
+                        "must not be negative (micro-dollars per million tokens)",
+                    ));
+                }
+                *target = v;
+            }
+        }
+        if let Some(v) = self.is_default {
+            m.is_default = v;
+        }
+        if let Some(v) = self.enabled {
+            m.enabled = v;
+        }
+        Ok(m)
+    }
+}
+
+/// `GET /api/v1/admin/models`.
+pub async fn list_models(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Value>, ApiError> {
+    require_site_owner(&user)?;
+    Ok(Json(json!({ "models": state.store.list_models().await? })))
+}
+
+/// `POST /api/v1/admin/models` -> 201.
+pub async fn create_model(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<ModelBody>,
+) -> Result<(StatusCode, Json<ModelView>), ApiError> {
+    require_site_owner(&user)?;
+    let provider_id = body
+        .provider_id
+        .ok_or_else(|| ApiError::invalid("provider_id", "is required"))?;
+    let base = ModelView {
+        id: Uuid::nil(),
+        provider_id,
+        name: String::new(),
+        display_name: String::new(),
+        context_limit: None,
+        max_output_tokens: None,
+        reasoning_effort: None,
+        input_price_micros: 0,
+        output_price_micros: 0,
+        cache_read_price_micros: 0,
+        cache_write_price_micros: 0,
+        is_default: false,
+        enabled: true,
+    };
+    let model = body.apply(base)?;
+    let created = state
+        .store
+        .create_model(&model)
+        .await
+        .map_err(|e| conflict_on_name(e, "model"))?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `PATCH /api/v1/admin/models/{id}`.
+pub async fn update_model(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ModelBody>,
+) -> Result<Json<ModelView>, ApiError> {
+    require_site_owner(&user)?;
+    let id = parse_id(&id, "model_id")?;
+    let current = state
+        .store
+        .get_model(id)
+        .await
+        .map_err(|e| conflict_on_name(e, "model"))?;
+    let model = body.apply(current)?;
+    Ok(Json(
+        state
+            .store
+            .update_model(&model)
+            .await
+            .map_err(|e| conflict_on_name(e, "model"))?,
+    ))
+}
+
+/// `DELETE /api/v1/admin/models/{id}` -> 204.
+pub async fn delete_model(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_site_owner(&user)?;
+    let id = parse_id(&id, "model_id")?;
+    state
+        .store
+        .delete_model(id)
+        .await
+        .map_err(|e| conflict_on_name(e, "model"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

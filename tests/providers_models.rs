@@ -1,0 +1,299 @@
+//! Providers and models as data: site owners manage them, keys stay secret, chats use
+//! them, and answers carry their cost.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{
+    app::{TestApp, create_owner},
+    eventually,
+};
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    token: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .client
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[sqlx::test]
+async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let post = reqwest::Method::POST;
+
+    let (status, body) = send(
+        &app,
+        reqwest::Method::GET,
+        &app.token,
+        "/api/v1/admin/providers",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "members may not: {body}");
+
+    let (status, provider) = send(
+        &app,
+        post.clone(),
+        &owner,
+        "/api/v1/admin/providers",
+        Some(json!({"name": "Gateway", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-from-db-123", "headers": {"X-Gateway-Key": "gw-secret"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{provider}");
+    assert_eq!(provider["has_api_key"], true);
+    assert_eq!(provider["has_headers"], true);
+    let (_, list) = send(
+        &app,
+        reqwest::Method::GET,
+        &owner,
+        "/api/v1/admin/providers",
+        None,
+    )
+    .await;
+    let text = list.to_string();
+    assert!(text.contains("Gateway"));
+    assert!(
+        !text.contains("sk-from-db-123") && !text.contains("gw-secret"),
+        "{text}"
+    );
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT api_key_ciphertext FROM providers")
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("sk-from-db-123"),
+        "encrypted at rest"
+    );
+
+    for (body, field) in [
+        (json!({"name": "X", "kind": "gpt"}), "kind"),
+        (json!({"name": "X", "kind": "openai-compat"}), "base_url"),
+        (
+            json!({"name": "X", "kind": "openai", "base_url": "ftp://example"}),
+            "base_url",
+        ),
+        (json!({"name": "Gateway", "kind": "openai"}), "name"),
+        (
+            json!({"name": "X", "kind": "openai", "api_key": "  "}),
+            "api_key",
+        ),
+        (json!({"kind": "openai"}), "name"),
+    ] {
+        let (status, error) = send(
+            &app,
+            post.clone(),
+            &owner,
+            "/api/v1/admin/providers",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {error}");
+        assert_eq!(error["validations"][0]["field"], field, "{body} -> {error}");
+    }
+
+    let provider_id = provider["id"].as_str().unwrap();
+    let (status, first) = send(
+        &app,
+        post.clone(),
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": provider_id, "name": "db-model", "is_default": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (_, second) = send(
+        &app,
+        post.clone(),
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": provider_id, "name": "db-model-2", "is_default": true})),
+    )
+    .await;
+    assert_eq!(second["is_default"], true);
+    let (_, models) = send(
+        &app,
+        reqwest::Method::GET,
+        &owner,
+        "/api/v1/admin/models",
+        None,
+    )
+    .await;
+    let defaults: Vec<&Value> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["is_default"] == true)
+        .collect();
+    assert_eq!(defaults.len(), 1, "one default at a time");
+    assert_eq!(defaults[0]["name"], "db-model-2");
+    let (status, error) = send(
+        &app,
+        post.clone(),
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": provider_id, "name": "x", "output_price_micros": -1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["validations"][0]["field"], "output_price_micros");
+    let (status, error) = send(
+        &app,
+        post,
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": uuid::Uuid::now_v7(), "name": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["validations"][0]["field"], "provider_id");
+
+    let (status, patched) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &owner,
+        &format!("/api/v1/admin/providers/{provider_id}"),
+        Some(json!({"api_key": null})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["has_api_key"], false);
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        &owner,
+        &format!("/api/v1/admin/providers/{provider_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, models) = send(
+        &app,
+        reqwest::Method::GET,
+        &owner,
+        "/api/v1/admin/models",
+        None,
+    )
+    .await;
+    assert_eq!(
+        models["models"].as_array().unwrap().len(),
+        0,
+        "models go with their provider"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn chats_use_the_configured_model_key_and_headers_and_record_cost(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let post = reqwest::Method::POST;
+    let (_, provider) = send(
+        &app,
+        post.clone(),
+        &owner,
+        "/api/v1/admin/providers",
+        Some(json!({"name": "Gateway", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-from-db-123", "headers": {"X-Gateway-Key": "gw-secret"}})),
+    )
+    .await;
+    let provider_id = provider["id"].as_str().unwrap().to_owned();
+    // $2.50 per million input tokens, $10 per million output tokens.
+    let (_, _default) = send(
+        &app,
+        post.clone(),
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": provider_id, "name": "db-model", "is_default": true, "input_price_micros": 2_500_000, "output_price_micros": 10_000_000, "max_output_tokens": 777})),
+    )
+    .await;
+    let (_, other) = send(
+        &app,
+        post.clone(),
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": provider_id, "name": "other-model"})),
+    )
+    .await;
+
+    let chat = app.create_chat("price this answer please").await;
+    let messages = app
+        .wait_until_answered(chat, 2, Duration::from_secs(10))
+        .await;
+    let received = app.fake.received();
+    let request = &received[0];
+    assert_eq!(
+        request.authorization.as_deref(),
+        Some("Bearer sk-from-db-123"),
+        "the stored key, decrypted"
+    );
+    assert!(
+        request
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-gateway-key" && v == "gw-secret")
+    );
+    assert_eq!(request.body["model"], "db-model");
+    assert_eq!(request.body["max_tokens"], 777);
+    let answer = &messages[1];
+    let input = answer["usage"]["input_tokens"].as_i64().unwrap();
+    let output = answer["usage"]["output_tokens"].as_i64().unwrap();
+    let expected = (input * 2_500_000 + output * 10_000_000 + 999_999) / 1_000_000;
+    assert!(expected > 0);
+    assert_eq!(answer["cost_micros"], expected, "usage {input}/{output}");
+
+    // A chat may name another model.
+    let (status, created) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": "use the other one", "model_config_id": other["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["model_config_id"], other["id"]);
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    app.wait_until_answered(id, 2, Duration::from_secs(10))
+        .await;
+    assert_eq!(app.fake.received()[1].body["model"], "other-model");
+    let (status, error) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": "x", "model_config_id": uuid::Uuid::now_v7()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["validations"][0]["field"], "model_config_id");
+
+    // A disabled provider fails turns with a clear error.
+    send(
+        &app,
+        reqwest::Method::PATCH,
+        &owner,
+        &format!("/api/v1/admin/providers/{provider_id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let chat = app.create_chat("anyone?").await;
+    let failed = eventually(Duration::from_secs(10), "the turn to fail", || async {
+        let (_, c) = app.get(&format!("/api/v1/chats/{chat}")).await;
+        (c["status"] == "error").then_some(c)
+    })
+    .await;
+    assert_eq!(failed["last_error"]["kind"], "provider_disabled");
+    assert_eq!(failed["last_error"]["provider"], "Gateway");
+    app.stop().await;
+}

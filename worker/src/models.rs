@@ -1,0 +1,256 @@
+//! Resolving a chat's model to something callable: the chat's `model_config_id`, else the
+//! default model, else the provider configured by flags. Provider clients are built from
+//! their database row (key and headers decrypted here, nowhere else) and cached until the
+//! row changes. Pricing turns usage into cost.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agentq_core::{
+    ChatError, ChatErrorKind, StoreError,
+    domain::Usage,
+    secrets::SecretBox,
+    store::{ResolvedModel, Store},
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::providers::{AnthropicProvider, OpenAiProvider, Provider};
+
+/// Micro-dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pricing {
+    /// Uncached input.
+    pub input: i64,
+    /// Output.
+    pub output: i64,
+    /// Cached input read.
+    pub cache_read: i64,
+    /// Input written to the cache.
+    pub cache_write: i64,
+}
+
+impl Pricing {
+    /// Cost of `usage` in micro-dollars, rounded up. `input_tokens` includes cached ones,
+    /// which are priced at their own rates.
+    pub fn cost_micros(&self, usage: &Usage) -> i64 {
+        let uncached = usage
+            .input_tokens
+            .saturating_sub(usage.cache_read_tokens)
+            .saturating_sub(usage.cache_write_tokens);
+        let total: u128 = u128::from(uncached) * self.input as u128
+            + u128::from(usage.output_tokens) * self.output as u128
+            + u128::from(usage.cache_read_tokens) * self.cache_read as u128
+            + u128::from(usage.cache_write_tokens) * self.cache_write as u128;
+        total.div_ceil(1_000_000) as i64
+    }
+}
+
+/// What a turn step calls.
+#[derive(Clone)]
+pub struct ModelTarget {
+    /// The client.
+    pub provider: Provider,
+    /// Provider name for errors and debug runs.
+    pub provider_name: String,
+    /// Model name sent.
+    pub model: String,
+    /// Output cap.
+    pub max_output_tokens: Option<u32>,
+    /// Pricing, when the model is configured as data.
+    pub pricing: Option<Pricing>,
+}
+
+/// Why a model could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The database failed (the job is retried).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The model cannot be used (the turn fails with this error).
+    #[error("{0}")]
+    Unusable(ChatError),
+}
+
+/// Resolves and caches.
+pub struct ModelResolver {
+    store: Store,
+    secrets: Option<SecretBox>,
+    fallback: ModelTarget,
+    startup_timeout: Duration,
+    silence_timeout: Duration,
+    clients: Mutex<HashMap<Uuid, (DateTime<Utc>, Provider)>>,
+}
+
+impl ModelResolver {
+    /// A resolver falling back to the flag-configured provider and model.
+    pub fn new(
+        store: Store,
+        secrets: Option<SecretBox>,
+        fallback: ModelTarget,
+        startup_timeout: Duration,
+        silence_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            fallback,
+            startup_timeout,
+            silence_timeout,
+            clients: Mutex::default(),
+        }
+    }
+
+    /// The target of a chat whose model is `model_config_id`.
+    pub async fn resolve(
+        &self,
+        model_config_id: Option<Uuid>,
+    ) -> Result<ModelTarget, ResolveError> {
+        let Some(row) = self.store.resolve_model(model_config_id).await? else {
+            return Ok(self.fallback.clone());
+        };
+        let unusable = |kind, message: String| {
+            ResolveError::Unusable(
+                ChatError::new(kind, message).with_provider(row.provider_name.clone()),
+            )
+        };
+        if !row.provider_enabled {
+            return Err(unusable(
+                ChatErrorKind::ProviderDisabled,
+                format!(
+                    "{} is disabled by the site's administrators.",
+                    row.provider_name
+                ),
+            ));
+        }
+        if !row.model.enabled {
+            return Err(unusable(
+                ChatErrorKind::Config,
+                format!("The model {} is disabled.", row.model.name),
+            ));
+        }
+        let provider = self.client(&row)?;
+        Ok(ModelTarget {
+            provider,
+            provider_name: row.provider_name.clone(),
+            model: row.model.name.clone(),
+            max_output_tokens: row.model.max_output_tokens.map(|v| v as u32),
+            pricing: Some(Pricing {
+                input: row.model.input_price_micros,
+                output: row.model.output_price_micros,
+                cache_read: row.model.cache_read_price_micros,
+                cache_write: row.model.cache_write_price_micros,
+            }),
+        })
+    }
+
+    fn client(&self, row: &ResolvedModel) -> Result<Provider, ResolveError> {
+        let provider_id = row.model.provider_id;
+        if let Some((at, client)) = self.clients.lock().expect("clients lock").get(&provider_id)
+            && *at == row.provider_updated_at
+        {
+            return Ok(client.clone());
+        }
+        let config_error = |message: String| {
+            ResolveError::Unusable(
+                ChatError::new(ChatErrorKind::Config, message)
+                    .with_provider(row.provider_name.clone()),
+            )
+        };
+        let open = |sealed: &Option<Vec<u8>>| -> Result<Option<String>, ResolveError> {
+            let Some(sealed) = sealed else {
+                return Ok(None);
+            };
+            let secrets = self.secrets.as_ref().ok_or_else(|| {
+                config_error(
+                    "agentq has no AGENTQ_SECRET_KEY, so the provider's stored key cannot be read."
+                        .into(),
+                )
+            })?;
+            secrets
+                .open(sealed)
+                .map(Some)
+                .map_err(|e| config_error(e.to_string()))
+        };
+        let key = open(&row.api_key_ciphertext)?;
+        let headers: Vec<(String, String)> = match open(&row.headers_ciphertext)? {
+            Some(json) => serde_json::from_str::<BTreeMap<String, String>>(&json)
+                .map_err(|e| config_error(format!("stored headers are unreadable: {e}")))?
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        };
+        let needs_key = row.provider_kind != "openai-compat";
+        if needs_key && key.is_none() {
+            return Err(ResolveError::Unusable(
+                ChatError::new(
+                    ChatErrorKind::MissingKey,
+                    format!("{} has no API key configured.", row.provider_name),
+                )
+                .with_provider(row.provider_name.clone()),
+            ));
+        }
+        let client = match row.provider_kind.as_str() {
+            "anthropic" => Provider::Anthropic(Arc::new(
+                AnthropicProvider::new(
+                    &row.provider_base_url,
+                    key.as_deref().unwrap_or_default(),
+                    self.startup_timeout,
+                    self.silence_timeout,
+                )
+                .map_err(ResolveError::Unusable)?
+                .with_name(row.provider_name.clone())
+                .with_headers(headers),
+            )),
+            _ => Provider::OpenAi(Arc::new(
+                OpenAiProvider::new(
+                    &row.provider_base_url,
+                    key,
+                    self.startup_timeout,
+                    self.silence_timeout,
+                )
+                .map_err(ResolveError::Unusable)?
+                .with_name(row.provider_name.clone())
+                .with_headers(headers),
+            )),
+        };
+        self.clients
+            .lock()
+            .expect("clients lock")
+            .insert(provider_id, (row.provider_updated_at, client.clone()));
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_prices_cached_tokens_at_their_own_rate_and_rounds_up() {
+        // $2.50 / $10 / $1.25 / $3.75 per million tokens.
+        let pricing = Pricing {
+            input: 2_500_000,
+            output: 10_000_000,
+            cache_read: 1_250_000,
+            cache_write: 3_750_000,
+        };
+        let usage = Usage {
+            input_tokens: 1_000,
+            output_tokens: 500,
+            cache_read_tokens: 400,
+            cache_write_tokens: 100,
+        };
+        // 500 * 2.5 + 500 * 10 + 400 * 1.25 + 100 * 3.75 = 1250 + 5000 + 500 + 375 = 7125
+        assert_eq!(pricing.cost_micros(&usage), 7_125);
+        let tiny = Usage {
+            input_tokens: 1,
+            ..Usage::default()
+        };
+        assert_eq!(pricing.cost_micros(&tiny), 3, "2.5 micro-dollars round up");
+        assert_eq!(Pricing::default().cost_micros(&usage), 0);
+    }
+}
