@@ -63,7 +63,7 @@ enum Command {
         #[command(flatten)]
         secrets: SecretsConfig,
     },
-    /// Run queue workers (turns; tools and mail in later versions).
+    /// Run queue workers: turns and tool calls (mail in a later version).
     Worker {
         #[command(flatten)]
         database: DatabaseConfig,

@@ -453,6 +453,10 @@ async fn bad_dynamic_tool_definitions_are_400s(pool: sqlx::PgPool) {
             "dynamic_tools[0].input_schema",
         ),
         (json!([{"name": "a"}]), "dynamic_tools[0]"),
+        (
+            json!([tool("sleep", object.clone())]),
+            "dynamic_tools[0].name",
+        ),
     ] {
         let (status, body) = app
             .post(
@@ -525,5 +529,55 @@ async fn a_turn_that_keeps_losing_its_worker_fails_with_worker_lost(pool: sqlx::
     })
     .await;
     assert_eq!(chat_json["last_error"]["kind"], "worker_lost");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn client_results_posted_while_builtin_calls_run_wait_for_them(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    app.fake.script([
+        Reply::ToolCalls(vec![
+            ("call_nap".into(), "sleep".into(), json!({"seconds": 1.5})),
+            (
+                "call_ask".into(),
+                "ask_user".into(),
+                json!({"question": "ok?"}),
+            ),
+        ]),
+        Reply::Text("Both done.".into()),
+    ]);
+    let (_, created) = app
+        .post("/api/v1/chats", json!({"message": "mixed", "dynamic_tools": [{"name": "ask_user", "input_schema": {"type": "object"}}]}))
+        .await;
+    let chat: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let events = read_until(
+        &app.client,
+        &app.stream_url(chat),
+        &app.token,
+        None,
+        Duration::from_secs(10),
+        |e| e.event == "action_required",
+    )
+    .await;
+    let id = events.last().unwrap().data["tool_calls"][0]["tool_call_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/tool-results"),
+            json!({"results": [{"tool_call_id": id, "output": "yes"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "accepted", "the builtin nap still runs");
+    let messages = app
+        .wait_until_answered(chat, 4, Duration::from_secs(15))
+        .await;
+    let results = messages[2]["content"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["tool_call_id"], "call_nap");
+    assert_eq!(results[1]["output"], "yes");
+    assert_eq!(messages[3]["content"][0]["text"], "Both done.");
     app.stop().await;
 }

@@ -82,6 +82,13 @@ async fn two_worker_processes_share_five_parallel_tool_calls_and_the_next_step_r
     let owners: std::collections::HashSet<_> =
         rows.iter().filter_map(|(_, _, o)| o.clone()).collect();
     assert_eq!(owners.len(), 2, "both workers ran calls: {owners:?}");
+    let (step, attempt): (i32, i32) =
+        sqlx::query_as("SELECT step, attempt FROM chat_turns WHERE chat_id = $1")
+            .bind(chat)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    assert_eq!((step, attempt), (1, 1), "each step counts its own attempts");
     let requests = app.fake.received();
     assert_eq!(requests.len(), 2, "the follow-up step ran exactly once");
     let second = &requests[1].body["messages"];

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::JsonBody};
 
-fn require_site_owner(user: &AuthenticatedUser) -> Result<(), ApiError> {
+pub(crate) fn require_site_owner(user: &AuthenticatedUser) -> Result<(), ApiError> {
     if user.is_site_owner() {
         Ok(())
     } else {

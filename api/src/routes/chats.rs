@@ -1,7 +1,10 @@
 //! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one.
 
 use agentq_core::{
-    domain::{Chat, ChatStatus, ClientType, DynamicTool, MessagePart, NewChat, OrganizationRole},
+    domain::{
+        BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, MessagePart, NewChat,
+        OrganizationRole,
+    },
     events::ChatEvent,
     queue::RunTurn,
 };
@@ -68,6 +71,12 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
             return Err(ApiError::invalid(
                 format!("dynamic_tools[{i}].name"),
                 "must be 1-64 characters of letters, digits, `_` or `-`",
+            ));
+        }
+        if BUILTIN_TOOL_NAMES.contains(&tool.name.as_str()) {
+            return Err(ApiError::invalid(
+                format!("dynamic_tools[{i}].name"),
+                format!("`{}` is the name of a builtin tool", tool.name),
             ));
         }
         if !names.insert(tool.name.as_str()) {

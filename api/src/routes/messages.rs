@@ -146,8 +146,12 @@ pub async fn send_message(
                 },
             );
             if busy == BusyBehavior::Interrupt {
-                // The queued message runs as soon as the interrupted turn stops.
-                super::interrupt::interrupt_chat(&state, user.id, chat_id).await?;
+                // The queued message runs as soon as the interrupted turn stops. Nothing to
+                // interrupt (the turn just ended) is fine: the message is queued either way.
+                match super::interrupt::interrupt_chat(&state, user.id, chat_id).await {
+                    Ok(_) | Err(ApiError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             (
                 StatusCode::ACCEPTED,

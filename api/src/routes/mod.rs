@@ -1,6 +1,7 @@
 //! Routes under `/api/v1`, one module per resource.
 
 mod admin;
+mod admin_queues;
 mod chats;
 mod debug;
 mod health;
@@ -26,6 +27,23 @@ pub fn routes() -> Router<ApiState> {
             post(chats::create_chat).get(chats::list_chats),
         )
         .route("/api/v1/chats/{chat_id}", get(chats::get_chat))
+        .route("/api/v1/admin/queues", get(admin_queues::list_queues))
+        .route(
+            "/api/v1/admin/queues/{queue}/dead-letters",
+            get(admin_queues::list_dead_letters).delete(admin_queues::drop_all),
+        )
+        .route(
+            "/api/v1/admin/queues/{queue}/dead-letters/retry",
+            post(admin_queues::retry_all),
+        )
+        .route(
+            "/api/v1/admin/queues/{queue}/dead-letters/{id}/retry",
+            post(admin_queues::retry_one),
+        )
+        .route(
+            "/api/v1/admin/queues/{queue}/dead-letters/{id}",
+            axum::routing::delete(admin_queues::drop_one),
+        )
         .route(
             "/api/v1/admin/providers",
             get(admin::list_providers).post(admin::create_provider),

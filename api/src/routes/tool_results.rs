@@ -40,8 +40,8 @@ pub struct ToolResult {
     pub is_error: bool,
 }
 
-/// 202 with `{"status": "resumed"}`; 400 naming unknown, duplicate or missing ids; 409 when
-/// the chat waits for no results.
+/// 202 with `{"status": "resumed"}` (or `"accepted"` while builtin calls of the same step
+/// still run); 400 naming unknown, duplicate or missing ids; 409 when nothing waits.
 pub async fn submit(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -86,6 +86,17 @@ pub async fn submit(
             ),
             ToolResultsError::Store(e) => e.into(),
         })?;
+    let Some(fan_in) = fan_in else {
+        // Builtin calls of the same step still run; the last one to finish resumes the turn.
+        state.events.publish(
+            chat_id,
+            ChatEvent::Status {
+                status: ChatStatus::Running,
+                chat_id,
+            },
+        );
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))));
+    };
     state.events.publish(
         chat_id,
         ChatEvent::Message {

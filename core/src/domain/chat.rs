@@ -113,6 +113,9 @@ pub struct NewChat {
     pub model_config_id: Option<Uuid>,
 }
 
+/// Names of the tools workers run themselves; client-defined tools may not reuse them.
+pub const BUILTIN_TOOL_NAMES: &[&str] = &["current_time", "sleep"];
+
 /// A client-defined tool: the model may call it, the client runs it and posts the result
 /// to `POST /chats/{id}/tool-results`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ mod message;
 mod turn;
 mod user;
 
-pub use chat::{Chat, ChatStatus, ClientType, DynamicTool, NewChat};
+pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat};
 pub use message::{Message, MessagePart, Role, Usage};
 pub use turn::{AcquiredTurn, ToolCallRow, ToolCallStatus, Turn, TurnStatus};
 pub use user::{AuthenticatedUser, OrganizationRole};

@@ -18,6 +18,7 @@
 //! [`StreamBackend`] plugs this into apalis as its backend, so workers get apalis' runtime
 //! (tower layers, graceful shutdown) without apalis-redis' defects (CRATES.md).
 
+mod admin;
 mod backend;
 mod consumer;
 mod job;
@@ -25,6 +26,10 @@ mod keys;
 mod producer;
 mod runner;
 
+pub use admin::{
+    ConsumerStats, DeadLetter, QueueStats, dead_letters, drop_dead_letters, queue_stats,
+    retry_dead_letters,
+};
 pub use backend::{AckLayer, AckService, QueueError, StreamBackend};
 pub use consumer::{Consumer, ConsumerOptions, Delivery};
 pub use job::{Job, QueueName, RunToolCall, RunTurn, SendMail};

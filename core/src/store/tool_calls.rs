@@ -202,6 +202,25 @@ impl Store {
         .await?)
     }
 
+    /// Extends a running call's lease; `false` when another worker took it over.
+    pub async fn renew_tool_call_lease(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tool_calls SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// `running` -> `succeeded`/`failed` with its output, then fan-in. `Ok(None)` when the
     /// lease was lost or other calls of the step are still unfinished.
     pub async fn finish_tool_call(
@@ -242,14 +261,15 @@ impl Store {
         .await?)
     }
 
-    /// Stores the client's results for every waiting call of the chat, then fans in.
-    /// All waiting calls must be answered at once; anything else is refused, naming ids.
+    /// Stores the client's results for every waiting call of the chat, then fans in if no
+    /// builtin call of the step still runs (`None`: the last one will). All waiting calls
+    /// must be answered at once; anything else is refused, naming ids.
     pub async fn submit_tool_results(
         &self,
         chat_id: Uuid,
         owner: Uuid,
         results: &[ToolResultInput],
-    ) -> Result<FanIn, ToolResultsError> {
+    ) -> Result<Option<FanIn>, ToolResultsError> {
         let mut tx = self.pool.begin().await?;
         let turn: Option<(Uuid, String)> = sqlx::query_as(
             "SELECT t.id, c.status FROM chats c
@@ -318,11 +338,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let step = waiting.first().map(|(_, s)| *s).unwrap_or_default();
-        let fan_in = fan_in(&mut tx, turn_id, step)
-            .await?
-            .ok_or(ToolResultsError::NotWaiting)?;
+        let fanned = fan_in(&mut tx, turn_id, step).await?;
+        if fanned.is_none() {
+            // Builtin calls of the step still run; the last of them fans in. The client's
+            // part is done, so the chat is no longer waiting for it.
+            sqlx::query("UPDATE chats SET status = 'running', updated_at = now() WHERE id = $1 AND status = 'requires_action'")
+                .bind(chat_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(fan_in)
+        Ok(fanned)
     }
 }
 
@@ -359,7 +385,7 @@ pub(super) async fn fan_in(
     }
     let resumed: Option<Uuid> = sqlx::query_scalar(
         "WITH t AS (
-            UPDATE chat_turns SET status = 'queued', step = step + 1, enqueued_at = now()
+            UPDATE chat_turns SET status = 'queued', step = step + 1, enqueued_at = now(), attempt = 0
             WHERE id = $1 AND status = 'awaiting_tools' AND step = $2
             RETURNING chat_id
          ), c AS (

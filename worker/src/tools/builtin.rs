@@ -60,3 +60,19 @@ impl Builtins {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_name_is_reserved_for_clients() {
+        let names: Vec<String> = Builtins.specs().into_iter().map(|s| s.name).collect();
+        let reserved: Vec<String> = agentq_core::domain::BUILTIN_TOOL_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(names, reserved);
+        assert!(names.iter().all(|n| Builtins.has(n)));
+    }
+}

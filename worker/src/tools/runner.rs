@@ -42,10 +42,30 @@ impl ToolRunner {
             tracing::debug!("tool call is not queued (duplicate or finished job); nothing to do");
             return Ok(());
         };
+        // Renew the lease while the tool runs, so recovery does not run it twice.
+        let renewer = {
+            let (store, worker, lease, id) = (
+                self.store.clone(),
+                self.worker_id.clone(),
+                self.lease,
+                call.id,
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match store.renew_tool_call_lease(id, &worker, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => tracing::warn!(error = %e, "renewing the tool call lease failed"),
+                    }
+                }
+            })
+        };
         let (output, is_error) = match self.builtins.run(&call.name, &call.arguments).await {
             Ok(output) => (output, false),
             Err(message) => (json!({ "error": message }), true),
         };
+        renewer.abort();
         let Some(fan_in) = self
             .store
             .finish_tool_call(&call, &self.worker_id, &output, is_error)

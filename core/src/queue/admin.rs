@@ -1,0 +1,315 @@
+//! What operators see and do with queues: lengths, pending entries, consumers, and the
+//! dead-letter stream (list, retry, drop). Lives here because only `core::queue` knows key
+//! names.
+
+use redis::{Value, aio::ConnectionManager};
+use serde::Serialize;
+
+use super::{QueueKeys, QueueName, producer::xadd};
+
+/// One queue's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: &'static str,
+    /// Entries in the stream (waiting or delivered but not acked).
+    pub length: u64,
+    /// Delivered, not yet acked.
+    pub pending: u64,
+    /// Milliseconds the oldest pending entry has waited for its ack.
+    pub oldest_pending_ms: u64,
+    /// Jobs waiting for a retry.
+    pub delayed: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+    /// Consumers of the group.
+    pub consumers: Vec<ConsumerStats>,
+}
+
+/// One consumer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerStats {
+    /// Its unique name (host, pid, random).
+    pub name: String,
+    /// Entries it holds.
+    pub pending: u64,
+    /// Milliseconds since it last read or claimed.
+    pub idle_ms: u64,
+}
+
+/// A dead letter.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Its id in the dead-letter stream.
+    pub id: String,
+    /// The job's JSON.
+    pub job: serde_json::Value,
+    /// Failed runs.
+    pub attempt: u32,
+    /// Why it gave up (the last error).
+    pub reason: String,
+    /// Its id in the queue before it died.
+    pub original_id: String,
+}
+
+/// Reads every queue's state in one pipelined round trip per queue.
+pub async fn queue_stats(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> redis::RedisResult<Vec<QueueStats>> {
+    let mut out = Vec::new();
+    for queue in QueueName::ALL {
+        let keys = QueueKeys::new(prefix, queue);
+        let (length, delayed, dead): (u64, u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&keys.stream)
+            .cmd("ZCARD")
+            .arg(&keys.delayed)
+            .cmd("XLEN")
+            .arg(&keys.dead)
+            .query_async(conn)
+            .await?;
+        let (pending, oldest_pending_ms) = pending_summary(conn, &keys).await;
+        let consumers = consumer_stats(conn, &keys).await;
+        out.push(QueueStats {
+            queue: queue.as_str(),
+            length,
+            pending,
+            oldest_pending_ms,
+            delayed,
+            dead_letters: dead,
+            consumers,
+        });
+    }
+    Ok(out)
+}
+
+/// `(pending count, idle ms of the oldest pending entry)`; zeros when the group is missing.
+async fn pending_summary(conn: &mut ConnectionManager, keys: &QueueKeys) -> (u64, u64) {
+    let summary: redis::RedisResult<Value> = redis::cmd("XPENDING")
+        .arg(&keys.stream)
+        .arg(&keys.group)
+        .query_async(conn)
+        .await;
+    let count = match &summary {
+        Ok(Value::Array(v)) => match v.first() {
+            Some(Value::Int(n)) => *n as u64,
+            _ => 0,
+        },
+        _ => 0,
+    };
+    if count == 0 {
+        return (0, 0);
+    }
+    let oldest: redis::RedisResult<Value> = redis::cmd("XPENDING")
+        .arg(&keys.stream)
+        .arg(&keys.group)
+        .arg("-")
+        .arg("+")
+        .arg(1)
+        .query_async(conn)
+        .await;
+    let idle = match oldest {
+        Ok(Value::Array(rows)) => match rows.first() {
+            Some(Value::Array(fields)) => match fields.get(2) {
+                Some(Value::Int(ms)) => *ms as u64,
+                _ => 0,
+            },
+            _ => 0,
+        },
+        _ => 0,
+    };
+    (count, idle)
+}
+
+async fn consumer_stats(conn: &mut ConnectionManager, keys: &QueueKeys) -> Vec<ConsumerStats> {
+    let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(&keys.stream)
+        .arg(&keys.group)
+        .query_async(conn)
+        .await;
+    let Ok(Value::Array(consumers)) = reply else {
+        return Vec::new();
+    };
+    consumers
+        .into_iter()
+        .filter_map(|c| {
+            let fields: Vec<(String, Value)> = match c {
+                Value::Array(flat) => flat
+                    .chunks(2)
+                    .filter_map(|kv| match kv {
+                        [k, v] => text(k).map(|k| (k, v.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(pairs) => pairs
+                    .into_iter()
+                    .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
+                    .collect(),
+                _ => return None,
+            };
+            let get = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            Some(ConsumerStats {
+                name: get("name").as_ref().and_then(text)?,
+                pending: get("pending").and_then(int).unwrap_or(0),
+                idle_ms: get("idle").and_then(int).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Dead letters of a queue, oldest first, after `after` (exclusive), at most `count`.
+pub async fn dead_letters(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    queue: QueueName,
+    after: Option<&str>,
+    count: usize,
+) -> redis::RedisResult<Vec<DeadLetter>> {
+    let keys = QueueKeys::new(prefix, queue);
+    let start = after
+        .map(|id| format!("({id}"))
+        .unwrap_or_else(|| "-".into());
+    let reply: Value = redis::cmd("XRANGE")
+        .arg(&keys.dead)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    Ok(parse_dead(reply))
+}
+
+/// Puts dead letters back on their queue (attempts reset) and removes them from the
+/// dead-letter stream; `ids` empty means all. Returns how many were retried.
+pub async fn retry_dead_letters(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    queue: QueueName,
+    ids: &[String],
+) -> redis::RedisResult<usize> {
+    let keys = QueueKeys::new(prefix, queue);
+    let letters = select_dead(conn, &keys, ids).await?;
+    if letters.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    for letter in &letters {
+        pipe.add_command(xadd(&keys.stream, 0, &letter.job.to_string(), 0))
+            .ignore();
+    }
+    let ids: Vec<&str> = letters.iter().map(|l| l.id.as_str()).collect();
+    pipe.cmd("XDEL").arg(&keys.dead).arg(&ids).ignore();
+    pipe.query_async::<()>(conn).await?;
+    Ok(letters.len())
+}
+
+/// Deletes dead letters; `ids` empty means all. Returns how many were dropped.
+pub async fn drop_dead_letters(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    queue: QueueName,
+    ids: &[String],
+) -> redis::RedisResult<usize> {
+    let keys = QueueKeys::new(prefix, queue);
+    if ids.is_empty() {
+        let n: usize = redis::cmd("XLEN").arg(&keys.dead).query_async(conn).await?;
+        let _: () = redis::cmd("DEL").arg(&keys.dead).query_async(conn).await?;
+        return Ok(n);
+    }
+    redis::cmd("XDEL")
+        .arg(&keys.dead)
+        .arg(ids)
+        .query_async(conn)
+        .await
+}
+
+async fn select_dead(
+    conn: &mut ConnectionManager,
+    keys: &QueueKeys,
+    ids: &[String],
+) -> redis::RedisResult<Vec<DeadLetter>> {
+    if ids.is_empty() {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&keys.dead)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(conn)
+            .await?;
+        return Ok(parse_dead(reply));
+    }
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("XRANGE").arg(&keys.dead).arg(id).arg(id);
+    }
+    let replies: Vec<Value> = pipe.query_async(conn).await?;
+    Ok(replies.into_iter().flat_map(parse_dead).collect())
+}
+
+fn parse_dead(reply: Value) -> Vec<DeadLetter> {
+    let Value::Array(entries) = reply else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let Value::Array(mut pair) = entry else {
+                return None;
+            };
+            if pair.len() != 2 {
+                return None;
+            }
+            let Value::Array(fields) = pair.pop()? else {
+                return None;
+            };
+            let id = text(&pair[0])?;
+            let mut letter = DeadLetter {
+                id,
+                job: serde_json::Value::Null,
+                attempt: 0,
+                reason: String::new(),
+                original_id: String::new(),
+            };
+            for kv in fields.chunks(2) {
+                if let [k, v] = kv {
+                    let value = text(v).unwrap_or_default();
+                    match text(k).as_deref() {
+                        Some("job") => {
+                            letter.job = serde_json::from_str(&value)
+                                .unwrap_or(serde_json::Value::String(value))
+                        }
+                        Some("attempt") => letter.attempt = value.parse().unwrap_or(0),
+                        Some("reason") => letter.reason = value,
+                        Some("original_id") => letter.original_id = value,
+                        _ => {}
+                    }
+                }
+            }
+            Some(letter)
+        })
+        .collect()
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn int(v: Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => Some(n as u64),
+        other => text(&other).and_then(|s| s.parse().ok()),
+    }
+}
