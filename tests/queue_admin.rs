@@ -1,0 +1,123 @@
+//! Operators' view of the queues: a job that keeps failing lands in the dead letters, the
+//! API shows it with its last error, and retrying it through the API runs it again.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use agentq_core::{
+    config::{self, QueueConfig},
+    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, run_jobs},
+    redis_conn,
+    shutdown::CancellationToken,
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::{
+    app::{TestApp, create_owner},
+    eventually,
+};
+
+#[sqlx::test]
+async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_the_api(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "ops@example.com").await;
+    let get = |path: String, token: String| {
+        let client = app.client.clone();
+        let base = app.base.clone();
+        async move {
+            let response = client.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // A tools consumer whose handler fails until `healthy` is set.
+    let healthy = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let queue: QueueConfig = config::defaults();
+    let stop = CancellationToken::new();
+    let consumer = Consumer::start(
+        redis_conn::shared(&app.services.redis).unwrap(),
+        redis_conn::blocking(&app.services.redis).unwrap(),
+        ConsumerOptions {
+            keys: QueueKeys::new(&app.prefix, QueueName::Tools),
+            consumer: "flaky".into(),
+            concurrency: 4,
+            fetch_batch: queue.fetch_batch,
+            lease: Duration::from_secs(5),
+            max_deliveries: 3,
+            max_attempts: 2,
+            block: Duration::from_millis(200),
+            max_len: 0,
+        },
+        stop.clone(),
+    );
+    let (h, r) = (healthy.clone(), runs.clone());
+    let runner = run_jobs("flaky", consumer, move |_job: RunToolCall| {
+        let (h, r) = (h.clone(), r.clone());
+        async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            if h.load(Ordering::SeqCst) { Ok(()) } else { Err("the tool backend is down".into()) }
+        }
+    });
+    let job = RunToolCall { tool_call_id: uuid::Uuid::now_v7() };
+    app.services.producer.enqueue(&job).await.unwrap();
+
+    let letters = eventually(Duration::from_secs(15), "the job in the dead letters", || async {
+        let (status, body) = get("/api/v1/admin/queues/tools/dead-letters".into(), owner.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let letters = body["dead_letters"].as_array().cloned().unwrap_or_default();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["job"]["tool_call_id"], job.tool_call_id.to_string());
+    assert_eq!(letters[0]["attempt"], 2);
+    assert!(letters[0]["reason"].as_str().unwrap().contains("the tool backend is down"));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    let (_, queues) = get("/api/v1/admin/queues".into(), owner.clone()).await;
+    let tools = queues["queues"].as_array().unwrap().iter().find(|q| q["queue"] == "tools").unwrap().clone();
+    assert_eq!(tools["dead_letters"], 1);
+    assert_eq!(tools["length"], 0);
+    assert!(tools["consumers"].as_array().unwrap().iter().any(|c| c["name"] == "flaky"), "{tools}");
+    let (status, _) = get("/api/v1/admin/queues".into(), app.token.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "members may not");
+
+    // The backend recovers; the operator retries the letter.
+    healthy.store(true, Ordering::SeqCst);
+    let id = letters[0]["id"].as_str().unwrap();
+    let response = app
+        .client
+        .post(format!("{}/api/v1/admin/queues/tools/dead-letters/{id}/retry", app.base))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    eventually(Duration::from_secs(10), "the retried job to run", || async { (runs.load(Ordering::SeqCst) == 3).then_some(()) }).await;
+    let (_, body) = get("/api/v1/admin/queues/tools/dead-letters".into(), owner.clone()).await;
+    assert_eq!(body["dead_letters"].as_array().unwrap().len(), 0);
+    let response = app
+        .client
+        .post(format!("{}/api/v1/admin/queues/tools/dead-letters/{id}/retry", app.base))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "already retried");
+    let (status, body) = get("/api/v1/admin/queues/nope/dead-letters".into(), owner.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["message"].as_str().unwrap().contains("nope"));
+
+    stop.cancel();
+    runner.await.unwrap();
+    app.stop().await;
+}
