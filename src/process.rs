@@ -87,12 +87,15 @@ pub fn start_scheduler(
     ))
 }
 
-/// Waits for running work to finish after shutdown, at most `deadline`.
+/// Waits for running work to finish after shutdown, at most `deadline`; what is still
+/// running then is handed back to other workers.
 pub async fn drain(worker: WorkerHandle, deadline: Duration) {
-    if tokio::time::timeout(deadline, worker.join()).await.is_err() {
+    let released = worker.drain(deadline).await;
+    if released > 0 {
         tracing::warn!(
             deadline_secs = deadline.as_secs(),
-            "jobs still running at the drain deadline; their entries return to the queue after the lease"
+            released,
+            "turns still running at the drain deadline were handed back to other workers"
         );
     }
 }

@@ -25,16 +25,26 @@ use support::{
 };
 
 #[sqlx::test]
-async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_the_api(pool: sqlx::PgPool) {
+async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_the_api(
+    pool: sqlx::PgPool,
+) {
     let app = TestApp::start_api_only(pool).await;
     let owner = create_owner(&app.services, "ops@example.com").await;
     let get = |path: String, token: String| {
         let client = app.client.clone();
         let base = app.base.clone();
         async move {
-            let response = client.get(format!("{base}{path}")).bearer_auth(token).send().await.unwrap();
+            let response = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
             let status = response.status();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
 
@@ -64,30 +74,65 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
         let (h, r) = (h.clone(), r.clone());
         async move {
             r.fetch_add(1, Ordering::SeqCst);
-            if h.load(Ordering::SeqCst) { Ok(()) } else { Err("the tool backend is down".into()) }
+            if h.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("the tool backend is down".into())
+            }
         }
     });
-    let job = RunToolCall { tool_call_id: uuid::Uuid::now_v7() };
+    let job = RunToolCall {
+        tool_call_id: uuid::Uuid::now_v7(),
+    };
     app.services.producer.enqueue(&job).await.unwrap();
 
-    let letters = eventually(Duration::from_secs(15), "the job in the dead letters", || async {
-        let (status, body) = get("/api/v1/admin/queues/tools/dead-letters".into(), owner.clone()).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let letters = body["dead_letters"].as_array().cloned().unwrap_or_default();
-        (!letters.is_empty()).then_some(letters)
-    })
+    let letters = eventually(
+        Duration::from_secs(15),
+        "the job in the dead letters",
+        || async {
+            let (status, body) = get(
+                "/api/v1/admin/queues/tools/dead-letters".into(),
+                owner.clone(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let letters = body["dead_letters"].as_array().cloned().unwrap_or_default();
+            (!letters.is_empty()).then_some(letters)
+        },
+    )
     .await;
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0]["job"]["tool_call_id"], job.tool_call_id.to_string());
+    assert_eq!(
+        letters[0]["job"]["tool_call_id"],
+        job.tool_call_id.to_string()
+    );
     assert_eq!(letters[0]["attempt"], 2);
-    assert!(letters[0]["reason"].as_str().unwrap().contains("the tool backend is down"));
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the tool backend is down")
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 
     let (_, queues) = get("/api/v1/admin/queues".into(), owner.clone()).await;
-    let tools = queues["queues"].as_array().unwrap().iter().find(|q| q["queue"] == "tools").unwrap().clone();
+    let tools = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "tools")
+        .unwrap()
+        .clone();
     assert_eq!(tools["dead_letters"], 1);
     assert_eq!(tools["length"], 0);
-    assert!(tools["consumers"].as_array().unwrap().iter().any(|c| c["name"] == "flaky"), "{tools}");
+    assert!(
+        tools["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "flaky"),
+        "{tools}"
+    );
     let (status, _) = get("/api/v1/admin/queues".into(), app.token.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "members may not");
 
@@ -96,24 +141,43 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
     let id = letters[0]["id"].as_str().unwrap();
     let response = app
         .client
-        .post(format!("{}/api/v1/admin/queues/tools/dead-letters/{id}/retry", app.base))
+        .post(format!(
+            "{}/api/v1/admin/queues/tools/dead-letters/{id}/retry",
+            app.base
+        ))
         .bearer_auth(&owner)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    eventually(Duration::from_secs(10), "the retried job to run", || async { (runs.load(Ordering::SeqCst) == 3).then_some(()) }).await;
-    let (_, body) = get("/api/v1/admin/queues/tools/dead-letters".into(), owner.clone()).await;
+    eventually(
+        Duration::from_secs(10),
+        "the retried job to run",
+        || async { (runs.load(Ordering::SeqCst) == 3).then_some(()) },
+    )
+    .await;
+    let (_, body) = get(
+        "/api/v1/admin/queues/tools/dead-letters".into(),
+        owner.clone(),
+    )
+    .await;
     assert_eq!(body["dead_letters"].as_array().unwrap().len(), 0);
     let response = app
         .client
-        .post(format!("{}/api/v1/admin/queues/tools/dead-letters/{id}/retry", app.base))
+        .post(format!(
+            "{}/api/v1/admin/queues/tools/dead-letters/{id}/retry",
+            app.base
+        ))
         .bearer_auth(&owner)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND, "already retried");
-    let (status, body) = get("/api/v1/admin/queues/nope/dead-letters".into(), owner.clone()).await;
+    let (status, body) = get(
+        "/api/v1/admin/queues/nope/dead-letters".into(),
+        owner.clone(),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["message"].as_str().unwrap().contains("nope"));
 

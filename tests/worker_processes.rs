@@ -153,3 +153,55 @@ async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) 
     assert_eq!(app.fake.received().len(), 2);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    app.fake.set_chunk_delay(Duration::from_millis(150));
+    let long_answer = "word ".repeat(40);
+    let mut first = WorkerProcess::spawn(&app, &["--drain-secs", "1"]);
+    // The long answer is scripted first so the first chat gets it.
+    app.fake.script([Reply::Text(long_answer.clone())]);
+    let long = app.create_chat("the long one").await;
+    let short = app.create_chat("hi").await;
+    eventually(Duration::from_secs(10), "both turns to run", || async {
+        let a = app.get(&format!("/api/v1/chats/{long}")).await.1;
+        let b = app.get(&format!("/api/v1/chats/{short}")).await.1;
+        (a["status"] == "running" && b["status"] == "running").then_some(())
+    })
+    .await;
+
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = first.terminate();
+        (first, status)
+    });
+    let (_first, status) = exit.await.unwrap();
+    assert!(status.success(), "a drained worker exits 0, got {status:?}");
+
+    // The short turn finished inside the drain; the long one was handed back.
+    let short_messages = app.messages(short).await;
+    assert_eq!(
+        short_messages.len(),
+        2,
+        "finished during the drain: {short_messages:?}"
+    );
+    assert_eq!(short_messages[1]["content"][0]["text"], answer_to("hi"));
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM chat_turns WHERE chat_id = $1")
+        .bind(long)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "queued",
+        "handed back, not left running until its lease ends"
+    );
+
+    app.fake.set_chunk_delay(Duration::from_millis(2));
+    let _second = WorkerProcess::spawn(&app, &[]);
+    let messages = app
+        .wait_until_answered(long, 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(messages.len(), 2, "nothing doubled");
+    assert_eq!(messages[1]["content"][0]["text"], answer_to("the long one"));
+    app.stop().await;
+}

@@ -82,6 +82,7 @@ pub fn engine(
 /// A running worker process's consumers.
 pub struct WorkerHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    turns: Arc<TurnEngine>,
 }
 
 impl WorkerHandle {
@@ -90,6 +91,17 @@ impl WorkerHandle {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+
+    /// Waits for the drain at most `deadline`; then hands back the turns still running
+    /// (released to `queued`), so other workers finish them without waiting for a lease.
+    /// Returns how many were handed back.
+    pub async fn drain(self, deadline: Duration) -> usize {
+        let turns = self.turns.clone();
+        if tokio::time::timeout(deadline, self.join()).await.is_ok() {
+            return 0;
+        }
+        turns.release_running().await
     }
 }
 
@@ -165,7 +177,10 @@ pub fn start(
             }
         }
     }
-    Ok(WorkerHandle { tasks })
+    Ok(WorkerHandle {
+        tasks,
+        turns: engines.turns.clone(),
+    })
 }
 
 fn consumer_options(

@@ -102,6 +102,16 @@ impl RunningTurns {
         }
     }
 
+    /// The turns running here.
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.0
+            .lock()
+            .expect("running turns lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Whether any turn runs here (the interrupt poller skips its query otherwise).
     pub fn is_empty(&self) -> bool {
         self.0.lock().expect("running turns lock").is_empty()
@@ -177,6 +187,22 @@ enum Attempt {
 }
 
 impl TurnEngine {
+    /// Hands back every turn still running here (`running` -> `queued`), so another worker
+    /// takes them at once; used when a drain reaches its deadline.
+    pub async fn release_running(&self) -> usize {
+        let mut released = 0;
+        for id in self.running.ids() {
+            match self.store.release_turn(id, &self.worker_id).await {
+                Ok(true) => released += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(turn.id = %id, error = %e, "could not release the turn; recovery will after its lease")
+                }
+            }
+        }
+        released
+    }
+
     /// Runs the step of the turn named by `job`. A job whose turn is not `queued` (a
     /// duplicate or a replay) does nothing and succeeds.
     #[tracing::instrument(skip_all, fields(turn.id = %job.turn_id))]
