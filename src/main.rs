@@ -12,8 +12,8 @@ mod process;
 use std::path::PathBuf;
 
 use agentq_core::config::{
-    ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, SecretsConfig,
-    WorkerConfig,
+    ApiConfig, DatabaseConfig, MetricsConfig, ProviderConfig, QueueConfig, RedisConfig,
+    SecretsConfig, WorkerConfig,
 };
 use agentq_scheduler::RecoveryConfig;
 use clap::{Parser, Subcommand};
@@ -77,6 +77,8 @@ enum Command {
         provider: ProviderConfig,
         #[command(flatten)]
         secrets: SecretsConfig,
+        #[command(flatten)]
+        metrics: MetricsConfig,
     },
     /// Run the scheduler (recovery now; archive, digests and retention next).
     Scheduler {
@@ -88,6 +90,8 @@ enum Command {
         queue: QueueConfig,
         #[command(flatten)]
         recovery: RecoveryConfig,
+        #[command(flatten)]
+        metrics: MetricsConfig,
     },
     /// Run API, worker and scheduler in one process on local PostgreSQL and Redis (started
     /// privately under the data directory when none answers); prints a ready API token.
@@ -135,13 +139,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             worker,
             provider,
             secrets,
-        } => process::run_worker(database, redis, queue, worker, provider, secrets).await,
+            metrics,
+        } => process::run_worker(database, redis, queue, worker, provider, secrets, metrics).await,
         Command::Scheduler {
             database,
             redis,
             queue,
             recovery,
-        } => process::run_scheduler(database, redis, queue, recovery).await,
+            metrics,
+        } => process::run_scheduler(database, redis, queue, recovery, metrics).await,
         Command::Dev(args) => dev::run(*args).await,
         Command::Migrate { database } => process::migrate(database).await,
         Command::Admin { command } => admin::run(command).await,

@@ -5,8 +5,8 @@ use std::time::Duration;
 use agentq_api::ApiState;
 use agentq_core::{
     config::{
-        ApiConfig, DatabaseConfig, ProviderConfig, QueueConfig, RedisConfig, SecretsConfig,
-        WorkerConfig,
+        ApiConfig, DatabaseConfig, MetricsConfig, ProviderConfig, QueueConfig, RedisConfig,
+        SecretsConfig, WorkerConfig,
     },
     db,
     services::Services,
@@ -100,6 +100,36 @@ pub async fn drain(worker: WorkerHandle, deadline: Duration) {
     }
 }
 
+/// Serves `/metrics` on `--metrics-listen` for a worker or scheduler process.
+pub async fn start_metrics(
+    services: &Services,
+    config: &MetricsConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(addr) = config.metrics_listen else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    let handle = agentq_core::metrics::install();
+    let (conn, prefix) = (services.redis_conn.clone(), services.prefix.clone());
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (handle, mut conn, prefix) = (handle.clone(), conn.clone(), prefix.clone());
+            async move { agentq_core::metrics::render(&handle, &mut conn, &prefix).await }
+        }),
+    );
+    tracing::info!(address = %addr, "metrics listening");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    });
+    Ok(())
+}
+
 /// `agentq api`.
 pub async fn run_api(
     database: DatabaseConfig,
@@ -127,9 +157,11 @@ pub async fn run_worker(
     worker: WorkerConfig,
     provider: ProviderConfig,
     secrets: SecretsConfig,
+    metrics: MetricsConfig,
 ) -> anyhow::Result<()> {
     let services = services(&database, &redis, &queue, &secrets).await?;
     let shutdown = CancellationToken::new();
+    start_metrics(&services, &metrics, shutdown.clone()).await?;
     let handle = start_worker(&services, &worker, &queue, &provider, shutdown.clone())?;
     wait_for_signal().await;
     tracing::info!("stopping: no new jobs; letting running ones finish");
@@ -145,6 +177,7 @@ pub async fn run_scheduler(
     redis: RedisConfig,
     queue: QueueConfig,
     recovery: RecoveryConfig,
+    metrics: MetricsConfig,
 ) -> anyhow::Result<()> {
     let services = services(
         &database,
@@ -154,6 +187,7 @@ pub async fn run_scheduler(
     )
     .await?;
     let shutdown = CancellationToken::new();
+    start_metrics(&services, &metrics, shutdown.clone()).await?;
     let task = start_scheduler(&services, recovery, shutdown.clone());
     wait_for_signal().await;
     shutdown.cancel();

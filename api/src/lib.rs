@@ -41,6 +41,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// Seals provider keys before they are stored.
     pub secrets: Option<agentq_core::secrets::SecretBox>,
+    /// This process's metrics.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl ApiState {
@@ -56,6 +58,7 @@ impl ApiState {
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             secrets: services.secrets.clone(),
+            metrics: agentq_core::metrics::install(),
         }
     }
 }

@@ -101,6 +101,14 @@ impl QueueConfig {
     }
 }
 
+/// Where a worker or scheduler serves `/metrics` (the API serves it on its own port).
+#[derive(Args, Clone, Debug)]
+pub struct MetricsConfig {
+    /// Address for Prometheus to scrape `/metrics`, e.g. `0.0.0.0:9464`; unset: not served.
+    #[arg(long = "metrics-listen", env = "AGENTQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 /// The key that encrypts secrets at rest (provider keys and headers).
 #[derive(Args, Clone, Debug)]
 pub struct SecretsConfig {

@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod queue;
 pub mod redis_conn;
 pub mod secrets;

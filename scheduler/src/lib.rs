@@ -67,7 +67,10 @@ pub async fn run(
             _ = interval.tick() => {},
             _ = shutdown.cancelled() => break,
         }
-        match recover(&store, &producer, &events, &config).await {
+        let started = std::time::Instant::now();
+        let result = recover(&store, &producer, &events, &config).await;
+        agentq_core::metrics::recovery_tick(started.elapsed(), *result.as_ref().unwrap_or(&0));
+        match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(items = n, "recovery re-enqueued or failed lost work"),
             Err(e) => tracing::warn!(error = %e, "recovery tick failed; will retry"),

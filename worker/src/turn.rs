@@ -322,6 +322,13 @@ impl TurnEngine {
     /// Writes what the step produced and announces it.
     async fn commit(&self, turn: &AcquiredTurn, answer: Answer) -> Result<(), TurnJobError> {
         let chat_id = turn.chat_id;
+        agentq_core::metrics::turn_step(match &answer {
+            Answer::Complete { calls, .. } if !calls.is_empty() => "tool_step",
+            Answer::Complete { .. } => "completed",
+            Answer::Failed(_) => "failed",
+            Answer::Interrupted(_) => "interrupted",
+            Answer::LeaseLost => "lease_lost",
+        });
         let outcome = match answer {
             Answer::LeaseLost => {
                 tracing::warn!("lease lost while streaming; another worker owns the turn now");
@@ -458,6 +465,17 @@ impl TurnEngine {
                     &mut trace,
                 )
                 .await;
+            let error_kind = match &outcome {
+                Attempt::Retry(e) | Attempt::Done(Answer::Failed(e)) => {
+                    serde_json::to_value(e.kind).ok()
+                }
+                _ => None,
+            };
+            agentq_core::metrics::provider_attempt(
+                &target.provider_name,
+                error_kind.as_ref().and_then(|k| k.as_str()),
+                trace.started.elapsed(),
+            );
             if let Some(run_id) = debug_run {
                 self.record_debug_step(
                     run_id, turn, target, attempt, &request, started_at, &trace, &outcome,

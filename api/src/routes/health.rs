@@ -10,6 +10,21 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /metrics`: Prometheus exposition (queue gauges read from Redis at scrape time).
+pub async fn metrics(
+    State(state): State<ApiState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let mut conn = state.redis_conn.clone();
+    let body = agentq_core::metrics::render(&state.metrics, &mut conn, &state.prefix).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+}
+
 /// `GET /readyz`: PostgreSQL and Redis answer; 503 naming the one that does not.
 pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     state

@@ -22,6 +22,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route(
             "/api/v1/chats",
             post(chats::create_chat).get(chats::list_chats),

@@ -24,6 +24,7 @@ use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::ChatId, keepa
 const FOLLOW_BLOCK: Duration = Duration::from_secs(10);
 
 struct Cursor {
+    _open: OpenStream,
     reader: EventReader,
     last_id: Option<String>,
     buffered: VecDeque<StoredEvent>,
@@ -59,6 +60,7 @@ pub async fn stream_chat(
     let conn = redis_conn::blocking(&state.redis)
         .map_err(|e| ApiError::Unavailable(format!("Redis: {e}")))?;
     let cursor = Cursor {
+        _open: OpenStream::new(),
         reader: EventReader::new(conn, &state.prefix, chat_id),
         last_id,
         buffered: VecDeque::new(),
@@ -102,6 +104,22 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
                 tokio::time::sleep(c.backoff).await;
             }
         }
+    }
+}
+
+/// Counts an open SSE stream in `agentq_sse_streams_open` for as long as it lives.
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> Self {
+        agentq_core::metrics::sse_streams(1.0);
+        OpenStream
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        agentq_core::metrics::sse_streams(-1.0);
     }
 }
 

@@ -135,8 +135,23 @@ impl<J: Job> BackendConfig for StreamBackend<J> {
     fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
         AckLayer {
             acker: self.acker.clone(),
+            queue: J::QUEUE.as_str(),
         }
     }
+}
+
+/// How long ago an entry was added: its id starts with the unix milliseconds of the XADD.
+fn waited_since(entry_id: &str) -> std::time::Duration {
+    let added_ms: u64 = entry_id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    std::time::Duration::from_millis(now_ms.saturating_sub(added_ms))
 }
 
 /// Settles each entry after its handler returns: ack on success, retry with backoff or
@@ -144,6 +159,7 @@ impl<J: Job> BackendConfig for StreamBackend<J> {
 #[derive(Clone, Debug)]
 pub struct AckLayer {
     acker: Acker,
+    queue: &'static str,
 }
 
 impl<S> tower_layer::Layer<S> for AckLayer {
@@ -153,6 +169,7 @@ impl<S> tower_layer::Layer<S> for AckLayer {
         AckService {
             inner,
             acker: self.acker.clone(),
+            queue: self.queue,
         }
     }
 }
@@ -162,6 +179,7 @@ impl<S> tower_layer::Layer<S> for AckLayer {
 pub struct AckService<S> {
     inner: S,
     acker: Acker,
+    queue: &'static str,
 }
 
 impl<S, J> tower_service::Service<Task<J>> for AckService<S>
@@ -181,17 +199,26 @@ where
     fn call(&mut self, task: Task<J>) -> Self::Future {
         let ticket = task.ctx().data().get::<Ticket>().cloned();
         let acker = self.acker.clone();
+        let queue = self.queue;
+        if let Some(t) = &ticket {
+            crate::metrics::job_started(queue, waited_since(&t.entry_id));
+        }
+        let started = std::time::Instant::now();
         let fut = self.inner.call(task);
         Box::pin(async move {
             let result = fut.await.map_err(Into::into);
             if let Some(t) = ticket {
-                match &result {
-                    Ok(_) => acker.done(&t.entry_id),
+                let outcome = match &result {
+                    Ok(_) => {
+                        acker.done(&t.entry_id);
+                        "ok"
+                    }
                     Err(e) => {
                         tracing::warn!(entry_id = t.entry_id, attempt = t.attempt + 1, error = %e, "job failed");
-                        acker.failed(&t.entry_id, &t.payload, t.attempt, &e.to_string());
+                        acker.failed(&t.entry_id, &t.payload, t.attempt, &e.to_string())
                     }
-                }
+                };
+                crate::metrics::job_finished(queue, outcome, started.elapsed());
             }
             result
         })

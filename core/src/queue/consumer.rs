@@ -82,10 +82,12 @@ impl Acker {
     }
 
     /// The handler failed: retry after `1 s * 2^attempt` (capped at 5 min) or, after
-    /// `max_attempts`, move to the dead-letter stream with `error`.
-    pub fn failed(&self, entry_id: &str, payload: &str, attempt: u32, error: &str) {
+    /// `max_attempts`, move to the dead-letter stream with `error`. Returns which
+    /// (`retried` or `dead_lettered`), for metrics.
+    pub fn failed(&self, entry_id: &str, payload: &str, attempt: u32, error: &str) -> &'static str {
         let attempt = attempt + 1;
-        let op = if attempt >= self.max_attempts {
+        let dead = attempt >= self.max_attempts;
+        let op = if dead {
             AckOp::Dead {
                 entry_id: entry_id.to_owned(),
                 payload: payload.to_owned(),
@@ -102,6 +104,7 @@ impl Acker {
             }
         };
         self.settle(op, entry_id);
+        if dead { "dead_lettered" } else { "retried" }
     }
 
     /// The entry cannot be run at all (e.g. it does not decode): dead-letter it now.

@@ -1,0 +1,101 @@
+//! Prometheus metrics shared by every process (issue #5). One recorder per process; the
+//! API serves it at `/metrics`, workers and schedulers on `--metrics-listen`. Queue gauges
+//! (length, pending, oldest pending, delayed, dead letters) are read from Redis at scrape
+//! time, so every process reports the cluster's queues, not just its own view.
+//!
+//! Names follow Prometheus conventions: `agentq_` prefix, `_total` counters, `_seconds`
+//! histograms, labels for queue, outcome, provider and kind.
+
+use std::{sync::OnceLock, time::Duration};
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use redis::aio::ConnectionManager;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process's recorder (once; later calls return the same handle) and starts
+/// its upkeep task.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                120.0, 300.0,
+            ];
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("buckets are valid")
+                .install_recorder()
+                .expect("one metrics recorder per process");
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            handle
+        })
+        .clone()
+}
+
+/// Renders the exposition text after refreshing the queue gauges from Redis.
+pub async fn render(
+    handle: &PrometheusHandle,
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> String {
+    match crate::queue::queue_stats(conn, prefix).await {
+        Ok(queues) => {
+            for q in queues {
+                gauge!("agentq_queue_length", "queue" => q.queue).set(q.length as f64);
+                gauge!("agentq_queue_pending", "queue" => q.queue).set(q.pending as f64);
+                gauge!("agentq_queue_oldest_pending_seconds", "queue" => q.queue)
+                    .set(q.oldest_pending_ms as f64 / 1000.0);
+                gauge!("agentq_queue_delayed", "queue" => q.queue).set(q.delayed as f64);
+                gauge!("agentq_queue_dead_letters", "queue" => q.queue).set(q.dead_letters as f64);
+                gauge!("agentq_queue_consumers", "queue" => q.queue).set(q.consumers.len() as f64);
+            }
+            gauge!("agentq_redis_up").set(1.0);
+        }
+        Err(_) => gauge!("agentq_redis_up").set(0.0),
+    }
+    handle.render()
+}
+
+/// A job finished: `outcome` is `ok`, `retried` or `dead_lettered`.
+pub fn job_finished(queue: &'static str, outcome: &'static str, run: Duration) {
+    counter!("agentq_jobs_total", "queue" => queue, "outcome" => outcome).increment(1);
+    histogram!("agentq_job_run_seconds", "queue" => queue).record(run.as_secs_f64());
+}
+
+/// A job started `wait` after it was enqueued.
+pub fn job_started(queue: &'static str, wait: Duration) {
+    histogram!("agentq_job_wait_seconds", "queue" => queue).record(wait.as_secs_f64());
+}
+
+/// A turn step ended: `completed`, `tool_step`, `failed`, `interrupted`.
+pub fn turn_step(outcome: &'static str) {
+    counter!("agentq_turn_steps_total", "outcome" => outcome).increment(1);
+}
+
+/// A provider attempt ended; `error_kind` is `None` on success.
+pub fn provider_attempt(provider: &str, error_kind: Option<&str>, took: Duration) {
+    histogram!("agentq_provider_request_seconds", "provider" => provider.to_owned())
+        .record(took.as_secs_f64());
+    if let Some(kind) = error_kind {
+        counter!("agentq_provider_errors_total", "provider" => provider.to_owned(), "kind" => kind.to_owned()).increment(1);
+    }
+}
+
+/// An SSE stream opened (`+1`) or closed (`-1`).
+pub fn sse_streams(delta: f64) {
+    gauge!("agentq_sse_streams_open").increment(delta);
+}
+
+/// A recovery tick ran.
+pub fn recovery_tick(took: Duration, items: usize) {
+    histogram!("agentq_recovery_tick_seconds").record(took.as_secs_f64());
+    counter!("agentq_recovered_items_total").increment(items as u64);
+}
