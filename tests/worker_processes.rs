@@ -159,10 +159,17 @@ async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx:
     let app = TestApp::start_api_only(pool).await;
     app.fake.set_chunk_delay(Duration::from_millis(150));
     let long_answer = "word ".repeat(40);
-    let mut first = WorkerProcess::spawn(&app, &["--drain-secs", "1"]);
+    let mut first = WorkerProcess::spawn(&app, &["--drain-secs", "3"]);
     // The long answer is scripted first so the first chat gets it.
     app.fake.script([Reply::Text(long_answer.clone())]);
     let long = app.create_chat("the long one").await;
+    // The long turn takes the scripted reply before the short chat exists.
+    eventually(
+        Duration::from_secs(10),
+        "the long turn to stream",
+        || async { (!app.fake.received().is_empty()).then_some(()) },
+    )
+    .await;
     let short = app.create_chat("hi").await;
     eventually(Duration::from_secs(10), "both turns to run", || async {
         let a = app.get(&format!("/api/v1/chats/{long}")).await.1;

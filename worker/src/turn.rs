@@ -190,17 +190,22 @@ impl TurnEngine {
     /// Hands back every turn still running here (`running` -> `queued`), so another worker
     /// takes them at once; used when a drain reaches its deadline.
     pub async fn release_running(&self) -> usize {
-        let mut released = 0;
+        let mut released = Vec::new();
         for id in self.running.ids() {
             match self.store.release_turn(id, &self.worker_id).await {
-                Ok(true) => released += 1,
+                Ok(true) => released.push(RunTurn { turn_id: id }),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(turn.id = %id, error = %e, "could not release the turn; recovery will after its lease")
                 }
             }
         }
-        released
+        // A fresh job for each: the old entry may still be acked by the job that is being
+        // abandoned (it sees its lease gone), and a released turn must not wait for recovery.
+        if let Err(e) = self.producer.enqueue_many(&released).await {
+            tracing::warn!(error = %e, "could not enqueue released turns; recovery will");
+        }
+        released.len()
     }
 
     /// Runs the step of the turn named by `job`. A job whose turn is not `queued` (a

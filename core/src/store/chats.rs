@@ -184,15 +184,7 @@ impl Store {
         // Lock first, then read: a statement that waits for the lock keeps the snapshot it
         // started with, so reading the turns in the locking statement could see state from
         // before the previous holder committed.
-        let owned: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM chats WHERE id = $1 AND owner_id = $2 FOR UPDATE")
-                .bind(chat_id)
-                .bind(owner)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if owned.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
         let state: Option<(bool, i64, i32)> = sqlx::query_as(
             "SELECT
                 EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = $1

@@ -35,15 +35,7 @@ impl Store {
         owner: Uuid,
     ) -> Result<InterruptOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let owned: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM chats WHERE id = $1 AND owner_id = $2 FOR UPDATE")
-                .bind(chat_id)
-                .bind(owner)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if owned.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
         let turn: Option<(Uuid, String)> = sqlx::query_as(
             "SELECT id, status FROM chat_turns WHERE chat_id = $1
              AND status IN ('queued', 'running', 'awaiting_tools') FOR UPDATE",
@@ -110,10 +102,7 @@ impl Store {
         partial: Option<&Completion>,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-            .bind(chat_id)
-            .execute(&mut *tx)
-            .await?;
+        super::lock_chat(&mut tx, chat_id, None).await?;
         let stopped = sqlx::query(
             "UPDATE chat_turns SET status = 'interrupted', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
              WHERE id = $1 AND status = 'running' AND lease_owner = $2",

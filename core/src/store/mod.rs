@@ -54,5 +54,23 @@ impl Store {
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at";
 
+/// Takes the chat row lock that orders every change to a chat's turns and queue (sending,
+/// finishing, interrupting, recovering), always before any turn row. With `owner`, a chat
+/// of someone else is [`StoreError::NotFound`].
+pub(crate) async fn lock_chat(
+    tx: &mut sqlx::PgConnection,
+    chat_id: uuid::Uuid,
+    owner: Option<uuid::Uuid>,
+) -> Result<(), crate::StoreError> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM chats WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2) FOR UPDATE",
+    )
+    .bind(chat_id)
+    .bind(owner)
+    .fetch_optional(&mut *tx)
+    .await?;
+    found.map(|_| ()).ok_or(crate::StoreError::NotFound)
+}
+
 /// Most queued messages a chat may hold (DESIGN.md §3); the next one is a 409.
 pub const MAX_QUEUED_MESSAGES: i64 = 20;

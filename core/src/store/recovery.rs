@@ -207,10 +207,7 @@ impl Store {
     /// A running turn with an expired lease goes back to `queued` (due at once).
     async fn requeue_lost_turn(&self, turn_id: Uuid, chat_id: Uuid) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-            .bind(chat_id)
-            .execute(&mut *tx)
-            .await?;
+        super::lock_chat(&mut tx, chat_id, None).await?;
         sqlx::query(
             "WITH t AS (
                 UPDATE chat_turns SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
@@ -239,10 +236,7 @@ impl Store {
         error: &ChatError,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-            .bind(chat_id)
-            .execute(&mut *tx)
-            .await?;
+        super::lock_chat(&mut tx, chat_id, None).await?;
         let failed = sqlx::query(
             "UPDATE chat_turns SET status = 'failed', finished_at = now(), error = $3,
                     lease_owner = NULL, lease_expires_at = NULL

@@ -16,8 +16,6 @@ use agentq_core::{
     ChatError, ChatErrorKind,
     domain::{Message, MessagePart, Role, Usage},
 };
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,9 +23,10 @@ use serde_json::{Value, json};
 use super::{
     ProviderEvent, ProviderRequest, ProviderStream,
     errors::{
-        config_error, from_response, invalid_tool_arguments, silence_timeout, startup_timeout,
-        stream_cut, transport_error, unreadable_event,
+        config_error, from_response, invalid_tool_arguments, startup_timeout, stream_cut,
+        transport_error, unreadable_event,
     },
+    sse::{self, BodyEnd, Fed, WireParser},
 };
 
 /// The API version this adapter speaks.
@@ -109,57 +108,12 @@ impl AnthropicProvider {
         if !response.status().is_success() {
             return Err(from_response(&self.name, response).await);
         }
-        Ok(answer_stream(
+        Ok(sse::answer_stream(
             response,
             EventParser::new(&self.name),
             self.silence_timeout,
         ))
     }
-}
-
-/// Reads SSE events until `message_stop`, the end of the body, an error or a silence longer
-/// than `silence`, yielding the events each one holds.
-fn answer_stream(
-    response: reqwest::Response,
-    parser: EventParser,
-    silence: Duration,
-) -> ProviderStream {
-    let events = response.bytes_stream().eventsource();
-    let stream = futures::stream::unfold(Some((events, parser)), move |state| async move {
-        let (mut events, mut parser) = state?;
-        loop {
-            let outcome = match tokio::time::timeout(silence, events.next()).await {
-                Err(_) => Err(silence_timeout(&parser.name, silence)),
-                Ok(None) => Err(stream_cut(
-                    &parser.name,
-                    "the stream ended without message_stop",
-                )),
-                Ok(Some(Err(e))) => Err(stream_cut(&parser.name, e.to_string())),
-                Ok(Some(Ok(event))) => {
-                    if event.data.trim().is_empty() {
-                        continue;
-                    }
-                    match parser.feed(&event.data) {
-                        Ok(batch) if !parser.stopped && batch.is_empty() => continue,
-                        Ok(batch) if !parser.stopped => {
-                            return Some((Ok(batch), Some((events, parser))));
-                        }
-                        other => other,
-                    }
-                }
-            };
-            // Every path that reaches here ends the stream.
-            return match outcome {
-                Ok(batch) if batch.is_empty() => None,
-                other => Some((other, None)),
-            };
-        }
-    })
-    .flat_map(|batch: Result<Vec<ProviderEvent>, ChatError>| match batch {
-        Ok(events) => futures::stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
-        Err(e) => futures::stream::iter(vec![Err(e)]),
-    });
-    Box::pin(stream)
 }
 
 /// The JSON body of a streaming request.
@@ -404,6 +358,28 @@ impl Counts {
             cache_read_tokens: self.cache_read,
             cache_write_tokens: self.cache_write,
         }
+    }
+}
+
+impl WireParser for EventParser {
+    fn provider(&self) -> &str {
+        &self.name
+    }
+
+    fn feed(&mut self, data: &str) -> Result<Fed, ChatError> {
+        let batch = EventParser::feed(self, data)?;
+        Ok(if self.stopped {
+            Fed::Last(batch)
+        } else {
+            Fed::More(batch)
+        })
+    }
+
+    fn end(&mut self, end: BodyEnd) -> Result<Vec<ProviderEvent>, ChatError> {
+        Err(match end {
+            BodyEnd::Eof => stream_cut(&self.name, "the stream ended without message_stop"),
+            BodyEnd::Broken(detail) => stream_cut(&self.name, detail),
+        })
     }
 }
 

@@ -6,6 +6,7 @@ mod anthropic;
 mod echo;
 mod errors;
 mod openai;
+mod sse;
 
 use std::{sync::Arc, time::Duration};
 

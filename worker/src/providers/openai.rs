@@ -10,17 +10,16 @@ use agentq_core::{
     ChatError, ChatErrorKind,
     domain::{Message, MessagePart, Role, Usage},
 };
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::{
     ProviderEvent, ProviderRequest, ProviderStream,
     errors::{
-        classify_http_error, config_error, from_response, invalid_tool_arguments, silence_timeout,
-        startup_timeout, stream_cut, transport_error, unreadable_event,
+        classify_http_error, config_error, from_response, invalid_tool_arguments, startup_timeout,
+        stream_cut, transport_error, unreadable_event,
     },
+    sse::{self, BodyEnd, Fed, WireParser},
 };
 
 /// An OpenAI-compatible endpoint.
@@ -93,51 +92,12 @@ impl OpenAiProvider {
         if !response.status().is_success() {
             return Err(from_response(&self.name, response).await);
         }
-        Ok(answer_stream(
+        Ok(sse::answer_stream(
             response,
             ChunkParser::new(&self.name),
             self.silence_timeout,
         ))
     }
-}
-
-/// Reads `data:` events until `[DONE]`, the end of the body, an error or a silence longer
-/// than `silence`, yielding the events each chunk holds.
-fn answer_stream(
-    response: reqwest::Response,
-    parser: ChunkParser,
-    silence: Duration,
-) -> ProviderStream {
-    let events = response.bytes_stream().eventsource();
-    let stream = futures::stream::unfold(Some((events, parser)), move |state| async move {
-        let (mut events, mut parser) = state?;
-        loop {
-            let batch = match tokio::time::timeout(silence, events.next()).await {
-                Err(_) => Err(silence_timeout(&parser.name, silence)),
-                Ok(None) => parser.finish(End::Eof),
-                Ok(Some(Err(e))) => parser.finish(End::Broken(e.to_string())),
-                Ok(Some(Ok(event))) => match event.data.trim() {
-                    "" => continue,
-                    "[DONE]" => parser.finish(End::Done),
-                    data => match parser.feed(data) {
-                        Ok(batch) if batch.is_empty() => continue,
-                        Ok(batch) => return Some((Ok(batch), Some((events, parser)))),
-                        Err(e) => Err(e),
-                    },
-                },
-            };
-            // Every path that reaches here ends the stream.
-            return match batch {
-                Ok(batch) if batch.is_empty() => None,
-                other => Some((other, None)),
-            };
-        }
-    })
-    .flat_map(|batch: Result<Vec<ProviderEvent>, ChatError>| match batch {
-        Ok(events) => futures::stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
-        Err(e) => futures::stream::iter(vec![Err(e)]),
-    });
-    Box::pin(stream)
 }
 
 /// The JSON body of a streaming request.
@@ -321,6 +281,26 @@ enum End {
     Eof,
     /// The connection broke (the detail says how).
     Broken(String),
+}
+
+impl WireParser for ChunkParser {
+    fn provider(&self) -> &str {
+        &self.name
+    }
+
+    fn feed(&mut self, data: &str) -> Result<Fed, ChatError> {
+        if data == "[DONE]" {
+            return self.finish(End::Done).map(Fed::Last);
+        }
+        ChunkParser::feed(self, data).map(Fed::More)
+    }
+
+    fn end(&mut self, end: BodyEnd) -> Result<Vec<ProviderEvent>, ChatError> {
+        self.finish(match end {
+            BodyEnd::Eof => End::Eof,
+            BodyEnd::Broken(detail) => End::Broken(detail),
+        })
+    }
 }
 
 /// Turns `data:` chunks into events, assembling tool calls across chunks.
