@@ -24,11 +24,17 @@ async fn debug_runs_record_each_attempt_and_export_without_secrets(pool: sqlx::P
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["runs"].as_array().unwrap().len(), 0);
 
-    // The site switch (set by the admin config API of the scheduler issue) and the owner's.
-    sqlx::query("UPDATE site_config SET debug_logging_enabled = true")
-        .execute(app.services.store.pool())
+    // The site switch (a site owner's) and the chat owner's.
+    let owner = support::app::create_owner(&app.services, "root@example.com").await;
+    let response = app
+        .client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&owner)
+        .json(&json!({"debug_logging_enabled": true}))
+        .send()
         .await
         .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     let response = app
         .client
         .put(format!("{}/api/v1/users/me/preferences", app.base))

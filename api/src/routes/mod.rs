@@ -7,6 +7,7 @@ mod debug;
 mod health;
 mod interrupt;
 mod messages;
+mod site_config;
 mod stream;
 mod tool_results;
 
@@ -29,6 +30,10 @@ pub fn routes() -> Router<ApiState> {
         )
         .route("/api/v1/chats/{chat_id}", get(chats::get_chat))
         .route("/api/v1/admin/queues", get(admin_queues::list_queues))
+        .route(
+            "/api/v1/admin/config",
+            get(site_config::get_config).put(site_config::put_config),
+        )
         .route(
             "/api/v1/admin/queues/{queue}/dead-letters",
             get(admin_queues::list_dead_letters).delete(admin_queues::drop_all),

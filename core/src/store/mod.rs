@@ -13,6 +13,7 @@ mod interrupts;
 mod messages;
 mod providers;
 mod recovery;
+mod site_config;
 mod tool_calls;
 mod turns;
 
@@ -21,6 +22,7 @@ pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use interrupts::InterruptOutcome;
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
+pub use site_config::{SiteConfig, SiteConfigChanges};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 
