@@ -83,7 +83,15 @@ pub struct ModelResolver {
     startup_timeout: Duration,
     silence_timeout: Duration,
     clients: Mutex<HashMap<Uuid, (DateTime<Utc>, Provider)>>,
+    rows: Mutex<HashMap<Option<Uuid>, CachedRow>>,
 }
+
+/// A resolved row (or "no model configured") and when it was read.
+type CachedRow = (std::time::Instant, Option<ResolvedModel>);
+
+/// How long a resolved model row is reused: saves a database round trip per turn step;
+/// admin changes reach workers within this time.
+const ROW_TTL: Duration = Duration::from_secs(2);
 
 impl ModelResolver {
     /// A resolver falling back to the flag-configured provider and model.
@@ -101,6 +109,7 @@ impl ModelResolver {
             startup_timeout,
             silence_timeout,
             clients: Mutex::default(),
+            rows: Mutex::default(),
         }
     }
 
@@ -109,7 +118,25 @@ impl ModelResolver {
         &self,
         model_config_id: Option<Uuid>,
     ) -> Result<ModelTarget, ResolveError> {
-        let Some(row) = self.store.resolve_model(model_config_id).await? else {
+        let cached = self
+            .rows
+            .lock()
+            .expect("rows lock")
+            .get(&model_config_id)
+            .filter(|(at, _)| at.elapsed() < ROW_TTL)
+            .map(|(_, row)| row.clone());
+        let row = match cached {
+            Some(row) => row,
+            None => {
+                let row = self.store.resolve_model(model_config_id).await?;
+                self.rows
+                    .lock()
+                    .expect("rows lock")
+                    .insert(model_config_id, (std::time::Instant::now(), row.clone()));
+                row
+            }
+        };
+        let Some(row) = row else {
             return Ok(self.fallback.clone());
         };
         let unusable = |kind, message: String| {
