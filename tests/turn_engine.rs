@@ -21,6 +21,7 @@ fn recovery(interval_secs: u64) -> RecoveryConfig {
         stale_secs: 30,
         batch: 100,
         max_attempts: 3,
+        maintenance_interval_secs: 600,
     }
 }
 

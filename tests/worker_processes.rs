@@ -131,6 +131,7 @@ async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) 
         stale_secs: 30,
         batch: 100,
         max_attempts: 3,
+        maintenance_interval_secs: 600,
     });
     let messages = app
         .wait_until_answered(chat, 2, Duration::from_secs(30))

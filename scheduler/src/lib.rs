@@ -6,6 +6,8 @@
 //! `worker_lost`, and fails turns whose client tool results never came. Any number of scheduler replicas may run; an advisory lock makes each
 //! tick run once cluster-wide. The cron jobs of §5 (archive, digests, retention) follow.
 
+pub mod archive;
+
 use std::time::Duration;
 
 use agentq_core::{
@@ -49,6 +51,13 @@ pub struct RecoveryConfig {
         default_value_t = 3
     )]
     pub max_attempts: i32,
+    /// Seconds between maintenance ticks (auto-archive now; retention and digests next).
+    #[arg(
+        long = "maintenance-interval-secs",
+        env = "AGENTQ_MAINTENANCE_INTERVAL_SECS",
+        default_value_t = 600
+    )]
+    pub maintenance_interval_secs: u64,
 }
 
 /// Runs recovery ticks until `shutdown` is cancelled.
@@ -60,11 +69,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut interval = tokio::time::interval(Duration::from_secs(config.interval_secs.max(1)));
+    let mut maintenance =
+        tokio::time::interval(Duration::from_secs(config.maintenance_interval_secs.max(1)));
     // A tick that overran is not replayed in a burst.
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => {},
+            _ = maintenance.tick() => {
+                if let Err(e) = archive::archive_idle_chats(&store, chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "auto-archive tick failed; will retry");
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         }
         let started = std::time::Instant::now();

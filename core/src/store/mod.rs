@@ -6,6 +6,7 @@
 //! Hot-path transitions are single statements (data-modifying CTEs) to keep each turn to a
 //! few short round trips (DESIGN.md §4 throughput budget).
 
+mod archive;
 mod chats;
 mod debug_runs;
 mod identity;
@@ -17,6 +18,7 @@ mod site_config;
 mod tool_calls;
 mod turns;
 
+pub use archive::ArchivedChat;
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use interrupts::InterruptOutcome;

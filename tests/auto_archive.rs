@@ -1,0 +1,172 @@
+//! Auto-archive by UTC day: a whole day's chats go together at the first tick after the
+//! right midnight, never a tick earlier; pinned and busy chats stay; the limit archives
+//! the oldest first.
+
+mod support;
+
+use agentq_scheduler::archive::archive_idle_chats;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use support::app::{TestApp, create_owner};
+use uuid::Uuid;
+
+async fn set(app: &TestApp, chat: Uuid, column_sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE chats SET {column_sql} WHERE id = $1"
+    )))
+    .bind(chat)
+    .execute(app.services.store.pool())
+    .await
+    .unwrap();
+}
+
+async fn last_active(app: &TestApp, chat: Uuid, at: DateTime<Utc>) {
+    sqlx::query("UPDATE chats SET last_activity_at = $2, status = 'waiting' WHERE id = $1")
+        .bind(chat)
+        .bind(at)
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+}
+
+async fn archived(app: &TestApp, chat: Uuid) -> bool {
+    sqlx::query_scalar("SELECT archived FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_utc_day_of_chats_is_archived_together_at_the_right_midnight(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    app.client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&owner)
+        .json(&json!({"auto_archive_days": 3}))
+        .send()
+        .await
+        .unwrap();
+    let early = app.create_chat("early").await;
+    let late = app.create_chat("late").await;
+    let next_day = app.create_chat("next day").await;
+    last_active(
+        &app,
+        early,
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 1).unwrap(),
+    )
+    .await;
+    last_active(
+        &app,
+        late,
+        Utc.with_ymd_and_hms(2026, 6, 1, 23, 59, 59).unwrap(),
+    )
+    .await;
+    last_active(
+        &app,
+        next_day,
+        Utc.with_ymd_and_hms(2026, 6, 2, 0, 0, 0).unwrap(),
+    )
+    .await;
+
+    // Day 1 + 3 days + 1: due from 2026-06-05 00:00 UTC, and not one tick earlier.
+    let before = archive_idle_chats(
+        &app.services.store,
+        Utc.with_ymd_and_hms(2026, 6, 4, 23, 59, 59).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(before.archived.is_empty());
+    assert!(!archived(&app, early).await && !archived(&app, late).await);
+    let tick = archive_idle_chats(
+        &app.services.store,
+        Utc.with_ymd_and_hms(2026, 6, 5, 0, 0, 30).unwrap(),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<Uuid> = tick.archived.iter().map(|c| c.id).collect();
+    assert_eq!(
+        ids,
+        vec![early, late],
+        "the whole day, oldest first, and only that day"
+    );
+    assert!(archived(&app, early).await && archived(&app, late).await);
+    assert!(!archived(&app, next_day).await);
+    let archived_at: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT archived_at FROM chats WHERE id = $1")
+            .bind(early)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    assert!(archived_at.is_some(), "the retention clock starts");
+    let (_, list) = app.get("/api/v1/chats").await;
+    assert_eq!(
+        list["chats"].as_array().unwrap().len(),
+        1,
+        "archived chats leave the default list"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn pinned_and_busy_chats_stay_children_follow_and_the_limit_takes_the_oldest(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    app.client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&owner)
+        .json(&json!({"auto_archive_days": 1, "auto_archive_limit": 3}))
+        .send()
+        .await
+        .unwrap();
+    let old = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    let mut idle = Vec::new();
+    for i in 0..5 {
+        let chat = app.create_chat(&format!("idle {i}")).await;
+        last_active(&app, chat, old + chrono::Duration::minutes(i)).await;
+        idle.push(chat);
+    }
+    let pinned = app.create_chat("pinned").await;
+    last_active(&app, pinned, old).await;
+    set(&app, pinned, "pin_order = 1").await;
+    let mut busy = Vec::new();
+    for status in ["running", "requires_action", "pending"] {
+        let chat = app.create_chat(status).await;
+        last_active(&app, chat, old).await;
+        set(&app, chat, &format!("status = '{status}'")).await;
+        busy.push(chat);
+    }
+    // A subagent chat of the oldest root follows it.
+    let child = app.create_chat("child").await;
+    set(
+        &app,
+        child,
+        &format!("parent_chat_id = '{0}', root_chat_id = '{0}'", idle[0]),
+    )
+    .await;
+
+    let now = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
+    let first = archive_idle_chats(&app.services.store, now).await.unwrap();
+    assert_eq!(
+        first.archived.iter().map(|c| c.id).collect::<Vec<_>>(),
+        idle[..3].to_vec(),
+        "three per tick, oldest first"
+    );
+    assert!(archived(&app, child).await, "children follow their root");
+    let second = archive_idle_chats(&app.services.store, now).await.unwrap();
+    assert_eq!(
+        second.archived.iter().map(|c| c.id).collect::<Vec<_>>(),
+        idle[3..].to_vec(),
+        "the rest on the next tick"
+    );
+    let third = archive_idle_chats(&app.services.store, now).await.unwrap();
+    assert!(third.archived.is_empty());
+    assert!(!archived(&app, pinned).await, "pinned chats stay");
+    for chat in busy {
+        assert!(!archived(&app, chat).await, "busy chats stay");
+    }
+    app.stop().await;
+}
