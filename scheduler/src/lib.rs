@@ -7,6 +7,7 @@
 //! tick run once cluster-wide. The cron jobs of §5 (archive, digests, retention) follow.
 
 pub mod archive;
+pub mod retention;
 
 use std::time::Duration;
 
@@ -78,9 +79,7 @@ pub async fn run(
         tokio::select! {
             _ = interval.tick() => {},
             _ = maintenance.tick() => {
-                if let Err(e) = archive::archive_idle_chats(&store, chrono::Utc::now()).await {
-                    tracing::warn!(error = %e, "auto-archive tick failed; will retry");
-                }
+                maintain(&store, chrono::Utc::now()).await;
                 continue;
             }
             _ = shutdown.cancelled() => break,
@@ -93,6 +92,17 @@ pub async fn run(
             Ok(n) => tracing::info!(items = n, "recovery re-enqueued or failed lost work"),
             Err(e) => tracing::warn!(error = %e, "recovery tick failed; will retry"),
         }
+    }
+}
+
+/// One maintenance tick as of `now`: retention first, then auto-archive, so a chat is
+/// never archived and deleted in the same tick.
+pub async fn maintain(store: &Store, now: chrono::DateTime<chrono::Utc>) {
+    if let Err(e) = retention::purge_expired(store, now).await {
+        tracing::warn!(error = %e, "retention tick failed; will retry");
+    }
+    if let Err(e) = archive::archive_idle_chats(store, now).await {
+        tracing::warn!(error = %e, "auto-archive tick failed; will retry");
     }
 }
 

@@ -1,0 +1,188 @@
+//! Retention: exactly the debug runs and archived chats past their window are deleted
+//! (with what hangs off them); 0 keeps them; a tick never archives and deletes a chat at once.
+
+mod support;
+
+use agentq_scheduler::{maintain, retention::purge_expired};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+use support::app::{TestApp, create_owner};
+use uuid::Uuid;
+
+async fn count(app: &TestApp, sql: &'static str, id: Uuid) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn debug_run(app: &TestApp, chat: Uuid, status: &str, updated_at: DateTime<Utc>) -> Uuid {
+    let turn: Uuid = sqlx::query_scalar("SELECT id FROM chat_turns WHERE chat_id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    let run = Uuid::now_v7();
+    sqlx::query("INSERT INTO chat_debug_runs (id, chat_id, turn_id, status, updated_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(run)
+        .bind(chat)
+        .bind(turn)
+        .bind(status)
+        .bind(updated_at)
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO chat_debug_steps (id, run_id, step, attempt, request, started_at, duration_ms) VALUES ($1, $2, 0, 1, '{}', now(), 1)")
+        .bind(Uuid::now_v7())
+        .bind(run)
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    run
+}
+
+#[sqlx::test]
+async fn exactly_the_rows_past_each_window_are_deleted(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let now = Utc.with_ymd_and_hms(2026, 9, 1, 12, 0, 0).unwrap();
+    // Defaults: debug retention 30 days, chat retention 30 days.
+    let a = app.create_chat("a").await;
+    let b = app.create_chat("b").await;
+    let old_done = debug_run(&app, a, "completed", now - Duration::days(31)).await;
+    let old_running = debug_run(
+        &app,
+        b,
+        "running",
+        now - Duration::days(30) - Duration::seconds(1),
+    )
+    .await;
+    let recent = app.create_chat("recent").await;
+    let kept = debug_run(&app, recent, "completed", now - Duration::days(29)).await;
+
+    let gone = app.create_chat("archived long ago").await;
+    let stays = app.create_chat("archived recently").await;
+    let active = app.create_chat("never archived").await;
+    for (chat, archived_at) in [
+        (gone, Some(now - Duration::days(31))),
+        (stays, Some(now - Duration::days(5))),
+        (active, None),
+    ] {
+        sqlx::query(
+            "UPDATE chats SET archived = $2, archived_at = $3, last_activity_at = $4 WHERE id = $1",
+        )
+        .bind(chat)
+        .bind(archived_at.is_some())
+        .bind(archived_at)
+        .bind(now - Duration::days(400))
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    }
+
+    let purged = purge_expired(&app.services.store, now).await.unwrap();
+    assert_eq!((purged.debug_runs, purged.chats), (2, 1));
+    let runs = |id| {
+        count(
+            &app,
+            "SELECT count(*) FROM chat_debug_runs WHERE id = $1",
+            id,
+        )
+    };
+    assert_eq!(runs(old_done).await, 0);
+    assert_eq!(runs(old_running).await, 0, "in-progress runs too");
+    assert_eq!(runs(kept).await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM chat_debug_steps WHERE run_id = $1",
+            old_done
+        )
+        .await,
+        0,
+        "steps cascade"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM chats WHERE id = $1", gone).await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM chat_messages WHERE chat_id = $1",
+            gone
+        )
+        .await,
+        0,
+        "messages go with it"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM chats WHERE id = $1", stays).await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM chats WHERE id = $1", active).await,
+        1,
+        "unarchived chats are never purged"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_window_of_zero_keeps_everything_and_a_tick_never_archives_and_deletes_at_once(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let now = Utc.with_ymd_and_hms(2026, 9, 1, 12, 0, 0).unwrap();
+    app.client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&owner)
+        .json(&json!({"chat_retention_days": 0, "debug_retention_days": 0, "auto_archive_days": 1}))
+        .send()
+        .await
+        .unwrap();
+    let old = app.create_chat("old").await;
+    debug_run(&app, old, "completed", now - Duration::days(3000)).await;
+    sqlx::query("UPDATE chats SET archived = true, archived_at = $2 WHERE id = $1")
+        .bind(old)
+        .bind(now - Duration::days(3000))
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    let purged = purge_expired(&app.services.store, now).await.unwrap();
+    assert_eq!((purged.debug_runs, purged.chats), (0, 0), "0 keeps forever");
+
+    // Retention back to 1 day: an idle chat is archived by this tick, not deleted by it.
+    app.client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&owner)
+        .json(&json!({"chat_retention_days": 1}))
+        .send()
+        .await
+        .unwrap();
+    let idle = app.create_chat("idle").await;
+    sqlx::query("UPDATE chats SET status = 'waiting', last_activity_at = $2 WHERE id = $1")
+        .bind(idle)
+        .bind(now - Duration::days(10))
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    maintain(&app.services.store, now).await;
+    let (archived, exists): (bool, bool) =
+        sqlx::query_as("SELECT archived, true FROM chats WHERE id = $1")
+            .bind(idle)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    assert!(
+        archived && exists,
+        "archived by the tick, kept until its own retention window passes"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM chats WHERE id = $1", old).await,
+        0,
+        "the long-archived one went"
+    );
+    app.stop().await;
+}
