@@ -210,7 +210,7 @@ impl TurnEngine {
 
     /// Runs the step of the turn named by `job`. A job whose turn is not `queued` (a
     /// duplicate or a replay) does nothing and succeeds.
-    #[tracing::instrument(skip_all, fields(turn.id = %job.turn_id))]
+    #[tracing::instrument(skip_all, fields(turn.id = %job.turn_id, chat.id = tracing::field::Empty))]
     pub async fn run(&self, job: RunTurn) -> Result<(), TurnJobError> {
         let Some(turn) = self
             .store
@@ -220,6 +220,7 @@ impl TurnEngine {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
             return Ok(());
         };
+        tracing::Span::current().record("chat.id", tracing::field::display(turn.chat_id));
         self.events.publish(
             turn.chat_id,
             ChatEvent::Status {
