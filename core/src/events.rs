@@ -276,65 +276,24 @@ impl EventReader {
             .arg(after)
             .query_async(&mut self.conn)
             .await?;
-        let streams = match reply {
-            Value::Array(s) => s,
-            Value::Map(m) => m
-                .into_iter()
-                .map(|(k, v)| Value::Array(vec![k, v]))
-                .collect(),
-            _ => return Ok(Vec::new()),
-        };
-        Ok(streams
+        Ok(crate::queue::entries::read_reply_entries(reply)
             .into_iter()
-            .flat_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => parse_entries(kv.remove(1)),
-                _ => Vec::new(),
-            })
+            .filter_map(stored_event)
             .collect())
     }
 }
 
 fn parse_entries(value: Value) -> Vec<StoredEvent> {
-    let Value::Array(entries) = value else {
-        return Vec::new();
-    };
-    entries
+    crate::queue::entries::entries(value)
         .into_iter()
-        .filter_map(|entry| {
-            let Value::Array(mut pair) = entry else {
-                return None;
-            };
-            if pair.len() != 2 {
-                return None;
-            }
-            let Value::Array(fields) = pair.pop()? else {
-                return None;
-            };
-            let id = as_string(&pair[0])?;
-            let mut name = None;
-            let mut data = None;
-            for kv in fields.chunks(2) {
-                if let [k, v] = kv {
-                    match as_string(k).as_deref() {
-                        Some("event") => name = as_string(v),
-                        Some("data") => data = as_string(v),
-                        _ => {}
-                    }
-                }
-            }
-            Some(StoredEvent {
-                id,
-                name: name?,
-                data: data.unwrap_or_else(|| "{}".into()),
-            })
-        })
+        .filter_map(stored_event)
         .collect()
 }
 
-fn as_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
+fn stored_event(entry: crate::queue::entries::Entry) -> Option<StoredEvent> {
+    Some(StoredEvent {
+        name: entry.get("event")?.to_owned(),
+        data: entry.get("data").unwrap_or("{}").to_owned(),
+        id: entry.id,
+    })
 }

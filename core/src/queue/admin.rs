@@ -5,7 +5,7 @@
 use redis::{Value, aio::ConnectionManager};
 use serde::Serialize;
 
-use super::{QueueKeys, QueueName, producer::xadd};
+use super::{QueueKeys, QueueName, entries::text, producer::xadd};
 
 /// One queue's state.
 #[derive(Debug, Clone, Serialize)]
@@ -256,55 +256,23 @@ async fn select_dead(
 }
 
 fn parse_dead(reply: Value) -> Vec<DeadLetter> {
-    let Value::Array(entries) = reply else {
-        return Vec::new();
-    };
-    entries
+    super::entries::entries(reply)
         .into_iter()
-        .filter_map(|entry| {
-            let Value::Array(mut pair) = entry else {
-                return None;
-            };
-            if pair.len() != 2 {
-                return None;
+        .map(|entry| {
+            let job = entry.get("job").unwrap_or_default();
+            DeadLetter {
+                job: serde_json::from_str(job)
+                    .unwrap_or_else(|_| serde_json::Value::String(job.to_owned())),
+                attempt: entry
+                    .get("attempt")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0),
+                reason: entry.get("reason").unwrap_or_default().to_owned(),
+                original_id: entry.get("original_id").unwrap_or_default().to_owned(),
+                id: entry.id,
             }
-            let Value::Array(fields) = pair.pop()? else {
-                return None;
-            };
-            let id = text(&pair[0])?;
-            let mut letter = DeadLetter {
-                id,
-                job: serde_json::Value::Null,
-                attempt: 0,
-                reason: String::new(),
-                original_id: String::new(),
-            };
-            for kv in fields.chunks(2) {
-                if let [k, v] = kv {
-                    let value = text(v).unwrap_or_default();
-                    match text(k).as_deref() {
-                        Some("job") => {
-                            letter.job = serde_json::from_str(&value)
-                                .unwrap_or(serde_json::Value::String(value))
-                        }
-                        Some("attempt") => letter.attempt = value.parse().unwrap_or(0),
-                        Some("reason") => letter.reason = value,
-                        Some("original_id") => letter.original_id = value,
-                        _ => {}
-                    }
-                }
-            }
-            Some(letter)
         })
         .collect()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 fn int(v: Value) -> Option<u64> {

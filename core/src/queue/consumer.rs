@@ -12,7 +12,7 @@ use redis::{Value, aio::ConnectionManager};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{QueueKeys, producer::xadd};
+use super::{QueueKeys, entries, producer::xadd};
 
 /// How one consumer behaves.
 #[derive(Debug, Clone)]
@@ -614,26 +614,22 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Entries of an `XREADGROUP` reply: `[[stream, [[id, [field, value, ...]], ...]]]`.
+/// `(id, job payload, failed attempts)` of a job entry; `None` for an entry without a job.
+fn job_of(entry: entries::Entry) -> Option<(String, String, u32)> {
+    let payload = entry.get("job")?.to_owned();
+    let attempt = entry
+        .get("attempt")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    Some((entry.id, payload, attempt))
+}
+
+/// Jobs of an `XREADGROUP` reply.
 fn parse_read_reply(value: Value) -> Vec<(String, String, u32)> {
-    let mut out = Vec::new();
-    let streams = match value {
-        Value::Array(s) => s,
-        Value::Map(m) => m
-            .into_iter()
-            .map(|(k, v)| Value::Array(vec![k, v]))
-            .collect(),
-        _ => return out,
-    };
-    for stream in streams {
-        if let Value::Array(mut parts) = stream
-            && parts.len() == 2
-            && let Value::Array(entries) = parts.remove(1)
-        {
-            out.extend(entries.into_iter().filter_map(parse_entry));
-        }
-    }
-    out
+    entries::read_reply_entries(value)
+        .into_iter()
+        .filter_map(job_of)
+        .collect()
 }
 
 /// `XAUTOCLAIM` reply: `[next-cursor, [[id, fields], ...], [deleted ids]]`.
@@ -644,49 +640,10 @@ fn parse_autoclaim_reply(value: Value) -> (String, Vec<(String, String, u32)>) {
     if parts.len() < 2 {
         return ("0-0".into(), Vec::new());
     }
-    let entries = match parts.remove(1) {
-        Value::Array(e) => e.into_iter().filter_map(parse_entry).collect(),
-        _ => Vec::new(),
-    };
-    let cursor = value_to_string(&parts[0]).unwrap_or_else(|| "0-0".into());
-    (cursor, entries)
-}
-
-fn parse_entry(entry: Value) -> Option<(String, String, u32)> {
-    let Value::Array(mut pair) = entry else {
-        return None;
-    };
-    if pair.len() != 2 {
-        return None;
-    }
-    let fields = pair.pop()?;
-    let id = value_to_string(&pair[0])?;
-    let fields = match fields {
-        Value::Array(f) => f,
-        // An entry deleted while pending comes back with nil fields.
-        _ => return None,
-    };
-    let mut payload = None;
-    let mut attempt = 0;
-    for kv in fields.chunks(2) {
-        if let [k, v] = kv {
-            match value_to_string(k).as_deref() {
-                Some("job") => payload = value_to_string(v),
-                Some("attempt") => {
-                    attempt = value_to_string(v).and_then(|s| s.parse().ok()).unwrap_or(0)
-                }
-                _ => {}
-            }
-        }
-    }
-    Some((id, payload?, attempt))
-}
-
-fn value_to_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
+    let claimed = entries::entries(parts.remove(1))
+        .into_iter()
+        .filter_map(job_of)
+        .collect();
+    let cursor = entries::text(&parts[0]).unwrap_or_else(|| "0-0".into());
+    (cursor, claimed)
 }

@@ -21,6 +21,7 @@
 mod admin;
 mod backend;
 mod consumer;
+pub mod entries;
 mod job;
 mod keys;
 mod producer;
