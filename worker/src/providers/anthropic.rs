@@ -59,11 +59,7 @@ impl AnthropicProvider {
         let mut api_key = HeaderValue::from_str(api_key.trim())
             .map_err(|_| config_error(name, "the API key contains characters a header cannot"))?;
         api_key.set_sensitive(true);
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| config_error(name, format!("cannot build the HTTP client: {e}")))?;
+        let client = super::http_client(name)?;
         Ok(Self {
             client,
             url: format!("{}/v1/messages", base_url.trim_end_matches('/')),

@@ -75,6 +75,16 @@ pub struct ProviderRequest {
     pub max_output_tokens: Option<u32>,
 }
 
+/// The HTTP client an adapter keeps: bounded connect time, idle connections reused across
+/// turns (one pool per provider, so many turns share a few TLS sessions).
+fn http_client(provider: &str) -> Result<reqwest::Client, ChatError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| errors::config_error(provider, format!("cannot build the HTTP client: {e}")))
+}
+
 /// Parses `Name: value` header settings.
 pub fn extra_headers(settings: &[String]) -> Result<Vec<(String, String)>, ChatError> {
     settings

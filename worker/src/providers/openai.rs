@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use super::{
     ProviderEvent, ProviderRequest, ProviderStream,
     errors::{
-        classify_http_error, config_error, from_response, invalid_tool_arguments, startup_timeout,
-        stream_cut, transport_error, unreadable_event,
+        classify_http_error, from_response, invalid_tool_arguments, startup_timeout, stream_cut,
+        transport_error, unreadable_event,
     },
     sse::{self, BodyEnd, Fed, WireParser},
 };
@@ -42,11 +42,7 @@ impl OpenAiProvider {
         silence_timeout: Duration,
     ) -> Result<Self, ChatError> {
         let name = "OpenAI";
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| config_error(name, format!("cannot build the HTTP client: {e}")))?;
+        let client = super::http_client(name)?;
         Ok(Self {
             client,
             url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
