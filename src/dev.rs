@@ -10,8 +10,8 @@ use std::{path::PathBuf, time::Duration};
 use agentq_core::{
     auth::hash_token,
     config::{
-        ApiConfig, DatabaseConfig, ProviderConfig, ProviderKind, QueueConfig, RedisConfig,
-        SecretsConfig, WorkerConfig,
+        ApiConfig, DatabaseConfig, MailConfig, ProviderConfig, ProviderKind, QueueConfig,
+        RedisConfig, SecretsConfig, WorkerConfig,
     },
     db,
     secrets::SecretBox,
@@ -19,7 +19,7 @@ use agentq_core::{
     shutdown::{CancellationToken, wait_for_signal},
     store::Store,
 };
-use agentq_scheduler::RecoveryConfig;
+use agentq_scheduler::SchedulerConfig;
 use anyhow::Context;
 
 use crate::{admin::create_user_with_token, local_services::LocalServices, process};
@@ -27,7 +27,8 @@ use crate::{admin::create_user_with_token, local_services::LocalServices, proces
 /// Settings of `agentq dev`: everything the three processes take, plus where local state goes.
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
-    /// Where private databases, the dev token and (later) emails are kept.
+    /// Where private databases, the dev token and emails (`<data-dir>/mail/*.eml`, unless
+    /// `--smtp-url` is set) are kept.
     #[arg(long, env = "AGENTQ_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
     #[command(flatten)]
@@ -43,7 +44,9 @@ pub struct DevArgs {
     #[command(flatten)]
     provider: ProviderConfig,
     #[command(flatten)]
-    recovery: RecoveryConfig,
+    mail: MailConfig,
+    #[command(flatten)]
+    recovery: SchedulerConfig,
     #[command(flatten)]
     secrets: SecretsConfig,
 }
@@ -80,6 +83,18 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         args.provider.kind = ProviderKind::Echo;
     }
 
+    if args.mail.smtp_url.is_none() && args.mail.mail_dir.is_none() {
+        args.mail.mail_dir = Some(args.data_dir.join("mail"));
+    }
+    if args.mail.base_url == "http://127.0.0.1:8080" {
+        args.mail.base_url = format!("http://{}", args.api.listen);
+    }
+    let mail_to = match (&args.mail.smtp_url, &args.mail.mail_dir) {
+        (Some(_), _) => "SMTP (--smtp-url)".to_owned(),
+        (None, Some(dir)) => format!("{}/*.eml", dir.display()),
+        (None, None) => "nowhere".to_owned(),
+    };
+
     let shutdown = CancellationToken::new();
     let address = args.api.listen;
     let server = process::start_api(&services, args.api, shutdown.clone()).await?;
@@ -88,6 +103,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         &args.worker,
         &args.queue,
         &args.provider,
+        &args.mail,
         shutdown.clone(),
     )?;
     let scheduler = process::start_scheduler(&services, args.recovery, shutdown.clone());
@@ -107,7 +123,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         ),
     };
     println!(
-        "\nagentq dev is running\n  API:    http://{address}\n  token:  {token}\n  model:  {model}\n\nTry:\n  curl -s -X POST http://{address}/api/v1/chats -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}'\n  curl -N http://{address}/api/v1/chats/<id>/stream -H 'Authorization: Bearer {token}'\n\nCtrl+C stops everything.\n"
+        "\nagentq dev is running\n  API:    http://{address}\n  token:  {token}\n  model:  {model}\n  email:  {mail_to}\n\nTry:\n  curl -s -X POST http://{address}/api/v1/chats -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}'\n  curl -N http://{address}/api/v1/chats/<id>/stream -H 'Authorization: Bearer {token}'\n\nCtrl+C stops everything.\n"
     );
 
     wait_for_signal().await;

@@ -11,11 +11,7 @@ mod process;
 
 use std::path::PathBuf;
 
-use agentq_core::config::{
-    ApiConfig, DatabaseConfig, MetricsConfig, ProviderConfig, QueueConfig, RedisConfig,
-    SecretsConfig, WorkerConfig,
-};
-use agentq_scheduler::RecoveryConfig;
+use agentq_core::config::{ApiConfig, DatabaseConfig, QueueConfig, RedisConfig, SecretsConfig};
 use clap::{Parser, Subcommand};
 
 /// agentq: a backend for AI coding-agent chats. Every setting is a flag with an
@@ -63,36 +59,11 @@ enum Command {
         #[command(flatten)]
         secrets: SecretsConfig,
     },
-    /// Run queue workers: turns and tool calls (mail in a later version).
-    Worker {
-        #[command(flatten)]
-        database: DatabaseConfig,
-        #[command(flatten)]
-        redis: RedisConfig,
-        #[command(flatten)]
-        queue: QueueConfig,
-        #[command(flatten)]
-        worker: WorkerConfig,
-        #[command(flatten)]
-        provider: ProviderConfig,
-        #[command(flatten)]
-        secrets: SecretsConfig,
-        #[command(flatten)]
-        metrics: MetricsConfig,
-    },
-    /// Run the scheduler (recovery now; archive, digests and retention next).
-    Scheduler {
-        #[command(flatten)]
-        database: DatabaseConfig,
-        #[command(flatten)]
-        redis: RedisConfig,
-        #[command(flatten)]
-        queue: QueueConfig,
-        #[command(flatten)]
-        recovery: RecoveryConfig,
-        #[command(flatten)]
-        metrics: MetricsConfig,
-    },
+    /// Run queue workers: chat turns, tool calls and outgoing email.
+    Worker(Box<process::WorkerArgs>),
+    /// Run the scheduler: maintenance on its cron (retention, auto-archive, digest emails)
+    /// and recovery of lost work.
+    Scheduler(Box<process::SchedulerArgs>),
     /// Run API, worker and scheduler in one process on local PostgreSQL and Redis (started
     /// privately under the data directory when none answers); prints a ready API token.
     Dev(Box<dev::DevArgs>),
@@ -132,22 +103,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             api,
             secrets,
         } => process::run_api(database, redis, queue, api, secrets).await,
-        Command::Worker {
-            database,
-            redis,
-            queue,
-            worker,
-            provider,
-            secrets,
-            metrics,
-        } => process::run_worker(database, redis, queue, worker, provider, secrets, metrics).await,
-        Command::Scheduler {
-            database,
-            redis,
-            queue,
-            recovery,
-            metrics,
-        } => process::run_scheduler(database, redis, queue, recovery, metrics).await,
+        Command::Worker(args) => process::run_worker(*args).await,
+        Command::Scheduler(args) => process::run_scheduler(*args).await,
         Command::Dev(args) => dev::run(*args).await,
         Command::Migrate { database } => process::migrate(database).await,
         Command::Admin { command } => admin::run(command).await,

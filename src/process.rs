@@ -5,14 +5,14 @@ use std::time::Duration;
 use agentq_api::ApiState;
 use agentq_core::{
     config::{
-        ApiConfig, DatabaseConfig, MetricsConfig, ProviderConfig, QueueConfig, RedisConfig,
-        SecretsConfig, WorkerConfig,
+        ApiConfig, DatabaseConfig, MailConfig, MetricsConfig, ProviderConfig, QueueConfig,
+        RedisConfig, SecretsConfig, WorkerConfig,
     },
     db,
     services::Services,
     shutdown::{CancellationToken, wait_for_signal},
 };
-use agentq_scheduler::RecoveryConfig;
+use agentq_scheduler::SchedulerConfig;
 use agentq_worker::WorkerHandle;
 use anyhow::Context;
 
@@ -56,10 +56,13 @@ pub fn start_worker(
     worker: &WorkerConfig,
     queue: &QueueConfig,
     provider: &ProviderConfig,
+    mail: &MailConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerHandle> {
-    let engines =
-        agentq_worker::engine(services, provider, worker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sender = agentq_worker::MailSender::from_config(services.store.clone(), mail)?;
+    let engines = agentq_worker::engine(services, provider, worker)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_mail(sender);
     tracing::info!(worker = %engines.turns.worker_id, queues = ?worker.queues, concurrency = worker.concurrency, "worker started");
     Ok(agentq_worker::start(
         &engines,
@@ -74,7 +77,7 @@ pub fn start_worker(
 /// Starts the scheduler loop.
 pub fn start_scheduler(
     services: &Services,
-    recovery: RecoveryConfig,
+    recovery: SchedulerConfig,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tracing::info!("scheduler started");
@@ -83,6 +86,7 @@ pub fn start_scheduler(
         services.producer.clone(),
         services.events.clone(),
         recovery,
+        std::sync::Arc::new(agentq_scheduler::SystemClock),
         shutdown,
     ))
 }
@@ -149,20 +153,50 @@ pub async fn run_api(
     Ok(())
 }
 
-/// `agentq worker`.
-pub async fn run_worker(
+/// The settings of `agentq worker`.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
     database: DatabaseConfig,
+    #[command(flatten)]
     redis: RedisConfig,
+    #[command(flatten)]
     queue: QueueConfig,
+    #[command(flatten)]
     worker: WorkerConfig,
+    #[command(flatten)]
     provider: ProviderConfig,
+    #[command(flatten)]
+    mail: MailConfig,
+    #[command(flatten)]
     secrets: SecretsConfig,
+    #[command(flatten)]
     metrics: MetricsConfig,
-) -> anyhow::Result<()> {
+}
+
+/// `agentq worker`.
+pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let WorkerArgs {
+        database,
+        redis,
+        queue,
+        worker,
+        provider,
+        mail,
+        secrets,
+        metrics,
+    } = args;
     let services = services(&database, &redis, &queue, &secrets).await?;
     let shutdown = CancellationToken::new();
     start_metrics(&services, &metrics, shutdown.clone()).await?;
-    let handle = start_worker(&services, &worker, &queue, &provider, shutdown.clone())?;
+    let handle = start_worker(
+        &services,
+        &worker,
+        &queue,
+        &provider,
+        &mail,
+        shutdown.clone(),
+    )?;
     wait_for_signal().await;
     tracing::info!("stopping: no new jobs; letting running ones finish");
     shutdown.cancel();
@@ -171,14 +205,30 @@ pub async fn run_worker(
     Ok(())
 }
 
-/// `agentq scheduler`.
-pub async fn run_scheduler(
+/// The settings of `agentq scheduler`.
+#[derive(clap::Args, Debug)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
     database: DatabaseConfig,
+    #[command(flatten)]
     redis: RedisConfig,
+    #[command(flatten)]
     queue: QueueConfig,
-    recovery: RecoveryConfig,
+    #[command(flatten)]
+    scheduler: SchedulerConfig,
+    #[command(flatten)]
     metrics: MetricsConfig,
-) -> anyhow::Result<()> {
+}
+
+/// `agentq scheduler`.
+pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let SchedulerArgs {
+        database,
+        redis,
+        queue,
+        scheduler,
+        metrics,
+    } = args;
     let services = services(
         &database,
         &redis,
@@ -188,7 +238,7 @@ pub async fn run_scheduler(
     .await?;
     let shutdown = CancellationToken::new();
     start_metrics(&services, &metrics, shutdown.clone()).await?;
-    let task = start_scheduler(&services, recovery, shutdown.clone());
+    let task = start_scheduler(&services, scheduler, shutdown.clone());
     wait_for_signal().await;
     shutdown.cancel();
     let _ = task.await;

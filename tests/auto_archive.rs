@@ -170,3 +170,56 @@ async fn pinned_and_busy_chats_stay_children_follow_and_the_limit_takes_the_olde
     }
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn activity_in_a_subagent_chat_keeps_its_family_from_being_archived(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    app.client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&owner)
+        .json(&json!({"auto_archive_days": 2}))
+        .send()
+        .await
+        .unwrap();
+    let root = app.create_chat("root").await;
+    let child = app.create_chat("child").await;
+    let old = Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0).unwrap();
+    last_active(&app, root, old).await;
+    set(
+        &app,
+        child,
+        &format!("parent_chat_id = '{root}', root_chat_id = '{root}'"),
+    )
+    .await;
+    last_active(&app, child, old).await;
+    // The subagent works on May 9: the whole family counts as active that day.
+    let busy_day = Utc.with_ymd_and_hms(2026, 5, 9, 15, 0, 0).unwrap();
+    last_active(&app, child, busy_day).await;
+    let root_activity: DateTime<Utc> =
+        sqlx::query_scalar("SELECT last_activity_at FROM chats WHERE id = $1")
+            .bind(root)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        root_activity, busy_day,
+        "the root carries the family's newest activity"
+    );
+
+    let may_11 = Utc.with_ymd_and_hms(2026, 5, 11, 23, 0, 0).unwrap();
+    let tick = archive_idle_chats(&app.services.store, may_11)
+        .await
+        .unwrap();
+    assert!(tick.archived.is_empty(), "not idle long enough as a family");
+    let may_12 = Utc.with_ymd_and_hms(2026, 5, 12, 0, 0, 0).unwrap();
+    let tick = archive_idle_chats(&app.services.store, may_12)
+        .await
+        .unwrap();
+    assert_eq!(
+        tick.archived.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![root]
+    );
+    assert!(archived(&app, child).await, "the child follows");
+    app.stop().await;
+}

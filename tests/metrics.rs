@@ -186,3 +186,87 @@ async fn a_worker_process_serves_its_own_metrics(pool: sqlx::PgPool) {
     assert!(sample(&text, "agentq_queue_consumers", &[("queue", "turns")]) >= Some(1.0));
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn maintenance_ticks_archived_rows_and_emails_are_counted(pool: sqlx::PgPool) {
+    use chrono::{TimeZone, Utc};
+    use support::{
+        app::{create_owner, mail_config},
+        smtp::SmtpSink,
+    };
+
+    let mut app = TestApp::start_api_only(pool).await;
+    let smtp = SmtpSink::start();
+    app.start_mail_worker(&mail_config(&smtp.url())).await;
+    let root = create_owner(&app.services, "root@example.com").await;
+    app.client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&root)
+        .json(&serde_json::json!({"auto_archive_days": 1}))
+        .send()
+        .await
+        .unwrap();
+    for i in 0..2 {
+        let chat = app.create_chat(&format!("idle {i}")).await;
+        sqlx::query("UPDATE chats SET status = 'waiting', last_activity_at = $2 WHERE id = $1")
+            .bind(chat)
+            .bind(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+            .execute(app.services.store.pool())
+            .await
+            .unwrap();
+    }
+    let tick_at = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+    for runner in ["a", "b"] {
+        agentq_scheduler::maintenance::run_tick(
+            &app.services.store,
+            &app.services.producer,
+            tick_at,
+            runner,
+        )
+        .await
+        .unwrap();
+    }
+    smtp.wait_for(1, Duration::from_secs(20)).await;
+    let url = format!("{}/metrics", app.base);
+    let text = eventually(Duration::from_secs(5), "the email counted", || async {
+        let text = scrape(&app.client, &url).await;
+        sample(&text, "agentq_email_attempts_total", &[("outcome", "sent")])
+            .is_some()
+            .then_some(text)
+    })
+    .await;
+    let tick = |outcome| {
+        sample(
+            &text,
+            "agentq_scheduler_ticks_total",
+            &[("job", "maintenance"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(tick("ok"), Some(1.0));
+    assert_eq!(
+        tick("skipped"),
+        Some(1.0),
+        "the second runner found it done"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "agentq_maintenance_rows_total",
+            &[("kind", "archived_chats")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(sample(&text, "agentq_emails_queued_total", &[]), Some(1.0));
+    assert_eq!(
+        sample(&text, "agentq_email_attempts_total", &[("outcome", "sent")]),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "agentq_scheduler_tick_seconds_count",
+            &[("job", "maintenance")]
+        ) == Some(1.0)
+    );
+    app.stop().await;
+}

@@ -3,7 +3,7 @@
 
 mod support;
 
-use agentq_scheduler::{maintain, retention::purge_expired};
+use agentq_scheduler::{maintenance::maintain, retention::purge_expired};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 use support::app::{TestApp, create_owner};
@@ -168,7 +168,9 @@ async fn a_window_of_zero_keeps_everything_and_a_tick_never_archives_and_deletes
         .execute(app.services.store.pool())
         .await
         .unwrap();
-    maintain(&app.services.store, now).await;
+    maintain(&app.services.store, &app.services.producer, now)
+        .await
+        .unwrap();
     let (archived, exists): (bool, bool) =
         sqlx::query_as("SELECT archived, true FROM chats WHERE id = $1")
             .bind(idle)
@@ -183,6 +185,85 @@ async fn a_window_of_zero_keeps_everything_and_a_tick_never_archives_and_deletes
         count(&app, "SELECT count(*) FROM chats WHERE id = $1", old).await,
         0,
         "the long-archived one went"
+    );
+    app.stop().await;
+}
+
+/// Stores a file and links it to `chats`.
+async fn file_linked_to(app: &TestApp, name: &str, chats: &[Uuid]) -> Uuid {
+    let pool = app.services.store.pool();
+    let file = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO files (id, owner_id, name, content)
+         SELECT $1, owner_id, $2, '\\x00'::bytea FROM chats WHERE id = $3",
+    )
+    .bind(file)
+    .bind(name)
+    .bind(chats[0])
+    .execute(pool)
+    .await
+    .unwrap();
+    for chat in chats {
+        sqlx::query("INSERT INTO chat_file_links (chat_id, file_id) VALUES ($1, $2)")
+            .bind(chat)
+            .bind(file)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    file
+}
+
+#[sqlx::test]
+async fn files_go_with_purged_chats_unless_a_kept_chat_links_them(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let now = Utc.with_ymd_and_hms(2026, 9, 1, 12, 0, 0).unwrap();
+    let gone = app.create_chat("archived long ago").await;
+    let child = app.create_chat("its subagent").await;
+    let kept = app.create_chat("archived recently").await;
+    sqlx::query("UPDATE chats SET parent_chat_id = $2, root_chat_id = $2 WHERE id = $1")
+        .bind(child)
+        .bind(gone)
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    for (chat, archived_at) in [
+        (gone, now - Duration::days(31)),
+        (child, now - Duration::days(31)),
+        (kept, now - Duration::days(2)),
+    ] {
+        sqlx::query("UPDATE chats SET archived = true, archived_at = $2 WHERE id = $1")
+            .bind(chat)
+            .bind(archived_at)
+            .execute(app.services.store.pool())
+            .await
+            .unwrap();
+    }
+    let only_gone = file_linked_to(&app, "plan.md", &[gone]).await;
+    let only_child = file_linked_to(&app, "child.png", &[child]).await;
+    let shared = file_linked_to(&app, "shared.txt", &[gone, kept]).await;
+    let only_kept = file_linked_to(&app, "kept.txt", &[kept]).await;
+
+    let purged = purge_expired(&app.services.store, now).await.unwrap();
+    assert_eq!((purged.chats, purged.files), (1, 2));
+    let file = |id| count(&app, "SELECT count(*) FROM files WHERE id = $1", id);
+    assert_eq!(file(only_gone).await, 0, "linked only by the purged chat");
+    assert_eq!(
+        file(only_child).await,
+        0,
+        "linked only by its subagent chat"
+    );
+    assert_eq!(file(shared).await, 1, "still linked to a kept chat");
+    assert_eq!(file(only_kept).await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM chat_file_links WHERE file_id = $1",
+            shared
+        )
+        .await,
+        1,
+        "only the kept chat's link remains"
     );
     app.stop().await;
 }

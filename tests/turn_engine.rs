@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use agentq_scheduler::RecoveryConfig;
+use agentq_scheduler::SchedulerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{
@@ -15,13 +15,13 @@ use support::{
     sse::{is_status, read_until},
 };
 
-fn recovery(interval_secs: u64) -> RecoveryConfig {
-    RecoveryConfig {
+fn recovery(interval_secs: u64) -> SchedulerConfig {
+    SchedulerConfig {
         interval_secs,
         stale_secs: 30,
         batch: 100,
         max_attempts: 3,
-        maintenance_interval_secs: 600,
+        maintenance_cron: "0 0 1 1 *".parse().unwrap(),
     }
 }
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use agentq_scheduler::RecoveryConfig;
+use agentq_scheduler::SchedulerConfig;
 use serde_json::{Value, json};
 use support::{
     app::TestApp,
@@ -126,12 +126,12 @@ async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) 
     app.fake.set_chunk_delay(Duration::from_millis(5));
 
     let _survivor = WorkerProcess::spawn(&app, &[]);
-    app.start_recovery(RecoveryConfig {
+    app.start_recovery(SchedulerConfig {
         interval_secs: 1,
         stale_secs: 30,
         batch: 100,
         max_attempts: 3,
-        maintenance_interval_secs: 600,
+        maintenance_cron: "0 0 1 1 *".parse().unwrap(),
     });
     let messages = app
         .wait_until_answered(chat, 2, Duration::from_secs(30))

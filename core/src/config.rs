@@ -295,6 +295,61 @@ pub struct WorkerConfig {
     pub drain_secs: u64,
 }
 
+/// How a worker delivers email from the outbox (the `mail` queue).
+#[derive(Args, Clone, Debug)]
+pub struct MailConfig {
+    /// SMTP server for outgoing email: `smtp://host:25` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS), `smtps://host:465` (TLS); credentials as `smtp://user:password@host`.
+    /// Unset, and no `--mail-dir`: this worker does not consume the mail queue.
+    #[arg(long = "smtp-url", env = "AGENTQ_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Write each email as an `.eml` file in this directory instead of sending it (`agentq
+    /// dev` uses `<data-dir>/mail`). Ignored when `--smtp-url` is set.
+    #[arg(long = "mail-dir", env = "AGENTQ_MAIL_DIR")]
+    pub mail_dir: Option<std::path::PathBuf>,
+    /// The `From:` of every email.
+    #[arg(
+        id = "mail_from",
+        long = "mail-from",
+        env = "AGENTQ_MAIL_FROM",
+        default_value = "agentq <agentq@localhost>"
+    )]
+    pub from: String,
+    /// Public address of the product: links in emails are `<base-url>/chats/<id>`.
+    #[arg(
+        long = "base-url",
+        env = "AGENTQ_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub base_url: String,
+    /// Delivery attempts of one email before it is marked `failed` (permanent SMTP
+    /// rejections fail at once).
+    #[arg(
+        id = "mail_max_attempts",
+        long = "mail-max-attempts",
+        env = "AGENTQ_MAIL_MAX_ATTEMPTS",
+        default_value_t = 8
+    )]
+    pub max_attempts: i32,
+    /// Wait before the second attempt, in seconds; doubles per attempt (with +-20 % jitter),
+    /// at most an hour.
+    #[arg(
+        id = "mail_retry_base_secs",
+        long = "mail-retry-base-secs",
+        env = "AGENTQ_MAIL_RETRY_BASE_SECS",
+        default_value_t = 30
+    )]
+    pub retry_base_secs: u64,
+    /// Seconds one SMTP conversation may take before it counts as failed.
+    #[arg(
+        id = "mail_timeout_secs",
+        long = "mail-timeout-secs",
+        env = "AGENTQ_MAIL_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub timeout_secs: u64,
+}
+
 /// Builds a config group from its defaults and the environment, as if no flag was given.
 /// Tests use it, then override what they need.
 pub fn defaults<T: Args + FromArgMatches>() -> T {

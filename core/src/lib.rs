@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod notifications;
 pub mod queue;
 pub mod redis_conn;
 pub mod secrets;

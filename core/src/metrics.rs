@@ -99,3 +99,28 @@ pub fn recovery_tick(took: Duration, items: usize) {
     histogram!("agentq_recovery_tick_seconds").record(took.as_secs_f64());
     counter!("agentq_recovered_items_total").increment(items as u64);
 }
+
+/// A scheduler tick of `job` ended: `outcome` is `ok`, `failed` or `skipped` (another
+/// replica had it).
+pub fn scheduler_tick(job: &'static str, outcome: &'static str, took: Duration) {
+    counter!("agentq_scheduler_ticks_total", "job" => job, "outcome" => outcome).increment(1);
+    if outcome != "skipped" {
+        histogram!("agentq_scheduler_tick_seconds", "job" => job).record(took.as_secs_f64());
+    }
+}
+
+/// Rows a maintenance job changed: `kind` is `archived_chats`, `purged_chats`,
+/// `purged_debug_runs` or `purged_files`.
+pub fn maintenance_rows(kind: &'static str, rows: u64) {
+    counter!("agentq_maintenance_rows_total", "kind" => kind).increment(rows);
+}
+
+/// Emails written to the outbox.
+pub fn emails_queued(n: usize) {
+    counter!("agentq_emails_queued_total").increment(n as u64);
+}
+
+/// A delivery attempt ended: `outcome` is `sent`, `retrying` or `failed`.
+pub fn email_attempt(outcome: &'static str) {
+    counter!("agentq_email_attempts_total", "outcome" => outcome).increment(1);
+}

@@ -1,18 +1,26 @@
 //! The auto-archive job (DESIGN.md §5): with `auto_archive_days` = N, a root chat whose
 //! last activity fell on UTC day D is archived on the first tick at or after midnight UTC
-//! starting day D + N + 1. The clock is a parameter so tests (and replays) choose "now".
+//! starting day D + N + 1, and its owner hears of it in that tick's digest email. The tick's
+//! time is a parameter so tests (and replays) choose "now".
+
+use std::collections::HashMap;
 
 use agentq_core::{
     StoreError,
-    store::{ArchivedChat, Store},
+    notifications::{ArchiveDigest, DigestChat},
+    store::{ArchivedChat, DigestRecipient, NewNotification, Store},
 };
 use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
 
 /// What one archive tick did.
 #[derive(Debug, Default)]
 pub struct ArchiveOutcome {
     /// The root chats archived, oldest activity first.
     pub archived: Vec<ArchivedChat>,
+    /// Digest emails written to the outbox (one per owner who wants them); each needs a
+    /// `SendMail` nudge.
+    pub notifications: Vec<Uuid>,
     /// The cutoff used: chats last active before it were due.
     pub cutoff: Option<DateTime<Utc>>,
 }
@@ -25,26 +33,75 @@ pub fn archive_cutoff(now: DateTime<Utc>, days: i32) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
 }
 
-/// Archives what is due at `now` under the site's settings; nothing when archiving is off.
+/// Archives what is due at `tick_at` under the site's settings, and writes each owner's
+/// digest to the outbox in the same transaction (keyed by owner and tick, so one tick
+/// never mails an owner twice). Nothing when archiving is off.
 pub async fn archive_idle_chats(
     store: &Store,
-    now: DateTime<Utc>,
+    tick_at: DateTime<Utc>,
 ) -> Result<ArchiveOutcome, StoreError> {
     let config = store.site_config().await?;
     if config.auto_archive_days <= 0 {
         return Ok(ArchiveOutcome::default());
     }
-    let cutoff = archive_cutoff(now, config.auto_archive_days);
-    let archived = store
-        .archive_idle_roots(cutoff, i64::from(config.auto_archive_limit))
+    let cutoff = archive_cutoff(tick_at, config.auto_archive_days);
+    let compose = |roots: &[ArchivedChat], recipients: &[DigestRecipient]| {
+        digests(
+            roots,
+            recipients,
+            config.auto_archive_days,
+            config.chat_retention_days,
+            tick_at,
+        )
+    };
+    let result = store
+        .archive_idle_roots(cutoff, i64::from(config.auto_archive_limit), compose)
         .await?;
-    if !archived.is_empty() {
-        tracing::info!(archived = archived.len(), %cutoff, "auto-archived idle chats");
+    if !result.archived.is_empty() {
+        tracing::info!(
+            archived = result.archived.len(),
+            emails = result.notifications.len(),
+            %cutoff,
+            "auto-archived idle chats"
+        );
     }
     Ok(ArchiveOutcome {
-        archived,
+        archived: result.archived,
+        notifications: result.notifications,
         cutoff: Some(cutoff),
     })
+}
+
+/// One digest per recipient, listing that owner's archived roots.
+fn digests(
+    roots: &[ArchivedChat],
+    recipients: &[DigestRecipient],
+    days: i32,
+    retention_days: i32,
+    tick_at: DateTime<Utc>,
+) -> Vec<NewNotification> {
+    let mut by_owner: HashMap<Uuid, Vec<DigestChat>> = HashMap::new();
+    for root in roots {
+        by_owner.entry(root.owner_id).or_default().push(DigestChat {
+            id: root.id,
+            title: root.title.clone(),
+            last_activity_at: root.last_activity_at,
+        });
+    }
+    recipients
+        .iter()
+        .filter_map(|recipient| {
+            let chats = by_owner.remove(&recipient.user_id)?;
+            let digest = ArchiveDigest::new(days, retention_days, tick_at, chats);
+            Some(NewNotification {
+                user_id: recipient.user_id,
+                recipient: recipient.email.clone(),
+                template: ArchiveDigest::TEMPLATE,
+                payload: serde_json::to_value(&digest).expect("digests serialize"),
+                dedupe_key: ArchiveDigest::dedupe_key(recipient.user_id, tick_at),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,27 +1,48 @@
-//! agentq-scheduler: periodic maintenance and recovery (DESIGN.md §5).
+//! agentq-scheduler: the cron loop of DESIGN.md §5, in UTC.
 //!
-//! This version runs the recovery tick: every few seconds it re-enqueues turns and tool
-//! calls whose job was lost (Redis down when the API enqueued, a dropped entry) or whose
-//! worker died (lease expired), fails those that lost their worker too often with
-//! `worker_lost`, and fails turns whose client tool results never came. Any number of scheduler replicas may run; an advisory lock makes each
-//! tick run once cluster-wide. The cron jobs of §5 (archive, digests, retention) follow.
+//! Two named jobs run in every scheduler process:
+//! - `maintenance` on a cron schedule (`--maintenance-cron`, default every 10 minutes):
+//!   retention purges, then auto-archive with the owners' digest emails
+//!   ([`maintenance`]);
+//! - `recovery` every few seconds (`--recovery-interval-secs`): lost or orphaned turns,
+//!   tool calls and emails are nudged again ([`recovery`]).
+//!
+//! Any number of replicas may run. A maintenance tick is claimed in the tick ledger under
+//! an advisory lock, so each tick runs once cluster-wide and an overrunning tick is never
+//! started twice; recovery takes its own advisory lock. After a tick the next firing time
+//! is computed from the clock again, so ticks missed while one overran (or while the
+//! process was down) are skipped, not replayed in a burst. The clock is injectable
+//! ([`clock::Clock`]) so tests decide what "now" is.
 
 pub mod archive;
+pub mod clock;
+pub mod maintenance;
+pub mod recovery;
 pub mod retention;
+pub mod schedule;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use agentq_core::{
-    domain::ChatStatus,
-    events::{ChatEvent, EventPublisher},
-    queue::{Producer, RunToolCall, RunTurn},
-    store::{RecoveryLimits, Store},
-};
+use agentq_core::{events::EventPublisher, queue::Producer, store::Store};
 use tokio_util::sync::CancellationToken;
 
-/// How recovery behaves.
+pub use clock::{Clock, OffsetClock, SystemClock};
+pub use recovery::recover;
+pub use schedule::{Schedule, ScheduleError};
+
+/// How the scheduler behaves.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RecoveryConfig {
+pub struct SchedulerConfig {
+    /// When maintenance runs (retention purges, auto-archive, digest emails): a 5-field
+    /// crontab expression in UTC (`minute hour day-of-month month day-of-week`; `0 3 * * *`
+    /// is daily at 03:00 UTC, `0 9 * * 1` Mondays at 09:00 UTC). An optional leading
+    /// seconds field is accepted.
+    #[arg(
+        long = "maintenance-cron",
+        env = "AGENTQ_MAINTENANCE_CRON",
+        default_value = "*/10 * * * *"
+    )]
+    pub maintenance_cron: Schedule,
     /// Seconds between recovery ticks.
     #[arg(
         long = "recovery-interval-secs",
@@ -29,15 +50,15 @@ pub struct RecoveryConfig {
         default_value_t = 5
     )]
     pub interval_secs: u64,
-    /// A queued turn whose job was sent this many seconds ago without a worker taking it is
-    /// sent again (duplicates are harmless: only one delivery acquires the turn).
+    /// A queued turn (or email) whose job was sent this many seconds ago without a worker
+    /// taking it is sent again (duplicates are harmless: only one delivery acquires it).
     #[arg(
         long = "recovery-stale-secs",
         env = "AGENTQ_RECOVERY_STALE_SECS",
         default_value_t = 30
     )]
     pub stale_secs: u64,
-    /// Most turns recovered per tick.
+    /// Most turns (and emails) recovered per tick.
     #[arg(
         long = "recovery-batch",
         env = "AGENTQ_RECOVERY_BATCH",
@@ -52,36 +73,44 @@ pub struct RecoveryConfig {
         default_value_t = 3
     )]
     pub max_attempts: i32,
-    /// Seconds between maintenance ticks (auto-archive now; retention and digests next).
-    #[arg(
-        long = "maintenance-interval-secs",
-        env = "AGENTQ_MAINTENANCE_INTERVAL_SECS",
-        default_value_t = 600
-    )]
-    pub maintenance_interval_secs: u64,
 }
 
-/// Runs recovery ticks until `shutdown` is cancelled.
+/// Runs the recovery and maintenance loops until `shutdown` is cancelled; a tick in
+/// progress finishes first.
 pub async fn run(
     store: Store,
     producer: Producer,
     events: EventPublisher,
-    config: RecoveryConfig,
+    config: SchedulerConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let runner = agentq_core::queue::consumer_name("scheduler");
+    let maintenance = tokio::spawn(run_maintenance(
+        store.clone(),
+        producer.clone(),
+        config.maintenance_cron.clone(),
+        clock,
+        runner,
+        shutdown.clone(),
+    ));
+    run_recovery(store, producer, events, config, shutdown).await;
+    let _ = maintenance.await;
+}
+
+/// The recovery loop: a fixed interval; an overrunning tick delays the next one.
+async fn run_recovery(
+    store: Store,
+    producer: Producer,
+    events: EventPublisher,
+    config: SchedulerConfig,
     shutdown: CancellationToken,
 ) {
     let mut interval = tokio::time::interval(Duration::from_secs(config.interval_secs.max(1)));
-    let mut maintenance =
-        tokio::time::interval(Duration::from_secs(config.maintenance_interval_secs.max(1)));
-    // A tick that overran is not replayed in a burst.
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => {},
-            _ = maintenance.tick() => {
-                maintain(&store, chrono::Utc::now()).await;
-                continue;
-            }
             _ = shutdown.cancelled() => break,
         }
         let started = std::time::Instant::now();
@@ -95,91 +124,34 @@ pub async fn run(
     }
 }
 
-/// One maintenance tick as of `now`: retention first, then auto-archive, so a chat is
-/// never archived and deleted in the same tick.
-pub async fn maintain(store: &Store, now: chrono::DateTime<chrono::Utc>) {
-    if let Err(e) = retention::purge_expired(store, now).await {
-        tracing::warn!(error = %e, "retention tick failed; will retry");
-    }
-    if let Err(e) = archive::archive_idle_chats(store, now).await {
-        tracing::warn!(error = %e, "auto-archive tick failed; will retry");
-    }
-}
-
-/// One recovery tick; returns how many items it acted on.
-pub async fn recover(
-    store: &Store,
-    producer: &Producer,
-    events: &EventPublisher,
-    config: &RecoveryConfig,
-) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let limits = RecoveryLimits {
-        stale_after: Duration::from_secs(config.stale_secs),
-        batch: config.batch,
-        max_attempts: config.max_attempts,
-    };
-    let Some(found) = store.recover(limits).await? else {
-        return Ok(0);
-    };
-    let mut turns: Vec<RunTurn> = found
-        .turns
-        .iter()
-        .map(|&turn_id| RunTurn { turn_id })
-        .collect();
-    for fan_in in &found.fanned_in {
-        events.publish(
-            fan_in.chat_id,
-            ChatEvent::Message {
-                message: Box::new(fan_in.results.clone()),
-            },
-        );
-        events.publish(
-            fan_in.chat_id,
-            ChatEvent::Status {
-                status: ChatStatus::Pending,
-                chat_id: fan_in.chat_id,
-            },
-        );
-        turns.push(RunTurn {
-            turn_id: fan_in.turn_id,
-        });
-    }
-    for failed in &found.failed {
-        tracing::warn!(chat.id = %failed.chat_id, kind = ?failed.error.kind, error = %failed.error, "recovery failed a turn");
-        events.publish(
-            failed.chat_id,
-            ChatEvent::Error {
-                error: failed.error.clone(),
-            },
-        );
-        if let Some(message) = &failed.outcome.promoted {
-            events.publish(
-                failed.chat_id,
-                ChatEvent::Message {
-                    message: Box::new(message.clone()),
-                },
+/// The maintenance loop: sleeps until the schedule's next firing after "now", runs that
+/// tick, and asks again, so missed firings are skipped rather than replayed.
+async fn run_maintenance(
+    store: Store,
+    producer: Producer,
+    schedule: Schedule,
+    clock: Arc<dyn Clock>,
+    runner: String,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(cron = schedule.as_str(), "maintenance scheduled (UTC)");
+    loop {
+        let now = clock.now();
+        let Some(tick_at) = schedule.next_after(now) else {
+            tracing::warn!(
+                cron = schedule.as_str(),
+                "maintenance schedule never fires again"
             );
+            shutdown.cancelled().await;
+            return;
+        };
+        let wait = (tick_at - now).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {},
+            _ = shutdown.cancelled() => return,
         }
-        events.publish(
-            failed.chat_id,
-            ChatEvent::Status {
-                status: failed.outcome.status,
-                chat_id: failed.chat_id,
-            },
-        );
-        turns.extend(
-            failed
-                .outcome
-                .next_turn_id
-                .map(|turn_id| RunTurn { turn_id }),
-        );
+        if let Err(e) = maintenance::run_tick(&store, &producer, tick_at, &runner).await {
+            tracing::warn!(%tick_at, error = %e, "maintenance tick failed; the next firing retries");
+        }
     }
-    let calls: Vec<RunToolCall> = found
-        .tool_calls
-        .iter()
-        .map(|&tool_call_id| RunToolCall { tool_call_id })
-        .collect();
-    producer.enqueue_many(&turns).await?;
-    producer.enqueue_many(&calls).await?;
-    Ok(turns.len() + calls.len() + found.failed.len())
 }

@@ -8,14 +8,17 @@ use agentq_core::{
     store::{PURGE_BATCH, Store},
 };
 use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
 
 /// Rows one retention tick deleted.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Purged {
     /// Debug runs (their steps went with them).
     pub debug_runs: u64,
     /// Archived root chats (children, messages and turns went with them).
     pub chats: u64,
+    /// Files that only the purged chats linked.
+    pub files: u64,
 }
 
 /// Batches per purge per tick: bounds one tick's work (10,000 rows of each kind).
@@ -38,8 +41,9 @@ pub async fn purge_expired(store: &Store, now: DateTime<Utc>) -> Result<Purged, 
     if config.chat_retention_days > 0 {
         let cutoff = now - Duration::days(i64::from(config.chat_retention_days));
         for _ in 0..MAX_BATCHES {
-            let n = store.purge_archived_chats(cutoff).await?;
+            let (n, files) = store.purge_archived_chats(cutoff).await?;
             purged.chats += n;
+            purged.files += files;
             if n < PURGE_BATCH as u64 {
                 break;
             }
@@ -49,6 +53,7 @@ pub async fn purge_expired(store: &Store, now: DateTime<Utc>) -> Result<Purged, 
         tracing::info!(
             debug_runs = purged.debug_runs,
             chats = purged.chats,
+            files = purged.files,
             "retention purged expired rows"
         );
     }

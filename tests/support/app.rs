@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use agentq_core::{
     auth::generate_token,
-    config::{self, ApiConfig, ProviderConfig, ProviderKind, QueueConfig, WorkerConfig},
+    config::{
+        self, ApiConfig, MailConfig, ProviderConfig, ProviderKind, QueueConfig, WorkerConfig,
+    },
     domain::OrganizationRole,
     services::Services,
     shutdown::CancellationToken,
@@ -124,14 +126,15 @@ impl TestApp {
         provider
     }
 
-    /// Starts the recovery loop (the scheduler's job) in this process.
-    pub fn start_recovery(&self, mut config: agentq_scheduler::RecoveryConfig) {
+    /// Starts the scheduler's loops (recovery, and maintenance on its cron) in this process.
+    pub fn start_recovery(&self, mut config: agentq_scheduler::SchedulerConfig) {
         config.interval_secs = config.interval_secs.max(1);
         tokio::spawn(agentq_scheduler::run(
             self.services.store.clone(),
             self.services.producer.clone(),
             self.services.events.clone(),
             config,
+            std::sync::Arc::new(agentq_scheduler::SystemClock),
             self.shutdown.child_token(),
         ));
     }
@@ -146,6 +149,29 @@ impl TestApp {
             &self.services.redis,
             &self.prefix,
             &self.worker,
+            &self.queue,
+            stop.clone(),
+        )
+        .unwrap();
+        self.workers.push((stop, handle));
+    }
+
+    /// Starts an in-process worker that consumes only the `mail` queue with `mail`.
+    pub async fn start_mail_worker(&mut self, mail: &MailConfig) {
+        let sender = agentq_worker::MailSender::from_config(self.services.store.clone(), mail)
+            .unwrap()
+            .expect("a mail transport is configured");
+        let engines = agentq_worker::engine(&self.services, &self.provider_config(), &self.worker)
+            .unwrap()
+            .with_mail(Some(sender));
+        let mut worker = self.worker.clone();
+        worker.queues = vec!["mail".into()];
+        let stop = self.shutdown.child_token();
+        let handle = agentq_worker::start(
+            &engines,
+            &self.services.redis,
+            &self.prefix,
+            &worker,
             &self.queue,
             stop.clone(),
         )
@@ -270,4 +296,15 @@ pub async fn create_user(services: &Services, email: &str, org: &str) -> String 
         .await
         .unwrap();
     token.secret
+}
+
+/// Mail settings that send to the SMTP server at `smtp_url`, retrying after about a second.
+pub fn mail_config(smtp_url: &str) -> MailConfig {
+    let mut mail: MailConfig = config::defaults();
+    mail.smtp_url = Some(smtp_url.to_owned());
+    mail.base_url = "https://agents.example.com".into();
+    mail.from = "agentq <noreply@agents.example.com>".into();
+    mail.retry_base_secs = 1;
+    mail.timeout_secs = 5;
+    mail
 }

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod fake_openai;
 pub mod redis_server;
+pub mod smtp;
 pub mod sse;
 pub mod worker_process;
 

@@ -1,12 +1,15 @@
-//! agentq-worker: consumes the `turns` queue (later `tools` and `mail`) and runs each job.
+//! agentq-worker: consumes the `turns`, `tools` and `mail` queues and runs each job.
 //!
 //! [`runtime`] wires the Redis Streams backend from `core::queue` into apalis workers;
-//! [`turn`] runs one chat turn against a provider from [`providers`].
+//! [`turn`] runs one chat turn against a provider from [`providers`]; [`tools`] runs tool
+//! calls; [`mail`] delivers outbox emails.
 
+pub mod mail;
 pub mod models;
 pub mod providers;
 pub mod runtime;
 pub mod tools;
 pub mod turn;
 
+pub use mail::MailSender;
 pub use runtime::{Engines, WorkerHandle, engine, start};

@@ -7,8 +7,8 @@ use agentq_core::{
     ChatError,
     config::{ProviderConfig, QueueConfig, WorkerConfig},
     queue::{
-        Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, RunTurn, consumer_name,
-        run_jobs,
+        Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, RunTurn, SendMail,
+        consumer_name, run_jobs,
     },
     redis_conn,
     services::Services,
@@ -17,6 +17,7 @@ use apalis_core::error::BoxDynError;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    mail::MailSender,
     models::{ModelResolver, ModelTarget},
     providers::Provider,
     tools::{Builtins, ToolRunner},
@@ -29,6 +30,16 @@ pub struct Engines {
     pub turns: Arc<TurnEngine>,
     /// Runs tool calls.
     pub tools: Arc<ToolRunner>,
+    /// Sends outbox emails; `None` when no mail transport is configured.
+    pub mail: Option<Arc<MailSender>>,
+}
+
+impl Engines {
+    /// Adds the mail sender (see [`MailSender::from_config`]).
+    pub fn with_mail(mut self, mail: Option<MailSender>) -> Self {
+        self.mail = mail.map(Arc::new);
+        self
+    }
 }
 
 /// Builds the engines over a process's shared services (one consumer name per process).
@@ -76,7 +87,11 @@ pub fn engine(
         worker_id,
         lease,
     });
-    Ok(Engines { turns, tools })
+    Ok(Engines {
+        turns,
+        tools,
+        mail: None,
+    })
 }
 
 /// A running worker process's consumers.
@@ -169,11 +184,24 @@ pub fn start(
                 }));
             }
             QueueName::Mail => {
-                // Its jobs stay in the stream until a worker with the mail handler consumes them.
-                tracing::info!(
-                    queue = name.as_str(),
-                    "queue has no handler in this version; not consumed"
+                let Some(sender) = engines.mail.clone() else {
+                    // Its jobs wait in the stream for a worker that has a transport.
+                    tracing::warn!(
+                        queue = name.as_str(),
+                        "no --smtp-url or --mail-dir: this worker does not send email"
+                    );
+                    continue;
+                };
+                let consumer = Consumer::start(
+                    shared.clone(),
+                    redis_conn::blocking(redis)?,
+                    options,
+                    shutdown.clone(),
                 );
+                tasks.push(run_jobs(&runner_name, consumer, move |job: SendMail| {
+                    let sender = sender.clone();
+                    run_isolated(async move { sender.run(job).await })
+                }));
             }
         }
     }

@@ -7,6 +7,7 @@ mod debug;
 mod health;
 mod interrupt;
 mod messages;
+mod notifications;
 mod site_config;
 mod stream;
 mod tool_results;
@@ -84,6 +85,10 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/api/v1/users/me/preferences",
             axum::routing::put(debug::put_preferences),
+        )
+        .route(
+            "/api/v1/users/me/notification-preferences",
+            get(notifications::get_preferences).put(notifications::put_preferences),
         )
         .route(
             "/api/v1/chats/{chat_id}/tool-results",

@@ -1,9 +1,11 @@
 //! Retention purges (DESIGN.md §5): debug runs past their window (in-progress ones too;
 //! steps cascade) and archived chats archived longer ago than the chat window (messages,
-//! turns, queued messages, tool calls and debug runs cascade). Bounded batches, so a
-//! large backlog is worked off over several ticks without long locks.
+//! turns, queued messages, tool calls and debug runs cascade), with the files that only
+//! they linked. Bounded batches, so a large backlog is worked off over several ticks
+//! without long locks.
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::Store;
 use crate::StoreError;
@@ -27,17 +29,46 @@ impl Store {
     }
 
     /// Deletes up to [`PURGE_BATCH`] archived root chats (with their children) archived
-    /// before `cutoff`.
-    pub async fn purge_archived_chats(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM chats WHERE id IN (
-                SELECT id FROM chats WHERE parent_chat_id IS NULL AND archived AND archived_at < $1
-                ORDER BY archived_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    /// before `cutoff`, then the files they linked that no kept chat links. Returns
+    /// (chats, files) deleted.
+    pub async fn purge_archived_chats(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let roots: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM chats WHERE parent_chat_id IS NULL AND archived AND archived_at < $1
+             ORDER BY archived_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(cutoff)
         .bind(PURGE_BATCH)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        if roots.is_empty() {
+            return Ok((0, 0));
+        }
+        let files: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT l.file_id FROM chat_file_links l JOIN chats c ON c.id = l.chat_id
+             WHERE c.id = ANY($1) OR c.root_chat_id = ANY($1)",
+        )
+        .bind(&roots)
+        .fetch_all(&mut *tx)
+        .await?;
+        let chats = sqlx::query("DELETE FROM chats WHERE id = ANY($1)")
+            .bind(&roots)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // The links of the deleted chats went with them (ON DELETE CASCADE).
+        let files = sqlx::query(
+            "DELETE FROM files f WHERE f.id = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM chat_file_links l WHERE l.file_id = f.id)",
+        )
+        .bind(&files)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((chats, files))
     }
 }

@@ -1,0 +1,169 @@
+//! The scheduler as operators run it: any number of replicas, each tick run once
+//! cluster-wide, one digest per owner per tick, a clean exit on SIGTERM.
+
+mod support;
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use agentq_scheduler::maintenance::run_tick;
+use chrono::{TimeZone, Utc};
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{
+    app::{TestApp, create_owner, create_user, mail_config},
+    smtp::SmtpSink,
+};
+
+/// A real `agentq scheduler` process on the test's database and Redis prefix.
+struct SchedulerProcess(Child);
+
+impl SchedulerProcess {
+    fn spawn(app: &TestApp, cron: &str) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_agentq"))
+            .arg("scheduler")
+            .args(["--database-url", &app.database_url()])
+            .args(["--redis-url", &support::redis_url()])
+            .args(["--redis-prefix", &app.prefix])
+            .args(["--maintenance-cron", cron])
+            .args(["--recovery-interval-secs", "1"])
+            .env("AGENTQ_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("agentq scheduler starts");
+        Self(child)
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        self.0.wait().expect("scheduler exits")
+    }
+}
+
+impl Drop for SchedulerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[sqlx::test]
+async fn two_scheduler_processes_send_one_digest_per_owner(pool: sqlx::PgPool) {
+    let mut app = TestApp::start_api_only(pool).await;
+    let smtp = SmtpSink::start();
+    app.start_mail_worker(&mail_config(&smtp.url())).await;
+    let root = create_owner(&app.services, "root@example.com").await;
+    let response = app
+        .client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&root)
+        .json(&json!({"auto_archive_days": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let carol = create_user(&app.services, "carol@example.com", "acme").await;
+    let token = app.token.clone();
+    for (who, n) in [(&token, 3), (&carol, 2)] {
+        for i in 0..n {
+            let (status, body) = app
+                .post_as(
+                    who,
+                    "/api/v1/chats",
+                    json!({"message": format!("chat {i}")}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+            sqlx::query(
+                "UPDATE chats SET status = 'waiting', last_activity_at = now() - interval '5 days'
+                 WHERE id = $1::uuid",
+            )
+            .bind(body["id"].as_str().unwrap())
+            .execute(app.services.store.pool())
+            .await
+            .unwrap();
+        }
+    }
+
+    // Both fire maintenance every second, on the same ticks.
+    let mut first = SchedulerProcess::spawn(&app, "* * * * * *");
+    let mut second = SchedulerProcess::spawn(&app, "* * * * * *");
+    smtp.wait_for(2, Duration::from_secs(30)).await;
+    // Several more ticks of both replicas.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages_to("alice@example.com").len(), 1);
+    assert_eq!(smtp.messages_to("carol@example.com").len(), 1);
+    assert_eq!(smtp.messages().len(), 2);
+    let alice_text = smtp.messages_to("alice@example.com")[0].text();
+    assert!(alice_text.contains("3 chats of yours"), "{alice_text}");
+
+    let pool = app.services.store.pool();
+    let (ticks, archiving_ticks): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE (outcome->>'archived')::int > 0)
+         FROM scheduler_ticks WHERE job = 'maintenance'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(ticks >= 3, "ticks kept running: {ticks}");
+    assert_eq!(archiving_ticks, 1, "one tick archived everything");
+    let emails: i64 = sqlx::query_scalar("SELECT count(*) FROM notification_messages")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(emails, 2);
+
+    assert!(first.terminate().success(), "exit 0 on SIGTERM");
+    assert!(second.terminate().success(), "exit 0 on SIGTERM");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn concurrent_claims_of_one_tick_run_it_once(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let tick_at = Utc.with_ymd_and_hms(2026, 7, 1, 0, 10, 0).unwrap();
+    let runs = futures::future::join_all((0..8).map(|i| {
+        let (store, producer) = (app.services.store.clone(), app.services.producer.clone());
+        async move {
+            run_tick(&store, &producer, tick_at, &format!("runner-{i}"))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(runs.iter().filter(|r| r.is_some()).count(), 1);
+    let next = run_tick(
+        &app.services.store,
+        &app.services.producer,
+        tick_at + chrono::Duration::minutes(10),
+        "runner-0",
+    )
+    .await
+    .unwrap();
+    assert!(next.is_some(), "the next tick is a new tick");
+    let finished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM scheduler_ticks WHERE finished_at IS NOT NULL AND outcome IS NOT NULL",
+    )
+    .fetch_one(app.services.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(finished, 2, "each tick recorded what it did");
+    app.stop().await;
+}
+
+#[test]
+fn a_bad_cron_expression_is_refused_at_startup_with_its_text() {
+    let output = Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args(["scheduler", "--maintenance-cron", "every monday"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("every monday"), "{stderr}");
+    assert!(stderr.contains("--maintenance-cron"), "{stderr}");
+}

@@ -1,0 +1,260 @@
+//! The mail sender: runs `SendMail` jobs from the `mail` queue (DESIGN.md §4, §5).
+//!
+//! A job is only a nudge naming an outbox row. The sender claims the row
+//! (`Store::claim_notification`: a row already sent, failed or in another live worker's
+//! hands is left alone, so duplicated and replayed jobs send nothing twice), renders it,
+//! and hands it to SMTP (lettre) or, in `agentq dev`, writes an `.eml` file. A transient
+//! failure puts the row back to `queued` with an exponential backoff, and the scheduler's
+//! recovery nudges it again when it is due; a permanent SMTP rejection, a bad address or
+//! the last allowed attempt marks it `failed` with the error kept. Each message carries a
+//! `Message-ID` derived from the row, so a receiver that sees a rare redelivery (a worker
+//! dying between the SMTP server's acceptance and the `sent` commit) can recognise it.
+
+use std::time::Duration;
+
+use agentq_core::{
+    StoreError,
+    config::MailConfig,
+    notifications,
+    queue::SendMail,
+    store::{OutboxEmail, Store},
+};
+use chrono::Utc;
+use lettre::{
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, MultiPart},
+};
+use rand::RngExt;
+
+/// Where messages go.
+enum Transport {
+    /// An SMTP server.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// `.eml` files in a directory (local development).
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Why the mail settings are unusable; the worker refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum MailConfigError {
+    /// `--smtp-url` does not parse.
+    #[error("invalid --smtp-url: {0}")]
+    SmtpUrl(String),
+    /// `--mail-from` is not an address.
+    #[error("invalid --mail-from `{from}`: {reason}")]
+    From {
+        /// The value given.
+        from: String,
+        /// Why it is not an address.
+        reason: String,
+    },
+    /// `--mail-dir` cannot be created.
+    #[error("cannot create --mail-dir {dir}: {source}")]
+    Dir {
+        /// The directory.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How one delivery attempt ended.
+enum Delivery {
+    Sent,
+    /// Worth another attempt later.
+    Transient(String),
+    /// Another attempt would fail the same way.
+    Permanent(String),
+}
+
+/// Sends outbox emails; one per worker process, shared by its mail jobs.
+pub struct MailSender {
+    store: Store,
+    transport: Transport,
+    from: Mailbox,
+    base_url: String,
+    max_attempts: i32,
+    retry_base: Duration,
+    timeout: Duration,
+    lease: Duration,
+}
+
+/// Longest wait between two attempts of one email.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+impl MailSender {
+    /// The sender the settings describe; `None` when neither SMTP nor a mail directory is
+    /// configured (the worker then leaves the mail queue to workers that have one).
+    pub fn from_config(store: Store, config: &MailConfig) -> Result<Option<Self>, MailConfigError> {
+        let transport = match (&config.smtp_url, &config.mail_dir) {
+            (Some(url), _) if !url.trim().is_empty() => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.trim())
+                    // The URL may hold a password: say what is wrong, never echo it.
+                    .map_err(|e| MailConfigError::SmtpUrl(e.to_string()))?
+                    .timeout(Some(Duration::from_secs(config.timeout_secs.max(1))))
+                    .build(),
+            ),
+            (_, Some(dir)) => {
+                std::fs::create_dir_all(dir).map_err(|source| MailConfigError::Dir {
+                    dir: dir.display().to_string(),
+                    source,
+                })?;
+                Transport::Files(AsyncFileTransport::<Tokio1Executor>::new(dir))
+            }
+            _ => return Ok(None),
+        };
+        let from = config
+            .from
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MailConfigError::From {
+                from: config.from.clone(),
+                reason: e.to_string(),
+            })?;
+        let timeout = Duration::from_secs(config.timeout_secs.max(1));
+        Ok(Some(Self {
+            store,
+            transport,
+            from,
+            base_url: config.base_url.clone(),
+            max_attempts: config.max_attempts.max(1),
+            retry_base: Duration::from_secs(config.retry_base_secs.max(1)),
+            timeout,
+            // Longer than one SMTP conversation may take, so a live sender keeps its row.
+            lease: timeout * 2 + Duration::from_secs(5),
+        }))
+    }
+
+    /// Runs one `SendMail` job. Errors are database failures only (the queue retries the
+    /// job); delivery failures are recorded on the row.
+    #[tracing::instrument(name = "send_mail", skip_all, fields(notification.id = %job.notification_id))]
+    pub async fn run(&self, job: SendMail) -> Result<(), StoreError> {
+        let Some(email) = self
+            .store
+            .claim_notification(job.notification_id, self.lease)
+            .await?
+        else {
+            tracing::debug!("nothing to send: already sent, failed, not due or in flight");
+            return Ok(());
+        };
+        if email.attempts > self.max_attempts {
+            // Earlier attempts died with their workers before recording an outcome.
+            let error = format!(
+                "gave up after {} attempts; the last ones were lost with their workers",
+                self.max_attempts
+            );
+            self.store.fail_notification(email.id, &error).await?;
+            agentq_core::metrics::email_attempt("failed");
+            return Ok(());
+        }
+        match self.deliver(&email).await {
+            Delivery::Sent => {
+                self.store.mark_notification_sent(email.id).await?;
+                agentq_core::metrics::email_attempt("sent");
+                tracing::info!(attempt = email.attempts, "email sent");
+            }
+            Delivery::Permanent(error) => {
+                self.store.fail_notification(email.id, &error).await?;
+                agentq_core::metrics::email_attempt("failed");
+                tracing::warn!(attempt = email.attempts, %error, "email failed for good");
+            }
+            Delivery::Transient(error) if email.attempts >= self.max_attempts => {
+                let error = format!("{error} (gave up after {} attempts)", email.attempts);
+                self.store.fail_notification(email.id, &error).await?;
+                agentq_core::metrics::email_attempt("failed");
+                tracing::warn!(attempt = email.attempts, %error, "email failed for good");
+            }
+            Delivery::Transient(error) => {
+                let wait = backoff(self.retry_base, email.attempts);
+                let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                self.store
+                    .retry_notification(email.id, &error, retry_at)
+                    .await?;
+                agentq_core::metrics::email_attempt("retrying");
+                tracing::warn!(attempt = email.attempts, %error, retry_in_ms = wait.as_millis() as u64, "email not sent; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders and hands over one email.
+    async fn deliver(&self, email: &OutboxEmail) -> Delivery {
+        let rendered = match notifications::render(&email.template, &email.payload, &self.base_url)
+        {
+            Ok(r) => r,
+            Err(e) => return Delivery::Permanent(e.to_string()),
+        };
+        let to: Mailbox = match email.recipient.parse() {
+            Ok(to) => to,
+            Err(e) => {
+                return Delivery::Permanent(format!(
+                    "invalid recipient address `{}`: {e}",
+                    email.recipient
+                ));
+            }
+        };
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(format!("<{}@agentq>", email.id)))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ));
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => return Delivery::Permanent(format!("cannot build the message: {e}")),
+        };
+        let sent = match &self.transport {
+            Transport::Smtp(smtp) => {
+                match tokio::time::timeout(self.timeout, smtp.send(message)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) if e.is_permanent() => {
+                        return Delivery::Permanent(format!("SMTP server refused: {e}"));
+                    }
+                    Ok(Err(e)) => Err(format!("SMTP: {e}")),
+                    Err(_) => Err(format!("SMTP: no answer within {:?}", self.timeout)),
+                }
+            }
+            Transport::Files(files) => files
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("writing the .eml file: {e}")),
+        };
+        match sent {
+            Ok(()) => Delivery::Sent,
+            Err(e) => Delivery::Transient(e),
+        }
+    }
+}
+
+/// `base * 2^(attempt-1)`, at most an hour, with +-20 % jitter so a burst of failures
+/// does not retry in lockstep.
+fn backoff(base: Duration, attempt: i32) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
+    let wait = base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(MAX_BACKOFF);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    wait.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_is_capped() {
+        let base = Duration::from_secs(30);
+        for (attempt, expected) in [(1, 30.0), (2, 60.0), (3, 120.0), (10, 3600.0)] {
+            let got = backoff(base, attempt).as_secs_f64();
+            assert!(
+                got >= expected * 0.8 && got <= expected * 1.2,
+                "attempt {attempt}: {got}"
+            );
+        }
+    }
+}
