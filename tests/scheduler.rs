@@ -167,3 +167,64 @@ fn a_bad_cron_expression_is_refused_at_startup_with_its_text() {
     assert!(stderr.contains("every monday"), "{stderr}");
     assert!(stderr.contains("--maintenance-cron"), "{stderr}");
 }
+
+#[sqlx::test]
+async fn an_injected_clock_drives_the_daily_tick_at_utc_midnight(pool: sqlx::PgPool) {
+    use std::sync::Arc;
+
+    use agentq_scheduler::{OffsetClock, SchedulerConfig};
+
+    let app = TestApp::start_api_only(pool).await;
+    let root = create_owner(&app.services, "root@example.com").await;
+    app.client
+        .put(format!("{}/api/v1/admin/config", app.base))
+        .bearer_auth(&root)
+        .json(&json!({"auto_archive_days": 3}))
+        .send()
+        .await
+        .unwrap();
+    let chat = app.create_chat("idle since June 1").await;
+    sqlx::query("UPDATE chats SET status = 'waiting', last_activity_at = $2 WHERE id = $1")
+        .bind(chat)
+        .bind(Utc.with_ymd_and_hms(2026, 6, 1, 23, 59, 59).unwrap())
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+
+    // Daily at midnight UTC; "now" is two seconds before June 5.
+    let mut config: SchedulerConfig = agentq_core::config::defaults();
+    config.maintenance_cron = "0 0 * * *".parse().unwrap();
+    let clock = OffsetClock::starting_at(Utc.with_ymd_and_hms(2026, 6, 4, 23, 59, 58).unwrap());
+    let stop = agentq_core::shutdown::CancellationToken::new();
+    let scheduler = tokio::spawn(agentq_scheduler::run(
+        app.services.store.clone(),
+        app.services.producer.clone(),
+        app.services.events.clone(),
+        config,
+        Arc::new(clock),
+        stop.clone(),
+    ));
+    let tick_at: chrono::DateTime<Utc> =
+        support::eventually(Duration::from_secs(10), "the midnight tick", || async {
+            sqlx::query_scalar(
+                "SELECT tick_at FROM scheduler_ticks WHERE job = 'maintenance' AND finished_at IS NOT NULL",
+            )
+            .fetch_optional(app.services.store.pool())
+            .await
+            .unwrap()
+        })
+        .await;
+    assert_eq!(tick_at, Utc.with_ymd_and_hms(2026, 6, 5, 0, 0, 0).unwrap());
+    let archived: bool = sqlx::query_scalar("SELECT archived FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert!(archived, "June 1 + 3 days: due at the June 5 midnight tick");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), scheduler)
+        .await
+        .expect("the scheduler stops on shutdown")
+        .unwrap();
+    app.stop().await;
+}
