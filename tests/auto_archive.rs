@@ -175,13 +175,8 @@ async fn pinned_and_busy_chats_stay_children_follow_and_the_limit_takes_the_olde
 async fn activity_in_a_subagent_chat_keeps_its_family_from_being_archived(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let owner = create_owner(&app.services, "root@example.com").await;
-    app.client
-        .put(format!("{}/api/v1/admin/config", app.base))
-        .bearer_auth(&owner)
-        .json(&json!({"auto_archive_days": 2}))
-        .send()
-        .await
-        .unwrap();
+    app.configure_site(&owner, json!({"auto_archive_days": 2}))
+        .await;
     let root = app.create_chat("root").await;
     let child = app.create_chat("child").await;
     let old = Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0).unwrap();

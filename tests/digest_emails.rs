@@ -6,9 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use agentq_core::config;
-use agentq_scheduler::{SchedulerConfig, maintenance::run_tick};
-use chrono::{DateTime, TimeZone, Utc};
+use agentq_scheduler::maintenance::run_tick;
+use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{
@@ -17,37 +16,6 @@ use support::{
     smtp::{SmtpSink, smtp_url},
 };
 use uuid::Uuid;
-
-async fn configure(app: &TestApp, owner_token: &str, body: serde_json::Value) {
-    let response = app
-        .client
-        .put(format!("{}/api/v1/admin/config", app.base))
-        .bearer_auth(owner_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-}
-
-/// Creates a chat as `token`'s user, titled `title`, idle since `at`.
-async fn idle_chat(app: &TestApp, token: &str, title: &str, at: DateTime<Utc>) -> Uuid {
-    let (status, body) = app
-        .post_as(token, "/api/v1/chats", json!({"message": title}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
-    sqlx::query(
-        "UPDATE chats SET title = $2, status = 'waiting', last_activity_at = $3 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(title)
-    .bind(at)
-    .execute(app.services.store.pool())
-    .await
-    .unwrap();
-    id
-}
 
 async fn outbox(app: &TestApp) -> Vec<(String, String, i32, Option<String>)> {
     sqlx::query_as(
@@ -63,19 +31,8 @@ async fn set_digest(
     token: &str,
     body: serde_json::Value,
 ) -> (StatusCode, serde_json::Value) {
-    let response = app
-        .client
-        .put(format!(
-            "{}/api/v1/users/me/notification-preferences",
-            app.base
-        ))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
+    app.put_as(token, "/api/v1/users/me/notification-preferences", body)
         .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
 }
 
 #[sqlx::test]
@@ -84,8 +41,7 @@ async fn an_owner_with_30_archived_chats_gets_one_digest_of_the_oldest_25(pool: 
     let smtp = SmtpSink::start();
     app.start_mail_worker(&mail_config(&smtp.url())).await;
     let root = create_owner(&app.services, "root@example.com").await;
-    configure(
-        &app,
+    app.configure_site(
         &root,
         json!({"auto_archive_days": 7, "chat_retention_days": 30}),
     )
@@ -103,27 +59,22 @@ async fn an_owner_with_30_archived_chats_gets_one_digest_of_the_oldest_25(pool: 
     // Created newest first, so the order in the email comes from activity, not insertion.
     for i in (0..30).rev() {
         let at = day + chrono::Duration::minutes(i);
-        chats.push(idle_chat(&app, &token, &format!("Chat {i:02}"), at).await);
+        chats.push(
+            app.create_idle_chat(&token, &format!("Chat {i:02}"), at)
+                .await,
+        );
     }
     chats.reverse();
-    idle_chat(&app, &bob, "Bob's idle chat", day).await;
+    app.create_idle_chat(&bob, "Bob's idle chat", day).await;
 
     // Activity on June 1 with 7 days: due from June 9, 00:00 UTC.
-    let early = run_tick(
-        &app.services.store,
-        &app.services.producer,
-        Utc.with_ymd_and_hms(2026, 6, 8, 23, 50, 0).unwrap(),
-        "test",
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let early = app
+        .maintenance_tick(Utc.with_ymd_and_hms(2026, 6, 8, 23, 50, 0).unwrap())
+        .await
+        .unwrap();
     assert_eq!((early.archived, early.emails_queued), (0, 0));
     let tick_at = Utc.with_ymd_and_hms(2026, 6, 9, 0, 0, 0).unwrap();
-    let tick = run_tick(&app.services.store, &app.services.producer, tick_at, "test")
-        .await
-        .unwrap()
-        .expect("the tick runs");
+    let tick = app.maintenance_tick(tick_at).await.expect("the tick runs");
     assert_eq!(tick.archived, 31);
     assert_eq!(tick.emails_queued, 1, "bob opted out");
 
@@ -186,19 +137,16 @@ async fn with_retention_off_the_digest_says_chats_are_kept(pool: sqlx::PgPool) {
     let smtp = SmtpSink::start();
     app.start_mail_worker(&mail_config(&smtp.url())).await;
     let root = create_owner(&app.services, "root@example.com").await;
-    configure(
-        &app,
+    app.configure_site(
         &root,
         json!({"auto_archive_days": 1, "chat_retention_days": 0}),
     )
     .await;
     let token = app.token.clone();
     let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
-    idle_chat(&app, &token, "Only one", at).await;
+    app.create_idle_chat(&token, "Only one", at).await;
     let tick_at = Utc.with_ymd_and_hms(2026, 3, 4, 10, 0, 0).unwrap();
-    run_tick(&app.services.store, &app.services.producer, tick_at, "test")
-        .await
-        .unwrap();
+    app.maintenance_tick(tick_at).await;
     let received = smtp.wait_for(1, Duration::from_secs(20)).await;
     let text = received[0].text();
     assert_eq!(
@@ -218,22 +166,17 @@ async fn smtp_down_then_up_delivers_each_digest_exactly_once(pool: sqlx::PgPool)
     let mut app = TestApp::start_api_only(pool).await;
     let port = SmtpSink::unused_port();
     app.start_mail_worker(&mail_config(&smtp_url(port))).await;
-    let mut scheduler: SchedulerConfig = config::defaults();
-    scheduler.interval_secs = 1;
-    scheduler.maintenance_cron = "0 0 1 1 *".parse().unwrap();
-    app.start_recovery(scheduler);
+    app.start_recovery_every_second();
     let root = create_owner(&app.services, "root@example.com").await;
-    configure(&app, &root, json!({"auto_archive_days": 2})).await;
+    app.configure_site(&root, json!({"auto_archive_days": 2}))
+        .await;
     let alice = app.token.clone();
     let carol = create_user(&app.services, "carol@example.com", "acme").await;
     let at = Utc.with_ymd_and_hms(2026, 2, 1, 8, 0, 0).unwrap();
-    idle_chat(&app, &alice, "Alice's", at).await;
-    idle_chat(&app, &carol, "Carol's", at).await;
+    app.create_idle_chat(&alice, "Alice's", at).await;
+    app.create_idle_chat(&carol, "Carol's", at).await;
     let tick_at = Utc.with_ymd_and_hms(2026, 2, 10, 0, 0, 0).unwrap();
-    let tick = run_tick(&app.services.store, &app.services.producer, tick_at, "test")
-        .await
-        .unwrap()
-        .unwrap();
+    let tick = app.maintenance_tick(tick_at).await.unwrap();
     assert_eq!(tick.emails_queued, 2);
 
     // Nothing listens: both attempts fail, and the rows say why and wait to retry.
@@ -271,28 +214,19 @@ async fn a_digest_that_keeps_failing_ends_failed_with_its_error(pool: sqlx::PgPo
     let mut mail = mail_config(&smtp_url(SmtpSink::unused_port()));
     mail.max_attempts = 2;
     app.start_mail_worker(&mail).await;
-    let mut scheduler: SchedulerConfig = config::defaults();
-    scheduler.interval_secs = 1;
-    scheduler.maintenance_cron = "0 0 1 1 *".parse().unwrap();
-    app.start_recovery(scheduler);
+    app.start_recovery_every_second();
     let root = create_owner(&app.services, "root@example.com").await;
-    configure(&app, &root, json!({"auto_archive_days": 2})).await;
+    app.configure_site(&root, json!({"auto_archive_days": 2}))
+        .await;
     let alice = app.token.clone();
-    idle_chat(
-        &app,
+    app.create_idle_chat(
         &alice,
         "Doomed",
         Utc.with_ymd_and_hms(2026, 2, 1, 8, 0, 0).unwrap(),
     )
     .await;
-    run_tick(
-        &app.services.store,
-        &app.services.producer,
-        Utc.with_ymd_and_hms(2026, 2, 10, 0, 0, 0).unwrap(),
-        "test",
-    )
-    .await
-    .unwrap();
+    app.maintenance_tick(Utc.with_ymd_and_hms(2026, 2, 10, 0, 0, 0).unwrap())
+        .await;
     let rows = eventually(Duration::from_secs(30), "the email to fail", || async {
         let rows = outbox(&app).await;
         (rows.len() == 1 && rows[0].1 == "failed").then_some(rows)
@@ -348,23 +282,18 @@ async fn with_a_mail_dir_the_digest_is_written_as_an_eml_file(pool: sqlx::PgPool
     mail.mail_dir = Some(dir.clone());
     app.start_mail_worker(&mail).await;
     let root = create_owner(&app.services, "root@example.com").await;
-    configure(&app, &root, json!({"auto_archive_days": 3})).await;
+    app.configure_site(&root, json!({"auto_archive_days": 3}))
+        .await;
     let token = app.token.clone();
-    let chat = idle_chat(
-        &app,
-        &token,
-        "Saved to disk",
-        Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap(),
-    )
-    .await;
-    run_tick(
-        &app.services.store,
-        &app.services.producer,
-        Utc.with_ymd_and_hms(2026, 4, 20, 0, 0, 0).unwrap(),
-        "test",
-    )
-    .await
-    .unwrap();
+    let chat = app
+        .create_idle_chat(
+            &token,
+            "Saved to disk",
+            Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap(),
+        )
+        .await;
+    app.maintenance_tick(Utc.with_ymd_and_hms(2026, 4, 20, 0, 0, 0).unwrap())
+        .await;
     let file = eventually(Duration::from_secs(20), "an .eml file", || async {
         std::fs::read_dir(&dir)
             .ok()?

@@ -199,21 +199,12 @@ async fn maintenance_ticks_archived_rows_and_emails_are_counted(pool: sqlx::PgPo
     let smtp = SmtpSink::start();
     app.start_mail_worker(&mail_config(&smtp.url())).await;
     let root = create_owner(&app.services, "root@example.com").await;
-    app.client
-        .put(format!("{}/api/v1/admin/config", app.base))
-        .bearer_auth(&root)
-        .json(&serde_json::json!({"auto_archive_days": 1}))
-        .send()
-        .await
-        .unwrap();
+    app.configure_site(&root, serde_json::json!({"auto_archive_days": 1}))
+        .await;
+    let token = app.token.clone();
     for i in 0..2 {
-        let chat = app.create_chat(&format!("idle {i}")).await;
-        sqlx::query("UPDATE chats SET status = 'waiting', last_activity_at = $2 WHERE id = $1")
-            .bind(chat)
-            .bind(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
-            .execute(app.services.store.pool())
-            .await
-            .unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        app.create_idle_chat(&token, &format!("idle {i}"), at).await;
     }
     let tick_at = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
     for runner in ["a", "b"] {

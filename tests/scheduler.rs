@@ -10,7 +10,6 @@ use std::{
 
 use agentq_scheduler::maintenance::run_tick;
 use chrono::{TimeZone, Utc};
-use reqwest::StatusCode;
 use serde_json::json;
 use support::{
     app::{TestApp, create_owner, create_user, mail_config},
@@ -58,35 +57,15 @@ async fn two_scheduler_processes_send_one_digest_per_owner(pool: sqlx::PgPool) {
     let smtp = SmtpSink::start();
     app.start_mail_worker(&mail_config(&smtp.url())).await;
     let root = create_owner(&app.services, "root@example.com").await;
-    let response = app
-        .client
-        .put(format!("{}/api/v1/admin/config", app.base))
-        .bearer_auth(&root)
-        .json(&json!({"auto_archive_days": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    app.configure_site(&root, json!({"auto_archive_days": 1}))
+        .await;
     let carol = create_user(&app.services, "carol@example.com", "acme").await;
     let token = app.token.clone();
+    let five_days_ago = Utc::now() - chrono::Duration::days(5);
     for (who, n) in [(&token, 3), (&carol, 2)] {
         for i in 0..n {
-            let (status, body) = app
-                .post_as(
-                    who,
-                    "/api/v1/chats",
-                    json!({"message": format!("chat {i}")}),
-                )
+            app.create_idle_chat(who, &format!("chat {i}"), five_days_ago)
                 .await;
-            assert_eq!(status, StatusCode::CREATED);
-            sqlx::query(
-                "UPDATE chats SET status = 'waiting', last_activity_at = now() - interval '5 days'
-                 WHERE id = $1::uuid",
-            )
-            .bind(body["id"].as_str().unwrap())
-            .execute(app.services.store.pool())
-            .await
-            .unwrap();
         }
     }
 
@@ -176,20 +155,16 @@ async fn an_injected_clock_drives_the_daily_tick_at_utc_midnight(pool: sqlx::PgP
 
     let app = TestApp::start_api_only(pool).await;
     let root = create_owner(&app.services, "root@example.com").await;
-    app.client
-        .put(format!("{}/api/v1/admin/config", app.base))
-        .bearer_auth(&root)
-        .json(&json!({"auto_archive_days": 3}))
-        .send()
-        .await
-        .unwrap();
-    let chat = app.create_chat("idle since June 1").await;
-    sqlx::query("UPDATE chats SET status = 'waiting', last_activity_at = $2 WHERE id = $1")
-        .bind(chat)
-        .bind(Utc.with_ymd_and_hms(2026, 6, 1, 23, 59, 59).unwrap())
-        .execute(app.services.store.pool())
-        .await
-        .unwrap();
+    app.configure_site(&root, json!({"auto_archive_days": 3}))
+        .await;
+    let token = app.token.clone();
+    let chat = app
+        .create_idle_chat(
+            &token,
+            "idle since June 1",
+            Utc.with_ymd_and_hms(2026, 6, 1, 23, 59, 59).unwrap(),
+        )
+        .await;
 
     // Daily at midnight UTC; "now" is two seconds before June 5.
     let mut config: SchedulerConfig = agentq_core::config::defaults();

@@ -198,6 +198,79 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `PUT` JSON with `token`.
+    pub async fn put_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Changes site settings as the site owner `owner_token` (asserts it worked).
+    pub async fn configure_site(&self, owner_token: &str, settings: Value) {
+        let (status, body) = self
+            .put_as(owner_token, "/api/v1/admin/config", settings)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Creates a chat as `token`'s user, titled `title`, `waiting` and last active at `at`.
+    pub async fn create_idle_chat(
+        &self,
+        token: &str,
+        title: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Uuid {
+        let (status, body) = self
+            .post_as(
+                token,
+                "/api/v1/chats",
+                serde_json::json!({ "message": title }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+        sqlx::query(
+            "UPDATE chats SET title = $2, status = 'waiting', last_activity_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(title)
+        .bind(at)
+        .execute(self.services.store.pool())
+        .await
+        .unwrap();
+        id
+    }
+
+    /// Runs the scheduler's maintenance tick `tick_at` (`None`: another runner had it).
+    pub async fn maintenance_tick(
+        &self,
+        tick_at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<agentq_scheduler::maintenance::MaintenanceOutcome> {
+        agentq_scheduler::maintenance::run_tick(
+            &self.services.store,
+            &self.services.producer,
+            tick_at,
+            "test",
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Starts recovery every second (it re-sends due emails), maintenance never.
+    pub fn start_recovery_every_second(&self) {
+        let mut scheduler: agentq_scheduler::SchedulerConfig = config::defaults();
+        scheduler.interval_secs = 1;
+        scheduler.maintenance_cron = "0 0 1 1 *".parse().unwrap();
+        self.start_recovery(scheduler);
+    }
+
     /// `GET` with the default token.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
