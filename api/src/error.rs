@@ -13,7 +13,8 @@ use axum::{
 use serde::Serialize;
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"field": "message", "detail": "must not be empty"}))]
 pub struct Validation {
     /// Dotted path of the field (`message`, `content[0].text`), or a query/path parameter.
     pub field: String,
@@ -22,7 +23,11 @@ pub struct Validation {
 }
 
 /// The JSON body of every error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "message": "invalid request: `message` must not be empty",
+    "validations": [{"field": "message", "detail": "must not be empty"}]
+}))]
 pub struct ErrorBody {
     /// One sentence for people.
     pub message: String,

@@ -7,6 +7,10 @@ use axum::{
     http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use utoipa::{
+    IntoParams,
+    openapi::path::{Parameter, ParameterIn},
+};
 use uuid::Uuid;
 
 use crate::{ApiState, error::ApiError};
@@ -143,8 +147,41 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatId {
     }
 }
 
+/// Documents [`ChatId`] in OpenAPI: the extractor parses by hand (to name the parameter in
+/// its 400), so the parameter's shape is declared here.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ChatPath {
+    /// The chat's id.
+    chat_id: Uuid,
+}
+
+impl IntoParams for ChatId {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        ChatPath::into_params(parameter_in)
+    }
+}
+
 /// The `{chat_id}/.../{run_id}` path segments.
 pub struct ChatAndRunIds(pub Uuid, pub Uuid);
+
+/// Documents [`ChatAndRunIds`] in OpenAPI, as [`ChatPath`] does for [`ChatId`].
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ChatRunPath {
+    /// The chat's id.
+    chat_id: Uuid,
+    /// The debug run's id.
+    run_id: Uuid,
+}
+
+impl IntoParams for ChatAndRunIds {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        ChatRunPath::into_params(parameter_in)
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ChatAndRunIds {
     type Rejection = ApiError;

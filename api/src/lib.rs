@@ -1,11 +1,13 @@
 //! agentq-api: the HTTP API (REST + SSE) over the core store and queue (DESIGN.md §6).
 //!
 //! [`router`] builds the whole app from an [`ApiState`]; `main` and the integration tests
-//! both call it, so tests exercise exactly what runs in production.
+//! both call it, so tests exercise exactly what runs in production. The OpenAPI document of
+//! the routes ([`openapi::document`]) is generated from the same route list.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 mod routes;
 
 use std::{sync::Arc, time::Duration};
@@ -66,7 +68,8 @@ impl ApiState {
 /// The full router with its middleware.
 pub fn router(state: ApiState) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
-    routes::routes()
+    let (api, _) = routes::routes().split_for_parts();
+    api.merge(openapi::docs_router())
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::new())

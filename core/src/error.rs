@@ -33,6 +33,7 @@ impl StoreError {
 /// What went wrong upstream, coarse enough for a client to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ChatErrorKind {
     /// Anything not classified below.
     Generic,
@@ -66,6 +67,7 @@ pub enum ChatErrorKind {
 
 /// A structured upstream failure, safe to show to the chat's owner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatError {
     /// One sentence naming the provider and what happened.
     pub message: String,

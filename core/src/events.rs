@@ -22,6 +22,7 @@ use crate::{
 /// An event on a chat's stream. The variant is the SSE `event:` name; the fields are `data`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ChatEvent {
     /// The chat's status changed.
     Status {
@@ -80,6 +81,7 @@ pub enum ChatEvent {
 
 /// One call in an `action_required` event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionToolCall {
     /// What to name in `POST /chats/{id}/tool-results`.
     pub tool_call_id: Uuid,

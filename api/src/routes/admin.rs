@@ -13,11 +13,15 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::JsonBody};
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::{ApiError, ErrorBody},
+    extract::JsonBody,
+};
 
 pub(crate) fn require_site_owner(user: &AuthenticatedUser) -> Result<(), ApiError> {
     if user.is_site_owner() {
@@ -49,16 +53,26 @@ fn default_base_url(kind: &str) -> Option<&'static str> {
 
 /// Body of `POST` and `PATCH /admin/providers`. In a patch, absent fields stay as they
 /// are and `"api_key": null` removes the key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderBody {
+    /// Unique name, 1-100 characters, shown in errors; required on create.
+    #[schema(max_length = 100)]
     name: Option<String>,
+    /// Wire format: `openai`, `openai-compat`, `anthropic` or `openrouter`; required on
+    /// create.
+    #[schema(example = "openai")]
     kind: Option<String>,
+    /// `http://` or `https://` URL; defaults by kind on create (required for
+    /// `openai-compat`).
     base_url: Option<String>,
+    /// Sealed before it is stored and never returned; `null` removes it.
     #[serde(default, deserialize_with = "present")]
     api_key: Option<Option<String>>,
+    /// Extra request headers, sealed like the key; `null` removes them.
     #[serde(default, deserialize_with = "present")]
     headers: Option<Option<BTreeMap<String, String>>>,
+    /// Disabled providers fail turns with `provider_disabled`.
     enabled: Option<bool>,
 }
 
@@ -191,18 +205,52 @@ fn conflict_on_name(e: agentq_core::StoreError, what: &str) -> ApiError {
     }
 }
 
+/// Body of `GET /api/v1/admin/providers`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProviderList {
+    /// Every provider, without secrets.
+    pub providers: Vec<ProviderView>,
+}
+
+/// Body of `GET /api/v1/admin/models`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelList {
+    /// Every model.
+    pub models: Vec<ModelView>,
+}
+
 /// `GET /api/v1/admin/providers`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/providers",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Every provider; secrets show only as `has_api_key` and `has_headers`.", body = ProviderList),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+    )
+)]
 pub async fn list_providers(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProviderList>, ApiError> {
     require_site_owner(&user)?;
-    Ok(Json(
-        json!({ "providers": state.store.list_providers().await? }),
-    ))
+    Ok(Json(ProviderList {
+        providers: state.store.list_providers().await?,
+    }))
 }
 
 /// `POST /api/v1/admin/providers` -> 201.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/providers",
+    tag = "admin",
+    request_body = ProviderBody,
+    responses(
+        (status = 201, description = "The provider.", body = ProviderView),
+        (status = 400, description = "A field is invalid or the name is taken; `validations` names it.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+    )
+)]
 pub async fn create_provider(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -219,6 +267,19 @@ pub async fn create_provider(
 }
 
 /// `PATCH /api/v1/admin/providers/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/providers/{id}",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "The provider's id.")),
+    request_body = ProviderBody,
+    responses(
+        (status = 200, description = "The provider after the change.", body = ProviderView),
+        (status = 400, description = "A field or the id is invalid, or the name is taken.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+        (status = 404, description = "No such provider.", body = ErrorBody),
+    )
+)]
 pub async fn update_provider(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -238,6 +299,18 @@ pub async fn update_provider(
 }
 
 /// `DELETE /api/v1/admin/providers/{id}` -> 204 (its models go with it).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/providers/{id}",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "The provider's id.")),
+    responses(
+        (status = 204, description = "The provider and its models are deleted."),
+        (status = 400, description = "The id is not a UUID.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+        (status = 404, description = "No such provider.", body = ErrorBody),
+    )
+)]
 pub async fn delete_provider(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -254,23 +327,42 @@ pub async fn delete_provider(
 }
 
 /// Body of `POST` and `PATCH /admin/models`; absent fields keep their value (or default).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelBody {
+    /// Its provider; required on create.
     provider_id: Option<Uuid>,
+    /// Name sent to the provider, 1-200 characters; required on create.
+    #[schema(max_length = 200)]
     name: Option<String>,
+    /// Name shown to people.
     display_name: Option<String>,
+    /// Context window in tokens (positive); `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(minimum = 1)]
     context_limit: Option<Option<i32>>,
+    /// Output cap sent with each request (positive); `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(minimum = 1)]
     max_output_tokens: Option<Option<i32>>,
+    /// `low`, `medium` or `high`; `null` removes it.
     #[serde(default, deserialize_with = "present")]
     reasoning_effort: Option<Option<String>>,
+    /// Micro-dollars per million input tokens.
+    #[schema(minimum = 0)]
     input_price_micros: Option<i64>,
+    /// Micro-dollars per million output tokens.
+    #[schema(minimum = 0)]
     output_price_micros: Option<i64>,
+    /// Micro-dollars per million cached input tokens read.
+    #[schema(minimum = 0)]
     cache_read_price_micros: Option<i64>,
+    /// Micro-dollars per million input tokens written to the cache.
+    #[schema(minimum = 0)]
     cache_write_price_micros: Option<i64>,
+    /// The model chats use when they name none.
     is_default: Option<bool>,
+    /// Disabled models cannot be picked (default `true` on create).
     enabled: Option<bool>,
 }
 
@@ -362,15 +454,37 @@ impl ModelBody {
 }
 
 /// `GET /api/v1/admin/models`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/models",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Every model.", body = ModelList),
+        (status = 403, description = "Only site owners manage models.", body = ErrorBody),
+    )
+)]
 pub async fn list_models(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelList>, ApiError> {
     require_site_owner(&user)?;
-    Ok(Json(json!({ "models": state.store.list_models().await? })))
+    Ok(Json(ModelList {
+        models: state.store.list_models().await?,
+    }))
 }
 
 /// `POST /api/v1/admin/models` -> 201.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/models",
+    tag = "admin",
+    request_body = ModelBody,
+    responses(
+        (status = 201, description = "The model.", body = ModelView),
+        (status = 400, description = "A field is invalid, the provider does not exist or the name is taken.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage models.", body = ErrorBody),
+    )
+)]
 pub async fn create_model(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -405,6 +519,19 @@ pub async fn create_model(
 }
 
 /// `PATCH /api/v1/admin/models/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/models/{id}",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "The model's id.")),
+    request_body = ModelBody,
+    responses(
+        (status = 200, description = "The model after the change.", body = ModelView),
+        (status = 400, description = "A field or the id is invalid, or the name is taken.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage models.", body = ErrorBody),
+        (status = 404, description = "No such model.", body = ErrorBody),
+    )
+)]
 pub async fn update_model(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -429,6 +556,18 @@ pub async fn update_model(
 }
 
 /// `DELETE /api/v1/admin/models/{id}` -> 204.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/models/{id}",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "The model's id.")),
+    responses(
+        (status = 204, description = "The model is deleted."),
+        (status = 400, description = "The id is not a UUID.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage models.", body = ErrorBody),
+        (status = 404, description = "No such model.", body = ErrorBody),
+    )
+)]
 pub async fn delete_model(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,

@@ -1,17 +1,52 @@
 //! `/api/v1/admin/queues`: queue state for operators, and the dead letters: list, retry,
 //! drop (one or all). Site owners only.
 
-use agentq_core::queue::{self, QueueName};
+use agentq_core::queue::{self, DeadLetter, QueueName, QueueStats};
 use axum::{
     Json,
     extract::{Path, State},
     http::StatusCode,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{
+    IntoParams,
+    openapi::{
+        Required,
+        path::{Parameter, ParameterBuilder, ParameterIn},
+        schema::{ObjectBuilder, Type},
+    },
+};
 
 use super::{admin::require_site_owner, chats::page_limit};
-use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::QueryParams};
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::{ApiError, ErrorBody},
+    extract::QueryParams,
+};
+
+/// Documents the `{queue}` path segment; its allowed values come from [`QueueName::ALL`],
+/// so a new queue shows up in the document without anyone editing it.
+struct QueuePath;
+
+impl IntoParams for QueuePath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let names = QueueName::ALL.map(QueueName::as_str);
+        vec![
+            ParameterBuilder::new()
+                .name("queue")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("The queue."))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(names)),
+                ))
+                .build(),
+        ]
+    }
+}
 
 fn queue_named(name: &str) -> Result<QueueName, ApiError> {
     QueueName::parse(name).ok_or_else(|| {
@@ -25,36 +60,91 @@ fn redis_down(e: redis::RedisError) -> ApiError {
     ApiError::Unavailable(format!("Redis: {e}"))
 }
 
+/// Body of `GET /api/v1/admin/queues`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueueList {
+    /// Every queue.
+    pub queues: Vec<QueueStats>,
+}
+
 /// `GET /api/v1/admin/queues`: length, pending, oldest pending age, delayed, dead letters
 /// and consumers (with idle time) of every queue.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/queues",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The state of every queue.", body = QueueList),
+        (status = 403, description = "Only site owners see queues.", body = ErrorBody),
+        (status = 503, description = "Redis is not reachable.", body = ErrorBody),
+    )
+)]
 pub async fn list_queues(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueList>, ApiError> {
     require_site_owner(&user)?;
     let mut conn = state.redis_conn.clone();
     let queues = queue::queue_stats(&mut conn, &state.prefix)
         .await
         .map_err(redis_down)?;
-    Ok(Json(json!({ "queues": queues })))
+    Ok(Json(QueueList { queues }))
 }
 
 /// Query of the dead-letter list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The last id of the previous page.
     pub after: Option<String>,
 }
 
+/// A page of dead letters.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadLetterPage {
+    /// Oldest first, each with its last error.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Cursor (`after`) for the next page, null on the last one.
+    pub next_after: Option<String>,
+}
+
+/// Body of the retry endpoints.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Retried {
+    /// Dead letters put back on the queue.
+    pub retried: usize,
+}
+
+/// Body of `DELETE .../dead-letters`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Dropped {
+    /// Dead letters dropped.
+    pub dropped: usize,
+}
+
 /// `GET /api/v1/admin/queues/{queue}/dead-letters`: oldest first, with the last error.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/queues/{queue}/dead-letters",
+    tag = "admin",
+    params(QueuePath, DeadLetterQuery),
+    responses(
+        (status = 200, description = "A page of dead letters, oldest first.", body = DeadLetterPage),
+        (status = 400, description = "A query parameter is invalid.", body = ErrorBody),
+        (status = 403, description = "Only site owners see dead letters.", body = ErrorBody),
+        (status = 404, description = "No such queue.", body = ErrorBody),
+        (status = 503, description = "Redis is not reachable.", body = ErrorBody),
+    )
+)]
 pub async fn list_dead_letters(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
     QueryParams(query): QueryParams<DeadLetterQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadLetterPage>, ApiError> {
     require_site_owner(&user)?;
     let queue_name = queue_named(&name)?;
     let limit = page_limit(query.limit, 100, 1000)?;
@@ -75,43 +165,82 @@ pub async fn list_dead_letters(
     } else {
         None
     };
-    Ok(Json(json!({ "dead_letters": letters, "next_after": next })))
+    Ok(Json(DeadLetterPage {
+        dead_letters: letters,
+        next_after: next,
+    }))
 }
 
 /// `POST /api/v1/admin/queues/{queue}/dead-letters/retry`: every dead letter back on the queue.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/queues/{queue}/dead-letters/retry",
+    tag = "admin",
+    params(QueuePath),
+    responses(
+        (status = 200, description = "Every dead letter is back on the queue.", body = Retried),
+        (status = 403, description = "Only site owners retry dead letters.", body = ErrorBody),
+        (status = 404, description = "No such queue.", body = ErrorBody),
+        (status = 503, description = "Redis is not reachable.", body = ErrorBody),
+    )
+)]
 pub async fn retry_all(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Retried>, ApiError> {
     require_site_owner(&user)?;
     let mut conn = state.redis_conn.clone();
     let n = queue::retry_dead_letters(&mut conn, &state.prefix, queue_named(&name)?, &[])
         .await
         .map_err(redis_down)?;
-    Ok(Json(json!({ "retried": n })))
+    Ok(Json(Retried { retried: n }))
 }
 
 /// `DELETE /api/v1/admin/queues/{queue}/dead-letters`: drops every dead letter.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/queues/{queue}/dead-letters",
+    tag = "admin",
+    params(QueuePath),
+    responses(
+        (status = 200, description = "Every dead letter is dropped.", body = Dropped),
+        (status = 403, description = "Only site owners drop dead letters.", body = ErrorBody),
+        (status = 404, description = "No such queue.", body = ErrorBody),
+        (status = 503, description = "Redis is not reachable.", body = ErrorBody),
+    )
+)]
 pub async fn drop_all(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Dropped>, ApiError> {
     require_site_owner(&user)?;
     let mut conn = state.redis_conn.clone();
     let n = queue::drop_dead_letters(&mut conn, &state.prefix, queue_named(&name)?, &[])
         .await
         .map_err(redis_down)?;
-    Ok(Json(json!({ "dropped": n })))
+    Ok(Json(Dropped { dropped: n }))
 }
 
 /// `POST /api/v1/admin/queues/{queue}/dead-letters/{id}/retry`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/queues/{queue}/dead-letters/{id}/retry",
+    tag = "admin",
+    params(QueuePath, ("id" = String, Path, description = "The dead letter's id.", example = "1732500000000-0")),
+    responses(
+        (status = 200, description = "The dead letter is back on the queue.", body = Retried),
+        (status = 403, description = "Only site owners retry dead letters.", body = ErrorBody),
+        (status = 404, description = "No such queue, or no such dead letter in it.", body = ErrorBody),
+        (status = 503, description = "Redis is not reachable.", body = ErrorBody),
+    )
+)]
 pub async fn retry_one(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     Path((name, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Retried>, ApiError> {
     require_site_owner(&user)?;
     let mut conn = state.redis_conn.clone();
     let n = queue::retry_dead_letters(
@@ -127,10 +256,23 @@ pub async fn retry_one(
             "no dead letter `{id}` in queue `{name}`"
         )));
     }
-    Ok(Json(json!({ "retried": n })))
+    Ok(Json(Retried { retried: n }))
 }
 
 /// `DELETE /api/v1/admin/queues/{queue}/dead-letters/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/queues/{queue}/dead-letters/{id}",
+    tag = "admin",
+    params(QueuePath, ("id" = String, Path, description = "The dead letter's id.", example = "1732500000000-0")),
+    responses(
+        (status = 204, description = "The dead letter is dropped."),
+        (status = 400, description = "`id` is not a stream entry id.", body = ErrorBody),
+        (status = 403, description = "Only site owners drop dead letters.", body = ErrorBody),
+        (status = 404, description = "No such queue, or no such dead letter in it.", body = ErrorBody),
+        (status = 503, description = "Redis is not reachable.", body = ErrorBody),
+    )
+)]
 pub async fn drop_one(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,

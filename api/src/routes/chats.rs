@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     ApiState,
     auth::CurrentUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{ChatId, JsonBody, QueryParams},
 };
 
@@ -25,13 +25,15 @@ pub const MAX_MESSAGE_CHARS: usize = 100_000;
 const MAX_TITLE_CHARS: usize = 200;
 
 /// Body of `POST /api/v1/chats`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChatRequest {
     /// The first user message (required, not blank).
+    #[schema(required = true, min_length = 1, max_length = 100_000)]
     pub message: Option<String>,
     /// Title; derived from the message when absent.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub title: Option<String>,
     /// `ui` or `api` (default).
     #[serde(default)]
@@ -96,6 +98,17 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
 }
 
 /// `POST /api/v1/chats` -> 201 with the chat; its first turn is queued.
+#[utoipa::path(
+    post,
+    path = "/api/v1/chats",
+    tag = "chats",
+    request_body = CreateChatRequest,
+    responses(
+        (status = 201, description = "The chat; its first turn is queued.", body = Chat),
+        (status = 400, description = "A field is invalid; `validations` names it.", body = ErrorBody),
+        (status = 403, description = "No `agents-access` in the organization.", body = ErrorBody),
+    )
+)]
 pub async fn create_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -204,16 +217,18 @@ pub(crate) fn validate_message(message: Option<String>) -> Result<String, ApiErr
 }
 
 /// Query of `GET /api/v1/chats`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListChatsQuery {
     /// Page size, 1..=100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The last chat id of the previous page.
     pub after_id: Option<Uuid>,
 }
 
 /// A page of chats.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatList {
     /// Root chats, pinned first, then most recently updated.
     pub chats: Vec<Chat>,
@@ -222,6 +237,16 @@ pub struct ChatList {
 }
 
 /// `GET /api/v1/chats`: the caller's root chats.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats",
+    tag = "chats",
+    params(ListChatsQuery),
+    responses(
+        (status = 200, description = "Root chats, pinned first, then most recently updated.", body = ChatList),
+        (status = 400, description = "A query parameter is invalid.", body = ErrorBody),
+    )
+)]
 pub async fn list_chats(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -251,6 +276,17 @@ pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i
 }
 
 /// `GET /api/v1/chats/{chat_id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats/{chat_id}",
+    tag = "chats",
+    params(ChatId),
+    responses(
+        (status = 200, description = "The chat.", body = Chat),
+        (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+    )
+)]
 pub async fn get_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,

@@ -3,14 +3,15 @@
 
 use agentq_core::store::{DebugRun, DebugStep};
 use axum::{Json, extract::State};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::chats::chat_not_found;
 use crate::{
     ApiState,
     auth::CurrentUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{ChatAndRunIds, ChatId},
 };
 
@@ -18,7 +19,7 @@ use crate::{
 const NEWEST_RUNS: i64 = 100;
 
 /// A run with its steps.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunWithSteps {
     /// The run.
     #[serde(flatten)]
@@ -27,22 +28,51 @@ pub struct RunWithSteps {
     pub steps: Vec<DebugStep>,
 }
 
+/// Body of `GET .../debug/runs`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DebugRunList {
+    /// The newest runs (at most 100), newest first, without steps.
+    pub runs: Vec<DebugRun>,
+}
+
 /// `GET .../debug/runs`: the 100 newest runs, newest first, without steps.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats/{chat_id}/debug/runs",
+    tag = "debug",
+    params(ChatId),
+    responses(
+        (status = 200, description = "The 100 newest runs, newest first, without steps.", body = DebugRunList),
+        (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+    )
+)]
 pub async fn list_runs(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     ChatId(chat_id): ChatId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DebugRunList>, ApiError> {
     state
         .store
         .get_chat(chat_id, user.id)
         .await
         .map_err(chat_not_found)?;
     let runs = state.store.list_debug_runs(chat_id, NEWEST_RUNS).await?;
-    Ok(Json(json!({ "runs": runs })))
+    Ok(Json(DebugRunList { runs }))
 }
 
 /// `GET .../debug/runs/{run_id}`: one run with its steps.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats/{chat_id}/debug/runs/{run_id}",
+    tag = "debug",
+    params(ChatAndRunIds),
+    responses(
+        (status = 200, description = "The run with its provider attempts, oldest first.", body = RunWithSteps),
+        (status = 400, description = "`chat_id` or `run_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such chat (or not the caller's), or no such run in it.", body = ErrorBody),
+    )
+)]
 pub async fn get_run(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -64,12 +94,42 @@ pub async fn get_run(
     Ok(Json(RunWithSteps { run, steps }))
 }
 
+/// Body of `GET .../debug/export`: versioned, so saved exports stay readable.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DebugExport {
+    /// Format version (1).
+    pub version: u32,
+    /// `chat`: the export covers one chat.
+    pub scope: &'static str,
+    /// When the export was made.
+    pub exported_at: DateTime<Utc>,
+    /// The chat.
+    pub chat_id: Uuid,
+    /// How many runs `runs` holds.
+    pub run_count: usize,
+    /// The cap on `runs`: older runs are left out.
+    pub limited_to_most_recent: i64,
+    /// The runs with their steps, newest first.
+    pub runs: Vec<RunWithSteps>,
+}
+
 /// `GET .../debug/export`: the 100 newest runs with their steps, in one versioned document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats/{chat_id}/debug/export",
+    tag = "debug",
+    params(ChatId),
+    responses(
+        (status = 200, description = "The 100 newest runs with their steps.", body = DebugExport),
+        (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+    )
+)]
 pub async fn export(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     ChatId(chat_id): ChatId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DebugExport>, ApiError> {
     state
         .store
         .get_chat(chat_id, user.id)
@@ -81,34 +141,54 @@ pub async fn export(
         let (run, steps) = state.store.get_debug_run(chat_id, run.id).await?;
         full.push(RunWithSteps { run, steps });
     }
-    Ok(Json(json!({
-        "version": 1,
-        "scope": "chat",
-        "exported_at": chrono::Utc::now(),
-        "chat_id": chat_id,
-        "run_count": full.len(),
-        "limited_to_most_recent": NEWEST_RUNS,
-        "runs": full,
-    })))
+    Ok(Json(DebugExport {
+        version: 1,
+        scope: "chat",
+        exported_at: Utc::now(),
+        chat_id,
+        run_count: full.len(),
+        limited_to_most_recent: NEWEST_RUNS,
+        runs: full,
+    }))
 }
 
 /// Body of `PUT /api/v1/users/me/preferences`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     /// Record debug runs of my chats (also needs the site switch).
+    #[schema(required = true)]
     pub debug_logging_enabled: Option<bool>,
 }
 
+/// The caller's preferences as stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StoredPreferences {
+    /// Whether debug runs of the caller's chats are recorded (when the site allows it).
+    pub debug_logging_enabled: bool,
+}
+
 /// `PUT /api/v1/users/me/preferences`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/me/preferences",
+    tag = "users",
+    request_body = Preferences,
+    responses(
+        (status = 200, description = "The preferences as stored.", body = StoredPreferences),
+        (status = 400, description = "`debug_logging_enabled` is missing or not a boolean.", body = ErrorBody),
+    )
+)]
 pub async fn put_preferences(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     crate::extract::JsonBody(body): crate::extract::JsonBody<Preferences>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StoredPreferences>, ApiError> {
     let enabled = body
         .debug_logging_enabled
         .ok_or_else(|| ApiError::invalid("debug_logging_enabled", "is required"))?;
     state.store.set_user_debug_logging(user.id, enabled).await?;
-    Ok(Json(json!({ "debug_logging_enabled": enabled })))
+    Ok(Json(StoredPreferences {
+        debug_logging_enabled: enabled,
+    }))
 }

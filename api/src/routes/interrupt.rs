@@ -3,21 +3,55 @@
 
 use agentq_core::{events::ChatEvent, store::InterruptOutcome};
 use axum::{Json, extract::State, http::StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::chats::{chat_not_found, enqueue_turn};
-use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::ChatId};
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::{ApiError, ErrorBody},
+    extract::ChatId,
+};
+
+/// Where an interrupt left the turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InterruptStatus {
+    /// A worker runs the turn and stops it within a second.
+    Interrupting,
+    /// The turn was not on a worker and is stopped now.
+    Interrupted,
+}
+
+/// Body of the 202.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InterruptResponse {
+    /// Where the turn stands.
+    pub status: InterruptStatus,
+}
 
 /// 202: the turn is stopping (`interrupting`) or stopped (`interrupted`); 409 when no turn
 /// runs.
+#[utoipa::path(
+    post,
+    path = "/api/v1/chats/{chat_id}/interrupt",
+    tag = "chats",
+    params(ChatId),
+    responses(
+        (status = 202, description = "The turn is stopping or stopped; what streamed is kept.", body = InterruptResponse),
+        (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "No turn runs.", body = ErrorBody),
+    )
+)]
 pub async fn interrupt(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     ChatId(chat_id): ChatId,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InterruptResponse>), ApiError> {
     let status = interrupt_chat(&state, user.id, chat_id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "status": status }))))
+    Ok((StatusCode::ACCEPTED, Json(InterruptResponse { status })))
 }
 
 /// Interrupts the chat's turn; returns `interrupting` (a worker will stop it) or
@@ -26,14 +60,14 @@ pub(crate) async fn interrupt_chat(
     state: &ApiState,
     owner: Uuid,
     chat_id: Uuid,
-) -> Result<&'static str, ApiError> {
+) -> Result<InterruptStatus, ApiError> {
     match state
         .store
         .request_interrupt(chat_id, owner)
         .await
         .map_err(chat_not_found)?
     {
-        InterruptOutcome::Requested { .. } => Ok("interrupting"),
+        InterruptOutcome::Requested { .. } => Ok(InterruptStatus::Interrupting),
         InterruptOutcome::Stopped(outcome) => {
             if let Some(message) = &outcome.promoted {
                 state.events.publish(
@@ -53,7 +87,7 @@ pub(crate) async fn interrupt_chat(
             if let Some(turn_id) = outcome.next_turn_id {
                 enqueue_turn(state, turn_id).await;
             }
-            Ok("interrupted")
+            Ok(InterruptStatus::Interrupted)
         }
     }
 }

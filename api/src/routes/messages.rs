@@ -18,21 +18,23 @@ use super::chats::{chat_not_found, enqueue_turn, page_limit, validate_message};
 use crate::{
     ApiState,
     auth::CurrentUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{ChatId, JsonBody, QueryParams},
 };
 
 /// Query of `GET .../messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The last message id of the previous page.
     pub after_id: Option<Uuid>,
 }
 
 /// A page of messages, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageList {
     /// Messages.
     pub messages: Vec<Message>,
@@ -41,6 +43,17 @@ pub struct MessageList {
 }
 
 /// `GET /api/v1/chats/{chat_id}/messages`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats/{chat_id}/messages",
+    tag = "messages",
+    params(ChatId, ListMessagesQuery),
+    responses(
+        (status = 200, description = "A page of messages, oldest first.", body = MessageList),
+        (status = 400, description = "`chat_id` or a query parameter is invalid.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+    )
+)]
 pub async fn list_messages(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -70,10 +83,11 @@ pub async fn list_messages(
 }
 
 /// Body of `POST .../messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageRequest {
     /// The user message (required, not blank).
+    #[schema(required = true, min_length = 1, max_length = 100_000)]
     pub message: Option<String>,
     /// `queue` (default) waits for the running turn.
     #[serde(default)]
@@ -81,7 +95,7 @@ pub struct SendMessageRequest {
 }
 
 /// Response of `POST .../messages`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SendMessageResponse {
     /// 201: the message started a turn.
@@ -100,6 +114,20 @@ pub enum SendMessageResponse {
 
 /// `POST /api/v1/chats/{chat_id}/messages`: 201 when it starts a turn, 202 when queued
 /// behind a running one, 409 when 20 messages already wait.
+#[utoipa::path(
+    post,
+    path = "/api/v1/chats/{chat_id}/messages",
+    tag = "messages",
+    params(ChatId),
+    request_body = SendMessageRequest,
+    responses(
+        (status = 201, description = "The message started a turn (`status: started`).", body = SendMessageResponse),
+        (status = 202, description = "A turn is running; the message waits in the chat's queue (`status: queued`).", body = SendMessageResponse),
+        (status = 400, description = "A field is invalid; `validations` names it.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "20 messages already wait in the chat's queue.", body = ErrorBody),
+    )
+)]
 pub async fn send_message(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,

@@ -12,88 +12,50 @@ mod site_config;
 mod stream;
 mod tool_results;
 
-use axum::{
-    Router,
-    routing::{get, post},
-};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{ApiState, error::ApiError};
+use crate::{ApiState, error::ApiError, openapi};
 
-/// Every route the API serves.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route(
-            "/api/v1/chats",
-            post(chats::create_chat).get(chats::list_chats),
-        )
-        .route("/api/v1/chats/{chat_id}", get(chats::get_chat))
-        .route("/api/v1/admin/queues", get(admin_queues::list_queues))
-        .route(
-            "/api/v1/admin/config",
-            get(site_config::get_config).put(site_config::put_config),
-        )
-        .route(
-            "/api/v1/admin/queues/{queue}/dead-letters",
-            get(admin_queues::list_dead_letters).delete(admin_queues::drop_all),
-        )
-        .route(
-            "/api/v1/admin/queues/{queue}/dead-letters/retry",
-            post(admin_queues::retry_all),
-        )
-        .route(
-            "/api/v1/admin/queues/{queue}/dead-letters/{id}/retry",
-            post(admin_queues::retry_one),
-        )
-        .route(
-            "/api/v1/admin/queues/{queue}/dead-letters/{id}",
-            axum::routing::delete(admin_queues::drop_one),
-        )
-        .route(
-            "/api/v1/admin/providers",
-            get(admin::list_providers).post(admin::create_provider),
-        )
-        .route(
-            "/api/v1/admin/providers/{id}",
-            axum::routing::patch(admin::update_provider).delete(admin::delete_provider),
-        )
-        .route(
-            "/api/v1/admin/models",
-            get(admin::list_models).post(admin::create_model),
-        )
-        .route(
-            "/api/v1/admin/models/{id}",
-            axum::routing::patch(admin::update_model).delete(admin::delete_model),
-        )
-        .route(
-            "/api/v1/chats/{chat_id}/messages",
-            get(messages::list_messages).post(messages::send_message),
-        )
-        .route("/api/v1/chats/{chat_id}/stream", get(stream::stream_chat))
-        .route(
-            "/api/v1/chats/{chat_id}/interrupt",
-            post(interrupt::interrupt),
-        )
-        .route("/api/v1/chats/{chat_id}/debug/runs", get(debug::list_runs))
-        .route(
-            "/api/v1/chats/{chat_id}/debug/runs/{run_id}",
-            get(debug::get_run),
-        )
-        .route("/api/v1/chats/{chat_id}/debug/export", get(debug::export))
-        .route(
-            "/api/v1/users/me/preferences",
-            axum::routing::put(debug::put_preferences),
-        )
-        .route(
-            "/api/v1/users/me/notification-preferences",
-            get(notifications::get_preferences).put(notifications::put_preferences),
-        )
-        .route(
-            "/api/v1/chats/{chat_id}/tool-results",
-            post(tool_results::submit),
-        )
+/// Every route the API serves, each with its OpenAPI operation.
+///
+/// `routes!` takes each handler's path and method from its `#[utoipa::path]`, so the router
+/// and the document (see [`crate::openapi`]) come from this one list. Register new routes
+/// here with `.routes(routes!(...))`, not `.route(...)`: a plain route would be served but
+/// undocumented, and `tests/openapi.rs` fails on it.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(chats::create_chat, chats::list_chats))
+        .routes(routes!(chats::get_chat))
+        .routes(routes!(admin_queues::list_queues))
+        .routes(routes!(site_config::get_config, site_config::put_config))
+        .routes(routes!(
+            admin_queues::list_dead_letters,
+            admin_queues::drop_all
+        ))
+        .routes(routes!(admin_queues::retry_all))
+        .routes(routes!(admin_queues::retry_one))
+        .routes(routes!(admin_queues::drop_one))
+        .routes(routes!(admin::list_providers, admin::create_provider))
+        .routes(routes!(admin::update_provider, admin::delete_provider))
+        .routes(routes!(admin::list_models, admin::create_model))
+        .routes(routes!(admin::update_model, admin::delete_model))
+        .routes(routes!(messages::list_messages, messages::send_message))
+        .routes(routes!(stream::stream_chat))
+        .routes(routes!(interrupt::interrupt))
+        .routes(routes!(debug::list_runs))
+        .routes(routes!(debug::get_run))
+        .routes(routes!(debug::export))
+        .routes(routes!(debug::put_preferences))
+        .routes(routes!(
+            notifications::get_preferences,
+            notifications::put_preferences
+        ))
+        .routes(routes!(tool_results::submit))
 }
 
 /// JSON 404 for unknown paths.

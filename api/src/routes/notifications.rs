@@ -4,24 +4,39 @@
 use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::JsonBody};
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::{ApiError, ErrorBody},
+    extract::JsonBody,
+};
 
 /// A user's email preferences.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotificationPreferences {
     /// Receive the digest of chats auto-archived for inactivity.
     pub archive_digest: bool,
 }
 
 /// Body of `PUT /api/v1/users/me/notification-preferences`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreferencesBody {
-    /// See [`NotificationPreferences`]; required.
+    /// Receive the digest of chats auto-archived for inactivity.
+    #[schema(required = true)]
     archive_digest: Option<bool>,
 }
 
 /// `GET /api/v1/users/me/notification-preferences`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me/notification-preferences",
+    operation_id = "get_notification_preferences",
+    tag = "users",
+    responses(
+        (status = 200, description = "Which emails the caller gets.", body = NotificationPreferences),
+    )
+)]
 pub async fn get_preferences(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
@@ -31,7 +46,19 @@ pub async fn get_preferences(
     }))
 }
 
-/// `PUT /api/v1/users/me/notification-preferences`.
+/// `PUT /api/v1/users/me/notification-preferences`: takes effect from the next
+/// maintenance tick.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/me/notification-preferences",
+    operation_id = "put_notification_preferences",
+    tag = "users",
+    request_body = PreferencesBody,
+    responses(
+        (status = 200, description = "The preferences as stored.", body = NotificationPreferences),
+        (status = 400, description = "`archive_digest` is missing or not a boolean, or an unknown field was sent.", body = ErrorBody),
+    )
+)]
 pub async fn put_preferences(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,

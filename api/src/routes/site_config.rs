@@ -6,9 +6,20 @@ use axum::{Json, extract::State};
 use serde::Deserialize;
 
 use super::admin::require_site_owner;
-use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::JsonBody};
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::{ApiError, ErrorBody},
+    extract::JsonBody,
+};
 
 /// `GET /api/v1/admin/config`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/config",
+    tag = "admin",
+    responses((status = 200, description = "The site's settings.", body = SiteConfig))
+)]
 pub async fn get_config(
     State(state): State<ApiState>,
     CurrentUser(_): CurrentUser,
@@ -17,13 +28,22 @@ pub async fn get_config(
 }
 
 /// Body of `PUT /api/v1/admin/config`; absent fields keep their value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigBody {
+    /// Days of inactivity before a root chat is auto-archived; 0 turns auto-archive off.
+    #[schema(minimum = 0, maximum = 3650)]
     auto_archive_days: Option<i32>,
+    /// Most root chats archived per tick.
+    #[schema(minimum = 1, maximum = 100_000)]
     auto_archive_limit: Option<i32>,
+    /// Days an archived chat is kept before deletion; 0 keeps archived chats forever.
+    #[schema(minimum = 0, maximum = 3650)]
     chat_retention_days: Option<i32>,
+    /// Days debug runs are kept; 0 turns the purge off.
+    #[schema(minimum = 0, maximum = 3650)]
     debug_retention_days: Option<i32>,
+    /// Site switch for debug runs (each owner also switches their own).
     debug_logging_enabled: Option<bool>,
 }
 
@@ -44,6 +64,17 @@ fn in_range(
 }
 
 /// `PUT /api/v1/admin/config` (site owners): 400 naming any out-of-range field.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/config",
+    tag = "admin",
+    request_body = ConfigBody,
+    responses(
+        (status = 200, description = "The settings after the change.", body = SiteConfig),
+        (status = 400, description = "A field is out of range; `validations` names it.", body = ErrorBody),
+        (status = 403, description = "Only site owners change settings.", body = ErrorBody),
+    )
+)]
 pub async fn put_config(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,

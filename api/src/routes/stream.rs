@@ -18,7 +18,13 @@ use axum::{
 use futures::{Stream, StreamExt};
 
 use super::chats::chat_not_found;
-use crate::{ApiState, auth::CurrentUser, error::ApiError, extract::ChatId, keepalive};
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::{ApiError, ErrorBody},
+    extract::ChatId,
+    keepalive,
+};
 
 /// How long one `XREAD` blocks before it is issued again.
 const FOLLOW_BLOCK: Duration = Duration::from_secs(10);
@@ -33,6 +39,41 @@ struct Cursor {
 }
 
 /// Opens the SSE stream of a chat the caller owns.
+///
+/// OpenAPI 3.1 has no vocabulary for the frames of an event stream, so the response schema
+/// is `ChatEvent`, whose `event` and `data` properties are exactly each frame's `event:`
+/// and `data:` lines: the server writes the frames from that type.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats/{chat_id}/stream",
+    tag = "events",
+    params(
+        ChatId,
+        (
+            "Last-Event-ID" = Option<String>,
+            Header,
+            description = "Resume after this event id (the SSE `id` of an event received from \
+                           this stream, like `1732500000000-0`). Without it the stream first \
+                           replays what the chat's event stream still holds, then follows live.",
+            example = "1732500000000-0"
+        ),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "Server-Sent Events, one per chat event, until the client or the \
+                server closes. Each frame has `id:` (the event id, for `Last-Event-ID`), \
+                `event:` (one of `status`, `message_part`, `message`, `queue_update`, `retry`, \
+                `error`, `action_required`) and `data:` (that event's JSON, the `data` \
+                property of the schema). Comment lines are keep-alives.",
+            content_type = "text/event-stream",
+            body = agentq_core::events::ChatEvent
+        ),
+        (status = 400, description = "`chat_id` or `Last-Event-ID` is malformed.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+        (status = 503, description = "Redis is not reachable.", body = ErrorBody),
+    )
+)]
 pub async fn stream_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,

@@ -7,20 +7,20 @@ use agentq_core::{
     store::{ToolResultInput, ToolResultsError},
 };
 use axum::{Json, extract::State, http::StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::chats::enqueue_turn;
 use crate::{
     ApiState,
     auth::CurrentUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     extract::{ChatId, JsonBody},
 };
 
 /// Body: every waiting call's result, at once.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolResultsRequest {
     /// One per waiting call.
@@ -28,7 +28,7 @@ pub struct ToolResultsRequest {
 }
 
 /// One result.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolResult {
     /// The `tool_call_id` from the `action_required` event.
@@ -40,14 +40,44 @@ pub struct ToolResult {
     pub is_error: bool,
 }
 
+/// What became of submitted results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolResultsStatus {
+    /// Stored; builtin calls of the same step still run, and the last to finish resumes.
+    Accepted,
+    /// Stored, and the turn is queued again.
+    Resumed,
+}
+
+/// Body of the 202.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ToolResultsResponse {
+    /// What became of the results.
+    pub status: ToolResultsStatus,
+}
+
 /// 202 with `{"status": "resumed"}` (or `"accepted"` while builtin calls of the same step
 /// still run); 400 naming unknown, duplicate or missing ids; 409 when nothing waits.
+#[utoipa::path(
+    post,
+    path = "/api/v1/chats/{chat_id}/tool-results",
+    tag = "chats",
+    params(ChatId),
+    request_body = ToolResultsRequest,
+    responses(
+        (status = 202, description = "The results are stored.", body = ToolResultsResponse),
+        (status = 400, description = "Unknown, duplicate or missing `tool_call_id`s, or another invalid field.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "The chat is not waiting for tool results.", body = ErrorBody),
+    )
+)]
 pub async fn submit(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     ChatId(chat_id): ChatId,
     JsonBody(body): JsonBody<ToolResultsRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ToolResultsResponse>), ApiError> {
     if body.results.is_empty() {
         return Err(ApiError::invalid(
             "results",
@@ -95,7 +125,12 @@ pub async fn submit(
                 chat_id,
             },
         );
-        return Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))));
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(ToolResultsResponse {
+                status: ToolResultsStatus::Accepted,
+            }),
+        ));
     };
     state.events.publish(
         chat_id,
@@ -111,7 +146,12 @@ pub async fn submit(
         },
     );
     enqueue_turn(&state, fan_in.turn_id).await;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "resumed" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ToolResultsResponse {
+            status: ToolResultsStatus::Resumed,
+        }),
+    ))
 }
 
 fn list(ids: &[Uuid]) -> String {

@@ -10,6 +10,7 @@ use crate::error::ChatError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ChatStatus {
     /// Idle, waiting for the user.
     Waiting,
@@ -43,6 +44,7 @@ impl ChatStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, Default)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ClientType {
     /// The agentq web UI.
     Ui,
@@ -53,6 +55,7 @@ pub enum ClientType {
 
 /// A chat as the API returns it.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Chat {
     /// uuid v7: ordered by creation.
     pub id: Uuid,
@@ -120,6 +123,7 @@ pub const BUILTIN_TOOL_NAMES: &[&str] = &["current_time", "sleep"];
 /// to `POST /chats/{id}/tool-results`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DynamicTool {
     /// Name the model uses (`^[a-zA-Z0-9_-]{1,64}$`).
     pub name: String,

@@ -9,6 +9,7 @@ use super::{QueueKeys, QueueName, entries::text, producer::xadd};
 
 /// One queue's state.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueStats {
     /// Queue name.
     pub queue: &'static str,
@@ -28,6 +29,7 @@ pub struct QueueStats {
 
 /// One consumer.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsumerStats {
     /// Its unique name (host, pid, random).
     pub name: String,
@@ -39,6 +41,7 @@ pub struct ConsumerStats {
 
 /// A dead letter.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadLetter {
     /// Its id in the dead-letter stream.
     pub id: String,

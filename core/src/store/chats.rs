@@ -13,6 +13,7 @@ use crate::{
 /// What to do with a message sent while a turn runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BusyBehavior {
     /// Queue it; it starts the next turn (the default).
     #[default]

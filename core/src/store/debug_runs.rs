@@ -13,6 +13,7 @@ use crate::{ChatError, StoreError, domain::Usage};
 
 /// A run as listed.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DebugRun {
     /// Id.
     pub id: Uuid,
@@ -42,6 +43,7 @@ pub struct DebugRun {
 
 /// One provider attempt of a run.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DebugStep {
     /// Id.
     pub id: Uuid,

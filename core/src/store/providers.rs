@@ -11,6 +11,7 @@ use crate::StoreError;
 
 /// A provider as the admin API shows it (no secrets).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProviderView {
     /// Id.
     pub id: Uuid,
@@ -51,6 +52,7 @@ pub struct ProviderChanges {
 
 /// A model as the admin API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelView {
     /// Id (what chats name as `model_config_id`).
     pub id: Uuid,

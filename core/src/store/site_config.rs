@@ -8,6 +8,7 @@ use crate::StoreError;
 
 /// The site's settings.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SiteConfig {
     /// Days of inactivity before a chat is auto-archived; 0 = off.
     pub auto_archive_days: i32,
