@@ -1,6 +1,9 @@
-//! Log output: human-readable for terminals, JSON for log pipelines.
+//! Log output: human-readable for terminals, JSON for log pipelines; optionally the same
+//! spans exported as OpenTelemetry traces ([`crate::tracing_export`]).
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::tracing_export::{OtlpConfig, TraceExport};
 
 /// The `--log-format` choices.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -11,16 +14,26 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber.
-pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+/// Installs the global subscriber; returns the trace exporter when `--otlp-endpoint` is set
+/// (shut it down at exit so the last spans are sent).
+pub fn init(
+    format: LogFormat,
+    filter: &str,
+    otlp: &OtlpConfig,
+    service: &str,
+) -> anyhow::Result<Option<TraceExport>> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid --log filter `{filter}`: {e}"))?;
-    let registry = tracing_subscriber::registry().with(filter);
+    let (export, traces) = match TraceExport::start(otlp, service)? {
+        Some((export, layer)) => (Some(export), Some(layer)),
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(traces);
     match format {
         LogFormat::Human => registry.with(fmt::layer().with_target(false)).init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .init(),
     }
-    Ok(())
+    Ok(export)
 }

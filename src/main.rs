@@ -8,6 +8,7 @@ mod dev;
 mod local_services;
 mod logging;
 mod process;
+mod tracing_export;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,8 @@ struct Cli {
         global = true
     )]
     log_filter: String,
+    #[command(flatten)]
+    otlp: tracing_export::OtlpConfig,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,11 +90,31 @@ fn main() -> anyhow::Result<()> {
         agentq_core::config::apply_config_file(&path)?;
     }
     let cli = Cli::parse();
-    logging::init(cli.log_format, &cli.log_filter)?;
+    let service = format!("agentq-{}", cli.command.name());
+    let traces = logging::init(cli.log_format, &cli.log_filter, &cli.otlp, &service)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli.command))
+    let result = runtime.block_on(run(cli.command));
+    drop(runtime);
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    result
+}
+
+impl Command {
+    /// The subcommand's name, for the default OpenTelemetry `service.name`.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Api { .. } => "api",
+            Command::Worker(_) => "worker",
+            Command::Scheduler(_) => "scheduler",
+            Command::Dev(_) => "dev",
+            Command::Migrate { .. } => "migrate",
+            Command::Admin { .. } => "admin",
+        }
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

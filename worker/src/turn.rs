@@ -210,7 +210,7 @@ impl TurnEngine {
 
     /// Runs the step of the turn named by `job`. A job whose turn is not `queued` (a
     /// duplicate or a replay) does nothing and succeeds.
-    #[tracing::instrument(skip_all, fields(turn.id = %job.turn_id, chat.id = tracing::field::Empty))]
+    #[tracing::instrument(name = "turn", skip_all, fields(turn.id = %job.turn_id, chat.id = tracing::field::Empty))]
     pub async fn run(&self, job: RunTurn) -> Result<(), TurnJobError> {
         let Some(turn) = self
             .store

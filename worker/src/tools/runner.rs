@@ -32,7 +32,7 @@ pub struct ToolRunner {
 
 impl ToolRunner {
     /// Runs the call named by `job`; a duplicate finds nothing to acquire and succeeds.
-    #[tracing::instrument(skip_all, fields(tool_call.id = %job.tool_call_id))]
+    #[tracing::instrument(name = "tool_call", skip_all, fields(tool_call.id = %job.tool_call_id))]
     pub async fn run(&self, job: RunToolCall) -> Result<(), TurnJobError> {
         let Some(call) = self
             .store
