@@ -53,7 +53,10 @@ impl TraceExport {
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(url)
             .build()
-            .map_err(|e| anyhow::anyhow!("invalid --otlp-endpoint `{endpoint}`: {e}"))?;
+            .map_err(|e| {
+                let endpoint = agentq_core::db::redact_url(endpoint);
+                anyhow::anyhow!("invalid --otlp-endpoint `{endpoint}`: {e}")
+            })?;
         let service = config
             .service_name
             .clone()

@@ -218,3 +218,73 @@ async fn activity_in_a_subagent_chat_keeps_its_family_from_being_archived(pool: 
     assert!(archived(&app, child).await, "the child follows");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_archived_chat_is_restored_by_hand_or_by_a_new_message(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let chat = app.create_chat("keep me").await;
+    let child = app.create_chat("its subagent").await;
+    for id in [chat, child] {
+        app.wait_until_answered(id, 2, std::time::Duration::from_secs(10))
+            .await;
+    }
+    set(
+        &app,
+        child,
+        &format!("parent_chat_id = '{chat}', root_chat_id = '{chat}'"),
+    )
+    .await;
+    let token = app.token.clone();
+    let path = format!("/api/v1/chats/{chat}");
+
+    let (status, body) = app.patch_as(&token, &path, json!({"archived": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["archived"], true);
+    assert!(
+        body["archived_at"].is_string(),
+        "the retention clock starts"
+    );
+    assert!(archived(&app, child).await, "the subagent chat follows");
+
+    let (status, body) = app
+        .patch_as(&token, &path, json!({"archived": false}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["archived"].clone(), body["archived_at"].clone()),
+        (json!(false), json!(null))
+    );
+    assert!(!archived(&app, child).await, "restored with its root");
+
+    // Bad requests name the field; a subagent chat or someone else's chat is refused.
+    let (status, body) = app.patch_as(&token, &path, json!({})).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["validations"][0]["field"], "archived");
+    let (status, _) = app
+        .patch_as(
+            &token,
+            &format!("/api/v1/chats/{child}"),
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let bob = support::app::create_user(&app.services, "bob@example.com", "acme").await;
+    let (status, _) = app.patch_as(&bob, &path, json!({"archived": true})).await;
+    assert_eq!(status, 404);
+
+    // Archived again, then a new message brings it (and its subagent) back.
+    app.patch_as(&token, &path, json!({"archived": true})).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "still here"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(!archived(&app, chat).await, "a message restores the chat");
+    assert!(!archived(&app, child).await);
+    app.wait_until_answered(chat, 3, std::time::Duration::from_secs(10))
+        .await;
+    assert!(!archived(&app, chat).await);
+    app.stop().await;
+}

@@ -315,3 +315,98 @@ async fn with_a_mail_dir_the_digest_is_written_as_an_eml_file(pool: sqlx::PgPool
     let _ = std::fs::remove_dir_all(&dir);
     app.stop().await;
 }
+
+/// Archives one idle chat of alice's and returns the digest's outbox row (no mail worker).
+async fn one_queued_digest(app: &TestApp) -> Uuid {
+    let root = create_owner(&app.services, "root@example.com").await;
+    app.configure_site(&root, json!({"auto_archive_days": 1}))
+        .await;
+    let token = app.token.clone();
+    let at = Utc.with_ymd_and_hms(2026, 2, 1, 8, 0, 0).unwrap();
+    app.create_idle_chat(&token, "Idle", at).await;
+    app.maintenance_tick(Utc.with_ymd_and_hms(2026, 2, 5, 0, 0, 0).unwrap())
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT id FROM notification_messages")
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_sender_whose_lease_expired_cannot_record_its_outcome(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let id = one_queued_digest(&app).await;
+    let store = &app.services.store;
+    let lease = Duration::from_millis(300);
+    let first = store.claim_notification(id, lease).await.unwrap().unwrap();
+    assert!(
+        store.claim_notification(id, lease).await.unwrap().is_none(),
+        "held while the lease runs"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = store.claim_notification(id, lease).await.unwrap().unwrap();
+    assert_eq!((first.attempts, second.attempts), (1, 2));
+    // The stalled first sender wakes up: none of its outcomes land.
+    assert!(!store.mark_notification_sent(id, 1).await.unwrap());
+    assert!(
+        !store
+            .retry_notification(id, 1, "late", Utc::now())
+            .await
+            .unwrap()
+    );
+    assert!(!store.fail_notification(id, 1, "late").await.unwrap());
+    assert!(store.mark_notification_sent(id, 2).await.unwrap());
+    assert!(
+        store.claim_notification(id, lease).await.unwrap().is_none(),
+        "a sent email is never claimed again"
+    );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_unanswered_email_is_nudged_less_and_less_often(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let id = one_queued_digest(&app).await;
+    let store = &app.services.store;
+    let stale = Duration::from_secs(1);
+    // The tick's own nudge counts: nothing for a second.
+    assert!(
+        store
+            .nudge_due_notifications(stale, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        store.nudge_due_notifications(stale, 10).await.unwrap(),
+        vec![id]
+    );
+    // The next wait is twice as long.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        store
+            .nudge_due_notifications(stale, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        store.nudge_due_notifications(stale, 10).await.unwrap(),
+        vec![id]
+    );
+    // A worker that takes it resets the count.
+    store
+        .claim_notification(id, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let nudges: i32 = sqlx::query_scalar("SELECT nudges FROM notification_messages")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(nudges, 0);
+    app.stop().await;
+}

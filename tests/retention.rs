@@ -243,9 +243,29 @@ async fn files_go_with_purged_chats_unless_a_kept_chat_links_them(pool: sqlx::Pg
     let only_child = file_linked_to(&app, "child.png", &[child]).await;
     let shared = file_linked_to(&app, "shared.txt", &[gone, kept]).await;
     let only_kept = file_linked_to(&app, "kept.txt", &[kept]).await;
+    // Uploads never attached to a chat: gone once older than the window.
+    let orphan = |name: &'static str, created_at| {
+        let pool = app.services.store.pool().clone();
+        async move {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO files (id, owner_id, name, content, created_at)
+                 SELECT $1, id, $2, '\\x00'::bytea, $3 FROM users LIMIT 1",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(created_at)
+            .execute(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let old_orphan = orphan("old.bin", now - Duration::days(31)).await;
+    let new_orphan = orphan("new.bin", now - Duration::days(29)).await;
 
     let purged = purge_expired(&app.services.store, now).await.unwrap();
-    assert_eq!((purged.chats, purged.files), (1, 2));
+    assert_eq!((purged.chats, purged.files), (1, 3));
     let file = |id| count(&app, "SELECT count(*) FROM files WHERE id = $1", id);
     assert_eq!(file(only_gone).await, 0, "linked only by the purged chat");
     assert_eq!(
@@ -255,6 +275,16 @@ async fn files_go_with_purged_chats_unless_a_kept_chat_links_them(pool: sqlx::Pg
     );
     assert_eq!(file(shared).await, 1, "still linked to a kept chat");
     assert_eq!(file(only_kept).await, 1);
+    assert_eq!(
+        file(old_orphan).await,
+        0,
+        "unlinked and older than the window"
+    );
+    assert_eq!(
+        file(new_orphan).await,
+        1,
+        "unlinked but recent: may still be attached"
+    );
     assert_eq!(
         count(
             &app,

@@ -6,6 +6,8 @@
 //!
 //! `cargo run --release -p agentq-bench -- --help`
 
+mod archive;
+
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -57,6 +59,15 @@ struct Args {
     /// Concurrent API clients in the end-to-end run.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Chats in the table the maintenance tick runs over.
+    #[arg(long, default_value_t = 1_000_000)]
+    archive_chats: i64,
+    /// Owners of those chats (each archived batch writes one digest per owner in it).
+    #[arg(long, default_value_t = 1_000)]
+    archive_owners: i64,
+    /// Maintenance ticks timed while a full batch is due each time.
+    #[arg(long, default_value_t = 10)]
+    archive_ticks: usize,
     /// Where to write the results table.
     #[arg(long, default_value = "bench/RESULTS.md")]
     out: String,
@@ -113,6 +124,36 @@ async fn main() -> anyhow::Result<()> {
             "p50 {:.1} ms, p99 {:.1} ms",
             ms(first_delta.0),
             ms(first_delta.1)
+        ),
+    });
+    let figures = archive::archive_ticks(
+        &args.database_url,
+        &args.redis_url,
+        &format!("{prefix}a"),
+        args.archive_chats,
+        args.archive_owners,
+        args.archive_ticks,
+    )
+    .await?;
+    rows.push(Row {
+        what: "maintenance tick, nothing due",
+        target: "-",
+        measured: format!(
+            "{:.1} ms ({} chats, {} owners)",
+            ms(figures.idle_tick),
+            figures.chats,
+            figures.owners
+        ),
+    });
+    let (ticks, mean, archived, digests) = figures.busy;
+    rows.push(Row {
+        what: "maintenance tick archiving a full batch (limit 1,000) and writing its digests",
+        target: "-",
+        measured: format!(
+            "{:.0} ms per tick; {:.0} chats archived/s; {} digests over {ticks} ticks ({archived} chats)",
+            ms(mean),
+            archived as f64 / (mean.as_secs_f64() * ticks as f64),
+            digests,
         ),
     });
     clear_prefix(&args.redis_url, &prefix).await;

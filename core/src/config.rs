@@ -296,7 +296,7 @@ pub struct WorkerConfig {
 }
 
 /// How a worker delivers email from the outbox (the `mail` queue).
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct MailConfig {
     /// SMTP server for outgoing email: `smtp://host:25` (plain), `smtp://host:587?tls=required`
     /// (STARTTLS), `smtps://host:465` (TLS); credentials as `smtp://user:password@host`.
@@ -348,6 +348,24 @@ pub struct MailConfig {
         default_value_t = 30
     )]
     pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for MailConfig {
+    /// The SMTP URL may carry a password: it is shown redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailConfig")
+            .field(
+                "smtp_url",
+                &self.smtp_url.as_deref().map(crate::db::redact_url),
+            )
+            .field("mail_dir", &self.mail_dir)
+            .field("from", &self.from)
+            .field("base_url", &self.base_url)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_base_secs", &self.retry_base_secs)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
 }
 
 /// Builds a config group from its defaults and the environment, as if no flag was given.

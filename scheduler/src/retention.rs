@@ -17,7 +17,7 @@ pub struct Purged {
     pub debug_runs: u64,
     /// Archived root chats (children, messages and turns went with them).
     pub chats: u64,
-    /// Files that only the purged chats linked.
+    /// Files that only the purged chats linked, and unlinked files older than the window.
     pub files: u64,
 }
 
@@ -44,6 +44,13 @@ pub async fn purge_expired(store: &Store, now: DateTime<Utc>) -> Result<Purged, 
             let (n, files) = store.purge_archived_chats(cutoff).await?;
             purged.chats += n;
             purged.files += files;
+            if n < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        for _ in 0..MAX_BATCHES {
+            let n = store.purge_unlinked_files(cutoff).await?;
+            purged.files += n;
             if n < PURGE_BATCH as u64 {
                 break;
             }

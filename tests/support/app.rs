@@ -212,6 +212,20 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `PATCH` JSON with `token`.
+    pub async fn patch_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Changes site settings as the site owner `owner_token` (asserts it worked).
     pub async fn configure_site(&self, owner_token: &str, settings: Value) {
         let (status, body) = self

@@ -25,6 +25,7 @@ use lettre::{
     message::{Mailbox, MultiPart},
 };
 use rand::RngExt;
+use uuid::Uuid;
 
 /// Where messages go.
 enum Transport {
@@ -65,6 +66,14 @@ enum Delivery {
     Transient(String),
     /// Another attempt would fail the same way.
     Permanent(String),
+}
+
+/// What to record for one attempt.
+enum Outcome {
+    Sent,
+    Failed(String),
+    /// The error, and how long to wait before the next attempt.
+    Retry(String, Duration),
 }
 
 /// Sends outbox emails; one per worker process, shared by its mail jobs.
@@ -136,42 +145,79 @@ impl MailSender {
             tracing::debug!("nothing to send: already sent, failed, not due or in flight");
             return Ok(());
         };
-        if email.attempts > self.max_attempts {
+        let attempt = email.attempts;
+        if attempt > self.max_attempts {
             // Earlier attempts died with their workers before recording an outcome.
             let error = format!(
                 "gave up after {} attempts; the last ones were lost with their workers",
                 self.max_attempts
             );
-            self.store.fail_notification(email.id, &error).await?;
-            agentq_core::metrics::email_attempt("failed");
+            self.record(email.id, attempt, Outcome::Failed(error))
+                .await?;
             return Ok(());
         }
-        match self.deliver(&email).await {
-            Delivery::Sent => {
-                self.store.mark_notification_sent(email.id).await?;
-                agentq_core::metrics::email_attempt("sent");
-                tracing::info!(attempt = email.attempts, "email sent");
+        let outcome = match self.deliver(&email).await {
+            Delivery::Sent => Outcome::Sent,
+            Delivery::Permanent(error) => Outcome::Failed(error),
+            Delivery::Transient(error) if attempt >= self.max_attempts => {
+                Outcome::Failed(format!("{error} (gave up after {attempt} attempts)"))
             }
-            Delivery::Permanent(error) => {
-                self.store.fail_notification(email.id, &error).await?;
-                agentq_core::metrics::email_attempt("failed");
-                tracing::warn!(attempt = email.attempts, %error, "email failed for good");
+            Delivery::Transient(error) => Outcome::Retry(error, backoff(self.retry_base, attempt)),
+        };
+        self.record(email.id, attempt, outcome).await
+    }
+
+    /// Records how attempt `attempt` ended. Once the message is with the SMTP server, a
+    /// database hiccup must not turn into a second send: recording `sent` is retried here
+    /// for a while before the job gives up (recovery would re-send only after the lease).
+    async fn record(&self, id: Uuid, attempt: i32, outcome: Outcome) -> Result<(), StoreError> {
+        let store = &self.store;
+        let (won, label) = match &outcome {
+            Outcome::Sent => {
+                let mut tries = 0;
+                let won = loop {
+                    match store.mark_notification_sent(id, attempt).await {
+                        Ok(won) => break won,
+                        Err(e) if tries < 5 => {
+                            tries += 1;
+                            tracing::warn!(error = %e, "recording a sent email failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                (won, "sent")
             }
-            Delivery::Transient(error) if email.attempts >= self.max_attempts => {
-                let error = format!("{error} (gave up after {} attempts)", email.attempts);
-                self.store.fail_notification(email.id, &error).await?;
-                agentq_core::metrics::email_attempt("failed");
-                tracing::warn!(attempt = email.attempts, %error, "email failed for good");
+            Outcome::Failed(error) => {
+                (store.fail_notification(id, attempt, error).await?, "failed")
             }
-            Delivery::Transient(error) => {
-                let wait = backoff(self.retry_base, email.attempts);
-                let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                self.store
-                    .retry_notification(email.id, &error, retry_at)
-                    .await?;
-                agentq_core::metrics::email_attempt("retrying");
-                tracing::warn!(attempt = email.attempts, %error, retry_in_ms = wait.as_millis() as u64, "email not sent; will retry");
+            Outcome::Retry(error, wait) => {
+                let retry_at = Utc::now() + chrono::Duration::from_std(*wait).unwrap_or_default();
+                (
+                    store
+                        .retry_notification(id, attempt, error, retry_at)
+                        .await?,
+                    "retrying",
+                )
             }
+        };
+        agentq_core::metrics::email_attempt(label);
+        match (&outcome, won) {
+            (_, false) => tracing::warn!(
+                attempt,
+                outcome = label,
+                "the email's lease expired during this attempt and another worker took it over; outcome not recorded"
+            ),
+            (Outcome::Sent, true) => tracing::info!(attempt, "email sent"),
+            (Outcome::Failed(error), true) => {
+                tracing::warn!(attempt, %error, "email failed for good")
+            }
+            (Outcome::Retry(error, wait), true) => tracing::warn!(
+                attempt,
+                %error,
+                retry_in_ms = wait.as_millis() as u64,
+                "email not sent; will retry"
+            ),
         }
         Ok(())
     }

@@ -1,4 +1,5 @@
-//! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one.
+//! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one,
+//! archive or restore one.
 
 use agentq_core::{
     domain::{
@@ -296,6 +297,48 @@ pub async fn get_chat(
         state
             .store
             .get_chat(id, user.id)
+            .await
+            .map_err(chat_not_found)?,
+    ))
+}
+
+/// Body of `PATCH /api/v1/chats/{chat_id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateChatRequest {
+    /// `false` restores an archived chat (and its subagent chats) before chat retention
+    /// deletes it; `true` archives it now.
+    #[schema(required = true)]
+    pub archived: Option<bool>,
+}
+
+/// `PATCH /api/v1/chats/{chat_id}`: archive or restore a chat.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/chats/{chat_id}",
+    tag = "chats",
+    params(ChatId),
+    request_body = UpdateChatRequest,
+    responses(
+        (status = 200, description = "The chat as updated.", body = Chat),
+        (status = 400, description = "`archived` is missing or not a boolean, or an unknown field was sent.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "A subagent chat is archived and restored with its root.", body = ErrorBody),
+    )
+)]
+pub async fn update_chat(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    ChatId(id): ChatId,
+    JsonBody(body): JsonBody<UpdateChatRequest>,
+) -> Result<Json<Chat>, ApiError> {
+    let archived = body
+        .archived
+        .ok_or_else(|| ApiError::invalid("archived", "is required (true or false)"))?;
+    Ok(Json(
+        state
+            .store
+            .set_chat_archived(id, user.id, archived)
             .await
             .map_err(chat_not_found)?,
     ))

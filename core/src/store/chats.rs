@@ -122,6 +122,46 @@ impl Store {
         .ok_or(StoreError::NotFound)
     }
 
+    /// Archives or restores `owner`'s root chat by hand; its subagent chats follow.
+    /// Archiving starts the retention clock (`archived_at`); restoring stops it. A subagent
+    /// chat cannot be archived on its own: [`StoreError::Conflict`].
+    pub async fn set_chat_archived(
+        &self,
+        chat_id: Uuid,
+        owner: Uuid,
+        archived: bool,
+    ) -> Result<Chat, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
+        let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE chats SET archived = $2,
+                    archived_at = CASE WHEN $2 THEN coalesce(archived_at, now()) END,
+                    updated_at = now()
+             WHERE id = $1 AND parent_chat_id IS NULL
+             RETURNING {CHAT_COLUMNS}"
+        )))
+        .bind(chat_id)
+        .bind(archived)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Conflict(
+                "a subagent chat is archived and restored with its root chat".into(),
+            )
+        })?;
+        sqlx::query(
+            "UPDATE chats SET archived = $2, archived_at = $3, updated_at = now()
+             WHERE root_chat_id = $1 AND archived <> $2",
+        )
+        .bind(chat_id)
+        .bind(archived)
+        .bind(chat.archived_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(chat)
+    }
+
     /// The owner's root chats (not archived), pinned first, then most recently updated,
     /// with keyset pagination: `after_id` is the last chat of the previous page.
     pub async fn list_root_chats(
@@ -169,7 +209,8 @@ impl Store {
     }
 
     /// Sends a user message: starts a turn when the chat is idle, otherwise queues it
-    /// (at most [`MAX_QUEUED_MESSAGES`], then [`StoreError::Conflict`]).
+    /// (at most [`MAX_QUEUED_MESSAGES`], then [`StoreError::Conflict`]). A message to an
+    /// archived chat restores it: it is in use again, and off the retention clock.
     ///
     /// The chat row is locked first, the same order the worker uses when it finishes a turn
     /// and promotes the queue, so a message is never queued behind a turn that has already
@@ -205,7 +246,12 @@ impl Store {
             }
             let id = Uuid::now_v7();
             sqlx::query(
-                "INSERT INTO chat_queued_messages (id, chat_id, content, busy_behavior) VALUES ($1, $2, $3, $4)",
+                "WITH k AS (
+                    -- A message to an archived chat restores it, with its subagent chats.
+                    UPDATE chats SET archived = false, archived_at = NULL, updated_at = now()
+                    WHERE (id = $2 OR root_chat_id = $2) AND archived
+                 )
+                 INSERT INTO chat_queued_messages (id, chat_id, content, busy_behavior) VALUES ($1, $2, $3, $4)",
             )
             .bind(id)
             .bind(chat_id)
@@ -224,9 +270,13 @@ impl Store {
             "WITH t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($3, $2, $4, 'queued')
              ), c AS (
-                UPDATE chats SET status = 'pending', last_error = NULL,
-                       last_activity_at = now(), updated_at = now()
+                UPDATE chats SET status = 'pending', last_error = NULL, archived = false,
+                       archived_at = NULL, last_activity_at = now(), updated_at = now()
                 WHERE id = $2 AND status IN ('waiting', 'error', 'pending')
+             ), k AS (
+                -- A message to an archived chat restores it, with its subagent chats.
+                UPDATE chats SET archived = false, archived_at = NULL, updated_at = now()
+                WHERE root_chat_id = $2 AND archived
              )
              INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $5)
              RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at",

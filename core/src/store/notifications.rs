@@ -81,8 +81,8 @@ pub(crate) async fn insert_notifications(
     let keys: Vec<&str> = rows.iter().map(|r| r.dedupe_key.as_str()).collect();
     Ok(sqlx::query_scalar(
         "INSERT INTO notification_messages
-            (id, user_id, recipient, template, payload, dedupe_key, nudged_at)
-         SELECT *, now() FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
+            (id, user_id, recipient, template, payload, dedupe_key, nudged_at, nudges)
+         SELECT *, now(), 1 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
          ON CONFLICT (dedupe_key) DO NOTHING
          RETURNING id",
     )
@@ -107,7 +107,7 @@ impl Store {
     ) -> Result<Option<OutboxEmail>, StoreError> {
         Ok(sqlx::query_as(
             "UPDATE notification_messages
-             SET status = 'sending', attempts = attempts + 1,
+             SET status = 'sending', attempts = attempts + 1, nudges = 0,
                  lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
              WHERE id = $1
                AND ((status = 'queued' AND next_attempt_at <= now())
@@ -120,33 +120,38 @@ impl Store {
         .await?)
     }
 
-    /// `sending` -> `sent`.
-    pub async fn mark_notification_sent(&self, id: Uuid) -> Result<bool, StoreError> {
+    /// `sending` -> `sent`, if the row is still held by the claim that made attempt
+    /// `attempt` (a sender whose lease expired and was re-claimed changes nothing).
+    pub async fn mark_notification_sent(&self, id: Uuid, attempt: i32) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE notification_messages
              SET status = 'sent', sent_at = now(), lease_expires_at = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'sending'",
+             WHERE id = $1 AND status = 'sending' AND attempts = $2",
         )
         .bind(id)
+        .bind(attempt)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// `sending` -> `queued`, due again at `retry_at`; the error is kept for operators.
+    /// Only for the claim that made attempt `attempt`.
     pub async fn retry_notification(
         &self,
         id: Uuid,
+        attempt: i32,
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE notification_messages
-             SET status = 'queued', error = $2, next_attempt_at = $3, nudged_at = NULL,
-                 lease_expires_at = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'sending'",
+             SET status = 'queued', error = $3, next_attempt_at = $4, nudged_at = NULL,
+                 nudges = 0, lease_expires_at = NULL, updated_at = now()
+             WHERE id = $1 AND status = 'sending' AND attempts = $2",
         )
         .bind(id)
+        .bind(attempt)
         .bind(error)
         .bind(retry_at)
         .execute(&self.pool)
@@ -154,34 +159,44 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// `sending` -> `failed`, for good.
-    pub async fn fail_notification(&self, id: Uuid, error: &str) -> Result<bool, StoreError> {
+    /// `sending` -> `failed`, for good. Only for the claim that made attempt `attempt`.
+    pub async fn fail_notification(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        error: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE notification_messages
-             SET status = 'failed', error = $2, lease_expires_at = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'sending'",
+             SET status = 'failed', error = $3, lease_expires_at = NULL, updated_at = now()
+             WHERE id = $1 AND status = 'sending' AND attempts = $2",
         )
         .bind(id)
+        .bind(attempt)
         .bind(error)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Rows that are due (or whose sender died) and whose last nudge is older than
-    /// `stale`: marks them nudged now and returns them, for recovery to enqueue `SendMail`.
+    /// Rows that are due (or whose sender died) and whose last nudge seems lost: marks them
+    /// nudged now and returns them, for recovery to enqueue `SendMail`. A nudge counts as
+    /// lost after `stale`, doubling with each nudge that went unanswered (at most 64 times
+    /// `stale`), so rows nobody sends (no worker has a mail transport) do not flood the
+    /// mail stream.
     pub async fn nudge_due_notifications(
         &self,
         stale: Duration,
         batch: i64,
     ) -> Result<Vec<Uuid>, StoreError> {
         Ok(sqlx::query_scalar(
-            "UPDATE notification_messages SET nudged_at = now()
+            "UPDATE notification_messages SET nudged_at = now(), nudges = nudges + 1
              WHERE id IN (
                 SELECT id FROM notification_messages
                 WHERE ((status = 'queued' AND next_attempt_at <= now())
                        OR (status = 'sending' AND lease_expires_at < now()))
-                  AND (nudged_at IS NULL OR nudged_at < now() - make_interval(secs => $1))
+                  AND (nudged_at IS NULL
+                       OR nudged_at < now() - make_interval(secs => $1 * power(2, least(greatest(nudges - 1, 0), 6))))
                 ORDER BY next_attempt_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED)

@@ -71,4 +71,21 @@ impl Store {
         tx.commit().await?;
         Ok((chats, files))
     }
+
+    /// Deletes up to [`PURGE_BATCH`] files created before `cutoff` that no chat links
+    /// (uploads never attached, or left behind by a chat deleted some other way).
+    pub async fn purge_unlinked_files(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM files WHERE id IN (
+                SELECT f.id FROM files f
+                WHERE f.created_at < $1
+                  AND NOT EXISTS (SELECT 1 FROM chat_file_links l WHERE l.file_id = f.id)
+                ORDER BY f.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(cutoff)
+        .bind(PURGE_BATCH)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
