@@ -147,6 +147,8 @@ async fn pinned_and_busy_chats_stay_children_follow_and_the_limit_takes_the_olde
         &format!("parent_chat_id = '{0}', root_chat_id = '{0}'", idle[0]),
     )
     .await;
+    // A finished subagent: it does not keep its family (a busy one would).
+    last_active(&app, child, old).await;
 
     let now = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
     let first = archive_idle_chats(&app.services.store, now).await.unwrap();
@@ -201,6 +203,15 @@ async fn activity_in_a_subagent_chat_keeps_its_family_from_being_archived(pool: 
         root_activity, busy_day,
         "the root carries the family's newest activity"
     );
+
+    // A subagent still running keeps the family, however old the activity.
+    set(&app, child, "status = 'running'").await;
+    let much_later = Utc.with_ymd_and_hms(2026, 8, 1, 0, 0, 0).unwrap();
+    let tick = archive_idle_chats(&app.services.store, much_later)
+        .await
+        .unwrap();
+    assert!(tick.archived.is_empty(), "a busy subagent keeps its family");
+    set(&app, child, "status = 'waiting'").await;
 
     let may_11 = Utc.with_ymd_and_hms(2026, 5, 11, 23, 0, 0).unwrap();
     let tick = archive_idle_chats(&app.services.store, may_11)
