@@ -35,14 +35,21 @@ async fn set_digest(
         .await
 }
 
-#[sqlx::test]
-async fn an_owner_with_30_archived_chats_gets_one_digest_of_the_oldest_25(pool: sqlx::PgPool) {
+/// The API, a mail worker sending to a fresh SMTP server, and the site owner's token with
+/// `settings` applied.
+async fn app_with_mail(pool: sqlx::PgPool, settings: serde_json::Value) -> (TestApp, SmtpSink) {
     let mut app = TestApp::start_api_only(pool).await;
     let smtp = SmtpSink::start();
     app.start_mail_worker(&mail_config(&smtp.url())).await;
     let root = create_owner(&app.services, "root@example.com").await;
-    app.configure_site(
-        &root,
+    app.configure_site(&root, settings).await;
+    (app, smtp)
+}
+
+#[sqlx::test]
+async fn an_owner_with_30_archived_chats_gets_one_digest_of_the_oldest_25(pool: sqlx::PgPool) {
+    let (app, smtp) = app_with_mail(
+        pool,
         json!({"auto_archive_days": 7, "chat_retention_days": 30}),
     )
     .await;
@@ -133,12 +140,8 @@ async fn an_owner_with_30_archived_chats_gets_one_digest_of_the_oldest_25(pool: 
 
 #[sqlx::test]
 async fn with_retention_off_the_digest_says_chats_are_kept(pool: sqlx::PgPool) {
-    let mut app = TestApp::start_api_only(pool).await;
-    let smtp = SmtpSink::start();
-    app.start_mail_worker(&mail_config(&smtp.url())).await;
-    let root = create_owner(&app.services, "root@example.com").await;
-    app.configure_site(
-        &root,
+    let (app, smtp) = app_with_mail(
+        pool,
         json!({"auto_archive_days": 1, "chat_retention_days": 0}),
     )
     .await;

@@ -186,37 +186,33 @@ impl TestApp {
 
     /// `POST` JSON with `token`.
     pub async fn post_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        self.send_json(reqwest::Method::POST, token, path, body)
             .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// `PUT` JSON with `token`.
     pub async fn put_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
+        self.send_json(reqwest::Method::PUT, token, path, body)
             .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// `PATCH` JSON with `token`.
     pub async fn patch_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::PATCH, token, path, body)
+            .await
+    }
+
+    /// Sends `body` as JSON with `token`; the status and the JSON reply (`null` if none).
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let response = self
             .client
-            .patch(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
             .json(&body)
             .send()

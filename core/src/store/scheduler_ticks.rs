@@ -38,6 +38,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
         if !locked {
+            tx.rollback().await?;
             return Ok(None);
         }
         let claimed = sqlx::query(
@@ -50,6 +51,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if claimed.rows_affected() == 0 {
+            // Roll back now, not on drop: a dropped transaction is rolled back lazily, and
+            // until then it would keep the job's lock from the next tick.
+            tx.rollback().await?;
             return Ok(None);
         }
         Ok(Some(TickLease {
