@@ -46,7 +46,7 @@ pub struct DevArgs {
     #[command(flatten)]
     mail: MailConfig,
     #[command(flatten)]
-    recovery: SchedulerConfig,
+    scheduler: SchedulerConfig,
     #[command(flatten)]
     secrets: SecretsConfig,
 }
@@ -106,7 +106,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         &args.mail,
         shutdown.clone(),
     )?;
-    let scheduler = process::start_scheduler(&services, args.recovery, shutdown.clone());
+    let scheduler = process::start_scheduler(&services, args.scheduler, shutdown.clone());
 
     let model = match args.provider.kind {
         ProviderKind::Echo => {

@@ -74,10 +74,10 @@ pub fn start_worker(
     )?)
 }
 
-/// Starts the scheduler loop.
+/// Starts the scheduler's loops (maintenance on its cron, recovery on its interval).
 pub fn start_scheduler(
     services: &Services,
-    recovery: SchedulerConfig,
+    scheduler: SchedulerConfig,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tracing::info!("scheduler started");
@@ -85,7 +85,7 @@ pub fn start_scheduler(
         services.store.clone(),
         services.producer.clone(),
         services.events.clone(),
-        recovery,
+        scheduler,
         std::sync::Arc::new(agentq_scheduler::SystemClock),
         shutdown,
     ))

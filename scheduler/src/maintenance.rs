@@ -32,14 +32,6 @@ pub struct MaintenanceOutcome {
     pub emails_queued: usize,
 }
 
-/// Why a tick did not run or did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum TickError {
-    /// The database failed; the tick is retried at its next firing.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Runs the maintenance tick `tick_at` if no other runner has it; `Ok(None)` when another
 /// replica ran (or is running) it.
 pub async fn run_tick(
@@ -47,7 +39,7 @@ pub async fn run_tick(
     producer: &Producer,
     tick_at: DateTime<Utc>,
     runner: &str,
-) -> Result<Option<MaintenanceOutcome>, TickError> {
+) -> Result<Option<MaintenanceOutcome>, StoreError> {
     let started = Instant::now();
     let Some(lease) = store.begin_tick(JOB, tick_at, runner).await? else {
         agentq_core::metrics::scheduler_tick(JOB, "skipped", started.elapsed());
@@ -78,7 +70,7 @@ pub async fn run_tick(
                 .finish(&serde_json::Value::Null, Some(&e.to_string()))
                 .await;
             agentq_core::metrics::scheduler_tick(JOB, "failed", took);
-            Err(e.into())
+            Err(e)
         }
     }
 }

@@ -25,7 +25,7 @@ pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use interrupts::InterruptOutcome;
-pub use notifications::{NewNotification, NotificationStatus, OutboxEmail};
+pub use notifications::{NewNotification, OutboxEmail};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;

@@ -47,23 +47,6 @@ pub struct OutboxEmail {
     pub attempts: i32,
 }
 
-/// The state of one outbox row, for operators and tests.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
-pub struct NotificationStatus {
-    /// The row.
-    pub id: Uuid,
-    /// Where it goes.
-    pub recipient: String,
-    /// `queued`, `sending`, `sent` or `failed`.
-    pub status: String,
-    /// Attempts so far.
-    pub attempts: i32,
-    /// The last delivery error.
-    pub error: Option<String>,
-    /// When it was delivered.
-    pub sent_at: Option<DateTime<Utc>>,
-}
-
 /// Writes outbox rows in the caller's transaction; rows whose dedupe key exists are skipped.
 /// Returns the ids written. The rows count as nudged now: the caller enqueues their jobs.
 pub(crate) async fn insert_notifications(
@@ -204,20 +187,6 @@ impl Store {
         )
         .bind(stale.as_secs_f64())
         .bind(batch)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The outbox rows addressed to `user`, newest first.
-    pub async fn notifications_for(
-        &self,
-        user: Uuid,
-    ) -> Result<Vec<NotificationStatus>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, recipient, status, attempts, error, sent_at FROM notification_messages
-             WHERE user_id = $1 ORDER BY created_at DESC, id DESC",
-        )
-        .bind(user)
         .fetch_all(&self.pool)
         .await?)
     }
