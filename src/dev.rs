@@ -11,10 +11,10 @@ use agentq_core::{
     auth::hash_token,
     config::{
         ApiConfig, DatabaseConfig, MailConfig, ProviderConfig, ProviderKind, QueueConfig,
-        RedisConfig, SecretsConfig, WorkerConfig,
+        RedisConfig, SecretsConfig, TokenConfig, WorkerConfig,
     },
     db,
-    secrets::SecretBox,
+    secrets::{SecretBox, write_private_file},
     services::Services,
     shutdown::{CancellationToken, wait_for_signal},
     store::Store,
@@ -22,7 +22,11 @@ use agentq_core::{
 use agentq_scheduler::SchedulerConfig;
 use anyhow::Context;
 
-use crate::{admin::create_user_with_token, local_services::LocalServices, process};
+use crate::{
+    admin::{join_organization, mint_token},
+    local_services::LocalServices,
+    process,
+};
 
 /// Settings of `agentq dev`: everything the three processes take, plus where local state goes.
 #[derive(clap::Args, Debug)]
@@ -55,12 +59,16 @@ pub struct DevArgs {
 pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let local = LocalServices::ensure(&args.database.url, &args.redis.url, &args.data_dir).await?;
-    args.database.url = local.database_url.clone();
-    args.redis.url = local.redis_url.clone();
+    let local = LocalServices::ensure(
+        args.database.url.expose(),
+        args.redis.url.expose(),
+        &args.data_dir,
+    ).await?;
+    args.database.url = local.database_url.as_str().into();
+    args.redis.url = local.redis_url.as_str().into();
 
     if db::create_database_if_missing(&args.database).await? {
-        tracing::info!(database = %db::redact_url(&args.database.url), "created the database");
+        tracing::info!(database = %args.database.url.redacted(), "created the database");
     }
     let pool = db::connect(&args.database).await?;
     db::migrate(&pool).await?;
@@ -70,12 +78,12 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     };
     let services = Services::new(
         pool,
-        &args.redis.url,
+        args.redis.url.expose(),
         &args.redis.prefix,
         args.queue.max_len,
     )?
     .with_secrets(Some(secrets));
-    let token = dev_token(&services.store, &args.data_dir).await?;
+    let token = dev_token(&services.store, &args.data_dir, &args.api.tokens).await?;
 
     let no_key = args.provider.openai_api_key.is_none()
         && args.provider.openai_base_url == "https://api.openai.com/v1";
@@ -138,20 +146,16 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key sealing provider secrets in dev: kept in `<data-dir>/secret-key`, made on first run.
+/// The key sealing provider secrets in dev: kept in `<data-dir>/secret-key` (mode 0600),
+/// made on first run.
 fn dev_secret_box(data_dir: &std::path::Path) -> anyhow::Result<SecretBox> {
     let path = data_dir.join("secret-key");
     let key = match std::fs::read_to_string(&path) {
         Ok(k) if !k.trim().is_empty() => k.trim().to_owned(),
         _ => {
             let k = SecretBox::generate_key_hex();
-            std::fs::write(&path, format!("{k}\n"))
+            write_private_file(&path, &format!("{k}\n"))
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-            }
             k
         }
     };
@@ -159,8 +163,12 @@ fn dev_secret_box(data_dir: &std::path::Path) -> anyhow::Result<SecretBox> {
 }
 
 /// The local owner's token: reused from `<data-dir>/dev-token` while it is valid, else a
-/// new one is created and saved there (the database keeps only its digest).
-async fn dev_token(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<String> {
+/// new one is created and saved there, mode 0600 (the database keeps only its digest).
+async fn dev_token(
+    store: &Store,
+    data_dir: &std::path::Path,
+    tokens: &TokenConfig,
+) -> anyhow::Result<String> {
     let path = data_dir.join("dev-token");
     if let Ok(saved) = std::fs::read_to_string(&path) {
         let saved = saved.trim().to_owned();
@@ -168,14 +176,10 @@ async fn dev_token(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<
             return Ok(saved);
         }
     }
-    let token =
-        create_user_with_token(store, "dev@localhost", "local", true, "agentq dev", None).await?;
-    std::fs::write(&path, format!("{token}\n"))
+    let user = store.ensure_user("dev@localhost", true).await?;
+    join_organization(store, user, "local", true).await?;
+    let token = mint_token(store, user, "agentq dev", tokens.expires_at(None)).await?;
+    write_private_file(&path, &format!("{token}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
     Ok(token)
 }

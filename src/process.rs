@@ -26,7 +26,7 @@ pub async fn services(
     let pool = db::connect_migrated(database).await?;
     let secrets = secrets.secret_box()?;
     Ok(
-        Services::new(pool, &redis.url, &redis.prefix, queue.max_len)
+        Services::new(pool, redis.url.expose(), &redis.prefix, queue.max_len)
             .context("invalid Redis URL")?
             .with_secrets(secrets),
     )
@@ -249,6 +249,6 @@ pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 pub async fn migrate(database: DatabaseConfig) -> anyhow::Result<()> {
     let pool = db::connect(&database).await?;
     db::migrate(&pool).await?;
-    println!("database migrated ({})", db::redact_url(&database.url));
+    println!("database migrated ({})", database.url.redacted());
     Ok(())
 }

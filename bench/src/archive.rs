@@ -34,7 +34,8 @@ pub async fn archive_ticks(
     database.url = database_url
         .rsplit_once('/')
         .map(|(b, _)| format!("{b}/agentq_bench_archive"))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into();
     let admin_url = database_url
         .rsplit_once('/')
         .map(|(b, _)| format!("{b}/postgres"))

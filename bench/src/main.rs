@@ -280,7 +280,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// concurrently. Returns (turns/s, first-delta latency p50/p99 from a sample of chats).
 async fn end_to_end(args: &Args, prefix: &str) -> anyhow::Result<(f64, (Duration, Duration))> {
     let mut database: DatabaseConfig = config::defaults();
-    database.url = args.database_url.clone();
+    database.url = args.database_url.as_str().into();
     database.max_connections = 40;
     let admin_url = args
         .database_url

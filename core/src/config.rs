@@ -9,6 +9,8 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use clap::{Args, FromArgMatches};
 
+use crate::secrets::{ExposeSecret, SecretString, SecretUrl};
+
 /// Where the source of truth lives.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseConfig {
@@ -20,7 +22,7 @@ pub struct DatabaseConfig {
         default_value = "postgres://postgres@127.0.0.1:5432/agentq",
         hide_env_values = true
     )]
-    pub url: String,
+    pub url: SecretUrl,
     /// Maximum PostgreSQL connections this process opens.
     #[arg(
         long = "database-max-connections",
@@ -41,7 +43,7 @@ pub struct RedisConfig {
         default_value = "redis://127.0.0.1:6379",
         hide_env_values = true
     )]
-    pub url: String,
+    pub url: SecretUrl,
     /// Prefix of every Redis key agentq writes; lets several deployments (or tests) share one Redis.
     #[arg(
         long = "redis-prefix",
@@ -115,7 +117,7 @@ pub struct SecretsConfig {
     /// 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`. Needed to store or
     /// use provider keys kept in the database; `agentq dev` generates one under its data dir.
     #[arg(long = "secret-key", env = "AGENTQ_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
 }
 
 impl SecretsConfig {
@@ -124,7 +126,8 @@ impl SecretsConfig {
         &self,
     ) -> Result<Option<crate::secrets::SecretBox>, crate::secrets::SecretError> {
         self.secret_key
-            .as_deref()
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
             .filter(|k| !k.trim().is_empty())
             .map(crate::secrets::SecretBox::from_hex)
             .transpose()
@@ -141,6 +144,9 @@ pub struct ApiConfig {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: SocketAddr,
+    /// Lifetime of tokens created through the API.
+    #[command(flatten)]
+    pub tokens: TokenConfig,
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(
         long = "max-body-bytes",
@@ -155,6 +161,29 @@ pub struct ApiConfig {
         default_value_t = 15
     )]
     pub sse_keepalive_secs: u64,
+}
+
+/// How long API tokens live.
+#[derive(Args, Clone, Debug)]
+pub struct TokenConfig {
+    /// Days a new API token lives when its creator does not say (`POST
+    /// /api/v1/users/me/tokens`, `agentq admin create-user`, `agentq admin tokens create`);
+    /// 0 = tokens never expire.
+    #[arg(
+        long = "token-expiry-days",
+        env = "AGENTQ_TOKEN_EXPIRY_DAYS",
+        default_value_t = 90
+    )]
+    pub expiry_days: u32,
+}
+
+impl TokenConfig {
+    /// When a token created now expires: after `days` when given, else after the default;
+    /// `None` (never) when that is 0.
+    pub fn expires_at(&self, days: Option<u32>) -> Option<chrono::DateTime<chrono::Utc>> {
+        let days = days.unwrap_or(self.expiry_days);
+        (days > 0).then(|| chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
+    }
 }
 
 /// Which LLM endpoint turns are sent to (until providers become data in the database).
@@ -178,7 +207,7 @@ pub struct ProviderConfig {
         env = "AGENTQ_OPENAI_API_KEY",
         hide_env_values = true
     )]
-    pub openai_api_key: Option<String>,
+    pub openai_api_key: Option<SecretString>,
     /// Base URL of the Anthropic API (the path `/v1/messages` is appended).
     #[arg(
         long = "anthropic-base-url",
@@ -192,7 +221,7 @@ pub struct ProviderConfig {
         env = "AGENTQ_ANTHROPIC_API_KEY",
         hide_env_values = true
     )]
-    pub anthropic_api_key: Option<String>,
+    pub anthropic_api_key: Option<SecretString>,
     /// Extra headers sent to the provider on every request, as `Name: value` (repeat the flag,
     /// or separate with commas in the environment). They may carry secrets, so their values
     /// are never printed.
@@ -202,7 +231,7 @@ pub struct ProviderConfig {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub provider_headers: Vec<String>,
+    pub provider_headers: Vec<SecretString>,
     /// Model name sent to the provider.
     #[arg(long = "model", env = "AGENTQ_MODEL", default_value = "gpt-4o-mini")]
     pub model: String,
@@ -220,6 +249,16 @@ pub struct ProviderConfig {
         default_value_t = 120
     )]
     pub silence_timeout_secs: u64,
+}
+
+impl ProviderConfig {
+    /// The extra headers as `Name: value` text, for the client that sends them.
+    pub fn exposed_headers(&self) -> Vec<String> {
+        self.provider_headers
+            .iter()
+            .map(|h| h.expose_secret().to_owned())
+            .collect()
+    }
 }
 
 /// The provider adapters the worker knows.
@@ -296,13 +335,13 @@ pub struct WorkerConfig {
 }
 
 /// How a worker delivers email from the outbox (the `mail` queue).
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Debug)]
 pub struct MailConfig {
     /// SMTP server for outgoing email: `smtp://host:25` (plain), `smtp://host:587?tls=required`
     /// (STARTTLS), `smtps://host:465` (TLS); credentials as `smtp://user:password@host`.
     /// Unset, and no `--mail-dir`: this worker does not consume the mail queue.
     #[arg(long = "smtp-url", env = "AGENTQ_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretUrl>,
     /// Write each email as an `.eml` file in this directory instead of sending it (`agentq
     /// dev` uses `<data-dir>/mail`). Ignored when `--smtp-url` is set.
     #[arg(long = "mail-dir", env = "AGENTQ_MAIL_DIR")]
@@ -348,24 +387,6 @@ pub struct MailConfig {
         default_value_t = 30
     )]
     pub timeout_secs: u64,
-}
-
-impl std::fmt::Debug for MailConfig {
-    /// The SMTP URL may carry a password: it is shown redacted.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MailConfig")
-            .field(
-                "smtp_url",
-                &self.smtp_url.as_deref().map(crate::db::redact_url),
-            )
-            .field("mail_dir", &self.mail_dir)
-            .field("from", &self.from)
-            .field("base_url", &self.base_url)
-            .field("max_attempts", &self.max_attempts)
-            .field("retry_base_secs", &self.retry_base_secs)
-            .field("timeout_secs", &self.timeout_secs)
-            .finish()
-    }
 }
 
 /// Builds a config group from its defaults and the environment, as if no flag was given.

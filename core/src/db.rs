@@ -49,8 +49,8 @@ pub enum DbError {
 
 /// Opens a pool without checking migrations (for `migrate` itself).
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
-    let options: PgConnectOptions = config.url.parse().map_err(|source| DbError::Connect {
-        url: redact_url(&config.url),
+    let options: PgConnectOptions = config.url.expose().parse().map_err(|source| DbError::Connect {
+        url: config.url.redacted(),
         source,
     })?;
     PgPoolOptions::new()
@@ -59,7 +59,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         .connect_with(options)
         .await
         .map_err(|source| DbError::Connect {
-            url: redact_url(&config.url),
+            url: config.url.redacted(),
             source,
         })
 }
@@ -101,8 +101,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 
 /// Creates the database named in the URL when it does not exist (used by `agentq dev`).
 pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool, DbError> {
-    let options: PgConnectOptions = config.url.parse().map_err(|source| DbError::Connect {
-        url: redact_url(&config.url),
+    let options: PgConnectOptions = config.url.expose().parse().map_err(|source| DbError::Connect {
+        url: config.url.redacted(),
         source,
     })?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
@@ -111,7 +111,7 @@ pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool,
         .connect_with(options.database("postgres"))
         .await
         .map_err(|source| DbError::Connect {
-            url: redact_url(&config.url),
+            url: config.url.redacted(),
             source,
         })?;
     let exists: bool =
@@ -129,10 +129,23 @@ pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool,
     Ok(!exists)
 }
 
-/// A URL fit for logs: the password, if any, replaced by `***`.
+/// Query parameters whose values are treated as secrets: any name containing one of these
+/// (case-insensitive), so `password`, `sslpassword`, `api_key`, `access_token`, `X-Amz-Signature`
+/// are all caught. Redacting a harmless value now and then is the price of never logging a
+/// real one.
+const SECRET_PARAM_HINTS: &[&str] = &[
+    "pass", "pwd", "secret", "token", "key", "auth", "sig", "credential",
+];
+
+/// A URL fit for logs: the password in its user info and the values of secret-looking query
+/// parameters (`?password=`, `?key=`, `?token=`, ...) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    let url = redact_query(url);
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
+            // `rfind`: a raw `@` in the password must not end the user info early. An `@`
+            // left in the query (an email) makes this redact more than the password, which
+            // loses detail but never leaks.
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
                 Some(colon) => format!(
@@ -141,11 +154,38 @@ pub fn redact_url(url: &str) -> String {
                     &userinfo[..colon],
                     &url[at..]
                 ),
-                None => url.to_owned(),
+                None => url,
             }
         }
-        _ => url.to_owned(),
+        _ => url,
     }
+}
+
+/// Replaces the values of secret-looking query parameters; the fragment is left as is.
+fn redact_query(url: &str) -> String {
+    let Some(q) = url.find('?') else {
+        return url.to_owned();
+    };
+    let (head, rest) = url.split_at(q + 1);
+    let (query, fragment) = match rest.find('#') {
+        Some(h) => rest.split_at(h),
+        None => (rest, ""),
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() && is_secret_param(name) => {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}{}{fragment}", redacted.join("&"))
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_PARAM_HINTS.iter().any(|hint| name.contains(hint))
 }
 
 #[cfg(test)]
@@ -160,5 +200,28 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("redis://:pw@h:6379"), "redis://:***@h:6379");
+    }
+
+    #[test]
+    fn secrets_in_query_strings_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=require&password=hunter2"),
+            "postgres://h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("https://otel.example.com/v1/traces?api_key=abc&token=def&x=1#frag"),
+            "https://otel.example.com/v1/traces?api_key=***&token=***&x=1#frag"
+        );
+        assert_eq!(
+            redact_url("smtp://mail:25?tls=required&KEY=k1&auth_token=t2"),
+            "smtp://mail:25?tls=required&KEY=***&auth_token=***"
+        );
+        // Both at once, and a raw `@` in the password.
+        let both = redact_url("postgres://u:p@ss@h/db?sslpassword=s3cret");
+        assert!(!both.contains("p@ss") && !both.contains("s3cret"), "{both}");
+        assert_eq!(both, "postgres://u:***@h/db?sslpassword=***");
+        // An email in the query may cost detail, never the password.
+        let email = redact_url("postgres://u:pw@h/db?application_name=a@b");
+        assert!(!email.contains("pw@"), "{email}");
     }
 }

@@ -2,12 +2,52 @@
 //! headers): XChaCha20-Poly1305 with a random 192-bit nonce per value, under one key from
 //! configuration (`AGENTQ_SECRET_KEY`, 64 hex characters). Stored form: nonce || ciphertext.
 //! Secrets we only need to compare (API tokens) are hashed instead (see `auth`).
+//!
+//! Settings that hold secrets are [`SecretString`]s or [`SecretUrl`]s, so formatting a
+//! config with `{:?}` (a panic message, a `tracing` field, `agentq admin config`) shows no
+//! plaintext; code that needs the value calls `expose_secret()` where it uses it.
 
 use chacha20poly1305::{
     XChaCha20Poly1305, XNonce,
     aead::{Aead, KeyInit},
 };
 use rand::RngExt;
+pub use secrecy::{ExposeSecret, SecretString};
+
+/// A URL that may carry a password (in its user info or its query string): `Debug` shows it
+/// through [`crate::db::redact_url`], so logs keep the host and database but not the password.
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    /// The URL with its password, for the driver that connects with it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL fit for logs and messages.
+    pub fn redacted(&self) -> String {
+        crate::db::redact_url(self.expose())
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url.into())
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        Self(url.into())
+    }
+}
 
 /// Why a secret could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +122,62 @@ impl SecretBox {
     }
 }
 
+/// Writes `contents` to `path` so that no other user can ever read it: the data goes to a
+/// fresh temporary file created with mode 0600 in the same directory (so no window exists
+/// where the secret sits in a world-readable file, as `write` then `chmod` would leave),
+/// is synced, and is renamed over `path` in one step (a reader sees the old file or the new
+/// one, never half of one). Used for `agentq dev`'s token and key files.
+pub fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let suffix: u64 = rand::rng().random();
+    let temp = dir.join(format!(".{name}.{suffix:016x}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&temp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    renamed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_0600_even_over_a_readable_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("agentq-private-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dev-token");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private_file(&path, "aq_secret\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "aq_secret\n");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn sealed_secrets_open_only_with_their_key() {

@@ -384,7 +384,7 @@ pub async fn create_user(services: &Services, email: &str, org: &str) -> String 
 /// Mail settings that send to the SMTP server at `smtp_url`, retrying after about a second.
 pub fn mail_config(smtp_url: &str) -> MailConfig {
     let mut mail: MailConfig = config::defaults();
-    mail.smtp_url = Some(smtp_url.to_owned());
+    mail.smtp_url = Some(smtp_url.into());
     mail.base_url = "https://agents.example.com".into();
     mail.from = "agentq <noreply@agents.example.com>".into();
     mail.retry_base_secs = 1;

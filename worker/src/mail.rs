@@ -96,8 +96,8 @@ impl MailSender {
     /// configured (the worker then leaves the mail queue to workers that have one).
     pub fn from_config(store: Store, config: &MailConfig) -> Result<Option<Self>, MailConfigError> {
         let transport = match (&config.smtp_url, &config.mail_dir) {
-            (Some(url), _) if !url.trim().is_empty() => Transport::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.trim())
+            (Some(url), _) if !url.expose().trim().is_empty() => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose().trim())
                     // The URL may hold a password: say what is wrong, never echo it.
                     .map_err(|e| MailConfigError::SmtpUrl(e.to_string()))?
                     .timeout(Some(Duration::from_secs(config.timeout_secs.max(1))))

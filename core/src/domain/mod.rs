@@ -10,4 +10,4 @@ mod user;
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat};
 pub use message::{Message, MessagePart, Role, Usage};
 pub use turn::{AcquiredTurn, ToolCallRow, ToolCallStatus, Turn, TurnStatus};
-pub use user::{AuthenticatedUser, OrganizationRole};
+pub use user::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, UserStatus};

@@ -24,6 +24,7 @@ mod turns;
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
+pub use identity::ChatAccess;
 pub use interrupts::InterruptOutcome;
 pub use notifications::{NewNotification, OutboxEmail};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};

@@ -14,6 +14,7 @@ use agentq_core::{
     ChatError,
     config::{ProviderConfig, ProviderKind},
     domain::{Message, Usage},
+    secrets::ExposeSecret,
 };
 use futures::stream::BoxStream;
 
@@ -123,17 +124,21 @@ impl Provider {
             ProviderKind::Openai => Provider::OpenAi(Arc::new(
                 OpenAiProvider::new(
                     &config.openai_base_url,
-                    config.openai_api_key.clone(),
+                    config
+                        .openai_api_key
+                        .as_ref()
+                        .map(|k| k.expose_secret().to_owned()),
                     Duration::from_secs(config.startup_timeout_secs),
                     Duration::from_secs(config.silence_timeout_secs),
                 )?
-                .with_headers(extra_headers(&config.provider_headers)?),
+                .with_headers(extra_headers(&config.exposed_headers())?),
             )),
             ProviderKind::Echo => Provider::Echo(EchoProvider),
             ProviderKind::Anthropic => {
                 let key = config
                     .anthropic_api_key
-                    .as_deref()
+                    .as_ref()
+                    .map(ExposeSecret::expose_secret)
                     .filter(|k| !k.trim().is_empty())
                     .ok_or_else(|| {
                         ChatError::new(
@@ -149,7 +154,7 @@ impl Provider {
                         Duration::from_secs(config.startup_timeout_secs),
                         Duration::from_secs(config.silence_timeout_secs),
                     )?
-                    .with_headers(extra_headers(&config.provider_headers)?),
+                    .with_headers(extra_headers(&config.exposed_headers())?),
                 ))
             }
         })
