@@ -163,6 +163,35 @@ impl IntoParams for ChatId {
     }
 }
 
+/// The `{token_id}` path segment.
+pub struct TokenId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<Uuid>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(TokenId(id)),
+            Err(_) => Err(ApiError::invalid("token_id", "must be a UUID")),
+        }
+    }
+}
+
+/// Documents [`TokenId`] in OpenAPI, as [`ChatPath`] does for [`ChatId`].
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TokenPath {
+    /// The token's id (from the token list).
+    token_id: Uuid,
+}
+
+impl IntoParams for TokenId {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        TokenPath::into_params(parameter_in)
+    }
+}
+
 /// The `{chat_id}/.../{run_id}` path segments.
 pub struct ChatAndRunIds(pub Uuid, pub Uuid);
 

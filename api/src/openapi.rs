@@ -155,7 +155,12 @@ fn add_shared_error_responses(doc: &mut openapi::OpenApi) {
                 add_error(
                     operation,
                     401,
-                    "No token, or the token is invalid or expired.",
+                    "No token, or the token is invalid, expired or revoked.",
+                );
+                add_error(
+                    operation,
+                    403,
+                    "The caller's account is suspended or deleted, or lacks a role it needs.",
                 );
             }
             if takes_json(operation) {

@@ -18,5 +18,6 @@ pub mod secrets;
 pub mod services;
 pub mod shutdown;
 pub mod store;
+pub mod text;
 
 pub use error::{ChatError, ChatErrorKind, StoreError};

@@ -1,6 +1,8 @@
 //! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one,
 //! archive or restore one.
 
+use std::collections::BTreeMap;
+
 use agentq_core::{
     domain::{
         BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, MessagePart, NewChat,
@@ -8,6 +10,7 @@ use agentq_core::{
     },
     events::ChatEvent,
     queue::RunTurn,
+    text::{describe_char, forbidden_char, scrub_nul, scrub_nul_string},
 };
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -48,10 +51,104 @@ pub struct CreateChatRequest {
     /// A model from `/api/v1/admin/models`; absent: the default model.
     #[serde(default)]
     pub model_config_id: Option<Uuid>,
+    /// Key/value labels (at most 32; keys 1-64 characters without `=`, values up to 256;
+    /// no control characters in either), searchable with `label:k=v`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Most client-defined tools per chat.
 const MAX_DYNAMIC_TOOLS: usize = 64;
+/// Largest client-defined tool, as JSON: every tool definition is sent to the model on
+/// every step of every turn, so its size is paid for again and again.
+pub const MAX_DYNAMIC_TOOL_BYTES: usize = 32 * 1024;
+/// Largest total of a chat's client-defined tools, as JSON.
+pub const MAX_DYNAMIC_TOOLS_BYTES: usize = 128 * 1024;
+/// Most labels per chat.
+const MAX_LABELS: usize = 32;
+/// Longest label key, in characters.
+const MAX_LABEL_KEY_CHARS: usize = 64;
+/// Longest label value, in characters.
+const MAX_LABEL_VALUE_CHARS: usize = 256;
+
+/// 400 naming `field` when `text` holds a character titles and labels may not hold.
+fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
+    match forbidden_char(text) {
+        None => Ok(()),
+        Some(c) => Err(ApiError::invalid(
+            field,
+            format!(
+                "must not contain control characters (found {})",
+                describe_char(c)
+            ),
+        )),
+    }
+}
+
+fn validate_title(title: &str) -> Result<(), ApiError> {
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::invalid(
+            "title",
+            format!("must be at most {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    refuse_control_chars("title", title)
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::invalid(
+            "labels",
+            format!("must hold at most {MAX_LABELS} labels"),
+        ));
+    }
+    for (key, value) in labels {
+        // A bad key is named by the object, not echoed into the field path.
+        let key_len = key.chars().count();
+        if key_len == 0 || key_len > MAX_LABEL_KEY_CHARS || key.contains('=') {
+            return Err(ApiError::invalid(
+                "labels",
+                format!("keys must be 1-{MAX_LABEL_KEY_CHARS} characters without `=`"),
+            ));
+        }
+        if let Some(c) = forbidden_char(key) {
+            return Err(ApiError::invalid(
+                "labels",
+                format!(
+                    "keys must not contain control characters (found {})",
+                    describe_char(c)
+                ),
+            ));
+        }
+        let field = format!("labels.{key}");
+        if value.chars().count() > MAX_LABEL_VALUE_CHARS {
+            return Err(ApiError::invalid(
+                field,
+                format!("must be at most {MAX_LABEL_VALUE_CHARS} characters"),
+            ));
+        }
+        refuse_control_chars(&field, value)?;
+    }
+    Ok(())
+}
+
+/// Bytes `value` takes as JSON, without building the text.
+pub(crate) fn json_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and these values serialize.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
 
 /// Names a model accepts: what OpenAI and Anthropic both allow.
 fn valid_tool_name(name: &str) -> bool {
@@ -69,7 +166,26 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
         ));
     }
     let mut names = std::collections::HashSet::new();
+    let mut total = 0;
     for (i, tool) in tools.iter().enumerate() {
+        let bytes = json_len(tool);
+        if bytes > MAX_DYNAMIC_TOOL_BYTES {
+            return Err(ApiError::invalid(
+                format!("dynamic_tools[{i}]"),
+                format!(
+                    "is {bytes} bytes as JSON; a tool definition may take at most {MAX_DYNAMIC_TOOL_BYTES}"
+                ),
+            ));
+        }
+        total += bytes;
+        if total > MAX_DYNAMIC_TOOLS_BYTES {
+            return Err(ApiError::invalid(
+                "dynamic_tools",
+                format!(
+                    "take more than {MAX_DYNAMIC_TOOLS_BYTES} bytes as JSON together; send fewer or smaller tools"
+                ),
+            ));
+        }
         if !valid_tool_name(&tool.name) {
             return Err(ApiError::invalid(
                 format!("dynamic_tools[{i}].name"),
@@ -107,16 +223,23 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "The chat; its first turn is queued.", body = Chat),
         (status = 400, description = "A field is invalid; `validations` names it.", body = ErrorBody),
-        (status = 403, description = "No `agents-access` in the organization.", body = ErrorBody),
+        (status = 403, description = "No `agents-access` in the organization, or the account is not active.", body = ErrorBody),
     )
 )]
 pub async fn create_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
-    JsonBody(body): JsonBody<CreateChatRequest>,
+    JsonBody(mut body): JsonBody<CreateChatRequest>,
 ) -> Result<(StatusCode, Json<Chat>), ApiError> {
     let text = validate_message(body.message)?;
+    let title = body.title.unwrap_or_default();
+    validate_title(&title)?;
+    validate_labels(&body.labels)?;
     validate_dynamic_tools(&body.dynamic_tools)?;
+    for tool in &mut body.dynamic_tools {
+        scrub_nul_string(&mut tool.description);
+        scrub_nul(&mut tool.input_schema);
+    }
     if let Some(model_id) = body.model_config_id {
         match state.store.get_model(model_id).await {
             Ok(model) if model.enabled => {}
@@ -131,13 +254,6 @@ pub async fn create_chat(
             }
             Err(e) => return Err(e.into()),
         }
-    }
-    let title = body.title.unwrap_or_default();
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(ApiError::invalid(
-            "title",
-            format!("must be at most {MAX_TITLE_CHARS} characters"),
-        ));
     }
     let orgs = state
         .store
@@ -175,6 +291,7 @@ pub async fn create_chat(
             first_message: vec![MessagePart::Text { text }],
             dynamic_tools: body.dynamic_tools,
             model_config_id: body.model_config_id,
+            labels: body.labels,
         })
         .await?;
     state.events.publish(
@@ -202,9 +319,11 @@ pub(crate) async fn enqueue_turn(state: &ApiState, turn_id: Uuid) {
     }
 }
 
-/// The text of a message field: present, not blank, not too long.
+/// The text of a message field: present, not blank, not too long; U+0000 (which PostgreSQL
+/// cannot store) becomes U+FFFD.
 pub(crate) fn validate_message(message: Option<String>) -> Result<String, ApiError> {
-    let text = message.ok_or_else(|| ApiError::invalid("message", "is required"))?;
+    let mut text = message.ok_or_else(|| ApiError::invalid("message", "is required"))?;
+    scrub_nul_string(&mut text);
     if text.trim().is_empty() {
         return Err(ApiError::invalid("message", "must not be empty"));
     }

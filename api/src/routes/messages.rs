@@ -17,16 +17,23 @@ use uuid::Uuid;
 use super::chats::{chat_not_found, enqueue_turn, page_limit, validate_message};
 use crate::{
     ApiState,
-    auth::CurrentUser,
+    auth::{CurrentUser, require_work_access},
     error::{ApiError, ErrorBody},
     extract::{ChatId, JsonBody, QueryParams},
 };
+
+/// Most bytes of messages (as JSON) one page carries: a page stops before the message that
+/// would pass it and returns the cursor, so a chat of long answers cannot make one response
+/// (and the memory behind it) grow to `limit` times the largest message. A single message
+/// larger than this still comes, alone on its page, so every message can be read.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
 /// Query of `GET .../messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
-    /// Page size, 1..=1000 (default 100).
+    /// Most messages on the page, 1..=1000 (default 100); a page also stops at about 1 MiB
+    /// of messages (a longer message comes alone), with `next_after_id` set.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The last message id of the previous page.
@@ -66,20 +73,36 @@ pub async fn list_messages(
         .get_chat(chat_id, user.id)
         .await
         .map_err(chat_not_found)?;
-    let mut messages = state
+    let messages = state
         .store
         .list_messages(chat_id, query.after_id, limit + 1)
         .await?;
-    let next_after_id = if messages.len() as i64 > limit {
-        messages.truncate(limit as usize);
-        messages.last().map(|m| m.id)
+    Ok(Json(bounded_page(messages, limit as usize, MAX_PAGE_BYTES)))
+}
+
+/// The first messages of `fetched` (which holds up to `limit + 1`) that fit `limit` and
+/// `max_bytes`, with the cursor when any were left out. The first message always fits.
+fn bounded_page(mut fetched: Vec<Message>, limit: usize, max_bytes: usize) -> MessageList {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for message in fetched.iter().take(limit) {
+        let size = super::chats::json_len(message);
+        if keep > 0 && bytes + size > max_bytes {
+            break;
+        }
+        bytes += size;
+        keep += 1;
+    }
+    let next_after_id = if fetched.len() > keep {
+        fetched.truncate(keep);
+        fetched.last().map(|m| m.id)
     } else {
         None
     };
-    Ok(Json(MessageList {
-        messages,
+    MessageList {
+        messages: fetched,
         next_after_id,
-    }))
+    }
 }
 
 /// Body of `POST .../messages`.
@@ -124,6 +147,7 @@ pub enum SendMessageResponse {
         (status = 201, description = "The message started a turn (`status: started`).", body = SendMessageResponse),
         (status = 202, description = "A turn is running; the message waits in the chat's queue (`status: queued`).", body = SendMessageResponse),
         (status = 400, description = "A field is invalid; `validations` names it.", body = ErrorBody),
+        (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
         (status = 409, description = "20 messages already wait in the chat's queue.", body = ErrorBody),
     )
@@ -134,6 +158,7 @@ pub async fn send_message(
     ChatId(chat_id): ChatId,
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
+    require_work_access(&state, &user, chat_id).await?;
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();
     let outcome = state

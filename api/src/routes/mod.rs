@@ -10,6 +10,7 @@ mod messages;
 mod notifications;
 mod site_config;
 mod stream;
+mod tokens;
 mod tool_results;
 
 use utoipa::OpenApi;
@@ -56,6 +57,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             notifications::put_preferences
         ))
         .routes(routes!(tool_results::submit))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
 }
 
 /// JSON 404 for unknown paths.

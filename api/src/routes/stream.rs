@@ -20,7 +20,7 @@ use futures::{Stream, StreamExt};
 use super::chats::chat_not_found;
 use crate::{
     ApiState,
-    auth::CurrentUser,
+    auth::{CurrentUser, require_work_access},
     error::{ApiError, ErrorBody},
     extract::ChatId,
     keepalive,
@@ -70,6 +70,7 @@ struct Cursor {
             body = agentq_core::events::ChatEvent
         ),
         (status = 400, description = "`chat_id` or `Last-Event-ID` is malformed.", body = ErrorBody),
+        (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
         (status = 503, description = "Redis is not reachable.", body = ErrorBody),
     )
@@ -80,6 +81,7 @@ pub async fn stream_chat(
     ChatId(chat_id): ChatId,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    require_work_access(&state, &user, chat_id).await?;
     state
         .store
         .get_chat(chat_id, user.id)

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::chats::enqueue_turn;
 use crate::{
     ApiState,
-    auth::CurrentUser,
+    auth::{CurrentUser, require_work_access},
     error::{ApiError, ErrorBody},
     extract::{ChatId, JsonBody},
 };
@@ -68,6 +68,7 @@ pub struct ToolResultsResponse {
     responses(
         (status = 202, description = "The results are stored.", body = ToolResultsResponse),
         (status = 400, description = "Unknown, duplicate or missing `tool_call_id`s, or another invalid field.", body = ErrorBody),
+        (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
         (status = 409, description = "The chat is not waiting for tool results.", body = ErrorBody),
     )
@@ -78,6 +79,7 @@ pub async fn submit(
     ChatId(chat_id): ChatId,
     JsonBody(body): JsonBody<ToolResultsRequest>,
 ) -> Result<(StatusCode, Json<ToolResultsResponse>), ApiError> {
+    require_work_access(&state, &user, chat_id).await?;
     if body.results.is_empty() {
         return Err(ApiError::invalid(
             "results",
@@ -87,10 +89,14 @@ pub async fn submit(
     let inputs: Vec<ToolResultInput> = body
         .results
         .into_iter()
-        .map(|r| ToolResultInput {
-            tool_call_id: r.tool_call_id,
-            output: r.output,
-            is_error: r.is_error,
+        .map(|mut r| {
+            // PostgreSQL's jsonb cannot hold U+0000; a client's output may.
+            agentq_core::text::scrub_nul(&mut r.output);
+            ToolResultInput {
+                tool_call_id: r.tool_call_id,
+                output: r.output,
+                is_error: r.is_error,
+            }
         })
         .collect();
     let fan_in = state

@@ -114,6 +114,8 @@ pub struct NewChat {
     pub dynamic_tools: Vec<DynamicTool>,
     /// The model to use; `None` uses the default model.
     pub model_config_id: Option<Uuid>,
+    /// Free-form key/value labels (searchable with `label:k=v`).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Names of the tools workers run themselves; client-defined tools may not reuse them.

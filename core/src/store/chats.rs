@@ -77,8 +77,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
-                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id)
-                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8)
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9)
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
@@ -93,6 +93,7 @@ impl Store {
         .bind(turn_id)
         .bind(Json(&new.dynamic_tools))
         .bind(new.model_config_id)
+        .bind(Json(&new.labels))
         .fetch_one(&mut *tx)
         .await?;
         let message: Message = sqlx::query_as(
@@ -300,6 +301,12 @@ fn derive_title(parts: &[MessagePart]) -> String {
         .filter_map(MessagePart::as_text)
         .collect::<Vec<_>>()
         .join(" ");
+    // Titles hold no control characters (see `crate::text`): whitespace ones become spaces,
+    // the others are dropped.
+    let text: String = text
+        .chars()
+        .filter(|&c| c.is_whitespace() || !crate::text::is_forbidden(c))
+        .collect();
     let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if words.chars().count() <= 80 {
         return words;

@@ -1,0 +1,157 @@
+//! `/api/v1/users/me/tokens`: a user's own API tokens. List them (never the secret: only its
+//! digest is stored, and not even that is returned), create one (the secret is in that one
+//! response and nowhere else, ever), revoke one (it gets 401 from the next request on).
+//!
+//! Operators do the same for any user with `agentq admin tokens list|create|revoke`.
+
+use agentq_core::domain::ApiTokenInfo;
+use axum::{Json, extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ApiState,
+    auth::CurrentUser,
+    error::{ApiError, ErrorBody},
+    extract::{JsonBody, TokenId},
+};
+
+/// Longest token name, in characters.
+const MAX_TOKEN_NAME_CHARS: usize = 100;
+/// Longest lifetime a caller may ask for, in days (ten years).
+const MAX_EXPIRES_IN_DAYS: u32 = 3650;
+
+/// The caller's tokens.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    /// Tokens that are not revoked (expired ones included), newest first.
+    pub tokens: Vec<ApiTokenInfo>,
+}
+
+/// Body of `POST /api/v1/users/me/tokens`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// A name to recognise it by in lists (1-100 characters, no control characters).
+    #[schema(required = true, min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    /// Days until it expires, 1..=3650; absent: the server's default (`--token-expiry-days`,
+    /// 90 unless configured; a server configured with 0 gives tokens that never expire).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A token just created: the only response that ever carries its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    /// What lists show about it.
+    pub token: ApiTokenInfo,
+    /// `aq_...`; send it as `Authorization: Bearer <secret>`. Shown once: store it now.
+    pub secret: String,
+}
+
+/// `GET /api/v1/users/me/tokens`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/me/tokens",
+    tag = "users",
+    responses(
+        (status = 200, description = "The caller's tokens, without their secrets.", body = TokenList),
+    )
+)]
+pub async fn list_tokens(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<TokenList>, ApiError> {
+    Ok(Json(TokenList {
+        tokens: state.store.list_api_tokens(user.id).await?,
+    }))
+}
+
+/// `POST /api/v1/users/me/tokens` -> 201 with the secret, shown once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/me/tokens",
+    tag = "users",
+    request_body = CreateTokenRequest,
+    responses(
+        (status = 201, description = "The token and its secret (shown once).", body = CreatedToken),
+        (status = 400, description = "`name` or `expires_in_days` is invalid.", body = ErrorBody),
+    )
+)]
+pub async fn create_token(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<CreateTokenRequest>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let name = body
+        .name
+        .ok_or_else(|| ApiError::invalid("name", "is required"))?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_CHARS {
+        return Err(ApiError::invalid(
+            "name",
+            format!("must be 1-{MAX_TOKEN_NAME_CHARS} characters"),
+        ));
+    }
+    if let Some(c) = agentq_core::text::forbidden_char(name) {
+        return Err(ApiError::invalid(
+            "name",
+            format!(
+                "must not contain control characters (found {})",
+                agentq_core::text::describe_char(c)
+            ),
+        ));
+    }
+    if let Some(days) = body.expires_in_days
+        && !(1..=MAX_EXPIRES_IN_DAYS).contains(&days)
+    {
+        return Err(ApiError::invalid(
+            "expires_in_days",
+            format!("must be between 1 and {MAX_EXPIRES_IN_DAYS}"),
+        ));
+    }
+    let expires_at = state.config.tokens.expires_at(body.expires_in_days);
+    let new = agentq_core::auth::generate_token();
+    let id = state
+        .store
+        .create_api_token(user.id, name, &new.sha256, expires_at)
+        .await?;
+    let token = state.store.get_api_token(user.id, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token,
+            secret: new.secret,
+        }),
+    ))
+}
+
+/// `DELETE /api/v1/users/me/tokens/{token_id}` -> 204; the token gets 401 from now on
+/// (revoking the token of this very request is allowed).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/me/tokens/{token_id}",
+    tag = "users",
+    params(TokenId),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 400, description = "`token_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such token of the caller's (or already revoked).", body = ErrorBody),
+    )
+)]
+pub async fn revoke_token(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    TokenId(token_id): TokenId,
+) -> Result<StatusCode, ApiError> {
+    if state
+        .store
+        .revoke_api_token(Some(user.id), token_id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("token not found".into()))
+    }
+}
