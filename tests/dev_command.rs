@@ -78,6 +78,17 @@ async fn agentq_dev_runs_the_whole_system_and_stops_cleanly() {
             .trim(),
         token
     );
+    // The token and the key that seals provider secrets are readable by their owner only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["dev-token", "secret-key"] {
+            let mode = std::fs::metadata(data_dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
+        }
+    }
 
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");

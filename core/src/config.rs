@@ -466,6 +466,65 @@ pub fn apply_config_file(path: &Path) -> Result<(), ConfigFileError> {
 mod tests {
     use super::*;
 
+    /// Parses one config group from command-line flags, as the binary does.
+    fn parse<T: Args + FromArgMatches>(args: &[&str]) -> T {
+        let cmd = T::augment_args(clap::Command::new("agentq").no_binary_name(true));
+        T::from_arg_matches(&cmd.get_matches_from(args)).unwrap()
+    }
+
+    #[test]
+    fn formatting_parsed_settings_shows_no_secret() {
+        let database: DatabaseConfig = parse(&[
+            "--database-url",
+            "postgres://app:db-pass-1@db:5432/agentq?sslpassword=ssl-pass-2",
+        ]);
+        let redis: RedisConfig = parse(&["--redis-url", "rediss://:redis-pass-3@cache:6380"]);
+        let secrets: SecretsConfig = parse(&["--secret-key", "secret-key-4"]);
+        let provider: ProviderConfig = parse(&[
+            "--openai-api-key",
+            "sk-openai-5",
+            "--anthropic-api-key",
+            "sk-ant-6",
+            "--provider-header",
+            "X-Api-Token: header-7",
+        ]);
+        let mail: MailConfig = parse(&["--smtp-url", "smtp://mailer:smtp-pass-8@mail:587?tls=required"]);
+        let shown = format!("{database:?} {redis:?} {secrets:?} {provider:?} {mail:?}");
+        for secret in [
+            "db-pass-1",
+            "ssl-pass-2",
+            "redis-pass-3",
+            "secret-key-4",
+            "sk-openai-5",
+            "sk-ant-6",
+            "header-7",
+            "smtp-pass-8",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        // What is not secret still helps whoever reads the log.
+        assert!(shown.contains("db:5432/agentq"), "{shown}");
+        assert!(shown.contains("mail:587"), "{shown}");
+        // And the code that connects still gets the real values.
+        assert!(database.url.expose().contains("db-pass-1"));
+        assert_eq!(provider.exposed_headers(), vec!["X-Api-Token: header-7"]);
+        assert_eq!(
+            secrets.secret_key.as_ref().map(ExposeSecret::expose_secret),
+            Some("secret-key-4")
+        );
+    }
+
+    #[test]
+    fn tokens_expire_after_the_default_unless_it_is_zero() {
+        let tokens: TokenConfig = defaults();
+        assert_eq!(tokens.expiry_days, 90);
+        let at = tokens.expires_at(None).unwrap();
+        assert!((at - chrono::Utc::now() - chrono::Duration::days(90)).num_seconds().abs() < 5);
+        assert!(tokens.expires_at(Some(1)).unwrap() < at);
+        let never = TokenConfig { expiry_days: 0 };
+        assert_eq!(never.expires_at(None), None);
+    }
+
     #[test]
     fn defaults_match_the_documented_ones() {
         let api: ApiConfig = defaults();

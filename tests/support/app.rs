@@ -55,6 +55,12 @@ impl TestApp {
 
     /// Starts the API without a worker (jobs wait in the queue).
     pub async fn start_api_only(pool: PgPool) -> Self {
+        Self::start_api_only_with(pool, |_| {}).await
+    }
+
+    /// [`TestApp::start_api_only`] with API settings changed by `configure` (after the test
+    /// defaults: a 64 KiB body limit, 1 s keep-alives).
+    pub async fn start_api_only_with(pool: PgPool, configure: impl FnOnce(&mut ApiConfig)) -> Self {
         let fake = FakeOpenAi::start(Duration::from_millis(5)).await;
         let prefix = unique_prefix();
         let redis_url = redis_url();
@@ -78,6 +84,7 @@ impl TestApp {
         let mut api: ApiConfig = config::defaults();
         api.max_body_bytes = 64 * 1024;
         api.sse_keepalive_secs = 1;
+        configure(&mut api);
         let shutdown = CancellationToken::new();
         let state = agentq_api::ApiState::new(&services, api);
         tokio::spawn(agentq_api::serve(state, listener, shutdown.clone()));
