@@ -46,7 +46,7 @@ impl FromRequestParts<ApiState> for CurrentUser {
             .authenticate(&hash_token(token))
             .await?
             .ok_or_else(|| {
-                ApiError::Unauthorized("the API token is invalid, expired or revoked".into())
+                ApiError::Unauthorized("the API token is invalid or expired, or was revoked".into())
             })?;
         match user.status {
             UserStatus::Active => Ok(CurrentUser(user)),
