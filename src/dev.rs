@@ -63,7 +63,8 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         args.database.url.expose(),
         args.redis.url.expose(),
         &args.data_dir,
-    ).await?;
+    )
+    .await?;
     args.database.url = local.database_url.as_str().into();
     args.redis.url = local.redis_url.as_str().into();
 

@@ -38,8 +38,18 @@ fn body_for(path: &str) -> Option<Value> {
 
 /// Calls `method path` (with `{chat_id}` filled in) as `token`: the status and the JSON body
 /// (`null` for a stream that opened: its body never ends).
-async fn call(app: &TestApp, token: &str, method: &str, path: &str, chat: Uuid) -> (StatusCode, Value) {
-    let url = format!("{}{}", app.base, path.replace("{chat_id}", &chat.to_string()));
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    chat: Uuid,
+) -> (StatusCode, Value) {
+    let url = format!(
+        "{}{}",
+        app.base,
+        path.replace("{chat_id}", &chat.to_string())
+    );
     let mut request = app
         .client
         .request(Method::from_bytes(method.as_bytes()).unwrap(), url)
@@ -49,10 +59,11 @@ async fn call(app: &TestApp, token: &str, method: &str, path: &str, chat: Uuid) 
     }
     let response = request.send().await.unwrap();
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("application/json"));
+    let is_json = response.headers().get("content-type").is_some_and(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .starts_with("application/json")
+    });
     let body = if is_json {
         response.json().await.unwrap_or(Value::Null)
     } else {
@@ -200,8 +211,16 @@ async fn a_user_whose_agents_access_was_removed_gets_403_on_every_route_that_sta
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body["message"].as_str().unwrap().contains(&acme.to_string()), "{body}");
-    let (status, body) = app.post("/api/v1/chats", json!({ "message": "elsewhere" })).await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&acme.to_string()),
+        "{body}"
+    );
+    let (status, body) = app
+        .post("/api/v1/chats", json!({ "message": "elsewhere" }))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["organization_id"], json!(other));
     app.stop().await;
@@ -214,7 +233,10 @@ async fn a_suspended_or_deleted_user_is_refused_until_reactivated(pool: sqlx::Pg
     let alice = user_id(&app, "alice@example.com").await;
     let store = &app.services.store;
 
-    for (status_now, word) in [(UserStatus::Suspended, "suspended"), (UserStatus::Deleted, "deleted")] {
+    for (status_now, word) in [
+        (UserStatus::Suspended, "suspended"),
+        (UserStatus::Deleted, "deleted"),
+    ] {
         assert!(store.set_user_status(alice, status_now).await.unwrap());
         for (method, path) in WORK_ROUTES {
             let (status, body) = call(&app, &app.token, method, path, chat).await;
@@ -229,7 +251,12 @@ async fn a_suspended_or_deleted_user_is_refused_until_reactivated(pool: sqlx::Pg
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     }
 
-    assert!(store.set_user_status(alice, UserStatus::Active).await.unwrap());
+    assert!(
+        store
+            .set_user_status(alice, UserStatus::Active)
+            .await
+            .unwrap()
+    );
     assert_work_allowed(&app, &app.token, chat).await;
     app.stop().await;
 }

@@ -20,17 +20,30 @@ fn field(body: &Value) -> &str {
 }
 
 #[sqlx::test]
-async fn titles_and_labels_with_control_characters_are_400s_naming_the_field(
-    pool: sqlx::PgPool,
-) {
+async fn titles_and_labels_with_control_characters_are_400s_naming_the_field(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     for (body, name) in [
-        (json!({"message": "hi", "title": "line one\nline two"}), "title"),
+        (
+            json!({"message": "hi", "title": "line one\nline two"}),
+            "title",
+        ),
         (json!({"message": "hi", "title": "nul\u{0}"}), "title"),
-        (json!({"message": "hi", "title": "\u{1b}[2Jcleared"}), "title"),
-        (json!({"message": "hi", "title": "evil\u{202E}gpj.exe"}), "title"),
-        (json!({"message": "hi", "labels": {"team": "a\tb"}}), "labels.team"),
-        (json!({"message": "hi", "labels": {"bad\nkey": "v"}}), "labels"),
+        (
+            json!({"message": "hi", "title": "\u{1b}[2Jcleared"}),
+            "title",
+        ),
+        (
+            json!({"message": "hi", "title": "evil\u{202E}gpj.exe"}),
+            "title",
+        ),
+        (
+            json!({"message": "hi", "labels": {"team": "a\tb"}}),
+            "labels.team",
+        ),
+        (
+            json!({"message": "hi", "labels": {"bad\nkey": "v"}}),
+            "labels",
+        ),
         (json!({"message": "hi", "labels": {"a=b": "v"}}), "labels"),
     ] {
         let (status, reply) = app.post("/api/v1/chats", body.clone()).await;
@@ -65,7 +78,10 @@ async fn titles_and_labels_with_control_characters_are_400s_naming_the_field(
 
     // A title derived from the message drops control characters too.
     let (status, chat) = app
-        .post("/api/v1/chats", json!({"message": "\u{1b}[31mred\u{7}\nalert"}))
+        .post(
+            "/api/v1/chats",
+            json!({"message": "\u{1b}[31mred\u{7}\nalert"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{chat}");
     assert_eq!(chat["title"], "[31mred alert");
@@ -95,7 +111,11 @@ async fn dynamic_tools_over_their_byte_caps_are_400s_naming_the_field(pool: sqlx
             json!({"message": "hi", "dynamic_tools": [tool_of("fits", TOOL_CAP)]}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "a tool of exactly the cap: {reply}");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a tool of exactly the cap: {reply}"
+    );
 
     let (status, reply) = app
         .post(
@@ -114,16 +134,30 @@ async fn dynamic_tools_over_their_byte_caps_are_400s_naming_the_field(pool: sqlx
     );
 
     // Four tools of exactly the cap make the total cap; one byte more is refused.
-    let at_total: Vec<Value> = (0..4).map(|i| tool_of(&format!("t{i}"), TOOL_CAP)).collect();
+    let at_total: Vec<Value> = (0..4)
+        .map(|i| tool_of(&format!("t{i}"), TOOL_CAP))
+        .collect();
     assert_eq!(4 * TOOL_CAP, TOOLS_TOTAL_CAP);
     let (status, reply) = app
-        .post("/api/v1/chats", json!({"message": "hi", "dynamic_tools": at_total}))
+        .post(
+            "/api/v1/chats",
+            json!({"message": "hi", "dynamic_tools": at_total}),
+        )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "exactly the total cap: {reply}");
-    let mut over: Vec<Value> = (0..4).map(|i| tool_of(&format!("t{i}"), TOOL_CAP)).collect();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "exactly the total cap: {reply}"
+    );
+    let mut over: Vec<Value> = (0..4)
+        .map(|i| tool_of(&format!("t{i}"), TOOL_CAP))
+        .collect();
     over.push(tool_of("one_more", 100));
     let (status, reply) = app
-        .post("/api/v1/chats", json!({"message": "hi", "dynamic_tools": over}))
+        .post(
+            "/api/v1/chats",
+            json!({"message": "hi", "dynamic_tools": over}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     assert_eq!(field(&reply), "dynamic_tools", "{reply}");
@@ -133,13 +167,15 @@ async fn dynamic_tools_over_their_byte_caps_are_400s_naming_the_field(pool: sqlx
 /// Appends a user message of `chars` ASCII characters to `chat`, directly in the store.
 async fn insert_message(app: &TestApp, chat: Uuid, chars: usize) -> Uuid {
     let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO chat_messages (id, chat_id, role, content) VALUES ($1, $2, 'user', $3)")
-        .bind(id)
-        .bind(chat)
-        .bind(json!([{"type": "text", "text": "m".repeat(chars)}]))
-        .execute(app.services.store.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO chat_messages (id, chat_id, role, content) VALUES ($1, $2, 'user', $3)",
+    )
+    .bind(id)
+    .bind(chat)
+    .bind(json!([{"type": "text", "text": "m".repeat(chars)}]))
+    .execute(app.services.store.pool())
+    .await
+    .unwrap();
     id
 }
 
@@ -200,7 +236,11 @@ async fn the_messages_page_is_bounded_in_bytes_as_well_as_count(pool: sqlx::PgPo
     let all: Vec<String> = pages.concat();
     assert_eq!(all.len(), 8, "every message once, in order");
     assert_eq!(all[1], ids[0].to_string());
-    assert_eq!(pages[3], vec![huge.to_string()], "a message over the cap comes alone");
+    assert_eq!(
+        pages[3],
+        vec![huge.to_string()],
+        "a message over the cap comes alone"
+    );
     assert_eq!(all[7], last.to_string());
 
     // The count bound still holds.

@@ -6,11 +6,12 @@ mod support;
 
 use std::process::{Command, Output};
 
-use agentq_core::auth::{generate_token, hash_token};
+use agentq_core::auth::hash_token;
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::app::TestApp;
+use uuid::Uuid;
 
 /// The fields a token list shows, and nothing else.
 const TOKEN_FIELDS: &[&str] = &["created_at", "expires_at", "id", "last_used_at", "name"];
@@ -118,7 +119,12 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
     let (_, bobs) = get_as(&app, &bob, "/api/v1/users/me/tokens").await;
     let bob_id = bobs["tokens"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        delete(&app, &app.token, &format!("/api/v1/users/me/tokens/{bob_id}")).await,
+        delete(
+            &app,
+            &app.token,
+            &format!("/api/v1/users/me/tokens/{bob_id}")
+        )
+        .await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(get_as(&app, &bob, "/api/v1/chats").await.0, StatusCode::OK);
@@ -132,8 +138,14 @@ async fn token_requests_are_validated_by_field(pool: sqlx::PgPool) {
         (json!({}), "name"),
         (json!({ "name": "  " }), "name"),
         (json!({ "name": "a\nb" }), "name"),
-        (json!({ "name": "x", "expires_in_days": 0 }), "expires_in_days"),
-        (json!({ "name": "x", "expires_in_days": 3651 }), "expires_in_days"),
+        (
+            json!({ "name": "x", "expires_in_days": 0 }),
+            "expires_in_days",
+        ),
+        (
+            json!({ "name": "x", "expires_in_days": 3651 }),
+            "expires_in_days",
+        ),
     ] {
         let (status, reply) = app.post("/api/v1/users/me/tokens", body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
@@ -157,23 +169,27 @@ async fn token_requests_are_validated_by_field(pool: sqlx::PgPool) {
 #[sqlx::test]
 async fn an_expired_token_gets_401(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
-    let store = &app.services.store;
-    let alice = store
-        .find_user_by_email("alice@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    let expired = generate_token();
-    store
-        .create_api_token(
-            alice,
-            "old",
-            &expired.sha256,
-            Some(Utc::now() - Duration::seconds(1)),
+    let (status, created) = app
+        .post(
+            "/api/v1/users/me/tokens",
+            json!({ "name": "one day", "expires_in_days": 1 }),
         )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id: Uuid = created["token"]["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        get_as(&app, &secret, "/api/v1/chats").await.0,
+        StatusCode::OK
+    );
+
+    // A day passes.
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(app.services.store.pool())
         .await
         .unwrap();
-    let (status, body) = get_as(&app, &expired.secret, "/api/v1/chats").await;
+    let (status, body) = get_as(&app, &secret, "/api/v1/chats").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("expired"),
@@ -183,12 +199,23 @@ async fn an_expired_token_gets_401(pool: sqlx::PgPool) {
     let response = app
         .client
         .post(format!("{}/api/v1/chats/{chat}/messages", app.base))
-        .bearer_auth(&expired.secret)
+        .bearer_auth(&secret)
         .json(&json!({ "message": "more" }))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // The list still shows it, with the expiry that explains the 401.
+    let (_, list) = app.get("/api/v1/users/me/tokens").await;
+    let listed = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == json!(id))
+        .cloned()
+        .unwrap();
+    let at: chrono::DateTime<Utc> = listed["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(at < Utc::now(), "{listed}");
     app.stop().await;
 }
 
@@ -221,12 +248,22 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
     assert!(first.status.success(), "{}", text(&first.stderr));
     let token = text(&first.stdout).trim().to_owned();
     assert!(token.starts_with("aq_"), "{token}");
-    assert!(text(&first.stderr).contains("expires"), "{}", text(&first.stderr));
-    assert_eq!(get_as(&app, &token, "/api/v1/chats").await.0, StatusCode::OK);
+    assert!(
+        text(&first.stderr).contains("expires"),
+        "{}",
+        text(&first.stderr)
+    );
+    assert_eq!(
+        get_as(&app, &token, "/api/v1/chats").await.0,
+        StatusCode::OK
+    );
 
     let second = agentq(&app, &create);
     assert!(!second.status.success(), "a second run must fail");
-    assert!(text(&second.stdout).trim().is_empty(), "no token is printed");
+    assert!(
+        text(&second.stdout).trim().is_empty(),
+        "no token is printed"
+    );
     let said = text(&second.stderr);
     assert!(said.contains("already exists"), "{said}");
     assert!(said.contains("admin tokens create"), "{said}");
@@ -252,7 +289,10 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
     let backup = text(&more.stdout).trim().to_owned();
     assert!(backup.starts_with("aq_"));
 
-    let listed = agentq(&app, &["admin", "tokens", "list", "--email", "carol@example.com"]);
+    let listed = agentq(
+        &app,
+        &["admin", "tokens", "list", "--email", "carol@example.com"],
+    );
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     let table = text(&listed.stdout);
     assert_eq!(table.lines().count(), 3, "a header and two tokens: {table}");
@@ -273,7 +313,10 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
         get_as(&app, &backup, "/api/v1/chats").await.0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(get_as(&app, &token, "/api/v1/chats").await.0, StatusCode::OK);
+    assert_eq!(
+        get_as(&app, &token, "/api/v1/chats").await.0,
+        StatusCode::OK
+    );
 
     let suspended = agentq(
         &app,

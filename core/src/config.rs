@@ -488,7 +488,10 @@ mod tests {
             "--provider-header",
             "X-Api-Token: header-7",
         ]);
-        let mail: MailConfig = parse(&["--smtp-url", "smtp://mailer:smtp-pass-8@mail:587?tls=required"]);
+        let mail: MailConfig = parse(&[
+            "--smtp-url",
+            "smtp://mailer:smtp-pass-8@mail:587?tls=required",
+        ]);
         let shown = format!("{database:?} {redis:?} {secrets:?} {provider:?} {mail:?}");
         for secret in [
             "db-pass-1",
@@ -519,7 +522,12 @@ mod tests {
         let tokens: TokenConfig = defaults();
         assert_eq!(tokens.expiry_days, 90);
         let at = tokens.expires_at(None).unwrap();
-        assert!((at - chrono::Utc::now() - chrono::Duration::days(90)).num_seconds().abs() < 5);
+        assert!(
+            (at - chrono::Utc::now() - chrono::Duration::days(90))
+                .num_seconds()
+                .abs()
+                < 5
+        );
         assert!(tokens.expires_at(Some(1)).unwrap() < at);
         let never = TokenConfig { expiry_days: 0 };
         assert_eq!(never.expires_at(None), None);

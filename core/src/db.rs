@@ -49,10 +49,15 @@ pub enum DbError {
 
 /// Opens a pool without checking migrations (for `migrate` itself).
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
-    let options: PgConnectOptions = config.url.expose().parse().map_err(|source| DbError::Connect {
-        url: config.url.redacted(),
-        source,
-    })?;
+    let options: PgConnectOptions =
+        config
+            .url
+            .expose()
+            .parse()
+            .map_err(|source| DbError::Connect {
+                url: config.url.redacted(),
+                source,
+            })?;
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -101,10 +106,15 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 
 /// Creates the database named in the URL when it does not exist (used by `agentq dev`).
 pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool, DbError> {
-    let options: PgConnectOptions = config.url.expose().parse().map_err(|source| DbError::Connect {
-        url: config.url.redacted(),
-        source,
-    })?;
+    let options: PgConnectOptions =
+        config
+            .url
+            .expose()
+            .parse()
+            .map_err(|source| DbError::Connect {
+                url: config.url.redacted(),
+                source,
+            })?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -134,7 +144,14 @@ pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool,
 /// are all caught. Redacting a harmless value now and then is the price of never logging a
 /// real one.
 const SECRET_PARAM_HINTS: &[&str] = &[
-    "pass", "pwd", "secret", "token", "key", "auth", "sig", "credential",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "sig",
+    "credential",
 ];
 
 /// A URL fit for logs: the password in its user info and the values of secret-looking query

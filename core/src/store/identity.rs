@@ -92,7 +92,11 @@ impl Store {
     }
 
     /// Suspends, deletes or reactivates a user; `false` when there is no such user.
-    pub async fn set_user_status(&self, user: Uuid, status: UserStatus) -> Result<bool, StoreError> {
+    pub async fn set_user_status(
+        &self,
+        user: Uuid,
+        status: UserStatus,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE users SET status = $2 WHERE id = $1")
             .bind(user)
             .bind(status.as_str())
