@@ -17,9 +17,15 @@ use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 #[derive(clap::Args, Debug, Clone)]
 pub struct OtlpConfig {
     /// Base URL of an OTLP/HTTP collector, e.g. `http://otel-collector:4318`; traces go to
-    /// `<url>/v1/traces` as protobuf. Unset: no traces are exported.
-    #[arg(long = "otlp-endpoint", env = "AGENTQ_OTLP_ENDPOINT", global = true)]
-    pub endpoint: Option<String>,
+    /// `<url>/v1/traces` as protobuf. Unset: no traces are exported. It may carry
+    /// credentials (`https://user:key@...`, `?api_key=...`), so it is never printed whole.
+    #[arg(
+        long = "otlp-endpoint",
+        env = "AGENTQ_OTLP_ENDPOINT",
+        global = true,
+        hide_env_values = true
+    )]
+    pub endpoint: Option<agentq_core::secrets::SecretUrl>,
     /// `service.name` of the exported spans; defaults to `agentq-<subcommand>`.
     #[arg(
         long = "otlp-service-name",
@@ -44,7 +50,12 @@ impl TraceExport {
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
-        let Some(endpoint) = config.endpoint.as_deref().filter(|e| !e.trim().is_empty()) else {
+        let Some(endpoint) = config
+            .endpoint
+            .as_ref()
+            .map(|e| e.expose())
+            .filter(|e| !e.trim().is_empty())
+        else {
             return Ok(None);
         };
         let url = format!("{}/v1/traces", endpoint.trim().trim_end_matches('/'));
