@@ -75,10 +75,14 @@ async fn debug_runs_record_each_attempt_and_export_without_secrets(pool: sqlx::P
     assert!(steps[1]["error"].is_null());
     assert_eq!(steps[1]["response"]["text"], answer_to("record me"));
     assert_eq!(steps[1]["request"]["model"], "fake-gpt");
+    assert_eq!(steps[0]["request"]["messages_from"], 0);
     assert_eq!(
-        steps[1]["request"]["messages"][0]["content"][0]["text"],
+        steps[0]["request"]["messages"][0]["content"][0]["text"],
         "record me"
     );
+    // The retry sent the same conversation: its step stores no message again.
+    assert_eq!(steps[1]["request"]["messages_from"], 1);
+    assert_eq!(steps[1]["request"]["messages"], serde_json::json!([]));
     assert!(steps[1]["first_byte_ms"].as_i64().is_some());
     assert!(steps[1]["duration_ms"].as_i64().is_some());
 
@@ -126,5 +130,69 @@ async fn debug_runs_record_each_attempt_and_export_without_secrets(pool: sqlx::P
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["validations"][0]["field"], "run_id");
+    app.stop().await;
+}
+
+/// Each recorded step stores only the messages that are new since the chat's previous
+/// recorded step, so debug storage grows with the conversation, not with its square.
+#[sqlx::test]
+async fn debug_steps_store_only_what_is_new_since_the_last_step(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = support::app::create_owner(&app.services, "root@example.com").await;
+    app.configure_site(&owner, json!({"debug_logging_enabled": true}))
+        .await;
+    let (status, _) = app
+        .put_as(
+            &app.token,
+            "/api/v1/users/me/preferences",
+            json!({"debug_logging_enabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let chat = app.create_chat("turn one").await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(10))
+        .await;
+    for (n, text) in [(4, "turn two"), (6, "turn three")] {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/chats/{chat}/messages"),
+                json!({ "message": text }),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+        app.wait_until_answered(chat, n, Duration::from_secs(10))
+            .await;
+    }
+    let (_, export) = app.get(&format!("/api/v1/chats/{chat}/debug/export")).await;
+    // Newest run first; one step each.
+    let requests: Vec<&Value> = export["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|run| &run["steps"][0]["request"])
+        .collect();
+    assert_eq!(requests.len(), 3);
+    let shape: Vec<(u64, Vec<&str>)> = requests
+        .iter()
+        .map(|r| {
+            let texts = r["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["content"][0]["text"].as_str().unwrap())
+                .collect();
+            (r["messages_from"].as_u64().unwrap(), texts)
+        })
+        .collect();
+    let (one, two) = (answer_to("turn one"), answer_to("turn two"));
+    assert_eq!(
+        shape,
+        [
+            (0, vec!["turn one"]),
+            (1, vec![one.as_str(), "turn two"]),
+            (3, vec![two.as_str(), "turn three"]),
+        ]
+    );
     app.stop().await;
 }

@@ -213,3 +213,70 @@ async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx:
     assert_eq!(messages[1]["content"][0]["text"], answer_to("the long one"));
     app.stop().await;
 }
+
+/// With default settings (10 s turn lease, recovery every 2 s) a killed worker's step runs
+/// again elsewhere within 15 s, and a client reading the stream from the start sees a
+/// `retry` marker of kind `worker_lost` between the lost attempt's deltas and the new ones,
+/// then the final message once.
+#[sqlx::test]
+async fn a_killed_workers_step_resumes_within_15_s_behind_a_retry_marker(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    app.fake.set_chunk_delay(Duration::from_millis(250));
+    let mut doomed = WorkerProcess::spawn_with_default_leases(&app, &[]);
+    let question = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu";
+    let chat = app.create_chat(question).await;
+    let stream = tokio::spawn({
+        let (client, url, token) = (app.client.clone(), app.stream_url(chat), app.token.clone());
+        async move {
+            support::sse::read_until(&client, &url, &token, None, Duration::from_secs(60), |e| {
+                support::sse::is_status(e, "waiting")
+            })
+            .await
+        }
+    });
+    eventually(Duration::from_secs(10), "the first deltas", || async {
+        (app.fake.received().len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    doomed.kill();
+    let killed_at = std::time::Instant::now();
+    app.fake.set_chunk_delay(Duration::from_millis(5));
+    let _survivor = WorkerProcess::spawn_with_default_leases(&app, &[]);
+    app.start_recovery(SchedulerConfig {
+        interval_secs: 2,
+        stale_secs: 30,
+        batch: 100,
+        max_attempts: 3,
+        maintenance_cron: "0 0 1 1 *".parse().unwrap(),
+    });
+    eventually(Duration::from_secs(20), "the step to run again", || async {
+        (app.fake.received().len() == 2).then_some(())
+    })
+    .await;
+    let resumed_after = killed_at.elapsed();
+    assert!(
+        resumed_after < Duration::from_secs(15),
+        "resumed {resumed_after:?} after the kill"
+    );
+    let events = stream.await.unwrap();
+    let marker = events
+        .iter()
+        .position(|e| e.event == "retry" && e.data["kind"] == "worker_lost")
+        .unwrap_or_else(|| panic!("no worker_lost marker in {events:?}"));
+    let is_delta = |e: &&support::sse::Received| e.event == "message_part";
+    let before = events[..marker].iter().filter(is_delta).count();
+    let after = events[marker..].iter().filter(is_delta).count();
+    assert!(before > 0, "the lost attempt streamed before the kill");
+    assert!(after > 0, "the new attempt streams after the marker");
+    let finals: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "message" && e.data["message"]["role"] == "assistant")
+        .collect();
+    assert_eq!(finals.len(), 1, "the final message once: {finals:?}");
+    let messages = app.messages(chat).await;
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1]["content"][0]["text"], answer_to(question));
+    println!("resumed {resumed_after:?} after SIGKILL with default leases");
+    app.stop().await;
+}

@@ -290,13 +290,32 @@ pub struct WorkerConfig {
         default_value_t = 64
     )]
     pub concurrency: usize,
-    /// Seconds a running turn's lease lasts without renewal (renewed every third of it).
+    /// Seconds a running turn's (or tool call's) lease lasts without renewal. One heartbeat
+    /// per process renews all its leases every third of it; a killed worker's step is taken
+    /// over about this long after it died (plus the recovery interval).
     #[arg(
         long = "turn-lease-secs",
         env = "AGENTQ_TURN_LEASE_SECS",
-        default_value_t = 30
+        default_value_t = 10
     )]
     pub turn_lease_secs: u64,
+    /// Times one step of a turn may be started (first run included: handed back on a drain,
+    /// released after an error, taken over after a lost worker or a panic) before it fails
+    /// with `worker_lost` instead of calling the model again.
+    #[arg(
+        long = "turn-max-attempts",
+        env = "AGENTQ_TURN_MAX_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub turn_max_attempts: i32,
+    /// Largest conversation (bytes of JSON) sent to a model in one request; a longer one
+    /// fails the turn with a `context_length` error instead of a provider call.
+    #[arg(
+        long = "max-conversation-bytes",
+        env = "AGENTQ_MAX_CONVERSATION_BYTES",
+        default_value_t = 8 * 1024 * 1024
+    )]
+    pub max_conversation_bytes: usize,
     /// Provider attempts per turn step for retryable failures (429, 5xx, 529, cut
     /// streams, timeouts), with exponential backoff between them.
     #[arg(

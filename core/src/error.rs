@@ -28,6 +28,21 @@ impl StoreError {
             _ => None,
         }
     }
+
+    /// Whether the same write would fail again however often it is retried: PostgreSQL
+    /// refused the data itself (SQLSTATE class 22, data exception: a character `text`
+    /// cannot hold, a number out of range) or a size limit (class 54, program limit
+    /// exceeded: a `jsonb` too large). A caller that would otherwise retry should give up
+    /// and say so; retrying costs another provider call and changes nothing.
+    pub fn is_unsavable(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("54")),
+            StoreError::Database(sqlx::Error::Encode(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What went wrong upstream, coarse enough for a client to act on.

@@ -80,6 +80,20 @@ pub fn turn_step(outcome: &'static str) {
     counter!("agentq_turn_steps_total", "outcome" => outcome).increment(1);
 }
 
+/// One lease heartbeat renewed `held - lost` leases and found `lost` taken over.
+pub fn lease_beat(held: usize, lost: usize) {
+    gauge!("agentq_leases_held").set(held as f64);
+    if lost > 0 {
+        counter!("agentq_leases_lost_total").increment(lost as u64);
+    }
+}
+
+/// A turn step was started more often than allowed and failed without calling its
+/// provider again (`reason` is `attempts` or `unsavable`).
+pub fn turn_given_up(reason: &'static str) {
+    counter!("agentq_turns_given_up_total", "reason" => reason).increment(1);
+}
+
 /// A provider attempt ended; `error_kind` is `None` on success.
 pub fn provider_attempt(provider: &str, error_kind: Option<&str>, took: Duration) {
     histogram!("agentq_provider_request_seconds", "provider" => provider.to_owned())

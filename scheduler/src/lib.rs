@@ -47,7 +47,7 @@ pub struct SchedulerConfig {
     #[arg(
         long = "recovery-interval-secs",
         env = "AGENTQ_RECOVERY_INTERVAL_SECS",
-        default_value_t = 5
+        default_value_t = 2
     )]
     pub interval_secs: u64,
     /// A queued turn (or email) whose job was sent this many seconds ago without a worker

@@ -10,8 +10,16 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts `agentq worker` with the app's settings plus `extra` flags.
+    /// Starts `agentq worker` with the app's settings, short leases (3 s turns, 2 s queue
+    /// entries) so takeovers are quick, plus `extra` flags.
     pub fn spawn(app: &TestApp, extra: &[&str]) -> Self {
+        let mut flags = vec!["--turn-lease-secs", "3", "--queue-lease-secs", "2"];
+        flags.extend_from_slice(extra);
+        Self::spawn_with_default_leases(app, &flags)
+    }
+
+    /// Starts `agentq worker` with the app's settings and the default leases, plus `extra`.
+    pub fn spawn_with_default_leases(app: &TestApp, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_agentq"))
             .arg("worker")
             .args(["--database-url", &app.database_url()])
@@ -29,16 +37,7 @@ impl WorkerProcess {
                 "--openai-api-key",
                 "sk-test-secret",
             ])
-            .args([
-                "--model",
-                "fake-gpt",
-                "--queues",
-                "turns,tools",
-                "--turn-lease-secs",
-                "3",
-                "--queue-lease-secs",
-                "2",
-            ])
+            .args(["--model", "fake-gpt", "--queues", "turns,tools"])
             .args(extra)
             .env("AGENTQ_LOG", "warn")
             .stdout(Stdio::null())

@@ -4,6 +4,7 @@
 //! [`turn`] runs one chat turn against a provider from [`providers`]; [`tools`] runs tool
 //! calls; [`mail`] delivers outbox emails.
 
+pub mod leases;
 pub mod mail;
 pub mod models;
 pub mod providers;

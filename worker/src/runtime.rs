@@ -17,6 +17,7 @@ use apalis_core::error::BoxDynError;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    leases::Leases,
     mail::MailSender,
     models::{ModelResolver, ModelTarget},
     providers::Provider,
@@ -51,6 +52,8 @@ pub fn engine(
     let worker_id = consumer_name("worker");
     let fallback = Provider::from_config(provider)?;
     let lease = Duration::from_secs(worker.turn_lease_secs.max(3));
+    // One heartbeat renews every lease of this process, turns and tool calls alike.
+    let leases = Leases::start(services.store.clone(), worker_id.clone(), lease);
     let turns = Arc::new(TurnEngine {
         store: services.store.clone(),
         producer: services.producer.clone(),
@@ -70,11 +73,14 @@ pub fn engine(
         ),
         worker_id: worker_id.clone(),
         lease,
+        leases: leases.clone(),
         limits: TurnLimits {
             max_provider_attempts: worker.provider_max_attempts.max(1),
             max_backoff: Duration::from_secs(worker.provider_max_backoff_secs),
             max_steps: worker.max_steps.max(1),
             client_tool_deadline: Duration::from_secs(worker.client_tool_deadline_secs),
+            max_attempts: worker.turn_max_attempts.max(1),
+            max_conversation_bytes: worker.max_conversation_bytes,
         },
         builtins: Builtins,
         running: RunningTurns::default(),
@@ -86,6 +92,7 @@ pub fn engine(
         builtins: Builtins,
         worker_id,
         lease,
+        leases,
     });
     Ok(Engines {
         turns,
@@ -162,7 +169,18 @@ pub fn start(
                 let engine = engines.turns.clone();
                 tasks.push(run_jobs(&runner_name, consumer, move |job: RunTurn| {
                     let engine = engine.clone();
-                    run_isolated(async move { engine.run(job).await })
+                    async move {
+                        let turn_id = job.turn_id;
+                        let run = engine.clone();
+                        let result = run_isolated(async move { run.run(job).await }).await;
+                        if let Err(JobFailure::Panicked(_)) = &result {
+                            // The job's guards stopped its lease and left the registry as it
+                            // unwound; hand the turn back so the retry (or an interrupt) need
+                            // not wait for the lease to run out. The retry counts as an attempt.
+                            engine.release(turn_id).await;
+                        }
+                        result.map_err(BoxDynError::from)
+                    }
                 }));
                 tasks.push(tokio::spawn(poll_interrupts(
                     engines.turns.clone(),
@@ -180,7 +198,11 @@ pub fn start(
                 let runner = engines.tools.clone();
                 tasks.push(run_jobs(&runner_name, consumer, move |job: RunToolCall| {
                     let runner = runner.clone();
-                    run_isolated(async move { runner.run(job).await })
+                    async move {
+                        run_isolated(async move { runner.run(job).await })
+                            .await
+                            .map_err(BoxDynError::from)
+                    }
                 }));
             }
             QueueName::Mail => {
@@ -200,7 +222,11 @@ pub fn start(
                 );
                 tasks.push(run_jobs(&runner_name, consumer, move |job: SendMail| {
                     let sender = sender.clone();
-                    run_isolated(async move { sender.run(job).await })
+                    async move {
+                        run_isolated(async move { sender.run(job).await })
+                            .await
+                            .map_err(BoxDynError::from)
+                    }
                 }));
             }
         }
@@ -231,18 +257,32 @@ fn consumer_options(
     }
 }
 
+/// How an isolated job failed.
+#[derive(Debug, thiserror::Error)]
+enum JobFailure<E: std::error::Error + 'static> {
+    /// The handler returned an error.
+    #[error(transparent)]
+    Failed(E),
+    /// The handler panicked (its task unwound; its guards ran).
+    #[error("job panicked: {0}")]
+    Panicked(String),
+}
+
 /// Runs a job on its own task, so jobs use every core and a panic fails one job instead of
 /// the worker.
 async fn run_isolated<E>(
     job: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
-) -> Result<(), BoxDynError>
+) -> Result<(), JobFailure<E>>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
     match tokio::spawn(job).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Box::new(e)),
-        Err(join) => Err(format!("job panicked: {join}").into()),
+        Ok(Err(e)) => Err(JobFailure::Failed(e)),
+        Err(join) => {
+            tracing::error!(error = %join, "job panicked");
+            Err(JobFailure::Panicked(join.to_string()))
+        }
     }
 }
 

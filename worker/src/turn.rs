@@ -11,8 +11,17 @@
 //! - a final failure: a `ChatError` on the chat.
 //!
 //! A step costs three short transactions (acquire, read the conversation, commit) however
-//! long the answer; deltas go to Redis only. The lease is renewed while the answer streams;
-//! losing it stops the step without writing, because another worker owns it now.
+//! long the answer; deltas go to Redis only. The lease is renewed while the answer streams
+//! (by the process's [`Leases`] heartbeat, for as long as the step's guard lives); losing it
+//! stops the step without writing, because another worker owns it now.
+//!
+//! A step's cost is bounded whatever happens to it: each acquisition counts in the turn's
+//! `attempt` (handed back on a drain, released after a database error, taken over after a
+//! lost lease or a panic), and past [`TurnLimits::max_attempts`] the step fails with a
+//! `worker_lost` [`ChatError`] without calling the model again. A result the database
+//! refuses outright ([`StoreError::is_unsavable`]) fails the turn at once. A step that
+//! runs again announces it with a `retry` event of kind `worker_lost` before its new
+//! deltas, so a client drops the lost attempt's text instead of showing both as one answer.
 
 use std::{
     collections::HashMap,
@@ -33,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
+    leases::{LeaseKind, Leases},
     models::{ModelResolver, ModelTarget, Pricing, ResolveError},
     providers::{ProviderEvent, ProviderRequest, ToolSpec},
     tools::Builtins,
@@ -61,6 +71,10 @@ pub struct TurnLimits {
     pub max_steps: i32,
     /// How long the client has to post results of its own tools.
     pub client_tool_deadline: Duration,
+    /// Acquisitions of one step (first run included) before it fails with `worker_lost`.
+    pub max_attempts: i32,
+    /// Largest conversation, in bytes of JSON, sent to a provider in one request.
+    pub max_conversation_bytes: usize,
 }
 
 impl Default for TurnLimits {
@@ -70,33 +84,63 @@ impl Default for TurnLimits {
             max_backoff: Duration::from_secs(60),
             max_steps: 25,
             client_tool_deadline: Duration::from_secs(300),
+            max_attempts: 3,
+            max_conversation_bytes: 8 * 1024 * 1024,
         }
     }
 }
 
 /// Turns running on this process, so an interrupt request can reach them.
 #[derive(Clone, Default)]
-pub struct RunningTurns(Arc<Mutex<HashMap<Uuid, CancellationToken>>>);
+pub struct RunningTurns(Arc<Mutex<HashMap<Uuid, (u64, CancellationToken)>>>);
+
+/// Tells registrations of the same turn apart (it can be re-acquired here while the job
+/// that handed it back is still unwinding).
+static REGISTRATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A turn registered in [`RunningTurns`]; it leaves the registry when dropped, however
+/// the job that runs it ends (return, `?`, panic).
+struct RunningTurn {
+    turns: RunningTurns,
+    turn_id: Uuid,
+    registration: u64,
+    interrupted: CancellationToken,
+}
+
+impl Drop for RunningTurn {
+    fn drop(&mut self) {
+        let mut running = self.turns.0.lock().expect("running turns lock");
+        // A later registration of the same turn (re-acquired here) keeps its own entry.
+        if running
+            .get(&self.turn_id)
+            .is_some_and(|(registration, _)| *registration == self.registration)
+        {
+            running.remove(&self.turn_id);
+        }
+    }
+}
 
 impl RunningTurns {
-    fn register(&self, turn_id: Uuid) -> CancellationToken {
-        let token = CancellationToken::new();
+    fn register(&self, turn_id: Uuid) -> RunningTurn {
+        let interrupted = CancellationToken::new();
+        let registration = REGISTRATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0
             .lock()
             .expect("running turns lock")
-            .insert(turn_id, token.clone());
-        token
-    }
-
-    fn remove(&self, turn_id: Uuid) {
-        self.0.lock().expect("running turns lock").remove(&turn_id);
+            .insert(turn_id, (registration, interrupted.clone()));
+        RunningTurn {
+            turns: self.clone(),
+            turn_id,
+            registration,
+            interrupted,
+        }
     }
 
     /// Cancels the named turns if they run here.
     pub fn interrupt(&self, turn_ids: &[Uuid]) {
         let running = self.0.lock().expect("running turns lock");
         for id in turn_ids {
-            if let Some(token) = running.get(id) {
+            if let Some((_, token)) = running.get(id) {
                 token.cancel();
             }
         }
@@ -132,6 +176,8 @@ pub struct TurnEngine {
     pub worker_id: String,
     /// How long a lease lasts without renewal.
     pub lease: Duration,
+    /// Renews the leases this process holds.
+    pub leases: Leases,
     /// Retries, step cap, client tool deadline.
     pub limits: TurnLimits,
     /// Tools workers run.
@@ -180,6 +226,12 @@ impl Default for Trace {
     }
 }
 
+/// Where a step's debug records go, and how many of its messages are recorded already.
+struct DebugRecording {
+    run_id: Uuid,
+    messages_from: usize,
+}
+
 /// What ended one provider attempt.
 enum Attempt {
     Done(Answer),
@@ -210,7 +262,7 @@ impl TurnEngine {
 
     /// Runs the step of the turn named by `job`. A job whose turn is not `queued` (a
     /// duplicate or a replay) does nothing and succeeds.
-    #[tracing::instrument(name = "turn", skip_all, fields(turn.id = %job.turn_id, chat.id = tracing::field::Empty))]
+    #[tracing::instrument(name = "turn", skip_all, fields(turn.id = %job.turn_id, chat.id = tracing::field::Empty, turn.attempt = tracing::field::Empty))]
     pub async fn run(&self, job: RunTurn) -> Result<(), TurnJobError> {
         let Some(turn) = self
             .store
@@ -220,7 +272,67 @@ impl TurnEngine {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
             return Ok(());
         };
-        tracing::Span::current().record("chat.id", tracing::field::display(turn.chat_id));
+        let span = tracing::Span::current();
+        span.record("chat.id", tracing::field::display(turn.chat_id));
+        span.record("turn.attempt", turn.attempt);
+        // Both guards live until this function returns, however it returns: the lease is
+        // renewed and interrupts reach the step exactly as long as a job runs it.
+        let lease = self.leases.hold(LeaseKind::Turn, turn.id);
+        let running = self.running.register(turn.id);
+        let mut result = self
+            .run_held(&turn, &running.interrupted, lease.lost())
+            .await;
+        if let Err(TurnJobError::Store(e)) = &result
+            && e.is_unsavable()
+        {
+            // Retrying would call the model again for an answer that cannot be saved.
+            tracing::warn!(error = %e, "the database refuses this step's result; failing the turn");
+            agentq_core::metrics::turn_given_up("unsavable");
+            let error = ChatError::new(
+                ChatErrorKind::Generic,
+                "agentq could not save this step's result (the database refused it), so the \
+                 turn stopped instead of calling the model again.",
+            );
+            result = self.commit(&turn, Answer::Failed(error)).await;
+        }
+        if result.is_err() {
+            // Hand the turn back so the retried job can acquire it again at once.
+            self.release(turn.id).await;
+        }
+        result
+    }
+
+    /// Hands a turn this worker holds back to `queued` (best effort: after its lease
+    /// recovery does the same).
+    pub async fn release(&self, turn_id: Uuid) {
+        if let Err(e) = self.store.release_turn(turn_id, &self.worker_id).await {
+            tracing::warn!(turn.id = %turn_id, error = %e, "could not release the turn; recovery will after its lease");
+        }
+    }
+
+    /// The step of an acquired turn, its lease held.
+    async fn run_held(
+        &self,
+        turn: &AcquiredTurn,
+        interrupted: &CancellationToken,
+        lease_lost: &CancellationToken,
+    ) -> Result<(), TurnJobError> {
+        if turn.interrupt_requested {
+            // Interrupted while handed back (no worker held it): stop before any model call.
+            return self.commit(turn, Answer::Interrupted(None)).await;
+        }
+        if turn.attempt > self.limits.max_attempts {
+            agentq_core::metrics::turn_given_up("attempts");
+            let error = ChatError::new(
+                ChatErrorKind::WorkerLost,
+                format!(
+                    "This step was started {} times without finishing (its worker stopped, \
+                     was restarted or failed); agentq stopped it instead of calling the model again.",
+                    turn.attempt - 1
+                ),
+            );
+            return self.commit(turn, Answer::Failed(error)).await;
+        }
         self.events.publish(
             turn.chat_id,
             ChatEvent::Status {
@@ -228,19 +340,31 @@ impl TurnEngine {
                 chat_id: turn.chat_id,
             },
         );
+        if turn.attempt > 1 {
+            // Whatever an earlier run of this step streamed is void: say so before the new
+            // run's first delta, so a client does not glue two answers together.
+            self.events.publish(
+                turn.chat_id,
+                ChatEvent::Retry {
+                    attempt: (turn.attempt - 1) as u32,
+                    delay_ms: 0,
+                    error: "The worker running this step stopped before it finished; the step \
+                            starts again and replaces what it had streamed."
+                        .into(),
+                    kind: ChatErrorKind::WorkerLost,
+                    provider: None,
+                    status_code: None,
+                    retrying_at: chrono::Utc::now(),
+                },
+            );
+        }
         let target = match self.models.resolve(turn.model_config_id).await {
             Ok(target) => target,
             Err(ResolveError::Unusable(error)) => {
-                return self.commit(&turn, Answer::Failed(error)).await;
+                return self.commit(turn, Answer::Failed(error)).await;
             }
-            Err(ResolveError::Store(e)) => {
-                if let Err(release) = self.store.release_turn(turn.id, &self.worker_id).await {
-                    tracing::warn!(error = %release, "could not release the turn; recovery will after its lease");
-                }
-                return Err(e.into());
-            }
+            Err(ResolveError::Store(e)) => return Err(e.into()),
         };
-        let interrupted = self.running.register(turn.id);
         let debug_run = if turn.debug {
             match self
                 .store
@@ -256,17 +380,8 @@ impl TurnEngine {
         } else {
             None
         };
-        let result = self
-            .run_acquired(&turn, &target, &interrupted, debug_run)
-            .await;
-        self.running.remove(turn.id);
-        if result.is_err() {
-            // Hand the turn back so the retried job can acquire it again at once.
-            if let Err(release) = self.store.release_turn(turn.id, &self.worker_id).await {
-                tracing::warn!(error = %release, "could not release the turn; recovery will after its lease");
-            }
-        }
-        result
+        self.run_acquired(turn, &target, interrupted, lease_lost, debug_run)
+            .await
     }
 
     async fn run_acquired(
@@ -274,16 +389,9 @@ impl TurnEngine {
         turn: &AcquiredTurn,
         target: &ModelTarget,
         interrupted: &CancellationToken,
+        lease_lost: &CancellationToken,
         debug_run: Option<Uuid>,
     ) -> Result<(), TurnJobError> {
-        let lease_lost = CancellationToken::new();
-        let renewer = tokio::spawn(renew_lease(
-            self.store.clone(),
-            turn.id,
-            self.worker_id.clone(),
-            self.lease,
-            lease_lost.clone(),
-        ));
         let answer = if turn.step >= self.limits.max_steps {
             Answer::Failed(ChatError::new(
                 ChatErrorKind::Generic,
@@ -294,22 +402,40 @@ impl TurnEngine {
             ))
         } else {
             let history = self.store.conversation(turn.chat_id).await?;
-            let mut tools = self.builtins.specs();
-            tools.extend(turn.dynamic_tools.iter().map(|t| ToolSpec {
-                name: t.name.clone(),
-                description: t.description.clone(),
-                input_schema: t.input_schema.clone(),
-            }));
-            let request = ProviderRequest {
-                model: target.model.clone(),
-                messages: history,
-                tools,
-                max_output_tokens: target.max_output_tokens,
-            };
-            self.answer_with_retries(turn, target, request, interrupted, &lease_lost, debug_run)
-                .await
+            let size = serde_json::to_vec(&history).map_or(0, |v| v.len());
+            if size > self.limits.max_conversation_bytes {
+                Answer::Failed(ChatError::new(
+                    ChatErrorKind::ContextLength,
+                    format!(
+                        "The conversation is {size} bytes, over the {} bytes agentq sends to a \
+                         model in one request (--max-conversation-bytes); start a new chat.",
+                        self.limits.max_conversation_bytes
+                    ),
+                ))
+            } else {
+                let mut tools = self.builtins.specs();
+                tools.extend(turn.dynamic_tools.iter().map(|t| ToolSpec {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    input_schema: t.input_schema.clone(),
+                }));
+                let request = ProviderRequest {
+                    model: target.model.clone(),
+                    messages: history,
+                    tools,
+                    max_output_tokens: target.max_output_tokens,
+                };
+                let debug = match debug_run {
+                    Some(run_id) => Some(DebugRecording {
+                        run_id,
+                        messages_from: self.recorded_prefix(turn.chat_id, &request).await,
+                    }),
+                    None => None,
+                };
+                self.answer_with_retries(turn, target, request, interrupted, lease_lost, debug)
+                    .await
+            }
         };
-        renewer.abort();
         if let Some(run_id) = debug_run {
             let (status, error) = match &answer {
                 Answer::Complete { calls, .. } if !calls.is_empty() => ("awaiting_tools", None),
@@ -455,7 +581,7 @@ impl TurnEngine {
         request: ProviderRequest,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
-        debug_run: Option<Uuid>,
+        mut debug: Option<DebugRecording>,
     ) -> Answer {
         let mut attempt = 1;
         loop {
@@ -482,9 +608,9 @@ impl TurnEngine {
                 error_kind.as_ref().and_then(|k| k.as_str()),
                 trace.started.elapsed(),
             );
-            if let Some(run_id) = debug_run {
+            if let Some(debug) = debug.as_mut() {
                 self.record_debug_step(
-                    run_id, turn, target, attempt, &request, started_at, &trace, &outcome,
+                    debug, turn, target, attempt, &request, started_at, &trace, &outcome,
                 )
                 .await;
             }
@@ -530,11 +656,30 @@ impl TurnEngine {
         base.mul_f64(jitter).min(self.limits.max_backoff)
     }
 
-    /// Appends one attempt to the turn's debug run (best effort: a failure is logged).
+    /// How many of the request's messages an earlier debug step of this chat recorded
+    /// already (0 when none did, or when the conversation no longer holds that message).
+    async fn recorded_prefix(&self, chat_id: Uuid, request: &ProviderRequest) -> usize {
+        match self.store.debug_last_recorded_message(chat_id).await {
+            Ok(Some(last)) => request
+                .messages
+                .iter()
+                .position(|m| m.id == last)
+                .map_or(0, |p| p + 1),
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the last recorded debug message");
+                0
+            }
+        }
+    }
+
+    /// Appends one attempt to the turn's debug run (best effort: a failure is logged). The
+    /// step stores only the messages after `debug.messages_from` (with `messages_from` in
+    /// the request), so a long chat's debug steps grow linearly, not quadratically.
     #[allow(clippy::too_many_arguments)]
     async fn record_debug_step(
         &self,
-        run_id: Uuid,
+        debug: &mut DebugRecording,
         turn: &AcquiredTurn,
         target: &ModelTarget,
         attempt: u32,
@@ -549,6 +694,10 @@ impl TurnEngine {
         };
         let mut normalized = serde_json::to_value(request).unwrap_or_default();
         normalized["provider"] = serde_json::Value::from(target.provider_name.as_str());
+        let from = debug.messages_from.min(request.messages.len());
+        normalized["messages"] =
+            serde_json::to_value(&request.messages[from..]).unwrap_or_default();
+        normalized["messages_from"] = serde_json::Value::from(from);
         let step = NewDebugStep {
             step: turn.step,
             attempt: attempt as i32,
@@ -564,9 +713,11 @@ impl TurnEngine {
             started_at,
             first_byte_ms: trace.first_event.map(|d| d.as_millis() as i32),
             duration_ms: trace.started.elapsed().as_millis() as i32,
+            last_message_id: request.messages.last().map(|m| m.id),
         };
-        if let Err(e) = self.store.record_debug_step(run_id, &step).await {
-            tracing::warn!(error = %e, "could not record a debug step");
+        match self.store.record_debug_step(debug.run_id, &step).await {
+            Ok(()) => debug.messages_from = request.messages.len(),
+            Err(e) => tracing::warn!(error = %e, "could not record a debug step"),
         }
     }
 
@@ -618,6 +769,9 @@ impl TurnEngine {
                     text.push_str(&delta);
                     trace.text.push_str(&delta);
                     self.publish_delta(turn, MessagePart::Text { text: delta });
+                    // Tests make a step panic or stall here, mid-answer (compiled out unless
+                    // the `failpoints` feature is on).
+                    fail::fail_point!("turn-streaming");
                 }
                 Some(Ok(ProviderEvent::Reasoning(delta))) => {
                     reasoning.push_str(&delta);
@@ -722,28 +876,5 @@ fn completion(
         model,
         cost_micros: pricing.map(|p| p.cost_micros(&usage)),
         usage,
-    }
-}
-
-/// Renews the lease every third of its length; cancels `lost` when renewal says it is gone.
-async fn renew_lease(
-    store: Store,
-    turn_id: Uuid,
-    worker: String,
-    lease: Duration,
-    lost: CancellationToken,
-) {
-    let period = lease / 3;
-    loop {
-        tokio::time::sleep(period).await;
-        match store.renew_turn_lease(turn_id, &worker, lease).await {
-            Ok(true) => {}
-            Ok(false) => {
-                lost.cancel();
-                return;
-            }
-            // A blip: keep the turn; the next renewal may succeed before the lease ends.
-            Err(e) => tracing::warn!(error = %e, "renewing the turn lease failed"),
-        }
     }
 }

@@ -2,8 +2,16 @@
 //! provider and what came back, for the chat's owner only.
 
 use agentq_core::store::{DebugRun, DebugStep};
-use axum::{Json, extract::State};
+use axum::{
+    Json,
+    body::Body,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -113,7 +121,8 @@ pub struct DebugExport {
     pub runs: Vec<RunWithSteps>,
 }
 
-/// `GET .../debug/export`: the 100 newest runs with their steps, in one versioned document.
+/// `GET .../debug/export`: the 100 newest runs with their steps, in one versioned document,
+/// streamed run by run.
 #[utoipa::path(
     get,
     path = "/api/v1/chats/{chat_id}/debug/export",
@@ -129,27 +138,51 @@ pub async fn export(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     ChatId(chat_id): ChatId,
-) -> Result<Json<DebugExport>, ApiError> {
+) -> Result<Response, ApiError> {
     state
         .store
         .get_chat(chat_id, user.id)
         .await
         .map_err(chat_not_found)?;
     let runs = state.store.list_debug_runs(chat_id, NEWEST_RUNS).await?;
-    let mut full = Vec::with_capacity(runs.len());
-    for run in runs {
-        let (run, steps) = state.store.get_debug_run(chat_id, run.id).await?;
-        full.push(RunWithSteps { run, steps });
-    }
-    Ok(Json(DebugExport {
+    // The document streams one run at a time, so an export of long runs never sits whole
+    // in memory. Its shape is exactly `DebugExport`: the head's fields, then `runs`.
+    let head = DebugExport {
         version: 1,
         scope: "chat",
         exported_at: Utc::now(),
         chat_id,
-        run_count: full.len(),
+        run_count: runs.len(),
         limited_to_most_recent: NEWEST_RUNS,
-        runs: full,
-    }))
+        runs: Vec::new(),
+    };
+    let mut opening = serde_json::to_vec(&head).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let empty_runs: &[u8] = b"\"runs\":[]}";
+    opening.truncate(opening.len() - empty_runs.len());
+    opening.extend_from_slice(b"\"runs\":[");
+    let store = state.store.clone();
+    let body = futures::stream::iter(runs.into_iter().enumerate())
+        .then(move |(i, run)| {
+            let store = store.clone();
+            async move {
+                let (run, steps) = store
+                    .get_debug_run(chat_id, run.id)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let mut chunk = if i == 0 { Vec::new() } else { vec![b','] };
+                serde_json::to_writer(&mut chunk, &RunWithSteps { run, steps })?;
+                Ok::<_, std::io::Error>(Bytes::from(chunk))
+            }
+        })
+        .chain(futures::stream::once(async {
+            Ok(Bytes::from_static(b"]}"))
+        }));
+    let body = futures::stream::once(async { Ok(Bytes::from(opening)) }).chain(body);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Body of `PUT /api/v1/users/me/preferences`.

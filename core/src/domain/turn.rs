@@ -57,8 +57,11 @@ pub struct AcquiredTurn {
     pub seq: i32,
     /// Step to run.
     pub step: i32,
-    /// Attempt number (1 = first acquisition).
+    /// Attempt number of this step (1 = first acquisition; released, handed-back and
+    /// lease-lost runs count too).
     pub attempt: i32,
+    /// An interrupt was asked for while no worker ran the turn (it was handed back).
+    pub interrupt_requested: bool,
     /// The chat's client-defined tools.
     #[sqlx(json)]
     pub dynamic_tools: Vec<super::DynamicTool>,

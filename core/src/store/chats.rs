@@ -1,10 +1,9 @@
 //! Creating, reading and listing chats, and sending user messages into them.
 
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{MAX_QUEUED_MESSAGES, Store};
+use super::{MAX_QUEUED_MESSAGES, Store, pg_json, pg_text};
 use crate::{
     StoreError,
     domain::{Chat, Message, MessagePart, NewChat},
@@ -88,10 +87,10 @@ impl Store {
         .bind(chat_id)
         .bind(new.owner_id)
         .bind(new.organization_id)
-        .bind(&title)
+        .bind(pg_text(&title))
         .bind(new.client_type)
         .bind(turn_id)
-        .bind(Json(&new.dynamic_tools))
+        .bind(pg_json(&new.dynamic_tools))
         .bind(new.model_config_id)
         .bind(Json(&new.labels))
         .fetch_one(&mut *tx)
@@ -103,7 +102,7 @@ impl Store {
         .bind(message_id)
         .bind(chat_id)
         .bind(turn_id)
-        .bind(Json(&new.first_message))
+        .bind(pg_json(&new.first_message))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -256,7 +255,7 @@ impl Store {
             )
             .bind(id)
             .bind(chat_id)
-            .bind(Json(content))
+            .bind(pg_json(content))
             .bind(busy.as_str())
             .execute(&mut *tx)
             .await?;
@@ -286,7 +285,7 @@ impl Store {
         .bind(chat_id)
         .bind(turn_id)
         .bind(last_seq + 1)
-        .bind(Json(content))
+        .bind(pg_json(content))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

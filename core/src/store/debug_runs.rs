@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::Store;
+use super::{Store, pg_json};
 use crate::{ChatError, StoreError, domain::Usage};
 
 /// A run as listed.
@@ -90,6 +90,9 @@ pub struct NewDebugStep {
     pub first_byte_ms: Option<i32>,
     /// Duration.
     pub duration_ms: i32,
+    /// The conversation's last message as this step sent it; the next step of the chat
+    /// records only the messages after it.
+    pub last_message_id: Option<Uuid>,
 }
 
 const RUN_COLUMNS: &str = "id, chat_id, turn_id, status, provider, model, usage, error, started_at, finished_at, updated_at";
@@ -119,6 +122,21 @@ impl Store {
         .await?)
     }
 
+    /// The last message a recorded step of this chat sent (its newest run that recorded
+    /// one), so the next step stores only what came after it.
+    pub async fn debug_last_recorded_message(
+        &self,
+        chat_id: Uuid,
+    ) -> Result<Option<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT last_message_id FROM chat_debug_runs
+             WHERE chat_id = $1 AND last_message_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(chat_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Appends one attempt to a run.
     pub async fn record_debug_step(
         &self,
@@ -130,19 +148,22 @@ impl Store {
                 INSERT INTO chat_debug_steps (id, run_id, step, attempt, request, response, usage, error, started_at, first_byte_ms, duration_ms)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              )
-             UPDATE chat_debug_runs SET updated_at = now() WHERE id = $2",
+             UPDATE chat_debug_runs SET updated_at = now(),
+                    last_message_id = coalesce($12, last_message_id)
+             WHERE id = $2",
         )
         .bind(Uuid::now_v7())
         .bind(run_id)
         .bind(step.step)
         .bind(step.attempt)
-        .bind(&step.request)
-        .bind(&step.response)
+        .bind(pg_json(&step.request))
+        .bind(step.response.as_ref().map(pg_json))
         .bind(step.usage.as_ref().map(Json))
-        .bind(step.error.as_ref().map(Json))
+        .bind(step.error.as_ref().map(pg_json))
         .bind(step.started_at)
         .bind(step.first_byte_ms)
         .bind(step.duration_ms)
+        .bind(step.last_message_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -168,7 +189,7 @@ impl Store {
         )
         .bind(run_id)
         .bind(status)
-        .bind(error.map(Json))
+        .bind(error.map(pg_json))
         .execute(&self.pool)
         .await?;
         Ok(())

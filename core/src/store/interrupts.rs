@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{
-    MESSAGE_COLUMNS, Store,
+    MESSAGE_COLUMNS, Store, pg_json, pg_text,
     turns::{Completion, TurnOutcome, promote_queued_message},
 };
 use crate::{
@@ -127,8 +127,8 @@ impl Store {
                 .bind(chat_id)
                 .bind(turn_id)
                 .bind(step)
-                .bind(Json(&partial.content))
-                .bind(&partial.model)
+                .bind(pg_json(&partial.content))
+                .bind(pg_text(&partial.model))
                 .bind(Json(&partial.usage))
                 .bind(partial.cost_micros)
                 .fetch_one(&mut *tx)

@@ -5,6 +5,23 @@
 //! and reports whether it won, so a duplicated or replayed job finds nothing to do.
 //! Hot-path transitions are single statements (data-modifying CTEs) to keep each turn to a
 //! few short round trips (DESIGN.md §4 throughput budget).
+//!
+//! # Lock order
+//!
+//! Every transaction that touches a chat and its turn or tool calls locks, in this order:
+//! **the chat row, then the turn row, then tool call rows**. [`lock_chat`] takes the first;
+//! single-statement transitions take it in a leading CTE
+//! (`WITH c AS (SELECT id FROM chats WHERE id = ... FOR UPDATE)`) that the turn update
+//! depends on (`AND EXISTS (SELECT 1 FROM c)`), so PostgreSQL locks the chat before it
+//! locks the turn. Acquire, release, complete, fail, interrupt, the tool step, fan-in,
+//! posted tool results and recovery all follow it, so two of them racing on one chat wait
+//! for each other instead of deadlocking (`tests/lock_order.rs` races them). Statements
+//! that lock a single row (lease renewal, acquiring a tool call) cannot be part of a cycle.
+//!
+//! # Text PostgreSQL refuses
+//!
+//! Values a client, a model or a tool controls go through [`pg_json`] / [`pg_text`], which
+//! replace U+0000 (see `pg_text.rs`): a write never fails on it.
 
 mod archive;
 mod chats;
@@ -13,6 +30,7 @@ mod identity;
 mod interrupts;
 mod messages;
 mod notifications;
+mod pg_text;
 mod providers;
 mod recovery;
 mod retention;
@@ -27,6 +45,7 @@ pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use identity::ChatAccess;
 pub use interrupts::InterruptOutcome;
 pub use notifications::{NewNotification, OutboxEmail};
+pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;

@@ -13,7 +13,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{
-    Store,
+    Store, pg_json,
     tool_calls::{FanIn, fan_in, lock_turn},
     turns::{TurnOutcome, promote_queued_message},
 };
@@ -112,15 +112,15 @@ impl Store {
         }
 
         // Tool calls whose worker stopped renewing the lease.
-        let lost_calls: Vec<(Uuid, Uuid, i32, i32)> = sqlx::query_as(
-            "SELECT id, turn_id, step, attempt FROM tool_calls
+        let lost_calls: Vec<(Uuid, Uuid, Uuid, i32, i32)> = sqlx::query_as(
+            "SELECT id, turn_id, chat_id, step, attempt FROM tool_calls
              WHERE status = 'running' AND lease_expires_at < now()
              ORDER BY lease_expires_at LIMIT $1",
         )
         .bind(limits.batch)
         .fetch_all(&self.pool)
         .await?;
-        for (call_id, turn_id, step, attempt) in lost_calls {
+        for (call_id, turn_id, chat_id, step, attempt) in lost_calls {
             if attempt < limits.max_attempts {
                 sqlx::query(
                     "UPDATE tool_calls SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
@@ -132,6 +132,11 @@ impl Store {
                 .await?;
             } else {
                 let mut tx = self.pool.begin().await?;
+                match super::lock_chat(&mut tx, chat_id, None).await {
+                    // Deleted with its chat meanwhile: nothing left to recover.
+                    Err(StoreError::NotFound) => continue,
+                    locked => locked?,
+                }
                 lock_turn(&mut tx, turn_id).await?;
                 sqlx::query(
                     "UPDATE tool_calls SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
@@ -244,7 +249,7 @@ impl Store {
         )
         .bind(turn_id)
         .bind(from)
-        .bind(Json(error))
+        .bind(pg_json(error))
         .execute(&mut *tx)
         .await?;
         if failed.rows_affected() == 0 {
@@ -256,12 +261,12 @@ impl Store {
              WHERE turn_id = $1 AND status IN ('queued', 'running', 'waiting')",
         )
         .bind(turn_id)
-        .bind(Json(serde_json::json!({ "error": error.message })))
+        .bind(pg_json(&serde_json::json!({ "error": error.message })))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE chats SET last_error = $2, updated_at = now() WHERE id = $1")
             .bind(chat_id)
-            .bind(Json(error))
+            .bind(pg_json(error))
             .execute(&mut *tx)
             .await?;
         let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "error").await?;

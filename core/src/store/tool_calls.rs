@@ -11,7 +11,9 @@ use std::time::Duration;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Store, turns::Completion};
+use std::borrow::Cow;
+
+use super::{MESSAGE_COLUMNS, Store, pg_json, pg_text, turns::Completion};
 use crate::{
     StoreError,
     domain::{AcquiredTurn, Message, MessagePart, ToolCallRow},
@@ -99,6 +101,7 @@ impl Store {
     /// `running` -> `awaiting_tools`: stores the step's assistant message and one row per
     /// call (builtin `queued`, dynamic `waiting` with a deadline); the chat goes
     /// `requires_action` when a dynamic call waits. `Ok(None)`: the lease was lost.
+    /// Locks the chat row first (`c`), then the turn.
     pub async fn record_tool_step(
         &self,
         turn: &AcquiredTurn,
@@ -110,9 +113,11 @@ impl Store {
         let (turn_id, chat_id, step) = (turn.id, turn.chat_id, turn.step);
         let mut tx = self.pool.begin().await?;
         let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH t AS (
+            "WITH c AS (
+                SELECT id FROM chats WHERE id = $2 FOR UPDATE
+             ), t AS (
                 UPDATE chat_turns SET status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4
-                WHERE id = $1 AND status = 'running' AND lease_owner = $3
+                WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)
                 RETURNING id
              )
              INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros)
@@ -124,8 +129,8 @@ impl Store {
         .bind(worker)
         .bind(step)
         .bind(Uuid::now_v7())
-        .bind(Json(&completion.content))
-        .bind(&completion.model)
+        .bind(pg_json(&completion.content))
+        .bind(pg_text(&completion.model))
         .bind(Json(&completion.usage))
         .bind(completion.cost_micros)
         .fetch_optional(&mut *tx)
@@ -135,10 +140,11 @@ impl Store {
             return Ok(None);
         };
         let ids: Vec<Uuid> = calls.iter().map(|_| Uuid::now_v7()).collect();
-        let provider_ids: Vec<&str> = calls.iter().map(|c| c.provider_call_id.as_str()).collect();
-        let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
-        let arguments: Vec<Json<&serde_json::Value>> =
-            calls.iter().map(|c| Json(&c.arguments)).collect();
+        let provider_ids: Vec<Cow<str>> =
+            calls.iter().map(|c| pg_text(&c.provider_call_id)).collect();
+        let names: Vec<Cow<str>> = calls.iter().map(|c| pg_text(&c.name)).collect();
+        let arguments: Vec<Json<serde_json::Value>> =
+            calls.iter().map(|c| pg_json(&c.arguments)).collect();
         let kinds: Vec<&str> = calls
             .iter()
             .map(|c| if c.dynamic { "dynamic" } else { "builtin" })
@@ -202,25 +208,6 @@ impl Store {
         .await?)
     }
 
-    /// Extends a running call's lease; `false` when another worker took it over.
-    pub async fn renew_tool_call_lease(
-        &self,
-        id: Uuid,
-        worker: &str,
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tool_calls SET lease_expires_at = now() + make_interval(secs => $3)
-             WHERE id = $1 AND status = 'running' AND lease_owner = $2",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(lease.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// `running` -> `succeeded`/`failed` with its output, then fan-in. `Ok(None)` when the
     /// lease was lost or other calls of the step are still unfinished.
     pub async fn finish_tool_call(
@@ -231,6 +218,11 @@ impl Store {
         is_error: bool,
     ) -> Result<Option<FanIn>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        match super::lock_chat(&mut tx, call.chat_id, None).await {
+            // The chat was deleted (retention) while the tool ran: nothing to record.
+            Err(StoreError::NotFound) => return Ok(None),
+            locked => locked?,
+        }
         lock_turn(&mut tx, call.turn_id).await?;
         let done = sqlx::query(
             "UPDATE tool_calls SET status = $4, result = $3, finished_at = now(), lease_expires_at = NULL
@@ -238,7 +230,7 @@ impl Store {
         )
         .bind(call.id)
         .bind(worker)
-        .bind(Json(output))
+        .bind(pg_json(output))
         .bind(if is_error { "failed" } else { "succeeded" })
         .execute(&mut *tx)
         .await?;
@@ -271,6 +263,13 @@ impl Store {
         results: &[ToolResultInput],
     ) -> Result<Option<FanIn>, ToolResultsError> {
         let mut tx = self.pool.begin().await?;
+        // The chat row first, then the turn: the order of every transition.
+        super::lock_chat(&mut tx, chat_id, Some(owner))
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ToolResultsError::NotFound,
+                e => ToolResultsError::Store(e),
+            })?;
         let turn: Option<(Uuid, String)> = sqlx::query_as(
             "SELECT t.id, c.status FROM chats c
              LEFT JOIN chat_turns t ON t.chat_id = c.id AND t.status = 'awaiting_tools'
@@ -321,8 +320,8 @@ impl Store {
             return Err(ToolResultsError::Missing(missing));
         }
         let ids: Vec<Uuid> = results.iter().map(|r| r.tool_call_id).collect();
-        let outputs: Vec<Json<&serde_json::Value>> =
-            results.iter().map(|r| Json(&r.output)).collect();
+        let outputs: Vec<Json<serde_json::Value>> =
+            results.iter().map(|r| pg_json(&r.output)).collect();
         let statuses: Vec<&str> = results
             .iter()
             .map(|r| if r.is_error { "failed" } else { "succeeded" })
@@ -352,7 +351,8 @@ impl Store {
     }
 }
 
-/// Takes the turn row lock that serializes every finish of its calls.
+/// Takes the turn row lock that serializes every finish of its calls; the caller holds the
+/// chat row lock already (lock order: chat, turn, tool calls).
 pub(super) async fn lock_turn(
     tx: &mut sqlx::PgConnection,
     turn_id: Uuid,

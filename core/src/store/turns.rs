@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Store};
+use super::{MESSAGE_COLUMNS, Store, pg_json, pg_text};
 use crate::{
     ChatError, StoreError,
     domain::{AcquiredTurn, ChatStatus, Message, MessagePart, Usage},
@@ -66,6 +66,10 @@ impl TurnOutcome {
 impl Store {
     /// `queued` -> `running` with a lease for `worker`; the chat goes `running`.
     /// `None` means another delivery already took it (or it finished): ack and move on.
+    /// Every acquisition counts in `attempt` (reset when tool results start a new step), so
+    /// the caller can refuse to run a step that keeps coming back.
+    ///
+    /// Lock order: the chat row first (`c`), then the turn, like every other transition.
     pub async fn acquire_turn(
         &self,
         turn_id: Uuid,
@@ -73,17 +77,19 @@ impl Store {
         lease: Duration,
     ) -> Result<Option<AcquiredTurn>, StoreError> {
         Ok(sqlx::query_as(
-            "WITH t AS (
+            "WITH c AS (
+                SELECT id FROM chats WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1) FOR UPDATE
+             ), t AS (
                 UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = $2,
                        lease_expires_at = now() + make_interval(secs => $3),
                        started_at = coalesce(started_at, now())
-                WHERE id = $1 AND status = 'queued'
-                RETURNING id, chat_id, seq, step, attempt
-             ), c AS (
+                WHERE id = $1 AND status = 'queued' AND EXISTS (SELECT 1 FROM c)
+                RETURNING id, chat_id, seq, step, attempt, interrupt_requested
+             ), s AS (
                 UPDATE chats SET status = 'running', updated_at = now() FROM t
                 WHERE chats.id = t.chat_id AND chats.status = 'pending'
              )
-             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, ch.dynamic_tools,
+             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, ch.dynamic_tools,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
                     ch.model_config_id
              FROM t JOIN chats ch ON ch.id = t.chat_id
@@ -97,34 +103,50 @@ impl Store {
         .await?)
     }
 
-    /// Extends the lease while the turn runs; `false` means the lease was lost (another
-    /// worker took over after it expired) and this worker must stop writing.
-    pub async fn renew_turn_lease(
+    /// Extends the leases `worker` holds on these turns and tool calls, in one statement
+    /// however many there are (a worker beats once for all its work, not once per turn).
+    /// Returns the ids still held; an id missing from the answer was lost (its lease
+    /// expired and recovery or another worker took it) and its holder must stop writing.
+    pub async fn renew_leases(
         &self,
-        turn_id: Uuid,
         worker: &str,
+        turns: &[Uuid],
+        tool_calls: &[Uuid],
         lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE chat_turns SET lease_expires_at = now() + make_interval(secs => $3)
-             WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "WITH t AS (
+                UPDATE chat_turns SET lease_expires_at = now() + make_interval(secs => $4)
+                WHERE id = ANY($2) AND status = 'running' AND lease_owner = $1
+                RETURNING id
+             ), c AS (
+                UPDATE tool_calls SET lease_expires_at = now() + make_interval(secs => $4)
+                WHERE id = ANY($3) AND status = 'running' AND lease_owner = $1
+                RETURNING id
+             )
+             SELECT id FROM t UNION ALL SELECT id FROM c",
         )
-        .bind(turn_id)
         .bind(worker)
+        .bind(turns)
+        .bind(tool_calls)
         .bind(lease.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// `running` -> `queued`: hands a turn back (this worker cannot finish it: shutdown, or
     /// the database failed mid-turn) so the next delivery of its job runs it again at once
     /// instead of waiting for the lease to expire. Returns whether it was still ours.
+    /// The release does not undo the acquisition's count in `attempt`: a turn handed back
+    /// again and again still reaches the cap.
     pub async fn release_turn(&self, turn_id: Uuid, worker: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "WITH t AS (
-                UPDATE chat_turns SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = $1 AND status = 'running' AND lease_owner = $2
+            "WITH c AS (
+                SELECT id FROM chats WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1) FOR UPDATE
+             ), t AS (
+                UPDATE chat_turns SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                       enqueued_at = now()
+                WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND EXISTS (SELECT 1 FROM c)
                 RETURNING chat_id
              )
              UPDATE chats SET status = 'pending', updated_at = now() FROM t
@@ -169,8 +191,8 @@ impl Store {
         .bind(worker)
         .bind(step)
         .bind(Uuid::now_v7())
-        .bind(Json(&completion.content))
-        .bind(&completion.model)
+        .bind(pg_json(&completion.content))
+        .bind(pg_text(&completion.model))
         .bind(Json(&completion.usage))
         .bind(completion.cost_micros)
         .fetch_optional(&mut *tx)
@@ -211,7 +233,7 @@ impl Store {
         .bind(turn_id)
         .bind(chat_id)
         .bind(worker)
-        .bind(Json(error))
+        .bind(pg_json(error))
         .execute(&mut *tx)
         .await?;
         if failed.rows_affected() == 0 {

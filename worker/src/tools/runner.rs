@@ -12,6 +12,7 @@ use agentq_core::{
 use serde_json::json;
 
 use super::Builtins;
+use crate::leases::{LeaseKind, Leases};
 use crate::turn::TurnJobError;
 
 /// Everything a worker needs to run tool calls.
@@ -28,6 +29,8 @@ pub struct ToolRunner {
     pub worker_id: String,
     /// Lease of a running call.
     pub lease: Duration,
+    /// Renews the leases this process holds.
+    pub leases: Leases,
 }
 
 impl ToolRunner {
@@ -42,30 +45,13 @@ impl ToolRunner {
             tracing::debug!("tool call is not queued (duplicate or finished job); nothing to do");
             return Ok(());
         };
-        // Renew the lease while the tool runs, so recovery does not run it twice.
-        let renewer = {
-            let (store, worker, lease, id) = (
-                self.store.clone(),
-                self.worker_id.clone(),
-                self.lease,
-                call.id,
-            );
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(lease / 3).await;
-                    match store.renew_tool_call_lease(id, &worker, lease).await {
-                        Ok(true) => {}
-                        Ok(false) => return,
-                        Err(e) => tracing::warn!(error = %e, "renewing the tool call lease failed"),
-                    }
-                }
-            })
-        };
+        // The lease is renewed while the tool runs (so recovery does not run it twice), and
+        // only as long as this job does: the guard stops it on every way out.
+        let _lease = self.leases.hold(LeaseKind::ToolCall, call.id);
         let (output, is_error) = match self.builtins.run(&call.name, &call.arguments).await {
             Ok(output) => (output, false),
             Err(message) => (json!({ "error": message }), true),
         };
-        renewer.abort();
         let Some(fan_in) = self
             .store
             .finish_tool_call(&call, &self.worker_id, &output, is_error)
