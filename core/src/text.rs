@@ -1,55 +1,12 @@
-//! What user and model text may hold before it is stored or shown.
+//! What short text people read in lists and emails may hold.
 //!
-//! PostgreSQL refuses U+0000 in `text` and in `jsonb` strings: a request or an answer holding
-//! one would fail at save time, every time. [`scrub_nul`] and [`scrub_nul_str`] replace it with
-//! U+FFFD (the replacement character) before anything is written, so it is never an error.
+//! Titles, label keys and label values must not hold control characters at all: a newline or
+//! an escape sequence there forges lines in an email, a terminal or a log, and bidirectional
+//! overrides make a title read differently from what it is. [`forbidden_char`] finds the
+//! first such character so the API can refuse it by name.
 //!
-//! Short labels people read in lists and emails (titles, label keys and values) must not hold
-//! control characters at all: a newline or an escape sequence there forges lines in an email,
-//! a terminal or a log, and bidirectional overrides make a title read differently from what
-//! it is. [`forbidden_char`] finds the first such character so the API can refuse it by name.
-
-use std::borrow::Cow;
-
-/// What U+0000 becomes.
-pub const NUL_REPLACEMENT: char = '\u{FFFD}';
-
-/// `text` with every U+0000 replaced by U+FFFD; borrowed when there is none (the usual case).
-pub fn scrub_nul_str(text: &str) -> Cow<'_, str> {
-    if text.contains('\0') {
-        Cow::Owned(text.replace('\0', "\u{FFFD}"))
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// Replaces U+0000 in place in `text`.
-pub fn scrub_nul_string(text: &mut String) {
-    if let Cow::Owned(clean) = scrub_nul_str(text) {
-        *text = clean;
-    }
-}
-
-/// Replaces U+0000 in every string of a JSON value, object keys included.
-pub fn scrub_nul(value: &mut serde_json::Value) {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => scrub_nul_string(s),
-        Value::Array(items) => items.iter_mut().for_each(scrub_nul),
-        Value::Object(map) => {
-            if map.keys().any(|k| k.contains('\0')) {
-                let entries = std::mem::take(map);
-                for (k, mut v) in entries {
-                    scrub_nul(&mut v);
-                    map.insert(scrub_nul_str(&k).into_owned(), v);
-                }
-            } else {
-                map.values_mut().for_each(scrub_nul);
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
+//! (U+0000, which PostgreSQL cannot store, is replaced on every write by `store::pg_text`;
+//! this module is about what a title may show, not what the database accepts.)
 
 /// The first character of `text` that a title or a label may not hold: a control character
 /// (C0, DEL, C1: newlines, tabs, escapes, U+0000), a line or paragraph separator, or a
@@ -75,18 +32,6 @@ pub fn describe_char(c: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nul_becomes_the_replacement_character_everywhere() {
-        assert_eq!(scrub_nul_str("a\0b"), "a\u{FFFD}b");
-        assert!(matches!(scrub_nul_str("clean"), Cow::Borrowed(_)));
-        let mut v = serde_json::json!({"k\u{0}": ["x\u{0}", {"y": "\u{0}"}], "n": 1});
-        scrub_nul(&mut v);
-        assert_eq!(
-            v,
-            serde_json::json!({"k\u{FFFD}": ["x\u{FFFD}", {"y": "\u{FFFD}"}], "n": 1})
-        );
-    }
 
     #[test]
     fn titles_may_not_hold_control_or_bidi_characters() {

@@ -10,7 +10,7 @@ use agentq_core::{
     },
     events::ChatEvent,
     queue::RunTurn,
-    text::{describe_char, forbidden_char, scrub_nul, scrub_nul_string},
+    text::{describe_char, forbidden_char},
 };
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -229,17 +229,13 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
 pub async fn create_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
-    JsonBody(mut body): JsonBody<CreateChatRequest>,
+    JsonBody(body): JsonBody<CreateChatRequest>,
 ) -> Result<(StatusCode, Json<Chat>), ApiError> {
     let text = validate_message(body.message)?;
     let title = body.title.unwrap_or_default();
     validate_title(&title)?;
     validate_labels(&body.labels)?;
     validate_dynamic_tools(&body.dynamic_tools)?;
-    for tool in &mut body.dynamic_tools {
-        scrub_nul_string(&mut tool.description);
-        scrub_nul(&mut tool.input_schema);
-    }
     if let Some(model_id) = body.model_config_id {
         match state.store.get_model(model_id).await {
             Ok(model) if model.enabled => {}
@@ -319,11 +315,10 @@ pub(crate) async fn enqueue_turn(state: &ApiState, turn_id: Uuid) {
     }
 }
 
-/// The text of a message field: present, not blank, not too long; U+0000 (which PostgreSQL
-/// cannot store) becomes U+FFFD.
+/// The text of a message field: present, not blank, not too long. (U+0000 is welcome: the
+/// store writes it as U+FFFD.)
 pub(crate) fn validate_message(message: Option<String>) -> Result<String, ApiError> {
-    let mut text = message.ok_or_else(|| ApiError::invalid("message", "is required"))?;
-    scrub_nul_string(&mut text);
+    let text = message.ok_or_else(|| ApiError::invalid("message", "is required"))?;
     if text.trim().is_empty() {
         return Err(ApiError::invalid("message", "must not be empty"));
     }

@@ -89,14 +89,10 @@ pub async fn submit(
     let inputs: Vec<ToolResultInput> = body
         .results
         .into_iter()
-        .map(|mut r| {
-            // PostgreSQL's jsonb cannot hold U+0000; a client's output may.
-            agentq_core::text::scrub_nul(&mut r.output);
-            ToolResultInput {
-                tool_call_id: r.tool_call_id,
-                output: r.output,
-                is_error: r.is_error,
-            }
+        .map(|r| ToolResultInput {
+            tool_call_id: r.tool_call_id,
+            output: r.output,
+            is_error: r.is_error,
         })
         .collect();
     let fan_in = state

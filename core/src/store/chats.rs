@@ -92,7 +92,7 @@ impl Store {
         .bind(turn_id)
         .bind(pg_json(&new.dynamic_tools))
         .bind(new.model_config_id)
-        .bind(Json(&new.labels))
+        .bind(pg_json(&new.labels))
         .fetch_one(&mut *tx)
         .await?;
         let message: Message = sqlx::query_as(
