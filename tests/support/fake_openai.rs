@@ -128,13 +128,16 @@ impl FakeOpenAi {
 pub struct RequestSink {
     /// `http://127.0.0.1:<port>`.
     pub base_url: String,
-    received: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    received: Arc<Mutex<Vec<Headers>>>,
 }
+
+/// One request's headers, lower-case names.
+pub type Headers = Vec<(String, String)>;
 
 impl RequestSink {
     /// Starts the sink on a free port.
     pub async fn start() -> Self {
-        let received: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+        let received: Arc<Mutex<Vec<Headers>>> = Arc::default();
         let seen = received.clone();
         let app = Router::new().fallback(move |headers: HeaderMap| {
             let seen = seen.clone();
@@ -162,7 +165,7 @@ impl RequestSink {
     }
 
     /// The headers of each request received so far.
-    pub fn received(&self) -> Vec<Vec<(String, String)>> {
+    pub fn received(&self) -> Vec<Headers> {
         self.received.lock().unwrap().clone()
     }
 }

@@ -1052,9 +1052,10 @@ async fn anthropic_tool_input_past_the_answer_cap_fails_the_attempt() {
             .to_owned(),
     ];
     let piece = "x".repeat(1_000);
-    events.push(format!(
-        r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"input_json_delta","partial_json":"{{\"pad\":\""}}}}"#
-    ));
+    events.push(
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"pad\":\""}}"#
+            .to_owned(),
+    );
     for _ in 0..40 {
         events.push(format!(
             r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"input_json_delta","partial_json":"{piece}"}}}}"#
