@@ -30,14 +30,19 @@ pub struct ProviderLimits {
     pub max_answer_bytes: usize,
 }
 
+/// The longest any of the time limits is taken to be: "no limit" in practice, yet far
+/// enough from overflow that `now + limit` is always an instant.
+const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 impl ProviderLimits {
     /// The limits a worker's provider settings name.
     pub fn from_config(config: &ProviderConfig) -> Self {
+        let secs = |s: u64| Duration::from_secs(s).min(LONGEST);
         Self {
-            startup_timeout: Duration::from_secs(config.startup_timeout_secs),
-            silence_timeout: Duration::from_secs(config.silence_timeout_secs),
-            attempt_deadline: Duration::from_secs(config.attempt_deadline_secs.max(1)),
-            error_body_timeout: Duration::from_secs(config.error_body_timeout_secs),
+            startup_timeout: secs(config.startup_timeout_secs),
+            silence_timeout: secs(config.silence_timeout_secs),
+            attempt_deadline: secs(config.attempt_deadline_secs.max(1)),
+            error_body_timeout: secs(config.error_body_timeout_secs),
             max_answer_bytes: config.max_answer_bytes.max(1),
         }
     }
@@ -52,6 +57,42 @@ impl Default for ProviderLimits {
             attempt_deadline: Duration::from_secs(600),
             error_body_timeout: Duration::from_secs(10),
             max_answer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentq_core::config::defaults;
+
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_the_settings_defaults() {
+        let config: ProviderConfig = defaults();
+        assert_eq!(
+            ProviderLimits::from_config(&config),
+            ProviderLimits::default()
+        );
+    }
+
+    #[test]
+    fn settings_too_large_for_an_instant_are_clamped() {
+        let mut config: ProviderConfig = defaults();
+        config.startup_timeout_secs = u64::MAX;
+        config.silence_timeout_secs = u64::MAX;
+        config.attempt_deadline_secs = u64::MAX;
+        config.error_body_timeout_secs = u64::MAX;
+        let limits = ProviderLimits::from_config(&config);
+        let now = tokio::time::Instant::now();
+        for limit in [
+            limits.startup_timeout,
+            limits.silence_timeout,
+            limits.attempt_deadline,
+            limits.error_body_timeout,
+        ] {
+            assert_eq!(limit, LONGEST);
+            let _later = now + limit;
         }
     }
 }
