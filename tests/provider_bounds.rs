@@ -75,7 +75,7 @@ async fn a_provider_that_streams_without_end_is_stopped_at_the_attempt_deadline(
         "OpenAI was still answering after 2 s, the longest one attempt may take \
          (AGENTQ_PROVIDER_ATTEMPT_DEADLINE_SECS)."
     );
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
     assert_eq!(app.fake.received().len(), 1, "the attempt is not retried");
     app.stop().await;
 }
@@ -107,7 +107,7 @@ async fn an_error_body_that_never_ends_is_cut_off(pool: sqlx::PgPool) {
     );
     assert_safe_to_show(&error);
     // Two attempts of about a second each, and one second of backoff between them.
-    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert!(took < Duration::from_secs(9), "{took:?}");
     assert_eq!(app.fake.received().len(), 2);
     app.stop().await;
 }
@@ -233,8 +233,13 @@ async fn an_unreachable_provider_is_named_without_its_address(pool: sqlx::PgPool
     app.worker.provider_max_attempts = 1;
     app.start_worker().await;
 
+    let started = Instant::now();
     let chat = app.create_chat("hello").await;
     let error = last_error(&app, chat, Duration::from_secs(15)).await;
+    eprintln!(
+        "refused connection: the step ended after {:?}",
+        started.elapsed()
+    );
 
     assert_eq!(error["message"], "OpenAI could not be reached.", "{error}");
     assert!(
@@ -285,6 +290,7 @@ async fn a_retry_after_too_large_to_represent_is_clamped(pool: sqlx::PgPool) {
         retry_after: Some("1e20".into()),
         body: r#"{"error":{"message":"slow down"}}"#.into(),
     }]);
+    let started = Instant::now();
     let chat = app.create_chat("first").await;
     let events = read_until(
         &app.client,
@@ -305,6 +311,7 @@ async fn a_retry_after_too_large_to_represent_is_clamped(pool: sqlx::PgPool) {
         .wait_until_answered(chat, 2, Duration::from_secs(10))
         .await;
     assert_eq!(messages[1]["content"][0]["text"], answer_to("first"));
+    eprintln!("Retry-After: 1e20: answered after {:?}", started.elapsed());
 
     // The worker keeps running: the next turn is answered too.
     let next = app.create_chat("second").await;

@@ -1017,7 +1017,7 @@ async fn a_stream_that_never_finishes_ends_at_the_attempt_deadline() {
     let error = error.expect("the deadline is an error");
     assert_error(&error, ChatErrorKind::Timeout, false, None);
     assert!(error.message.contains("after 1 s"), "{}", error.message);
-    assert!(took < Duration::from_millis(1_500), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
 #[tokio::test]
