@@ -220,6 +220,29 @@ pub struct ProviderConfig {
         default_value_t = 120
     )]
     pub silence_timeout_secs: u64,
+    /// Seconds one provider attempt may take from sending the request to the end of the
+    /// answer, however steadily it streams; past it the step fails with a `timeout` error.
+    #[arg(
+        long = "provider-attempt-deadline-secs",
+        env = "AGENTQ_PROVIDER_ATTEMPT_DEADLINE_SECS",
+        default_value_t = 600
+    )]
+    pub attempt_deadline_secs: u64,
+    /// Seconds to read the body of a provider's error answer (at most 64 KiB of it is read).
+    #[arg(
+        long = "provider-error-body-timeout-secs",
+        env = "AGENTQ_PROVIDER_ERROR_BODY_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub error_body_timeout_secs: u64,
+    /// Largest answer accepted from a provider in one attempt, in bytes: text, reasoning and
+    /// tool calls together. A longer one fails the step.
+    #[arg(
+        long = "provider-max-answer-bytes",
+        env = "AGENTQ_PROVIDER_MAX_ANSWER_BYTES",
+        default_value_t = 4_194_304
+    )]
+    pub max_answer_bytes: usize,
 }
 
 /// The provider adapters the worker knows.
@@ -470,5 +493,9 @@ mod tests {
         assert_eq!(api.listen.to_string(), "127.0.0.1:8080");
         let worker: WorkerConfig = defaults();
         assert_eq!(worker.queues, vec!["turns", "tools", "mail"]);
+        let provider: ProviderConfig = defaults();
+        assert_eq!(provider.attempt_deadline_secs, 600);
+        assert_eq!(provider.error_body_timeout_secs, 10);
+        assert_eq!(provider.max_answer_bytes, 4 * 1024 * 1024);
     }
 }

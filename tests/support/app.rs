@@ -40,6 +40,9 @@ pub struct TestApp {
     pub worker: WorkerConfig,
     /// Seconds the provider gets to send its first byte.
     pub provider_startup_timeout_secs: u64,
+    /// Last changes to the provider settings of workers started from now on (limits,
+    /// headers, base URL).
+    pub tune_provider: std::sync::Arc<dyn Fn(&mut ProviderConfig) + Send + Sync>,
     redis_url: String,
     shutdown: CancellationToken,
     workers: Vec<(CancellationToken, WorkerHandle)>,
@@ -91,6 +94,7 @@ impl TestApp {
             queue,
             worker,
             provider_startup_timeout_secs: 60,
+            tune_provider: std::sync::Arc::new(|_| {}),
             redis_url,
             shutdown,
             workers: Vec::new(),
@@ -123,6 +127,7 @@ impl TestApp {
         provider.openai_api_key = Some("sk-test-secret".into());
         provider.model = "fake-gpt".into();
         provider.startup_timeout_secs = self.provider_startup_timeout_secs;
+        (self.tune_provider)(&mut provider);
         provider
     }
 
