@@ -41,6 +41,12 @@ pub fn chat_events_key(prefix: &str, chat_id: Uuid) -> String {
     format!("{prefix}:chat:{{{chat_id}}}:events")
 }
 
+/// The GCRA state of one rate limit of one user (see `crate::rate_limit`). The user id is
+/// the hash tag, so all of a user's limits share one Redis Cluster slot.
+pub fn rate_limit_key(prefix: &str, user_id: Uuid, limit: &str) -> String {
+    format!("{prefix}:ratelimit:{{{user_id}}}:{limit}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
