@@ -307,3 +307,92 @@ fn limiter(app: &TestApp) -> RateLimiter {
         Duration::from_millis(api.rate_limit_timeout_ms),
     )
 }
+
+#[sqlx::test]
+async fn limits_have_defaults_and_out_of_range_values_are_400s_naming_the_field(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let (status, defaults) = app.get("/api/v1/admin/config").await;
+    assert_eq!(status, StatusCode::OK);
+    for (field, value) in [
+        ("chats_per_minute", 60),
+        ("chats_burst", 30),
+        ("messages_per_minute", 60),
+        ("messages_burst", 30),
+        ("stream_connects_per_minute", 120),
+        ("stream_connects_burst", 60),
+    ] {
+        assert_eq!(defaults[field], value, "default of {field}");
+    }
+    for (body, field, detail) in [
+        (
+            json!({"chats_per_minute": -1}),
+            "chats_per_minute",
+            "must be between 0 and 100000 (0 turns the limit off)",
+        ),
+        (
+            json!({"messages_per_minute": 100_001}),
+            "messages_per_minute",
+            "must be between 0 and 100000 (0 turns the limit off)",
+        ),
+        (
+            json!({"stream_connects_per_minute": "lots"}),
+            "stream_connects_per_minute",
+            "",
+        ),
+        (
+            json!({"chats_burst": 0}),
+            "chats_burst",
+            "must be between 1 and 10000",
+        ),
+        (
+            json!({"messages_burst": 10_001}),
+            "messages_burst",
+            "must be between 1 and 10000",
+        ),
+        (
+            json!({"stream_connects_burst": 0}),
+            "stream_connects_burst",
+            "must be between 1 and 10000",
+        ),
+    ] {
+        let (status, error) = app
+            .put_as(&owner, "/api/v1/admin/config", body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error["validations"][0]["field"], field, "{body} -> {error}");
+        if !detail.is_empty() {
+            assert_eq!(error["validations"][0]["detail"], detail, "{body}");
+        }
+    }
+    let (status, updated) = app
+        .put_as(
+            &owner,
+            "/api/v1/admin/config",
+            json!({"messages_per_minute": 0, "messages_burst": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        (
+            updated["messages_per_minute"].as_i64(),
+            updated["messages_burst"].as_i64()
+        ),
+        (Some(0), Some(5))
+    );
+    let (status, _) = app
+        .put_as(
+            &app.token,
+            "/api/v1/admin/config",
+            json!({"messages_per_minute": 0}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "members may not lift their own limits"
+    );
+    app.stop().await;
+}
