@@ -3,10 +3,11 @@
 //! `axum::serve` builds its connections without a timer, and hyper enforces no
 //! header-read timeout without one: a client that opens connections and sends half a
 //! request line holds each of them (a socket and a task) for ever. Here every connection
-//! gets hyper's Tokio timer and `header_read_timeout`, which hyper counts from the first
-//! read of each request head, so it bounds slow headers and idle keep-alive connections
-//! alike. The rest matches what `axum::serve` did: `TCP_NODELAY`, and on shutdown no new
-//! connections while in-flight requests finish (open event streams end by themselves, see
+//! gets hyper's Tokio timer and `header_read_timeout`, which hyper counts from when it
+//! starts waiting for a request head (the connection opened, or the previous response
+//! ended), so it bounds slow headers and idle keep-alive connections alike. The rest
+//! matches what `axum::serve` did: `TCP_NODELAY`, and on shutdown no new connections while
+//! in-flight requests finish (open event streams end by themselves, see
 //! `ApiState::shutdown`).
 
 use std::{io, time::Duration};

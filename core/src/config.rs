@@ -155,10 +155,9 @@ pub struct ApiConfig {
         default_value_t = 15
     )]
     pub sse_keepalive_secs: u64,
-    /// Seconds a client has to send a request's headers, counted from the connection's
-    /// first byte or the end of its previous response (so it also closes idle keep-alive
-    /// connections); then the connection is closed. Keep it above a load balancer's idle
-    /// timeout.
+    /// Seconds a client has to send a request's headers, counted from when the connection
+    /// opens or its previous response ends (so it also closes idle keep-alive connections);
+    /// then the connection is closed. Keep it above a load balancer's idle timeout.
     #[arg(
         long = "header-read-timeout-secs",
         env = "AGENTQ_HEADER_READ_TIMEOUT_SECS",
@@ -492,6 +491,16 @@ mod tests {
     fn defaults_match_the_documented_ones() {
         let api: ApiConfig = defaults();
         assert_eq!(api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            (
+                api.header_read_timeout_secs,
+                api.request_timeout_secs,
+                api.max_concurrent_requests,
+                api.site_config_cache_secs,
+                api.rate_limit_timeout_ms
+            ),
+            (30, 30, 512, 5, 250)
+        );
         let worker: WorkerConfig = defaults();
         assert_eq!(worker.queues, vec!["turns", "tools", "mail"]);
     }
