@@ -58,4 +58,15 @@ mod tests {
             assert!(key.starts_with("{agentq:turns}:"), "{key}");
         }
     }
+
+    #[test]
+    fn a_users_rate_limit_keys_share_one_hash_tag() {
+        let user = Uuid::nil();
+        let tag = format!("{{{user}}}");
+        for limit in ["chats", "messages", "stream_connects"] {
+            let key = rate_limit_key("agentq", user, limit);
+            assert_eq!(key, format!("agentq:ratelimit:{tag}:{limit}"));
+            assert_eq!(key.matches('{').count(), 1, "one hash tag: {key}");
+        }
+    }
 }
