@@ -396,3 +396,14 @@ pub fn mail_config(smtp_url: &str) -> MailConfig {
     mail.timeout_secs = 5;
     mail
 }
+
+/// Serves one more API over `services` with `api` settings on a random port, as another
+/// replica would (same database, same Redis prefix); returns its base URL. It stops when
+/// `shutdown` is cancelled.
+pub async fn serve_api(services: &Services, api: ApiConfig, shutdown: CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = agentq_api::ApiState::new(services, api);
+    tokio::spawn(agentq_api::serve(state, listener, shutdown));
+    base
+}
