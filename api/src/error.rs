@@ -2,7 +2,9 @@
 //! `{ "message": ..., "detail": ..., "validations": [{ "field", "detail" }] }`.
 //!
 //! Handlers return `Result<_, ApiError>` and use `?`; this module decides status codes and
-//! keeps internals out of responses (they are logged instead).
+//! keeps internals out of responses (they are logged instead). It is also the one place
+//! that tells a dependency outage from a bug: PostgreSQL or Redis not answering (pool
+//! timeouts, refused or dropped connections) is a 503 the client may retry, never a 500.
 
 use agentq_core::StoreError;
 use axum::{
@@ -37,6 +39,14 @@ pub struct ErrorBody {
     /// Field-level problems, for 400s.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub validations: Vec<Validation>,
+    /// For 429s: the limit that was hit, named as its site-config field
+    /// (`messages_per_minute`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "messages_per_minute")]
+    pub limit: Option<String>,
+    /// For 429s and 503s that say when to come back: the `Retry-After` header's value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Everything a handler can fail with.
@@ -71,9 +81,28 @@ pub enum ApiError {
     /// 415: not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: the caller is over a rate limit; `Retry-After` says when to come back.
+    #[error("{message}")]
+    TooManyRequests {
+        /// One sentence naming the limit.
+        message: String,
+        /// The limit's name (its site-config field).
+        limit: String,
+        /// Whole seconds to wait, at least 1.
+        retry_after_secs: u64,
+    },
     /// 503: a dependency is down.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with `Retry-After`: this process is busy (too many requests at once, or one took
+    /// too long); another try, here or on another replica, may succeed.
+    #[error("{message}")]
+    Overloaded {
+        /// One sentence for people.
+        message: String,
+        /// Whole seconds to wait, at least 1.
+        retry_after_secs: u64,
+    },
     /// 500: a bug or an unexpected failure; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -96,7 +125,66 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::Conflict(m) => ApiError::Conflict(m),
-            StoreError::Database(e) => ApiError::Internal(e.to_string()),
+            StoreError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// Connection trouble is a 503 (logged with its cause, which names hosts); anything
+    /// else is a bug or a broken invariant, a 500.
+    fn from(e: sqlx::Error) -> Self {
+        if postgres_unreachable(&e) {
+            tracing::warn!(error = %e, "PostgreSQL is not reachable");
+            ApiError::Unavailable("the database is not reachable; try again shortly".into())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+/// Whether `e` means PostgreSQL cannot be reached or is going away, rather than that a
+/// query is wrong.
+fn postgres_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 53300 too_many_connections, 57P01-57P03 admin or
+        // crash shutdown and "cannot connect now" (starting up or in recovery).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "53300" | "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    /// Redis not answering is a 503 (logged with its cause); a command Redis refused is a
+    /// 500.
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            tracing::warn!(error = %e, "Redis is not reachable");
+            ApiError::Unavailable("Redis is not reachable; try again shortly".into())
+        } else {
+            ApiError::Internal(format!("Redis: {e}"))
+        }
+    }
+}
+
+impl From<agentq_core::rate_limit::RateLimited> for ApiError {
+    fn from(e: agentq_core::rate_limit::RateLimited) -> Self {
+        ApiError::TooManyRequests {
+            message: e.to_string(),
+            limit: e.limit.name().to_owned(),
+            retry_after_secs: e.retry_after_secs(),
         }
     }
 }
@@ -118,7 +206,25 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(m) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, body(m, vec![]))
             }
+            ApiError::TooManyRequests {
+                message,
+                limit,
+                retry_after_secs,
+            } => {
+                let mut b = body(message, vec![]);
+                b.limit = Some(limit);
+                b.retry_after_secs = Some(retry_after_secs);
+                (StatusCode::TOO_MANY_REQUESTS, b)
+            }
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, body(m, vec![])),
+            ApiError::Overloaded {
+                message,
+                retry_after_secs,
+            } => {
+                let mut b = body(message, vec![]);
+                b.retry_after_secs = Some(retry_after_secs);
+                (StatusCode::SERVICE_UNAVAILABLE, b)
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 (
@@ -127,7 +233,13 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        let retry_after = body.retry_after_secs;
         let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -142,5 +254,7 @@ fn body(message: String, validations: Vec<Validation>) -> ErrorBody {
         message,
         detail: None,
         validations,
+        limit: None,
+        retry_after_secs: None,
     }
 }

@@ -8,13 +8,21 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+mod request_limits;
 mod routes;
+mod server;
 
 use std::{sync::Arc, time::Duration};
 
 use agentq_core::shutdown::CancellationToken;
-use agentq_core::{config::ApiConfig, events::EventPublisher, queue::Producer, store::Store};
-use axum::{Router, extract::DefaultBodyLimit, serve::ListenerExt};
+use agentq_core::{
+    config::ApiConfig,
+    events::EventPublisher,
+    queue::Producer,
+    rate_limit::RateLimiter,
+    store::{SiteConfigCache, Store},
+};
+use axum::{Router, extract::DefaultBodyLimit};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -45,6 +53,8 @@ pub struct ApiState {
     pub secrets: Option<agentq_core::secrets::SecretBox>,
     /// This process's metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Per-user rate limits (chats, messages, stream connects), shared through Redis.
+    pub rate_limiter: RateLimiter,
 }
 
 impl ApiState {
@@ -57,10 +67,19 @@ impl ApiState {
             redis: services.redis.clone(),
             redis_conn: services.redis_conn.clone(),
             prefix: services.prefix.as_str().into(),
-            config: Arc::new(config),
             shutdown: CancellationToken::new(),
             secrets: services.secrets.clone(),
             metrics: agentq_core::metrics::install(),
+            rate_limiter: RateLimiter::new(
+                services.redis_conn.clone(),
+                &services.prefix,
+                SiteConfigCache::new(
+                    services.store.clone(),
+                    Duration::from_secs(config.site_config_cache_secs),
+                ),
+                Duration::from_millis(config.rate_limit_timeout_ms.max(1)),
+            ),
+            config: Arc::new(config),
         }
     }
 }
@@ -69,10 +88,18 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
     let (api, _) = routes::routes().split_for_parts();
+    let limits = request_limits::RequestLimits::new(
+        state.config.max_concurrent_requests,
+        Duration::from_secs(state.config.request_timeout_secs.max(1)),
+    );
     api.merge(openapi::docs_router())
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            request_limits::limit_requests,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             // Every log line of a request carries its id (set or propagated below).
             let request_id = request
@@ -91,24 +118,16 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` is cancelled, then finishes
-/// in-flight requests (open SSE streams end at once).
+/// in-flight requests (open SSE streams end at once). Connections that do not send a
+/// request's headers within `header_read_timeout_secs` are closed (see `server.rs`).
 pub async fn serve(
     mut state: ApiState,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     state.shutdown = shutdown.clone();
-    let app = router(state);
-    // SSE writes many small frames; without TCP_NODELAY, Nagle's algorithm holds each one
-    // back until the previous is acknowledged (about 40 ms with delayed ACKs).
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let header_read_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
+    server::serve_http1(listener, router(state), header_read_timeout, shutdown).await
 }
 
 /// SSE keep-alive period.

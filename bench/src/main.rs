@@ -296,6 +296,15 @@ async fn end_to_end(args: &Args, prefix: &str) -> anyhow::Result<(f64, (Duration
     db::migrate(&pool).await?;
     let prefix = format!("{prefix}e");
     let services = Services::new(pool.clone(), &args.redis_url, &prefix, 0)?;
+    // One user drives the whole load: per-user rate limits would measure themselves.
+    services
+        .store
+        .update_site_config(&agentq_core::store::SiteConfigChanges {
+            chats_per_minute: Some(0),
+            stream_connects_per_minute: Some(0),
+            ..Default::default()
+        })
+        .await?;
     let org = services.store.ensure_organization("bench").await?;
     let user = services.store.ensure_user("bench@localhost", false).await?;
     services

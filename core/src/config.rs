@@ -161,6 +161,48 @@ pub struct ApiConfig {
         default_value_t = 15
     )]
     pub sse_keepalive_secs: u64,
+    /// Seconds a client has to send a request's headers, counted from when the connection
+    /// opens or its previous response ends (so it also closes idle keep-alive connections);
+    /// then the connection is closed. Keep it above a load balancer's idle timeout.
+    #[arg(
+        long = "header-read-timeout-secs",
+        env = "AGENTQ_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take until its response starts (an event stream: until it
+    /// opens; it then lives on); longer ones get a 503.
+    #[arg(
+        long = "request-timeout-secs",
+        env = "AGENTQ_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub request_timeout_secs: u64,
+    /// Requests this process works on at once; more get a 503 with `Retry-After` (open
+    /// event streams do not count once started; `/healthz`, `/readyz`, `/metrics` never
+    /// wait or shed).
+    #[arg(
+        long = "max-concurrent-requests",
+        env = "AGENTQ_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 512
+    )]
+    pub max_concurrent_requests: usize,
+    /// Seconds the API reuses the site settings it read (rate limits) before reading them
+    /// again in the background; a change made through another replica applies after it.
+    #[arg(
+        long = "site-config-cache-secs",
+        env = "AGENTQ_SITE_CONFIG_CACHE_SECS",
+        default_value_t = 5
+    )]
+    pub site_config_cache_secs: u64,
+    /// Milliseconds a rate-limit check may wait for Redis; past it the request is let
+    /// through (fail open, logged and counted).
+    #[arg(
+        long = "rate-limit-timeout-ms",
+        env = "AGENTQ_RATE_LIMIT_TIMEOUT_MS",
+        default_value_t = 250
+    )]
+    pub rate_limit_timeout_ms: u64,
 }
 
 /// How long API tokens live.
@@ -249,6 +291,29 @@ pub struct ProviderConfig {
         default_value_t = 120
     )]
     pub silence_timeout_secs: u64,
+    /// Seconds one provider attempt may take from sending the request to the end of the
+    /// answer, however steadily it streams; past it the step fails with a `timeout` error.
+    #[arg(
+        long = "provider-attempt-deadline-secs",
+        env = "AGENTQ_PROVIDER_ATTEMPT_DEADLINE_SECS",
+        default_value_t = 600
+    )]
+    pub attempt_deadline_secs: u64,
+    /// Seconds to read the body of a provider's error answer (at most 64 KiB of it is read).
+    #[arg(
+        long = "provider-error-body-timeout-secs",
+        env = "AGENTQ_PROVIDER_ERROR_BODY_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub error_body_timeout_secs: u64,
+    /// Largest answer accepted from a provider in one attempt, in bytes: text, reasoning and
+    /// tool calls together. A longer one fails the step.
+    #[arg(
+        long = "provider-max-answer-bytes",
+        env = "AGENTQ_PROVIDER_MAX_ANSWER_BYTES",
+        default_value_t = 4_194_304
+    )]
+    pub max_answer_bytes: usize,
 }
 
 impl ProviderConfig {
@@ -556,7 +621,21 @@ mod tests {
     fn defaults_match_the_documented_ones() {
         let api: ApiConfig = defaults();
         assert_eq!(api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            (
+                api.header_read_timeout_secs,
+                api.request_timeout_secs,
+                api.max_concurrent_requests,
+                api.site_config_cache_secs,
+                api.rate_limit_timeout_ms
+            ),
+            (30, 30, 512, 5, 250)
+        );
         let worker: WorkerConfig = defaults();
         assert_eq!(worker.queues, vec!["turns", "tools", "mail"]);
+        let provider: ProviderConfig = defaults();
+        assert_eq!(provider.attempt_deadline_secs, 600);
+        assert_eq!(provider.error_body_timeout_secs, 10);
+        assert_eq!(provider.max_answer_bytes, 4 * 1024 * 1024);
     }
 }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod metrics;
 pub mod notifications;
 pub mod queue;
+pub mod rate_limit;
 pub mod redis_conn;
 pub mod secrets;
 pub mod services;

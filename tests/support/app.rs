@@ -40,6 +40,9 @@ pub struct TestApp {
     pub worker: WorkerConfig,
     /// Seconds the provider gets to send its first byte.
     pub provider_startup_timeout_secs: u64,
+    /// Last changes to the provider settings of workers started from now on (limits,
+    /// headers, base URL).
+    pub tune_provider: std::sync::Arc<dyn Fn(&mut ProviderConfig) + Send + Sync>,
     redis_url: String,
     shutdown: CancellationToken,
     workers: Vec<(CancellationToken, WorkerHandle)>,
@@ -98,6 +101,7 @@ impl TestApp {
             queue,
             worker,
             provider_startup_timeout_secs: 60,
+            tune_provider: std::sync::Arc::new(|_| {}),
             redis_url,
             shutdown,
             workers: Vec::new(),
@@ -130,6 +134,7 @@ impl TestApp {
         provider.openai_api_key = Some("sk-test-secret".into());
         provider.model = "fake-gpt".into();
         provider.startup_timeout_secs = self.provider_startup_timeout_secs;
+        (self.tune_provider)(&mut provider);
         provider
     }
 
@@ -397,4 +402,15 @@ pub fn mail_config(smtp_url: &str) -> MailConfig {
     mail.retry_base_secs = 1;
     mail.timeout_secs = 5;
     mail
+}
+
+/// Serves one more API over `services` with `api` settings on a random port, as another
+/// replica would (same database, same Redis prefix); returns its base URL. It stops when
+/// `shutdown` is cancelled.
+pub async fn serve_api(services: &Services, api: ApiConfig, shutdown: CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = agentq_api::ApiState::new(services, api);
+    tokio::spawn(agentq_api::serve(state, listener, shutdown));
+    base
 }

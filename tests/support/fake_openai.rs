@@ -46,6 +46,19 @@ pub enum Reply {
     CutAfter(usize),
     /// Send nothing for this long, then the echo answer.
     Hang(Duration),
+    /// Stream `text` deltas without end, one per chunk pause: never silent, never finished.
+    Endless(String),
+    /// Answer with this status and an error body that never ends (a piece every 50 ms).
+    EndlessErrorBody(u16),
+    /// Answer with this 3xx status and `Location: location`.
+    Redirect {
+        /// Status code.
+        code: u16,
+        /// Where the redirect points.
+        location: String,
+    },
+    /// Stream one tool call whose `index` is this value.
+    ToolCallAtIndex(u64),
 }
 
 /// What the fake received.
@@ -110,6 +123,53 @@ impl FakeOpenAi {
     }
 }
 
+/// A real HTTP server on 127.0.0.1 that counts every request it gets (any method, any
+/// path) and keeps their headers: the "other host" a redirect points at.
+pub struct RequestSink {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    received: Arc<Mutex<Vec<Headers>>>,
+}
+
+/// One request's headers, lower-case names.
+pub type Headers = Vec<(String, String)>;
+
+impl RequestSink {
+    /// Starts the sink on a free port.
+    pub async fn start() -> Self {
+        let received: Arc<Mutex<Vec<Headers>>> = Arc::default();
+        let seen = received.clone();
+        let app = Router::new().fallback(move |headers: HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let headers = headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            v.to_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect();
+                seen.lock().unwrap().push(headers);
+                (StatusCode::OK, "captured")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base_url: format!("http://{addr}"),
+            received,
+        }
+    }
+
+    /// The headers of each request received so far.
+    pub fn received(&self) -> Vec<Headers> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
 /// The answer the fake gives to a conversation whose last user message is `text`.
 pub fn answer_to(text: &str) -> String {
     format!("Echo: {text}")
@@ -160,6 +220,44 @@ async fn completions(
         tokio::time::sleep(*pause).await;
     }
     match reply {
+        Some(Reply::Endless(piece)) => {
+            let first = chunk(json!({"role": "assistant", "content": ""}), None);
+            let head = futures::stream::iter([first]);
+            let rest = futures::stream::repeat(chunk(json!({"content": piece}), None));
+            let stream = head.chain(rest).then(move |c| async move {
+                tokio::time::sleep(delay).await;
+                Ok::<_, std::convert::Infallible>(format!("data: {c}\n\n"))
+            });
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap();
+        }
+        Some(Reply::EndlessErrorBody(code)) => {
+            let head = futures::stream::iter([r#"{"error":{"message":"#.to_owned()]);
+            let rest = futures::stream::repeat("still failing ".to_owned());
+            let stream = head.chain(rest).then(|piece| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, std::convert::Infallible>(piece)
+            });
+            return Response::builder()
+                .status(code)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(stream))
+                .unwrap();
+        }
+        Some(Reply::Redirect { code, location }) => {
+            return Response::builder()
+                .status(code)
+                .header(header::LOCATION, location)
+                .body(Body::empty())
+                .unwrap();
+        }
+        Some(Reply::ToolCallAtIndex(index)) => {
+            chunks.push(chunk(json!({"role": "assistant", "content": null}), None));
+            chunks.push(chunk(json!({"tool_calls": [{"index": index, "id": "call_far", "type": "function", "function": {"name": "current_time", "arguments": "{}"}}]}), None));
+            chunks.push(chunk(json!({}), Some("tool_calls")));
+        }
         Some(Reply::Status {
             code,
             retry_after,

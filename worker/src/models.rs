@@ -18,7 +18,7 @@ use agentq_core::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::providers::{AnthropicProvider, OpenAiProvider, Provider};
+use crate::providers::{AnthropicProvider, OpenAiProvider, Provider, ProviderLimits};
 
 /// Micro-dollars per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,17 +35,21 @@ pub struct Pricing {
 
 impl Pricing {
     /// Cost of `usage` in micro-dollars, rounded up. `input_tokens` includes cached ones,
-    /// which are priced at their own rates.
+    /// which are priced at their own rates. Saturates at `i64::MAX` (the counts come from
+    /// the provider) and prices below zero count as zero.
     pub fn cost_micros(&self, usage: &Usage) -> i64 {
         let uncached = usage
             .input_tokens
             .saturating_sub(usage.cache_read_tokens)
             .saturating_sub(usage.cache_write_tokens);
-        let total: u128 = u128::from(uncached) * self.input as u128
-            + u128::from(usage.output_tokens) * self.output as u128
-            + u128::from(usage.cache_read_tokens) * self.cache_read as u128
-            + u128::from(usage.cache_write_tokens) * self.cache_write as u128;
-        total.div_ceil(1_000_000) as i64
+        let part = |tokens: u64, price: i64| {
+            u128::from(tokens).saturating_mul(u128::try_from(price).unwrap_or(0))
+        };
+        let total = part(uncached, self.input)
+            .saturating_add(part(usage.output_tokens, self.output))
+            .saturating_add(part(usage.cache_read_tokens, self.cache_read))
+            .saturating_add(part(usage.cache_write_tokens, self.cache_write));
+        i64::try_from(total.div_ceil(1_000_000)).unwrap_or(i64::MAX)
     }
 }
 
@@ -80,8 +84,7 @@ pub struct ModelResolver {
     store: Store,
     secrets: Option<SecretBox>,
     fallback: ModelTarget,
-    startup_timeout: Duration,
-    silence_timeout: Duration,
+    limits: ProviderLimits,
     clients: Mutex<HashMap<Uuid, (DateTime<Utc>, Provider)>>,
     rows: Mutex<HashMap<Option<Uuid>, CachedRow>>,
 }
@@ -94,20 +97,19 @@ type CachedRow = (std::time::Instant, Option<ResolvedModel>);
 const ROW_TTL: Duration = Duration::from_secs(2);
 
 impl ModelResolver {
-    /// A resolver falling back to the flag-configured provider and model.
+    /// A resolver falling back to the flag-configured provider and model; clients it builds
+    /// from stored providers are bounded by `limits`.
     pub fn new(
         store: Store,
         secrets: Option<SecretBox>,
         fallback: ModelTarget,
-        startup_timeout: Duration,
-        silence_timeout: Duration,
+        limits: ProviderLimits,
     ) -> Self {
         Self {
             store,
             secrets,
             fallback,
-            startup_timeout,
-            silence_timeout,
+            limits,
             clients: Mutex::default(),
             rows: Mutex::default(),
         }
@@ -225,23 +227,17 @@ impl ModelResolver {
                 AnthropicProvider::new(
                     &row.provider_base_url,
                     key.as_deref().unwrap_or_default(),
-                    self.startup_timeout,
-                    self.silence_timeout,
+                    self.limits,
                 )
                 .map_err(ResolveError::Unusable)?
                 .with_name(row.provider_name.clone())
                 .with_headers(headers),
             )),
             _ => Provider::OpenAi(Arc::new(
-                OpenAiProvider::new(
-                    &row.provider_base_url,
-                    key,
-                    self.startup_timeout,
-                    self.silence_timeout,
-                )
-                .map_err(ResolveError::Unusable)?
-                .with_name(row.provider_name.clone())
-                .with_headers(headers),
+                OpenAiProvider::new(&row.provider_base_url, key, self.limits)
+                    .map_err(ResolveError::Unusable)?
+                    .with_name(row.provider_name.clone())
+                    .with_headers(headers),
             )),
         };
         self.clients
@@ -279,5 +275,22 @@ mod tests {
         };
         assert_eq!(pricing.cost_micros(&tiny), 3, "2.5 micro-dollars round up");
         assert_eq!(Pricing::default().cost_micros(&usage), 0);
+    }
+
+    #[test]
+    fn cost_of_absurd_counts_and_prices_saturates() {
+        let pricing = Pricing {
+            input: i64::MAX,
+            output: i64::MAX,
+            cache_read: i64::MAX,
+            cache_write: -5,
+        };
+        let usage = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+            cache_read_tokens: 1,
+            cache_write_tokens: u64::MAX,
+        };
+        assert_eq!(pricing.cost_micros(&usage), i64::MAX);
     }
 }

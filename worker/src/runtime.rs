@@ -20,7 +20,7 @@ use crate::{
     leases::Leases,
     mail::MailSender,
     models::{ModelResolver, ModelTarget},
-    providers::Provider,
+    providers::{Provider, ProviderLimits},
     tools::{Builtins, ToolRunner},
     turn::{RunningTurns, TurnEngine, TurnLimits},
 };
@@ -68,8 +68,7 @@ pub fn engine(
                 max_output_tokens: None,
                 pricing: None,
             },
-            Duration::from_secs(provider.startup_timeout_secs),
-            Duration::from_secs(provider.silence_timeout_secs),
+            ProviderLimits::from_config(provider),
         ),
         worker_id: worker_id.clone(),
         lease,

@@ -15,8 +15,8 @@ use agentq_core::{
     domain::{Message, MessagePart, Role, Usage},
 };
 use agentq_worker::providers::{
-    AnthropicProvider, OpenAiProvider, Provider, ProviderEvent, ProviderRequest, ProviderStream,
-    ToolSpec,
+    AnthropicProvider, OpenAiProvider, Provider, ProviderEvent, ProviderLimits, ProviderRequest,
+    ProviderStream, ToolSpec,
 };
 use axum::{
     Router,
@@ -367,6 +367,15 @@ fn assert_error(
 
 const FAST: Duration = Duration::from_secs(5);
 
+/// The default limits with these first-byte and silence timeouts.
+fn limits(startup: Duration, silence: Duration) -> ProviderLimits {
+    ProviderLimits {
+        startup_timeout: startup,
+        silence_timeout: silence,
+        ..ProviderLimits::default()
+    }
+}
+
 fn openai(fake: &FakeProvider) -> OpenAiProvider {
     openai_with_timeouts(fake, FAST, FAST)
 }
@@ -379,8 +388,7 @@ fn openai_with_timeouts(
     OpenAiProvider::new(
         &format!("{}/v1", fake.base_url),
         Some("sk-test".into()),
-        startup,
-        silence,
+        limits(startup, silence),
     )
     .unwrap()
 }
@@ -704,7 +712,7 @@ fn anthropic_with_timeouts(
     startup: Duration,
     silence: Duration,
 ) -> AnthropicProvider {
-    AnthropicProvider::new(&fake.base_url, "sk-ant-test", startup, silence).unwrap()
+    AnthropicProvider::new(&fake.base_url, "sk-ant-test", limits(startup, silence)).unwrap()
 }
 
 fn anthropic_config(fake: &FakeProvider) -> ProviderConfig {
@@ -980,4 +988,152 @@ async fn an_anthropic_stream_gone_quiet_is_a_silence_timeout() {
         true,
         None,
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounds every attempt keeps, whatever the provider does.
+
+#[tokio::test]
+async fn a_stream_that_never_finishes_ends_at_the_attempt_deadline() {
+    let delta = r#"data: {"choices":[{"delta":{"content":"again "}}]}"#;
+    let fake = FakeProvider::start(Reply::Stream {
+        chunks: vec![format!("{delta}\n\n").into_bytes(); 2_000],
+        pause: Duration::from_millis(5),
+        end: End::Clean,
+    })
+    .await;
+    let limits = ProviderLimits {
+        attempt_deadline: Duration::from_secs(1),
+        ..ProviderLimits::default()
+    };
+    let provider = OpenAiProvider::new(&format!("{}/v1", fake.base_url), None, limits).unwrap();
+    let started = Instant::now();
+
+    let (streamed, error) = drain(provider.stream(simple_request()).await.unwrap()).await;
+
+    let took = started.elapsed();
+    eprintln!("endless stream, 1 s deadline: ended after {took:?}");
+    assert!(streamed.len() > 10, "the answer streamed until then");
+    let error = error.expect("the deadline is an error");
+    assert_error(&error, ChatErrorKind::Timeout, false, None);
+    assert!(error.message.contains("after 1 s"), "{}", error.message);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn one_sse_event_larger_than_the_answer_cap_is_refused_before_it_is_buffered() {
+    // A `data:` line that never ends, then silence.
+    let mut chunks = vec![b"data: {\"choices\":[{\"delta\":{\"content\":\"".to_vec()];
+    chunks.extend(std::iter::repeat_n(vec![b'a'; 8 * 1024], 200));
+    let fake = FakeProvider::start(Reply::Stream {
+        chunks,
+        pause: Duration::from_millis(1),
+        end: End::Hang(Duration::from_secs(5)),
+    })
+    .await;
+    let limits = ProviderLimits {
+        max_answer_bytes: 16 * 1024,
+        ..ProviderLimits::default()
+    };
+    let provider = OpenAiProvider::new(&format!("{}/v1", fake.base_url), None, limits).unwrap();
+
+    let error = failure(provider.stream(simple_request()).await).await;
+
+    assert_error(&error, ChatErrorKind::Generic, false, None);
+    assert!(error.message.contains("16384 bytes"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn anthropic_tool_input_past_the_answer_cap_fails_the_attempt() {
+    let mut events = vec![
+        r#"{"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":5}}}"#
+            .to_owned(),
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}"#
+            .to_owned(),
+    ];
+    let piece = "x".repeat(1_000);
+    events.push(
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"pad\":\""}}"#
+            .to_owned(),
+    );
+    for _ in 0..40 {
+        events.push(format!(
+            r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"input_json_delta","partial_json":"{piece}"}}}}"#
+        ));
+    }
+    let chunks = events
+        .iter()
+        .map(|e| format!("event: x\ndata: {e}\n\n").into_bytes())
+        .collect();
+    let fake = FakeProvider::start(Reply::Stream {
+        chunks,
+        pause: Duration::from_millis(1),
+        end: End::Clean,
+    })
+    .await;
+    let limits = ProviderLimits {
+        max_answer_bytes: 16 * 1024,
+        ..ProviderLimits::default()
+    };
+    let provider = AnthropicProvider::new(&fake.base_url, "sk-ant-test", limits).unwrap();
+
+    let (streamed, error) = drain(provider.stream(simple_request()).await.unwrap()).await;
+
+    assert_eq!(streamed, vec![ProviderEvent::Model("claude-x".into())]);
+    let error = error.expect("past the cap");
+    assert_error(&error, ChatErrorKind::Generic, false, None);
+    assert_eq!(
+        error.message,
+        "Anthropic sent an answer longer than 16384 bytes, the most agentq accepts \
+         (text, reasoning and tool calls together; AGENTQ_PROVIDER_MAX_ANSWER_BYTES)."
+    );
+}
+
+#[tokio::test]
+async fn an_anthropic_redirect_is_refused_before_the_key_leaves() {
+    let other_host = FakeProvider::start(Reply::Status {
+        status: 200,
+        headers: vec![],
+        body: String::new(),
+    })
+    .await;
+    let fake = FakeProvider::start(Reply::Status {
+        status: 308,
+        headers: vec![("location", format!("{}/v1/messages", other_host.base_url))],
+        body: String::new(),
+    })
+    .await;
+    let provider = Provider::from_config(&anthropic_config(&fake)).unwrap();
+
+    let error = failure(provider.stream(simple_request()).await).await;
+
+    assert_error(&error, ChatErrorKind::Config, false, None);
+    assert_eq!(error.status_code, Some(308));
+    assert!(
+        error
+            .message
+            .starts_with("Anthropic answered with a redirect (HTTP 308)")
+    );
+    assert!(
+        other_host.received.lock().unwrap().is_empty(),
+        "the other host received a request"
+    );
+    assert_eq!(fake.request().header("x-api-key"), Some("sk-ant-test"));
+}
+
+#[tokio::test]
+async fn a_huge_error_body_is_read_in_part_and_shown_short() {
+    let fake = FakeProvider::start(Reply::Status {
+        status: 529,
+        headers: vec![],
+        body: "overloaded ".repeat(100_000),
+    })
+    .await;
+
+    let error = failure(openai(&fake).stream(simple_request()).await).await;
+
+    assert_error(&error, ChatErrorKind::Overloaded, true, None);
+    let detail = error.detail.expect("the body is the detail");
+    assert!(detail.starts_with("overloaded overloaded"), "{detail}");
+    assert!(detail.len() <= 2_048 + '…'.len_utf8(), "{}", detail.len());
 }

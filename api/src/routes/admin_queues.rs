@@ -57,7 +57,7 @@ fn queue_named(name: &str) -> Result<QueueName, ApiError> {
 }
 
 fn redis_down(e: redis::RedisError) -> ApiError {
-    ApiError::Unavailable(format!("Redis: {e}"))
+    e.into()
 }
 
 /// Body of `GET /api/v1/admin/queues`.

@@ -10,6 +10,7 @@ use agentq_core::{
     },
     events::ChatEvent,
     queue::RunTurn,
+    rate_limit::Limit,
     text::{describe_char, forbidden_char},
 };
 use axum::{Json, extract::State, http::StatusCode};
@@ -224,6 +225,7 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
         (status = 201, description = "The chat; its first turn is queued.", body = Chat),
         (status = 400, description = "A field is invalid; `validations` names it.", body = ErrorBody),
         (status = 403, description = "No `agents-access` in the organization, or the account is not active.", body = ErrorBody),
+        (status = 429, description = "Over `chats_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]
 pub async fn create_chat(
@@ -231,6 +233,7 @@ pub async fn create_chat(
     CurrentUser(user): CurrentUser,
     JsonBody(body): JsonBody<CreateChatRequest>,
 ) -> Result<(StatusCode, Json<Chat>), ApiError> {
+    state.rate_limiter.check(Limit::Chats, user.id).await?;
     let text = validate_message(body.message)?;
     let title = body.title.unwrap_or_default();
     validate_title(&title)?;

@@ -1,5 +1,9 @@
 //! Liveness and readiness probes for load balancers and orchestrators, and the Prometheus
-//! scrape endpoint. None of them needs a token: orchestrators and scrapers carry none.
+//! scrape endpoint. None of them needs a token: orchestrators and scrapers carry none, so
+//! they tell anyone who asks only up or down; which dependency failed, and why, goes to
+//! the log (it names hosts and ports).
+
+use std::time::Duration;
 
 use axum::{Json, extract::State};
 use serde::Serialize;
@@ -18,16 +22,14 @@ pub struct Health {
 /// Body of `GET /readyz` when the process can serve.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready`.
-    #[schema(example = "ready")]
+    /// `ok`: PostgreSQL and Redis answered.
+    #[schema(example = "ok")]
     pub status: &'static str,
-    /// `ok`: PostgreSQL answered.
-    #[schema(example = "ok")]
-    pub postgres: &'static str,
-    /// `ok`: Redis answered.
-    #[schema(example = "ok")]
-    pub redis: &'static str,
 }
+
+/// How long `/readyz` waits for each dependency: a probe must answer before the prober
+/// gives up, or a hung pool reads as a hung process.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(
@@ -69,7 +71,7 @@ pub async fn metrics(
     )
 }
 
-/// `GET /readyz`: PostgreSQL and Redis answer; 503 naming the one that does not.
+/// `GET /readyz`: 200 `{"status":"ok"}` when PostgreSQL and Redis answer, else 503.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -77,23 +79,35 @@ pub async fn metrics(
     security(()),
     responses(
         (status = 200, description = "PostgreSQL and Redis answer.", body = Readiness),
-        (status = 503, description = "PostgreSQL or Redis does not answer; the message names which.", body = ErrorBody),
+        (status = 503, description = "PostgreSQL or Redis does not answer (which one is logged, not returned).", body = ErrorBody),
     )
 )]
 pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Readiness>, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("PostgreSQL is not reachable: {e}")))?;
-    let mut conn = state.redis_conn.clone();
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("Redis is not reachable: {e}")))?;
-    Ok(Json(Readiness {
-        status: "ready",
-        postgres: "ok",
-        redis: "ok",
-    }))
+    let postgres = async {
+        match tokio::time::timeout(READINESS_TIMEOUT, state.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {READINESS_TIMEOUT:?}")),
+        }
+    };
+    let redis = async {
+        let mut conn = state.redis_conn.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(READINESS_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {READINESS_TIMEOUT:?}")),
+        }
+    };
+    let (postgres, redis) = tokio::join!(postgres, redis);
+    if let Err(error) = &postgres {
+        tracing::warn!(%error, "not ready: PostgreSQL does not answer");
+    }
+    if let Err(error) = &redis {
+        tracing::warn!(%error, "not ready: Redis does not answer");
+    }
+    if postgres.is_err() || redis.is_err() {
+        return Err(ApiError::Unavailable("not ready".into()));
+    }
+    Ok(Json(Readiness { status: "ok" }))
 }

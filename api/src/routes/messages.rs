@@ -3,6 +3,7 @@
 use agentq_core::{
     domain::{ChatStatus, Message, MessagePart},
     events::ChatEvent,
+    rate_limit::Limit,
     store::{BusyBehavior, SendOutcome},
 };
 use axum::{
@@ -150,6 +151,7 @@ pub enum SendMessageResponse {
         (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
         (status = 409, description = "20 messages already wait in the chat's queue.", body = ErrorBody),
+        (status = 429, description = "Over `messages_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]
 pub async fn send_message(
@@ -158,6 +160,7 @@ pub async fn send_message(
     ChatId(chat_id): ChatId,
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
+    state.rate_limiter.check(Limit::Messages, user.id).await?;
     require_work_access(&state, &user, chat_id).await?;
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();

@@ -1,5 +1,7 @@
 //! `/api/v1/admin/config`: site-wide settings. Anyone signed in may read them (clients show
-//! how long archived chats are kept); only site owners change them.
+//! how long archived chats are kept and what the rate limits are); only site owners change
+//! them. A change applies at once on the replica that took it and within
+//! `--site-config-cache-secs` on the others.
 
 use agentq_core::store::{SiteConfig, SiteConfigChanges};
 use axum::{Json, extract::State};
@@ -45,7 +47,31 @@ pub struct ConfigBody {
     debug_retention_days: Option<i32>,
     /// Site switch for debug runs (each owner also switches their own).
     debug_logging_enabled: Option<bool>,
+    /// Chats one user may create per minute; 0 turns the limit off.
+    #[schema(minimum = 0, maximum = 100_000)]
+    chats_per_minute: Option<i32>,
+    /// Chats one user may create back to back (never more than `chats_per_minute`).
+    #[schema(minimum = 1, maximum = 10_000)]
+    chats_burst: Option<i32>,
+    /// Messages one user may send per minute; 0 turns the limit off.
+    #[schema(minimum = 0, maximum = 100_000)]
+    messages_per_minute: Option<i32>,
+    /// Messages one user may send back to back (never more than `messages_per_minute`).
+    #[schema(minimum = 1, maximum = 10_000)]
+    messages_burst: Option<i32>,
+    /// Event streams one user may open per minute; 0 turns the limit off.
+    #[schema(minimum = 0, maximum = 100_000)]
+    stream_connects_per_minute: Option<i32>,
+    /// Event streams one user may open back to back (never more than
+    /// `stream_connects_per_minute`).
+    #[schema(minimum = 1, maximum = 10_000)]
+    stream_connects_burst: Option<i32>,
 }
+
+/// Range of the `*_per_minute` limits; 0 turns one off.
+const PER_MINUTE_MAX: i32 = 100_000;
+/// Range of the `*_burst` settings.
+const BURST_MAX: i32 = 10_000;
 
 fn in_range(
     field: &str,
@@ -111,6 +137,26 @@ pub async fn put_config(
             " (0 turns the purge off)",
         )?,
         debug_logging_enabled: body.debug_logging_enabled,
+        chats_per_minute: per_minute("chats_per_minute", body.chats_per_minute)?,
+        chats_burst: burst("chats_burst", body.chats_burst)?,
+        messages_per_minute: per_minute("messages_per_minute", body.messages_per_minute)?,
+        messages_burst: burst("messages_burst", body.messages_burst)?,
+        stream_connects_per_minute: per_minute(
+            "stream_connects_per_minute",
+            body.stream_connects_per_minute,
+        )?,
+        stream_connects_burst: burst("stream_connects_burst", body.stream_connects_burst)?,
     };
-    Ok(Json(state.store.update_site_config(&changes).await?))
+    let config = state.store.update_site_config(&changes).await?;
+    // The limits apply to this replica's next request, not after its cache expires.
+    state.rate_limiter.settings().set(config.clone());
+    Ok(Json(config))
+}
+
+fn per_minute(field: &str, value: Option<i32>) -> Result<Option<i32>, ApiError> {
+    in_range(field, value, 0, PER_MINUTE_MAX, " (0 turns the limit off)")
+}
+
+fn burst(field: &str, value: Option<i32>) -> Result<Option<i32>, ApiError> {
+    in_range(field, value, 1, BURST_MAX, "")
 }

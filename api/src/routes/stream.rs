@@ -8,6 +8,7 @@ use std::{collections::VecDeque, convert::Infallible, time::Duration};
 
 use agentq_core::{
     events::{EventReader, StoredEvent},
+    rate_limit::Limit,
     redis_conn,
 };
 use axum::{
@@ -72,6 +73,7 @@ struct Cursor {
         (status = 400, description = "`chat_id` or `Last-Event-ID` is malformed.", body = ErrorBody),
         (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+        (status = 429, description = "Over `stream_connects_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
         (status = 503, description = "Redis is not reachable.", body = ErrorBody),
     )
 )]
@@ -82,6 +84,10 @@ pub async fn stream_chat(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     require_work_access(&state, &user, chat_id).await?;
+    state
+        .rate_limiter
+        .check(Limit::StreamConnects, user.id)
+        .await?;
     state
         .store
         .get_chat(chat_id, user.id)

@@ -41,6 +41,12 @@ pub fn chat_events_key(prefix: &str, chat_id: Uuid) -> String {
     format!("{prefix}:chat:{{{chat_id}}}:events")
 }
 
+/// The GCRA state of one rate limit of one user (see `crate::rate_limit`). The user id is
+/// the hash tag, so all of a user's limits share one Redis Cluster slot.
+pub fn rate_limit_key(prefix: &str, user_id: Uuid, limit: &str) -> String {
+    format!("{prefix}:ratelimit:{{{user_id}}}:{limit}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +56,17 @@ mod tests {
         let keys = QueueKeys::new("agentq", QueueName::Turns);
         for key in [&keys.stream, &keys.delayed, &keys.dead] {
             assert!(key.starts_with("{agentq:turns}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_users_rate_limit_keys_share_one_hash_tag() {
+        let user = Uuid::nil();
+        let tag = format!("{{{user}}}");
+        for limit in ["chats", "messages", "stream_connects"] {
+            let key = rate_limit_key("agentq", user, limit);
+            assert_eq!(key, format!("agentq:ratelimit:{tag}:{limit}"));
+            assert_eq!(key.matches('{').count(), 1, "one hash tag: {key}");
         }
     }
 }

@@ -50,7 +50,7 @@ pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;
 pub use scheduler_ticks::TickLease;
-pub use site_config::{SiteConfig, SiteConfigChanges};
+pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 

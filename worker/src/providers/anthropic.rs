@@ -10,7 +10,7 @@
 //! without `message_stop` was cut; an in-stream `error` event is classified like an HTTP
 //! error.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use agentq_core::{
     ChatError, ChatErrorKind,
@@ -21,12 +21,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ProviderEvent, ProviderRequest, ProviderStream,
-    errors::{
-        config_error, from_response, invalid_tool_arguments, startup_timeout, stream_cut,
-        transport_error, unreadable_event,
-    },
-    sse::{self, BodyEnd, Fed, WireParser},
+    ProviderEvent, ProviderRequest, ProviderStream, attempt,
+    errors::{config_error, invalid_tool_arguments, stream_cut, unreadable_event},
+    limits::ProviderLimits,
+    redact::Redactor,
+    sse::{BodyEnd, Fed, WireParser},
 };
 
 /// The API version this adapter speaks.
@@ -42,32 +41,28 @@ pub struct AnthropicProvider {
     api_key: HeaderValue,
     name: String,
     headers: Vec<(String, String)>,
-    startup_timeout: Duration,
-    silence_timeout: Duration,
+    limits: ProviderLimits,
+    redactor: Redactor,
 }
 
 impl AnthropicProvider {
     /// `base_url` like `https://api.anthropic.com`; `/v1/messages` is appended. The key is
     /// sent as `x-api-key`.
-    pub fn new(
-        base_url: &str,
-        api_key: &str,
-        startup_timeout: Duration,
-        silence_timeout: Duration,
-    ) -> Result<Self, ChatError> {
+    pub fn new(base_url: &str, api_key: &str, limits: ProviderLimits) -> Result<Self, ChatError> {
         let name = "Anthropic";
         let mut api_key = HeaderValue::from_str(api_key.trim())
             .map_err(|_| config_error(name, "the API key contains characters a header cannot"))?;
         api_key.set_sensitive(true);
         let client = super::http_client(name)?;
+        let url = format!("{}/v1/messages", base_url.trim_end_matches('/'));
         Ok(Self {
             client,
-            url: format!("{}/v1/messages", base_url.trim_end_matches('/')),
+            redactor: Redactor::for_url(&url),
+            url,
             api_key,
             name: name.to_owned(),
             headers: Vec::new(),
-            startup_timeout,
-            silence_timeout,
+            limits,
         })
     }
 
@@ -96,19 +91,13 @@ impl AnthropicProvider {
         for (name, value) in &self.headers {
             http = http.header(name, value);
         }
-        let response = match tokio::time::timeout(self.startup_timeout, http.send()).await {
-            Err(_) => return Err(startup_timeout(&self.name, self.startup_timeout)),
-            Ok(Err(e)) => return Err(transport_error(&self.name, &e)),
-            Ok(Ok(r)) => r,
-        };
-        if !response.status().is_success() {
-            return Err(from_response(&self.name, response).await);
-        }
-        Ok(sse::answer_stream(
-            response,
+        attempt::send(
+            http,
             EventParser::new(&self.name),
-            self.silence_timeout,
-        ))
+            &self.limits,
+            &self.redactor,
+        )
+        .await
     }
 }
 
@@ -349,7 +338,11 @@ impl Counts {
 
     fn usage(&self) -> Usage {
         Usage {
-            input_tokens: self.input + self.cache_write + self.cache_read,
+            // Saturating: the counts are the provider's, and a sum past u64 would panic.
+            input_tokens: self
+                .input
+                .saturating_add(self.cache_write)
+                .saturating_add(self.cache_read),
             output_tokens: self.output,
             cache_read_tokens: self.cache_read,
             cache_write_tokens: self.cache_write,
@@ -377,6 +370,10 @@ impl WireParser for EventParser {
             BodyEnd::Broken(detail) => stream_cut(&self.name, detail),
         })
     }
+
+    fn tool_call_bytes(&self) -> usize {
+        self.tool_call_bytes
+    }
 }
 
 /// Turns SSE `data` into events, assembling `tool_use` inputs per block index.
@@ -388,6 +385,8 @@ struct EventParser {
     usage_sent: bool,
     /// `message_stop` arrived: the answer is complete.
     stopped: bool,
+    /// Bytes of ids, names and inputs received (see [`WireParser::tool_call_bytes`]).
+    tool_call_bytes: usize,
 }
 
 impl EventParser {
@@ -398,6 +397,7 @@ impl EventParser {
             counts: Counts::default(),
             usage_sent: false,
             stopped: false,
+            tool_call_bytes: 0,
         }
     }
 
@@ -426,6 +426,12 @@ impl EventParser {
                     out.push(ProviderEvent::Reasoning(thinking));
                 }
                 WireBlock::ToolUse { id, name, input } => {
+                    // The input counts as sent (`null` when absent), so even an empty block
+                    // adds to the answer.
+                    let input_bytes = input.to_string().len();
+                    self.tool_call_bytes = self
+                        .tool_call_bytes
+                        .saturating_add(id.len() + name.len() + input_bytes);
                     self.tool_uses.insert(
                         index,
                         OpenToolUse {
@@ -447,6 +453,8 @@ impl EventParser {
                 }
                 WireDelta::InputJsonDelta { partial_json } => {
                     if let Some(open) = self.tool_uses.get_mut(&index) {
+                        self.tool_call_bytes =
+                            self.tool_call_bytes.saturating_add(partial_json.len());
                         open.json.push_str(&partial_json);
                     }
                 }
@@ -613,6 +621,36 @@ mod tests {
         assert_eq!(
             error("authentication_error", "invalid x-api-key").kind,
             ChatErrorKind::Auth
+        );
+    }
+
+    #[test]
+    fn usage_counts_past_u64_saturate_instead_of_panicking() {
+        let max = u64::MAX;
+        let events = parse(&[
+            &format!(r#"{{"type":"message_start","message":{{"usage":{{"input_tokens":{max},"cache_creation_input_tokens":{max},"cache_read_input_tokens":{max}}}}}}}"#),
+            r#"{"type":"message_stop"}"#,
+        ])
+        .unwrap();
+        let [ProviderEvent::Usage(usage)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(usage.input_tokens, u64::MAX);
+    }
+
+    #[test]
+    fn tool_call_bytes_count_block_starts_and_input_deltas() {
+        let mut parser = EventParser::new("Anthropic");
+        for event in [
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#,
+            r#"{"type":"content_block_delta","index":5,"delta":{"type":"input_json_delta","partial_json":"ignored"}}"#,
+        ] {
+            parser.feed(event).unwrap();
+        }
+        assert_eq!(
+            parser.tool_call_bytes,
+            "toolu_1".len() + "f".len() + "{}".len() + r#"{"a":1}"#.len()
         );
     }
 

@@ -7,6 +7,9 @@
 use std::time::Duration;
 
 use agentq_core::{ChatError, ChatErrorKind};
+use futures::StreamExt;
+
+use super::limits::ERROR_BODY_MAX_BYTES;
 
 /// Classifies a non-success HTTP response from `provider`.
 pub fn classify_http_error(provider: &str, status: u16, body: &str) -> ChatError {
@@ -69,33 +72,107 @@ pub fn classify_http_error(provider: &str, status: u16, body: &str) -> ChatError
 }
 
 /// Classifies a non-success response, keeping how long the provider asked us to wait so the
-/// turn's retry honours it. Consumes the response to read its body.
-pub async fn from_response(provider: &str, response: reqwest::Response) -> ChatError {
+/// turn's retry honours it. Reads at most [`ERROR_BODY_MAX_BYTES`] of the body, and only
+/// until `until`: a body that never ends is cut there and what arrived is kept.
+pub async fn from_response(
+    provider: &str,
+    response: reqwest::Response,
+    until: tokio::time::Instant,
+) -> ChatError {
     let status = response.status().as_u16();
     let wait = retry_after(response.headers());
-    let body = response.text().await.unwrap_or_default();
+    let body = read_error_body(response, until).await;
     let mut error = classify_http_error(provider, status, &body);
     error.retry_after = wait;
     error
 }
 
+/// Up to [`ERROR_BODY_MAX_BYTES`] of `response`'s body, read until `until`; dropping the
+/// response closes the connection rather than reading the rest.
+async fn read_error_body(response: reqwest::Response, until: tokio::time::Instant) -> String {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while body.len() < ERROR_BODY_MAX_BYTES {
+        match tokio::time::timeout_at(until, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                let room = ERROR_BODY_MAX_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            // The end, a broken connection or the time limit: what arrived is the body.
+            Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The provider answered with a redirect. agentq follows none: the request carries the key
+/// and the configured headers, and another host must not receive them.
+pub fn redirect_refused(provider: &str, status: u16) -> ChatError {
+    ChatError {
+        message: format!(
+            "{provider} answered with a redirect (HTTP {status}), which agentq does not follow \
+             so that keys and headers never reach another host; check the provider's base URL."
+        ),
+        kind: ChatErrorKind::Config,
+        provider: Some(provider.to_owned()),
+        retryable: false,
+        status_code: Some(status),
+        detail: None,
+        retry_after: None,
+    }
+}
+
+/// The attempt ran for its whole deadline. Not retried: a provider that streams this long
+/// (a model repeating itself, a proxy that never ends the body) would do it again.
+pub fn attempt_deadline(provider: &str, deadline: Duration) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::Timeout,
+        format!(
+            "{provider} was still answering after {}, the longest one attempt may take \
+             (AGENTQ_PROVIDER_ATTEMPT_DEADLINE_SECS).",
+            seconds(deadline)
+        ),
+    )
+    .with_provider(provider)
+}
+
+/// The answer grew past the byte cap. Not retried: the same request would likely produce
+/// the same answer.
+pub fn answer_too_large(provider: &str, max_bytes: usize) -> ChatError {
+    ChatError::new(
+        ChatErrorKind::Generic,
+        format!(
+            "{provider} sent an answer longer than {max_bytes} bytes, the most agentq accepts \
+             (text, reasoning and tool calls together; AGENTQ_PROVIDER_MAX_ANSWER_BYTES)."
+        ),
+    )
+    .with_provider(provider)
+}
+
 /// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP date (a date in
-/// the past means now).
+/// the past means now), at most [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     parse_retry_after(value, chrono::Utc::now())
 }
 
+/// The longest `Retry-After` taken from a provider (the turn waits at most
+/// `--provider-max-backoff-secs` anyway); larger values, `1e20` included, are clamped.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        // Clamped before the conversion: `Duration::from_secs_f64` panics past u64 seconds.
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     Some(
         (at.with_timezone(&chrono::Utc) - now)
             .to_std()
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
     )
 }
 
@@ -175,8 +252,9 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// A transport failure (connection refused, reset, TLS).
-pub fn transport_error(provider: &str, error: &reqwest::Error) -> ChatError {
+/// A transport failure (connection refused, reset, TLS). The detail says why, with the
+/// causes reqwest keeps, but not the URL it embeds.
+pub fn transport_error(provider: &str, error: reqwest::Error) -> ChatError {
     let (kind, what) = if error.is_timeout() {
         (ChatErrorKind::Timeout, "did not answer in time")
     } else {
@@ -188,9 +266,24 @@ pub fn transport_error(provider: &str, error: &reqwest::Error) -> ChatError {
         provider: Some(provider.to_owned()),
         retryable: true,
         status_code: None,
-        detail: Some(without_url(error)),
+        detail: Some(with_causes(&error.without_url())),
         retry_after: None,
     }
+}
+
+/// `error: cause: cause`, each distinct cause once.
+pub(super) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The `error.message` of an OpenAI- or Anthropic-style error body, else the body itself
@@ -208,15 +301,6 @@ fn provider_message(body: &str) -> Option<String> {
         let trimmed = body.trim();
         (!trimmed.is_empty()).then(|| trimmed.chars().take(500).collect())
     })
-}
-
-/// reqwest errors print the URL, which may carry a key in its query; drop it.
-fn without_url(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "<provider url>");
-    }
-    text
 }
 
 #[cfg(test)]
@@ -273,5 +357,30 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn retry_after_values_no_duration_can_hold_are_clamped_or_ignored() {
+        let now = chrono::Utc::now();
+        for huge in [
+            "1e20",
+            "18446744073709551616",
+            "99999999999999999999999999999999",
+            "1.7976931348623157e308",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge}"
+            );
+        }
+        for ignored in ["-5", "-1e20", "NaN", "inf", "-inf", ""] {
+            assert_eq!(parse_retry_after(ignored, now), None, "{ignored}");
+        }
+        assert_eq!(
+            parse_retry_after("3599.5", now),
+            Some(Duration::from_millis(3_599_500))
+        );
     }
 }

@@ -1,11 +1,17 @@
 //! LLM provider adapters: each turns a conversation into a stream of [`ProviderEvent`]s,
 //! and every failure into a [`ChatError`]. Hand-written (reqwest + eventsource-stream) for
 //! full control of deltas, errors and lenient parsing (CRATES.md).
+//!
+//! Every attempt is bounded ([`ProviderLimits`]: first byte, silence, a deadline, error
+//! bodies, answer size), follows no redirect, and reports errors its chat's owner may read.
 
 mod anthropic;
+mod attempt;
 mod echo;
 mod errors;
+mod limits;
 mod openai;
+mod redact;
 mod sse;
 
 use std::{sync::Arc, time::Duration};
@@ -20,7 +26,8 @@ use futures::stream::BoxStream;
 
 pub use anthropic::AnthropicProvider;
 pub use echo::EchoProvider;
-pub use errors::classify_http_error;
+pub use errors::{MAX_RETRY_AFTER, classify_http_error};
+pub use limits::{ERROR_BODY_MAX_BYTES, ProviderLimits};
 pub use openai::OpenAiProvider;
 
 /// One streamed piece of an answer.
@@ -77,11 +84,13 @@ pub struct ProviderRequest {
 }
 
 /// The HTTP client an adapter keeps: bounded connect time, idle connections reused across
-/// turns (one pool per provider, so many turns share a few TLS sessions).
+/// turns (one pool per provider, so many turns share a few TLS sessions), and no redirects:
+/// a followed redirect would carry `x-api-key` and the configured headers to another host.
 fn http_client(provider: &str) -> Result<reqwest::Client, ChatError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| errors::config_error(provider, format!("cannot build the HTTP client: {e}")))
 }
@@ -128,8 +137,7 @@ impl Provider {
                         .openai_api_key
                         .as_ref()
                         .map(|k| k.expose_secret().to_owned()),
-                    Duration::from_secs(config.startup_timeout_secs),
-                    Duration::from_secs(config.silence_timeout_secs),
+                    ProviderLimits::from_config(config),
                 )?
                 .with_headers(extra_headers(&config.exposed_headers())?),
             )),
@@ -151,8 +159,7 @@ impl Provider {
                     AnthropicProvider::new(
                         &config.anthropic_base_url,
                         key,
-                        Duration::from_secs(config.startup_timeout_secs),
-                        Duration::from_secs(config.silence_timeout_secs),
+                        ProviderLimits::from_config(config),
                     )?
                     .with_headers(extra_headers(&config.exposed_headers())?),
                 ))

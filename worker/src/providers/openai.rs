@@ -4,7 +4,7 @@
 //! arguments arrive in pieces keyed by `index`; a call is emitted whole when the model
 //! finishes. A stream that ends with neither `[DONE]` nor a finish reason was cut.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use agentq_core::{
     ChatError, ChatErrorKind,
@@ -14,12 +14,11 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::{
-    ProviderEvent, ProviderRequest, ProviderStream,
-    errors::{
-        classify_http_error, from_response, invalid_tool_arguments, startup_timeout, stream_cut,
-        transport_error, unreadable_event,
-    },
-    sse::{self, BodyEnd, Fed, WireParser},
+    ProviderEvent, ProviderRequest, ProviderStream, attempt,
+    errors::{classify_http_error, invalid_tool_arguments, stream_cut, unreadable_event},
+    limits::ProviderLimits,
+    redact::Redactor,
+    sse::{BodyEnd, Fed, WireParser},
 };
 
 /// An OpenAI-compatible endpoint.
@@ -29,8 +28,8 @@ pub struct OpenAiProvider {
     api_key: Option<String>,
     name: String,
     headers: Vec<(String, String)>,
-    startup_timeout: Duration,
-    silence_timeout: Duration,
+    limits: ProviderLimits,
+    redactor: Redactor,
 }
 
 impl OpenAiProvider {
@@ -38,19 +37,19 @@ impl OpenAiProvider {
     pub fn new(
         base_url: &str,
         api_key: Option<String>,
-        startup_timeout: Duration,
-        silence_timeout: Duration,
+        limits: ProviderLimits,
     ) -> Result<Self, ChatError> {
         let name = "OpenAI";
         let client = super::http_client(name)?;
+        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
         Ok(Self {
             client,
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            redactor: Redactor::for_url(&url),
+            url,
             api_key: api_key.filter(|k| !k.is_empty()),
             name: name.to_owned(),
             headers: Vec::new(),
-            startup_timeout,
-            silence_timeout,
+            limits,
         })
     }
 
@@ -80,19 +79,13 @@ impl OpenAiProvider {
         for (name, value) in &self.headers {
             http = http.header(name, value);
         }
-        let response = match tokio::time::timeout(self.startup_timeout, http.send()).await {
-            Err(_) => return Err(startup_timeout(&self.name, self.startup_timeout)),
-            Ok(Err(e)) => return Err(transport_error(&self.name, &e)),
-            Ok(Ok(r)) => r,
-        };
-        if !response.status().is_success() {
-            return Err(from_response(&self.name, response).await);
-        }
-        Ok(sse::answer_stream(
-            response,
+        attempt::send(
+            http,
             ChunkParser::new(&self.name),
-            self.silence_timeout,
-        ))
+            &self.limits,
+            &self.redactor,
+        )
+        .await
     }
 }
 
@@ -297,6 +290,10 @@ impl WireParser for ChunkParser {
             BodyEnd::Broken(detail) => End::Broken(detail),
         })
     }
+
+    fn tool_call_bytes(&self) -> usize {
+        self.tool_call_bytes
+    }
 }
 
 /// Turns `data:` chunks into events, assembling tool calls across chunks.
@@ -310,6 +307,8 @@ struct ChunkParser {
     model: Option<String>,
     /// A choice reported a finish reason: the answer is complete even without `[DONE]`.
     finished: bool,
+    /// Bytes of ids, names and arguments received (see [`WireParser::tool_call_bytes`]).
+    tool_call_bytes: usize,
 }
 
 impl ChunkParser {
@@ -320,6 +319,7 @@ impl ChunkParser {
             by_index: HashMap::new(),
             model: None,
             finished: false,
+            tool_call_bytes: 0,
         }
     }
 
@@ -399,6 +399,20 @@ impl ChunkParser {
     /// id starts the next call and a delta without one continues the last.
     fn add_call_delta(&mut self, delta: ToolCallDelta) {
         let id = delta.id.filter(|i| !i.is_empty());
+        let (name, arguments) = match delta.function {
+            Some(f) => (f.name.filter(|n| !n.is_empty()), f.arguments),
+            None => (None, None),
+        };
+        let arguments = match arguments {
+            Some(Value::String(piece)) => piece,
+            Some(Value::Null) | None => String::new(),
+            Some(whole) => whole.to_string(),
+        };
+        // A delta that carries nothing starts nothing: otherwise a stream of bare indexes
+        // would grow the list of calls without adding a byte to the answer.
+        if id.is_none() && name.is_none() && arguments.is_empty() {
+            return;
+        }
         let known_id = id
             .as_ref()
             .and_then(|id| self.calls.iter().position(|c| &c.id == id));
@@ -413,21 +427,21 @@ impl ChunkParser {
             (None, None) => self.start_call(None),
         };
         let call = &mut self.calls[position];
-        if let Some(id) = id {
+        let mut added = arguments.len();
+        if let Some(id) = id
+            && call.id != id
+        {
+            added += id.len();
             call.id = id;
         }
-        if let Some(function) = delta.function {
-            if let Some(name) = function.name.filter(|n| !n.is_empty())
-                && call.name.is_empty()
-            {
-                call.name = name;
-            }
-            match function.arguments {
-                Some(Value::String(piece)) => call.arguments.push_str(&piece),
-                Some(Value::Null) | None => {}
-                Some(whole) => call.arguments.push_str(&whole.to_string()),
-            }
+        if let Some(name) = name
+            && call.name.is_empty()
+        {
+            added += name.len();
+            call.name = name;
         }
+        call.arguments.push_str(&arguments);
+        self.tool_call_bytes = self.tool_call_bytes.saturating_add(added);
     }
 
     fn start_call(&mut self, index: Option<u64>) -> usize {
@@ -600,6 +614,44 @@ mod tests {
                 arguments: json!({"a": 2})
             }]
         );
+    }
+
+    #[test]
+    fn a_huge_tool_call_index_is_a_key_not_a_length() {
+        for index in [4_294_967_295_u64, u64::MAX] {
+            let events = parse(&[
+                &format!(r#"{{"choices":[{{"delta":{{"tool_calls":[{{"index":{index},"id":"call_far","function":{{"name":"f","arguments":"{{}}"}}}}]}}}}]}}"#),
+                &format!(r#"{{"choices":[{{"delta":{{"tool_calls":[{{"index":{index},"function":{{"arguments":""}}}}]}},"finish_reason":"tool_calls"}}]}}"#),
+            ])
+            .unwrap();
+            assert_eq!(
+                events,
+                vec![ProviderEvent::ToolCall {
+                    id: "call_far".into(),
+                    name: "f".into(),
+                    arguments: json!({})
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn tool_call_bytes_count_ids_names_and_arguments_once() {
+        let mut parser = ChunkParser::new("OpenAI");
+        for chunk in [
+            // LiteLLM style: the id and name repeated on every delta are counted once.
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"f","arguments":"{\"a\":"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"f","arguments":"2}"}}]}}]}"#,
+            // Deltas that carry nothing start no call, whatever their index.
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":7},{"index":8,"function":{"arguments":""}}]}}]}"#,
+        ] {
+            parser.feed(chunk).unwrap();
+        }
+        assert_eq!(
+            parser.tool_call_bytes,
+            "call_x".len() + "f".len() + r#"{"a":2}"#.len()
+        );
+        assert_eq!(parser.calls.len(), 1);
     }
 
     #[test]
