@@ -68,6 +68,13 @@ async fn turn_of(app: &TestApp, chat: Uuid) -> Uuid {
 #[sqlx::test]
 async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
+    // One user creates hundreds of chats here: the per-user limits are not under test.
+    let owner = support::app::create_owner(&app.services, "root@example.com").await;
+    app.configure_site(
+        &owner,
+        json!({"chats_per_minute": 0, "messages_per_minute": 0}),
+    )
+    .await;
     let store = app.services.store.clone();
     let interrupt = |chat: Uuid| {
         let url = format!("{}/api/v1/chats/{chat}/interrupt", app.base);
