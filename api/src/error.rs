@@ -71,6 +71,16 @@ pub enum ApiError {
     /// 415: not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429: the caller is over a limit; retry after `retry_after_secs`.
+    #[error("{message}")]
+    TooManyRequests {
+        /// One sentence for people.
+        message: String,
+        /// The limit's name (its setting), returned as `detail`.
+        limit: String,
+        /// Sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// 503: a dependency is down.
     #[error("{0}")]
     Unavailable(String),
@@ -103,6 +113,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, body) = match self {
             ApiError::BadRequest {
                 message,
@@ -118,6 +129,16 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(m) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, body(m, vec![]))
             }
+            ApiError::TooManyRequests {
+                message,
+                limit,
+                retry_after_secs,
+            } => {
+                retry_after = Some(retry_after_secs);
+                let mut b = body(message, vec![]);
+                b.detail = Some(format!("limit: {limit}"));
+                (StatusCode::TOO_MANY_REQUESTS, b)
+            }
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, body(m, vec![])),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
@@ -128,6 +149,11 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -7,14 +7,21 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod open_streams;
 pub mod openapi;
 mod routes;
 
 use std::{sync::Arc, time::Duration};
 
 use agentq_core::shutdown::CancellationToken;
-use agentq_core::{config::ApiConfig, events::EventPublisher, queue::Producer, store::Store};
+use agentq_core::{
+    config::ApiConfig,
+    events::{EventHub, EventPublisher, HubConfig},
+    queue::Producer,
+    store::Store,
+};
 use axum::{Router, extract::DefaultBodyLimit, serve::ListenerExt};
+use open_streams::OpenStreams;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -31,8 +38,12 @@ pub struct ApiState {
     pub producer: Producer,
     /// Publishes chat events.
     pub events: EventPublisher,
-    /// Opens dedicated connections for SSE readers.
+    /// The Redis client (dedicated connections are the hub's).
     pub redis: redis::Client,
+    /// The process's shared reader of chat event streams; every SSE stream subscribes here.
+    pub hub: EventHub,
+    /// Open SSE streams, capped per user and per process.
+    pub open_streams: Arc<OpenStreams>,
     /// Shared connection for readiness checks.
     pub redis_conn: redis::aio::ConnectionManager,
     /// Redis key prefix.
@@ -50,7 +61,19 @@ pub struct ApiState {
 impl ApiState {
     /// The API's state over a process's shared services.
     pub fn new(services: &agentq_core::services::Services, config: ApiConfig) -> Self {
+        let hub = EventHub::new(
+            services.redis.clone(),
+            services.redis_conn.clone(),
+            services.prefix.clone(),
+            HubConfig {
+                subscriber_buffer: config.sse_subscriber_buffer,
+                client_name: format!("{}:sse-reader", services.prefix),
+                ..HubConfig::default()
+            },
+        );
         Self {
+            hub,
+            open_streams: OpenStreams::new(config.sse_max_streams_per_user, config.sse_max_streams),
             store: services.store.clone(),
             producer: services.producer.clone(),
             events: services.events.clone(),

@@ -55,6 +55,11 @@ impl TestApp {
 
     /// Starts the API without a worker (jobs wait in the queue).
     pub async fn start_api_only(pool: PgPool) -> Self {
+        Self::start_api_with(pool, |_| {}).await
+    }
+
+    /// Starts the API without a worker, its settings changed by `configure` first.
+    pub async fn start_api_with(pool: PgPool, configure: impl FnOnce(&mut ApiConfig)) -> Self {
         let fake = FakeOpenAi::start(Duration::from_millis(5)).await;
         let prefix = unique_prefix();
         let redis_url = redis_url();
@@ -78,6 +83,7 @@ impl TestApp {
         let mut api: ApiConfig = config::defaults();
         api.max_body_bytes = 64 * 1024;
         api.sse_keepalive_secs = 1;
+        configure(&mut api);
         let shutdown = CancellationToken::new();
         let state = agentq_api::ApiState::new(&services, api);
         tokio::spawn(agentq_api::serve(state, listener, shutdown.clone()));
