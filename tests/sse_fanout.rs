@@ -584,3 +584,44 @@ async fn under_pressure_the_publisher_drops_only_counted_deltas(pool: sqlx::PgPo
     assert_eq!(&names[names.len() - 2..], ["message", "status"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_shared_reader_reconnects_after_a_redis_restart() {
+    let mut redis = support::redis_server::PrivateRedis::start().await;
+    let prefix = unique_prefix();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let conn = redis_conn::shared(&client).unwrap();
+    let hub = EventHub::new(
+        client,
+        conn.clone(),
+        prefix.clone(),
+        HubConfig {
+            client_name: format!("{prefix}:sse-reader"),
+            ..HubConfig::default()
+        },
+    );
+    let publisher = EventPublisher::start(conn, prefix, EventLimits::default());
+    let chat = Uuid::now_v7();
+    let mut subscription = hub.subscribe(chat, StreamId::ZERO).await;
+    publisher.publish(chat, tick(1));
+    match tokio::time::timeout(Duration::from_secs(5), subscription.recv()).await {
+        Ok(Delivery::Event(e)) => assert_eq!(e.data, r#"{"queued_messages":1}"#),
+        other => panic!("no event: {other:?}"),
+    }
+
+    redis.restart().await;
+    // Events published while the connections come back are lost (Redis lost everything
+    // anyway); publish until one gets through to the subscriber.
+    let mut delivered = None;
+    for _ in 0..30 {
+        publisher.publish(chat, tick(2));
+        publisher.flush().await;
+        if let Ok(Delivery::Event(e)) =
+            tokio::time::timeout(Duration::from_millis(500), subscription.recv()).await
+        {
+            delivered = Some(e.data.clone());
+            break;
+        }
+    }
+    assert_eq!(delivered.as_deref(), Some(r#"{"queued_messages":2}"#));
+}
