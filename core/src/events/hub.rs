@@ -34,7 +34,13 @@
 //!   what it receives twice by id.
 //!
 //! Events are shared between the subscribers of a chat (`Arc`), so memory grows with the
-//! events in flight, not with events × subscribers.
+//! events in flight, not with events × subscribers. One `XREAD` reply holds at most
+//! [`HubConfig::read_count`] entries per followed chat, each at most `max_event_bytes`
+//! (see [`super::payload`]).
+//!
+//! Cost on Redis: each round of a reader names every chat its shard follows, so a round is
+//! O(followed chats of the shard); rounds happen as often as events arrive (each returns
+//! whatever arrived meanwhile), plus one per new chat followed (the wake-up).
 
 use std::{
     collections::HashMap,
