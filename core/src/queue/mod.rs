@@ -35,7 +35,8 @@ pub use backend::{AckLayer, AckService, QueueError, StreamBackend};
 pub use consumer::{Consumer, ConsumerOptions, Delivery};
 pub use job::{Job, QueueName, RunToolCall, RunTurn, SendMail};
 pub use keys::{
-    CHAT_EVENT_SHARDS, QueueKeys, chat_event_shard, chat_events_key, chat_events_wake_key,
+    CHAT_EVENT_SHARDS, QueueKeys, chat_event_shard, chat_event_shard_tag, chat_events_key,
+    chat_events_wake_key,
 };
 pub use producer::Producer;
 pub use runner::run_jobs;
