@@ -139,11 +139,11 @@ pub async fn stream_chat(
         replaying: true,
         backoff: Duration::ZERO,
     };
-    let lifetime = state.config.sse_max_lifetime_secs;
+    let lifetime = stream_lifetime(state.config.sse_max_lifetime_secs);
     let expiry = async move {
         match lifetime {
-            0 => std::future::pending().await,
-            secs => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+            Some(lifetime) => tokio::time::sleep(lifetime).await,
         }
     };
     // Streams end when the server shuts down, so graceful shutdown does not wait on clients
@@ -236,6 +236,18 @@ impl Cursor {
         }
         Ok(())
     }
+}
+
+/// The configured lifetime less up to a tenth at random, so streams opened together (say,
+/// after a deploy) do not all reconnect in the same instant.
+fn stream_lifetime(secs: u64) -> Option<Duration> {
+    if secs == 0 {
+        return None;
+    }
+    let lifetime = Duration::from_secs(secs);
+    let spread = (lifetime / 10).as_millis() as u64;
+    let jitter = (Uuid::new_v4().as_u128() % u128::from(spread + 1)) as u64;
+    Some(lifetime - Duration::from_millis(jitter))
 }
 
 fn frame(id: &str, name: &str, data: &str) -> Event {
