@@ -83,6 +83,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         &args.redis.prefix,
         args.queue.max_len,
     )?
+    .with_event_limits(args.redis.events.limits())
     .with_secrets(Some(secrets));
     let token = dev_token(&services.store, &args.data_dir, &args.api.tokens).await?;
 

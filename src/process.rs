@@ -28,6 +28,7 @@ pub async fn services(
     Ok(
         Services::new(pool, redis.url.expose(), &redis.prefix, queue.max_len)
             .context("invalid Redis URL")?
+            .with_event_limits(redis.events.limits())
             .with_secrets(secrets),
     )
 }

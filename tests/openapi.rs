@@ -15,8 +15,8 @@ use support::{app::TestApp, sse};
 /// Served routes that are not API operations: the Swagger UI's HTML page and assets.
 const NOT_DOCUMENTED: [&str; 3] = ["/docs", "/docs/", "/docs/{*rest}"];
 
-/// The SSE event names of DESIGN.md §4.
-const EVENT_NAMES: [&str; 7] = [
+/// The SSE event names of DESIGN.md §4 (`reset` is sent by the API when events were lost).
+const EVENT_NAMES: [&str; 8] = [
     "status",
     "message_part",
     "message",
@@ -24,6 +24,7 @@ const EVENT_NAMES: [&str; 7] = [
     "retry",
     "error",
     "action_required",
+    "reset",
 ];
 
 #[sqlx::test]

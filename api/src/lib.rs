@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod open_streams;
 pub mod openapi;
 mod request_limits;
 mod routes;
@@ -17,12 +18,13 @@ use std::{sync::Arc, time::Duration};
 use agentq_core::shutdown::CancellationToken;
 use agentq_core::{
     config::ApiConfig,
-    events::EventPublisher,
+    events::{EventHub, EventPublisher, HubConfig},
     queue::Producer,
     rate_limit::RateLimiter,
     store::{SiteConfigCache, Store},
 };
 use axum::{Router, extract::DefaultBodyLimit};
+use open_streams::OpenStreams;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -39,8 +41,12 @@ pub struct ApiState {
     pub producer: Producer,
     /// Publishes chat events.
     pub events: EventPublisher,
-    /// Opens dedicated connections for SSE readers.
+    /// The Redis client (dedicated connections are the hub's).
     pub redis: redis::Client,
+    /// The process's shared reader of chat event streams; every SSE stream subscribes here.
+    pub hub: EventHub,
+    /// Open SSE streams, capped per user and per process.
+    pub open_streams: Arc<OpenStreams>,
     /// Shared connection for readiness checks.
     pub redis_conn: redis::aio::ConnectionManager,
     /// Redis key prefix.
@@ -60,7 +66,19 @@ pub struct ApiState {
 impl ApiState {
     /// The API's state over a process's shared services.
     pub fn new(services: &agentq_core::services::Services, config: ApiConfig) -> Self {
+        let hub = EventHub::new(
+            services.redis.clone(),
+            services.redis_conn.clone(),
+            services.prefix.clone(),
+            HubConfig {
+                subscriber_buffer: config.sse_subscriber_buffer,
+                client_name: format!("{}:sse-reader", services.prefix),
+                ..HubConfig::default()
+            },
+        );
         Self {
+            hub,
+            open_streams: OpenStreams::new(config.sse_max_streams_per_user, config.sse_max_streams),
             store: services.store.clone(),
             producer: services.producer.clone(),
             events: services.events.clone(),
@@ -127,6 +145,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.shutdown = shutdown.clone();
     let header_read_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
+    // Each connection gets a cheap clone of the built router (an `Arc`), never a re-resolved
+    // one, so an open SSE stream does not hold its own copy of the route table.
     server::serve_http1(listener, router(state), header_read_timeout, shutdown).await
 }
 

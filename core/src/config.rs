@@ -51,6 +51,66 @@ pub struct RedisConfig {
         default_value = "agentq"
     )]
     pub prefix: String,
+    /// Limits of the chat event streams this process writes.
+    #[command(flatten)]
+    pub events: EventConfig,
+}
+
+/// Limits of chat event streams (every process that publishes events reads them).
+#[derive(Args, Clone, Debug)]
+pub struct EventConfig {
+    /// Approximate number of events kept per chat stream (XADD MAXLEN ~).
+    #[arg(
+        long = "chat-events-max-len",
+        env = "AGENTQ_CHAT_EVENTS_MAX_LEN",
+        default_value_t = 5_000
+    )]
+    pub stream_max_len: usize,
+    /// Seconds a chat's event stream lives after its last event.
+    #[arg(
+        long = "chat-events-ttl-secs",
+        env = "AGENTQ_CHAT_EVENTS_TTL_SECS",
+        default_value_t = 86_400
+    )]
+    pub stream_ttl_secs: u64,
+    /// Largest JSON `data` of one event, in bytes; larger events are cut and flagged
+    /// `truncated` (so a chat stream holds at most max-len × this many bytes).
+    #[arg(
+        long = "event-max-bytes",
+        env = "AGENTQ_EVENT_MAX_BYTES",
+        default_value_t = 8_192
+    )]
+    pub max_event_bytes: usize,
+    /// Bytes of a message's content a `message` event previews.
+    #[arg(
+        long = "event-preview-bytes",
+        env = "AGENTQ_EVENT_PREVIEW_BYTES",
+        default_value_t = 2_048
+    )]
+    pub preview_bytes: usize,
+    /// Bytes of events a process holds waiting for Redis before it drops streamed deltas
+    /// (counted in agentq_events_dropped_total; persisted-state events are never dropped).
+    #[arg(
+        long = "event-publish-buffer-bytes",
+        env = "AGENTQ_EVENT_PUBLISH_BUFFER_BYTES",
+        default_value_t = 4 << 20
+    )]
+    pub publish_buffer_bytes: usize,
+}
+
+impl EventConfig {
+    /// The publisher's limits.
+    pub fn limits(&self) -> crate::events::EventLimits {
+        crate::events::EventLimits {
+            max_len: self.stream_max_len.max(1),
+            ttl: Duration::from_secs(self.stream_ttl_secs.max(1)),
+            payload: crate::events::PayloadLimits {
+                max_event_bytes: self.max_event_bytes,
+                preview_bytes: self.preview_bytes,
+            },
+            publish_buffer_bytes: self.publish_buffer_bytes,
+        }
+    }
 }
 
 /// How the Redis Streams queue delivers, retries and gives up on jobs.
@@ -203,6 +263,36 @@ pub struct ApiConfig {
         default_value_t = 250
     )]
     pub rate_limit_timeout_ms: u64,
+    /// SSE streams one user may hold open on this process (0 = no cap); past it, 429.
+    #[arg(
+        long = "sse-max-streams-per-user",
+        env = "AGENTQ_SSE_MAX_STREAMS_PER_USER",
+        default_value_t = 20
+    )]
+    pub sse_max_streams_per_user: usize,
+    /// SSE streams this process holds open at most (0 = no cap); past it, 429.
+    #[arg(
+        long = "sse-max-streams",
+        env = "AGENTQ_SSE_MAX_STREAMS",
+        default_value_t = 10_000
+    )]
+    pub sse_max_streams: usize,
+    /// Seconds after which the server ends an SSE stream; the client reconnects with
+    /// Last-Event-ID and is authorized again (0 = no limit).
+    #[arg(
+        long = "sse-max-lifetime-secs",
+        env = "AGENTQ_SSE_MAX_LIFETIME_SECS",
+        default_value_t = 1_800
+    )]
+    pub sse_max_lifetime_secs: u64,
+    /// Events buffered per SSE stream; a client that falls further behind catches up
+    /// from Redis instead of holding the shared reader.
+    #[arg(
+        long = "sse-subscriber-buffer",
+        env = "AGENTQ_SSE_SUBSCRIBER_BUFFER",
+        default_value_t = 256
+    )]
+    pub sse_subscriber_buffer: usize,
 }
 
 /// How long API tokens live.
@@ -637,5 +727,8 @@ mod tests {
         assert_eq!(provider.attempt_deadline_secs, 600);
         assert_eq!(provider.error_body_timeout_secs, 10);
         assert_eq!(provider.max_answer_bytes, 4 * 1024 * 1024);
+        let redis: RedisConfig = defaults();
+        assert_eq!(redis.events.stream_max_len, 5_000);
+        assert_eq!(api.sse_max_streams_per_user, 20);
     }
 }

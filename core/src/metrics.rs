@@ -138,3 +138,39 @@ pub fn emails_queued(n: usize) {
 pub fn email_attempt(outcome: &'static str) {
     counter!("agentq_email_attempts_total", "outcome" => outcome).increment(1);
 }
+
+/// An ack batch was given up after its retries: its `entries` will be redelivered.
+pub fn ack_batch_abandoned(queue: &'static str, entries: usize) {
+    counter!("agentq_ack_batches_abandoned_total", "queue" => queue).increment(1);
+    counter!("agentq_ack_entries_abandoned_total", "queue" => queue).increment(entries as u64);
+}
+
+/// A chat event was dropped by the publisher under pressure (only `message_part` deltas).
+pub fn event_dropped(event: &'static str) {
+    counter!("agentq_events_dropped_total", "event" => event).increment(1);
+}
+
+/// A chat event was cut to its size cap before it was published.
+pub fn event_truncated(event: &'static str) {
+    counter!("agentq_events_truncated_total", "event" => event).increment(1);
+}
+
+/// An SSE connect was refused at a cap: `limit` is `per_user` or `per_process`.
+pub fn sse_refused(limit: &'static str) {
+    counter!("agentq_sse_refused_total", "limit" => limit).increment(1);
+}
+
+/// An SSE stream was told to reload (`reason`: `trimmed`, `lagged`).
+pub fn sse_reset(reason: &'static str) {
+    counter!("agentq_sse_resets_total", "reason" => reason).increment(1);
+}
+
+/// A subscriber fell behind its buffer and was switched back to reading from Redis.
+pub fn sse_lagged() {
+    counter!("agentq_sse_lagged_total").increment(1);
+}
+
+/// A shared event reader started (`+1`) or stopped (`-1`).
+pub fn sse_readers(delta: f64) {
+    gauge!("agentq_sse_readers").increment(delta);
+}

@@ -51,6 +51,13 @@ impl Services {
         })
     }
 
+    /// Publishes chat events under `limits` (the default limits otherwise).
+    pub fn with_event_limits(mut self, limits: EventLimits) -> Self {
+        // The default publisher's task ends once this, its last handle, is dropped.
+        self.events = EventPublisher::start(self.redis_conn.clone(), &self.prefix, limits);
+        self
+    }
+
     /// Adds the key that seals secrets stored in the database.
     pub fn with_secrets(mut self, secrets: Option<crate::secrets::SecretBox>) -> Self {
         self.secrets = secrets;

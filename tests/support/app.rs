@@ -191,6 +191,17 @@ impl TestApp {
         self.workers.push((stop, handle));
     }
 
+    /// Turns every per-user rate limit off, for tests whose one user does more than a
+    /// person would (hundreds of chats or streams); the limits have tests of their own.
+    pub async fn lift_rate_limits(&self) {
+        let owner = create_owner(&self.services, "limits-owner@example.com").await;
+        self.configure_site(
+            &owner,
+            serde_json::json!({"chats_per_minute": 0, "messages_per_minute": 0, "stream_connects_per_minute": 0}),
+        )
+        .await;
+    }
+
     /// `POST` JSON with the default token.
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.post_as(&self.token, path, body).await
@@ -315,13 +326,24 @@ impl TestApp {
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
-    /// The chat's messages, oldest first.
+    /// The chat's messages, oldest first, every page of them (pages are bounded in bytes
+    /// as well as count, so a large message can end a page early).
     pub async fn messages(&self, chat_id: Uuid) -> Vec<Value> {
-        let (status, body) = self
-            .get(&format!("/api/v1/chats/{chat_id}/messages?limit=1000"))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["messages"].as_array().unwrap().clone()
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (status, body) = self
+                .get(&format!(
+                    "/api/v1/chats/{chat_id}/messages?limit=1000{after}"
+                ))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            all.extend(body["messages"].as_array().unwrap().iter().cloned());
+            match body["next_after_id"].as_str() {
+                Some(next) => after = format!("&after_id={next}"),
+                None => return all,
+            }
+        }
     }
 
     /// Waits until the chat has `count` messages and is `waiting`.

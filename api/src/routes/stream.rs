@@ -2,14 +2,26 @@
 //!
 //! Without `Last-Event-ID` it replays what the stream still holds, then follows live, so a
 //! client connecting right after `POST /chats` misses nothing. With it, it resumes after
-//! that id without repeats. Works through any API replica: the state is in Redis.
+//! that id without repeats, or, when events after that id were trimmed or expired, first
+//! sends `reset` (reload the messages) and goes on from the stream's end. Works through any
+//! API replica: the state is in Redis.
+//!
+//! A stream is a [`Cursor`]: it joins the process's shared reader ([`EventHub`]) first, then
+//! replays from Redis in pages bounded in count and bytes, then takes live events from its
+//! subscription, dropping ids it already sent. If it lags behind the shared reader it goes
+//! back to Redis from its last id, the same way. Each stream holds a slot of
+//! [`crate::open_streams`] and ends after `--sse-max-lifetime-secs`, so a client reconnects
+//! (with `Last-Event-ID`) and its access is checked again.
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
 
 use agentq_core::{
-    events::{EventReader, StoredEvent},
+    events::{
+        ChatEvent, EventHub, ResetReason, Subscription,
+        history::{self, REPLAY_PAGE, StreamId},
+        hub::Delivery,
+    },
     rate_limit::Limit,
-    redis_conn,
 };
 use axum::{
     extract::State,
@@ -17,6 +29,8 @@ use axum::{
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures::{Stream, StreamExt};
+use redis::aio::ConnectionManager;
+use uuid::Uuid;
 
 use super::chats::chat_not_found;
 use crate::{
@@ -25,16 +39,22 @@ use crate::{
     error::{ApiError, ErrorBody},
     extract::ChatId,
     keepalive,
+    open_streams::OpenStream,
 };
 
-/// How long one `XREAD` blocks before it is issued again.
-const FOLLOW_BLOCK: Duration = Duration::from_secs(10);
-
+/// One SSE stream's position and what it has read but not yet sent.
 struct Cursor {
-    _open: OpenStream,
-    reader: EventReader,
-    last_id: Option<String>,
-    buffered: VecDeque<StoredEvent>,
+    _slot: OpenStream,
+    hub: EventHub,
+    conn: ConnectionManager,
+    key: String,
+    chat_id: Uuid,
+    /// The last event sent (or the client's `Last-Event-ID`); `None`: from the start.
+    last_id: Option<StreamId>,
+    /// Events read, in order, not yet sent (at most one replay page).
+    buffered: VecDeque<(StreamId, Event)>,
+    /// The live feed; `None` until joined, and again after lagging.
+    subscription: Option<Subscription>,
     replaying: bool,
     backoff: Duration,
 }
@@ -65,15 +85,24 @@ struct Cursor {
             description = "Server-Sent Events, one per chat event, until the client or the \
                 server closes. Each frame has `id:` (the event id, for `Last-Event-ID`), \
                 `event:` (one of `status`, `message_part`, `message`, `queue_update`, `retry`, \
-                `error`, `action_required`) and `data:` (that event's JSON, the `data` \
-                property of the schema). Comment lines are keep-alives.",
+                `error`, `action_required`, `reset`) and `data:` (that event's JSON, the `data` \
+                property of the schema). Comment lines are keep-alives. `message` carries a \
+                bounded preview (`truncated` says whether it is whole); `reset` means events \
+                were lost: reload the messages. The server ends the stream after its maximum \
+                lifetime; reconnect with `Last-Event-ID`.",
             content_type = "text/event-stream",
             body = agentq_core::events::ChatEvent
         ),
         (status = 400, description = "`chat_id` or `Last-Event-ID` is malformed.", body = ErrorBody),
         (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
-        (status = 429, description = "Over `stream_connects_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
+        (
+            status = 429,
+            description = "Over `stream_connects_per_minute`, or too many open streams (per user \
+                or on this server); `limit` names the limit and `Retry-After` says when to try \
+                again.",
+            body = ErrorBody
+        ),
         (status = 503, description = "Redis is not reachable.", body = ErrorBody),
     )
 )]
@@ -96,55 +125,75 @@ pub async fn stream_chat(
     let last_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => {
-            let id = v.to_str().unwrap_or_default().trim().to_owned();
-            if !is_stream_id(&id) {
-                return Err(ApiError::invalid(
-                    "Last-Event-ID",
-                    "must be an event id received from this stream (like 1732500000000-0)",
-                ));
+            let id = v.to_str().unwrap_or_default().trim();
+            match StreamId::parse(id) {
+                Some(id) => Some(id),
+                None => {
+                    return Err(ApiError::invalid(
+                        "Last-Event-ID",
+                        "must be an event id received from this stream (like 1732500000000-0)",
+                    ));
+                }
             }
-            Some(id)
         }
     };
-    let conn = redis_conn::blocking(&state.redis)
-        .map_err(|e| ApiError::Unavailable(format!("Redis: {e}")))?;
+    let slot = state.open_streams.open(user.id)?;
     let cursor = Cursor {
-        _open: OpenStream::new(),
-        reader: EventReader::new(conn, &state.prefix, chat_id),
+        _slot: slot,
+        hub: state.hub.clone(),
+        conn: state.redis_conn.clone(),
+        key: agentq_core::queue::chat_events_key(&state.prefix, chat_id),
+        chat_id,
         last_id,
         buffered: VecDeque::new(),
+        subscription: None,
         replaying: true,
         backoff: Duration::ZERO,
+    };
+    let lifetime = stream_lifetime(state.config.sse_max_lifetime_secs);
+    let expiry = async move {
+        match lifetime {
+            None => std::future::pending().await,
+            Some(lifetime) => tokio::time::sleep(lifetime).await,
+        }
     };
     // Streams end when the server shuts down, so graceful shutdown does not wait on clients
     // that would follow forever; they reconnect to another replica with Last-Event-ID.
     let events = futures::stream::unfold(cursor, next_event)
-        .take_until(state.shutdown.clone().cancelled_owned());
+        .take_until(state.shutdown.clone().cancelled_owned())
+        .take_until(expiry);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keepalive(&state.config))))
 }
 
 async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)> {
     loop {
-        if let Some(e) = c.buffered.pop_front() {
-            c.last_id = Some(e.id.clone());
-            let event = Event::default().id(e.id).event(e.name).data(e.data);
+        if let Some((id, event)) = c.buffered.pop_front() {
+            c.last_id = Some(id);
             return Some((Ok(event), c));
         }
-        let read = if c.replaying {
-            c.reader
-                .replay(c.last_id.as_deref(), 500)
-                .await
-                // A short page means the replay reached the live end.
-                .inspect(|events| c.replaying = events.len() == 500)
-        } else {
-            let after = c.last_id.clone().unwrap_or_else(|| "0-0".into());
-            c.reader.follow(&after, FOLLOW_BLOCK, 500).await
-        };
-        match read {
-            Ok(events) => {
-                c.backoff = Duration::ZERO;
-                c.buffered.extend(events);
+        // Joining and replaying are boxed: their Redis futures are large, and inline they
+        // would sit in every idle stream's state for the whole life of the stream.
+        let step = match (&mut c.subscription, c.replaying) {
+            (None, _) => Box::pin(c.join()).await,
+            (Some(_), true) => Box::pin(c.replay_page()).await,
+            (Some(subscription), false) => {
+                match subscription.recv().await {
+                    Delivery::Event(e) => {
+                        let after = c.last_id.unwrap_or(StreamId::ZERO);
+                        if let Some(id) = StreamId::parse(&e.id).filter(|id| *id > after) {
+                            c.buffered.push_back((id, frame(&e.id, &e.name, &e.data)));
+                        }
+                    }
+                    Delivery::Lagged => {
+                        // Too slow for the shared reader: catch up from Redis, then rejoin.
+                        c.subscription = None;
+                    }
+                }
+                Ok(())
             }
+        };
+        match step {
+            Ok(()) => c.backoff = Duration::ZERO,
             Err(e) => {
                 // Redis blipped: keep the client connected (keep-alives flow) and retry.
                 c.backoff =
@@ -156,31 +205,62 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
     }
 }
 
-/// Counts an open SSE stream in `agentq_sse_streams_open` for as long as it lives.
-struct OpenStream;
-
-impl OpenStream {
-    fn new() -> Self {
-        agentq_core::metrics::sse_streams(1.0);
-        OpenStream
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        agentq_core::metrics::sse_streams(-1.0);
-    }
-}
-
-/// `<ms>-<seq>`, the form of Redis stream ids.
-fn is_stream_id(id: &str) -> bool {
-    match id.split_once('-') {
-        Some((ms, seq)) => {
-            !ms.is_empty()
-                && !seq.is_empty()
-                && ms.bytes().all(|b| b.is_ascii_digit())
-                && seq.bytes().all(|b| b.is_ascii_digit())
+impl Cursor {
+    /// Joins the shared reader at the stream's end, after a `reset` if events after the
+    /// resume point are gone; the replay that follows covers everything before.
+    async fn join(&mut self) -> redis::RedisResult<()> {
+        let position = history::position(&mut self.conn, &self.key).await?;
+        if let Some(last) = self.last_id
+            && position.loses_events_after(last)
+        {
+            let reason = if position.exists {
+                ResetReason::Trimmed
+            } else {
+                ResetReason::Expired
+            };
+            agentq_core::metrics::sse_reset(match reason {
+                ResetReason::Trimmed => "trimmed",
+                ResetReason::Expired => "expired",
+            });
+            let reset = ChatEvent::Reset { reason };
+            let id = position.last_id;
+            self.buffered
+                .push_back((id, frame(&id.to_string(), reset.name(), &reset.data_json())));
+            // What came before is in the messages the client reloads.
+            self.last_id = Some(id);
         }
-        None => false,
+        self.subscription = Some(self.hub.subscribe(self.chat_id, position.last_id).await);
+        self.replaying = true;
+        Ok(())
     }
+
+    /// Reads the next page of what the stream holds after the last event sent.
+    async fn replay_page(&mut self) -> redis::RedisResult<()> {
+        let events = history::page(&mut self.conn, &self.key, self.last_id, REPLAY_PAGE).await?;
+        // A short page means the replay reached the live end.
+        self.replaying = events.len() == REPLAY_PAGE;
+        for e in events {
+            if let Some(id) = StreamId::parse(&e.id) {
+                self.buffered
+                    .push_back((id, frame(&e.id, &e.name, &e.data)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The configured lifetime less up to a tenth at random, so streams opened together (say,
+/// after a deploy) do not all reconnect in the same instant.
+fn stream_lifetime(secs: u64) -> Option<Duration> {
+    if secs == 0 {
+        return None;
+    }
+    let lifetime = Duration::from_secs(secs);
+    let spread = (lifetime / 10).as_millis() as u64;
+    let jitter = (Uuid::new_v4().as_u128() % u128::from(spread + 1)) as u64;
+    Some(lifetime - Duration::from_millis(jitter))
+}
+
+fn frame(id: &str, name: &str, data: &str) -> Event {
+    Event::default().id(id).event(name).data(data)
 }

@@ -526,6 +526,9 @@ async fn delayed_loop(
     }
 }
 
+/// Round trips tried for one ack batch before it is given up (about a minute of backoff).
+const ACK_ATTEMPTS: u32 = 20;
+
 /// Drains ack ops into pipelines: many `XACK`/`XDEL` ids per round trip. Runs until every
 /// [`Acker`] is dropped; a failed flush is retried with backoff so acks are not lost when
 /// Redis blips.
@@ -586,15 +589,30 @@ async fn flush_acks(
             pipe.cmd("XDEL").arg(&keys.stream).arg(&done).ignore();
         }
         let mut backoff = Duration::ZERO;
-        for _ in 0..20 {
+        let mut written = false;
+        for _ in 0..ACK_ATTEMPTS {
             match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    written = true;
+                    break;
+                }
                 Err(e) => {
                     backoff = next_backoff(backoff);
                     tracing::warn!(queue = keys.queue.as_str(), error = %e, "acking failed; retrying");
                     tokio::time::sleep(backoff).await;
                 }
             }
+        }
+        if !written {
+            // The entries stay pending: XAUTOCLAIM hands them to a consumer again after the
+            // lease, so their jobs may run twice. Say so, and count it for alerting.
+            tracing::error!(
+                queue = keys.queue.as_str(),
+                entries = done.len(),
+                attempts = ACK_ATTEMPTS,
+                "gave up acking a batch; its jobs will be redelivered after the lease"
+            );
+            crate::metrics::ack_batch_abandoned(keys.queue.as_str(), done.len());
         }
     }
 }

@@ -36,9 +36,38 @@ impl QueueKeys {
     }
 }
 
+/// How many hash tags chat event streams are spread over. Every process must agree (the
+/// shard is part of the key), so it is a constant: changing it strands live streams for
+/// their TTL (clients reconnecting then get a `reset` and reload messages).
+pub const CHAT_EVENT_SHARDS: u16 = 8;
+
+/// The event shard of a chat: the low bits of its id (random in uuid v4 and v7).
+pub fn chat_event_shard(chat_id: Uuid) -> u16 {
+    (chat_id.as_u128() % u128::from(CHAT_EVENT_SHARDS)) as u16
+}
+
+/// The hash tag shared by every chat event stream of `shard`.
+///
+/// The API's shared reader blocks on many chats' streams with one multi-key `XREAD`, which
+/// Redis Cluster allows only within one hash slot. So chat streams carry one of
+/// [`CHAT_EVENT_SHARDS`] tags instead of their own id: one `XREAD` per shard is always legal,
+/// and the shards still spread over the cluster's nodes.
+pub fn chat_event_shard_tag(prefix: &str, shard: u16) -> String {
+    format!("{{{prefix}:events:{shard}}}")
+}
+
 /// The capped stream of a chat's live events (SSE reads it).
 pub fn chat_events_key(prefix: &str, chat_id: Uuid) -> String {
-    format!("{prefix}:chat:{{{chat_id}}}:events")
+    let tag = chat_event_shard_tag(prefix, chat_event_shard(chat_id));
+    format!("{tag}:chat:{chat_id}")
+}
+
+/// A stream the API process `process_id` appends to when it starts following a new chat on
+/// `shard`, to wake its reader blocked on that shard (same hash tag, so it can sit in the
+/// same `XREAD`).
+pub fn chat_events_wake_key(prefix: &str, shard: u16, process_id: Uuid) -> String {
+    let tag = chat_event_shard_tag(prefix, shard);
+    format!("{tag}:wake:{process_id}")
 }
 
 /// The GCRA state of one rate limit of one user (see `crate::rate_limit`). The user id is
@@ -68,5 +97,15 @@ mod tests {
             assert_eq!(key, format!("agentq:ratelimit:{tag}:{limit}"));
             assert_eq!(key.matches('{').count(), 1, "one hash tag: {key}");
         }
+    }
+
+    #[test]
+    fn a_chat_stream_and_its_shards_wake_key_share_one_hash_tag() {
+        let chat = Uuid::now_v7();
+        let shard = chat_event_shard(chat);
+        assert!(shard < CHAT_EVENT_SHARDS);
+        let tag = format!("{{agentq:events:{shard}}}");
+        assert!(chat_events_key("agentq", chat).starts_with(&tag));
+        assert!(chat_events_wake_key("agentq", shard, Uuid::new_v4()).starts_with(&tag));
     }
 }

@@ -34,7 +34,10 @@ pub use admin::{
 pub use backend::{AckLayer, AckService, QueueError, StreamBackend};
 pub use consumer::{Consumer, ConsumerOptions, Delivery};
 pub use job::{Job, QueueName, RunToolCall, RunTurn, SendMail};
-pub use keys::{QueueKeys, chat_events_key, rate_limit_key};
+pub use keys::{
+    CHAT_EVENT_SHARDS, QueueKeys, chat_event_shard, chat_event_shard_tag, chat_events_key,
+    chat_events_wake_key, rate_limit_key,
+};
 pub use producer::Producer;
 pub use runner::run_jobs;
 

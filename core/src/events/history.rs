@@ -1,0 +1,219 @@
+//! Reading what a chat's event stream still holds: replay pages and resume checks.
+//!
+//! These are short commands on the process's shared connection (no blocking read): an SSE
+//! stream replays in pages of at most [`REPLAY_PAGE`] events, each at most
+//! `max_event_bytes`, so a page is bounded in bytes as well as in count.
+//!
+//! A client resuming with `Last-Event-ID` needs every event after that id. The stream is
+//! capped and expires, so those events may be gone; [`StreamPosition::loses_events_after`]
+//! tells from `XINFO STREAM` whether anything after the id was deleted, and the SSE route
+//! then sends `reset` instead of silently skipping ahead.
+
+use redis::{Value, aio::ConnectionManager};
+
+use super::{StoredEvent, parse_entries};
+
+/// Events one replay round trip reads at most.
+pub const REPLAY_PAGE: usize = 64;
+
+/// A Redis stream id, `<ms>-<seq>`, ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamId {
+    /// Milliseconds part.
+    pub ms: u64,
+    /// Sequence part.
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// The id before every entry.
+    pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+
+    /// Parses `<ms>-<seq>`; `None` for anything else.
+    pub fn parse(id: &str) -> Option<StreamId> {
+        let (ms, seq) = id.split_once('-')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return None;
+        }
+        Some(StreamId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// Where a chat's event stream stands (from `XINFO STREAM`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// The stream exists.
+    pub exists: bool,
+    /// The id of the newest entry ever added (`0-0` for none): following from here misses
+    /// nothing that comes later.
+    pub last_id: StreamId,
+    /// The oldest entry it still holds.
+    pub first_id: Option<StreamId>,
+    /// The newest id deleted from it (Redis 7+; `None` on older servers).
+    pub max_deleted_id: Option<StreamId>,
+}
+
+impl StreamPosition {
+    /// Whether events after `id` (an id this stream gave out) may be gone.
+    pub fn loses_events_after(&self, id: StreamId) -> bool {
+        if id == StreamId::ZERO {
+            return false;
+        }
+        if !self.exists {
+            // Expired (or never written): whatever followed `id` is gone.
+            return true;
+        }
+        let first_after = self.first_id.is_some_and(|first| first > id);
+        match self.max_deleted_id {
+            // `id` itself was trimmed: only a loss if something after it went too, or if
+            // this stream never held `id` (it expired and was created again).
+            Some(deleted) if first_after => deleted != id,
+            Some(deleted) => deleted > id,
+            // Before Redis 7 nothing says what was deleted: assume the worst.
+            None => first_after,
+        }
+    }
+}
+
+/// Where `key`'s stream stands.
+pub async fn position(
+    conn: &mut ConnectionManager,
+    key: &str,
+) -> redis::RedisResult<StreamPosition> {
+    let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(key)
+        .query_async(conn)
+        .await;
+    let reply = match reply {
+        Ok(v) => v,
+        Err(e) if e.to_string().to_ascii_lowercase().contains("no such key") => {
+            return Ok(StreamPosition {
+                exists: false,
+                last_id: StreamId::ZERO,
+                first_id: None,
+                max_deleted_id: None,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let fields: Vec<(String, Value)> = match reply {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((crate::queue::entries::text(&k)?, v)))
+            .collect(),
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => Some((crate::queue::entries::text(k)?, v.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let id_of = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| crate::queue::entries::text(v))
+            .and_then(|s| StreamId::parse(&s))
+    };
+    let first_id = fields
+        .iter()
+        .find(|(k, _)| k == "first-entry")
+        .and_then(|(_, v)| match v {
+            Value::Array(pair) => pair.first().and_then(crate::queue::entries::text),
+            _ => None,
+        })
+        .and_then(|s| StreamId::parse(&s));
+    Ok(StreamPosition {
+        exists: true,
+        last_id: id_of("last-generated-id").unwrap_or(StreamId::ZERO),
+        first_id,
+        max_deleted_id: id_of("max-deleted-entry-id"),
+    })
+}
+
+/// Up to `count` events after `after` (exclusive), or from the oldest held.
+pub async fn page(
+    conn: &mut ConnectionManager,
+    key: &str,
+    after: Option<StreamId>,
+    count: usize,
+) -> redis::RedisResult<Vec<StoredEvent>> {
+    let start = after
+        .map(|id| format!("({id}"))
+        .unwrap_or_else(|| "-".into());
+    let reply: Value = redis::cmd("XRANGE")
+        .arg(key)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    Ok(parse_entries(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64) -> StreamId {
+        StreamId { ms, seq: 0 }
+    }
+
+    fn at(first: Option<u64>, deleted: Option<u64>) -> StreamPosition {
+        StreamPosition {
+            exists: true,
+            last_id: id(100),
+            first_id: first.map(id),
+            max_deleted_id: deleted.map(id),
+        }
+    }
+
+    #[test]
+    fn ids_parse_and_order_like_redis() {
+        assert_eq!(StreamId::parse("12-3"), Some(StreamId { ms: 12, seq: 3 }));
+        assert!(StreamId::parse("12-3") < StreamId::parse("12-10"));
+        for bad in ["", "12", "-1", "1-", "a-1", "1-2-3", " 1-2"] {
+            assert_eq!(StreamId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_resume_point_still_held_loses_nothing() {
+        assert!(!at(Some(10), Some(9)).loses_events_after(id(50)));
+        assert!(!at(Some(10), None).loses_events_after(id(10)));
+        assert!(!at(None, None).loses_events_after(StreamId::ZERO));
+    }
+
+    #[test]
+    fn a_trimmed_resume_point_loses_events_unless_it_was_the_last_deleted() {
+        assert!(at(Some(60), Some(59)).loses_events_after(id(50)));
+        assert!(!at(Some(60), Some(50)).loses_events_after(id(50)));
+        assert!(at(Some(60), None).loses_events_after(id(50)));
+    }
+
+    #[test]
+    fn an_expired_or_recreated_stream_loses_events() {
+        let gone = StreamPosition {
+            exists: false,
+            last_id: StreamId::ZERO,
+            first_id: None,
+            max_deleted_id: None,
+        };
+        assert!(gone.loses_events_after(id(50)));
+        assert!(at(Some(60), Some(0)).loses_events_after(id(50)));
+    }
+}

@@ -1,0 +1,172 @@
+//! Publishing chat events: one batching task per process.
+//!
+//! Events queue in memory and leave in one pipeline per round trip, so a fast model's deltas
+//! cost a handful of round trips, not one each, and the first delta still leaves at once
+//! when nothing else is in flight. [`EventPublisher::publish`] never waits on Redis: callers
+//! are turn loops that must not stall on a slow Redis.
+//!
+//! The queue is bounded in bytes ([`super::EventLimits::publish_buffer_bytes`]) for the
+//! events that may be lost: when Redis falls behind, `message_part` deltas past the budget
+//! are dropped and counted (`agentq_events_dropped_total{event}`); the `message` that ends
+//! the step carries what they said. Events that report persisted state (`message`,
+//! `status`, `error`, `action_required`, `retry`, `queue_update`) are always queued: each
+//! follows a committed database write, so PostgreSQL bounds their rate, and dropping one
+//! would leave a client showing a state the chat is no longer in. One queue keeps every
+//! event of a chat in publish order.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{ChatEvent, EventLimits, payload};
+use crate::queue::chat_events_key;
+
+/// Bytes counted per queued event besides its data (key, id, fields).
+const ENTRY_OVERHEAD: usize = 128;
+
+/// Most commands one pipeline carries.
+const BATCH: usize = 512;
+
+struct Queued {
+    chat_id: Uuid,
+    name: &'static str,
+    data: String,
+    weight: usize,
+}
+
+enum Command {
+    Publish(Queued),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Publishes chat events through this process's batching task; cheap to clone.
+#[derive(Clone)]
+pub struct EventPublisher {
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    limits: EventLimits,
+    /// Bytes queued or in flight.
+    queued_bytes: AtomicUsize,
+    dropped: AtomicU64,
+}
+
+impl EventPublisher {
+    /// Starts the batching task on the shared connection. It ends when every publisher
+    /// clone is dropped, after writing what was queued.
+    pub fn start(conn: ConnectionManager, prefix: impl Into<String>, limits: EventLimits) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            limits,
+            queued_bytes: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        tokio::spawn(write_batches(conn, prefix.into(), shared.clone(), rx));
+        Self { tx, shared }
+    }
+
+    /// Queues an event for the chat's stream, bounded to the payload limits; never blocks
+    /// on Redis. A `message_part` is dropped (and counted) when the queue is over budget.
+    pub fn publish(&self, chat_id: Uuid, event: ChatEvent) {
+        let encoded = payload::encode(&event, &self.shared.limits.payload);
+        let weight = encoded.data.len() + ENTRY_OVERHEAD;
+        let queued = self.shared.queued_bytes.fetch_add(weight, Ordering::AcqRel);
+        if !event.is_persisted_state() && queued + weight > self.shared.limits.publish_buffer_bytes
+        {
+            self.shared.queued_bytes.fetch_sub(weight, Ordering::AcqRel);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::event_dropped(encoded.name);
+            return;
+        }
+        let command = Command::Publish(Queued {
+            chat_id,
+            name: encoded.name,
+            data: encoded.data,
+            weight,
+        });
+        if self.tx.send(command).is_err() {
+            self.shared.queued_bytes.fetch_sub(weight, Ordering::AcqRel);
+        }
+    }
+
+    /// Waits until every event published before this call was written (or dropped after
+    /// a Redis failure).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Deltas this publisher dropped under pressure since it started.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The limits events are published under.
+    pub fn limits(&self) -> &EventLimits {
+        &self.shared.limits
+    }
+}
+
+async fn write_batches(
+    mut conn: ConnectionManager,
+    prefix: String,
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+) {
+    let limits = shared.limits;
+    let mut batch = Vec::with_capacity(BATCH);
+    let ttl = limits.ttl.as_secs().max(1);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        let mut waiters = Vec::new();
+        let mut touched = HashSet::new();
+        let mut weight = 0;
+        for command in batch.drain(..) {
+            match command {
+                Command::Publish(event) => {
+                    let key = chat_events_key(&prefix, event.chat_id);
+                    pipe.cmd("XADD")
+                        .arg(&key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(limits.max_len)
+                        .arg("*")
+                        .arg("event")
+                        .arg(event.name)
+                        .arg("data")
+                        .arg(event.data)
+                        .ignore();
+                    weight += event.weight;
+                    touched.insert(key);
+                }
+                Command::Flush(done) => waiters.push(done),
+            }
+        }
+        for key in &touched {
+            pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
+        }
+        if touched.is_empty() {
+            // Only flush requests in this batch: nothing to write.
+        } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            // Events are a live view; the messages endpoint stays the truth.
+            tracing::warn!(error = %e, "publishing chat events failed; clients will read persisted messages");
+        }
+        // Released only now: while Redis is slow the bytes in flight count as pressure too.
+        shared.queued_bytes.fetch_sub(weight, Ordering::AcqRel);
+        for done in waiters {
+            let _ = done.send(());
+        }
+    }
+}
