@@ -1,5 +1,5 @@
 -- agentq foundation schema: identity, chats, messages, turns, tool calls, site config.
--- DESIGN.md section 3 is the map; later migrations add providers, files, debug runs, outbox.
+-- ARCHITECTURE.md §3 is the map; later migrations add providers, files, debug runs, outbox.
 
 CREATE TABLE organizations (
     id          uuid PRIMARY KEY,

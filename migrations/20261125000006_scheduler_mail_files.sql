@@ -14,7 +14,7 @@ CREATE TABLE scheduler_ticks (
 );
 CREATE INDEX scheduler_ticks_started_idx ON scheduler_ticks (started_at);
 
--- The email outbox (DESIGN.md section 3): every email is written here, in the transaction
+-- The email outbox (ARCHITECTURE.md §3): every email is written here, in the transaction
 -- that decided to send it, before a SendMail job tries to deliver it.
 CREATE TABLE notification_messages (
     id               uuid PRIMARY KEY,
@@ -29,7 +29,7 @@ CREATE TABLE notification_messages (
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     lease_expires_at timestamptz,
     -- When a SendMail job was last enqueued for the row: recovery nudges again only when
-    -- that job seems lost (DESIGN.md section 4: a job is an idempotent nudge).
+    -- that job seems lost (ARCHITECTURE.md §6: a job is an idempotent nudge).
     nudged_at        timestamptz,
     sent_at          timestamptz,
     error            text,
@@ -59,7 +59,7 @@ CREATE TABLE chat_file_links (
 );
 CREATE INDEX chat_file_links_file_idx ON chat_file_links (file_id);
 
--- Family-wide last activity (DESIGN.md section 5): activity in a subagent chat is activity
+-- Family-wide last activity (ARCHITECTURE.md §10): activity in a subagent chat is activity
 -- of its root, so auto-archive never takes a family whose child is still busy. Roots never
 -- fire these (WHEN), so the hot path of ordinary chats pays nothing.
 CREATE FUNCTION chats_touch_root() RETURNS trigger LANGUAGE plpgsql AS $$

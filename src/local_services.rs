@@ -1,6 +1,6 @@
 //! Private PostgreSQL and Redis for `agentq dev`.
 //!
-//! `agentq dev` is the one command a newcomer runs (DESIGN.md §1), so it has to work on a
+//! `agentq dev` is the one command a newcomer runs (ARCHITECTURE.md §1), so it has to work on a
 //! machine where nothing is set up yet. [`LocalServices::ensure`] probes the configured
 //! PostgreSQL and Redis addresses: whatever answers there is used as is; whatever does not
 //! is replaced by a private instance, started from the locally installed server programs

@@ -1,4 +1,4 @@
-//! `agentq`: one binary, one subcommand per process kind (DESIGN.md §1).
+//! `agentq`: one binary, one subcommand per process kind (ARCHITECTURE.md §1).
 //!
 //! This file is the command line only; [`process`] starts the parts, [`dev`] runs them
 //! all together, [`admin`] bootstraps identities.

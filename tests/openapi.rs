@@ -15,7 +15,7 @@ use support::{app::TestApp, sse};
 /// Served routes that are not API operations: the Swagger UI's HTML page and assets.
 const NOT_DOCUMENTED: [&str; 3] = ["/docs", "/docs/", "/docs/{*rest}"];
 
-/// The SSE event names of DESIGN.md §4 (`reset` is sent by the API when events were lost).
+/// The SSE event names of ARCHITECTURE.md §8 (`reset` is sent by the API when events were lost).
 const EVENT_NAMES: [&str; 8] = [
     "status",
     "message_part",

@@ -1,4 +1,4 @@
-//! The one error type of the HTTP API and its JSON shape (DESIGN.md §6):
+//! The one error type of the HTTP API and its JSON shape (ARCHITECTURE.md §11):
 //! `{ "message": ..., "detail": ..., "validations": [{ "field", "detail" }] }`.
 //!
 //! Handlers return `Result<_, ApiError>` and use `?`; this module decides status codes and

@@ -1,4 +1,4 @@
-//! agentq-api: the HTTP API (REST + SSE) over the core store and queue (DESIGN.md §6).
+//! agentq-api: the HTTP API (REST + SSE) over the core store and queue (ARCHITECTURE.md §11).
 //!
 //! [`router`] builds the whole app from an [`ApiState`]; `main` and the integration tests
 //! both call it, so tests exercise exactly what runs in production. The OpenAPI document of

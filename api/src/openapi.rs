@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document of the API, served at `GET /api/v1/openapi.json`, and the
-//! Swagger UI that reads it at `GET /docs` (DESIGN.md §6).
+//! Swagger UI that reads it at `GET /docs` (ARCHITECTURE.md §11).
 //!
 //! The document is generated from the code, never written by hand: every handler carries a
 //! `#[utoipa::path]`, and [`crate::routes`] registers handlers with `utoipa_axum::routes!`,

@@ -1,4 +1,4 @@
-//! The maintenance tick over a large table (DESIGN.md §7): how long one auto-archive tick
+//! The maintenance tick over a large table (ARCHITECTURE.md §13): how long one auto-archive tick
 //! takes with a million chats, when nothing is due and when a full batch is archived and
 //! its owners' digests are written to the outbox.
 

@@ -1,4 +1,4 @@
-//! agentq-bench: measures the DESIGN.md §4 throughput budget on this machine.
+//! agentq-bench: measures the throughput budget of ARCHITECTURE.md §13 on this machine.
 //!
 //! It runs the real queue, API and worker in this process against the local PostgreSQL
 //! (database `agentq_bench`, recreated) and Redis (a fresh key prefix), prints one table and

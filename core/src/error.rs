@@ -1,7 +1,7 @@
 //! Errors shared across processes.
 //!
 //! [`StoreError`] is what the store returns; the API maps it to status codes in one place.
-//! [`ChatError`] is the structured, user-facing form of an upstream failure (DESIGN.md §4.7):
+//! [`ChatError`] is the structured, user-facing form of an upstream failure (ARCHITECTURE.md §7):
 //! it is stored on the chat as `last_error`, returned by the API and sent as an `error` event.
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! agentq-core: everything the api, worker and scheduler processes share.
 //!
-//! DESIGN.md section 2 is the map. PostgreSQL is the source of truth ([`store`]); Redis
+//! ARCHITECTURE.md §2 is the map. PostgreSQL is the source of truth ([`store`]); Redis
 //! carries jobs ([`queue`]) and live chat events ([`events`]), both of which can be lost and
 //! rebuilt from PostgreSQL. No other crate writes SQL or knows a Redis key name.
 

@@ -15,7 +15,7 @@
 //!
 //! **The limiter fails open.** When Redis does not answer within the configured timeout, or
 //! the settings cannot be read, the request goes through: a Redis outage must not take the
-//! API down with it (chat creation even works without Redis, see DESIGN.md §4.1). Each such
+//! API down with it (chat creation even works without Redis, see ARCHITECTURE.md §7). Each such
 //! pass is logged and counted in `agentq_rate_limit_errors_total`.
 //!
 //! ```no_run

@@ -1,4 +1,4 @@
-//! The auto-archive job (DESIGN.md §5): with `auto_archive_days` = N, a root chat whose
+//! The auto-archive job (ARCHITECTURE.md §10): with `auto_archive_days` = N, a root chat whose
 //! last activity fell on UTC day D is archived on the first tick at or after midnight UTC
 //! starting day D + N + 1, and its owner hears of it in that tick's digest email. The tick's
 //! time is a parameter so tests (and replays) choose "now".

@@ -1,4 +1,4 @@
-//! agentq-scheduler: the cron loop of DESIGN.md §5, in UTC.
+//! agentq-scheduler: the cron loop of ARCHITECTURE.md §10, in UTC.
 //!
 //! Two named jobs run in every scheduler process:
 //! - `maintenance` on a cron schedule (`--maintenance-cron`, default every 10 minutes):

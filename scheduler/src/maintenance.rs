@@ -1,4 +1,4 @@
-//! The maintenance job (DESIGN.md §5), run on its cron schedule: retention purges first,
+//! The maintenance job (ARCHITECTURE.md §10), run on its cron schedule: retention purges first,
 //! then auto-archive with its digest emails, so a chat is never archived and deleted in
 //! one tick. Each tick is claimed in the tick ledger (`Store::begin_tick`), so any number
 //! of scheduler replicas run it once, and what it did is recorded there, logged and counted.

@@ -1,4 +1,4 @@
-//! The recovery job (DESIGN.md §4), every few seconds: re-enqueues turns and tool calls
+//! The recovery job (ARCHITECTURE.md §7), every few seconds: re-enqueues turns and tool calls
 //! whose job was lost (Redis down when the API enqueued, a dropped entry) or whose worker
 //! died (lease expired), fails those that lost their worker too often with `worker_lost`,
 //! fails turns whose client tool results never came, and nudges outbox emails that are due

@@ -1,4 +1,4 @@
-//! The retention jobs (DESIGN.md §5): debug runs older than `debug_retention_days` and
+//! The retention jobs (ARCHITECTURE.md §10): debug runs older than `debug_retention_days` and
 //! archived chats archived longer ago than `chat_retention_days` are deleted, in batches,
 //! before auto-archive runs in the same tick, so a chat is never archived and deleted in
 //! one tick. A window of 0 turns a purge off.

@@ -1,4 +1,4 @@
-//! The mail sender: runs `SendMail` jobs from the `mail` queue (DESIGN.md §4, §5).
+//! The mail sender: runs `SendMail` jobs from the `mail` queue (ARCHITECTURE.md §4.4, §10).
 //!
 //! A job is only a nudge naming an outbox row. The sender claims the row
 //! (`Store::claim_notification`: a row already sent, failed or in another live worker's

@@ -1,6 +1,6 @@
 //! Runs one step of a chat turn: acquire, stream the provider's answer to the chat's event
 //! stream (retrying retryable failures with backoff), then commit what the step produced
-//! (DESIGN.md §4, steps 2-7):
+//! (ARCHITECTURE.md §7):
 //!
 //! - a final answer: the assistant message, the turn `completed`, the next queued message
 //!   promoted;

@@ -311,7 +311,7 @@ pub async fn create_chat(
 }
 
 /// Enqueues a turn after its row committed. A Redis failure is logged, not returned: the
-/// turn is safe in PostgreSQL and recovery enqueues it (DESIGN.md §4.1).
+/// turn is safe in PostgreSQL and recovery enqueues it (ARCHITECTURE.md §7).
 pub(crate) async fn enqueue_turn(state: &ApiState, turn_id: Uuid) {
     if let Err(e) = state.producer.enqueue(&RunTurn { turn_id }).await {
         tracing::warn!(turn.id = %turn_id, error = %e, "could not enqueue the turn; recovery will");

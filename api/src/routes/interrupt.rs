@@ -1,5 +1,5 @@
 //! `POST /api/v1/chats/{chat_id}/interrupt`: stop the running turn within a second, keeping
-//! what streamed (DESIGN.md §4.8).
+//! what streamed (ARCHITECTURE.md §7).
 
 use agentq_core::{events::ChatEvent, store::InterruptOutcome};
 use axum::{Json, extract::State, http::StatusCode};

@@ -1,5 +1,5 @@
 //! `/api/v1/users/me/notification-preferences`: which emails a user wants. Today there is
-//! one, the archive digest (DESIGN.md §5), on by default.
+//! one, the archive digest (ARCHITECTURE.md §10), on by default.
 
 use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};

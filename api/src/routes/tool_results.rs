@@ -1,5 +1,5 @@
 //! `POST /api/v1/chats/{chat_id}/tool-results`: the client's results for the calls of its
-//! own (dynamic) tools; they resume the turn (DESIGN.md §4.6).
+//! own (dynamic) tools; they resume the turn (ARCHITECTURE.md §4.3).
 
 use agentq_core::{
     domain::ChatStatus,

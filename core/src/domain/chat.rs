@@ -110,7 +110,7 @@ pub struct NewChat {
     pub client_type: ClientType,
     /// The first user message.
     pub first_message: Vec<super::MessagePart>,
-    /// Tools the client runs itself (DESIGN.md §4.6).
+    /// Tools the client runs itself (ARCHITECTURE.md §4.3).
     pub dynamic_tools: Vec<DynamicTool>,
     /// The model to use; `None` uses the default model.
     pub model_config_id: Option<Uuid>,

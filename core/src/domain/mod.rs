@@ -1,4 +1,4 @@
-//! Domain types: the vocabulary of DESIGN.md section 3, as Rust types the store returns and
+//! Domain types: the vocabulary of ARCHITECTURE.md §3, as Rust types the store returns and
 //! the API serializes. Status enums map to `text` columns whose CHECK constraints list the
 //! same values.
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Lifecycle of a turn (DESIGN.md §4). At most one unfinished turn per chat.
+/// Lifecycle of a turn (ARCHITECTURE.md §4.2). At most one unfinished turn per chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]

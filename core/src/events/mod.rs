@@ -1,4 +1,4 @@
-//! Live chat events on a capped Redis stream per chat (DESIGN.md §4, "Events").
+//! Live chat events on a capped Redis stream per chat (ARCHITECTURE.md §8).
 //!
 //! Workers and the API publish; `GET /chats/{id}/stream` replays and follows. The stream
 //! entry id is the SSE `id`, so `Last-Event-ID` resumes exactly. The pieces:

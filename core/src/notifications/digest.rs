@@ -1,4 +1,4 @@
-//! The archive digest (DESIGN.md §5): one email per owner per maintenance tick, listing the
+//! The archive digest (ARCHITECTURE.md §10): one email per owner per maintenance tick, listing the
 //! root chats that tick auto-archived. The payload is fixed when the tick writes the outbox
 //! row (including the tick's own time, from which "3 days ago" is counted), so a retry a day
 //! later says exactly what the first attempt would have said.

@@ -1,6 +1,6 @@
 //! `core::queue`: agentq's job queue on Redis Streams, run by apalis 1.0 workers.
 //!
-//! DESIGN.md §4 is the contract. A job carries ids only and is an idempotent nudge: the
+//! ARCHITECTURE.md §6 is the contract. A job carries ids only and is an idempotent nudge: the
 //! state it points at lives in PostgreSQL, so a lost, duplicated or replayed job never loses
 //! or doubles anything. Each queue is one stream with one consumer group:
 //!
@@ -16,7 +16,7 @@
 //! - Redis errors make loops back off and reconnect, never exit.
 //!
 //! [`StreamBackend`] plugs this into apalis as its backend, so workers get apalis' runtime
-//! (tower layers, graceful shutdown) without apalis-redis' defects (CRATES.md).
+//! (tower layers, graceful shutdown) without apalis-redis' defects (ARCHITECTURE.md §6).
 
 mod admin;
 mod backend;

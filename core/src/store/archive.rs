@@ -1,4 +1,4 @@
-//! Auto-archive (DESIGN.md §5): idle root chats are archived by the UTC day of their last
+//! Auto-archive (ARCHITECTURE.md §10): idle root chats are archived by the UTC day of their last
 //! activity, so every chat of one day goes together on the first tick after midnight UTC.
 //! Children follow their root. Archiving restarts the retention clock (`archived_at`).
 //!

@@ -1,5 +1,5 @@
 //! Debug runs: what a turn sent to its provider and what came back, per attempt, for the
-//! chat's owner to inspect (DESIGN.md §3). Written only when debug logging is on, so the
+//! chat's owner to inspect (ARCHITECTURE.md §3). Written only when debug logging is on, so the
 //! hot path pays nothing otherwise. Requests are stored in agentq's normalized form;
 //! credentials never enter them.
 

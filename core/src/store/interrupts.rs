@@ -1,4 +1,4 @@
-//! Interrupting a turn (DESIGN.md §4.8). The API records the request; the worker holding
+//! Interrupting a turn (ARCHITECTURE.md §7). The API records the request; the worker holding
 //! the turn's lease polls for requests (one query per process, not per turn), stops the
 //! stream and keeps what had streamed. A turn no worker holds (queued, or waiting for
 //! tools) is stopped by the API directly.

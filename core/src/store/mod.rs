@@ -4,7 +4,7 @@
 //! a chat or turn is one function here whose SQL names the from-state in its `WHERE` clause
 //! and reports whether it won, so a duplicated or replayed job finds nothing to do.
 //! Hot-path transitions are single statements (data-modifying CTEs) to keep each turn to a
-//! few short round trips (DESIGN.md §4 throughput budget).
+//! few short round trips (ARCHITECTURE.md §5).
 //!
 //! # Lock order
 //!
@@ -102,5 +102,5 @@ pub(crate) async fn lock_chat(
     found.map(|_| ()).ok_or(crate::StoreError::NotFound)
 }
 
-/// Most queued messages a chat may hold (DESIGN.md §3); the next one is a 409.
+/// Most queued messages a chat may hold (ARCHITECTURE.md §3); the next one is a 409.
 pub const MAX_QUEUED_MESSAGES: i64 = 20;

@@ -1,4 +1,4 @@
-//! The email outbox (DESIGN.md §3, `notification_messages`): every email is a row before it
+//! The email outbox (ARCHITECTURE.md §4.4): every email is a row before it
 //! is a message. A `SendMail` job is a nudge; the row's status says what happened:
 //!
 //! `queued` --claim--> `sending` --sent--> `sent` (never sent again)

@@ -1,4 +1,4 @@
-//! Recovery queries (DESIGN.md §4, "Recovery"): turns and tool calls whose job was lost or
+//! Recovery queries (ARCHITECTURE.md §7): turns and tool calls whose job was lost or
 //! whose worker died go back to `queued` (and are enqueued again by the scheduler); after
 //! too many attempts they fail with `worker_lost`. Client tool calls past their deadline
 //! fail their turn.

@@ -1,4 +1,4 @@
-//! Retention purges (DESIGN.md §5): debug runs past their window (in-progress ones too;
+//! Retention purges (ARCHITECTURE.md §10): debug runs past their window (in-progress ones too;
 //! steps cascade) and archived chats archived longer ago than the chat window (messages,
 //! turns, queued messages, tool calls and debug runs cascade), with the files that only
 //! they linked. Bounded batches, so a large backlog is worked off over several ticks

@@ -1,4 +1,4 @@
-//! The scheduler's tick ledger (DESIGN.md §5): any number of scheduler replicas fire the
+//! The scheduler's tick ledger (ARCHITECTURE.md §10): any number of scheduler replicas fire the
 //! same cron tick, and exactly one runs it.
 //!
 //! A tick takes a transaction-scoped PostgreSQL advisory lock for its job (so a tick that

@@ -1,4 +1,4 @@
-//! Tool calls as jobs (DESIGN.md §4, steps 4-6): fan-out when a step asks for tools,
+//! Tool calls as jobs (ARCHITECTURE.md §4.3): fan-out when a step asks for tools,
 //! one conditional transition per call, and fan-in exactly once when the step's last call
 //! finishes.
 //!

@@ -1,4 +1,4 @@
-//! The turn state machine: acquire, renew, complete, fail (DESIGN.md §4).
+//! The turn state machine: acquire, renew, complete, fail (ARCHITECTURE.md §4.2).
 //!
 //! Each transition names its from-state and the lease owner, so a duplicate `RunTurn`
 //! finds nothing to acquire and a worker that lost its lease cannot write a result.

@@ -1,6 +1,6 @@
 //! LLM provider adapters: each turns a conversation into a stream of [`ProviderEvent`]s,
 //! and every failure into a [`ChatError`]. Hand-written (reqwest + eventsource-stream) for
-//! full control of deltas, errors and lenient parsing (CRATES.md).
+//! full control of deltas, errors and lenient parsing (ARCHITECTURE.md §7).
 //!
 //! Every attempt is bounded ([`ProviderLimits`]: first byte, silence, a deadline, error
 //! bodies, answer size), follows no redirect, and reports errors its chat's owner may read.

@@ -1,5 +1,5 @@
 //! Runs one `RunToolCall` job: acquire the call, run it, store the result, and fan in when
-//! it was the step's last call (DESIGN.md §4.5).
+//! it was the step's last call (ARCHITECTURE.md §4.3).
 
 use std::time::Duration;
 
