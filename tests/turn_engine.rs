@@ -513,8 +513,9 @@ async fn client_tool_results_that_never_come_expire_into_an_error(pool: sqlx::Pg
 
 #[sqlx::test]
 async fn a_turn_that_keeps_losing_its_worker_fails_with_worker_lost(pool: sqlx::PgPool) {
-    // No worker: the turn is made to look like its worker died on the third attempt.
-    let app = TestApp::start_api_only(pool).await;
+    // The turn is made to look like its worker died on the third start; recovery puts it
+    // back and the next worker to start it fails it, without calling the model.
+    let mut app = TestApp::start_api_only(pool).await;
     let chat = app.create_chat("doomed").await;
     sqlx::query(
         "UPDATE chat_turns SET status = 'running', attempt = 3, lease_owner = 'gone', lease_expires_at = now() - interval '1 second' WHERE chat_id = $1",
@@ -523,13 +524,20 @@ async fn a_turn_that_keeps_losing_its_worker_fails_with_worker_lost(pool: sqlx::
     .execute(app.services.store.pool())
     .await
     .unwrap();
+    app.worker.turn_max_attempts = 3;
+    app.start_worker().await;
     app.start_recovery(recovery(1));
-    let chat_json = eventually(Duration::from_secs(10), "recovery to give up", || async {
-        let c = chat_status(&app, chat).await;
-        (c["status"] == "error").then_some(c)
-    })
+    let chat_json = eventually(
+        Duration::from_secs(10),
+        "the turn to be given up",
+        || async {
+            let c = chat_status(&app, chat).await;
+            (c["status"] == "error").then_some(c)
+        },
+    )
     .await;
     assert_eq!(chat_json["last_error"]["kind"], "worker_lost");
+    assert!(app.fake.received().is_empty(), "no model call for it");
     app.stop().await;
 }
 

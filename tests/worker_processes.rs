@@ -80,7 +80,10 @@ async fn two_worker_processes_share_five_parallel_tool_calls_and_the_next_step_r
         "{rows:?}"
     );
     let owners: std::collections::HashSet<_> =
-        rows.iter().filter_map(|(_, _, o)| o.clone()).collect();
+        // Lease owners are `<worker process>/<acquisition>`: count the processes.
+        rows.iter()
+            .filter_map(|(_, _, o)| o.as_deref()?.split_once('/').map(|(p, _)| p.to_owned()))
+            .collect();
     assert_eq!(owners.len(), 2, "both workers ran calls: {owners:?}");
     let (step, attempt): (i32, i32) =
         sqlx::query_as("SELECT step, attempt FROM chat_turns WHERE chat_id = $1")

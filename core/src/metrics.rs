@@ -80,7 +80,7 @@ pub fn turn_step(outcome: &'static str) {
     counter!("agentq_turn_steps_total", "outcome" => outcome).increment(1);
 }
 
-/// One lease heartbeat renewed `held - lost` leases and found `lost` taken over.
+/// One lease heartbeat kept `held` leases and found `lost` taken over (or gave them up).
 pub fn lease_beat(held: usize, lost: usize) {
     gauge!("agentq_leases_held").set(held as f64);
     if lost > 0 {

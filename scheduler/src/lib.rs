@@ -65,7 +65,8 @@ pub struct SchedulerConfig {
         default_value_t = 1000
     )]
     pub batch: i64,
-    /// Times a turn or tool call may lose its worker before it fails with `worker_lost`.
+    /// Times a builtin tool call may lose its worker before it fails with an error result
+    /// (lost turns are always re-queued; workers cap a step's starts).
     #[arg(
         id = "recovery_max_attempts",
         long = "recovery-max-attempts",

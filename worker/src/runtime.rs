@@ -53,7 +53,7 @@ pub fn engine(
     let fallback = Provider::from_config(provider)?;
     let lease = Duration::from_secs(worker.turn_lease_secs.max(3));
     // One heartbeat renews every lease of this process, turns and tool calls alike.
-    let leases = Leases::start(services.store.clone(), worker_id.clone(), lease);
+    let leases = Leases::start(services.store.clone(), lease);
     let turns = Arc::new(TurnEngine {
         store: services.store.clone(),
         producer: services.producer.clone(),
@@ -168,17 +168,12 @@ pub fn start(
                 let engine = engines.turns.clone();
                 tasks.push(run_jobs(&runner_name, consumer, move |job: RunTurn| {
                     let engine = engine.clone();
+                    // A panic inside a step is caught by `TurnEngine::run`, which hands back
+                    // exactly that acquisition; `run_isolated` covers anything else.
                     async move {
-                        let turn_id = job.turn_id;
-                        let run = engine.clone();
-                        let result = run_isolated(async move { run.run(job).await }).await;
-                        if let Err(JobFailure::Panicked(_)) = &result {
-                            // The job's guards stopped its lease and left the registry as it
-                            // unwound; hand the turn back so the retry (or an interrupt) need
-                            // not wait for the lease to run out. The retry counts as an attempt.
-                            engine.release(turn_id).await;
-                        }
-                        result.map_err(BoxDynError::from)
+                        run_isolated(async move { engine.run(job).await })
+                            .await
+                            .map_err(BoxDynError::from)
                     }
                 }));
                 tasks.push(tokio::spawn(poll_interrupts(

@@ -36,8 +36,9 @@ use agentq_core::{
     queue::{Producer, RunToolCall, RunTurn},
     store::{Completion, NewDebugStep, NewToolCall, Store, TurnOutcome},
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rand::RngExt;
+use std::panic::AssertUnwindSafe;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -58,6 +59,9 @@ pub enum TurnJobError {
     /// Enqueueing a follow-up job failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The step panicked (a bug); the turn was handed back and the retry counts.
+    #[error("the turn step panicked: {0}")]
+    Panicked(String),
 }
 
 /// How turns retry and how far they go.
@@ -92,7 +96,14 @@ impl Default for TurnLimits {
 
 /// Turns running on this process, so an interrupt request can reach them.
 #[derive(Clone, Default)]
-pub struct RunningTurns(Arc<Mutex<HashMap<Uuid, (u64, CancellationToken)>>>);
+pub struct RunningTurns(Arc<Mutex<HashMap<Uuid, Registration>>>);
+
+/// One acquisition of a turn running here.
+struct Registration {
+    number: u64,
+    lease_owner: String,
+    interrupted: CancellationToken,
+}
 
 /// Tells registrations of the same turn apart (it can be re-acquired here while the job
 /// that handed it back is still unwinding).
@@ -113,7 +124,7 @@ impl Drop for RunningTurn {
         // A later registration of the same turn (re-acquired here) keeps its own entry.
         if running
             .get(&self.turn_id)
-            .is_some_and(|(registration, _)| *registration == self.registration)
+            .is_some_and(|r| r.number == self.registration)
         {
             running.remove(&self.turn_id);
         }
@@ -121,13 +132,21 @@ impl Drop for RunningTurn {
 }
 
 impl RunningTurns {
-    fn register(&self, turn_id: Uuid) -> RunningTurn {
+    fn register(&self, turn_id: Uuid, lease_owner: &str) -> RunningTurn {
         let interrupted = CancellationToken::new();
         let registration = REGISTRATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.0
-            .lock()
-            .expect("running turns lock")
-            .insert(turn_id, (registration, interrupted.clone()));
+        let previous = self.0.lock().expect("running turns lock").insert(
+            turn_id,
+            Registration {
+                number: registration,
+                lease_owner: lease_owner.to_owned(),
+                interrupted: interrupted.clone(),
+            },
+        );
+        if let Some(stale) = previous {
+            // An older run of this turn here lost its lease; it must stop, not race this one.
+            stale.interrupted.cancel();
+        }
         RunningTurn {
             turns: self.clone(),
             turn_id,
@@ -140,19 +159,19 @@ impl RunningTurns {
     pub fn interrupt(&self, turn_ids: &[Uuid]) {
         let running = self.0.lock().expect("running turns lock");
         for id in turn_ids {
-            if let Some((_, token)) = running.get(id) {
-                token.cancel();
+            if let Some(r) = running.get(id) {
+                r.interrupted.cancel();
             }
         }
     }
 
-    /// The turns running here.
-    pub fn ids(&self) -> Vec<Uuid> {
+    /// The turns running here, with the lease owner of each one's acquisition.
+    pub fn held(&self) -> Vec<(Uuid, String)> {
         self.0
             .lock()
             .expect("running turns lock")
-            .keys()
-            .copied()
+            .iter()
+            .map(|(id, r)| (*id, r.lease_owner.clone()))
             .collect()
     }
 
@@ -243,8 +262,8 @@ impl TurnEngine {
     /// takes them at once; used when a drain reaches its deadline.
     pub async fn release_running(&self) -> usize {
         let mut released = Vec::new();
-        for id in self.running.ids() {
-            match self.store.release_turn(id, &self.worker_id).await {
+        for (id, owner) in self.running.held() {
+            match self.store.release_turn(id, &owner).await {
                 Ok(true) => released.push(RunTurn { turn_id: id }),
                 Ok(false) => {}
                 Err(e) => {
@@ -264,9 +283,12 @@ impl TurnEngine {
     /// duplicate or a replay) does nothing and succeeds.
     #[tracing::instrument(name = "turn", skip_all, fields(turn.id = %job.turn_id, chat.id = tracing::field::Empty, turn.attempt = tracing::field::Empty))]
     pub async fn run(&self, job: RunTurn) -> Result<(), TurnJobError> {
+        // A lease owner of its own for this acquisition: a stale run of the same turn in this
+        // process (its lease lost, the turn re-acquired here) can then write nothing.
+        let owner = format!("{}/{}", self.worker_id, Uuid::now_v7().simple());
         let Some(turn) = self
             .store
-            .acquire_turn(job.turn_id, &self.worker_id, self.lease)
+            .acquire_turn(job.turn_id, &owner, self.lease)
             .await?
         else {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
@@ -277,11 +299,24 @@ impl TurnEngine {
         span.record("turn.attempt", turn.attempt);
         // Both guards live until this function returns, however it returns: the lease is
         // renewed and interrupts reach the step exactly as long as a job runs it.
-        let lease = self.leases.hold(LeaseKind::Turn, turn.id);
-        let running = self.running.register(turn.id);
-        let mut result = self
-            .run_held(&turn, &running.interrupted, lease.lost())
-            .await;
+        let lease = self
+            .leases
+            .hold(LeaseKind::Turn, turn.id, &turn.lease_owner);
+        let running = self.running.register(turn.id, &turn.lease_owner);
+        // A panic in the step is caught here, where the acquisition is known, so exactly
+        // this acquisition is handed back (not a newer one of the same turn).
+        let mut result = AssertUnwindSafe(self.run_held(&turn, &running.interrupted, lease.lost()))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "the turn step panicked; handing the turn back");
+                Err(TurnJobError::Panicked(what))
+            });
         if let Err(TurnJobError::Store(e)) = &result
             && e.is_unsavable()
         {
@@ -297,15 +332,15 @@ impl TurnEngine {
         }
         if result.is_err() {
             // Hand the turn back so the retried job can acquire it again at once.
-            self.release(turn.id).await;
+            self.release(turn.id, &turn.lease_owner).await;
         }
         result
     }
 
-    /// Hands a turn this worker holds back to `queued` (best effort: after its lease
-    /// recovery does the same).
-    pub async fn release(&self, turn_id: Uuid) {
-        if let Err(e) = self.store.release_turn(turn_id, &self.worker_id).await {
+    /// Hands a turn back to `queued` if `owner` (one acquisition) still holds it (best
+    /// effort: after its lease recovery does the same).
+    async fn release(&self, turn_id: Uuid, owner: &str) {
+        if let Err(e) = self.store.release_turn(turn_id, owner).await {
             tracing::warn!(turn.id = %turn_id, error = %e, "could not release the turn; recovery will after its lease");
         }
     }
@@ -471,7 +506,7 @@ impl TurnEngine {
             }
             Answer::Complete { completion, .. } => {
                 self.store
-                    .complete_turn(turn.id, chat_id, turn.step, &self.worker_id, &completion)
+                    .complete_turn(turn.id, chat_id, turn.step, &turn.lease_owner, &completion)
                     .await?
             }
             Answer::Interrupted(partial) => {
@@ -481,7 +516,7 @@ impl TurnEngine {
                         turn.id,
                         chat_id,
                         turn.step,
-                        &self.worker_id,
+                        &turn.lease_owner,
                         partial.as_ref(),
                     )
                     .await?
@@ -490,7 +525,7 @@ impl TurnEngine {
                 tracing::info!(kind = ?error.kind, error = %error, "turn failed");
                 let outcome = self
                     .store
-                    .fail_turn(turn.id, chat_id, &self.worker_id, &error)
+                    .fail_turn(turn.id, chat_id, &turn.lease_owner, &error)
                     .await?;
                 if outcome.is_some() {
                     self.events.publish(chat_id, ChatEvent::Error { error });
@@ -520,7 +555,7 @@ impl TurnEngine {
             .store
             .record_tool_step(
                 turn,
-                &self.worker_id,
+                &turn.lease_owner,
                 completion,
                 calls,
                 self.limits.client_tool_deadline,

@@ -62,6 +62,10 @@ pub struct AcquiredTurn {
     pub attempt: i32,
     /// An interrupt was asked for while no worker ran the turn (it was handed back).
     pub interrupt_requested: bool,
+    /// This acquisition's lease owner (`<worker>/<acquisition>`): every later write of
+    /// the step names it, so a stale run of the same turn in the same process cannot
+    /// write over the current one.
+    pub lease_owner: String,
     /// The chat's client-defined tools.
     #[sqlx(json)]
     pub dynamic_tools: Vec<super::DynamicTool>,

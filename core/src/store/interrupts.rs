@@ -80,10 +80,12 @@ impl Store {
         ))))
     }
 
-    /// Turns this worker holds whose interrupt was requested.
+    /// Turns this worker process holds (lease owners `<worker>/...`) whose interrupt was
+    /// requested.
     pub async fn interrupt_requests(&self, worker: &str) -> Result<Vec<Uuid>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM chat_turns WHERE lease_owner = $1 AND status = 'running' AND interrupt_requested",
+            "SELECT id FROM chat_turns WHERE status = 'running' AND interrupt_requested
+             AND starts_with(lease_owner, $1 || '/')",
         )
         .bind(worker)
         .fetch_all(&self.pool)

@@ -29,7 +29,8 @@ pub struct RecoveryLimits {
     pub stale_after: Duration,
     /// Most items of each kind handled per tick.
     pub batch: i64,
-    /// Acquisitions of a turn (or tool call) before its loss fails it with `worker_lost`.
+    /// Acquisitions of a tool call before its loss fails it with an error result (turns are
+    /// capped by the worker, `--turn-max-attempts`).
     pub max_attempts: i32,
 }
 
@@ -79,36 +80,19 @@ impl Store {
     async fn recover_locked(&self, limits: RecoveryLimits) -> Result<Recovered, StoreError> {
         let mut found = Recovered::default();
 
-        // Turns whose worker stopped renewing the lease.
-        let lost: Vec<(Uuid, Uuid, i32)> = sqlx::query_as(
-            "SELECT id, chat_id, attempt FROM chat_turns
+        // Turns whose worker stopped renewing the lease go back to `queued`, whatever their
+        // attempt count: the worker that acquires one next counts this start too and fails
+        // the turn itself past `--turn-max-attempts` (one cap, in one place).
+        let lost: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT id, chat_id FROM chat_turns
              WHERE status = 'running' AND lease_expires_at < now()
              ORDER BY lease_expires_at LIMIT $1",
         )
         .bind(limits.batch)
         .fetch_all(&self.pool)
         .await?;
-        for (turn_id, chat_id, attempt) in lost {
-            if attempt < limits.max_attempts {
-                self.requeue_lost_turn(turn_id, chat_id).await?;
-            } else {
-                let error = ChatError::new(
-                    ChatErrorKind::WorkerLost,
-                    format!(
-                        "The worker running this turn stopped {attempt} times; agentq gave up on it."
-                    ),
-                );
-                if let Some(outcome) = self
-                    .fail_unowned_turn(turn_id, chat_id, "running", &error)
-                    .await?
-                {
-                    found.failed.push(FailedTurn {
-                        chat_id,
-                        error,
-                        outcome,
-                    });
-                }
-            }
+        for (turn_id, chat_id) in lost {
+            self.requeue_lost_turn(turn_id, chat_id).await?;
         }
 
         // Tool calls whose worker stopped renewing the lease.

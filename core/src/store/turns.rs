@@ -84,12 +84,12 @@ impl Store {
                        lease_expires_at = now() + make_interval(secs => $3),
                        started_at = coalesce(started_at, now())
                 WHERE id = $1 AND status = 'queued' AND EXISTS (SELECT 1 FROM c)
-                RETURNING id, chat_id, seq, step, attempt, interrupt_requested
+                RETURNING id, chat_id, seq, step, attempt, interrupt_requested, lease_owner
              ), s AS (
                 UPDATE chats SET status = 'running', updated_at = now() FROM t
                 WHERE chats.id = t.chat_id AND chats.status = 'pending'
              )
-             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, ch.dynamic_tools,
+             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
                     ch.model_config_id
              FROM t JOIN chats ch ON ch.id = t.chat_id
@@ -103,32 +103,51 @@ impl Store {
         .await?)
     }
 
-    /// Extends the leases `worker` holds on these turns and tool calls, in one statement
-    /// however many there are (a worker beats once for all its work, not once per turn).
-    /// Returns the ids still held; an id missing from the answer was lost (its lease
-    /// expired and recovery or another worker took it) and its holder must stop writing.
+    /// Extends the leases on these turns and tool calls, each named with the lease owner
+    /// of its acquisition, in one statement however many there are (a worker beats once
+    /// for all its work, not once per turn). Returns the ids still held: an id missing
+    /// from the answer was lost (its lease expired and recovery or another acquisition
+    /// took it), and its holder must stop writing.
+    ///
+    /// Rows another transaction has locked right now (the step committing) are skipped,
+    /// not waited for (`SKIP LOCKED`), and still count as held: the heartbeat never waits
+    /// on a lock, so it can never be part of a deadlock, and the next beat renews them.
     pub async fn renew_leases(
         &self,
-        worker: &str,
-        turns: &[Uuid],
-        tool_calls: &[Uuid],
+        turns: &[(Uuid, String)],
+        tool_calls: &[(Uuid, String)],
         lease: Duration,
     ) -> Result<Vec<Uuid>, StoreError> {
+        let (turn_ids, turn_owners): (Vec<Uuid>, Vec<&str>) =
+            turns.iter().map(|(id, o)| (*id, o.as_str())).unzip();
+        let (call_ids, call_owners): (Vec<Uuid>, Vec<&str>) =
+            tool_calls.iter().map(|(id, o)| (*id, o.as_str())).unzip();
         Ok(sqlx::query_scalar(
-            "WITH t AS (
-                UPDATE chat_turns SET lease_expires_at = now() + make_interval(secs => $4)
-                WHERE id = ANY($2) AND status = 'running' AND lease_owner = $1
-                RETURNING id
-             ), c AS (
-                UPDATE tool_calls SET lease_expires_at = now() + make_interval(secs => $4)
-                WHERE id = ANY($3) AND status = 'running' AND lease_owner = $1
-                RETURNING id
+            "WITH wt AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(id, owner)
+             ), ht AS (
+                SELECT t.id FROM chat_turns t JOIN wt ON wt.id = t.id AND wt.owner = t.lease_owner
+                WHERE t.status = 'running'
+             ), rt AS (
+                UPDATE chat_turns SET lease_expires_at = now() + make_interval(secs => $5)
+                WHERE id IN (SELECT id FROM chat_turns WHERE id IN (SELECT id FROM ht)
+                             FOR UPDATE SKIP LOCKED)
+             ), wc AS (
+                SELECT * FROM unnest($3::uuid[], $4::text[]) AS w(id, owner)
+             ), hc AS (
+                SELECT c.id FROM tool_calls c JOIN wc ON wc.id = c.id AND wc.owner = c.lease_owner
+                WHERE c.status = 'running'
+             ), rc AS (
+                UPDATE tool_calls SET lease_expires_at = now() + make_interval(secs => $5)
+                WHERE id IN (SELECT id FROM tool_calls WHERE id IN (SELECT id FROM hc)
+                             FOR UPDATE SKIP LOCKED)
              )
-             SELECT id FROM t UNION ALL SELECT id FROM c",
+             SELECT id FROM ht UNION ALL SELECT id FROM hc",
         )
-        .bind(worker)
-        .bind(turns)
-        .bind(tool_calls)
+        .bind(&turn_ids)
+        .bind(&turn_owners)
+        .bind(&call_ids)
+        .bind(&call_owners)
         .bind(lease.as_secs_f64())
         .fetch_all(&self.pool)
         .await?)

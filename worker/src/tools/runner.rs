@@ -37,9 +37,11 @@ impl ToolRunner {
     /// Runs the call named by `job`; a duplicate finds nothing to acquire and succeeds.
     #[tracing::instrument(name = "tool_call", skip_all, fields(tool_call.id = %job.tool_call_id))]
     pub async fn run(&self, job: RunToolCall) -> Result<(), TurnJobError> {
+        // This acquisition's own lease owner (see `TurnEngine::run`).
+        let owner = format!("{}/{}", self.worker_id, uuid::Uuid::now_v7().simple());
         let Some(call) = self
             .store
-            .acquire_tool_call(job.tool_call_id, &self.worker_id, self.lease)
+            .acquire_tool_call(job.tool_call_id, &owner, self.lease)
             .await?
         else {
             tracing::debug!("tool call is not queued (duplicate or finished job); nothing to do");
@@ -47,14 +49,14 @@ impl ToolRunner {
         };
         // The lease is renewed while the tool runs (so recovery does not run it twice), and
         // only as long as this job does: the guard stops it on every way out.
-        let _lease = self.leases.hold(LeaseKind::ToolCall, call.id);
+        let _lease = self.leases.hold(LeaseKind::ToolCall, call.id, &owner);
         let (output, is_error) = match self.builtins.run(&call.name, &call.arguments).await {
             Ok(output) => (output, false),
             Err(message) => (json!({ "error": message }), true),
         };
         let Some(fan_in) = self
             .store
-            .finish_tool_call(&call, &self.worker_id, &output, is_error)
+            .finish_tool_call(&call, &owner, &output, is_error)
             .await?
         else {
             return Ok(());
