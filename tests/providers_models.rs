@@ -299,3 +299,67 @@ async fn chats_use_the_configured_model_key_and_headers_and_record_cost(pool: sq
     assert_eq!(failed["last_error"]["provider"], "Gateway");
     app.stop().await;
 }
+
+/// What no request could carry is refused when it is saved, naming the field, instead of a
+/// 500 from PostgreSQL (U+0000) or a turn that fails at every call (a header value with a
+/// line break, a header agentq sets itself).
+#[sqlx::test]
+async fn provider_fields_no_request_could_carry_are_400s_naming_the_field(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let url = "http://127.0.0.1:9/v1";
+    let cases = [
+        (
+            json!({"name": "a\u{0}b", "kind": "openai-compat", "base_url": url}),
+            "name",
+        ),
+        (
+            json!({"name": "p1", "kind": "openai-compat", "base_url": "http://127.0.0.1/\u{0}"}),
+            "base_url",
+        ),
+        (
+            json!({"name": "p2", "kind": "openai-compat", "base_url": url, "api_key": "sk-1\r\nX-Evil: 1"}),
+            "api_key",
+        ),
+        (
+            json!({"name": "p3", "kind": "openai-compat", "base_url": url, "headers": {"X-Gateway": "a\r\nb"}}),
+            "headers.X-Gateway",
+        ),
+        (
+            json!({"name": "p4", "kind": "openai-compat", "base_url": url, "headers": {"Host": "elsewhere"}}),
+            "headers",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = send(
+            &app,
+            reqwest::Method::POST,
+            &owner,
+            "/api/v1/admin/providers",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        assert_eq!(answer["validations"][0]["field"], field, "{answer}");
+    }
+    let (status, provider) = send(
+        &app,
+        reqwest::Method::POST,
+        &owner,
+        "/api/v1/admin/providers",
+        Some(json!({"name": "fine", "kind": "openai-compat", "base_url": url})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{provider}");
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::POST,
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": provider["id"], "name": "m\u{0}"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["validations"][0]["field"], "name");
+    app.stop().await;
+}

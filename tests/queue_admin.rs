@@ -102,6 +102,15 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
     )
     .await;
     assert_eq!(letters.len(), 1);
+    // A cursor or id that is not a stream entry id is the caller's mistake: 400, not 500.
+    for path in [
+        "/api/v1/admin/queues/tools/dead-letters?after=garbage",
+        "/api/v1/admin/queues/tools/dead-letters?after=99999999999999999999999-0",
+    ] {
+        let (status, body) = get(path.into(), owner.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["validations"][0]["field"], "after", "{body}");
+    }
     assert_eq!(
         letters[0]["job"]["tool_call_id"],
         job.tool_call_id.to_string()

@@ -219,3 +219,28 @@ async fn a_conversation_over_the_size_cap_fails_without_a_model_call(pool: sqlx:
     );
     app.stop().await;
 }
+
+/// A step that asks for more tool calls than `max_tool_calls_per_step` fails with a clear
+/// error: nothing floods the shared tools queue.
+#[sqlx::test]
+async fn a_step_asking_for_too_many_tool_calls_fails_without_queueing_them(pool: sqlx::PgPool) {
+    let mut app = TestApp::start_api_only(pool).await;
+    app.worker.max_tool_calls_per_step = 3;
+    app.start_worker().await;
+    let calls = (0..5)
+        .map(|i| (format!("c{i}"), "current_time".to_owned(), json!({})))
+        .collect();
+    app.fake.script([Reply::ToolCalls(calls)]);
+    let chat_id = app.create_chat("flood the queue").await;
+    let failed = settled(&app, chat_id, "error").await;
+    let message = failed["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("more than 3 tool calls"), "{message}");
+    let (queued,): (i64,) = sqlx::query_as("SELECT count(*) FROM tool_calls WHERE chat_id = $1")
+        .bind(chat_id)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "no call was queued");
+    assert_eq!(app.fake.received().len(), 1, "not retried");
+    app.stop().await;
+}

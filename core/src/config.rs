@@ -314,7 +314,12 @@ impl TokenConfig {
     /// `None` (never) when that is 0.
     pub fn expires_at(&self, days: Option<u32>) -> Option<chrono::DateTime<chrono::Utc>> {
         let days = days.unwrap_or(self.expiry_days);
-        (days > 0).then(|| chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
+        // An expiry past what a timestamp holds is no expiry at all.
+        (days > 0)
+            .then(|| {
+                chrono::Utc::now().checked_add_signed(chrono::Duration::try_days(i64::from(days))?)
+            })
+            .flatten()
     }
 }
 
@@ -471,6 +476,14 @@ pub struct WorkerConfig {
         default_value_t = 8 * 1024 * 1024
     )]
     pub max_conversation_bytes: usize,
+    /// Most tool calls one model step may ask for; a step asking for more fails with a
+    /// clear error instead of flooding the shared `tools` queue (or the client).
+    #[arg(
+        long = "max-tool-calls-per-step",
+        env = "AGENTQ_MAX_TOOL_CALLS_PER_STEP",
+        default_value_t = 64
+    )]
+    pub max_tool_calls_per_step: usize,
     /// Provider attempts per turn step for retryable failures (429, 5xx, 529, cut
     /// streams, timeouts), with exponential backoff between them.
     #[arg(

@@ -80,6 +80,7 @@ pub fn engine(
             client_tool_deadline: Duration::from_secs(worker.client_tool_deadline_secs),
             max_attempts: worker.turn_max_attempts.max(1),
             max_conversation_bytes: worker.max_conversation_bytes,
+            max_tool_calls_per_step: worker.max_tool_calls_per_step.max(1),
         },
         builtins: Builtins,
         running: RunningTurns::default(),

@@ -79,6 +79,8 @@ pub struct TurnLimits {
     pub max_attempts: i32,
     /// Largest conversation, in bytes of JSON, sent to a provider in one request.
     pub max_conversation_bytes: usize,
+    /// Most tool calls one step may ask for; more fail the step.
+    pub max_tool_calls_per_step: usize,
 }
 
 impl Default for TurnLimits {
@@ -90,6 +92,7 @@ impl Default for TurnLimits {
             client_tool_deadline: Duration::from_secs(300),
             max_attempts: 3,
             max_conversation_bytes: 8 * 1024 * 1024,
+            max_tool_calls_per_step: 64,
         }
     }
 }
@@ -812,6 +815,22 @@ impl TurnEngine {
                     reasoning.push_str(&delta);
                     trace.reasoning.push_str(&delta);
                     self.publish_delta(turn, MessagePart::Reasoning { text: delta });
+                }
+                Some(Ok(ProviderEvent::ToolCall { .. }))
+                    if calls.len() >= self.limits.max_tool_calls_per_step =>
+                {
+                    // One step may not flood the shared tools queue (or the client).
+                    return Attempt::Done(Answer::Failed(
+                        ChatError::new(
+                            ChatErrorKind::Generic,
+                            format!(
+                                "The model asked for more than {} tool calls in one step \
+                                 (--max-tool-calls-per-step); the turn stopped.",
+                                self.limits.max_tool_calls_per_step
+                            ),
+                        )
+                        .with_provider(target.provider_name.clone()),
+                    ));
                 }
                 Some(Ok(ProviderEvent::ToolCall {
                     id,

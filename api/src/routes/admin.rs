@@ -96,6 +96,9 @@ impl ProviderBody {
         {
             return Err(ApiError::invalid("name", "must be 1-100 characters"));
         }
+        if let Some(n) = &name {
+            refuse_control_chars("name", n)?;
+        }
         if let Some(kind) = &self.kind
             && !KINDS.contains(&kind.as_str())
         {
@@ -122,6 +125,7 @@ impl ProviderBody {
             }
         }
         if let Some(url) = &base_url {
+            refuse_control_chars("base_url", url)?;
             let ok = reqwest_like_url(url);
             if !ok {
                 return Err(ApiError::invalid(
@@ -151,7 +155,16 @@ impl ProviderBody {
                     "must not be empty (send null to remove it)",
                 ));
             }
-            Some(Some(key)) => Some(Some(seal("api_key", key.trim().to_owned())?)),
+            Some(Some(key)) => {
+                // It is sent as a header value: refuse now what no request could carry.
+                if axum::http::HeaderValue::from_str(key.trim()).is_err() {
+                    return Err(ApiError::invalid(
+                        "api_key",
+                        "holds characters an HTTP header cannot carry (control characters or non-ASCII)",
+                    ));
+                }
+                Some(Some(seal("api_key", key.trim().to_owned())?))
+            }
         };
         let headers = match self.headers {
             None => None,
@@ -168,6 +181,24 @@ impl ProviderBody {
                         format!("`{bad}` is not a valid header name"),
                     ));
                 }
+                if let Some(reserved) = map
+                    .keys()
+                    .find(|k| RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()))
+                {
+                    return Err(ApiError::invalid(
+                        "headers",
+                        format!("`{reserved}` is set by agentq itself and cannot be configured"),
+                    ));
+                }
+                if let Some((name, _)) = map
+                    .iter()
+                    .find(|(_, v)| axum::http::HeaderValue::from_str(v).is_err())
+                {
+                    return Err(ApiError::invalid(
+                        format!("headers.{name}"),
+                        "holds characters an HTTP header cannot carry (control characters or non-ASCII)",
+                    ));
+                }
                 Some(Some(seal(
                     "headers",
                     serde_json::to_string(&map).unwrap_or_default(),
@@ -182,6 +213,34 @@ impl ProviderBody {
             headers,
             enabled: self.enabled,
         })
+    }
+}
+
+/// Headers agentq sets on provider requests itself; configuring them would break the
+/// request (framing) or the credential.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "content-type",
+    "accept",
+    "authorization",
+    "x-api-key",
+    "anthropic-version",
+];
+
+/// A 400 naming `field` when `text` holds a control character (U+0000 included).
+fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
+    match agentq_core::text::forbidden_char(text) {
+        Some(c) => Err(ApiError::invalid(
+            field,
+            format!(
+                "must not contain {} (a control character)",
+                agentq_core::text::describe_char(c)
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -378,7 +437,9 @@ impl ModelBody {
         if m.name.is_empty() || m.name.chars().count() > 200 {
             return Err(ApiError::invalid("name", "is required (1-200 characters)"));
         }
+        refuse_control_chars("name", &m.name)?;
         if let Some(d) = self.display_name {
+            refuse_control_chars("display_name", &d)?;
             m.display_name = d;
         }
         if let Some(v) = self.context_limit {

@@ -148,6 +148,7 @@ pub async fn list_dead_letters(
     require_site_owner(&user)?;
     let queue_name = queue_named(&name)?;
     let limit = page_limit(query.limit, 100, 1000)?;
+    stream_entry_id("after", query.after.as_deref())?;
     let mut conn = state.redis_conn.clone();
     let letters = queue::dead_letters(
         &mut conn,
@@ -242,6 +243,7 @@ pub async fn retry_one(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Retried>, ApiError> {
     require_site_owner(&user)?;
+    stream_entry_id("id", Some(&id))?;
     let mut conn = state.redis_conn.clone();
     let n = queue::retry_dead_letters(
         &mut conn,
@@ -279,6 +281,7 @@ pub async fn drop_one(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     require_site_owner(&user)?;
+    stream_entry_id("id", Some(&id))?;
     let mut conn = state.redis_conn.clone();
     let n = queue::drop_dead_letters(
         &mut conn,
@@ -297,4 +300,14 @@ pub async fn drop_one(
         )));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A 400 naming `field` unless `id` (when given) is a stream entry id (`<ms>-<seq>`).
+fn stream_entry_id(field: &str, id: Option<&str>) -> Result<(), ApiError> {
+    match id {
+        Some(id) if agentq_core::events::history::StreamId::parse(id).is_none() => Err(
+            ApiError::invalid(field, "must be a stream entry id (like 1732500000000-0)"),
+        ),
+        _ => Ok(()),
+    }
 }

@@ -76,7 +76,7 @@ pub async fn list_messages(
         .map_err(chat_not_found)?;
     let messages = state
         .store
-        .list_messages(chat_id, query.after_id, limit + 1)
+        .list_messages(chat_id, query.after_id, limit + 1, MAX_PAGE_BYTES as i64)
         .await?;
     Ok(Json(bounded_page(messages, limit as usize, MAX_PAGE_BYTES)))
 }

@@ -73,6 +73,11 @@ impl StreamPosition {
             // Expired (or never written): whatever followed `id` is gone.
             return true;
         }
+        if id > self.last_id {
+            // Not an id this stream gave out (from the future, or from a stream that was
+            // deleted and created again): following from it would hide every new event.
+            return true;
+        }
         let first_after = self.first_id.is_some_and(|first| first > id);
         match self.max_deleted_id {
             // `id` itself was trimmed: only a loss if something after it went too, or if
@@ -215,5 +220,12 @@ mod tests {
         };
         assert!(gone.loses_events_after(id(50)));
         assert!(at(Some(60), Some(0)).loses_events_after(id(50)));
+    }
+
+    #[test]
+    fn an_id_this_stream_never_gave_out_resets_instead_of_hiding_events() {
+        // `last_id` is 100: an id from the future would follow nothing ever again.
+        assert!(at(Some(10), None).loses_events_after(id(9_999_999)));
+        assert!(!at(Some(10), None).loses_events_after(id(100)));
     }
 }

@@ -315,7 +315,13 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
         let c = match conn.as_mut() {
             Some(c) => c,
             None => {
-                match connect(&inner.client, &format!("{}:{shard}", config.client_name)).await {
+                match connect(
+                    &inner.client,
+                    &format!("{}:{shard}", config.client_name),
+                    config.block,
+                )
+                .await
+                {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         backoff = next_backoff(backoff);
@@ -415,11 +421,18 @@ fn dispatch(shard: &mut Shard, chat: Uuid, events: Vec<StoredEvent>) {
     }
 }
 
-async fn connect(client: &redis::Client, name: &str) -> redis::RedisResult<MultiplexedConnection> {
-    // No response timeout: the connection's one command is a blocking read.
+async fn connect(
+    client: &redis::Client,
+    name: &str,
+    block: Duration,
+) -> redis::RedisResult<MultiplexedConnection> {
+    // The connection's one command is a read that blocks at most `block`: an answer later
+    // than that plus a margin means the connection is dead without having said so (a
+    // dropped NAT entry sends no reset), and the reader reconnects instead of waiting for
+    // ever while its shard's streams get only keep-alives.
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(None);
+        .set_response_timeout(Some(block + Duration::from_secs(5)));
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;

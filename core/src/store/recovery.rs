@@ -138,8 +138,12 @@ impl Store {
         }
 
         // Client tool calls past their deadline fail their turn.
+        // The message names at most five calls: it is stored on the chat and shown with it.
         let expired: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
-            "SELECT turn_id, chat_id, string_agg(name, ', ' ORDER BY id) FROM tool_calls
+            "SELECT turn_id, chat_id,
+                    array_to_string((array_agg(name ORDER BY id))[1:5], ', ')
+                    || CASE WHEN count(*) > 5 THEN ' and ' || (count(*) - 5) || ' more' ELSE '' END
+             FROM tool_calls
              WHERE status = 'waiting' AND deadline_at < now()
              GROUP BY turn_id, chat_id LIMIT $1",
         )

@@ -57,7 +57,7 @@ impl AnthropicProvider {
         let url = format!("{}/v1/messages", base_url.trim_end_matches('/'));
         Ok(Self {
             client,
-            redactor: Redactor::for_url(&url),
+            redactor: Redactor::for_url(&url).with_secret(api_key.to_str().unwrap_or_default()),
             url,
             api_key,
             name: name.to_owned(),
@@ -75,6 +75,9 @@ impl AnthropicProvider {
 
     /// Extra headers sent with every request (`anthropic-beta`, a gateway key).
     pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        for (_, value) in &headers {
+            self.redactor = self.redactor.with_secret(value);
+        }
         self.headers = headers;
         self
     }
@@ -403,8 +406,8 @@ impl EventParser {
 
     /// Events in one SSE event's data.
     fn feed(&mut self, data: &str) -> Result<Vec<ProviderEvent>, ChatError> {
-        let event: WireEvent =
-            serde_json::from_str(data).map_err(|e| unreadable_event(&self.name, e.to_string()))?;
+        let event: WireEvent = serde_json::from_str(&super::sse::without_lone_surrogates(data))
+            .map_err(|e| unreadable_event(&self.name, e.to_string()))?;
         let mut out = Vec::new();
         match event {
             WireEvent::MessageStart { message } => {

@@ -42,11 +42,13 @@ impl OpenAiProvider {
         let name = "OpenAI";
         let client = super::http_client(name)?;
         let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+        let api_key = api_key.filter(|k| !k.is_empty());
+        let redactor = Redactor::for_url(&url).with_secret(api_key.as_deref().unwrap_or_default());
         Ok(Self {
             client,
-            redactor: Redactor::for_url(&url),
+            redactor,
             url,
-            api_key: api_key.filter(|k| !k.is_empty()),
+            api_key,
             name: name.to_owned(),
             headers: Vec::new(),
             limits,
@@ -62,6 +64,9 @@ impl OpenAiProvider {
 
     /// Extra headers sent with every request (OpenRouter's `HTTP-Referer`, a gateway key).
     pub fn with_headers(mut self, headers: Vec<(String, String)>) -> Self {
+        for (_, value) in &headers {
+            self.redactor = self.redactor.with_secret(value);
+        }
         self.headers = headers;
         self
     }
@@ -325,8 +330,8 @@ impl ChunkParser {
 
     /// Events in one chunk.
     fn feed(&mut self, data: &str) -> Result<Vec<ProviderEvent>, ChatError> {
-        let chunk: Chunk =
-            serde_json::from_str(data).map_err(|e| unreadable_event(&self.name, e.to_string()))?;
+        let chunk: Chunk = serde_json::from_str(&super::sse::without_lone_surrogates(data))
+            .map_err(|e| unreadable_event(&self.name, e.to_string()))?;
         if let Some(error) = chunk.error {
             let status = error
                 .get("code")

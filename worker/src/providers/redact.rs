@@ -5,7 +5,10 @@
 //! agentq: the provider's error body, and transport errors that name the URL agentq called.
 //! Before an error leaves the provider layer, its message and detail lose every URL, IP
 //! address and the provider's own host name (the provider is named by its configured name
-//! instead), and are cut to [`MAX_SHOWN_BYTES`].
+//! instead), and are cut to [`MAX_SHOWN_BYTES`]. Providers also echo what they were sent
+//! ("Incorrect API key provided: sk-..."): the credentials the provider is called with
+//! (its API key, the values of its configured headers, the user and password of its URL,
+//! and that pair as HTTP Basic sends it) are replaced wherever they appear.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -20,22 +23,50 @@ const URL: &str = "<url>";
 const ADDRESS: &str = "<address>";
 /// Stands in for the provider's host name.
 const HOST: &str = "<provider host>";
+/// Stands in for a credential the provider was called with.
+const SECRET: &str = "<secret>";
+/// Shorter values are not searched for (they would blank ordinary words).
+const MIN_SECRET_LEN: usize = 6;
 
 /// Redacts the errors of one provider.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Redactor {
     /// The host name of the provider's URL, when it is a name rather than an IP address.
     host: Option<String>,
+    /// Credentials the provider is called with, longest first.
+    secrets: Vec<String>,
 }
 
 impl Redactor {
     /// A redactor for a provider reached at `url`.
     pub(super) fn for_url(url: &str) -> Self {
-        let host = reqwest::Url::parse(url)
-            .ok()
+        let parsed = reqwest::Url::parse(url).ok();
+        let host = parsed
+            .as_ref()
             .and_then(|u| u.host_str().map(str::to_owned))
             .filter(|h| h.len() >= 3 && h.trim_matches(['[', ']']).parse::<IpAddr>().is_err());
-        Self { host }
+        let mut redactor = Self {
+            host,
+            secrets: Vec::new(),
+        };
+        if let Some(u) = parsed.filter(|u| !u.username().is_empty() || u.password().is_some()) {
+            use base64::Engine;
+            let password = u.password().unwrap_or_default();
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{password}", u.username()));
+            redactor = redactor.with_secret(password).with_secret(&basic);
+        }
+        redactor
+    }
+
+    /// Also hides `secret` (an API key, a header value) wherever it appears.
+    pub(super) fn with_secret(mut self, secret: &str) -> Self {
+        let secret = secret.trim();
+        if secret.len() >= MIN_SECRET_LEN && !self.secrets.iter().any(|s| s == secret) {
+            self.secrets.push(secret.to_owned());
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+        self
     }
 
     /// `error` as its chat's owner may see it.
@@ -48,7 +79,11 @@ impl Redactor {
     /// `text` without URLs, addresses or the provider's host, at most [`MAX_SHOWN_BYTES`].
     fn text(&self, text: &str) -> String {
         // Scanning a few times what is shown is enough: what lies beyond is cut anyway.
-        let mut out = without_addresses(&without_urls(truncate(text, 4 * MAX_SHOWN_BYTES)));
+        let mut head = truncate(text, 4 * MAX_SHOWN_BYTES).to_owned();
+        for secret in &self.secrets {
+            head = head.replace(secret.as_str(), SECRET);
+        }
+        let mut out = without_addresses(&without_urls(&head));
         if let Some(host) = &self.host {
             out = out.replace(host.as_str(), HOST);
         }
@@ -151,6 +186,26 @@ mod tests {
             shown("dns error for llm-gateway.corp.internal"),
             "dns error for <provider host>"
         );
+    }
+
+    #[test]
+    fn credentials_the_provider_echoes_are_hidden() {
+        let r = Redactor::for_url("http://user:hunter2pw@gateway.example/v1")
+            .with_secret("sk-x-SECRETKEY")
+            .with_secret("gateway-secret");
+        let shown = r.text(
+            "Incorrect API key provided: Bearer sk-x-SECRETKEY; header gateway-secret; \
+             basic dXNlcjpodW50ZXIycHc= pw hunter2pw",
+        );
+        for secret in [
+            "sk-x-SECRETKEY",
+            "gateway-secret",
+            "dXNlcjpodW50ZXIycHc=",
+            "hunter2pw",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("Incorrect API key provided"), "{shown}");
     }
 
     #[test]

@@ -297,3 +297,81 @@ mod tests {
         assert_eq!(usage.cache_write_tokens, MAX_TOKEN_COUNT);
     }
 }
+
+/// `json` with every lone UTF-16 surrogate escape (`\ud83d` without its pair, as a provider
+/// sends when it splits an emoji between two chunks) replaced by `\ufffd`. serde_json
+/// refuses such a document outright, which would discard a whole answer (and retry the
+/// paid call) for one broken character; here it costs that character only. Borrows when
+/// there is nothing to fix.
+pub(crate) fn without_lone_surrogates(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.contains("\\u") && !json.contains("\\U") {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let bytes = json.as_bytes();
+    let hex4 = |at: usize| -> Option<u16> {
+        let digits = json.get(at..at + 4)?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let escape_at = |at: usize| -> Option<u16> {
+        (bytes.get(at) == Some(&b'\\') && bytes.get(at + 1) == Some(&b'u'))
+            .then(|| hex4(at + 2))
+            .flatten()
+    };
+    let mut out: Option<String> = None;
+    let (mut i, mut copied) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let Some(unit) = escape_at(i) else {
+            i += 2; // `\\`, `\"`, `\n`, ...: the escaped character is not an escape start
+            continue;
+        };
+        let paired = (0xD800..0xDC00).contains(&unit)
+            && escape_at(i + 6).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+        if paired {
+            i += 12;
+        } else if (0xD800..0xE000).contains(&unit) {
+            let out = out.get_or_insert_with(|| String::with_capacity(json.len()));
+            out.push_str(&json[copied..i]);
+            out.push_str("\\ufffd");
+            i += 6;
+            copied = i;
+        } else {
+            i += 6;
+        }
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(json),
+        Some(mut out) => {
+            out.push_str(&json[copied..]);
+            std::borrow::Cow::Owned(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod surrogate_tests {
+    use super::without_lone_surrogates;
+
+    fn text(json: &str) -> String {
+        serde_json::from_str::<String>(&without_lone_surrogates(json)).unwrap()
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters_and_pairs_stay() {
+        assert_eq!(text(r#""x\ud83d""#), "x\u{FFFD}");
+        assert_eq!(text(r#""\ude00y""#), "\u{FFFD}y");
+        assert_eq!(text(r#""\ud83d\ude00""#), "\u{1F600}");
+        assert_eq!(
+            text(r#""a\\ud800b""#),
+            "a\\ud800b",
+            "an escaped backslash is not an escape"
+        );
+        assert!(matches!(
+            without_lone_surrogates(r#"{"plain": "\n"}"#),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}
