@@ -60,9 +60,10 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Redis connections whose name says they are this test's shared event readers.
-async fn reader_connections(prefix: &str) -> usize {
-    let client = redis::Client::open(redis_url()).unwrap();
+/// The connections a Redis server has: all of them (this query's own excluded), and those
+/// named as this test's shared event readers.
+async fn redis_connections(url: &str, prefix: &str) -> (usize, usize) {
+    let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let list: String = redis::cmd("CLIENT")
         .arg("LIST")
@@ -70,13 +71,16 @@ async fn reader_connections(prefix: &str) -> usize {
         .await
         .unwrap();
     let name = format!("name={prefix}:sse-reader:");
-    list.lines().filter(|l| l.contains(&name)).count()
+    let readers = list.lines().filter(|l| l.contains(&name)).count();
+    (list.lines().count() - 1, readers)
 }
 
 #[sqlx::test]
 async fn a_thousand_streams_share_a_handful_of_redis_connections(pool: sqlx::PgPool) {
     let streams = fanout_streams();
-    let app = TestApp::start_api_only_with(pool, |api| {
+    // A Redis of this test's own, so that every connection on it is the API's.
+    let redis = support::redis_server::PrivateRedis::start().await;
+    let app = TestApp::start_api_on(pool, redis.url(), |api| {
         api.sse_max_streams_per_user = streams;
         api.sse_max_streams = streams + 10;
     })
@@ -119,10 +123,16 @@ async fn a_thousand_streams_share_a_handful_of_redis_connections(pool: sqlx::PgP
     }
     let open_took = opened.elapsed();
 
-    let readers = reader_connections(&app.prefix).await;
+    let (all, readers) = redis_connections(&redis.url(), &app.prefix).await;
     assert!(
         (1..=usize::from(CHAT_EVENT_SHARDS)).contains(&readers),
         "{streams} streams hold {readers} reader connections"
+    );
+    // The readers plus the process's shared connections (commands, publisher, queue),
+    // nothing per stream.
+    assert!(
+        all <= usize::from(CHAT_EVENT_SHARDS) + 8,
+        "{streams} streams hold {all} Redis connections in all"
     );
 
     // Events published to ten chats reach exactly their subscribers.
@@ -152,7 +162,7 @@ async fn a_thousand_streams_share_a_handful_of_redis_connections(pool: sqlx::PgP
     latencies.sort();
     let rss_after = rss_kib();
     println!(
-        "sse fan-out: {streams} streams on 100 chats: reader connections {readers}, \
+        "sse fan-out: {streams} streams on 100 chats: reader connections {readers} (all Redis connections {all}), \
          opened in {open_took:?}, RSS of this process (API + clients) {} MiB -> {} MiB \
          (+{} KiB per stream), first live event p50 {:?} p99 {:?} max {:?}",
         rss_before / 1024,

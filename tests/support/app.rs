@@ -64,9 +64,18 @@ impl TestApp {
     /// [`TestApp::start_api_only`] with API settings changed by `configure` (after the test
     /// defaults: a 64 KiB body limit, 1 s keep-alives).
     pub async fn start_api_only_with(pool: PgPool, configure: impl FnOnce(&mut ApiConfig)) -> Self {
+        Self::start_api_on(pool, redis_url(), configure).await
+    }
+
+    /// [`TestApp::start_api_only_with`] over the Redis at `redis_url` (a private server of
+    /// the test's, when it counts or breaks connections).
+    pub async fn start_api_on(
+        pool: PgPool,
+        redis_url: String,
+        configure: impl FnOnce(&mut ApiConfig),
+    ) -> Self {
         let fake = FakeOpenAi::start(Duration::from_millis(5)).await;
         let prefix = unique_prefix();
-        let redis_url = redis_url();
         let mut queue: QueueConfig = config::defaults();
         queue.lease_secs = 2;
         let secrets = agentq_core::secrets::SecretBox::from_hex(
