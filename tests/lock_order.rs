@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use support::app::TestApp;
 use uuid::Uuid;
 
-const ROUNDS: usize = 300;
+const ROUNDS: usize = 200;
 const LEASE: Duration = Duration::from_secs(30);
 
 fn completion() -> Completion {
@@ -85,14 +85,38 @@ async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: 
             .json(&json!({}));
         async move { request.send().await.unwrap().status() }
     };
+    let alice: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = 'alice@example.com'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     let (mut deadlocks, mut odd, mut server_errors) = (0, Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        // An interrupt against a worker acquiring the turn.
+        // An interrupt (the store's, so both reach PostgreSQL together) against a worker
+        // acquiring the turn.
         let chat = app.create_chat("race one").await;
         let turn = turn_of(&app, chat).await;
-        let (acquired, status) =
-            tokio::join!(store.acquire_turn(turn, "worker-a", LEASE), interrupt(chat));
+        let (acquired, interrupted) = tokio::join!(
+            store.acquire_turn(turn, "worker-a/1", LEASE),
+            store.request_interrupt(chat, alice)
+        );
         check(acquired, "acquire", &mut deadlocks, &mut odd);
+        check(interrupted, "interrupt", &mut deadlocks, &mut odd);
+
+        // An interrupt against a worker handing the turn back, and one over HTTP.
+        let chat = app.create_chat("race one b").await;
+        let turn = turn_of(&app, chat).await;
+        store
+            .acquire_turn(turn, "worker-a/2", LEASE)
+            .await
+            .unwrap()
+            .expect("a fresh turn is acquired");
+        let (released, interrupted, status) = tokio::join!(
+            store.release_turn(turn, "worker-a/2"),
+            store.request_interrupt(chat, alice),
+            interrupt(chat)
+        );
+        check(released, "release", &mut deadlocks, &mut odd);
+        check(interrupted, "interrupt", &mut deadlocks, &mut odd);
         if status.is_server_error() {
             server_errors.push(format!("round {round}: interrupt {status}"));
         }
