@@ -336,3 +336,44 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
     );
     app.stop().await;
 }
+
+/// A user can hold 50 active tokens; the 51st is a 409 until one is revoked.
+#[sqlx::test]
+async fn a_user_holds_at_most_fifty_active_tokens(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    // The app's own token is the first.
+    let mut last = None;
+    for i in 1..50 {
+        let (status, body) = app
+            .post(
+                "/api/v1/users/me/tokens",
+                json!({ "name": format!("t{i}") }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "token {i}: {body}");
+        last = body["token"]["id"].as_str().map(str::to_owned);
+    }
+    let (status, body) = app
+        .post("/api/v1/users/me/tokens", json!({ "name": "one too many" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("revoke one"),
+        "{body}"
+    );
+    let revoked = delete(
+        &app,
+        &app.token,
+        &format!("/api/v1/users/me/tokens/{}", last.unwrap()),
+    )
+    .await;
+    assert_eq!(revoked, StatusCode::NO_CONTENT);
+    let (status, body) = app
+        .post(
+            "/api/v1/users/me/tokens",
+            json!({ "name": "after a revoke" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.stop().await;
+}

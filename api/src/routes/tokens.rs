@@ -16,6 +16,9 @@ use crate::{
 };
 
 /// Longest token name, in characters.
+/// Active (unrevoked) tokens one user may hold; creating one more is a 409.
+pub const MAX_ACTIVE_TOKENS: usize = 50;
+
 const MAX_TOKEN_NAME_CHARS: usize = 100;
 /// Longest lifetime a caller may ask for, in days (ten years).
 const MAX_EXPIRES_IN_DAYS: u32 = 3650;
@@ -76,6 +79,7 @@ pub async fn list_tokens(
     request_body = CreateTokenRequest,
     responses(
         (status = 201, description = "The token and its secret (shown once).", body = CreatedToken),
+        (status = 409, description = "The caller already holds `MAX_ACTIVE_TOKENS` (50) active tokens; revoke one first.", body = ErrorBody),
         (status = 400, description = "`name` or `expires_in_days` is invalid.", body = ErrorBody),
     )
 )]
@@ -110,6 +114,13 @@ pub async fn create_token(
             "expires_in_days",
             format!("must be between 1 and {MAX_EXPIRES_IN_DAYS}"),
         ));
+    }
+    // Tokens are rows and a list: a client minting them in a loop must meet a wall.
+    let active = state.store.list_api_tokens(user.id).await?.len();
+    if active >= MAX_ACTIVE_TOKENS {
+        return Err(ApiError::Conflict(format!(
+            "you have {active} active tokens, the most a user may hold; revoke one first"
+        )));
     }
     let expires_at = state.config.tokens.expires_at(body.expires_in_days);
     let new = agentq_core::auth::generate_token();
