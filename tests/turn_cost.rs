@@ -75,16 +75,19 @@ async fn tool_arguments_and_client_text_holding_nul_are_saved(pool: sqlx::PgPool
         call["arguments"],
         json!({"path": "a\u{FFFD}b", "k\u{FFFD}ey": ["\u{FFFD}"]})
     );
-    let waiting: Vec<(uuid::Uuid,)> =
-        sqlx::query_as("SELECT id FROM tool_calls WHERE chat_id = $1 AND status = 'waiting'")
-            .bind(chat_id)
-            .fetch_all(app.services.store.pool())
-            .await
-            .unwrap();
+    // The client reads what waits for it, whole, from the API.
+    let (status, waiting) = app
+        .get(&format!("/api/v1/chats/{chat_id}/tool-calls"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{waiting}");
+    let calls = waiting["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{waiting}");
+    assert_eq!(calls[0]["tool_name"], "open_file");
+    assert_eq!(calls[0]["args"]["path"], "a\u{FFFD}b");
     let (status, body) = app
         .post(
             &format!("/api/v1/chats/{chat_id}/tool-results"),
-            json!({"results": [{"tool_call_id": waiting[0].0, "output": "line\u{0}one"}]}),
+            json!({"results": [{"tool_call_id": calls[0]["tool_call_id"], "output": "line\u{0}one"}]}),
         )
         .await;
     assert!(status.is_success(), "{status} {body}");
@@ -92,6 +95,10 @@ async fn tool_arguments_and_client_text_holding_nul_are_saved(pool: sqlx::PgPool
         .wait_until_answered(chat_id, 4, Duration::from_secs(20))
         .await;
     assert_eq!(messages[2]["content"][0]["output"], "line\u{FFFD}one");
+    let (_, waiting) = app
+        .get(&format!("/api/v1/chats/{chat_id}/tool-calls"))
+        .await;
+    assert_eq!(waiting["tool_calls"], json!([]), "nothing waits any more");
     assert_eq!(app.fake.received().len(), 2, "one call per step");
     app.stop().await;
 }

@@ -57,6 +57,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             notifications::put_preferences
         ))
         .routes(routes!(tool_results::submit))
+        .routes(routes!(tool_results::waiting))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
 }

@@ -156,6 +156,51 @@ pub async fn submit(
     ))
 }
 
+/// Body of `GET .../tool-calls`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WaitingToolCalls {
+    /// The calls waiting for the client's results, in call order: what
+    /// `POST .../tool-results` must answer, all at once.
+    pub tool_calls: Vec<agentq_core::events::ActionToolCall>,
+}
+
+/// `GET /api/v1/chats/{chat_id}/tool-calls`: the calls of the chat's turn that wait for the
+/// client, whole. The `action_required` event carries them too, but an event is bounded in
+/// size, so a step with many calls or large arguments is read here.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chats/{chat_id}/tool-calls",
+    tag = "chats",
+    params(ChatId),
+    responses(
+        (status = 200, description = "The waiting calls (none when the chat waits for no results).", body = WaitingToolCalls),
+        (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+    )
+)]
+pub async fn waiting(
+    State(state): State<ApiState>,
+    CurrentUser(user): CurrentUser,
+    ChatId(chat_id): ChatId,
+) -> Result<Json<WaitingToolCalls>, ApiError> {
+    state
+        .store
+        .get_chat(chat_id, user.id)
+        .await
+        .map_err(super::chats::chat_not_found)?;
+    let calls = state.store.waiting_tool_calls(chat_id).await?;
+    Ok(Json(WaitingToolCalls {
+        tool_calls: calls
+            .into_iter()
+            .map(|c| agentq_core::events::ActionToolCall {
+                tool_call_id: c.id,
+                tool_name: c.name,
+                args: c.arguments,
+            })
+            .collect(),
+    }))
+}
+
 fn list(ids: &[Uuid]) -> String {
     ids.iter()
         .map(Uuid::to_string)
