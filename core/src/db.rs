@@ -47,17 +47,21 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
 }
 
+/// The URL's connection settings; a URL that does not parse names itself, redacted.
+fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError> {
+    config
+        .url
+        .expose()
+        .parse()
+        .map_err(|source| DbError::Connect {
+            url: config.url.redacted(),
+            source,
+        })
+}
+
 /// Opens a pool without checking migrations (for `migrate` itself).
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
-    let options: PgConnectOptions =
-        config
-            .url
-            .expose()
-            .parse()
-            .map_err(|source| DbError::Connect {
-                url: config.url.redacted(),
-                source,
-            })?;
+    let options = connect_options(config)?;
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -106,15 +110,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 
 /// Creates the database named in the URL when it does not exist (used by `agentq dev`).
 pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool, DbError> {
-    let options: PgConnectOptions =
-        config
-            .url
-            .expose()
-            .parse()
-            .map_err(|source| DbError::Connect {
-                url: config.url.redacted(),
-                source,
-            })?;
+    let options = connect_options(config)?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let admin = PgPoolOptions::new()
         .max_connections(1)
