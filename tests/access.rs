@@ -19,11 +19,14 @@ const WORK_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/chats/{chat_id}/messages"),
     ("POST", "/api/v1/chats/{chat_id}/tool-results"),
     ("GET", "/api/v1/chats/{chat_id}/stream"),
-    ("POST", "/api/v1/chats/{chat_id}/interrupt"),
 ];
 
-/// Routes under `/api/v1/chats` that change something but start no work.
-const NOT_WORK: &[(&str, &str)] = &[("PATCH", "/api/v1/chats/{chat_id}")];
+/// Routes under `/api/v1/chats` that change something but start no work. Interrupting
+/// stops work (and spending): the chat's owner may always do it, role or not.
+const NOT_WORK: &[(&str, &str)] = &[
+    ("PATCH", "/api/v1/chats/{chat_id}"),
+    ("POST", "/api/v1/chats/{chat_id}/interrupt"),
+];
 
 /// A request body for each work route that gets past validation.
 fn body_for(path: &str) -> Option<Value> {
@@ -189,9 +192,20 @@ async fn a_user_whose_agents_access_was_removed_gets_403_on_every_route_that_sta
             "{method} {path}: the body says what is missing: {body}"
         );
     }
-    // Reading what is already there is not starting work.
+    // Reading what is already there is not starting work, and stopping work (and its
+    // cost) is always the owner's to do.
     let (status, _) = app.get(&format!("/api/v1/chats/{chat}")).await;
     assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(
+        &app,
+        &app.token,
+        "POST",
+        "/api/v1/chats/{chat_id}/interrupt",
+        chat,
+    )
+    .await;
+    assert_ne!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(!status.is_server_error(), "{body}");
     let (status, _) = app.get(&format!("/api/v1/chats/{chat}/messages")).await;
     assert_eq!(status, StatusCode::OK);
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::chats::{chat_not_found, enqueue_turn};
 use crate::{
     ApiState,
-    auth::{CurrentUser, require_work_access},
+    auth::CurrentUser,
     error::{ApiError, ErrorBody},
     extract::ChatId,
 };
@@ -41,7 +41,6 @@ pub struct InterruptResponse {
     responses(
         (status = 202, description = "The turn is stopping or stopped; what streamed is kept.", body = InterruptResponse),
         (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
-        (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
         (status = 409, description = "No turn runs.", body = ErrorBody),
     )
@@ -51,7 +50,6 @@ pub async fn interrupt(
     CurrentUser(user): CurrentUser,
     ChatId(chat_id): ChatId,
 ) -> Result<(StatusCode, Json<InterruptResponse>), ApiError> {
-    require_work_access(&state, &user, chat_id).await?;
     let status = interrupt_chat(&state, user.id, chat_id).await?;
     Ok((StatusCode::ACCEPTED, Json(InterruptResponse { status })))
 }
