@@ -237,3 +237,30 @@ async fn chat_list_pages_with_a_cursor(pool: sqlx::PgPool) {
     assert_eq!(ids, expected);
     app.stop().await;
 }
+
+/// A client's request id is echoed back and logged with every line of its request, so one
+/// too long (or not printable) is replaced by a fresh one, not carried along.
+#[sqlx::test]
+async fn an_oversized_request_id_is_replaced_not_echoed(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let echoed = |id: String| {
+        let request = app
+            .client
+            .get(format!("{}/api/v1/chats", app.base))
+            .bearer_auth(&app.token)
+            .header("x-request-id", id);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(echoed("trace-me-7f3a".into()).await, "trace-me-7f3a");
+    let fresh = echoed("x".repeat(60_000)).await;
+    assert!(fresh.len() <= 128, "{} bytes echoed", fresh.len());
+    assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "{fresh}");
+    app.stop().await;
+}

@@ -102,6 +102,21 @@ impl ApiState {
     }
 }
 
+/// Longest client-sent `x-request-id` that is kept (and written into every log line).
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Drops a client's `x-request-id` that is too long or not printable ASCII, so a fresh one
+/// is made instead: it is echoed back and written into every log line of the request.
+async fn drop_unusable_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let unusable = request.headers().get("x-request-id").is_some_and(|id| {
+        id.len() > MAX_REQUEST_ID_LEN || !id.as_bytes().iter().all(u8::is_ascii_graphic)
+    });
+    if unusable {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
 /// The full router with its middleware.
 pub fn router(state: ApiState) -> Router {
     let x_request_id = axum::http::HeaderName::from_static("x-request-id");
@@ -129,6 +144,7 @@ pub fn router(state: ApiState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
         ]))
