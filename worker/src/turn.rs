@@ -223,9 +223,20 @@ enum Answer {
     LeaseLost,
 }
 
+/// What every provider attempt of one step works with: the turn, its model, and the two
+/// ways the step can be stopped.
+#[derive(Clone, Copy)]
+struct StepContext<'a> {
+    turn: &'a AcquiredTurn,
+    target: &'a ModelTarget,
+    interrupted: &'a CancellationToken,
+    lease_lost: &'a CancellationToken,
+}
+
 /// What one attempt streamed, for its debug step.
 struct Trace {
     started: std::time::Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
     first_event: Option<Duration>,
     text: String,
     reasoning: String,
@@ -238,6 +249,7 @@ impl Default for Trace {
     fn default() -> Self {
         Self {
             started: std::time::Instant::now(),
+            started_at: chrono::Utc::now(),
             first_event: None,
             text: String::new(),
             reasoning: String::new(),
@@ -470,8 +482,13 @@ impl TurnEngine {
                     }),
                     None => None,
                 };
-                self.answer_with_retries(turn, target, request, interrupted, lease_lost, debug)
-                    .await
+                let step = StepContext {
+                    turn,
+                    target,
+                    interrupted,
+                    lease_lost,
+                };
+                self.answer_with_retries(step, request, debug).await
             }
         };
         if let Some(run_id) = debug_run {
@@ -614,27 +631,20 @@ impl TurnEngine {
     /// provider's `Retry-After`) and are announced with a `retry` event.
     async fn answer_with_retries(
         &self,
-        turn: &AcquiredTurn,
-        target: &ModelTarget,
+        step: StepContext<'_>,
         request: ProviderRequest,
-        interrupted: &CancellationToken,
-        lease_lost: &CancellationToken,
         mut debug: Option<DebugRecording>,
     ) -> Answer {
+        let StepContext {
+            turn,
+            target,
+            interrupted,
+            lease_lost,
+        } = step;
         let mut attempt = 1;
         loop {
             let mut trace = Trace::default();
-            let started_at = chrono::Utc::now();
-            let outcome = self
-                .attempt(
-                    turn,
-                    target,
-                    request.clone(),
-                    interrupted,
-                    lease_lost,
-                    &mut trace,
-                )
-                .await;
+            let outcome = self.attempt(step, request.clone(), &mut trace).await;
             let error_kind = match &outcome {
                 Attempt::Retry(e) | Attempt::Done(Answer::Failed(e)) => {
                     serde_json::to_value(e.kind).ok()
@@ -647,10 +657,8 @@ impl TurnEngine {
                 trace.started.elapsed(),
             );
             if let Some(debug) = debug.as_mut() {
-                self.record_debug_step(
-                    debug, turn, target, attempt, &request, started_at, &trace, &outcome,
-                )
-                .await;
+                self.record_debug_step(step, debug, attempt, &request, &trace, &outcome)
+                    .await;
             }
             let error = match outcome {
                 Attempt::Done(answer) => return answer,
@@ -714,18 +722,16 @@ impl TurnEngine {
     /// Appends one attempt to the turn's debug run (best effort: a failure is logged). The
     /// step stores only the messages after `debug.messages_from` (with `messages_from` in
     /// the request), so a long chat's debug steps grow linearly, not quadratically.
-    #[allow(clippy::too_many_arguments)]
     async fn record_debug_step(
         &self,
+        step: StepContext<'_>,
         debug: &mut DebugRecording,
-        turn: &AcquiredTurn,
-        target: &ModelTarget,
         attempt: u32,
         request: &ProviderRequest,
-        started_at: chrono::DateTime<chrono::Utc>,
         trace: &Trace,
         outcome: &Attempt,
     ) {
+        let StepContext { turn, target, .. } = step;
         let error = match outcome {
             Attempt::Retry(e) | Attempt::Done(Answer::Failed(e)) => Some(e.clone()),
             _ => None,
@@ -748,7 +754,7 @@ impl TurnEngine {
             })),
             usage: trace.usage.clone(),
             error,
-            started_at,
+            started_at: trace.started_at,
             first_byte_ms: trace.first_event.map(|d| d.as_millis() as i32),
             duration_ms: trace.started.elapsed().as_millis() as i32,
             last_message_id: request.messages.last().map(|m| m.id),
@@ -760,16 +766,18 @@ impl TurnEngine {
     }
 
     /// One provider call, streamed.
-    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
-        turn: &AcquiredTurn,
-        target: &ModelTarget,
+        step: StepContext<'_>,
         request: ProviderRequest,
-        interrupted: &CancellationToken,
-        lease_lost: &CancellationToken,
         trace: &mut Trace,
     ) -> Attempt {
+        let StepContext {
+            turn,
+            target,
+            interrupted,
+            lease_lost,
+        } = step;
         let dynamic: Vec<&str> = turn.dynamic_tools.iter().map(|t| t.name.as_str()).collect();
         let started = tokio::select! {
             s = target.provider.stream(request) => s,
