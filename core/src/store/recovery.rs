@@ -156,7 +156,7 @@ impl Store {
                 format!("The client sent no result for {names} before the deadline."),
             );
             if let Some(outcome) = self
-                .fail_unowned_turn(turn_id, chat_id, "awaiting_tools", &error)
+                .fail_turn_awaiting_tools(turn_id, chat_id, &error)
                 .await?
             {
                 found.failed.push(FailedTurn {
@@ -218,25 +218,24 @@ impl Store {
         Ok(())
     }
 
-    /// Fails a turn no live worker holds (`from` = `running` with an expired lease, or
-    /// `awaiting_tools`), its open tool calls with it; the chat gets `last_error`, then the
-    /// next queued message is promoted.
-    async fn fail_unowned_turn(
+    /// `awaiting_tools` -> `failed` for a turn whose client never answered: its open tool
+    /// calls fail with it, the chat gets `last_error`, then the next queued message is
+    /// promoted. (Lost `running` turns are re-queued, never failed here: the worker that
+    /// takes one next applies `--turn-max-attempts`.)
+    async fn fail_turn_awaiting_tools(
         &self,
         turn_id: Uuid,
         chat_id: Uuid,
-        from: &str,
         error: &ChatError,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
         super::lock_chat(&mut tx, chat_id, None).await?;
         let failed = sqlx::query(
-            "UPDATE chat_turns SET status = 'failed', finished_at = now(), error = $3,
+            "UPDATE chat_turns SET status = 'failed', finished_at = now(), error = $2,
                     lease_owner = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND status = $2 AND (status <> 'running' OR lease_expires_at < now())",
+             WHERE id = $1 AND status = 'awaiting_tools'",
         )
         .bind(turn_id)
-        .bind(from)
         .bind(pg_json(error))
         .execute(&mut *tx)
         .await?;
