@@ -30,3 +30,9 @@ pub fn blocking(client: &redis::Client) -> redis::RedisResult<ConnectionManager>
         .set_max_delay(Duration::from_secs(1));
     ConnectionManager::new_lazy_with_config(client.clone(), config)
 }
+
+/// The next wait of a loop that retries Redis: `current` doubled, at least `floor`, at
+/// most 5 s (start from zero to get `floor`).
+pub fn next_backoff(current: Duration, floor: Duration) -> Duration {
+    (current * 2).clamp(floor, Duration::from_secs(5))
+}

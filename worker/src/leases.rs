@@ -105,16 +105,6 @@ impl Leases {
             lost,
         }
     }
-
-    /// How many leases this process renews now.
-    pub fn len(&self) -> usize {
-        self.0.held.lock().expect("lease set lock").by_id.len()
-    }
-
-    /// Whether this process holds no lease.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A held lease; renewal stops when it is dropped.

@@ -160,8 +160,8 @@ pub async fn send_message(
     ChatId(chat_id): ChatId,
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
-    state.rate_limiter.check(Limit::Messages, user.id).await?;
     require_work_access(&state, &user, chat_id).await?;
+    state.rate_limiter.check(Limit::Messages, user.id).await?;
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();
     let outcome = state

@@ -32,7 +32,6 @@ use futures::{Stream, StreamExt};
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
-use super::chats::chat_not_found;
 use crate::{
     ApiState,
     auth::{CurrentUser, require_work_access},
@@ -112,16 +111,12 @@ pub async fn stream_chat(
     ChatId(chat_id): ChatId,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Also the ownership check: a chat that is not the caller's is a 404.
     require_work_access(&state, &user, chat_id).await?;
     state
         .rate_limiter
         .check(Limit::StreamConnects, user.id)
         .await?;
-    state
-        .store
-        .get_chat(chat_id, user.id)
-        .await
-        .map_err(chat_not_found)?;
     let last_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => {
@@ -197,7 +192,7 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
             Err(e) => {
                 // Redis blipped: keep the client connected (keep-alives flow) and retry.
                 c.backoff =
-                    (c.backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                    agentq_core::redis_conn::next_backoff(c.backoff, Duration::from_millis(100));
                 tracing::debug!(error = %e, "reading chat events failed; retrying");
                 tokio::time::sleep(c.backoff).await;
             }

@@ -156,17 +156,8 @@ pub async fn page(
     after: Option<StreamId>,
     count: usize,
 ) -> redis::RedisResult<Vec<StoredEvent>> {
-    let start = after
-        .map(|id| format!("({id}"))
-        .unwrap_or_else(|| "-".into());
-    let reply: Value = redis::cmd("XRANGE")
-        .arg(key)
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await?;
+    let after = after.map(|id| id.to_string());
+    let reply = crate::queue::entries::range_after(conn, key, after.as_deref(), count).await?;
     Ok(parse_entries(reply))
 }
 

@@ -445,7 +445,7 @@ async fn connect(
 }
 
 fn next_backoff(current: Duration) -> Duration {
-    (current * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    crate::redis_conn::next_backoff(current, Duration::from_millis(100))
 }
 
 /// The entries of each stream in an `XREAD` reply, by key (nil on timeout: none).

@@ -123,7 +123,7 @@ fn preview_content(parts: &mut [Value], budget: usize) -> bool {
             };
             match value {
                 Value::String(s) => {
-                    let kept = floor_char_boundary(s, left);
+                    let kept = s.floor_char_boundary(left);
                     if kept < s.len() {
                         s.truncate(kept);
                         cut = true;
@@ -133,7 +133,7 @@ fn preview_content(parts: &mut [Value], budget: usize) -> bool {
                 other => {
                     let json = other.to_string();
                     if json.len() > left {
-                        let kept = floor_char_boundary(&json, left);
+                        let kept = json.floor_char_boundary(left);
                         *other = Value::String(json[..kept].to_owned());
                         cut = true;
                         left -= kept;
@@ -169,7 +169,7 @@ fn halve_largest(value: &mut Value) -> bool {
             if s.is_empty() {
                 return false;
             }
-            let kept = floor_char_boundary(s, s.len() / 2);
+            let kept = s.floor_char_boundary(s.len() / 2);
             s.truncate(kept);
             true
         }
@@ -206,18 +206,6 @@ fn largest<'a>(values: impl Iterator<Item = &'a Value>) -> Option<(usize, usize)
 
 fn json_len(value: &Value) -> usize {
     serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0)
-}
-
-/// The largest index `<= at` that is a char boundary of `s`.
-fn floor_char_boundary(s: &str, at: usize) -> usize {
-    if at >= s.len() {
-        return s.len();
-    }
-    let mut i = at;
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 #[cfg(test)]

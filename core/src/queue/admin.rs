@@ -176,17 +176,7 @@ pub async fn dead_letters(
     count: usize,
 ) -> redis::RedisResult<Vec<DeadLetter>> {
     let keys = QueueKeys::new(prefix, queue);
-    let start = after
-        .map(|id| format!("({id}"))
-        .unwrap_or_else(|| "-".into());
-    let reply: Value = redis::cmd("XRANGE")
-        .arg(&keys.dead)
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(count)
-        .query_async(conn)
-        .await?;
+    let reply = super::entries::range_after(conn, &keys.dead, after, count).await?;
     Ok(parse_dead(reply))
 }
 

@@ -240,7 +240,7 @@ async fn ensure_group(conn: &mut ConnectionManager, keys: &QueueKeys) -> redis::
 
 /// Grows a retry delay: 50 ms doubling to 5 s.
 fn next_backoff(current: Duration) -> Duration {
-    (current * 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    crate::redis_conn::next_backoff(current, Duration::from_millis(50))
 }
 
 async fn fetch_loop(

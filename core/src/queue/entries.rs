@@ -81,3 +81,24 @@ pub fn text(v: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+/// `XRANGE key (after + COUNT count`: the entries after `after` (exclusive), or from the
+/// start; one page of a stream that a reader walks with its own cursor.
+pub async fn range_after(
+    conn: &mut redis::aio::ConnectionManager,
+    key: &str,
+    after: Option<&str>,
+    count: usize,
+) -> redis::RedisResult<redis::Value> {
+    let start = after
+        .map(|id| format!("({id}"))
+        .unwrap_or_else(|| "-".into());
+    redis::cmd("XRANGE")
+        .arg(key)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+}

@@ -98,14 +98,7 @@ impl Redactor {
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
 fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(max)]
 }
 
 /// Replaces every `scheme://...` up to whitespace, a quote or a bracket.

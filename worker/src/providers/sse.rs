@@ -153,10 +153,7 @@ impl<P: WireParser> Reader<P> {
                 }
                 ProviderEvent::Usage(usage) => *usage = bounded_usage(usage),
                 ProviderEvent::Model(model) => {
-                    let mut end = model.len().min(MAX_MODEL_NAME_BYTES);
-                    while !model.is_char_boundary(end) {
-                        end -= 1;
-                    }
+                    let end = model.floor_char_boundary(MAX_MODEL_NAME_BYTES);
                     model.truncate(end);
                 }
                 ProviderEvent::ToolCall { .. } => {}
