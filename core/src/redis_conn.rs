@@ -31,6 +31,14 @@ pub fn blocking(client: &redis::Client) -> redis::RedisResult<ConnectionManager>
     ConnectionManager::new_lazy_with_config(client.clone(), config)
 }
 
+/// `PING`: whether Redis answers on `conn` (readiness checks).
+pub async fn ping(conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+    redis::cmd("PING")
+        .query_async::<String>(conn)
+        .await
+        .map(drop)
+}
+
 /// The next wait of a loop that retries Redis: `current` doubled, at least `floor`, at
 /// most 5 s (start from zero to get `floor`).
 pub fn next_backoff(current: Duration, floor: Duration) -> Duration {

@@ -92,8 +92,8 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Readiness>, Ap
     };
     let redis = async {
         let mut conn = state.redis_conn.clone();
-        let ping = redis::cmd("PING");
-        match tokio::time::timeout(READINESS_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
+        let ping = agentq_core::redis_conn::ping(&mut conn);
+        match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {READINESS_TIMEOUT:?}")),

@@ -9,6 +9,8 @@
 //! tells from `XINFO STREAM` whether anything after the id was deleted, and the SSE route
 //! then sends `reset` instead of silently skipping ahead.
 
+use std::collections::HashMap;
+
 use redis::{Value, aio::ConnectionManager};
 
 use super::{StoredEvent, parse_entries};
@@ -95,13 +97,13 @@ pub async fn position(
     conn: &mut ConnectionManager,
     key: &str,
 ) -> redis::RedisResult<StreamPosition> {
-    let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+    let reply: redis::RedisResult<HashMap<String, Value>> = redis::cmd("XINFO")
         .arg("STREAM")
         .arg(key)
         .query_async(conn)
         .await;
-    let reply = match reply {
-        Ok(v) => v,
+    let mut fields = match reply {
+        Ok(fields) => fields,
         Err(e) if e.to_string().to_ascii_lowercase().contains("no such key") => {
             return Ok(StreamPosition {
                 exists: false,
@@ -112,40 +114,27 @@ pub async fn position(
         }
         Err(e) => return Err(e),
     };
-    let fields: Vec<(String, Value)> = match reply {
-        Value::Map(pairs) => pairs
-            .into_iter()
-            .filter_map(|(k, v)| Some((crate::queue::entries::text(&k)?, v)))
-            .collect(),
-        Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|kv| match kv {
-                [k, v] => Some((crate::queue::entries::text(k)?, v.clone())),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let id_of = |name: &str| {
+    // `StreamInfoStreamReply` has no `max-deleted-entry-id` (Redis 7), so the reply is
+    // read as its field map and each field as its type.
+    let mut id_of = |name: &str| {
         fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| crate::queue::entries::text(v))
+            .remove(name)
+            .and_then(|v| redis::from_redis_value::<String>(v).ok())
             .and_then(|s| StreamId::parse(&s))
     };
+    let last_id = id_of("last-generated-id");
+    let max_deleted_id = id_of("max-deleted-entry-id");
+    // `[id, [field, value, ...]]`, or nil when the stream is empty.
     let first_id = fields
-        .iter()
-        .find(|(k, _)| k == "first-entry")
-        .and_then(|(_, v)| match v {
-            Value::Array(pair) => pair.first().and_then(crate::queue::entries::text),
-            _ => None,
-        })
-        .and_then(|s| StreamId::parse(&s));
+        .remove("first-entry")
+        .and_then(|v| redis::from_redis_value::<Option<(String, Value)>>(v).ok())
+        .flatten()
+        .and_then(|(id, _)| StreamId::parse(&id));
     Ok(StreamPosition {
         exists: true,
-        last_id: id_of("last-generated-id").unwrap_or(StreamId::ZERO),
+        last_id: last_id.unwrap_or(StreamId::ZERO),
         first_id,
-        max_deleted_id: id_of("max-deleted-entry-id"),
+        max_deleted_id,
     })
 }
 
@@ -157,8 +146,8 @@ pub async fn page(
     count: usize,
 ) -> redis::RedisResult<Vec<StoredEvent>> {
     let after = after.map(|id| id.to_string());
-    let reply = crate::queue::entries::range_after(conn, key, after.as_deref(), count).await?;
-    Ok(parse_entries(reply))
+    let entries = crate::queue::entries::range_after(conn, key, after.as_deref(), count).await?;
+    Ok(parse_entries(entries))
 }
 
 #[cfg(test)]

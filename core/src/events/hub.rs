@@ -51,12 +51,14 @@ use std::{
     time::Duration,
 };
 
-use redis::{AsyncConnectionConfig, Value, aio::ConnectionManager, aio::MultiplexedConnection};
+use redis::{
+    AsyncConnectionConfig, aio::ConnectionManager, aio::MultiplexedConnection,
+    streams::StreamReadReply,
+};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{StoredEvent, history::StreamId, stored_event};
-use crate::queue::entries::Entry;
 use crate::queue::{CHAT_EVENT_SHARDS, chat_event_shard, chat_events_key, chat_events_wake_key};
 
 /// How the shared reader behaves.
@@ -352,7 +354,8 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
             cmd.arg(cursor.to_string());
         }
         cmd.arg(wake_cursor.to_string());
-        match cmd.query_async::<Value>(c).await {
+        // A read that times out answers nil, which parses as a reply with no streams.
+        match cmd.query_async::<StreamReadReply>(c).await {
             Ok(reply) => {
                 backoff = Duration::ZERO;
                 let by_key: HashMap<&str, Uuid> = followed
@@ -360,7 +363,8 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
                     .map(|(chat, key, _)| (key.as_str(), *chat))
                     .collect();
                 let mut s = inner.shard(shard);
-                for (key, entries) in streams_of(reply) {
+                for stream in reply.keys {
+                    let (key, entries) = (stream.key, stream.ids);
                     if key == wake_key {
                         if let Some(last) = entries.last().and_then(|e| StreamId::parse(&e.id)) {
                             wake_cursor = last;
@@ -446,30 +450,4 @@ async fn connect(
 
 fn next_backoff(current: Duration) -> Duration {
     crate::redis_conn::next_backoff(current, Duration::from_millis(100))
-}
-
-/// The entries of each stream in an `XREAD` reply, by key (nil on timeout: none).
-fn streams_of(reply: Value) -> Vec<(String, Vec<Entry>)> {
-    let pairs: Vec<(Value, Value)> = match reply {
-        Value::Array(streams) => streams
-            .into_iter()
-            .filter_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => {
-                    let entries = kv.pop()?;
-                    let key = kv.pop()?;
-                    Some((key, entries))
-                }
-                _ => None,
-            })
-            .collect(),
-        Value::Map(m) => m,
-        _ => Vec::new(),
-    };
-    pairs
-        .into_iter()
-        .filter_map(|(key, entries)| {
-            let key = crate::queue::entries::text(&key)?;
-            Some((key, crate::queue::entries::entries(entries)))
-        })
-        .collect()
 }

@@ -25,7 +25,6 @@ pub use publisher::EventPublisher;
 
 use std::time::Duration;
 
-use redis::Value;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -203,17 +202,14 @@ impl Default for EventLimits {
     }
 }
 
-pub(crate) fn parse_entries(value: Value) -> Vec<StoredEvent> {
-    crate::queue::entries::entries(value)
-        .into_iter()
-        .filter_map(stored_event)
-        .collect()
+pub(crate) fn parse_entries(entries: Vec<crate::queue::entries::Entry>) -> Vec<StoredEvent> {
+    entries.into_iter().filter_map(stored_event).collect()
 }
 
 pub(crate) fn stored_event(entry: crate::queue::entries::Entry) -> Option<StoredEvent> {
     Some(StoredEvent {
-        name: entry.get("event")?.to_owned(),
-        data: entry.get("data").unwrap_or("{}").to_owned(),
+        name: entry.get("event")?,
+        data: entry.get("data").unwrap_or_else(|| "{}".to_owned()),
         id: entry.id,
     })
 }

@@ -2,10 +2,15 @@
 //! dead-letter stream (list, retry, drop). Lives here because only `core::queue` knows key
 //! names.
 
-use redis::{Value, aio::ConnectionManager};
+use redis::{
+    aio::ConnectionManager,
+    streams::{
+        StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply, StreamRangeReply,
+    },
+};
 use serde::Serialize;
 
-use super::{QueueKeys, QueueName, entries::text, producer::xadd};
+use super::{QueueKeys, QueueName, entries::Entry, producer::xadd};
 
 /// One queue's state.
 #[derive(Debug, Clone, Serialize)]
@@ -89,22 +94,16 @@ pub async fn queue_stats(
 
 /// `(pending count, idle ms of the oldest pending entry)`; zeros when the group is missing.
 async fn pending_summary(conn: &mut ConnectionManager, keys: &QueueKeys) -> (u64, u64) {
-    let summary: redis::RedisResult<Value> = redis::cmd("XPENDING")
+    let summary: redis::RedisResult<StreamPendingReply> = redis::cmd("XPENDING")
         .arg(&keys.stream)
         .arg(&keys.group)
         .query_async(conn)
         .await;
-    let count = match &summary {
-        Ok(Value::Array(v)) => match v.first() {
-            Some(Value::Int(n)) => *n as u64,
-            _ => 0,
-        },
-        _ => 0,
-    };
+    let count = summary.map_or(0, |s| s.count() as u64);
     if count == 0 {
         return (0, 0);
     }
-    let oldest: redis::RedisResult<Value> = redis::cmd("XPENDING")
+    let oldest: redis::RedisResult<StreamPendingCountReply> = redis::cmd("XPENDING")
         .arg(&keys.stream)
         .arg(&keys.group)
         .arg("-")
@@ -112,57 +111,33 @@ async fn pending_summary(conn: &mut ConnectionManager, keys: &QueueKeys) -> (u64
         .arg(1)
         .query_async(conn)
         .await;
-    let idle = match oldest {
-        Ok(Value::Array(rows)) => match rows.first() {
-            Some(Value::Array(fields)) => match fields.get(2) {
-                Some(Value::Int(ms)) => *ms as u64,
-                _ => 0,
-            },
-            _ => 0,
-        },
-        _ => 0,
-    };
-    (count, idle)
+    let idle = oldest.ok().and_then(|reply| {
+        reply
+            .ids
+            .first()
+            .map(|entry| entry.last_delivered_ms as u64)
+    });
+    (count, idle.unwrap_or(0))
 }
 
+/// The group's consumers; none when the group is missing.
 async fn consumer_stats(conn: &mut ConnectionManager, keys: &QueueKeys) -> Vec<ConsumerStats> {
-    let reply: redis::RedisResult<Value> = redis::cmd("XINFO")
+    let reply: redis::RedisResult<StreamInfoConsumersReply> = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(&keys.stream)
         .arg(&keys.group)
         .query_async(conn)
         .await;
-    let Ok(Value::Array(consumers)) = reply else {
+    let Ok(reply) = reply else {
         return Vec::new();
     };
-    consumers
+    reply
+        .consumers
         .into_iter()
-        .filter_map(|c| {
-            let fields: Vec<(String, Value)> = match c {
-                Value::Array(flat) => flat
-                    .chunks(2)
-                    .filter_map(|kv| match kv {
-                        [k, v] => text(k).map(|k| (k, v.clone())),
-                        _ => None,
-                    })
-                    .collect(),
-                Value::Map(pairs) => pairs
-                    .into_iter()
-                    .filter_map(|(k, v)| text(&k).map(|k| (k, v)))
-                    .collect(),
-                _ => return None,
-            };
-            let get = |name: &str| {
-                fields
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-            };
-            Some(ConsumerStats {
-                name: get("name").as_ref().and_then(text)?,
-                pending: get("pending").and_then(int).unwrap_or(0),
-                idle_ms: get("idle").and_then(int).unwrap_or(0),
-            })
+        .map(|c| ConsumerStats {
+            name: c.name,
+            pending: c.pending as u64,
+            idle_ms: c.idle as u64,
         })
         .collect()
 }
@@ -176,8 +151,8 @@ pub async fn dead_letters(
     count: usize,
 ) -> redis::RedisResult<Vec<DeadLetter>> {
     let keys = QueueKeys::new(prefix, queue);
-    let reply = super::entries::range_after(conn, &keys.dead, after, count).await?;
-    Ok(parse_dead(reply))
+    let entries = super::entries::range_after(conn, &keys.dead, after, count).await?;
+    Ok(parse_dead(entries))
 }
 
 /// Puts dead letters back on their queue (attempts reset) and removes them from the
@@ -230,7 +205,7 @@ async fn select_dead(
     ids: &[String],
 ) -> redis::RedisResult<Vec<DeadLetter>> {
     if ids.is_empty() {
-        let reply: Value = redis::cmd("XRANGE")
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
             .arg(&keys.dead)
             .arg("-")
             .arg("+")
@@ -238,39 +213,32 @@ async fn select_dead(
             .arg(10_000)
             .query_async(conn)
             .await?;
-        return Ok(parse_dead(reply));
+        return Ok(parse_dead(reply.ids));
     }
     let mut pipe = redis::pipe();
     for id in ids {
         pipe.cmd("XRANGE").arg(&keys.dead).arg(id).arg(id);
     }
-    let replies: Vec<Value> = pipe.query_async(conn).await?;
-    Ok(replies.into_iter().flat_map(parse_dead).collect())
+    let replies: Vec<StreamRangeReply> = pipe.query_async(conn).await?;
+    Ok(replies
+        .into_iter()
+        .flat_map(|reply| parse_dead(reply.ids))
+        .collect())
 }
 
-fn parse_dead(reply: Value) -> Vec<DeadLetter> {
-    super::entries::entries(reply)
+fn parse_dead(entries: Vec<Entry>) -> Vec<DeadLetter> {
+    entries
         .into_iter()
         .map(|entry| {
-            let job = entry.get("job").unwrap_or_default();
+            let text = |name: &str| entry.get::<String>(name).unwrap_or_default();
+            let job = text("job");
             DeadLetter {
-                job: serde_json::from_str(job)
-                    .unwrap_or_else(|_| serde_json::Value::String(job.to_owned())),
-                attempt: entry
-                    .get("attempt")
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or(0),
-                reason: entry.get("reason").unwrap_or_default().to_owned(),
-                original_id: entry.get("original_id").unwrap_or_default().to_owned(),
+                job: serde_json::from_str(&job).unwrap_or(serde_json::Value::String(job)),
+                attempt: text("attempt").parse().unwrap_or(0),
+                reason: text("reason"),
+                original_id: text("original_id"),
                 id: entry.id,
             }
         })
         .collect()
-}
-
-fn int(v: Value) -> Option<u64> {
-    match v {
-        Value::Int(n) => Some(n as u64),
-        other => text(&other).and_then(|s| s.parse().ok()),
-    }
 }

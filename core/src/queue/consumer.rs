@@ -8,7 +8,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use redis::{Value, aio::ConnectionManager};
+use redis::{
+    aio::ConnectionManager,
+    streams::{StreamAutoClaimReply, StreamPendingCountReply, StreamReadReply},
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -275,7 +278,8 @@ async fn fetch_loop(
         };
         let count = (slots.available_permits() + 1).min(options.fetch_batch.max(1));
         drop(probe);
-        let reply: redis::RedisResult<Value> = redis::cmd("XREADGROUP")
+        // A read that times out answers nil, which parses as a reply with no streams.
+        let reply: redis::RedisResult<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&keys.group)
             .arg(&options.consumer)
@@ -289,9 +293,9 @@ async fn fetch_loop(
             .query_async(&mut conn)
             .await;
         match reply {
-            Ok(value) => {
+            Ok(reply) => {
                 backoff = Duration::ZERO;
-                for (entry_id, payload, attempt) in parse_read_reply(value) {
+                for (entry_id, payload, attempt) in jobs_read(reply) {
                     // Normally free at once; if reclaim took slots meanwhile, the entry waits
                     // for one (it is ours and heartbeated, so nobody else takes it).
                     acker.track(&entry_id);
@@ -351,7 +355,7 @@ async fn reclaim_loop(
         if permits.is_empty() {
             continue;
         }
-        let reply: redis::RedisResult<Value> = redis::cmd("XAUTOCLAIM")
+        let reply: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
             .arg(&keys.stream)
             .arg(&keys.group)
             .arg(&options.consumer)
@@ -362,7 +366,7 @@ async fn reclaim_loop(
             .query_async(&mut conn)
             .await;
         let (next, claimed) = match reply {
-            Ok(value) => parse_autoclaim_reply(value),
+            Ok(reply) => jobs_claimed(reply),
             Err(e) => {
                 tracing::debug!(queue = keys.queue.as_str(), error = %e, "reclaim failed; will retry");
                 continue;
@@ -419,18 +423,15 @@ async fn delivery_counts(
             .arg(id)
             .arg(1);
     }
-    let replies: Vec<Value> = pipe.query_async(conn).await.unwrap_or_default();
+    // An entry acked meanwhile has no pending row: count it as delivered once.
+    let replies: Vec<StreamPendingCountReply> = pipe.query_async(conn).await.unwrap_or_default();
     let mut counts: Vec<u64> = replies
         .into_iter()
-        .map(|reply| match reply {
-            Value::Array(rows) => match rows.into_iter().next() {
-                Some(Value::Array(fields)) => match fields.get(3) {
-                    Some(Value::Int(n)) => *n as u64,
-                    _ => 1,
-                },
-                _ => 1,
-            },
-            _ => 1,
+        .map(|reply| {
+            reply
+                .ids
+                .first()
+                .map_or(1, |pending| pending.times_delivered as u64)
         })
         .collect();
     counts.resize(entries.len(), 1);
@@ -468,7 +469,7 @@ async fn heartbeat_loop(
                 cmd.arg(id);
             }
             cmd.arg("JUSTID");
-            if let Err(e) = cmd.query_async::<Value>(&mut conn).await {
+            if let Err(e) = cmd.query_async::<()>(&mut conn).await {
                 tracing::debug!(queue = keys.queue.as_str(), error = %e, "heartbeat failed; will retry");
             }
         }
@@ -634,34 +635,27 @@ fn now_ms() -> u64 {
 
 /// `(id, job payload, failed attempts)` of a job entry; `None` for an entry without a job.
 fn job_of(entry: entries::Entry) -> Option<(String, String, u32)> {
-    let payload = entry.get("job")?.to_owned();
+    let payload: String = entry.get("job")?;
     let attempt = entry
-        .get("attempt")
+        .get::<String>("attempt")
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
     Some((entry.id, payload, attempt))
 }
 
 /// Jobs of an `XREADGROUP` reply.
-fn parse_read_reply(value: Value) -> Vec<(String, String, u32)> {
-    entries::read_reply_entries(value)
+fn jobs_read(reply: StreamReadReply) -> Vec<(String, String, u32)> {
+    reply
+        .keys
         .into_iter()
+        .flat_map(|stream| stream.ids)
         .filter_map(job_of)
         .collect()
 }
 
-/// `XAUTOCLAIM` reply: `[next-cursor, [[id, fields], ...], [deleted ids]]`.
-fn parse_autoclaim_reply(value: Value) -> (String, Vec<(String, String, u32)>) {
-    let Value::Array(mut parts) = value else {
-        return ("0-0".into(), Vec::new());
-    };
-    if parts.len() < 2 {
-        return ("0-0".into(), Vec::new());
-    }
-    let claimed = entries::entries(parts.remove(1))
-        .into_iter()
-        .filter_map(job_of)
-        .collect();
-    let cursor = entries::text(&parts[0]).unwrap_or_else(|| "0-0".into());
-    (cursor, claimed)
+/// The next cursor and the jobs of an `XAUTOCLAIM` reply (entries deleted while pending
+/// come back as deleted ids, or as nil entries before Redis 7, and are skipped).
+fn jobs_claimed(reply: StreamAutoClaimReply) -> (String, Vec<(String, String, u32)>) {
+    let claimed = reply.claimed.into_iter().filter_map(job_of).collect();
+    (reply.next_stream_id, claimed)
 }
