@@ -36,9 +36,12 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, Uid, User};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use url::{Host, Url};
 
 /// How long a configured server gets to accept a TCP connection before a private one is used.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -180,7 +183,7 @@ async fn start_postgres(binaries: &PostgresBinaries, root: &Path) -> Result<(Pri
         return Ok(reused);
     }
 
-    let os_user = postgres_os_user().await?;
+    let os_user = postgres_os_user()?;
     if let Some(user) = os_user {
         chown_tree(root, user)
             .with_context(|| format!("giving {} to the postgres OS user", root.display()))?;
@@ -212,7 +215,7 @@ async fn start_postgres(binaries: &PostgresBinaries, root: &Path) -> Result<(Pri
     if let Some(user) = os_user {
         user.apply(&mut command);
     }
-    let mut server = PrivateServer::spawn("PostgreSQL", command, "INT")?;
+    let mut server = PrivateServer::spawn("PostgreSQL", command, Signal::SIGINT)?;
     server
         .wait_ready(
             Readiness::PostgresReady { pgdata: &pgdata },
@@ -291,7 +294,7 @@ async fn reuse_running_postgres(pgdata: &Path) -> Option<(PrivateServer, u16)> {
         "reusing the private PostgreSQL left running by an earlier agentq dev"
     );
     Some((
-        PrivateServer::adopt("PostgreSQL", pid_file.pid, "INT"),
+        PrivateServer::adopt("PostgreSQL", pid_file.pid, Signal::SIGINT),
         port,
     ))
 }
@@ -369,16 +372,14 @@ impl OsUser {
 /// PostgreSQL refuses to run as root. When `agentq dev` runs as root (containers, CI
 /// machines), the private instance runs as the `postgres` OS user that the PostgreSQL
 /// packages create; as anyone else it runs as that user itself (`None`).
-async fn postgres_os_user() -> Result<Option<OsUser>> {
-    if command_output("id", &["-u"]).await?.trim() != "0" {
+fn postgres_os_user() -> Result<Option<OsUser>> {
+    if !Uid::effective().is_root() {
         return Ok(None);
     }
-    let uid = command_output("id", &["-u", "postgres"]).await;
-    let gid = command_output("id", &["-g", "postgres"]).await;
-    match (uid, gid) {
-        (Ok(uid), Ok(gid)) => Ok(Some(OsUser {
-            uid: parse_id(&uid)?,
-            gid: parse_id(&gid)?,
+    match User::from_name("postgres") {
+        Ok(Some(user)) => Ok(Some(OsUser {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
         })),
         _ => bail!(
             "PostgreSQL refuses to run as root, and there is no `postgres` OS user to run the \
@@ -387,29 +388,6 @@ async fn postgres_os_user() -> Result<Option<OsUser>> {
              running PostgreSQL."
         ),
     }
-}
-
-fn parse_id(text: &str) -> Result<u32> {
-    text.trim()
-        .parse()
-        .with_context(|| format!("unexpected output from `id`: {text:?}"))
-}
-
-async fn command_output(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("running `{program}`"))?;
-    if !output.status.success() {
-        bail!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Gives `path` and everything below it to `user`; entries that vanish meanwhile are skipped.
@@ -456,7 +434,7 @@ async fn start_redis(redis_server: &Path, dir: &Path) -> Result<(PrivateServer, 
         .current_dir(dir)
         .stdout(log.try_clone()?)
         .stderr(log);
-    let mut server = PrivateServer::spawn("Redis", command, "TERM")?;
+    let mut server = PrivateServer::spawn("Redis", command, Signal::SIGTERM)?;
     server
         .wait_ready(Readiness::RedisPong, port, &log_path)
         .await?;
@@ -486,7 +464,7 @@ async fn reuse_running_redis(pid_path: &Path, port_path: &Path) -> Option<(Priva
         port,
         "reusing the private Redis left running by an earlier agentq dev"
     );
-    Some((PrivateServer::adopt("Redis", pid, "TERM"), port))
+    Some((PrivateServer::adopt("Redis", pid, Signal::SIGTERM), port))
 }
 
 fn read_number<T: FromStr>(path: &Path) -> Option<T> {
@@ -535,15 +513,15 @@ struct PrivateServer {
     pid: u32,
     /// `None` for a server adopted from an earlier run: not our child, known by pid only.
     child: Option<Child>,
-    /// The signal that asks for a quick, clean shutdown (`INT` is PostgreSQL's fast mode).
-    stop_signal: &'static str,
+    /// The signal that asks for a quick, clean shutdown (`SIGINT` is PostgreSQL's fast mode).
+    stop_signal: Signal,
     stopped: bool,
 }
 
 impl PrivateServer {
     /// Spawns `command` in its own process group (so a terminal's Ctrl+C reaches only
     /// `agentq dev`, which stops the server after the app) and kills it if it is dropped.
-    fn spawn(name: &'static str, mut command: Command, stop_signal: &'static str) -> Result<Self> {
+    fn spawn(name: &'static str, mut command: Command, stop_signal: Signal) -> Result<Self> {
         command
             .stdin(Stdio::null())
             .process_group(0)
@@ -563,7 +541,7 @@ impl PrivateServer {
         })
     }
 
-    fn adopt(name: &'static str, pid: u32, stop_signal: &'static str) -> Self {
+    fn adopt(name: &'static str, pid: u32, stop_signal: Signal) -> Self {
         Self {
             name,
             pid,
@@ -658,25 +636,19 @@ impl Drop for PrivateServer {
     }
 }
 
-/// Sends `signal` (a name such as `INT`, or `0` to test for life) through the shell's
-/// `kill`, which exists everywhere, even where the `kill` program does not.
-fn send_signal(pid: u32, signal: &str) -> bool {
-    let pid = pid.to_string();
-    std::process::Command::new("sh")
-        .args([
-            "-c",
-            "kill -s \"$1\" \"$2\" 2>/dev/null",
-            "kill",
-            signal,
-            pid.as_str(),
-        ])
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+/// Sends `signal` to `pid`; whether it was delivered.
+fn send_signal(pid: u32, signal: Signal) -> bool {
+    kill(as_pid(pid), signal).is_ok()
 }
 
+/// Whether `pid` is a live process we may signal (signal 0 tests without sending).
 fn process_is_alive(pid: u32) -> bool {
-    send_signal(pid, "0")
+    kill(as_pid(pid), None).is_ok()
+}
+
+fn as_pid(pid: u32) -> Pid {
+    // Pids fit in an i32 (the kernel's `pid_t`); a larger value names no process.
+    Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
 }
 
 /// A port that was free a moment ago. Another process could take it before the server
@@ -782,23 +754,22 @@ fn is_executable(path: &Path) -> bool {
 /// the configured database name, so the caller creates and migrates the same database.
 /// Credentials and query parameters of the configured URL do not apply to it.
 fn private_postgres_url(configured: &str, port: u16) -> String {
-    let path = split_url(configured).map_or("", |(_, path)| path);
-    format!("postgres://postgres@127.0.0.1:{port}{path}")
+    private_url("postgres://postgres@127.0.0.1", configured, port)
 }
 
 /// The URL of the private Redis, keeping the configured database index (`/0`), if any.
 fn private_redis_url(configured: &str, port: u16) -> String {
-    let path = split_url(configured).map_or("", |(_, path)| path);
-    format!("redis://127.0.0.1:{port}{path}")
+    private_url("redis://127.0.0.1", configured, port)
 }
 
-/// Splits `scheme://authority/path?query#fragment` into the authority and the path (empty
-/// or starting with `/`). Enough for the URLs agentq is configured with; no crate needed.
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let (_, rest) = url.split_once("://")?;
-    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
-    let path = &tail[..tail.find(['?', '#']).unwrap_or(tail.len())];
-    Some((authority, path))
+/// `base` on `port` with the path (database name or index) of `configured`.
+fn private_url(base: &str, configured: &str, port: u16) -> String {
+    let mut url = Url::parse(base).expect("a valid base URL");
+    url.set_port(Some(port)).expect("the base URL has a host");
+    if let Ok(configured) = Url::parse(configured) {
+        url.set_path(configured.path());
+    }
+    url.into()
 }
 
 /// Where a server is expected to listen, as read from its URL.
@@ -811,35 +782,24 @@ struct Endpoint {
 impl Endpoint {
     /// Reads host and port from `postgres://user:pw@host:port/db`, `redis://host:port/0` and
     /// the like; `default_port` when the URL has none, `localhost` when it has no host.
+    ///
+    /// Read with `url::Url` rather than `PgConnectOptions`/`redis::ConnectionInfo`: those
+    /// fill in what the URL leaves out from `PGHOST`/`PGPORT` and Unix socket defaults,
+    /// while the question here is whether the address written in the URL answers.
     fn parse(url: &str, default_port: u16) -> Result<Self, String> {
-        let (authority, _) = split_url(url).ok_or("expected scheme://host[:port]")?;
-        let host_port = authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, host_port)| host_port);
-        let (host, port) = match host_port.strip_prefix('[') {
-            Some(bracketed) => {
-                let (host, after) = bracketed
-                    .split_once(']')
-                    .ok_or("unclosed '[' around an IPv6 address")?;
-                match after.strip_prefix(':') {
-                    Some(port) => (host, Some(port)),
-                    None if after.is_empty() => (host, None),
-                    None => return Err(format!("unexpected {after:?} after the IPv6 address")),
-                }
-            }
-            None => match host_port.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (host_port, None),
-            },
+        let url = Url::parse(url).map_err(|e| e.to_string())?;
+        if !url.has_authority() {
+            return Err("expected scheme://host[:port]".into());
+        }
+        let host = match url.host() {
+            Some(Host::Domain(name)) if !name.is_empty() => name.to_owned(),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+            _ => "localhost".to_owned(),
         };
-        let port = match port {
-            None | Some("") => default_port,
-            Some(port) => port.parse().map_err(|_| format!("invalid port {port:?}"))?,
-        };
-        let host = if host.is_empty() { "localhost" } else { host };
         Ok(Self {
-            host: host.to_owned(),
-            port,
+            host,
+            port: url.port().unwrap_or(default_port),
         })
     }
 

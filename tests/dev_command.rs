@@ -122,11 +122,11 @@ async fn agentq_dev_runs_the_whole_system_and_stops_cleanly() {
     assert_eq!(answer["content"][0]["text"], "You said: hello dev");
     assert_eq!(answer["model"], "echo");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM reaches agentq dev");
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

@@ -87,9 +87,10 @@ async fn request_spans_reach_the_collector_with_their_request_ids(pool: sqlx::Pg
         .unwrap();
     assert_eq!(response.status(), 401);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &api.id().to_string()])
-        .status();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(api.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let status = tokio::task::spawn_blocking(move || api.wait().unwrap())
         .await
         .unwrap();
