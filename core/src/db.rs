@@ -151,49 +151,33 @@ const SECRET_PARAM_HINTS: &[&str] = &[
 ];
 
 /// A URL fit for logs: the password in its user info and the values of secret-looking query
-/// parameters (`?password=`, `?key=`, `?token=`, ...) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let url = redact_query(url);
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            // `rfind`: a raw `@` in the password must not end the user info early. An `@`
-            // left in the query (an email) makes this redact more than the password, which
-            // loses detail but never leaks.
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url,
-            }
-        }
-        _ => url,
+/// parameters (`?password=`, `?key=`, `?token=`, ...) replaced by `***`. Read with
+/// `url::Url`, which finds the user info the way the drivers do (up to the last `@` before
+/// the host, so a raw `@` in a password or an email in the query changes nothing). Text
+/// that does not parse as a URL is not shown: it could hold a password anywhere.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "*** (not a valid URL)".to_owned();
+    };
+    if url.password().is_some() {
+        // Only fails for URLs that cannot have a user info, which then have no password.
+        let _ = url.set_password(Some("***"));
     }
-}
-
-/// Replaces the values of secret-looking query parameters; the fragment is left as is.
-fn redact_query(url: &str) -> String {
-    let Some(q) = url.find('?') else {
-        return url.to_owned();
-    };
-    let (head, rest) = url.split_at(q + 1);
-    let (query, fragment) = match rest.find('#') {
-        Some(h) => rest.split_at(h),
-        None => (rest, ""),
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, value)) if !value.is_empty() && is_secret_param(name) => {
-                format!("{name}=***")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{head}{}{fragment}", redacted.join("&"))
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if !value.is_empty() && is_secret_param(&name) {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.into()
 }
 
 fn is_secret_param(name: &str) -> bool {
@@ -236,5 +220,11 @@ mod tests {
         // An email in the query may cost detail, never the password.
         let email = redact_url("postgres://u:pw@h/db?application_name=a@b");
         assert!(!email.contains("pw@"), "{email}");
+    }
+
+    #[test]
+    fn text_that_is_not_a_url_is_not_shown() {
+        let bad_port = redact_url("postgres://u:secret@h:port/db");
+        assert!(!bad_port.contains("secret"), "{bad_port}");
     }
 }
