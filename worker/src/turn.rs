@@ -31,10 +31,11 @@ use std::{
 
 use agentq_core::{
     ChatError, ChatErrorKind, StoreError,
-    domain::{AcquiredTurn, ChatStatus, MessagePart, Role, Usage},
-    events::{ActionToolCall, ChatEvent, EventPublisher},
-    queue::{Producer, RunToolCall, RunTurn},
-    store::{Completion, NewDebugStep, NewToolCall, Store, TurnOutcome},
+    domain::{AcquiredTurn, MessagePart, Role, Usage},
+    events::{ChatEvent, EventPublisher},
+    outcome::{ChatOutcome, FollowUps},
+    queue::{Producer, RunTurn},
+    store::{Completion, NewDebugStep, NewToolCall, Store},
 };
 use futures::{FutureExt, StreamExt};
 use rand::RngExt;
@@ -276,10 +277,10 @@ impl TurnEngine {
     /// Hands back every turn still running here (`running` -> `queued`), so another worker
     /// takes them at once; used when a drain reaches its deadline.
     pub async fn release_running(&self) -> usize {
-        let mut released = Vec::new();
+        let mut released = FollowUps::default();
         for (id, owner) in self.running.held() {
             match self.store.release_turn(id, &owner).await {
-                Ok(true) => released.push(RunTurn { turn_id: id }),
+                Ok(true) => released.extend(ChatOutcome::Released { turn_id: id }.follow_ups()),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(turn.id = %id, error = %e, "could not release the turn; recovery will after its lease")
@@ -288,7 +289,7 @@ impl TurnEngine {
         }
         // A fresh job for each: the old entry may still be acked by the job that is being
         // abandoned (it sees its lease gone), and a released turn must not wait for recovery.
-        if let Err(e) = self.producer.enqueue_many(&released).await {
+        if let Err(e) = released.enqueue(&self.producer).await {
             tracing::warn!(error = %e, "could not enqueue released turns; recovery will");
         }
         released.len()
@@ -383,31 +384,11 @@ impl TurnEngine {
             );
             return self.commit(turn, Answer::Failed(error)).await;
         }
-        self.events.publish(
-            turn.chat_id,
-            ChatEvent::Status {
-                status: ChatStatus::Running,
-                chat_id: turn.chat_id,
-            },
-        );
-        if turn.attempt > 1 {
-            // Whatever an earlier run of this step streamed is void: say so before the new
-            // run's first delta, so a client does not glue two answers together.
-            self.events.publish(
-                turn.chat_id,
-                ChatEvent::Retry {
-                    attempt: (turn.attempt - 1) as u32,
-                    delay_ms: 0,
-                    error: "The worker running this step stopped before it finished; the step \
-                            starts again and replaces what it had streamed."
-                        .into(),
-                    kind: ChatErrorKind::WorkerLost,
-                    provider: None,
-                    status_code: None,
-                    retrying_at: chrono::Utc::now(),
-                },
-            );
+        ChatOutcome::StepStarted {
+            chat_id: turn.chat_id,
+            attempt: turn.attempt,
         }
+        .publish(&self.events);
         let target = match self.models.resolve(turn.model_config_id).await {
             Ok(target) => target,
             Err(ResolveError::Unusable(error)) => {
@@ -524,11 +505,11 @@ impl TurnEngine {
             Answer::Complete { completion, calls } if !calls.is_empty() => {
                 return self.fan_out(turn, &completion, &calls).await;
             }
-            Answer::Complete { completion, .. } => {
-                self.store
-                    .complete_turn(turn.id, chat_id, turn.step, &turn.lease_owner, &completion)
-                    .await?
-            }
+            Answer::Complete { completion, .. } => self
+                .store
+                .complete_turn(turn.id, chat_id, turn.step, &turn.lease_owner, &completion)
+                .await?
+                .map(|outcome| (None, outcome)),
             Answer::Interrupted(partial) => {
                 tracing::info!("turn interrupted");
                 self.store
@@ -540,27 +521,27 @@ impl TurnEngine {
                         partial.as_ref(),
                     )
                     .await?
+                    .map(|outcome| (None, outcome))
             }
             Answer::Failed(error) => {
                 tracing::info!(kind = ?error.kind, error = %error, "turn failed");
-                let outcome = self
-                    .store
+                self.store
                     .fail_turn(turn.id, chat_id, &turn.lease_owner, &error)
-                    .await?;
-                if outcome.is_some() {
-                    self.events.publish(chat_id, ChatEvent::Error { error });
-                }
-                outcome
+                    .await?
+                    .map(|outcome| (Some(error), outcome))
             }
         };
-        let Some(outcome) = outcome else {
+        let Some((error, outcome)) = outcome else {
             tracing::warn!("lease lost before commit; another worker owns the turn now");
             return Ok(());
         };
-        self.announce(chat_id, &outcome);
-        if let Some(next) = outcome.next_turn_id {
-            self.producer.enqueue(&RunTurn { turn_id: next }).await?;
+        ChatOutcome::TurnFinished {
+            chat_id,
+            error,
+            outcome: Box::new(outcome),
         }
+        .announce(&self.events, &self.producer)
+        .await?;
         Ok(())
     }
 
@@ -585,44 +566,14 @@ impl TurnEngine {
             tracing::warn!("lease lost before commit; another worker owns the turn now");
             return Ok(());
         };
-        let chat_id = turn.chat_id;
-        self.events.publish(
-            chat_id,
-            ChatEvent::Message {
-                message: Box::new(step.message),
-            },
-        );
-        if !step.dynamic.is_empty() {
-            let tool_calls = step
-                .dynamic
-                .iter()
-                .map(|c| ActionToolCall {
-                    tool_call_id: c.id,
-                    tool_name: c.name.clone(),
-                    args: c.arguments.clone(),
-                })
-                .collect();
-            self.events
-                .publish(chat_id, ChatEvent::ActionRequired { tool_calls });
-            self.events.publish(
-                chat_id,
-                ChatEvent::Status {
-                    status: ChatStatus::RequiresAction,
-                    chat_id,
-                },
-            );
+        let (builtin, dynamic) = (step.builtin.len(), step.dynamic.len());
+        ChatOutcome::ToolStep {
+            chat_id: turn.chat_id,
+            step,
         }
-        let jobs: Vec<RunToolCall> = step
-            .builtin
-            .iter()
-            .map(|c| RunToolCall { tool_call_id: c.id })
-            .collect();
-        self.producer.enqueue_many(&jobs).await?;
-        tracing::debug!(
-            builtin = jobs.len(),
-            dynamic = step.dynamic.len(),
-            "tool calls fanned out"
-        );
+        .announce(&self.events, &self.producer)
+        .await?;
+        tracing::debug!(builtin, dynamic, "tool calls fanned out");
         Ok(())
     }
 
@@ -884,25 +835,6 @@ impl TurnEngine {
                 role: Role::Assistant,
                 part,
                 step: turn.step,
-            },
-        );
-    }
-
-    /// Events for what the commit changed: the answer, a promoted message, the new status.
-    fn announce(&self, chat_id: Uuid, outcome: &TurnOutcome) {
-        for message in outcome.message.iter().chain(outcome.promoted.iter()) {
-            self.events.publish(
-                chat_id,
-                ChatEvent::Message {
-                    message: Box::new(message.clone()),
-                },
-            );
-        }
-        self.events.publish(
-            chat_id,
-            ChatEvent::Status {
-                status: outcome.status,
-                chat_id,
             },
         );
     }
