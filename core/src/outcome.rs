@@ -1,5 +1,5 @@
 //! The event protocol: what a committed change of a chat tells its clients (events on the
-//! chat's stream) and which jobs it starts (ARCHITECTURE.md §8).
+//! chat's stream) and which jobs it starts (ARCHITECTURE.md §8.1).
 //!
 //! Every process that changes a chat (the API, a worker running a turn or a tool call, the
 //! scheduler's recovery) commits through [`crate::store`], wraps what the store returned in a
