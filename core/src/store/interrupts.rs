@@ -119,11 +119,7 @@ impl Store {
             Some(partial) => Some(
                 insert_assistant_message(
                     &mut tx,
-                    StepOfTurn {
-                        turn_id,
-                        chat_id,
-                        step,
-                    },
+                    StepOfTurn::new(turn_id, chat_id, step),
                     partial,
                     true,
                 )

@@ -114,16 +114,16 @@ impl Store {
         dynamic_deadline: Duration,
     ) -> Result<Option<ToolStep>, StoreError> {
         let (turn_id, chat_id, step) = (turn.id, turn.chat_id, turn.step);
-        let mut tx = self.pool.begin().await?;
-        let of = StepOfTurn {
-            turn_id,
-            chat_id,
-            step,
-        };
-        let Some(message) =
-            end_step_with_answer(&mut tx, of, worker, StepEnd::AwaitingTools, completion).await?
+        let of = StepOfTurn::new(turn_id, chat_id, step);
+        let Some((mut tx, message)) = end_step_with_answer(
+            self.pool.begin().await?,
+            of,
+            worker,
+            StepEnd::AwaitingTools,
+            completion,
+        )
+        .await?
         else {
-            tx.rollback().await?;
             return Ok(None);
         };
         let ids: Vec<Uuid> = calls.iter().map(|_| Uuid::now_v7()).collect();

@@ -189,16 +189,11 @@ impl Store {
         worker: &str,
         completion: &Completion,
     ) -> Result<Option<TurnOutcome>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let of = StepOfTurn {
-            turn_id,
-            chat_id,
-            step,
-        };
-        let Some(message) =
-            end_step_with_answer(&mut tx, of, worker, StepEnd::Completed, completion).await?
+        let tx = self.pool.begin().await?;
+        let of = StepOfTurn::new(turn_id, chat_id, step);
+        let Some((mut tx, message)) =
+            end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
         else {
-            tx.rollback().await?;
             return Ok(None);
         };
         let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
@@ -297,6 +292,16 @@ pub(super) struct StepOfTurn {
     pub step: i32,
 }
 
+impl StepOfTurn {
+    pub(super) fn new(turn_id: Uuid, chat_id: Uuid, step: i32) -> Self {
+        Self {
+            turn_id,
+            chat_id,
+            step,
+        }
+    }
+}
+
 /// Where a step that produced an answer leaves its turn.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum StepEnd {
@@ -306,16 +311,17 @@ pub(super) enum StepEnd {
     AwaitingTools,
 }
 
-/// `running` -> `end` for the lease owner `worker`, then the step's assistant message.
-/// Locks the chat row first (`c`), then the turn, as `send_message` does. `None` (nothing
-/// written; roll back) when the lease was lost.
+/// `running` -> `end` for the lease owner `worker`, then the step's assistant message, in
+/// `tx`, which is handed back to go on. Locks the chat row first (`c`), then the turn, as
+/// `send_message` does. `None` when the lease was lost: `tx` is rolled back, nothing
+/// written.
 pub(super) async fn end_step_with_answer(
-    tx: &mut sqlx::PgConnection,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     of: StepOfTurn,
     worker: &str,
     end: StepEnd,
     completion: &Completion,
-) -> Result<Option<Message>, StoreError> {
+) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, Message)>, StoreError> {
     let sql = match end {
         StepEnd::Completed => {
             "WITH c AS (
@@ -341,11 +347,11 @@ pub(super) async fn end_step_with_answer(
         .execute(&mut *tx)
         .await?;
     if ended.rows_affected() == 0 {
+        tx.rollback().await?;
         return Ok(None);
     }
-    Ok(Some(
-        insert_assistant_message(tx, of, completion, false).await?,
-    ))
+    let message = insert_assistant_message(&mut tx, of, completion, false).await?;
+    Ok(Some((tx, message)))
 }
 
 /// Stores the assistant message of a step, in the transaction that moved its turn out of

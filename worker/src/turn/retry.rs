@@ -29,12 +29,7 @@ impl TurnEngine {
         request: ProviderRequest,
         mut debug: Option<DebugRecording>,
     ) -> Answer {
-        let StepContext {
-            turn,
-            target,
-            interrupted,
-            lease_lost,
-        } = step;
+        let StepContext { turn, target, .. } = step;
         let mut attempt = 1;
         loop {
             let mut trace = Trace::default();
@@ -82,8 +77,8 @@ impl TurnEngine {
             );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = interrupted.cancelled() => return Answer::Interrupted(None),
-                _ = lease_lost.cancelled() => return Answer::LeaseLost,
+                _ = step.interrupted.cancelled() => return Answer::Interrupted(None),
+                _ = step.lease_lost.cancelled() => return Answer::LeaseLost,
             }
             attempt += 1;
         }
