@@ -2,7 +2,8 @@
 //!
 //! ARCHITECTURE.md §2 is the map. PostgreSQL is the source of truth ([`store`]); Redis
 //! carries jobs ([`queue`]) and live chat events ([`events`]), both of which can be lost and
-//! rebuilt from PostgreSQL. No other crate writes SQL or knows a Redis key name.
+//! rebuilt from PostgreSQL; [`outcome`] is the one place that turns a committed change
+//! into events and jobs. No other crate writes SQL or knows a Redis key name.
 
 pub mod auth;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod notifications;
+pub mod outcome;
 pub mod queue;
 pub mod rate_limit;
 pub mod redis_conn;

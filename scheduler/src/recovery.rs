@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use agentq_core::{
-    domain::ChatStatus,
-    events::{ChatEvent, EventPublisher},
+    events::EventPublisher,
+    outcome::{ChatOutcome, FollowUps},
     queue::{Producer, RunToolCall, RunTurn, SendMail},
     store::{RecoveryLimits, Store},
 };
@@ -60,65 +60,36 @@ async fn recover_turns(
     let Some(found) = store.recover(limits).await? else {
         return Ok(0);
     };
-    let mut turns: Vec<RunTurn> = found
-        .turns
-        .iter()
-        .map(|&turn_id| RunTurn { turn_id })
-        .collect();
-    for fan_in in &found.fanned_in {
-        events.publish(
-            fan_in.chat_id,
-            ChatEvent::Message {
-                message: Box::new(fan_in.results.clone()),
-            },
-        );
-        events.publish(
-            fan_in.chat_id,
-            ChatEvent::Status {
-                status: ChatStatus::Pending,
-                chat_id: fan_in.chat_id,
-            },
-        );
-        turns.push(RunTurn {
-            turn_id: fan_in.turn_id,
-        });
-    }
-    for failed in &found.failed {
+    // Lost jobs are sent again as they are; what recovery itself finished or failed is
+    // announced like any other outcome, and every job goes out in one batch per queue.
+    let mut jobs = FollowUps {
+        turns: found
+            .turns
+            .iter()
+            .map(|&turn_id| RunTurn { turn_id })
+            .collect(),
+        tool_calls: Vec::new(),
+    };
+    let failed = found.failed.len();
+    let fanned_in = found.fanned_in.into_iter().map(ChatOutcome::FannedIn);
+    let ended = found.failed.into_iter().map(|failed| {
         tracing::warn!(chat.id = %failed.chat_id, kind = ?failed.error.kind, error = %failed.error, "recovery failed a turn");
-        events.publish(
-            failed.chat_id,
-            ChatEvent::Error {
-                error: failed.error.clone(),
-            },
-        );
-        if let Some(message) = &failed.outcome.promoted {
-            events.publish(
-                failed.chat_id,
-                ChatEvent::Message {
-                    message: Box::new(message.clone()),
-                },
-            );
+        ChatOutcome::TurnFinished {
+            chat_id: failed.chat_id,
+            error: Some(failed.error),
+            outcome: Box::new(failed.outcome),
         }
-        events.publish(
-            failed.chat_id,
-            ChatEvent::Status {
-                status: failed.outcome.status,
-                chat_id: failed.chat_id,
-            },
-        );
-        turns.extend(
-            failed
-                .outcome
-                .next_turn_id
-                .map(|turn_id| RunTurn { turn_id }),
-        );
+    });
+    for outcome in fanned_in.chain(ended) {
+        outcome.publish(events);
+        jobs.extend(outcome.follow_ups());
     }
-    let calls: Vec<RunToolCall> = found
-        .tool_calls
-        .iter()
-        .map(|&tool_call_id| RunToolCall { tool_call_id })
-        .collect();
-    producer.enqueue_many(&turns).await?;
-    producer.enqueue_many(&calls).await?;
-    Ok(turns.len() + calls.len() + found.failed.len())
+    jobs.tool_calls.extend(
+        found
+            .tool_calls
+            .iter()
+            .map(|&tool_call_id| RunToolCall { tool_call_id }),
+    );
+    jobs.enqueue(producer).await?;
+    Ok(jobs.len() + failed)
 }

@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 
 use agentq_core::{
     domain::{
-        BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, MessagePart, NewChat,
-        OrganizationRole,
+        BUILTIN_TOOL_NAMES, Chat, ClientType, DynamicTool, MessagePart, NewChat, OrganizationRole,
     },
-    events::ChatEvent,
-    queue::RunTurn,
+    outcome::ChatOutcome,
     rate_limit::Limit,
     text::{describe_char, forbidden_char},
 };
@@ -293,28 +291,24 @@ pub async fn create_chat(
             labels: body.labels,
         })
         .await?;
-    state.events.publish(
-        chat.id,
-        ChatEvent::Status {
-            status: ChatStatus::Pending,
+    announce(
+        &state,
+        ChatOutcome::TurnStarted {
             chat_id: chat.id,
+            message,
+            turn_id,
         },
-    );
-    state.events.publish(
-        chat.id,
-        ChatEvent::Message {
-            message: Box::new(message),
-        },
-    );
-    enqueue_turn(&state, turn_id).await;
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
-/// Enqueues a turn after its row committed. A Redis failure is logged, not returned: the
-/// turn is safe in PostgreSQL and recovery enqueues it (ARCHITECTURE.md §7).
-pub(crate) async fn enqueue_turn(state: &ApiState, turn_id: Uuid) {
-    if let Err(e) = state.producer.enqueue(&RunTurn { turn_id }).await {
-        tracing::warn!(turn.id = %turn_id, error = %e, "could not enqueue the turn; recovery will");
+/// Publishes a committed change's events and enqueues its jobs (ARCHITECTURE.md §8). A
+/// Redis failure is logged, not returned: the change is safe in PostgreSQL and recovery
+/// enqueues its jobs (ARCHITECTURE.md §7).
+pub(crate) async fn announce(state: &ApiState, outcome: ChatOutcome) {
+    if let Err(e) = outcome.announce(&state.events, &state.producer).await {
+        tracing::warn!(chat.id = ?outcome.chat_id(), error = %e, "could not enqueue the follow-up job; recovery will");
     }
 }
 

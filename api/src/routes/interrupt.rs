@@ -1,12 +1,12 @@
 //! `POST /api/v1/chats/{chat_id}/interrupt`: stop the running turn within a second, keeping
 //! what streamed (ARCHITECTURE.md §7).
 
-use agentq_core::{events::ChatEvent, store::InterruptOutcome};
+use agentq_core::{outcome::ChatOutcome, store::InterruptOutcome};
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::chats::{chat_not_found, enqueue_turn};
+use super::chats::{announce, chat_not_found};
 use crate::{
     ApiState,
     auth::CurrentUser,
@@ -69,24 +69,15 @@ pub(crate) async fn interrupt_chat(
     {
         InterruptOutcome::Requested { .. } => Ok(InterruptStatus::Interrupting),
         InterruptOutcome::Stopped(outcome) => {
-            if let Some(message) = &outcome.promoted {
-                state.events.publish(
+            announce(
+                state,
+                ChatOutcome::TurnFinished {
                     chat_id,
-                    ChatEvent::Message {
-                        message: Box::new(message.clone()),
-                    },
-                );
-            }
-            state.events.publish(
-                chat_id,
-                ChatEvent::Status {
-                    status: outcome.status,
-                    chat_id,
+                    error: None,
+                    outcome,
                 },
-            );
-            if let Some(turn_id) = outcome.next_turn_id {
-                enqueue_turn(state, turn_id).await;
-            }
+            )
+            .await;
             Ok(InterruptStatus::Interrupted)
         }
     }

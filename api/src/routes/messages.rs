@@ -1,8 +1,8 @@
 //! `/api/v1/chats/{chat_id}/messages`: read the conversation, send a message.
 
 use agentq_core::{
-    domain::{ChatStatus, Message, MessagePart},
-    events::ChatEvent,
+    domain::{Message, MessagePart},
+    outcome::ChatOutcome,
     rate_limit::Limit,
     store::{BusyBehavior, SendOutcome},
 };
@@ -15,7 +15,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::chats::{chat_not_found, enqueue_turn, page_limit, validate_message};
+use super::chats::{announce, chat_not_found, page_limit, validate_message};
 use crate::{
     ApiState,
     auth::{CurrentUser, require_work_access},
@@ -171,20 +171,15 @@ pub async fn send_message(
         .map_err(chat_not_found)?;
     Ok(match outcome {
         SendOutcome::Started { message, turn_id } => {
-            state.events.publish(
-                chat_id,
-                ChatEvent::Status {
-                    status: ChatStatus::Pending,
+            announce(
+                &state,
+                ChatOutcome::TurnStarted {
                     chat_id,
+                    message: message.clone(),
+                    turn_id,
                 },
-            );
-            state.events.publish(
-                chat_id,
-                ChatEvent::Message {
-                    message: Box::new(message.clone()),
-                },
-            );
-            enqueue_turn(&state, turn_id).await;
+            )
+            .await;
             (
                 StatusCode::CREATED,
                 Json(SendMessageResponse::Started { message }),
@@ -195,12 +190,7 @@ pub async fn send_message(
             queued_message_id,
             position,
         } => {
-            state.events.publish(
-                chat_id,
-                ChatEvent::QueueUpdate {
-                    queued_messages: position,
-                },
-            );
+            announce(&state, ChatOutcome::MessageQueued { chat_id, position }).await;
             if busy == BusyBehavior::Interrupt {
                 // The queued message runs as soon as the interrupted turn stops. Nothing to
                 // interrupt (the turn just ended) is fine: the message is queued either way.

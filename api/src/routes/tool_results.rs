@@ -2,8 +2,7 @@
 //! own (dynamic) tools; they resume the turn (ARCHITECTURE.md §4.3).
 
 use agentq_core::{
-    domain::ChatStatus,
-    events::ChatEvent,
+    outcome::ChatOutcome,
     store::{ToolResultInput, ToolResultsError},
 };
 use axum::{Json, extract::State, http::StatusCode};
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::chats::enqueue_turn;
+use super::chats::announce;
 use crate::{
     ApiState,
     auth::{CurrentUser, require_work_access},
@@ -120,13 +119,7 @@ pub async fn submit(
         })?;
     let Some(fan_in) = fan_in else {
         // Builtin calls of the same step still run; the last one to finish resumes the turn.
-        state.events.publish(
-            chat_id,
-            ChatEvent::Status {
-                status: ChatStatus::Running,
-                chat_id,
-            },
-        );
+        announce(&state, ChatOutcome::ToolResultsAccepted { chat_id }).await;
         return Ok((
             StatusCode::ACCEPTED,
             Json(ToolResultsResponse {
@@ -134,20 +127,7 @@ pub async fn submit(
             }),
         ));
     };
-    state.events.publish(
-        chat_id,
-        ChatEvent::Message {
-            message: Box::new(fan_in.results),
-        },
-    );
-    state.events.publish(
-        chat_id,
-        ChatEvent::Status {
-            status: ChatStatus::Pending,
-            chat_id,
-        },
-    );
-    enqueue_turn(&state, fan_in.turn_id).await;
+    announce(&state, ChatOutcome::FannedIn(fan_in)).await;
     Ok((
         StatusCode::ACCEPTED,
         Json(ToolResultsResponse {

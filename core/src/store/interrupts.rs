@@ -3,17 +3,15 @@
 //! stream and keeps what had streamed. A turn no worker holds (queued, or waiting for
 //! tools) is stopped by the API directly.
 
-use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{
-    MESSAGE_COLUMNS, Store, pg_json, pg_text,
-    turns::{Completion, TurnOutcome, promote_queued_message},
+    Store,
+    turns::{
+        Completion, StepOfTurn, TurnOutcome, insert_assistant_message, promote_queued_message,
+    },
 };
-use crate::{
-    StoreError,
-    domain::{ChatStatus, Message},
-};
+use crate::{StoreError, domain::ChatStatus};
 
 /// What an interrupt request did.
 #[derive(Debug, Clone)]
@@ -117,26 +115,18 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        let mut message: Option<Message> = None;
-        if let Some(partial) = partial {
-            message = Some(
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted)
-                     VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, true)
-                     RETURNING {MESSAGE_COLUMNS}"
-                )))
-                .bind(Uuid::now_v7())
-                .bind(chat_id)
-                .bind(turn_id)
-                .bind(step)
-                .bind(pg_json(&partial.content))
-                .bind(pg_text(&partial.model))
-                .bind(Json(&partial.usage))
-                .bind(partial.cost_micros)
-                .fetch_one(&mut *tx)
+        let message = match partial {
+            Some(partial) => Some(
+                insert_assistant_message(
+                    &mut tx,
+                    StepOfTurn::new(turn_id, chat_id, step),
+                    partial,
+                    true,
+                )
                 .await?,
-            );
-        }
+            ),
+            None => None,
+        };
         let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
         tx.commit().await?;
         Ok(Some(TurnOutcome::new(

@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use std::borrow::Cow;
 
-use super::{MESSAGE_COLUMNS, Store, pg_json, pg_text, turns::Completion};
+use super::{
+    MESSAGE_COLUMNS, Store, pg_json, pg_text,
+    turns::{Completion, StepEnd, StepOfTurn, end_step_with_answer},
+};
 use crate::{
     StoreError,
     domain::{AcquiredTurn, Message, MessagePart, ToolCallRow},
@@ -111,32 +114,16 @@ impl Store {
         dynamic_deadline: Duration,
     ) -> Result<Option<ToolStep>, StoreError> {
         let (turn_id, chat_id, step) = (turn.id, turn.chat_id, turn.step);
-        let mut tx = self.pool.begin().await?;
-        let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH c AS (
-                SELECT id FROM chats WHERE id = $2 FOR UPDATE
-             ), t AS (
-                UPDATE chat_turns SET status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4
-                WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)
-                RETURNING id
-             )
-             INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros)
-             SELECT $5, $2, t.id, 'assistant', $4, $6, $7, $8, $9 FROM t
-             RETURNING {MESSAGE_COLUMNS}"
-        )))
-        .bind(turn_id)
-        .bind(chat_id)
-        .bind(worker)
-        .bind(step)
-        .bind(Uuid::now_v7())
-        .bind(pg_json(&completion.content))
-        .bind(pg_text(&completion.model))
-        .bind(Json(&completion.usage))
-        .bind(completion.cost_micros)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(message) = message else {
-            tx.rollback().await?;
+        let of = StepOfTurn::new(turn_id, chat_id, step);
+        let Some((mut tx, message)) = end_step_with_answer(
+            self.pool.begin().await?,
+            of,
+            worker,
+            StepEnd::AwaitingTools,
+            completion,
+        )
+        .await?
+        else {
             return Ok(None);
         };
         let ids: Vec<Uuid> = calls.iter().map(|_| Uuid::now_v7()).collect();

@@ -189,35 +189,11 @@ impl Store {
         worker: &str,
         completion: &Completion,
     ) -> Result<Option<TurnOutcome>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Lock the chat first (as `send_message` does), then finish the turn and store the
-        // answer in the same statement.
-        let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH c AS (
-                SELECT id FROM chats WHERE id = $2 FOR UPDATE
-             ), t AS (
-                UPDATE chat_turns SET status = 'completed', finished_at = now(),
-                       lease_owner = NULL, lease_expires_at = NULL, step = $4
-                WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)
-                RETURNING id
-             )
-             INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros)
-             SELECT $5, $2, t.id, 'assistant', $4, $6, $7, $8, $9 FROM t
-             RETURNING {MESSAGE_COLUMNS}"
-        )))
-        .bind(turn_id)
-        .bind(chat_id)
-        .bind(worker)
-        .bind(step)
-        .bind(Uuid::now_v7())
-        .bind(pg_json(&completion.content))
-        .bind(pg_text(&completion.model))
-        .bind(Json(&completion.usage))
-        .bind(completion.cost_micros)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(message) = message else {
-            tx.rollback().await?;
+        let tx = self.pool.begin().await?;
+        let of = StepOfTurn::new(turn_id, chat_id, step);
+        let Some((mut tx, message)) =
+            end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
+        else {
             return Ok(None);
         };
         let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
@@ -306,4 +282,102 @@ pub(super) async fn promote_queued_message(
     .await?;
     let next = promoted.as_ref().map(|_| turn_id);
     Ok((promoted, next))
+}
+
+/// Which step of which turn an assistant message answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StepOfTurn {
+    pub turn_id: Uuid,
+    pub chat_id: Uuid,
+    pub step: i32,
+}
+
+impl StepOfTurn {
+    pub(super) fn new(turn_id: Uuid, chat_id: Uuid, step: i32) -> Self {
+        Self {
+            turn_id,
+            chat_id,
+            step,
+        }
+    }
+}
+
+/// Where a step that produced an answer leaves its turn.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum StepEnd {
+    /// A final answer: `completed`.
+    Completed,
+    /// Tool calls: `awaiting_tools` (the caller stores the calls).
+    AwaitingTools,
+}
+
+/// `running` -> `end` for the lease owner `worker`, then the step's assistant message, in
+/// `tx`, which is handed back to go on. Locks the chat row first (`c`), then the turn, as
+/// `send_message` does. `None` when the lease was lost: `tx` is rolled back, nothing
+/// written.
+pub(super) async fn end_step_with_answer(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    of: StepOfTurn,
+    worker: &str,
+    end: StepEnd,
+    completion: &Completion,
+) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, Message)>, StoreError> {
+    let sql = match end {
+        StepEnd::Completed => {
+            "WITH c AS (
+                SELECT id FROM chats WHERE id = $2 FOR UPDATE
+             )
+             UPDATE chat_turns SET status = 'completed', finished_at = now(),
+                    lease_owner = NULL, lease_expires_at = NULL, step = $4
+             WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)"
+        }
+        StepEnd::AwaitingTools => {
+            "WITH c AS (
+                SELECT id FROM chats WHERE id = $2 FOR UPDATE
+             )
+             UPDATE chat_turns SET status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4
+             WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)"
+        }
+    };
+    let ended = sqlx::query(sql)
+        .bind(of.turn_id)
+        .bind(of.chat_id)
+        .bind(worker)
+        .bind(of.step)
+        .execute(&mut *tx)
+        .await?;
+    if ended.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let message = insert_assistant_message(&mut tx, of, completion, false).await?;
+    Ok(Some((tx, message)))
+}
+
+/// Stores the assistant message of a step, in the transaction that moved its turn out of
+/// `running` (completed, awaiting tools, or interrupted with what had streamed). The one
+/// place an assistant message is written: its content and model go through
+/// `pg_json`/`pg_text` because a model controls them.
+pub(super) async fn insert_assistant_message(
+    tx: &mut sqlx::PgConnection,
+    of: StepOfTurn,
+    completion: &Completion,
+    interrupted: bool,
+) -> Result<Message, StoreError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted)
+         VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, $9)
+         RETURNING {MESSAGE_COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(of.chat_id)
+    .bind(of.turn_id)
+    .bind(of.step)
+    .bind(pg_json(&completion.content))
+    .bind(pg_text(&completion.model))
+    .bind(Json(&completion.usage))
+    .bind(completion.cost_micros)
+    .bind(interrupted)
+    .fetch_one(&mut *tx)
+    .await?)
 }

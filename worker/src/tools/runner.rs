@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use agentq_core::{
-    domain::ChatStatus,
-    events::{ChatEvent, EventPublisher},
-    queue::{Producer, RunToolCall, RunTurn},
+    events::EventPublisher,
+    outcome::ChatOutcome,
+    queue::{Producer, RunToolCall},
     store::Store,
 };
 use serde_json::json;
@@ -62,23 +62,8 @@ impl ToolRunner {
             return Ok(());
         };
         // This was the step's last call: the turn continues with every result.
-        self.events.publish(
-            fan_in.chat_id,
-            ChatEvent::Message {
-                message: Box::new(fan_in.results),
-            },
-        );
-        self.events.publish(
-            fan_in.chat_id,
-            ChatEvent::Status {
-                status: ChatStatus::Pending,
-                chat_id: fan_in.chat_id,
-            },
-        );
-        self.producer
-            .enqueue(&RunTurn {
-                turn_id: fan_in.turn_id,
-            })
+        ChatOutcome::FannedIn(fan_in)
+            .announce(&self.events, &self.producer)
             .await?;
         Ok(())
     }

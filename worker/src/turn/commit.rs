@@ -1,0 +1,108 @@
+//! Writes what a step produced through the store (one transaction each) and announces the
+//! committed change with [`ChatOutcome`] (ARCHITECTURE.md §7, §8): a final answer, a tool
+//! step (fan-out), an interrupt or a failure. A lease lost before the commit writes
+//! nothing: another worker owns the turn now.
+
+use agentq_core::{
+    domain::AcquiredTurn,
+    outcome::ChatOutcome,
+    store::{Completion, NewToolCall},
+};
+
+use super::{Answer, TurnEngine, TurnJobError};
+
+impl TurnEngine {
+    /// Writes what the step produced and announces it.
+    pub(super) async fn commit(
+        &self,
+        turn: &AcquiredTurn,
+        answer: Answer,
+    ) -> Result<(), TurnJobError> {
+        let chat_id = turn.chat_id;
+        agentq_core::metrics::turn_step(match &answer {
+            Answer::Complete { calls, .. } if !calls.is_empty() => "tool_step",
+            Answer::Complete { .. } => "completed",
+            Answer::Failed(_) => "failed",
+            Answer::Interrupted(_) => "interrupted",
+            Answer::LeaseLost => "lease_lost",
+        });
+        let outcome = match answer {
+            Answer::LeaseLost => {
+                tracing::warn!("lease lost while streaming; another worker owns the turn now");
+                return Ok(());
+            }
+            Answer::Complete { completion, calls } if !calls.is_empty() => {
+                return self.fan_out(turn, &completion, &calls).await;
+            }
+            Answer::Complete { completion, .. } => self
+                .store
+                .complete_turn(turn.id, chat_id, turn.step, &turn.lease_owner, &completion)
+                .await?
+                .map(|outcome| (None, outcome)),
+            Answer::Interrupted(partial) => {
+                tracing::info!("turn interrupted");
+                self.store
+                    .interrupt_turn(
+                        turn.id,
+                        chat_id,
+                        turn.step,
+                        &turn.lease_owner,
+                        partial.as_ref(),
+                    )
+                    .await?
+                    .map(|outcome| (None, outcome))
+            }
+            Answer::Failed(error) => {
+                tracing::info!(kind = ?error.kind, error = %error, "turn failed");
+                self.store
+                    .fail_turn(turn.id, chat_id, &turn.lease_owner, &error)
+                    .await?
+                    .map(|outcome| (Some(error), outcome))
+            }
+        };
+        let Some((error, outcome)) = outcome else {
+            tracing::warn!("lease lost before commit; another worker owns the turn now");
+            return Ok(());
+        };
+        ChatOutcome::TurnFinished {
+            chat_id,
+            error,
+            outcome: Box::new(outcome),
+        }
+        .announce(&self.events, &self.producer)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a tool step and sends each builtin call out as its own job.
+    async fn fan_out(
+        &self,
+        turn: &AcquiredTurn,
+        completion: &Completion,
+        calls: &[NewToolCall],
+    ) -> Result<(), TurnJobError> {
+        let Some(step) = self
+            .store
+            .record_tool_step(
+                turn,
+                &turn.lease_owner,
+                completion,
+                calls,
+                self.limits.client_tool_deadline,
+            )
+            .await?
+        else {
+            tracing::warn!("lease lost before commit; another worker owns the turn now");
+            return Ok(());
+        };
+        let (builtin, dynamic) = (step.builtin.len(), step.dynamic.len());
+        ChatOutcome::ToolStep {
+            chat_id: turn.chat_id,
+            step,
+        }
+        .announce(&self.events, &self.producer)
+        .await?;
+        tracing::debug!(builtin, dynamic, "tool calls fanned out");
+        Ok(())
+    }
+}
