@@ -414,6 +414,17 @@ fn expected_system() -> String {
 #[sqlx::test]
 async fn the_openai_format_gets_the_system_message_first(pool: sqlx::PgPool) {
     let app = TestApp::start(pool).await;
+    let owner = create_owner(&app.services, "debug-owner@example.com").await;
+    app.configure_site(&owner, json!({"debug_logging_enabled": true}))
+        .await;
+    let (status, _) = app
+        .put_as(
+            &app.token,
+            "/api/v1/users/me/preferences",
+            json!({"debug_logging_enabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let chat = chat_with_every_kind_of_instruction(&app).await;
     app.wait_until_answered(chat, 2, Duration::from_secs(10))
         .await;
@@ -427,6 +438,14 @@ async fn the_openai_format_gets_the_system_message_first(pool: sqlx::PgPool) {
         json!({"role": "system", "content": expected_system()})
     );
     assert_eq!(messages[1], json!({"role": "user", "content": "hello"}));
+
+    // The debug run records the request with its system message.
+    let (_, runs) = app.get(&format!("/api/v1/chats/{chat}/debug/runs")).await;
+    let run_id = runs["runs"][0]["id"].as_str().unwrap();
+    let (_, run) = app
+        .get(&format!("/api/v1/chats/{chat}/debug/runs/{run_id}"))
+        .await;
+    assert_eq!(run["steps"][0]["request"]["system"], expected_system());
     app.stop().await;
 }
 
