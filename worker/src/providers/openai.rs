@@ -96,9 +96,18 @@ impl OpenAiProvider {
 
 /// The JSON body of a streaming request.
 fn request_body(request: &ProviderRequest) -> Value {
+    // The system message leads the conversation (Chat Completions has no separate field).
+    let system = request
+        .system
+        .as_ref()
+        .map(|system| json!({"role": "system", "content": system}));
+    let messages: Vec<Value> = system
+        .into_iter()
+        .chain(wire_messages(&request.messages))
+        .collect();
     let mut body = json!({
         "model": request.model,
-        "messages": wire_messages(request.system.as_deref(), &request.messages),
+        "messages": messages,
         "stream": true,
         "stream_options": { "include_usage": true },
     });
@@ -115,13 +124,10 @@ fn request_body(request: &ProviderRequest) -> Value {
     body
 }
 
-/// The conversation in Chat Completions form: the system message first, assistant tool
-/// calls as `tool_calls`, each tool result as its own `role: tool` message.
-fn wire_messages(system: Option<&str>, messages: &[Message]) -> Vec<Value> {
+/// The conversation in Chat Completions form: assistant tool calls as `tool_calls`, each
+/// tool result as its own `role: tool` message.
+fn wire_messages(messages: &[Message]) -> Vec<Value> {
     let mut out = Vec::new();
-    if let Some(system) = system {
-        out.push(json!({"role": "system", "content": system}));
-    }
     for message in messages {
         let text: String = message
             .content
@@ -702,28 +708,25 @@ mod tests {
             interrupted: false,
             created_at: chrono::Utc::now(),
         };
-        let wire = wire_messages(
-            None,
-            &[
-                message(Role::User, vec![MessagePart::Text { text: "hi".into() }]),
-                message(
-                    Role::Assistant,
-                    vec![MessagePart::ToolCall {
-                        tool_call_id: "call_a".into(),
-                        name: "read".into(),
-                        arguments: json!({"path": "a"}),
-                    }],
-                ),
-                message(
-                    Role::Tool,
-                    vec![MessagePart::ToolResult {
-                        tool_call_id: "call_a".into(),
-                        output: json!("file body"),
-                        is_error: false,
-                    }],
-                ),
-            ],
-        );
+        let wire = wire_messages(&[
+            message(Role::User, vec![MessagePart::Text { text: "hi".into() }]),
+            message(
+                Role::Assistant,
+                vec![MessagePart::ToolCall {
+                    tool_call_id: "call_a".into(),
+                    name: "read".into(),
+                    arguments: json!({"path": "a"}),
+                }],
+            ),
+            message(
+                Role::Tool,
+                vec![MessagePart::ToolResult {
+                    tool_call_id: "call_a".into(),
+                    output: json!("file body"),
+                    is_error: false,
+                }],
+            ),
+        ]);
         assert_eq!(wire[1]["content"], Value::Null);
         assert_eq!(
             wire[1]["tool_calls"][0]["function"]["arguments"],
