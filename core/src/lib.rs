@@ -20,6 +20,7 @@ pub mod redis_conn;
 pub mod secrets;
 pub mod services;
 pub mod shutdown;
+pub mod skill_md;
 pub mod store;
 pub mod text;
 

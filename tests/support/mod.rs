@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod fake_anthropic;
 pub mod fake_openai;
 pub mod redis_server;
 pub mod smtp;

@@ -2,8 +2,10 @@
 //!
 //! [`runtime`] wires the Redis Streams backend from `core::queue` into apalis workers;
 //! [`turn`] runs one chat turn against a provider from [`providers`]; [`tools`] runs tool
-//! calls; [`mail`] delivers outbox emails.
+//! calls; [`mail`] delivers outbox emails; [`instructions`] composes each step's system
+//! message.
 
+pub mod instructions;
 pub mod leases;
 pub mod mail;
 pub mod models;

@@ -298,6 +298,7 @@ fn weather_tool() -> ToolSpec {
 fn request(model: &str, max_output_tokens: Option<u32>) -> ProviderRequest {
     ProviderRequest {
         model: model.into(),
+        system: None,
         messages: history_with_tool_calls(),
         tools: vec![weather_tool()],
         max_output_tokens,
@@ -307,6 +308,7 @@ fn request(model: &str, max_output_tokens: Option<u32>) -> ProviderRequest {
 fn simple_request() -> ProviderRequest {
     ProviderRequest {
         model: "any".into(),
+        system: None,
         messages: vec![message(Role::User, vec![text("Hi")])],
         tools: Vec::new(),
         max_output_tokens: None,
@@ -1136,4 +1138,40 @@ async fn a_huge_error_body_is_read_in_part_and_shown_short() {
     let detail = error.detail.expect("the body is the detail");
     assert!(detail.starts_with("overloaded overloaded"), "{detail}");
     assert!(detail.len() <= 2_048 + '…'.len_utf8(), "{}", detail.len());
+}
+
+/// The system message as each wire format carries it: OpenAI a leading `system` message,
+/// Anthropic the top-level `system` field (never a message: its roles are user and
+/// assistant only).
+#[tokio::test]
+async fn the_system_message_goes_where_each_wire_format_expects_it() {
+    let events = fixture("openai/reasoning_text_parallel_tools.sse");
+    let fake = FakeProvider::start(event_by_event(&events, End::Clean)).await;
+    let mut with_system = simple_request();
+    with_system.system = Some("Site rules.\n\nAnswer in French.".into());
+    drain(openai(&fake).stream(with_system.clone()).await.unwrap()).await;
+    assert_eq!(
+        fake.request().body["messages"],
+        json!([
+            {"role": "system", "content": "Site rules.\n\nAnswer in French."},
+            {"role": "user", "content": "Hi"}
+        ])
+    );
+
+    let events = fixture("anthropic/thinking_text_parallel_tools.sse");
+    let fake = FakeProvider::start(event_by_event(&events, End::Clean)).await;
+    let provider = Provider::from_config(&anthropic_config(&fake)).unwrap();
+    drain(provider.stream(with_system).await.unwrap()).await;
+    let body = fake.request().body;
+    assert_eq!(body["system"], json!("Site rules.\n\nAnswer in French."));
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    );
+
+    // No system message: neither format gets an empty one.
+    let fake = FakeProvider::start(event_by_event(&events, End::Clean)).await;
+    let provider = Provider::from_config(&anthropic_config(&fake)).unwrap();
+    drain(provider.stream(simple_request()).await.unwrap()).await;
+    assert!(fake.request().body.get("system").is_none());
 }

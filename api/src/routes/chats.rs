@@ -54,6 +54,11 @@ pub struct CreateChatRequest {
     /// no control characters in either), searchable with `label:k=v`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Instructions for this chat, added to the system message after the site's and the
+    /// caller's own (at most 32 KiB; absent or empty: none).
+    #[serde(default)]
+    #[schema(max_length = 32768)]
+    pub instructions: Option<String>,
 }
 
 /// Most client-defined tools per chat.
@@ -237,6 +242,7 @@ pub async fn create_chat(
     validate_title(&title)?;
     validate_labels(&body.labels)?;
     validate_dynamic_tools(&body.dynamic_tools)?;
+    let instructions = super::instructions::chat_instructions(body.instructions)?;
     if let Some(model_id) = body.model_config_id {
         match state.store.get_model(model_id).await {
             Ok(model) if model.enabled => {}
@@ -289,6 +295,7 @@ pub async fn create_chat(
             dynamic_tools: body.dynamic_tools,
             model_config_id: body.model_config_id,
             labels: body.labels,
+            instructions,
         })
         .await?;
     announce(

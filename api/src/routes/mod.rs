@@ -5,10 +5,12 @@ mod admin_queues;
 mod chats;
 mod debug;
 mod health;
+mod instructions;
 mod interrupt;
 mod messages;
 mod notifications;
 mod site_config;
+mod skills;
 mod stream;
 mod tokens;
 mod tool_results;
@@ -60,6 +62,21 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tool_results::waiting))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
+        .routes(routes!(skills::list_skills, skills::create_skill))
+        .routes(routes!(skills::import_skill))
+        .routes(routes!(
+            skills::get_skill,
+            skills::update_skill,
+            skills::delete_skill
+        ))
+        .routes(routes!(
+            instructions::get_user_instructions,
+            instructions::put_user_instructions
+        ))
+        .routes(routes!(
+            instructions::get_system_prompt,
+            instructions::put_system_prompt
+        ))
 }
 
 /// JSON 404 for unknown paths.

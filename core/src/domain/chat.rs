@@ -91,6 +91,9 @@ pub struct Chat {
     pub dynamic_tools: Vec<DynamicTool>,
     /// The model the chat uses (`None`: the default model).
     pub model_config_id: Option<Uuid>,
+    /// Instructions for this chat, set on create; the worker adds them to the system
+    /// message after the site's and the owner's (ARCHITECTURE.md §7).
+    pub instructions: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -116,6 +119,8 @@ pub struct NewChat {
     pub model_config_id: Option<Uuid>,
     /// Free-form key/value labels (searchable with `label:k=v`).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Instructions for this chat (`None`: none).
+    pub instructions: Option<String>,
 }
 
 /// Names of the tools workers run themselves; client-defined tools may not reuse them.

@@ -59,7 +59,7 @@ pub struct ChatPage {
 }
 
 const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
-     pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, created_at, updated_at";
+     pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, created_at, updated_at";
 
 impl Store {
     /// Creates a chat with its first user message and a queued turn, in one statement.
@@ -76,8 +76,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
-                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels)
-                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9)
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10)
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
@@ -93,6 +93,7 @@ impl Store {
         .bind(pg_json(&new.dynamic_tools))
         .bind(new.model_config_id)
         .bind(pg_json(&new.labels))
+        .bind(new.instructions.as_deref().map(pg_text))
         .fetch_one(&mut *tx)
         .await?;
         let message: Message = sqlx::query_as(

@@ -112,6 +112,9 @@ fn request_body(request: &ProviderRequest) -> Value {
         "messages": wire_messages(&request.messages),
         "stream": true,
     });
+    if let Some(system) = &request.system {
+        body["system"] = json!(system);
+    }
     if !request.tools.is_empty() {
         body["tools"] = request
             .tools

@@ -75,6 +75,10 @@ pub type ProviderStream = BoxStream<'static, Result<ProviderEvent, ChatError>>;
 pub struct ProviderRequest {
     /// Model name.
     pub model: String,
+    /// The system message (site prompt, user and chat instructions, skills; see
+    /// `crate::instructions`); `None` sends none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     /// Messages, oldest first.
     pub messages: Vec<Message>,
     /// Tools the model may call (empty: none).

@@ -96,9 +96,18 @@ impl OpenAiProvider {
 
 /// The JSON body of a streaming request.
 fn request_body(request: &ProviderRequest) -> Value {
+    // The system message leads the conversation (Chat Completions has no separate field).
+    let system = request
+        .system
+        .as_ref()
+        .map(|system| json!({"role": "system", "content": system}));
+    let messages: Vec<Value> = system
+        .into_iter()
+        .chain(wire_messages(&request.messages))
+        .collect();
     let mut body = json!({
         "model": request.model,
-        "messages": wire_messages(&request.messages),
+        "messages": messages,
         "stream": true,
         "stream_options": { "include_usage": true },
     });

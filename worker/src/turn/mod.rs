@@ -301,6 +301,7 @@ impl TurnEngine {
                 }));
                 let request = ProviderRequest {
                     model: target.model.clone(),
+                    system: crate::instructions::system_prompt(&self.store, turn.chat_id).await?,
                     messages: history,
                     tools,
                     max_output_tokens: target.max_output_tokens,
