@@ -19,15 +19,9 @@ async fn creating_a_chat_streams_the_answer_and_persists_it(pool: sqlx::PgPool) 
     app.fake.set_chunk_delay(Duration::from_millis(20));
     let chat = app.create_chat("fix the flaky build").await;
 
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(10),
-        |e| is_status(e, "waiting"),
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(10), |e| is_status(e, "waiting"))
+        .await;
 
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(names.first(), Some(&"status"), "{names:?}");

@@ -6,11 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    app::TestApp,
-    eventually,
-    fake_openai::Reply,
-    sse::{is_status, read_until},
-    worker_process::WorkerProcess,
+    app::TestApp, eventually, fake_openai::Reply, process::WorkerProcess, sse::is_status,
 };
 
 /// The value of the first sample of `name` whose labels contain every `labels` pair.
@@ -55,15 +51,8 @@ async fn metrics_count_jobs_turns_provider_errors_and_queues(pool: sqlx::PgPool)
         body: "{}".into(),
     }]);
     let failing = app.create_chat("this one fails").await;
-    read_until(
-        &app.client,
-        &app.stream_url(failing),
-        &app.token,
-        None,
-        Duration::from_secs(10),
-        |e| is_status(e, "error"),
-    )
-    .await;
+    app.events_until(failing, Duration::from_secs(10), |e| is_status(e, "error"))
+        .await;
 
     let text = eventually(Duration::from_secs(5), "the counters", || async {
         let text = scrape(&app.client, &url).await;
@@ -160,7 +149,7 @@ async fn a_worker_process_serves_its_own_metrics(pool: sqlx::PgPool) {
         .local_addr()
         .unwrap()
         .port();
-    let _worker = WorkerProcess::spawn(&app, &["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    let _worker = WorkerProcess::worker(&app, &["--metrics-listen", &format!("127.0.0.1:{port}")]);
     let chat = app.create_chat("hello").await;
     app.wait_until_answered(chat, 2, Duration::from_secs(15))
         .await;

@@ -18,7 +18,7 @@ use support::{
     app::TestApp,
     eventually,
     fake_openai::{Reply, RequestSink, answer_to},
-    sse::{is_status, read_until},
+    sse::is_status,
 };
 use uuid::Uuid;
 
@@ -176,15 +176,9 @@ async fn a_redirect_is_refused_and_the_other_host_sees_no_request(pool: sqlx::Pg
 
     let started = Instant::now();
     let chat = app.create_chat("hello").await;
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(15),
-        |e| is_status(e, "error"),
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(15), |e| is_status(e, "error"))
+        .await;
     eprintln!("redirect: the step ended after {:?}", started.elapsed());
 
     assert!(
@@ -292,15 +286,11 @@ async fn a_retry_after_too_large_to_represent_is_clamped(pool: sqlx::PgPool) {
     }]);
     let started = Instant::now();
     let chat = app.create_chat("first").await;
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(15),
-        |e| is_status(e, "waiting") || is_status(e, "error"),
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(15), |e| {
+            is_status(e, "waiting") || is_status(e, "error")
+        })
+        .await;
     let retry = &events
         .iter()
         .find(|e| e.event == "retry")

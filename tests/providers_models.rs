@@ -287,8 +287,7 @@ async fn chats_use_the_configured_model_key_and_headers_and_record_cost(pool: sq
         Some(json!({"enabled": false})),
     )
     .await;
-    // Workers reuse a resolved model for up to 2 s.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The test app's workers read the model row every step (`--model-cache-ms 0`).
     let chat = app.create_chat("anyone?").await;
     let failed = eventually(Duration::from_secs(10), "the turn to fail", || async {
         let (_, c) = app.get(&format!("/api/v1/chats/{chat}")).await;

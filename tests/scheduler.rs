@@ -3,54 +3,16 @@
 
 mod support;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use agentq_scheduler::maintenance::run_tick;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use support::{
     app::{TestApp, create_owner, create_user, mail_config},
+    process::AgentqProcess,
     smtp::SmtpSink,
 };
-
-/// A real `agentq scheduler` process on the test's database and Redis prefix.
-struct SchedulerProcess(Child);
-
-impl SchedulerProcess {
-    fn spawn(app: &TestApp, cron: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_agentq"))
-            .arg("scheduler")
-            .args(["--database-url", &app.database_url()])
-            .args(["--redis-url", &support::redis_url()])
-            .args(["--redis-prefix", &app.prefix])
-            .args(["--maintenance-cron", cron])
-            .args(["--recovery-interval-secs", "1"])
-            .env("AGENTQ_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("agentq scheduler starts");
-        Self(child)
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        self.0.wait().expect("scheduler exits")
-    }
-}
-
-impl Drop for SchedulerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[sqlx::test]
 async fn two_scheduler_processes_send_one_digest_per_owner(pool: sqlx::PgPool) {
@@ -71,8 +33,8 @@ async fn two_scheduler_processes_send_one_digest_per_owner(pool: sqlx::PgPool) {
     }
 
     // Both fire maintenance every second, on the same ticks.
-    let mut first = SchedulerProcess::spawn(&app, "* * * * * *");
-    let mut second = SchedulerProcess::spawn(&app, "* * * * * *");
+    let mut first = AgentqProcess::scheduler(&app, "* * * * * *");
+    let mut second = AgentqProcess::scheduler(&app, "* * * * * *");
     smtp.wait_for(2, Duration::from_secs(30)).await;
     // Several more ticks of both replicas.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -413,15 +413,9 @@ async fn a_megabyte_message_streams_as_a_bounded_preview_and_reads_whole(pool: s
         },
     );
 
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(5),
-        |e| e.event == "message_part",
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(5), |e| e.event == "message_part")
+        .await;
     let limits = EventLimits::default().payload;
     let preview = events
         .iter()

@@ -47,15 +47,11 @@ async fn retryable_errors_are_retried_with_backoff_and_announced(pool: sqlx::PgP
     ]);
     let started = Instant::now();
     let chat = app.create_chat("persist please").await;
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(30),
-        |e| is_status(e, "waiting") || is_status(e, "error"),
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(30), |e| {
+            is_status(e, "waiting") || is_status(e, "error")
+        })
+        .await;
     let retries: Vec<&Value> = events
         .iter()
         .filter(|e| e.event == "retry")
@@ -99,15 +95,9 @@ async fn a_provider_that_sends_no_first_byte_times_out_and_is_retried(pool: sqlx
     app.start_worker().await;
     app.fake.script([Reply::Hang(Duration::from_secs(3))]);
     let chat = app.create_chat("anyone there").await;
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(15),
-        |e| is_status(e, "waiting"),
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(15), |e| is_status(e, "waiting"))
+        .await;
     let retry = &events
         .iter()
         .find(|e| e.event == "retry")
@@ -131,15 +121,9 @@ async fn final_errors_fail_the_turn_with_a_structured_error(pool: sqlx::PgPool) 
         body: r#"{"error":{"message":"Incorrect API key provided"}}"#.into(),
     }]);
     let chat = app.create_chat("hello").await;
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(10),
-        |e| is_status(e, "error"),
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(10), |e| is_status(e, "error"))
+        .await;
     assert!(
         !events.iter().any(|e| e.event == "retry"),
         "auth errors are not retried"
@@ -349,15 +333,11 @@ async fn client_tools_round_trip_through_requires_action(pool: sqlx::PgPool) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let chat: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(10),
-        |e| is_status(e, "requires_action"),
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(10), |e| {
+            is_status(e, "requires_action")
+        })
+        .await;
     let action = &events
         .iter()
         .find(|e| e.event == "action_required")
@@ -559,15 +539,11 @@ async fn client_results_posted_while_builtin_calls_run_wait_for_them(pool: sqlx:
         .post("/api/v1/chats", json!({"message": "mixed", "dynamic_tools": [{"name": "ask_user", "input_schema": {"type": "object"}}]}))
         .await;
     let chat: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
-    let events = read_until(
-        &app.client,
-        &app.stream_url(chat),
-        &app.token,
-        None,
-        Duration::from_secs(10),
-        |e| e.event == "action_required",
-    )
-    .await;
+    let events = app
+        .events_until(chat, Duration::from_secs(10), |e| {
+            e.event == "action_required"
+        })
+        .await;
     let id = events.last().unwrap().data["tool_calls"][0]["tool_call_id"]
         .as_str()
         .unwrap()

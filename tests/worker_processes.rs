@@ -11,7 +11,7 @@ use support::{
     app::TestApp,
     eventually,
     fake_openai::{Reply, answer_to},
-    worker_process::WorkerProcess,
+    process::WorkerProcess,
 };
 
 #[sqlx::test]
@@ -19,8 +19,8 @@ async fn two_worker_processes_share_five_parallel_tool_calls_and_the_next_step_r
     pool: sqlx::PgPool,
 ) {
     let app = TestApp::start_api_only(pool).await;
-    let _a = WorkerProcess::spawn(&app, &["--concurrency", "2"]);
-    let _b = WorkerProcess::spawn(&app, &["--concurrency", "2"]);
+    let _a = WorkerProcess::worker(&app, &["--concurrency", "2"]);
+    let _b = WorkerProcess::worker(&app, &["--concurrency", "2"]);
     let calls: Vec<(String, String, Value)> = (0..5)
         .map(|i| {
             (
@@ -111,7 +111,7 @@ async fn two_worker_processes_share_five_parallel_tool_calls_and_the_next_step_r
 async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     app.fake.set_chunk_delay(Duration::from_millis(250));
-    let mut doomed = WorkerProcess::spawn(&app, &[]);
+    let mut doomed = WorkerProcess::worker(&app, &[]);
     let chat = app
         .create_chat("one two three four five six seven eight nine ten eleven twelve")
         .await;
@@ -128,7 +128,7 @@ async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) 
     doomed.kill();
     app.fake.set_chunk_delay(Duration::from_millis(5));
 
-    let _survivor = WorkerProcess::spawn(&app, &[]);
+    let _survivor = WorkerProcess::worker(&app, &[]);
     app.start_recovery(SchedulerConfig {
         interval_secs: 1,
         stale_secs: 30,
@@ -163,7 +163,7 @@ async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx:
     let app = TestApp::start_api_only(pool).await;
     app.fake.set_chunk_delay(Duration::from_millis(150));
     let long_answer = "word ".repeat(40);
-    let mut first = WorkerProcess::spawn(&app, &["--drain-secs", "3"]);
+    let mut first = WorkerProcess::worker(&app, &["--drain-secs", "3"]);
     // The long answer is scripted first so the first chat gets it.
     app.fake.script([Reply::Text(long_answer.clone())]);
     let long = app.create_chat("the long one").await;
@@ -208,7 +208,7 @@ async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx:
     );
 
     app.fake.set_chunk_delay(Duration::from_millis(2));
-    let _second = WorkerProcess::spawn(&app, &[]);
+    let _second = WorkerProcess::worker(&app, &[]);
     let messages = app
         .wait_until_answered(long, 2, Duration::from_secs(20))
         .await;
@@ -225,7 +225,7 @@ async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx:
 async fn a_killed_workers_step_resumes_within_15_s_behind_a_retry_marker(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     app.fake.set_chunk_delay(Duration::from_millis(250));
-    let mut doomed = WorkerProcess::spawn_with_default_leases(&app, &[]);
+    let mut doomed = WorkerProcess::worker_with_default_leases(&app, &[]);
     let question = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu";
     let chat = app.create_chat(question).await;
     let stream = tokio::spawn({
@@ -245,7 +245,7 @@ async fn a_killed_workers_step_resumes_within_15_s_behind_a_retry_marker(pool: s
     doomed.kill();
     let killed_at = std::time::Instant::now();
     app.fake.set_chunk_delay(Duration::from_millis(5));
-    let _survivor = WorkerProcess::spawn_with_default_leases(&app, &[]);
+    let _survivor = WorkerProcess::worker_with_default_leases(&app, &[]);
     app.start_recovery(SchedulerConfig {
         interval_secs: 2,
         stale_secs: 30,

@@ -502,6 +502,15 @@ pub struct WorkerConfig {
     /// Model calls per turn before it stops with an error (each tool round is one).
     #[arg(long = "max-steps", env = "AGENTQ_MAX_STEPS", default_value_t = 25)]
     pub max_steps: i32,
+    /// Milliseconds a worker reuses a resolved model row (provider, model, pricing) before
+    /// reading it again: saves a database round trip per turn step; an admin's change to a
+    /// provider or model reaches running workers within this time. 0 reads it every step.
+    #[arg(
+        long = "model-cache-ms",
+        env = "AGENTQ_MODEL_CACHE_MS",
+        default_value_t = 2000
+    )]
+    pub model_cache_ms: u64,
     /// Seconds the client has to post results of its own tools before the turn fails.
     #[arg(
         long = "client-tool-deadline-secs",

@@ -90,6 +90,8 @@ impl TestApp {
         worker.concurrency = 16;
         worker.turn_lease_secs = 3;
         worker.interrupt_poll_ms = 100;
+        // Admin changes to providers and models reach the next step at once.
+        worker.model_cache_ms = 0;
         let token = create_user(&services, "alice@example.com", "acme").await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -374,6 +376,25 @@ impl TestApp {
     }
 
     /// The chat's SSE URL.
+    /// The chat's events, from the start of its stream, until `stop` returns true for one
+    /// (included) or `limit` passes.
+    pub async fn events_until(
+        &self,
+        chat_id: Uuid,
+        limit: std::time::Duration,
+        stop: impl Fn(&super::sse::Received) -> bool,
+    ) -> Vec<super::sse::Received> {
+        super::sse::read_until(
+            &self.client,
+            &self.stream_url(chat_id),
+            &self.token,
+            None,
+            limit,
+            stop,
+        )
+        .await
+    }
+
     pub fn stream_url(&self, chat_id: Uuid) -> String {
         format!("{}/api/v1/chats/{chat_id}/stream", self.base)
     }

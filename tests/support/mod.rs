@@ -7,10 +7,10 @@
 pub mod app;
 pub mod fake_anthropic;
 pub mod fake_openai;
+pub mod process;
 pub mod redis_server;
 pub mod smtp;
 pub mod sse;
-pub mod worker_process;
 
 use std::time::Duration;
 

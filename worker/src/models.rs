@@ -85,6 +85,7 @@ pub struct ModelResolver {
     secrets: Option<SecretBox>,
     fallback: ModelTarget,
     limits: ProviderLimits,
+    row_ttl: Duration,
     clients: Mutex<HashMap<Uuid, (DateTime<Utc>, Provider)>>,
     rows: Mutex<HashMap<Option<Uuid>, CachedRow>>,
 }
@@ -92,24 +93,23 @@ pub struct ModelResolver {
 /// A resolved row (or "no model configured") and when it was read.
 type CachedRow = (std::time::Instant, Option<ResolvedModel>);
 
-/// How long a resolved model row is reused: saves a database round trip per turn step;
-/// admin changes reach workers within this time.
-const ROW_TTL: Duration = Duration::from_secs(2);
-
 impl ModelResolver {
     /// A resolver falling back to the flag-configured provider and model; clients it builds
-    /// from stored providers are bounded by `limits`.
+    /// from stored providers are bounded by `limits`; a resolved row is reused for `row_ttl`
+    /// (`--model-cache-ms`).
     pub fn new(
         store: Store,
         secrets: Option<SecretBox>,
         fallback: ModelTarget,
         limits: ProviderLimits,
+        row_ttl: Duration,
     ) -> Self {
         Self {
             store,
             secrets,
             fallback,
             limits,
+            row_ttl,
             clients: Mutex::default(),
             rows: Mutex::default(),
         }
@@ -125,7 +125,7 @@ impl ModelResolver {
             .lock()
             .expect("rows lock")
             .get(&model_config_id)
-            .filter(|(at, _)| at.elapsed() < ROW_TTL)
+            .filter(|(at, _)| at.elapsed() < self.row_ttl)
             .map(|(_, row)| row.clone());
         let row = match cached {
             Some(row) => row,

@@ -69,6 +69,7 @@ pub fn engine(
                 pricing: None,
             },
             ProviderLimits::from_config(provider),
+            Duration::from_millis(worker.model_cache_ms),
         ),
         worker_id: worker_id.clone(),
         lease,
