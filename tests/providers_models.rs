@@ -83,6 +83,8 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
 
     for (body, field) in [
         (json!({"name": "X", "kind": "gpt"}), "kind"),
+        (json!({"name": "X", "kind": "echo"}), "kind"),
+        (json!({"name": "X", "kind": 7}), "kind"),
         (json!({"name": "X", "kind": "openai-compat"}), "base_url"),
         (
             json!({"name": "X", "kind": "openai", "base_url": "ftp://example"}),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use agentq_core::{
-    domain::AuthenticatedUser,
+    domain::{AuthenticatedUser, ProviderKind},
     store::{ModelView, ProviderChanges, ProviderView},
 };
 use axum::{
@@ -38,19 +38,6 @@ fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::invalid(field, "must be a UUID"))
 }
 
-/// The wire formats a provider can speak.
-const KINDS: [&str; 4] = ["openai", "openai-compat", "anthropic", "openrouter"];
-
-/// The base URL of a kind when none is given (`openai-compat` needs one).
-fn default_base_url(kind: &str) -> Option<&'static str> {
-    match kind {
-        "openai" => Some("https://api.openai.com/v1"),
-        "anthropic" => Some("https://api.anthropic.com"),
-        "openrouter" => Some("https://openrouter.ai/api/v1"),
-        _ => None,
-    }
-}
-
 /// Body of `POST` and `PATCH /admin/providers`. In a patch, absent fields stay as they
 /// are and `"api_key": null` removes the key.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -60,9 +47,9 @@ pub struct ProviderBody {
     #[schema(max_length = 100)]
     name: Option<String>,
     /// Wire format: `openai`, `openai-compat`, `anthropic` or `openrouter`; required on
-    /// create.
+    /// create. Any other value is a 400 naming `kind`.
     #[schema(example = "openai")]
-    kind: Option<String>,
+    kind: Option<ProviderKind>,
     /// `http://` or `https://` URL; defaults by kind on create (required for
     /// `openai-compat`).
     base_url: Option<String>,
@@ -99,24 +86,26 @@ impl ProviderBody {
         if let Some(n) = &name {
             refuse_control_chars("name", n)?;
         }
-        if let Some(kind) = &self.kind
-            && !KINDS.contains(&kind.as_str())
+        if let Some(kind) = self.kind
+            && !kind.is_stored()
         {
             return Err(ApiError::invalid(
                 "kind",
-                format!("must be one of {}", KINDS.join(", ")),
+                format!("must be one of {}", ProviderKind::stored_list()),
             ));
         }
         if creating && self.kind.is_none() {
             return Err(ApiError::invalid(
                 "kind",
-                format!("is required (one of {})", KINDS.join(", ")),
+                format!("is required (one of {})", ProviderKind::stored_list()),
             ));
         }
         let mut base_url = self.base_url;
         if creating && base_url.is_none() {
-            base_url =
-                default_base_url(self.kind.as_deref().unwrap_or_default()).map(str::to_owned);
+            base_url = self
+                .kind
+                .and_then(ProviderKind::default_base_url)
+                .map(str::to_owned);
             if base_url.is_none() {
                 return Err(ApiError::invalid(
                     "base_url",

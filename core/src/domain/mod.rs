@@ -4,10 +4,12 @@
 
 mod chat;
 mod message;
+mod provider;
 mod turn;
 mod user;
 
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat};
 pub use message::{Message, MessagePart, Role, Usage};
+pub use provider::ProviderKind;
 pub use turn::{AcquiredTurn, ToolCallRow, ToolCallStatus, Turn, TurnStatus};
 pub use user::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, UserStatus};
