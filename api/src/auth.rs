@@ -76,3 +76,24 @@ pub async fn require_work_access(
         ))),
     }
 }
+
+/// A caller who owns the site; add it to a handler's arguments (instead of
+/// [`CurrentUser`]) to make the route site owners' only: 403 for anyone else, checked
+/// before the body is read.
+pub struct SiteOwner(pub AuthenticatedUser);
+
+impl FromRequestParts<ApiState> for SiteOwner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if user.is_site_owner() {
+            Ok(SiteOwner(user))
+        } else {
+            Err(ApiError::Forbidden(
+                "only site owners may change the site's settings, queues, providers and models"
+                    .into(),
+            ))
+        }
+    }
+}

@@ -25,6 +25,7 @@
 
 mod archive;
 mod chats;
+mod constraints;
 mod debug_runs;
 mod identity;
 mod interrupts;
@@ -41,6 +42,7 @@ mod turns;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
+pub(crate) use constraints::classify as classify_constraint;
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use identity::ChatAccess;
 pub use interrupts::InterruptOutcome;
