@@ -492,12 +492,15 @@ impl TurnEngine {
             }
         };
         if let Some(run_id) = debug_run {
+            use agentq_core::domain::DebugRunStatus;
             let (status, error) = match &answer {
-                Answer::Complete { calls, .. } if !calls.is_empty() => ("awaiting_tools", None),
-                Answer::Complete { .. } => ("completed", None),
-                Answer::Failed(e) => ("failed", Some(e)),
-                Answer::Interrupted(_) => ("interrupted", None),
-                Answer::LeaseLost => ("failed", None),
+                Answer::Complete { calls, .. } if !calls.is_empty() => {
+                    (DebugRunStatus::AwaitingTools, None)
+                }
+                Answer::Complete { .. } => (DebugRunStatus::Completed, None),
+                Answer::Failed(e) => (DebugRunStatus::Failed, Some(e)),
+                Answer::Interrupted(_) => (DebugRunStatus::Interrupted, None),
+                Answer::LeaseLost => (DebugRunStatus::Failed, None),
             };
             if let Err(e) = self.store.finish_debug_run(run_id, status, error).await {
                 tracing::warn!(error = %e, "could not finish the debug run");
