@@ -27,6 +27,7 @@ mod archive;
 mod chats;
 mod constraints;
 mod debug_runs;
+mod fixtures;
 mod identity;
 mod interrupts;
 mod messages;
