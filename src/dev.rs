@@ -123,7 +123,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
             "echo (built in; set AGENTQ_OPENAI_API_KEY or AGENTQ_OPENAI_BASE_URL for a real model)"
                 .to_owned()
         }
-        ProviderKind::Openai => format!(
+        ProviderKind::Openai | ProviderKind::OpenaiCompat | ProviderKind::Openrouter => format!(
             "{} at {}",
             args.provider.model, args.provider.openai_base_url
         ),

@@ -196,3 +196,70 @@ async fn debug_steps_store_only_what_is_new_since_the_last_step(pool: sqlx::PgPo
     );
     app.stop().await;
 }
+
+/// `finish_debug_run` moves a run only from `running`: a stale step that reports late
+/// cannot overwrite where the run already stands, and the next step's start reopens it.
+#[sqlx::test]
+async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
+    use agentq_core::{
+        domain::{ClientType, DebugRunStatus, MessagePart, NewChat},
+        store::Store,
+    };
+
+    let store = Store::new(pool);
+    let org = store.ensure_organization("acme").await.unwrap();
+    let owner = store.ensure_user("dora@example.com", false).await.unwrap();
+    let (chat, _, turn_id) = store
+        .create_chat(NewChat {
+            owner_id: owner,
+            organization_id: org,
+            title: "debug".into(),
+            client_type: ClientType::Api,
+            first_message: vec![MessagePart::Text { text: "hi".into() }],
+            dynamic_tools: vec![],
+            model_config_id: None,
+            labels: Default::default(),
+            instructions: None,
+        })
+        .await
+        .unwrap();
+    let status = |store: Store, run| async move {
+        store.get_debug_run(chat.id, run).await.unwrap().0.status
+    };
+
+    let run = store
+        .start_debug_run(chat.id, turn_id, "echo", "echo")
+        .await
+        .unwrap();
+    assert_eq!(status(store.clone(), run).await, DebugRunStatus::Running);
+    assert!(
+        store
+            .finish_debug_run(run, DebugRunStatus::AwaitingTools, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_debug_run(run, DebugRunStatus::Failed, None)
+            .await
+            .unwrap(),
+        "a late report finds the run no longer running"
+    );
+    assert_eq!(
+        status(store.clone(), run).await,
+        DebugRunStatus::AwaitingTools
+    );
+
+    let again = store
+        .start_debug_run(chat.id, turn_id, "echo", "echo")
+        .await
+        .unwrap();
+    assert_eq!(again, run, "one run per turn");
+    assert!(
+        store
+            .finish_debug_run(run, DebugRunStatus::Completed, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(status(store.clone(), run).await, DebugRunStatus::Completed);
+}

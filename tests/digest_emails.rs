@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use agentq_core::domain::NotificationStatus;
 use agentq_scheduler::maintenance::run_tick;
 use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
@@ -17,7 +18,7 @@ use support::{
 };
 use uuid::Uuid;
 
-async fn outbox(app: &TestApp) -> Vec<(String, String, i32, Option<String>)> {
+async fn outbox(app: &TestApp) -> Vec<(String, NotificationStatus, i32, Option<String>)> {
     sqlx::query_as(
         "SELECT recipient, status, attempts, error FROM notification_messages ORDER BY recipient",
     )
@@ -135,7 +136,7 @@ async fn an_owner_with_30_archived_chats_gets_one_digest_of_the_oldest_25(pool: 
     assert_eq!(smtp.messages().len(), 1, "one digest, and none for bob");
     let rows = outbox(&app).await;
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].1.as_str(), rows[0].2), ("sent", 1));
+    assert_eq!((rows[0].1, rows[0].2), (NotificationStatus::Sent, 1));
     app.stop().await;
 }
 
@@ -188,7 +189,7 @@ async fn smtp_down_then_up_delivers_each_digest_exactly_once(pool: sqlx::PgPool)
         let rows = outbox(&app).await;
         rows.iter()
             .all(|(_, status, attempts, error)| {
-                status == "queued" && *attempts >= 1 && error.is_some()
+                *status == NotificationStatus::Queued && *attempts >= 1 && error.is_some()
             })
             .then_some(rows)
     })
@@ -206,7 +207,7 @@ async fn smtp_down_then_up_delivers_each_digest_exactly_once(pool: sqlx::PgPool)
     assert_eq!(smtp.messages_to("carol@example.com").len(), 1);
     assert_eq!(smtp.messages().len(), 2);
     for (recipient, status, attempts, _) in outbox(&app).await {
-        assert_eq!(status, "sent", "{recipient}");
+        assert_eq!(status, NotificationStatus::Sent, "{recipient}");
         assert!(attempts >= 2, "{recipient}: sent on a retry");
     }
     app.stop().await;
@@ -233,7 +234,7 @@ async fn a_digest_that_keeps_failing_ends_failed_with_its_error(pool: sqlx::PgPo
         .await;
     let rows = eventually(Duration::from_secs(30), "the email to fail", || async {
         let rows = outbox(&app).await;
-        (rows.len() == 1 && rows[0].1 == "failed").then_some(rows)
+        (rows.len() == 1 && rows[0].1 == NotificationStatus::Failed).then_some(rows)
     })
     .await;
     assert_eq!(rows[0].2, 2, "two attempts, then it gave up");

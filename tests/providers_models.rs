@@ -83,6 +83,7 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
 
     for (body, field) in [
         (json!({"name": "X", "kind": "gpt"}), "kind"),
+        (json!({"name": "X", "kind": "echo"}), "kind"),
         (json!({"name": "X", "kind": "openai-compat"}), "base_url"),
         (
             json!({"name": "X", "kind": "openai", "base_url": "ftp://example"}),
@@ -154,7 +155,7 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
     assert_eq!(error["validations"][0]["field"], "output_price_micros");
     let (status, error) = send(
         &app,
-        post,
+        post.clone(),
         &owner,
         "/api/v1/admin/models",
         Some(json!({"provider_id": uuid::Uuid::now_v7(), "name": "x"})),
@@ -162,6 +163,18 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["validations"][0]["field"], "provider_id");
+    // A name its provider already has: the store names the field, not the constraint.
+    let (status, error) = send(
+        &app,
+        post,
+        &owner,
+        "/api/v1/admin/models",
+        Some(json!({"provider_id": provider_id, "name": "db-model-2"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["validations"][0]["field"], "name");
+    assert!(!error.to_string().contains("_key"), "{error}");
 
     let (status, patched) = send(
         &app,

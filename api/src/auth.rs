@@ -3,16 +3,23 @@
 //!
 //! Two checks, at two depths. Every request: the token is neither revoked nor expired (401)
 //! and its user is active (403). Every request that starts work (a turn, tool results, a
-//! stream, an interrupt): [`require_work_access`] re-checks that the caller still holds
+//! stream): the [`WorkChat`] extractor re-checks that the caller still holds
 //! `agents-access` in the chat's organization, so removing the role stops a user at once
-//! rather than when the token expires.
+//! rather than when the token expires. Handlers name what they need as an argument
+//! ([`CurrentUser`], [`OwnedChat`], [`WorkChat`], [`SiteOwner`]) instead of calling a
+//! check by hand, so no route can forget one.
 
 use agentq_core::{
     auth::hash_token,
     domain::{AuthenticatedUser, UserStatus},
     store::ChatAccess,
 };
-use axum::{extract::FromRequestParts, http::request::Parts};
+use std::collections::HashMap;
+
+use axum::{
+    extract::{FromRequestParts, Path},
+    http::request::Parts,
+};
 use uuid::Uuid;
 
 use crate::{ApiState, error::ApiError};
@@ -60,19 +67,100 @@ impl FromRequestParts<ApiState> for CurrentUser {
     }
 }
 
-/// Refuses to start work in `chat_id` unless `user` owns it and still holds `agents-access`
-/// in its organization: 404 for a chat that is not theirs, 403 naming the missing role.
-pub async fn require_work_access(
+/// A chat the caller owns, from the `{chat_id}` path segment: 404 for a chat that does not
+/// exist or is someone else's (the two look the same). Reading a chat, changing its title
+/// and interrupting it need only this: stopping work (and its cost) is always the owner's
+/// to do, role or not. Routes that start work take a [`WorkChat`] instead.
+pub struct OwnedChat {
+    /// The caller.
+    pub user: AuthenticatedUser,
+    /// The chat's id.
+    pub chat_id: Uuid,
+}
+
+impl FromRequestParts<ApiState> for OwnedChat {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let (user, chat_id, access) = chat_access(parts, state).await?;
+        match access {
+            ChatAccess::NotFound => Err(chat_not_found()),
+            ChatAccess::Allowed | ChatAccess::MissingAgentsAccess { .. } => {
+                Ok(OwnedChat { user, chat_id })
+            }
+        }
+    }
+}
+
+/// A chat the caller may start work in (a turn, tool results, a stream): they own it
+/// (404 otherwise) and still hold `agents-access` in its organization (403 naming the
+/// missing role otherwise). Checked while the request is extracted, so before the body is
+/// read and before a rate-limit token is spent.
+pub struct WorkChat(pub OwnedChat);
+
+impl FromRequestParts<ApiState> for WorkChat {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let (user, chat_id, access) = chat_access(parts, state).await?;
+        match access {
+            ChatAccess::Allowed => Ok(WorkChat(OwnedChat { user, chat_id })),
+            ChatAccess::NotFound => Err(chat_not_found()),
+            ChatAccess::MissingAgentsAccess { organization_id } => {
+                Err(missing_agents_access(organization_id))
+            }
+        }
+    }
+}
+
+/// The caller, the path's chat and what the caller may do in it.
+async fn chat_access(
+    parts: &mut Parts,
     state: &ApiState,
-    user: &AuthenticatedUser,
-    chat_id: Uuid,
-) -> Result<(), ApiError> {
-    match state.store.chat_work_access(chat_id, user.id).await? {
-        ChatAccess::Allowed => Ok(()),
-        ChatAccess::NotFound => Err(ApiError::NotFound("chat not found".into())),
-        ChatAccess::MissingAgentsAccess { organization_id } => Err(ApiError::Forbidden(format!(
-            "you no longer have the `agents-access` role in this chat's organization \
-             ({organization_id}); an organization admin can grant it again"
-        ))),
+) -> Result<(AuthenticatedUser, Uuid, ChatAccess), ApiError> {
+    let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+    // By name, so routes with more path segments (`/debug/runs/{run_id}`) work too.
+    let Path(segments) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::invalid("chat_id", "must be a UUID"))?;
+    let chat_id = segments
+        .get("chat_id")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| ApiError::invalid("chat_id", "must be a UUID"))?;
+    let access = state.store.chat_work_access(chat_id, user.id).await?;
+    Ok((user, chat_id, access))
+}
+
+/// The 404 of a chat that is not the caller's.
+pub(crate) fn chat_not_found() -> ApiError {
+    ApiError::NotFound("chat not found".into())
+}
+
+/// A 403 naming the role the caller lost in `organization_id`.
+pub(crate) fn missing_agents_access(organization_id: Uuid) -> ApiError {
+    ApiError::Forbidden(format!(
+        "you no longer have the `agents-access` role in this chat's organization \
+         ({organization_id}); an organization admin can grant it again"
+    ))
+}
+
+/// A caller who owns the site; add it to a handler's arguments (instead of
+/// [`CurrentUser`]) to make the route site owners' only: 403 for anyone else, checked
+/// before the body is read.
+pub struct SiteOwner(pub AuthenticatedUser);
+
+impl FromRequestParts<ApiState> for SiteOwner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if user.is_site_owner() {
+            Ok(SiteOwner(user))
+        } else {
+            Err(ApiError::Forbidden(
+                "only site owners may change the site's settings, queues, providers and models"
+                    .into(),
+            ))
+        }
     }
 }

@@ -121,12 +121,36 @@ impl ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// The one mapping of store errors (ARCHITECTURE.md §11): a taken value or a reference
+    /// to nothing is a 400 naming the field (the store has already turned the database's
+    /// constraint into that field), a missing row a 404, a state conflict a 409.
+    /// Handlers that know what was missing say so with [`ApiError::not_found`].
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Duplicate { field } => ApiError::invalid(field, "is already taken"),
+            StoreError::UnknownReference { field } => {
+                ApiError::invalid(field, "names nothing that exists")
+            }
             StoreError::Database(e) => e.into(),
         }
+    }
+}
+
+/// Turns [`StoreError::NotFound`] into a 404 naming what was not found; every other store
+/// error maps as [`From<StoreError>`] says.
+pub trait OrNotFound<T> {
+    /// `what` is one noun phrase: `"provider"` gives "provider not found".
+    fn or_not_found(self, what: &str) -> Result<T, ApiError>;
+}
+
+impl<T> OrNotFound<T> for Result<T, StoreError> {
+    fn or_not_found(self, what: &str) -> Result<T, ApiError> {
+        self.map_err(|e| match e {
+            StoreError::NotFound => ApiError::NotFound(format!("{what} not found")),
+            other => other.into(),
+        })
     }
 }
 

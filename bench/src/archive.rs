@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use agentq_core::{config, db, services::Services};
+use agentq_core::{config, db, services::Services, store::SiteConfigChanges};
 use chrono::{DateTime, TimeZone, Utc};
 
 /// What the archive benchmark measured.
@@ -36,21 +36,23 @@ pub async fn archive_ticks(
         .map(|(b, _)| format!("{b}/agentq_bench_archive"))
         .unwrap_or_default()
         .into();
-    let admin_url = database_url
-        .rsplit_once('/')
-        .map(|(b, _)| format!("{b}/postgres"))
-        .unwrap_or_default();
-    let admin = sqlx::PgPool::connect(&admin_url).await?;
-    let _ = sqlx::query("DROP DATABASE IF EXISTS agentq_bench_archive WITH (FORCE)")
-        .execute(&admin)
-        .await;
+    let _ = db::drop_database_if_exists(&database, "agentq_bench_archive").await;
     db::create_database_if_missing(&database).await?;
     let pool = db::connect(&database).await?;
     db::migrate(&pool).await?;
-    fill(&pool, chats, owners).await?;
     let services = Services::new(pool.clone(), redis_url, prefix, 0)?;
-    sqlx::query("UPDATE site_config SET auto_archive_days = 30, auto_archive_limit = 1000")
-        .execute(&pool)
+    // Activity spread over the 60 days before 2026-03-01.
+    services
+        .store
+        .seed_idle_chats(owners, chats, at(2026, 3, 1))
+        .await?;
+    services
+        .store
+        .update_site_config(&SiteConfigChanges {
+            auto_archive_days: Some(30),
+            auto_archive_limit: Some(1000),
+            ..SiteConfigChanges::default()
+        })
         .await?;
 
     // Activity spans 2025-12-31 .. 2026-03-01. With 30 days, a tick on 2026-01-01 is due
@@ -85,35 +87,4 @@ pub async fn archive_ticks(
 
 fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
-}
-
-/// One organization, `owners` users and `chats` idle root chats spread over the 60 days
-/// before 2026-03-01, in a few set-based statements.
-async fn fill(pool: &sqlx::PgPool, chats: i64, owners: i64) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO organizations (id, name) VALUES (gen_random_uuid(), 'bench')")
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO users (id, email)
-         SELECT gen_random_uuid(), 'owner' || n || '@bench.test' FROM generate_series(1, $1) n",
-    )
-    .bind(owners)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "WITH owners AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM users),
-              org AS (SELECT id FROM organizations LIMIT 1)
-         INSERT INTO chats (id, owner_id, organization_id, title, status, last_activity_at)
-         SELECT gen_random_uuid(), owners.id, org.id, 'chat ' || g, 'waiting',
-                timestamptz '2026-03-01 00:00:00+00' - (g * 86400 / $1) * interval '1 minute'
-         FROM generate_series(1, $1) g
-         JOIN owners ON owners.n = g % $2
-         CROSS JOIN org",
-    )
-    .bind(chats)
-    .bind(owners)
-    .execute(pool)
-    .await?;
-    sqlx::query("ANALYZE chats").execute(pool).await?;
-    Ok(())
 }

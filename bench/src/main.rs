@@ -282,15 +282,7 @@ async fn end_to_end(args: &Args, prefix: &str) -> anyhow::Result<(f64, (Duration
     let mut database: DatabaseConfig = config::defaults();
     database.url = args.database_url.as_str().into();
     database.max_connections = 40;
-    let admin_url = args
-        .database_url
-        .rsplit_once('/')
-        .map(|(b, _)| format!("{b}/postgres"))
-        .unwrap_or_default();
-    let admin = sqlx::PgPool::connect(&admin_url).await?;
-    let _ = sqlx::query("DROP DATABASE IF EXISTS agentq_bench WITH (FORCE)")
-        .execute(&admin)
-        .await;
+    let _ = db::drop_database_if_exists(&database, "agentq_bench").await;
     db::create_database_if_missing(&database).await?;
     let pool = db::connect(&database).await?;
     db::migrate(&pool).await?;
@@ -375,10 +367,7 @@ async fn end_to_end(args: &Args, prefix: &str) -> anyhow::Result<(f64, (Duration
     let expected = (per_client * args.clients + deltas.len()) as i64;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let answered: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE role = 'assistant'")
-                .fetch_one(&pool)
-                .await?;
+        let answered = services.store.count_assistant_messages().await?;
         if answered >= expected || Instant::now() > deadline {
             break;
         }

@@ -9,6 +9,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use clap::{Args, FromArgMatches};
 
+pub use crate::domain::ProviderKind;
 use crate::secrets::{ExposeSecret, SecretString, SecretUrl};
 
 /// Where the source of truth lives.
@@ -419,17 +420,6 @@ impl ProviderConfig {
             .map(|h| h.expose_secret().to_owned())
             .collect()
     }
-}
-
-/// The provider adapters the worker knows.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProviderKind {
-    /// OpenAI Chat Completions with `stream: true` (OpenAI, OpenRouter, vLLM, Ollama, LiteLLM).
-    Openai,
-    /// Anthropic Messages with `stream: true`.
-    Anthropic,
-    /// Built-in echo model: no network, for local trials and benchmarks.
-    Echo,
 }
 
 /// How a worker process consumes queues.

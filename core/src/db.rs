@@ -135,6 +135,29 @@ pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool,
     Ok(!exists)
 }
 
+/// Drops the database `name` on `config`'s server if it exists, closing its connections
+/// (`WITH (FORCE)`): benchmarks start from an empty one. Bootstrap, like
+/// [`create_database_if_missing`].
+pub async fn drop_database_if_exists(config: &DatabaseConfig, name: &str) -> Result<(), DbError> {
+    let options = connect_options(config)?;
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.database("postgres"))
+        .await
+        .map_err(|source| DbError::Connect {
+            url: config.url.redacted(),
+            source,
+        })?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await?;
+    admin.close().await;
+    Ok(())
+}
+
 /// Query parameters whose values are treated as secrets: any name containing one of these
 /// (case-insensitive), so `password`, `sslpassword`, `api_key`, `access_token`, `X-Amz-Signature`
 /// are all caught. Redacting a harmless value now and then is the price of never logging a

@@ -15,20 +15,33 @@ pub enum StoreError {
     /// A request conflicts with current state (e.g. the chat's queue is full).
     #[error("{0}")]
     Conflict(String),
+    /// A unique value is already taken (a provider's name, a model's name).
+    #[error("`{field}` is already taken")]
+    Duplicate {
+        /// The request field holding the value.
+        field: &'static str,
+    },
+    /// A reference names no row (a model's `provider_id`).
+    #[error("`{field}` names nothing that exists")]
+    UnknownReference {
+        /// The request field holding the reference.
+        field: &'static str,
+    },
     /// The database failed.
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Constraint violations the store knows become [`StoreError::Duplicate`] or
+    /// [`StoreError::UnknownReference`] (see `store/constraints.rs`); the rest stay
+    /// database errors.
+    fn from(e: sqlx::Error) -> Self {
+        crate::store::classify_constraint(e)
+    }
 }
 
 impl StoreError {
-    /// The name of a violated constraint, so callers can turn it into a precise 4xx.
-    pub fn constraint(&self) -> Option<&str> {
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => e.constraint(),
-            _ => None,
-        }
-    }
-
     /// Whether the same write would fail again however often it is retried: PostgreSQL
     /// refused the data itself (SQLSTATE class 22, data exception: a character `text`
     /// cannot hold, a number out of range) or a size limit (class 54, program limit

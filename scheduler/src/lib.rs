@@ -27,7 +27,7 @@ use agentq_core::{events::EventPublisher, queue::Producer, store::Store};
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
-pub use recovery::recover;
+pub use recovery::{RecoveryError, recover};
 pub use schedule::{Schedule, ScheduleError};
 
 /// How the scheduler behaves.

@@ -16,13 +16,25 @@ use agentq_core::{
 
 use crate::SchedulerConfig;
 
+/// Why a recovery tick stopped; the next tick starts over (every step is conditional, so
+/// what this one did stays done).
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// PostgreSQL failed while finding or moving lost work.
+    #[error("recovery could not read or update the database: {0}")]
+    Store(#[from] agentq_core::StoreError),
+    /// Redis failed while re-enqueueing jobs.
+    #[error("recovery could not enqueue jobs: {0}")]
+    Enqueue(#[from] redis::RedisError),
+}
+
 /// One recovery tick; returns how many items it acted on.
 pub async fn recover(
     store: &Store,
     producer: &Producer,
     events: &EventPublisher,
     config: &SchedulerConfig,
-) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<usize, RecoveryError> {
     let turns = recover_turns(store, producer, events, config).await?;
     let emails = nudge_emails(store, producer, config).await?;
     Ok(turns + emails)
@@ -33,7 +45,7 @@ async fn nudge_emails(
     store: &Store,
     producer: &Producer,
     config: &SchedulerConfig,
-) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<usize, RecoveryError> {
     let due = store
         .nudge_due_notifications(Duration::from_secs(config.stale_secs), config.batch)
         .await?;
@@ -51,7 +63,7 @@ async fn recover_turns(
     producer: &Producer,
     events: &EventPublisher,
     config: &SchedulerConfig,
-) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<usize, RecoveryError> {
     let limits = RecoveryLimits {
         stale_after: Duration::from_secs(config.stale_secs),
         batch: config.batch,

@@ -11,14 +11,14 @@ use std::{
 
 use agentq_core::{
     ChatError, ChatErrorKind, StoreError,
-    domain::Usage,
+    domain::{ProviderKind, Usage},
     secrets::SecretBox,
     store::{ResolvedModel, Store},
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::providers::{AnthropicProvider, OpenAiProvider, Provider, ProviderLimits};
+use crate::providers::{AnthropicProvider, EchoProvider, OpenAiProvider, Provider, ProviderLimits};
 
 /// Micro-dollars per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -212,8 +212,7 @@ impl ModelResolver {
                 .collect(),
             None => Vec::new(),
         };
-        let needs_key = row.provider_kind != "openai-compat";
-        if needs_key && key.is_none() {
+        if row.provider_kind.needs_api_key() && key.is_none() {
             return Err(ResolveError::Unusable(
                 ChatError::new(
                     ChatErrorKind::MissingKey,
@@ -222,8 +221,8 @@ impl ModelResolver {
                 .with_provider(row.provider_name.clone()),
             ));
         }
-        let client = match row.provider_kind.as_str() {
-            "anthropic" => Provider::Anthropic(Arc::new(
+        let client = match row.provider_kind {
+            ProviderKind::Anthropic => Provider::Anthropic(Arc::new(
                 AnthropicProvider::new(
                     &row.provider_base_url,
                     key.as_deref().unwrap_or_default(),
@@ -233,12 +232,15 @@ impl ModelResolver {
                 .with_name(row.provider_name.clone())
                 .with_headers(headers),
             )),
-            _ => Provider::OpenAi(Arc::new(
-                OpenAiProvider::new(&row.provider_base_url, key, self.limits)
-                    .map_err(ResolveError::Unusable)?
-                    .with_name(row.provider_name.clone())
-                    .with_headers(headers),
-            )),
+            ProviderKind::Echo => Provider::Echo(EchoProvider),
+            ProviderKind::Openai | ProviderKind::OpenaiCompat | ProviderKind::Openrouter => {
+                Provider::OpenAi(Arc::new(
+                    OpenAiProvider::new(&row.provider_base_url, key, self.limits)
+                        .map_err(ResolveError::Unusable)?
+                        .with_name(row.provider_name.clone())
+                        .with_headers(headers),
+                ))
+            }
         };
         self.clients
             .lock()

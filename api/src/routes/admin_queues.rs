@@ -17,10 +17,10 @@ use utoipa::{
     },
 };
 
-use super::{admin::require_site_owner, chats::page_limit};
+use super::chats::page_limit;
 use crate::{
     ApiState,
-    auth::CurrentUser,
+    auth::SiteOwner,
     error::{ApiError, ErrorBody},
     extract::QueryParams,
 };
@@ -81,9 +81,8 @@ pub struct QueueList {
 )]
 pub async fn list_queues(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _: SiteOwner,
 ) -> Result<Json<QueueList>, ApiError> {
-    require_site_owner(&user)?;
     let mut conn = state.redis_conn.clone();
     let queues = queue::queue_stats(&mut conn, &state.prefix)
         .await
@@ -141,11 +140,10 @@ pub struct Dropped {
 )]
 pub async fn list_dead_letters(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _: SiteOwner,
     Path(name): Path<String>,
     QueryParams(query): QueryParams<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    require_site_owner(&user)?;
     let queue_name = queue_named(&name)?;
     let limit = page_limit(query.limit, 100, 1000)?;
     stream_entry_id("after", query.after.as_deref())?;
@@ -187,10 +185,9 @@ pub async fn list_dead_letters(
 )]
 pub async fn retry_all(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _: SiteOwner,
     Path(name): Path<String>,
 ) -> Result<Json<Retried>, ApiError> {
-    require_site_owner(&user)?;
     let mut conn = state.redis_conn.clone();
     let n = queue::retry_dead_letters(&mut conn, &state.prefix, queue_named(&name)?, &[])
         .await
@@ -213,10 +210,9 @@ pub async fn retry_all(
 )]
 pub async fn drop_all(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _: SiteOwner,
     Path(name): Path<String>,
 ) -> Result<Json<Dropped>, ApiError> {
-    require_site_owner(&user)?;
     let mut conn = state.redis_conn.clone();
     let n = queue::drop_dead_letters(&mut conn, &state.prefix, queue_named(&name)?, &[])
         .await
@@ -239,10 +235,9 @@ pub async fn drop_all(
 )]
 pub async fn retry_one(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _: SiteOwner,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Retried>, ApiError> {
-    require_site_owner(&user)?;
     stream_entry_id("id", Some(&id))?;
     let mut conn = state.redis_conn.clone();
     let n = queue::retry_dead_letters(
@@ -277,10 +272,9 @@ pub async fn retry_one(
 )]
 pub async fn drop_one(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _: SiteOwner,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    require_site_owner(&user)?;
     stream_entry_id("id", Some(&id))?;
     let mut conn = state.redis_conn.clone();
     let n = queue::drop_dead_letters(

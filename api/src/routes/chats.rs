@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::{
     ApiState,
     auth::CurrentUser,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, OrNotFound},
     extract::{ChatId, JsonBody, QueryParams},
 };
 
@@ -416,7 +416,7 @@ pub async fn get_chat(
             .store
             .get_chat(id, user.id)
             .await
-            .map_err(chat_not_found)?,
+            .or_not_found("chat")?,
     ))
 }
 
@@ -458,14 +458,6 @@ pub async fn update_chat(
             .store
             .set_chat_archived(id, user.id, archived)
             .await
-            .map_err(chat_not_found)?,
+            .or_not_found("chat")?,
     ))
-}
-
-/// Someone else's chat and a missing one look the same: 404.
-pub(crate) fn chat_not_found(e: agentq_core::StoreError) -> ApiError {
-    match e {
-        agentq_core::StoreError::NotFound => ApiError::NotFound("chat not found".into()),
-        other => other.into(),
-    }
 }

@@ -15,11 +15,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::chats::chat_not_found;
 use crate::{
     ApiState,
-    auth::CurrentUser,
-    error::{ApiError, ErrorBody},
+    auth::{CurrentUser, OwnedChat},
+    error::{ApiError, ErrorBody, OrNotFound},
     extract::{ChatAndRunIds, ChatId},
 };
 
@@ -57,14 +56,8 @@ pub struct DebugRunList {
 )]
 pub async fn list_runs(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    OwnedChat { chat_id, .. }: OwnedChat,
 ) -> Result<Json<DebugRunList>, ApiError> {
-    state
-        .store
-        .get_chat(chat_id, user.id)
-        .await
-        .map_err(chat_not_found)?;
     let runs = state.store.list_debug_runs(chat_id, NEWEST_RUNS).await?;
     Ok(Json(DebugRunList { runs }))
 }
@@ -83,22 +76,14 @@ pub async fn list_runs(
 )]
 pub async fn get_run(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatAndRunIds(chat_id, run_id): ChatAndRunIds,
+    OwnedChat { chat_id, .. }: OwnedChat,
+    ChatAndRunIds(_, run_id): ChatAndRunIds,
 ) -> Result<Json<RunWithSteps>, ApiError> {
-    state
-        .store
-        .get_chat(chat_id, user.id)
-        .await
-        .map_err(chat_not_found)?;
     let (run, steps) = state
         .store
         .get_debug_run(chat_id, run_id)
         .await
-        .map_err(|e| match e {
-            agentq_core::StoreError::NotFound => ApiError::NotFound("debug run not found".into()),
-            other => other.into(),
-        })?;
+        .or_not_found("debug run")?;
     Ok(Json(RunWithSteps { run, steps }))
 }
 
@@ -136,14 +121,8 @@ pub struct DebugExport {
 )]
 pub async fn export(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    OwnedChat { chat_id, .. }: OwnedChat,
 ) -> Result<Response, ApiError> {
-    state
-        .store
-        .get_chat(chat_id, user.id)
-        .await
-        .map_err(chat_not_found)?;
     let runs = state.store.list_debug_runs(chat_id, NEWEST_RUNS).await?;
     // The document streams one run at a time, so an export of long runs never sits whole
     // in memory. Its shape is exactly `DebugExport`: the head's fields, then `runs`.

@@ -6,11 +6,11 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::chats::{announce, chat_not_found};
+use super::chats::announce;
 use crate::{
     ApiState,
-    auth::CurrentUser,
-    error::{ApiError, ErrorBody},
+    auth::OwnedChat,
+    error::{ApiError, ErrorBody, OrNotFound},
     extract::ChatId,
 };
 
@@ -47,8 +47,9 @@ pub struct InterruptResponse {
 )]
 pub async fn interrupt(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    // An owned chat, not a `WorkChat`: stopping work (and its cost) is always the owner's
+    // to do, whatever roles they lost.
+    OwnedChat { user, chat_id }: OwnedChat,
 ) -> Result<(StatusCode, Json<InterruptResponse>), ApiError> {
     let status = interrupt_chat(&state, user.id, chat_id).await?;
     Ok((StatusCode::ACCEPTED, Json(InterruptResponse { status })))
@@ -65,7 +66,7 @@ pub(crate) async fn interrupt_chat(
         .store
         .request_interrupt(chat_id, owner)
         .await
-        .map_err(chat_not_found)?
+        .or_not_found("chat")?
     {
         InterruptOutcome::Requested { .. } => Ok(InterruptStatus::Interrupting),
         InterruptOutcome::Stopped(outcome) => {

@@ -15,11 +15,11 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::chats::{announce, chat_not_found, page_limit, validate_message};
+use super::chats::{announce, page_limit, validate_message};
 use crate::{
     ApiState,
-    auth::{CurrentUser, require_work_access},
-    error::{ApiError, ErrorBody},
+    auth::{OwnedChat, WorkChat},
+    error::{ApiError, ErrorBody, OrNotFound},
     extract::{ChatId, JsonBody, QueryParams},
 };
 
@@ -64,16 +64,10 @@ pub struct MessageList {
 )]
 pub async fn list_messages(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    OwnedChat { chat_id, .. }: OwnedChat,
     QueryParams(query): QueryParams<ListMessagesQuery>,
 ) -> Result<Json<MessageList>, ApiError> {
     let limit = page_limit(query.limit, 100, 1000)?;
-    state
-        .store
-        .get_chat(chat_id, user.id)
-        .await
-        .map_err(chat_not_found)?;
     let messages = state
         .store
         .list_messages(chat_id, query.after_id, limit + 1, MAX_PAGE_BYTES as i64)
@@ -156,11 +150,9 @@ pub enum SendMessageResponse {
 )]
 pub async fn send_message(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    WorkChat(OwnedChat { user, chat_id }): WorkChat,
     JsonBody(body): JsonBody<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
-    require_work_access(&state, &user, chat_id).await?;
     state.rate_limiter.check(Limit::Messages, user.id).await?;
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();
@@ -168,7 +160,7 @@ pub async fn send_message(
         .store
         .send_message(chat_id, user.id, &[MessagePart::Text { text }], busy)
         .await
-        .map_err(chat_not_found)?;
+        .or_not_found("chat")?;
     Ok(match outcome {
         SendOutcome::Started { message, turn_id } => {
             announce(

@@ -43,10 +43,22 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(admin_queues::retry_all))
         .routes(routes!(admin_queues::retry_one))
         .routes(routes!(admin_queues::drop_one))
-        .routes(routes!(admin::list_providers, admin::create_provider))
-        .routes(routes!(admin::update_provider, admin::delete_provider))
-        .routes(routes!(admin::list_models, admin::create_model))
-        .routes(routes!(admin::update_model, admin::delete_model))
+        .routes(routes!(
+            admin::providers::list_providers,
+            admin::providers::create_provider
+        ))
+        .routes(routes!(
+            admin::providers::update_provider,
+            admin::providers::delete_provider
+        ))
+        .routes(routes!(
+            admin::models::list_models,
+            admin::models::create_model
+        ))
+        .routes(routes!(
+            admin::models::update_model,
+            admin::models::delete_model
+        ))
         .routes(routes!(messages::list_messages, messages::send_message))
         .routes(routes!(stream::stream_chat))
         .routes(routes!(interrupt::interrupt))

@@ -7,10 +7,9 @@ use agentq_core::store::{SiteConfig, SiteConfigChanges};
 use axum::{Json, extract::State};
 use serde::Deserialize;
 
-use super::admin::require_site_owner;
 use crate::{
     ApiState,
-    auth::CurrentUser,
+    auth::{CurrentUser, SiteOwner},
     error::{ApiError, ErrorBody},
     extract::JsonBody,
 };
@@ -103,10 +102,9 @@ fn in_range(
 )]
 pub async fn put_config(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _: SiteOwner,
     JsonBody(body): JsonBody<ConfigBody>,
 ) -> Result<Json<SiteConfig>, ApiError> {
-    require_site_owner(&user)?;
     let changes = SiteConfigChanges {
         auto_archive_days: in_range(
             "auto_archive_days",

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::{
     ApiState,
-    auth::{CurrentUser, require_work_access},
+    auth::{OwnedChat, WorkChat},
     error::{ApiError, ErrorBody},
     extract::ChatId,
     keepalive,
@@ -107,12 +107,9 @@ struct Cursor {
 )]
 pub async fn stream_chat(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    WorkChat(OwnedChat { user, chat_id }): WorkChat,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // Also the ownership check: a chat that is not the caller's is a 404.
-    require_work_access(&state, &user, chat_id).await?;
     state
         .rate_limiter
         .check(Limit::StreamConnects, user.id)

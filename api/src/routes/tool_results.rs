@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::chats::announce;
 use crate::{
     ApiState,
-    auth::{CurrentUser, require_work_access},
+    auth::{OwnedChat, WorkChat},
     error::{ApiError, ErrorBody},
     extract::{ChatId, JsonBody},
 };
@@ -74,11 +74,9 @@ pub struct ToolResultsResponse {
 )]
 pub async fn submit(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    WorkChat(OwnedChat { user, chat_id }): WorkChat,
     JsonBody(body): JsonBody<ToolResultsRequest>,
 ) -> Result<(StatusCode, Json<ToolResultsResponse>), ApiError> {
-    require_work_access(&state, &user, chat_id).await?;
     if body.results.is_empty() {
         return Err(ApiError::invalid(
             "results",
@@ -160,14 +158,8 @@ pub struct WaitingToolCalls {
 )]
 pub async fn waiting(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(chat_id): ChatId,
+    OwnedChat { chat_id, .. }: OwnedChat,
 ) -> Result<Json<WaitingToolCalls>, ApiError> {
-    state
-        .store
-        .get_chat(chat_id, user.id)
-        .await
-        .map_err(super::chats::chat_not_found)?;
     let calls = state.store.waiting_tool_calls(chat_id).await?;
     Ok(Json(WaitingToolCalls {
         tool_calls: calls

@@ -18,8 +18,6 @@ pub enum ChatStatus {
     Pending,
     /// A worker is running a turn.
     Running,
-    /// Paused by the user.
-    Paused,
     /// A tool needs a person or the client.
     RequiresAction,
     /// The last turn failed; `last_error` says why.
@@ -33,7 +31,6 @@ impl ChatStatus {
             ChatStatus::Waiting => "waiting",
             ChatStatus::Pending => "pending",
             ChatStatus::Running => "running",
-            ChatStatus::Paused => "paused",
             ChatStatus::RequiresAction => "requires_action",
             ChatStatus::Error => "error",
         }

@@ -3,11 +3,17 @@
 //! same values.
 
 mod chat;
+mod debug_run;
 mod message;
+mod notification;
+mod provider;
 mod turn;
 mod user;
 
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat};
+pub use debug_run::DebugRunStatus;
 pub use message::{Message, MessagePart, Role, Usage};
-pub use turn::{AcquiredTurn, ToolCallRow, ToolCallStatus, Turn, TurnStatus};
+pub use notification::NotificationStatus;
+pub use provider::ProviderKind;
+pub use turn::{AcquiredTurn, ToolCallKind, ToolCallRow, ToolCallStatus, TurnStatus};
 pub use user::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, UserStatus};

@@ -1,10 +1,11 @@
 //! A turn: one run of the model (and its tools) answering the chat's newest user message.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Lifecycle of a turn (ARCHITECTURE.md §4.2). At most one unfinished turn per chat.
+/// Lifecycle of a turn (ARCHITECTURE.md §4.2). At most one unfinished turn per chat. The
+/// `chat_turns.status` CHECK constraint lists the same values; the store's SQL names them
+/// in its transitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -21,27 +22,6 @@ pub enum TurnStatus {
     Failed,
     /// Stopped by the user.
     Interrupted,
-}
-
-/// A turn row.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
-pub struct Turn {
-    /// Id.
-    pub id: Uuid,
-    /// Chat.
-    pub chat_id: Uuid,
-    /// 1, 2, ... within the chat.
-    pub seq: i32,
-    /// Status.
-    pub status: TurnStatus,
-    /// How many times a worker acquired it.
-    pub attempt: i32,
-    /// Current step (model calls so far).
-    pub step: i32,
-    /// Lease holder.
-    pub lease_owner: Option<String>,
-    /// Lease expiry.
-    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A turn a worker just acquired, with what it needs to run it.
@@ -92,6 +72,17 @@ pub enum ToolCallStatus {
     Failed,
 }
 
+/// Who runs a tool call (`tool_calls.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ToolCallKind {
+    /// A worker runs it (`RunToolCall`).
+    Builtin,
+    /// The client runs it and posts the result (ARCHITECTURE.md §4.3).
+    Dynamic,
+}
+
 /// A tool call row.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ToolCallRow {
@@ -109,8 +100,8 @@ pub struct ToolCallRow {
     pub name: String,
     /// Arguments.
     pub arguments: serde_json::Value,
-    /// `builtin` or `dynamic`.
-    pub kind: String,
+    /// Who runs it.
+    pub kind: ToolCallKind,
     /// Status.
     pub status: ToolCallStatus,
     /// Attempts so far.

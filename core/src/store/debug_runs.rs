@@ -9,7 +9,10 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Store, pg_json};
-use crate::{ChatError, StoreError, domain::Usage};
+use crate::{
+    ChatError, StoreError,
+    domain::{DebugRunStatus, Usage},
+};
 
 /// A run as listed.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -21,8 +24,8 @@ pub struct DebugRun {
     pub chat_id: Uuid,
     /// Turn.
     pub turn_id: Uuid,
-    /// `running`, `awaiting_tools`, `completed`, `failed`, `interrupted`.
-    pub status: String,
+    /// Where the run stands.
+    pub status: DebugRunStatus,
     /// Provider name.
     pub provider: Option<String>,
     /// Model.
@@ -169,30 +172,33 @@ impl Store {
         Ok(())
     }
 
-    /// Marks where the run stands after a step (`awaiting_tools` until the turn ends).
+    /// `running` -> where the run stands after a step (`awaiting_tools` until the turn
+    /// ends; any other status finishes it). Returns whether the run was `running`: a run
+    /// already moved on (a stale worker's late step) is left as it is.
     pub async fn finish_debug_run(
         &self,
         run_id: Uuid,
-        status: &str,
+        to: DebugRunStatus,
         error: Option<&ChatError>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE chat_debug_runs r SET status = $2, error = $3, updated_at = now(),
-                    finished_at = CASE WHEN $2 = 'awaiting_tools' THEN NULL ELSE now() END,
+                    finished_at = CASE WHEN $4 THEN now() END,
                     usage = (SELECT jsonb_build_object(
                                'input_tokens', coalesce(sum((usage->>'input_tokens')::bigint), 0),
                                'output_tokens', coalesce(sum((usage->>'output_tokens')::bigint), 0),
                                'cache_read_tokens', coalesce(sum((usage->>'cache_read_tokens')::bigint), 0),
                                'cache_write_tokens', coalesce(sum((usage->>'cache_write_tokens')::bigint), 0))
                              FROM chat_debug_steps WHERE run_id = r.id)
-             WHERE id = $1",
+             WHERE id = $1 AND status = 'running'",
         )
         .bind(run_id)
-        .bind(status)
+        .bind(to)
         .bind(error.map(pg_json))
+        .bind(to.is_finished())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// The chat's newest runs (at most `limit`), newest first.

@@ -68,14 +68,9 @@ impl Store {
         .bind(turn_id)
         .execute(&mut *tx)
         .await?;
-        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
+        let outcome = promote_queued_message(&mut tx, chat_id, None, ChatStatus::Waiting).await?;
         tx.commit().await?;
-        Ok(InterruptOutcome::Stopped(Box::new(TurnOutcome::new(
-            None,
-            promoted,
-            next_turn_id,
-            ChatStatus::Waiting,
-        ))))
+        Ok(InterruptOutcome::Stopped(Box::new(outcome)))
     }
 
     /// Turns this worker process holds (lease owners `<worker>/...`) whose interrupt was
@@ -127,13 +122,9 @@ impl Store {
             ),
             None => None,
         };
-        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
+        let outcome =
+            promote_queued_message(&mut tx, chat_id, message, ChatStatus::Waiting).await?;
         tx.commit().await?;
-        Ok(Some(TurnOutcome::new(
-            message,
-            promoted,
-            next_turn_id,
-            ChatStatus::Waiting,
-        )))
+        Ok(Some(outcome))
     }
 }

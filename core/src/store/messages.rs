@@ -6,6 +6,16 @@ use super::Store;
 use crate::{StoreError, domain::Message};
 
 impl Store {
+    /// How many assistant messages exist, in every chat: the benchmark's measure of
+    /// answered turns.
+    pub async fn count_assistant_messages(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE role = 'assistant'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Messages of a chat in creation order, after `after_id` (keyset), at most `limit`,
     /// and none that starts past `max_bytes` of content: the page is bounded in bytes in
     /// PostgreSQL, so the API never loads a thousand large messages to send a few. The

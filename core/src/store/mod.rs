@@ -25,7 +25,9 @@
 
 mod archive;
 mod chats;
+mod constraints;
 mod debug_runs;
+mod fixtures;
 mod identity;
 mod instructions;
 mod interrupts;
@@ -43,6 +45,7 @@ mod turns;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
+pub(crate) use constraints::classify as classify_constraint;
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use identity::ChatAccess;
 pub use instructions::{InstructionSources, SkillListing};

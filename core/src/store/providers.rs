@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Store;
-use crate::StoreError;
+use crate::{StoreError, domain::ProviderKind};
 
 /// A provider as the admin API shows it (no secrets).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -17,8 +17,8 @@ pub struct ProviderView {
     pub id: Uuid,
     /// Unique name, shown in errors ("OpenRouter is rate limiting...").
     pub name: String,
-    /// Wire format: `openai`, `openai-compat`, `anthropic`, `openrouter`.
-    pub kind: String,
+    /// Wire format.
+    pub kind: ProviderKind,
     /// Base URL.
     pub base_url: String,
     /// Whether an API key is stored.
@@ -38,8 +38,8 @@ pub struct ProviderView {
 pub struct ProviderChanges {
     /// Name.
     pub name: Option<String>,
-    /// Kind.
-    pub kind: Option<String>,
+    /// Kind (one of [`ProviderKind::STORED`]).
+    pub kind: Option<ProviderKind>,
     /// Base URL.
     pub base_url: Option<String>,
     /// Sealed key; `Some(None)` clears it.
@@ -91,7 +91,7 @@ pub struct ResolvedModel {
     /// Provider name.
     pub provider_name: String,
     /// Provider kind.
-    pub provider_kind: String,
+    pub provider_kind: ProviderKind,
     /// Provider base URL.
     pub provider_base_url: String,
     /// Sealed key.
@@ -118,7 +118,7 @@ impl Store {
         )))
         .bind(Uuid::now_v7())
         .bind(&c.name)
-        .bind(&c.kind)
+        .bind(c.kind)
         .bind(&c.base_url)
         .bind(c.api_key.clone().flatten())
         .bind(c.headers.clone().flatten())
@@ -152,7 +152,7 @@ impl Store {
         )))
         .bind(id)
         .bind(&c.name)
-        .bind(&c.kind)
+        .bind(c.kind)
         .bind(&c.base_url)
         .bind(c.api_key.is_some())
         .bind(c.api_key.clone().flatten())

@@ -45,6 +45,15 @@ pub struct FailedTurn {
     pub outcome: TurnOutcome,
 }
 
+/// A tool call whose worker stopped renewing its lease.
+struct LostToolCall {
+    id: Uuid,
+    turn_id: Uuid,
+    chat_id: Uuid,
+    step: i32,
+    attempt: i32,
+}
+
 /// What one tick found; the scheduler enqueues and announces it.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -106,34 +115,18 @@ impl Store {
         .await?;
         for (call_id, turn_id, chat_id, step, attempt) in lost_calls {
             if attempt < limits.max_attempts {
-                sqlx::query(
-                    "UPDATE tool_calls SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                            enqueued_at = now() - interval '1 day'
-                     WHERE id = $1 AND status = 'running' AND lease_expires_at < now()",
-                )
-                .bind(call_id)
-                .execute(&self.pool)
-                .await?;
+                self.requeue_lost_tool_call(call_id).await?;
             } else {
-                let mut tx = self.pool.begin().await?;
-                match super::lock_chat(&mut tx, chat_id, None).await {
-                    // Deleted with its chat meanwhile: nothing left to recover.
-                    Err(StoreError::NotFound) => continue,
-                    locked => locked?,
-                }
-                lock_turn(&mut tx, turn_id).await?;
-                sqlx::query(
-                    "UPDATE tool_calls SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
-                            result = $2
-                     WHERE id = $1 AND status = 'running' AND lease_expires_at < now()",
-                )
-                .bind(call_id)
-                .bind(Json(serde_json::json!({ "error": format!("the worker running this tool stopped {attempt} times") })))
-                .execute(&mut *tx)
-                .await?;
-                let fanned = fan_in(&mut tx, turn_id, step).await?;
-                tx.commit().await?;
-                found.fanned_in.extend(fanned);
+                let call = LostToolCall {
+                    id: call_id,
+                    turn_id,
+                    chat_id,
+                    step,
+                    attempt,
+                };
+                found
+                    .fanned_in
+                    .extend(self.fail_lost_tool_call(&call).await?);
             }
         }
 
@@ -197,7 +190,51 @@ impl Store {
         Ok(found)
     }
 
-    /// A running turn with an expired lease goes back to `queued` (due at once).
+    /// `running` -> `queued` for a tool call whose worker stopped renewing its lease (due at
+    /// once, so this tick's resend picks it up). Returns whether it was still lost.
+    async fn requeue_lost_tool_call(&self, call_id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tool_calls SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    enqueued_at = now() - interval '1 day'
+             WHERE id = $1 AND status = 'running' AND lease_expires_at < now()",
+        )
+        .bind(call_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `running` -> `failed` for a tool call that lost its worker too often: it gets an
+    /// error result, and when the step has no open call left its turn fans in (returned,
+    /// for the scheduler to enqueue). Locks the chat, then the turn, then the call.
+    async fn fail_lost_tool_call(&self, call: &LostToolCall) -> Result<Option<FanIn>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        match super::lock_chat(&mut tx, call.chat_id, None).await {
+            // Deleted with its chat meanwhile: nothing left to recover.
+            Err(StoreError::NotFound) => return Ok(None),
+            locked => locked?,
+        }
+        lock_turn(&mut tx, call.turn_id).await?;
+        sqlx::query(
+            "UPDATE tool_calls SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
+                    result = $2
+             WHERE id = $1 AND status = 'running' AND lease_expires_at < now()",
+        )
+        .bind(call.id)
+        .bind(Json(serde_json::json!({
+            "error": format!("the worker running this tool stopped {} times", call.attempt)
+        })))
+        .execute(&mut *tx)
+        .await?;
+        // Fan-in is idempotent: whoever finished the step's last call (this or its worker)
+        // moves the turn on once.
+        let fanned = fan_in(&mut tx, call.turn_id, call.step).await?;
+        tx.commit().await?;
+        Ok(fanned)
+    }
+
+    /// `running` -> `queued` for a turn whose worker stopped renewing its lease (due at
+    /// once); a `running` chat goes back to `pending`.
     async fn requeue_lost_turn(&self, turn_id: Uuid, chat_id: Uuid) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         super::lock_chat(&mut tx, chat_id, None).await?;
@@ -256,13 +293,8 @@ impl Store {
             .bind(pg_json(error))
             .execute(&mut *tx)
             .await?;
-        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "error").await?;
+        let outcome = promote_queued_message(&mut tx, chat_id, None, ChatStatus::Error).await?;
         tx.commit().await?;
-        Ok(Some(TurnOutcome::new(
-            None,
-            promoted,
-            next_turn_id,
-            ChatStatus::Error,
-        )))
+        Ok(Some(outcome))
     }
 }

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     StoreError,
-    domain::{AcquiredTurn, Message, MessagePart, ToolCallRow},
+    domain::{AcquiredTurn, Message, MessagePart, ToolCallKind, ToolCallRow},
 };
 
 /// A call the model asked for.
@@ -156,8 +156,9 @@ impl Store {
         .bind(dynamic_deadline.as_secs_f64())
         .fetch_all(&mut *tx)
         .await?;
-        let (dynamic, builtin): (Vec<_>, Vec<_>) =
-            rows.into_iter().partition(|r| r.kind == "dynamic");
+        let (dynamic, builtin): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| r.kind == ToolCallKind::Dynamic);
         if !dynamic.is_empty() {
             sqlx::query(
                 "UPDATE chats SET status = 'requires_action', updated_at = now()

@@ -196,14 +196,10 @@ impl Store {
         else {
             return Ok(None);
         };
-        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "waiting").await?;
+        let outcome =
+            promote_queued_message(&mut tx, chat_id, Some(message), ChatStatus::Waiting).await?;
         tx.commit().await?;
-        Ok(Some(TurnOutcome::new(
-            Some(message),
-            promoted,
-            next_turn_id,
-            ChatStatus::Waiting,
-        )))
+        Ok(Some(outcome))
     }
 
     /// `running` -> `failed` with a [`ChatError`]: the chat goes `error` with `last_error`,
@@ -235,25 +231,23 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        let (promoted, next_turn_id) = promote_queued_message(&mut tx, chat_id, "error").await?;
+        let outcome = promote_queued_message(&mut tx, chat_id, None, ChatStatus::Error).await?;
         tx.commit().await?;
-        Ok(Some(TurnOutcome::new(
-            None,
-            promoted,
-            next_turn_id,
-            ChatStatus::Error,
-        )))
+        Ok(Some(outcome))
     }
 }
 
-/// Moves the oldest queued message into the conversation with a new queued turn (chat
-/// `pending`), or sets the chat to `idle_status` when the queue is empty. One statement;
-/// the caller holds the chat row lock.
+/// Ends a finish (complete, fail, interrupt, recovery) the one way: moves the oldest queued
+/// message into the conversation with a new queued turn (chat `pending`), or sets the chat
+/// to `idle` (`waiting` or `error`) when the queue is empty, and returns the outcome whose
+/// `status` is the chat's status after it. One statement; the caller holds the chat row
+/// lock. `message` is the assistant message the finish wrote, if any.
 pub(super) async fn promote_queued_message(
     tx: &mut sqlx::PgConnection,
     chat_id: Uuid,
-    idle_status: &str,
-) -> Result<(Option<Message>, Option<Uuid>), StoreError> {
+    message: Option<Message>,
+    idle: ChatStatus,
+) -> Result<TurnOutcome, StoreError> {
     let turn_id = Uuid::now_v7();
     let promoted: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH q AS (
@@ -277,11 +271,11 @@ pub(super) async fn promote_queued_message(
     .bind(chat_id)
     .bind(Uuid::now_v7())
     .bind(turn_id)
-    .bind(idle_status)
+    .bind(idle)
     .fetch_optional(&mut *tx)
     .await?;
-    let next = promoted.as_ref().map(|_| turn_id);
-    Ok((promoted, next))
+    let next_turn_id = promoted.as_ref().map(|_| turn_id);
+    Ok(TurnOutcome::new(message, promoted, next_turn_id, idle))
 }
 
 /// Which step of which turn an assistant message answers.

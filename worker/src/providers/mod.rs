@@ -131,20 +131,23 @@ pub enum Provider {
 }
 
 impl Provider {
-    /// Builds the provider named by the configuration.
+    /// Builds the provider named by the configuration. The flags reach only `openai`,
+    /// `anthropic` and `echo`; the other OpenAI-speaking kinds use the OpenAI flags.
     pub fn from_config(config: &ProviderConfig) -> Result<Self, ChatError> {
         Ok(match config.kind {
-            ProviderKind::Openai => Provider::OpenAi(Arc::new(
-                OpenAiProvider::new(
-                    &config.openai_base_url,
-                    config
-                        .openai_api_key
-                        .as_ref()
-                        .map(|k| k.expose_secret().to_owned()),
-                    ProviderLimits::from_config(config),
-                )?
-                .with_headers(extra_headers(&config.exposed_headers())?),
-            )),
+            ProviderKind::Openai | ProviderKind::OpenaiCompat | ProviderKind::Openrouter => {
+                Provider::OpenAi(Arc::new(
+                    OpenAiProvider::new(
+                        &config.openai_base_url,
+                        config
+                            .openai_api_key
+                            .as_ref()
+                            .map(|k| k.expose_secret().to_owned()),
+                        ProviderLimits::from_config(config),
+                    )?
+                    .with_headers(extra_headers(&config.exposed_headers())?),
+                ))
+            }
             ProviderKind::Echo => Provider::Echo(EchoProvider),
             ProviderKind::Anthropic => {
                 let key = config

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use agentq_core::{
-    domain::{AcquiredTurn, Usage},
+    domain::{AcquiredTurn, DebugRunStatus, Usage},
     store::NewDebugStep,
 };
 use uuid::Uuid;
@@ -76,11 +76,13 @@ impl TurnEngine {
     /// effort: a failure is logged).
     pub(super) async fn finish_debug_run(&self, run_id: Uuid, answer: &Answer) {
         let (status, error) = match answer {
-            Answer::Complete { calls, .. } if !calls.is_empty() => ("awaiting_tools", None),
-            Answer::Complete { .. } => ("completed", None),
-            Answer::Failed(e) => ("failed", Some(e)),
-            Answer::Interrupted(_) => ("interrupted", None),
-            Answer::LeaseLost => ("failed", None),
+            Answer::Complete { calls, .. } if !calls.is_empty() => {
+                (DebugRunStatus::AwaitingTools, None)
+            }
+            Answer::Complete { .. } => (DebugRunStatus::Completed, None),
+            Answer::Failed(e) => (DebugRunStatus::Failed, Some(e)),
+            Answer::Interrupted(_) => (DebugRunStatus::Interrupted, None),
+            Answer::LeaseLost => (DebugRunStatus::Failed, None),
         };
         if let Err(e) = self.store.finish_debug_run(run_id, status, error).await {
             tracing::warn!(error = %e, "could not finish the debug run");

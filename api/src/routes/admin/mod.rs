@@ -1,0 +1,40 @@
+//! `/api/v1/admin/providers` and `/api/v1/admin/models`: providers and models as data, for
+//! site owners (every handler takes a [`SiteOwner`](crate::auth::SiteOwner)). One module per
+//! resource; what both need to read a request body lives here.
+
+pub(super) mod models;
+pub(super) mod providers;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// A path id, or a 400 naming `field`.
+fn parse_id(raw: &str, field: &str) -> Result<Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+/// A 400 naming `field` when `text` holds a control character (U+0000 included).
+fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
+    match agentq_core::text::forbidden_char(text) {
+        Some(c) => Err(ApiError::invalid(
+            field,
+            format!(
+                "must not contain {} (a control character)",
+                agentq_core::text::describe_char(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}

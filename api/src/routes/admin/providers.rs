@@ -1,0 +1,313 @@
+//! `/api/v1/admin/providers`: where turns are sent. Keys and headers are sealed before
+//! they reach the store and never come back out: a provider shows `has_api_key` and
+//! `has_headers` only. A `kind` outside [`ProviderKind::STORED`] is a 400 naming `kind`.
+
+use std::collections::BTreeMap;
+
+use agentq_core::{
+    domain::ProviderKind,
+    store::{ProviderChanges, ProviderView},
+};
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{parse_id, present, refuse_control_chars};
+use crate::{
+    ApiState,
+    auth::SiteOwner,
+    error::{ApiError, ErrorBody, OrNotFound},
+    extract::JsonBody,
+};
+
+/// Body of `POST` and `PATCH /admin/providers`. In a patch, absent fields stay as they
+/// are and `"api_key": null` removes the key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderBody {
+    /// Unique name, 1-100 characters, shown in errors; required on create.
+    #[schema(max_length = 100)]
+    name: Option<String>,
+    /// Wire format: `openai`, `openai-compat`, `anthropic` or `openrouter`; required on
+    /// create. Any other value is a 400 naming `kind`.
+    #[schema(example = "openai")]
+    kind: Option<ProviderKind>,
+    /// `http://` or `https://` URL; defaults by kind on create (required for
+    /// `openai-compat`).
+    base_url: Option<String>,
+    /// Sealed before it is stored and never returned; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    api_key: Option<Option<String>>,
+    /// Extra request headers, sealed like the key; `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    headers: Option<Option<BTreeMap<String, String>>>,
+    /// Disabled providers fail turns with `provider_disabled`.
+    enabled: Option<bool>,
+}
+
+impl ProviderBody {
+    fn into_changes(self, state: &ApiState, creating: bool) -> Result<ProviderChanges, ApiError> {
+        let name = self.name.map(|n| n.trim().to_owned());
+        if creating && name.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid("name", "is required"));
+        }
+        if let Some(n) = &name
+            && (n.is_empty() || n.chars().count() > 100)
+        {
+            return Err(ApiError::invalid("name", "must be 1-100 characters"));
+        }
+        if let Some(n) = &name {
+            refuse_control_chars("name", n)?;
+        }
+        if let Some(kind) = self.kind
+            && !kind.is_stored()
+        {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("must be one of {}", ProviderKind::stored_list()),
+            ));
+        }
+        if creating && self.kind.is_none() {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("is required (one of {})", ProviderKind::stored_list()),
+            ));
+        }
+        let mut base_url = self.base_url;
+        if creating && base_url.is_none() {
+            base_url = self
+                .kind
+                .and_then(ProviderKind::default_base_url)
+                .map(str::to_owned);
+            if base_url.is_none() {
+                return Err(ApiError::invalid(
+                    "base_url",
+                    "is required for openai-compat providers",
+                ));
+            }
+        }
+        if let Some(url) = &base_url {
+            refuse_control_chars("base_url", url)?;
+            let ok = reqwest_like_url(url);
+            if !ok {
+                return Err(ApiError::invalid(
+                    "base_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        let seal = |field: &str, plain: String| -> Result<Vec<u8>, ApiError> {
+            state
+                .secrets
+                .as_ref()
+                .map(|b| b.seal(&plain))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        field,
+                        "cannot be stored: the server has no AGENTQ_SECRET_KEY configured",
+                    )
+                })
+        };
+        let api_key = match self.api_key {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(key)) if key.trim().is_empty() => {
+                return Err(ApiError::invalid(
+                    "api_key",
+                    "must not be empty (send null to remove it)",
+                ));
+            }
+            Some(Some(key)) => {
+                // It is sent as a header value: refuse now what no request could carry.
+                if axum::http::HeaderValue::from_str(key.trim()).is_err() {
+                    return Err(ApiError::invalid(
+                        "api_key",
+                        "holds characters an HTTP header cannot carry (control characters or non-ASCII)",
+                    ));
+                }
+                Some(Some(seal("api_key", key.trim().to_owned())?))
+            }
+        };
+        let headers = match self.headers {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(map)) => {
+                if let Some(bad) = map.keys().find(|k| {
+                    k.is_empty()
+                        || !k
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                }) {
+                    return Err(ApiError::invalid(
+                        "headers",
+                        format!("`{bad}` is not a valid header name"),
+                    ));
+                }
+                if let Some(reserved) = map
+                    .keys()
+                    .find(|k| RESERVED_HEADERS.contains(&k.to_ascii_lowercase().as_str()))
+                {
+                    return Err(ApiError::invalid(
+                        "headers",
+                        format!("`{reserved}` is set by agentq itself and cannot be configured"),
+                    ));
+                }
+                if let Some((name, _)) = map
+                    .iter()
+                    .find(|(_, v)| axum::http::HeaderValue::from_str(v).is_err())
+                {
+                    return Err(ApiError::invalid(
+                        format!("headers.{name}"),
+                        "holds characters an HTTP header cannot carry (control characters or non-ASCII)",
+                    ));
+                }
+                Some(Some(seal(
+                    "headers",
+                    serde_json::to_string(&map).unwrap_or_default(),
+                )?))
+            }
+        };
+        Ok(ProviderChanges {
+            name,
+            kind: self.kind,
+            base_url,
+            api_key,
+            headers,
+            enabled: self.enabled,
+        })
+    }
+}
+
+/// Headers agentq sets on provider requests itself; configuring them would break the
+/// request (framing) or the credential.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "content-type",
+    "accept",
+    "authorization",
+    "x-api-key",
+    "anthropic-version",
+];
+
+fn reqwest_like_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+}
+
+/// Body of `GET /api/v1/admin/providers`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProviderList {
+    /// Every provider, without secrets.
+    pub providers: Vec<ProviderView>,
+}
+
+/// `GET /api/v1/admin/providers`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/providers",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Every provider; secrets show only as `has_api_key` and `has_headers`.", body = ProviderList),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+    )
+)]
+pub async fn list_providers(
+    State(state): State<ApiState>,
+    _: SiteOwner,
+) -> Result<Json<ProviderList>, ApiError> {
+    Ok(Json(ProviderList {
+        providers: state.store.list_providers().await?,
+    }))
+}
+
+/// `POST /api/v1/admin/providers` -> 201.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/providers",
+    tag = "admin",
+    request_body = ProviderBody,
+    responses(
+        (status = 201, description = "The provider.", body = ProviderView),
+        (status = 400, description = "A field is invalid or the name is taken; `validations` names it.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+    )
+)]
+pub async fn create_provider(
+    State(state): State<ApiState>,
+    _: SiteOwner,
+    JsonBody(body): JsonBody<ProviderBody>,
+) -> Result<(StatusCode, Json<ProviderView>), ApiError> {
+    let changes = body.into_changes(&state, true)?;
+    let provider = state
+        .store
+        .create_provider(&changes)
+        .await
+        .or_not_found("provider")?;
+    Ok((StatusCode::CREATED, Json(provider)))
+}
+
+/// `PATCH /api/v1/admin/providers/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/providers/{id}",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "The provider's id.")),
+    request_body = ProviderBody,
+    responses(
+        (status = 200, description = "The provider after the change.", body = ProviderView),
+        (status = 400, description = "A field or the id is invalid, or the name is taken.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+        (status = 404, description = "No such provider.", body = ErrorBody),
+    )
+)]
+pub async fn update_provider(
+    State(state): State<ApiState>,
+    _: SiteOwner,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ProviderBody>,
+) -> Result<Json<ProviderView>, ApiError> {
+    let id = parse_id(&id, "provider_id")?;
+    let changes = body.into_changes(&state, false)?;
+    Ok(Json(
+        state
+            .store
+            .update_provider(id, &changes)
+            .await
+            .or_not_found("provider")?,
+    ))
+}
+
+/// `DELETE /api/v1/admin/providers/{id}` -> 204 (its models go with it).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/providers/{id}",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "The provider's id.")),
+    responses(
+        (status = 204, description = "The provider and its models are deleted."),
+        (status = 400, description = "The id is not a UUID.", body = ErrorBody),
+        (status = 403, description = "Only site owners manage providers.", body = ErrorBody),
+        (status = 404, description = "No such provider.", body = ErrorBody),
+    )
+)]
+pub async fn delete_provider(
+    State(state): State<ApiState>,
+    _: SiteOwner,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "provider_id")?;
+    state
+        .store
+        .delete_provider(id)
+        .await
+        .or_not_found("provider")?;
+    Ok(StatusCode::NO_CONTENT)
+}

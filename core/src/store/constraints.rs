@@ -1,0 +1,48 @@
+//! PostgreSQL constraint violations turned into typed [`StoreError`]s, here and only here,
+//! so no caller ever matches on a constraint name (ARCHITECTURE.md §5, §11). A constraint
+//! listed below becomes [`StoreError::Duplicate`] or [`StoreError::UnknownReference`]
+//! naming the request field it guards; any other violation stays a database error (a bug
+//! or a broken invariant, not a client mistake).
+
+use crate::StoreError;
+
+/// What a violated constraint means for the caller.
+enum Meaning {
+    /// A unique constraint: the value is taken.
+    Duplicate,
+    /// A foreign key: the value names no row.
+    UnknownReference,
+}
+
+/// Constraint name, what its violation means, and the field it guards.
+const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
+    ("providers_name_key", Meaning::Duplicate, "name"),
+    ("models_provider_id_name_key", Meaning::Duplicate, "name"),
+    (
+        "models_provider_id_fkey",
+        Meaning::UnknownReference,
+        "provider_id",
+    ),
+    (
+        "chats_model_config_fk",
+        Meaning::UnknownReference,
+        "model_config_id",
+    ),
+];
+
+/// The store's error for `e`: a typed one when `e` violates a constraint listed above.
+pub(crate) fn classify(e: sqlx::Error) -> StoreError {
+    let known = match &e {
+        sqlx::Error::Database(db) => db.constraint().and_then(|name| {
+            CONSTRAINTS
+                .iter()
+                .find(|(constraint, _, _)| *constraint == name)
+        }),
+        _ => None,
+    };
+    match known {
+        Some((_, Meaning::Duplicate, field)) => StoreError::Duplicate { field },
+        Some((_, Meaning::UnknownReference, field)) => StoreError::UnknownReference { field },
+        None => StoreError::Database(e),
+    }
+}
