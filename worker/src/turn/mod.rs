@@ -5,7 +5,7 @@
 //! - a final answer: the assistant message, the turn `completed`, the next queued message
 //!   promoted;
 //! - tool calls: the assistant message and one `tool_calls` row per call, the turn
-//!   `awaiting_tools`, one `RunToolCall` job per builtin call (fan-out), an
+//!   `awaiting_tools`, one `RunToolCall` job per call a worker answers (fan-out), an
 //!   `action_required` event for the client's own tools;
 //! - an interrupt: what had streamed, marked interrupted;
 //! - a final failure: a `ChatError` on the chat.
