@@ -141,6 +141,9 @@ impl Offer {
     /// its own tools; a worker answers every other call, refusing it when not offered.
     pub fn call(&self, provider_call_id: String, name: String, arguments: Value) -> NewToolCall {
         let source = self.source_of(&name);
+        if source.is_none() {
+            tracing::info!(tool = %name, "the model called a tool this step did not offer; it gets an error result");
+        }
         NewToolCall {
             dynamic: source == Some(ToolSource::Client),
             source: source.map_or(NOT_OFFERED, ToolSource::as_str).to_owned(),
