@@ -37,6 +37,7 @@ fn call(id: &str, name: &str, dynamic: bool) -> NewToolCall {
         name: name.into(),
         arguments: json!({}),
         dynamic,
+        source: if dynamic { "client" } else { "builtin" }.into(),
     }
 }
 

@@ -407,7 +407,9 @@ fn expected_system() -> String {
     "You work for Acme.\n\nBe brief.\n\nAnswer in French.\n\n# Skills\n\nThe user has written \
      these skills: instructions for particular tasks. When a task matches a skill's \
      description, read the skill first with the `read_skill` tool (argument `name`) and \
-     follow it.\n\n- changelog\n- pdf-forms: Fill in PDF forms."
+     follow it.\n\n- changelog\n- pdf-forms: Fill in PDF forms.\n\n# Tools\n\n- \
+     `read_skill`: call it before a task that a skill covers, and follow the skill it returns \
+     over your own habits."
         .to_owned()
 }
 

@@ -3,7 +3,9 @@
 //! chat's own instructions, the list of the owner's skills, and tool guidance. Each part
 //! that is empty is left out; when all are, the request has no system message.
 //!
-//! It is read afresh for every step (one query, `Store::instruction_sources`), so a change
+//! It is read afresh for every step (one query, `Store::instruction_sources`, which the
+//! tool registry's offer reads too: `read_skill` is offered exactly when skills are listed;
+//! the tool guidance is the offer's, `crate::tools::Offer::guidance`), so a change
 //! to the site prompt, the user's instructions or their skills applies from the next step,
 //! and a retried step sends what the first attempt sent unless something changed between.
 //! The adapters send it the way their wire format expects (OpenAI: a leading `system`
@@ -25,26 +27,15 @@
 //! assert_eq!(compose(&InstructionSources::default(), ""), None);
 //! ```
 
-use agentq_core::{
-    StoreError,
-    store::{InstructionSources, Store},
-};
-use uuid::Uuid;
+use agentq_core::store::InstructionSources;
 
-/// The tool the skills list tells the model to read a skill with (it comes with the tool
-/// registry, issue #12 item 1).
-pub const READ_SKILL_TOOL: &str = "read_skill";
+/// The tool the skills list tells the model to read a skill with (the tool registry offers
+/// it whenever the list is there).
+pub use crate::tools::READ_SKILL_TOOL;
 
-/// How the tools on offer should be used; none yet (the tool registry will add it).
-const TOOL_GUIDANCE: &str = "";
-
-/// The system message of `chat_id`'s next step, or `None` when there is nothing to say.
-pub async fn system_prompt(store: &Store, chat_id: Uuid) -> Result<Option<String>, StoreError> {
-    let sources = store.instruction_sources(chat_id).await?;
-    Ok(compose(&sources, TOOL_GUIDANCE))
-}
-
-/// Joins the parts that are not blank with blank lines (see the module page).
+/// The system message of a step, or `None` when there is nothing to say: the parts that
+/// are not blank joined with blank lines (see the module page); `tool_guidance` is the
+/// step's offer's ([`crate::tools::Offer::guidance`]).
 pub fn compose(sources: &InstructionSources, tool_guidance: &str) -> Option<String> {
     let skills = skills_section(sources);
     let parts = [

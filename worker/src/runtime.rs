@@ -21,7 +21,7 @@ use crate::{
     mail::MailSender,
     models::{ModelResolver, ModelTarget},
     providers::{Provider, ProviderLimits},
-    tools::{Builtins, ToolRunner},
+    tools::{ToolRegistry, ToolRunner},
     turn::{RunningTurns, TurnEngine, TurnLimits},
 };
 
@@ -83,14 +83,14 @@ pub fn engine(
             max_conversation_bytes: worker.max_conversation_bytes,
             max_tool_calls_per_step: worker.max_tool_calls_per_step.max(1),
         },
-        builtins: Builtins,
+        tools: ToolRegistry::default(),
         running: RunningTurns::default(),
     });
     let tools = Arc::new(ToolRunner {
         store: services.store.clone(),
         producer: services.producer.clone(),
         events: services.events.clone(),
-        builtins: Builtins,
+        tools: ToolRegistry::default(),
         worker_id,
         lease,
         leases,

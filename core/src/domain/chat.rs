@@ -120,8 +120,9 @@ pub struct NewChat {
     pub instructions: Option<String>,
 }
 
-/// Names of the tools workers run themselves; client-defined tools may not reuse them.
-pub const BUILTIN_TOOL_NAMES: &[&str] = &["current_time", "sleep"];
+/// Names of the tools workers run themselves (the builtins and the skill tool
+/// `read_skill`); client-defined tools may not reuse them.
+pub const BUILTIN_TOOL_NAMES: &[&str] = &["current_time", "sleep", "read_skill"];
 
 /// A client-defined tool: the model may call it, the client runs it and posts the result
 /// to `POST /chats/{id}/tool-results`.

@@ -100,8 +100,11 @@ pub struct ToolCallRow {
     pub name: String,
     /// Arguments.
     pub arguments: serde_json::Value,
-    /// Who runs it.
+    /// Who answers it: a worker (`builtin`) or the client (`dynamic`).
     pub kind: ToolCallKind,
+    /// The tool source that offered it in its step (`builtin`, `skill`, `client`, ...), or
+    /// `not_offered`: what a worker runs it with (ARCHITECTURE.md §7).
+    pub source: String,
     /// Status.
     pub status: ToolCallStatus,
     /// Attempts so far.

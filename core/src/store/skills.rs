@@ -171,6 +171,43 @@ impl Store {
         }
     }
 
+    /// One skill of `chat_id`'s owner by name, for the `read_skill` tool (the call knows
+    /// its chat, not its owner). `None`: the owner has no skill of that name.
+    pub async fn chat_owner_skill(
+        &self,
+        chat_id: Uuid,
+        name: &str,
+    ) -> Result<Option<Skill>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM user_skills
+             WHERE owner_id = (SELECT owner_id FROM chats WHERE id = $1) AND name = $2"
+        )))
+        .bind(chat_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The names of `chat_id`'s owner's skills, by name, at most `limit` of them, and how
+    /// many there are in all (what a `read_skill` error lists).
+    pub async fn chat_owner_skill_names(
+        &self,
+        chat_id: Uuid,
+        limit: i64,
+    ) -> Result<(Vec<String>, i64), StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT name, count(*) OVER () FROM user_skills
+             WHERE owner_id = (SELECT owner_id FROM chats WHERE id = $1)
+             ORDER BY name LIMIT $2",
+        )
+        .bind(chat_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let total = rows.first().map_or(0, |(_, total)| *total);
+        Ok((rows.into_iter().map(|(name, _)| name).collect(), total))
+    }
+
     /// Deletes one of `owner`'s skills; whether there was one.
     pub async fn delete_skill(&self, owner: Uuid, name: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM user_skills WHERE owner_id = $1 AND name = $2")

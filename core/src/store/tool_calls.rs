@@ -33,6 +33,9 @@ pub struct NewToolCall {
     pub arguments: serde_json::Value,
     /// Whether the client runs it (`requires_action`) instead of a worker.
     pub dynamic: bool,
+    /// The tool source that offered it in this step, or `not_offered` (the worker's tool
+    /// registry decides; ARCHITECTURE.md §7). A worker runs the call from this source.
+    pub source: String,
 }
 
 /// What recording a tool step produced.
@@ -98,7 +101,7 @@ impl From<sqlx::Error> for ToolResultsError {
 }
 
 const TOOL_CALL_COLUMNS: &str =
-    "id, turn_id, chat_id, step, provider_call_id, name, arguments, kind, status, attempt";
+    "id, turn_id, chat_id, step, provider_call_id, name, arguments, kind, source, status, attempt";
 
 impl Store {
     /// `running` -> `awaiting_tools`: stores the step's assistant message and one row per
@@ -136,13 +139,14 @@ impl Store {
             .iter()
             .map(|c| if c.dynamic { "dynamic" } else { "builtin" })
             .collect();
+        let sources: Vec<&str> = calls.iter().map(|c| c.source.as_str()).collect();
         let rows: Vec<ToolCallRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO tool_calls (id, turn_id, chat_id, step, provider_call_id, name, arguments, kind, status, deadline_at)
-             SELECT c.id, $1, $2, $3, c.provider_call_id, c.name, c.arguments, c.kind,
+            "INSERT INTO tool_calls (id, turn_id, chat_id, step, provider_call_id, name, arguments, kind, source, status, deadline_at)
+             SELECT c.id, $1, $2, $3, c.provider_call_id, c.name, c.arguments, c.kind, c.source,
                     CASE WHEN c.kind = 'dynamic' THEN 'waiting' ELSE 'queued' END,
                     CASE WHEN c.kind = 'dynamic' THEN now() + make_interval(secs => $9) END
-             FROM unnest($4::uuid[], $5::text[], $6::text[], $7::jsonb[], $8::text[])
-                  AS c(id, provider_call_id, name, arguments, kind)
+             FROM unnest($4::uuid[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $10::text[])
+                  AS c(id, provider_call_id, name, arguments, kind, source)
              RETURNING {TOOL_CALL_COLUMNS}"
         )))
         .bind(turn_id)
@@ -154,6 +158,7 @@ impl Store {
         .bind(&arguments)
         .bind(&kinds)
         .bind(dynamic_deadline.as_secs_f64())
+        .bind(&sources)
         .fetch_all(&mut *tx)
         .await?;
         let (dynamic, builtin): (Vec<_>, Vec<_>) = rows

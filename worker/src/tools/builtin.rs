@@ -68,11 +68,9 @@ mod tests {
     #[test]
     fn every_builtin_name_is_reserved_for_clients() {
         let names: Vec<String> = Builtins.specs().into_iter().map(|s| s.name).collect();
-        let reserved: Vec<String> = agentq_core::domain::BUILTIN_TOOL_NAMES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(names, reserved);
+        let reserved = agentq_core::domain::BUILTIN_TOOL_NAMES;
+        assert!(names.iter().all(|n| reserved.contains(&n.as_str())));
+        assert!(reserved.contains(&crate::tools::READ_SKILL_TOOL));
         assert!(names.iter().all(|n| Builtins.has(n)));
     }
 }

@@ -1,8 +1,16 @@
-//! Tools a worker runs itself ("builtin"), each as its own `RunToolCall` job. MCP servers
-//! and subagents plug in here later; client-defined tools never run on a worker.
+//! The tools a model is offered and the calls a worker runs, each call its own
+//! `RunToolCall` job (ARCHITECTURE.md §7): the [`ToolRegistry`] decides a step's offer
+//! and runs a call from the source that offered it; [`ToolRunner`] runs the job around it.
+//! Client-defined tools are offered here but never run on a worker.
 
 mod builtin;
+mod registry;
 mod runner;
+mod skill;
 
 pub use builtin::Builtins;
+pub use registry::{
+    NOT_OFFERED, Offer, OfferedTool, StepTools, ToolOutput, ToolRegistry, ToolSource,
+};
 pub use runner::ToolRunner;
+pub use skill::READ_SKILL_TOOL;

@@ -1,5 +1,7 @@
-//! Runs one `RunToolCall` job: acquire the call, run it, store the result, and fan in when
-//! it was the step's last call (ARCHITECTURE.md §4.3).
+//! Runs one `RunToolCall` job: acquire the call, run it through the [`ToolRegistry`] from
+//! the source its step offered it from (a call that was not offered runs nothing and gets
+//! an error result), store the result, and fan in when it was the step's last call
+//! (ARCHITECTURE.md §4.3, §7).
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use agentq_core::{
 };
 use serde_json::json;
 
-use super::Builtins;
+use super::ToolRegistry;
 use crate::leases::{LeaseKind, Leases};
 use crate::turn::TurnJobError;
 
@@ -23,8 +25,8 @@ pub struct ToolRunner {
     pub producer: Producer,
     /// Publishes chat events.
     pub events: EventPublisher,
-    /// The builtin tools.
-    pub builtins: Builtins,
+    /// Runs a call by name, from its source.
+    pub tools: ToolRegistry,
     /// This process's lease-owner name.
     pub worker_id: String,
     /// Lease of a running call.
@@ -50,9 +52,12 @@ impl ToolRunner {
         // The lease is renewed while the tool runs (so recovery does not run it twice), and
         // only as long as this job does: the guard stops it on every way out.
         let _lease = self.leases.hold(LeaseKind::ToolCall, call.id, &owner);
-        let (output, is_error) = match self.builtins.run(&call.name, &call.arguments).await {
+        let (output, is_error) = match self.tools.execute(&self.store, &call).await? {
             Ok(output) => (output, false),
-            Err(message) => (json!({ "error": message }), true),
+            Err(message) => {
+                tracing::debug!(tool = %call.name, source = %call.source, error = %message, "tool error result");
+                (json!({ "error": message }), true)
+            }
         };
         let Some(fan_in) = self
             .store

@@ -5,7 +5,7 @@
 //! - a final answer: the assistant message, the turn `completed`, the next queued message
 //!   promoted;
 //! - tool calls: the assistant message and one `tool_calls` row per call, the turn
-//!   `awaiting_tools`, one `RunToolCall` job per builtin call (fan-out), an
+//!   `awaiting_tools`, one `RunToolCall` job per call a worker answers (fan-out), an
 //!   `action_required` event for the client's own tools;
 //! - an interrupt: what had streamed, marked interrupted;
 //! - a final failure: a `ChatError` on the chat.
@@ -62,8 +62,8 @@ use uuid::Uuid;
 use crate::{
     leases::{LeaseKind, Leases},
     models::{ModelResolver, ModelTarget, ResolveError},
-    providers::{ProviderRequest, ToolSpec},
-    tools::Builtins,
+    providers::ProviderRequest,
+    tools::{Offer, StepTools, ToolRegistry},
 };
 use debug_record::DebugRecording;
 
@@ -100,8 +100,8 @@ pub struct TurnEngine {
     pub leases: Leases,
     /// Retries, step cap, client tool deadline.
     pub limits: TurnLimits,
-    /// Tools workers run.
-    pub builtins: Builtins,
+    /// Decides what each step offers (ARCHITECTURE.md §7).
+    pub tools: ToolRegistry,
     /// Turns running here, for interrupts.
     pub running: RunningTurns,
 }
@@ -121,14 +121,22 @@ pub(super) enum Answer {
     LeaseLost,
 }
 
-/// What every provider attempt of one step works with: the turn, its model, and the two
-/// ways the step can be stopped.
+/// What every provider attempt of one step works with: the turn, its model, the two
+/// ways the step can be stopped, and the tools it offered (to classify the model's calls).
 #[derive(Clone, Copy)]
 pub(super) struct StepContext<'a> {
     pub(super) turn: &'a AcquiredTurn,
     pub(super) target: &'a ModelTarget,
     pub(super) interrupted: &'a CancellationToken,
     pub(super) lease_lost: &'a CancellationToken,
+    pub(super) offer: &'a Offer,
+}
+
+/// How a held step can be stopped: the turn's interrupt and its lost lease.
+#[derive(Clone, Copy)]
+struct Stops<'a> {
+    interrupted: &'a CancellationToken,
+    lease_lost: &'a CancellationToken,
 }
 
 impl TurnEngine {
@@ -255,23 +263,22 @@ impl TurnEngine {
             Err(ResolveError::Store(e)) => return Err(e.into()),
         };
         let debug_run = self.start_debug_run(turn, &target).await;
-        let step = StepContext {
-            turn,
-            target: &target,
+        let stops = Stops {
             interrupted,
             lease_lost,
         };
-        self.run_acquired(step, debug_run).await
+        self.run_acquired(turn, &target, stops, debug_run).await
     }
 
     /// The step once its model is known: the request (or why none is sent), the provider's
     /// answer with retries, then the commit.
     async fn run_acquired(
         &self,
-        step: StepContext<'_>,
+        turn: &AcquiredTurn,
+        target: &ModelTarget,
+        stops: Stops<'_>,
         debug_run: Option<Uuid>,
     ) -> Result<(), TurnJobError> {
-        let StepContext { turn, target, .. } = step;
         let answer = if turn.step >= self.limits.max_steps {
             Answer::Failed(ChatError::new(
                 ChatErrorKind::Generic,
@@ -293,18 +300,25 @@ impl TurnEngine {
                     ),
                 ))
             } else {
-                let mut tools = self.builtins.specs();
-                tools.extend(turn.dynamic_tools.iter().map(|t| ToolSpec {
-                    name: t.name.clone(),
-                    description: t.description.clone(),
-                    input_schema: t.input_schema.clone(),
-                }));
+                // One read for the system message and the offer, so both agree on the skills.
+                let sources = self.store.instruction_sources(turn.chat_id).await?;
+                let offer = self.tools.offer(&StepTools {
+                    dynamic_tools: &turn.dynamic_tools,
+                    has_skills: !sources.skills.is_empty(),
+                });
                 let request = ProviderRequest {
                     model: target.model.clone(),
-                    system: crate::instructions::system_prompt(&self.store, turn.chat_id).await?,
+                    system: crate::instructions::compose(&sources, &offer.guidance()),
                     messages: history,
-                    tools,
+                    tools: offer.specs(),
                     max_output_tokens: target.max_output_tokens,
+                };
+                let step = StepContext {
+                    turn,
+                    target,
+                    interrupted: stops.interrupted,
+                    lease_lost: stops.lease_lost,
+                    offer: &offer,
                 };
                 let debug = match debug_run {
                     Some(run_id) => Some(DebugRecording {

@@ -30,8 +30,8 @@ impl TurnEngine {
             target,
             interrupted,
             lease_lost,
+            offer,
         } = step;
-        let dynamic: Vec<&str> = turn.dynamic_tools.iter().map(|t| t.name.as_str()).collect();
         let started = tokio::select! {
             s = target.provider.stream(request) => s,
             _ = interrupted.cancelled() => return Attempt::Done(Answer::Interrupted(None)),
@@ -109,12 +109,8 @@ impl TurnEngine {
                             arguments: arguments.clone(),
                         },
                     );
-                    calls.push(NewToolCall {
-                        dynamic: dynamic.contains(&name.as_str()),
-                        provider_call_id: id,
-                        name,
-                        arguments,
-                    });
+                    // Classified against what this step offered (ARCHITECTURE.md §7).
+                    calls.push(offer.call(id, name, arguments));
                 }
                 Some(Ok(ProviderEvent::Usage(u))) => {
                     trace.usage = Some(u.clone());

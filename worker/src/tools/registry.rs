@@ -1,0 +1,308 @@
+//! The tool registry (issue #12, item 1; ARCHITECTURE.md §7): the one place that decides
+//! which tools a step offers the model and that runs a call by name.
+//!
+//! Tools come from sources ([`ToolSource`]): the builtins, the skill tool `read_skill`
+//! (offered when the chat's owner has a skill) and the chat's client-defined tools; MCP
+//! servers, subagents and plan mode are sources to come, each a new variant with its own
+//! branch in [`ToolRegistry::offer`] and [`ToolRegistry::execute`].
+//!
+//! A step's offer ([`Offer`]) is decided once, before the request is sent; the model's
+//! calls are classified against that same offer ([`Offer::call`]) and each call row stores
+//! the source that offered it, or `not_offered` (column `tool_calls.source`). A worker that
+//! runs the call later, in any process and after any crash, runs it from that stored source,
+//! never from what the registry would offer now; a `not_offered` call (a hallucinated
+//! name, a builtin this step did not offer, `read_skill` for a user without skills) is
+//! answered with an error result and nothing runs.
+//!
+//! Names are compared exactly, case included: `Sleep` is not `sleep`. Providers pass names
+//! through verbatim, so a different case is a different (unoffered) tool, and a loose match
+//! could run a tool the model did not name. When two sources offer the same name, the
+//! earlier source wins (worker tools before client tools; the API refuses client tools
+//! named like a worker tool, so this only guards old chats).
+//!
+//! ```
+//! use agentq_worker::tools::{StepTools, ToolRegistry, ToolSource};
+//!
+//! let registry = ToolRegistry::default();
+//! let offer = registry.offer(&StepTools { dynamic_tools: &[], has_skills: false });
+//! assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
+//! assert_eq!(offer.source_of("read_skill"), None);
+//! let call = offer.call("call_1".into(), "not_a_tool".into(), serde_json::json!({}));
+//! assert_eq!(call.source, "not_offered");
+//! assert!(!call.dynamic);
+//! ```
+
+use agentq_core::{
+    StoreError,
+    domain::{DynamicTool, ToolCallRow},
+    store::{NewToolCall, Store},
+};
+use serde_json::Value;
+
+use super::{
+    Builtins,
+    skill::{READ_SKILL_TOOL, read_skill, read_skill_spec},
+};
+use crate::providers::ToolSpec;
+
+/// Where an offered tool comes from, and so who runs a call to it.
+///
+/// Stored per call as text (`tool_calls.source`, [`ToolSource::as_str`]). Sources to come,
+/// each a variant here: `Mcp` (`<slug>__<tool>` of the chat's MCP servers), `Subagent`
+/// (`spawn_subagent`, `wait_agent`, ...), `PlanMode` (`ask_user_question`, `propose_plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolSource {
+    /// A builtin ([`Builtins`]); a worker runs it.
+    Builtin,
+    /// The skill tool `read_skill`; a worker runs it.
+    Skill,
+    /// A tool the chat's client defined; the client runs it (`requires_action`).
+    Client,
+}
+
+/// What `tool_calls.source` says of a call the step did not offer.
+pub const NOT_OFFERED: &str = "not_offered";
+
+impl ToolSource {
+    /// The stored name of the source.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Skill => "skill",
+            Self::Client => "client",
+        }
+    }
+
+    /// The source a stored name means; `None` for `not_offered` (and anything unknown, so
+    /// a call recorded by a newer worker is refused by an older one, never misrun).
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        match stored {
+            "builtin" => Some(Self::Builtin),
+            "skill" => Some(Self::Skill),
+            "client" => Some(Self::Client),
+            _ => None,
+        }
+    }
+}
+
+/// What a step's offer depends on (read once per step, before the request).
+#[derive(Debug, Clone, Copy)]
+pub struct StepTools<'a> {
+    /// The chat's client-defined tools.
+    pub dynamic_tools: &'a [DynamicTool],
+    /// Whether the chat's owner has at least one skill.
+    pub has_skills: bool,
+}
+
+/// One offered tool.
+#[derive(Debug, Clone)]
+pub struct OfferedTool {
+    /// What the model is told.
+    pub spec: ToolSpec,
+    /// Where it comes from.
+    pub source: ToolSource,
+}
+
+/// The tools one step offers, in the order the model sees them.
+#[derive(Debug, Clone, Default)]
+pub struct Offer {
+    tools: Vec<OfferedTool>,
+}
+
+impl Offer {
+    /// Adds a tool unless an earlier source offers its name already.
+    fn push(&mut self, spec: ToolSpec, source: ToolSource) {
+        if self.source_of(&spec.name).is_some() {
+            tracing::warn!(tool = %spec.name, source = source.as_str(), "a tool of this name is offered already; not offering it twice");
+            return;
+        }
+        self.tools.push(OfferedTool { spec, source });
+    }
+
+    /// The specs to send the model.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools.iter().map(|t| t.spec.clone()).collect()
+    }
+
+    /// The offered tools.
+    pub fn tools(&self) -> &[OfferedTool] {
+        &self.tools
+    }
+
+    /// Where the offered tool `name` comes from (exact match); `None`: not offered.
+    pub fn source_of(&self, name: &str) -> Option<ToolSource> {
+        self.tools
+            .iter()
+            .find(|t| t.spec.name == name)
+            .map(|t| t.source)
+    }
+
+    /// A call the model made, classified against this offer: the client answers calls to
+    /// its own tools; a worker answers every other call, refusing it when not offered.
+    pub fn call(&self, provider_call_id: String, name: String, arguments: Value) -> NewToolCall {
+        let source = self.source_of(&name);
+        if source.is_none() {
+            tracing::info!(tool = %name, "the model called a tool this step did not offer; it gets an error result");
+        }
+        NewToolCall {
+            dynamic: source == Some(ToolSource::Client),
+            source: source.map_or(NOT_OFFERED, ToolSource::as_str).to_owned(),
+            provider_call_id,
+            name,
+            arguments,
+        }
+    }
+
+    /// How to use the offered tools that need saying, for the system message's tool
+    /// guidance part ('' when none does). Kept short: the specs say the rest.
+    pub fn guidance(&self) -> String {
+        let mut lines = Vec::new();
+        if self.source_of(READ_SKILL_TOOL) == Some(ToolSource::Skill) {
+            lines.push(format!(
+                "- `{READ_SKILL_TOOL}`: call it before a task that a skill covers, and follow \
+                 the skill it returns over your own habits."
+            ));
+        }
+        if lines.is_empty() {
+            return String::new();
+        }
+        format!("# Tools\n\n{}", lines.join("\n"))
+    }
+}
+
+/// What a tool call produced: `Ok` a result, `Err` an error result the model sees (the
+/// turn goes on either way).
+pub type ToolOutput = Result<Value, String>;
+
+/// The tool sources a worker knows; shared by the turn engine (offer) and the tool runner
+/// (execute).
+#[derive(Debug, Clone, Default)]
+pub struct ToolRegistry {
+    builtins: Builtins,
+}
+
+impl ToolRegistry {
+    /// What one step offers: the builtins, `read_skill` when the owner has a skill, then
+    /// the client's tools.
+    pub fn offer(&self, step: &StepTools<'_>) -> Offer {
+        let mut offer = Offer::default();
+        for spec in self.builtins.specs() {
+            offer.push(spec, ToolSource::Builtin);
+        }
+        if step.has_skills {
+            offer.push(read_skill_spec(), ToolSource::Skill);
+        }
+        for tool in step.dynamic_tools {
+            offer.push(
+                ToolSpec {
+                    name: tool.name.clone(),
+                    description: tool.description.clone(),
+                    input_schema: tool.input_schema.clone(),
+                },
+                ToolSource::Client,
+            );
+        }
+        offer
+    }
+
+    /// Runs `call` from the source its step offered it from (`tool_calls.source`); a call
+    /// that was not offered runs nothing and gets an error result naming the tool. `Err`
+    /// only when the database fails (the job is retried).
+    pub async fn execute(
+        &self,
+        store: &Store,
+        call: &ToolCallRow,
+    ) -> Result<ToolOutput, StoreError> {
+        let name = call.name.as_str();
+        Ok(match ToolSource::from_stored(&call.source) {
+            Some(ToolSource::Builtin) if self.builtins.has(name) => {
+                self.builtins.run(name, &call.arguments).await
+            }
+            Some(ToolSource::Skill) if name == READ_SKILL_TOOL => {
+                read_skill(store, call.chat_id, &call.arguments).await?
+            }
+            // The client answers its own tools; a worker never runs one.
+            Some(ToolSource::Client) => Err(format!(
+                "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
+            )),
+            _ => Err(not_offered(name)),
+        })
+    }
+}
+
+/// The error result of a call to a tool the step did not offer.
+fn not_offered(name: &str) -> String {
+    format!(
+        "`{name}` is not a tool offered in this step (names are exact, case included), so \
+         nothing was run; call only the tools listed in the request"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn client_tool(name: &str) -> DynamicTool {
+        DynamicTool {
+            name: name.into(),
+            description: "a client tool".into(),
+            input_schema: json!({"type": "object"}),
+        }
+    }
+
+    #[test]
+    fn a_step_offers_builtins_then_read_skill_then_client_tools() {
+        let registry = ToolRegistry::default();
+        let tools = [client_tool("open_file")];
+        let offer = registry.offer(&StepTools {
+            dynamic_tools: &tools,
+            has_skills: true,
+        });
+        let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["current_time", "sleep", "read_skill", "open_file"]);
+        assert_eq!(offer.source_of("open_file"), Some(ToolSource::Client));
+        assert!(offer.guidance().contains("`read_skill`"));
+
+        let without = registry.offer(&StepTools {
+            dynamic_tools: &[],
+            has_skills: false,
+        });
+        assert_eq!(without.source_of("read_skill"), None);
+        assert_eq!(without.guidance(), "");
+    }
+
+    #[test]
+    fn calls_are_classified_exactly_against_the_offer() {
+        let offer = ToolRegistry::default().offer(&StepTools {
+            dynamic_tools: &[client_tool("open_file")],
+            has_skills: false,
+        });
+        let call = |name: &str| offer.call("id".into(), name.into(), json!({}));
+        assert_eq!(call("sleep").source, "builtin");
+        assert_eq!(call("Sleep").source, NOT_OFFERED);
+        assert_eq!(call("read_skill").source, NOT_OFFERED);
+        assert_eq!(call("not_a_tool").source, NOT_OFFERED);
+        assert!(call("open_file").dynamic);
+        assert!(!call("not_a_tool").dynamic);
+    }
+
+    #[test]
+    fn a_client_tool_never_shadows_a_worker_tool() {
+        let offer = ToolRegistry::default().offer(&StepTools {
+            dynamic_tools: &[client_tool("sleep")],
+            has_skills: false,
+        });
+        assert_eq!(offer.specs().len(), 2);
+        assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
+    }
+
+    #[test]
+    fn stored_sources_read_back_and_unknown_ones_are_refused() {
+        for source in [ToolSource::Builtin, ToolSource::Skill, ToolSource::Client] {
+            assert_eq!(ToolSource::from_stored(source.as_str()), Some(source));
+        }
+        assert_eq!(ToolSource::from_stored(NOT_OFFERED), None);
+        assert_eq!(ToolSource::from_stored("mcp"), None);
+    }
+}
