@@ -375,7 +375,6 @@ impl TestApp {
         .await
     }
 
-    /// The chat's SSE URL.
     /// The chat's events, from the start of its stream, until `stop` returns true for one
     /// (included) or `limit` passes.
     pub async fn events_until(
@@ -395,6 +394,7 @@ impl TestApp {
         .await
     }
 
+    /// The chat's SSE URL.
     pub fn stream_url(&self, chat_id: Uuid) -> String {
         format!("{}/api/v1/chats/{chat_id}/stream", self.base)
     }
