@@ -2,6 +2,7 @@
 //! and subagents plug in here later; client-defined tools never run on a worker.
 
 mod builtin;
+pub mod mcp;
 mod runner;
 
 pub use builtin::Builtins;
