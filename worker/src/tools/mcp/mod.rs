@@ -59,3 +59,34 @@ impl Default for McpLimits {
         }
     }
 }
+
+/// The name the model sees for `tool` of the server with `slug`: `<slug>__<tool>`.
+pub fn qualified_tool_name(slug: &str, tool: &str) -> String {
+    format!("{slug}{SLUG_SEPARATOR}{tool}")
+}
+
+/// The slug and the server's tool name in a name the model called, if it has the
+/// `<slug>__<tool>` shape. A slug never holds `_` (`migrations/20261202000400_mcp_servers.sql`),
+/// so the first `__` ends it even when the tool's own name holds `__`.
+pub fn split_tool_name(name: &str) -> Option<(&str, &str)> {
+    let (slug, tool) = name.split_once(SLUG_SEPARATOR)?;
+    (!slug.is_empty() && !tool.is_empty()).then_some((slug, tool))
+}
+
+/// Between a server's slug and its tool's name.
+pub const SLUG_SEPARATOR: &str = "__";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names_round_trip_even_when_the_tool_holds_the_separator() {
+        assert_eq!(qualified_tool_name("docs", "search"), "docs__search");
+        assert_eq!(split_tool_name("docs__search"), Some(("docs", "search")));
+        assert_eq!(split_tool_name("my-docs__a__b"), Some(("my-docs", "a__b")));
+        assert_eq!(split_tool_name("current_time"), None);
+        assert_eq!(split_tool_name("__x"), None);
+        assert_eq!(split_tool_name("x__"), None);
+    }
+}
