@@ -220,6 +220,7 @@ async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
             model_config_id: None,
             labels: Default::default(),
             instructions: None,
+            mcp_server_ids: None,
         })
         .await
         .unwrap();

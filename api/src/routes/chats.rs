@@ -59,6 +59,11 @@ pub struct CreateChatRequest {
     #[serde(default)]
     #[schema(max_length = 32768)]
     pub instructions: Option<String>,
+    /// MCP servers this chat chooses (ids from `/api/v1/mcp-servers`, at most 64). Absent:
+    /// the `default_on` servers; a list replaces them (`[]` opts out of all). `force_on`
+    /// servers apply either way.
+    #[serde(default)]
+    pub mcp_server_ids: Option<Vec<Uuid>>,
 }
 
 /// Most client-defined tools per chat.
@@ -243,6 +248,10 @@ pub async fn create_chat(
     validate_labels(&body.labels)?;
     validate_dynamic_tools(&body.dynamic_tools)?;
     let instructions = super::instructions::chat_instructions(body.instructions)?;
+    let mcp_server_ids = match body.mcp_server_ids {
+        Some(ids) => Some(super::mcp_servers::chosen_mcp_servers(&state, ids).await?),
+        None => None,
+    };
     if let Some(model_id) = body.model_config_id {
         match state.store.get_model(model_id).await {
             Ok(model) if model.enabled => {}
@@ -296,6 +305,7 @@ pub async fn create_chat(
             model_config_id: body.model_config_id,
             labels: body.labels,
             instructions,
+            mcp_server_ids,
         })
         .await?;
     announce(

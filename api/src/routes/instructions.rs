@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ApiState,
-    auth::CurrentUser,
+    auth::{CurrentUser, SiteOwner},
     error::{ApiError, ErrorBody},
     extract::JsonBody,
 };
@@ -120,16 +120,6 @@ pub struct SystemPromptBody {
     system_prompt: Option<String>,
 }
 
-fn require_site_owner(user: &agentq_core::domain::AuthenticatedUser) -> Result<(), ApiError> {
-    if user.is_site_owner() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "only site owners may read or change the site's system prompt".into(),
-        ))
-    }
-}
-
 /// `GET /api/v1/admin/system-prompt` (site owners).
 #[utoipa::path(
     get,
@@ -142,9 +132,8 @@ fn require_site_owner(user: &agentq_core::domain::AuthenticatedUser) -> Result<(
 )]
 pub async fn get_system_prompt(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _owner: SiteOwner,
 ) -> Result<Json<SystemPrompt>, ApiError> {
-    require_site_owner(&user)?;
     Ok(Json(SystemPrompt {
         system_prompt: state.store.site_system_prompt().await?,
     }))
@@ -165,10 +154,9 @@ pub async fn get_system_prompt(
 )]
 pub async fn put_system_prompt(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
+    _owner: SiteOwner,
     JsonBody(body): JsonBody<SystemPromptBody>,
 ) -> Result<Json<SystemPrompt>, ApiError> {
-    require_site_owner(&user)?;
     let text = body
         .system_prompt
         .ok_or_else(|| ApiError::invalid("system_prompt", "is required ('' removes it)"))?;

@@ -110,6 +110,10 @@ pub struct SendMessageRequest {
     /// `queue` (default) waits for the running turn.
     #[serde(default)]
     pub busy_behavior: Option<BusyBehavior>,
+    /// Replaces the chat's choice of MCP servers from this message on (see
+    /// `mcp_server_ids` on chat create); absent: the choice stays.
+    #[serde(default)]
+    pub mcp_server_ids: Option<Vec<Uuid>>,
 }
 
 /// Response of `POST .../messages`.
@@ -156,6 +160,14 @@ pub async fn send_message(
     state.rate_limiter.check(Limit::Messages, user.id).await?;
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();
+    if let Some(ids) = body.mcp_server_ids {
+        let ids = super::mcp_servers::chosen_mcp_servers(&state, ids).await?;
+        state
+            .store
+            .choose_chat_mcp_servers(chat_id, user.id, &ids)
+            .await
+            .or_not_found("chat")?;
+    }
     let outcome = state
         .store
         .send_message(chat_id, user.id, &[MessagePart::Text { text }], busy)

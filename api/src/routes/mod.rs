@@ -7,6 +7,7 @@ mod debug;
 mod health;
 mod instructions;
 mod interrupt;
+pub(crate) mod mcp_servers;
 mod messages;
 mod notifications;
 mod site_config;
@@ -88,6 +89,16 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(
             instructions::get_system_prompt,
             instructions::put_system_prompt
+        ))
+        .routes(routes!(mcp_servers::list_enabled))
+        .routes(routes!(
+            mcp_servers::list_servers,
+            mcp_servers::create_server
+        ))
+        .routes(routes!(
+            mcp_servers::get_server,
+            mcp_servers::update_server,
+            mcp_servers::delete_server
         ))
 }
 

@@ -118,6 +118,9 @@ pub struct NewChat {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Instructions for this chat (`None`: none).
     pub instructions: Option<String>,
+    /// The chat's explicit choice of MCP servers (`None`: it did not choose, so
+    /// `default_on` servers apply; see `store::mcp_servers`).
+    pub mcp_server_ids: Option<Vec<Uuid>>,
 }
 
 /// Names of the tools workers run themselves (the builtins and the skill tool

@@ -18,6 +18,7 @@ enum Meaning {
 const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
     ("providers_name_key", Meaning::Duplicate, "name"),
     ("models_provider_id_name_key", Meaning::Duplicate, "name"),
+    ("mcp_servers_slug_key", Meaning::Duplicate, "slug"),
     (
         "models_provider_id_fkey",
         Meaning::UnknownReference,

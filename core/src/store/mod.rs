@@ -31,6 +31,7 @@ mod fixtures;
 mod identity;
 mod instructions;
 mod interrupts;
+mod mcp_servers;
 mod messages;
 mod notifications;
 mod pg_text;
@@ -50,6 +51,10 @@ pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use identity::ChatAccess;
 pub use instructions::{InstructionSources, SkillListing};
 pub use interrupts::InterruptOutcome;
+pub use mcp_servers::{
+    McpAuthType, McpAvailability, McpServerListing, McpServerRecord, McpServerView, McpServerWrite,
+    McpTransport,
+};
 pub use notifications::{NewNotification, OutboxEmail};
 pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};

@@ -4,6 +4,7 @@
 //! Client-defined tools are offered here but never run on a worker.
 
 mod builtin;
+pub mod mcp;
 mod registry;
 mod runner;
 mod skill;

@@ -1,0 +1,510 @@
+//! MCP servers as data (issue #12, item 3; ARCHITECTURE.md §3): what site owners configure
+//! through the admin API, what any user may list, which servers a chat chose, and which
+//! ones apply to a chat's turn.
+//!
+//! Secrets arrive here already sealed (`core::secrets`) and leave only inside a
+//! [`McpServerRecord`], which the worker opens to call the server; the API shows a
+//! [`McpServerView`] (`has_api_key`, `has_custom_headers`, `has_client_secret`) or, to
+//! users who are not site owners, a [`McpServerListing`]. The API merges a change into the
+//! current record and writes the whole row back ([`McpServerWrite`]), so the rule "changing
+//! `auth_type` clears the old secrets" lives in one function there, not in SQL.
+//!
+//! # Which servers a chat gets
+//!
+//! `chats.mcp_server_ids` is NULL until the chat chooses; then it is the chosen list
+//! (possibly empty). [`Store::effective_mcp_servers`]: enabled servers only; `force_on`
+//! always; `default_on` when the chat never chose or chose it; `default_off` only when
+//! chosen. So an explicit list replaces the defaults, and a chat opts out of a `default_on`
+//! server by choosing a list without it (`[]` opts out of all of them).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Store;
+use crate::StoreError;
+
+/// How agentq talks to the server. Only streamable HTTP for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum McpTransport {
+    /// MCP's streamable HTTP transport (one endpoint, POST and optional SSE).
+    #[default]
+    StreamableHttp,
+}
+
+/// What a call to the server carries to authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum McpAuthType {
+    /// Nothing.
+    #[default]
+    None,
+    /// `Authorization: Bearer` with the calling user's token from the server's OAuth flow.
+    Oauth2,
+    /// One configured header (`api_key_header`) carrying the stored key.
+    ApiKey,
+    /// Every configured header (at least one).
+    CustomHeaders,
+    /// `Authorization: Bearer` with the chat owner's OIDC access token.
+    UserOidc,
+}
+
+/// Whether chats get the server without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum McpAvailability {
+    /// Every chat, whatever it chose.
+    ForceOn,
+    /// Chats that did not choose, and chats that chose it.
+    DefaultOn,
+    /// Only chats that chose it.
+    #[default]
+    DefaultOff,
+}
+
+/// A server's whole row, sealed secrets included: for the API's merge and for workers.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct McpServerRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Unique slug, the prefix of its tools' names (`<slug>__<tool>`).
+    pub slug: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// What it offers, for people.
+    pub description: String,
+    /// Its endpoint (`http://` or `https://`).
+    pub url: String,
+    /// Transport.
+    pub transport: McpTransport,
+    /// Authentication.
+    pub auth_type: McpAuthType,
+    /// For `api_key`: the header carrying the key.
+    pub api_key_header: Option<String>,
+    /// For `api_key`: the sealed key.
+    pub api_key_ciphertext: Option<Vec<u8>>,
+    /// For `custom_headers`: a sealed JSON object of header name to value.
+    pub custom_headers_ciphertext: Option<Vec<u8>>,
+    /// For `oauth2`: the client id.
+    pub oauth_client_id: Option<String>,
+    /// For `oauth2`: the sealed client secret.
+    pub oauth_client_secret_ciphertext: Option<Vec<u8>>,
+    /// For `oauth2`: the authorization endpoint.
+    pub oauth_authorize_url: Option<String>,
+    /// For `oauth2`: the token endpoint.
+    pub oauth_token_url: Option<String>,
+    /// For `oauth2`: scopes to ask for.
+    pub oauth_scopes: Vec<String>,
+    /// Availability.
+    pub availability: McpAvailability,
+    /// Disabled servers apply to no chat.
+    pub enabled: bool,
+    /// Tools offered (empty: all); the deny list wins.
+    pub tool_allow_list: Vec<String>,
+    /// Tools never offered.
+    pub tool_deny_list: Vec<String>,
+    /// Whether its tools are offered in plan mode.
+    pub allow_in_plan_mode: bool,
+    /// Creation.
+    pub created_at: DateTime<Utc>,
+    /// Last change (workers key their tools-list cache on it).
+    pub updated_at: DateTime<Utc>,
+}
+
+impl McpServerRecord {
+    /// Whether the lists let the model see `tool`: not denied, and allowed when an allow
+    /// list is set.
+    pub fn offers_tool(&self, tool: &str) -> bool {
+        !self.tool_deny_list.iter().any(|t| t == tool)
+            && (self.tool_allow_list.is_empty() || self.tool_allow_list.iter().any(|t| t == tool))
+    }
+
+    /// What a site owner sees: everything but the secrets, which show as `has_*`.
+    pub fn view(&self) -> McpServerView {
+        McpServerView {
+            id: self.id,
+            slug: self.slug.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            url: self.url.clone(),
+            transport: self.transport,
+            auth_type: self.auth_type,
+            api_key_header: self.api_key_header.clone(),
+            has_api_key: self.api_key_ciphertext.is_some(),
+            has_custom_headers: self.custom_headers_ciphertext.is_some(),
+            oauth_client_id: self.oauth_client_id.clone(),
+            has_client_secret: self.oauth_client_secret_ciphertext.is_some(),
+            oauth_authorize_url: self.oauth_authorize_url.clone(),
+            oauth_token_url: self.oauth_token_url.clone(),
+            oauth_scopes: self.oauth_scopes.clone(),
+            availability: self.availability,
+            enabled: self.enabled,
+            tool_allow_list: self.tool_allow_list.clone(),
+            tool_deny_list: self.tool_deny_list.clone(),
+            allow_in_plan_mode: self.allow_in_plan_mode,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// What any user sees of an enabled server.
+    pub fn listing(&self) -> McpServerListing {
+        McpServerListing {
+            id: self.id,
+            slug: self.slug.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            auth_type: self.auth_type,
+            availability: self.availability,
+            allow_in_plan_mode: self.allow_in_plan_mode,
+        }
+    }
+
+    /// The writable fields, to merge a change into.
+    pub fn to_write(&self) -> McpServerWrite {
+        McpServerWrite {
+            slug: self.slug.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            url: self.url.clone(),
+            transport: self.transport,
+            auth_type: self.auth_type,
+            api_key_header: self.api_key_header.clone(),
+            api_key_ciphertext: self.api_key_ciphertext.clone(),
+            custom_headers_ciphertext: self.custom_headers_ciphertext.clone(),
+            oauth_client_id: self.oauth_client_id.clone(),
+            oauth_client_secret_ciphertext: self.oauth_client_secret_ciphertext.clone(),
+            oauth_authorize_url: self.oauth_authorize_url.clone(),
+            oauth_token_url: self.oauth_token_url.clone(),
+            oauth_scopes: self.oauth_scopes.clone(),
+            availability: self.availability,
+            enabled: self.enabled,
+            tool_allow_list: self.tool_allow_list.clone(),
+            tool_deny_list: self.tool_deny_list.clone(),
+            allow_in_plan_mode: self.allow_in_plan_mode,
+        }
+    }
+}
+
+/// A server as the admin API shows it: no secrets, only whether each is stored.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct McpServerView {
+    /// Id (what chats name in `mcp_server_ids`).
+    pub id: Uuid,
+    /// Unique slug: lowercase letters and digits joined by single hyphens, at most 32
+    /// characters; its tools reach the model as `<slug>__<tool>`.
+    pub slug: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// What it offers.
+    pub description: String,
+    /// Endpoint.
+    pub url: String,
+    /// Transport.
+    pub transport: McpTransport,
+    /// Authentication.
+    pub auth_type: McpAuthType,
+    /// For `api_key`: the header carrying the key.
+    pub api_key_header: Option<String>,
+    /// Whether an API key is stored.
+    pub has_api_key: bool,
+    /// Whether custom headers are stored.
+    pub has_custom_headers: bool,
+    /// For `oauth2`: the client id.
+    pub oauth_client_id: Option<String>,
+    /// Whether an OAuth client secret is stored.
+    pub has_client_secret: bool,
+    /// For `oauth2`: the authorization endpoint.
+    pub oauth_authorize_url: Option<String>,
+    /// For `oauth2`: the token endpoint.
+    pub oauth_token_url: Option<String>,
+    /// For `oauth2`: the scopes asked for.
+    pub oauth_scopes: Vec<String>,
+    /// Availability.
+    pub availability: McpAvailability,
+    /// Enabled.
+    pub enabled: bool,
+    /// Tools offered (empty: all).
+    pub tool_allow_list: Vec<String>,
+    /// Tools never offered (wins over the allow list).
+    pub tool_deny_list: Vec<String>,
+    /// Whether its tools are offered in plan mode.
+    pub allow_in_plan_mode: bool,
+    /// Creation.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An enabled server as any user sees it (to choose it for a chat).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct McpServerListing {
+    /// Id (what chats name in `mcp_server_ids`).
+    pub id: Uuid,
+    /// Slug, the prefix of its tools' names.
+    pub slug: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// What it offers.
+    pub description: String,
+    /// Authentication (`oauth2` servers need the user to connect first).
+    pub auth_type: McpAuthType,
+    /// Availability.
+    pub availability: McpAvailability,
+    /// Whether its tools are offered in plan mode.
+    pub allow_in_plan_mode: bool,
+}
+
+/// Every writable column of a server, secrets sealed.
+#[derive(Debug, Clone, Default)]
+pub struct McpServerWrite {
+    /// Slug.
+    pub slug: String,
+    /// Display name.
+    pub display_name: String,
+    /// Description.
+    pub description: String,
+    /// URL.
+    pub url: String,
+    /// Transport.
+    pub transport: McpTransport,
+    /// Authentication.
+    pub auth_type: McpAuthType,
+    /// Header of an API key.
+    pub api_key_header: Option<String>,
+    /// Sealed API key.
+    pub api_key_ciphertext: Option<Vec<u8>>,
+    /// Sealed custom headers (JSON object).
+    pub custom_headers_ciphertext: Option<Vec<u8>>,
+    /// OAuth client id.
+    pub oauth_client_id: Option<String>,
+    /// Sealed OAuth client secret.
+    pub oauth_client_secret_ciphertext: Option<Vec<u8>>,
+    /// OAuth authorization endpoint.
+    pub oauth_authorize_url: Option<String>,
+    /// OAuth token endpoint.
+    pub oauth_token_url: Option<String>,
+    /// OAuth scopes.
+    pub oauth_scopes: Vec<String>,
+    /// Availability.
+    pub availability: McpAvailability,
+    /// Enabled.
+    pub enabled: bool,
+    /// Allow list.
+    pub tool_allow_list: Vec<String>,
+    /// Deny list.
+    pub tool_deny_list: Vec<String>,
+    /// Plan mode.
+    pub allow_in_plan_mode: bool,
+}
+
+impl McpServerWrite {
+    /// Forgets every credential: what a change of `auth_type` does before the new type's
+    /// credentials are applied, so no secret of the old type lingers.
+    pub fn clear_credentials(&mut self) {
+        self.api_key_header = None;
+        self.api_key_ciphertext = None;
+        self.custom_headers_ciphertext = None;
+        self.oauth_client_id = None;
+        self.oauth_client_secret_ciphertext = None;
+        self.oauth_authorize_url = None;
+        self.oauth_token_url = None;
+        self.oauth_scopes.clear();
+    }
+}
+
+const COLUMNS: &str = "id, slug, display_name, description, url, transport, auth_type, api_key_header, \
+     api_key_ciphertext, custom_headers_ciphertext, oauth_client_id, oauth_client_secret_ciphertext, \
+     oauth_authorize_url, oauth_token_url, oauth_scopes, availability, enabled, tool_allow_list, \
+     tool_deny_list, allow_in_plan_mode, created_at, updated_at";
+
+impl Store {
+    /// Creates a server. A taken slug is `StoreError::Duplicate { field: "slug" }`.
+    pub async fn create_mcp_server(
+        &self,
+        w: &McpServerWrite,
+    ) -> Result<McpServerRecord, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO mcp_servers (id, slug, display_name, description, url, transport, auth_type,
+                 api_key_header, api_key_ciphertext, custom_headers_ciphertext, oauth_client_id,
+                 oauth_client_secret_ciphertext, oauth_authorize_url, oauth_token_url, oauth_scopes,
+                 availability, enabled, tool_allow_list, tool_deny_list, allow_in_plan_mode)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+             RETURNING {COLUMNS}"
+        )))
+        .bind(Uuid::now_v7())
+        .bind(&w.slug)
+        .bind(&w.display_name)
+        .bind(&w.description)
+        .bind(&w.url)
+        .bind(w.transport)
+        .bind(w.auth_type)
+        .bind(&w.api_key_header)
+        .bind(&w.api_key_ciphertext)
+        .bind(&w.custom_headers_ciphertext)
+        .bind(&w.oauth_client_id)
+        .bind(&w.oauth_client_secret_ciphertext)
+        .bind(&w.oauth_authorize_url)
+        .bind(&w.oauth_token_url)
+        .bind(&w.oauth_scopes)
+        .bind(w.availability)
+        .bind(w.enabled)
+        .bind(&w.tool_allow_list)
+        .bind(&w.tool_deny_list)
+        .bind(w.allow_in_plan_mode)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Overwrites every writable column of a server (the API merged the change first).
+    pub async fn update_mcp_server(
+        &self,
+        id: Uuid,
+        w: &McpServerWrite,
+    ) -> Result<McpServerRecord, StoreError> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE mcp_servers SET slug = $2, display_name = $3, description = $4, url = $5,
+                 transport = $6, auth_type = $7, api_key_header = $8, api_key_ciphertext = $9,
+                 custom_headers_ciphertext = $10, oauth_client_id = $11,
+                 oauth_client_secret_ciphertext = $12, oauth_authorize_url = $13,
+                 oauth_token_url = $14, oauth_scopes = $15, availability = $16, enabled = $17,
+                 tool_allow_list = $18, tool_deny_list = $19, allow_in_plan_mode = $20,
+                 updated_at = greatest(now(), updated_at + interval '1 microsecond')
+             WHERE id = $1 RETURNING {COLUMNS}"
+        )))
+        .bind(id)
+        .bind(&w.slug)
+        .bind(&w.display_name)
+        .bind(&w.description)
+        .bind(&w.url)
+        .bind(w.transport)
+        .bind(w.auth_type)
+        .bind(&w.api_key_header)
+        .bind(&w.api_key_ciphertext)
+        .bind(&w.custom_headers_ciphertext)
+        .bind(&w.oauth_client_id)
+        .bind(&w.oauth_client_secret_ciphertext)
+        .bind(&w.oauth_authorize_url)
+        .bind(&w.oauth_token_url)
+        .bind(&w.oauth_scopes)
+        .bind(w.availability)
+        .bind(w.enabled)
+        .bind(&w.tool_allow_list)
+        .bind(&w.tool_deny_list)
+        .bind(w.allow_in_plan_mode)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// One server, sealed secrets included.
+    pub async fn get_mcp_server(&self, id: Uuid) -> Result<McpServerRecord, StoreError> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM mcp_servers WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// Every server, by slug (`enabled_only`: the ones users may choose).
+    pub async fn list_mcp_servers(
+        &self,
+        enabled_only: bool,
+    ) -> Result<Vec<McpServerRecord>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM mcp_servers WHERE enabled OR NOT $1 ORDER BY slug"
+        )))
+        .bind(enabled_only)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deletes a server; chats that chose it simply stop matching it.
+    pub async fn delete_mcp_server(&self, id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM mcp_servers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Which of `ids` name no enabled server (what a chat may not choose).
+    pub async fn unusable_mcp_server_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT i FROM unnest($1::uuid[]) WITH ORDINALITY AS u(i, n)
+             WHERE NOT EXISTS (SELECT 1 FROM mcp_servers s WHERE s.id = u.i AND s.enabled)
+             ORDER BY n",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records `owner`'s chat's explicit choice of servers (replacing any earlier one).
+    /// Someone else's chat is [`StoreError::NotFound`].
+    pub async fn choose_chat_mcp_servers(
+        &self,
+        chat_id: Uuid,
+        owner: Uuid,
+        ids: &[Uuid],
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE chats SET mcp_server_ids = $3, updated_at = now() WHERE id = $1 AND owner_id = $2",
+        )
+        .bind(chat_id)
+        .bind(owner)
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The chat's explicit choice (`None`: it never chose).
+    pub async fn chat_mcp_server_choice(
+        &self,
+        chat_id: Uuid,
+    ) -> Result<Option<Vec<Uuid>>, StoreError> {
+        sqlx::query_scalar("SELECT mcp_server_ids FROM chats WHERE id = $1")
+            .bind(chat_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// The servers whose tools a turn of `chat_id` may offer, by slug (see the module page
+    /// for the rule). Allow/deny lists and plan mode are applied per tool by the caller.
+    pub async fn effective_mcp_servers(
+        &self,
+        chat_id: Uuid,
+    ) -> Result<Vec<McpServerRecord>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM mcp_servers s
+             WHERE s.enabled AND EXISTS (
+                SELECT 1 FROM chats c WHERE c.id = $1 AND (
+                    s.availability = 'force_on'
+                    OR (c.mcp_server_ids IS NULL AND s.availability = 'default_on')
+                    OR s.id = ANY(coalesce(c.mcp_server_ids, '{{}}'))))
+             ORDER BY s.slug"
+        )))
+        .bind(chat_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

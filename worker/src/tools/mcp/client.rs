@@ -1,0 +1,289 @@
+//! Talking to one MCP server: list its tools, call one. See the module page (`mcp`) for
+//! the session-per-operation choice and the limits.
+
+use std::{sync::Arc, time::Duration};
+
+use agentq_core::store::McpServerRecord;
+use rmcp::{
+    ServiceExt,
+    model::{CallToolRequestParams, ClientConfig},
+    service::ServiceError,
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use serde::Serialize;
+
+use super::{McpAuth, McpError, McpLimits, cache::ToolsCache};
+
+/// One tool a server offers, as the registry shows it to the model (under
+/// `<slug>__<name>`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct McpTool {
+    /// The server's name for it.
+    pub name: String,
+    /// What it does ('' when the server says nothing).
+    pub description: String,
+    /// JSON Schema of its arguments (an object schema).
+    pub input_schema: serde_json::Value,
+    /// The server's `readOnlyHint` annotation (false when absent): what `explore`
+    /// subagents may use. A hint from the server, not a guarantee.
+    pub read_only: bool,
+}
+
+/// What a call returned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct McpCallOutput {
+    /// The MCP content blocks, as JSON (`[{"type": "text", "text": ...}, ...]`).
+    pub content: serde_json::Value,
+    /// The text blocks joined by newlines: what most models need.
+    pub text: String,
+    /// Structured content, when the server sent any.
+    pub structured_content: Option<serde_json::Value>,
+    /// The tool itself reported a failure (`isError`): still an answer for the model.
+    pub is_error: bool,
+}
+
+/// The MCP client of one worker: an HTTP connection pool, the limits and the tools-list
+/// cache. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct McpClient {
+    http: reqwest::Client,
+    limits: McpLimits,
+    cache: ToolsCache,
+}
+
+impl McpClient {
+    /// A client with `limits`.
+    pub fn new(limits: McpLimits) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(limits.connect_timeout)
+            // A configured URL is the endpoint; a redirect elsewhere would carry the
+            // credentials to a host nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("building an HTTP client with these settings cannot fail");
+        Self {
+            http,
+            limits,
+            cache: ToolsCache::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &McpLimits {
+        &self.limits
+    }
+
+    /// Every tool `server` lists, unfiltered (the registry applies
+    /// [`McpServerRecord::offers_tool`] and plan mode). Served from the per-worker cache
+    /// while the config's `updated_at` is unchanged and the entry is younger than
+    /// [`McpLimits::tools_cache_ttl`]; failures are not cached.
+    pub async fn list_tools(
+        &self,
+        server: &McpServerRecord,
+        auth: &McpAuth,
+    ) -> Result<Arc<Vec<McpTool>>, McpError> {
+        if let Some(tools) =
+            self.cache
+                .get(server.id, server.updated_at, self.limits.tools_cache_ttl)
+        {
+            return Ok(tools);
+        }
+        let max = self.limits.max_list_bytes;
+        let tools = self
+            .session(
+                server,
+                auth,
+                self.limits.list_timeout,
+                max,
+                |client| async move { client.list_all_tools().await },
+            )
+            .await?;
+        let tools: Arc<Vec<McpTool>> = Arc::new(
+            tools
+                .into_iter()
+                .map(|t| McpTool {
+                    name: t.name.into_owned(),
+                    description: t.description.map(|d| d.into_owned()).unwrap_or_default(),
+                    input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+                    read_only: t
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.read_only_hint)
+                        .unwrap_or(false),
+                })
+                .collect(),
+        );
+        self.cache
+            .put(server.id, server.updated_at, Arc::clone(&tools));
+        Ok(tools)
+    }
+
+    /// Calls `tool` (the server's name, without the slug) with `arguments`. A tool the
+    /// server's lists hide is refused without contacting it.
+    pub async fn call_tool(
+        &self,
+        server: &McpServerRecord,
+        auth: &McpAuth,
+        tool: &str,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<McpCallOutput, McpError> {
+        if !server.offers_tool(tool) {
+            return Err(McpError::Protocol {
+                server: server.slug.clone(),
+                detail: format!("the tool `{tool}` is not offered by this server's configuration"),
+            });
+        }
+        let limit = self.limits.max_result_bytes;
+        // The transport refuses bodies past twice the cap (a bound on memory); the exact
+        // cap applies to the content below.
+        let transport_cap = limit.saturating_mul(2).saturating_add(64 * 1024);
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+        let result = self
+            .session(
+                server,
+                auth,
+                self.limits.call_timeout,
+                transport_cap,
+                |client| async move { client.call_tool(params).await },
+            )
+            .await?;
+        let content = serde_json::to_value(&result.content).unwrap_or_default();
+        let size = serde_json::to_vec(&content).map(|v| v.len()).unwrap_or(0)
+            + result
+                .structured_content
+                .as_ref()
+                .and_then(|s| serde_json::to_vec(s).ok())
+                .map_or(0, |v| v.len());
+        if size > limit {
+            return Err(McpError::TooLarge {
+                server: server.slug.clone(),
+                limit,
+            });
+        }
+        let text = content
+            .as_array()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter(|b| b["type"] == "text")
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        Ok(McpCallOutput {
+            content,
+            text,
+            structured_content: result.structured_content,
+            is_error: result.is_error.unwrap_or(false),
+        })
+    }
+
+    /// Opens a session to `server`, runs `op` on it and closes it, all within `timeout`.
+    async fn session<T, F, Fut>(
+        &self,
+        server: &McpServerRecord,
+        auth: &McpAuth,
+        timeout: Duration,
+        max_bytes: usize,
+        op: F,
+    ) -> Result<T, McpError>
+    where
+        F: FnOnce(Arc<rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>>) -> Fut,
+        Fut: Future<Output = Result<T, ServiceError>>,
+    {
+        let slug = server.slug.clone();
+        let mut config = StreamableHttpClientTransportConfig::with_uri(server.url.clone())
+            .custom_headers(auth.headers.clone())
+            .max_json_response_size(max_bytes)
+            .max_sse_event_size(max_bytes)
+            .reinit_on_expired_session(false);
+        if let Some(token) = &auth.bearer {
+            // rmcp adds the `Bearer ` itself.
+            config = config.auth_header(token.clone());
+        }
+        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let work = async {
+            let client = ClientConfig::default()
+                .serve(transport)
+                .await
+                .map_err(|e| classify(&slug, &e, max_bytes))?;
+            let client = Arc::new(client);
+            let outcome = op(Arc::clone(&client)).await;
+            if let Ok(client) = Arc::try_unwrap(client) {
+                let _ = client.cancel().await;
+            }
+            outcome.map_err(|e| match e {
+                ServiceError::McpError(data) => McpError::Protocol {
+                    server: slug.clone(),
+                    detail: data.message.into_owned(),
+                },
+                ServiceError::Timeout { timeout } => McpError::Timeout {
+                    server: slug.clone(),
+                    after: timeout,
+                },
+                // The session was up a moment ago; rmcp closes the transport without a
+                // cause when an answer passes its size cap, so say that it may have.
+                ServiceError::TransportClosed => McpError::Unreachable {
+                    server: slug.clone(),
+                    detail: format!(
+                        "the connection closed before the answer arrived (an answer larger than {max_bytes} bytes is cut off this way)"
+                    ),
+                },
+                other => classify(&slug, &other, max_bytes),
+            })
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(McpError::Timeout {
+                server: slug,
+                after: timeout,
+            }),
+        }
+    }
+}
+
+/// Sorts a transport failure by what its chain of causes says: rmcp reports HTTP status,
+/// size limits and connection failures as nested errors, not as one enum we could match.
+fn classify(slug: &str, e: &(dyn std::error::Error + 'static), max_bytes: usize) -> McpError {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let lower = chain.to_ascii_lowercase();
+    let server = slug.to_owned();
+    if lower.contains("exceeded the maximum size") || lower.contains("too large") {
+        McpError::TooLarge {
+            server,
+            limit: max_bytes,
+        }
+    } else if lower.contains("auth required")
+        || lower.contains("401")
+        || lower.contains("403")
+        || lower.contains("insufficient scope")
+    {
+        McpError::Unauthorized {
+            server,
+            detail: short(&chain),
+        }
+    } else {
+        McpError::Unreachable {
+            server,
+            detail: short(&chain),
+        }
+    }
+}
+
+/// At most 300 characters of an error chain, for a message the model reads.
+fn short(text: &str) -> String {
+    let mut out: String = text.chars().take(300).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! The MCP client (issue #12, item 4; ARCHITECTURE.md §7): lists a configured server's
+//! tools and calls one, over MCP's streamable HTTP transport (the `rmcp` crate). The tool
+//! registry decides which servers and tools a turn offers (allow/deny lists, plan mode);
+//! this module only talks to a server and turns every way that can fail into an
+//! [`McpError`] the registry answers the model with, so a broken server costs a tool error,
+//! never the turn.
+//!
+//! ```text
+//!   registry ──McpAuth::for_server(record, secrets, user_token)──▶ headers to send
+//!            ──McpClient::list_tools(record, auth)──▶ [McpTool] (cached per worker)
+//!            ──McpClient::call_tool(record, auth, name, args)──▶ McpCallOutput | McpError
+//! ```
+//!
+//! Each list or call opens its own MCP session (initialize, request, close): a tool call is
+//! a job that may run on any worker, so there is no session worth keeping between them.
+//! Every operation is bounded by [`McpLimits`]: a connect timeout, a timeout for the whole
+//! list or call, and a cap on the result's size.
+
+mod auth;
+mod cache;
+mod client;
+mod error;
+
+use std::time::Duration;
+
+pub use auth::McpAuth;
+pub use client::{McpCallOutput, McpClient, McpTool};
+pub use error::McpError;
+
+/// The knobs of the MCP client; [`McpLimits::default`] holds the documented defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct McpLimits {
+    /// Longest wait for a TCP/TLS connection to a server (default 5 s): a server that is
+    /// down fails fast instead of eating the call's timeout.
+    pub connect_timeout: Duration,
+    /// Longest a `tools/list`, session set-up included, may take (default 15 s).
+    pub list_timeout: Duration,
+    /// Longest a `tools/call`, session set-up included, may take (default 60 s).
+    pub call_timeout: Duration,
+    /// Largest tool result accepted, in bytes of its JSON content (default 256 KiB): the
+    /// result goes into the conversation and is sent to the model on every later step.
+    pub max_result_bytes: usize,
+    /// Largest `tools/list` answer accepted, in bytes (default 1 MiB).
+    pub max_list_bytes: usize,
+    /// How long a server's tool list is reused before it is asked again (default 60 s);
+    /// a change of the server's config invalidates it at once.
+    pub tools_cache_ttl: Duration,
+}
+
+impl Default for McpLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            list_timeout: Duration::from_secs(15),
+            call_timeout: Duration::from_secs(60),
+            max_result_bytes: 256 * 1024,
+            max_list_bytes: 1024 * 1024,
+            tools_cache_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The name the model sees for `tool` of the server with `slug`: `<slug>__<tool>`.
+pub fn qualified_tool_name(slug: &str, tool: &str) -> String {
+    format!("{slug}{SLUG_SEPARATOR}{tool}")
+}
+
+/// The slug and the server's tool name in a name the model called, if it has the
+/// `<slug>__<tool>` shape. A slug never holds `_` (`migrations/20261202000400_mcp_servers.sql`),
+/// so the first `__` ends it even when the tool's own name holds `__`.
+pub fn split_tool_name(name: &str) -> Option<(&str, &str)> {
+    let (slug, tool) = name.split_once(SLUG_SEPARATOR)?;
+    (!slug.is_empty() && !tool.is_empty()).then_some((slug, tool))
+}
+
+/// Between a server's slug and its tool's name.
+pub const SLUG_SEPARATOR: &str = "__";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names_round_trip_even_when_the_tool_holds_the_separator() {
+        assert_eq!(qualified_tool_name("docs", "search"), "docs__search");
+        assert_eq!(split_tool_name("docs__search"), Some(("docs", "search")));
+        assert_eq!(split_tool_name("my-docs__a__b"), Some(("my-docs", "a__b")));
+        assert_eq!(split_tool_name("current_time"), None);
+        assert_eq!(split_tool_name("__x"), None);
+        assert_eq!(split_tool_name("x__"), None);
+    }
+}
