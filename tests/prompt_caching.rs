@@ -156,6 +156,24 @@ async fn cache_reads_are_priced_at_the_cache_read_price_and_models_can_turn_cach
     assert_eq!(model["cache_ttl"], "5m");
     let model_path = format!("/api/v1/admin/models/{}", model["id"].as_str().unwrap());
 
+    // Debug runs, to see the cache per step.
+    let (status, _) = app
+        .put_as(
+            &owner,
+            "/api/v1/admin/config",
+            json!({"debug_logging_enabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .put_as(
+            &app.token,
+            "/api/v1/users/me/preferences",
+            json!({"debug_logging_enabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
     anthropic.report_usage(json!({"input_tokens": 100, "output_tokens": 1,
         "cache_read_input_tokens": 2_000, "cache_creation_input_tokens": 300}));
     let chat = app.create_chat("price the cache").await;
@@ -170,6 +188,14 @@ async fn cache_reads_are_priced_at_the_cache_read_price_and_models_can_turn_cach
     // 100 x $3 + 6 x $15 + 2,000 x $0.30 + 300 x $3.75 per million
     // = 300 + 90 + 600 + 1,125 micro-dollars.
     assert_eq!(answer["cost_micros"], 2_115, "{answer}");
+    let (_, runs) = app.get(&format!("/api/v1/chats/{chat}/debug/runs")).await;
+    let run_id = runs["runs"][0]["id"].as_str().unwrap();
+    let (_, run) = app
+        .get(&format!("/api/v1/chats/{chat}/debug/runs/{run_id}"))
+        .await;
+    let step_usage = &run["steps"][0]["usage"];
+    assert_eq!(step_usage["cache_read_tokens"], 2_000, "{run}");
+    assert_eq!(step_usage["cache_write_tokens"], 300, "{run}");
     let first = &anthropic.received()[0];
     assert_eq!(
         last_block(first)["cache_control"],
