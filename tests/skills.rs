@@ -471,10 +471,14 @@ async fn the_anthropic_format_gets_the_system_field(pool: sqlx::PgPool) {
 
     let received = anthropic.received();
     assert_eq!(received.len(), 1);
-    assert_eq!(received[0]["system"], expected_system());
+    // A content-block array, so the prompt cache can mark it (ARCHITECTURE.md §7).
+    assert_eq!(
+        received[0]["system"],
+        json!([{"type": "text", "text": expected_system(), "cache_control": {"type": "ephemeral"}}])
+    );
     assert_eq!(
         received[0]["messages"],
-        json!([{"role": "user", "content": [{"type": "text", "text": "hello"}]}]),
+        json!([{"role": "user", "content": [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}]}]),
         "the system message is not one of the messages"
     );
     app.stop().await;

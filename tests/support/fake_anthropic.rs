@@ -1,9 +1,13 @@
 //! A real HTTP server on 127.0.0.1 speaking Anthropic Messages streaming: it keeps every
-//! request body and answers each with a short text, event by event. Enough for end-to-end
-//! tests of what the worker sends (the adapter's parsing has its transcript tests in
-//! `worker/tests/provider_transcripts.rs`).
+//! request body and answers each, event by event, with the next scripted [`Reply`] (a short
+//! text once the script is empty), reporting the usage set by [`FakeAnthropic::report_usage`].
+//! Enough for end-to-end tests of what the worker sends (the adapter's parsing has its
+//! transcript tests in `worker/tests/provider_transcripts.rs`).
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
 
 use axum::{
     Json, Router,
@@ -12,70 +16,118 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
-/// The text every answer streams.
+/// The text every unscripted answer streams.
 pub const ANSWER: &str = "Bonjour from the fake Anthropic.";
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A text answer.
+    Text(String),
+    /// One `tool_use` block: id, tool name, input (streamed as one `input_json_delta`).
+    ToolUse(String, String, Value),
+}
+
+#[derive(Default)]
+struct Shared {
+    received: Mutex<Vec<Value>>,
+    script: Mutex<VecDeque<Reply>>,
+    usage: Mutex<Option<Value>>,
+}
 
 /// A running fake.
 pub struct FakeAnthropic {
     /// Base URL to configure as `anthropic_base_url` (`/v1/messages` is appended).
     pub base_url: String,
-    received: Arc<Mutex<Vec<Value>>>,
+    shared: Arc<Shared>,
 }
 
 impl FakeAnthropic {
     /// Starts the fake on a free port.
     pub async fn start() -> Self {
-        let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let shared: Arc<Shared> = Arc::default();
         let app = Router::new()
             .route("/v1/messages", post(messages))
-            .with_state(received.clone());
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
             base_url: format!("http://{addr}"),
-            received,
+            shared,
         }
     }
 
     /// Request bodies received so far.
     pub fn received(&self) -> Vec<Value> {
-        self.received.lock().unwrap().clone()
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Answers the next requests with these replies, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.script.lock().unwrap().extend(replies);
+    }
+
+    /// The usage `message_start` reports from now on (default
+    /// `{"input_tokens": 10, "output_tokens": 1}`); `message_delta` reports 6 output tokens.
+    pub fn report_usage(&self, usage: Value) {
+        *self.shared.usage.lock().unwrap() = Some(usage);
     }
 }
 
-async fn messages(
-    State(received): State<Arc<Mutex<Vec<Value>>>>,
-    Json(body): Json<Value>,
-) -> Response {
+async fn messages(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or("claude-fake").to_owned();
-    received.lock().unwrap().push(body);
+    shared.received.lock().unwrap().push(body);
+    let reply = shared
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or_else(|| Reply::Text(ANSWER.into()));
+    let usage = shared
+        .usage
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| json!({"input_tokens": 10, "output_tokens": 1}));
+    let (block, delta, stop_reason) = match reply {
+        Reply::Text(text) => (
+            json!({"type": "text", "text": ""}),
+            json!({"type": "text_delta", "text": text}),
+            "end_turn",
+        ),
+        Reply::ToolUse(id, name, input) => (
+            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": input.to_string()}),
+            "tool_use",
+        ),
+    };
     let events = [
         (
             "message_start",
-            serde_json::json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
                 "role": "assistant", "content": [], "model": model, "stop_reason": null,
-                "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+                "usage": usage}}),
         ),
         (
             "content_block_start",
-            serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": block}),
         ),
         (
             "content_block_delta",
-            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": ANSWER}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
         ),
         (
             "content_block_stop",
-            serde_json::json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_stop", "index": 0}),
         ),
         (
             "message_delta",
-            serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 6}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 6}}),
         ),
-        ("message_stop", serde_json::json!({"type": "message_stop"})),
+        ("message_stop", json!({"type": "message_stop"})),
     ];
     let body: String = events
         .iter()

@@ -18,7 +18,9 @@ use agentq_core::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::providers::{AnthropicProvider, EchoProvider, OpenAiProvider, Provider, ProviderLimits};
+use crate::providers::{
+    AnthropicProvider, CacheTtl, EchoProvider, OpenAiProvider, Provider, ProviderLimits,
+};
 
 /// Micro-dollars per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,6 +68,9 @@ pub struct ModelTarget {
     pub max_output_tokens: Option<u32>,
     /// Pricing, when the model is configured as data.
     pub pricing: Option<Pricing>,
+    /// Prompt-cache breakpoints and their lifetime; `None`: the model's `prompt_caching` is
+    /// off (ARCHITECTURE.md §7).
+    pub cache: Option<CacheTtl>,
 }
 
 /// Why a model could not be resolved.
@@ -173,6 +178,10 @@ impl ModelResolver {
                 cache_read: row.model.cache_read_price_micros,
                 cache_write: row.model.cache_write_price_micros,
             }),
+            cache: row
+                .model
+                .prompt_caching
+                .then(|| CacheTtl::from_setting(&row.model.cache_ttl)),
         })
     }
 
@@ -238,7 +247,8 @@ impl ModelResolver {
                     OpenAiProvider::new(&row.provider_base_url, key, self.limits)
                         .map_err(ResolveError::Unusable)?
                         .with_name(row.provider_name.clone())
-                        .with_headers(headers),
+                        .with_headers(headers)
+                        .with_prompt_cache_key(row.provider_kind.accepts_prompt_cache_key()),
                 ))
             }
         };

@@ -20,7 +20,7 @@ use crate::{
     leases::Leases,
     mail::MailSender,
     models::{ModelResolver, ModelTarget},
-    providers::{Provider, ProviderLimits},
+    providers::{CacheTtl, Provider, ProviderLimits},
     tools::{ToolRegistry, ToolRunner},
     turn::{RunningTurns, TurnEngine, TurnLimits},
 };
@@ -67,6 +67,8 @@ pub fn engine(
                 model: provider.model.clone(),
                 max_output_tokens: None,
                 pricing: None,
+                // No model row to turn it off: the flag-configured model caches.
+                cache: Some(CacheTtl::FiveMinutes),
             },
             ProviderLimits::from_config(provider),
             Duration::from_millis(worker.model_cache_ms),

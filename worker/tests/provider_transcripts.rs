@@ -302,6 +302,8 @@ fn request(model: &str, max_output_tokens: Option<u32>) -> ProviderRequest {
         messages: history_with_tool_calls(),
         tools: vec![weather_tool()],
         max_output_tokens,
+        cache: None,
+        cache_key: None,
     }
 }
 
@@ -312,6 +314,8 @@ fn simple_request() -> ProviderRequest {
         messages: vec![message(Role::User, vec![text("Hi")])],
         tools: Vec::new(),
         max_output_tokens: None,
+        cache: None,
+        cache_key: None,
     }
 }
 

@@ -69,6 +69,13 @@ impl ProviderKind {
         }
     }
 
+    /// Whether requests to a provider of this kind may carry `prompt_cache_key` (OpenAI's
+    /// cache routing hint). Only OpenAI is known to accept it: an OpenAI-compatible server or
+    /// a router may reject a field it does not know (ARCHITECTURE.md §7).
+    pub fn accepts_prompt_cache_key(self) -> bool {
+        matches!(self, ProviderKind::Openai)
+    }
+
     /// Whether a provider of this kind may be stored as data.
     pub fn is_stored(self) -> bool {
         Self::STORED.contains(&self)

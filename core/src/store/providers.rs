@@ -80,6 +80,10 @@ pub struct ModelView {
     pub is_default: bool,
     /// Disabled models cannot be picked.
     pub enabled: bool,
+    /// Whether requests mark prompt-cache breakpoints (Anthropic; default `true`).
+    pub prompt_caching: bool,
+    /// How long cached prompts live: `5m` (default) or `1h` (Anthropic's extended TTL).
+    pub cache_ttl: String,
 }
 
 /// A chat's model with everything a worker needs to call it.
@@ -107,7 +111,8 @@ pub struct ResolvedModel {
 const PROVIDER_VIEW: &str = "id, name, kind, base_url, api_key_ciphertext IS NOT NULL AS has_api_key, \
      headers_ciphertext IS NOT NULL AS has_headers, enabled, created_at, updated_at";
 const MODEL_COLUMNS: &str = "id, provider_id, name, display_name, context_limit, max_output_tokens, reasoning_effort, \
-     input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros, is_default, enabled";
+     input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros, is_default, enabled, \
+     prompt_caching, cache_ttl";
 
 impl Store {
     /// Creates a provider; `changes` must name `name`, `kind` and `base_url`.
@@ -187,8 +192,8 @@ impl Store {
         let model = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO models (id, provider_id, name, display_name, context_limit, max_output_tokens, reasoning_effort,
                                  input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros,
-                                 is_default, enabled)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {MODEL_COLUMNS}"
+                                 is_default, enabled, prompt_caching, cache_ttl)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {MODEL_COLUMNS}"
         )))
         .bind(Uuid::now_v7())
         .bind(m.provider_id)
@@ -203,6 +208,8 @@ impl Store {
         .bind(m.cache_write_price_micros)
         .bind(m.is_default)
         .bind(m.enabled)
+        .bind(m.prompt_caching)
+        .bind(&m.cache_ttl)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -242,7 +249,8 @@ impl Store {
             "UPDATE models SET provider_id = $2, name = $3, display_name = $4, context_limit = $5,
                     max_output_tokens = $6, reasoning_effort = $7, input_price_micros = $8,
                     output_price_micros = $9, cache_read_price_micros = $10, cache_write_price_micros = $11,
-                    is_default = $12, enabled = $13, updated_at = now()
+                    is_default = $12, enabled = $13, prompt_caching = $14, cache_ttl = $15,
+                    updated_at = now()
              WHERE id = $1 RETURNING {MODEL_COLUMNS}"
         )))
         .bind(m.id)
@@ -258,6 +266,8 @@ impl Store {
         .bind(m.cache_write_price_micros)
         .bind(m.is_default)
         .bind(m.enabled)
+        .bind(m.prompt_caching)
+        .bind(&m.cache_ttl)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -286,7 +296,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT m.id, m.provider_id, m.name, m.display_name, m.context_limit, m.max_output_tokens,
                     m.reasoning_effort, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
-                    m.cache_write_price_micros, m.is_default, m.enabled,
+                    m.cache_write_price_micros, m.is_default, m.enabled, m.prompt_caching, m.cache_ttl,
                     p.name AS provider_name, p.kind AS provider_kind, p.base_url AS provider_base_url,
                     p.api_key_ciphertext, p.headers_ciphertext, p.enabled AS provider_enabled,
                     p.updated_at AS provider_updated_at

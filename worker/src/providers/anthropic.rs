@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ProviderEvent, ProviderRequest, ProviderStream, attempt,
+    CacheTtl, ProviderEvent, ProviderRequest, ProviderStream, attempt,
     errors::{config_error, invalid_tool_arguments, stream_cut, unreadable_event},
     limits::ProviderLimits,
     redact::Redactor,
@@ -104,7 +104,8 @@ impl AnthropicProvider {
     }
 }
 
-/// The JSON body of a streaming request.
+/// The JSON body of a streaming request. With caching on, breakpoints go on the system
+/// prompt, the last tool and the last block of the last message (see [`cache_breakpoints`]).
 fn request_body(request: &ProviderRequest) -> Value {
     let mut body = json!({
         "model": request.model,
@@ -113,7 +114,11 @@ fn request_body(request: &ProviderRequest) -> Value {
         "stream": true,
     });
     if let Some(system) = &request.system {
-        body["system"] = json!(system);
+        body["system"] = match request.cache {
+            // Breakpoints need the block form; without caching the plain string is kept.
+            Some(_) => json!([{"type": "text", "text": system}]),
+            None => json!(system),
+        };
     }
     if !request.tools.is_empty() {
         body["tools"] = request
@@ -122,7 +127,45 @@ fn request_body(request: &ProviderRequest) -> Value {
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
             .collect();
     }
+    if let Some(ttl) = request.cache {
+        cache_breakpoints(&mut body, ttl);
+    }
     body
+}
+
+/// The most breakpoints Anthropic accepts in one request.
+pub(crate) const MAX_CACHE_BREAKPOINTS: usize = 4;
+
+/// Marks prompt-cache breakpoints (`cache_control`) where the request's prefix stops being
+/// shared (ARCHITECTURE.md §7): after the system prompt and after the tools (the same for
+/// every step of a chat), and on the last block of the last message, so the next step
+/// (this request plus the answer and its tool results) reads everything up to here from the
+/// cache and pays full price only for what is new. Anthropic caches in the order tools,
+/// system, messages; three breakpoints stay within its limit of
+/// [`MAX_CACHE_BREAKPOINTS`].
+fn cache_breakpoints(body: &mut Value, ttl: CacheTtl) {
+    let control = match ttl {
+        CacheTtl::FiveMinutes => json!({"type": "ephemeral"}),
+        CacheTtl::OneHour => json!({"type": "ephemeral", "ttl": "1h"}),
+    };
+    let mut marked = 0;
+    for key in ["tools", "system", "messages"] {
+        let list = body.get_mut(key).and_then(Value::as_array_mut);
+        let block = if key == "messages" {
+            list.and_then(|messages| messages.last_mut())
+                .and_then(|message| message.get_mut("content"))
+                .and_then(Value::as_array_mut)
+                .and_then(|content| content.last_mut())
+        } else {
+            list.and_then(|blocks| blocks.last_mut())
+        };
+        if let Some(block) = block
+            && marked < MAX_CACHE_BREAKPOINTS
+        {
+            block["cache_control"] = control.clone();
+            marked += 1;
+        }
+    }
 }
 
 /// The conversation in Messages form, roles alternating.
@@ -658,6 +701,75 @@ mod tests {
             parser.tool_call_bytes,
             "toolu_1".len() + "f".len() + "{}".len() + r#"{"a":1}"#.len()
         );
+    }
+
+    fn cached_request(cache: Option<CacheTtl>) -> ProviderRequest {
+        let message = |role, content| Message {
+            id: uuid::Uuid::nil(),
+            chat_id: uuid::Uuid::nil(),
+            turn_id: None,
+            role,
+            step: None,
+            content,
+            model: None,
+            usage: None,
+            cost_micros: None,
+            interrupted: false,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let text = |text: &str| MessagePart::Text { text: text.into() };
+        ProviderRequest {
+            model: "claude-x".into(),
+            system: Some("Be brief.".into()),
+            messages: vec![
+                message(Role::User, vec![text("hi")]),
+                message(Role::Assistant, vec![text("hello")]),
+                message(Role::User, vec![text("a"), text("b")]),
+            ],
+            tools: vec![
+                super::super::ToolSpec {
+                    name: "one".into(),
+                    description: String::new(),
+                    input_schema: json!({"type": "object"}),
+                },
+                super::super::ToolSpec {
+                    name: "two".into(),
+                    description: String::new(),
+                    input_schema: json!({"type": "object"}),
+                },
+            ],
+            max_output_tokens: None,
+            cache,
+            cache_key: Some("chat".into()),
+        }
+    }
+
+    #[test]
+    fn caching_marks_the_system_prompt_the_last_tool_and_the_last_block() {
+        let body = request_body(&cached_request(Some(CacheTtl::FiveMinutes)));
+        let ephemeral = json!({"type": "ephemeral"});
+        assert_eq!(
+            body["system"],
+            json!([{"type": "text", "text": "Be brief.", "cache_control": ephemeral}])
+        );
+        assert!(body["tools"][0].get("cache_control").is_none());
+        assert_eq!(body["tools"][1]["cache_control"], ephemeral);
+        let messages = body["messages"].as_array().unwrap();
+        assert!(messages[0]["content"][0].get("cache_control").is_none());
+        assert!(messages[2]["content"][0].get("cache_control").is_none());
+        assert_eq!(messages[2]["content"][1]["cache_control"], ephemeral);
+        assert_eq!(body.to_string().matches("cache_control").count(), 3);
+        assert!(body.get("prompt_cache_key").is_none());
+
+        let hour = request_body(&cached_request(Some(CacheTtl::OneHour)));
+        assert_eq!(
+            hour["system"][0]["cache_control"],
+            json!({"type": "ephemeral", "ttl": "1h"})
+        );
+
+        let off = request_body(&cached_request(None));
+        assert_eq!(off["system"], "Be brief.");
+        assert!(!off.to_string().contains("cache_control"));
     }
 
     #[test]

@@ -85,6 +85,36 @@ pub struct ProviderRequest {
     pub tools: Vec<ToolSpec>,
     /// Cap on output tokens (Anthropic requires one; default 4096 there).
     pub max_output_tokens: Option<u32>,
+    /// Prompt caching with explicit breakpoints (Anthropic): `None` marks none, else the
+    /// cache entries' lifetime (ARCHITECTURE.md §7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheTtl>,
+    /// A key stable across a chat's requests (its id), sent as `prompt_cache_key` by the
+    /// adapters whose provider kind accepts one (OpenAI) and ignored by the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+}
+
+/// How long a provider keeps a cached prompt prefix (Anthropic's `ttl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum CacheTtl {
+    /// Five minutes, refreshed by each read (the default; writes cost 1.25x input).
+    #[default]
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// One hour (writes cost 2x input).
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+impl CacheTtl {
+    /// From the stored `cache_ttl` (`5m`, `1h`); anything else is the default.
+    pub fn from_setting(value: &str) -> Self {
+        match value {
+            "1h" => CacheTtl::OneHour,
+            _ => CacheTtl::FiveMinutes,
+        }
+    }
 }
 
 /// The HTTP client an adapter keeps: bounded connect time, idle connections reused across
@@ -145,7 +175,8 @@ impl Provider {
                             .map(|k| k.expose_secret().to_owned()),
                         ProviderLimits::from_config(config),
                     )?
-                    .with_headers(extra_headers(&config.exposed_headers())?),
+                    .with_headers(extra_headers(&config.exposed_headers())?)
+                    .with_prompt_cache_key(config.kind.accepts_prompt_cache_key()),
                 ))
             }
             ProviderKind::Echo => Provider::Echo(EchoProvider),

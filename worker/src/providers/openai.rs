@@ -30,6 +30,8 @@ pub struct OpenAiProvider {
     headers: Vec<(String, String)>,
     limits: ProviderLimits,
     redactor: Redactor,
+    /// Whether requests carry `prompt_cache_key` (only where the kind accepts it).
+    prompt_cache_key: bool,
 }
 
 impl OpenAiProvider {
@@ -52,7 +54,16 @@ impl OpenAiProvider {
             name: name.to_owned(),
             headers: Vec::new(),
             limits,
+            prompt_cache_key: false,
         })
+    }
+
+    /// Sends the request's cache key as `prompt_cache_key`, so a chat's requests reach the
+    /// machines that cached its prefix (off by default: only OpenAI is known to accept it;
+    /// see `ProviderKind::accepts_prompt_cache_key`).
+    pub fn with_prompt_cache_key(mut self, send: bool) -> Self {
+        self.prompt_cache_key = send;
+        self
     }
 
     /// The name errors give the provider ("OpenRouter is rate limiting requests"), since the
@@ -77,7 +88,7 @@ impl OpenAiProvider {
             .client
             .post(&self.url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&request_body(&request));
+            .json(&request_body(&request, self.prompt_cache_key));
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
@@ -94,8 +105,10 @@ impl OpenAiProvider {
     }
 }
 
-/// The JSON body of a streaming request.
-fn request_body(request: &ProviderRequest) -> Value {
+/// The JSON body of a streaming request; `prompt_cache_key` says whether the request's
+/// cache key is sent. The system message and tools come first and unchanged from step to
+/// step, so the provider's automatic prefix cache covers them (ARCHITECTURE.md §7).
+fn request_body(request: &ProviderRequest, prompt_cache_key: bool) -> Value {
     // The system message leads the conversation (Chat Completions has no separate field).
     let system = request
         .system
@@ -120,6 +133,9 @@ fn request_body(request: &ProviderRequest) -> Value {
     }
     if let Some(max) = request.max_output_tokens {
         body["max_tokens"] = json!(max);
+    }
+    if prompt_cache_key && let Some(key) = &request.cache_key {
+        body["prompt_cache_key"] = json!(key);
     }
     body
 }

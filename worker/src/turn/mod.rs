@@ -312,6 +312,9 @@ impl TurnEngine {
                     messages: history,
                     tools: offer.specs(),
                     max_output_tokens: target.max_output_tokens,
+                    cache: target.cache,
+                    // Stable for the chat, so its requests share one cached prefix.
+                    cache_key: Some(turn.chat_id.to_string()),
                 };
                 let step = StepContext {
                     turn,

@@ -63,6 +63,13 @@ pub struct ModelBody {
     is_default: Option<bool>,
     /// Disabled models cannot be picked (default `true` on create).
     enabled: Option<bool>,
+    /// Whether requests mark prompt-cache breakpoints (Anthropic `cache_control`; default
+    /// `true` on create). Turn it off for a proxy that rejects the field.
+    prompt_caching: Option<bool>,
+    /// How long cached prompts live: `5m` (default) or `1h` (Anthropic's extended TTL,
+    /// whose cache writes cost more).
+    #[schema(example = "5m")]
+    cache_ttl: Option<String>,
 }
 
 impl ModelBody {
@@ -150,6 +157,15 @@ impl ModelBody {
         if let Some(v) = self.enabled {
             m.enabled = v;
         }
+        if let Some(v) = self.prompt_caching {
+            m.prompt_caching = v;
+        }
+        if let Some(v) = self.cache_ttl {
+            if !["5m", "1h"].contains(&v.as_str()) {
+                return Err(ApiError::invalid("cache_ttl", "must be 5m or 1h"));
+            }
+            m.cache_ttl = v;
+        }
         Ok(m)
     }
 }
@@ -207,6 +223,8 @@ pub async fn create_model(
         cache_write_price_micros: 0,
         is_default: false,
         enabled: true,
+        prompt_caching: true,
+        cache_ttl: "5m".into(),
     };
     let model = body.apply(base)?;
     let created = state
