@@ -14,28 +14,9 @@ use uuid::Uuid;
 
 const ADMIN: &str = "/api/v1/admin/mcp-servers";
 
-async fn send(
-    app: &TestApp,
-    method: Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Creates a server as `owner` and returns it; panics unless the answer is a 201.
 async fn create(app: &TestApp, owner: &str, body: Value) -> Value {
-    let (status, server) = send(app, Method::POST, owner, ADMIN, Some(body)).await;
+    let (status, server) = app.send(Method::POST, owner, ADMIN, Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{server}");
     server
 }
@@ -120,26 +101,30 @@ async fn site_owners_manage_servers_and_secrets_never_come_back(pool: sqlx::PgPo
     }
 
     // Every read, for owners and users, is free of them.
-    let (status, list) = send(&app, Method::GET, &owner, ADMIN, None).await;
+    let (status, list) = app.send(Method::GET, &owner, ADMIN, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["mcp_servers"].as_array().unwrap().len(), 3);
     assert_no_secrets(&list);
     let id = api_key["id"].as_str().unwrap();
-    let (status, one) = send(&app, Method::GET, &owner, &format!("{ADMIN}/{id}"), None).await;
+    let (status, one) = app
+        .send(Method::GET, &owner, &format!("{ADMIN}/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_no_secrets(&one);
-    let (_, public) = send(&app, Method::GET, &app.token, "/api/v1/mcp-servers", None).await;
+    let (_, public) = app
+        .send(Method::GET, &app.token, "/api/v1/mcp-servers", None)
+        .await;
     assert_no_secrets(&public);
 
     // A change that does not touch credentials keeps them.
-    let (status, renamed) = send(
-        &app,
-        Method::PATCH,
-        &owner,
-        &format!("{ADMIN}/{id}"),
-        Some(json!({"display_name": "Documentation", "allow_in_plan_mode": true})),
-    )
-    .await;
+    let (status, renamed) = app
+        .send(
+            Method::PATCH,
+            &owner,
+            &format!("{ADMIN}/{id}"),
+            Some(json!({"display_name": "Documentation", "allow_in_plan_mode": true})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{renamed}");
     assert_eq!(renamed["display_name"], "Documentation");
     assert_eq!(renamed["has_api_key"], true);
@@ -147,14 +132,14 @@ async fn site_owners_manage_servers_and_secrets_never_come_back(pool: sqlx::PgPo
     assert_no_secrets(&renamed);
 
     // A new auth type forgets the old credentials, in the response and in the row.
-    let (status, switched) = send(
-        &app,
-        Method::PATCH,
-        &owner,
-        &format!("{ADMIN}/{id}"),
-        Some(json!({"auth_type": "user_oidc"})),
-    )
-    .await;
+    let (status, switched) = app
+        .send(
+            Method::PATCH,
+            &owner,
+            &format!("{ADMIN}/{id}"),
+            Some(json!({"auth_type": "user_oidc"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{switched}");
     assert_eq!(switched["auth_type"], "user_oidc");
     assert_eq!(switched["has_api_key"], false);
@@ -167,9 +152,7 @@ async fn site_owners_manage_servers_and_secrets_never_come_back(pool: sqlx::PgPo
             .unwrap();
     assert!(key.is_none() && header.is_none());
     let oauth_id = oauth["id"].as_str().unwrap();
-    let (status, switched) = send(
-        &app,
-        Method::PATCH,
+    let (status, switched) = app.send(Method::PATCH,
         &owner,
         &format!("{ADMIN}/{oauth_id}"),
         Some(json!({"auth_type": "api_key", "api_key_header": "authorization", "api_key": "Token key-sk-123"})),
@@ -183,11 +166,17 @@ async fn site_owners_manage_servers_and_secrets_never_come_back(pool: sqlx::PgPo
     assert_no_secrets(&switched);
 
     // Deleting.
-    let (status, _) = send(&app, Method::DELETE, &owner, &format!("{ADMIN}/{id}"), None).await;
+    let (status, _) = app
+        .send(Method::DELETE, &owner, &format!("{ADMIN}/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = send(&app, Method::GET, &owner, &format!("{ADMIN}/{id}"), None).await;
+    let (status, _) = app
+        .send(Method::GET, &owner, &format!("{ADMIN}/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = send(&app, Method::DELETE, &owner, &format!("{ADMIN}/{id}"), None).await;
+    let (status, _) = app
+        .send(Method::DELETE, &owner, &format!("{ADMIN}/{id}"), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -225,11 +214,13 @@ async fn users_may_not_manage_servers_and_list_only_enabled_ones(pool: sqlx::PgP
         ),
         (Method::DELETE, format!("{ADMIN}/{id}"), None),
     ] {
-        let (status, body) = send(&app, method.clone(), &user, &path, body).await;
+        let (status, body) = app.send(method.clone(), &user, &path, body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
     }
 
-    let (status, list) = send(&app, Method::GET, &user, "/api/v1/mcp-servers", None).await;
+    let (status, list) = app
+        .send(Method::GET, &user, "/api/v1/mcp-servers", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let servers = list["mcp_servers"].as_array().unwrap();
     assert_eq!(servers.len(), 1, "{list}");
@@ -267,6 +258,12 @@ async fn bad_server_configs_are_400s_naming_the_field_and_taken_slugs_409s(pool:
         (json!({"display_name": " "}), "display_name"),
         (json!({"url": "ftp://files.example.com"}), "url"),
         (json!({"url": "not a url"}), "url"),
+        (
+            json!({"url": "https://user:secret@g.example.com/mcp"}),
+            "url",
+        ),
+        (json!({"url": "https://g.example.com/m\u{0}cp"}), "url"),
+        (json!({"url": "https://g.example.com/\tmcp"}), "url"),
         (json!({"url": null}), "url"),
         (json!({"auth_type": "basic"}), "auth_type"),
         (json!({"availability": "sometimes"}), "availability"),
@@ -314,12 +311,14 @@ async fn bad_server_configs_are_400s_naming_the_field_and_taken_slugs_409s(pool:
     ];
     for (patch, field) in cases {
         let body = with(patch.clone());
-        let reply = send(&app, Method::POST, &owner, ADMIN, Some(body)).await;
+        let reply = app.send(Method::POST, &owner, ADMIN, Some(body)).await;
         assert_refused(&reply, field);
     }
 
     let first = create(&app, &owner, base.clone()).await;
-    let (status, body) = send(&app, Method::POST, &owner, ADMIN, Some(base.clone())).await;
+    let (status, body) = app
+        .send(Method::POST, &owner, ADMIN, Some(base.clone()))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let other = create(
         &app,
@@ -328,42 +327,37 @@ async fn bad_server_configs_are_400s_naming_the_field_and_taken_slugs_409s(pool:
     )
     .await;
     let path = format!("{ADMIN}/{}", other["id"].as_str().unwrap());
-    let (status, body) = send(
-        &app,
-        Method::PATCH,
-        &owner,
-        &path,
-        Some(json!({"slug": "good"})),
-    )
-    .await;
+    let (status, body) = app
+        .send(Method::PATCH, &owner, &path, Some(json!({"slug": "good"})))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     // A patch is checked as a whole: switching to api_key needs the key too.
-    let reply = send(
-        &app,
-        Method::PATCH,
-        &owner,
-        &path,
-        Some(json!({"auth_type": "api_key", "api_key_header": "X-Key"})),
-    )
-    .await;
+    let reply = app
+        .send(
+            Method::PATCH,
+            &owner,
+            &path,
+            Some(json!({"auth_type": "api_key", "api_key_header": "X-Key"})),
+        )
+        .await;
     assert_refused(&reply, "api_key");
-    let reply = send(
-        &app,
-        Method::PATCH,
-        &owner,
-        &format!("{ADMIN}/not-a-uuid"),
-        Some(json!({})),
-    )
-    .await;
+    let reply = app
+        .send(
+            Method::PATCH,
+            &owner,
+            &format!("{ADMIN}/not-a-uuid"),
+            Some(json!({})),
+        )
+        .await;
     assert_refused(&reply, "id");
-    let (status, _) = send(
-        &app,
-        Method::PATCH,
-        &owner,
-        &format!("{ADMIN}/{}", Uuid::now_v7()),
-        Some(json!({})),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &owner,
+            &format!("{ADMIN}/{}", Uuid::now_v7()),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(first["slug"], "good");
 }
@@ -405,8 +399,9 @@ async fn chats_choose_servers_and_each_availability_applies_as_documented(pool: 
     let create_chat = |body: Value| {
         let app = &app;
         async move {
-            let (status, chat) =
-                send(app, Method::POST, &app.token, "/api/v1/chats", Some(body)).await;
+            let (status, chat) = app
+                .send(Method::POST, &app.token, "/api/v1/chats", Some(body))
+                .await;
             assert_eq!(status, StatusCode::CREATED, "{chat}");
             chat["id"].as_str().unwrap().parse::<Uuid>().unwrap()
         }
@@ -448,68 +443,80 @@ async fn chats_choose_servers_and_each_availability_applies_as_documented(pool: 
 
     // Unknown and disabled ids are refused, naming the field.
     let unknown = Uuid::now_v7().to_string();
-    let reply = send(
-        &app,
-        Method::POST,
-        &app.token,
-        "/api/v1/chats",
-        Some(new_chat(Some(vec![unknown.as_str()]))),
-    )
-    .await;
+    let reply = app
+        .send(
+            Method::POST,
+            &app.token,
+            "/api/v1/chats",
+            Some(new_chat(Some(vec![unknown.as_str()]))),
+        )
+        .await;
     assert_refused(&reply, "mcp_server_ids");
-    let reply = send(
-        &app,
-        Method::POST,
-        &app.token,
-        "/api/v1/chats",
-        Some(new_chat(Some(vec!["off-usual"]))),
-    )
-    .await;
+    let reply = app
+        .send(
+            Method::POST,
+            &app.token,
+            "/api/v1/chats",
+            Some(new_chat(Some(vec!["off-usual"]))),
+        )
+        .await;
     assert_refused(&reply, "mcp_server_ids");
-    let reply = send(
-        &app,
-        Method::POST,
-        &app.token,
-        "/api/v1/chats",
-        Some(json!({"message": "hi", "mcp_server_ids": ["nope"]})),
-    )
-    .await;
+    let reply = app
+        .send(
+            Method::POST,
+            &app.token,
+            "/api/v1/chats",
+            Some(json!({"message": "hi", "mcp_server_ids": ["nope"]})),
+        )
+        .await;
     assert_refused(&reply, "mcp_server_ids[0]");
+    // Too many ids are refused by count before anything else looks at them, duplicates or not.
+    let many = vec![unknown.clone(); 1_000];
+    let reply = app
+        .send(
+            Method::POST,
+            &app.token,
+            "/api/v1/chats",
+            Some(json!({"message": "hi", "mcp_server_ids": many})),
+        )
+        .await;
+    assert_refused(&reply, "mcp_server_ids");
+    assert!(reply.1.to_string().contains("at most 64"), "{}", reply.1);
 
     // Per message: the new choice applies from then on; a bad one changes nothing.
     let path = format!("/api/v1/chats/{defaults}/messages");
-    let reply = send(
-        &app,
-        Method::POST,
-        &app.token,
-        &path,
-        Some(json!({"message": "more", "mcp_server_ids": [unknown]})),
-    )
-    .await;
+    let reply = app
+        .send(
+            Method::POST,
+            &app.token,
+            &path,
+            Some(json!({"message": "more", "mcp_server_ids": [unknown]})),
+        )
+        .await;
     assert_refused(&reply, "mcp_server_ids");
     assert_eq!(store.chat_mcp_server_choice(defaults).await.unwrap(), None);
-    let (status, body) = send(
-        &app,
-        Method::POST,
-        &app.token,
-        &path,
-        Some(json!({"message": "more", "mcp_server_ids": [ids["extra"]]})),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            Method::POST,
+            &app.token,
+            &path,
+            Some(json!({"message": "more", "mcp_server_ids": [ids["extra"]]})),
+        )
+        .await;
     assert!(status.is_success(), "{body}");
     assert_eq!(
         slugs(&store.effective_mcp_servers(defaults).await.unwrap()),
         ["extra", "forced"]
     );
     // A message without the field keeps the choice.
-    let (status, body) = send(
-        &app,
-        Method::POST,
-        &app.token,
-        &path,
-        Some(json!({"message": "again"})),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            Method::POST,
+            &app.token,
+            &path,
+            Some(json!({"message": "again"})),
+        )
+        .await;
     assert!(status.is_success(), "{body}");
     assert_eq!(
         slugs(&store.effective_mcp_servers(defaults).await.unwrap()),
@@ -517,27 +524,27 @@ async fn chats_choose_servers_and_each_availability_applies_as_documented(pool: 
     );
 
     // Disabling a chosen server takes it out; deleting one too.
-    let (status, _) = send(
-        &app,
-        Method::PATCH,
-        &owner,
-        &format!("{ADMIN}/{}", ids["extra"]),
-        Some(json!({"enabled": false})),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            Method::PATCH,
+            &owner,
+            &format!("{ADMIN}/{}", ids["extra"]),
+            Some(json!({"enabled": false})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         slugs(&store.effective_mcp_servers(both).await.unwrap()),
         ["forced", "usual"]
     );
-    let (status, _) = send(
-        &app,
-        Method::DELETE,
-        &owner,
-        &format!("{ADMIN}/{}", ids["usual"]),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            &owner,
+            &format!("{ADMIN}/{}", ids["usual"]),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         slugs(&store.effective_mcp_servers(both).await.unwrap()),

@@ -24,16 +24,7 @@ async fn send(
     path: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.send(method, token, path, Some(body)).await
 }
 
 /// Every `cache_control` in a request body.

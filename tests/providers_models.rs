@@ -12,44 +12,23 @@ use support::{
     eventually,
 };
 
-async fn send(
-    app: &TestApp,
-    method: reqwest::Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[sqlx::test]
 async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let owner = create_owner(&app.services, "root@example.com").await;
     let post = reqwest::Method::POST;
 
-    let (status, body) = send(
-        &app,
-        reqwest::Method::GET,
-        &app.token,
-        "/api/v1/admin/providers",
-        None,
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::GET,
+            &app.token,
+            "/api/v1/admin/providers",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "members may not: {body}");
 
-    let (status, provider) = send(
-        &app,
-        post.clone(),
+    let (status, provider) = app.send(post.clone(),
         &owner,
         "/api/v1/admin/providers",
         Some(json!({"name": "Gateway", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-from-db-123", "headers": {"X-Gateway-Key": "gw-secret"}})),
@@ -58,14 +37,14 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
     assert_eq!(status, StatusCode::CREATED, "{provider}");
     assert_eq!(provider["has_api_key"], true);
     assert_eq!(provider["has_headers"], true);
-    let (_, list) = send(
-        &app,
-        reqwest::Method::GET,
-        &owner,
-        "/api/v1/admin/providers",
-        None,
-    )
-    .await;
+    let (_, list) = app
+        .send(
+            reqwest::Method::GET,
+            &owner,
+            "/api/v1/admin/providers",
+            None,
+        )
+        .await;
     let text = list.to_string();
     assert!(text.contains("Gateway"));
     assert!(
@@ -96,45 +75,40 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
         ),
         (json!({"kind": "openai"}), "name"),
     ] {
-        let (status, error) = send(
-            &app,
-            post.clone(),
-            &owner,
-            "/api/v1/admin/providers",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, error) = app
+            .send(
+                post.clone(),
+                &owner,
+                "/api/v1/admin/providers",
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {error}");
         assert_eq!(error["validations"][0]["field"], field, "{body} -> {error}");
     }
 
     let provider_id = provider["id"].as_str().unwrap();
-    let (status, first) = send(
-        &app,
-        post.clone(),
-        &owner,
-        "/api/v1/admin/models",
-        Some(json!({"provider_id": provider_id, "name": "db-model", "is_default": true})),
-    )
-    .await;
+    let (status, first) = app
+        .send(
+            post.clone(),
+            &owner,
+            "/api/v1/admin/models",
+            Some(json!({"provider_id": provider_id, "name": "db-model", "is_default": true})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    let (_, second) = send(
-        &app,
-        post.clone(),
-        &owner,
-        "/api/v1/admin/models",
-        Some(json!({"provider_id": provider_id, "name": "db-model-2", "is_default": true})),
-    )
-    .await;
+    let (_, second) = app
+        .send(
+            post.clone(),
+            &owner,
+            "/api/v1/admin/models",
+            Some(json!({"provider_id": provider_id, "name": "db-model-2", "is_default": true})),
+        )
+        .await;
     assert_eq!(second["is_default"], true);
-    let (_, models) = send(
-        &app,
-        reqwest::Method::GET,
-        &owner,
-        "/api/v1/admin/models",
-        None,
-    )
-    .await;
+    let (_, models) = app
+        .send(reqwest::Method::GET, &owner, "/api/v1/admin/models", None)
+        .await;
     let defaults: Vec<&Value> = models["models"]
         .as_array()
         .unwrap()
@@ -143,66 +117,61 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
         .collect();
     assert_eq!(defaults.len(), 1, "one default at a time");
     assert_eq!(defaults[0]["name"], "db-model-2");
-    let (status, error) = send(
-        &app,
-        post.clone(),
-        &owner,
-        "/api/v1/admin/models",
-        Some(json!({"provider_id": provider_id, "name": "x", "output_price_micros": -1})),
-    )
-    .await;
+    let (status, error) = app
+        .send(
+            post.clone(),
+            &owner,
+            "/api/v1/admin/models",
+            Some(json!({"provider_id": provider_id, "name": "x", "output_price_micros": -1})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error["validations"][0]["field"], "output_price_micros");
-    let (status, error) = send(
-        &app,
-        post.clone(),
-        &owner,
-        "/api/v1/admin/models",
-        Some(json!({"provider_id": uuid::Uuid::now_v7(), "name": "x"})),
-    )
-    .await;
+    let (status, error) = app
+        .send(
+            post.clone(),
+            &owner,
+            "/api/v1/admin/models",
+            Some(json!({"provider_id": uuid::Uuid::now_v7(), "name": "x"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["validations"][0]["field"], "provider_id");
     // A name its provider already has: the store names the field, not the constraint.
-    let (status, error) = send(
-        &app,
-        post,
-        &owner,
-        "/api/v1/admin/models",
-        Some(json!({"provider_id": provider_id, "name": "db-model-2"})),
-    )
-    .await;
+    let (status, error) = app
+        .send(
+            post,
+            &owner,
+            "/api/v1/admin/models",
+            Some(json!({"provider_id": provider_id, "name": "db-model-2"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["validations"][0]["field"], "name");
     assert!(!error.to_string().contains("_key"), "{error}");
 
-    let (status, patched) = send(
-        &app,
-        reqwest::Method::PATCH,
-        &owner,
-        &format!("/api/v1/admin/providers/{provider_id}"),
-        Some(json!({"api_key": null})),
-    )
-    .await;
+    let (status, patched) = app
+        .send(
+            reqwest::Method::PATCH,
+            &owner,
+            &format!("/api/v1/admin/providers/{provider_id}"),
+            Some(json!({"api_key": null})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
     assert_eq!(patched["has_api_key"], false);
-    let (status, _) = send(
-        &app,
-        reqwest::Method::DELETE,
-        &owner,
-        &format!("/api/v1/admin/providers/{provider_id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::DELETE,
+            &owner,
+            &format!("/api/v1/admin/providers/{provider_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, models) = send(
-        &app,
-        reqwest::Method::GET,
-        &owner,
-        "/api/v1/admin/models",
-        None,
-    )
-    .await;
+    let (_, models) = app
+        .send(reqwest::Method::GET, &owner, "/api/v1/admin/models", None)
+        .await;
     assert_eq!(
         models["models"].as_array().unwrap().len(),
         0,
@@ -216,9 +185,7 @@ async fn chats_use_the_configured_model_key_and_headers_and_record_cost(pool: sq
     let app = TestApp::start(pool).await;
     let owner = create_owner(&app.services, "root@example.com").await;
     let post = reqwest::Method::POST;
-    let (_, provider) = send(
-        &app,
-        post.clone(),
+    let (_, provider) = app.send(post.clone(),
         &owner,
         "/api/v1/admin/providers",
         Some(json!({"name": "Gateway", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-from-db-123", "headers": {"X-Gateway-Key": "gw-secret"}})),
@@ -226,22 +193,20 @@ async fn chats_use_the_configured_model_key_and_headers_and_record_cost(pool: sq
     .await;
     let provider_id = provider["id"].as_str().unwrap().to_owned();
     // $2.50 per million input tokens, $10 per million output tokens.
-    let (_, _default) = send(
-        &app,
-        post.clone(),
+    let (_, _default) = app.send(post.clone(),
         &owner,
         "/api/v1/admin/models",
         Some(json!({"provider_id": provider_id, "name": "db-model", "is_default": true, "input_price_micros": 2_500_000, "output_price_micros": 10_000_000, "max_output_tokens": 777})),
     )
     .await;
-    let (_, other) = send(
-        &app,
-        post.clone(),
-        &owner,
-        "/api/v1/admin/models",
-        Some(json!({"provider_id": provider_id, "name": "other-model"})),
-    )
-    .await;
+    let (_, other) = app
+        .send(
+            post.clone(),
+            &owner,
+            "/api/v1/admin/models",
+            Some(json!({"provider_id": provider_id, "name": "other-model"})),
+        )
+        .await;
 
     let chat = app.create_chat("price this answer please").await;
     let messages = app
@@ -292,8 +257,7 @@ async fn chats_use_the_configured_model_key_and_headers_and_record_cost(pool: sq
     assert_eq!(error["validations"][0]["field"], "model_config_id");
 
     // A disabled provider fails turns with a clear error.
-    send(
-        &app,
+    app.send(
         reqwest::Method::PATCH,
         &owner,
         &format!("/api/v1/admin/providers/{provider_id}"),
@@ -343,34 +307,34 @@ async fn provider_fields_no_request_could_carry_are_400s_naming_the_field(pool: 
         ),
     ];
     for (body, field) in cases {
-        let (status, answer) = send(
-            &app,
-            reqwest::Method::POST,
-            &owner,
-            "/api/v1/admin/providers",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, answer) = app
+            .send(
+                reqwest::Method::POST,
+                &owner,
+                "/api/v1/admin/providers",
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
         assert_eq!(answer["validations"][0]["field"], field, "{answer}");
     }
-    let (status, provider) = send(
-        &app,
-        reqwest::Method::POST,
-        &owner,
-        "/api/v1/admin/providers",
-        Some(json!({"name": "fine", "kind": "openai-compat", "base_url": url})),
-    )
-    .await;
+    let (status, provider) = app
+        .send(
+            reqwest::Method::POST,
+            &owner,
+            "/api/v1/admin/providers",
+            Some(json!({"name": "fine", "kind": "openai-compat", "base_url": url})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{provider}");
-    let (status, answer) = send(
-        &app,
-        reqwest::Method::POST,
-        &owner,
-        "/api/v1/admin/models",
-        Some(json!({"provider_id": provider["id"], "name": "m\u{0}"})),
-    )
-    .await;
+    let (status, answer) = app
+        .send(
+            reqwest::Method::POST,
+            &owner,
+            "/api/v1/admin/models",
+            Some(json!({"provider_id": provider["id"], "name": "m\u{0}"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["validations"][0]["field"], "name");
     app.stop().await;

@@ -42,18 +42,6 @@ async fn import(app: &TestApp, text: &str) -> (StatusCode, Value) {
     import_as(app, &app.token, "text/markdown", text).await
 }
 
-async fn get_as(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .get(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn delete(app: &TestApp, path: &str) -> StatusCode {
     app.client
         .delete(format!("{}{path}", app.base))
@@ -154,10 +142,10 @@ async fn a_user_creates_reads_changes_and_deletes_skills(pool: sqlx::PgPool) {
     // Another user neither sees nor reaches it, and may use the same name.
     let bob = create_user(&app.services, "bob@example.com", "acme").await;
     assert_eq!(
-        get_as(&app, &bob, &format!("{SKILLS}/changelog")).await.0,
+        app.get_as(&bob, &format!("{SKILLS}/changelog")).await.0,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(get_as(&app, &bob, SKILLS).await.1["skills"], json!([]));
+    assert_eq!(app.get_as(&bob, SKILLS).await.1["skills"], json!([]));
     let (status, _) = app
         .post_as(&bob, SKILLS, json!({"name": "changelog", "body": "Bob's"}))
         .await;
@@ -172,7 +160,7 @@ async fn a_user_creates_reads_changes_and_deletes_skills(pool: sqlx::PgPool) {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        get_as(&app, &bob, &format!("{SKILLS}/changelog")).await.0,
+        app.get_as(&bob, &format!("{SKILLS}/changelog")).await.0,
         StatusCode::OK
     );
     app.stop().await;
@@ -330,7 +318,7 @@ async fn instructions_are_set_read_and_bounded(pool: sqlx::PgPool) {
         )
     );
     assert_eq!(
-        get_as(&app, &owner, site).await.1["system_prompt"],
+        app.get_as(&owner, site).await.1["system_prompt"],
         "You work for Acme."
     );
     assert_refused(

@@ -26,18 +26,6 @@ async fn delete(app: &TestApp, token: &str, path: &str) -> StatusCode {
         .status()
 }
 
-async fn get_as(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .get(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[sqlx::test]
 async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
@@ -60,7 +48,7 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
         (expires - expected).num_seconds().abs() < 60,
         "{expires} vs {expected}"
     );
-    let (status, _) = get_as(&app, &secret, "/api/v1/chats").await;
+    let (status, _) = app.get_as(&secret, "/api/v1/chats").await;
     assert_eq!(status, StatusCode::OK, "the new token works");
 
     let response = app
@@ -104,7 +92,7 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
         delete(&app, &app.token, &format!("/api/v1/users/me/tokens/{id}")).await,
         StatusCode::NO_CONTENT
     );
-    let (status, body) = get_as(&app, &secret, "/api/v1/chats").await;
+    let (status, body) = app.get_as(&secret, "/api/v1/chats").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (_, list) = app.get("/api/v1/users/me/tokens").await;
     assert_eq!(list["tokens"].as_array().unwrap().len(), 1, "{list}");
@@ -116,7 +104,7 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
 
     // Someone else's token id is a 404, and stays valid.
     let bob = support::app::create_user(&app.services, "bob@example.com", "acme").await;
-    let (_, bobs) = get_as(&app, &bob, "/api/v1/users/me/tokens").await;
+    let (_, bobs) = app.get_as(&bob, "/api/v1/users/me/tokens").await;
     let bob_id = bobs["tokens"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
         delete(
@@ -127,7 +115,7 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
         .await,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(get_as(&app, &bob, "/api/v1/chats").await.0, StatusCode::OK);
+    assert_eq!(app.get_as(&bob, "/api/v1/chats").await.0, StatusCode::OK);
     app.stop().await;
 }
 
@@ -178,10 +166,7 @@ async fn an_expired_token_gets_401(pool: sqlx::PgPool) {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();
     let id: Uuid = created["token"]["id"].as_str().unwrap().parse().unwrap();
-    assert_eq!(
-        get_as(&app, &secret, "/api/v1/chats").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.get_as(&secret, "/api/v1/chats").await.0, StatusCode::OK);
 
     // A day passes.
     sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1")
@@ -189,7 +174,7 @@ async fn an_expired_token_gets_401(pool: sqlx::PgPool) {
         .execute(app.services.store.pool())
         .await
         .unwrap();
-    let (status, body) = get_as(&app, &secret, "/api/v1/chats").await;
+    let (status, body) = app.get_as(&secret, "/api/v1/chats").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("expired"),
@@ -253,10 +238,7 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
         "{}",
         text(&first.stderr)
     );
-    assert_eq!(
-        get_as(&app, &token, "/api/v1/chats").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.get_as(&token, "/api/v1/chats").await.0, StatusCode::OK);
 
     let second = agentq(&app, &create);
     assert!(!second.status.success(), "a second run must fail");
@@ -267,7 +249,7 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
     let said = text(&second.stderr);
     assert!(said.contains("already exists"), "{said}");
     assert!(said.contains("admin tokens create"), "{said}");
-    let (_, list) = get_as(&app, &token, "/api/v1/users/me/tokens").await;
+    let (_, list) = app.get_as(&token, "/api/v1/users/me/tokens").await;
     assert_eq!(list["tokens"].as_array().unwrap().len(), 1, "{list}");
 
     // Another token only when asked for explicitly.
@@ -310,13 +292,10 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
     let revoked = agentq(&app, &["admin", "tokens", "revoke", "--id", &backup_id]);
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
     assert_eq!(
-        get_as(&app, &backup, "/api/v1/chats").await.0,
+        app.get_as(&backup, "/api/v1/chats").await.0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        get_as(&app, &token, "/api/v1/chats").await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.get_as(&token, "/api/v1/chats").await.0, StatusCode::OK);
 
     let suspended = agentq(
         &app,
@@ -331,7 +310,7 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
     );
     assert!(suspended.status.success(), "{}", text(&suspended.stderr));
     assert_eq!(
-        get_as(&app, &token, "/api/v1/chats").await.0,
+        app.get_as(&token, "/api/v1/chats").await.0,
         StatusCode::FORBIDDEN
     );
     app.stop().await;

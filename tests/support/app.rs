@@ -220,38 +220,44 @@ impl TestApp {
 
     /// `POST` JSON with `token`.
     pub async fn post_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send_json(reqwest::Method::POST, token, path, body)
+        self.send(reqwest::Method::POST, token, path, Some(body))
             .await
     }
 
     /// `PUT` JSON with `token`.
     pub async fn put_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send_json(reqwest::Method::PUT, token, path, body)
+        self.send(reqwest::Method::PUT, token, path, Some(body))
             .await
     }
 
     /// `PATCH` JSON with `token`.
     pub async fn patch_as(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send_json(reqwest::Method::PATCH, token, path, body)
+        self.send(reqwest::Method::PATCH, token, path, Some(body))
             .await
     }
 
-    /// Sends `body` as JSON with `token`; the status and the JSON reply (`null` if none).
-    async fn send_json(
+    /// `GET` with `token`.
+    pub async fn get_as(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, token, path, None).await
+    }
+
+    /// Sends `method` with `token` and, if given, `body` as JSON; the status and the JSON
+    /// reply (`null` if none). Every request helper of the test kit ends here.
+    pub async fn send(
         &self,
         method: reqwest::Method,
         token: &str,
         path: &str,
-        body: Value,
+        body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let response = self
+        let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -317,15 +323,7 @@ impl TestApp {
 
     /// `GET` with the default token.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.get_as(&self.token, path).await
     }
 
     /// Creates a chat and returns its id.

@@ -258,6 +258,12 @@ impl McpServerBody {
         }
         if let Some(scopes) = self.oauth_scopes {
             only_for("oauth_scopes", McpAuthType::Oauth2)?;
+            if scopes.len() > MAX_LIST_ENTRIES {
+                return Err(ApiError::invalid(
+                    "oauth_scopes",
+                    format!("may hold at most {MAX_LIST_ENTRIES} scopes"),
+                ));
+            }
             if let Some(bad) = scopes.iter().find(|s| {
                 s.is_empty() || s.len() > MAX_ITEM_BYTES || !s.bytes().all(|b| b.is_ascii_graphic())
             }) {
@@ -326,7 +332,9 @@ fn check_slug(slug: String) -> Result<String, ApiError> {
     Ok(slug)
 }
 
-/// An `http://` or `https://` URL with a host, read with `url::Url`.
+/// An `http://` or `https://` URL with a host, read with `url::Url`. Control characters
+/// are refused rather than dropped (the URL stored is the URL checked), and so are
+/// credentials in it: they would be shown to every site owner; use an auth type instead.
 fn check_url(field: &str, raw: String) -> Result<String, ApiError> {
     let raw = raw.trim().to_owned();
     if raw.len() > MAX_URL_BYTES {
@@ -335,7 +343,14 @@ fn check_url(field: &str, raw: String) -> Result<String, ApiError> {
             format!("must be at most {MAX_URL_BYTES} bytes"),
         ));
     }
+    if raw.chars().any(char::is_control) {
+        return Err(ApiError::invalid(field, "must not hold control characters"));
+    }
     match url::Url::parse(&raw) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => Err(ApiError::invalid(
+            field,
+            "must not hold credentials; set them with auth_type",
+        )),
         Ok(u)
             if matches!(u.scheme(), "http" | "https")
                 && u.host_str().is_some_and(|h| !h.is_empty()) =>

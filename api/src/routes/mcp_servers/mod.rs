@@ -52,6 +52,13 @@ pub(crate) async fn chosen_mcp_servers(
     state: &ApiState,
     ids: Vec<Uuid>,
 ) -> Result<Vec<Uuid>, ApiError> {
+    // Bounded before anything looks at the ids: the body may hold thousands.
+    if ids.len() > MAX_CHOSEN_SERVERS {
+        return Err(ApiError::invalid(
+            "mcp_server_ids",
+            format!("may name at most {MAX_CHOSEN_SERVERS} servers"),
+        ));
+    }
     let mut unique: Vec<Uuid> = Vec::with_capacity(ids.len());
     for id in ids {
         if !unique.contains(&id) {
