@@ -432,14 +432,12 @@ impl Store {
 
     /// Deletes a server; chats that chose it simply stop matching it.
     pub async fn delete_mcp_server(&self, id: Uuid) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM mcp_servers WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        super::changed_one(
+            sqlx::query("DELETE FROM mcp_servers WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?,
+        )
     }
 
     /// Which of `ids` name no enabled server (what a chat may not choose).
@@ -462,18 +460,14 @@ impl Store {
         owner: Uuid,
         ids: &[Uuid],
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(
+        super::changed_one(sqlx::query(
             "UPDATE chats SET mcp_server_ids = $3, updated_at = now() WHERE id = $1 AND owner_id = $2",
         )
         .bind(chat_id)
         .bind(owner)
         .bind(ids)
         .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        .await?)
     }
 
     /// The chat's explicit choice (`None`: it never chose).

@@ -96,6 +96,15 @@ impl Store {
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at";
 
+/// `Ok` when a write changed a row, [`StoreError::NotFound`] when it matched none: the
+/// answer of an update or delete addressed by id.
+pub(crate) fn changed_one(done: sqlx::postgres::PgQueryResult) -> Result<(), crate::StoreError> {
+    if done.rows_affected() == 0 {
+        return Err(crate::StoreError::NotFound);
+    }
+    Ok(())
+}
+
 /// Takes the chat row lock that orders every change to a chat's turns and queue (sending,
 /// finishing, interrupting, recovering), always before any turn row. With `owner`, a chat
 /// of someone else is [`StoreError::NotFound`].

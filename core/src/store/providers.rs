@@ -171,14 +171,12 @@ impl Store {
 
     /// Deletes a provider and its models (chats that used them fall back to the default).
     pub async fn delete_provider(&self, id: Uuid) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM providers WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        super::changed_one(
+            sqlx::query("DELETE FROM providers WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?,
+        )
     }
 
     /// Creates a model; when it is the default, the previous default stops being one.
@@ -277,14 +275,12 @@ impl Store {
 
     /// Deletes a model.
     pub async fn delete_model(&self, id: Uuid) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM models WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        super::changed_one(
+            sqlx::query("DELETE FROM models WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?,
+        )
     }
 
     /// The chat's model (`model_config_id`), else the default model; `None` when no model
