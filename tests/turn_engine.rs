@@ -272,11 +272,15 @@ async fn a_message_with_busy_behavior_interrupt_replaces_the_running_turn(pool: 
     app.fake.set_chunk_delay(Duration::from_millis(200));
     app.fake.script([Reply::Text("word ".repeat(60))]);
     let chat = app.create_chat("first question").await;
-    eventually(Duration::from_secs(5), "the turn to stream", || async {
-        (chat_status(&app, chat).await["status"] == "running").then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Interrupt only once words stream: a chat that reads `running` may not have called
+    // the provider yet, and a turn stopped before its first word leaves no message.
+    let streamed = app
+        .events_until(chat, Duration::from_secs(10), |e| e.event == "message_part")
+        .await;
+    assert!(
+        streamed.iter().any(|e| e.event == "message_part"),
+        "the first answer never streamed"
+    );
     app.fake.set_chunk_delay(Duration::from_millis(1));
     let (status, body) = app
         .post(
