@@ -501,13 +501,11 @@ async fn a_turn_that_keeps_losing_its_worker_fails_with_worker_lost(pool: sqlx::
     // back and the next worker to start it fails it, without calling the model.
     let mut app = TestApp::start_api_only(pool).await;
     let chat = app.create_chat("doomed").await;
-    sqlx::query(
-        "UPDATE chat_turns SET status = 'running', attempt = 3, lease_owner = 'gone', lease_expires_at = now() - interval '1 second' WHERE chat_id = $1",
-    )
-    .bind(chat)
-    .execute(app.services.store.pool())
-    .await
-    .unwrap();
+    app.services
+        .store
+        .strand_queued_turn(chat, "gone/1", 3)
+        .await
+        .unwrap();
     app.worker.turn_max_attempts = 3;
     app.start_worker().await;
     app.start_recovery(recovery(1));
