@@ -276,12 +276,18 @@ async fn activity_in_a_subagent_chat_keeps_its_family_from_being_archived(pool: 
     let tick = archive_idle_chats(&app.services.store, much_later)
         .await
         .unwrap();
-    assert!(tick.archived.is_empty(), "a pending subagent keeps its family");
+    assert!(
+        tick.archived.is_empty(),
+        "a pending subagent keeps its family"
+    );
     let turn = start_turn(&app, child).await;
     let tick = archive_idle_chats(&app.services.store, much_later)
         .await
         .unwrap();
-    assert!(tick.archived.is_empty(), "a running subagent keeps its family");
+    assert!(
+        tick.archived.is_empty(),
+        "a running subagent keeps its family"
+    );
     // It finishes (which is activity now), and the family was last active on May 9.
     let done = app
         .services

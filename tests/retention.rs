@@ -72,7 +72,13 @@ async fn exactly_the_rows_past_each_window_are_deleted(pool: sqlx::PgPool) {
     )
     .await;
     let recent = app.create_chat("recent").await;
-    let kept = debug_run(&app, recent, DebugRunStatus::Completed, now - Duration::days(29)).await;
+    let kept = debug_run(
+        &app,
+        recent,
+        DebugRunStatus::Completed,
+        now - Duration::days(29),
+    )
+    .await;
 
     let gone = app.create_chat("archived long ago").await;
     let stays = app.create_chat("archived recently").await;
@@ -157,7 +163,13 @@ async fn a_window_of_zero_keeps_everything_and_a_tick_never_archives_and_deletes
         .await
         .unwrap();
     let old = app.create_chat("old").await;
-    debug_run(&app, old, DebugRunStatus::Completed, now - Duration::days(3000)).await;
+    debug_run(
+        &app,
+        old,
+        DebugRunStatus::Completed,
+        now - Duration::days(3000),
+    )
+    .await;
     sqlx::query("UPDATE chats SET archived = true, archived_at = $2 WHERE id = $1")
         .bind(old)
         .bind(now - Duration::days(3000))

@@ -198,11 +198,12 @@ async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx:
         "finished during the drain: {short_messages:?}"
     );
     assert_eq!(short_messages[1]["content"][0]["text"], answer_to("hi"));
-    let (status,): (TurnStatus,) = sqlx::query_as("SELECT status FROM chat_turns WHERE chat_id = $1")
-        .bind(long)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap();
+    let (status,): (TurnStatus,) =
+        sqlx::query_as("SELECT status FROM chat_turns WHERE chat_id = $1")
+            .bind(long)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
     assert_eq!(
         status,
         TurnStatus::Queued,

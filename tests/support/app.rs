@@ -289,11 +289,7 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
         let (status, body) = self
-            .post_as(
-                token,
-                &format!("/api/v1/chats/{id}/interrupt"),
-                Value::Null,
-            )
+            .post_as(token, &format!("/api/v1/chats/{id}/interrupt"), Value::Null)
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(body["status"], "interrupted", "no worker may take the turn");
