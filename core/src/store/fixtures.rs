@@ -85,6 +85,35 @@ impl Store {
         super::changed_one(done)
     }
 
+    /// Sets when the jobs of the chat's tool calls were last sent to `at`, as if they had
+    /// been lost on the way (recovery sends a stale call's job again).
+    pub async fn backdate_tool_call_jobs(
+        &self,
+        chat_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE tool_calls SET enqueued_at = $2 WHERE chat_id = $1")
+            .bind(chat_id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        super::changed_one(done)
+    }
+
+    /// Sets the API token's expiry to `at` (a token that has expired by now).
+    pub async fn backdate_api_token_expiry(
+        &self,
+        token_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE api_tokens SET expires_at = $2 WHERE id = $1")
+            .bind(token_id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        super::changed_one(done)
+    }
+
     /// The chat's queued turn, acquired by `worker` for `lease` ([`Store::acquire_turn`]):
     /// the chat goes `running` as if a worker had taken the turn's job. `None` when no
     /// turn of the chat is queued.
