@@ -63,12 +63,7 @@ impl Store {
         chat_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE chats SET last_activity_at = $2 WHERE id = $1")
-            .bind(chat_id)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        super::changed_one(done)
+        self.set_time("UPDATE chats SET last_activity_at = $2 WHERE id = $1", chat_id, at).await
     }
 
     /// Sets when a debug run last changed to `at` (retention's clock for debug runs).
@@ -77,12 +72,7 @@ impl Store {
         run_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE chat_debug_runs SET updated_at = $2 WHERE id = $1")
-            .bind(run_id)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        super::changed_one(done)
+        self.set_time("UPDATE chat_debug_runs SET updated_at = $2 WHERE id = $1", run_id, at).await
     }
 
     /// Sets when the jobs of the chat's tool calls were last sent to `at`, as if they had
@@ -92,12 +82,7 @@ impl Store {
         chat_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE tool_calls SET enqueued_at = $2 WHERE chat_id = $1")
-            .bind(chat_id)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        super::changed_one(done)
+        self.set_time("UPDATE tool_calls SET enqueued_at = $2 WHERE chat_id = $1", chat_id, at).await
     }
 
     /// Sets the API token's expiry to `at` (a token that has expired by now).
@@ -106,12 +91,7 @@ impl Store {
         token_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE api_tokens SET expires_at = $2 WHERE id = $1")
-            .bind(token_id)
-            .bind(at)
-            .execute(&self.pool)
-            .await?;
-        super::changed_one(done)
+        self.set_time("UPDATE api_tokens SET expires_at = $2 WHERE id = $1", token_id, at).await
     }
 
     /// The chat's queued turn, acquired by `worker` for `lease` ([`Store::acquire_turn`]):
@@ -163,5 +143,21 @@ impl Store {
             turn = Some(acquired.id);
         }
         turn.ok_or(StoreError::NotFound)
+    }
+
+    /// Runs one of the `backdate_*` updates (`$1` names the rows, `$2` is the time); no row
+    /// matched is [`StoreError::NotFound`].
+    async fn set_time(
+        &self,
+        update: &'static str,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(update)
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        super::changed_one(done)
     }
 }
