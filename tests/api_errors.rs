@@ -147,15 +147,8 @@ async fn unknown_and_other_peoples_chats_are_404s(pool: sqlx::PgPool) {
         format!("/api/v1/chats/{chat}/messages"),
         format!("/api/v1/chats/{chat}/stream"),
     ] {
-        let response = app
-            .client
-            .get(format!("{}{path}", app.base))
-            .bearer_auth(&mallory)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
-        let body: Value = response.json().await.unwrap();
+        let (status, body) = app.get_as(&mallory, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(body["message"], "chat not found");
     }
     let (status, _) = app

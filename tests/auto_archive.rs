@@ -5,6 +5,12 @@
 mod support;
 
 use agentq_scheduler::archive::archive_idle_chats;
+use std::time::Duration as StdDuration;
+
+use agentq_core::{
+    domain::{AcquiredTurn, MessagePart, Usage},
+    store::{Completion, NewToolCall},
+};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use support::app::{TestApp, create_owner};
@@ -20,13 +26,65 @@ async fn set(app: &TestApp, chat: Uuid, column_sql: &str) {
     .unwrap();
 }
 
+/// Makes a just-created chat idle (its queued turn interrupted: `waiting`), last active at `at`.
+async fn idle_since(app: &TestApp, chat: Uuid, at: DateTime<Utc>) {
+    let (status, body) = app
+        .post(&format!("/api/v1/chats/{chat}/interrupt"), json!(null))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "interrupted", "{body}");
+    last_active(app, chat, at).await;
+}
+
+/// Backdates the chat's last activity; its status stays as it is.
 async fn last_active(app: &TestApp, chat: Uuid, at: DateTime<Utc>) {
-    sqlx::query("UPDATE chats SET last_activity_at = $2, status = 'waiting' WHERE id = $1")
-        .bind(chat)
-        .bind(at)
-        .execute(app.services.store.pool())
+    app.services
+        .store
+        .backdate_chat_activity(chat, at)
         .await
         .unwrap();
+}
+
+/// A worker takes the chat's queued turn: the chat is `running`.
+async fn start_turn(app: &TestApp, chat: Uuid) -> AcquiredTurn {
+    app.services
+        .store
+        .acquire_queued_turn(chat, "test-worker/1", StdDuration::from_secs(600))
+        .await
+        .unwrap()
+        .expect("a queued turn")
+}
+
+/// The worker's step asks the client for a dynamic tool's result: `requires_action`.
+async fn ask_the_client(app: &TestApp, turn: &AcquiredTurn) {
+    let completion = Completion {
+        content: vec![MessagePart::Text {
+            text: "Asking you.".into(),
+        }],
+        model: "fake-gpt".into(),
+        usage: Usage::default(),
+        cost_micros: None,
+    };
+    let call = NewToolCall {
+        provider_call_id: "call_ask".into(),
+        name: "ask_user".into(),
+        arguments: json!({}),
+        dynamic: true,
+        source: "client".into(),
+    };
+    let step = app
+        .services
+        .store
+        .record_tool_step(
+            turn,
+            &turn.lease_owner,
+            &completion,
+            &[call],
+            StdDuration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    assert!(step.is_some(), "the worker still held the turn");
 }
 
 async fn archived(app: &TestApp, chat: Uuid) -> bool {
@@ -51,19 +109,19 @@ async fn a_utc_day_of_chats_is_archived_together_at_the_right_midnight(pool: sql
     let early = app.create_chat("early").await;
     let late = app.create_chat("late").await;
     let next_day = app.create_chat("next day").await;
-    last_active(
+    idle_since(
         &app,
         early,
         Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 1).unwrap(),
     )
     .await;
-    last_active(
+    idle_since(
         &app,
         late,
         Utc.with_ymd_and_hms(2026, 6, 1, 23, 59, 59).unwrap(),
     )
     .await;
-    last_active(
+    idle_since(
         &app,
         next_day,
         Utc.with_ymd_and_hms(2026, 6, 2, 0, 0, 0).unwrap(),
@@ -126,21 +184,31 @@ async fn pinned_and_busy_chats_stay_children_follow_and_the_limit_takes_the_olde
     let mut idle = Vec::new();
     for i in 0..5 {
         let chat = app.create_chat(&format!("idle {i}")).await;
-        last_active(&app, chat, old + chrono::Duration::minutes(i)).await;
+        idle_since(&app, chat, old + chrono::Duration::minutes(i)).await;
         idle.push(chat);
     }
     let pinned = app.create_chat("pinned").await;
-    last_active(&app, pinned, old).await;
+    idle_since(&app, pinned, old).await;
     set(&app, pinned, "pin_order = 1").await;
     let mut busy = Vec::new();
-    for status in ["running", "requires_action", "pending"] {
+    // Busy: a turn queued (`pending`), on a worker (`running`), or waiting for the
+    // client's tool result (`requires_action`).
+    for status in ["pending", "running", "requires_action"] {
         let chat = app.create_chat(status).await;
         last_active(&app, chat, old).await;
-        set(&app, chat, &format!("status = '{status}'")).await;
+        if status != "pending" {
+            let turn = start_turn(&app, chat).await;
+            if status == "requires_action" {
+                ask_the_client(&app, &turn).await;
+            }
+        }
+        let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+        assert_eq!(body["status"], status, "{body}");
         busy.push(chat);
     }
     // A subagent chat of the oldest root follows it.
     let child = app.create_chat("child").await;
+    idle_since(&app, child, old).await;
     set(
         &app,
         child,
@@ -148,7 +216,6 @@ async fn pinned_and_busy_chats_stay_children_follow_and_the_limit_takes_the_olde
     )
     .await;
     // A finished subagent: it does not keep its family (a busy one would).
-    last_active(&app, child, old).await;
 
     let now = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
     let first = archive_idle_chats(&app.services.store, now).await.unwrap();
@@ -182,7 +249,7 @@ async fn activity_in_a_subagent_chat_keeps_its_family_from_being_archived(pool: 
     let root = app.create_chat("root").await;
     let child = app.create_chat("child").await;
     let old = Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0).unwrap();
-    last_active(&app, root, old).await;
+    idle_since(&app, root, old).await;
     set(
         &app,
         child,
@@ -204,14 +271,34 @@ async fn activity_in_a_subagent_chat_keeps_its_family_from_being_archived(pool: 
         "the root carries the family's newest activity"
     );
 
-    // A subagent still running keeps the family, however old the activity.
-    set(&app, child, "status = 'running'").await;
+    // A subagent still pending or running keeps the family, however old the activity.
     let much_later = Utc.with_ymd_and_hms(2026, 8, 1, 0, 0, 0).unwrap();
     let tick = archive_idle_chats(&app.services.store, much_later)
         .await
         .unwrap();
-    assert!(tick.archived.is_empty(), "a busy subagent keeps its family");
-    set(&app, child, "status = 'waiting'").await;
+    assert!(
+        tick.archived.is_empty(),
+        "a pending subagent keeps its family"
+    );
+    let turn = start_turn(&app, child).await;
+    let tick = archive_idle_chats(&app.services.store, much_later)
+        .await
+        .unwrap();
+    assert!(
+        tick.archived.is_empty(),
+        "a running subagent keeps its family"
+    );
+    // It finishes (which is activity now), and the family was last active on May 9.
+    let done = app
+        .services
+        .store
+        .interrupt_turn(turn.id, child, turn.step, &turn.lease_owner, None)
+        .await
+        .unwrap();
+    assert!(done.is_some(), "the worker still held the turn");
+    for chat in [child, root] {
+        last_active(&app, chat, busy_day).await;
+    }
 
     let may_11 = Utc.with_ymd_and_hms(2026, 5, 11, 23, 0, 0).unwrap();
     let tick = archive_idle_chats(&app.services.store, may_11)

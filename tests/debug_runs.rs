@@ -109,14 +109,8 @@ async fn debug_runs_record_each_attempt_and_export_without_secrets(pool: sqlx::P
         format!("/api/v1/chats/{chat}/debug/runs/{run_id}"),
         format!("/api/v1/chats/{chat}/debug/export"),
     ] {
-        let response = app
-            .client
-            .get(format!("{}{path}", app.base))
-            .bearer_auth(&mallory)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let (status, _) = app.get_as(&mallory, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     let (status, body) = app
         .get(&format!(

@@ -17,8 +17,7 @@ use agentq_core::{
     redis_conn,
     shutdown::CancellationToken,
 };
-use reqwest::StatusCode;
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
 use support::{
     app::{TestApp, create_owner},
     eventually,
@@ -30,24 +29,6 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
 ) {
     let app = TestApp::start_api_only(pool).await;
     let owner = create_owner(&app.services, "ops@example.com").await;
-    let get = |path: String, token: String| {
-        let client = app.client.clone();
-        let base = app.base.clone();
-        async move {
-            let response = client
-                .get(format!("{base}{path}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-
     // A tools consumer whose handler fails until `healthy` is set.
     let healthy = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicUsize::new(0));
@@ -90,11 +71,9 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
         Duration::from_secs(15),
         "the job in the dead letters",
         || async {
-            let (status, body) = get(
-                "/api/v1/admin/queues/tools/dead-letters".into(),
-                owner.clone(),
-            )
-            .await;
+            let (status, body) = app
+                .get_as(&owner, "/api/v1/admin/queues/tools/dead-letters")
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let letters = body["dead_letters"].as_array().cloned().unwrap_or_default();
             (!letters.is_empty()).then_some(letters)
@@ -107,7 +86,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
         "/api/v1/admin/queues/tools/dead-letters?after=garbage",
         "/api/v1/admin/queues/tools/dead-letters?after=99999999999999999999999-0",
     ] {
-        let (status, body) = get(path.into(), owner.clone()).await;
+        let (status, body) = app.get_as(&owner, path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(body["validations"][0]["field"], "after", "{body}");
     }
@@ -124,7 +103,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
     );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 
-    let (_, queues) = get("/api/v1/admin/queues".into(), owner.clone()).await;
+    let (_, queues) = app.get_as(&owner, "/api/v1/admin/queues").await;
     let tools = queues["queues"]
         .as_array()
         .unwrap()
@@ -142,51 +121,30 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
             .any(|c| c["name"] == "flaky"),
         "{tools}"
     );
-    let (status, _) = get("/api/v1/admin/queues".into(), app.token.clone()).await;
+    let (status, _) = app.get_as(&app.token, "/api/v1/admin/queues").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "members may not");
 
     // The backend recovers; the operator retries the letter.
     healthy.store(true, Ordering::SeqCst);
     let id = letters[0]["id"].as_str().unwrap();
-    let response = app
-        .client
-        .post(format!(
-            "{}/api/v1/admin/queues/tools/dead-letters/{id}/retry",
-            app.base
-        ))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let retry = format!("/api/v1/admin/queues/tools/dead-letters/{id}/retry");
+    let (status, _) = app.send(Method::POST, &owner, &retry, None).await;
+    assert_eq!(status, StatusCode::OK);
     eventually(
         Duration::from_secs(10),
         "the retried job to run",
         || async { (runs.load(Ordering::SeqCst) == 3).then_some(()) },
     )
     .await;
-    let (_, body) = get(
-        "/api/v1/admin/queues/tools/dead-letters".into(),
-        owner.clone(),
-    )
-    .await;
+    let (_, body) = app
+        .get_as(&owner, "/api/v1/admin/queues/tools/dead-letters")
+        .await;
     assert_eq!(body["dead_letters"].as_array().unwrap().len(), 0);
-    let response = app
-        .client
-        .post(format!(
-            "{}/api/v1/admin/queues/tools/dead-letters/{id}/retry",
-            app.base
-        ))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND, "already retried");
-    let (status, body) = get(
-        "/api/v1/admin/queues/nope/dead-letters".into(),
-        owner.clone(),
-    )
-    .await;
+    let (status, _) = app.send(Method::POST, &owner, &retry, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "already retried");
+    let (status, body) = app
+        .get_as(&owner, "/api/v1/admin/queues/nope/dead-letters")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["message"].as_str().unwrap().contains("nope"));
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+use agentq_core::{domain::DebugRunStatus, store::NewDebugStep};
 use agentq_scheduler::{maintenance::maintain, retention::purge_expired};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
@@ -17,28 +18,41 @@ async fn count(app: &TestApp, sql: &'static str, id: Uuid) -> i64 {
         .unwrap()
 }
 
-async fn debug_run(app: &TestApp, chat: Uuid, status: &str, updated_at: DateTime<Utc>) -> Uuid {
+/// A debug run of the chat's turn with one recorded step, left `status` (`Running`, or
+/// finished as `status`), last changed at `updated_at`.
+async fn debug_run(
+    app: &TestApp,
+    chat: Uuid,
+    status: DebugRunStatus,
+    updated_at: DateTime<Utc>,
+) -> Uuid {
+    let store = &app.services.store;
     let turn: Uuid = sqlx::query_scalar("SELECT id FROM chat_turns WHERE chat_id = $1")
         .bind(chat)
-        .fetch_one(app.services.store.pool())
+        .fetch_one(store.pool())
         .await
         .unwrap();
-    let run = Uuid::now_v7();
-    sqlx::query("INSERT INTO chat_debug_runs (id, chat_id, turn_id, status, updated_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(run)
-        .bind(chat)
-        .bind(turn)
-        .bind(status)
-        .bind(updated_at)
-        .execute(app.services.store.pool())
+    let run = store
+        .start_debug_run(chat, turn, "fake", "fake-gpt")
         .await
         .unwrap();
-    sqlx::query("INSERT INTO chat_debug_steps (id, run_id, step, attempt, request, started_at, duration_ms) VALUES ($1, $2, 0, 1, '{}', now(), 1)")
-        .bind(Uuid::now_v7())
-        .bind(run)
-        .execute(app.services.store.pool())
-        .await
-        .unwrap();
+    let step = NewDebugStep {
+        step: 0,
+        attempt: 1,
+        request: json!({}),
+        response: None,
+        usage: None,
+        error: None,
+        started_at: Utc::now(),
+        first_byte_ms: None,
+        duration_ms: 1,
+        last_message_id: None,
+    };
+    store.record_debug_step(run, &step).await.unwrap();
+    if status != DebugRunStatus::Running {
+        assert!(store.finish_debug_run(run, status, None).await.unwrap());
+    }
+    store.backdate_debug_run(run, updated_at).await.unwrap();
     run
 }
 
@@ -49,16 +63,22 @@ async fn exactly_the_rows_past_each_window_are_deleted(pool: sqlx::PgPool) {
     // Defaults: debug retention 30 days, chat retention 30 days.
     let a = app.create_chat("a").await;
     let b = app.create_chat("b").await;
-    let old_done = debug_run(&app, a, "completed", now - Duration::days(31)).await;
+    let old_done = debug_run(&app, a, DebugRunStatus::Completed, now - Duration::days(31)).await;
     let old_running = debug_run(
         &app,
         b,
-        "running",
+        DebugRunStatus::Running,
         now - Duration::days(30) - Duration::seconds(1),
     )
     .await;
     let recent = app.create_chat("recent").await;
-    let kept = debug_run(&app, recent, "completed", now - Duration::days(29)).await;
+    let kept = debug_run(
+        &app,
+        recent,
+        DebugRunStatus::Completed,
+        now - Duration::days(29),
+    )
+    .await;
 
     let gone = app.create_chat("archived long ago").await;
     let stays = app.create_chat("archived recently").await;
@@ -143,7 +163,13 @@ async fn a_window_of_zero_keeps_everything_and_a_tick_never_archives_and_deletes
         .await
         .unwrap();
     let old = app.create_chat("old").await;
-    debug_run(&app, old, "completed", now - Duration::days(3000)).await;
+    debug_run(
+        &app,
+        old,
+        DebugRunStatus::Completed,
+        now - Duration::days(3000),
+    )
+    .await;
     sqlx::query("UPDATE chats SET archived = true, archived_at = $2 WHERE id = $1")
         .bind(old)
         .bind(now - Duration::days(3000))
@@ -161,13 +187,9 @@ async fn a_window_of_zero_keeps_everything_and_a_tick_never_archives_and_deletes
         .send()
         .await
         .unwrap();
-    let idle = app.create_chat("idle").await;
-    sqlx::query("UPDATE chats SET status = 'waiting', last_activity_at = $2 WHERE id = $1")
-        .bind(idle)
-        .bind(now - Duration::days(10))
-        .execute(app.services.store.pool())
-        .await
-        .unwrap();
+    let idle = app
+        .create_idle_chat(&app.token, "idle", now - Duration::days(10))
+        .await;
     maintain(&app.services.store, &app.services.producer, now)
         .await
         .unwrap();

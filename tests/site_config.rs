@@ -4,34 +4,13 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::app::{TestApp, create_owner};
 
 #[sqlx::test]
 async fn site_owners_change_settings_and_bad_values_name_their_field(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let owner = create_owner(&app.services, "root@example.com").await;
-    let put = |token: String, body: Value| {
-        let (client, url) = (
-            app.client.clone(),
-            format!("{}/api/v1/admin/config", app.base),
-        );
-        async move {
-            let response = client
-                .put(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-
     let (status, defaults) = app.get("/api/v1/admin/config").await;
     assert_eq!(status, StatusCode::OK, "members may read");
     assert_eq!(defaults["auto_archive_days"], 0);
@@ -40,14 +19,22 @@ async fn site_owners_change_settings_and_bad_values_name_their_field(pool: sqlx:
     assert_eq!(defaults["debug_retention_days"], 30);
     assert_eq!(defaults["debug_logging_enabled"], false);
 
-    let (status, _) = put(app.token.clone(), json!({"auto_archive_days": 7})).await;
+    let (status, _) = app
+        .put_as(
+            &app.token,
+            "/api/v1/admin/config",
+            json!({"auto_archive_days": 7}),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "members may not change them");
 
-    let (status, updated) = put(
-        owner.clone(),
-        json!({"auto_archive_days": 7, "chat_retention_days": 0}),
-    )
-    .await;
+    let (status, updated) = app
+        .put_as(
+            &owner,
+            "/api/v1/admin/config",
+            json!({"auto_archive_days": 7, "chat_retention_days": 0}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["auto_archive_days"], 7);
     assert_eq!(updated["chat_retention_days"], 0);
@@ -68,7 +55,9 @@ async fn site_owners_change_settings_and_bad_values_name_their_field(pool: sqlx:
         ),
         (json!({"archive_days": 1}), "archive_days"),
     ] {
-        let (status, error) = put(owner.clone(), body.clone()).await;
+        let (status, error) = app
+            .put_as(&owner, "/api/v1/admin/config", body.clone())
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(error["validations"][0]["field"], field, "{body} -> {error}");
     }

@@ -9,13 +9,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use agentq_core::{
-    domain::{ChatStatus, Message, MessagePart, Role},
+    domain::{ChatStatus, Message, MessagePart, Role, Usage},
     events::{
         ChatEvent, EventHub, EventLimits, EventPublisher, HubConfig, history::StreamId,
         hub::Delivery,
     },
     queue::{CHAT_EVENT_SHARDS, chat_events_key},
     redis_conn,
+    store::Completion,
 };
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -380,16 +381,25 @@ async fn a_megabyte_message_streams_as_a_bounded_preview_and_reads_whole(pool: s
     let app = TestApp::start_api_only(pool).await;
     let chat = app.create_chat("hi").await;
     let text = "a".repeat(1 << 20);
-    let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO chat_messages (id, chat_id, role, step, content) VALUES ($1, $2, 'assistant', 0, $3)",
-    )
-    .bind(id)
-    .bind(chat)
-    .bind(json!([{ "type": "text", "text": text }]))
-    .execute(app.services.store.pool())
-    .await
-    .unwrap();
+    // A worker answers with a megabyte, through the store as the turn engine does.
+    let store = &app.services.store;
+    let turn = store
+        .acquire_queued_turn(chat, "test-worker/1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the queued turn");
+    let completion = Completion {
+        content: vec![MessagePart::Text { text: text.clone() }],
+        model: "fake-gpt".into(),
+        usage: Usage::default(),
+        cost_micros: None,
+    };
+    let answered = store
+        .complete_turn(turn.id, chat, turn.step, &turn.lease_owner, &completion)
+        .await
+        .unwrap()
+        .expect("the worker held the turn");
+    let id = answered.message.expect("the answer").id;
     let messages = app.messages(chat).await;
     let stored = messages.iter().find(|m| m["id"] == id.to_string()).unwrap();
     assert_eq!(

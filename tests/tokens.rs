@@ -169,9 +169,9 @@ async fn an_expired_token_gets_401(pool: sqlx::PgPool) {
     assert_eq!(app.get_as(&secret, "/api/v1/chats").await.0, StatusCode::OK);
 
     // A day passes.
-    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(app.services.store.pool())
+    app.services
+        .store
+        .backdate_api_token_expiry(id, chrono::Utc::now() - chrono::Duration::seconds(1))
         .await
         .unwrap();
     let (status, body) = app.get_as(&secret, "/api/v1/chats").await;

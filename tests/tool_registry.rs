@@ -200,13 +200,8 @@ async fn a_call_recorded_by_a_worker_that_died_runs_from_its_recorded_source(poo
     assert_eq!(status, StatusCode::CREATED);
     let chat = app.create_chat("release notes please").await;
     let store = app.services.store.clone();
-    let turn_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM chat_turns WHERE chat_id = $1")
-        .bind(chat)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
     let turn = store
-        .acquire_turn(turn_id, "dead-worker/1", Duration::from_secs(30))
+        .acquire_queued_turn(chat, "dead-worker/1", Duration::from_secs(30))
         .await
         .unwrap()
         .expect("the queued turn is acquired");
@@ -251,9 +246,8 @@ async fn a_call_recorded_by_a_worker_that_died_runs_from_its_recorded_source(poo
         .unwrap()
         .expect("the lease is held");
     // The jobs were never sent: recovery finds the calls stale and sends them.
-    sqlx::query("UPDATE tool_calls SET enqueued_at = now() - interval '1 day' WHERE chat_id = $1")
-        .bind(chat)
-        .execute(store.pool())
+    store
+        .backdate_tool_call_jobs(chat, chrono::Utc::now() - chrono::Duration::days(1))
         .await
         .unwrap();
     app.fake.script([Reply::Text("ok".into())]);

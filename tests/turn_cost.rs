@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use agentq_core::domain::TurnStatus;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{app::TestApp, eventually, fake_openai::Reply};
@@ -186,13 +187,13 @@ async fn interrupting_a_turn_whose_job_panicked_completes(pool: sqlx::PgPool) {
         calls,
         "no model call after the interrupt"
     );
-    let (turn_status,): (String,) =
+    let (turn_status,): (TurnStatus,) =
         sqlx::query_as("SELECT status FROM chat_turns WHERE chat_id = $1")
             .bind(chat_id)
             .fetch_one(app.services.store.pool())
             .await
             .unwrap();
-    assert_eq!(turn_status, "interrupted");
+    assert_eq!(turn_status, TurnStatus::Interrupted);
     fail::remove("turn-streaming");
     app.stop().await;
 }

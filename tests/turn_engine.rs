@@ -5,6 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use agentq_core::domain::TurnStatus;
 use agentq_scheduler::SchedulerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -250,13 +251,13 @@ async fn interrupt_stops_a_long_stream_within_a_second_and_keeps_the_partial_tex
         "what streamed is what is kept"
     );
     assert!(streamed.len() < 300 && !streamed.is_empty());
-    let turn_status: String =
+    let turn_status: TurnStatus =
         sqlx::query_scalar("SELECT status FROM chat_turns WHERE chat_id = $1")
             .bind(chat)
             .fetch_one(app.services.store.pool())
             .await
             .unwrap();
-    assert_eq!(turn_status, "interrupted");
+    assert_eq!(turn_status, TurnStatus::Interrupted);
 
     // Nothing runs now: a second interrupt is a 409.
     let (status, _) = app
@@ -501,13 +502,11 @@ async fn a_turn_that_keeps_losing_its_worker_fails_with_worker_lost(pool: sqlx::
     // back and the next worker to start it fails it, without calling the model.
     let mut app = TestApp::start_api_only(pool).await;
     let chat = app.create_chat("doomed").await;
-    sqlx::query(
-        "UPDATE chat_turns SET status = 'running', attempt = 3, lease_owner = 'gone', lease_expires_at = now() - interval '1 second' WHERE chat_id = $1",
-    )
-    .bind(chat)
-    .execute(app.services.store.pool())
-    .await
-    .unwrap();
+    app.services
+        .store
+        .strand_queued_turn(chat, "gone/1", 3)
+        .await
+        .unwrap();
     app.worker.turn_max_attempts = 3;
     app.start_worker().await;
     app.start_recovery(recovery(1));

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use agentq_core::domain::TurnStatus;
 use agentq_scheduler::SchedulerConfig;
 use serde_json::{Value, json};
 use support::{
@@ -147,13 +148,13 @@ async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) 
         answer_to("one two three four five six seven eight nine ten eleven twelve"),
         "the whole answer, from the second worker"
     );
-    let (attempt, status): (i32, String) =
+    let (attempt, status): (i32, TurnStatus) =
         sqlx::query_as("SELECT attempt, status FROM chat_turns WHERE chat_id = $1")
             .bind(chat)
             .fetch_one(app.services.store.pool())
             .await
             .unwrap();
-    assert_eq!((attempt, status.as_str()), (2, "completed"));
+    assert_eq!((attempt, status), (2, TurnStatus::Completed));
     assert_eq!(app.fake.received().len(), 2);
     app.stop().await;
 }
@@ -197,13 +198,15 @@ async fn sigterm_drains_finishes_what_it_can_and_hands_back_the_rest(pool: sqlx:
         "finished during the drain: {short_messages:?}"
     );
     assert_eq!(short_messages[1]["content"][0]["text"], answer_to("hi"));
-    let (status,): (String,) = sqlx::query_as("SELECT status FROM chat_turns WHERE chat_id = $1")
-        .bind(long)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap();
+    let (status,): (TurnStatus,) =
+        sqlx::query_as("SELECT status FROM chat_turns WHERE chat_id = $1")
+            .bind(long)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
     assert_eq!(
-        status, "queued",
+        status,
+        TurnStatus::Queued,
         "handed back, not left running until its lease ends"
     );
 

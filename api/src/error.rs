@@ -120,6 +120,21 @@ impl ApiError {
     }
 }
 
+/// A 400 naming `field` when `text` holds a control character (U+0000 included): the one
+/// check of every name, title and label a client sets.
+pub fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
+    match agentq_core::text::forbidden_char(text) {
+        Some(c) => Err(ApiError::invalid(
+            field,
+            format!(
+                "must not contain {} (a control character)",
+                agentq_core::text::describe_char(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl From<StoreError> for ApiError {
     /// The one mapping of store errors (ARCHITECTURE.md §11): a taken value or a reference
     /// to nothing is a 400 naming the field (the store has already turned the database's

@@ -270,7 +270,9 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
-    /// Creates a chat as `token`'s user, titled `title`, `waiting` and last active at `at`.
+    /// Creates a chat as `token`'s user, titled `title`, `waiting` and last active at `at`:
+    /// its first turn is interrupted before any worker takes it (through the API, so the
+    /// app must run no turn worker), then its activity is backdated.
     pub async fn create_idle_chat(
         &self,
         token: &str,
@@ -281,20 +283,21 @@ impl TestApp {
             .post_as(
                 token,
                 "/api/v1/chats",
-                serde_json::json!({ "message": title }),
+                serde_json::json!({ "message": title, "title": title }),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id: Uuid = body["id"].as_str().unwrap().parse().unwrap();
-        sqlx::query(
-            "UPDATE chats SET title = $2, status = 'waiting', last_activity_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(title)
-        .bind(at)
-        .execute(self.services.store.pool())
-        .await
-        .unwrap();
+        let (status, body) = self
+            .post_as(token, &format!("/api/v1/chats/{id}/interrupt"), Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "interrupted", "no worker may take the turn");
+        self.services
+            .store
+            .backdate_chat_activity(id, at)
+            .await
+            .unwrap();
         id
     }
 

@@ -9,7 +9,6 @@ use agentq_core::{
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
-    text::{describe_char, forbidden_char},
 };
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -18,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     ApiState,
     auth::CurrentUser,
-    error::{ApiError, ErrorBody, OrNotFound},
+    error::{ApiError, ErrorBody, OrNotFound, refuse_control_chars},
     extract::{ChatId, JsonBody, QueryParams},
 };
 
@@ -80,20 +79,6 @@ const MAX_LABEL_KEY_CHARS: usize = 64;
 /// Longest label value, in characters.
 const MAX_LABEL_VALUE_CHARS: usize = 256;
 
-/// 400 naming `field` when `text` holds a character titles and labels may not hold.
-fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
-    match forbidden_char(text) {
-        None => Ok(()),
-        Some(c) => Err(ApiError::invalid(
-            field,
-            format!(
-                "must not contain control characters (found {})",
-                describe_char(c)
-            ),
-        )),
-    }
-}
-
 fn validate_title(title: &str) -> Result<(), ApiError> {
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::invalid(
@@ -120,15 +105,7 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
                 format!("keys must be 1-{MAX_LABEL_KEY_CHARS} characters without `=`"),
             ));
         }
-        if let Some(c) = forbidden_char(key) {
-            return Err(ApiError::invalid(
-                "labels",
-                format!(
-                    "keys must not contain control characters (found {})",
-                    describe_char(c)
-                ),
-            ));
-        }
+        refuse_control_chars("labels", key)?;
         let field = format!("labels.{key}");
         if value.chars().count() > MAX_LABEL_VALUE_CHARS {
             return Err(ApiError::invalid(

@@ -98,15 +98,7 @@ pub async fn create_token(
             format!("must be 1-{MAX_TOKEN_NAME_CHARS} characters"),
         ));
     }
-    if let Some(c) = agentq_core::text::forbidden_char(name) {
-        return Err(ApiError::invalid(
-            "name",
-            format!(
-                "must not contain control characters (found {})",
-                agentq_core::text::describe_char(c)
-            ),
-        ));
-    }
+    crate::error::refuse_control_chars("name", name)?;
     if let Some(days) = body.expires_in_days
         && !(1..=MAX_EXPIRES_IN_DAYS).contains(&days)
     {

@@ -72,6 +72,17 @@ pub enum ToolCallStatus {
     Failed,
 }
 
+impl ToolCallStatus {
+    /// Where a call with a result ends: `failed` for an error result, else `succeeded`.
+    pub fn finished(is_error: bool) -> Self {
+        if is_error {
+            ToolCallStatus::Failed
+        } else {
+            ToolCallStatus::Succeeded
+        }
+    }
+}
+
 /// Who runs a tool call (`tool_calls.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]

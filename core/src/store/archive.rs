@@ -47,8 +47,9 @@ pub struct ArchiveResult {
 impl Store {
     /// Archives at most `limit` root chats, oldest activity first, whose last activity is
     /// before `cutoff` and that are not pinned and neither they nor a subagent chat of theirs
-    /// is pending, running, paused or waiting for an action; their children follow. `compose` turns the archived roots and the
-    /// owners among them who want digests into outbox rows, written in the same transaction.
+    /// is pending, running or waiting for an action; their children follow. `compose` turns
+    /// the archived roots and the owners among them who want digests into outbox rows,
+    /// written in the same transaction.
     pub async fn archive_idle_roots<F>(
         &self,
         cutoff: DateTime<Utc>,
@@ -65,13 +66,13 @@ impl Store {
                 SELECT id FROM chats
                 WHERE parent_chat_id IS NULL AND NOT archived AND pin_order IS NULL
                   AND last_activity_at < $1
-                  AND status NOT IN ('pending', 'running', 'paused', 'requires_action')
+                  AND status NOT IN ('pending', 'running', 'requires_action')
                   -- A family with a busy subagent is not idle. Skipping it also means the
                   -- archive never waits on a child row whose turn is committing (that
                   -- commit's trigger locks the root: the opposite order).
                   AND NOT EXISTS (
                     SELECT 1 FROM chats c WHERE c.root_chat_id = chats.id
-                      AND c.status IN ('pending', 'running', 'paused', 'requires_action'))
+                      AND c.status IN ('pending', 'running', 'requires_action'))
                 ORDER BY last_activity_at, id
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED)

@@ -1,10 +1,20 @@
-//! Bulk fixtures for benchmarks: many rows in a few set-based statements, written here so
-//! the SQL (and the statuses it writes) stays in the store. Not used by any process.
+//! Fixtures for tests and benchmarks, written here so that their SQL stays in the store.
+//! Not used by any process.
+//!
+//! A fixture moves a row through the same transitions a process would (ARCHITECTURE.md
+//! §4): it finds the row, then calls the store's transition function, so a test cannot put
+//! a chat or a turn into a state the code never produces. What a transition cannot do is
+//! move the clock: the `backdate_*` functions set a timestamp to the past, and nothing
+//! else. The bulk seed for the bench is the one exception, many idle chats in one
+//! statement.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::Store;
-use crate::StoreError;
+use crate::{StoreError, domain::AcquiredTurn};
 
 impl Store {
     /// One organization (`bench`), `owners` users (`owner<n>@bench.test`) and `chats` idle
@@ -43,5 +53,111 @@ impl Store {
         .await?;
         sqlx::query("ANALYZE chats").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Sets the chat's last activity to `at`, as if nothing had happened in it since.
+    /// Only the clock moves: the chat keeps its status. A subagent chat's newer activity
+    /// still reaches its root (the `chats_touch_root` trigger); an older one does not.
+    pub async fn backdate_chat_activity(
+        &self,
+        chat_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_time("UPDATE chats SET last_activity_at = $2 WHERE id = $1", chat_id, at).await
+    }
+
+    /// Sets when a debug run last changed to `at` (retention's clock for debug runs).
+    pub async fn backdate_debug_run(
+        &self,
+        run_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_time("UPDATE chat_debug_runs SET updated_at = $2 WHERE id = $1", run_id, at).await
+    }
+
+    /// Sets when the jobs of the chat's tool calls were last sent to `at`, as if they had
+    /// been lost on the way (recovery sends a stale call's job again).
+    pub async fn backdate_tool_call_jobs(
+        &self,
+        chat_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_time("UPDATE tool_calls SET enqueued_at = $2 WHERE chat_id = $1", chat_id, at).await
+    }
+
+    /// Sets the API token's expiry to `at` (a token that has expired by now).
+    pub async fn backdate_api_token_expiry(
+        &self,
+        token_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.set_time("UPDATE api_tokens SET expires_at = $2 WHERE id = $1", token_id, at).await
+    }
+
+    /// The chat's queued turn, acquired by `worker` for `lease` ([`Store::acquire_turn`]):
+    /// the chat goes `running` as if a worker had taken the turn's job. `None` when no
+    /// turn of the chat is queued.
+    pub async fn acquire_queued_turn(
+        &self,
+        chat_id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<AcquiredTurn>, StoreError> {
+        let queued: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM chat_turns WHERE chat_id = $1 AND status = 'queued'",
+        )
+        .bind(chat_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match queued {
+            Some(turn) => self.acquire_turn(turn, worker, lease).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Leaves the chat's queued turn as a worker that died holding it would: started
+    /// `starts` times (each start but the last handed back with [`Store::release_turn`]),
+    /// then `running` under `worker` with a lease that has already expired, so recovery
+    /// takes it back on its next pass. Returns the turn.
+    pub async fn strand_queued_turn(
+        &self,
+        chat_id: Uuid,
+        worker: &str,
+        starts: i32,
+    ) -> Result<Uuid, StoreError> {
+        let starts = starts.max(1);
+        let mut turn = None;
+        for start in 1..=starts {
+            let lease = if start == starts {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(60)
+            };
+            let acquired = self
+                .acquire_queued_turn(chat_id, worker, lease)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            if start < starts {
+                self.release_turn(acquired.id, worker).await?;
+            }
+            turn = Some(acquired.id);
+        }
+        turn.ok_or(StoreError::NotFound)
+    }
+
+    /// Runs one of the `backdate_*` updates (`$1` names the rows, `$2` is the time); no row
+    /// matched is [`StoreError::NotFound`].
+    async fn set_time(
+        &self,
+        update: &'static str,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(update)
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        super::changed_one(done)
     }
 }

@@ -11,7 +11,10 @@ use super::{
         Completion, StepOfTurn, TurnOutcome, insert_assistant_message, promote_queued_message,
     },
 };
-use crate::{StoreError, domain::ChatStatus};
+use crate::{
+    StoreError,
+    domain::{ChatStatus, TurnStatus},
+};
 
 /// What an interrupt request did.
 #[derive(Debug, Clone)]
@@ -34,7 +37,7 @@ impl Store {
     ) -> Result<InterruptOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
-        let turn: Option<(Uuid, String)> = sqlx::query_as(
+        let turn: Option<(Uuid, TurnStatus)> = sqlx::query_as(
             "SELECT id, status FROM chat_turns WHERE chat_id = $1
              AND status IN ('queued', 'running', 'awaiting_tools') FOR UPDATE",
         )
@@ -46,7 +49,7 @@ impl Store {
                 "no turn is running in this chat".into(),
             ));
         };
-        if status == "running" {
+        if status == TurnStatus::Running {
             sqlx::query("UPDATE chat_turns SET interrupt_requested = true WHERE id = $1 AND status = 'running'")
                 .bind(turn_id)
                 .execute(&mut *tx)

@@ -19,7 +19,9 @@ use super::{
 };
 use crate::{
     StoreError,
-    domain::{AcquiredTurn, Message, MessagePart, ToolCallKind, ToolCallRow},
+    domain::{
+        AcquiredTurn, ChatStatus, Message, MessagePart, ToolCallKind, ToolCallRow, ToolCallStatus,
+    },
 };
 
 /// A call the model asked for.
@@ -224,7 +226,7 @@ impl Store {
         .bind(call.id)
         .bind(worker)
         .bind(pg_json(output))
-        .bind(if is_error { "failed" } else { "succeeded" })
+        .bind(ToolCallStatus::finished(is_error))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -263,7 +265,7 @@ impl Store {
                 StoreError::NotFound => ToolResultsError::NotFound,
                 e => ToolResultsError::Store(e),
             })?;
-        let turn: Option<(Uuid, String)> = sqlx::query_as(
+        let turn: Option<(Uuid, ChatStatus)> = sqlx::query_as(
             "SELECT t.id, c.status FROM chats c
              LEFT JOIN chat_turns t ON t.chat_id = c.id AND t.status = 'awaiting_tools'
              WHERE c.id = $1 AND c.owner_id = $2",
@@ -272,11 +274,11 @@ impl Store {
         .bind(owner)
         .fetch_optional(&mut *tx)
         .await?
-        .map(|(t, s): (Option<Uuid>, String)| (t.unwrap_or_default(), s));
+        .map(|(t, s): (Option<Uuid>, ChatStatus)| (t.unwrap_or_default(), s));
         let Some((turn_id, status)) = turn else {
             return Err(ToolResultsError::NotFound);
         };
-        if status != "requires_action" || turn_id.is_nil() {
+        if status != ChatStatus::RequiresAction || turn_id.is_nil() {
             return Err(ToolResultsError::NotWaiting);
         }
         lock_turn(&mut tx, turn_id).await?;
@@ -315,9 +317,9 @@ impl Store {
         let ids: Vec<Uuid> = results.iter().map(|r| r.tool_call_id).collect();
         let outputs: Vec<Json<serde_json::Value>> =
             results.iter().map(|r| pg_json(&r.output)).collect();
-        let statuses: Vec<&str> = results
+        let statuses: Vec<ToolCallStatus> = results
             .iter()
-            .map(|r| if r.is_error { "failed" } else { "succeeded" })
+            .map(|r| ToolCallStatus::finished(r.is_error))
             .collect();
         sqlx::query(
             "UPDATE tool_calls t SET status = r.status, result = r.output, finished_at = now()
@@ -394,7 +396,7 @@ pub(super) async fn fan_in(
     let Some(chat_id) = resumed else {
         return Ok(None);
     };
-    let calls: Vec<(String, Json<serde_json::Value>, String)> = sqlx::query_as(
+    let calls: Vec<(String, Json<serde_json::Value>, ToolCallStatus)> = sqlx::query_as(
         "SELECT provider_call_id, coalesce(result, 'null'::jsonb), status FROM tool_calls
          WHERE turn_id = $1 AND step = $2 ORDER BY id",
     )
@@ -407,7 +409,7 @@ pub(super) async fn fan_in(
         .map(|(tool_call_id, output, status)| MessagePart::ToolResult {
             tool_call_id,
             output: output.0,
-            is_error: status == "failed",
+            is_error: status == ToolCallStatus::Failed,
         })
         .collect();
     let results: Message = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -1,6 +1,7 @@
 //! `/api/v1/admin/providers` and `/api/v1/admin/models`: providers and models as data, for
 //! site owners (every handler takes a [`SiteOwner`](crate::auth::SiteOwner)). One module per
-//! resource; what both need to read a request body lives here.
+//! resource; what both need to read a request body lives here (control characters are
+//! refused by [`refuse_control_chars`](crate::error::refuse_control_chars), as everywhere).
 
 pub(super) mod models;
 pub(super) mod providers;
@@ -23,18 +24,4 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(de).map(Some)
-}
-
-/// A 400 naming `field` when `text` holds a control character (U+0000 included).
-fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
-    match agentq_core::text::forbidden_char(text) {
-        Some(c) => Err(ApiError::invalid(
-            field,
-            format!(
-                "must not contain {} (a control character)",
-                agentq_core::text::describe_char(c)
-            ),
-        )),
-        None => Ok(()),
-    }
 }

@@ -10,11 +10,11 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{parse_id, present, refuse_control_chars};
+use super::{parse_id, present};
 use crate::{
     ApiState,
     auth::SiteOwner,
-    error::{ApiError, ErrorBody, OrNotFound},
+    error::{ApiError, ErrorBody, OrNotFound, refuse_control_chars},
     extract::JsonBody,
 };
 
@@ -89,23 +89,23 @@ impl ModelBody {
             refuse_control_chars("display_name", &d)?;
             m.display_name = d;
         }
-        if let Some(v) = self.context_limit {
-            m.context_limit = v;
-        }
-        if m.context_limit.is_some_and(|v| v <= 0) {
-            return Err(ApiError::invalid(
-                "context_limit",
-                "must be a positive number of tokens",
-            ));
-        }
-        if let Some(v) = self.max_output_tokens {
-            m.max_output_tokens = v;
-        }
-        if m.max_output_tokens.is_some_and(|v| v <= 0) {
-            return Err(ApiError::invalid(
+        for (field, value, target) in [
+            ("context_limit", self.context_limit, &mut m.context_limit),
+            (
                 "max_output_tokens",
-                "must be a positive number of tokens",
-            ));
+                self.max_output_tokens,
+                &mut m.max_output_tokens,
+            ),
+        ] {
+            if let Some(v) = value {
+                *target = v;
+            }
+            if target.is_some_and(|v| v <= 0) {
+                return Err(ApiError::invalid(
+                    field,
+                    "must be a positive number of tokens",
+                ));
+            }
         }
         if let Some(v) = self.reasoning_effort {
             m.reasoning_effort = v;

@@ -15,11 +15,11 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{parse_id, present, refuse_control_chars};
+use super::{parse_id, present};
 use crate::{
     ApiState,
     auth::SiteOwner,
-    error::{ApiError, ErrorBody, OrNotFound},
+    error::{ApiError, ErrorBody, OrNotFound, refuse_control_chars},
     extract::JsonBody,
 };
 
@@ -91,7 +91,7 @@ impl ProviderBody {
         }
         if let Some(url) = &base_url {
             refuse_control_chars("base_url", url)?;
-            let ok = reqwest_like_url(url);
+            let ok = http_url_with_host(url);
             if !ok {
                 return Err(ApiError::invalid(
                     "base_url",
@@ -195,11 +195,13 @@ const RESERVED_HEADERS: &[&str] = &[
     "anthropic-version",
 ];
 
-fn reqwest_like_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+/// Whether `url` is an `http://` or `https://` URL with a host, read with `url::Url` (no
+/// white space anywhere: it is stored as given, not as the parser would normalize it).
+fn http_url_with_host(url: &str) -> bool {
+    !url.contains(char::is_whitespace)
+        && url::Url::parse(url).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+        })
 }
 
 /// Body of `GET /api/v1/admin/providers`.
