@@ -9,7 +9,10 @@
 
 mod changes;
 
-use agentq_core::store::{McpServerListing, McpServerView};
+use agentq_core::{
+    StoreError,
+    store::{McpServerListing, McpServerView},
+};
 use axum::{
     Json,
     extract::{Path, State},
@@ -209,18 +212,29 @@ pub async fn update_server(
     JsonBody(body): JsonBody<McpServerBody>,
 ) -> Result<Json<McpServerView>, ApiError> {
     let id = parse_id(&id)?;
-    let current = state
-        .store
-        .get_mcp_server(id)
-        .await
-        .map_err(slug_conflict)?;
-    let write = body.merge_into(current.to_write(), state.secrets.as_ref(), false)?;
-    let server = state
-        .store
-        .update_mcp_server(id, &write)
-        .await
-        .map_err(slug_conflict)?;
-    Ok(Json(server.view()))
+    // Read, merge, write if unchanged since the read: a concurrent PATCH in between makes
+    // the write fail, and the change is merged again into the newer row (never over it).
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = state
+            .store
+            .get_mcp_server(id)
+            .await
+            .map_err(slug_conflict)?;
+        let write = body
+            .clone()
+            .merge_into(current.to_write(), state.secrets.as_ref(), false)?;
+        match state
+            .store
+            .update_mcp_server(id, current.updated_at, &write)
+            .await
+        {
+            Ok(server) => return Ok(Json(server.view())),
+            Err(StoreError::Conflict(_)) if attempts < 5 => continue,
+            Err(e) => return Err(slug_conflict(e)),
+        }
+    }
 }
 
 /// `DELETE /api/v1/admin/mcp-servers/{id}` -> 204.
