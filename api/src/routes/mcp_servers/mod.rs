@@ -189,6 +189,9 @@ pub async fn get_server(
     Ok(Json(server.view()))
 }
 
+/// Rounds of read-merge-write a PATCH gets before a 409 (`update_server`).
+const MAX_MERGE_ATTEMPTS: u32 = 8;
+
 /// `PATCH /api/v1/admin/mcp-servers/{id}`: absent fields keep their value; a new
 /// `auth_type` removes the old credentials and needs its own.
 #[utoipa::path(
@@ -202,7 +205,7 @@ pub async fn get_server(
         (status = 400, description = "A field or the id is invalid; `validations` names it.", body = ErrorBody),
         (status = 403, description = "Only site owners manage MCP servers.", body = ErrorBody),
         (status = 404, description = "No such server.", body = ErrorBody),
-        (status = 409, description = "The slug is taken.", body = ErrorBody),
+        (status = 409, description = "The slug is taken, or the server kept changing under concurrent requests; send the change again.", body = ErrorBody),
     )
 )]
 pub async fn update_server(
@@ -231,7 +234,9 @@ pub async fn update_server(
             .await
         {
             Ok(server) => return Ok(Json(server.view())),
-            Err(StoreError::Conflict(_)) if attempts < 5 => continue,
+            // Each conflict means another change landed; a handful of rounds settles any
+            // realistic burst of admin edits, and past them the caller gets the 409.
+            Err(StoreError::Conflict(_)) if attempts < MAX_MERGE_ATTEMPTS => continue,
             Err(e) => return Err(slug_conflict(e)),
         }
     }
