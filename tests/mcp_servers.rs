@@ -551,3 +551,118 @@ async fn chats_choose_servers_and_each_availability_applies_as_documented(pool: 
         ["forced"]
     );
 }
+
+#[sqlx::test]
+async fn a_refused_message_leaves_the_chats_choice_of_servers_alone(pool: sqlx::PgPool) {
+    // No worker: the first turn stays queued, so later messages wait in the chat's queue.
+    let app = TestApp::start_api_only(pool).await;
+    app.lift_rate_limits().await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let extra = create(
+        &app,
+        &owner,
+        json!({"slug": "extra", "display_name": "Extra", "url": "https://m.example.com/mcp"}),
+    )
+    .await;
+    let chat = app.create_chat("hello").await;
+    let path = format!("/api/v1/chats/{chat}/messages");
+    for n in 0..agentq_core::store::MAX_QUEUED_MESSAGES {
+        let (status, body) = app
+            .send(
+                Method::POST,
+                &app.token,
+                &path,
+                Some(json!({"message": format!("queued {n}")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = app
+        .send(
+            Method::POST,
+            &app.token,
+            &path,
+            Some(json!({"message": "one too many", "mcp_server_ids": [extra["id"]]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let store = &app.services.store;
+    assert_eq!(store.chat_mcp_server_choice(chat).await.unwrap(), None);
+    assert!(store.effective_mcp_servers(chat).await.unwrap().is_empty());
+}
+
+#[sqlx::test]
+async fn concurrent_changes_to_a_server_keep_each_others_changes(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let server = create(
+        &app,
+        &owner,
+        json!({"slug": "docs", "display_name": "Docs", "url": "https://m.example.com/mcp",
+               "auth_type": "api_key", "api_key_header": "x-api-key", "api_key": "key-old"}),
+    )
+    .await;
+    let id: Uuid = server["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("{ADMIN}/{id}");
+    let store = &app.services.store;
+    let secrets = app.services.secrets.as_ref().unwrap();
+
+    // A write merged into a version that changed meanwhile is refused: it would put the
+    // old key back.
+    let before = store.get_mcp_server(id).await.unwrap();
+    let (status, body) = app
+        .send(
+            Method::PATCH,
+            &owner,
+            &path,
+            Some(json!({"api_key": "key-new"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stale = store
+        .update_mcp_server(id, before.updated_at, &before.to_write())
+        .await;
+    assert!(
+        matches!(stale, Err(agentq_core::StoreError::Conflict(_))),
+        "{stale:?}"
+    );
+    let now = store.get_mcp_server(id).await.unwrap();
+    assert_eq!(
+        secrets
+            .open(now.api_key_ciphertext.as_ref().unwrap())
+            .unwrap(),
+        "key-new"
+    );
+
+    // Changes to different fields sent at once all land (six writers: each loses at most
+    // five rounds, within the eight a PATCH gets).
+    let changes = [
+        json!({"display_name": "Documentation"}),
+        json!({"description": "Searches the docs"}),
+        json!({"api_key": "key-newest"}),
+        json!({"tool_allow_list": ["search"]}),
+        json!({"tool_deny_list": ["delete"]}),
+        json!({"allow_in_plan_mode": true}),
+    ];
+    let replies = futures::future::join_all(
+        changes
+            .iter()
+            .map(|c| app.send(Method::PATCH, &owner, &path, Some(c.clone()))),
+    )
+    .await;
+    for (status, body) in &replies {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+    let last = store.get_mcp_server(id).await.unwrap();
+    assert_eq!(last.display_name, "Documentation");
+    assert_eq!(last.description, "Searches the docs");
+    assert_eq!(last.tool_allow_list, ["search"]);
+    assert_eq!(last.tool_deny_list, ["delete"]);
+    assert!(last.allow_in_plan_mode);
+    assert_eq!(
+        secrets
+            .open(last.api_key_ciphertext.as_ref().unwrap())
+            .unwrap(),
+        "key-newest"
+    );
+}

@@ -501,6 +501,53 @@ pub struct WorkerConfig {
         default_value_t = 2000
     )]
     pub model_cache_ms: u64,
+    /// Seconds a worker waits for a TCP/TLS connection to an MCP server: a server that is
+    /// down fails fast instead of eating the call's timeout.
+    #[arg(
+        long = "mcp-connect-timeout-secs",
+        env = "AGENTQ_MCP_CONNECT_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
+    pub mcp_connect_timeout_secs: u64,
+    /// Seconds listing an MCP server's tools may take, session set-up included; past it the
+    /// server's tools are not offered that step.
+    #[arg(
+        long = "mcp-list-timeout-secs",
+        env = "AGENTQ_MCP_LIST_TIMEOUT_SECS",
+        default_value_t = 15
+    )]
+    pub mcp_list_timeout_secs: u64,
+    /// Seconds one MCP tool call may take, session set-up included; past it the model gets
+    /// a timeout error result and the turn goes on.
+    #[arg(
+        long = "mcp-call-timeout-secs",
+        env = "AGENTQ_MCP_CALL_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub mcp_call_timeout_secs: u64,
+    /// Largest MCP tool result accepted, in bytes of its JSON content; a larger one is an
+    /// error result (the result is sent to the model on every later step).
+    #[arg(
+        long = "mcp-max-result-bytes",
+        env = "AGENTQ_MCP_MAX_RESULT_BYTES",
+        default_value_t = 256 * 1024
+    )]
+    pub mcp_max_result_bytes: usize,
+    /// Largest `tools/list` answer accepted from an MCP server, in bytes.
+    #[arg(
+        long = "mcp-max-list-bytes",
+        env = "AGENTQ_MCP_MAX_LIST_BYTES",
+        default_value_t = 1024 * 1024
+    )]
+    pub mcp_max_list_bytes: usize,
+    /// Milliseconds a worker reuses an MCP server's tool list; a change of the server's
+    /// config invalidates it at once.
+    #[arg(
+        long = "mcp-tools-cache-ms",
+        env = "AGENTQ_MCP_TOOLS_CACHE_MS",
+        default_value_t = 60_000
+    )]
+    pub mcp_tools_cache_ms: u64,
     /// Seconds the client has to post results of its own tools before the turn fails.
     #[arg(
         long = "client-tool-deadline-secs",

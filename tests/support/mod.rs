@@ -7,6 +7,7 @@
 pub mod app;
 pub mod fake_anthropic;
 pub mod fake_openai;
+pub mod mcp_server;
 pub mod process;
 pub mod redis_server;
 pub mod smtp;

@@ -21,7 +21,10 @@ use crate::{
     mail::MailSender,
     models::{ModelResolver, ModelTarget},
     providers::{CacheTtl, Provider, ProviderLimits},
-    tools::{ToolRegistry, ToolRunner},
+    tools::{
+        ToolRegistry, ToolRunner,
+        mcp::{McpClient, McpLimits, McpTools},
+    },
     turn::{RunningTurns, TurnEngine, TurnLimits},
 };
 
@@ -54,6 +57,11 @@ pub fn engine(
     let lease = Duration::from_secs(worker.turn_lease_secs.max(3));
     // One heartbeat renews every lease of this process, turns and tool calls alike.
     let leases = Leases::start(services.store.clone(), lease);
+    // One MCP client per process: turns (offers) and tool calls share its tools-list cache.
+    let registry = ToolRegistry::with_mcp(Arc::new(McpTools::new(
+        McpClient::new(McpLimits::from_config(worker)),
+        services.secrets.clone(),
+    )));
     let turns = Arc::new(TurnEngine {
         store: services.store.clone(),
         producer: services.producer.clone(),
@@ -85,14 +93,14 @@ pub fn engine(
             max_conversation_bytes: worker.max_conversation_bytes,
             max_tool_calls_per_step: worker.max_tool_calls_per_step.max(1),
         },
-        tools: ToolRegistry::default(),
+        tools: registry.clone(),
         running: RunningTurns::default(),
     });
     let tools = Arc::new(ToolRunner {
         store: services.store.clone(),
         producer: services.producer.clone(),
         events: services.events.clone(),
-        tools: ToolRegistry::default(),
+        tools: registry,
         worker_id,
         lease,
         leases,

@@ -3,9 +3,11 @@
 //! return their content, each auth type sends exactly its headers, and a server that is
 //! down, slow, failing or too talkative gives a clear `McpError` instead of a hang.
 
+#[path = "../../tests/support/mcp_server.rs"]
+mod mcp_server;
+
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -14,157 +16,14 @@ use agentq_core::{
     store::{McpAuthType, McpAvailability, McpServerRecord, McpTransport},
 };
 use agentq_worker::tools::mcp::{McpAuth, McpClient, McpError, McpLimits};
-use axum::{extract::Request, middleware::Next, response::Response};
-use rmcp::{
-    ErrorData, RoleServer, ServerHandler,
-    model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
-        PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
-    },
-    service::RequestContext,
-    transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-    },
-};
+use mcp_server::{McpTestServer, SeenHeaders, TOOLS};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// A small MCP server with a tool per behaviour the client must handle.
-#[derive(Clone)]
-struct TestServer;
-
-fn schema(value: Value) -> Arc<serde_json::Map<String, Value>> {
-    Arc::new(value.as_object().unwrap().clone())
-}
-
-impl ServerHandler for TestServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let text_arg = json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]});
-        Ok(ListToolsResult::with_all_items(vec![
-            Tool::new("echo", "Repeats the text", schema(text_arg))
-                .annotate(ToolAnnotations::new().read_only(true)),
-            Tool::new(
-                "add",
-                "Adds two numbers",
-                schema(
-                    json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}),
-                ),
-            ),
-            Tool::new(
-                "fail",
-                "Always an MCP error",
-                schema(json!({"type": "object"})),
-            ),
-            Tool::new(
-                "oops",
-                "A tool-level error result",
-                schema(json!({"type": "object"})),
-            ),
-            Tool::new("slow", "Takes 5 s", schema(json!({"type": "object"}))),
-            Tool::new("big", "Answers 8 KiB", schema(json!({"type": "object"}))),
-            Tool::new("huge", "Answers 512 KiB", schema(json!({"type": "object"}))),
-        ]))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let args = request.arguments.unwrap_or_default();
-        let text = match request.name.as_ref() {
-            "echo" => args["text"].as_str().unwrap_or_default().to_owned(),
-            "add" => {
-                (args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0)).to_string()
-            }
-            "fail" => return Err(ErrorData::invalid_params("no such thing", None)),
-            "oops" => {
-                return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
-                    ContentBlock::text("the tool broke"),
-                ])));
-            }
-            "slow" => {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "late".to_owned()
-            }
-            "big" => "x".repeat(8 * 1024),
-            "huge" => "x".repeat(512 * 1024),
-            other => {
-                return Err(ErrorData::invalid_params(
-                    format!("unknown tool {other}"),
-                    None,
-                ));
-            }
-        };
-        Ok(CallToolResponse::Complete(CallToolResult::success(vec![
-            ContentBlock::text(text),
-        ])))
-    }
-}
-
-/// Headers every MCP request carries whatever the auth type (framing, negotiation, session).
-const TRANSPORT_HEADERS: &[&str] = &[
-    "host",
-    "content-type",
-    "content-length",
-    "accept",
-    "accept-encoding",
-    "user-agent",
-    "connection",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-    "cache-control",
-];
-
-type Seen = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
-
 /// The test server on a random port: its URL and the non-transport headers of each request.
-async fn start_server() -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let service: StreamableHttpService<TestServer, LocalSessionManager> =
-        StreamableHttpService::new(
-            || Ok(TestServer),
-            Default::default(),
-            StreamableHttpServerConfig::default().with_sse_keep_alive(None),
-        );
-    let capture = {
-        let seen = Arc::clone(&seen);
-        move |request: Request, next: Next| {
-            let seen = Arc::clone(&seen);
-            async move {
-                let headers = request
-                    .headers()
-                    .iter()
-                    .filter(|(name, _)| !TRANSPORT_HEADERS.contains(&name.as_str()))
-                    .map(|(name, value)| {
-                        (
-                            name.as_str().to_owned(),
-                            value.to_str().unwrap_or("?").to_owned(),
-                        )
-                    })
-                    .collect();
-                seen.lock().unwrap().push(headers);
-                let response: Response = next.run(request).await;
-                response
-            }
-        }
-    };
-    let app = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn(capture));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/mcp"), seen)
+async fn start_server() -> (String, SeenHeaders) {
+    let server = McpTestServer::start().await;
+    (server.url, server.headers)
 }
 
 fn record(url: &str) -> McpServerRecord {
@@ -218,10 +77,7 @@ async fn tools_are_listed_with_schemas_and_hints_and_calls_return_content() {
 
     let tools = client.list_tools(&server, &auth).await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["echo", "add", "fail", "oops", "slow", "big", "huge"]
-    );
+    assert_eq!(names, TOOLS);
     assert_eq!(tools[0].description, "Repeats the text");
     assert_eq!(tools[0].input_schema["required"], json!(["text"]));
     assert!(tools[0].read_only);

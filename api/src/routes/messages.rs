@@ -160,17 +160,19 @@ pub async fn send_message(
     state.rate_limiter.check(Limit::Messages, user.id).await?;
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();
-    if let Some(ids) = body.mcp_server_ids {
-        let ids = super::mcp_servers::chosen_mcp_servers(&state, ids).await?;
-        state
-            .store
-            .choose_chat_mcp_servers(chat_id, user.id, &ids)
-            .await
-            .or_not_found("chat")?;
-    }
+    let mcp_server_ids = match body.mcp_server_ids {
+        Some(ids) => Some(super::mcp_servers::chosen_mcp_servers(&state, ids).await?),
+        None => None,
+    };
     let outcome = state
         .store
-        .send_message(chat_id, user.id, &[MessagePart::Text { text }], busy)
+        .send_message(
+            chat_id,
+            user.id,
+            &[MessagePart::Text { text }],
+            busy,
+            mcp_server_ids.as_deref(),
+        )
         .await
         .or_not_found("chat")?;
     Ok(match outcome {

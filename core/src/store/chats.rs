@@ -217,12 +217,16 @@ impl Store {
     /// The chat row is locked first, the same order the worker uses when it finishes a turn
     /// and promotes the queue, so a message is never queued behind a turn that has already
     /// looked for queued messages.
+    ///
+    /// `mcp_server_ids`, when given, replaces the chat's choice of MCP servers in the same
+    /// transaction, so a refused send (queue full, not the owner's chat) changes nothing.
     pub async fn send_message(
         &self,
         chat_id: Uuid,
         owner: Uuid,
         content: &[MessagePart],
         busy: BusyBehavior,
+        mcp_server_ids: Option<&[Uuid]>,
     ) -> Result<SendOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Lock first, then read: a statement that waits for the lock keeps the snapshot it
@@ -240,12 +244,15 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let (busy_now, queued, last_seq) = state.ok_or(StoreError::NotFound)?;
+        if (busy_now || queued > 0) && queued >= MAX_QUEUED_MESSAGES {
+            return Err(StoreError::Conflict(format!(
+                "the chat already has {MAX_QUEUED_MESSAGES} queued messages; wait for the running turn to take them"
+            )));
+        }
+        if let Some(ids) = mcp_server_ids {
+            super::mcp_servers::choose_mcp_servers_in(&mut tx, chat_id, ids).await?;
+        }
         if busy_now || queued > 0 {
-            if queued >= MAX_QUEUED_MESSAGES {
-                return Err(StoreError::Conflict(format!(
-                    "the chat already has {MAX_QUEUED_MESSAGES} queued messages; wait for the running turn to take them"
-                )));
-            }
             let id = Uuid::now_v7();
             sqlx::query(
                 "WITH k AS (

@@ -365,13 +365,18 @@ impl Store {
         .await?)
     }
 
-    /// Overwrites every writable column of a server (the API merged the change first).
+    /// Overwrites every writable column of a server (the API merged the change into the
+    /// record it read) if the row is still the version `read_at` (its `updated_at`): a
+    /// concurrent change in between is [`StoreError::Conflict`] (re-read and merge again), so two merges never lose
+    /// each other's changes (nor restore a replaced credential). No such server:
+    /// [`StoreError::NotFound`].
     pub async fn update_mcp_server(
         &self,
         id: Uuid,
+        read_at: DateTime<Utc>,
         w: &McpServerWrite,
     ) -> Result<McpServerRecord, StoreError> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let updated = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE mcp_servers SET slug = $2, display_name = $3, description = $4, url = $5,
                  transport = $6, auth_type = $7, api_key_header = $8, api_key_ciphertext = $9,
                  custom_headers_ciphertext = $10, oauth_client_id = $11,
@@ -379,7 +384,7 @@ impl Store {
                  oauth_token_url = $14, oauth_scopes = $15, availability = $16, enabled = $17,
                  tool_allow_list = $18, tool_deny_list = $19, allow_in_plan_mode = $20,
                  updated_at = greatest(now(), updated_at + interval '1 microsecond')
-             WHERE id = $1 RETURNING {COLUMNS}"
+             WHERE id = $1 AND updated_at = $21 RETURNING {COLUMNS}"
         )))
         .bind(id)
         .bind(&w.slug)
@@ -401,9 +406,19 @@ impl Store {
         .bind(&w.tool_allow_list)
         .bind(&w.tool_deny_list)
         .bind(w.allow_in_plan_mode)
+        .bind(read_at)
         .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        .await?;
+        match updated {
+            Some(server) => Ok(server),
+            None => {
+                self.get_mcp_server(id).await?;
+                Err(StoreError::Conflict(
+                    "the server was changed by another request meanwhile; send the change again"
+                        .into(),
+                ))
+            }
+        }
     }
 
     /// One server, sealed secrets included.
@@ -452,24 +467,6 @@ impl Store {
         .await?)
     }
 
-    /// Records `owner`'s chat's explicit choice of servers (replacing any earlier one).
-    /// Someone else's chat is [`StoreError::NotFound`].
-    pub async fn choose_chat_mcp_servers(
-        &self,
-        chat_id: Uuid,
-        owner: Uuid,
-        ids: &[Uuid],
-    ) -> Result<(), StoreError> {
-        super::changed_one(sqlx::query(
-            "UPDATE chats SET mcp_server_ids = $3, updated_at = now() WHERE id = $1 AND owner_id = $2",
-        )
-        .bind(chat_id)
-        .bind(owner)
-        .bind(ids)
-        .execute(&self.pool)
-        .await?)
-    }
-
     /// The chat's explicit choice (`None`: it never chose).
     pub async fn chat_mcp_server_choice(
         &self,
@@ -480,6 +477,37 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)
+    }
+
+    /// The server with `slug` if it applies to `chat_id` now (the same rule as
+    /// [`Store::effective_mcp_servers`]), with the chat's owner: what a worker re-reads
+    /// before it runs a call, so a server disabled, deleted or dropped from the chat since
+    /// the step's offer runs nothing. `None`: it does not apply (or no such chat).
+    pub async fn effective_mcp_server(
+        &self,
+        chat_id: Uuid,
+        slug: &str,
+    ) -> Result<Option<(McpServerRecord, Uuid)>, StoreError> {
+        let owner: Option<Uuid> = sqlx::query_scalar("SELECT owner_id FROM chats WHERE id = $1")
+            .bind(chat_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        let server: Option<McpServerRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM mcp_servers s
+             WHERE s.slug = $2 AND s.enabled AND EXISTS (
+                SELECT 1 FROM chats c WHERE c.id = $1 AND (
+                    s.availability = 'force_on'
+                    OR (c.mcp_server_ids IS NULL AND s.availability = 'default_on')
+                    OR s.id = ANY(coalesce(c.mcp_server_ids, '{{}}'))))"
+        )))
+        .bind(chat_id)
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(server.map(|s| (s, owner)))
     }
 
     /// The servers whose tools a turn of `chat_id` may offer, by slug (see the module page
@@ -501,4 +529,20 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// Records a chat's explicit choice of servers (replacing any earlier one) inside the
+/// caller's transaction, which holds the chat's lock (`Store::send_message`).
+pub(super) async fn choose_mcp_servers_in(
+    tx: &mut sqlx::PgConnection,
+    chat_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    super::changed_one(
+        sqlx::query("UPDATE chats SET mcp_server_ids = $2, updated_at = now() WHERE id = $1")
+            .bind(chat_id)
+            .bind(ids)
+            .execute(tx)
+            .await?,
+    )
 }

@@ -2,9 +2,10 @@
 //! which tools a step offers the model and that runs a call by name.
 //!
 //! Tools come from sources ([`ToolSource`]): the builtins, the skill tool `read_skill`
-//! (offered when the chat's owner has a skill) and the chat's client-defined tools; MCP
-//! servers, subagents and plan mode are sources to come, each a new variant with its own
-//! branch in [`ToolRegistry::offer`] and [`ToolRegistry::execute`].
+//! (offered when the chat's owner has a skill), the tools of the chat's MCP servers
+//! (`super::mcp`: listed before the step, [`StepTools::mcp`]) and the chat's
+//! client-defined tools; subagents and plan mode are sources to come, each a new variant
+//! with its own branch in [`ToolRegistry::offer`] and [`ToolRegistry::execute`].
 //!
 //! A step's offer ([`Offer`]) is decided once, before the request is sent; the model's
 //! calls are classified against that same offer ([`Offer::call`]) and each call row stores
@@ -24,13 +25,15 @@
 //! use agentq_worker::tools::{StepTools, ToolRegistry, ToolSource};
 //!
 //! let registry = ToolRegistry::default();
-//! let offer = registry.offer(&StepTools { dynamic_tools: &[], has_skills: false });
+//! let offer = registry.offer(&StepTools::default());
 //! assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
 //! assert_eq!(offer.source_of("read_skill"), None);
 //! let call = offer.call("call_1".into(), "not_a_tool".into(), serde_json::json!({}));
 //! assert_eq!(call.source, "not_offered");
 //! assert!(!call.dynamic);
 //! ```
+
+use std::sync::Arc;
 
 use agentq_core::{
     StoreError,
@@ -41,6 +44,7 @@ use serde_json::Value;
 
 use super::{
     Builtins,
+    mcp::{McpOffer, McpTools},
     skill::{READ_SKILL_TOOL, read_skill, read_skill_spec},
 };
 use crate::providers::ToolSpec;
@@ -48,8 +52,8 @@ use crate::providers::ToolSpec;
 /// Where an offered tool comes from, and so who runs a call to it.
 ///
 /// Stored per call as text (`tool_calls.source`, [`ToolSource::as_str`]). Sources to come,
-/// each a variant here: `Mcp` (`<slug>__<tool>` of the chat's MCP servers), `Subagent`
-/// (`spawn_subagent`, `wait_agent`, ...), `PlanMode` (`ask_user_question`, `propose_plan`).
+/// each a variant here: `Subagent` (`spawn_subagent`, `wait_agent`, ...), `PlanMode`
+/// (`ask_user_question`, `propose_plan`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolSource {
     /// A builtin ([`Builtins`]); a worker runs it.
@@ -58,6 +62,8 @@ pub enum ToolSource {
     Skill,
     /// A tool the chat's client defined; the client runs it (`requires_action`).
     Client,
+    /// `<slug>__<tool>` of one of the chat's MCP servers; a worker calls the server.
+    Mcp,
 }
 
 /// What `tool_calls.source` says of a call the step did not offer.
@@ -70,6 +76,7 @@ impl ToolSource {
             Self::Builtin => "builtin",
             Self::Skill => "skill",
             Self::Client => "client",
+            Self::Mcp => "mcp",
         }
     }
 
@@ -80,18 +87,23 @@ impl ToolSource {
             "builtin" => Some(Self::Builtin),
             "skill" => Some(Self::Skill),
             "client" => Some(Self::Client),
+            "mcp" => Some(Self::Mcp),
             _ => None,
         }
     }
 }
 
 /// What a step's offer depends on (read once per step, before the request).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StepTools<'a> {
     /// The chat's client-defined tools.
     pub dynamic_tools: &'a [DynamicTool],
     /// Whether the chat's owner has at least one skill.
     pub has_skills: bool,
+    /// The tools of the chat's MCP servers, listed for this step ([`McpTools::offer`]).
+    pub mcp: Option<&'a McpOffer>,
+    /// A plan-mode step: MCP tools only of servers with `allow_in_plan_mode`.
+    pub plan_mode: bool,
 }
 
 /// One offered tool.
@@ -107,6 +119,8 @@ pub struct OfferedTool {
 #[derive(Debug, Clone, Default)]
 pub struct Offer {
     tools: Vec<OfferedTool>,
+    /// MCP servers left out of this step because they could not be listed: `(slug, why)`.
+    mcp_unavailable: Vec<(String, String)>,
 }
 
 impl Offer {
@@ -163,6 +177,12 @@ impl Offer {
                  the skill it returns over your own habits."
             ));
         }
+        for (slug, reason) in &self.mcp_unavailable {
+            lines.push(format!(
+                "- MCP server `{slug}` is unavailable right now ({reason}); its tools \
+                 (`{slug}__*`) are not offered in this step. If the task needs them, say so."
+            ));
+        }
         if lines.is_empty() {
             return String::new();
         }
@@ -179,11 +199,28 @@ pub type ToolOutput = Result<Value, String>;
 #[derive(Debug, Clone, Default)]
 pub struct ToolRegistry {
     builtins: Builtins,
+    /// The MCP source; `None`: MCP tools are neither offered nor run.
+    mcp: Option<Arc<McpTools>>,
 }
 
 impl ToolRegistry {
-    /// What one step offers: the builtins, `read_skill` when the owner has a skill, then
-    /// the client's tools.
+    /// The registry with MCP servers as a source (one [`McpTools`] per worker process,
+    /// shared by its turns and tool calls, so they share its tools-list cache).
+    pub fn with_mcp(mcp: Arc<McpTools>) -> Self {
+        Self {
+            mcp: Some(mcp),
+            ..Self::default()
+        }
+    }
+
+    /// The MCP source, to list a step's MCP tools before [`ToolRegistry::offer`].
+    pub fn mcp(&self) -> Option<&McpTools> {
+        self.mcp.as_deref()
+    }
+
+    /// What one step offers: the builtins, `read_skill` when the owner has a skill, the
+    /// MCP tools listed for the step (in plan mode only those of servers allowed in it),
+    /// then the client's tools.
     pub fn offer(&self, step: &StepTools<'_>) -> Offer {
         let mut offer = Offer::default();
         for spec in self.builtins.specs() {
@@ -191,6 +228,18 @@ impl ToolRegistry {
         }
         if step.has_skills {
             offer.push(read_skill_spec(), ToolSource::Skill);
+        }
+        if let Some(mcp) = step.mcp {
+            let shown = |allowed: bool| allowed || !step.plan_mode;
+            for tool in mcp.tools.iter().filter(|t| shown(t.allow_in_plan_mode)) {
+                offer.push(tool.spec.clone(), ToolSource::Mcp);
+            }
+            offer.mcp_unavailable = mcp
+                .unavailable
+                .iter()
+                .filter(|s| shown(s.allow_in_plan_mode))
+                .map(|s| (s.slug.clone(), s.reason.clone()))
+                .collect();
         }
         for tool in step.dynamic_tools {
             offer.push(
@@ -221,6 +270,12 @@ impl ToolRegistry {
             Some(ToolSource::Skill) if name == READ_SKILL_TOOL => {
                 read_skill(store, call.chat_id, &call.arguments).await?
             }
+            Some(ToolSource::Mcp) => match &self.mcp {
+                Some(mcp) => mcp.execute(store, call).await?,
+                None => Err(format!(
+                    "`{name}` is an MCP tool, and this worker runs no MCP client; nothing was run"
+                )),
+            },
             // The client answers its own tools; a worker never runs one.
             Some(ToolSource::Client) => Err(format!(
                 "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
@@ -258,6 +313,7 @@ mod tests {
         let offer = registry.offer(&StepTools {
             dynamic_tools: &tools,
             has_skills: true,
+            ..StepTools::default()
         });
         let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["current_time", "sleep", "read_skill", "open_file"]);
@@ -265,8 +321,7 @@ mod tests {
         assert!(offer.guidance().contains("`read_skill`"));
 
         let without = registry.offer(&StepTools {
-            dynamic_tools: &[],
-            has_skills: false,
+            ..StepTools::default()
         });
         assert_eq!(without.source_of("read_skill"), None);
         assert_eq!(without.guidance(), "");
@@ -276,7 +331,7 @@ mod tests {
     fn calls_are_classified_exactly_against_the_offer() {
         let offer = ToolRegistry::default().offer(&StepTools {
             dynamic_tools: &[client_tool("open_file")],
-            has_skills: false,
+            ..StepTools::default()
         });
         let call = |name: &str| offer.call("id".into(), name.into(), json!({}));
         assert_eq!(call("sleep").source, "builtin");
@@ -291,7 +346,7 @@ mod tests {
     fn a_client_tool_never_shadows_a_worker_tool() {
         let offer = ToolRegistry::default().offer(&StepTools {
             dynamic_tools: &[client_tool("sleep")],
-            has_skills: false,
+            ..StepTools::default()
         });
         assert_eq!(offer.specs().len(), 2);
         assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
@@ -299,10 +354,71 @@ mod tests {
 
     #[test]
     fn stored_sources_read_back_and_unknown_ones_are_refused() {
-        for source in [ToolSource::Builtin, ToolSource::Skill, ToolSource::Client] {
+        for source in [
+            ToolSource::Builtin,
+            ToolSource::Skill,
+            ToolSource::Client,
+            ToolSource::Mcp,
+        ] {
             assert_eq!(ToolSource::from_stored(source.as_str()), Some(source));
         }
         assert_eq!(ToolSource::from_stored(NOT_OFFERED), None);
-        assert_eq!(ToolSource::from_stored("mcp"), None);
+        assert_eq!(ToolSource::from_stored("subagent"), None);
+    }
+
+    #[test]
+    fn mcp_tools_are_offered_before_client_tools_and_plan_mode_keeps_only_allowed_servers() {
+        use super::super::mcp::{McpOfferedTool, UnavailableServer};
+        let tool = |name: &str, allow_in_plan_mode| McpOfferedTool {
+            spec: ToolSpec {
+                name: name.into(),
+                description: String::new(),
+                input_schema: json!({"type": "object"}),
+            },
+            allow_in_plan_mode,
+        };
+        let mcp = McpOffer {
+            tools: vec![tool("docs__search", true), tool("git__push", false)],
+            unavailable: vec![UnavailableServer {
+                slug: "wiki".into(),
+                reason: "MCP server `wiki` is unreachable: refused".into(),
+                allow_in_plan_mode: false,
+            }],
+        };
+        let registry = ToolRegistry::default();
+        let offer = registry.offer(&StepTools {
+            dynamic_tools: &[client_tool("open_file")],
+            mcp: Some(&mcp),
+            ..StepTools::default()
+        });
+        let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "current_time",
+                "sleep",
+                "docs__search",
+                "git__push",
+                "open_file"
+            ]
+        );
+        assert_eq!(
+            offer.call("c".into(), "git__push".into(), json!({})).source,
+            "mcp"
+        );
+        assert!(
+            offer
+                .guidance()
+                .contains("MCP server `wiki` is unavailable")
+        );
+
+        let plan = registry.offer(&StepTools {
+            mcp: Some(&mcp),
+            plan_mode: true,
+            ..StepTools::default()
+        });
+        assert_eq!(plan.source_of("docs__search"), Some(ToolSource::Mcp));
+        assert_eq!(plan.source_of("git__push"), None);
+        assert!(!plan.guidance().contains("wiki"), "{}", plan.guidance());
     }
 }

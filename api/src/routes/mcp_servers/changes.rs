@@ -43,7 +43,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Body of `POST` and `PATCH /api/v1/admin/mcp-servers`. In a patch, absent fields keep
 /// their value. Secrets (`api_key`, `custom_headers`, `oauth_client_secret`) are write-only.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerBody {
     /// Unique, required on create: lowercase letters and digits in runs joined by single

@@ -9,7 +9,10 @@
 
 mod changes;
 
-use agentq_core::store::{McpServerListing, McpServerView};
+use agentq_core::{
+    StoreError,
+    store::{McpServerListing, McpServerView},
+};
 use axum::{
     Json,
     extract::{Path, State},
@@ -186,6 +189,9 @@ pub async fn get_server(
     Ok(Json(server.view()))
 }
 
+/// Rounds of read-merge-write a PATCH gets before a 409 (`update_server`).
+const MAX_MERGE_ATTEMPTS: u32 = 8;
+
 /// `PATCH /api/v1/admin/mcp-servers/{id}`: absent fields keep their value; a new
 /// `auth_type` removes the old credentials and needs its own.
 #[utoipa::path(
@@ -199,7 +205,7 @@ pub async fn get_server(
         (status = 400, description = "A field or the id is invalid; `validations` names it.", body = ErrorBody),
         (status = 403, description = "Only site owners manage MCP servers.", body = ErrorBody),
         (status = 404, description = "No such server.", body = ErrorBody),
-        (status = 409, description = "The slug is taken.", body = ErrorBody),
+        (status = 409, description = "The slug is taken, or the server kept changing under concurrent requests; send the change again.", body = ErrorBody),
     )
 )]
 pub async fn update_server(
@@ -209,18 +215,31 @@ pub async fn update_server(
     JsonBody(body): JsonBody<McpServerBody>,
 ) -> Result<Json<McpServerView>, ApiError> {
     let id = parse_id(&id)?;
-    let current = state
-        .store
-        .get_mcp_server(id)
-        .await
-        .map_err(slug_conflict)?;
-    let write = body.merge_into(current.to_write(), state.secrets.as_ref(), false)?;
-    let server = state
-        .store
-        .update_mcp_server(id, &write)
-        .await
-        .map_err(slug_conflict)?;
-    Ok(Json(server.view()))
+    // Read, merge, write if unchanged since the read: a concurrent PATCH in between makes
+    // the write fail, and the change is merged again into the newer row (never over it).
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = state
+            .store
+            .get_mcp_server(id)
+            .await
+            .map_err(slug_conflict)?;
+        let write = body
+            .clone()
+            .merge_into(current.to_write(), state.secrets.as_ref(), false)?;
+        match state
+            .store
+            .update_mcp_server(id, current.updated_at, &write)
+            .await
+        {
+            Ok(server) => return Ok(Json(server.view())),
+            // Each conflict means another change landed; a handful of rounds settles any
+            // realistic burst of admin edits, and past them the caller gets the 409.
+            Err(StoreError::Conflict(_)) if attempts < MAX_MERGE_ATTEMPTS => continue,
+            Err(e) => return Err(slug_conflict(e)),
+        }
+    }
 }
 
 /// `DELETE /api/v1/admin/mcp-servers/{id}` -> 204.

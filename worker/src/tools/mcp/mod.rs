@@ -13,19 +13,80 @@
 //!
 //! Each list or call opens its own MCP session (initialize, request, close): a tool call is
 //! a job that may run on any worker, so there is no session worth keeping between them.
-//! Every operation is bounded by [`McpLimits`]: a connect timeout, a timeout for the whole
-//! list or call, and a cap on the result's size.
+//! Every operation is bounded by [`McpLimits`] (worker flags `--mcp-*`): a connect
+//! timeout, a timeout for the whole list or call, and a cap on the result's size.
+//!
+//! [`McpTools`] is the registry's MCP source: what a step offers ([`offer`]) and how a
+//! stored call runs ([`execute`]), with the credentials of each server ([`user_token`] for
+//! the per-user types).
 
 mod auth;
 mod cache;
 mod client;
 mod error;
+mod execute;
+mod offer;
+mod user_token;
 
 use std::time::Duration;
+
+use agentq_core::{
+    config::WorkerConfig,
+    secrets::SecretBox,
+    store::{McpAuthType, McpServerRecord, Store},
+};
+use uuid::Uuid;
 
 pub use auth::McpAuth;
 pub use client::{McpCallOutput, McpClient, McpTool};
 pub use error::McpError;
+pub use offer::{McpOffer, McpOfferedTool, UnavailableServer};
+pub use user_token::user_token;
+
+/// The MCP tool source of one worker: the client (its connection pool and tools-list
+/// cache, shared by every turn and call of the process) and the key that opens stored
+/// credentials.
+pub struct McpTools {
+    client: McpClient,
+    secrets: Option<SecretBox>,
+}
+
+impl std::fmt::Debug for McpTools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpTools")
+            .field("client", &self.client)
+            .field("secrets", &self.secrets.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl McpTools {
+    /// The source over `client`, opening credentials with `secrets`.
+    pub fn new(client: McpClient, secrets: Option<SecretBox>) -> Self {
+        Self { client, secrets }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &McpClient {
+        &self.client
+    }
+
+    /// The headers a request of `user` (the chat's owner) to `server` carries.
+    pub async fn auth(
+        &self,
+        store: &Store,
+        server: &McpServerRecord,
+        user: Uuid,
+    ) -> Result<McpAuth, McpError> {
+        let token = match server.auth_type {
+            McpAuthType::Oauth2 | McpAuthType::UserOidc => {
+                user_token(store, self.secrets.as_ref(), server, user).await?
+            }
+            McpAuthType::None | McpAuthType::ApiKey | McpAuthType::CustomHeaders => None,
+        };
+        McpAuth::for_server(server, self.secrets.as_ref(), token.as_deref())
+    }
+}
 
 /// The knobs of the MCP client; [`McpLimits::default`] holds the documented defaults.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +121,20 @@ impl Default for McpLimits {
     }
 }
 
+impl McpLimits {
+    /// The limits a worker's flags set (`--mcp-connect-timeout-secs`, ...).
+    pub fn from_config(worker: &WorkerConfig) -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(worker.mcp_connect_timeout_secs.max(1)),
+            list_timeout: Duration::from_secs(worker.mcp_list_timeout_secs.max(1)),
+            call_timeout: Duration::from_secs(worker.mcp_call_timeout_secs.max(1)),
+            max_result_bytes: worker.mcp_max_result_bytes,
+            max_list_bytes: worker.mcp_max_list_bytes,
+            tools_cache_ttl: Duration::from_millis(worker.mcp_tools_cache_ms),
+        }
+    }
+}
+
 /// The name the model sees for `tool` of the server with `slug`: `<slug>__<tool>`.
 pub fn qualified_tool_name(slug: &str, tool: &str) -> String {
     format!("{slug}{SLUG_SEPARATOR}{tool}")
@@ -79,6 +154,18 @@ pub const SLUG_SEPARATOR: &str = "__";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flags_defaults_are_the_documented_limits() {
+        let worker: WorkerConfig = agentq_core::config::defaults();
+        let (flags, documented) = (McpLimits::from_config(&worker), McpLimits::default());
+        assert_eq!(flags.connect_timeout, documented.connect_timeout);
+        assert_eq!(flags.list_timeout, documented.list_timeout);
+        assert_eq!(flags.call_timeout, documented.call_timeout);
+        assert_eq!(flags.max_result_bytes, documented.max_result_bytes);
+        assert_eq!(flags.max_list_bytes, documented.max_list_bytes);
+        assert_eq!(flags.tools_cache_ttl, documented.tools_cache_ttl);
+    }
 
     #[test]
     fn tool_names_round_trip_even_when_the_tool_holds_the_separator() {
