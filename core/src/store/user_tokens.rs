@@ -174,6 +174,19 @@ impl LockedUserToken {
         Ok(())
     }
 
+    /// Forgets the tokens (the issuer refused to refresh them, so they are dead and the
+    /// user must connect again) and releases the lock.
+    pub async fn delete(mut self) -> Result<(), StoreError> {
+        let (table, filter) = self.key.table_and_filter();
+        let sql = format!("DELETE FROM {table} WHERE {filter}");
+        self.key
+            .bind_args(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(())
+    }
+
     /// Releases the lock without changing anything.
     pub async fn release(self) -> Result<(), StoreError> {
         self.tx.rollback().await?;

@@ -20,12 +20,14 @@ mod auth;
 mod cache;
 mod client;
 mod error;
+mod user_token;
 
 use std::time::Duration;
 
 pub use auth::McpAuth;
 pub use client::{McpCallOutput, McpClient, McpTool};
 pub use error::McpError;
+pub use user_token::user_token;
 
 /// The knobs of the MCP client; [`McpLimits::default`] holds the documented defaults.
 #[derive(Debug, Clone, Copy)]
