@@ -169,8 +169,9 @@ async fn token(
     }
     match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {
-            let Some((code_client, redirect_uri, challenge)) =
-                s.codes.remove(f.get("code").map(String::as_str).unwrap_or(""))
+            let Some((code_client, redirect_uri, challenge)) = s
+                .codes
+                .remove(f.get("code").map(String::as_str).unwrap_or(""))
             else {
                 return oauth_error("invalid_grant");
             };
@@ -411,7 +412,10 @@ async fn a_user_connects_and_the_server_sees_exactly_their_token(pool: sqlx::PgP
 
     let (_, listing) = app.get_as(&app.token, "/api/v1/mcp-servers").await;
     assert_eq!(connected(&listing, server_id), true, "{listing}");
-    assert!(!listing.to_string().contains("access-"), "no token in {listing}");
+    assert!(
+        !listing.to_string().contains("access-"),
+        "no token in {listing}"
+    );
     let (_, bobs) = app.get_as(&bob, "/api/v1/mcp-servers").await;
     assert_eq!(connected(&bobs, server_id), false, "{bobs}");
 
@@ -571,7 +575,10 @@ async fn a_refused_or_misdirected_connection_is_a_clear_4xx(pool: sqlx::PgPool) 
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["validations"][0]["field"], "error");
-    assert!(body["message"].as_str().unwrap().contains("access_denied"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("access_denied"),
+        "{body}"
+    );
 
     // The token endpoint refuses the client (a wrong secret configured).
     let (status, body) = app
@@ -586,7 +593,10 @@ async fn a_refused_or_misdirected_connection_is_a_clear_4xx(pool: sqlx::PgPool) 
     let (_, (status, body)) = connect(&app, &app.token, server_id).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["validations"][0]["field"], "code");
-    assert!(body["message"].as_str().unwrap().contains("invalid_client"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("invalid_client"),
+        "{body}"
+    );
     assert!(!body.to_string().contains("wrong-secret"), "{body}");
 
     // No state at all; a server that does not use oauth2; an unknown server.
@@ -605,7 +615,10 @@ async fn a_refused_or_misdirected_connection_is_a_clear_4xx(pool: sqlx::PgPool) 
     let (status, body) = app
         .post_as(
             &app.token,
-            &format!("/api/v1/mcp-servers/{}/oauth/start", plain["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/mcp-servers/{}/oauth/start",
+                plain["id"].as_str().unwrap()
+            ),
             json!({}),
         )
         .await;
@@ -675,15 +688,21 @@ async fn user_oidc_servers_get_the_owners_stored_token_refreshed_at_the_oidc_cli
     let (status, _) = app
         .put_as(&app.token, "/api/v1/admin/oidc-client", json!({}))
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "only site owners set the client");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only site owners set the client"
+    );
 
     let (status, created) = app
         .send(
             Method::POST,
             &owner,
             "/api/v1/admin/mcp-servers",
-            Some(json!({"slug": "wiki", "display_name": "Wiki", "url": mcp_url,
-                        "auth_type": "user_oidc"})),
+            Some(
+                json!({"slug": "wiki", "display_name": "Wiki", "url": mcp_url,
+                        "auth_type": "user_oidc"}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -744,9 +763,7 @@ async fn user_oidc_servers_get_the_owners_stored_token_refreshed_at_the_oidc_cli
         .unwrap();
     assert_eq!(refreshed.as_deref(), Some("access-1"));
     assert_eq!(auth.refreshes(), 1);
-    let (_, status_now) = app
-        .get_as(&app.token, "/api/v1/users/me/oidc-token")
-        .await;
+    let (_, status_now) = app.get_as(&app.token, "/api/v1/users/me/oidc-token").await;
     assert_eq!(status_now["has_token"], true);
     assert!(
         status_now["expires_at"].as_str().unwrap() > chrono::Utc::now().to_rfc3339().as_str(),

@@ -210,7 +210,10 @@ impl TokenEndpoint {
         let mut response = self
             .http
             .post(client.token_url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body)
             .send()

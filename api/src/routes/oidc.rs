@@ -263,9 +263,10 @@ pub async fn put_oidc_client(
         .transpose()?;
     let bounded = |field: &str, v: Option<String>| -> Result<Option<String>, ApiError> {
         match v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
-            Some(v) if v.len() > 4096 || v.chars().any(char::is_control) => Err(
-                ApiError::invalid(field, "must be 1-4096 bytes without control characters"),
-            ),
+            Some(v) if v.len() > 4096 || v.chars().any(char::is_control) => Err(ApiError::invalid(
+                field,
+                "must be 1-4096 bytes without control characters",
+            )),
             other => Ok(other),
         }
     };

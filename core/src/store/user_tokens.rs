@@ -96,7 +96,10 @@ pub struct StoredTokens {
 impl std::fmt::Debug for StoredTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredTokens")
-            .field("has_refresh_token", &self.refresh_token_ciphertext.is_some())
+            .field(
+                "has_refresh_token",
+                &self.refresh_token_ciphertext.is_some(),
+            )
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
@@ -194,8 +197,7 @@ impl LockedUserToken {
     }
 }
 
-const TOKEN_COLUMNS: &str =
-    "access_token_ciphertext, refresh_token_ciphertext, expires_at, scopes";
+const TOKEN_COLUMNS: &str = "access_token_ciphertext, refresh_token_ciphertext, expires_at, scopes";
 
 /// Most flows one user may have in progress; starting another forgets the oldest.
 pub const MAX_PENDING_FLOWS_PER_USER: i64 = 10;
@@ -234,11 +236,16 @@ impl Store {
         tokens: &StoredTokens,
     ) -> Result<(), StoreError> {
         let (table, conflict) = match key {
-            UserTokenKey::McpServer { .. } => ("mcp_oauth_tokens (server_id, user_id", "server_id, user_id"),
+            UserTokenKey::McpServer { .. } => {
+                ("mcp_oauth_tokens (server_id, user_id", "server_id, user_id")
+            }
             UserTokenKey::Oidc { .. } => ("user_oidc_tokens (user_id", "user_id"),
         };
         let n = key.arity();
-        let keys = (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let keys = (1..=n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "INSERT INTO {table}, access_token_ciphertext, refresh_token_ciphertext, expires_at, scopes)
              VALUES ({keys}, ${}, ${}, ${}, ${})
@@ -267,7 +274,12 @@ impl Store {
         let query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE {filter}"
         )));
-        Ok(key.bind_args(query).execute(&self.pool).await?.rows_affected() > 0)
+        Ok(key
+            .bind_args(query)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
     }
 
     /// The `oauth2` servers `user_id` holds tokens for.

@@ -132,9 +132,8 @@ fn redirect_uri(state: &ApiState) -> Result<String, ApiError> {
                 .into(),
         )
     })?;
-    let parsed = url::Url::parse(base.trim()).map_err(|_| {
-        ApiError::Internal("AGENTQ_PUBLIC_BASE_URL is not a URL".into())
-    })?;
+    let parsed = url::Url::parse(base.trim())
+        .map_err(|_| ApiError::Internal("AGENTQ_PUBLIC_BASE_URL is not a URL".into()))?;
     Ok(format!(
         "{}{CALLBACK_PATH}",
         parsed.as_str().trim_end_matches('/')

@@ -42,7 +42,8 @@ pub async fn user_token(
         server: server.slug.clone(),
         detail,
     };
-    let unreadable = |e: agentq_core::StoreError| config(format!("the user's token cannot be read: {e}"));
+    let unreadable =
+        |e: agentq_core::StoreError| config(format!("the user's token cannot be read: {e}"));
     let Some(stored) = store.user_token(key).await.map_err(unreadable)? else {
         return Ok(None);
     };
@@ -77,7 +78,11 @@ pub async fn user_token(
         ),
         UserTokenKey::Oidc { .. } => {
             let client = store.oidc_client().await.map_err(unreadable)?;
-            (client.token_url, client.client_id, client.client_secret_ciphertext)
+            (
+                client.token_url,
+                client.client_id,
+                client.client_secret_ciphertext,
+            )
         }
     };
     let (Some(token_url), Some(client_id)) = (token_url, client_id) else {
