@@ -431,6 +431,17 @@ async fn a_user_connects_and_the_server_sees_exactly_their_token(pool: sqlx::PgP
     assert_eq!(forged.0, StatusCode::BAD_REQUEST, "{}", forged.1);
     assert_eq!(forged.1["validations"][0]["field"], "state");
 
+    // Stored sealed: the database holds no token in the clear.
+    let sealed: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT access_token_ciphertext || coalesce(refresh_token_ciphertext, '') FROM mcp_oauth_tokens",
+    )
+    .fetch_all(app.services.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert!(!String::from_utf8_lossy(&sealed[0]).contains("access-2"));
+    assert!(!String::from_utf8_lossy(&sealed[0]).contains("refresh-2"));
+
     // The worker's view: alice's token for alice, nothing for bob.
     let server = record(&app, server_id).await;
     let alices = user_token(&app.services.store, secrets.as_ref(), &server, alice_id)
@@ -579,6 +590,36 @@ async fn a_refused_or_misdirected_connection_is_a_clear_4xx(pool: sqlx::PgPool) 
         body["message"].as_str().unwrap().contains("access_denied"),
         "{body}"
     );
+
+    // A flow left too long: its state has expired (aged here instead of waiting 10 min).
+    let (status, started) = app
+        .post_as(
+            &app.token,
+            &format!("/api/v1/mcp-servers/{server_id}/oauth/start"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    sqlx::query("UPDATE mcp_oauth_states SET expires_at = now() - interval '1 second'")
+        .execute(app.services.store.pool())
+        .await
+        .unwrap();
+    let location = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(started["authorize_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .headers()["location"]
+        .to_str()
+        .unwrap()
+        .replace(PUBLIC_BASE, &app.base);
+    let (status, body) = callback(&location).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["validations"][0]["field"], "state");
+    assert!(body["message"].as_str().unwrap().contains("expired"), "{body}");
 
     // The token endpoint refuses the client (a wrong secret configured).
     let (status, body) = app
