@@ -294,6 +294,12 @@ pub struct ApiConfig {
         default_value_t = 256
     )]
     pub sse_subscriber_buffer: usize,
+    /// The URL people reach this API at (e.g. `https://agents.example.com`), from which
+    /// the OAuth redirect URI of MCP servers is built:
+    /// `<base>/api/v1/mcp-servers/oauth/callback`. Unset: `oauth2` servers cannot be
+    /// connected (409).
+    #[arg(long = "public-base-url", env = "AGENTQ_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
 }
 
 /// How long API tokens live.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod notifications;
+pub mod oauth;
 pub mod outcome;
 pub mod queue;
 pub mod rate_limit;

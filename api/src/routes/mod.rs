@@ -10,6 +10,7 @@ mod interrupt;
 pub(crate) mod mcp_servers;
 mod messages;
 mod notifications;
+mod oidc;
 mod site_config;
 mod skills;
 mod stream;
@@ -100,6 +101,15 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             mcp_servers::update_server,
             mcp_servers::delete_server
         ))
+        .routes(routes!(mcp_servers::oauth::start_oauth))
+        .routes(routes!(mcp_servers::oauth::disconnect_oauth))
+        .routes(routes!(mcp_servers::oauth::oauth_callback))
+        .routes(routes!(
+            oidc::get_oidc_token,
+            oidc::put_oidc_token,
+            oidc::delete_oidc_token
+        ))
+        .routes(routes!(oidc::get_oidc_client, oidc::put_oidc_client))
 }
 
 /// JSON 404 for unknown paths.

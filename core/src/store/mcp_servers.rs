@@ -164,6 +164,7 @@ impl McpServerRecord {
             auth_type: self.auth_type,
             availability: self.availability,
             allow_in_plan_mode: self.allow_in_plan_mode,
+            connected: None,
         }
     }
 
@@ -262,6 +263,10 @@ pub struct McpServerListing {
     pub availability: McpAvailability,
     /// Whether its tools are offered in plan mode.
     pub allow_in_plan_mode: bool,
+    /// For `oauth2` servers: whether the caller has connected (holds tokens for it);
+    /// absent for the other auth types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
 }
 
 /// Every writable column of a server, secrets sealed.

@@ -43,6 +43,7 @@ mod site_config;
 mod skills;
 mod tool_calls;
 mod turns;
+mod user_tokens;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
@@ -65,6 +66,9 @@ pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
+pub use user_tokens::{
+    LockedUserToken, MAX_PENDING_FLOWS_PER_USER, OAuthFlow, OidcClient, StoredTokens, UserTokenKey,
+};
 
 use sqlx::PgPool;
 

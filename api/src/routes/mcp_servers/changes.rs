@@ -335,7 +335,7 @@ fn check_slug(slug: String) -> Result<String, ApiError> {
 /// An `http://` or `https://` URL with a host, read with `url::Url`. Control characters
 /// are refused rather than dropped (the URL stored is the URL checked), and so are
 /// credentials in it: they would be shown to every site owner; use an auth type instead.
-fn check_url(field: &str, raw: String) -> Result<String, ApiError> {
+pub(crate) fn check_url(field: &str, raw: String) -> Result<String, ApiError> {
     let raw = raw.trim().to_owned();
     if raw.len() > MAX_URL_BYTES {
         return Err(ApiError::invalid(

@@ -8,10 +8,11 @@
 //! mapped in [`slug_conflict`] from the store's `Duplicate { field: "slug" }`.
 
 mod changes;
+pub(crate) mod oauth;
 
 use agentq_core::{
     StoreError,
-    store::{McpServerListing, McpServerView},
+    store::{McpAuthType, McpServerListing, McpServerView},
 };
 use axum::{
     Json,
@@ -22,6 +23,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use changes::McpServerBody;
+pub(crate) use changes::check_url;
 
 use crate::{
     ApiState,
@@ -103,15 +105,25 @@ pub struct McpServerList {
     get,
     path = "/api/v1/mcp-servers",
     tag = "mcp-servers",
-    responses((status = 200, description = "The enabled servers, by slug; no URLs, no secrets.", body = McpServerList))
+    responses((status = 200, description = "The enabled servers, by slug; no URLs, no secrets; `oauth2` servers say whether the caller is `connected`.", body = McpServerList))
 )]
 pub async fn list_enabled(
     State(state): State<ApiState>,
-    CurrentUser(_user): CurrentUser,
+    CurrentUser(user): CurrentUser,
 ) -> Result<Json<McpServerList>, ApiError> {
     let servers = state.store.list_mcp_servers(true).await?;
+    let connected = state.store.connected_mcp_server_ids(user.id).await?;
     Ok(Json(McpServerList {
-        mcp_servers: servers.iter().map(|s| s.listing()).collect(),
+        mcp_servers: servers
+            .iter()
+            .map(|s| {
+                let mut listing = s.listing();
+                if s.auth_type == McpAuthType::Oauth2 {
+                    listing.connected = Some(connected.contains(&s.id));
+                }
+                listing
+            })
+            .collect(),
     }))
 }
 
