@@ -5,6 +5,7 @@
 
 mod builtin;
 pub mod mcp;
+mod plan_mode;
 mod registry;
 mod runner;
 mod skill;
@@ -14,4 +15,5 @@ pub use registry::{
     NOT_OFFERED, Offer, OfferedTool, StepTools, ToolOutput, ToolRegistry, ToolSource,
 };
 pub use runner::ToolRunner;
+pub use plan_mode::{ASK_USER_QUESTION_TOOL, MAX_PLAN_BYTES, PROPOSE_PLAN_TOOL};
 pub use skill::READ_SKILL_TOOL;

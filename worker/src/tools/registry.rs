@@ -2,9 +2,11 @@
 //! which tools a step offers the model and that runs a call by name.
 //!
 //! Tools come from sources ([`ToolSource`]): the builtins, the skill tool `read_skill`
-//! (offered when the chat's owner has a skill) and the chat's client-defined tools; MCP
-//! servers, subagents and plan mode are sources to come, each a new variant with its own
-//! branch in [`ToolRegistry::offer`] and [`ToolRegistry::execute`].
+//! (offered when the chat's owner has a skill), the chat's client-defined tools, and plan
+//! mode's `ask_user_question` and `propose_plan` (a plan step keeps only the tools that
+//! change nothing, `super::plan_mode`); MCP servers and subagents are sources to come, each
+//! a new variant with its own branch in [`ToolRegistry::offer`] and
+//! [`ToolRegistry::execute`].
 //!
 //! A step's offer ([`Offer`]) is decided once, before the request is sent; the model's
 //! calls are classified against that same offer ([`Offer::call`]) and each call row stores
@@ -24,7 +26,7 @@
 //! use agentq_worker::tools::{StepTools, ToolRegistry, ToolSource};
 //!
 //! let registry = ToolRegistry::default();
-//! let offer = registry.offer(&StepTools { dynamic_tools: &[], has_skills: false });
+//! let offer = registry.offer(&StepTools { dynamic_tools: &[], has_skills: false, plan_mode: false });
 //! assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
 //! assert_eq!(offer.source_of("read_skill"), None);
 //! let call = offer.call("call_1".into(), "not_a_tool".into(), serde_json::json!({}));
@@ -40,7 +42,7 @@ use agentq_core::{
 use serde_json::Value;
 
 use super::{
-    Builtins,
+    Builtins, plan_mode,
     skill::{READ_SKILL_TOOL, read_skill, read_skill_spec},
 };
 use crate::providers::ToolSpec;
@@ -49,7 +51,7 @@ use crate::providers::ToolSpec;
 ///
 /// Stored per call as text (`tool_calls.source`, [`ToolSource::as_str`]). Sources to come,
 /// each a variant here: `Mcp` (`<slug>__<tool>` of the chat's MCP servers), `Subagent`
-/// (`spawn_subagent`, `wait_agent`, ...), `PlanMode` (`ask_user_question`, `propose_plan`).
+/// (`spawn_subagent`, `wait_agent`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolSource {
     /// A builtin ([`Builtins`]); a worker runs it.
@@ -58,6 +60,9 @@ pub enum ToolSource {
     Skill,
     /// A tool the chat's client defined; the client runs it (`requires_action`).
     Client,
+    /// Plan mode's `ask_user_question` and `propose_plan`; a worker runs them, and one
+    /// that succeeds hands the turn to the user (`super::plan_mode`).
+    PlanMode,
 }
 
 /// What `tool_calls.source` says of a call the step did not offer.
@@ -70,6 +75,7 @@ impl ToolSource {
             Self::Builtin => "builtin",
             Self::Skill => "skill",
             Self::Client => "client",
+            Self::PlanMode => "plan_mode",
         }
     }
 
@@ -80,6 +86,7 @@ impl ToolSource {
             "builtin" => Some(Self::Builtin),
             "skill" => Some(Self::Skill),
             "client" => Some(Self::Client),
+            "plan_mode" => Some(Self::PlanMode),
             _ => None,
         }
     }
@@ -92,6 +99,9 @@ pub struct StepTools<'a> {
     pub dynamic_tools: &'a [DynamicTool],
     /// Whether the chat's owner has at least one skill.
     pub has_skills: bool,
+    /// Whether the chat is in plan mode: only tools that change nothing, plus the
+    /// plan-mode tools (`super::plan_mode`).
+    pub plan_mode: bool,
 }
 
 /// One offered tool.
@@ -117,6 +127,11 @@ impl Offer {
             return;
         }
         self.tools.push(OfferedTool { spec, source });
+    }
+
+    /// Keeps only the tools `keep` accepts.
+    fn retain(&mut self, keep: impl FnMut(&OfferedTool) -> bool) {
+        self.tools.retain(keep);
     }
 
     /// The specs to send the model.
@@ -163,6 +178,9 @@ impl Offer {
                  the skill it returns over your own habits."
             ));
         }
+        if self.source_of(plan_mode::PROPOSE_PLAN_TOOL) == Some(ToolSource::PlanMode) {
+            lines.push(plan_mode::GUIDANCE.to_owned());
+        }
         if lines.is_empty() {
             return String::new();
         }
@@ -183,7 +201,8 @@ pub struct ToolRegistry {
 
 impl ToolRegistry {
     /// What one step offers: the builtins, `read_skill` when the owner has a skill, then
-    /// the client's tools.
+    /// the client's tools; in plan mode only those that change nothing, then
+    /// `ask_user_question` and `propose_plan`.
     pub fn offer(&self, step: &StepTools<'_>) -> Offer {
         let mut offer = Offer::default();
         for spec in self.builtins.specs() {
@@ -201,6 +220,12 @@ impl ToolRegistry {
                 },
                 ToolSource::Client,
             );
+        }
+        if step.plan_mode {
+            offer.retain(|tool| plan_mode::allowed(tool, &self.builtins));
+            for spec in plan_mode::specs() {
+                offer.push(spec, ToolSource::PlanMode);
+            }
         }
         offer
     }
@@ -221,6 +246,7 @@ impl ToolRegistry {
             Some(ToolSource::Skill) if name == READ_SKILL_TOOL => {
                 read_skill(store, call.chat_id, &call.arguments).await?
             }
+            Some(ToolSource::PlanMode) => plan_mode::execute(store, call).await?,
             // The client answers its own tools; a worker never runs one.
             Some(ToolSource::Client) => Err(format!(
                 "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
@@ -231,7 +257,7 @@ impl ToolRegistry {
 }
 
 /// The error result of a call to a tool the step did not offer.
-fn not_offered(name: &str) -> String {
+pub(super) fn not_offered(name: &str) -> String {
     format!(
         "`{name}` is not a tool offered in this step (names are exact, case included), so \
          nothing was run; call only the tools listed in the request"
@@ -258,6 +284,7 @@ mod tests {
         let offer = registry.offer(&StepTools {
             dynamic_tools: &tools,
             has_skills: true,
+            plan_mode: false,
         });
         let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["current_time", "sleep", "read_skill", "open_file"]);
@@ -267,6 +294,7 @@ mod tests {
         let without = registry.offer(&StepTools {
             dynamic_tools: &[],
             has_skills: false,
+            plan_mode: false,
         });
         assert_eq!(without.source_of("read_skill"), None);
         assert_eq!(without.guidance(), "");
@@ -277,6 +305,7 @@ mod tests {
         let offer = ToolRegistry::default().offer(&StepTools {
             dynamic_tools: &[client_tool("open_file")],
             has_skills: false,
+            plan_mode: false,
         });
         let call = |name: &str| offer.call("id".into(), name.into(), json!({}));
         assert_eq!(call("sleep").source, "builtin");
@@ -292,14 +321,51 @@ mod tests {
         let offer = ToolRegistry::default().offer(&StepTools {
             dynamic_tools: &[client_tool("sleep")],
             has_skills: false,
+            plan_mode: false,
         });
         assert_eq!(offer.specs().len(), 2);
         assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
     }
 
     #[test]
+    fn a_plan_step_offers_only_what_changes_nothing_and_the_plan_tools() {
+        let registry = ToolRegistry::default();
+        let tools = [client_tool("open_file")];
+        let offer = registry.offer(&StepTools {
+            dynamic_tools: &tools,
+            has_skills: true,
+            plan_mode: true,
+        });
+        let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "current_time",
+                "sleep",
+                "read_skill",
+                "ask_user_question",
+                "propose_plan"
+            ]
+        );
+        assert_eq!(offer.call("id".into(), "open_file".into(), json!({})).source, NOT_OFFERED);
+        assert!(offer.guidance().contains("plan mode"));
+        let normal = registry.offer(&StepTools {
+            dynamic_tools: &tools,
+            has_skills: false,
+            plan_mode: false,
+        });
+        assert_eq!(normal.source_of("propose_plan"), None);
+        assert_eq!(normal.source_of("ask_user_question"), None);
+    }
+
+    #[test]
     fn stored_sources_read_back_and_unknown_ones_are_refused() {
-        for source in [ToolSource::Builtin, ToolSource::Skill, ToolSource::Client] {
+        for source in [
+            ToolSource::Builtin,
+            ToolSource::Skill,
+            ToolSource::Client,
+            ToolSource::PlanMode,
+        ] {
             assert_eq!(ToolSource::from_stored(source.as_str()), Some(source));
         }
         assert_eq!(ToolSource::from_stored(NOT_OFFERED), None);

@@ -305,6 +305,7 @@ impl TurnEngine {
                 let offer = self.tools.offer(&StepTools {
                     dynamic_tools: &turn.dynamic_tools,
                     has_skills: !sources.skills.is_empty(),
+                    plan_mode: turn.plan_mode.is_some(),
                 });
                 let request = ProviderRequest {
                     model: target.model.clone(),
