@@ -40,13 +40,25 @@ impl ChatStatus {
 /// A chat's plan mode (`chats.plan_mode`; `None` on a chat is normal mode). In plan mode a
 /// turn is offered only tools that change nothing, plus `ask_user_question` and
 /// `propose_plan` (ARCHITECTURE.md §7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PlanMode {
     /// Plan, ask and propose; change nothing.
     Plan,
+}
+
+/// Read from a string, so a value of another JSON type is an error about this field
+/// ("invalid type"), not a JSON syntax error (serde_json's derived enums report one).
+impl<'de> Deserialize<'de> for PlanMode {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        match text.as_str() {
+            "plan" => Ok(PlanMode::Plan),
+            other => Err(serde::de::Error::unknown_variant(other, &["plan"])),
+        }
+    }
 }
 
 /// Which kind of client created the chat; children inherit it.
