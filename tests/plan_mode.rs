@@ -69,14 +69,18 @@ async fn create(app: &TestApp, body: Value) -> Uuid {
 
 /// Waits until the chat is `requires_action` with `count` messages; returns them.
 async fn wait_for_the_user(app: &TestApp, chat: Uuid, count: usize) -> Vec<Value> {
-    eventually(Duration::from_secs(20), "the chat to wait for the user", || async {
-        let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
-        if body["status"] != "requires_action" {
-            return None;
-        }
-        let messages = app.messages(chat).await;
-        (messages.len() >= count).then_some(messages)
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the chat to wait for the user",
+        || async {
+            let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+            if body["status"] != "requires_action" {
+                return None;
+            }
+            let messages = app.messages(chat).await;
+            (messages.len() >= count).then_some(messages)
+        },
+    )
     .await
 }
 
@@ -257,7 +261,10 @@ async fn a_question_waits_for_the_users_answer(pool: sqlx::PgPool) {
     let messages = wait_for_the_user(&app, chat, 3).await;
     assert_eq!(messages.len(), 3, "{messages:?}");
     assert_eq!(messages[1]["content"][0]["name"], "ask_user_question");
-    assert_eq!(messages[2]["content"][0]["output"]["status"], "awaiting_user");
+    assert_eq!(
+        messages[2]["content"][0]["output"]["status"],
+        "awaiting_user"
+    );
     assert_eq!(
         calls(&app, chat).await,
         [("call_q".into(), "plan_mode".into(), "succeeded".into())]
@@ -376,12 +383,13 @@ async fn a_proposed_plan_is_a_file_of_the_chat_and_the_answer_can_leave_plan_mod
     .unwrap();
     assert_eq!(linked, 1);
     // A second run of the same call (its worker lost after storing) stores no second plan.
-    let call_id: Uuid =
-        sqlx::query_scalar("SELECT id FROM tool_calls WHERE chat_id = $1 AND provider_call_id = 'call_p'")
-            .bind(chat)
-            .fetch_one(app.services.store.pool())
-            .await
-            .unwrap();
+    let call_id: Uuid = sqlx::query_scalar(
+        "SELECT id FROM tool_calls WHERE chat_id = $1 AND provider_call_id = 'call_p'",
+    )
+    .bind(chat)
+    .fetch_one(app.services.store.pool())
+    .await
+    .unwrap();
     let again = app
         .services
         .store
@@ -409,7 +417,12 @@ async fn a_proposed_plan_is_a_file_of_the_chat_and_the_answer_can_leave_plan_mod
     let next = &app.fake.received()[1].body;
     let call = &of_role(next, "assistant")[0]["tool_calls"][0]["function"];
     assert_eq!(call["name"], "propose_plan");
-    assert!(call["arguments"].as_str().unwrap().contains("Copy the data."));
+    assert!(
+        call["arguments"]
+            .as_str()
+            .unwrap()
+            .contains("Copy the data.")
+    );
     assert_eq!(tool_results(next)[0]["file_id"], file_id.as_str());
     assert_eq!(of_role(next, "user").last().unwrap()["content"], "Go ahead");
     assert!(!offered(next).contains(&"propose_plan".to_owned()));
@@ -417,9 +430,7 @@ async fn a_proposed_plan_is_a_file_of_the_chat_and_the_answer_can_leave_plan_mod
 }
 
 #[sqlx::test]
-async fn plan_mode_and_instructions_are_set_on_create_by_patch_and_per_message(
-    pool: sqlx::PgPool,
-) {
+async fn plan_mode_and_instructions_are_set_on_create_by_patch_and_per_message(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let chat = create(&app, json!({"message": "hello"})).await;
     let path = format!("/api/v1/chats/{chat}");
@@ -428,7 +439,10 @@ async fn plan_mode_and_instructions_are_set_on_create_by_patch_and_per_message(
 
     // Bad values are 400s naming the field, wherever they are sent.
     let (status, body) = app
-        .post("/api/v1/chats", json!({"message": "x", "plan_mode": "build"}))
+        .post(
+            "/api/v1/chats",
+            json!({"message": "x", "plan_mode": "build"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["validations"][0]["field"], "plan_mode", "{body}");

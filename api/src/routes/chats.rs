@@ -511,5 +511,6 @@ pub async fn update_chat(
         );
     }
     // One of the branches ran: at least one field was sent.
-    chat.map(Json).ok_or_else(|| ApiError::invalid("archived", "is required"))
+    chat.map(Json)
+        .ok_or_else(|| ApiError::invalid("archived", "is required"))
 }

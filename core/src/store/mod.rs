@@ -57,8 +57,8 @@ pub use mcp_servers::{
     McpTransport,
 };
 pub use notifications::{NewNotification, OutboxEmail};
-pub use plan_mode::{ChatSettings, MAX_LISTED_FILES, PLAN_MODE_SOURCE};
 pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
+pub use plan_mode::{ChatSettings, MAX_LISTED_FILES, PLAN_MODE_SOURCE};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;

@@ -32,8 +32,7 @@ pub struct ChatSettings {
     pub instructions: Option<Option<String>>,
 }
 
-const FILE_COLUMNS: &str =
-    "f.id, f.name, f.kind, f.media_type, octet_length(f.content)::bigint AS size_bytes, f.created_at";
+const FILE_COLUMNS: &str = "f.id, f.name, f.kind, f.media_type, octet_length(f.content)::bigint AS size_bytes, f.created_at";
 
 impl Store {
     /// Changes `owner`'s chat settings, from the next step of a turn on; returns the chat.
@@ -57,7 +56,12 @@ impl Store {
         .bind(settings.plan_mode.is_some())
         .bind(settings.plan_mode.flatten())
         .bind(settings.instructions.is_some())
-        .bind(settings.instructions.as_ref().and_then(|i| i.as_deref().map(pg_text)))
+        .bind(
+            settings
+                .instructions
+                .as_ref()
+                .and_then(|i| i.as_deref().map(pg_text)),
+        )
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)

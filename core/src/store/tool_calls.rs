@@ -16,8 +16,7 @@ use std::borrow::Cow;
 use super::{
     MESSAGE_COLUMNS, Store, pg_json, pg_text,
     turns::{
-        Completion, StepEnd, StepOfTurn, TurnOutcome, end_step_with_answer,
-        promote_queued_message,
+        Completion, StepEnd, StepOfTurn, TurnOutcome, end_step_with_answer, promote_queued_message,
     },
 };
 use crate::{
@@ -64,7 +63,7 @@ pub struct FanIn {
     pub results: Message,
     /// `Some`: the turn completed and waits for the user (`requires_action`, or a queued
     /// message promoted as the answer); nothing resumes `turn_id`.
-    pub awaits_user: Option<TurnOutcome>,
+    pub awaits_user: Option<Box<TurnOutcome>>,
 }
 
 /// One result a client posts for a dynamic call.
@@ -438,7 +437,9 @@ pub(super) async fn fan_in(
     .fetch_one(&mut *tx)
     .await?;
     let awaits_user = if awaits_user {
-        Some(promote_queued_message(tx, chat_id, None, ChatStatus::RequiresAction).await?)
+        Some(Box::new(
+            promote_queued_message(tx, chat_id, None, ChatStatus::RequiresAction).await?,
+        ))
     } else {
         None
     };

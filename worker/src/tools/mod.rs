@@ -11,9 +11,9 @@ mod runner;
 mod skill;
 
 pub use builtin::Builtins;
+pub use plan_mode::{ASK_USER_QUESTION_TOOL, MAX_PLAN_BYTES, PROPOSE_PLAN_TOOL};
 pub use registry::{
     NOT_OFFERED, Offer, OfferedTool, StepTools, ToolOutput, ToolRegistry, ToolSource,
 };
 pub use runner::ToolRunner;
-pub use plan_mode::{ASK_USER_QUESTION_TOOL, MAX_PLAN_BYTES, PROPOSE_PLAN_TOOL};
 pub use skill::READ_SKILL_TOOL;

@@ -200,7 +200,9 @@ fn ask_user_question(arguments: &Value) -> ToolOutput {
 async fn propose_plan(store: &Store, call: &ToolCallRow) -> Result<ToolOutput, StoreError> {
     let arguments = &call.arguments;
     let Some(content) = arguments.get("content").and_then(Value::as_str) else {
-        return Ok(Err("`content` must be a string: the plan, in markdown".into()));
+        return Ok(Err(
+            "`content` must be a string: the plan, in markdown".into()
+        ));
     };
     if content.trim().is_empty() {
         return Ok(Err("`content` must not be empty: write the plan".into()));
@@ -290,13 +292,20 @@ mod tests {
     #[test]
     fn bad_questions_are_errors_that_say_what_is_wrong() {
         let one = ask(vec![option("only")]).unwrap_err();
-        assert!(one.contains("`questions[0].options` must hold 2 to 4"), "{one}");
+        assert!(
+            one.contains("`questions[0].options` must hold 2 to 4"),
+            "{one}"
+        );
         let five = ask((0..5).map(|i| option(&format!("o{i}"))).collect()).unwrap_err();
         assert!(five.contains("it holds 5"), "{five}");
         let twice = ask(vec![option("a"), option("a")]).unwrap_err();
         assert!(twice.contains("repeats the label"), "{twice}");
         let blank = ask(vec![option("a"), json!({"label": " ", "description": "x"})]);
-        assert!(blank.unwrap_err().contains("`questions[0].options[1].label` must not be empty"));
+        assert!(
+            blank
+                .unwrap_err()
+                .contains("`questions[0].options[1].label` must not be empty")
+        );
         let none = ask_user_question(&json!({ "questions": [] })).unwrap_err();
         assert!(none.contains("1 to 4 questions"), "{none}");
         let long = ask(vec![option(&"x".repeat(121)), option("b")]).unwrap_err();
@@ -307,5 +316,11 @@ mod tests {
     #[test]
     fn the_stored_source_is_the_one_the_store_hands_to_the_user() {
         assert_eq!(ToolSource::PlanMode.as_str(), PLAN_MODE_SOURCE);
+    }
+
+    #[test]
+    fn plan_tool_names_are_reserved_for_workers() {
+        let reserved = agentq_core::domain::BUILTIN_TOOL_NAMES;
+        assert!(specs().iter().all(|s| reserved.contains(&s.name.as_str())));
     }
 }

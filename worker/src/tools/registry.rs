@@ -347,7 +347,12 @@ mod tests {
                 "propose_plan"
             ]
         );
-        assert_eq!(offer.call("id".into(), "open_file".into(), json!({})).source, NOT_OFFERED);
+        assert_eq!(
+            offer
+                .call("id".into(), "open_file".into(), json!({}))
+                .source,
+            NOT_OFFERED
+        );
         assert!(offer.guidance().contains("plan mode"));
         let normal = registry.offer(&StepTools {
             dynamic_tools: &tools,
