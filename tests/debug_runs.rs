@@ -215,6 +215,7 @@ async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
             labels: Default::default(),
             instructions: None,
             mcp_server_ids: None,
+            plan_mode: None,
         })
         .await
         .unwrap();

@@ -229,6 +229,43 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatAndRunIds {
     }
 }
 
+/// The `{chat_id}/files/{file_id}` path segments.
+pub struct ChatAndFileIds(pub Uuid, pub Uuid);
+
+/// Documents [`ChatAndFileIds`] in OpenAPI, as [`ChatPath`] does for [`ChatId`].
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ChatFilePath {
+    /// The chat's id.
+    chat_id: Uuid,
+    /// The file's id.
+    file_id: Uuid,
+}
+
+impl IntoParams for ChatAndFileIds {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        ChatFilePath::into_params(parameter_in)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ChatAndFileIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((chat, file)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("chat_id", "must be a UUID"))?;
+        let chat = chat
+            .parse()
+            .map_err(|_| ApiError::invalid("chat_id", "must be a UUID"))?;
+        let file = file
+            .parse()
+            .map_err(|_| ApiError::invalid("file_id", "must be a UUID"))?;
+        Ok(ChatAndFileIds(chat, file))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

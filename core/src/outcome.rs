@@ -89,7 +89,8 @@ pub enum ChatOutcome {
         /// The chat.
         chat_id: Uuid,
     },
-    /// The step's last call finished: the turn continues with every result.
+    /// The step's last call finished: the turn continues with every result, or (a
+    /// plan-mode call succeeded) the chat waits for the user.
     FannedIn(FanIn),
     /// A running turn was handed back (`running` -> `queued`) by a draining worker.
     Released {
@@ -245,7 +246,19 @@ impl ChatOutcome {
             }
             Self::FannedIn(fan_in) => {
                 message(fan_in.chat_id, &fan_in.results);
-                events.publish(fan_in.chat_id, status(fan_in.chat_id, ChatStatus::Pending));
+                match &fan_in.awaits_user {
+                    // A plan-mode question or plan waits for the user (or a queued message
+                    // answers it at once).
+                    Some(outcome) => {
+                        if let Some(m) = &outcome.promoted {
+                            message(fan_in.chat_id, m);
+                        }
+                        events.publish(fan_in.chat_id, status(fan_in.chat_id, outcome.status));
+                    }
+                    None => {
+                        events.publish(fan_in.chat_id, status(fan_in.chat_id, ChatStatus::Pending))
+                    }
+                }
             }
             Self::Released { .. } => {}
         }
@@ -259,7 +272,13 @@ impl ChatOutcome {
         };
         match self {
             Self::TurnStarted { turn_id, .. } | Self::Released { turn_id } => turn(*turn_id),
-            Self::FannedIn(fan_in) => turn(fan_in.turn_id),
+            Self::FannedIn(fan_in) => match &fan_in.awaits_user {
+                None => turn(fan_in.turn_id),
+                Some(outcome) => match outcome.next_turn_id {
+                    Some(next) => turn(next),
+                    None => FollowUps::default(),
+                },
+            },
             Self::TurnFinished { outcome, .. } => match outcome.next_turn_id {
                 Some(next) => turn(next),
                 None => FollowUps::default(),

@@ -1,14 +1,17 @@
 //! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one,
-//! archive or restore one.
+//! archive or restore one, and change its settings (plan mode, instructions).
 
 use std::collections::BTreeMap;
 
 use agentq_core::{
     domain::{
         BUILTIN_TOOL_NAMES, Chat, ClientType, DynamicTool, MessagePart, NewChat, OrganizationRole,
+        PlanMode,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
+    store::ChatSettings,
+    text::{describe_char, forbidden_char},
 };
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -63,6 +66,10 @@ pub struct CreateChatRequest {
     /// servers apply either way.
     #[serde(default)]
     pub mcp_server_ids: Option<Vec<Uuid>>,
+    /// `plan` starts the chat in plan mode: its turns may only investigate, ask the user
+    /// (`ask_user_question`) and propose a plan (`propose_plan`); absent or `null`: normal.
+    #[serde(default)]
+    pub plan_mode: Option<PlanMode>,
 }
 
 /// Most client-defined tools per chat.
@@ -283,6 +290,7 @@ pub async fn create_chat(
             labels: body.labels,
             instructions,
             mcp_server_ids,
+            plan_mode: body.plan_mode,
         })
         .await?;
     announce(
@@ -407,17 +415,28 @@ pub async fn get_chat(
     ))
 }
 
-/// Body of `PATCH /api/v1/chats/{chat_id}`.
+/// Body of `PATCH /api/v1/chats/{chat_id}`: at least one field.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateChatRequest {
     /// `false` restores an archived chat (and its subagent chats) before chat retention
     /// deletes it; `true` archives it now.
-    #[schema(required = true)]
+    #[serde(default)]
     pub archived: Option<bool>,
+    /// `plan` enters plan mode, `null` leaves it, from the next step of a turn on; absent:
+    /// unchanged.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<PlanMode>)]
+    pub plan_mode: Option<Option<PlanMode>>,
+    /// The chat's own instructions (as on create: at most 32 KiB); `null` or `""` removes
+    /// them; absent: unchanged. They apply from the next step on.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<String>, max_length = 32768)]
+    pub instructions: Option<Option<String>>,
 }
 
-/// `PATCH /api/v1/chats/{chat_id}`: archive or restore a chat.
+/// `PATCH /api/v1/chats/{chat_id}`: archive or restore a chat, enter or leave plan mode,
+/// change its instructions.
 #[utoipa::path(
     patch,
     path = "/api/v1/chats/{chat_id}",
@@ -426,7 +445,7 @@ pub struct UpdateChatRequest {
     request_body = UpdateChatRequest,
     responses(
         (status = 200, description = "The chat as updated.", body = Chat),
-        (status = 400, description = "`archived` is missing or not a boolean, or an unknown field was sent.", body = ErrorBody),
+        (status = 400, description = "No field was sent, a field is invalid (`validations` names it), or an unknown field was sent.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
         (status = 409, description = "A subagent chat is archived and restored with its root.", body = ErrorBody),
     )
@@ -437,14 +456,39 @@ pub async fn update_chat(
     ChatId(id): ChatId,
     JsonBody(body): JsonBody<UpdateChatRequest>,
 ) -> Result<Json<Chat>, ApiError> {
-    let archived = body
-        .archived
-        .ok_or_else(|| ApiError::invalid("archived", "is required (true or false)"))?;
-    Ok(Json(
-        state
-            .store
-            .set_chat_archived(id, user.id, archived)
-            .await
-            .or_not_found("chat")?,
-    ))
+    if body.archived.is_none() && body.plan_mode.is_none() && body.instructions.is_none() {
+        return Err(ApiError::invalid(
+            "archived",
+            "is required unless `plan_mode` or `instructions` is sent (send at least one)",
+        ));
+    }
+    let settings = ChatSettings {
+        plan_mode: body.plan_mode,
+        instructions: match body.instructions {
+            Some(text) => Some(super::instructions::chat_instructions(text)?),
+            None => None,
+        },
+    };
+    let mut chat = None;
+    if settings.plan_mode.is_some() || settings.instructions.is_some() {
+        chat = Some(
+            state
+                .store
+                .update_chat_settings(id, user.id, &settings)
+                .await
+                .or_not_found("chat")?,
+        );
+    }
+    if let Some(archived) = body.archived {
+        chat = Some(
+            state
+                .store
+                .set_chat_archived(id, user.id, archived)
+                .await
+                .or_not_found("chat")?,
+        );
+    }
+    // One of the branches ran: at least one field was sent.
+    chat.map(Json)
+        .ok_or_else(|| ApiError::invalid("archived", "is required"))
 }

@@ -1,10 +1,10 @@
 //! `/api/v1/chats/{chat_id}/messages`: read the conversation, send a message.
 
 use agentq_core::{
-    domain::{Message, MessagePart},
+    domain::{Message, MessagePart, PlanMode},
     outcome::ChatOutcome,
     rate_limit::Limit,
-    store::{BusyBehavior, SendOutcome},
+    store::{BusyBehavior, ChatSettings, SendOutcome},
 };
 use axum::{
     Json,
@@ -114,6 +114,11 @@ pub struct SendMessageRequest {
     /// `mcp_server_ids` on chat create); absent: the choice stays.
     #[serde(default)]
     pub mcp_server_ids: Option<Vec<Uuid>>,
+    /// `plan` puts the chat in plan mode from this message on, `null` leaves it (say so
+    /// when answering a proposed plan to have it carried out); absent: unchanged.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<PlanMode>)]
+    pub plan_mode: Option<Option<PlanMode>>,
 }
 
 /// Response of `POST .../messages`.
@@ -134,8 +139,9 @@ pub enum SendMessageResponse {
     },
 }
 
-/// `POST /api/v1/chats/{chat_id}/messages`: 201 when it starts a turn, 202 when queued
-/// behind a running one, 409 when 20 messages already wait.
+/// `POST /api/v1/chats/{chat_id}/messages`: 201 when it starts a turn (also the answer to
+/// a plan-mode question or plan, `requires_action`), 202 when queued behind a running one,
+/// 409 when 20 messages already wait.
 #[utoipa::path(
     post,
     path = "/api/v1/chats/{chat_id}/messages",
@@ -172,6 +178,7 @@ pub async fn send_message(
             &[MessagePart::Text { text }],
             busy,
             mcp_server_ids.as_deref(),
+            body.plan_mode,
         )
         .await
         .or_not_found("chat")?;

@@ -4,6 +4,7 @@ mod admin;
 mod admin_queues;
 mod chats;
 mod debug;
+mod files;
 mod health;
 mod instructions;
 mod interrupt;
@@ -62,6 +63,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             admin::models::delete_model
         ))
         .routes(routes!(messages::list_messages, messages::send_message))
+        .routes(routes!(files::list_files))
+        .routes(routes!(files::get_file))
         .routes(routes!(stream::stream_chat))
         .routes(routes!(interrupt::interrupt))
         .routes(routes!(debug::list_runs))

@@ -37,6 +37,30 @@ impl ChatStatus {
     }
 }
 
+/// A chat's plan mode (`chats.plan_mode`; `None` on a chat is normal mode). In plan mode a
+/// turn is offered only tools that change nothing, plus `ask_user_question` and
+/// `propose_plan` (ARCHITECTURE.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PlanMode {
+    /// Plan, ask and propose; change nothing.
+    Plan,
+}
+
+/// Read from a string, so a value of another JSON type is an error about this field
+/// ("invalid type"), not a JSON syntax error (serde_json's derived enums report one).
+impl<'de> Deserialize<'de> for PlanMode {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        match text.as_str() {
+            "plan" => Ok(PlanMode::Plan),
+            other => Err(serde::de::Error::unknown_variant(other, &["plan"])),
+        }
+    }
+}
+
 /// Which kind of client created the chat; children inherit it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, Default)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
@@ -91,6 +115,8 @@ pub struct Chat {
     /// Instructions for this chat, set on create; the worker adds them to the system
     /// message after the site's and the owner's (ARCHITECTURE.md §7).
     pub instructions: Option<String>,
+    /// `plan` while the chat is in plan mode; `null` otherwise.
+    pub plan_mode: Option<PlanMode>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -121,11 +147,19 @@ pub struct NewChat {
     /// The chat's explicit choice of MCP servers (`None`: it did not choose, so
     /// `default_on` servers apply; see `store::mcp_servers`).
     pub mcp_server_ids: Option<Vec<Uuid>>,
+    /// Start in plan mode (`Some(PlanMode::Plan)`) or not.
+    pub plan_mode: Option<PlanMode>,
 }
 
-/// Names of the tools workers run themselves (the builtins and the skill tool
-/// `read_skill`); client-defined tools may not reuse them.
-pub const BUILTIN_TOOL_NAMES: &[&str] = &["current_time", "sleep", "read_skill"];
+/// Names of the tools workers run themselves (the builtins, the skill tool `read_skill`
+/// and plan mode's tools); client-defined tools may not reuse them.
+pub const BUILTIN_TOOL_NAMES: &[&str] = &[
+    "current_time",
+    "sleep",
+    "read_skill",
+    "ask_user_question",
+    "propose_plan",
+];
 
 /// A client-defined tool: the model may call it, the client runs it and posts the result
 /// to `POST /chats/{id}/tool-results`.

@@ -4,14 +4,16 @@
 
 mod chat;
 mod debug_run;
+mod file;
 mod message;
 mod notification;
 mod provider;
 mod turn;
 mod user;
 
-pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat};
+pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat, PlanMode};
 pub use debug_run::DebugRunStatus;
+pub use file::{ChatFile, FileKind};
 pub use message::{Message, MessagePart, Role, Usage};
 pub use notification::NotificationStatus;
 pub use provider::ProviderKind;

@@ -49,6 +49,9 @@ pub struct AcquiredTurn {
     /// The chat's client-defined tools.
     #[sqlx(json)]
     pub dynamic_tools: Vec<super::DynamicTool>,
+    /// The chat's plan mode as the step starts (read at every acquisition, so a change
+    /// applies from the next step).
+    pub plan_mode: Option<super::PlanMode>,
     /// Whether to record a debug run (site switch and the owner's switch both on).
     pub debug: bool,
     /// The chat's model (`None`: the default model).

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{MAX_QUEUED_MESSAGES, Store, pg_json, pg_text};
 use crate::{
     StoreError,
-    domain::{Chat, Message, MessagePart, NewChat},
+    domain::{Chat, Message, MessagePart, NewChat, PlanMode},
 };
 
 /// What to do with a message sent while a turn runs.
@@ -58,8 +58,8 @@ pub struct ChatPage {
     pub next_after_id: Option<Uuid>,
 }
 
-const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
-     pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, created_at, updated_at";
+pub(super) const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
+     pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, plan_mode, created_at, updated_at";
 
 impl Store {
     /// Creates a chat with its first user message and a queued turn, in one statement.
@@ -76,8 +76,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
-                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids)
-                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11)
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12)
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
@@ -95,6 +95,7 @@ impl Store {
         .bind(pg_json(&new.labels))
         .bind(new.instructions.as_deref().map(pg_text))
         .bind(&new.mcp_server_ids)
+        .bind(new.plan_mode)
         .fetch_one(&mut *tx)
         .await?;
         let message: Message = sqlx::query_as(
@@ -210,7 +211,9 @@ impl Store {
         })
     }
 
-    /// Sends a user message: starts a turn when the chat is idle, otherwise queues it
+    /// Sends a user message: starts a turn when the chat is idle (`waiting`, `error`, or
+    /// `requires_action` with no unfinished turn: the answer to a plan-mode question or
+    /// plan), otherwise queues it
     /// (at most [`MAX_QUEUED_MESSAGES`], then [`StoreError::Conflict`]). A message to an
     /// archived chat restores it: it is in use again, and off the retention clock.
     ///
@@ -218,8 +221,10 @@ impl Store {
     /// and promotes the queue, so a message is never queued behind a turn that has already
     /// looked for queued messages.
     ///
-    /// `mcp_server_ids`, when given, replaces the chat's choice of MCP servers in the same
-    /// transaction, so a refused send (queue full, not the owner's chat) changes nothing.
+    /// `mcp_server_ids`, when given, replaces the chat's choice of MCP servers, and
+    /// `plan_mode`, when given, enters (`Some(Some(Plan))`) or leaves (`Some(None)`) plan
+    /// mode, both in the same transaction, so a refused send (queue full, not the owner's
+    /// chat) changes nothing.
     pub async fn send_message(
         &self,
         chat_id: Uuid,
@@ -227,6 +232,7 @@ impl Store {
         content: &[MessagePart],
         busy: BusyBehavior,
         mcp_server_ids: Option<&[Uuid]>,
+        plan_mode: Option<Option<PlanMode>>,
     ) -> Result<SendOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Lock first, then read: a statement that waits for the lock keeps the snapshot it
@@ -251,6 +257,9 @@ impl Store {
         }
         if let Some(ids) = mcp_server_ids {
             super::mcp_servers::choose_mcp_servers_in(&mut tx, chat_id, ids).await?;
+        }
+        if let Some(plan_mode) = plan_mode {
+            super::plan_mode::set_plan_mode_in(&mut tx, chat_id, plan_mode).await?;
         }
         if busy_now || queued > 0 {
             let id = Uuid::now_v7();
@@ -281,7 +290,9 @@ impl Store {
              ), c AS (
                 UPDATE chats SET status = 'pending', last_error = NULL, archived = false,
                        archived_at = NULL, last_activity_at = now(), updated_at = now()
-                WHERE id = $2 AND status IN ('waiting', 'error', 'pending')
+                -- `requires_action` with no unfinished turn: a plan-mode question or plan
+                -- waits for this answer (ARCHITECTURE.md §4.1).
+                WHERE id = $2 AND status IN ('waiting', 'error', 'pending', 'requires_action')
              ), k AS (
                 -- A message to an archived chat restores it, with its subagent chats.
                 UPDATE chats SET archived = false, archived_at = NULL, updated_at = now()

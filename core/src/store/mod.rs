@@ -35,6 +35,7 @@ mod mcp_servers;
 mod messages;
 mod notifications;
 mod pg_text;
+mod plan_mode;
 mod providers;
 mod recovery;
 mod retention;
@@ -58,6 +59,7 @@ pub use mcp_servers::{
 };
 pub use notifications::{NewNotification, OutboxEmail};
 pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
+pub use plan_mode::{ChatSettings, MAX_LISTED_FILES, PLAN_MODE_SOURCE};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;

@@ -15,7 +15,9 @@ use std::borrow::Cow;
 
 use super::{
     MESSAGE_COLUMNS, Store, pg_json, pg_text,
-    turns::{Completion, StepEnd, StepOfTurn, end_step_with_answer},
+    turns::{
+        Completion, StepEnd, StepOfTurn, TurnOutcome, end_step_with_answer, promote_queued_message,
+    },
 };
 use crate::{
     StoreError,
@@ -51,7 +53,8 @@ pub struct ToolStep {
     pub dynamic: Vec<ToolCallRow>,
 }
 
-/// The step's last call finished: the turn is `queued` again with the results.
+/// The step's last call finished: the turn is `queued` again with the results, or, when
+/// a plan-mode call of the step succeeded, `completed` with the chat waiting for the user.
 #[derive(Debug, Clone)]
 pub struct FanIn {
     /// The turn to enqueue.
@@ -60,6 +63,9 @@ pub struct FanIn {
     pub chat_id: Uuid,
     /// The tool message holding every result of the step.
     pub results: Message,
+    /// `Some`: the turn completed and waits for the user (`requires_action`, or a queued
+    /// message promoted as the answer); nothing resumes `turn_id`.
+    pub awaits_user: Option<Box<TurnOutcome>>,
 }
 
 /// One result a client posts for a dynamic call.
@@ -361,7 +367,10 @@ pub(super) async fn lock_turn(
 
 /// If every call of `step` is finished: stores one tool message with their results (in
 /// call order), moves the turn `awaiting_tools` -> `queued` at the next step and the chat
-/// to `pending`. The caller holds the turn lock, so this runs once per step.
+/// to `pending`. When a plan-mode call of the step succeeded (`ask_user_question`,
+/// `propose_plan`), the turn goes `awaiting_tools` -> `completed` instead and the chat
+/// `requires_action` until the user answers (or `pending` when a queued message is promoted
+/// as the answer). The caller holds the chat and turn locks, so this runs once per step.
 pub(super) async fn fan_in(
     tx: &mut sqlx::PgConnection,
     turn_id: Uuid,
@@ -378,7 +387,13 @@ pub(super) async fn fan_in(
     if unfinished {
         return Ok(None);
     }
-    let resumed: Option<Uuid> = sqlx::query_scalar(
+    let awaits_user = super::plan_mode::step_awaits_user(tx, turn_id, step).await?;
+    let resumed: Option<Uuid> = sqlx::query_scalar(if awaits_user {
+        // The chat's status is the promotion's to set, below.
+        "UPDATE chat_turns SET status = 'completed', finished_at = now()
+         WHERE id = $1 AND status = 'awaiting_tools' AND step = $2
+         RETURNING chat_id"
+    } else {
         "WITH t AS (
             UPDATE chat_turns SET status = 'queued', step = step + 1, enqueued_at = now(), attempt = 0
             WHERE id = $1 AND status = 'awaiting_tools' AND step = $2
@@ -387,8 +402,8 @@ pub(super) async fn fan_in(
             UPDATE chats SET status = 'pending', updated_at = now() FROM t
             WHERE chats.id = t.chat_id AND chats.status IN ('running', 'requires_action', 'pending')
          )
-         SELECT chat_id FROM t",
-    )
+         SELECT chat_id FROM t"
+    })
     .bind(turn_id)
     .bind(step)
     .fetch_optional(&mut *tx)
@@ -423,9 +438,17 @@ pub(super) async fn fan_in(
     .bind(Json(&parts))
     .fetch_one(&mut *tx)
     .await?;
+    let awaits_user = if awaits_user {
+        Some(Box::new(
+            promote_queued_message(tx, chat_id, None, ChatStatus::RequiresAction).await?,
+        ))
+    } else {
+        None
+    };
     Ok(Some(FanIn {
         turn_id,
         chat_id,
         results,
+        awaits_user,
     }))
 }

@@ -89,7 +89,7 @@ impl Store {
                 UPDATE chats SET status = 'running', updated_at = now() FROM t
                 WHERE chats.id = t.chat_id AND chats.status = 'pending'
              )
-             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools,
+             SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
                     ch.model_config_id
              FROM t JOIN chats ch ON ch.id = t.chat_id

@@ -41,6 +41,12 @@ impl Builtins {
         matches!(name, "current_time" | "sleep")
     }
 
+    /// Whether the builtin `name` changes nothing outside the call (so a plan step may
+    /// offer it): both do, today; a builtin that writes must answer `false`.
+    pub fn changes_nothing(&self, name: &str) -> bool {
+        matches!(name, "current_time" | "sleep")
+    }
+
     /// Runs a builtin; `Err` is an error result the model sees (not a job failure).
     pub async fn run(&self, name: &str, arguments: &Value) -> Result<Value, String> {
         match name {

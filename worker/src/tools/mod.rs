@@ -5,11 +5,13 @@
 
 mod builtin;
 pub mod mcp;
+mod plan_mode;
 mod registry;
 mod runner;
 mod skill;
 
 pub use builtin::Builtins;
+pub use plan_mode::{ASK_USER_QUESTION_TOOL, MAX_PLAN_BYTES, PROPOSE_PLAN_TOOL};
 pub use registry::{
     NOT_OFFERED, Offer, OfferedTool, StepTools, ToolOutput, ToolRegistry, ToolSource,
 };

@@ -3,9 +3,11 @@
 //!
 //! Tools come from sources ([`ToolSource`]): the builtins, the skill tool `read_skill`
 //! (offered when the chat's owner has a skill), the tools of the chat's MCP servers
-//! (`super::mcp`: listed before the step, [`StepTools::mcp`]) and the chat's
-//! client-defined tools; subagents and plan mode are sources to come, each a new variant
-//! with its own branch in [`ToolRegistry::offer`] and [`ToolRegistry::execute`].
+//! (`super::mcp`: listed before the step, [`StepTools::mcp`]), the chat's client-defined
+//! tools, and plan mode's `ask_user_question` and `propose_plan` (a plan step keeps only
+//! the tools that change nothing, `super::plan_mode`); subagents are a source to come, a
+//! new variant with its own branch in [`ToolRegistry::offer`] and
+//! [`ToolRegistry::execute`].
 //!
 //! A step's offer ([`Offer`]) is decided once, before the request is sent; the model's
 //! calls are classified against that same offer ([`Offer::call`]) and each call row stores
@@ -45,6 +47,7 @@ use serde_json::Value;
 use super::{
     Builtins,
     mcp::{McpOffer, McpTools},
+    plan_mode,
     skill::{READ_SKILL_TOOL, read_skill, read_skill_spec},
 };
 use crate::providers::ToolSpec;
@@ -52,8 +55,7 @@ use crate::providers::ToolSpec;
 /// Where an offered tool comes from, and so who runs a call to it.
 ///
 /// Stored per call as text (`tool_calls.source`, [`ToolSource::as_str`]). Sources to come,
-/// each a variant here: `Subagent` (`spawn_subagent`, `wait_agent`, ...), `PlanMode`
-/// (`ask_user_question`, `propose_plan`).
+/// each a variant here: `Subagent` (`spawn_subagent`, `wait_agent`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolSource {
     /// A builtin ([`Builtins`]); a worker runs it.
@@ -64,6 +66,9 @@ pub enum ToolSource {
     Client,
     /// `<slug>__<tool>` of one of the chat's MCP servers; a worker calls the server.
     Mcp,
+    /// Plan mode's `ask_user_question` and `propose_plan`; a worker runs them, and one
+    /// that succeeds hands the turn to the user (`super::plan_mode`).
+    PlanMode,
 }
 
 /// What `tool_calls.source` says of a call the step did not offer.
@@ -77,6 +82,7 @@ impl ToolSource {
             Self::Skill => "skill",
             Self::Client => "client",
             Self::Mcp => "mcp",
+            Self::PlanMode => "plan_mode",
         }
     }
 
@@ -88,6 +94,7 @@ impl ToolSource {
             "skill" => Some(Self::Skill),
             "client" => Some(Self::Client),
             "mcp" => Some(Self::Mcp),
+            "plan_mode" => Some(Self::PlanMode),
             _ => None,
         }
     }
@@ -102,7 +109,8 @@ pub struct StepTools<'a> {
     pub has_skills: bool,
     /// The tools of the chat's MCP servers, listed for this step ([`McpTools::offer`]).
     pub mcp: Option<&'a McpOffer>,
-    /// A plan-mode step: MCP tools only of servers with `allow_in_plan_mode`.
+    /// Whether the chat is in plan mode: only tools that change nothing (MCP tools only of
+    /// servers with `allow_in_plan_mode`), plus the plan-mode tools (`super::plan_mode`).
     pub plan_mode: bool,
 }
 
@@ -131,6 +139,11 @@ impl Offer {
             return;
         }
         self.tools.push(OfferedTool { spec, source });
+    }
+
+    /// Keeps only the tools `keep` accepts.
+    fn retain(&mut self, keep: impl FnMut(&OfferedTool) -> bool) {
+        self.tools.retain(keep);
     }
 
     /// The specs to send the model.
@@ -183,6 +196,9 @@ impl Offer {
                  (`{slug}__*`) are not offered in this step. If the task needs them, say so."
             ));
         }
+        if self.source_of(plan_mode::PROPOSE_PLAN_TOOL) == Some(ToolSource::PlanMode) {
+            lines.push(plan_mode::GUIDANCE.to_owned());
+        }
         if lines.is_empty() {
             return String::new();
         }
@@ -219,8 +235,9 @@ impl ToolRegistry {
     }
 
     /// What one step offers: the builtins, `read_skill` when the owner has a skill, the
-    /// MCP tools listed for the step (in plan mode only those of servers allowed in it),
-    /// then the client's tools.
+    /// MCP tools listed for the step, then the client's tools; in plan mode only those that
+    /// change nothing (MCP tools only of servers allowed in it), then `ask_user_question`
+    /// and `propose_plan`.
     pub fn offer(&self, step: &StepTools<'_>) -> Offer {
         let mut offer = Offer::default();
         for spec in self.builtins.specs() {
@@ -251,6 +268,12 @@ impl ToolRegistry {
                 ToolSource::Client,
             );
         }
+        if step.plan_mode {
+            offer.retain(|tool| plan_mode::allowed(tool, &self.builtins));
+            for spec in plan_mode::specs() {
+                offer.push(spec, ToolSource::PlanMode);
+            }
+        }
         offer
     }
 
@@ -276,6 +299,7 @@ impl ToolRegistry {
                     "`{name}` is an MCP tool, and this worker runs no MCP client; nothing was run"
                 )),
             },
+            Some(ToolSource::PlanMode) => plan_mode::execute(store, call).await?,
             // The client answers its own tools; a worker never runs one.
             Some(ToolSource::Client) => Err(format!(
                 "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
@@ -286,7 +310,7 @@ impl ToolRegistry {
 }
 
 /// The error result of a call to a tool the step did not offer.
-fn not_offered(name: &str) -> String {
+pub(super) fn not_offered(name: &str) -> String {
     format!(
         "`{name}` is not a tool offered in this step (names are exact, case included), so \
          nothing was run; call only the tools listed in the request"
@@ -353,12 +377,49 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_step_offers_only_what_changes_nothing_and_the_plan_tools() {
+        let registry = ToolRegistry::default();
+        let tools = [client_tool("open_file")];
+        let offer = registry.offer(&StepTools {
+            dynamic_tools: &tools,
+            has_skills: true,
+            plan_mode: true,
+        });
+        let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "current_time",
+                "sleep",
+                "read_skill",
+                "ask_user_question",
+                "propose_plan"
+            ]
+        );
+        assert_eq!(
+            offer
+                .call("id".into(), "open_file".into(), json!({}))
+                .source,
+            NOT_OFFERED
+        );
+        assert!(offer.guidance().contains("plan mode"));
+        let normal = registry.offer(&StepTools {
+            dynamic_tools: &tools,
+            has_skills: false,
+            plan_mode: false,
+        });
+        assert_eq!(normal.source_of("propose_plan"), None);
+        assert_eq!(normal.source_of("ask_user_question"), None);
+    }
+
+    #[test]
     fn stored_sources_read_back_and_unknown_ones_are_refused() {
         for source in [
             ToolSource::Builtin,
             ToolSource::Skill,
             ToolSource::Client,
             ToolSource::Mcp,
+            ToolSource::PlanMode,
         ] {
             assert_eq!(ToolSource::from_stored(source.as_str()), Some(source));
         }

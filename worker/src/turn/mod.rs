@@ -304,15 +304,19 @@ impl TurnEngine {
                 let sources = self.store.instruction_sources(turn.chat_id).await?;
                 // The chat's MCP servers are listed (from the worker's cache, mostly) before
                 // the offer; a server that fails is left out and named in the guidance.
+                let plan_mode = turn.plan_mode.is_some();
                 let mcp = match self.tools.mcp() {
-                    Some(mcp) => Some(mcp.offer(&self.store, turn.chat_id, turn.owner_id).await?),
+                    Some(mcp) => Some(
+                        mcp.offer(&self.store, turn.chat_id, turn.owner_id, plan_mode)
+                            .await?,
+                    ),
                     None => None,
                 };
                 let offer = self.tools.offer(&StepTools {
                     dynamic_tools: &turn.dynamic_tools,
                     has_skills: !sources.skills.is_empty(),
                     mcp: mcp.as_ref(),
-                    plan_mode: false,
+                    plan_mode,
                 });
                 let request = ProviderRequest {
                     model: target.model.clone(),
