@@ -260,9 +260,18 @@ impl ChatOutcome {
         match self {
             Self::TurnStarted { turn_id, .. } | Self::Released { turn_id } => turn(*turn_id),
             Self::FannedIn(fan_in) => turn(fan_in.turn_id),
-            Self::TurnFinished { outcome, .. } => match outcome.next_turn_id {
-                Some(next) => turn(next),
-                None => FollowUps::default(),
+            Self::TurnFinished { outcome, .. } => FollowUps {
+                turns: outcome
+                    .next_turn_id
+                    .map(|turn_id| RunTurn { turn_id })
+                    .into_iter()
+                    .collect(),
+                // A subagent went idle: the parent's `wait_agent` calls parked on it run again.
+                tool_calls: outcome
+                    .waiting_calls
+                    .iter()
+                    .map(|&tool_call_id| RunToolCall { tool_call_id })
+                    .collect(),
             },
             Self::ToolStep { step, .. } => FollowUps {
                 turns: Vec::new(),

@@ -41,6 +41,7 @@ mod retention;
 mod scheduler_ticks;
 mod site_config;
 mod skills;
+mod subagents;
 mod tool_calls;
 mod turns;
 
@@ -63,6 +64,7 @@ pub use retention::PURGE_BATCH;
 pub use scheduler_ticks::TickLease;
 pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
+pub use subagents::{ChildChat, NewSubagent, Spawned, WaitState};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 

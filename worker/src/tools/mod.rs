@@ -8,10 +8,16 @@ pub mod mcp;
 mod registry;
 mod runner;
 mod skill;
+mod subagents;
 
 pub use builtin::Builtins;
 pub use registry::{
-    NOT_OFFERED, Offer, OfferedTool, StepTools, ToolOutput, ToolRegistry, ToolSource,
+    Execution, NOT_OFFERED, Offer, OfferedTool, StepTools, ToolContext, ToolOutput, ToolRegistry,
+    ToolSource,
 };
 pub use runner::ToolRunner;
 pub use skill::READ_SKILL_TOOL;
+pub use subagents::{
+    MAX_LIVE_SUBAGENTS, MAX_SUBAGENT_PROMPT_BYTES, MAX_SUBAGENTS_PER_CHAT, MAX_WAIT_SECS,
+    SubagentTools,
+};

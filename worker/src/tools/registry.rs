@@ -2,9 +2,10 @@
 //! which tools a step offers the model and that runs a call by name.
 //!
 //! Tools come from sources ([`ToolSource`]): the builtins, the skill tool `read_skill`
-//! (offered when the chat's owner has a skill) and the chat's client-defined tools; MCP
-//! servers, subagents and plan mode are sources to come, each a new variant with its own
-//! branch in [`ToolRegistry::offer`] and [`ToolRegistry::execute`].
+//! (offered when the chat's owner has a skill), the subagent tools (`spawn_subagent`,
+//! `wait_agent`, `message_agent`, `close_agent`; `super::subagents`) and the chat's
+//! client-defined tools; MCP servers and plan mode are sources to come, each a new variant
+//! with its own branch in [`ToolRegistry::offer`] and [`ToolRegistry::execute`].
 //!
 //! A step's offer ([`Offer`]) is decided once, before the request is sent; the model's
 //! calls are classified against that same offer ([`Offer::call`]) and each call row stores
@@ -21,10 +22,15 @@
 //! named like a worker tool, so this only guards old chats).
 //!
 //! ```
-//! use agentq_worker::tools::{StepTools, ToolRegistry, ToolSource};
+//! use agentq_worker::tools::{StepTools, SubagentTools, ToolRegistry, ToolSource};
 //!
 //! let registry = ToolRegistry::default();
-//! let offer = registry.offer(&StepTools { dynamic_tools: &[], has_skills: false });
+//! let offer = registry.offer(&StepTools {
+//!     dynamic_tools: &[],
+//!     has_skills: false,
+//!     subagents: SubagentTools::None,
+//!     read_only: false,
+//! });
 //! assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
 //! assert_eq!(offer.source_of("read_skill"), None);
 //! let call = offer.call("call_1".into(), "not_a_tool".into(), serde_json::json!({}));
@@ -35,6 +41,8 @@
 use agentq_core::{
     StoreError,
     domain::{DynamicTool, ToolCallRow},
+    events::EventPublisher,
+    queue::Producer,
     store::{NewToolCall, Store},
 };
 use serde_json::Value;
@@ -42,6 +50,7 @@ use serde_json::Value;
 use super::{
     Builtins,
     skill::{READ_SKILL_TOOL, read_skill, read_skill_spec},
+    subagents::{self, SubagentTools},
 };
 use crate::providers::ToolSpec;
 
@@ -58,6 +67,10 @@ pub enum ToolSource {
     Skill,
     /// A tool the chat's client defined; the client runs it (`requires_action`).
     Client,
+    /// A subagent tool (`spawn_subagent`, `wait_agent`, ...); a worker runs it.
+    Subagent,
+    /// A subagent tool as plan mode offers them: `spawn_subagent` accepts only `explore`.
+    ExploreSubagent,
 }
 
 /// What `tool_calls.source` says of a call the step did not offer.
@@ -70,6 +83,8 @@ impl ToolSource {
             Self::Builtin => "builtin",
             Self::Skill => "skill",
             Self::Client => "client",
+            Self::Subagent => "subagent",
+            Self::ExploreSubagent => "explore_subagent",
         }
     }
 
@@ -80,6 +95,8 @@ impl ToolSource {
             "builtin" => Some(Self::Builtin),
             "skill" => Some(Self::Skill),
             "client" => Some(Self::Client),
+            "subagent" => Some(Self::Subagent),
+            "explore_subagent" => Some(Self::ExploreSubagent),
             _ => None,
         }
     }
@@ -92,6 +109,11 @@ pub struct StepTools<'a> {
     pub dynamic_tools: &'a [DynamicTool],
     /// Whether the chat's owner has at least one skill.
     pub has_skills: bool,
+    /// Which subagent tools the chat gets (none for a subagent).
+    pub subagents: SubagentTools,
+    /// An `explore` subagent: only tools that change nothing (read-only builtins; MCP
+    /// tools only with `readOnlyHint`, when MCP becomes a source).
+    pub read_only: bool,
 }
 
 /// One offered tool.
@@ -163,6 +185,9 @@ impl Offer {
                  the skill it returns over your own habits."
             ));
         }
+        if let Some(line) = subagents::guidance(self) {
+            lines.push(line);
+        }
         if lines.is_empty() {
             return String::new();
         }
@@ -174,6 +199,29 @@ impl Offer {
 /// turn goes on either way).
 pub type ToolOutput = Result<Value, String>;
 
+/// What running a call came to.
+#[derive(Debug)]
+pub enum Execution {
+    /// The call's output: store it (and fan in).
+    Done(ToolOutput),
+    /// The call is not finished by this run and stores nothing now: a `wait_agent` call
+    /// parked until its child finishes (or its lease was lost meanwhile).
+    Waiting,
+}
+
+/// What a running call may use besides its row.
+#[derive(Clone, Copy)]
+pub struct ToolContext<'a> {
+    /// The database.
+    pub store: &'a Store,
+    /// Publishes the events of what a tool changed (a spawned child's first message).
+    pub events: &'a EventPublisher,
+    /// Enqueues the jobs of what a tool changed (a spawned child's turn).
+    pub producer: &'a Producer,
+    /// The lease owner of this acquisition of the call.
+    pub lease_owner: &'a str,
+}
+
 /// The tool sources a worker knows; shared by the turn engine (offer) and the tool runner
 /// (execute).
 #[derive(Debug, Clone, Default)]
@@ -182,15 +230,21 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// What one step offers: the builtins, `read_skill` when the owner has a skill, then
-    /// the client's tools.
+    /// What one step offers: the builtins (only those that change nothing to a read-only
+    /// subagent), `read_skill` when the owner has a skill, the subagent tools, then the
+    /// client's tools.
     pub fn offer(&self, step: &StepTools<'_>) -> Offer {
         let mut offer = Offer::default();
         for spec in self.builtins.specs() {
-            offer.push(spec, ToolSource::Builtin);
+            if !step.read_only || subagents::READ_ONLY_BUILTINS.contains(&spec.name.as_str()) {
+                offer.push(spec, ToolSource::Builtin);
+            }
         }
         if step.has_skills {
             offer.push(read_skill_spec(), ToolSource::Skill);
+        }
+        for (spec, source) in subagents::specs(step.subagents) {
+            offer.push(spec, source);
         }
         for tool in step.dynamic_tools {
             offer.push(
@@ -210,11 +264,11 @@ impl ToolRegistry {
     /// only when the database fails (the job is retried).
     pub async fn execute(
         &self,
-        store: &Store,
+        ctx: &ToolContext<'_>,
         call: &ToolCallRow,
-    ) -> Result<ToolOutput, StoreError> {
-        let name = call.name.as_str();
-        Ok(match ToolSource::from_stored(&call.source) {
+    ) -> Result<Execution, StoreError> {
+        let (store, name) = (ctx.store, call.name.as_str());
+        Ok(Execution::Done(match ToolSource::from_stored(&call.source) {
             Some(ToolSource::Builtin) if self.builtins.has(name) => {
                 self.builtins.run(name, &call.arguments).await
             }
@@ -225,8 +279,12 @@ impl ToolRegistry {
             Some(ToolSource::Client) => Err(format!(
                 "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
             )),
+            Some(source @ (ToolSource::Subagent | ToolSource::ExploreSubagent)) => {
+                return subagents::execute(ctx, call, source == ToolSource::ExploreSubagent)
+                    .await;
+            }
             _ => Err(not_offered(name)),
-        })
+        }))
     }
 }
 
@@ -258,6 +316,8 @@ mod tests {
         let offer = registry.offer(&StepTools {
             dynamic_tools: &tools,
             has_skills: true,
+            subagents: SubagentTools::None,
+            read_only: false,
         });
         let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["current_time", "sleep", "read_skill", "open_file"]);
@@ -267,6 +327,8 @@ mod tests {
         let without = registry.offer(&StepTools {
             dynamic_tools: &[],
             has_skills: false,
+            subagents: SubagentTools::None,
+            read_only: false,
         });
         assert_eq!(without.source_of("read_skill"), None);
         assert_eq!(without.guidance(), "");
@@ -277,6 +339,8 @@ mod tests {
         let offer = ToolRegistry::default().offer(&StepTools {
             dynamic_tools: &[client_tool("open_file")],
             has_skills: false,
+            subagents: SubagentTools::None,
+            read_only: false,
         });
         let call = |name: &str| offer.call("id".into(), name.into(), json!({}));
         assert_eq!(call("sleep").source, "builtin");
@@ -292,6 +356,8 @@ mod tests {
         let offer = ToolRegistry::default().offer(&StepTools {
             dynamic_tools: &[client_tool("sleep")],
             has_skills: false,
+            subagents: SubagentTools::None,
+            read_only: false,
         });
         assert_eq!(offer.specs().len(), 2);
         assert_eq!(offer.source_of("sleep"), Some(ToolSource::Builtin));
@@ -299,7 +365,13 @@ mod tests {
 
     #[test]
     fn stored_sources_read_back_and_unknown_ones_are_refused() {
-        for source in [ToolSource::Builtin, ToolSource::Skill, ToolSource::Client] {
+        for source in [
+            ToolSource::Builtin,
+            ToolSource::Skill,
+            ToolSource::Client,
+            ToolSource::Subagent,
+            ToolSource::ExploreSubagent,
+        ] {
             assert_eq!(ToolSource::from_stored(source.as_str()), Some(source));
         }
         assert_eq!(ToolSource::from_stored(NOT_OFFERED), None);

@@ -63,7 +63,7 @@ use crate::{
     leases::{LeaseKind, Leases},
     models::{ModelResolver, ModelTarget, ResolveError},
     providers::ProviderRequest,
-    tools::{Offer, StepTools, ToolRegistry},
+    tools::{Offer, StepTools, SubagentTools, ToolRegistry},
 };
 use debug_record::DebugRecording;
 
@@ -305,6 +305,8 @@ impl TurnEngine {
                 let offer = self.tools.offer(&StepTools {
                     dynamic_tools: &turn.dynamic_tools,
                     has_skills: !sources.skills.is_empty(),
+                    subagents: SubagentTools::for_chat(turn.parent_chat_id),
+                    read_only: turn.mode.as_deref() == Some("explore"),
                 });
                 let request = ProviderRequest {
                     model: target.model.clone(),
