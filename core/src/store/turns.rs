@@ -193,7 +193,8 @@ impl Store {
         worker: &str,
         completion: &Completion,
     ) -> Result<Option<TurnOutcome>, StoreError> {
-        let tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
+        super::lock_root_of(&mut tx, chat_id).await?;
         let of = StepOfTurn::new(turn_id, chat_id, step);
         let Some((mut tx, message)) =
             end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
@@ -217,6 +218,7 @@ impl Store {
         error: &ChatError,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        super::lock_root_of(&mut tx, chat_id).await?;
         let failed = sqlx::query(
             "WITH c AS (
                 UPDATE chats SET last_error = $4, updated_at = now() WHERE id = $2 RETURNING id

@@ -185,9 +185,6 @@ impl Offer {
                  the skill it returns over your own habits."
             ));
         }
-        if let Some(line) = subagents::guidance(self) {
-            lines.push(line);
-        }
         if lines.is_empty() {
             return String::new();
         }

@@ -29,7 +29,7 @@ use agentq_core::{StoreError, domain::ToolCallRow, outcome::ChatOutcome};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Execution, Offer, ToolContext, ToolSource};
+use super::{Execution, ToolContext, ToolSource};
 use crate::providers::ToolSpec;
 
 /// Most children of one chat that are not closed at once (`close_agent` frees a place).
@@ -87,22 +87,6 @@ pub(super) fn specs(tools: SubagentTools) -> Vec<(ToolSpec, ToolSource)> {
             .map(|s| (s, ToolSource::ExploreSubagent))
             .collect(),
     }
-}
-
-/// The system message's line about subagents, when the offer has them.
-pub(super) fn guidance(offer: &Offer) -> Option<String> {
-    matches!(
-        offer.source_of(specs::SPAWN),
-        Some(ToolSource::Subagent | ToolSource::ExploreSubagent)
-    )
-    .then(|| {
-        format!(
-            "- `{}`: hand a self-contained task to a subagent (it sees only your prompt), then \
-             `{}` for its answer; spawn several before waiting to run them in parallel.",
-            specs::SPAWN,
-            specs::WAIT
-        )
-    })
 }
 
 /// Runs a subagent call (`explore_only`: recorded from a plan-mode offer).
