@@ -96,7 +96,15 @@ async fn a_model_reads_a_skill_it_was_offered(pool: sqlx::PgPool) {
     assert_eq!(received.len(), 2);
     assert_eq!(
         offered(&received[0].body),
-        ["current_time", "sleep", "read_skill"]
+        [
+            "current_time",
+            "sleep",
+            "read_skill",
+            "spawn_subagent",
+            "wait_agent",
+            "message_agent",
+            "close_agent"
+        ]
     );
     let system = received[0].body["messages"][0]["content"].as_str().unwrap();
     assert!(system.contains("# Tools\n\n- `read_skill`"), "{system}");
@@ -153,7 +161,14 @@ async fn calls_to_tools_that_were_not_offered_get_error_results(pool: sqlx::PgPo
     assert_eq!(received.len(), 2);
     assert_eq!(
         offered(&received[0].body),
-        ["current_time", "sleep"],
+        [
+            "current_time",
+            "sleep",
+            "spawn_subagent",
+            "wait_agent",
+            "message_agent",
+            "close_agent"
+        ],
         "no skills, no read_skill"
     );
     let results = tool_results(&received[1].body);

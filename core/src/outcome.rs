@@ -274,15 +274,9 @@ impl ChatOutcome {
             Self::TurnStarted { turn_id, .. } | Self::Released { turn_id } => turn(*turn_id),
             Self::FannedIn(fan_in) => match &fan_in.awaits_user {
                 None => turn(fan_in.turn_id),
-                Some(outcome) => match outcome.next_turn_id {
-                    Some(next) => turn(next),
-                    None => FollowUps::default(),
-                },
+                Some(outcome) => after_turn(outcome),
             },
-            Self::TurnFinished { outcome, .. } => match outcome.next_turn_id {
-                Some(next) => turn(next),
-                None => FollowUps::default(),
-            },
+            Self::TurnFinished { outcome, .. } => after_turn(outcome),
             Self::ToolStep { step, .. } => FollowUps {
                 turns: Vec::new(),
                 tool_calls: step
@@ -295,5 +289,22 @@ impl ChatOutcome {
             | Self::StepStarted { .. }
             | Self::ToolResultsAccepted { .. } => FollowUps::default(),
         }
+    }
+}
+
+/// The jobs a finished turn starts: the promoted message's turn, and, when the chat went
+/// idle, the parent's `wait_agent` calls parked on it (a subagent finished).
+fn after_turn(outcome: &TurnOutcome) -> FollowUps {
+    FollowUps {
+        turns: outcome
+            .next_turn_id
+            .map(|turn_id| RunTurn { turn_id })
+            .into_iter()
+            .collect(),
+        tool_calls: outcome
+            .waiting_calls
+            .iter()
+            .map(|&tool_call_id| RunToolCall { tool_call_id })
+            .collect(),
     }
 }

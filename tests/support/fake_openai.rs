@@ -24,7 +24,15 @@ pub struct Behavior {
     pub chunk_delay: Duration,
     /// Scripted replies, used in order before falling back to the echo answer.
     pub script: std::collections::VecDeque<Reply>,
+    /// Scripted replies per conversation: a request whose first user message contains the
+    /// key takes the next reply of that key's queue (before `script`), so chats that run at
+    /// once (a parent and its subagents) are scripted apart.
+    pub scripts_by_prompt: Vec<(String, std::collections::VecDeque<Reply>)>,
 }
+
+/// In a scripted tool call's arguments, a string value replaced by the `chat_id` of the
+/// last tool result in the request (a spawned subagent's id, which no script knows ahead).
+pub const LAST_RESULT_CHAT_ID: &str = "$LAST_RESULT_CHAT_ID";
 
 /// One scripted reply.
 #[derive(Clone, Debug)]
@@ -92,6 +100,7 @@ impl FakeOpenAi {
             behavior: Arc::new(Mutex::new(Behavior {
                 chunk_delay,
                 script: Default::default(),
+                scripts_by_prompt: Vec::new(),
             })),
             received: Arc::default(),
         };
@@ -115,6 +124,26 @@ impl FakeOpenAi {
     /// Queues scripted replies for the next requests.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.behavior.lock().unwrap().script.extend(replies);
+    }
+
+    /// Queues scripted replies for the requests of conversations whose first user message
+    /// contains `key`.
+    pub fn script_for(&self, key: &str, replies: impl IntoIterator<Item = Reply>) {
+        let mut behavior = self.shared.behavior.lock().unwrap();
+        match behavior.scripts_by_prompt.iter_mut().find(|(k, _)| k == key) {
+            Some((_, queue)) => queue.extend(replies),
+            None => behavior
+                .scripts_by_prompt
+                .push((key.to_owned(), replies.into_iter().collect())),
+        }
+    }
+
+    /// The requests received so far whose first user message contains `key`.
+    pub fn received_for(&self, key: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| first_user_text(&r.body).contains(key))
+            .collect()
     }
 
     /// Changes the pause between chunks.
@@ -170,6 +199,43 @@ impl RequestSink {
     }
 }
 
+/// The text of a request's first user message.
+pub fn first_user_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The `chat_id` in the last tool result of a request, if any.
+fn last_result_chat_id(body: &Value) -> Option<String> {
+    let content = body["messages"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")?["content"]
+        .as_str()?;
+    let result: Value = serde_json::from_str(content).ok()?;
+    result["chat_id"].as_str().map(str::to_owned)
+}
+
+/// `arguments` with every [`LAST_RESULT_CHAT_ID`] string replaced by `chat_id`.
+fn fill_chat_id(arguments: &Value, chat_id: Option<&str>) -> Value {
+    match arguments {
+        Value::String(s) if s == LAST_RESULT_CHAT_ID => {
+            Value::String(chat_id.unwrap_or("no tool result named a chat_id").to_owned())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), fill_chat_id(v, chat_id)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The answer the fake gives to a conversation whose last user message is `text`.
 pub fn answer_to(text: &str) -> String {
     format!("Echo: {text}")
@@ -209,7 +275,17 @@ async fn completions(
         .to_owned();
     let (delay, reply) = {
         let mut behavior = shared.behavior.lock().unwrap();
-        (behavior.chunk_delay, behavior.script.pop_front())
+        let first_user = first_user_text(&body);
+        let keyed = behavior
+            .scripts_by_prompt
+            .iter_mut()
+            .find(|(key, _)| first_user.contains(key.as_str()))
+            .map(|(_, queue)| queue.pop_front());
+        let reply = match keyed {
+            Some(reply) => reply,
+            None => behavior.script.pop_front(),
+        };
+        (behavior.chunk_delay, reply)
     };
     let mut cut = None;
     let mut chunks: Vec<String> = Vec::new();
@@ -273,8 +349,9 @@ async fn completions(
         }
         Some(Reply::ToolCalls(calls)) => {
             chunks.push(chunk(json!({"role": "assistant", "content": null}), None));
+            let chat_id = last_result_chat_id(&body);
             for (index, (id, name, arguments)) in calls.iter().enumerate() {
-                let args = arguments.to_string();
+                let args = fill_chat_id(arguments, chat_id.as_deref()).to_string();
                 let (head, tail) = args.split_at(args.len() / 2);
                 chunks.push(chunk(json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": head}}]}), None));
                 chunks.push(chunk(

@@ -15,6 +15,7 @@ mod oidc;
 mod site_config;
 mod skills;
 mod stream;
+mod subagents;
 mod tokens;
 mod tool_results;
 
@@ -77,6 +78,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(tool_results::submit))
         .routes(routes!(tool_results::waiting))
+        .routes(routes!(subagents::list_children))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(skills::list_skills, skills::create_skill))

@@ -56,6 +56,10 @@ pub struct AcquiredTurn {
     pub debug: bool,
     /// The chat's model (`None`: the default model).
     pub model_config_id: Option<Uuid>,
+    /// The parent, when the chat is a subagent (it is offered no subagent tools).
+    pub parent_chat_id: Option<Uuid>,
+    /// A subagent's type (`general`, `explore`: read-only tools only); `None` for a root.
+    pub mode: Option<String>,
 }
 
 /// Lifecycle of a tool call.

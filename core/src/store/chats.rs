@@ -314,7 +314,7 @@ impl Store {
 }
 
 /// A title from the first words of the first message (at most 80 characters).
-fn derive_title(parts: &[MessagePart]) -> String {
+pub(super) fn derive_title(parts: &[MessagePart]) -> String {
     let text = parts
         .iter()
         .filter_map(MessagePart::as_text)

@@ -42,6 +42,7 @@ mod retention;
 mod scheduler_ticks;
 mod site_config;
 mod skills;
+mod subagents;
 mod tool_calls;
 mod turns;
 mod user_tokens;
@@ -66,6 +67,7 @@ pub use retention::PURGE_BATCH;
 pub use scheduler_ticks::TickLease;
 pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
+pub use subagents::{ChildChat, NewSubagent, Spawned, WaitState};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 pub use user_tokens::{
@@ -113,20 +115,45 @@ pub(crate) fn changed_one(done: sqlx::postgres::PgQueryResult) -> Result<(), cra
 
 /// Takes the chat row lock that orders every change to a chat's turns and queue (sending,
 /// finishing, interrupting, recovering), always before any turn row. With `owner`, a chat
-/// of someone else is [`StoreError::NotFound`].
+/// of someone else is [`StoreError::NotFound`]. A subagent's root is locked first, in the
+/// same statement (`r`, which the chat's filter reads before the chat row is locked): see
+/// [`lock_root_of`].
 pub(crate) async fn lock_chat(
     tx: &mut sqlx::PgConnection,
     chat_id: uuid::Uuid,
     owner: Option<uuid::Uuid>,
 ) -> Result<(), crate::StoreError> {
     let found: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM chats WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2) FOR UPDATE",
+        "WITH r AS (
+            SELECT id FROM chats WHERE id = (SELECT root_chat_id FROM chats WHERE id = $1) FOR UPDATE
+         )
+         SELECT 1 FROM chats WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2)
+                AND (SELECT count(*) FROM r) >= 0
+         FOR UPDATE",
     )
     .bind(chat_id)
     .bind(owner)
     .fetch_optional(&mut *tx)
     .await?;
     found.map(|_| ()).ok_or(crate::StoreError::NotFound)
+}
+
+/// Takes the row lock of the chat's root when the chat is a subagent (nothing for a root
+/// chat): the first lock of every transaction whose change to a child touches its root
+/// (a finish or a new turn moves the child's `last_activity_at`, and a trigger the root's),
+/// so it and a transaction that locks the root, then its children (archive, spawn) wait
+/// for each other instead of deadlocking (ARCHITECTURE.md §5).
+pub(crate) async fn lock_root_of(
+    tx: &mut sqlx::PgConnection,
+    chat_id: uuid::Uuid,
+) -> Result<(), crate::StoreError> {
+    sqlx::query(
+        "SELECT 1 FROM chats WHERE id = (SELECT root_chat_id FROM chats WHERE id = $1) FOR UPDATE",
+    )
+    .bind(chat_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Most queued messages a chat may hold (ARCHITECTURE.md §3); the next one is a 409.

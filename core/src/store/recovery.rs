@@ -137,7 +137,7 @@ impl Store {
                     array_to_string((array_agg(name ORDER BY id))[1:5], ', ')
                     || CASE WHEN count(*) > 5 THEN ' and ' || (count(*) - 5) || ' more' ELSE '' END
              FROM tool_calls
-             WHERE status = 'waiting' AND deadline_at < now()
+             WHERE status = 'waiting' AND deadline_at < now() AND waits_for_chat_id IS NULL
              GROUP BY turn_id, chat_id LIMIT $1",
         )
         .bind(limits.batch)
@@ -180,6 +180,27 @@ impl Store {
                  WHERE id IN (SELECT id FROM tool_calls WHERE status = 'queued'
                                 AND enqueued_at < now() - make_interval(secs => $1)
                               ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+            )
+            .bind(limits.stale_after.as_secs_f64())
+            .bind(limits.batch)
+            .fetch_all(&self.pool)
+            .await?,
+        );
+        // `wait_agent` calls whose child is idle (its nudge was lost) or whose deadline
+        // passed: send again. Past the deadline once at once, then like any stale item.
+        found.tool_calls.extend(
+            sqlx::query_scalar::<_, Uuid>(
+                "UPDATE tool_calls SET enqueued_at = now()
+                 WHERE id IN (
+                    SELECT t.id FROM tool_calls t
+                    WHERE t.status = 'waiting' AND t.waits_for_chat_id IS NOT NULL
+                      AND ((t.deadline_at <= now() AND t.enqueued_at < t.deadline_at)
+                           OR (t.enqueued_at < now() - make_interval(secs => $1)
+                               AND (t.deadline_at <= now()
+                                    OR NOT EXISTS (SELECT 1 FROM chats ch WHERE ch.id = t.waits_for_chat_id
+                                                   AND ch.status NOT IN ('waiting', 'error')))))
+                    ORDER BY t.enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                  RETURNING id",
             )
             .bind(limits.stale_after.as_secs_f64())

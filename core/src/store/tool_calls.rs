@@ -189,7 +189,9 @@ impl Store {
         }))
     }
 
-    /// `queued` -> `running` for `worker`. `None`: a duplicate job, or the call is done.
+    /// `queued` -> `running` for `worker`, or `waiting` -> `running` for a parked
+    /// `wait_agent` call whose child is idle (or gone) or whose deadline passed
+    /// (`store::subagents`). `None`: a duplicate job, the call is done, or it still waits.
     pub async fn acquire_tool_call(
         &self,
         id: Uuid,
@@ -199,7 +201,11 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE tool_calls SET status = 'running', attempt = attempt + 1, lease_owner = $2,
                     lease_expires_at = now() + make_interval(secs => $3)
-             WHERE id = $1 AND status = 'queued'
+             WHERE id = $1 AND (status = 'queued'
+                    OR (status = 'waiting' AND waits_for_chat_id IS NOT NULL
+                        AND (deadline_at <= now()
+                             OR NOT EXISTS (SELECT 1 FROM chats ch WHERE ch.id = waits_for_chat_id
+                                            AND ch.status NOT IN ('waiting', 'error')))))
              RETURNING {TOOL_CALL_COLUMNS}"
         )))
         .bind(id)
@@ -247,7 +253,7 @@ impl Store {
     /// The calls of a chat's turn that wait for the client.
     pub async fn waiting_tool_calls(&self, chat_id: Uuid) -> Result<Vec<ToolCallRow>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TOOL_CALL_COLUMNS} FROM tool_calls WHERE chat_id = $1 AND status = 'waiting' ORDER BY id"
+            "SELECT {TOOL_CALL_COLUMNS} FROM tool_calls WHERE chat_id = $1 AND status = 'waiting' AND kind = 'dynamic' ORDER BY id"
         )))
         .bind(chat_id)
         .fetch_all(&self.pool)
@@ -289,7 +295,8 @@ impl Store {
         }
         lock_turn(&mut tx, turn_id).await?;
         let waiting: Vec<(Uuid, i32)> = sqlx::query_as(
-            "SELECT id, step FROM tool_calls WHERE turn_id = $1 AND status = 'waiting' ORDER BY id",
+            "SELECT id, step FROM tool_calls WHERE turn_id = $1 AND status = 'waiting' AND kind = 'dynamic'
+             ORDER BY id",
         )
         .bind(turn_id)
         .fetch_all(&mut *tx)
@@ -330,7 +337,7 @@ impl Store {
         sqlx::query(
             "UPDATE tool_calls t SET status = r.status, result = r.output, finished_at = now()
              FROM unnest($1::uuid[], $2::jsonb[], $3::text[]) AS r(id, output, status)
-             WHERE t.id = r.id AND t.status = 'waiting'",
+             WHERE t.id = r.id AND t.status = 'waiting' AND t.kind = 'dynamic'",
         )
         .bind(&ids)
         .bind(&outputs)

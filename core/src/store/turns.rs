@@ -38,6 +38,9 @@ pub struct TurnOutcome {
     pub next_turn_id: Option<Uuid>,
     /// The chat's status after the commit.
     pub status: ChatStatus,
+    /// `wait_agent` calls parked on this chat (a subagent) that its now idle state
+    /// completes: enqueue one `RunToolCall` each (ARCHITECTURE.md §7, subagents).
+    pub waiting_calls: Vec<Uuid>,
 }
 
 impl TurnOutcome {
@@ -59,6 +62,7 @@ impl TurnOutcome {
             promoted,
             next_turn_id,
             status,
+            waiting_calls: Vec::new(),
         }
     }
 }
@@ -91,7 +95,7 @@ impl Store {
              )
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
-                    ch.model_config_id
+                    ch.model_config_id, ch.parent_chat_id, ch.mode
              FROM t JOIN chats ch ON ch.id = t.chat_id
              JOIN users u ON u.id = ch.owner_id
              LEFT JOIN site_config s ON s.id = 1",
@@ -189,7 +193,8 @@ impl Store {
         worker: &str,
         completion: &Completion,
     ) -> Result<Option<TurnOutcome>, StoreError> {
-        let tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
+        super::lock_root_of(&mut tx, chat_id).await?;
         let of = StepOfTurn::new(turn_id, chat_id, step);
         let Some((mut tx, message)) =
             end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
@@ -213,6 +218,7 @@ impl Store {
         error: &ChatError,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        super::lock_root_of(&mut tx, chat_id).await?;
         let failed = sqlx::query(
             "WITH c AS (
                 UPDATE chats SET last_error = $4, updated_at = now() WHERE id = $2 RETURNING id
@@ -275,7 +281,13 @@ pub(super) async fn promote_queued_message(
     .fetch_optional(&mut *tx)
     .await?;
     let next_turn_id = promoted.as_ref().map(|_| turn_id);
-    Ok(TurnOutcome::new(message, promoted, next_turn_id, idle))
+    let mut outcome = TurnOutcome::new(message, promoted, next_turn_id, idle);
+    if outcome.promoted.is_none() {
+        // Idle now: a parent's `wait_agent` parked on this chat can complete. Read under
+        // this chat's row lock, which the parking transaction waits for (store::subagents).
+        outcome.waiting_calls = super::subagents::calls_waiting_for(tx, chat_id).await?;
+    }
+    Ok(outcome)
 }
 
 /// Which step of which turn an assistant message answers.

@@ -9,11 +9,17 @@ mod plan_mode;
 mod registry;
 mod runner;
 mod skill;
+mod subagents;
 
 pub use builtin::Builtins;
 pub use plan_mode::{ASK_USER_QUESTION_TOOL, MAX_PLAN_BYTES, PROPOSE_PLAN_TOOL};
 pub use registry::{
-    NOT_OFFERED, Offer, OfferedTool, StepTools, ToolOutput, ToolRegistry, ToolSource,
+    Execution, NOT_OFFERED, Offer, OfferedTool, StepTools, ToolContext, ToolOutput, ToolRegistry,
+    ToolSource,
 };
 pub use runner::ToolRunner;
 pub use skill::READ_SKILL_TOOL;
+pub use subagents::{
+    MAX_LIVE_SUBAGENTS, MAX_SUBAGENT_PROMPT_BYTES, MAX_SUBAGENTS_PER_CHAT, MAX_WAIT_SECS,
+    SubagentTools,
+};

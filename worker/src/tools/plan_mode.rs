@@ -127,14 +127,17 @@ pub fn specs() -> Vec<ToolSpec> {
 /// Whether a plan step may keep `tool`, which an earlier source offered: only tools that
 /// change nothing.
 pub fn allowed(tool: &OfferedTool, builtins: &Builtins) -> bool {
-    // Exhaustive on purpose: a new source must say whether plan mode keeps it (subagents:
-    // only `spawn_subagent`, whose source lets a plan step start `explore` children only).
+    // Exhaustive on purpose: a new source must say whether plan mode keeps it.
     match tool.source {
         ToolSource::Builtin => builtins.changes_nothing(&tool.spec.name),
         ToolSource::Skill | ToolSource::PlanMode => true,
         // Only servers with `allow_in_plan_mode` were listed for a plan step
         // (`ToolRegistry::offer`): their site owner says their tools change nothing.
         ToolSource::Mcp => true,
+        // A plan step is offered the explore-only subagent tools (`SubagentTools::for_chat`):
+        // `spawn_subagent` starts `explore` children only, which change nothing either.
+        ToolSource::ExploreSubagent => true,
+        ToolSource::Subagent => false,
         // The client's tools may change anything; agentq cannot tell.
         ToolSource::Client => false,
     }

@@ -3,10 +3,11 @@
 //!
 //! Tools come from sources ([`ToolSource`]): the builtins, the skill tool `read_skill`
 //! (offered when the chat's owner has a skill), the tools of the chat's MCP servers
-//! (`super::mcp`: listed before the step, [`StepTools::mcp`]), the chat's client-defined
-//! tools, and plan mode's `ask_user_question` and `propose_plan` (a plan step keeps only
-//! the tools that change nothing, `super::plan_mode`); subagents are a source to come, a
-//! new variant with its own branch in [`ToolRegistry::offer`] and
+//! (`super::mcp`: listed before the step, [`StepTools::mcp`]), the subagent tools
+//! (`spawn_subagent`, `wait_agent`, `message_agent`, `close_agent`; `super::subagents`),
+//! the chat's client-defined tools, and plan mode's `ask_user_question` and `propose_plan`
+//! (a plan step keeps only the tools that change nothing, `super::plan_mode`). A new source
+//! is a new variant with its own branch in [`ToolRegistry::offer`] and
 //! [`ToolRegistry::execute`].
 //!
 //! A step's offer ([`Offer`]) is decided once, before the request is sent; the model's
@@ -24,7 +25,7 @@
 //! named like a worker tool, so this only guards old chats).
 //!
 //! ```
-//! use agentq_worker::tools::{StepTools, ToolRegistry, ToolSource};
+//! use agentq_worker::tools::{StepTools, SubagentTools, ToolRegistry, ToolSource};
 //!
 //! let registry = ToolRegistry::default();
 //! let offer = registry.offer(&StepTools::default());
@@ -40,6 +41,8 @@ use std::sync::Arc;
 use agentq_core::{
     StoreError,
     domain::{DynamicTool, ToolCallRow},
+    events::EventPublisher,
+    queue::Producer,
     store::{NewToolCall, Store},
 };
 use serde_json::Value;
@@ -49,6 +52,7 @@ use super::{
     mcp::{McpOffer, McpTools},
     plan_mode,
     skill::{READ_SKILL_TOOL, read_skill, read_skill_spec},
+    subagents::{self, SubagentTools},
 };
 use crate::providers::ToolSpec;
 
@@ -69,6 +73,10 @@ pub enum ToolSource {
     /// Plan mode's `ask_user_question` and `propose_plan`; a worker runs them, and one
     /// that succeeds hands the turn to the user (`super::plan_mode`).
     PlanMode,
+    /// A subagent tool (`spawn_subagent`, `wait_agent`, ...); a worker runs it.
+    Subagent,
+    /// A subagent tool as plan mode offers them: `spawn_subagent` accepts only `explore`.
+    ExploreSubagent,
 }
 
 /// What `tool_calls.source` says of a call the step did not offer.
@@ -83,6 +91,8 @@ impl ToolSource {
             Self::Client => "client",
             Self::Mcp => "mcp",
             Self::PlanMode => "plan_mode",
+            Self::Subagent => "subagent",
+            Self::ExploreSubagent => "explore_subagent",
         }
     }
 
@@ -95,6 +105,8 @@ impl ToolSource {
             "client" => Some(Self::Client),
             "mcp" => Some(Self::Mcp),
             "plan_mode" => Some(Self::PlanMode),
+            "subagent" => Some(Self::Subagent),
+            "explore_subagent" => Some(Self::ExploreSubagent),
             _ => None,
         }
     }
@@ -112,6 +124,12 @@ pub struct StepTools<'a> {
     /// Whether the chat is in plan mode: only tools that change nothing (MCP tools only of
     /// servers with `allow_in_plan_mode`), plus the plan-mode tools (`super::plan_mode`).
     pub plan_mode: bool,
+    /// Which subagent tools the chat gets (none for a subagent; `explore` children only in
+    /// plan mode, [`SubagentTools::for_chat`]).
+    pub subagents: SubagentTools,
+    /// An `explore` subagent: only tools that change nothing (builtins that change nothing,
+    /// `read_skill`, MCP tools only of servers with `allow_in_plan_mode`).
+    pub read_only: bool,
 }
 
 /// One offered tool.
@@ -210,6 +228,29 @@ impl Offer {
 /// turn goes on either way).
 pub type ToolOutput = Result<Value, String>;
 
+/// What running a call came to.
+#[derive(Debug)]
+pub enum Execution {
+    /// The call's output: store it (and fan in).
+    Done(ToolOutput),
+    /// The call is not finished by this run and stores nothing now: a `wait_agent` call
+    /// parked until its child finishes (or its lease was lost meanwhile).
+    Waiting,
+}
+
+/// What a running call may use besides its row.
+#[derive(Clone, Copy)]
+pub struct ToolContext<'a> {
+    /// The database.
+    pub store: &'a Store,
+    /// Publishes the events of what a tool changed (a spawned child's first message).
+    pub events: &'a EventPublisher,
+    /// Enqueues the jobs of what a tool changed (a spawned child's turn).
+    pub producer: &'a Producer,
+    /// The lease owner of this acquisition of the call.
+    pub lease_owner: &'a str,
+}
+
 /// The tool sources a worker knows; shared by the turn engine (offer) and the tool runner
 /// (execute).
 #[derive(Debug, Clone, Default)]
@@ -234,20 +275,26 @@ impl ToolRegistry {
         self.mcp.as_deref()
     }
 
-    /// What one step offers: the builtins, `read_skill` when the owner has a skill, the
-    /// MCP tools listed for the step, then the client's tools; in plan mode only those that
+    /// What one step offers: the builtins (only those that change nothing to a read-only
+    /// subagent), `read_skill` when the owner has a skill, the MCP tools listed for the
+    /// step, the subagent tools, then the client's tools; in plan mode only those that
     /// change nothing (MCP tools only of servers allowed in it), then `ask_user_question`
     /// and `propose_plan`.
     pub fn offer(&self, step: &StepTools<'_>) -> Offer {
         let mut offer = Offer::default();
         for spec in self.builtins.specs() {
-            offer.push(spec, ToolSource::Builtin);
+            if !step.read_only || self.builtins.changes_nothing(&spec.name) {
+                offer.push(spec, ToolSource::Builtin);
+            }
         }
         if step.has_skills {
             offer.push(read_skill_spec(), ToolSource::Skill);
         }
         if let Some(mcp) = step.mcp {
-            let shown = |allowed: bool| allowed || !step.plan_mode;
+            // Plan steps and `explore` children see only servers whose site owner allows
+            // them in plan mode: their tools change nothing.
+            let restricted = step.plan_mode || step.read_only;
+            let shown = |allowed: bool| allowed || !restricted;
             for tool in mcp.tools.iter().filter(|t| shown(t.allow_in_plan_mode)) {
                 offer.push(tool.spec.clone(), ToolSource::Mcp);
             }
@@ -257,6 +304,9 @@ impl ToolRegistry {
                 .filter(|s| shown(s.allow_in_plan_mode))
                 .map(|s| (s.slug.clone(), s.reason.clone()))
                 .collect();
+        }
+        for (spec, source) in subagents::specs(step.subagents) {
+            offer.push(spec, source);
         }
         for tool in step.dynamic_tools {
             offer.push(
@@ -282,11 +332,11 @@ impl ToolRegistry {
     /// only when the database fails (the job is retried).
     pub async fn execute(
         &self,
-        store: &Store,
+        ctx: &ToolContext<'_>,
         call: &ToolCallRow,
-    ) -> Result<ToolOutput, StoreError> {
-        let name = call.name.as_str();
-        Ok(match ToolSource::from_stored(&call.source) {
+    ) -> Result<Execution, StoreError> {
+        let (store, name) = (ctx.store, call.name.as_str());
+        Ok(Execution::Done(match ToolSource::from_stored(&call.source) {
             Some(ToolSource::Builtin) if self.builtins.has(name) => {
                 self.builtins.run(name, &call.arguments).await
             }
@@ -304,8 +354,12 @@ impl ToolRegistry {
             Some(ToolSource::Client) => Err(format!(
                 "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
             )),
+            Some(source @ (ToolSource::Subagent | ToolSource::ExploreSubagent)) => {
+                return subagents::execute(ctx, call, source == ToolSource::ExploreSubagent)
+                    .await;
+            }
             _ => Err(not_offered(name)),
-        })
+        }))
     }
 }
 
@@ -420,6 +474,8 @@ mod tests {
             ToolSource::Client,
             ToolSource::Mcp,
             ToolSource::PlanMode,
+            ToolSource::Subagent,
+            ToolSource::ExploreSubagent,
         ] {
             assert_eq!(ToolSource::from_stored(source.as_str()), Some(source));
         }

@@ -13,7 +13,7 @@ use agentq_core::{
 };
 use serde_json::json;
 
-use super::ToolRegistry;
+use super::{Execution, ToolContext, ToolRegistry};
 use crate::leases::{LeaseKind, Leases};
 use crate::turn::TurnJobError;
 
@@ -52,7 +52,18 @@ impl ToolRunner {
         // The lease is renewed while the tool runs (so recovery does not run it twice), and
         // only as long as this job does: the guard stops it on every way out.
         let _lease = self.leases.hold(LeaseKind::ToolCall, call.id, &owner);
-        let (output, is_error) = match self.tools.execute(&self.store, &call).await? {
+        let ctx = ToolContext {
+            store: &self.store,
+            events: &self.events,
+            producer: &self.producer,
+            lease_owner: &owner,
+        };
+        let output = match self.tools.execute(&ctx, &call).await? {
+            Execution::Done(output) => output,
+            // Parked (`wait_agent`): the call's next job finishes it (ARCHITECTURE.md §4.3).
+            Execution::Waiting => return Ok(()),
+        };
+        let (output, is_error) = match output {
             Ok(output) => (output, false),
             Err(message) => {
                 tracing::debug!(tool = %call.name, source = %call.source, error = %message, "tool error result");

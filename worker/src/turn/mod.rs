@@ -63,7 +63,7 @@ use crate::{
     leases::{LeaseKind, Leases},
     models::{ModelResolver, ModelTarget, ResolveError},
     providers::ProviderRequest,
-    tools::{Offer, StepTools, ToolRegistry},
+    tools::{Offer, StepTools, SubagentTools, ToolRegistry},
 };
 use debug_record::DebugRecording;
 
@@ -305,10 +305,16 @@ impl TurnEngine {
                 // The chat's MCP servers are listed (from the worker's cache, mostly) before
                 // the offer; a server that fails is left out and named in the guidance.
                 let plan_mode = turn.plan_mode.is_some();
+                let read_only = turn.mode.as_deref() == Some("explore");
                 let mcp = match self.tools.mcp() {
                     Some(mcp) => Some(
-                        mcp.offer(&self.store, turn.chat_id, turn.owner_id, plan_mode)
-                            .await?,
+                        mcp.offer(
+                            &self.store,
+                            turn.chat_id,
+                            turn.owner_id,
+                            plan_mode || read_only,
+                        )
+                        .await?,
                     ),
                     None => None,
                 };
@@ -317,6 +323,8 @@ impl TurnEngine {
                     has_skills: !sources.skills.is_empty(),
                     mcp: mcp.as_ref(),
                     plan_mode,
+                    subagents: SubagentTools::for_chat(turn.parent_chat_id, plan_mode),
+                    read_only,
                 });
                 let request = ProviderRequest {
                     model: target.model.clone(),

@@ -49,8 +49,9 @@ pub struct McpOffer {
 }
 
 impl McpTools {
-    /// The MCP tools a step of `chat_id` (owned by `owner`) may offer; a plan step lists
-    /// only servers with `allow_in_plan_mode` (the others would be dropped from its offer).
+    /// The MCP tools a step of `chat_id` (owned by `owner`) may offer; a `restricted` step
+    /// (plan mode, an `explore` child) lists only servers with `allow_in_plan_mode` (the
+    /// others would be dropped from its offer).
     /// `Err` only when the database fails; a failing server only lands in
     /// [`McpOffer::unavailable`].
     pub async fn offer(
@@ -58,10 +59,10 @@ impl McpTools {
         store: &Store,
         chat_id: Uuid,
         owner: Uuid,
-        plan_mode: bool,
+        restricted: bool,
     ) -> Result<McpOffer, StoreError> {
         let mut servers = store.effective_mcp_servers(chat_id).await?;
-        servers.retain(|server| server.allow_in_plan_mode || !plan_mode);
+        servers.retain(|server| server.allow_in_plan_mode || !restricted);
         if servers.is_empty() {
             return Ok(McpOffer::default());
         }

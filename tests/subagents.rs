@@ -1,0 +1,331 @@
+//! Subagents (issue #12 item 6; ARCHITECTURE.md §7): a chat's model spawns child chats,
+//! waits for their answers without holding a worker, messages and closes them; the
+//! parent's turn goes on exactly once per finished child, across worker processes and a
+//! killed worker; children cannot spawn, and `explore` children only read.
+
+mod support;
+
+use std::time::Duration;
+
+use agentq_scheduler::SchedulerConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{
+    app::TestApp,
+    eventually,
+    fake_openai::{LAST_RESULT_CHAT_ID, Reply, answer_to},
+    process::WorkerProcess,
+};
+use uuid::Uuid;
+
+const SUBAGENT_TOOLS: [&str; 4] = ["spawn_subagent", "wait_agent", "message_agent", "close_agent"];
+
+fn call(id: &str, name: &str, arguments: Value) -> Reply {
+    Reply::ToolCalls(vec![(id.into(), name.into(), arguments)])
+}
+
+/// The names of the tools a request offered.
+fn offered(body: &Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The output of every tool result in the chat's messages, in order.
+fn tool_outputs(messages: &[Value]) -> Vec<(Value, bool)> {
+    messages
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .flat_map(|m| m["content"].as_array().unwrap().clone())
+        .map(|p| (p["output"].clone(), p["is_error"] == true))
+        .collect()
+}
+
+fn recovery_every_second() -> SchedulerConfig {
+    SchedulerConfig {
+        interval_secs: 1,
+        stale_secs: 5,
+        batch: 100,
+        max_attempts: 3,
+        maintenance_cron: "0 0 1 1 *".parse().unwrap(),
+    }
+}
+
+#[sqlx::test]
+async fn a_parent_spawns_waits_for_messages_and_closes_a_subagent_across_two_worker_processes(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    let _a = WorkerProcess::worker(&app, &["--concurrency", "2"]);
+    let _b = WorkerProcess::worker(&app, &["--concurrency", "2"]);
+    app.fake.script_for(
+        "PARENT",
+        [
+            call(
+                "c1",
+                "spawn_subagent",
+                json!({"subagent_type": "general", "prompt": "CHILD task one", "title": "Helper"}),
+            ),
+            call("c2", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
+            call(
+                "c3",
+                "message_agent",
+                json!({"chat_id": LAST_RESULT_CHAT_ID, "message": "more work please"}),
+            ),
+            call("c4", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID, "timeout_seconds": 120})),
+            call("c5", "close_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
+            Reply::Text("All done.".into()),
+        ],
+    );
+    let parent = app.create_chat("PARENT: get help").await;
+
+    let messages = app
+        .wait_until_answered(parent, 12, Duration::from_secs(60))
+        .await;
+    assert_eq!(messages.len(), 12, "six steps, one message each way");
+    assert_eq!(messages[11]["content"][0]["text"], "All done.");
+    let outputs = tool_outputs(&messages);
+    assert_eq!(outputs.len(), 5);
+    assert!(outputs.iter().all(|(_, error)| !error), "{outputs:?}");
+    let child: Uuid = outputs[0].0["chat_id"].as_str().unwrap().parse().unwrap();
+    for (output, _) in &outputs {
+        assert_eq!(output["chat_id"], child.to_string(), "every answer names the child");
+        assert_eq!(output["subagent_type"], "general");
+        assert!(output["status"].is_string());
+    }
+    assert_eq!(outputs[0].0["title"], "Helper");
+    assert_eq!(outputs[1].0["status"], "waiting");
+    assert_eq!(outputs[1].0["result"], answer_to("CHILD task one"));
+    assert_eq!(outputs[2].0["delivered"], "started");
+    assert_eq!(outputs[3].0["result"], answer_to("more work please"));
+    assert_eq!(outputs[4].0["closed"], true);
+
+    // The parent went on exactly once per step: six requests, however the nudges raced.
+    assert_eq!(app.fake.received_for("PARENT").len(), 6);
+    let child_requests = app.fake.received_for("CHILD task one");
+    assert_eq!(child_requests.len(), 2);
+    for request in &child_requests {
+        let tools = offered(&request.body);
+        assert!(
+            SUBAGENT_TOOLS.iter().all(|t| !tools.contains(&t.to_string())),
+            "a subagent is offered no subagent tools: {tools:?}"
+        );
+    }
+
+    let (status, chat) = app.get(&format!("/api/v1/chats/{child}")).await;
+    assert_eq!(status, StatusCode::OK, "{chat}");
+    assert_eq!(chat["parent_chat_id"], parent.to_string());
+    assert_eq!(chat["root_chat_id"], parent.to_string());
+    assert_eq!(app.messages(child).await.len(), 4);
+    let (status, children) = app.get(&format!("/api/v1/chats/{parent}/children")).await;
+    assert_eq!(status, StatusCode::OK, "{children}");
+    let children = children["children"].as_array().unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0]["id"], child.to_string());
+    assert_eq!(children[0]["subagent_type"], "general");
+    assert_eq!(children[0]["closed"], true);
+    assert_eq!(children[0]["status"], "waiting");
+
+    // Someone else cannot list them.
+    let other = support::app::create_user(&app.services, "mallory@example.com", "evil").await;
+    let (status, _) = app
+        .get_as(&other, &format!("/api/v1/chats/{parent}/children"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_explore_subagent_is_offered_only_tools_that_change_nothing_and_cannot_spawn(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    app.fake.script_for(
+        "PARENT",
+        [
+            call(
+                "c1",
+                "spawn_subagent",
+                json!({"subagent_type": "explore", "prompt": "CHILD explore the code"}),
+            ),
+            call("c2", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
+            Reply::Text("Thanks.".into()),
+        ],
+    );
+    app.fake.script_for(
+        "CHILD explore",
+        [
+            call(
+                "g1",
+                "spawn_subagent",
+                json!({"subagent_type": "general", "prompt": "GRANDCHILD"}),
+            ),
+            Reply::Text("Looked around.".into()),
+        ],
+    );
+    let parent = app.create_chat("PARENT: explore for me").await;
+    let messages = app
+        .wait_until_answered(parent, 6, Duration::from_secs(30))
+        .await;
+    let outputs = tool_outputs(&messages);
+    assert_eq!(outputs[1].0["subagent_type"], "explore");
+    assert_eq!(outputs[1].0["result"], "Looked around.");
+
+    let parent_tools = offered(&app.fake.received_for("PARENT")[0].body);
+    for tool in SUBAGENT_TOOLS {
+        assert!(parent_tools.contains(&tool.to_string()), "{parent_tools:?}");
+    }
+    let child_requests = app.fake.received_for("CHILD explore");
+    assert_eq!(child_requests.len(), 2);
+    for request in &child_requests {
+        for tool in offered(&request.body) {
+            assert!(
+                ["current_time", "sleep", "read_skill"].contains(&tool.as_str()),
+                "an explore subagent was offered `{tool}`"
+            );
+        }
+    }
+    // The child's spawn was refused, and nothing was spawned.
+    let child: Uuid = outputs[0].0["chat_id"].as_str().unwrap().parse().unwrap();
+    let child_outputs = tool_outputs(&app.messages(child).await);
+    assert_eq!(child_outputs.len(), 1);
+    assert!(child_outputs[0].1, "an error result: {child_outputs:?}");
+    assert!(
+        child_outputs[0].0["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a tool offered")
+    );
+    let chats: i64 = sqlx::query_scalar("SELECT count(*) FROM chats")
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(chats, 2, "no grandchild");
+    assert!(app.fake.received_for("GRANDCHILD").is_empty());
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_worker_killed_while_its_parent_waits_loses_nothing(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let mut doomed = WorkerProcess::worker(&app, &[]);
+    app.fake.script_for(
+        "PARENT",
+        [
+            call(
+                "c1",
+                "spawn_subagent",
+                json!({"subagent_type": "general", "prompt": "CHILD slow"}),
+            ),
+            call("c2", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
+            Reply::Text("Parent done.".into()),
+        ],
+    );
+    // The child's first answer never comes: its worker dies while the parent waits.
+    app.fake
+        .script_for("CHILD slow", [Reply::Hang(Duration::from_secs(120))]);
+    let parent = app.create_chat("PARENT: wait for a slow child").await;
+
+    // The parent's wait is parked (no worker holds it) while the child's turn runs.
+    let pool = app.services.store.pool().clone();
+    eventually(Duration::from_secs(20), "the parent's wait to park", || {
+        let pool = pool.clone();
+        async move {
+            let parked: Option<(String,)> = sqlx::query_as(
+                "SELECT t.status FROM tool_calls c JOIN chat_turns t ON t.chat_id = c.waits_for_chat_id
+                 WHERE c.chat_id = $1 AND c.name = 'wait_agent' AND c.status = 'waiting'
+                   AND c.lease_owner IS NULL",
+            )
+            .bind(parent)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            (parked.map(|(s,)| s).as_deref() == Some("running")).then_some(())
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the child's request to hang", || async {
+        (!app.fake.received_for("CHILD slow").is_empty()).then_some(())
+    })
+    .await;
+    doomed.kill();
+
+    let _survivor = WorkerProcess::worker(&app, &[]);
+    app.start_recovery(recovery_every_second());
+    let messages = app
+        .wait_until_answered(parent, 6, Duration::from_secs(60))
+        .await;
+    assert_eq!(messages[5]["content"][0]["text"], "Parent done.");
+    let outputs = tool_outputs(&messages);
+    assert_eq!(outputs[1].0["result"], answer_to("CHILD slow"));
+    // Exactly once: nothing doubled after a few more recovery ticks.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.messages(parent).await.len(), 6);
+    assert_eq!(app.fake.received_for("PARENT").len(), 3);
+    assert_eq!(app.fake.received_for("CHILD slow").len(), 2, "the child's step ran again once");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_wait_times_out_and_a_closed_subagent_stops(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    app.start_recovery(recovery_every_second());
+    app.fake.script_for(
+        "PARENT",
+        [
+            call(
+                "c1",
+                "spawn_subagent",
+                json!({"subagent_type": "general", "prompt": "CHILD endless"}),
+            ),
+            call("c2", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID, "timeout_seconds": 1})),
+            call("c3", "close_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
+            Reply::Text("Gave up.".into()),
+        ],
+    );
+    app.fake
+        .script_for("CHILD endless", [Reply::Endless("more ".into())]);
+    let parent = app.create_chat("PARENT: impatient").await;
+    let messages = app
+        .wait_until_answered(parent, 8, Duration::from_secs(30))
+        .await;
+    let outputs = tool_outputs(&messages);
+    assert_eq!(outputs[1].0["timed_out"], true, "{outputs:?}");
+    assert_ne!(outputs[1].0["status"], "waiting");
+    assert_eq!(outputs[2].0["closed"], true);
+    let child: Uuid = outputs[0].0["chat_id"].as_str().unwrap().parse().unwrap();
+    app.wait_until_answered(child, 2, Duration::from_secs(20))
+        .await;
+    // A closed subagent takes no more messages from its parent.
+    app.fake.script_for(
+        "PARENT",
+        [
+            call(
+                "c4",
+                "message_agent",
+                json!({"chat_id": child.to_string(), "message": "still there?"}),
+            ),
+            Reply::Text("Ok.".into()),
+        ],
+    );
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{parent}/messages"),
+            json!({"message": "try again"}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let messages = app
+        .wait_until_answered(parent, 12, Duration::from_secs(30))
+        .await;
+    let outputs = tool_outputs(&messages);
+    assert!(outputs[3].1, "{outputs:?}");
+    assert!(outputs[3].0["error"].as_str().unwrap().contains("closed"));
+    app.stop().await;
+}
