@@ -619,7 +619,10 @@ async fn a_refused_or_misdirected_connection_is_a_clear_4xx(pool: sqlx::PgPool) 
     let (status, body) = callback(&location).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["validations"][0]["field"], "state");
-    assert!(body["message"].as_str().unwrap().contains("expired"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
 
     // The token endpoint refuses the client (a wrong secret configured).
     let (status, body) = app

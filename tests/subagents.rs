@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use agentq_core::domain::ToolCallStatus;
 use agentq_scheduler::SchedulerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -18,7 +19,12 @@ use support::{
 };
 use uuid::Uuid;
 
-const SUBAGENT_TOOLS: [&str; 4] = ["spawn_subagent", "wait_agent", "message_agent", "close_agent"];
+const SUBAGENT_TOOLS: [&str; 4] = [
+    "spawn_subagent",
+    "wait_agent",
+    "message_agent",
+    "close_agent",
+];
 
 fn call(id: &str, name: &str, arguments: Value) -> Reply {
     Reply::ToolCalls(vec![(id.into(), name.into(), arguments)])
@@ -78,7 +84,11 @@ async fn a_parent_spawns_waits_for_messages_and_closes_a_subagent_across_two_wor
                 "message_agent",
                 json!({"chat_id": LAST_RESULT_CHAT_ID, "message": "more work please"}),
             ),
-            call("c4", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID, "timeout_seconds": 120})),
+            call(
+                "c4",
+                "wait_agent",
+                json!({"chat_id": LAST_RESULT_CHAT_ID, "timeout_seconds": 120}),
+            ),
             call("c5", "close_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
             Reply::Text("All done.".into()),
         ],
@@ -95,7 +105,11 @@ async fn a_parent_spawns_waits_for_messages_and_closes_a_subagent_across_two_wor
     assert!(outputs.iter().all(|(_, error)| !error), "{outputs:?}");
     let child: Uuid = outputs[0].0["chat_id"].as_str().unwrap().parse().unwrap();
     for (output, _) in &outputs {
-        assert_eq!(output["chat_id"], child.to_string(), "every answer names the child");
+        assert_eq!(
+            output["chat_id"],
+            child.to_string(),
+            "every answer names the child"
+        );
         assert_eq!(output["subagent_type"], "general");
         assert!(output["status"].is_string());
     }
@@ -113,7 +127,9 @@ async fn a_parent_spawns_waits_for_messages_and_closes_a_subagent_across_two_wor
     for request in &child_requests {
         let tools = offered(&request.body);
         assert!(
-            SUBAGENT_TOOLS.iter().all(|t| !tools.contains(&t.to_string())),
+            SUBAGENT_TOOLS
+                .iter()
+                .all(|t| !tools.contains(&t.to_string())),
             "a subagent is offered no subagent tools: {tools:?}"
         );
     }
@@ -239,10 +255,11 @@ async fn a_worker_killed_while_its_parent_waits_loses_nothing(pool: sqlx::PgPool
         async move {
             let parked: Option<(String,)> = sqlx::query_as(
                 "SELECT t.status FROM tool_calls c JOIN chat_turns t ON t.chat_id = c.waits_for_chat_id
-                 WHERE c.chat_id = $1 AND c.name = 'wait_agent' AND c.status = 'waiting'
+                 WHERE c.chat_id = $1 AND c.name = 'wait_agent' AND c.status = $2
                    AND c.lease_owner IS NULL",
             )
             .bind(parent)
+            .bind(ToolCallStatus::Waiting)
             .fetch_optional(&pool)
             .await
             .unwrap();
@@ -250,9 +267,11 @@ async fn a_worker_killed_while_its_parent_waits_loses_nothing(pool: sqlx::PgPool
         }
     })
     .await;
-    eventually(Duration::from_secs(20), "the child's request to hang", || async {
-        (!app.fake.received_for("CHILD slow").is_empty()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the child's request to hang",
+        || async { (!app.fake.received_for("CHILD slow").is_empty()).then_some(()) },
+    )
     .await;
     doomed.kill();
 
@@ -268,7 +287,11 @@ async fn a_worker_killed_while_its_parent_waits_loses_nothing(pool: sqlx::PgPool
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(app.messages(parent).await.len(), 6);
     assert_eq!(app.fake.received_for("PARENT").len(), 3);
-    assert_eq!(app.fake.received_for("CHILD slow").len(), 2, "the child's step ran again once");
+    assert_eq!(
+        app.fake.received_for("CHILD slow").len(),
+        2,
+        "the child's step ran again once"
+    );
     app.stop().await;
 }
 
@@ -284,7 +307,11 @@ async fn a_wait_times_out_and_a_closed_subagent_stops(pool: sqlx::PgPool) {
                 "spawn_subagent",
                 json!({"subagent_type": "general", "prompt": "CHILD endless"}),
             ),
-            call("c2", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID, "timeout_seconds": 1})),
+            call(
+                "c2",
+                "wait_agent",
+                json!({"chat_id": LAST_RESULT_CHAT_ID, "timeout_seconds": 1}),
+            ),
             call("c3", "close_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
             Reply::Text("Gave up.".into()),
         ],

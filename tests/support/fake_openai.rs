@@ -130,7 +130,11 @@ impl FakeOpenAi {
     /// contains `key`.
     pub fn script_for(&self, key: &str, replies: impl IntoIterator<Item = Reply>) {
         let mut behavior = self.shared.behavior.lock().unwrap();
-        match behavior.scripts_by_prompt.iter_mut().find(|(k, _)| k == key) {
+        match behavior
+            .scripts_by_prompt
+            .iter_mut()
+            .find(|(k, _)| k == key)
+        {
             Some((_, queue)) => queue.extend(replies),
             None => behavior
                 .scripts_by_prompt
@@ -224,9 +228,11 @@ fn last_result_chat_id(body: &Value) -> Option<String> {
 /// `arguments` with every [`LAST_RESULT_CHAT_ID`] string replaced by `chat_id`.
 fn fill_chat_id(arguments: &Value, chat_id: Option<&str>) -> Value {
     match arguments {
-        Value::String(s) if s == LAST_RESULT_CHAT_ID => {
-            Value::String(chat_id.unwrap_or("no tool result named a chat_id").to_owned())
-        }
+        Value::String(s) if s == LAST_RESULT_CHAT_ID => Value::String(
+            chat_id
+                .unwrap_or("no tool result named a chat_id")
+                .to_owned(),
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| (k.clone(), fill_chat_id(v, chat_id)))

@@ -11,7 +11,6 @@ use agentq_core::{
     outcome::ChatOutcome,
     rate_limit::Limit,
     store::ChatSettings,
-    text::{describe_char, forbidden_char},
 };
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};

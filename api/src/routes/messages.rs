@@ -4,7 +4,7 @@ use agentq_core::{
     domain::{Message, MessagePart, PlanMode},
     outcome::ChatOutcome,
     rate_limit::Limit,
-    store::{BusyBehavior, ChatSettings, SendOutcome},
+    store::{BusyBehavior, SendOutcome},
 };
 use axum::{
     Json,

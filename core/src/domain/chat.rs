@@ -159,6 +159,10 @@ pub const BUILTIN_TOOL_NAMES: &[&str] = &[
     "read_skill",
     "ask_user_question",
     "propose_plan",
+    "spawn_subagent",
+    "wait_agent",
+    "message_agent",
+    "close_agent",
 ];
 
 /// A client-defined tool: the model may call it, the client runs it and posts the result

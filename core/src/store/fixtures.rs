@@ -63,7 +63,12 @@ impl Store {
         chat_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_time("UPDATE chats SET last_activity_at = $2 WHERE id = $1", chat_id, at).await
+        self.set_time(
+            "UPDATE chats SET last_activity_at = $2 WHERE id = $1",
+            chat_id,
+            at,
+        )
+        .await
     }
 
     /// Sets when a debug run last changed to `at` (retention's clock for debug runs).
@@ -72,7 +77,12 @@ impl Store {
         run_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_time("UPDATE chat_debug_runs SET updated_at = $2 WHERE id = $1", run_id, at).await
+        self.set_time(
+            "UPDATE chat_debug_runs SET updated_at = $2 WHERE id = $1",
+            run_id,
+            at,
+        )
+        .await
     }
 
     /// Sets when the jobs of the chat's tool calls were last sent to `at`, as if they had
@@ -82,7 +92,12 @@ impl Store {
         chat_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_time("UPDATE tool_calls SET enqueued_at = $2 WHERE chat_id = $1", chat_id, at).await
+        self.set_time(
+            "UPDATE tool_calls SET enqueued_at = $2 WHERE chat_id = $1",
+            chat_id,
+            at,
+        )
+        .await
     }
 
     /// Sets the API token's expiry to `at` (a token that has expired by now).
@@ -91,7 +106,12 @@ impl Store {
         token_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.set_time("UPDATE api_tokens SET expires_at = $2 WHERE id = $1", token_id, at).await
+        self.set_time(
+            "UPDATE api_tokens SET expires_at = $2 WHERE id = $1",
+            token_id,
+            at,
+        )
+        .await
     }
 
     /// The chat's queued turn, acquired by `worker` for `lease` ([`Store::acquire_turn`]):

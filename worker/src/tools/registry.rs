@@ -336,30 +336,32 @@ impl ToolRegistry {
         call: &ToolCallRow,
     ) -> Result<Execution, StoreError> {
         let (store, name) = (ctx.store, call.name.as_str());
-        Ok(Execution::Done(match ToolSource::from_stored(&call.source) {
-            Some(ToolSource::Builtin) if self.builtins.has(name) => {
-                self.builtins.run(name, &call.arguments).await
-            }
-            Some(ToolSource::Skill) if name == READ_SKILL_TOOL => {
-                read_skill(store, call.chat_id, &call.arguments).await?
-            }
-            Some(ToolSource::Mcp) => match &self.mcp {
-                Some(mcp) => mcp.execute(store, call).await?,
-                None => Err(format!(
-                    "`{name}` is an MCP tool, and this worker runs no MCP client; nothing was run"
+        Ok(Execution::Done(
+            match ToolSource::from_stored(&call.source) {
+                Some(ToolSource::Builtin) if self.builtins.has(name) => {
+                    self.builtins.run(name, &call.arguments).await
+                }
+                Some(ToolSource::Skill) if name == READ_SKILL_TOOL => {
+                    read_skill(store, call.chat_id, &call.arguments).await?
+                }
+                Some(ToolSource::Mcp) => match &self.mcp {
+                    Some(mcp) => mcp.execute(store, call).await?,
+                    None => Err(format!(
+                        "`{name}` is an MCP tool, and this worker runs no MCP client; nothing was run"
+                    )),
+                },
+                Some(ToolSource::PlanMode) => plan_mode::execute(store, call).await?,
+                // The client answers its own tools; a worker never runs one.
+                Some(ToolSource::Client) => Err(format!(
+                    "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
                 )),
+                Some(source @ (ToolSource::Subagent | ToolSource::ExploreSubagent)) => {
+                    return subagents::execute(ctx, call, source == ToolSource::ExploreSubagent)
+                        .await;
+                }
+                _ => Err(not_offered(name)),
             },
-            Some(ToolSource::PlanMode) => plan_mode::execute(store, call).await?,
-            // The client answers its own tools; a worker never runs one.
-            Some(ToolSource::Client) => Err(format!(
-                "`{name}` is a tool of the client, which answers it itself; agentq did not run it"
-            )),
-            Some(source @ (ToolSource::Subagent | ToolSource::ExploreSubagent)) => {
-                return subagents::execute(ctx, call, source == ToolSource::ExploreSubagent)
-                    .await;
-            }
-            _ => Err(not_offered(name)),
-        }))
+        ))
     }
 }
 
@@ -438,6 +440,8 @@ mod tests {
             dynamic_tools: &tools,
             has_skills: true,
             plan_mode: true,
+            subagents: SubagentTools::for_chat(None, true),
+            ..StepTools::default()
         });
         let names: Vec<String> = offer.specs().into_iter().map(|s| s.name).collect();
         assert_eq!(
@@ -446,9 +450,15 @@ mod tests {
                 "current_time",
                 "sleep",
                 "read_skill",
+                "spawn_subagent",
+                "wait_agent",
                 "ask_user_question",
                 "propose_plan"
             ]
+        );
+        assert_eq!(
+            offer.source_of("spawn_subagent"),
+            Some(ToolSource::ExploreSubagent)
         );
         assert_eq!(
             offer
@@ -459,9 +469,17 @@ mod tests {
         assert!(offer.guidance().contains("plan mode"));
         let normal = registry.offer(&StepTools {
             dynamic_tools: &tools,
-            has_skills: false,
-            plan_mode: false,
+            subagents: SubagentTools::for_chat(None, false),
+            ..StepTools::default()
         });
+        assert_eq!(
+            normal.source_of("spawn_subagent"),
+            Some(ToolSource::Subagent)
+        );
+        assert_eq!(
+            normal.source_of("message_agent"),
+            Some(ToolSource::Subagent)
+        );
         assert_eq!(normal.source_of("propose_plan"), None);
         assert_eq!(normal.source_of("ask_user_question"), None);
     }
@@ -480,7 +498,7 @@ mod tests {
             assert_eq!(ToolSource::from_stored(source.as_str()), Some(source));
         }
         assert_eq!(ToolSource::from_stored(NOT_OFFERED), None);
-        assert_eq!(ToolSource::from_stored("subagent"), None);
+        assert_eq!(ToolSource::from_stored("a_source_of_tomorrow"), None);
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub async fn run(ctx: &ToolContext<'_>, call: &ToolCallRow) -> Result<ToolOutput
     }];
     let delivered = match ctx
         .store
-        .send_message(child.id, child.owner_id, &content, busy)
+        .send_message(child.id, child.owner_id, &content, busy, None, None)
         .await
     {
         Ok(SendOutcome::Started { message, turn_id }) => {

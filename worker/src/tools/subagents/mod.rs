@@ -124,9 +124,10 @@ fn string_arg<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, String> {
 
 /// `chat_id`: the child a call names.
 fn chat_id_arg(arguments: &Value) -> Result<Uuid, String> {
-    string_arg(arguments, "chat_id")?.trim().parse().map_err(|_| {
-        "`chat_id` must be the `chat_id` spawn_subagent returned (a UUID)".to_owned()
-    })
+    string_arg(arguments, "chat_id")?
+        .trim()
+        .parse()
+        .map_err(|_| "`chat_id` must be the `chat_id` spawn_subagent returned (a UUID)".to_owned())
 }
 
 /// A prompt or message: non-empty, at most [`MAX_SUBAGENT_PROMPT_BYTES`].
