@@ -129,7 +129,11 @@ async fn a_chat_calls_mcp_tools_and_the_next_request_carries_their_results(pool:
             "docs__oops",
             "docs__slow",
             "docs__big",
-            "docs__huge"
+            "docs__huge",
+            "spawn_subagent",
+            "wait_agent",
+            "message_agent",
+            "close_agent"
         ]
     );
     let echo = &received[0].body["tools"][2]["function"];

@@ -132,6 +132,9 @@ async fn a_plan_turn_is_offered_only_tools_that_change_nothing(pool: sqlx::PgPoo
             "current_time",
             "sleep",
             "read_skill",
+            // Plan mode may start explore subagents and wait for them.
+            "spawn_subagent",
+            "wait_agent",
             "ask_user_question",
             "propose_plan"
         ]
@@ -184,7 +187,16 @@ async fn a_plan_turn_is_offered_only_tools_that_change_nothing(pool: sqlx::PgPoo
         .await;
     assert_eq!(
         offered(&app.fake.received()[2].body),
-        ["current_time", "sleep", "read_skill", "write_file"]
+        [
+            "current_time",
+            "sleep",
+            "read_skill",
+            "spawn_subagent",
+            "wait_agent",
+            "message_agent",
+            "close_agent",
+            "write_file"
+        ]
     );
     app.stop().await;
 }
