@@ -15,6 +15,7 @@ use support::{
     app::TestApp,
     eventually,
     fake_openai::{LAST_RESULT_CHAT_ID, Reply, answer_to},
+    mcp_server::McpTestServer,
     process::WorkerProcess,
 };
 use uuid::Uuid;
@@ -162,6 +163,17 @@ async fn an_explore_subagent_is_offered_only_tools_that_change_nothing_and_canno
     pool: sqlx::PgPool,
 ) {
     let app = TestApp::start(pool).await;
+    // A server every chat gets: its `echo` is marked `readOnlyHint`, its `add` is not.
+    let owner = support::app::create_owner(&app.services, "owner@example.com").await;
+    let docs = McpTestServer::start().await;
+    let (status, server) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/mcp-servers",
+            json!({"slug": "docs", "display_name": "Docs", "url": docs.url, "availability": "force_on"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{server}");
     app.fake.script_for(
         "PARENT",
         [
@@ -194,15 +206,17 @@ async fn an_explore_subagent_is_offered_only_tools_that_change_nothing_and_canno
     assert_eq!(outputs[1].0["result"], "Looked around.");
 
     let parent_tools = offered(&app.fake.received_for("PARENT")[0].body);
-    for tool in SUBAGENT_TOOLS {
+    for tool in SUBAGENT_TOOLS.iter().chain(&["docs__echo", "docs__add"]) {
         assert!(parent_tools.contains(&tool.to_string()), "{parent_tools:?}");
     }
     let child_requests = app.fake.received_for("CHILD explore");
     assert_eq!(child_requests.len(), 2);
     for request in &child_requests {
-        for tool in offered(&request.body) {
+        let tools = offered(&request.body);
+        assert!(tools.contains(&"docs__echo".to_owned()), "{tools:?}");
+        for tool in tools {
             assert!(
-                ["current_time", "sleep", "read_skill"].contains(&tool.as_str()),
+                ["current_time", "sleep", "read_skill", "docs__echo"].contains(&tool.as_str()),
                 "an explore subagent was offered `{tool}`"
             );
         }

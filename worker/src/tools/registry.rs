@@ -128,7 +128,7 @@ pub struct StepTools<'a> {
     /// plan mode, [`SubagentTools::for_chat`]).
     pub subagents: SubagentTools,
     /// An `explore` subagent: only tools that change nothing (builtins that change nothing,
-    /// `read_skill`, MCP tools only of servers with `allow_in_plan_mode`).
+    /// `read_skill`, MCP tools whose server marks them `readOnlyHint`).
     pub read_only: bool,
 }
 
@@ -291,11 +291,14 @@ impl ToolRegistry {
             offer.push(read_skill_spec(), ToolSource::Skill);
         }
         if let Some(mcp) = step.mcp {
-            // Plan steps and `explore` children see only servers whose site owner allows
-            // them in plan mode: their tools change nothing.
-            let restricted = step.plan_mode || step.read_only;
-            let shown = |allowed: bool| allowed || !restricted;
-            for tool in mcp.tools.iter().filter(|t| shown(t.allow_in_plan_mode)) {
+            // Plan steps see only servers whose site owner allows them in plan mode;
+            // `explore` children only tools the server marks `readOnlyHint`.
+            let shown = |allowed: bool| allowed || !step.plan_mode;
+            let tools = mcp
+                .tools
+                .iter()
+                .filter(|t| shown(t.allow_in_plan_mode) && (t.read_only || !step.read_only));
+            for tool in tools {
                 offer.push(tool.spec.clone(), ToolSource::Mcp);
             }
             offer.mcp_unavailable = mcp
@@ -504,16 +507,21 @@ mod tests {
     #[test]
     fn mcp_tools_are_offered_before_client_tools_and_plan_mode_keeps_only_allowed_servers() {
         use super::super::mcp::{McpOfferedTool, UnavailableServer};
-        let tool = |name: &str, allow_in_plan_mode| McpOfferedTool {
+        let tool = |name: &str, allow_in_plan_mode, read_only| McpOfferedTool {
             spec: ToolSpec {
                 name: name.into(),
                 description: String::new(),
                 input_schema: json!({"type": "object"}),
             },
             allow_in_plan_mode,
+            read_only,
         };
         let mcp = McpOffer {
-            tools: vec![tool("docs__search", true), tool("git__push", false)],
+            tools: vec![
+                tool("docs__search", true, false),
+                tool("git__push", false, false),
+                tool("git__log", false, true),
+            ],
             unavailable: vec![UnavailableServer {
                 slug: "wiki".into(),
                 reason: "MCP server `wiki` is unreachable: refused".into(),
@@ -534,6 +542,7 @@ mod tests {
                 "sleep",
                 "docs__search",
                 "git__push",
+                "git__log",
                 "open_file"
             ]
         );
@@ -554,6 +563,17 @@ mod tests {
         });
         assert_eq!(plan.source_of("docs__search"), Some(ToolSource::Mcp));
         assert_eq!(plan.source_of("git__push"), None);
+        assert_eq!(plan.source_of("git__log"), None);
         assert!(!plan.guidance().contains("wiki"), "{}", plan.guidance());
+
+        // An `explore` child: only the tools its servers mark `readOnlyHint`.
+        let explore = registry.offer(&StepTools {
+            mcp: Some(&mcp),
+            read_only: true,
+            ..StepTools::default()
+        });
+        assert_eq!(explore.source_of("git__log"), Some(ToolSource::Mcp));
+        assert_eq!(explore.source_of("docs__search"), None);
+        assert_eq!(explore.source_of("git__push"), None);
     }
 }

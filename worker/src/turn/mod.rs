@@ -308,13 +308,8 @@ impl TurnEngine {
                 let read_only = turn.mode.as_deref() == Some("explore");
                 let mcp = match self.tools.mcp() {
                     Some(mcp) => Some(
-                        mcp.offer(
-                            &self.store,
-                            turn.chat_id,
-                            turn.owner_id,
-                            plan_mode || read_only,
-                        )
-                        .await?,
+                        mcp.offer(&self.store, turn.chat_id, turn.owner_id, plan_mode)
+                            .await?,
                     ),
                     None => None,
                 };

@@ -26,6 +26,9 @@ pub struct McpOfferedTool {
     pub spec: ToolSpec,
     /// Whether its server's tools are offered in plan mode.
     pub allow_in_plan_mode: bool,
+    /// The server's `readOnlyHint` for the tool: only such tools are offered to `explore`
+    /// subagents.
+    pub read_only: bool,
 }
 
 /// A server whose tools are not offered this step because it could not be listed.
@@ -49,9 +52,8 @@ pub struct McpOffer {
 }
 
 impl McpTools {
-    /// The MCP tools a step of `chat_id` (owned by `owner`) may offer; a `restricted` step
-    /// (plan mode, an `explore` child) lists only servers with `allow_in_plan_mode` (the
-    /// others would be dropped from its offer).
+    /// The MCP tools a step of `chat_id` (owned by `owner`) may offer; a plan step lists
+    /// only servers with `allow_in_plan_mode` (the others would be dropped from its offer).
     /// `Err` only when the database fails; a failing server only lands in
     /// [`McpOffer::unavailable`].
     pub async fn offer(
@@ -59,10 +61,10 @@ impl McpTools {
         store: &Store,
         chat_id: Uuid,
         owner: Uuid,
-        restricted: bool,
+        plan_mode: bool,
     ) -> Result<McpOffer, StoreError> {
         let mut servers = store.effective_mcp_servers(chat_id).await?;
-        servers.retain(|server| server.allow_in_plan_mode || !restricted);
+        servers.retain(|server| server.allow_in_plan_mode || !plan_mode);
         if servers.is_empty() {
             return Ok(McpOffer::default());
         }
@@ -121,6 +123,7 @@ fn offered(server: &McpServerRecord, tools: &[super::McpTool]) -> Vec<McpOffered
                 input_schema: t.input_schema.clone(),
             },
             allow_in_plan_mode: server.allow_in_plan_mode,
+            read_only: t.read_only,
         })
         .collect()
 }

@@ -10,7 +10,7 @@
 //! A child is a chat of its own, run by the same turn engine; it is offered no subagent
 //! tools (one level of children, and the store refuses a child's spawn anyway), and an
 //! `explore` child only tools that change nothing (`Builtins::changes_nothing`, `read_skill`,
-//! MCP tools of servers allowed in plan mode).
+//! MCP tools whose `readOnlyHint` annotation is true).
 //!
 //! `wait_agent` never holds a worker while the child works: its call parks as `waiting` and
 //! the child's finished turn re-sends its job (`agentq_core::store` module `subagents`).
