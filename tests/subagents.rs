@@ -370,3 +370,96 @@ async fn a_wait_times_out_and_a_closed_subagent_stops(pool: sqlx::PgPool) {
     assert!(outputs[3].0["error"].as_str().unwrap().contains("closed"));
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn site_owners_pick_the_model_each_subagent_type_runs_on(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = support::app::create_owner(&app.services, "owner@example.com").await;
+    let path = "/api/v1/admin/subagent-models";
+    let (status, provider) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/providers",
+            json!({"name": "Gateway", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-db"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{provider}");
+    let mut models = Vec::new();
+    for name in ["explorer-model", "retired-model"] {
+        let (status, model) = app
+            .post_as(
+                &owner,
+                "/api/v1/admin/models",
+                json!({"provider_id": provider["id"], "name": name}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{model}");
+        models.push(model["id"].as_str().unwrap().to_owned());
+    }
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &owner,
+            &format!("/api/v1/admin/models/{}", models[1]),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Nothing chosen: children run on their parent's model.
+    let (status, body) = app.get_as(&owner, path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"general": null, "explore": null}));
+    // Bad choices are 400s naming the type; only site owners choose.
+    for (body, field) in [
+        (json!({"explore": Uuid::now_v7()}), "explore"),
+        (json!({"general": models[1]}), "general"),
+        (json!({"general": "gpt"}), "general"),
+        (json!({"explorer": models[0]}), "explorer"),
+    ] {
+        let (status, answer) = app.put_as(&owner, path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(answer.to_string().contains(field), "{body}: {answer}");
+    }
+    let (status, _) = app
+        .put_as(&app.token, path, json!({"explore": models[0]}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app
+        .put_as(&owner, path, json!({"explore": models[0]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"general": null, "explore": models[0]}));
+
+    // An explore child runs on the chosen model, a general one on its parent's.
+    app.fake.script_for(
+        "PARENT",
+        [
+            call(
+                "c1",
+                "spawn_subagent",
+                json!({"subagent_type": "explore", "prompt": "CHILD explore"}),
+            ),
+            call("c2", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
+            call(
+                "c3",
+                "spawn_subagent",
+                json!({"subagent_type": "general", "prompt": "CHILD general"}),
+            ),
+            call("c4", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID})),
+            Reply::Text("Both answered.".into()),
+        ],
+    );
+    app.fake
+        .script_for("CHILD explore", [Reply::Text("Explored.".into())]);
+    app.fake
+        .script_for("CHILD general", [Reply::Text("Done.".into())]);
+    let parent = app.create_chat("PARENT: two children").await;
+    app.wait_until_answered(parent, 10, Duration::from_secs(30))
+        .await;
+    let model_of = |key: &str| app.fake.received_for(key)[0].body["model"].clone();
+    assert_eq!(model_of("CHILD explore"), "explorer-model");
+    assert_eq!(model_of("CHILD general"), model_of("PARENT"));
+    assert_ne!(model_of("PARENT"), "explorer-model");
+    app.stop().await;
+}

@@ -236,19 +236,7 @@ pub async fn create_chat(
         None => None,
     };
     if let Some(model_id) = body.model_config_id {
-        match state.store.get_model(model_id).await {
-            Ok(model) if model.enabled => {}
-            Ok(_) => {
-                return Err(ApiError::invalid(
-                    "model_config_id",
-                    "names a disabled model",
-                ));
-            }
-            Err(agentq_core::StoreError::NotFound) => {
-                return Err(ApiError::invalid("model_config_id", "names no model"));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        enabled_model(&state, "model_config_id", model_id).await?;
     }
     let orgs = state
         .store
@@ -490,4 +478,15 @@ pub async fn update_chat(
     // One of the branches ran: at least one field was sent.
     chat.map(Json)
         .ok_or_else(|| ApiError::invalid("archived", "is required"))
+}
+
+/// Checks that `id` (sent as `field`) names an enabled model: a 400 naming the field
+/// otherwise.
+pub(super) async fn enabled_model(state: &ApiState, field: &str, id: Uuid) -> Result<(), ApiError> {
+    match state.store.get_model(id).await {
+        Ok(model) if model.enabled => Ok(()),
+        Ok(_) => Err(ApiError::invalid(field, "names a disabled model")),
+        Err(agentq_core::StoreError::NotFound) => Err(ApiError::invalid(field, "names no model")),
+        Err(e) => Err(e.into()),
+    }
 }

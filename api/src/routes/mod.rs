@@ -79,6 +79,10 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tool_results::submit))
         .routes(routes!(tool_results::waiting))
         .routes(routes!(subagents::list_children))
+        .routes(routes!(
+            subagents::get_subagent_models,
+            subagents::put_subagent_models
+        ))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(skills::list_skills, skills::create_skill))

@@ -29,6 +29,16 @@ const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
         Meaning::UnknownReference,
         "model_config_id",
     ),
+    (
+        "site_config_general_subagent_model_fk",
+        Meaning::UnknownReference,
+        "general",
+    ),
+    (
+        "site_config_explore_subagent_model_fk",
+        Meaning::UnknownReference,
+        "explore",
+    ),
 ];
 
 /// The store's error for `e`: a typed one when `e` violates a constraint listed above.

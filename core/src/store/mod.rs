@@ -67,7 +67,7 @@ pub use retention::PURGE_BATCH;
 pub use scheduler_ticks::TickLease;
 pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
-pub use subagents::{ChildChat, NewSubagent, Spawned, WaitState};
+pub use subagents::{ChildChat, NewSubagent, Spawned, SubagentModels, WaitState};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 pub use user_tokens::{

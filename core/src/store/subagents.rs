@@ -32,6 +32,18 @@ use crate::{
     domain::{ChatStatus, Message, MessagePart},
 };
 
+/// The model each subagent type runs on, chosen by site owners; `None` runs a child on its
+/// parent's model (a disabled choice does too).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubagentModels {
+    /// The model of `general` subagents.
+    pub general: Option<Uuid>,
+    /// The model of `explore` subagents.
+    pub explore: Option<Uuid>,
+}
+
 /// A subagent chat as its parent (and the parent's owner) sees it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -117,6 +129,34 @@ pub enum WaitState {
 }
 
 impl Store {
+    /// The models site owners chose per subagent type (`None`: the parent's model).
+    pub async fn subagent_models(&self) -> Result<SubagentModels, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT general_subagent_model_id AS general, explore_subagent_model_id AS explore
+             FROM site_config WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Replaces both choices; an id that names no model is
+    /// [`StoreError::UnknownReference`] naming `general` or `explore`.
+    pub async fn set_subagent_models(
+        &self,
+        models: &SubagentModels,
+    ) -> Result<SubagentModels, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE site_config SET general_subagent_model_id = $1, explore_subagent_model_id = $2,
+                    updated_at = now()
+             WHERE id = 1
+             RETURNING general_subagent_model_id AS general, explore_subagent_model_id AS explore",
+        )
+        .bind(models.general)
+        .bind(models.explore)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Creates the child chat of a `spawn_subagent` call with its first user message and
     /// queued turn, in one transaction that holds the parent's chat lock; owner,
     /// organization, client type and model come from the parent. Idempotent per call.
@@ -178,8 +218,17 @@ impl Store {
             "WITH c AS (
                 INSERT INTO chats (id, owner_id, organization_id, parent_chat_id, root_chat_id, title,
                                    status, mode, client_type, model_config_id, spawn_call_id)
+                -- The site's model for this subagent type, while it is enabled; else the
+                -- parent's.
                 SELECT $1, p.owner_id, p.organization_id, p.id, coalesce(p.root_chat_id, p.id), $3,
-                       'pending', $4, p.client_type, p.model_config_id, $5
+                       'pending', $4, p.client_type,
+                       coalesce(
+                           (SELECT m.id FROM site_config s JOIN models m
+                              ON m.id = CASE $4 WHEN 'explore' THEN s.explore_subagent_model_id
+                                                ELSE s.general_subagent_model_id END
+                            WHERE s.id = 1 AND m.enabled),
+                           p.model_config_id),
+                       $5
                 FROM chats p WHERE p.id = $2
                 RETURNING *
              ), t AS (
