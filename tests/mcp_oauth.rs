@@ -33,7 +33,12 @@ use rmcp::{
     },
 };
 use serde_json::{Value, json};
-use support::app::{TestApp, create_owner, create_user};
+use support::{
+    app::{TestApp, create_owner, create_user},
+    eventually,
+    fake_openai::Reply,
+    mcp_server::McpTestServer,
+};
 use uuid::Uuid;
 
 const PUBLIC_BASE: &str = "https://agents.example.com";
@@ -838,5 +843,80 @@ async fn user_oidc_servers_get_the_owners_stored_token_refreshed_at_the_oidc_cli
         .unwrap();
     assert_eq!(none, None);
     assert_eq!(authorization_seen(&server, None, &seen).await, [None]);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_chat_calls_an_oauth2_server_with_its_owners_token_and_never_anothers(
+    pool: sqlx::PgPool,
+) {
+    let mut app = start_app(pool).await;
+    app.start_worker().await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let bob = create_user(&app.services, "bob@example.com", "acme").await;
+    let auth = FakeAuth::start().await;
+    let mcp = McpTestServer::start().await;
+    let server_id = create_oauth_server(&app, &owner, &mcp.url, &auth).await;
+    // Alice connects; bob never does.
+    let (_, (status, body)) = connect(&app, &app.token, server_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let echo = |id: &str| {
+        Reply::ToolCalls(vec![(
+            id.into(),
+            "calendar__echo".into(),
+            json!({"text": "hello"}),
+        )])
+    };
+    app.fake
+        .script_for("ALICE", [echo("a1"), Reply::Text("Alice done.".into())]);
+    app.fake
+        .script_for("BOB", [echo("b1"), Reply::Text("Bob done.".into())]);
+
+    // Alice's chat lists and calls the server with her token, and gets the tool's answer.
+    let chat = app.create_chat("ALICE: echo hello").await;
+    let messages = app
+        .wait_until_answered(chat, 4, Duration::from_secs(20))
+        .await;
+    assert_eq!(messages[2]["content"][0]["output"], "hello", "{messages:?}");
+    let alices = user_token(
+        &app.services.store,
+        app.services.secrets.as_ref(),
+        &record(&app, server_id).await,
+        user_id(&app, "alice@example.com").await,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let seen = mcp.distinct_headers();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["authorization"], format!("Bearer {alices}"));
+    assert_eq!(mcp.called(), ["echo"]);
+
+    // Bob's chat reaches the same server with no Authorization header at all.
+    mcp.headers.lock().unwrap().clear();
+    let (status, created) = app
+        .post_as(&bob, "/api/v1/chats", json!({"message": "BOB: echo hello"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let bobs_chat = created["id"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(20),
+        "bob's chat to be answered",
+        || async {
+            let (_, body) = app
+                .get_as(&bob, &format!("/api/v1/chats/{bobs_chat}/messages"))
+                .await;
+            (body["messages"].as_array().map_or(0, Vec::len) >= 4).then_some(())
+        },
+    )
+    .await;
+    let seen = mcp.distinct_headers();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|headers| !headers.contains_key("authorization")),
+        "{seen:?}"
+    );
+    assert_eq!(mcp.called(), ["echo", "echo"]);
     app.stop().await;
 }
