@@ -64,6 +64,8 @@ struct AuthState {
     refreshes: usize,
     /// Authorization requests seen, as query maps.
     authorize_requests: Vec<HashMap<String, String>>,
+    /// Answer every token request with a 503 HTML page (the issuer is having a bad time).
+    down: bool,
 }
 
 #[derive(Clone)]
@@ -117,6 +119,10 @@ impl FakeAuth {
     fn revoke_all_refresh_tokens(&self) {
         self.state.lock().unwrap().refresh_tokens.clear();
     }
+
+    fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
 }
 
 fn oauth_error(error: &str) -> Response {
@@ -168,6 +174,13 @@ async fn token(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let mut s = state.lock().unwrap();
+    if s.down {
+        return (
+            AxumStatus::SERVICE_UNAVAILABLE,
+            "<html>try again later</html>",
+        )
+            .into_response();
+    }
     let client = f.get("client_id").cloned().unwrap_or_default();
     if s.clients.get(&client) != f.get("client_secret") {
         return oauth_error("invalid_client");
@@ -543,6 +556,29 @@ async fn an_expired_token_is_refreshed_once_even_by_two_workers_and_the_rotated_
         authorization_seen(&server, again.as_deref(), &seen).await,
         [Some("Bearer access-3".to_owned())]
     );
+
+    // An issuer that is down for a moment (503, no OAuth error) kills nothing: the call
+    // fails as worth retrying, the tokens stay, and the next refresh works.
+    auth.set_expires_in(1);
+    let (_, (status, body)) = connect(&app, &app.token, server_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    auth.set_down(true);
+    let hiccup = user_token(store, Some(&secrets), &server, alice_id).await;
+    assert!(
+        matches!(&hiccup, Err(McpError::Unreachable { detail, .. }) if detail.contains("503")),
+        "{hiccup:?}"
+    );
+    let (_, listing) = app.get_as(&app.token, "/api/v1/mcp-servers").await;
+    assert_eq!(connected(&listing, server_id), true, "{listing}");
+    auth.set_down(false);
+    let refreshes = auth.refreshes();
+    assert!(
+        user_token(store, Some(&secrets), &server, alice_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(auth.refreshes(), refreshes + 1);
 
     // When the issuer refuses the refresh (grant revoked), the call is a clear error and
     // the dead tokens are forgotten, so the user sees they must connect again.

@@ -463,3 +463,128 @@ async fn site_owners_pick_the_model_each_subagent_type_runs_on(pool: sqlx::PgPoo
     assert_ne!(model_of("PARENT"), "explorer-model");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_child_keeps_its_parents_servers_and_plan_limits_and_never_enters_plan_mode(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    // A default_on server not allowed in plan mode; its `echo` is marked read-only.
+    let owner = support::app::create_owner(&app.services, "owner@example.com").await;
+    let docs = McpTestServer::start().await;
+    let (status, server) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/mcp-servers",
+            json!({"slug": "docs", "display_name": "Docs", "url": docs.url, "availability": "default_on"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{server}");
+    let spawn = |kind: &str, prompt: &str| {
+        call(
+            "s",
+            "spawn_subagent",
+            json!({"subagent_type": kind, "prompt": prompt}),
+        )
+    };
+    let wait = || call("w", "wait_agent", json!({"chat_id": LAST_RESULT_CHAT_ID}));
+    app.fake.script_for(
+        "OPTED OUT",
+        [
+            spawn("general", "CHILD general"),
+            wait(),
+            Reply::Text("ok".into()),
+        ],
+    );
+    app.fake.script_for(
+        "PLANNING",
+        [
+            spawn("explore", "CHILD explore"),
+            wait(),
+            Reply::Text("ok".into()),
+        ],
+    );
+    app.fake
+        .script_for("CHILD general", [Reply::Text("general done".into())]);
+    app.fake
+        .script_for("CHILD explore", [Reply::Text("explore done".into())]);
+
+    // A parent that opted out of every server: its child has none either.
+    let (status, body) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": "OPTED OUT: spawn", "mcp_server_ids": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let opted_out: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let messages = app
+        .wait_until_answered(opted_out, 6, Duration::from_secs(30))
+        .await;
+    let child: Uuid = tool_outputs(&messages)[0].0["chat_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let docs_tools = |key: &str| -> Vec<String> {
+        app.fake
+            .received_for(key)
+            .iter()
+            .flat_map(|r| offered(&r.body))
+            .filter(|t| t.starts_with("docs__"))
+            .collect()
+    };
+    assert_eq!(docs_tools("CHILD general"), Vec::<String>::new());
+
+    // A plan-mode parent: neither it nor its explore child sees a server not allowed in
+    // plan mode, read-only tools included.
+    let (status, body) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": "PLANNING: spawn", "plan_mode": "plan"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let planning: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    app.wait_until_answered(planning, 6, Duration::from_secs(30))
+        .await;
+    assert_eq!(docs_tools("PLANNING"), Vec::<String>::new());
+    assert_eq!(docs_tools("CHILD explore"), Vec::<String>::new());
+    assert!(docs.called().is_empty());
+
+    // A child never enters plan mode (its parent waits for it to be idle), and a refused
+    // PATCH changes nothing, whatever else it carried.
+    let path = format!("/api/v1/chats/{child}");
+    for body in [
+        json!({"plan_mode": "plan"}),
+        json!({"plan_mode": "plan", "instructions": "be brief"}),
+        json!({"instructions": "be brief", "archived": true}),
+    ] {
+        let (status, answer) = app
+            .send(
+                reqwest::Method::PATCH,
+                &app.token,
+                &path,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}: {answer}");
+    }
+    let (status, answer) = app
+        .post(
+            &format!("{path}/messages"),
+            json!({"message": "plan now", "plan_mode": "plan"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (_, chat) = app.get(&path).await;
+    assert_eq!(chat["plan_mode"], Value::Null, "{chat}");
+    assert_eq!(chat["instructions"], Value::Null, "{chat}");
+    assert_eq!(chat["archived"], false, "{chat}");
+    assert_eq!(
+        app.messages(child).await.len(),
+        2,
+        "the refused message was not stored"
+    );
+    app.stop().await;
+}

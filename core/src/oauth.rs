@@ -135,6 +135,16 @@ pub enum OAuthError {
     BadResponse(String),
 }
 
+impl OAuthError {
+    /// Whether the grant itself is dead (`invalid_grant`: the refresh token is expired,
+    /// revoked or spent), so the stored tokens are worth nothing. Anything else (an HTTP
+    /// error page, `server_error`, `temporarily_unavailable`, a misconfigured client) says
+    /// nothing about the user's grant.
+    pub fn grant_is_dead(&self) -> bool {
+        matches!(self, Self::Refused { error, .. } if error == "invalid_grant")
+    }
+}
+
 /// A client of token endpoints, bounded as the module page says. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct TokenEndpoint {

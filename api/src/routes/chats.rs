@@ -455,29 +455,16 @@ pub async fn update_chat(
             Some(text) => Some(super::instructions::chat_instructions(text)?),
             None => None,
         },
+        archived: body.archived,
     };
-    let mut chat = None;
-    if settings.plan_mode.is_some() || settings.instructions.is_some() {
-        chat = Some(
-            state
-                .store
-                .update_chat_settings(id, user.id, &settings)
-                .await
-                .or_not_found("chat")?,
-        );
-    }
-    if let Some(archived) = body.archived {
-        chat = Some(
-            state
-                .store
-                .set_chat_archived(id, user.id, archived)
-                .await
-                .or_not_found("chat")?,
-        );
-    }
-    // One of the branches ran: at least one field was sent.
-    chat.map(Json)
-        .ok_or_else(|| ApiError::invalid("archived", "is required"))
+    // One transaction: a refused part (a subagent chat archived or put in plan mode on its
+    // own) changes nothing.
+    let chat = state
+        .store
+        .update_chat_settings(id, user.id, &settings)
+        .await
+        .or_not_found("chat")?;
+    Ok(Json(chat))
 }
 
 /// Checks that `id` (sent as `field`) names an enabled model: a 400 naming the field

@@ -60,6 +60,9 @@ pub struct AcquiredTurn {
     pub parent_chat_id: Option<Uuid>,
     /// A subagent's type (`general`, `explore`: read-only tools only); `None` for a root.
     pub mode: Option<String>,
+    /// A subagent's parent's plan mode as the step starts: a child of a plan-mode parent
+    /// is offered MCP tools only of servers allowed in plan mode.
+    pub parent_plan_mode: Option<super::PlanMode>,
 }
 
 /// Lifecycle of a tool call.

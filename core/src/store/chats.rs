@@ -136,31 +136,7 @@ impl Store {
     ) -> Result<Chat, StoreError> {
         let mut tx = self.pool.begin().await?;
         super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
-        let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE chats SET archived = $2,
-                    archived_at = CASE WHEN $2 THEN coalesce(archived_at, now()) END,
-                    updated_at = now()
-             WHERE id = $1 AND parent_chat_id IS NULL
-             RETURNING {CHAT_COLUMNS}"
-        )))
-        .bind(chat_id)
-        .bind(archived)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| {
-            StoreError::Conflict(
-                "a subagent chat is archived and restored with its root chat".into(),
-            )
-        })?;
-        sqlx::query(
-            "UPDATE chats SET archived = $2, archived_at = $3, updated_at = now()
-             WHERE root_chat_id = $1 AND archived <> $2",
-        )
-        .bind(chat_id)
-        .bind(archived)
-        .bind(chat.archived_at)
-        .execute(&mut *tx)
-        .await?;
+        let chat = set_archived_in(&mut tx, chat_id, archived).await?;
         tx.commit().await?;
         Ok(chat)
     }
@@ -311,6 +287,39 @@ impl Store {
         tx.commit().await?;
         Ok(SendOutcome::Started { message, turn_id })
     }
+}
+
+/// Archives or restores a root chat and its subagent chats inside the caller's
+/// transaction, which holds the chat's lock; a subagent chat is [`StoreError::Conflict`].
+pub(super) async fn set_archived_in(
+    tx: &mut sqlx::PgConnection,
+    chat_id: Uuid,
+    archived: bool,
+) -> Result<Chat, StoreError> {
+    let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE chats SET archived = $2,
+                archived_at = CASE WHEN $2 THEN coalesce(archived_at, now()) END,
+                updated_at = now()
+         WHERE id = $1 AND parent_chat_id IS NULL
+         RETURNING {CHAT_COLUMNS}"
+    )))
+    .bind(chat_id)
+    .bind(archived)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| {
+        StoreError::Conflict("a subagent chat is archived and restored with its root chat".into())
+    })?;
+    sqlx::query(
+        "UPDATE chats SET archived = $2, archived_at = $3, updated_at = now()
+         WHERE root_chat_id = $1 AND archived <> $2",
+    )
+    .bind(chat_id)
+    .bind(archived)
+    .bind(chat.archived_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(chat)
 }
 
 /// A title from the first words of the first message (at most 80 characters).

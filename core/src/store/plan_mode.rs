@@ -30,47 +30,64 @@ pub struct ChatSettings {
     pub plan_mode: Option<Option<PlanMode>>,
     /// The chat's own instructions (`Some(None)`: none).
     pub instructions: Option<Option<String>>,
+    /// Archive (`Some(true)`) or restore (`Some(false)`) a root chat and its subagent chats.
+    pub archived: Option<bool>,
 }
 
 /// Enters or leaves plan mode inside the caller's transaction, which holds the chat's lock
-/// (`Store::send_message`).
+/// (`Store::send_message`, `Store::update_chat_settings`). A subagent chat never enters it:
+/// nobody would answer its questions, and its parent's `wait_agent` waits for it to be idle
+/// ([`StoreError::Conflict`]).
 pub(super) async fn set_plan_mode_in(
     tx: &mut sqlx::PgConnection,
     chat_id: Uuid,
     plan_mode: Option<PlanMode>,
 ) -> Result<(), StoreError> {
-    super::changed_one(
-        sqlx::query("UPDATE chats SET plan_mode = $2, updated_at = now() WHERE id = $1")
-            .bind(chat_id)
-            .bind(plan_mode)
-            .execute(tx)
-            .await?,
+    let done = sqlx::query(
+        "UPDATE chats SET plan_mode = $2, updated_at = now()
+         WHERE id = $1 AND (parent_chat_id IS NULL OR $2 IS NULL)",
     )
+    .bind(chat_id)
+    .bind(plan_mode)
+    .execute(tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(
+            "a subagent chat cannot enter plan mode: its parent waits for its answers".into(),
+        ));
+    }
+    Ok(())
 }
 
 const FILE_COLUMNS: &str = "f.id, f.name, f.kind, f.media_type, octet_length(f.content)::bigint AS size_bytes, f.created_at";
 
 impl Store {
-    /// Changes `owner`'s chat settings, from the next step of a turn on; returns the chat.
-    /// Someone else's chat is [`StoreError::NotFound`].
+    /// Changes `owner`'s chat settings, from the next step of a turn on, in one
+    /// transaction under the chat's lock, so a refused change (a subagent chat archived on
+    /// its own or put in plan mode: [`StoreError::Conflict`]) changes nothing; returns the
+    /// chat. Someone else's chat is [`StoreError::NotFound`].
     pub async fn update_chat_settings(
         &self,
         chat_id: Uuid,
         owner: Uuid,
         settings: &ChatSettings,
     ) -> Result<Chat, StoreError> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let mut tx = self.pool.begin().await?;
+        super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
+        if let Some(plan_mode) = settings.plan_mode {
+            set_plan_mode_in(&mut tx, chat_id, plan_mode).await?;
+        }
+        if let Some(archived) = settings.archived {
+            super::chats::set_archived_in(&mut tx, chat_id, archived).await?;
+        }
+        let chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE chats SET
-                plan_mode = CASE WHEN $3 THEN $4 ELSE plan_mode END,
-                instructions = CASE WHEN $5 THEN $6 ELSE instructions END,
+                instructions = CASE WHEN $2 THEN $3 ELSE instructions END,
                 updated_at = now()
-             WHERE id = $1 AND owner_id = $2
+             WHERE id = $1
              RETURNING {CHAT_COLUMNS}"
         )))
         .bind(chat_id)
-        .bind(owner)
-        .bind(settings.plan_mode.is_some())
-        .bind(settings.plan_mode.flatten())
         .bind(settings.instructions.is_some())
         .bind(
             settings
@@ -78,9 +95,10 @@ impl Store {
                 .as_ref()
                 .and_then(|i| i.as_deref().map(pg_text)),
         )
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(chat)
     }
 
     /// Stores the plan that the tool call `call_id` of `chat_id` proposed as a markdown

@@ -217,7 +217,8 @@ impl Store {
         let child: ChildChat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
                 INSERT INTO chats (id, owner_id, organization_id, parent_chat_id, root_chat_id, title,
-                                   status, mode, client_type, model_config_id, spawn_call_id)
+                                   status, mode, client_type, model_config_id, spawn_call_id,
+                                   mcp_server_ids)
                 -- The site's model for this subagent type, while it is enabled; else the
                 -- parent's.
                 SELECT $1, p.owner_id, p.organization_id, p.id, coalesce(p.root_chat_id, p.id), $3,
@@ -228,7 +229,7 @@ impl Store {
                                                 ELSE s.general_subagent_model_id END
                             WHERE s.id = 1 AND m.enabled),
                            p.model_config_id),
-                       $5
+                       $5, p.mcp_server_ids
                 FROM chats p WHERE p.id = $2
                 RETURNING *
              ), t AS (

@@ -308,8 +308,15 @@ impl TurnEngine {
                 let read_only = turn.mode.as_deref() == Some("explore");
                 let mcp = match self.tools.mcp() {
                     Some(mcp) => Some(
-                        mcp.offer(&self.store, turn.chat_id, turn.owner_id, plan_mode)
-                            .await?,
+                        // A plan-mode parent's children see only the servers allowed
+                        // in plan mode, like the parent.
+                        mcp.offer(
+                            &self.store,
+                            turn.chat_id,
+                            turn.owner_id,
+                            plan_mode || turn.parent_plan_mode.is_some(),
+                        )
+                        .await?,
                     ),
                     None => None,
                 };

@@ -30,6 +30,27 @@ pub struct McpAuth {
     pub(crate) headers: HashMap<HeaderName, HeaderValue>,
 }
 
+impl McpAuth {
+    /// A digest of everything the requests carry (hashed with `state`), so that a cached
+    /// tool list is shared only by requests with the same credentials: a per-user server
+    /// (`oauth2`, `user_oidc`) is listed per user, a shared one once.
+    pub(crate) fn digest(&self, state: &std::hash::RandomState) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut headers: Vec<_> = self.headers.iter().collect();
+        headers.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let mut hasher = state.build_hasher();
+        hasher.write_u8(u8::from(self.bearer.is_some()));
+        hasher.write(self.bearer.as_deref().unwrap_or_default().as_bytes());
+        for (name, value) in headers {
+            hasher.write(name.as_str().as_bytes());
+            hasher.write_u8(0);
+            hasher.write(value.as_bytes());
+            hasher.write_u8(0);
+        }
+        hasher.finish()
+    }
+}
+
 impl std::fmt::Debug for McpAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpAuth")

@@ -1,8 +1,11 @@
 //! The per-worker cache of servers' tool lists: listing tools costs a session set-up and a
 //! round trip on every step of every turn otherwise. An entry is keyed by the server's id
-//! and its config's `updated_at`, so a site owner's change (URL, credentials, lists) misses
+//! and a digest of the credentials sent ([`super::McpAuth::digest`]: a per-user server is
+//! listed per user, since what a server lists may depend on who asks), and checked against
+//! its config's `updated_at`, so a site owner's change (URL, credentials, lists) misses
 //! the cache at once; otherwise an entry lives [`super::McpLimits::tools_cache_ttl`].
-//! Failures are not cached: a server that comes back is used again on the next step.
+//! Failures are not cached: a server that comes back is used again on the next step. At
+//! most [`MAX_ENTRIES`] lists are kept; a full cache forgets its oldest.
 
 use std::{
     collections::HashMap,
@@ -15,10 +18,18 @@ use uuid::Uuid;
 
 use super::McpTool;
 
-/// Tool lists by server, shared by every turn of one worker.
+/// Most tool lists one worker keeps (servers times distinct credentials).
+pub(crate) const MAX_ENTRIES: usize = 4096;
+
+/// A server, and the digest of the credentials it was listed with.
+pub(crate) type CacheKey = (Uuid, u64);
+
+/// Tool lists by server and credentials, shared by every turn of one worker.
 #[derive(Debug, Default)]
 pub(crate) struct ToolsCache {
-    entries: Mutex<HashMap<Uuid, Entry>>,
+    entries: Mutex<HashMap<CacheKey, Entry>>,
+    /// Keys the credential digests (random per process: the digests never leave it).
+    digests: std::hash::RandomState,
 }
 
 #[derive(Debug)]
@@ -29,25 +40,39 @@ struct Entry {
 }
 
 impl ToolsCache {
-    /// The cached list of `server` at config version `updated_at`, if younger than `ttl`.
+    /// The key of `server` listed with `auth`.
+    pub(crate) fn key(&self, server: Uuid, auth: &super::McpAuth) -> CacheKey {
+        (server, auth.digest(&self.digests))
+    }
+
+    /// The cached list under `key` at config version `updated_at`, if younger than `ttl`.
     pub(crate) fn get(
         &self,
-        server: Uuid,
+        key: CacheKey,
         updated_at: DateTime<Utc>,
         ttl: Duration,
     ) -> Option<Arc<Vec<McpTool>>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
-            .get(&server)
+            .get(&key)
             .filter(|e| e.updated_at == updated_at && e.fetched.elapsed() < ttl)
             .map(|e| Arc::clone(&e.tools))
     }
 
-    /// Remembers `tools` as `server`'s list at config version `updated_at`.
-    pub(crate) fn put(&self, server: Uuid, updated_at: DateTime<Utc>, tools: Arc<Vec<McpTool>>) {
+    /// Remembers `tools` as the list under `key` at config version `updated_at`.
+    pub(crate) fn put(&self, key: CacheKey, updated_at: DateTime<Utc>, tools: Arc<Vec<McpTool>>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
+            let oldest = entries
+                .iter()
+                .min_by_key(|(_, e)| e.fetched)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                entries.remove(&oldest);
+            }
+        }
         entries.insert(
-            server,
+            key,
             Entry {
                 updated_at,
                 fetched: Instant::now(),
@@ -60,6 +85,7 @@ impl ToolsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::mcp::McpAuth;
 
     fn tools() -> Arc<Vec<McpTool>> {
         Arc::new(vec![McpTool {
@@ -73,20 +99,56 @@ mod tests {
     #[test]
     fn a_config_change_or_an_old_entry_misses() {
         let cache = ToolsCache::default();
-        let id = Uuid::now_v7();
+        let key = cache.key(Uuid::now_v7(), &McpAuth::default());
         let v1 = Utc::now();
-        cache.put(id, v1, tools());
-        assert!(cache.get(id, v1, Duration::from_secs(60)).is_some());
+        cache.put(key, v1, tools());
+        assert!(cache.get(key, v1, Duration::from_secs(60)).is_some());
         let v2 = v1 + chrono::Duration::microseconds(1);
         assert!(
-            cache.get(id, v2, Duration::from_secs(60)).is_none(),
+            cache.get(key, v2, Duration::from_secs(60)).is_none(),
             "new config"
         );
-        assert!(cache.get(id, v1, Duration::ZERO).is_none(), "expired");
+        assert!(cache.get(key, v1, Duration::ZERO).is_none(), "expired");
+        let other = cache.key(Uuid::now_v7(), &McpAuth::default());
+        assert!(cache.get(other, v1, Duration::from_secs(60)).is_none());
+    }
+
+    #[test]
+    fn lists_are_shared_only_between_the_same_credentials_and_bounded() {
+        let cache = ToolsCache::default();
+        let server = Uuid::now_v7();
+        let as_user = |token: &str| McpAuth {
+            bearer: Some(token.into()),
+            ..McpAuth::default()
+        };
+        let v1 = Utc::now();
+        cache.put(cache.key(server, &as_user("alice")), v1, tools());
+        let ttl = Duration::from_secs(60);
         assert!(
             cache
-                .get(Uuid::now_v7(), v1, Duration::from_secs(60))
+                .get(cache.key(server, &as_user("alice")), v1, ttl)
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(cache.key(server, &as_user("bob")), v1, ttl)
                 .is_none()
+        );
+        assert!(
+            cache
+                .get(cache.key(server, &McpAuth::default()), v1, ttl)
+                .is_none()
+        );
+
+        for n in 0..MAX_ENTRIES + 10 {
+            cache.put(cache.key(server, &as_user(&n.to_string())), v1, tools());
+        }
+        assert_eq!(cache.entries.lock().unwrap().len(), MAX_ENTRIES);
+        assert!(
+            cache
+                .get(cache.key(server, &as_user("alice")), v1, ttl)
+                .is_none(),
+            "oldest went"
         );
     }
 }

@@ -77,16 +77,18 @@ impl McpClient {
 
     /// Every tool `server` lists, unfiltered (the registry applies
     /// [`McpServerRecord::offers_tool`] and plan mode). Served from the per-worker cache
-    /// while the config's `updated_at` is unchanged and the entry is younger than
+    /// for the same credentials (`auth`: per user on per-user servers) while the config's
+    /// `updated_at` is unchanged and the entry is younger than
     /// [`McpLimits::tools_cache_ttl`]; failures are not cached.
     pub async fn list_tools(
         &self,
         server: &McpServerRecord,
         auth: &McpAuth,
     ) -> Result<Arc<Vec<McpTool>>, McpError> {
-        if let Some(tools) =
-            self.cache
-                .get(server.id, server.updated_at, self.limits.tools_cache_ttl)
+        let key = self.cache.key(server.id, auth);
+        if let Some(tools) = self
+            .cache
+            .get(key, server.updated_at, self.limits.tools_cache_ttl)
         {
             return Ok(tools);
         }
@@ -115,8 +117,7 @@ impl McpClient {
                 })
                 .collect(),
         );
-        self.cache
-            .put(server.id, server.updated_at, Arc::clone(&tools));
+        self.cache.put(key, server.updated_at, Arc::clone(&tools));
         Ok(tools)
     }
 

@@ -52,8 +52,9 @@ pub struct McpOffer {
 }
 
 impl McpTools {
-    /// The MCP tools a step of `chat_id` (owned by `owner`) may offer; a plan step lists
-    /// only servers with `allow_in_plan_mode` (the others would be dropped from its offer).
+    /// The MCP tools a step of `chat_id` (owned by `owner`) may offer; a plan step (or a
+    /// step of a plan-mode parent's subagent) lists only servers with
+    /// `allow_in_plan_mode`.
     /// `Err` only when the database fails; a failing server only lands in
     /// [`McpOffer::unavailable`].
     pub async fn offer(
@@ -61,10 +62,10 @@ impl McpTools {
         store: &Store,
         chat_id: Uuid,
         owner: Uuid,
-        plan_mode: bool,
+        plan_servers_only: bool,
     ) -> Result<McpOffer, StoreError> {
         let mut servers = store.effective_mcp_servers(chat_id).await?;
-        servers.retain(|server| server.allow_in_plan_mode || !plan_mode);
+        servers.retain(|server| server.allow_in_plan_mode || !plan_servers_only);
         if servers.is_empty() {
             return Ok(McpOffer::default());
         }

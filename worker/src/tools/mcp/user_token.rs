@@ -12,7 +12,7 @@
 //! `connected: false` and connects again) and answers the model with a clear tool error.
 
 use agentq_core::{
-    oauth::{ClientCredentials, EXPIRY_MARGIN_SECS, OAuthError, TokenEndpoint},
+    oauth::{ClientCredentials, EXPIRY_MARGIN_SECS, TokenEndpoint},
     secrets::SecretBox,
     store::{McpAuthType, McpServerRecord, Store, UserTokenKey},
 };
@@ -114,7 +114,7 @@ pub async fn user_token(
             tracing::info!(mcp_server = %server.slug, user.id = %user_id, "refreshed the user's token");
             Ok(Some(granted.access_token))
         }
-        Err(e @ OAuthError::Refused { .. }) => {
+        Err(e) if e.grant_is_dead() => {
             // The grant is dead: forget it so the user sees `connected: false`.
             locked.delete().await.map_err(unreadable)?;
             Err(McpError::Unauthorized {
