@@ -956,3 +956,54 @@ async fn a_chat_calls_an_oauth2_server_with_its_owners_token_and_never_anothers(
     assert_eq!(mcp.called(), ["echo", "echo"]);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn concurrent_starts_all_succeed_and_a_suspended_users_flow_is_refused(pool: sqlx::PgPool) {
+    let app = start_app(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let auth = FakeAuth::start().await;
+    let (mcp_url, _) = start_mcp_server().await;
+    let server_id = create_oauth_server(&app, &owner, &mcp_url, &auth).await;
+    let start = format!("/api/v1/mcp-servers/{server_id}/oauth/start");
+
+    // Many starts of one user at once: each answers, none deadlocks into a 500.
+    let answers =
+        futures::future::join_all((0..40).map(|_| app.post_as(&app.token, &start, json!({}))))
+            .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+    }
+
+    // A user suspended between starting and the callback does not get connected.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (status, started) = app.post_as(&app.token, &start, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let at_issuer = browser
+        .get(started["authorize_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let location = at_issuer.headers()["location"].to_str().unwrap().to_owned();
+    let alice = user_id(&app, "alice@example.com").await;
+    app.services
+        .store
+        .set_user_status(alice, agentq_core::domain::UserStatus::Suspended)
+        .await
+        .unwrap();
+    let (status, body) = callback(&location.replace(PUBLIC_BASE, &app.base)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let stored = app
+        .services
+        .store
+        .user_token(UserTokenKey::McpServer {
+            server_id,
+            user_id: alice,
+        })
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "no token stored for a suspended user");
+    app.stop().await;
+}

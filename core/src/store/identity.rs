@@ -105,6 +105,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Whether `user` exists and is `active` (not suspended or deleted).
+    pub async fn user_is_active(&self, user: Uuid) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND status = 'active')",
+        )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Takes `role` away from `user` in `org` (the membership stays); `false` when the user
     /// did not hold it.
     pub async fn remove_member_role(

@@ -301,7 +301,15 @@ impl Store {
         flow: &OAuthFlow,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM mcp_oauth_states WHERE expires_at < now()")
+        // One user's starts take turns (a transaction-scoped advisory lock on the user), and
+        // each touches only that user's flows: concurrent starts deleting overlapping rows
+        // in different orders deadlocked.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+            .bind(flow.user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM mcp_oauth_states WHERE user_id = $1 AND expires_at < now()")
+            .bind(flow.user_id)
             .execute(&mut *tx)
             .await?;
         sqlx::query(

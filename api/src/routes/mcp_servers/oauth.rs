@@ -236,6 +236,7 @@ fn shortened(text: &str) -> String {
     responses(
         (status = 200, description = "The tokens are stored; the user's chats send them to the server.", body = OAuthConnected),
         (status = 400, description = "`state` is missing, unknown, already used or expired; `code` is missing or the token endpoint refused it; or the authorization server answered with an `error`.", body = ErrorBody),
+        (status = 403, description = "The user who started connecting is suspended or deleted.", body = ErrorBody),
         (status = 404, description = "The server was deleted or disabled during the flow.", body = ErrorBody),
         (status = 409, description = "The server no longer uses oauth2, or agentq has no secret key.", body = ErrorBody),
         (status = 503, description = "The token endpoint did not answer.", body = ErrorBody),
@@ -260,6 +261,12 @@ pub async fn oauth_callback(
         return Err(ApiError::invalid(
             "state",
             "has expired; start connecting again",
+        ));
+    }
+    // The state stands in for the user's token here: it is worth no more than the user.
+    if !state.store.user_is_active(flow.user_id).await? {
+        return Err(ApiError::Forbidden(
+            "the user who started connecting is no longer active".into(),
         ));
     }
     if let Some(error) = query.error.filter(|e| !e.is_empty()) {
