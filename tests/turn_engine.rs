@@ -569,3 +569,69 @@ async fn client_results_posted_while_builtin_calls_run_wait_for_them(pool: sqlx:
     assert_eq!(messages[3]["content"][0]["text"], "Both done.");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_chat_interrupted_while_its_calls_wait_goes_on_with_error_results_for_them(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    app.fake.script([
+        Reply::ToolCalls(vec![(
+            "call_open".into(),
+            "open_file".into(),
+            json!({"path": "a.rs"}),
+        )]),
+        Reply::Text("Fine, something else then.".into()),
+    ]);
+    let (status, created) = app
+        .post(
+            "/api/v1/chats",
+            json!({
+                "message": "open a.rs",
+                "dynamic_tools": [{"name": "open_file", "input_schema": {"type": "object"}}]
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let chat: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    app.events_until(chat, Duration::from_secs(10), |e| {
+        is_status(e, "requires_action")
+    })
+    .await;
+    // The user gives up on the client tool and writes again.
+    let (status, body) = app
+        .post(&format!("/api/v1/chats/{chat}/interrupt"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "never mind"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let messages = app
+        .wait_until_answered(chat, 4, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        messages[3]["content"][0]["text"],
+        "Fine, something else then."
+    );
+
+    // The provider got the call answered (an error result) before the next user message,
+    // as both wire formats require.
+    let sent = app.fake.received()[1].body["messages"].clone();
+    let roles: Vec<&str> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "user"], "{sent}");
+    assert_eq!(sent[2]["tool_call_id"], "call_open", "{sent}");
+    assert!(
+        sent[2]["content"].as_str().unwrap().contains("interrupted"),
+        "{sent}"
+    );
+    app.stop().await;
+}

@@ -36,6 +36,7 @@
 
 mod commit;
 mod debug_record;
+mod history;
 mod limits;
 mod retry;
 mod running;
@@ -288,7 +289,7 @@ impl TurnEngine {
                 ),
             ))
         } else {
-            let history = self.store.conversation(turn.chat_id).await?;
+            let history = history::answer_open_calls(self.store.conversation(turn.chat_id).await?);
             let size = serde_json::to_vec(&history).map_or(0, |v| v.len());
             if size > self.limits.max_conversation_bytes {
                 Answer::Failed(ChatError::new(
