@@ -118,6 +118,7 @@ async fn a_chat_calls_mcp_tools_and_the_next_request_carries_their_results(pool:
 
     let received = app.fake.received();
     assert_eq!(received.len(), 2);
+    // The server's `bad name` and `array_args` are not offered: no provider accepts them.
     assert_eq!(
         offered(&received[0].body),
         [

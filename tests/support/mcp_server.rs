@@ -28,8 +28,19 @@ use serde_json::{Value, json};
 /// How long the `slow` tool takes.
 pub const SLOW_TOOL: Duration = Duration::from_secs(5);
 
-/// The names of the tools the server lists, in order.
-pub const TOOLS: [&str; 7] = ["echo", "add", "fail", "oops", "slow", "big", "huge"];
+/// The names of the tools the server lists, in order (the last two are ones no provider
+/// accepts, which agentq never offers).
+pub const TOOLS: [&str; 9] = [
+    "echo",
+    "add",
+    "fail",
+    "oops",
+    "slow",
+    "big",
+    "huge",
+    "bad name",
+    "array_args",
+];
 
 /// Headers every MCP request carries whatever the auth type (framing, negotiation, session).
 const TRANSPORT_HEADERS: &[&str] = &[
@@ -179,6 +190,17 @@ impl ServerHandler for Handler {
             Tool::new("slow", "Takes 5 s", schema(json!({"type": "object"}))),
             Tool::new("big", "Answers 8 KiB", schema(json!({"type": "object"}))),
             Tool::new("huge", "Answers 512 KiB", schema(json!({"type": "object"}))),
+            // Two tools no provider accepts: agentq lists them but never offers them.
+            Tool::new(
+                "bad name",
+                "Spaces in the name",
+                schema(json!({"type": "object"})),
+            ),
+            Tool::new(
+                "array_args",
+                "Not an object schema",
+                schema(json!({"type": "array"})),
+            ),
         ]))
     }
 

@@ -112,19 +112,46 @@ impl McpTools {
     }
 }
 
-/// The specs of `tools` that `server`'s allow and deny lists let through.
+/// Longest tool description sent to the model (characters; the rest is cut).
+pub const MAX_TOOL_DESCRIPTION_CHARS: usize = 4096;
+
+/// The specs of `tools` that `server`'s allow and deny lists let through and that a
+/// provider accepts: the name as the model sees it is 1-64 letters, digits, `_` or `-`, and
+/// the arguments are a JSON Schema object. A server's tool that breaks either would make
+/// the provider refuse every step of every chat that has the server, so it is left out
+/// (and logged); a description is cut at [`MAX_TOOL_DESCRIPTION_CHARS`].
 fn offered(server: &McpServerRecord, tools: &[super::McpTool]) -> Vec<McpOfferedTool> {
     tools
         .iter()
         .filter(|t| server.offers_tool(&t.name))
-        .map(|t| McpOfferedTool {
-            spec: ToolSpec {
-                name: qualified_tool_name(&server.slug, &t.name),
-                description: t.description.clone(),
-                input_schema: t.input_schema.clone(),
-            },
-            allow_in_plan_mode: server.allow_in_plan_mode,
-            read_only: t.read_only,
+        .filter_map(|t| {
+            let name = qualified_tool_name(&server.slug, &t.name);
+            let name_ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let schema_ok = t.input_schema.get("type").and_then(|v| v.as_str()) == Some("object");
+            if !(name_ok && schema_ok) {
+                tracing::info!(
+                    mcp.server = %server.slug,
+                    tool = %t.name.escape_debug(),
+                    "MCP tool left out: its name or argument schema is not one a provider accepts"
+                );
+                return None;
+            }
+            Some(McpOfferedTool {
+                spec: ToolSpec {
+                    name,
+                    description: t
+                        .description
+                        .chars()
+                        .take(MAX_TOOL_DESCRIPTION_CHARS)
+                        .collect(),
+                    input_schema: t.input_schema.clone(),
+                },
+                allow_in_plan_mode: server.allow_in_plan_mode,
+                read_only: t.read_only,
+            })
         })
         .collect()
 }
