@@ -338,7 +338,8 @@ async fn a_server_that_is_down_is_named_unavailable_and_its_calls_get_errors(poo
     add_server(
         &app,
         &owner,
-        json!({"slug": "wiki", "display_name": "Wiki", "url": down_url(), "availability": "default_on"}),
+        // A secret in the URL's query: chat members never see the URL.
+        json!({"slug": "wiki", "display_name": "Wiki", "url": format!("{}?api_key=QUERYSECRET", down_url()), "availability": "default_on"}),
     )
     .await;
     app.fake.script([
@@ -365,6 +366,14 @@ async fn a_server_that_is_down_is_named_unavailable_and_its_calls_get_errors(poo
     let results = tool_results(&received[1].body);
     assert!(error_of(&results["call_1"]).contains("`wiki__echo`"));
     assert_eq!(results["call_2"], "still here");
+    for request in &received {
+        assert!(
+            !request.body.to_string().contains("QUERYSECRET"),
+            "{}",
+            request.body
+        );
+    }
+    assert!(!format!("{messages:?}").contains("QUERYSECRET"));
     app.stop().await;
 }
 

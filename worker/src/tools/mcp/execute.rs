@@ -45,7 +45,7 @@ impl McpTools {
         };
         let auth = match self.auth(store, &server, owner).await {
             Ok(auth) => auth,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(super::without_url(&server, &e.to_string()))),
         };
         Ok(
             match self
@@ -60,8 +60,10 @@ impl McpTools {
                 }),
                 Ok(output) => Ok(result_value(output)),
                 Err(e) => {
+                    let retryable = e.retryable();
+                    let e = super::without_url(&server, &e.to_string());
                     tracing::info!(mcp.server = %slug, tool = %tool, error = %e, "MCP call failed");
-                    let retry = if e.retryable() {
+                    let retry = if retryable {
                         " (it may work if tried again)"
                     } else {
                         ""

@@ -140,6 +140,18 @@ pub fn qualified_tool_name(slug: &str, tool: &str) -> String {
     format!("{slug}{SLUG_SEPARATOR}{tool}")
 }
 
+/// `text` (an error about `server`) without the server's URL: the URL may carry a secret
+/// in its query, and chat members who see the error are not shown URLs
+/// (`GET /api/v1/mcp-servers` hides them). Both the URL as configured and as parsed (how
+/// HTTP errors print it) are replaced.
+pub fn without_url(server: &McpServerRecord, text: &str) -> String {
+    let mut text = text.replace(&server.url, "<the server's URL>");
+    if let Ok(parsed) = url::Url::parse(&server.url) {
+        text = text.replace(parsed.as_str(), "<the server's URL>");
+    }
+    text
+}
+
 /// The slug and the server's tool name in a name the model called, if it has the
 /// `<slug>__<tool>` shape. A slug never holds `_` (`migrations/20261202000400_mcp_servers.sql`),
 /// so the first `__` ends it even when the tool's own name holds `__`.

@@ -102,12 +102,12 @@ impl McpTools {
         let auth = self
             .auth(store, server, owner)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| super::without_url(server, &e.to_string()))?;
         let tools = self
             .client()
             .list_tools(server, &auth)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| super::without_url(server, &e.to_string()))?;
         Ok(offered(server, &tools))
     }
 }
