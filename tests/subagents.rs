@@ -368,6 +368,20 @@ async fn a_wait_times_out_and_a_closed_subagent_stops(pool: sqlx::PgPool) {
     let outputs = tool_outputs(&messages);
     assert!(outputs[3].1, "{outputs:?}");
     assert!(outputs[3].0["error"].as_str().unwrap().contains("closed"));
+    // Nor from its owner through the API: a closed child stays closed.
+    let before = app.messages(child).await.len();
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{child}/messages"),
+            json!({"message": "wake up"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("closed"),
+        "{body}"
+    );
+    assert_eq!(app.messages(child).await.len(), before);
     app.stop().await;
 }
 

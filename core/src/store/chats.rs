@@ -187,7 +187,8 @@ impl Store {
         })
     }
 
-    /// Sends a user message: starts a turn when the chat is idle (`waiting`, `error`, or
+    /// Sends a user message (a subagent chat closed by `close_agent` takes none:
+    /// [`StoreError::Conflict`]): starts a turn when the chat is idle (`waiting`, `error`, or
     /// `requires_action` with no unfinished turn: the answer to a plan-mode question or
     /// plan), otherwise queues it
     /// (at most [`MAX_QUEUED_MESSAGES`], then [`StoreError::Conflict`]). A message to an
@@ -215,17 +216,25 @@ impl Store {
         // started with, so reading the turns in the locking statement could see state from
         // before the previous holder committed.
         super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
-        let state: Option<(bool, i64, i32)> = sqlx::query_as(
+        let state: Option<(bool, i64, i32, bool)> = sqlx::query_as(
             "SELECT
                 EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = $1
                         AND t.status IN ('queued', 'running', 'awaiting_tools')),
                 (SELECT count(*) FROM chat_queued_messages q WHERE q.chat_id = $1),
-                (SELECT coalesce(max(seq), 0) FROM chat_turns t WHERE t.chat_id = $1)",
+                (SELECT coalesce(max(seq), 0) FROM chat_turns t WHERE t.chat_id = $1),
+                (SELECT closed_at IS NOT NULL FROM chats WHERE id = $1)",
         )
         .bind(chat_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let (busy_now, queued, last_seq) = state.ok_or(StoreError::NotFound)?;
+        let (busy_now, queued, last_seq, closed) = state.ok_or(StoreError::NotFound)?;
+        if closed {
+            // Read under the chat's lock, which `close_agent` takes too: a message and a
+            // close never both win.
+            return Err(StoreError::Conflict(
+                "this subagent chat was closed (close_agent); it takes no more messages".into(),
+            ));
+        }
         if (busy_now || queued > 0) && queued >= MAX_QUEUED_MESSAGES {
             return Err(StoreError::Conflict(format!(
                 "the chat already has {MAX_QUEUED_MESSAGES} queued messages; wait for the running turn to take them"

@@ -401,6 +401,13 @@ impl Store {
         child_id: Uuid,
     ) -> Result<Option<ChildChat>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The root's lock, then the child's (ARCHITECTURE.md §5), as `send_message` takes
+        // them: a message to the child either lands before the close (and its queue entry is
+        // cleared below) or finds the child closed.
+        match super::lock_chat(&mut tx, child_id, None).await {
+            Err(StoreError::NotFound) => return Ok(None),
+            other => other?,
+        }
         let child: Option<ChildChat> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE chats SET closed_at = coalesce(closed_at, now()), updated_at = now()
              WHERE id = $1 AND parent_chat_id = $2
