@@ -16,23 +16,10 @@ use serde_json::{Value, json};
 use support::{
     app::{TestApp, create_owner},
     eventually,
-    fake_openai::Reply,
+    fake_openai::{Reply, offered},
     mcp_server::{McpTestServer, down_url},
 };
 use uuid::Uuid;
-
-/// The names of the tools a request offered.
-fn offered(body: &Value) -> Vec<String> {
-    body["tools"]
-        .as_array()
-        .map(|tools| {
-            tools
-                .iter()
-                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The offered tools whose name has the `<slug>__` prefix.
 fn offered_of(body: &Value, slug: &str) -> Vec<String> {

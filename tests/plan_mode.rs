@@ -12,21 +12,12 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{app::TestApp, eventually, fake_openai::Reply};
+use support::{
+    app::TestApp,
+    eventually,
+    fake_openai::{Reply, offered},
+};
 use uuid::Uuid;
-
-/// The names of the tools a request offered.
-fn offered(body: &Value) -> Vec<String> {
-    body["tools"]
-        .as_array()
-        .map(|tools| {
-            tools
-                .iter()
-                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The request's messages of `role`.
 fn of_role<'a>(body: &'a Value, role: &str) -> Vec<&'a Value> {

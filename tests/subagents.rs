@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use support::{
     app::TestApp,
     eventually,
-    fake_openai::{LAST_RESULT_CHAT_ID, Reply, answer_to},
+    fake_openai::{LAST_RESULT_CHAT_ID, Reply, answer_to, offered},
     mcp_server::McpTestServer,
     process::WorkerProcess,
 };
@@ -29,19 +29,6 @@ const SUBAGENT_TOOLS: [&str; 4] = [
 
 fn call(id: &str, name: &str, arguments: Value) -> Reply {
     Reply::ToolCalls(vec![(id.into(), name.into(), arguments)])
-}
-
-/// The names of the tools a request offered.
-fn offered(body: &Value) -> Vec<String> {
-    body["tools"]
-        .as_array()
-        .map(|tools| {
-            tools
-                .iter()
-                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The output of every tool result in the chat's messages, in order.

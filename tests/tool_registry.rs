@@ -15,20 +15,10 @@ use agentq_core::{
 use agentq_scheduler::SchedulerConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{app::TestApp, fake_openai::Reply};
-
-/// The names of the tools a request offered.
-fn offered(body: &Value) -> Vec<String> {
-    body["tools"]
-        .as_array()
-        .map(|tools| {
-            tools
-                .iter()
-                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use support::{
+    app::TestApp,
+    fake_openai::{Reply, offered},
+};
 
 /// The `role: tool` messages of a request, by call id: their content parsed as JSON.
 fn tool_results(body: &Value) -> Vec<(String, Value)> {

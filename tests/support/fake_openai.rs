@@ -203,6 +203,19 @@ impl RequestSink {
     }
 }
 
+/// The names of the tools a request offers, in order.
+pub fn offered(body: &Value) -> Vec<String> {
+    body["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The text of a request's first user message.
 pub fn first_user_text(body: &Value) -> String {
     body["messages"]

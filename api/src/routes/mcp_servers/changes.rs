@@ -12,7 +12,7 @@ use agentq_core::{
 };
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, refuse_control_chars};
 
 /// Longest slug: it prefixes tool names (`<slug>__<tool>`), which providers cap at 64.
 pub const MAX_SLUG_CHARS: usize = 32;
@@ -418,18 +418,4 @@ fn check_list(field: &str, list: Vec<String>) -> Result<Vec<String>, ApiError> {
         }
     }
     Ok(out)
-}
-
-/// A 400 naming `field` when `text` holds a control character (U+0000 included).
-fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
-    match agentq_core::text::forbidden_char(text) {
-        Some(c) => Err(ApiError::invalid(
-            field,
-            format!(
-                "must not contain {} (a control character)",
-                agentq_core::text::describe_char(c)
-            ),
-        )),
-        None => Ok(()),
-    }
 }
