@@ -198,8 +198,12 @@ impl Store {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<ToolCallRow>, StoreError> {
+        // Taking up a parked wait again is not a new attempt: only starts after a lost
+        // worker count against recovery's cap.
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE tool_calls SET status = 'running', attempt = attempt + 1, lease_owner = $2,
+            "UPDATE tool_calls SET status = 'running',
+                    attempt = CASE WHEN status = 'waiting' THEN attempt ELSE attempt + 1 END,
+                    lease_owner = $2,
                     lease_expires_at = now() + make_interval(secs => $3)
              WHERE id = $1 AND (status = 'queued'
                     OR (status = 'waiting' AND waits_for_chat_id IS NOT NULL
