@@ -4,8 +4,6 @@
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
-# Compile-time checked queries build from the committed .sqlx data, not a live database.
-ENV SQLX_OFFLINE=true
 COPY . .
 # Cache mounts keep the registry and build artifacts between builds; the binary is copied
 # out because the target directory is not part of the image.
