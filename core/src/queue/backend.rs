@@ -26,13 +26,10 @@ use super::{
     consumer::{Acker, Consumer, Delivery},
 };
 
-/// Errors the backend reports to apalis (none today: decoding failures are dead-lettered).
+/// Errors the backend reports to apalis: none (decoding failures are dead-lettered and
+/// Redis failures retried inside the consumer), so the type has no value.
 #[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// Redis failed.
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
-}
+pub enum QueueError {}
 
 /// What the ack layer needs to settle an entry; rides in the task's extensions.
 #[derive(Clone, Debug)]

@@ -19,6 +19,7 @@ const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
     ("providers_name_key", Meaning::Duplicate, "name"),
     ("models_provider_id_name_key", Meaning::Duplicate, "name"),
     ("mcp_servers_slug_key", Meaning::Duplicate, "slug"),
+    ("user_skills_owner_name_key", Meaning::Duplicate, "name"),
     (
         "models_provider_id_fkey",
         Meaning::UnknownReference,

@@ -72,7 +72,6 @@ pub struct SkillChanges {
 }
 
 const COLUMNS: &str = "id, name, description, body, created_at, updated_at";
-const NAME_KEY: &str = "user_skills_owner_name_key";
 
 impl Store {
     /// `owner`'s skills without their bodies, by name.
@@ -132,8 +131,12 @@ impl Store {
         let outcome = match saved {
             Ok(Some(skill)) => SkillWrite::Saved(skill),
             Ok(None) => SkillWrite::LimitReached,
-            Err(e) if constraint(&e) == Some(NAME_KEY) => return Ok(SkillWrite::NameTaken),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return match StoreError::from(e) {
+                    StoreError::Duplicate { field: "name" } => Ok(SkillWrite::NameTaken),
+                    other => Err(other),
+                };
+            }
         };
         tx.commit().await?;
         Ok(outcome)
@@ -166,8 +169,10 @@ impl Store {
         match updated {
             Ok(Some(skill)) => Ok(SkillWrite::Saved(skill)),
             Ok(None) => Err(StoreError::NotFound),
-            Err(e) if constraint(&e) == Some(NAME_KEY) => Ok(SkillWrite::NameTaken),
-            Err(e) => Err(e.into()),
+            Err(e) => match StoreError::from(e) {
+                StoreError::Duplicate { field: "name" } => Ok(SkillWrite::NameTaken),
+                other => Err(other),
+            },
         }
     }
 
@@ -216,12 +221,5 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
-    }
-}
-
-fn constraint(e: &sqlx::Error) -> Option<&str> {
-    match e {
-        sqlx::Error::Database(db) => db.constraint(),
-        _ => None,
     }
 }
