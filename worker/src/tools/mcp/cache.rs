@@ -4,8 +4,11 @@
 //! listed per user, since what a server lists may depend on who asks), and checked against
 //! its config's `updated_at`, so a site owner's change (URL, credentials, lists) misses
 //! the cache at once; otherwise an entry lives [`super::McpLimits::tools_cache_ttl`].
-//! Failures are not cached: a server that comes back is used again on the next step. At
-//! most [`MAX_ENTRIES`] lists are kept; a full cache forgets its oldest.
+//! A failed listing is remembered for a short while ([`MAX_FAILURE_MEMO`], or the list TTL
+//! if shorter), so a server that stalls costs its timeout once per period instead of on
+//! every step of every chat that has it; a server that comes back is used again after
+//! that. At most [`MAX_ENTRIES`] lists (and as many failures) are kept; a full cache
+//! forgets its oldest.
 
 use std::{
     collections::HashMap,
@@ -16,7 +19,10 @@ use std::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::McpTool;
+use super::{McpError, McpTool};
+
+/// Longest a failed listing is remembered.
+pub(crate) const MAX_FAILURE_MEMO: Duration = Duration::from_secs(15);
 
 /// Most tool lists one worker keeps (servers times distinct credentials).
 pub(crate) const MAX_ENTRIES: usize = 4096;
@@ -28,8 +34,16 @@ pub(crate) type CacheKey = (Uuid, u64);
 #[derive(Debug, Default)]
 pub(crate) struct ToolsCache {
     entries: Mutex<HashMap<CacheKey, Entry>>,
+    failures: Mutex<HashMap<CacheKey, Failure>>,
     /// Keys the credential digests (random per process: the digests never leave it).
     digests: std::hash::RandomState,
+}
+
+#[derive(Debug)]
+struct Failure {
+    updated_at: DateTime<Utc>,
+    at: Instant,
+    error: McpError,
 }
 
 #[derive(Debug)]
@@ -59,8 +73,46 @@ impl ToolsCache {
             .map(|e| Arc::clone(&e.tools))
     }
 
+    /// The failure of the last listing under `key` at config version `updated_at`, if it
+    /// is younger than `ttl` capped at [`MAX_FAILURE_MEMO`].
+    pub(crate) fn failure(
+        &self,
+        key: CacheKey,
+        updated_at: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Option<McpError> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures
+            .get(&key)
+            .filter(|f| f.updated_at == updated_at && f.at.elapsed() < ttl.min(MAX_FAILURE_MEMO))
+            .map(|f| f.error.clone())
+    }
+
+    /// Remembers that listing under `key` at config version `updated_at` failed.
+    pub(crate) fn put_failure(&self, key: CacheKey, updated_at: DateTime<Utc>, error: McpError) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() >= MAX_ENTRIES && !failures.contains_key(&key) {
+            let oldest = failures.iter().min_by_key(|(_, f)| f.at).map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                failures.remove(&oldest);
+            }
+        }
+        failures.insert(
+            key,
+            Failure {
+                updated_at,
+                at: Instant::now(),
+                error,
+            },
+        );
+    }
+
     /// Remembers `tools` as the list under `key` at config version `updated_at`.
     pub(crate) fn put(&self, key: CacheKey, updated_at: DateTime<Utc>, tools: Arc<Vec<McpTool>>) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
             let oldest = entries
@@ -149,6 +201,37 @@ mod tests {
                 .get(cache.key(server, &as_user("alice")), v1, ttl)
                 .is_none(),
             "oldest went"
+        );
+    }
+
+    #[test]
+    fn a_failure_is_remembered_briefly_and_only_for_its_config() {
+        let cache = ToolsCache::default();
+        let key = cache.key(Uuid::now_v7(), &McpAuth::default());
+        let v1 = Utc::now();
+        let down = McpError::Unreachable {
+            server: "wiki".into(),
+            detail: "refused".into(),
+        };
+        cache.put_failure(key, v1, down.clone());
+        let ttl = Duration::from_secs(60);
+        assert_eq!(cache.failure(key, v1, ttl), Some(down));
+        let v2 = v1 + chrono::Duration::microseconds(1);
+        assert_eq!(
+            cache.failure(key, v2, ttl),
+            None,
+            "a config change tries again"
+        );
+        assert_eq!(
+            cache.failure(key, v1, Duration::ZERO),
+            None,
+            "no cache, no memo"
+        );
+        cache.put(key, v1, tools());
+        assert_eq!(
+            cache.failure(key, v1, ttl),
+            None,
+            "a success forgets the failure"
         );
     }
 }

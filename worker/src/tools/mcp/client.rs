@@ -79,7 +79,8 @@ impl McpClient {
     /// [`McpServerRecord::offers_tool`] and plan mode). Served from the per-worker cache
     /// for the same credentials (`auth`: per user on per-user servers) while the config's
     /// `updated_at` is unchanged and the entry is younger than
-    /// [`McpLimits::tools_cache_ttl`]; failures are not cached.
+    /// [`McpLimits::tools_cache_ttl`]; a failure is remembered for at most 15 s (see
+    /// `cache.rs`).
     pub async fn list_tools(
         &self,
         server: &McpServerRecord,
@@ -92,8 +93,12 @@ impl McpClient {
         {
             return Ok(tools);
         }
+        let ttl = self.limits.tools_cache_ttl;
+        if let Some(error) = self.cache.failure(key, server.updated_at, ttl) {
+            return Err(error);
+        }
         let max = self.limits.max_list_bytes;
-        let tools = self
+        let tools = match self
             .session(
                 server,
                 auth,
@@ -101,7 +106,15 @@ impl McpClient {
                 max,
                 |client| async move { client.list_all_tools().await },
             )
-            .await?;
+            .await
+        {
+            Ok(tools) => tools,
+            Err(error) => {
+                self.cache
+                    .put_failure(key, server.updated_at, error.clone());
+                return Err(error);
+            }
+        };
         let tools: Arc<Vec<McpTool>> = Arc::new(
             tools
                 .into_iter()
