@@ -257,3 +257,24 @@ async fn an_oversized_request_id_is_replaced_not_echoed(pool: sqlx::PgPool) {
     assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "{fresh}");
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn an_error_quoting_a_huge_value_stays_small(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    // Under the test app's 64 KiB body limit, far over what an error should echo.
+    let huge = "x".repeat(60 * 1024);
+    for body in [
+        json!({"message": "hi", "plan_mode": huge}),
+        json!({"message": "hi", huge.clone(): 1}),
+    ] {
+        let (status, answer) = app.post("/api/v1/chats", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let size = answer.to_string().len();
+        assert!(size < 4 * 1024, "a {size}-byte error body");
+        assert!(
+            answer["message"].as_str().unwrap().ends_with('…'),
+            "{answer}"
+        );
+    }
+    app.stop().await;
+}

@@ -288,12 +288,31 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Longest `message` or validation `detail` an error body carries (bytes, cut at a
+/// character boundary): a message may quote what the client sent, which can be a megabyte.
+pub const MAX_ERROR_TEXT_BYTES: usize = 1024;
+
 fn body(message: String, validations: Vec<Validation>) -> ErrorBody {
     ErrorBody {
-        message,
+        message: shortened(message),
         detail: None,
-        validations,
+        validations: validations
+            .into_iter()
+            .map(|v| Validation {
+                field: shortened(v.field),
+                detail: shortened(v.detail),
+            })
+            .collect(),
         limit: None,
         retry_after_secs: None,
     }
+}
+
+/// `text` cut to [`MAX_ERROR_TEXT_BYTES`], marked with `…` when cut.
+fn shortened(mut text: String) -> String {
+    if text.len() > MAX_ERROR_TEXT_BYTES {
+        text.truncate(text.floor_char_boundary(MAX_ERROR_TEXT_BYTES));
+        text.push('…');
+    }
+    text
 }
