@@ -341,6 +341,13 @@ async fn bad_server_configs_are_400s_naming_the_field_and_taken_slugs_409s(pool:
         )
         .await;
     assert_refused(&reply, "api_key");
+    // A null secret is refused, not read as "keep" (only a new auth_type removes one).
+    for secret in ["api_key", "custom_headers", "oauth_client_secret"] {
+        let reply = app
+            .send(Method::PATCH, &owner, &path, Some(json!({ secret: null })))
+            .await;
+        assert_refused(&reply, secret);
+    }
     let reply = app
         .send(
             Method::PATCH,

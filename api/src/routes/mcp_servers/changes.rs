@@ -67,13 +67,16 @@ pub struct McpServerBody {
     /// For `api_key`: the header that carries the key (e.g. `X-Api-Key`).
     pub api_key_header: Option<String>,
     /// For `api_key`: the key, sealed and never returned (`has_api_key`).
+    #[serde(default, deserialize_with = "not_null")]
     pub api_key: Option<String>,
     /// For `custom_headers`: at least one header name and value, all sealed and never
     /// returned (`has_custom_headers`); replaces the stored set.
+    #[serde(default, deserialize_with = "not_null")]
     pub custom_headers: Option<BTreeMap<String, String>>,
     /// For `oauth2`: the client id.
     pub oauth_client_id: Option<String>,
     /// For `oauth2`: the client secret, sealed and never returned (`has_client_secret`).
+    #[serde(default, deserialize_with = "not_null")]
     pub oauth_client_secret: Option<String>,
     /// For `oauth2`: the authorization endpoint (`http(s)://`).
     pub oauth_authorize_url: Option<String>,
@@ -91,6 +94,22 @@ pub struct McpServerBody {
     pub tool_deny_list: Option<Vec<String>>,
     /// Whether the tools are offered in plan mode (default false).
     pub allow_in_plan_mode: Option<bool>,
+}
+
+/// A secret that is absent stays; `null` is refused (a 400 naming the field) instead of
+/// being read as "keep": a client that sends `null` means to remove the secret, which
+/// only a new `auth_type` does.
+fn not_null<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(de)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "cannot be null: send a new value, or change `auth_type` to remove the old one",
+        )),
+    }
 }
 
 impl McpServerBody {
