@@ -42,16 +42,6 @@ async fn import(app: &TestApp, text: &str) -> (StatusCode, Value) {
     import_as(app, &app.token, "text/markdown", text).await
 }
 
-async fn delete(app: &TestApp, path: &str) -> StatusCode {
-    app.client
-        .delete(format!("{}{path}", app.base))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// Asserts a 400 whose one validation names `field` and whose detail holds `words`.
 fn assert_refused(reply: &(StatusCode, Value), field: &str, words: &str) {
     let (status, body) = reply;
@@ -152,11 +142,13 @@ async fn a_user_creates_reads_changes_and_deletes_skills(pool: sqlx::PgPool) {
     assert_eq!(status, StatusCode::CREATED);
 
     assert_eq!(
-        delete(&app, &format!("{SKILLS}/changelog")).await,
+        app.delete_as(&app.token, &format!("{SKILLS}/changelog"))
+            .await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        delete(&app, &format!("{SKILLS}/changelog")).await,
+        app.delete_as(&app.token, &format!("{SKILLS}/changelog"))
+            .await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -252,7 +244,8 @@ async fn the_101st_skill_is_refused(pool: sqlx::PgPool) {
         "delete one first",
     );
     assert_eq!(
-        delete(&app, &format!("{SKILLS}/skill-0")).await,
+        app.delete_as(&app.token, &format!("{SKILLS}/skill-0"))
+            .await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(

@@ -16,16 +16,6 @@ use uuid::Uuid;
 /// The fields a token list shows, and nothing else.
 const TOKEN_FIELDS: &[&str] = &["created_at", "expires_at", "id", "last_used_at", "name"];
 
-async fn delete(app: &TestApp, token: &str, path: &str) -> StatusCode {
-    app.client
-        .delete(format!("{}{path}", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 #[sqlx::test]
 async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
@@ -89,7 +79,8 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
     assert!(ci["last_used_at"].is_string(), "used once above: {ci}");
 
     assert_eq!(
-        delete(&app, &app.token, &format!("/api/v1/users/me/tokens/{id}")).await,
+        app.delete_as(&app.token, &format!("/api/v1/users/me/tokens/{id}"))
+            .await,
         StatusCode::NO_CONTENT
     );
     let (status, body) = app.get_as(&secret, "/api/v1/chats").await;
@@ -97,7 +88,8 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
     let (_, list) = app.get("/api/v1/users/me/tokens").await;
     assert_eq!(list["tokens"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(
-        delete(&app, &app.token, &format!("/api/v1/users/me/tokens/{id}")).await,
+        app.delete_as(&app.token, &format!("/api/v1/users/me/tokens/{id}"))
+            .await,
         StatusCode::NOT_FOUND,
         "already revoked"
     );
@@ -107,12 +99,8 @@ async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool)
     let (_, bobs) = app.get_as(&bob, "/api/v1/users/me/tokens").await;
     let bob_id = bobs["tokens"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        delete(
-            &app,
-            &app.token,
-            &format!("/api/v1/users/me/tokens/{bob_id}")
-        )
-        .await,
+        app.delete_as(&app.token, &format!("/api/v1/users/me/tokens/{bob_id}"))
+            .await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(app.get_as(&bob, "/api/v1/chats").await.0, StatusCode::OK);
@@ -148,7 +136,8 @@ async fn token_requests_are_validated_by_field(pool: sqlx::PgPool) {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert!(created["token"]["expires_at"].is_string());
     assert_eq!(
-        delete(&app, &app.token, "/api/v1/users/me/tokens/nope").await,
+        app.delete_as(&app.token, "/api/v1/users/me/tokens/nope")
+            .await,
         StatusCode::BAD_REQUEST
     );
     app.stop().await;
@@ -340,12 +329,12 @@ async fn a_user_holds_at_most_fifty_active_tokens(pool: sqlx::PgPool) {
         body["message"].as_str().unwrap().contains("revoke one"),
         "{body}"
     );
-    let revoked = delete(
-        &app,
-        &app.token,
-        &format!("/api/v1/users/me/tokens/{}", last.unwrap()),
-    )
-    .await;
+    let revoked = app
+        .delete_as(
+            &app.token,
+            &format!("/api/v1/users/me/tokens/{}", last.unwrap()),
+        )
+        .await;
     assert_eq!(revoked, StatusCode::NO_CONTENT);
     let (status, body) = app
         .post(

@@ -241,6 +241,13 @@ impl TestApp {
         self.send(reqwest::Method::GET, token, path, None).await
     }
 
+    /// DELETE `path` as the holder of `token`; the status.
+    pub async fn delete_as(&self, token: &str, path: &str) -> StatusCode {
+        self.send(reqwest::Method::DELETE, token, path, None)
+            .await
+            .0
+    }
+
     /// Sends `method` with `token` and, if given, `body` as JSON; the status and the JSON
     /// reply (`null` if none). Every request helper of the test kit ends here.
     pub async fn send(
