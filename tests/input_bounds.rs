@@ -284,3 +284,43 @@ async fn a_nul_in_message_text_is_stored_as_the_replacement_character(pool: sqlx
     assert_eq!(texts, vec!["before\u{FFFD}after", "\u{FFFD}second\u{FFFD}"]);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_chat_is_renamed_by_patch_and_the_title_is_checked_like_on_create(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let (status, created) = app
+        .post("/api/v1/chats", json!({"message": "fix the build please"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["title"], "fix the build please");
+    let path = format!("/api/v1/chats/{}", created["id"].as_str().unwrap());
+    let patch = |body: Value| app.send(reqwest::Method::PATCH, &app.token, &path, Some(body));
+
+    let (status, chat) = patch(json!({"title": "  Build fix \u{1F527} "})).await;
+    assert_eq!(status, StatusCode::OK, "{chat}");
+    assert_eq!(chat["title"], "Build fix \u{1F527}");
+    for (body, field) in [
+        (json!({"title": "two\nlines"}), "title"),
+        (json!({"title": "nul\u{0}"}), "title"),
+        (json!({"title": "   "}), "title"),
+        (json!({"title": "x".repeat(201)}), "title"),
+        (json!({"title": 7}), "title"),
+    ] {
+        let (status, reply) = patch(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert_eq!(self::field(&reply), field, "{reply}");
+    }
+    let (_, chat) = app.get(&path).await;
+    assert_eq!(
+        chat["title"], "Build fix \u{1F527}",
+        "refused titles change nothing"
+    );
+    // The store remembers that a person chose it (a generated title must not replace it).
+    let chosen: bool = sqlx::query_scalar("SELECT title_set_by_user FROM chats WHERE id = $1")
+        .bind(created["id"].as_str().unwrap().parse::<Uuid>().unwrap())
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert!(chosen);
+    app.stop().await;
+}

@@ -420,6 +420,11 @@ pub struct UpdateChatRequest {
     #[serde(default, deserialize_with = "super::admin::present")]
     #[schema(value_type = Option<String>, max_length = 32768)]
     pub instructions: Option<Option<String>>,
+    /// A new title (at most 200 characters, no control characters); a title set here is
+    /// the user's and is never replaced by a generated one.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub title: Option<String>,
 }
 
 /// `PATCH /api/v1/chats/{chat_id}`: archive or restore a chat, enter or leave plan mode,
@@ -443,12 +448,27 @@ pub async fn update_chat(
     ChatId(id): ChatId,
     JsonBody(body): JsonBody<UpdateChatRequest>,
 ) -> Result<Json<Chat>, ApiError> {
-    if body.archived.is_none() && body.plan_mode.is_none() && body.instructions.is_none() {
+    if body.archived.is_none()
+        && body.plan_mode.is_none()
+        && body.instructions.is_none()
+        && body.title.is_none()
+    {
         return Err(ApiError::invalid(
             "archived",
-            "is required unless `plan_mode` or `instructions` is sent (send at least one)",
+            "is required unless `plan_mode`, `instructions` or `title` is sent (send at least one)",
         ));
     }
+    let title = match body.title {
+        Some(title) => {
+            let title = title.trim().to_owned();
+            if title.is_empty() {
+                return Err(ApiError::invalid("title", "must not be blank"));
+            }
+            validate_title(&title)?;
+            Some(title)
+        }
+        None => None,
+    };
     let settings = ChatSettings {
         plan_mode: body.plan_mode,
         instructions: match body.instructions {
@@ -456,6 +476,7 @@ pub async fn update_chat(
             None => None,
         },
         archived: body.archived,
+        title,
     };
     // One transaction: a refused part (a subagent chat archived or put in plan mode on its
     // own) changes nothing.

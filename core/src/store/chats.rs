@@ -76,8 +76,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
-                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode)
-                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12)
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12, $13)
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
@@ -96,6 +96,7 @@ impl Store {
         .bind(new.instructions.as_deref().map(pg_text))
         .bind(&new.mcp_server_ids)
         .bind(new.plan_mode)
+        .bind(!new.title.trim().is_empty())
         .fetch_one(&mut *tx)
         .await?;
         let message: Message = sqlx::query_as(

@@ -32,6 +32,8 @@ pub struct ChatSettings {
     pub instructions: Option<Option<String>>,
     /// Archive (`Some(true)`) or restore (`Some(false)`) a root chat and its subagent chats.
     pub archived: Option<bool>,
+    /// A title the user chose (checked by the caller); a generated title never replaces it.
+    pub title: Option<String>,
 }
 
 /// Enters or leaves plan mode inside the caller's transaction, which holds the chat's lock
@@ -83,6 +85,8 @@ impl Store {
         let chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE chats SET
                 instructions = CASE WHEN $2 THEN $3 ELSE instructions END,
+                title = coalesce($4, title),
+                title_set_by_user = title_set_by_user OR $4 IS NOT NULL,
                 updated_at = now()
              WHERE id = $1
              RETURNING {CHAT_COLUMNS}"
@@ -95,6 +99,7 @@ impl Store {
                 .as_ref()
                 .and_then(|i| i.as_deref().map(pg_text)),
         )
+        .bind(settings.title.as_deref().map(pg_text))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
