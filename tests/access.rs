@@ -92,15 +92,6 @@ async fn assert_work_allowed(app: &TestApp, token: &str, chat: Uuid) {
     }
 }
 
-async fn user_id(app: &TestApp, email: &str) -> Uuid {
-    app.services
-        .store
-        .find_user_by_email(email)
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 #[sqlx::test]
 async fn every_route_that_starts_work_is_walked(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
@@ -175,7 +166,7 @@ async fn a_user_whose_agents_access_was_removed_gets_403_on_every_route_that_sta
     assert_work_allowed(&app, &app.token, chat).await;
 
     let store = &app.services.store;
-    let alice = user_id(&app, "alice@example.com").await;
+    let alice = app.user_id("alice@example.com").await;
     let acme = store.ensure_organization("acme").await.unwrap();
     assert!(
         store
@@ -244,7 +235,7 @@ async fn a_user_whose_agents_access_was_removed_gets_403_on_every_route_that_sta
 async fn a_suspended_or_deleted_user_is_refused_until_reactivated(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let chat = app.create_chat("first").await;
-    let alice = user_id(&app, "alice@example.com").await;
+    let alice = app.user_id("alice@example.com").await;
     let store = &app.services.store;
 
     for (status_now, word) in [

@@ -18,20 +18,11 @@ use agentq_core::store::{McpServerRecord, UserTokenKey};
 use agentq_worker::tools::mcp::{McpAuth, McpClient, McpError, McpLimits, user_token};
 use axum::{
     Form, Json,
-    extract::{Query, Request, State},
+    extract::{Query, State},
     http::StatusCode as AxumStatus,
-    middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use reqwest::{Method, StatusCode};
-use rmcp::{
-    ErrorData, RoleServer, ServerHandler,
-    model::{ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool},
-    service::RequestContext,
-    transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-    },
-};
 use serde_json::{Value, json};
 use support::{
     app::{TestApp, create_owner, create_user},
@@ -225,64 +216,6 @@ async fn token(
 }
 
 // ---------------------------------------------------------------------------------------
-// A real MCP server (rmcp, streamable HTTP) that records each request's Authorization.
-
-#[derive(Clone)]
-struct OneTool;
-
-impl ServerHandler for OneTool {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let schema = json!({"type": "object"}).as_object().unwrap().clone();
-        Ok(ListToolsResult::with_all_items(vec![Tool::new(
-            "whoami",
-            "Says who is calling",
-            Arc::new(schema),
-        )]))
-    }
-}
-
-/// Each request's `Authorization` header (`None`: none sent).
-type SeenAuth = Arc<Mutex<Vec<Option<String>>>>;
-
-async fn start_mcp_server() -> (String, SeenAuth) {
-    let seen: SeenAuth = Arc::default();
-    let service: StreamableHttpService<OneTool, LocalSessionManager> = StreamableHttpService::new(
-        || Ok(OneTool),
-        Default::default(),
-        StreamableHttpServerConfig::default().with_sse_keep_alive(None),
-    );
-    let capture = {
-        let seen = Arc::clone(&seen);
-        move |request: Request, next: Next| {
-            let seen = Arc::clone(&seen);
-            async move {
-                let auth = request
-                    .headers()
-                    .get("authorization")
-                    .map(|v| v.to_str().unwrap_or("?").to_owned());
-                seen.lock().unwrap().push(auth);
-                next.run(request).await
-            }
-        }
-    };
-    let app = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn(capture));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/mcp"), seen)
-}
-
-// ---------------------------------------------------------------------------------------
 // Helpers.
 
 async fn start_app(pool: sqlx::PgPool) -> TestApp {
@@ -290,15 +223,6 @@ async fn start_app(pool: sqlx::PgPool) -> TestApp {
         api.public_base_url = Some(PUBLIC_BASE.into());
     })
     .await
-}
-
-async fn user_id(app: &TestApp, email: &str) -> Uuid {
-    app.services
-        .store
-        .find_user_by_email(email)
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 /// Creates an `oauth2` server for `mcp_url` whose authorization server is `auth`.
@@ -379,20 +303,26 @@ fn limits() -> McpLimits {
 }
 
 /// Lists the server's tools with `token` (fresh client: no cache) and returns the
-/// Authorization headers the server saw for it.
+/// Authorization headers `mcp` saw for it (`None`: none sent).
 async fn authorization_seen(
     server: &McpServerRecord,
     token: Option<&str>,
-    seen: &SeenAuth,
+    mcp: &McpTestServer,
 ) -> Vec<Option<String>> {
-    seen.lock().unwrap().clear();
+    mcp.headers.lock().unwrap().clear();
     let auth = McpAuth::for_server(server, None, token).unwrap();
     let tools = McpClient::new(limits())
         .list_tools(server, &auth)
         .await
         .unwrap();
-    assert_eq!(tools[0].name, "whoami");
-    let mut seen = seen.lock().unwrap().clone();
+    assert_eq!(tools[0].name, "echo");
+    let mut seen: Vec<Option<String>> = mcp
+        .headers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|headers| headers.get("authorization").cloned())
+        .collect();
     seen.dedup();
     seen
 }
@@ -405,12 +335,13 @@ async fn a_user_connects_and_the_server_sees_exactly_their_token(pool: sqlx::PgP
     let owner = create_owner(&app.services, "root@example.com").await;
     let bob = create_user(&app.services, "bob@example.com", "acme").await;
     let auth = FakeAuth::start().await;
-    let (mcp_url, seen) = start_mcp_server().await;
+    let mcp = McpTestServer::start().await;
+    let mcp_url = mcp.url.clone();
     let server_id = create_oauth_server(&app, &owner, &mcp_url, &auth).await;
     let secrets = app.services.secrets.clone();
     let (alice_id, bob_id) = (
-        user_id(&app, "alice@example.com").await,
-        user_id(&app, "bob@example.com").await,
+        app.user_id("alice@example.com").await,
+        app.user_id("bob@example.com").await,
     );
 
     let (_, listing) = app.get_as(&app.token, "/api/v1/mcp-servers").await;
@@ -474,11 +405,11 @@ async fn a_user_connects_and_the_server_sees_exactly_their_token(pool: sqlx::PgP
 
     // What the MCP server receives.
     assert_eq!(
-        authorization_seen(&server, alices.as_deref(), &seen).await,
+        authorization_seen(&server, alices.as_deref(), &mcp).await,
         [Some("Bearer access-2".to_owned())]
     );
     assert_eq!(
-        authorization_seen(&server, bobs_token.as_deref(), &seen).await,
+        authorization_seen(&server, bobs_token.as_deref(), &mcp).await,
         [None],
         "no token, no Authorization header"
     );
@@ -511,10 +442,11 @@ async fn an_expired_token_is_refreshed_once_even_by_two_workers_and_the_rotated_
     let app = start_app(pool).await;
     let owner = create_owner(&app.services, "root@example.com").await;
     let auth = FakeAuth::start().await;
-    let (mcp_url, seen) = start_mcp_server().await;
+    let mcp = McpTestServer::start().await;
+    let mcp_url = mcp.url.clone();
     let server_id = create_oauth_server(&app, &owner, &mcp_url, &auth).await;
     let secrets = app.services.secrets.clone().unwrap();
-    let alice_id = user_id(&app, "alice@example.com").await;
+    let alice_id = app.user_id("alice@example.com").await;
     let store = &app.services.store;
 
     // A token that lives 1 s is within the refresh margin from the start.
@@ -553,7 +485,7 @@ async fn an_expired_token_is_refreshed_once_even_by_two_workers_and_the_rotated_
     assert_eq!(again.as_deref(), Some("access-3"));
     assert_eq!(auth.refreshes(), 1);
     assert_eq!(
-        authorization_seen(&server, again.as_deref(), &seen).await,
+        authorization_seen(&server, again.as_deref(), &mcp).await,
         [Some("Bearer access-3".to_owned())]
     );
 
@@ -601,7 +533,8 @@ async fn a_refused_or_misdirected_connection_is_a_clear_4xx(pool: sqlx::PgPool) 
     let app = start_app(pool).await;
     let owner = create_owner(&app.services, "root@example.com").await;
     let auth = FakeAuth::start().await;
-    let (mcp_url, _) = start_mcp_server().await;
+    let mcp = McpTestServer::start().await;
+    let mcp_url = mcp.url.clone();
     let server_id = create_oauth_server(&app, &owner, &mcp_url, &auth).await;
 
     // The user declined at the authorization server.
@@ -751,12 +684,13 @@ async fn user_oidc_servers_get_the_owners_stored_token_refreshed_at_the_oidc_cli
     let owner = create_owner(&app.services, "root@example.com").await;
     create_user(&app.services, "bob@example.com", "acme").await;
     let auth = FakeAuth::start().await;
-    let (mcp_url, seen) = start_mcp_server().await;
+    let mcp = McpTestServer::start().await;
+    let mcp_url = mcp.url.clone();
     let secrets = app.services.secrets.clone().unwrap();
     let store = &app.services.store;
     let (alice_id, bob_id) = (
-        user_id(&app, "alice@example.com").await,
-        user_id(&app, "bob@example.com").await,
+        app.user_id("alice@example.com").await,
+        app.user_id("bob@example.com").await,
     );
 
     let (status, client) = app
@@ -821,7 +755,7 @@ async fn user_oidc_servers_get_the_owners_stored_token_refreshed_at_the_oidc_cli
         .unwrap();
     assert_eq!(token.as_deref(), Some("oidc-access-0"));
     assert_eq!(
-        authorization_seen(&server, token.as_deref(), &seen).await,
+        authorization_seen(&server, token.as_deref(), &mcp).await,
         [Some("Bearer oidc-access-0".to_owned())]
     );
     assert_eq!(
@@ -878,7 +812,7 @@ async fn user_oidc_servers_get_the_owners_stored_token_refreshed_at_the_oidc_cli
         .await
         .unwrap();
     assert_eq!(none, None);
-    assert_eq!(authorization_seen(&server, None, &seen).await, [None]);
+    assert_eq!(authorization_seen(&server, None, &mcp).await, [None]);
     app.stop().await;
 }
 
@@ -918,7 +852,7 @@ async fn a_chat_calls_an_oauth2_server_with_its_owners_token_and_never_anothers(
         &app.services.store,
         app.services.secrets.as_ref(),
         &record(&app, server_id).await,
-        user_id(&app, "alice@example.com").await,
+        app.user_id("alice@example.com").await,
     )
     .await
     .unwrap()
@@ -962,7 +896,8 @@ async fn concurrent_starts_all_succeed_and_a_suspended_users_flow_is_refused(poo
     let app = start_app(pool).await;
     let owner = create_owner(&app.services, "root@example.com").await;
     let auth = FakeAuth::start().await;
-    let (mcp_url, _) = start_mcp_server().await;
+    let mcp = McpTestServer::start().await;
+    let mcp_url = mcp.url.clone();
     let server_id = create_oauth_server(&app, &owner, &mcp_url, &auth).await;
     let start = format!("/api/v1/mcp-servers/{server_id}/oauth/start");
 
@@ -987,7 +922,7 @@ async fn concurrent_starts_all_succeed_and_a_suspended_users_flow_is_refused(poo
         .await
         .unwrap();
     let location = at_issuer.headers()["location"].to_str().unwrap().to_owned();
-    let alice = user_id(&app, "alice@example.com").await;
+    let alice = app.user_id("alice@example.com").await;
     app.services
         .store
         .set_user_status(alice, agentq_core::domain::UserStatus::Suspended)

@@ -241,6 +241,16 @@ impl TestApp {
         self.send(reqwest::Method::GET, token, path, None).await
     }
 
+    /// The id of the user with `email` (who must exist).
+    pub async fn user_id(&self, email: &str) -> Uuid {
+        self.services
+            .store
+            .find_user_by_email(email)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// DELETE `path` as the holder of `token`; the status.
     pub async fn delete_as(&self, token: &str, path: &str) -> StatusCode {
         self.send(reqwest::Method::DELETE, token, path, None)
