@@ -271,6 +271,18 @@ async fn a_refused_user_gets_through_once_the_retry_after_has_passed(pool: sqlx:
 #[sqlx::test]
 async fn a_limit_check_costs_one_redis_round_trip(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
+    // One stream a minute: each user's bucket key then lives 60 s, so every key written
+    // below is still there when they are counted, however slow the machine (at the
+    // default 120 a minute a key lives 0.5 s, and the first ones expired on a loaded one).
+    app.services
+        .store
+        .update_site_config(&agentq_core::store::SiteConfigChanges {
+            stream_connects_per_minute: Some(1),
+            stream_connects_burst: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let limiter = limiter(&app);
     let user = Uuid::now_v7();
     limiter.check(Limit::Messages, user).await.unwrap();
