@@ -107,7 +107,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let address = args.api.listen;
-    let server = process::start_api(&services, args.api, shutdown.clone()).await?;
+    let server = process::start_api(&services, args.api, &args.queue, shutdown.clone()).await?;
     let worker = process::start_worker(
         &services,
         &args.worker,
@@ -116,7 +116,8 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
         &args.mail,
         shutdown.clone(),
     )?;
-    let scheduler = process::start_scheduler(&services, args.scheduler, shutdown.clone());
+    let scheduler =
+        process::start_scheduler(&services, args.scheduler, &args.queue, shutdown.clone());
 
     let model = match args.provider.kind {
         ProviderKind::Echo => {

@@ -1,5 +1,9 @@
 //! Log output: human-readable for terminals, JSON for log pipelines; optionally the same
-//! spans exported as OpenTelemetry traces ([`crate::tracing_export`]).
+//! spans exported as OpenTelemetry traces ([`crate::tracing_export`]). At the default
+//! `info`, the API writes one line per request (`agentq::access`) and workers one line
+//! per job (`agentq::jobs`), with their ids as fields in both formats (ARCHITECTURE.md §12).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -29,8 +33,13 @@ pub fn init(
         None => (None, None),
     };
     let registry = tracing_subscriber::registry().with(filter).with(traces);
+    // Colours only on a terminal: in a file or a log pipeline the escape codes would sit
+    // between every field name and its value, and `grep route=` would find nothing.
+    let colours = std::io::stdout().is_terminal();
     match format {
-        LogFormat::Human => registry.with(fmt::layer().with_target(false)).init(),
+        LogFormat::Human => registry
+            .with(fmt::layer().with_target(false).with_ansi(colours))
+            .init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .init(),

@@ -1,4 +1,6 @@
-//! Starting each process kind, shared by the single-role commands and `agentq dev`.
+//! Starting each process kind, shared by the single-role commands and `agentq dev`. Each
+//! part announces itself in the process registry while it runs (ARCHITECTURE.md §6.1):
+//! workers in `agentq_worker::start`, the API and the scheduler here.
 
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use agentq_core::{
         RedisConfig, SecretsConfig, WorkerConfig,
     },
     db,
+    queue::{Announcement, Process, ProcessKind, consumer_name},
     services::Services,
     shutdown::{CancellationToken, wait_for_signal},
 };
@@ -33,10 +36,29 @@ pub async fn services(
     )
 }
 
-/// Binds the API listener and serves until `shutdown`.
+/// Announces a process without queues (an API, a scheduler) in the registry until its
+/// [`Announcement`] is withdrawn.
+fn announce(
+    services: &Services,
+    kind: ProcessKind,
+    queue: &QueueConfig,
+    shutdown: CancellationToken,
+) -> Announcement {
+    Announcement::start(
+        services.redis_conn.clone(),
+        &services.prefix,
+        Process::new(consumer_name(kind.as_str()), kind),
+        queue.process_beat(),
+        shutdown,
+    )
+}
+
+/// Binds the API listener and serves until `shutdown`; the process is in the registry
+/// until the server has finished its requests.
 pub async fn start_api(
     services: &Services,
     config: ApiConfig,
+    queue: &QueueConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -44,10 +66,12 @@ pub async fn start_api(
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(address = %config.listen, "API listening");
     let state = ApiState::new(services, config);
+    let announcement = announce(services, ProcessKind::Api, queue, shutdown.clone());
     Ok(tokio::spawn(async move {
         if let Err(e) = agentq_api::serve(state, listener, shutdown).await {
             tracing::error!(error = %e, "API server failed");
         }
+        announcement.withdraw().await;
     }))
 }
 
@@ -75,21 +99,28 @@ pub fn start_worker(
     )?)
 }
 
-/// Starts the scheduler's loops (maintenance on its cron, recovery on its interval).
+/// Starts the scheduler's loops (maintenance on its cron, recovery on its interval); the
+/// process is in the registry until they have stopped.
 pub fn start_scheduler(
     services: &Services,
     scheduler: SchedulerConfig,
+    queue: &QueueConfig,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tracing::info!("scheduler started");
-    tokio::spawn(agentq_scheduler::run(
+    let announcement = announce(services, ProcessKind::Scheduler, queue, shutdown.clone());
+    let loops = agentq_scheduler::run(
         services.store.clone(),
         services.producer.clone(),
         services.events.clone(),
         scheduler,
         std::sync::Arc::new(agentq_scheduler::SystemClock),
         shutdown,
-    ))
+    );
+    tokio::spawn(async move {
+        loops.await;
+        announcement.withdraw().await;
+    })
 }
 
 /// Waits for running work to finish after shutdown, at most `deadline`; what is still
@@ -145,7 +176,7 @@ pub async fn run_api(
 ) -> anyhow::Result<()> {
     let services = services(&database, &redis, &queue, &secrets).await?;
     let shutdown = CancellationToken::new();
-    let server = start_api(&services, api, shutdown.clone()).await?;
+    let server = start_api(&services, api, &queue, shutdown.clone()).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
@@ -239,7 +270,7 @@ pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     .await?;
     let shutdown = CancellationToken::new();
     start_metrics(&services, &metrics, shutdown.clone()).await?;
-    let task = start_scheduler(&services, scheduler, shutdown.clone());
+    let task = start_scheduler(&services, scheduler, &queue, shutdown.clone());
     wait_for_signal().await;
     shutdown.cancel();
     let _ = task.await;

@@ -22,7 +22,7 @@ use axum::{
 };
 use uuid::Uuid;
 
-use crate::{ApiState, error::ApiError};
+use crate::{ApiState, access_log::Caller, error::ApiError};
 
 /// The authenticated caller; add it to a handler's arguments to require a token.
 pub struct CurrentUser(pub AuthenticatedUser);
@@ -55,6 +55,10 @@ impl FromRequestParts<ApiState> for CurrentUser {
             .ok_or_else(|| {
                 ApiError::Unauthorized("the API token is invalid or expired, or was revoked".into())
             })?;
+        // Known from here on, even if the account turns out not to be active: the access
+        // log line names the caller, and so does every other line of the request.
+        Caller::authenticated(parts, user.id);
+        tracing::Span::current().record("user.id", tracing::field::display(user.id));
         match user.status {
             UserStatus::Active => Ok(CurrentUser(user)),
             UserStatus::Suspended => Err(ApiError::Forbidden(

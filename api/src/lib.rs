@@ -4,6 +4,7 @@
 //! both call it, so tests exercise exactly what runs in production. The OpenAPI document of
 //! the routes ([`openapi::document`]) is generated from the same route list.
 
+mod access_log;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -140,8 +141,11 @@ pub fn router(state: ApiState) -> Router {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            // `user.id` is recorded by the auth extractor once a token is accepted.
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id, user.id = tracing::field::Empty)
         }))
+        // Outside the span (its line carries only its own fields), inside the request id.
+        .layer(axum::middleware::from_fn(access_log::access_log))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .layer(axum::middleware::map_request(drop_unusable_request_id))

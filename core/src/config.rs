@@ -155,12 +155,26 @@ pub struct QueueConfig {
         default_value_t = 0
     )]
     pub max_len: usize,
+    /// Milliseconds between a process's beats in the process registry; a process that
+    /// stops beating leaves it three beats later (dead workers' consumer names are pruned
+    /// from the queues' group then).
+    #[arg(
+        long = "process-beat-ms",
+        env = "AGENTQ_PROCESS_BEAT_MS",
+        default_value_t = 5_000
+    )]
+    pub process_beat_ms: u64,
 }
 
 impl QueueConfig {
     /// The lease as a duration.
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// The process registry's beat (at least 100 ms).
+    pub fn process_beat(&self) -> Duration {
+        Duration::from_millis(self.process_beat_ms.max(100))
     }
 }
 
@@ -794,6 +808,8 @@ mod tests {
         assert_eq!(provider.max_answer_bytes, 4 * 1024 * 1024);
         let redis: RedisConfig = defaults();
         assert_eq!(redis.events.stream_max_len, 5_000);
+        let queue: QueueConfig = defaults();
+        assert_eq!(queue.process_beat(), Duration::from_secs(5));
         assert_eq!(api.sse_max_streams_per_user, 20);
     }
 }

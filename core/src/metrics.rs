@@ -56,10 +56,23 @@ pub async fn render(
                 gauge!("agentq_queue_delayed", "queue" => q.queue).set(q.delayed as f64);
                 gauge!("agentq_queue_dead_letters", "queue" => q.queue).set(q.dead_letters as f64);
                 gauge!("agentq_queue_consumers", "queue" => q.queue).set(q.consumers.len() as f64);
+                gauge!("agentq_queue_live_consumers", "queue" => q.queue)
+                    .set(q.live_consumers.len() as f64);
             }
             gauge!("agentq_redis_up").set(1.0);
         }
         Err(_) => gauge!("agentq_redis_up").set(0.0),
+    }
+    if let Ok(processes) = crate::queue::live_processes(conn, prefix).await {
+        use crate::queue::ProcessKind;
+        for kind in [
+            ProcessKind::Api,
+            ProcessKind::Worker,
+            ProcessKind::Scheduler,
+        ] {
+            let live = processes.iter().filter(|p| p.kind == kind).count();
+            gauge!("agentq_processes", "kind" => kind.as_str()).set(live as f64);
+        }
     }
     handle.render()
 }

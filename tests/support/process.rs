@@ -1,23 +1,63 @@
-//! Real `agentq` child processes (workers, schedulers) on a test app's database and Redis
-//! prefix, for tests that kill one or need several. One type, so every test stops its
-//! children the same way: SIGKILL on drop, SIGTERM when a test checks a clean exit.
+//! Real `agentq` child processes (APIs, workers, schedulers) on a test app's database and
+//! Redis prefix, for tests that kill one, need several or read what one logs. One type, so
+//! every test stops its children the same way: SIGKILL on drop, SIGTERM when a test checks
+//! a clean exit.
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use super::app::TestApp;
 
 /// An `agentq <role>` process pointed at a test app's database and Redis prefix.
 pub struct AgentqProcess {
     child: Child,
+    /// Its stdout (where its log goes), line by line, when it was started logged.
+    log: Option<Arc<Mutex<Vec<String>>>>,
+    /// `http://127.0.0.1:<port>` of an API process.
+    base: Option<String>,
 }
 
 /// A worker process (see [`AgentqProcess::worker`]).
 pub type WorkerProcess = AgentqProcess;
 
+/// How a logged process writes its log (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Readable `key=value` lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    fn flag(self) -> &'static str {
+        match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 impl AgentqProcess {
-    /// Starts `agentq <role>` with the app's database and Redis prefix, plus `extra` flags.
+    /// Starts `agentq <role>` with the app's database and Redis prefix, plus `extra` flags;
+    /// it logs warnings only, to the test's stderr.
     pub fn spawn(app: &TestApp, role: &str, extra: &[&str]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_agentq"))
+        Self::start(app, role, extra, None)
+    }
+
+    /// Like [`AgentqProcess::spawn`], logging at the default level (`info`) in `format`;
+    /// [`AgentqProcess::log_lines`] reads what it wrote.
+    pub fn spawn_logged(app: &TestApp, role: &str, extra: &[&str], format: LogFormat) -> Self {
+        Self::start(app, role, extra, Some(format))
+    }
+
+    fn start(app: &TestApp, role: &str, extra: &[&str], logged: Option<LogFormat>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_agentq"));
+        command
             .arg(role)
             .args(["--database-url", &app.database_url()])
             .args([
@@ -27,12 +67,64 @@ impl AgentqProcess {
                 &app.prefix,
             ])
             .args(extra)
-            .env("AGENTQ_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .env_remove("AGENTQ_LOG_FORMAT")
+            .stderr(Stdio::inherit());
+        match logged {
+            None => command.env("AGENTQ_LOG", "warn").stdout(Stdio::null()),
+            Some(format) => command
+                // The default filter, as an operator runs it.
+                .env_remove("AGENTQ_LOG")
+                .args(["--log-format", format.flag()])
+                .stdout(Stdio::piped()),
+        };
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("agentq {role} starts: {e}"));
-        Self { child }
+        let log = child.stdout.take().map(|stdout| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        });
+        Self {
+            child,
+            log,
+            base: None,
+        }
+    }
+
+    /// Starts `agentq api` on a free port, logging in `format`; wait for
+    /// [`AgentqProcess::serving`] before sending requests to [`AgentqProcess::base_url`].
+    pub fn api(app: &TestApp, format: LogFormat) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut api = Self::spawn_logged(app, "api", &["--listen", &listen], format);
+        api.base = Some(format!("http://{listen}"));
+        api
+    }
+
+    /// An API process's `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> &str {
+        self.base.as_deref().expect("an API process")
+    }
+
+    /// Waits until an API process answers `/healthz`.
+    pub async fn serving(&self) {
+        let client = reqwest::Client::new();
+        let url = format!("{}/healthz", self.base_url());
+        super::eventually(Duration::from_secs(30), "the API process to serve", || {
+            let request = client.get(&url).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
     }
 
     /// Starts `agentq worker` on the app's fake provider with short leases (3 s turns, 2 s
@@ -46,6 +138,17 @@ impl AgentqProcess {
     /// Starts `agentq worker` on the app's fake provider with the default leases, plus
     /// `extra` flags.
     pub fn worker_with_default_leases(app: &TestApp, extra: &[&str]) -> Self {
+        Self::spawn(app, "worker", &Self::worker_flags(app, extra))
+    }
+
+    /// [`AgentqProcess::worker`], logging in `format`.
+    pub fn worker_logged(app: &TestApp, extra: &[&str], format: LogFormat) -> Self {
+        let mut flags = vec!["--turn-lease-secs", "3", "--queue-lease-secs", "2"];
+        flags.extend_from_slice(extra);
+        Self::spawn_logged(app, "worker", &Self::worker_flags(app, &flags), format)
+    }
+
+    fn worker_flags<'a>(app: &'a TestApp, extra: &[&'a str]) -> Vec<&'a str> {
         let mut flags = vec![
             "--provider",
             "openai",
@@ -59,7 +162,7 @@ impl AgentqProcess {
             "turns,tools",
         ];
         flags.extend_from_slice(extra);
-        Self::spawn(app, "worker", &flags)
+        flags
     }
 
     /// Starts `agentq scheduler` with maintenance on `cron` and recovery every second.
@@ -69,6 +172,21 @@ impl AgentqProcess {
             "scheduler",
             &["--maintenance-cron", cron, "--recovery-interval-secs", "1"],
         )
+    }
+
+    /// The lines a logged process has written so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log
+            .as_ref()
+            .expect("a process started with spawn_logged")
+            .lock()
+            .unwrap()
+            .clone()
+    }
+
+    /// Its operating-system process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: the process dies holding whatever it holds.

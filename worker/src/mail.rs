@@ -16,7 +16,7 @@ use agentq_core::{
     StoreError,
     config::MailConfig,
     notifications,
-    queue::SendMail,
+    queue::{JobReport, SendMail},
     store::{OutboxEmail, Store},
 };
 use chrono::Utc;
@@ -134,15 +134,17 @@ impl MailSender {
     }
 
     /// Runs one `SendMail` job. Errors are database failures only (the queue retries the
-    /// job); delivery failures are recorded on the row.
+    /// job); delivery failures are recorded on the row. `report` gets how the attempt
+    /// ended (`sent`, `retrying`, `failed`, `skipped`), for the job's log line.
     #[tracing::instrument(name = "send_mail", skip_all, fields(notification.id = %job.notification_id))]
-    pub async fn run(&self, job: SendMail) -> Result<(), StoreError> {
+    pub async fn run(&self, job: SendMail, report: &JobReport) -> Result<(), StoreError> {
         let Some(email) = self
             .store
             .claim_notification(job.notification_id, self.lease)
             .await?
         else {
             tracing::debug!("nothing to send: already sent, failed, not due or in flight");
+            report.outcome("skipped");
             return Ok(());
         };
         let attempt = email.attempts;
@@ -152,8 +154,10 @@ impl MailSender {
                 "gave up after {} attempts; the last ones were lost with their workers",
                 self.max_attempts
             );
-            self.record(email.id, attempt, Outcome::Failed(error))
-                .await?;
+            report.outcome(
+                self.record(email.id, attempt, Outcome::Failed(error))
+                    .await?,
+            );
             return Ok(());
         }
         let outcome = match self.deliver(&email).await {
@@ -164,13 +168,20 @@ impl MailSender {
             }
             Delivery::Transient(error) => Outcome::Retry(error, backoff(self.retry_base, attempt)),
         };
-        self.record(email.id, attempt, outcome).await
+        report.outcome(self.record(email.id, attempt, outcome).await?);
+        Ok(())
     }
 
     /// Records how attempt `attempt` ended. Once the message is with the SMTP server, a
     /// database hiccup must not turn into a second send: recording `sent` is retried here
     /// for a while before the job gives up (recovery would re-send only after the lease).
-    async fn record(&self, id: Uuid, attempt: i32, outcome: Outcome) -> Result<(), StoreError> {
+    /// Returns what was recorded (`sent`, `failed`, `retrying`), or `lease_lost`.
+    async fn record(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        outcome: Outcome,
+    ) -> Result<&'static str, StoreError> {
         let store = &self.store;
         let (won, label) = match &outcome {
             Outcome::Sent => {
@@ -219,7 +230,7 @@ impl MailSender {
                 "email not sent; will retry"
             ),
         }
-        Ok(())
+        Ok(if won { label } else { "lease_lost" })
     }
 
     /// Renders and hands over one email.

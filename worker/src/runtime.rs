@@ -1,5 +1,6 @@
 //! Starts the queue consumers of a worker process (apalis workers over `core::queue`),
-//! the per-process interrupt poller, and drains them on shutdown.
+//! the per-process interrupt poller, its entry in the process registry and the pruning of
+//! dead consumer names (ARCHITECTURE.md §6.1), and drains them on shutdown.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,8 +8,8 @@ use agentq_core::{
     ChatError,
     config::{ProviderConfig, QueueConfig, WorkerConfig},
     queue::{
-        Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, RunTurn, SendMail,
-        consumer_name, run_jobs,
+        Announcement, Consumer, ConsumerOptions, Process, ProcessKind, QueueKeys, QueueName,
+        RunToolCall, RunTurn, SendMail, consumer_name, prune_loop, run_reported_jobs,
     },
     redis_conn,
     services::Services,
@@ -116,25 +117,37 @@ pub fn engine(
 pub struct WorkerHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     turns: Arc<TurnEngine>,
+    announcement: Announcement,
 }
 
 impl WorkerHandle {
-    /// Waits until every consumer has drained (after the shutdown token was cancelled).
+    /// Waits until every consumer has drained (after the shutdown token was cancelled),
+    /// then leaves the process registry.
     pub async fn join(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        join_all(self.tasks).await;
+        self.announcement.withdraw().await;
     }
 
     /// Waits for the drain at most `deadline`; then hands back the turns still running
     /// (released to `queued`), so other workers finish them without waiting for a lease.
-    /// Returns how many were handed back.
+    /// Either way the process then leaves the registry. Returns how many were handed back.
     pub async fn drain(self, deadline: Duration) -> usize {
-        let turns = self.turns.clone();
-        if tokio::time::timeout(deadline, self.join()).await.is_ok() {
-            return 0;
-        }
-        turns.release_running().await
+        let drained = tokio::time::timeout(deadline, join_all(self.tasks))
+            .await
+            .is_ok();
+        let released = if drained {
+            0
+        } else {
+            self.turns.release_running().await
+        };
+        self.announcement.withdraw().await;
+        released
+    }
+}
+
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
     }
 }
 
@@ -149,8 +162,10 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
 }
 
-/// Starts one apalis worker per configured queue that has a handler. Runs until `shutdown`
-/// is cancelled, then stops fetching, lets running jobs finish, and flushes acks.
+/// Starts one apalis worker per configured queue that has a handler, announces the
+/// process in the registry with those queues, and prunes dead consumer names from their
+/// group. Runs until `shutdown` is cancelled, then stops fetching, lets running jobs
+/// finish, and flushes acks; [`WorkerHandle::drain`] then leaves the registry.
 pub fn start(
     engines: &Engines,
     redis: &redis::Client,
@@ -166,28 +181,42 @@ pub fn start(
     let shared = redis_conn::shared(redis)?;
     let worker_id = engines.turns.worker_id.clone();
     let mut tasks = Vec::new();
+    let mut consumed = Vec::new();
     for name in queues {
+        if name == QueueName::Mail && engines.mail.is_none() {
+            // Its jobs wait in the stream for a worker that has a transport.
+            tracing::warn!(
+                queue = name.as_str(),
+                "no --smtp-url or --mail-dir: this worker does not send email"
+            );
+            continue;
+        }
         let options = consumer_options(name, prefix, &worker_id, worker, queue);
         let runner_name = format!("{worker_id}-{}", name.as_str());
+        let consumer = Consumer::start(
+            shared.clone(),
+            redis_conn::blocking(redis)?,
+            options,
+            shutdown.clone(),
+        );
+        consumed.push((name, consumer.busy.clone()));
         match name {
             QueueName::Turns => {
-                let consumer = Consumer::start(
-                    shared.clone(),
-                    redis_conn::blocking(redis)?,
-                    options,
-                    shutdown.clone(),
-                );
                 let engine = engines.turns.clone();
-                tasks.push(run_jobs(&runner_name, consumer, move |job: RunTurn| {
-                    let engine = engine.clone();
-                    // A panic inside a step is caught by `TurnEngine::run`, which hands back
-                    // exactly that acquisition; `run_isolated` covers anything else.
-                    async move {
-                        run_isolated(async move { engine.run(job).await })
-                            .await
-                            .map_err(BoxDynError::from)
-                    }
-                }));
+                tasks.push(run_reported_jobs(
+                    &runner_name,
+                    consumer,
+                    move |job: RunTurn, report| {
+                        let engine = engine.clone();
+                        // A panic inside a step is caught by `TurnEngine::run`, which hands
+                        // back exactly that acquisition; `run_isolated` covers anything else.
+                        async move {
+                            run_isolated(async move { engine.run(job, &report).await })
+                                .await
+                                .map_err(BoxDynError::from)
+                        }
+                    },
+                ));
                 tasks.push(tokio::spawn(poll_interrupts(
                     engines.turns.clone(),
                     Duration::from_millis(worker.interrupt_poll_ms.max(10)),
@@ -195,51 +224,61 @@ pub fn start(
                 )));
             }
             QueueName::Tools => {
-                let consumer = Consumer::start(
-                    shared.clone(),
-                    redis_conn::blocking(redis)?,
-                    options,
-                    shutdown.clone(),
-                );
                 let runner = engines.tools.clone();
-                tasks.push(run_jobs(&runner_name, consumer, move |job: RunToolCall| {
-                    let runner = runner.clone();
-                    async move {
-                        run_isolated(async move { runner.run(job).await })
-                            .await
-                            .map_err(BoxDynError::from)
-                    }
-                }));
+                tasks.push(run_reported_jobs(
+                    &runner_name,
+                    consumer,
+                    move |job: RunToolCall, report| {
+                        let runner = runner.clone();
+                        async move {
+                            run_isolated(async move { runner.run(job, &report).await })
+                                .await
+                                .map_err(BoxDynError::from)
+                        }
+                    },
+                ));
             }
             QueueName::Mail => {
-                let Some(sender) = engines.mail.clone() else {
-                    // Its jobs wait in the stream for a worker that has a transport.
-                    tracing::warn!(
-                        queue = name.as_str(),
-                        "no --smtp-url or --mail-dir: this worker does not send email"
-                    );
-                    continue;
-                };
-                let consumer = Consumer::start(
-                    shared.clone(),
-                    redis_conn::blocking(redis)?,
-                    options,
-                    shutdown.clone(),
-                );
-                tasks.push(run_jobs(&runner_name, consumer, move |job: SendMail| {
-                    let sender = sender.clone();
-                    async move {
-                        run_isolated(async move { sender.run(job).await })
-                            .await
-                            .map_err(BoxDynError::from)
-                    }
-                }));
+                let sender = engines.mail.clone().expect("checked above");
+                tasks.push(run_reported_jobs(
+                    &runner_name,
+                    consumer,
+                    move |job: SendMail, report| {
+                        let sender = sender.clone();
+                        async move {
+                            run_isolated(async move { sender.run(job, &report).await })
+                                .await
+                                .map_err(BoxDynError::from)
+                        }
+                    },
+                ));
             }
         }
     }
+    let beat = queue.process_beat();
+    tasks.push(tokio::spawn(prune_loop(
+        shared.clone(),
+        prefix.to_owned(),
+        consumed.iter().map(|(name, _)| *name).collect(),
+        beat,
+        shutdown.clone(),
+    )));
+    let announcement = Announcement::start(
+        shared,
+        prefix,
+        Process {
+            id: worker_id,
+            kind: ProcessKind::Worker,
+            queues: consumed,
+            concurrency: worker.concurrency,
+        },
+        beat,
+        shutdown,
+    );
     Ok(WorkerHandle {
         tasks,
         turns: engines.turns.clone(),
+        announcement,
     })
 }
 

@@ -67,8 +67,9 @@ pub struct QueueList {
     pub queues: Vec<QueueStats>,
 }
 
-/// `GET /api/v1/admin/queues`: length, pending, oldest pending age, delayed, dead letters
-/// and consumers (with idle time) of every queue.
+/// `GET /api/v1/admin/queues`: length, pending, oldest pending age, delayed, dead letters,
+/// the group's consumer names (with idle time, and whether a live process has the name)
+/// and the live processes consuming it (from the process registry) of every queue.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/queues",

@@ -1,6 +1,7 @@
 //! Routes under `/api/v1`, one module per resource.
 
 mod admin;
+mod admin_processes;
 mod admin_queues;
 mod chats;
 mod debug;
@@ -39,6 +40,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(chats::create_chat, chats::list_chats))
         .routes(routes!(chats::get_chat, chats::update_chat))
         .routes(routes!(admin_queues::list_queues))
+        .routes(routes!(admin_processes::list_processes))
         .routes(routes!(site_config::get_config, site_config::put_config))
         .routes(routes!(
             admin_queues::list_dead_letters,

@@ -1,7 +1,9 @@
-//! What operators see and do with queues: lengths, pending entries, consumers, and the
+//! What operators see and do with queues: lengths, pending entries, consumers (the group's
+//! names, and the live processes consuming each queue from the process registry), and the
 //! dead-letter stream (list, retry, drop). Lives here because only `core::queue` knows key
 //! names.
 
+use chrono::{DateTime, Utc};
 use redis::{
     aio::ConnectionManager,
     streams::{
@@ -10,7 +12,9 @@ use redis::{
 };
 use serde::Serialize;
 
-use super::{QueueKeys, QueueName, entries::Entry, producer::xadd};
+use super::{
+    ProcessEntry, QueueKeys, QueueName, entries::Entry, producer::xadd, registry::live_processes,
+};
 
 /// One queue's state.
 #[derive(Debug, Clone, Serialize)]
@@ -28,20 +32,44 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Dead letters.
     pub dead_letters: u64,
-    /// Consumers of the group.
+    /// Consumer names in the group (`XINFO CONSUMERS`), live or not: a dead worker's name
+    /// stays until live workers have taken over its entries and pruned it.
     pub consumers: Vec<ConsumerStats>,
+    /// The live processes that consume this queue, from the process registry: idle ones
+    /// included, dead ones never.
+    pub live_consumers: Vec<LiveConsumer>,
 }
 
-/// One consumer.
+/// One consumer name of the group.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsumerStats {
-    /// Its unique name (host, pid, random).
+    /// Its unique name (role, host, pid, random); a worker's registry id.
     pub name: String,
     /// Entries it holds.
     pub pending: u64,
     /// Milliseconds since it last read or claimed.
     pub idle_ms: u64,
+    /// Whether a live process has this name in the process registry.
+    pub live: bool,
+}
+
+/// A live process consuming a queue (see `GET /api/v1/admin/processes` for all of it).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LiveConsumer {
+    /// Its consumer name (and registry id).
+    pub name: String,
+    /// The host it runs on.
+    pub hostname: String,
+    /// Its slots for this queue holding a job at its last beat.
+    pub busy_slots: usize,
+    /// Its slots for this queue (`--concurrency`).
+    pub concurrency: usize,
+    /// Its last beat.
+    pub last_beat: DateTime<Utc>,
+    /// It is draining after SIGTERM.
+    pub stopping: bool,
 }
 
 /// A dead letter.
@@ -60,11 +88,12 @@ pub struct DeadLetter {
     pub original_id: String,
 }
 
-/// Reads every queue's state in one pipelined round trip per queue.
+/// Reads every queue's state in one pipelined round trip per queue, plus the registry.
 pub async fn queue_stats(
     conn: &mut ConnectionManager,
     prefix: &str,
 ) -> redis::RedisResult<Vec<QueueStats>> {
+    let processes = live_processes(conn, prefix).await?;
     let mut out = Vec::new();
     for queue in QueueName::ALL {
         let keys = QueueKeys::new(prefix, queue);
@@ -78,7 +107,7 @@ pub async fn queue_stats(
             .query_async(conn)
             .await?;
         let (pending, oldest_pending_ms) = pending_summary(conn, &keys).await;
-        let consumers = consumer_stats(conn, &keys).await;
+        let consumers = consumer_stats(conn, &keys, &processes).await;
         out.push(QueueStats {
             queue: queue.as_str(),
             length,
@@ -87,6 +116,7 @@ pub async fn queue_stats(
             delayed,
             dead_letters: dead,
             consumers,
+            live_consumers: live_consumers(queue, &processes),
         });
     }
     Ok(out)
@@ -120,8 +150,29 @@ async fn pending_summary(conn: &mut ConnectionManager, keys: &QueueKeys) -> (u64
     (count, idle.unwrap_or(0))
 }
 
-/// The group's consumers; none when the group is missing.
-async fn consumer_stats(conn: &mut ConnectionManager, keys: &QueueKeys) -> Vec<ConsumerStats> {
+/// The live processes whose entries say they consume `queue`.
+fn live_consumers(queue: QueueName, processes: &[ProcessEntry]) -> Vec<LiveConsumer> {
+    processes
+        .iter()
+        .filter(|p| p.queues.iter().any(|q| q == queue.as_str()))
+        .map(|p| LiveConsumer {
+            name: p.id.clone(),
+            hostname: p.hostname.clone(),
+            busy_slots: p.busy_slots.get(queue.as_str()).copied().unwrap_or(0),
+            concurrency: p.concurrency,
+            last_beat: p.last_beat,
+            stopping: p.stopping,
+        })
+        .collect()
+}
+
+/// The group's consumers, each marked live when a live process has its name; none when
+/// the group is missing.
+async fn consumer_stats(
+    conn: &mut ConnectionManager,
+    keys: &QueueKeys,
+    processes: &[ProcessEntry],
+) -> Vec<ConsumerStats> {
     let reply: redis::RedisResult<StreamInfoConsumersReply> = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(&keys.stream)
@@ -135,6 +186,7 @@ async fn consumer_stats(conn: &mut ConnectionManager, keys: &QueueKeys) -> Vec<C
         .consumers
         .into_iter()
         .map(|c| ConsumerStats {
+            live: processes.iter().any(|p| p.id == c.name),
             name: c.name,
             pending: c.pending as u64,
             idle_ms: c.idle as u64,

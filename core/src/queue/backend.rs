@@ -1,5 +1,6 @@
 //! The apalis 1.0 backend over [`Consumer`]: deliveries become apalis tasks, and the
-//! [`AckLayer`] settles each entry by the handler's result.
+//! [`AckLayer`] settles each entry by the handler's result and writes its log line
+//! ([`super::job_log`]).
 
 use std::{
     future::Future,
@@ -19,11 +20,12 @@ use apalis_core::{
     },
     worker::context::WorkerContext,
 };
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 
 use super::{
-    Job,
-    consumer::{Acker, Consumer, Delivery},
+    Job, JobReport, JobSubject,
+    consumer::{Acker, Consumer, Delivery, Slot},
+    job_log::FinishedJob,
 };
 
 /// Errors the backend reports to apalis: none (decoding failures are dead-lettered and
@@ -37,8 +39,11 @@ struct Ticket {
     entry_id: String,
     payload: String,
     attempt: u32,
+    subject: JobSubject,
+    /// What the handler tells the job's log line (it gets a clone as task data).
+    report: JobReport,
     // Released (freeing a fetch slot) when the last clone drops, i.e. when the job is done.
-    _permit: Arc<OwnedSemaphorePermit>,
+    _slot: Arc<Slot>,
 }
 
 /// An apalis backend reading one queue's [`Consumer`].
@@ -83,16 +88,20 @@ impl<J: Job> Backend for StreamBackend<J> {
             };
             match serde_json::from_str::<J>(&delivery.payload) {
                 Ok(job) => {
+                    let report = JobReport::default();
                     let ticket = Ticket {
                         entry_id: delivery.entry_id.clone(),
                         payload: delivery.payload,
                         attempt: delivery.attempt,
-                        _permit: Arc::new(delivery.permit),
+                        subject: job.subject(),
+                        report: report.clone(),
+                        _slot: Arc::new(delivery.slot),
                     };
                     let task = TaskBuilder::new(job)
                         .task_id(TaskId::from_string(delivery.entry_id))
                         .attempt(delivery.attempt as usize)
                         .data(ticket)
+                        .data(report)
                         .build();
                     return Poll::Ready(Some(Ok(task)));
                 }
@@ -151,8 +160,8 @@ fn waited_since(entry_id: &str) -> std::time::Duration {
     std::time::Duration::from_millis(now_ms.saturating_sub(added_ms))
 }
 
-/// Settles each entry after its handler returns: ack on success, retry with backoff or
-/// dead-letter on error.
+/// Settles each entry after its handler returns (ack on success, retry with backoff or
+/// dead-letter on error) and writes the job's log line.
 #[derive(Clone, Debug)]
 pub struct AckLayer {
     acker: Acker,
@@ -205,17 +214,29 @@ where
         Box::pin(async move {
             let result = fut.await.map_err(Into::into);
             if let Some(t) = ticket {
+                let duration = started.elapsed();
+                let finished = FinishedJob {
+                    queue,
+                    entry_id: &t.entry_id,
+                    attempt: t.attempt,
+                    subject: t.subject,
+                    report: t.report.read(),
+                    duration,
+                };
                 let outcome = match &result {
                     Ok(_) => {
                         acker.done(&t.entry_id);
+                        finished.log(None);
                         "ok"
                     }
                     Err(e) => {
-                        tracing::warn!(entry_id = t.entry_id, attempt = t.attempt + 1, error = %e, "job failed");
-                        acker.failed(&t.entry_id, &t.payload, t.attempt, &e.to_string())
+                        let decision =
+                            acker.failed(&t.entry_id, &t.payload, t.attempt, &e.to_string());
+                        finished.log(Some((decision, e)));
+                        decision
                     }
                 };
-                crate::metrics::job_finished(queue, outcome, started.elapsed());
+                crate::metrics::job_finished(queue, outcome, duration);
             }
             result
         })

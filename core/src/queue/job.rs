@@ -37,6 +37,20 @@ impl QueueName {
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     /// The queue of this job type.
     const QUEUE: QueueName;
+
+    /// The row the job names, for its log line.
+    fn subject(&self) -> JobSubject;
+}
+
+/// The row a job names: each job carries exactly one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSubject {
+    /// `chat_turns.id`.
+    Turn(Uuid),
+    /// `tool_calls.id`.
+    ToolCall(Uuid),
+    /// `notification_messages.id`.
+    Notification(Uuid),
 }
 
 /// Run (or continue) a chat turn.
@@ -48,6 +62,10 @@ pub struct RunTurn {
 
 impl Job for RunTurn {
     const QUEUE: QueueName = QueueName::Turns;
+
+    fn subject(&self) -> JobSubject {
+        JobSubject::Turn(self.turn_id)
+    }
 }
 
 /// Run one tool call.
@@ -59,6 +77,10 @@ pub struct RunToolCall {
 
 impl Job for RunToolCall {
     const QUEUE: QueueName = QueueName::Tools;
+
+    fn subject(&self) -> JobSubject {
+        JobSubject::ToolCall(self.tool_call_id)
+    }
 }
 
 /// Send one email from the outbox.
@@ -70,4 +92,8 @@ pub struct SendMail {
 
 impl Job for SendMail {
     const QUEUE: QueueName = QueueName::Mail;
+
+    fn subject(&self) -> JobSubject {
+        JobSubject::Notification(self.notification_id)
+    }
 }

@@ -36,6 +36,32 @@ impl QueueKeys {
     }
 }
 
+/// The keys of the process registry (ARCHITECTURE.md §6.1). They share one
+/// `{<prefix>:processes}` hash tag, so the index and every entry sit in one Redis Cluster
+/// slot and one `MGET` reads them all.
+#[derive(Debug, Clone)]
+pub struct RegistryKeys {
+    /// Sorted set of process ids, scored by the unix milliseconds of their last beat.
+    pub index: String,
+    tag: String,
+}
+
+impl RegistryKeys {
+    /// The registry keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}:processes}}");
+        Self {
+            index: format!("{tag}:index"),
+            tag,
+        }
+    }
+
+    /// The entry of one process: its JSON, expiring a few beats after the last one.
+    pub fn process(&self, id: &str) -> String {
+        format!("{}:process:{id}", self.tag)
+    }
+}
+
 /// How many hash tags chat event streams are spread over. Every process must agree (the
 /// shard is part of the key), so it is a constant: changing it strands live streams for
 /// their TTL (clients reconnecting then get a `reset` and reload messages).
@@ -85,6 +111,15 @@ mod tests {
         let keys = QueueKeys::new("agentq", QueueName::Turns);
         for key in [&keys.stream, &keys.delayed, &keys.dead] {
             assert!(key.starts_with("{agentq:turns}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn registry_keys_share_one_hash_tag() {
+        let keys = RegistryKeys::new("agentq");
+        for key in [keys.index.clone(), keys.process("worker-host-1-abc")] {
+            assert!(key.starts_with("{agentq:processes}:"), "{key}");
+            assert_eq!(key.matches('{').count(), 1, "one hash tag: {key}");
         }
     }
 

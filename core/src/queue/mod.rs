@@ -17,34 +17,58 @@
 //!
 //! [`StreamBackend`] plugs this into apalis as its backend, so workers get apalis' runtime
 //! (tower layers, graceful shutdown) without apalis-redis' defects (ARCHITECTURE.md §6).
+//! Each run ends with one log line ([`job_log`]). The process registry ([`registry`],
+//! ARCHITECTURE.md §6.1) lives here too: it is how queue consumers tell a dead consumer
+//! name from a live one.
 
 mod admin;
 mod backend;
 mod consumer;
 pub mod entries;
 mod job;
+pub mod job_log;
 mod keys;
 mod producer;
+pub mod registry;
 mod runner;
 
 pub use admin::{
-    ConsumerStats, DeadLetter, QueueStats, dead_letters, drop_dead_letters, queue_stats,
-    retry_dead_letters,
+    ConsumerStats, DeadLetter, LiveConsumer, QueueStats, dead_letters, drop_dead_letters,
+    queue_stats, retry_dead_letters,
 };
 pub use backend::{AckLayer, AckService, QueueError, StreamBackend};
-pub use consumer::{Consumer, ConsumerOptions, Delivery};
-pub use job::{Job, QueueName, RunToolCall, RunTurn, SendMail};
+pub use consumer::{BusySlots, Consumer, ConsumerOptions, Delivery};
+pub use job::{Job, JobSubject, QueueName, RunToolCall, RunTurn, SendMail};
+pub use job_log::JobReport;
 pub use keys::{
-    CHAT_EVENT_SHARDS, QueueKeys, chat_event_shard, chat_event_shard_tag, chat_events_key,
-    chat_events_wake_key, rate_limit_key,
+    CHAT_EVENT_SHARDS, QueueKeys, RegistryKeys, chat_event_shard, chat_event_shard_tag,
+    chat_events_key, chat_events_wake_key, rate_limit_key,
 };
 pub use producer::Producer;
-pub use runner::run_jobs;
+pub use registry::{
+    Announcement, Process, ProcessEntry, ProcessKind, live_processes,
+    prune::{prune_dead_consumers, prune_loop},
+};
+pub use runner::{run_jobs, run_reported_jobs};
 
-/// A unique consumer name for this process: host, pid and a random suffix, so two
-/// processes never share a pending-entries list.
+/// A unique name for this process: role, host, pid and a random suffix, so two processes
+/// never share a pending-entries list. It is also the process's id in the registry.
 pub fn consumer_name(role: &str) -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{role}-{host}-{}-{}", std::process::id(), &suffix[..8])
+    format!(
+        "{role}-{}-{}-{}",
+        hostname(),
+        std::process::id(),
+        &suffix[..8]
+    )
+}
+
+/// This machine's host name (`HOSTNAME` when the OS does not say; `local` when neither).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "local".into())
 }

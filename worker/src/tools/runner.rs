@@ -8,7 +8,7 @@ use std::time::Duration;
 use agentq_core::{
     events::EventPublisher,
     outcome::ChatOutcome,
-    queue::{Producer, RunToolCall},
+    queue::{JobReport, Producer, RunToolCall},
     store::Store,
 };
 use serde_json::json;
@@ -37,8 +37,10 @@ pub struct ToolRunner {
 
 impl ToolRunner {
     /// Runs the call named by `job`; a duplicate finds nothing to acquire and succeeds.
-    #[tracing::instrument(name = "tool_call", skip_all, fields(tool_call.id = %job.tool_call_id))]
-    pub async fn run(&self, job: RunToolCall) -> Result<(), TurnJobError> {
+    /// `report` gets the chat and how the call ended (`succeeded`, `failed` with an error
+    /// result, `parked`, `skipped`), for the job's log line.
+    #[tracing::instrument(name = "tool_call", skip_all, fields(tool_call.id = %job.tool_call_id, chat.id = tracing::field::Empty))]
+    pub async fn run(&self, job: RunToolCall, report: &JobReport) -> Result<(), TurnJobError> {
         // This acquisition's own lease owner (see `TurnEngine::run`).
         let owner = format!("{}/{}", self.worker_id, uuid::Uuid::now_v7().simple());
         let Some(call) = self
@@ -47,8 +49,11 @@ impl ToolRunner {
             .await?
         else {
             tracing::debug!("tool call is not queued (duplicate or finished job); nothing to do");
+            report.outcome("skipped");
             return Ok(());
         };
+        report.chat(call.chat_id);
+        tracing::Span::current().record("chat.id", tracing::field::display(call.chat_id));
         // The lease is renewed while the tool runs (so recovery does not run it twice), and
         // only as long as this job does: the guard stops it on every way out.
         let _lease = self.leases.hold(LeaseKind::ToolCall, call.id, &owner);
@@ -61,7 +66,10 @@ impl ToolRunner {
         let output = match self.tools.execute(&ctx, &call).await? {
             Execution::Done(output) => output,
             // Parked (`wait_agent`): the call's next job finishes it (ARCHITECTURE.md §4.3).
-            Execution::Waiting => return Ok(()),
+            Execution::Waiting => {
+                report.outcome("parked");
+                return Ok(());
+            }
         };
         let (output, is_error) = match output {
             Ok(output) => (output, false),
@@ -70,11 +78,12 @@ impl ToolRunner {
                 (json!({ "error": message }), true)
             }
         };
-        let Some(fan_in) = self
+        let finished = self
             .store
             .finish_tool_call(&call, &owner, &output, is_error)
-            .await?
-        else {
+            .await?;
+        report.outcome(if is_error { "failed" } else { "succeeded" });
+        let Some(fan_in) = finished else {
             return Ok(());
         };
         // This was the step's last call: the turn continues with every result.

@@ -11,25 +11,33 @@ use agentq_core::{
 
 use super::{Answer, TurnEngine, TurnJobError};
 
+/// How a step ended, as its job's log line and `agentq_turn_steps_total` name it:
+/// `completed`, `tool_step`, `failed`, `interrupted` or `lease_lost`.
+pub(super) type StepEnd = &'static str;
+
+/// The step's end when another worker took the turn over.
+const LEASE_LOST: StepEnd = "lease_lost";
+
 impl TurnEngine {
-    /// Writes what the step produced and announces it.
+    /// Writes what the step produced and announces it; returns how the step ended.
     pub(super) async fn commit(
         &self,
         turn: &AcquiredTurn,
         answer: Answer,
-    ) -> Result<(), TurnJobError> {
+    ) -> Result<StepEnd, TurnJobError> {
         let chat_id = turn.chat_id;
-        agentq_core::metrics::turn_step(match &answer {
+        let end = match &answer {
             Answer::Complete { calls, .. } if !calls.is_empty() => "tool_step",
             Answer::Complete { .. } => "completed",
             Answer::Failed(_) => "failed",
             Answer::Interrupted(_) => "interrupted",
-            Answer::LeaseLost => "lease_lost",
-        });
+            Answer::LeaseLost => LEASE_LOST,
+        };
+        agentq_core::metrics::turn_step(end);
         let outcome = match answer {
             Answer::LeaseLost => {
                 tracing::warn!("lease lost while streaming; another worker owns the turn now");
-                return Ok(());
+                return Ok(LEASE_LOST);
             }
             Answer::Complete { completion, calls } if !calls.is_empty() => {
                 return self.fan_out(turn, &completion, &calls).await;
@@ -62,7 +70,7 @@ impl TurnEngine {
         };
         let Some((error, outcome)) = outcome else {
             tracing::warn!("lease lost before commit; another worker owns the turn now");
-            return Ok(());
+            return Ok(LEASE_LOST);
         };
         ChatOutcome::TurnFinished {
             chat_id,
@@ -71,7 +79,7 @@ impl TurnEngine {
         }
         .announce(&self.events, &self.producer)
         .await?;
-        Ok(())
+        Ok(end)
     }
 
     /// Stores a tool step and sends each builtin call out as its own job.
@@ -80,7 +88,7 @@ impl TurnEngine {
         turn: &AcquiredTurn,
         completion: &Completion,
         calls: &[NewToolCall],
-    ) -> Result<(), TurnJobError> {
+    ) -> Result<StepEnd, TurnJobError> {
         let Some(step) = self
             .store
             .record_tool_step(
@@ -93,7 +101,7 @@ impl TurnEngine {
             .await?
         else {
             tracing::warn!("lease lost before commit; another worker owns the turn now");
-            return Ok(());
+            return Ok(LEASE_LOST);
         };
         let (builtin, dynamic) = (step.builtin.len(), step.dynamic.len());
         ChatOutcome::ToolStep {
@@ -103,6 +111,6 @@ impl TurnEngine {
         .announce(&self.events, &self.producer)
         .await?;
         tracing::debug!(builtin, dynamic, "tool calls fanned out");
-        Ok(())
+        Ok("tool_step")
     }
 }

@@ -52,7 +52,7 @@ use agentq_core::{
     domain::AcquiredTurn,
     events::EventPublisher,
     outcome::{ChatOutcome, FollowUps},
-    queue::{Producer, RunTurn},
+    queue::{JobReport, Producer, RunTurn},
     store::{Completion, NewToolCall, Store},
 };
 use futures::FutureExt;
@@ -66,6 +66,7 @@ use crate::{
     providers::ProviderRequest,
     tools::{Offer, StepTools, SubagentTools, ToolRegistry},
 };
+use commit::StepEnd;
 use debug_record::DebugRecording;
 
 /// Failures that make the job itself fail (and be retried by the queue); upstream failures
@@ -163,9 +164,10 @@ impl TurnEngine {
     }
 
     /// Runs the step of the turn named by `job`. A job whose turn is not `queued` (a
-    /// duplicate or a replay) does nothing and succeeds.
+    /// duplicate or a replay) does nothing and succeeds. `report` gets the chat and how
+    /// the step ended, for the job's log line.
     #[tracing::instrument(name = "turn", skip_all, fields(turn.id = %job.turn_id, chat.id = tracing::field::Empty, turn.attempt = tracing::field::Empty))]
-    pub async fn run(&self, job: RunTurn) -> Result<(), TurnJobError> {
+    pub async fn run(&self, job: RunTurn, report: &JobReport) -> Result<(), TurnJobError> {
         // A lease owner of its own for this acquisition: a stale run of the same turn in this
         // process (its lease lost, the turn re-acquired here) can then write nothing.
         let owner = format!("{}/{}", self.worker_id, Uuid::now_v7().simple());
@@ -175,8 +177,10 @@ impl TurnEngine {
             .await?
         else {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
+            report.outcome("skipped");
             return Ok(());
         };
+        report.chat(turn.chat_id);
         let span = tracing::Span::current();
         span.record("chat.id", tracing::field::display(turn.chat_id));
         span.record("turn.attempt", turn.attempt);
@@ -213,11 +217,17 @@ impl TurnEngine {
             );
             result = self.commit(&turn, Answer::Failed(error)).await;
         }
-        if result.is_err() {
-            // Hand the turn back so the retried job can acquire it again at once.
-            self.release(turn.id, &turn.lease_owner).await;
+        match result {
+            Ok(end) => {
+                report.outcome(end);
+                Ok(())
+            }
+            Err(e) => {
+                // Hand the turn back so the retried job can acquire it again at once.
+                self.release(turn.id, &turn.lease_owner).await;
+                Err(e)
+            }
         }
-        result
     }
 
     /// Hands a turn back to `queued` if `owner` (one acquisition) still holds it (best
@@ -234,7 +244,7 @@ impl TurnEngine {
         turn: &AcquiredTurn,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
-    ) -> Result<(), TurnJobError> {
+    ) -> Result<StepEnd, TurnJobError> {
         if turn.interrupt_requested {
             // Interrupted while handed back (no worker held it): stop before any model call.
             return self.commit(turn, Answer::Interrupted(None)).await;
@@ -279,7 +289,7 @@ impl TurnEngine {
         target: &ModelTarget,
         stops: Stops<'_>,
         debug_run: Option<Uuid>,
-    ) -> Result<(), TurnJobError> {
+    ) -> Result<StepEnd, TurnJobError> {
         let answer = if turn.step >= self.limits.max_steps {
             Answer::Failed(ChatError::new(
                 ChatErrorKind::Generic,

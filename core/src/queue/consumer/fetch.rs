@@ -9,7 +9,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Acker, ConsumerOptions, Delivery, job_entries::jobs_read, next_backoff, sleep_or_shutdown,
+    Acker, BusySlots, ConsumerOptions, Delivery, Slot, job_entries::jobs_read, next_backoff,
+    sleep_or_shutdown,
 };
 use crate::queue::QueueKeys;
 
@@ -34,6 +35,7 @@ pub(super) async fn fetch_loop(
     mut conn: ConnectionManager,
     options: Arc<ConsumerOptions>,
     slots: Arc<Semaphore>,
+    busy: BusySlots,
     deliver: mpsc::UnboundedSender<Delivery>,
     acker: Acker,
     shutdown: CancellationToken,
@@ -92,7 +94,7 @@ pub(super) async fn fetch_loop(
                         entry_id,
                         payload,
                         attempt,
-                        permit,
+                        slot: Slot::hold(permit, &busy),
                     });
                 }
             }

@@ -12,7 +12,10 @@ mod job_entries;
 mod reclaim;
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -56,7 +59,45 @@ pub struct Delivery {
     pub payload: String,
     /// Failed runs before this one.
     pub attempt: u32,
-    pub(super) permit: OwnedSemaphorePermit,
+    pub(super) slot: Slot,
+}
+
+/// How many of a consumer's slots hold a job right now (delivered, not yet settled): what
+/// the process registry reports as busy (ARCHITECTURE.md §6.1). Cheap to clone and read.
+#[derive(Debug, Clone, Default)]
+pub struct BusySlots(Arc<AtomicUsize>);
+
+impl BusySlots {
+    /// Slots holding a job now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One held concurrency slot: a permit of the consumer's semaphore, counted in its
+/// [`BusySlots`] until the job is done and the slot dropped. The fetch and reclaim loops
+/// also take permits for a moment while they ask Redis for entries; only slots handed to
+/// a job count as busy.
+#[derive(Debug)]
+pub(super) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    busy: BusySlots,
+}
+
+impl Slot {
+    fn hold(permit: OwnedSemaphorePermit, busy: &BusySlots) -> Self {
+        busy.0.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            busy: busy.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.busy.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A running consumer: its deliveries, its acker, and the loops behind them.
@@ -65,6 +106,8 @@ pub struct Consumer {
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
     /// Settles entries.
     pub acker: Acker,
+    /// Slots holding a job now.
+    pub busy: BusySlots,
     /// The loops that take entries in (fetch, reclaim); they end soon after shutdown.
     intake: Vec<tokio::task::JoinHandle<()>>,
     /// Heartbeats, delayed retries and the ack flusher; the flusher ends after the last ack.
@@ -81,6 +124,7 @@ impl Consumer {
         shutdown: CancellationToken,
     ) -> Consumer {
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let busy = BusySlots::default();
         let (deliver_tx, deliveries) = mpsc::unbounded_channel();
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let acker = Acker::new(ack_tx, options.max_attempts);
@@ -93,6 +137,7 @@ impl Consumer {
                 blocking,
                 options.clone(),
                 slots.clone(),
+                busy.clone(),
                 deliver_tx.clone(),
                 acker.clone(),
                 shutdown.clone(),
@@ -101,6 +146,7 @@ impl Consumer {
                 shared.clone(),
                 options.clone(),
                 slots,
+                busy.clone(),
                 deliver_tx,
                 acker.clone(),
                 shutdown.clone(),
@@ -119,6 +165,7 @@ impl Consumer {
         Consumer {
             deliveries,
             acker,
+            busy,
             intake,
             upkeep,
         }

@@ -12,13 +12,16 @@ use redis::{
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Acker, ConsumerOptions, Delivery, job_entries::jobs_claimed, sleep_or_shutdown};
+use super::{
+    Acker, BusySlots, ConsumerOptions, Delivery, Slot, job_entries::jobs_claimed, sleep_or_shutdown,
+};
 use crate::queue::QueueKeys;
 
 pub(super) async fn reclaim_loop(
     mut conn: ConnectionManager,
     options: Arc<ConsumerOptions>,
     slots: Arc<Semaphore>,
+    busy: BusySlots,
     deliver: mpsc::UnboundedSender<Delivery>,
     acker: Acker,
     shutdown: CancellationToken,
@@ -87,7 +90,7 @@ pub(super) async fn reclaim_loop(
                 entry_id,
                 payload,
                 attempt,
-                permit,
+                slot: Slot::hold(permit, &busy),
             });
         }
     }
