@@ -197,10 +197,20 @@ impl AgentqProcess {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.sigterm();
+        self.wait()
+    }
+
+    /// SIGTERM without waiting: the process begins its graceful stop.
+    pub fn sigterm(&self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
         self.child.wait().expect("the process exits")
     }
 }
