@@ -1,7 +1,8 @@
 //! Prometheus metrics shared by every process (issue #5). One recorder per process; the
 //! API serves it at `/metrics`, workers and schedulers on `--metrics-listen`. Queue gauges
-//! (length, pending, oldest pending, delayed, dead letters) are read from Redis at scrape
-//! time, so every process reports the cluster's queues, not just its own view.
+//! (length, pending, oldest pending, delayed, dead letters, consumers) and the live
+//! processes of the registry are read from Redis at scrape time, so every process reports
+//! the cluster's queues, not just its own view.
 //!
 //! Names follow Prometheus conventions: `agentq_` prefix, `_total` counters, `_seconds`
 //! histograms, labels for queue, outcome, provider and kind.
