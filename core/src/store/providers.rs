@@ -66,8 +66,9 @@ pub struct ModelView {
     pub context_limit: Option<i32>,
     /// Output cap sent with each request.
     pub max_output_tokens: Option<i32>,
-    /// `low`, `medium`, `high`.
-    pub reasoning_effort: Option<String>,
+    /// `low`, `medium`, `high`: how hard the model reasons (sent as OpenAI's
+    /// `reasoning_effort`, Anthropic's `thinking`); a chat may override it.
+    pub reasoning_effort: Option<crate::domain::ReasoningEffort>,
     /// Micro-dollars per million input tokens.
     pub input_price_micros: i64,
     /// Micro-dollars per million output tokens.
