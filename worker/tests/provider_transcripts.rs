@@ -942,7 +942,7 @@ async fn an_anthropic_stream_dropped_mid_answer_is_a_retryable_cut() {
 
     let (streamed, error) = drain(anthropic(&fake).stream(simple_request()).await.unwrap()).await;
 
-    assert_eq!(streamed, anthropic_transcript_events()[..5].to_vec());
+    assert_eq!(streamed, anthropic_transcript_events()[..6].to_vec());
     let error = error.expect("the cut is an error");
     assert_error(&error, ChatErrorKind::Generic, true, None);
     assert_eq!(

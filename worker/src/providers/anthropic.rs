@@ -696,6 +696,8 @@ fn stream_error(provider: &str, error: WireError) -> ChatError {
 
 #[cfg(test)]
 mod tests {
+    use agentq_core::domain::ReasoningEffort;
+
     use super::*;
 
     fn parse(events: &[&str]) -> Result<Vec<ProviderEvent>, ChatError> {
@@ -793,8 +795,8 @@ mod tests {
         );
     }
 
-    fn cached_request(cache: Option<CacheTtl>) -> ProviderRequest {
-        let message = |role, content| Message {
+    fn message(role: Role, content: Vec<MessagePart>) -> Message {
+        Message {
             id: uuid::Uuid::nil(),
             chat_id: uuid::Uuid::nil(),
             turn_id: None,
@@ -807,8 +809,14 @@ mod tests {
             interrupted: false,
             created_at: chrono::DateTime::UNIX_EPOCH,
             superseded_at: None,
-        };
-        let text = |text: &str| MessagePart::Text { text: text.into() };
+        }
+    }
+
+    fn text(text: &str) -> MessagePart {
+        MessagePart::Text { text: text.into() }
+    }
+
+    fn cached_request(cache: Option<CacheTtl>) -> ProviderRequest {
         ProviderRequest {
             model: "claude-x".into(),
             system: Some("Be brief.".into()),
@@ -881,6 +889,175 @@ mod tests {
                     cache_read_tokens: 90,
                     cache_write_tokens: 0
                 })
+            ]
+        );
+    }
+
+    fn thinking_request(messages: Vec<Message>) -> ProviderRequest {
+        ProviderRequest {
+            messages,
+            tools: Vec::new(),
+            cache: None,
+            reasoning_effort: Some(ReasoningEffort::Low),
+            ..cached_request(None)
+        }
+    }
+
+    fn call(id: &str) -> MessagePart {
+        MessagePart::ToolCall {
+            tool_call_id: id.into(),
+            name: "current_time".into(),
+            arguments: json!({}),
+        }
+    }
+
+    fn result(id: &str) -> MessagePart {
+        MessagePart::ToolResult {
+            tool_call_id: id.into(),
+            output: json!("noon"),
+            is_error: false,
+        }
+    }
+
+    fn signed(thinking: &str, signature: &str) -> MessagePart {
+        MessagePart::Reasoning {
+            text: thinking.into(),
+            signature: Some(signature.into()),
+        }
+    }
+
+    #[test]
+    fn a_reasoning_effort_thinks_with_its_budget_on_top_of_the_answers_cap() {
+        let body = request_body(&thinking_request(vec![message(
+            Role::User,
+            vec![text("hi")],
+        )]));
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 1024})
+        );
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS + 1024);
+        let capped = request_body(&ProviderRequest {
+            max_output_tokens: Some(500),
+            reasoning_effort: Some(ReasoningEffort::High),
+            ..thinking_request(vec![message(Role::User, vec![text("hi")])])
+        });
+        assert_eq!(capped["thinking"]["budget_tokens"], 16_384);
+        assert_eq!(capped["max_tokens"], 500 + 16_384);
+        let off = request_body(&ProviderRequest {
+            reasoning_effort: None,
+            ..thinking_request(vec![message(Role::User, vec![text("hi")])])
+        });
+        assert!(off.get("thinking").is_none());
+        assert_eq!(off["max_tokens"], DEFAULT_MAX_TOKENS);
+    }
+
+    #[test]
+    fn signed_thinking_goes_back_in_place_and_unsigned_reasoning_never() {
+        let history = vec![
+            message(Role::User, vec![text("time?")]),
+            message(
+                Role::Assistant,
+                vec![
+                    signed("Check the clock.", "sig-1"),
+                    call("toolu_1"),
+                    MessagePart::RedactedReasoning {
+                        data: "opaque".into(),
+                    },
+                    call("toolu_2"),
+                ],
+            ),
+            message(Role::Tool, vec![result("toolu_1"), result("toolu_2")]),
+        ];
+        let body = request_body(&thinking_request(history.clone()));
+        assert!(body.get("thinking").is_some(), "the loop began thinking");
+        let types: Vec<&str> = body["messages"][1]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["thinking", "tool_use", "redacted_thinking", "tool_use"]
+        );
+        assert_eq!(
+            body["messages"][1]["content"][0],
+            json!({"type": "thinking", "thinking": "Check the clock.", "signature": "sig-1"})
+        );
+        assert_eq!(
+            body["messages"][1]["content"][2],
+            json!({"type": "redacted_thinking", "data": "opaque"})
+        );
+
+        // Without thinking, no thinking block goes anywhere.
+        let off = request_body(&ProviderRequest {
+            reasoning_effort: None,
+            ..thinking_request(history)
+        });
+        assert!(!off.to_string().contains("thinking"), "{off}");
+
+        // Reasoning without a signature (another provider's) is never sent.
+        let unsigned = request_body(&thinking_request(vec![
+            message(Role::User, vec![text("a")]),
+            message(
+                Role::Assistant,
+                vec![
+                    MessagePart::Reasoning {
+                        text: "hmm".into(),
+                        signature: None,
+                    },
+                    text("b"),
+                ],
+            ),
+            message(Role::User, vec![text("c")]),
+        ]));
+        assert!(unsigned.get("thinking").is_some());
+        assert!(
+            !unsigned["messages"].to_string().contains("hmm"),
+            "{unsigned}"
+        );
+    }
+
+    #[test]
+    fn a_tool_loop_that_began_without_thinking_finishes_without_it() {
+        // The chat's level was set while this step's tools ran: its assistant message has
+        // no thinking block, which Anthropic requires of a thinking request's last step.
+        let body = request_body(&thinking_request(vec![
+            message(Role::User, vec![text("time?")]),
+            message(Role::Assistant, vec![call("toolu_1")]),
+            message(Role::Tool, vec![result("toolu_1")]),
+        ]));
+        assert!(body.get("thinking").is_none(), "{body}");
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
+        // The next user message starts a new turn, which thinks.
+        let next = request_body(&thinking_request(vec![
+            message(Role::User, vec![text("time?")]),
+            message(Role::Assistant, vec![call("toolu_1")]),
+            message(Role::Tool, vec![result("toolu_1")]),
+            message(Role::Assistant, vec![text("noon")]),
+            message(Role::User, vec![text("thanks")]),
+        ]));
+        assert!(next.get("thinking").is_some(), "{next}");
+    }
+
+    #[test]
+    fn signatures_and_redacted_thinking_are_read() {
+        let events = parse(&[
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hm."}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"opaque"}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::Reasoning("Hm.".into()),
+                ProviderEvent::ReasoningSignature("sig".into()),
+                ProviderEvent::RedactedReasoning("opaque".into()),
             ]
         );
     }

@@ -783,4 +783,37 @@ mod tests {
             json!({"role": "tool", "tool_call_id": "call_a", "content": "file body"})
         );
     }
+
+    #[test]
+    fn a_reasoning_effort_is_sent_and_openai_caps_it_with_max_completion_tokens() {
+        let request = ProviderRequest {
+            model: "o-model".into(),
+            system: None,
+            messages: Vec::new(),
+            tools: Vec::new(),
+            max_output_tokens: Some(900),
+            cache: None,
+            cache_key: None,
+            reasoning_effort: Some(agentq_core::domain::ReasoningEffort::High),
+        };
+        let compatible = request_body(&request, WireOptions::default());
+        assert_eq!(compatible["reasoning_effort"], "high");
+        assert_eq!(compatible["max_tokens"], 900);
+        assert!(compatible.get("max_completion_tokens").is_none());
+        let openai = WireOptions {
+            max_completion_tokens: true,
+            ..WireOptions::default()
+        };
+        let body = request_body(&request, openai);
+        assert_eq!(body["max_completion_tokens"], 900);
+        assert!(body.get("max_tokens").is_none());
+        // Without an effort, nothing changes.
+        let plain = ProviderRequest {
+            reasoning_effort: None,
+            ..request
+        };
+        let body = request_body(&plain, openai);
+        assert!(body.get("reasoning_effort").is_none());
+        assert_eq!(body["max_tokens"], 900);
+    }
 }
