@@ -442,3 +442,59 @@ async fn others_chats_and_messages_are_404_and_answers_cannot_be_edited(pool: sq
     assert!(all.iter().all(|m| m["superseded_at"].is_null()));
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_closed_subagent_chat_is_neither_edited_nor_regenerated(pool: sqlx::PgPool) {
+    use agentq_core::store::{NewSubagent, Spawned};
+
+    let app = TestApp::start_api_only(pool).await;
+    let parent = app.create_chat("Parent task").await;
+    let store = &app.services.store;
+    let Spawned::Created { child, message, .. } = store
+        .spawn_subagent(&NewSubagent {
+            parent_chat_id: parent,
+            call_id: Uuid::now_v7(),
+            subagent_type: "general",
+            prompt: "Child task",
+            title: "",
+            max_live: 5,
+            max_total: 50,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("the child is spawned");
+    };
+    assert!(
+        store
+            .close_child_chat(parent, child.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let (status, body) = app
+        .patch_as(
+            &app.token,
+            &format!("/api/v1/chats/{}/messages/{}", child.id, message.id),
+            json!({ "message": "Another task" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("closed"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{}/regenerate", child.id),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("closed"),
+        "{body}"
+    );
+    app.stop().await;
+}

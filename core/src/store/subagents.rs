@@ -101,8 +101,8 @@ pub enum Spawned {
     Created {
         /// The child.
         child: ChildChat,
-        /// Its first user message.
-        message: Message,
+        /// Its first user message (boxed: the variant would dwarf the others).
+        message: Box<Message>,
         /// Its queued turn.
         turn_id: Uuid,
     },
@@ -258,7 +258,7 @@ impl Store {
         tx.commit().await?;
         Ok(Spawned::Created {
             child,
-            message,
+            message: Box::new(message),
             turn_id,
         })
     }
