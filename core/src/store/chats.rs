@@ -1,4 +1,7 @@
-//! Creating, reading and listing chats, and sending user messages into them.
+//! Creating, reading and listing chats, and sending user messages into them. The pieces
+//! that read an idle chat's state under its lock and start its next turn
+//! ([`chat_state_in`], [`start_turn_in`]) are shared with edit and regenerate
+//! (`store::edits`).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
