@@ -19,6 +19,8 @@ const WORK_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/chats/{chat_id}/messages"),
     ("POST", "/api/v1/chats/{chat_id}/tool-results"),
     ("GET", "/api/v1/chats/{chat_id}/stream"),
+    ("PATCH", "/api/v1/chats/{chat_id}/messages/{message_id}"),
+    ("POST", "/api/v1/chats/{chat_id}/regenerate"),
 ];
 
 /// Routes under `/api/v1/chats` that change something but start no work. Interrupting
@@ -30,7 +32,10 @@ const NOT_WORK: &[(&str, &str)] = &[
 
 /// A request body for each work route that gets past validation.
 fn body_for(path: &str) -> Option<Value> {
-    if path.ends_with("/messages") || path == "/api/v1/chats" {
+    if path.ends_with("/messages")
+        || path.ends_with("/messages/{message_id}")
+        || path == "/api/v1/chats"
+    {
         Some(json!({ "message": "keep going" }))
     } else if path.ends_with("/tool-results") {
         Some(json!({ "results": [{ "tool_call_id": Uuid::now_v7(), "output": "ok" }] }))
@@ -39,8 +44,9 @@ fn body_for(path: &str) -> Option<Value> {
     }
 }
 
-/// Calls `method path` (with `{chat_id}` filled in) as `token`: the status and the JSON body
-/// (`null` for a stream that opened: its body never ends).
+/// Calls `method path` (with `{chat_id}` filled in, and `{message_id}` with a fresh id) as
+/// `token`: the status and the JSON body (`null` for a stream that opened: its body never
+/// ends).
 async fn call(
     app: &TestApp,
     token: &str,
@@ -52,6 +58,7 @@ async fn call(
         "{}{}",
         app.base,
         path.replace("{chat_id}", &chat.to_string())
+            .replace("{message_id}", &Uuid::now_v7().to_string())
     );
     let mut request = app
         .client

@@ -216,6 +216,7 @@ async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
             instructions: None,
             mcp_server_ids: None,
             plan_mode: None,
+            reasoning_effort: None,
         })
         .await
         .unwrap();

@@ -16,7 +16,7 @@ use support::{app::TestApp, sse};
 const NOT_DOCUMENTED: [&str; 3] = ["/docs", "/docs/", "/docs/{*rest}"];
 
 /// The SSE event names of ARCHITECTURE.md §8 (`reset` is sent by the API when events were lost).
-const EVENT_NAMES: [&str; 8] = [
+const EVENT_NAMES: [&str; 9] = [
     "status",
     "message_part",
     "message",
@@ -24,6 +24,7 @@ const EVENT_NAMES: [&str; 8] = [
     "retry",
     "error",
     "action_required",
+    "messages_superseded",
     "reset",
 ];
 

@@ -266,6 +266,43 @@ impl<S: Send + Sync> FromRequestParts<S> for ChatAndFileIds {
     }
 }
 
+/// The `{chat_id}/messages/{message_id}` path segments.
+pub struct ChatAndMessageIds(pub Uuid, pub Uuid);
+
+/// Documents [`ChatAndMessageIds`] in OpenAPI, as [`ChatPath`] does for [`ChatId`].
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ChatMessagePath {
+    /// The chat's id.
+    chat_id: Uuid,
+    /// The message's id.
+    message_id: Uuid,
+}
+
+impl IntoParams for ChatAndMessageIds {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        ChatMessagePath::into_params(parameter_in)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ChatAndMessageIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((chat, message)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("chat_id", "must be a UUID"))?;
+        let chat = chat
+            .parse()
+            .map_err(|_| ApiError::invalid("chat_id", "must be a UUID"))?;
+        let message = message
+            .parse()
+            .map_err(|_| ApiError::invalid("message_id", "must be a UUID"))?;
+        Ok(ChatAndMessageIds(chat, message))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

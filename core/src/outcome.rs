@@ -37,7 +37,7 @@ use crate::{
     domain::{ChatStatus, Message},
     events::{ActionToolCall, ChatEvent, EventPublisher},
     queue::{Producer, RunToolCall, RunTurn},
-    store::{FanIn, ToolStep, TurnOutcome},
+    store::{FanIn, Rewrite, ToolStep, TurnOutcome},
 };
 
 /// A committed change of a chat, as the store reported it.
@@ -97,6 +97,9 @@ pub enum ChatOutcome {
         /// The turn, to run again at once.
         turn_id: Uuid,
     },
+    /// An edit or a regenerate superseded the end of an idle chat's conversation and
+    /// queued a new turn (with the edit's new user message).
+    Rewritten(Rewrite),
 }
 
 /// The jobs that follow outcomes, enqueued turns first (one pipeline per queue).
@@ -144,6 +147,7 @@ impl ChatOutcome {
             | Self::ToolStep { chat_id, .. }
             | Self::ToolResultsAccepted { chat_id } => Some(*chat_id),
             Self::FannedIn(fan_in) => Some(fan_in.chat_id),
+            Self::Rewritten(rewrite) => Some(rewrite.chat_id),
             Self::Released { .. } => None,
         }
     }
@@ -260,6 +264,25 @@ impl ChatOutcome {
                     }
                 }
             }
+            Self::Rewritten(rewrite) => {
+                // First the drop, so a client never shows the new turn beside the old one.
+                if let Some(from_message_id) = rewrite.superseded_from {
+                    events.publish(
+                        rewrite.chat_id,
+                        ChatEvent::MessagesSuperseded {
+                            from_message_id,
+                            reason: rewrite.by,
+                        },
+                    );
+                }
+                events.publish(
+                    rewrite.chat_id,
+                    status(rewrite.chat_id, ChatStatus::Pending),
+                );
+                if let Some(m) = &rewrite.message {
+                    message(rewrite.chat_id, m);
+                }
+            }
             Self::Released { .. } => {}
         }
     }
@@ -272,6 +295,7 @@ impl ChatOutcome {
         };
         match self {
             Self::TurnStarted { turn_id, .. } | Self::Released { turn_id } => turn(*turn_id),
+            Self::Rewritten(rewrite) => turn(rewrite.turn_id),
             Self::FannedIn(fan_in) => match &fan_in.awaits_user {
                 None => turn(fan_in.turn_id),
                 Some(outcome) => after_turn(outcome),

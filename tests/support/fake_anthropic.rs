@@ -28,6 +28,16 @@ pub enum Reply {
     Text(String),
     /// One `tool_use` block: id, tool name, input (streamed as one `input_json_delta`).
     ToolUse(String, String, Value),
+    /// A `thinking` block (its text as one `thinking_delta`, then its `signature_delta`),
+    /// then the block of `then`.
+    Thinking {
+        /// The thinking text.
+        thinking: String,
+        /// Its signature.
+        signature: String,
+        /// What follows it (a text or a tool use).
+        then: Box<Reply>,
+    },
 }
 
 #[derive(Default)]
@@ -92,43 +102,68 @@ async fn messages(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) ->
         .unwrap()
         .clone()
         .unwrap_or_else(|| json!({"input_tokens": 10, "output_tokens": 1}));
-    let (block, delta, stop_reason) = match reply {
-        Reply::Text(text) => (
-            json!({"type": "text", "text": ""}),
-            json!({"type": "text_delta", "text": text}),
-            "end_turn",
-        ),
-        Reply::ToolUse(id, name, input) => (
-            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-            json!({"type": "input_json_delta", "partial_json": input.to_string()}),
-            "tool_use",
-        ),
+    // Each content block: its `content_block_start` payload and its deltas.
+    let mut blocks: Vec<(Value, Vec<Value>)> = Vec::new();
+    let mut reply = reply;
+    if let Reply::Thinking {
+        thinking,
+        signature,
+        then,
+    } = reply
+    {
+        blocks.push((
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+            vec![
+                json!({"type": "thinking_delta", "thinking": thinking}),
+                json!({"type": "signature_delta", "signature": signature}),
+            ],
+        ));
+        reply = *then;
+    }
+    let stop_reason = match reply {
+        Reply::ToolUse(id, name, input) => {
+            blocks.push((
+                json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                vec![json!({"type": "input_json_delta", "partial_json": input.to_string()})],
+            ));
+            "tool_use"
+        }
+        Reply::Text(text) => {
+            blocks.push((
+                json!({"type": "text", "text": ""}),
+                vec![json!({"type": "text_delta", "text": text})],
+            ));
+            "end_turn"
+        }
+        Reply::Thinking { .. } => panic!("a thinking block is followed by text or a tool use"),
     };
-    let events = [
-        (
-            "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
-                "role": "assistant", "content": [], "model": model, "stop_reason": null,
-                "usage": usage}}),
-        ),
-        (
+    let mut events = vec![(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
+            "role": "assistant", "content": [], "model": model, "stop_reason": null,
+            "usage": usage}}),
+    )];
+    for (index, (block, deltas)) in blocks.into_iter().enumerate() {
+        events.push((
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": block}),
-        ),
-        (
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
-        ),
-        (
+            json!({"type": "content_block_start", "index": index, "content_block": block}),
+        ));
+        for delta in deltas {
+            events.push((
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            ));
+        }
+        events.push((
             "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
-        ),
-        (
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 6}}),
-        ),
-        ("message_stop", json!({"type": "message_stop"})),
-    ];
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 6}}),
+    ));
+    events.push(("message_stop", json!({"type": "message_stop"})));
     let body: String = events
         .iter()
         .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))

@@ -11,7 +11,7 @@ use std::{
 
 use agentq_core::{
     ChatError, ChatErrorKind, StoreError,
-    domain::{ProviderKind, Usage},
+    domain::{ProviderKind, ReasoningEffort, Usage},
     secrets::SecretBox,
     store::{ResolvedModel, Store},
 };
@@ -71,6 +71,8 @@ pub struct ModelTarget {
     /// Prompt-cache breakpoints and their lifetime; `None`: the model's `prompt_caching` is
     /// off (ARCHITECTURE.md §7).
     pub cache: Option<CacheTtl>,
+    /// The model's `reasoning_effort` option (a chat's own level overrides it).
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// Why a model could not be resolved.
@@ -182,6 +184,7 @@ impl ModelResolver {
                 .model
                 .prompt_caching
                 .then(|| CacheTtl::from_setting(&row.model.cache_ttl)),
+            reasoning_effort: row.model.reasoning_effort,
         })
     }
 
@@ -248,7 +251,11 @@ impl ModelResolver {
                         .map_err(ResolveError::Unusable)?
                         .with_name(row.provider_name.clone())
                         .with_headers(headers)
-                        .with_prompt_cache_key(row.provider_kind.accepts_prompt_cache_key()),
+                        .with_prompt_cache_key(row.provider_kind.accepts_prompt_cache_key())
+                        .with_max_completion_tokens(
+                            row.provider_kind
+                                .caps_reasoning_with_max_completion_tokens(),
+                        ),
                 ))
             }
         };

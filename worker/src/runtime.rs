@@ -78,6 +78,8 @@ pub fn engine(
                 pricing: None,
                 // No model row to turn it off: the flag-configured model caches.
                 cache: Some(CacheTtl::FiveMinutes),
+                // No model row to set one: a chat's own level still applies.
+                reasoning_effort: None,
             },
             ProviderLimits::from_config(provider),
             Duration::from_millis(worker.model_cache_ms),

@@ -226,6 +226,7 @@ fn message(role: Role, content: Vec<MessagePart>) -> Message {
         cost_micros: None,
         interrupted: false,
         created_at: chrono::Utc::now(),
+        superseded_at: None,
     }
 }
 
@@ -246,6 +247,7 @@ fn history_with_tool_calls() -> Vec<Message> {
             vec![
                 MessagePart::Reasoning {
                     text: "Two lookups.".into(),
+                    signature: None,
                 },
                 text("Checking both."),
                 MessagePart::ToolCall {
@@ -304,6 +306,7 @@ fn request(model: &str, max_output_tokens: Option<u32>) -> ProviderRequest {
         max_output_tokens,
         cache: None,
         cache_key: None,
+        reasoning_effort: None,
     }
 }
 
@@ -316,6 +319,7 @@ fn simple_request() -> ProviderRequest {
         max_output_tokens: None,
         cache: None,
         cache_key: None,
+        reasoning_effort: None,
     }
 }
 
@@ -735,6 +739,9 @@ fn anthropic_transcript_events() -> Vec<ProviderEvent> {
         ProviderEvent::Model("claude-sonnet-4-5-20250929".into()),
         ProviderEvent::Reasoning("Two cities, ".into()),
         ProviderEvent::Reasoning("so two weather calls.".into()),
+        ProviderEvent::ReasoningSignature(
+            "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds".into(),
+        ),
         ProviderEvent::Text("I'll check ".into()),
         ProviderEvent::Text("both — Paris and Tokyo.".into()),
         tool_call(
@@ -935,7 +942,7 @@ async fn an_anthropic_stream_dropped_mid_answer_is_a_retryable_cut() {
 
     let (streamed, error) = drain(anthropic(&fake).stream(simple_request()).await.unwrap()).await;
 
-    assert_eq!(streamed, anthropic_transcript_events()[..5].to_vec());
+    assert_eq!(streamed, anthropic_transcript_events()[..6].to_vec());
     let error = error.expect("the cut is an error");
     assert_error(&error, ChatErrorKind::Generic, true, None);
     assert_eq!(

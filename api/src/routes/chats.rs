@@ -1,12 +1,13 @@
 //! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one,
-//! archive or restore one, and change its settings (plan mode, instructions).
+//! archive or restore one, and change its settings (plan mode, instructions, title,
+//! reasoning level).
 
 use std::collections::BTreeMap;
 
 use agentq_core::{
     domain::{
         BUILTIN_TOOL_NAMES, Chat, ClientType, DynamicTool, MessagePart, NewChat, OrganizationRole,
-        PlanMode,
+        PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
@@ -69,6 +70,11 @@ pub struct CreateChatRequest {
     /// (`ask_user_question`) and propose a plan (`propose_plan`); absent or `null`: normal.
     #[serde(default)]
     pub plan_mode: Option<PlanMode>,
+    /// `low`, `medium` or `high`: how hard the model reasons in this chat, overriding the
+    /// model's `reasoning_effort` (OpenAI `reasoning_effort`, Anthropic `thinking`); absent
+    /// or `null`: the model's.
+    #[serde(default)]
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// Most client-defined tools per chat.
@@ -278,6 +284,7 @@ pub async fn create_chat(
             instructions,
             mcp_server_ids,
             plan_mode: body.plan_mode,
+            reasoning_effort: body.reasoning_effort,
         })
         .await?;
     announce(
@@ -425,10 +432,15 @@ pub struct UpdateChatRequest {
     #[serde(default)]
     #[schema(max_length = 200)]
     pub title: Option<String>,
+    /// `low`, `medium` or `high` overrides the model's reasoning level from the next step
+    /// on; `null` goes back to the model's; absent: unchanged.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<ReasoningEffort>)]
+    pub reasoning_effort: Option<Option<ReasoningEffort>>,
 }
 
 /// `PATCH /api/v1/chats/{chat_id}`: archive or restore a chat, enter or leave plan mode,
-/// change its instructions.
+/// change its instructions, title or reasoning level.
 #[utoipa::path(
     patch,
     path = "/api/v1/chats/{chat_id}",
@@ -452,10 +464,11 @@ pub async fn update_chat(
         && body.plan_mode.is_none()
         && body.instructions.is_none()
         && body.title.is_none()
+        && body.reasoning_effort.is_none()
     {
         return Err(ApiError::invalid(
             "archived",
-            "is required unless `plan_mode`, `instructions` or `title` is sent (send at least one)",
+            "is required unless `plan_mode`, `instructions`, `title` or `reasoning_effort` is sent (send at least one)",
         ));
     }
     let title = match body.title {
@@ -477,6 +490,7 @@ pub async fn update_chat(
         },
         archived: body.archived,
         title,
+        reasoning_effort: body.reasoning_effort,
     };
     // One transaction: a refused part (a subagent chat archived or put in plan mode on its
     // own) changes nothing.

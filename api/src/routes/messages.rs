@@ -1,10 +1,12 @@
-//! `/api/v1/chats/{chat_id}/messages`: read the conversation, send a message.
+//! `/api/v1/chats/{chat_id}/messages`: read the conversation, send a message, edit one
+//! (which replaces it and everything after it, and starts a new turn; ARCHITECTURE.md
+//! §4.1).
 
 use agentq_core::{
-    domain::{Message, MessagePart, PlanMode},
+    domain::{Message, MessagePart, PlanMode, Role},
     outcome::ChatOutcome,
     rate_limit::Limit,
-    store::{BusyBehavior, SendOutcome},
+    store::{BusyBehavior, EditError, SendOutcome},
 };
 use axum::{
     Json,
@@ -20,7 +22,7 @@ use crate::{
     ApiState,
     auth::{OwnedChat, WorkChat},
     error::{ApiError, ErrorBody, OrNotFound},
-    extract::{ChatId, JsonBody, QueryParams},
+    extract::{ChatAndMessageIds, ChatId, JsonBody, QueryParams},
 };
 
 /// Most bytes of messages (as JSON) one page carries: a page stops before the message that
@@ -39,6 +41,9 @@ pub struct ListMessagesQuery {
     pub limit: Option<i64>,
     /// The last message id of the previous page.
     pub after_id: Option<Uuid>,
+    /// `true` also lists the messages an edit or a regenerate replaced (they carry
+    /// `superseded_at`); by default only the conversation as the model sees it.
+    pub include_superseded: Option<bool>,
 }
 
 /// A page of messages, oldest first.
@@ -57,7 +62,7 @@ pub struct MessageList {
     tag = "messages",
     params(ChatId, ListMessagesQuery),
     responses(
-        (status = 200, description = "A page of messages, oldest first.", body = MessageList),
+        (status = 200, description = "A page of messages, oldest first (without superseded ones unless `include_superseded=true`).", body = MessageList),
         (status = 400, description = "`chat_id` or a query parameter is invalid.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
     )
@@ -70,7 +75,13 @@ pub async fn list_messages(
     let limit = page_limit(query.limit, 100, 1000)?;
     let messages = state
         .store
-        .list_messages(chat_id, query.after_id, limit + 1, MAX_PAGE_BYTES as i64)
+        .list_messages(
+            chat_id,
+            query.after_id,
+            limit + 1,
+            MAX_PAGE_BYTES as i64,
+            query.include_superseded.unwrap_or(false),
+        )
         .await?;
     Ok(Json(bounded_page(messages, limit as usize, MAX_PAGE_BYTES)))
 }
@@ -222,4 +233,86 @@ pub async fn send_message(
                 .into_response()
         }
     })
+}
+
+/// Body of `PATCH .../messages/{message_id}`: the new text, as when sending a message.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessageRequest {
+    /// The new text of the user message (required, not blank, at most 100,000
+    /// characters).
+    #[schema(required = true, min_length = 1, max_length = 100_000)]
+    pub message: Option<String>,
+}
+
+/// Response of `PATCH .../messages/{message_id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EditMessageResponse {
+    /// The new user message; it starts the new turn.
+    pub message: Message,
+    /// The edited message: it and every later message are superseded.
+    pub superseded_from_message_id: Uuid,
+    /// How many messages were superseded (the edited one included).
+    pub superseded_messages: u64,
+}
+
+/// `PATCH /api/v1/chats/{chat_id}/messages/{message_id}`: edits a user message of an idle
+/// chat. Any user message may be edited: it and every message after it are superseded
+/// (kept, with `superseded_at`, but gone from what the model sees and from the default
+/// list), and the new text is a new user message that starts a new turn.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/chats/{chat_id}/messages/{message_id}",
+    tag = "messages",
+    params(ChatAndMessageIds),
+    request_body = EditMessageRequest,
+    responses(
+        (status = 200, description = "The message is replaced and a new turn is queued.", body = EditMessageResponse),
+        (status = 400, description = "A field is invalid, or `message_id` names a message that is not the user's; `validations` names the field.", body = ErrorBody),
+        (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
+        (status = 404, description = "No such chat or message, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "A turn is unfinished or messages are queued, the subagent chat was closed, or the message was already replaced.", body = ErrorBody),
+        (status = 429, description = "Over `messages_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
+    )
+)]
+pub async fn edit_message(
+    State(state): State<ApiState>,
+    WorkChat(OwnedChat { user, chat_id }): WorkChat,
+    ChatAndMessageIds(_, message_id): ChatAndMessageIds,
+    JsonBody(body): JsonBody<EditMessageRequest>,
+) -> Result<Json<EditMessageResponse>, ApiError> {
+    // It starts a turn, as a sent message does.
+    state.rate_limiter.check(Limit::Messages, user.id).await?;
+    let text = validate_message(body.message)?;
+    let rewrite = state
+        .store
+        .edit_message(chat_id, user.id, message_id, &[MessagePart::Text { text }])
+        .await
+        .map_err(|e| match e {
+            EditError::ChatNotFound => crate::auth::chat_not_found(),
+            EditError::MessageNotFound => ApiError::NotFound("message not found".into()),
+            EditError::NotUserMessage { role } => ApiError::invalid(
+                "message_id",
+                format!(
+                    "names {} message; only the user's messages can be edited \
+                     (POST /api/v1/chats/{{chat_id}}/regenerate replaces an answer)",
+                    match role {
+                        Role::User => "a user",
+                        Role::Assistant => "an assistant",
+                        Role::Tool => "a tool",
+                    }
+                ),
+            ),
+            EditError::Store(e) => e.into(),
+        })?;
+    let response = EditMessageResponse {
+        message: rewrite
+            .message
+            .clone()
+            .expect("an edit inserts the new user message"),
+        superseded_from_message_id: message_id,
+        superseded_messages: rewrite.superseded,
+    };
+    announce(&state, ChatOutcome::Rewritten(rewrite)).await;
+    Ok(Json(response))
 }

@@ -13,6 +13,7 @@ pub(crate) mod mcp_servers;
 mod messages;
 mod notifications;
 mod oidc;
+mod regenerate;
 mod site_config;
 mod skills;
 mod stream;
@@ -66,6 +67,8 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             admin::models::delete_model
         ))
         .routes(routes!(messages::list_messages, messages::send_message))
+        .routes(routes!(messages::edit_message))
+        .routes(routes!(regenerate::regenerate))
         .routes(routes!(files::list_files))
         .routes(routes!(files::get_file))
         .routes(routes!(stream::stream_chat))

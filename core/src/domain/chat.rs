@@ -117,6 +117,9 @@ pub struct Chat {
     pub instructions: Option<String>,
     /// `plan` while the chat is in plan mode; `null` otherwise.
     pub plan_mode: Option<PlanMode>,
+    /// The chat's reasoning level, overriding its model's `reasoning_effort`; `null`: the
+    /// model's (ARCHITECTURE.md §7).
+    pub reasoning_effort: Option<super::ReasoningEffort>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -149,6 +152,8 @@ pub struct NewChat {
     pub mcp_server_ids: Option<Vec<Uuid>>,
     /// Start in plan mode (`Some(PlanMode::Plan)`) or not.
     pub plan_mode: Option<PlanMode>,
+    /// The chat's reasoning level (`None`: its model's).
+    pub reasoning_effort: Option<super::ReasoningEffort>,
 }
 
 /// Names of the tools workers run themselves (the builtins, the skill tool `read_skill`

@@ -32,6 +32,18 @@ pub enum MessagePart {
     Reasoning {
         /// The reasoning text.
         text: String,
+        /// The provider's signature of this reasoning (Anthropic's signed `thinking`
+        /// blocks), which it needs back, byte for byte, to accept the block in a later
+        /// request; absent for reasoning that is only shown (OpenAI-style providers) and
+        /// on streamed deltas.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// Reasoning the provider sent encrypted (Anthropic's `redacted_thinking`): nothing to
+    /// show, kept only to be sent back with the step's tool calls, as the provider requires.
+    RedactedReasoning {
+        /// The encrypted reasoning, as received.
+        data: String,
     },
     /// A tool call the model made.
     ToolCall {
@@ -62,6 +74,18 @@ impl MessagePart {
             _ => None,
         }
     }
+}
+
+/// What replaced the end of a conversation (ARCHITECTURE.md §4.1): the `reason` of a
+/// `messages_superseded` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SupersededBy {
+    /// A user message was edited: it and everything after it were replaced.
+    Edit,
+    /// The last turn was run again: its answer was replaced.
+    Regenerate,
 }
 
 /// Token usage of one provider call.
@@ -108,4 +132,9 @@ pub struct Message {
     pub interrupted: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// When an edit or a regenerate replaced this message (ARCHITECTURE.md §4.1); `null`
+    /// while it is part of the conversation. A superseded message is kept (its cost
+    /// counts) but no model sees it again, and the message list shows it only when asked.
+    #[sqlx(default)]
+    pub superseded_at: Option<DateTime<Utc>>,
 }

@@ -8,14 +8,16 @@ mod file;
 mod message;
 mod notification;
 mod provider;
+mod reasoning;
 mod turn;
 mod user;
 
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat, PlanMode};
 pub use debug_run::DebugRunStatus;
 pub use file::{ChatFile, FileKind};
-pub use message::{Message, MessagePart, Role, Usage};
+pub use message::{Message, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;
 pub use provider::ProviderKind;
+pub use reasoning::ReasoningEffort;
 pub use turn::{AcquiredTurn, ToolCallKind, ToolCallRow, ToolCallStatus, TurnStatus};
 pub use user::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, UserStatus};

@@ -63,6 +63,9 @@ pub struct AcquiredTurn {
     /// A subagent's parent's plan mode as the step starts: a child of a plan-mode parent
     /// is offered MCP tools only of servers allowed in plan mode.
     pub parent_plan_mode: Option<super::PlanMode>,
+    /// The chat's reasoning level as the step starts (`None`: its model's option); read at
+    /// every acquisition, so a change applies from the next step.
+    pub reasoning_effort: Option<super::ReasoningEffort>,
 }
 
 /// Lifecycle of a tool call.

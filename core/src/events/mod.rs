@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::{
     ChatError,
-    domain::{ChatStatus, Message, MessagePart, Role},
+    domain::{ChatStatus, Message, MessagePart, Role, SupersededBy},
 };
 
 /// An event on a chat's stream. The variant is the SSE `event:` name; the fields are `data`.
@@ -96,6 +96,16 @@ pub enum ChatEvent {
         /// The calls waiting for the client.
         tool_calls: Vec<ActionToolCall>,
     },
+    /// An edit or a regenerate replaced the end of the conversation: every message whose
+    /// id is at least `from_message_id` (ids are ordered by creation) is superseded, gone
+    /// from what the model sees and from the message list. Drop them; the new turn's
+    /// `status`, the edit's new user `message` and the new answer follow.
+    MessagesSuperseded {
+        /// The first superseded message: drop it and every later one.
+        from_message_id: Uuid,
+        /// `edit` or `regenerate`.
+        reason: SupersededBy,
+    },
     /// The stream cannot continue without a gap: the events after the client's
     /// `Last-Event-ID` were trimmed or expired. Reload `GET /chats/{id}/messages`; the stream
     /// goes on after this event (whose `id` is the resume point from now on). Sent by the
@@ -140,6 +150,7 @@ impl ChatEvent {
             ChatEvent::Error { .. } => "error",
             ChatEvent::Retry { .. } => "retry",
             ChatEvent::ActionRequired { .. } => "action_required",
+            ChatEvent::MessagesSuperseded { .. } => "messages_superseded",
             ChatEvent::Reset { .. } => "reset",
         }
     }
@@ -160,7 +171,7 @@ impl ChatEvent {
     }
 
     /// Whether the event reports state that is persisted (a message, a status, an error, a
-    /// pending action, a retry). Those are never dropped by the publisher; streamed deltas
+    /// pending action, a retry, superseded messages). Those are never dropped by the publisher; streamed deltas
     /// (`message_part`) are, under pressure, because the message that follows holds them.
     pub fn is_persisted_state(&self) -> bool {
         !matches!(self, ChatEvent::MessagePart { .. })

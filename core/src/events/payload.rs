@@ -117,7 +117,8 @@ fn preview_content(parts: &mut [Value], budget: usize) -> bool {
         let Some(part) = part.as_object_mut() else {
             continue;
         };
-        for field in ["text", "arguments", "output"] {
+        // A reasoning signature and redacted reasoning are opaque: cut like the rest.
+        for field in ["text", "arguments", "output", "signature", "data"] {
             let Some(value) = part.get_mut(field) else {
                 continue;
             };
@@ -230,6 +231,7 @@ mod tests {
                 cost_micros: None,
                 interrupted: false,
                 created_at: chrono::Utc::now(),
+                superseded_at: None,
             }),
         }
     }

@@ -1,9 +1,12 @@
-//! Creating, reading and listing chats, and sending user messages into them.
+//! Creating, reading and listing chats, and sending user messages into them. The pieces
+//! that read an idle chat's state under its lock and start its next turn
+//! ([`chat_state_in`], [`start_turn_in`]) are shared with edit and regenerate
+//! (`store::edits`).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{MAX_QUEUED_MESSAGES, Store, pg_json, pg_text};
+use super::{MAX_QUEUED_MESSAGES, MESSAGE_COLUMNS, Store, pg_json, pg_text};
 use crate::{
     StoreError,
     domain::{Chat, Message, MessagePart, NewChat, PlanMode},
@@ -59,7 +62,7 @@ pub struct ChatPage {
 }
 
 pub(super) const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
-     pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, plan_mode, created_at, updated_at";
+     pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, plan_mode, reasoning_effort, created_at, updated_at";
 
 impl Store {
     /// Creates a chat with its first user message and a queued turn, in one statement.
@@ -76,8 +79,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
-                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user)
-                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12, $13)
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user, reasoning_effort)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12, $13, $14)
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
@@ -97,12 +100,13 @@ impl Store {
         .bind(&new.mcp_server_ids)
         .bind(new.plan_mode)
         .bind(!new.title.trim().is_empty())
+        .bind(new.reasoning_effort)
         .fetch_one(&mut *tx)
         .await?;
-        let message: Message = sqlx::query_as(
+        let message: Message = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $4)
-             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at",
-        )
+             RETURNING {MESSAGE_COLUMNS}"
+        )))
         .bind(message_id)
         .bind(chat_id)
         .bind(turn_id)
@@ -217,26 +221,9 @@ impl Store {
         // started with, so reading the turns in the locking statement could see state from
         // before the previous holder committed.
         super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
-        let state: Option<(bool, i64, i32, bool)> = sqlx::query_as(
-            "SELECT
-                EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = $1
-                        AND t.status IN ('queued', 'running', 'awaiting_tools')),
-                (SELECT count(*) FROM chat_queued_messages q WHERE q.chat_id = $1),
-                (SELECT coalesce(max(seq), 0) FROM chat_turns t WHERE t.chat_id = $1),
-                (SELECT closed_at IS NOT NULL FROM chats WHERE id = $1)",
-        )
-        .bind(chat_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (busy_now, queued, last_seq, closed) = state.ok_or(StoreError::NotFound)?;
-        if closed {
-            // Read under the chat's lock, which `close_agent` takes too: a message and a
-            // close never both win.
-            return Err(StoreError::Conflict(
-                "this subagent chat was closed (close_agent); it takes no more messages".into(),
-            ));
-        }
-        if (busy_now || queued > 0) && queued >= MAX_QUEUED_MESSAGES {
+        let state = chat_state_in(&mut tx, chat_id).await?;
+        state.refuse_closed()?;
+        if state.busy() && state.queued >= MAX_QUEUED_MESSAGES {
             return Err(StoreError::Conflict(format!(
                 "the chat already has {MAX_QUEUED_MESSAGES} queued messages; wait for the running turn to take them"
             )));
@@ -247,7 +234,7 @@ impl Store {
         if let Some(plan_mode) = plan_mode {
             super::plan_mode::set_plan_mode_in(&mut tx, chat_id, plan_mode).await?;
         }
-        if busy_now || queued > 0 {
+        if state.busy() {
             let id = Uuid::now_v7();
             sqlx::query(
                 "WITH k AS (
@@ -266,37 +253,115 @@ impl Store {
             tx.commit().await?;
             return Ok(SendOutcome::Queued {
                 queued_message_id: id,
-                position: queued + 1,
+                position: state.queued + 1,
             });
         }
-        let turn_id = Uuid::now_v7();
-        let message: Message = sqlx::query_as(
-            "WITH t AS (
-                INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($3, $2, $4, 'queued')
-             ), c AS (
-                UPDATE chats SET status = 'pending', last_error = NULL, archived = false,
-                       archived_at = NULL, last_activity_at = now(), updated_at = now()
-                -- `requires_action` with no unfinished turn: a plan-mode question or plan
-                -- waits for this answer (ARCHITECTURE.md §4.1).
-                WHERE id = $2 AND status IN ('waiting', 'error', 'pending', 'requires_action')
-             ), k AS (
-                -- A message to an archived chat restores it, with its subagent chats.
-                UPDATE chats SET archived = false, archived_at = NULL, updated_at = now()
-                WHERE root_chat_id = $2 AND archived
-             )
-             INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $5)
-             RETURNING id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at",
-        )
-        .bind(Uuid::now_v7())
-        .bind(chat_id)
-        .bind(turn_id)
-        .bind(last_seq + 1)
-        .bind(pg_json(content))
-        .fetch_one(&mut *tx)
-        .await?;
+        let (turn_id, message) = start_turn_in(&mut tx, chat_id, &state, Some(content)).await?;
         tx.commit().await?;
+        let message = message.expect("a turn started with content inserts its message");
         Ok(SendOutcome::Started { message, turn_id })
     }
+}
+
+/// What a change to a chat's conversation needs to know first, read under the chat's row
+/// lock (so no turn starts or ends, and no message is queued or promoted, until the
+/// caller commits).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChatState {
+    /// A turn is `queued`, `running` or `awaiting_tools`.
+    pub unfinished_turn: bool,
+    /// User messages waiting in the chat's queue.
+    pub queued: i64,
+    /// The highest turn `seq` so far (0 before the first).
+    pub last_seq: i32,
+    /// A subagent chat `close_agent` closed.
+    pub closed: bool,
+}
+
+impl ChatState {
+    /// Whether a turn runs or messages wait for one: a new message queues, and nothing may
+    /// rewrite the conversation.
+    pub fn busy(&self) -> bool {
+        self.unfinished_turn || self.queued > 0
+    }
+
+    /// [`StoreError::Conflict`] for a closed subagent chat. Read under the chat's lock,
+    /// which `close_agent` takes too: a message and a close never both win.
+    pub fn refuse_closed(&self) -> Result<(), StoreError> {
+        if self.closed {
+            return Err(StoreError::Conflict(
+                "this subagent chat was closed (close_agent); it takes no more messages".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The chat's [`ChatState`]; the caller holds the chat's row lock
+/// (`super::lock_chat`). [`StoreError::NotFound`] when the chat is gone.
+pub(super) async fn chat_state_in(
+    tx: &mut sqlx::PgConnection,
+    chat_id: Uuid,
+) -> Result<ChatState, StoreError> {
+    let state: Option<(bool, i64, i32, bool)> = sqlx::query_as(
+        "SELECT
+            EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = $1
+                    AND t.status IN ('queued', 'running', 'awaiting_tools')),
+            (SELECT count(*) FROM chat_queued_messages q WHERE q.chat_id = $1),
+            (SELECT coalesce(max(seq), 0) FROM chat_turns t WHERE t.chat_id = $1),
+            (SELECT closed_at IS NOT NULL FROM chats WHERE id = $1)",
+    )
+    .bind(chat_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (unfinished_turn, queued, last_seq, closed) = state.ok_or(StoreError::NotFound)?;
+    Ok(ChatState {
+        unfinished_turn,
+        queued,
+        last_seq,
+        closed,
+    })
+}
+
+/// Starts the next turn of an idle chat (`state` read under its lock, not
+/// [`ChatState::busy`]): the turn `queued`, the chat `pending` with no `last_error` and
+/// restored from the archive with its subagent chats, and, with `content`, the user
+/// message the turn answers. One statement. A regenerate passes no content: its turn
+/// answers the user message already in the conversation. Returns the turn id to enqueue
+/// and the message.
+pub(super) async fn start_turn_in(
+    tx: &mut sqlx::PgConnection,
+    chat_id: Uuid,
+    state: &ChatState,
+    content: Option<&[MessagePart]>,
+) -> Result<(Uuid, Option<Message>), StoreError> {
+    let turn_id = Uuid::now_v7();
+    let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH t AS (
+            INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($3, $2, $4, 'queued')
+         ), c AS (
+            UPDATE chats SET status = 'pending', last_error = NULL, archived = false,
+                   archived_at = NULL, last_activity_at = now(), updated_at = now()
+            -- `requires_action` with no unfinished turn: a plan-mode question or plan
+            -- waits for this answer (ARCHITECTURE.md §4.1).
+            WHERE id = $2 AND status IN ('waiting', 'error', 'pending', 'requires_action')
+         ), k AS (
+            -- A message to an archived chat restores it, with its subagent chats.
+            UPDATE chats SET archived = false, archived_at = NULL, updated_at = now()
+            WHERE root_chat_id = $2 AND archived
+         )
+         INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+         SELECT $1, $2, $3, 'user', $5 WHERE $5::jsonb IS NOT NULL
+         RETURNING {MESSAGE_COLUMNS}"
+    )))
+    .bind(Uuid::now_v7())
+    .bind(chat_id)
+    .bind(turn_id)
+    .bind(state.last_seq + 1)
+    .bind(content.map(pg_json))
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok((turn_id, message))
 }
 
 /// Archives or restores a root chat and its subagent chats inside the caller's

@@ -1,8 +1,9 @@
-//! Reading a chat's persisted messages.
+//! Reading a chat's persisted messages. Messages replaced by an edit or a regenerate
+//! (`superseded_at`, see `store::edits`) stay in the table but leave the conversation.
 
 use uuid::Uuid;
 
-use super::Store;
+use super::{MESSAGE_COLUMNS, Store};
 use crate::{StoreError, domain::Message};
 
 impl Store {
@@ -21,39 +22,44 @@ impl Store {
     /// PostgreSQL, so the API never loads a thousand large messages to send a few. The
     /// first two messages always come, and so does the one that crosses the budget (so
     /// the caller sees there is more, even after a first message larger than the budget).
+    /// Messages an edit or a regenerate replaced are left out unless `include_superseded`.
     pub async fn list_messages(
         &self,
         chat_id: Uuid,
         after_id: Option<Uuid>,
         limit: i64,
         max_bytes: i64,
+        include_superseded: bool,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS}
              FROM (
                 SELECT m.*, octet_length(m.content::text) AS size,
                        sum(octet_length(m.content::text)) OVER (ORDER BY m.id) AS running,
                        row_number() OVER (ORDER BY m.id) AS n
                 FROM chat_messages m WHERE m.chat_id = $1 AND ($2::uuid IS NULL OR m.id > $2)
+                  AND ($5 OR m.superseded_at IS NULL)
                 ORDER BY m.id LIMIT $3
              ) page
              WHERE running - size <= $4 OR n <= 2
-             ORDER BY id",
-        )
+             ORDER BY id"
+        )))
         .bind(chat_id)
         .bind(after_id)
         .bind(limit)
         .bind(max_bytes)
+        .bind(include_superseded)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// The whole conversation, oldest first, for building a prompt.
+    /// The whole conversation, oldest first, for building a prompt: every message an edit
+    /// or a regenerate did not replace (`superseded_at` is NULL).
     pub async fn conversation(&self, chat_id: Uuid) -> Result<Vec<Message>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at
-             FROM chat_messages WHERE chat_id = $1 ORDER BY id",
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS}
+             FROM chat_messages WHERE chat_id = $1 AND superseded_at IS NULL ORDER BY id"
+        )))
         .bind(chat_id)
         .fetch_all(&self.pool)
         .await?)

@@ -27,6 +27,7 @@ mod archive;
 mod chats;
 mod constraints;
 mod debug_runs;
+mod edits;
 mod fixtures;
 mod identity;
 mod instructions;
@@ -51,6 +52,7 @@ pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chats::{BusyBehavior, ChatPage, SendOutcome};
 pub(crate) use constraints::classify as classify_constraint;
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
+pub use edits::{EditError, Rewrite};
 pub use identity::ChatAccess;
 pub use instructions::{InstructionSources, SkillListing};
 pub use interrupts::InterruptOutcome;
@@ -101,8 +103,7 @@ impl Store {
 }
 
 /// The columns of `domain::Message`, in one place for every query that returns messages.
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at";
+pub(crate) const MESSAGE_COLUMNS: &str = "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at, superseded_at";
 
 /// `Ok` when a write changed a row, [`StoreError::NotFound`] when it matched none: the
 /// answer of an update or delete addressed by id.

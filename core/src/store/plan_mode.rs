@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Store, chats::CHAT_COLUMNS, pg_text};
 use crate::{
     StoreError,
-    domain::{Chat, ChatFile, PlanMode},
+    domain::{Chat, ChatFile, PlanMode, ReasoningEffort},
 };
 
 /// `tool_calls.source` of the calls that hand a turn to the user when they succeed; the
@@ -34,6 +34,8 @@ pub struct ChatSettings {
     pub archived: Option<bool>,
     /// A title the user chose (checked by the caller); a generated title never replaces it.
     pub title: Option<String>,
+    /// The chat's own reasoning level (`Some(None)`: back to its model's).
+    pub reasoning_effort: Option<Option<ReasoningEffort>>,
 }
 
 /// Enters or leaves plan mode inside the caller's transaction, which holds the chat's lock
@@ -87,6 +89,7 @@ impl Store {
                 instructions = CASE WHEN $2 THEN $3 ELSE instructions END,
                 title = coalesce($4, title),
                 title_set_by_user = title_set_by_user OR $4 IS NOT NULL,
+                reasoning_effort = CASE WHEN $5 THEN $6 ELSE reasoning_effort END,
                 updated_at = now()
              WHERE id = $1
              RETURNING {CHAT_COLUMNS}"
@@ -100,6 +103,8 @@ impl Store {
                 .and_then(|i| i.as_deref().map(pg_text)),
         )
         .bind(settings.title.as_deref().map(pg_text))
+        .bind(settings.reasoning_effort.is_some())
+        .bind(settings.reasoning_effort.flatten())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

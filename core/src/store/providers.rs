@@ -66,8 +66,9 @@ pub struct ModelView {
     pub context_limit: Option<i32>,
     /// Output cap sent with each request.
     pub max_output_tokens: Option<i32>,
-    /// `low`, `medium`, `high`.
-    pub reasoning_effort: Option<String>,
+    /// `low`, `medium`, `high`: how hard the model reasons (sent as OpenAI's
+    /// `reasoning_effort`, Anthropic's `thinking`); a chat may override it.
+    pub reasoning_effort: Option<crate::domain::ReasoningEffort>,
     /// Micro-dollars per million input tokens.
     pub input_price_micros: i64,
     /// Micro-dollars per million output tokens.
@@ -199,7 +200,7 @@ impl Store {
         .bind(&m.display_name)
         .bind(m.context_limit)
         .bind(m.max_output_tokens)
-        .bind(&m.reasoning_effort)
+        .bind(m.reasoning_effort)
         .bind(m.input_price_micros)
         .bind(m.output_price_micros)
         .bind(m.cache_read_price_micros)
@@ -257,7 +258,7 @@ impl Store {
         .bind(&m.display_name)
         .bind(m.context_limit)
         .bind(m.max_output_tokens)
-        .bind(&m.reasoning_effort)
+        .bind(m.reasoning_effort)
         .bind(m.input_price_micros)
         .bind(m.output_price_micros)
         .bind(m.cache_read_price_micros)

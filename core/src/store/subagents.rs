@@ -101,8 +101,8 @@ pub enum Spawned {
     Created {
         /// The child.
         child: ChildChat,
-        /// Its first user message.
-        message: Message,
+        /// Its first user message (boxed: the variant would dwarf the others).
+        message: Box<Message>,
         /// Its queued turn.
         turn_id: Uuid,
     },
@@ -258,7 +258,7 @@ impl Store {
         tx.commit().await?;
         Ok(Spawned::Created {
             child,
-            message,
+            message: Box::new(message),
             turn_id,
         })
     }
@@ -300,7 +300,8 @@ impl Store {
         Ok(children)
     }
 
-    /// The text of the child's last assistant message, at most `max_bytes` (cut on a
+    /// The text of the child's last assistant message still in its conversation (not
+    /// superseded by an edit or a regenerate), at most `max_bytes` (cut on a
     /// character boundary), and whether it was cut. `None`: it has answered nothing yet.
     pub async fn last_answer(
         &self,
@@ -308,7 +309,8 @@ impl Store {
         max_bytes: usize,
     ) -> Result<Option<(String, bool)>, StoreError> {
         let content: Option<sqlx::types::Json<Vec<MessagePart>>> = sqlx::query_scalar(
-            "SELECT content FROM chat_messages WHERE chat_id = $1 AND role = 'assistant'
+            "SELECT content FROM chat_messages
+             WHERE chat_id = $1 AND role = 'assistant' AND superseded_at IS NULL
              ORDER BY id DESC LIMIT 1",
         )
         .bind(chat_id)

@@ -9,6 +9,14 @@
 //! `message_delta` (output usage, stop reason) and `message_stop`. A stream that ends
 //! without `message_stop` was cut; an in-stream `error` event is classified like an HTTP
 //! error.
+//!
+//! **Thinking** (issue #13, item 3). A request with a reasoning effort turns `thinking` on
+//! with the level's token budget (`ReasoningEffort::thinking_budget`) and raises
+//! `max_tokens` to the budget plus the answer's own cap. A `thinking` block streams as
+//! `thinking_delta`s then a `signature_delta`, a `redacted_thinking` block whole; both are
+//! kept with the answer (the signature on its `MessagePart::Reasoning`) and sent back,
+//! unchanged and in their place, in later requests that think, as Anthropic requires of
+//! the step a tool result answers.
 
 use std::collections::BTreeMap;
 
@@ -106,13 +114,23 @@ impl AnthropicProvider {
 
 /// The JSON body of a streaming request. With caching on, breakpoints go on the system
 /// prompt, the last tool and the last block of the last message (see [`cache_breakpoints`]).
+/// With a reasoning effort, `thinking` is on (see [`thinking_budget`]).
 fn request_body(request: &ProviderRequest) -> Value {
+    let thinking = thinking_budget(request);
+    let answer_cap = request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     let mut body = json!({
         "model": request.model,
-        "max_tokens": request.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        "messages": wire_messages(&request.messages),
+        // Thinking counts against `max_tokens`, which must exceed the budget: the answer
+        // keeps its own cap on top of the budget.
+        "max_tokens": answer_cap.saturating_add(thinking.unwrap_or(0)),
+        "messages": wire_messages(&request.messages, thinking.is_some()),
         "stream": true,
     });
+    if let Some(budget) = thinking {
+        // No `temperature`, `top_k` or forced `tool_choice` goes with it: Anthropic refuses
+        // them with thinking, and this adapter sends none of them.
+        body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+    }
     if let Some(system) = &request.system {
         body["system"] = match request.cache {
             // Breakpoints need the block form; without caching the plain string is kept.
@@ -168,11 +186,42 @@ fn cache_breakpoints(body: &mut Value, ttl: CacheTtl) {
     }
 }
 
-/// The conversation in Messages form, roles alternating.
-fn wire_messages(messages: &[Message]) -> Vec<Value> {
+/// The `thinking.budget_tokens` of the request, or `None` to send it without thinking: no
+/// reasoning effort, or a step that continues a tool loop whose assistant message did not
+/// think. Anthropic requires one thinking configuration per assistant turn (a tool loop
+/// is one turn) and, with thinking on, that the assistant message a tool result answers
+/// starts with its signed thinking block; a loop that began without thinking (the chat's
+/// level was set while its tools ran, or the model was switched) therefore finishes without
+/// it, and the next user message thinks.
+fn thinking_budget(request: &ProviderRequest) -> Option<u32> {
+    let effort = request.reasoning_effort?;
+    let continues_tool_loop = request
+        .messages
+        .last()
+        .is_some_and(|m| m.role == Role::Tool);
+    if continues_tool_loop {
+        let open_step = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::Assistant)?;
+        let starts_with_thinking = wire_blocks(open_step, true)
+            .1
+            .first()
+            .is_some_and(|b| matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")));
+        if !starts_with_thinking {
+            return None;
+        }
+    }
+    Some(effort.thinking_budget())
+}
+
+/// The conversation in Messages form, roles alternating; `thinking` says whether signed
+/// reasoning goes back as `thinking` blocks (see [`wire_blocks`]).
+fn wire_messages(messages: &[Message], thinking: bool) -> Vec<Value> {
     let mut out: Vec<(&str, Vec<Value>)> = Vec::new();
     for message in messages {
-        let (role, blocks) = wire_blocks(message);
+        let (role, blocks) = wire_blocks(message, thinking);
         if blocks.is_empty() {
             continue;
         }
@@ -186,9 +235,13 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
         .collect()
 }
 
-/// The role and content blocks of one message. Reasoning is not sent back: Anthropic only
-/// accepts thinking blocks with the signature agentq does not keep.
-fn wire_blocks(message: &Message) -> (&'static str, Vec<Value>) {
+/// The role and content blocks of one message, in the order they were received. With
+/// `thinking`, reasoning Anthropic signed goes back as a `thinking` block with its
+/// signature (and redacted reasoning as `redacted_thinking`), exactly as received, which
+/// Anthropic requires of the step a tool result answers; without it, or unsigned (another
+/// provider's reasoning), reasoning is not sent: Anthropic accepts no thinking block
+/// without its signature.
+fn wire_blocks(message: &Message, thinking: bool) -> (&'static str, Vec<Value>) {
     let role = match message.role {
         Role::User | Role::Tool => "user",
         Role::Assistant => "assistant",
@@ -197,6 +250,17 @@ fn wire_blocks(message: &Message) -> (&'static str, Vec<Value>) {
         .content
         .iter()
         .filter_map(|part| match part {
+            MessagePart::Reasoning {
+                text,
+                signature: Some(signature),
+            } if thinking && message.role == Role::Assistant => {
+                Some(json!({"type": "thinking", "thinking": text, "signature": signature}))
+            }
+            MessagePart::RedactedReasoning { data }
+                if thinking && message.role == Role::Assistant =>
+            {
+                Some(json!({"type": "redacted_thinking", "data": data}))
+            }
             MessagePart::Text { text } if !text.is_empty() => {
                 Some(json!({"type": "text", "text": text}))
             }
@@ -289,6 +353,14 @@ enum WireBlock {
     Thinking {
         #[serde(default)]
         thinking: String,
+        /// Empty at the start of a streamed block (it comes as a `signature_delta`); whole
+        /// from a proxy that sends whole blocks.
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        #[serde(default)]
+        data: String,
     },
     ToolUse {
         #[serde(default)]
@@ -299,7 +371,7 @@ enum WireBlock {
         #[serde(default)]
         input: Value,
     },
-    /// `redacted_thinking`, server tool blocks and any block type added later.
+    /// Server tool blocks and any block type added later.
     #[serde(other)]
     Other,
 }
@@ -319,7 +391,11 @@ enum WireDelta {
         #[serde(default)]
         partial_json: String,
     },
-    /// `signature_delta`, `citations_delta` and any delta type added later.
+    SignatureDelta {
+        #[serde(default)]
+        signature: String,
+    },
+    /// `citations_delta` and any delta type added later.
     #[serde(other)]
     Other,
 }
@@ -471,8 +547,19 @@ impl EventParser {
                 WireBlock::Text { text } if !text.is_empty() => {
                     out.push(ProviderEvent::Text(text));
                 }
-                WireBlock::Thinking { thinking } if !thinking.is_empty() => {
-                    out.push(ProviderEvent::Reasoning(thinking));
+                WireBlock::Thinking {
+                    thinking,
+                    signature,
+                } => {
+                    if !thinking.is_empty() {
+                        out.push(ProviderEvent::Reasoning(thinking));
+                    }
+                    if !signature.is_empty() {
+                        out.push(ProviderEvent::ReasoningSignature(signature));
+                    }
+                }
+                WireBlock::RedactedThinking { data } => {
+                    out.push(ProviderEvent::RedactedReasoning(data));
                 }
                 WireBlock::ToolUse { id, name, input } => {
                     // The input counts as sent (`null` when absent), so even an empty block
@@ -499,6 +586,9 @@ impl EventParser {
                 }
                 WireDelta::ThinkingDelta { thinking } if !thinking.is_empty() => {
                     out.push(ProviderEvent::Reasoning(thinking));
+                }
+                WireDelta::SignatureDelta { signature } if !signature.is_empty() => {
+                    out.push(ProviderEvent::ReasoningSignature(signature));
                 }
                 WireDelta::InputJsonDelta { partial_json } => {
                     if let Some(open) = self.tool_uses.get_mut(&index) {
@@ -606,6 +696,8 @@ fn stream_error(provider: &str, error: WireError) -> ChatError {
 
 #[cfg(test)]
 mod tests {
+    use agentq_core::domain::ReasoningEffort;
+
     use super::*;
 
     fn parse(events: &[&str]) -> Result<Vec<ProviderEvent>, ChatError> {
@@ -703,8 +795,8 @@ mod tests {
         );
     }
 
-    fn cached_request(cache: Option<CacheTtl>) -> ProviderRequest {
-        let message = |role, content| Message {
+    fn message(role: Role, content: Vec<MessagePart>) -> Message {
+        Message {
             id: uuid::Uuid::nil(),
             chat_id: uuid::Uuid::nil(),
             turn_id: None,
@@ -716,8 +808,15 @@ mod tests {
             cost_micros: None,
             interrupted: false,
             created_at: chrono::DateTime::UNIX_EPOCH,
-        };
-        let text = |text: &str| MessagePart::Text { text: text.into() };
+            superseded_at: None,
+        }
+    }
+
+    fn text(text: &str) -> MessagePart {
+        MessagePart::Text { text: text.into() }
+    }
+
+    fn cached_request(cache: Option<CacheTtl>) -> ProviderRequest {
         ProviderRequest {
             model: "claude-x".into(),
             system: Some("Be brief.".into()),
@@ -741,6 +840,7 @@ mod tests {
             max_output_tokens: None,
             cache,
             cache_key: Some("chat".into()),
+            reasoning_effort: None,
         }
     }
 
@@ -789,6 +889,175 @@ mod tests {
                     cache_read_tokens: 90,
                     cache_write_tokens: 0
                 })
+            ]
+        );
+    }
+
+    fn thinking_request(messages: Vec<Message>) -> ProviderRequest {
+        ProviderRequest {
+            messages,
+            tools: Vec::new(),
+            cache: None,
+            reasoning_effort: Some(ReasoningEffort::Low),
+            ..cached_request(None)
+        }
+    }
+
+    fn call(id: &str) -> MessagePart {
+        MessagePart::ToolCall {
+            tool_call_id: id.into(),
+            name: "current_time".into(),
+            arguments: json!({}),
+        }
+    }
+
+    fn result(id: &str) -> MessagePart {
+        MessagePart::ToolResult {
+            tool_call_id: id.into(),
+            output: json!("noon"),
+            is_error: false,
+        }
+    }
+
+    fn signed(thinking: &str, signature: &str) -> MessagePart {
+        MessagePart::Reasoning {
+            text: thinking.into(),
+            signature: Some(signature.into()),
+        }
+    }
+
+    #[test]
+    fn a_reasoning_effort_thinks_with_its_budget_on_top_of_the_answers_cap() {
+        let body = request_body(&thinking_request(vec![message(
+            Role::User,
+            vec![text("hi")],
+        )]));
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 1024})
+        );
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS + 1024);
+        let capped = request_body(&ProviderRequest {
+            max_output_tokens: Some(500),
+            reasoning_effort: Some(ReasoningEffort::High),
+            ..thinking_request(vec![message(Role::User, vec![text("hi")])])
+        });
+        assert_eq!(capped["thinking"]["budget_tokens"], 16_384);
+        assert_eq!(capped["max_tokens"], 500 + 16_384);
+        let off = request_body(&ProviderRequest {
+            reasoning_effort: None,
+            ..thinking_request(vec![message(Role::User, vec![text("hi")])])
+        });
+        assert!(off.get("thinking").is_none());
+        assert_eq!(off["max_tokens"], DEFAULT_MAX_TOKENS);
+    }
+
+    #[test]
+    fn signed_thinking_goes_back_in_place_and_unsigned_reasoning_never() {
+        let history = vec![
+            message(Role::User, vec![text("time?")]),
+            message(
+                Role::Assistant,
+                vec![
+                    signed("Check the clock.", "sig-1"),
+                    call("toolu_1"),
+                    MessagePart::RedactedReasoning {
+                        data: "opaque".into(),
+                    },
+                    call("toolu_2"),
+                ],
+            ),
+            message(Role::Tool, vec![result("toolu_1"), result("toolu_2")]),
+        ];
+        let body = request_body(&thinking_request(history.clone()));
+        assert!(body.get("thinking").is_some(), "the loop began thinking");
+        let types: Vec<&str> = body["messages"][1]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["thinking", "tool_use", "redacted_thinking", "tool_use"]
+        );
+        assert_eq!(
+            body["messages"][1]["content"][0],
+            json!({"type": "thinking", "thinking": "Check the clock.", "signature": "sig-1"})
+        );
+        assert_eq!(
+            body["messages"][1]["content"][2],
+            json!({"type": "redacted_thinking", "data": "opaque"})
+        );
+
+        // Without thinking, no thinking block goes anywhere.
+        let off = request_body(&ProviderRequest {
+            reasoning_effort: None,
+            ..thinking_request(history)
+        });
+        assert!(!off.to_string().contains("thinking"), "{off}");
+
+        // Reasoning without a signature (another provider's) is never sent.
+        let unsigned = request_body(&thinking_request(vec![
+            message(Role::User, vec![text("a")]),
+            message(
+                Role::Assistant,
+                vec![
+                    MessagePart::Reasoning {
+                        text: "hmm".into(),
+                        signature: None,
+                    },
+                    text("b"),
+                ],
+            ),
+            message(Role::User, vec![text("c")]),
+        ]));
+        assert!(unsigned.get("thinking").is_some());
+        assert!(
+            !unsigned["messages"].to_string().contains("hmm"),
+            "{unsigned}"
+        );
+    }
+
+    #[test]
+    fn a_tool_loop_that_began_without_thinking_finishes_without_it() {
+        // The chat's level was set while this step's tools ran: its assistant message has
+        // no thinking block, which Anthropic requires of a thinking request's last step.
+        let body = request_body(&thinking_request(vec![
+            message(Role::User, vec![text("time?")]),
+            message(Role::Assistant, vec![call("toolu_1")]),
+            message(Role::Tool, vec![result("toolu_1")]),
+        ]));
+        assert!(body.get("thinking").is_none(), "{body}");
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
+        // The next user message starts a new turn, which thinks.
+        let next = request_body(&thinking_request(vec![
+            message(Role::User, vec![text("time?")]),
+            message(Role::Assistant, vec![call("toolu_1")]),
+            message(Role::Tool, vec![result("toolu_1")]),
+            message(Role::Assistant, vec![text("noon")]),
+            message(Role::User, vec![text("thanks")]),
+        ]));
+        assert!(next.get("thinking").is_some(), "{next}");
+    }
+
+    #[test]
+    fn signatures_and_redacted_thinking_are_read() {
+        let events = parse(&[
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hm."}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"opaque"}}"#,
+            r#"{"type":"content_block_stop","index":1}"#,
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                ProviderEvent::Reasoning("Hm.".into()),
+                ProviderEvent::ReasoningSignature("sig".into()),
+                ProviderEvent::RedactedReasoning("opaque".into()),
             ]
         );
     }

@@ -19,7 +19,7 @@ use std::{sync::Arc, time::Duration};
 use agentq_core::{
     ChatError,
     config::{ProviderConfig, ProviderKind},
-    domain::{Message, Usage},
+    domain::{Message, ReasoningEffort, Usage},
     secrets::ExposeSecret,
 };
 use futures::stream::BoxStream;
@@ -37,6 +37,12 @@ pub enum ProviderEvent {
     Text(String),
     /// Reasoning text.
     Reasoning(String),
+    /// The signature of the reasoning streamed since the last one (Anthropic signs each
+    /// `thinking` block): it ends that block, and goes back with it in later requests.
+    ReasoningSignature(String),
+    /// A whole block of encrypted reasoning (Anthropic's `redacted_thinking`), to be sent
+    /// back as received.
+    RedactedReasoning(String),
     /// A complete tool call (adapters accumulate argument deltas until the call is whole).
     ToolCall {
         /// The provider's call id (`call_...`, `toolu_...`).
@@ -93,6 +99,11 @@ pub struct ProviderRequest {
     /// adapters whose provider kind accepts one (OpenAI) and ignored by the others.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_key: Option<String>,
+    /// How hard the model reasons: the chat's override, else the model's option
+    /// (ARCHITECTURE.md §7). OpenAI-style adapters send it as `reasoning_effort`, the
+    /// Anthropic adapter as `thinking` with the level's token budget; `None` sends neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// How long a provider keeps a cached prompt prefix (Anthropic's `ttl`).
@@ -176,7 +187,10 @@ impl Provider {
                         ProviderLimits::from_config(config),
                     )?
                     .with_headers(extra_headers(&config.exposed_headers())?)
-                    .with_prompt_cache_key(config.kind.accepts_prompt_cache_key()),
+                    .with_prompt_cache_key(config.kind.accepts_prompt_cache_key())
+                    .with_max_completion_tokens(
+                        config.kind.caps_reasoning_with_max_completion_tokens(),
+                    ),
                 ))
             }
             ProviderKind::Echo => Provider::Echo(EchoProvider),

@@ -30,8 +30,18 @@ pub struct OpenAiProvider {
     headers: Vec<(String, String)>,
     limits: ProviderLimits,
     redactor: Redactor,
-    /// Whether requests carry `prompt_cache_key` (only where the kind accepts it).
+    /// Which optional fields requests carry (they depend on the provider kind).
+    wire: WireOptions,
+}
+
+/// The fields of a request body that depend on the provider kind: what OpenAI accepts, an
+/// OpenAI-compatible server or a router may refuse.
+#[derive(Debug, Clone, Copy, Default)]
+struct WireOptions {
+    /// Send the request's cache key as `prompt_cache_key`.
     prompt_cache_key: bool,
+    /// With a reasoning effort, send the output cap as `max_completion_tokens`.
+    max_completion_tokens: bool,
 }
 
 impl OpenAiProvider {
@@ -54,7 +64,7 @@ impl OpenAiProvider {
             name: name.to_owned(),
             headers: Vec::new(),
             limits,
-            prompt_cache_key: false,
+            wire: WireOptions::default(),
         })
     }
 
@@ -62,7 +72,15 @@ impl OpenAiProvider {
     /// machines that cached its prefix (off by default: only OpenAI is known to accept it;
     /// see `ProviderKind::accepts_prompt_cache_key`).
     pub fn with_prompt_cache_key(mut self, send: bool) -> Self {
-        self.prompt_cache_key = send;
+        self.wire.prompt_cache_key = send;
+        self
+    }
+
+    /// Sends the output cap of a request with a reasoning effort as `max_completion_tokens`
+    /// (OpenAI's reasoning models refuse `max_tokens`; off by default, see
+    /// `ProviderKind::caps_reasoning_with_max_completion_tokens`).
+    pub fn with_max_completion_tokens(mut self, send: bool) -> Self {
+        self.wire.max_completion_tokens = send;
         self
     }
 
@@ -88,7 +106,7 @@ impl OpenAiProvider {
             .client
             .post(&self.url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&request_body(&request, self.prompt_cache_key));
+            .json(&request_body(&request, self.wire));
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key);
         }
@@ -105,10 +123,10 @@ impl OpenAiProvider {
     }
 }
 
-/// The JSON body of a streaming request; `prompt_cache_key` says whether the request's
-/// cache key is sent. The system message and tools come first and unchanged from step to
-/// step, so the provider's automatic prefix cache covers them (ARCHITECTURE.md §7).
-fn request_body(request: &ProviderRequest, prompt_cache_key: bool) -> Value {
+/// The JSON body of a streaming request; `wire` says which kind-dependent fields it may
+/// carry. The system message and tools come first and unchanged from step to step, so the
+/// provider's automatic prefix cache covers them (ARCHITECTURE.md §7).
+fn request_body(request: &ProviderRequest, wire: WireOptions) -> Value {
     // The system message leads the conversation (Chat Completions has no separate field).
     let system = request
         .system
@@ -131,10 +149,21 @@ fn request_body(request: &ProviderRequest, prompt_cache_key: bool) -> Value {
             .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}))
             .collect();
     }
-    if let Some(max) = request.max_output_tokens {
-        body["max_tokens"] = json!(max);
+    if let Some(effort) = request.reasoning_effort {
+        // OpenAI's field; OpenRouter and most compatible servers read it too.
+        body["reasoning_effort"] = json!(effort.as_str());
     }
-    if prompt_cache_key && let Some(key) = &request.cache_key {
+    if let Some(max) = request.max_output_tokens {
+        let field = if wire.max_completion_tokens && request.reasoning_effort.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body[field] = json!(max);
+    }
+    if wire.prompt_cache_key
+        && let Some(key) = &request.cache_key
+    {
         body["prompt_cache_key"] = json!(key);
     }
     body
@@ -723,6 +752,7 @@ mod tests {
             cost_micros: None,
             interrupted: false,
             created_at: chrono::Utc::now(),
+            superseded_at: None,
         };
         let wire = wire_messages(&[
             message(Role::User, vec![MessagePart::Text { text: "hi".into() }]),
@@ -752,5 +782,38 @@ mod tests {
             wire[2],
             json!({"role": "tool", "tool_call_id": "call_a", "content": "file body"})
         );
+    }
+
+    #[test]
+    fn a_reasoning_effort_is_sent_and_openai_caps_it_with_max_completion_tokens() {
+        let request = ProviderRequest {
+            model: "o-model".into(),
+            system: None,
+            messages: Vec::new(),
+            tools: Vec::new(),
+            max_output_tokens: Some(900),
+            cache: None,
+            cache_key: None,
+            reasoning_effort: Some(agentq_core::domain::ReasoningEffort::High),
+        };
+        let compatible = request_body(&request, WireOptions::default());
+        assert_eq!(compatible["reasoning_effort"], "high");
+        assert_eq!(compatible["max_tokens"], 900);
+        assert!(compatible.get("max_completion_tokens").is_none());
+        let openai = WireOptions {
+            max_completion_tokens: true,
+            ..WireOptions::default()
+        };
+        let body = request_body(&request, openai);
+        assert_eq!(body["max_completion_tokens"], 900);
+        assert!(body.get("max_tokens").is_none());
+        // Without an effort, nothing changes.
+        let plain = ProviderRequest {
+            reasoning_effort: None,
+            ..request
+        };
+        let body = request_body(&plain, openai);
+        assert!(body.get("reasoning_effort").is_none());
+        assert_eq!(body["max_tokens"], 900);
     }
 }

@@ -135,7 +135,8 @@ type Events = std::pin::Pin<
 struct Reader<P> {
     events: Events,
     parser: P,
-    /// Text and reasoning bytes passed on so far.
+    /// Text and reasoning bytes (signatures and redacted reasoning included: they are
+    /// stored with the answer) passed on so far.
     text_bytes: usize,
 }
 
@@ -148,7 +149,10 @@ impl<P: WireParser> Reader<P> {
     ) -> Result<Vec<ProviderEvent>, ChatError> {
         for event in &mut batch {
             match event {
-                ProviderEvent::Text(text) | ProviderEvent::Reasoning(text) => {
+                ProviderEvent::Text(text)
+                | ProviderEvent::Reasoning(text)
+                | ProviderEvent::ReasoningSignature(text)
+                | ProviderEvent::RedactedReasoning(text) => {
                     self.text_bytes = self.text_bytes.saturating_add(text.len());
                 }
                 ProviderEvent::Usage(usage) => *usage = bounded_usage(usage),

@@ -97,6 +97,7 @@ mod tests {
             cost_micros: None,
             interrupted: false,
             created_at: Utc::now(),
+            superseded_at: None,
         }
     }
 

@@ -348,6 +348,8 @@ impl TurnEngine {
                     cache: target.cache,
                     // Stable for the chat, so its requests share one cached prefix.
                     cache_key: Some(turn.chat_id.to_string()),
+                    // The chat's own level wins over its model's option.
+                    reasoning_effort: turn.reasoning_effort.or(target.reasoning_effort),
                 };
                 let step = StepContext {
                     turn,

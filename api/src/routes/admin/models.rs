@@ -1,7 +1,7 @@
 //! `/api/v1/admin/models`: the models chats may pick, each on a provider, with its prices
 //! and limits. One model may be the default; making another the default takes it away.
 
-use agentq_core::store::ModelView;
+use agentq_core::{domain::ReasoningEffort, store::ModelView};
 use axum::{
     Json,
     extract::{Path, State},
@@ -44,9 +44,11 @@ pub struct ModelBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(minimum = 1)]
     max_output_tokens: Option<Option<i32>>,
-    /// `low`, `medium` or `high`; `null` removes it.
+    /// `low`, `medium` or `high`: sent as OpenAI's `reasoning_effort` or Anthropic's
+    /// `thinking` budget; a chat may override it. `null` removes it.
     #[serde(default, deserialize_with = "present")]
-    reasoning_effort: Option<Option<String>>,
+    #[schema(value_type = Option<ReasoningEffort>)]
+    reasoning_effort: Option<Option<ReasoningEffort>>,
     /// Micro-dollars per million input tokens.
     #[schema(minimum = 0)]
     input_price_micros: Option<i64>,
@@ -109,15 +111,6 @@ impl ModelBody {
         }
         if let Some(v) = self.reasoning_effort {
             m.reasoning_effort = v;
-        }
-        if m.reasoning_effort
-            .as_deref()
-            .is_some_and(|e| !["low", "medium", "high"].contains(&e))
-        {
-            return Err(ApiError::invalid(
-                "reasoning_effort",
-                "must be low, medium or high",
-            ));
         }
         for (field, value, target) in [
             (

@@ -68,7 +68,7 @@ pub async fn run(
                 ctx,
                 ChatOutcome::TurnStarted {
                     chat_id: child.id,
-                    message,
+                    message: *message,
                     turn_id,
                 },
             )
