@@ -1,5 +1,5 @@
-//! The chat list's search syntax: `GET /api/v1/chats?q=...` (DESIGN.md §6; ARCHITECTURE.md
-//! §11). A query is space-separated `key:value` terms, all of which a chat must match:
+//! The chat list's search syntax, `GET /api/v1/chats?q=...` (ARCHITECTURE.md §11): a query
+//! is space-separated `key:value` terms, all of which a chat must match:
 //!
 //! ```text
 //! title:"fix the bug" status:error,requires_action repo:acme/api label:team=infra
@@ -560,7 +560,10 @@ mod tests {
         assert_eq!(scope("title:x"), ArchiveScope::Only(false));
         assert_eq!(scope("archived:true"), ArchiveScope::Only(true));
         assert_eq!(scope("archived:any"), ArchiveScope::Both);
-        assert_eq!(scope("archived:any archived:true"), ArchiveScope::Only(true));
+        assert_eq!(
+            scope("archived:any archived:true"),
+            ArchiveScope::Only(true)
+        );
         assert_eq!(scope("archived:true archived:false"), ArchiveScope::Neither);
     }
 
@@ -669,10 +672,10 @@ mod tests {
             ]
             .prop_map(Term::PrStatus),
             prop_oneof![Just(ClientType::Ui), Just(ClientType::Api)].prop_map(Term::ClientType),
-            (text(), prop_oneof![Just(String::new()), text()]).prop_filter_map(
-                "label keys hold no `=`",
-                |(key, value)| (!key.contains('=')).then_some(Term::Label { key, value })
-            ),
+            (text(), prop_oneof![Just(String::new()), text()])
+                .prop_filter_map("label keys hold no `=`", |(key, value)| (!key
+                    .contains('='))
+                .then_some(Term::Label { key, value })),
         ]
     }
 

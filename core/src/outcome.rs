@@ -97,6 +97,12 @@ pub enum ChatOutcome {
         /// The turn, to run again at once.
         turn_id: Uuid,
     },
+    /// A chat was deleted with its subagent chats (`Store::delete_chat`): their event
+    /// streams go too.
+    Deleted {
+        /// The deleted chats, the root first.
+        chat_ids: Vec<Uuid>,
+    },
 }
 
 /// The jobs that follow outcomes, enqueued turns first (one pipeline per queue).
@@ -144,6 +150,7 @@ impl ChatOutcome {
             | Self::ToolStep { chat_id, .. }
             | Self::ToolResultsAccepted { chat_id } => Some(*chat_id),
             Self::FannedIn(fan_in) => Some(fan_in.chat_id),
+            Self::Deleted { chat_ids } => chat_ids.first().copied(),
             Self::Released { .. } => None,
         }
     }
@@ -261,6 +268,7 @@ impl ChatOutcome {
                 }
             }
             Self::Released { .. } => {}
+            Self::Deleted { chat_ids } => events.forget(chat_ids.clone()),
         }
     }
 
@@ -287,7 +295,8 @@ impl ChatOutcome {
             },
             Self::MessageQueued { .. }
             | Self::StepStarted { .. }
-            | Self::ToolResultsAccepted { .. } => FollowUps::default(),
+            | Self::ToolResultsAccepted { .. }
+            | Self::Deleted { .. } => FollowUps::default(),
         }
     }
 }

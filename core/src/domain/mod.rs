@@ -4,6 +4,7 @@
 
 mod chat;
 mod debug_run;
+mod diff_status;
 mod file;
 mod message;
 mod notification;
@@ -13,6 +14,7 @@ mod user;
 
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat, PlanMode};
 pub use debug_run::DebugRunStatus;
+pub use diff_status::{DiffStatus, PrState};
 pub use file::{ChatFile, FileKind};
 pub use message::{Message, MessagePart, Role, Usage};
 pub use notification::NotificationStatus;
