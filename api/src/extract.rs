@@ -131,10 +131,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 /// serde's `unknown field `q`, expected ...` and `duplicate field `q`` name `q`; else
 /// `query`.
 fn query_field(detail: &str) -> String {
-    if detail.starts_with("unknown field `") || detail.starts_with("duplicate field `") {
-        if let Some(name) = backticked(detail) {
-            return name;
-        }
+    if (detail.starts_with("unknown field `") || detail.starts_with("duplicate field `"))
+        && let Some(name) = backticked(detail)
+    {
+        return name;
     }
     detail
         .split(':')
