@@ -830,3 +830,31 @@ async fn a_chat_with_a_turn_in_progress_is_deleted_only_after_an_interrupt(pool:
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn the_openapi_document_describes_search_pins_labels_and_delete(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let list = &doc["paths"]["/api/v1/chats"]["get"];
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["q", "limit", "after_id"]);
+    let q = &list["parameters"][0]["description"];
+    for key in ["title", "archived", "status", "pr_status", "label"] {
+        assert!(q.as_str().unwrap().contains(&format!("`{key}`")), "{q}");
+    }
+    let item = doc["components"]["schemas"]["ChatListItem"].to_string();
+    assert!(item.contains("children") && item.contains("Chat"), "{item}");
+    let patch = &doc["components"]["schemas"]["UpdateChatRequest"]["properties"];
+    assert!(patch.get("pin_order").is_some() && patch.get("labels").is_some(), "{patch}");
+    let delete = &doc["paths"]["/api/v1/chats/{chat_id}"]["delete"]["responses"];
+    for code in ["204", "404", "409"] {
+        assert!(delete.get(code).is_some(), "{delete}");
+    }
+    app.stop().await;
+}
