@@ -851,7 +851,10 @@ async fn the_openapi_document_describes_search_pins_labels_and_delete(pool: sqlx
     let item = doc["components"]["schemas"]["ChatListItem"].to_string();
     assert!(item.contains("children") && item.contains("Chat"), "{item}");
     let patch = &doc["components"]["schemas"]["UpdateChatRequest"]["properties"];
-    assert!(patch.get("pin_order").is_some() && patch.get("labels").is_some(), "{patch}");
+    assert!(
+        patch.get("pin_order").is_some() && patch.get("labels").is_some(),
+        "{patch}"
+    );
     let delete = &doc["paths"]["/api/v1/chats/{chat_id}"]["delete"]["responses"];
     for code in ["204", "404", "409"] {
         assert!(delete.get(code).is_some(), "{delete}");
