@@ -24,9 +24,11 @@ const WORK_ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes under `/api/v1/chats` that change something but start no work. Interrupting
-/// stops work (and spending): the chat's owner may always do it, role or not.
+/// stops work (and spending), and deleting a chat refuses one that works: the chat's owner
+/// may always do either, role or not.
 const NOT_WORK: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/chats/{chat_id}"),
+    ("DELETE", "/api/v1/chats/{chat_id}"),
     ("POST", "/api/v1/chats/{chat_id}/interrupt"),
 ];
 

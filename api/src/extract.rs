@@ -121,16 +121,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
                     .strip_prefix("Failed to deserialize query string: ")
                     .unwrap_or(&text)
                     .to_owned();
-                let field = detail
-                    .split(':')
-                    .next()
-                    .filter(|f| !f.contains(' '))
-                    .unwrap_or("query")
-                    .to_owned();
-                Err(ApiError::invalid(field, detail))
+                Err(ApiError::invalid(query_field(&detail), detail))
             }
         }
     }
+}
+
+/// The parameter a query-string error is about: `limit: invalid digit` names `limit`, and
+/// serde's `unknown field `q`, expected ...` and `duplicate field `q`` name `q`; else
+/// `query`.
+fn query_field(detail: &str) -> String {
+    if (detail.starts_with("unknown field `") || detail.starts_with("duplicate field `"))
+        && let Some(name) = backticked(detail)
+    {
+        return name;
+    }
+    detail
+        .split(':')
+        .next()
+        .filter(|f| !f.contains(' '))
+        .unwrap_or("query")
+        .to_owned()
 }
 
 /// The `{chat_id}` path segment.
@@ -323,6 +334,17 @@ mod tests {
                 .unwrap_or_default(),
             other => panic!("expected 400, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        assert_eq!(query_field("limit: invalid digit found in string"), "limit");
+        assert_eq!(
+            query_field("unknown field `sort`, expected one of `q`, `limit`, `after_id`"),
+            "sort"
+        );
+        assert_eq!(query_field("duplicate field `q`"), "q");
+        assert_eq!(query_field("something else went wrong"), "query");
     }
 
     #[test]

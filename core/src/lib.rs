@@ -6,6 +6,7 @@
 //! into events and jobs. No other crate writes SQL or knows a Redis key name.
 
 pub mod auth;
+pub mod chat_query;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -100,6 +100,12 @@ pub enum ChatOutcome {
     /// An edit or a regenerate superseded the end of an idle chat's conversation and
     /// queued a new turn (with the edit's new user message).
     Rewritten(Rewrite),
+    /// A chat was deleted with its subagent chats (`Store::delete_chat`): their event
+    /// streams go too.
+    Deleted {
+        /// The deleted chats, the root first.
+        chat_ids: Vec<Uuid>,
+    },
 }
 
 /// The jobs that follow outcomes, enqueued turns first (one pipeline per queue).
@@ -148,6 +154,7 @@ impl ChatOutcome {
             | Self::ToolResultsAccepted { chat_id } => Some(*chat_id),
             Self::FannedIn(fan_in) => Some(fan_in.chat_id),
             Self::Rewritten(rewrite) => Some(rewrite.chat_id),
+            Self::Deleted { chat_ids } => chat_ids.first().copied(),
             Self::Released { .. } => None,
         }
     }
@@ -284,6 +291,7 @@ impl ChatOutcome {
                 }
             }
             Self::Released { .. } => {}
+            Self::Deleted { chat_ids } => events.forget(chat_ids.clone()),
         }
     }
 
@@ -311,7 +319,8 @@ impl ChatOutcome {
             },
             Self::MessageQueued { .. }
             | Self::StepStarted { .. }
-            | Self::ToolResultsAccepted { .. } => FollowUps::default(),
+            | Self::ToolResultsAccepted { .. }
+            | Self::Deleted { .. } => FollowUps::default(),
         }
     }
 }

@@ -93,6 +93,7 @@ pub async fn list_queues(
 
 /// Query of the dead-letter list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Page size, 1..=1000 (default 100).

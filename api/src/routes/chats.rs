@@ -1,17 +1,20 @@
-//! `/api/v1/chats`: create a chat (which starts its first turn), list root chats, read one,
-//! archive or restore one, and change its settings (plan mode, instructions, title,
-//! reasoning level).
+//! `/api/v1/chats`: create a chat (which starts its first turn), list and search root chats
+//! (`q`, the syntax of `agentq_core::chat_query`), read one, change it (title, archive,
+//! pin, labels, plan mode, instructions, reasoning level) and delete one with its subagent
+//! chats.
 
 use std::collections::BTreeMap;
 
 use agentq_core::{
+    StoreError,
+    chat_query::ChatQuery,
     domain::{
         BUILTIN_TOOL_NAMES, Chat, ClientType, DynamicTool, MessagePart, NewChat, OrganizationRole,
         PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
-    store::ChatSettings,
+    store::{ChatListItem, ChatSettings, MAX_PINNED_CHATS},
 };
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -19,7 +22,7 @@ use uuid::Uuid;
 
 use crate::{
     ApiState,
-    auth::CurrentUser,
+    auth::{CurrentUser, OwnedChat},
     error::{ApiError, ErrorBody, OrNotFound, refuse_control_chars},
     extract::{ChatId, JsonBody, QueryParams},
 };
@@ -52,7 +55,7 @@ pub struct CreateChatRequest {
     /// A model from `/api/v1/admin/models`; absent: the default model.
     #[serde(default)]
     pub model_config_id: Option<Uuid>,
-    /// Key/value labels (at most 32; keys 1-64 characters without `=`, values up to 256;
+    /// Key/value labels (at most 50; keys 1-64 characters without `=`, values up to 256;
     /// no control characters in either), searchable with `label:k=v`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -85,7 +88,7 @@ pub const MAX_DYNAMIC_TOOL_BYTES: usize = 32 * 1024;
 /// Largest total of a chat's client-defined tools, as JSON.
 pub const MAX_DYNAMIC_TOOLS_BYTES: usize = 128 * 1024;
 /// Most labels per chat.
-const MAX_LABELS: usize = 32;
+const MAX_LABELS: usize = 50;
 /// Longest label key, in characters.
 const MAX_LABEL_KEY_CHARS: usize = 64;
 /// Longest label value, in characters.
@@ -324,35 +327,52 @@ pub(crate) fn validate_message(message: Option<String>) -> Result<String, ApiErr
     Ok(text)
 }
 
-/// Query of `GET /api/v1/chats`.
+/// Query of `GET /api/v1/chats`; any other parameter is a 400 naming it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListChatsQuery {
+    /// A search: space-separated `key:value` terms, all of which a chat must match; a
+    /// value holding spaces is quoted (`title:"fix the bug"`, `\"` and `\\` inside).
+    /// Keys: `title` (text in the title, case-insensitive), `archived` (`true`, `false`
+    /// (the default), `any`), `status` (comma-separated chat statuses, any of them), `pr`
+    /// (a pull request number), `repo` (text in the git remote origin or the PR URL,
+    /// case-insensitive), `pr_title` (text in the PR title, case-insensitive), `pr_status`
+    /// (`draft`, `open`, `merged`, `closed`, `none`), `client_type` (`ui`, `api`), `label`
+    /// (`key=value`). `pr`, `repo`, `pr_title` and `pr_status` (but `none`) match only chats
+    /// with a diff status. At most 1,024 characters and 32 terms; a bad term is a 400
+    /// naming it and its position.
+    #[param(
+        max_length = 1024,
+        example = "title:\"fix the bug\" status:error,requires_action"
+    )]
+    pub q: Option<String>,
     /// Page size, 1..=100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// The last chat id of the previous page.
+    /// The last chat id of the previous page (`next_after_id`); send the same `q`.
     pub after_id: Option<Uuid>,
 }
 
 /// A page of chats.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChatList {
-    /// Root chats, pinned first, then most recently updated.
-    pub chats: Vec<Chat>,
+    /// Root chats, pinned first (by `pin_order`), then most recently updated, each with
+    /// its subagent chats in `children`.
+    pub chats: Vec<ChatListItem>,
     /// Cursor for the next page, absent on the last one.
     pub next_after_id: Option<Uuid>,
 }
 
-/// `GET /api/v1/chats`: the caller's root chats.
+/// `GET /api/v1/chats`: the caller's root chats that match `q`.
 #[utoipa::path(
     get,
     path = "/api/v1/chats",
     tag = "chats",
     params(ListChatsQuery),
     responses(
-        (status = 200, description = "Root chats, pinned first, then most recently updated.", body = ChatList),
-        (status = 400, description = "A query parameter is invalid.", body = ErrorBody),
+        (status = 200, description = "Root chats matching `q` (not archived ones when `q` says nothing of `archived`), pinned first, then most recently updated, with their subagent chats.", body = ChatList),
+        (status = 400, description = "A query parameter is invalid or unknown; a bad `q` names the term and its position.", body = ErrorBody),
     )
 )]
 pub async fn list_chats(
@@ -361,10 +381,19 @@ pub async fn list_chats(
     QueryParams(query): QueryParams<ListChatsQuery>,
 ) -> Result<Json<ChatList>, ApiError> {
     let limit = page_limit(query.limit, 50, 100)?;
+    let search = ChatQuery::parse(query.q.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::invalid("q", e.to_string()))?;
     let page = state
         .store
-        .list_root_chats(user.id, limit, query.after_id)
-        .await?;
+        .list_root_chats(user.id, &search, limit, query.after_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::invalid(
+                "after_id",
+                "names no chat of yours in the list (deleted since?); list again from the start",
+            ),
+            other => other.into(),
+        })?;
     Ok(Json(ChatList {
         chats: page.chats,
         next_after_id: page.next_after_id,
@@ -437,10 +466,23 @@ pub struct UpdateChatRequest {
     #[serde(default, deserialize_with = "super::admin::present")]
     #[schema(value_type = Option<ReasoningEffort>)]
     pub reasoning_effort: Option<Option<ReasoningEffort>>,
+    /// Pins a root chat at this position among your pinned chats (1 first; the others
+    /// move down to make room; past the end: last), or moves a pinned one there; `0` or
+    /// `null` unpins it; absent: unchanged. At most 100 pinned chats.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<i32>, minimum = 0, maximum = 100)]
+    pub pin_order: Option<Option<i32>>,
+    /// New labels, replacing all the old ones (`{}` or `null` removes them); as on create:
+    /// at most 50, keys 1-64 characters without `=`, values at most 256, no control
+    /// characters. Absent: unchanged.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub labels: Option<Option<BTreeMap<String, String>>>,
 }
 
-/// `PATCH /api/v1/chats/{chat_id}`: archive or restore a chat, enter or leave plan mode,
-/// change its instructions, title or reasoning level.
+/// `PATCH /api/v1/chats/{chat_id}`: rename, archive or restore, pin, unpin or move, label a
+/// chat, enter or leave plan mode, change its instructions or reasoning level; all in one
+/// transaction.
 #[utoipa::path(
     patch,
     path = "/api/v1/chats/{chat_id}",
@@ -451,7 +493,7 @@ pub struct UpdateChatRequest {
         (status = 200, description = "The chat as updated.", body = Chat),
         (status = 400, description = "No field was sent, a field is invalid (`validations` names it), or an unknown field was sent.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
-        (status = 409, description = "A subagent chat is archived and restored with its root.", body = ErrorBody),
+        (status = 409, description = "A subagent chat is archived, restored and pinned with its root; 100 chats are pinned already.", body = ErrorBody),
     )
 )]
 pub async fn update_chat(
@@ -465,11 +507,28 @@ pub async fn update_chat(
         && body.instructions.is_none()
         && body.title.is_none()
         && body.reasoning_effort.is_none()
+        && body.pin_order.is_none()
+        && body.labels.is_none()
     {
         return Err(ApiError::invalid(
             "archived",
-            "is required unless `plan_mode`, `instructions`, `title` or `reasoning_effort` is sent (send at least one)",
+            "is required unless `title`, `pin_order`, `labels`, `plan_mode`, `instructions` or `reasoning_effort` is sent (send at least one)",
         ));
+    }
+    let pin_order = match body.pin_order {
+        None => None,
+        Some(None | Some(0)) => Some(None),
+        Some(Some(n)) if (1..=MAX_PINNED_CHATS).contains(&i64::from(n)) => Some(Some(n)),
+        Some(Some(_)) => {
+            return Err(ApiError::invalid(
+                "pin_order",
+                format!("must be a position from 1 to {MAX_PINNED_CHATS}, or 0 or null to unpin"),
+            ));
+        }
+    };
+    let labels = body.labels.map(Option::unwrap_or_default);
+    if let Some(labels) = &labels {
+        validate_labels(labels)?;
     }
     let title = match body.title {
         Some(title) => {
@@ -491,15 +550,43 @@ pub async fn update_chat(
         archived: body.archived,
         title,
         reasoning_effort: body.reasoning_effort,
+        pin_order,
+        labels,
     };
-    // One transaction: a refused part (a subagent chat archived or put in plan mode on its
-    // own) changes nothing.
+    // One transaction: a refused part (a subagent chat archived, pinned or put in plan mode
+    // on its own, one pin too many) changes nothing.
     let chat = state
         .store
         .update_chat_settings(id, user.id, &settings)
         .await
         .or_not_found("chat")?;
     Ok(Json(chat))
+}
+
+/// `DELETE /api/v1/chats/{chat_id}`: deletes a root chat for good, with its subagent chats.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/chats/{chat_id}",
+    tag = "chats",
+    params(ChatId),
+    responses(
+        (status = 204, description = "Deleted, with its subagent chats, their messages, turns, tool calls, queued messages, debug runs, diff status and event streams, and the files no other chat links."),
+        (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
+        (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
+        (status = 409, description = "A turn of the chat or of one of its subagent chats is in progress (interrupt it, then delete), or the chat is a subagent chat (deleted with its root).", body = ErrorBody),
+    )
+)]
+pub async fn delete_chat(
+    State(state): State<ApiState>,
+    OwnedChat { user, chat_id }: OwnedChat,
+) -> Result<StatusCode, ApiError> {
+    let chat_ids = state
+        .store
+        .delete_chat(chat_id, user.id)
+        .await
+        .or_not_found("chat")?;
+    announce(&state, ChatOutcome::Deleted { chat_ids }).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Checks that `id` (sent as `field`) names an enabled model: a 400 naming the field

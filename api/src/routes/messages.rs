@@ -33,6 +33,7 @@ pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
 /// Query of `GET .../messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
     /// Most messages on the page, 1..=1000 (default 100); a page also stops at about 1 MiB

@@ -39,7 +39,11 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(chats::create_chat, chats::list_chats))
-        .routes(routes!(chats::get_chat, chats::update_chat))
+        .routes(routes!(
+            chats::get_chat,
+            chats::update_chat,
+            chats::delete_chat
+        ))
         .routes(routes!(admin_queues::list_queues))
         .routes(routes!(admin_processes::list_processes))
         .routes(routes!(site_config::get_config, site_config::put_config))

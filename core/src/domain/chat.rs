@@ -94,10 +94,12 @@ pub struct Chat {
     pub status: ChatStatus,
     /// Creator kind.
     pub client_type: ClientType,
-    /// Pinned chats sort first, by this order.
+    /// Position among the owner's pinned chats (1 first), which the list shows first;
+    /// `null`: not pinned.
     pub pin_order: Option<i32>,
-    /// Free-form key/value labels.
-    pub labels: serde_json::Value,
+    /// Key/value labels (at most 50), searchable with `label:key=value`.
+    #[sqlx(json)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Whether the chat is archived.
     pub archived: bool,
     /// When it was archived.

@@ -4,6 +4,7 @@
 
 mod chat;
 mod debug_run;
+mod diff_status;
 mod file;
 mod message;
 mod notification;
@@ -14,6 +15,7 @@ mod user;
 
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat, PlanMode};
 pub use debug_run::DebugRunStatus;
+pub use diff_status::{DiffStatus, PrState};
 pub use file::{ChatFile, FileKind};
 pub use message::{Message, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;

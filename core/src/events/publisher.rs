@@ -44,6 +44,8 @@ struct Queued {
 
 enum Command {
     Publish(Queued),
+    /// Delete these chats' streams: the chats are gone.
+    Forget(Vec<Uuid>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -99,6 +101,15 @@ impl EventPublisher {
         }
     }
 
+    /// Deletes the event streams of chats that no longer exist, after every event this
+    /// process published for them before (one queue keeps the order). A Redis failure is
+    /// logged: a stream nobody writes to expires on its own (`EventLimits::ttl`). An event
+    /// published later (a worker that has not yet seen the chat go) starts a new stream,
+    /// which expires the same way.
+    pub fn forget(&self, chat_ids: Vec<Uuid>) {
+        let _ = self.tx.send(Command::Forget(chat_ids));
+    }
+
     /// Waits until every event published before this call was written (or dropped after
     /// a Redis failure).
     pub async fn flush(&self) {
@@ -132,6 +143,7 @@ async fn write_batches(
         let mut pipe = redis::pipe();
         let mut waiters = Vec::new();
         let mut touched = HashSet::new();
+        let mut forgotten = 0;
         let mut weight = 0;
         for command in batch.drain(..) {
             match command {
@@ -151,13 +163,23 @@ async fn write_batches(
                     weight += event.weight;
                     touched.insert(key);
                 }
+                Command::Forget(chat_ids) => {
+                    // One key per command: a family's chats sit in different shards, and
+                    // a multi-key DEL across hash tags fails on a cluster.
+                    for chat_id in chat_ids {
+                        pipe.cmd("DEL")
+                            .arg(chat_events_key(&prefix, chat_id))
+                            .ignore();
+                        forgotten += 1;
+                    }
+                }
                 Command::Flush(done) => waiters.push(done),
             }
         }
         for key in &touched {
             pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
         }
-        if touched.is_empty() {
+        if touched.is_empty() && forgotten == 0 {
             // Only flush requests in this batch: nothing to write.
         } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             // Events are a live view; the messages endpoint stays the truth.

@@ -1,4 +1,5 @@
-//! Creating, reading and listing chats, and sending user messages into them. The pieces
+//! Creating and reading chats (the list is `chat_list.rs`), and sending user messages into
+//! them. The pieces
 //! that read an idle chat's state under its lock and start its next turn
 //! ([`chat_state_in`], [`start_turn_in`]) are shared with edit and regenerate
 //! (`store::edits`).
@@ -50,15 +51,6 @@ pub enum SendOutcome {
         /// 1-based place in the queue.
         position: i64,
     },
-}
-
-/// One page of the chat list.
-#[derive(Debug, Clone)]
-pub struct ChatPage {
-    /// The chats, pinned first, then most recently updated.
-    pub chats: Vec<Chat>,
-    /// Pass as `after_id` to get the next page; `None` on the last page.
-    pub next_after_id: Option<Uuid>,
 }
 
 pub(super) const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
@@ -144,52 +136,6 @@ impl Store {
         let chat = set_archived_in(&mut tx, chat_id, archived).await?;
         tx.commit().await?;
         Ok(chat)
-    }
-
-    /// The owner's root chats (not archived), pinned first, then most recently updated,
-    /// with keyset pagination: `after_id` is the last chat of the previous page.
-    pub async fn list_root_chats(
-        &self,
-        owner: Uuid,
-        limit: i64,
-        after_id: Option<Uuid>,
-    ) -> Result<ChatPage, StoreError> {
-        // The sort key is (unpinned, pin_order, updated_at DESC, id DESC); the cursor row's key
-        // is looked up once and compared field by field.
-        let mut chats: Vec<Chat> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH cur AS (
-                SELECT (pin_order IS NULL) AS unpinned, coalesce(pin_order, 0) AS po, updated_at, id
-                FROM chats WHERE id = $3 AND owner_id = $1
-             )
-             SELECT {CHAT_COLUMNS} FROM chats c
-             WHERE c.owner_id = $1 AND c.parent_chat_id IS NULL AND NOT c.archived
-               AND ($3::uuid IS NULL OR EXISTS (
-                 SELECT 1 FROM cur WHERE
-                   (c.pin_order IS NULL) > cur.unpinned
-                   OR ((c.pin_order IS NULL) = cur.unpinned AND (
-                     coalesce(c.pin_order, 0) > cur.po
-                     OR (coalesce(c.pin_order, 0) = cur.po AND (
-                       c.updated_at < cur.updated_at
-                       OR (c.updated_at = cur.updated_at AND c.id < cur.id))))))
-               )
-             ORDER BY (c.pin_order IS NULL), coalesce(c.pin_order, 0), c.updated_at DESC, c.id DESC
-             LIMIT $2"
-        )))
-        .bind(owner)
-        .bind(limit + 1)
-        .bind(after_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let next_after_id = if chats.len() as i64 > limit {
-            chats.truncate(limit as usize);
-            chats.last().map(|c| c.id)
-        } else {
-            None
-        };
-        Ok(ChatPage {
-            chats,
-            next_after_id,
-        })
     }
 
     /// Sends a user message (a subagent chat closed by `close_agent` takes none:

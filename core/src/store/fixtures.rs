@@ -5,16 +5,20 @@
 //! §4): it finds the row, then calls the store's transition function, so a test cannot put
 //! a chat or a turn into a state the code never produces. What a transition cannot do is
 //! move the clock: the `backdate_*` functions set a timestamp to the past, and nothing
-//! else. The bulk seed for the bench is the one exception, many idle chats in one
-//! statement.
+//! else. The bulk seeds are the exception: many idle chats in one statement (for the bench,
+//! and for paging through a long chat list), and a chat's diff status as an integration
+//! would report it.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::Store;
-use crate::{StoreError, domain::AcquiredTurn};
+use super::{Store, pg_text};
+use crate::{
+    StoreError,
+    domain::{AcquiredTurn, DiffStatus},
+};
 
 impl Store {
     /// One organization (`bench`), `owners` users (`owner<n>@bench.test`) and `chats` idle
@@ -52,6 +56,61 @@ impl Store {
         .execute(&self.pool)
         .await?;
         sqlx::query("ANALYZE chats").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// `count` idle (`waiting`) root chats of `owner` in `organization_id`, titled
+    /// `chat 1`, `chat 2`, ..., all created, updated and last active at the same instant
+    /// `at` (so only their ids order them in the list), in one statement. Returns their ids.
+    pub async fn seed_root_chats(
+        &self,
+        owner: Uuid,
+        organization_id: Uuid,
+        count: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO chats (id, owner_id, organization_id, title, status, last_activity_at, created_at, updated_at)
+             SELECT gen_random_uuid(), $1, $2, 'chat ' || g, 'waiting', $4, $4, $4
+             FROM generate_series(1, $3) g
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(organization_id)
+        .bind(count)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records `status` as the chat's diff status (replacing any), as an integration's
+    /// report would (issue #14 item 2).
+    pub async fn seed_diff_status(
+        &self,
+        chat_id: Uuid,
+        status: &DiffStatus,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO chat_diff_statuses (chat_id, git_remote_origin, git_branch, pr_url, pr_number,
+                    pr_title, pr_state, pr_draft, additions, deletions, changed_files)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (chat_id) DO UPDATE SET git_remote_origin = $2, git_branch = $3,
+                    pr_url = $4, pr_number = $5, pr_title = $6, pr_state = $7, pr_draft = $8,
+                    additions = $9, deletions = $10, changed_files = $11, updated_at = now()",
+        )
+        .bind(chat_id)
+        .bind(status.git_remote_origin.as_deref().map(pg_text))
+        .bind(status.git_branch.as_deref().map(pg_text))
+        .bind(status.pr_url.as_deref().map(pg_text))
+        .bind(status.pr_number)
+        .bind(status.pr_title.as_deref().map(pg_text))
+        .bind(status.pr_state)
+        .bind(status.pr_draft)
+        .bind(status.additions)
+        .bind(status.deletions)
+        .bind(status.changed_files)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -24,6 +24,8 @@
 //! replace U+0000 (see `pg_text.rs`): a write never fails on it.
 
 mod archive;
+mod chat_delete;
+mod chat_list;
 mod chats;
 mod constraints;
 mod debug_runs;
@@ -36,6 +38,7 @@ mod mcp_servers;
 mod messages;
 mod notifications;
 mod pg_text;
+mod pins;
 mod plan_mode;
 mod providers;
 mod recovery;
@@ -49,7 +52,8 @@ mod turns;
 mod user_tokens;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
-pub use chats::{BusyBehavior, ChatPage, SendOutcome};
+pub use chat_list::{ChatListItem, ChatPage};
+pub use chats::{BusyBehavior, SendOutcome};
 pub(crate) use constraints::classify as classify_constraint;
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use edits::{EditError, Rewrite};
@@ -62,6 +66,7 @@ pub use mcp_servers::{
 };
 pub use notifications::{NewNotification, OutboxEmail};
 pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
+pub use pins::MAX_PINNED_CHATS;
 pub use plan_mode::{ChatSettings, MAX_LISTED_FILES, PLAN_MODE_SOURCE};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};

@@ -10,7 +10,7 @@
 
 use uuid::Uuid;
 
-use super::{Store, chats::CHAT_COLUMNS, pg_text};
+use super::{Store, chats::CHAT_COLUMNS, pg_json, pg_text};
 use crate::{
     StoreError,
     domain::{Chat, ChatFile, PlanMode, ReasoningEffort},
@@ -36,6 +36,11 @@ pub struct ChatSettings {
     pub title: Option<String>,
     /// The chat's own reasoning level (`Some(None)`: back to its model's).
     pub reasoning_effort: Option<Option<ReasoningEffort>>,
+    /// Pin a root chat at a position (`Some(Some(n))`, 1 first; the owner's other pinned
+    /// chats make room) or unpin it (`Some(None)`); see `pins.rs`.
+    pub pin_order: Option<Option<i32>>,
+    /// New labels, replacing the old ones (checked by the caller).
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Enters or leaves plan mode inside the caller's transaction, which holds the chat's lock
@@ -67,9 +72,9 @@ const FILE_COLUMNS: &str = "f.id, f.name, f.kind, f.media_type, octet_length(f.c
 
 impl Store {
     /// Changes `owner`'s chat settings, from the next step of a turn on, in one
-    /// transaction under the chat's lock, so a refused change (a subagent chat archived on
-    /// its own or put in plan mode: [`StoreError::Conflict`]) changes nothing; returns the
-    /// chat. Someone else's chat is [`StoreError::NotFound`].
+    /// transaction under the chat's lock, so a refused change (a subagent chat archived,
+    /// pinned or put in plan mode on its own, one pin too many: [`StoreError::Conflict`])
+    /// changes nothing; returns the chat. Someone else's chat is [`StoreError::NotFound`].
     pub async fn update_chat_settings(
         &self,
         chat_id: Uuid,
@@ -77,7 +82,14 @@ impl Store {
         settings: &ChatSettings,
     ) -> Result<Chat, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if settings.pin_order.is_some() {
+            // Before the chat's lock: a renumbering locks the owner's other pinned chats.
+            super::pins::lock_pins(&mut tx, owner).await?;
+        }
         super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
+        if let Some(position) = settings.pin_order {
+            super::pins::set_pin_in(&mut tx, chat_id, owner, position).await?;
+        }
         if let Some(plan_mode) = settings.plan_mode {
             set_plan_mode_in(&mut tx, chat_id, plan_mode).await?;
         }
@@ -90,6 +102,7 @@ impl Store {
                 title = coalesce($4, title),
                 title_set_by_user = title_set_by_user OR $4 IS NOT NULL,
                 reasoning_effort = CASE WHEN $5 THEN $6 ELSE reasoning_effort END,
+                labels = coalesce($7, labels),
                 updated_at = now()
              WHERE id = $1
              RETURNING {CHAT_COLUMNS}"
@@ -105,6 +118,7 @@ impl Store {
         .bind(settings.title.as_deref().map(pg_text))
         .bind(settings.reasoning_effort.is_some())
         .bind(settings.reasoning_effort.flatten())
+        .bind(settings.labels.as_ref().map(pg_json))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -1,8 +1,8 @@
 //! Retention purges (ARCHITECTURE.md §10): debug runs past their window (in-progress ones too;
 //! steps cascade) and archived chats archived longer ago than the chat window (messages,
-//! turns, queued messages, tool calls and debug runs cascade), with the files that only
-//! they linked. Bounded batches, so a large backlog is worked off over several ticks
-//! without long locks.
+//! turns, queued messages, tool calls, debug runs and diff statuses cascade), with the files
+//! that only they linked (`chat_delete.rs`, shared with `DELETE /api/v1/chats/{id}`).
+//! Bounded batches, so a large backlog is worked off over several ticks without long locks.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -47,27 +47,7 @@ impl Store {
         if roots.is_empty() {
             return Ok((0, 0));
         }
-        let files: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT l.file_id FROM chat_file_links l JOIN chats c ON c.id = l.chat_id
-             WHERE c.id = ANY($1) OR c.root_chat_id = ANY($1)",
-        )
-        .bind(&roots)
-        .fetch_all(&mut *tx)
-        .await?;
-        let chats = sqlx::query("DELETE FROM chats WHERE id = ANY($1)")
-            .bind(&roots)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        // The links of the deleted chats went with them (ON DELETE CASCADE).
-        let files = sqlx::query(
-            "DELETE FROM files f WHERE f.id = ANY($1)
-               AND NOT EXISTS (SELECT 1 FROM chat_file_links l WHERE l.file_id = f.id)",
-        )
-        .bind(&files)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let (chats, files) = super::chat_delete::delete_families_in(&mut tx, &roots).await?;
         tx.commit().await?;
         Ok((chats, files))
     }

@@ -72,7 +72,7 @@ pub struct ChildChat {
     pub updated_at: DateTime<Utc>,
 }
 
-const CHILD_COLUMNS: &str = "id, parent_chat_id, owner_id, title, coalesce(mode, 'general') AS subagent_type, \
+pub(super) const CHILD_COLUMNS: &str = "id, parent_chat_id, owner_id, title, coalesce(mode, 'general') AS subagent_type, \
      status, closed_at IS NOT NULL AS closed, last_error, created_at, updated_at";
 
 /// What spawning a child needs.

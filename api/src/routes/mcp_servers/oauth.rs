@@ -58,7 +58,8 @@ pub struct OAuthStart {
 }
 
 /// Query of `GET /api/v1/mcp-servers/oauth/callback` (what the authorization server
-/// appends).
+/// appends). Unlike other queries it takes unknown parameters: authorization servers add
+/// their own (`iss`, `session_state`, ...).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
