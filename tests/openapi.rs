@@ -16,7 +16,7 @@ use support::{app::TestApp, sse};
 const NOT_DOCUMENTED: [&str; 3] = ["/docs", "/docs/", "/docs/{*rest}"];
 
 /// The SSE event names of ARCHITECTURE.md §8 (`reset` is sent by the API when events were lost).
-const EVENT_NAMES: [&str; 9] = [
+const EVENT_NAMES: [&str; 11] = [
     "status",
     "message_part",
     "message",
@@ -25,6 +25,8 @@ const EVENT_NAMES: [&str; 9] = [
     "error",
     "action_required",
     "messages_superseded",
+    "compaction",
+    "title",
     "reset",
 ];
 

@@ -486,6 +486,27 @@ pub struct WorkerConfig {
         default_value_t = 8 * 1024 * 1024
     )]
     pub max_conversation_bytes: usize,
+    /// Share of a model's input budget (its `context_limit` less its output reserve), in
+    /// percent, past which a step first compacts the older part of the conversation into a
+    /// summary (models without a `context_limit` are never compacted).
+    #[arg(
+        long = "compaction-threshold-percent",
+        env = "AGENTQ_COMPACTION_THRESHOLD_PERCENT",
+        default_value_t = 80,
+        value_parser = clap::value_parser!(u8).range(10..=100)
+    )]
+    pub compaction_threshold_percent: u8,
+    /// Whether a root chat's first answer is followed by a generated title: one short call
+    /// of the `title` context's model (else the chat's). `false` keeps the first message's
+    /// first 80 characters as the title (a worker with titles off closes the chat's title
+    /// request without a call).
+    #[arg(
+        long = "generate-titles",
+        env = "AGENTQ_GENERATE_TITLES",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub generate_titles: bool,
     /// Most tool calls one model step may ask for; a step asking for more fails with a
     /// clear error instead of flooding the shared `tools` queue (or the client).
     #[arg(

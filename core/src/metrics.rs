@@ -108,6 +108,16 @@ pub fn turn_given_up(reason: &'static str) {
     counter!("agentq_turns_given_up_total", "reason" => reason).increment(1);
 }
 
+/// A step compacted its conversation into a summary (ARCHITECTURE.md §7).
+pub fn compaction() {
+    counter!("agentq_compactions_total").increment(1);
+}
+
+/// A chat got a generated title.
+pub fn title_generated() {
+    counter!("agentq_titles_generated_total").increment(1);
+}
+
 /// A provider attempt ended; `error_kind` is `None` on success.
 pub fn provider_attempt(provider: &str, error_kind: Option<&str>, took: Duration) {
     histogram!("agentq_provider_request_seconds", "provider" => provider.to_owned())

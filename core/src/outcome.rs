@@ -92,6 +92,22 @@ pub enum ChatOutcome {
     /// The step's last call finished: the turn continues with every result, or (a
     /// plan-mode call succeeded) the chat waits for the user.
     FannedIn(FanIn),
+    /// A step compacted the older part of its conversation into a summary message.
+    Compacted {
+        /// The summary message (kind `summary`).
+        summary: Message,
+        /// How many messages it replaced in what the model sees.
+        messages_compacted: usize,
+        /// Estimated tokens of the step's request before and after.
+        tokens: (u64, u64),
+    },
+    /// The chat got a generated title.
+    Titled {
+        /// The chat.
+        chat_id: Uuid,
+        /// The title.
+        title: String,
+    },
     /// A running turn was handed back (`running` -> `queued`) by a draining worker.
     Released {
         /// The turn, to run again at once.
@@ -151,7 +167,9 @@ impl ChatOutcome {
             | Self::StepStarted { chat_id, .. }
             | Self::TurnFinished { chat_id, .. }
             | Self::ToolStep { chat_id, .. }
-            | Self::ToolResultsAccepted { chat_id } => Some(*chat_id),
+            | Self::ToolResultsAccepted { chat_id }
+            | Self::Titled { chat_id, .. } => Some(*chat_id),
+            Self::Compacted { summary, .. } => Some(summary.chat_id),
             Self::FannedIn(fan_in) => Some(fan_in.chat_id),
             Self::Rewritten(rewrite) => Some(rewrite.chat_id),
             Self::Deleted { chat_ids } => chat_ids.first().copied(),
@@ -290,6 +308,26 @@ impl ChatOutcome {
                     message(rewrite.chat_id, m);
                 }
             }
+            Self::Compacted {
+                summary,
+                messages_compacted,
+                tokens: (tokens_before, tokens_after),
+            } => events.publish(
+                summary.chat_id,
+                ChatEvent::Compaction {
+                    summary_message_id: summary.id,
+                    compacted_through: summary.compacted_through.unwrap_or(summary.id),
+                    messages_compacted: *messages_compacted,
+                    tokens_before: *tokens_before,
+                    tokens_after: *tokens_after,
+                },
+            ),
+            Self::Titled { chat_id, title } => events.publish(
+                *chat_id,
+                ChatEvent::Title {
+                    title: title.clone(),
+                },
+            ),
             Self::Released { .. } => {}
             Self::Deleted { chat_ids } => events.forget(chat_ids.clone()),
         }
@@ -320,7 +358,9 @@ impl ChatOutcome {
             Self::MessageQueued { .. }
             | Self::StepStarted { .. }
             | Self::ToolResultsAccepted { .. }
-            | Self::Deleted { .. } => FollowUps::default(),
+            | Self::Deleted { .. }
+            | Self::Compacted { .. }
+            | Self::Titled { .. } => FollowUps::default(),
         }
     }
 }

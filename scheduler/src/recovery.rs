@@ -37,7 +37,23 @@ pub async fn recover(
 ) -> Result<usize, RecoveryError> {
     let turns = recover_turns(store, producer, events, config).await?;
     let emails = nudge_emails(store, producer, config).await?;
-    Ok(turns + emails)
+    let titles = nudge_titles(store, producer, config).await?;
+    Ok(turns + emails + titles)
+}
+
+/// Re-sends the job of the turn whose chat still waits for a generated title (its nudge
+/// seems lost): the job finds the turn finished and generates the title.
+async fn nudge_titles(
+    store: &Store,
+    producer: &Producer,
+    config: &SchedulerConfig,
+) -> Result<usize, RecoveryError> {
+    let turns = store
+        .nudge_pending_titles(Duration::from_secs(config.stale_secs), config.batch)
+        .await?;
+    let jobs: Vec<RunTurn> = turns.iter().map(|&turn_id| RunTurn { turn_id }).collect();
+    producer.enqueue_many(&jobs).await?;
+    Ok(jobs.len())
 }
 
 /// Enqueues `SendMail` for outbox rows that are due and whose last nudge seems lost.

@@ -92,6 +92,9 @@ impl TestApp {
         worker.interrupt_poll_ms = 100;
         // Admin changes to providers and models reach the next step at once.
         worker.model_cache_ms = 0;
+        // Most tests count the provider's requests: a title call would be one more. The
+        // title tests turn it on.
+        worker.generate_titles = false;
         let token = create_user(&services, "alice@example.com", "acme").await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -28,6 +28,30 @@ pub struct Behavior {
     /// key takes the next reply of that key's queue (before `script`), so chats that run at
     /// once (a parent and its subagents) are scripted apart.
     pub scripts_by_prompt: Vec<(String, std::collections::VecDeque<Reply>)>,
+    /// The model's context window in tokens ([`request_tokens`]), when it has one: a
+    /// request whose tokens plus its `max_tokens` pass it is refused as OpenAI refuses it
+    /// (400 `context_length_exceeded`); answers are cut at `max_tokens`; usage reports the
+    /// request's real size; and agentq's compaction requests (their system message starts
+    /// with [`SUMMARIZER_OPENING`]) get a short summary, never a scripted reply.
+    pub context_limit: Option<u64>,
+}
+
+/// How agentq's compaction requests begin their system message.
+pub const SUMMARIZER_OPENING: &str = "You compact the conversation";
+
+/// The size in tokens the fake gives a request: its messages and tools as JSON, at 4 bytes
+/// a token (about what OpenAI's tokenizers give English prose).
+pub fn request_tokens(body: &Value) -> u64 {
+    let size =
+        body["messages"].to_string().len() + body.get("tools").map_or(0, |t| t.to_string().len());
+    size.div_ceil(4) as u64
+}
+
+/// The output cap a request sets (`max_tokens` or `max_completion_tokens`), if any.
+pub fn max_output(body: &Value) -> Option<u64> {
+    body["max_tokens"]
+        .as_u64()
+        .or_else(|| body["max_completion_tokens"].as_u64())
 }
 
 /// In a scripted tool call's arguments, a string value replaced by the `chat_id` of the
@@ -101,6 +125,7 @@ impl FakeOpenAi {
                 chunk_delay,
                 script: Default::default(),
                 scripts_by_prompt: Vec::new(),
+                context_limit: None,
             })),
             received: Arc::default(),
         };
@@ -148,6 +173,11 @@ impl FakeOpenAi {
             .into_iter()
             .filter(|r| first_user_text(&r.body).contains(key))
             .collect()
+    }
+
+    /// Gives the fake model a context window of `tokens` (see [`Behavior::context_limit`]).
+    pub fn set_context_limit(&self, tokens: Option<u64>) {
+        self.shared.behavior.lock().unwrap().context_limit = tokens;
     }
 
     /// Changes the pause between chunks.
@@ -292,6 +322,26 @@ async fn completions(
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default()
         .to_owned();
+    let context_limit = shared.behavior.lock().unwrap().context_limit;
+    let summarizing = context_limit.is_some()
+        && body["messages"][0]["role"] == "system"
+        && body["messages"][0]["content"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(SUMMARIZER_OPENING));
+    if let Some(limit) = context_limit {
+        let tokens = request_tokens(&body) + max_output(&body).unwrap_or(0);
+        if tokens > limit {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {
+                    "message": format!("This model's maximum context length is {limit} tokens. However, you requested {tokens} tokens. Please reduce the length of the messages."),
+                    "type": "invalid_request_error",
+                    "code": "context_length_exceeded",
+                }})),
+            )
+                .into_response();
+        }
+    }
     let (delay, reply) = {
         let mut behavior = shared.behavior.lock().unwrap();
         let first_user = first_user_text(&body);
@@ -301,6 +351,17 @@ async fn completions(
             .find(|(key, _)| first_user.contains(key.as_str()))
             .map(|(_, queue)| queue.pop_front());
         let reply = match keyed {
+            _ if summarizing => Some(Reply::Text(format!(
+                "Summary: the user sent long messages; the latest one began {:?}.",
+                last_user
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with("User: "))
+                    .unwrap_or_default()
+                    .chars()
+                    .take(60)
+                    .collect::<String>()
+            ))),
             Some(reply) => reply,
             None => behavior.script.pop_front(),
         };
@@ -381,10 +442,15 @@ async fn completions(
             chunks.push(chunk(json!({}), Some("tool_calls")));
         }
         other => {
-            let answer = match &other {
+            let mut answer = match &other {
                 Some(Reply::Text(text)) => text.clone(),
                 _ => answer_to(&last_user),
             };
+            if let (Some(_), Some(max)) = (context_limit, max_output(&body)) {
+                // A model stops at its output cap.
+                let cap = answer.floor_char_boundary(max as usize * 4);
+                answer.truncate(cap);
+            }
             if let Some(Reply::CutAfter(n)) = other {
                 cut = Some(n + 1);
             }
@@ -395,7 +461,10 @@ async fn completions(
             chunks.push(chunk(json!({}), Some("stop")));
         }
     }
-    let prompt_tokens = last_user.split_whitespace().count();
+    let prompt_tokens = match context_limit {
+        Some(_) => request_tokens(&body) as usize,
+        None => last_user.split_whitespace().count(),
+    };
     let completion_tokens = chunks.len().saturating_sub(2);
     chunks.push(json!({"id": "c1", "model": "fake-gpt", "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}).to_string());
     chunks.push("[DONE]".into());

@@ -160,6 +160,9 @@ impl AgentqProcess {
             "fake-gpt",
             "--queues",
             "turns,tools",
+            // As in-process workers: tests count the provider's requests.
+            "--generate-titles",
+            "false",
         ];
         flags.extend_from_slice(extra);
         flags

@@ -66,6 +66,8 @@ pub struct ModelTarget {
     pub model: String,
     /// Output cap.
     pub max_output_tokens: Option<u32>,
+    /// Context window in tokens; `None`: unknown, so the worker never compacts for it.
+    pub context_limit: Option<u32>,
     /// Pricing, when the model is configured as data.
     pub pricing: Option<Pricing>,
     /// Prompt-cache breakpoints and their lifetime; `None`: the model's `prompt_caching` is
@@ -174,6 +176,7 @@ impl ModelResolver {
             provider_name: row.provider_name.clone(),
             model: row.model.name.clone(),
             max_output_tokens: row.model.max_output_tokens.map(|v| v as u32),
+            context_limit: row.model.context_limit.map(|v| v as u32),
             pricing: Some(Pricing {
                 input: row.model.input_price_micros,
                 output: row.model.output_price_micros,

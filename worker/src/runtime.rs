@@ -75,6 +75,7 @@ pub fn engine(
                 provider_name: fallback.name().to_owned(),
                 model: provider.model.clone(),
                 max_output_tokens: None,
+                context_limit: None,
                 pricing: None,
                 // No model row to turn it off: the flag-configured model caches.
                 cache: Some(CacheTtl::FiveMinutes),
@@ -94,6 +95,8 @@ pub fn engine(
             client_tool_deadline: Duration::from_secs(worker.client_tool_deadline_secs),
             max_attempts: worker.turn_max_attempts.max(1),
             max_conversation_bytes: worker.max_conversation_bytes,
+            compaction_threshold: f64::from(worker.compaction_threshold_percent) / 100.0,
+            generate_titles: worker.generate_titles,
             max_tool_calls_per_step: worker.max_tool_calls_per_step.max(1),
         },
         tools: registry.clone(),

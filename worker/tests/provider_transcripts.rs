@@ -225,6 +225,8 @@ fn message(role: Role, content: Vec<MessagePart>) -> Message {
         usage: None,
         cost_micros: None,
         interrupted: false,
+        kind: agentq_core::domain::MessageKind::Message,
+        compacted_through: None,
         created_at: chrono::Utc::now(),
         superseded_at: None,
     }

@@ -245,7 +245,7 @@ pub async fn create_chat(
         None => None,
     };
     if let Some(model_id) = body.model_config_id {
-        enabled_model(&state, "model_config_id", model_id).await?;
+        super::model_contexts::enabled_model(&state, "model_config_id", model_id).await?;
     }
     let orgs = state
         .store
@@ -478,6 +478,12 @@ pub struct UpdateChatRequest {
     #[serde(default, deserialize_with = "super::admin::present")]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub labels: Option<Option<BTreeMap<String, String>>>,
+    /// The chat's model from its next step on; `null` lets the resolution order choose
+    /// (the owner's override, the site's model for the context, the default model). A
+    /// disabled model, or one whose provider is disabled, is a 400.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub model_config_id: Option<Option<Uuid>>,
 }
 
 /// `PATCH /api/v1/chats/{chat_id}`: rename, archive or restore, pin, unpin or move, label a
@@ -509,10 +515,11 @@ pub async fn update_chat(
         && body.reasoning_effort.is_none()
         && body.pin_order.is_none()
         && body.labels.is_none()
+        && body.model_config_id.is_none()
     {
         return Err(ApiError::invalid(
             "archived",
-            "is required unless `title`, `pin_order`, `labels`, `plan_mode`, `instructions` or `reasoning_effort` is sent (send at least one)",
+            "is required unless `title`, `pin_order`, `labels`, `plan_mode`, `instructions`, `reasoning_effort` or `model_config_id` is sent (send at least one)",
         ));
     }
     let pin_order = match body.pin_order {
@@ -529,6 +536,9 @@ pub async fn update_chat(
     let labels = body.labels.map(Option::unwrap_or_default);
     if let Some(labels) = &labels {
         validate_labels(labels)?;
+    }
+    if let Some(Some(model_id)) = body.model_config_id {
+        super::model_contexts::enabled_model(&state, "model_config_id", model_id).await?;
     }
     let title = match body.title {
         Some(title) => {
@@ -552,6 +562,7 @@ pub async fn update_chat(
         reasoning_effort: body.reasoning_effort,
         pin_order,
         labels,
+        model_config_id: body.model_config_id,
     };
     // One transaction: a refused part (a subagent chat archived, pinned or put in plan mode
     // on its own, one pin too many) changes nothing.
@@ -587,15 +598,4 @@ pub async fn delete_chat(
         .or_not_found("chat")?;
     announce(&state, ChatOutcome::Deleted { chat_ids }).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Checks that `id` (sent as `field`) names an enabled model: a 400 naming the field
-/// otherwise.
-pub(super) async fn enabled_model(state: &ApiState, field: &str, id: Uuid) -> Result<(), ApiError> {
-    match state.store.get_model(id).await {
-        Ok(model) if model.enabled => Ok(()),
-        Ok(_) => Err(ApiError::invalid(field, "names a disabled model")),
-        Err(agentq_core::StoreError::NotFound) => Err(ApiError::invalid(field, "names no model")),
-        Err(e) => Err(e.into()),
-    }
 }

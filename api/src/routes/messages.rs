@@ -6,7 +6,7 @@ use agentq_core::{
     domain::{Message, MessagePart, PlanMode, Role},
     outcome::ChatOutcome,
     rate_limit::Limit,
-    store::{BusyBehavior, EditError, SendOutcome},
+    store::{BusyBehavior, EditError, SendOptions, SendOutcome},
 };
 use axum::{
     Json,
@@ -131,6 +131,11 @@ pub struct SendMessageRequest {
     #[serde(default, deserialize_with = "super::admin::present")]
     #[schema(value_type = Option<PlanMode>)]
     pub plan_mode: Option<Option<PlanMode>>,
+    /// Switches the chat's model from the turn this message starts on (for a message that
+    /// waits in the queue: from when it is promoted); absent: the chat keeps its model. A
+    /// model that is disabled, or whose provider is, is a 400 naming `model_config_id`.
+    #[serde(default)]
+    pub model_config_id: Option<Uuid>,
 }
 
 /// Response of `POST .../messages`.
@@ -182,15 +187,21 @@ pub async fn send_message(
         Some(ids) => Some(super::mcp_servers::chosen_mcp_servers(&state, ids).await?),
         None => None,
     };
+    if let Some(model_id) = body.model_config_id {
+        super::model_contexts::enabled_model(&state, "model_config_id", model_id).await?;
+    }
     let outcome = state
         .store
         .send_message(
             chat_id,
             user.id,
             &[MessagePart::Text { text }],
-            busy,
-            mcp_server_ids.as_deref(),
-            body.plan_mode,
+            &SendOptions {
+                busy,
+                mcp_server_ids: mcp_server_ids.as_deref(),
+                plan_mode: body.plan_mode,
+                model_config_id: body.model_config_id,
+            },
         )
         .await
         .or_not_found("chat")?;

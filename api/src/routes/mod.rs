@@ -11,6 +11,7 @@ mod instructions;
 mod interrupt;
 pub(crate) mod mcp_servers;
 mod messages;
+mod model_contexts;
 mod notifications;
 mod oidc;
 mod regenerate;
@@ -91,6 +92,15 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(
             subagents::get_subagent_models,
             subagents::put_subagent_models
+        ))
+        .routes(routes!(
+            model_contexts::get_model_contexts,
+            model_contexts::put_model_contexts
+        ))
+        .routes(routes!(model_contexts::get_chat_model))
+        .routes(routes!(
+            model_contexts::get_model_overrides,
+            model_contexts::put_model_overrides
         ))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))

@@ -84,11 +84,14 @@ struct Cursor {
             description = "Server-Sent Events, one per chat event, until the client or the \
                 server closes. Each frame has `id:` (the event id, for `Last-Event-ID`), \
                 `event:` (one of `status`, `message_part`, `message`, `queue_update`, `retry`, \
-                `error`, `action_required`, `messages_superseded`, `reset`) and `data:` (that \
+                `error`, `action_required`, `messages_superseded`, `compaction`, `title`, \
+                `reset`) and `data:` (that \
                 event's JSON, the `data` property of the schema). Comment lines are keep-alives. \
                 `message` carries a bounded preview (`truncated` says whether it is whole); \
                 `messages_superseded` means an edit or a regenerate replaced every message from \
-                `from_message_id` on: drop them; `reset` means events were lost: reload the \
+                `from_message_id` on: drop them; `compaction` means the older part of what the \
+                model sees is now the summary message `summary_message_id`; `title` carries \
+                the chat's generated title; `reset` means events were lost: reload the \
                 messages. The server ends the stream after its maximum lifetime; reconnect with \
                 `Last-Event-ID`.",
             content_type = "text/event-stream",

@@ -79,7 +79,7 @@ pub async fn put_subagent_models(
 ) -> Result<Json<SubagentModels>, ApiError> {
     for (field, id) in [("general", body.general), ("explore", body.explore)] {
         if let Some(id) = id {
-            super::chats::enabled_model(&state, field, id).await?;
+            super::model_contexts::enabled_model(&state, field, id).await?;
         }
     }
     Ok(Json(state.store.set_subagent_models(&body).await?))

@@ -104,6 +104,20 @@ pub struct Usage {
     pub cache_write_tokens: u64,
 }
 
+/// What a message is in the conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum MessageKind {
+    /// A message of the conversation.
+    #[default]
+    Message,
+    /// A compaction summary (ARCHITECTURE.md §7): written by the model, it stands for every
+    /// message up to `compacted_through` in what later steps send; those stay readable here.
+    Summary,
+}
+
 /// A persisted message.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -130,6 +144,14 @@ pub struct Message {
     pub cost_micros: Option<i64>,
     /// The answer was cut short by an interrupt; it holds what had streamed.
     pub interrupted: bool,
+    /// `summary` for a compaction summary; `message` otherwise.
+    #[sqlx(default)]
+    #[serde(default)]
+    pub kind: MessageKind,
+    /// For a summary: the last message it stands for (every message up to this id).
+    #[sqlx(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_through: Option<Uuid>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// When an edit or a regenerate replaced this message (ARCHITECTURE.md §4.1); `null`

@@ -17,7 +17,7 @@ pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, Ne
 pub use debug_run::DebugRunStatus;
 pub use diff_status::{DiffStatus, PrState};
 pub use file::{ChatFile, FileKind};
-pub use message::{Message, MessagePart, Role, SupersededBy, Usage};
+pub use message::{Message, MessageKind, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;
 pub use provider::ProviderKind;
 pub use reasoning::ReasoningEffort;

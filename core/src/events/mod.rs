@@ -106,6 +106,28 @@ pub enum ChatEvent {
         /// `edit` or `regenerate`.
         reason: SupersededBy,
     },
+    /// The step compacted the conversation (ARCHITECTURE.md §7): the older part is now
+    /// the summary message `summary_message_id` in what the model sees. The originals stay
+    /// readable in `GET /chats/{id}/messages`; the summary is listed there too (kind
+    /// `summary`).
+    Compaction {
+        /// The summary message.
+        summary_message_id: Uuid,
+        /// The last message the summary stands for.
+        compacted_through: Uuid,
+        /// How many messages it replaced in what the model sees.
+        messages_compacted: usize,
+        /// Estimated tokens of the step's request before compaction.
+        tokens_before: u64,
+        /// Estimated tokens after it.
+        tokens_after: u64,
+    },
+    /// The chat got a generated title (after its first answer; never over a title the
+    /// user set).
+    Title {
+        /// The new title.
+        title: String,
+    },
     /// The stream cannot continue without a gap: the events after the client's
     /// `Last-Event-ID` were trimmed or expired. Reload `GET /chats/{id}/messages`; the stream
     /// goes on after this event (whose `id` is the resume point from now on). Sent by the
@@ -152,6 +174,8 @@ impl ChatEvent {
             ChatEvent::ActionRequired { .. } => "action_required",
             ChatEvent::MessagesSuperseded { .. } => "messages_superseded",
             ChatEvent::Reset { .. } => "reset",
+            ChatEvent::Compaction { .. } => "compaction",
+            ChatEvent::Title { .. } => "title",
         }
     }
 

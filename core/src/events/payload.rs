@@ -230,6 +230,8 @@ mod tests {
                 usage: None,
                 cost_micros: None,
                 interrupted: false,
+                kind: crate::domain::MessageKind::Message,
+                compacted_through: None,
                 created_at: chrono::Utc::now(),
                 superseded_at: None,
             }),

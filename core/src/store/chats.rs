@@ -34,6 +34,21 @@ impl BusyBehavior {
     }
 }
 
+/// How a message is sent: what it does to a busy chat and the chat settings it changes
+/// from this message on (`None`: unchanged).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions<'a> {
+    /// What to do while a turn runs.
+    pub busy: BusyBehavior,
+    /// Replaces the chat's MCP servers.
+    pub mcp_server_ids: Option<&'a [Uuid]>,
+    /// Enters (`Some(Some)`) or leaves (`Some(None)`) plan mode.
+    pub plan_mode: Option<Option<PlanMode>>,
+    /// Switches the chat's model from the turn this message starts on (for a queued
+    /// message: when it is promoted).
+    pub model_config_id: Option<Uuid>,
+}
+
 /// The result of sending a message.
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
@@ -158,10 +173,14 @@ impl Store {
         chat_id: Uuid,
         owner: Uuid,
         content: &[MessagePart],
-        busy: BusyBehavior,
-        mcp_server_ids: Option<&[Uuid]>,
-        plan_mode: Option<Option<PlanMode>>,
+        options: &SendOptions<'_>,
     ) -> Result<SendOutcome, StoreError> {
+        let SendOptions {
+            busy,
+            mcp_server_ids,
+            plan_mode,
+            model_config_id,
+        } = *options;
         let mut tx = self.pool.begin().await?;
         // Lock first, then read: a statement that waits for the lock keeps the snapshot it
         // started with, so reading the turns in the locking statement could see state from
@@ -188,12 +207,14 @@ impl Store {
                     UPDATE chats SET archived = false, archived_at = NULL, updated_at = now()
                     WHERE (id = $2 OR root_chat_id = $2) AND archived
                  )
-                 INSERT INTO chat_queued_messages (id, chat_id, content, busy_behavior) VALUES ($1, $2, $3, $4)",
+                 INSERT INTO chat_queued_messages (id, chat_id, content, busy_behavior, model_config_id)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(id)
             .bind(chat_id)
             .bind(pg_json(content))
             .bind(busy.as_str())
+            .bind(model_config_id)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -201,6 +222,14 @@ impl Store {
                 queued_message_id: id,
                 position: state.queued + 1,
             });
+        }
+        if let Some(model_config_id) = model_config_id {
+            // The message's model, checked by the API, is the chat's from this turn on.
+            sqlx::query("UPDATE chats SET model_config_id = $2 WHERE id = $1")
+                .bind(chat_id)
+                .bind(model_config_id)
+                .execute(&mut *tx)
+                .await?;
         }
         let (turn_id, message) = start_turn_in(&mut tx, chat_id, &state, Some(content)).await?;
         tx.commit().await?;

@@ -40,6 +40,27 @@ const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
         Meaning::UnknownReference,
         "explore",
     ),
+    (
+        "site_config_root_model_fk",
+        Meaning::UnknownReference,
+        "root",
+    ),
+    (
+        "site_config_title_model_fk",
+        Meaning::UnknownReference,
+        "title",
+    ),
+    (
+        "site_config_compaction_model_fk",
+        Meaning::UnknownReference,
+        "compaction",
+    ),
+    ("users_root_model_fk", Meaning::UnknownReference, "root"),
+    (
+        "chat_queued_messages_model_config_id_fkey",
+        Meaning::UnknownReference,
+        "model_config_id",
+    ),
 ];
 
 /// The store's error for `e`: a typed one when `e` violates a constraint listed above.

@@ -9,7 +9,7 @@
 //!
 //! **Supersede, never delete.** Replaced messages get `superseded_at`; the rows stay, so an
 //! assistant message's cost still counts and the history can be audited, but
-//! `Store::conversation` (what the model sees) leaves them out, and so does the message
+//! `Store::prompt_history` (what the model sees) leaves them out, and so does the message
 //! list unless asked. The rule is one comparison of ids (uuid v7, so id order is creation
 //! order): an edit supersedes every message whose id is at least the edited one's, a
 //! regenerate every message whose id is at least that of the last turn's first answer.

@@ -10,11 +10,11 @@ impl Store {
     /// How many assistant messages exist, in every chat: the benchmark's measure of
     /// answered turns.
     pub async fn count_assistant_messages(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM chat_messages WHERE role = 'assistant'")
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM chat_messages WHERE role = 'assistant' AND kind = 'message'",
         )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Messages of a chat in creation order, after `after_id` (keyset), at most `limit`,
@@ -49,18 +49,6 @@ impl Store {
         .bind(limit)
         .bind(max_bytes)
         .bind(include_superseded)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The whole conversation, oldest first, for building a prompt: every message an edit
-    /// or a regenerate did not replace (`superseded_at` is NULL).
-    pub async fn conversation(&self, chat_id: Uuid) -> Result<Vec<Message>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS}
-             FROM chat_messages WHERE chat_id = $1 AND superseded_at IS NULL ORDER BY id"
-        )))
-        .bind(chat_id)
         .fetch_all(&self.pool)
         .await?)
     }

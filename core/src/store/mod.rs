@@ -36,6 +36,7 @@ mod instructions;
 mod interrupts;
 mod mcp_servers;
 mod messages;
+mod model_contexts;
 mod notifications;
 mod pg_text;
 mod pins;
@@ -47,13 +48,15 @@ mod scheduler_ticks;
 mod site_config;
 mod skills;
 mod subagents;
+mod summaries;
+mod titles;
 mod tool_calls;
 mod turns;
 mod user_tokens;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chat_list::{ChatListItem, ChatPage};
-pub use chats::{BusyBehavior, SendOutcome};
+pub use chats::{BusyBehavior, SendOptions, SendOutcome};
 pub(crate) use constraints::classify as classify_constraint;
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use edits::{EditError, Rewrite};
@@ -63,6 +66,9 @@ pub use interrupts::InterruptOutcome;
 pub use mcp_servers::{
     McpAuthType, McpAvailability, McpServerListing, McpServerRecord, McpServerView, McpServerWrite,
     McpTransport,
+};
+pub use model_contexts::{
+    EffectiveModel, ModelAvailability, ModelContexts, UserModelOverrides, WorkContext,
 };
 pub use notifications::{NewNotification, OutboxEmail};
 pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
@@ -75,6 +81,8 @@ pub use scheduler_ticks::TickLease;
 pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
 pub use subagents::{ChildChat, NewSubagent, Spawned, SubagentModels, WaitState};
+pub use summaries::NewSummary;
+pub use titles::{MAX_TITLE_ATTEMPTS, TitleWork};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 pub use user_tokens::{
@@ -108,7 +116,7 @@ impl Store {
 }
 
 /// The columns of `domain::Message`, in one place for every query that returns messages.
-pub(crate) const MESSAGE_COLUMNS: &str = "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, created_at, superseded_at";
+pub(crate) const MESSAGE_COLUMNS: &str = "id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted, kind, compacted_through, created_at, superseded_at";
 
 /// `Ok` when a write changed a row, [`StoreError::NotFound`] when it matched none: the
 /// answer of an update or delete addressed by id.

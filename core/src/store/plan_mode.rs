@@ -41,6 +41,9 @@ pub struct ChatSettings {
     pub pin_order: Option<Option<i32>>,
     /// New labels, replacing the old ones (checked by the caller).
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// The chat's model (`Some(None)`: none, so the resolution order goes on; see
+    /// `store::model_contexts`), checked by the caller.
+    pub model_config_id: Option<Option<Uuid>>,
 }
 
 /// Enters or leaves plan mode inside the caller's transaction, which holds the chat's lock
@@ -103,6 +106,7 @@ impl Store {
                 title_set_by_user = title_set_by_user OR $4 IS NOT NULL,
                 reasoning_effort = CASE WHEN $5 THEN $6 ELSE reasoning_effort END,
                 labels = coalesce($7, labels),
+                model_config_id = CASE WHEN $8 THEN $9 ELSE model_config_id END,
                 updated_at = now()
              WHERE id = $1
              RETURNING {CHAT_COLUMNS}"
@@ -119,6 +123,8 @@ impl Store {
         .bind(settings.reasoning_effort.is_some())
         .bind(settings.reasoning_effort.flatten())
         .bind(settings.labels.as_ref().map(pg_json))
+        .bind(settings.model_config_id.is_some())
+        .bind(settings.model_config_id.flatten())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

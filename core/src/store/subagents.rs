@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Store, pg_json, pg_text};
+use super::{MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text};
 use crate::{
     ChatError, StoreError,
     domain::{ChatStatus, Message, MessagePart},
@@ -220,7 +220,7 @@ impl Store {
                                    status, mode, client_type, model_config_id, spawn_call_id,
                                    mcp_server_ids)
                 -- The site's model for this subagent type, while it is enabled; else the
-                -- parent's.
+                -- model the parent runs on (its effective model, store::model_contexts).
                 SELECT $1, p.owner_id, p.organization_id, p.id, coalesce(p.root_chat_id, p.id), $3,
                        'pending', $4, p.client_type,
                        coalesce(
@@ -228,7 +228,8 @@ impl Store {
                               ON m.id = CASE $4 WHEN 'explore' THEN s.explore_subagent_model_id
                                                 ELSE s.general_subagent_model_id END
                             WHERE s.id = 1 AND m.enabled),
-                           p.model_config_id),
+                           (SELECT {EFFECTIVE_MODEL} FROM chats ch JOIN users u ON u.id = ch.owner_id
+                            LEFT JOIN site_config s ON s.id = 1 WHERE ch.id = p.id)),
                        $5, p.mcp_server_ids
                 FROM chats p WHERE p.id = $2
                 RETURNING *
@@ -310,7 +311,7 @@ impl Store {
     ) -> Result<Option<(String, bool)>, StoreError> {
         let content: Option<sqlx::types::Json<Vec<MessagePart>>> = sqlx::query_scalar(
             "SELECT content FROM chat_messages
-             WHERE chat_id = $1 AND role = 'assistant' AND superseded_at IS NULL
+             WHERE chat_id = $1 AND role = 'assistant' AND kind = 'message' AND superseded_at IS NULL
              ORDER BY id DESC LIMIT 1",
         )
         .bind(chat_id)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Store, pg_json, pg_text};
+use super::{MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text};
 use crate::{
     ChatError, StoreError,
     domain::{AcquiredTurn, ChatStatus, Message, MessagePart, Usage},
@@ -80,7 +80,7 @@ impl Store {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<AcquiredTurn>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
                 SELECT id FROM chats WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1) FOR UPDATE
              ), t AS (
@@ -95,13 +95,13 @@ impl Store {
              )
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
-                    ch.model_config_id, ch.parent_chat_id, ch.mode, par.plan_mode AS parent_plan_mode,
-                    ch.reasoning_effort
+                    {EFFECTIVE_MODEL} AS model_config_id, ch.parent_chat_id, ch.mode,
+                    par.plan_mode AS parent_plan_mode, ch.reasoning_effort
              FROM t JOIN chats ch ON ch.id = t.chat_id
              LEFT JOIN chats par ON par.id = ch.parent_chat_id
              JOIN users u ON u.id = ch.owner_id
-             LEFT JOIN site_config s ON s.id = 1",
-        )
+             LEFT JOIN site_config s ON s.id = 1"
+        )))
         .bind(turn_id)
         .bind(worker)
         .bind(lease.as_secs_f64())
@@ -203,6 +203,8 @@ impl Store {
         else {
             return Ok(None);
         };
+        // The chat's first answer asks for a generated title (store::titles).
+        super::titles::request_title_in(&mut tx, chat_id).await?;
         let outcome =
             promote_queued_message(&mut tx, chat_id, Some(message), ChatStatus::Waiting).await?;
         tx.commit().await?;
@@ -261,7 +263,7 @@ pub(super) async fn promote_queued_message(
         "WITH q AS (
             DELETE FROM chat_queued_messages
             WHERE id = (SELECT id FROM chat_queued_messages WHERE chat_id = $1 ORDER BY id LIMIT 1)
-            RETURNING content
+            RETURNING content, model_config_id
          ), t AS (
             INSERT INTO chat_turns (id, chat_id, seq, status)
             SELECT $3, $1, (SELECT coalesce(max(seq), 0) + 1 FROM chat_turns WHERE chat_id = $1), 'queued'
@@ -269,6 +271,8 @@ pub(super) async fn promote_queued_message(
          ), c AS (
             UPDATE chats SET
                 status = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'pending' ELSE $4 END,
+                -- The promoted message's switch of model applies from its turn on.
+                model_config_id = coalesce((SELECT model_config_id FROM q), chats.model_config_id),
                 last_activity_at = now(), updated_at = now()
             WHERE id = $1 AND status IN ('running', 'pending', 'requires_action')
          )

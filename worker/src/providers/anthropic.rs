@@ -807,6 +807,8 @@ mod tests {
             usage: None,
             cost_micros: None,
             interrupted: false,
+            kind: agentq_core::domain::MessageKind::Message,
+            compacted_through: None,
             created_at: chrono::DateTime::UNIX_EPOCH,
             superseded_at: None,
         }

@@ -751,6 +751,8 @@ mod tests {
             usage: None,
             cost_micros: None,
             interrupted: false,
+            kind: agentq_core::domain::MessageKind::Message,
+            compacted_through: None,
             created_at: chrono::Utc::now(),
             superseded_at: None,
         };

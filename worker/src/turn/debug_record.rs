@@ -125,6 +125,7 @@ impl TurnEngine {
         };
         let mut normalized = serde_json::to_value(request).unwrap_or_default();
         normalized["provider"] = serde_json::Value::from(target.provider_name.as_str());
+        normalized["purpose"] = serde_json::Value::from(step.purpose.as_str());
         let from = debug.messages_from.min(request.messages.len());
         normalized["messages"] =
             serde_json::to_value(&request.messages[from..]).unwrap_or_default();

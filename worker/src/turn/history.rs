@@ -8,8 +8,9 @@
 
 use std::collections::HashSet;
 
-use agentq_core::domain::{Message, MessagePart, Role};
+use agentq_core::domain::{Message, MessageKind, MessagePart, Role};
 use serde_json::json;
+use uuid::Uuid;
 
 /// What the model reads for a call that never got its result.
 pub const NO_RESULT: &str =
@@ -77,6 +78,27 @@ pub fn answer_open_calls(history: Vec<Message>) -> Vec<Message> {
     out
 }
 
+/// A user message that is never stored: the request of work a step does besides answering
+/// (a compaction's summary, a title).
+pub(super) fn unsaved_user_message(chat_id: Uuid, text: String) -> Message {
+    Message {
+        id: Uuid::now_v7(),
+        chat_id,
+        turn_id: None,
+        role: Role::User,
+        step: None,
+        content: vec![MessagePart::Text { text }],
+        model: None,
+        usage: None,
+        cost_micros: None,
+        interrupted: false,
+        kind: MessageKind::Message,
+        compacted_through: None,
+        created_at: chrono::Utc::now(),
+        superseded_at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
@@ -96,6 +118,8 @@ mod tests {
             usage: None,
             cost_micros: None,
             interrupted: false,
+            kind: agentq_core::domain::MessageKind::Message,
+            compacted_through: None,
             created_at: Utc::now(),
             superseded_at: None,
         }

@@ -19,6 +19,10 @@ pub struct TurnLimits {
     pub max_attempts: i32,
     /// Largest conversation, in bytes of JSON, sent to a provider in one request.
     pub max_conversation_bytes: usize,
+    /// Share of the model's input budget past which a step compacts first (0.8).
+    pub compaction_threshold: f64,
+    /// Whether first answers are followed by a generated title (`--generate-titles`).
+    pub generate_titles: bool,
     /// Most tool calls one step may ask for; more fail the step.
     pub max_tool_calls_per_step: usize,
 }
@@ -32,6 +36,8 @@ impl Default for TurnLimits {
             client_tool_deadline: Duration::from_secs(300),
             max_attempts: 3,
             max_conversation_bytes: 8 * 1024 * 1024,
+            compaction_threshold: 0.8,
+            generate_titles: true,
             max_tool_calls_per_step: 64,
         }
     }

@@ -35,12 +35,15 @@
 //!   [`agentq_core::outcome`] (ARCHITECTURE.md §8).
 
 mod commit;
+mod compaction;
+mod context;
 mod debug_record;
 mod history;
 mod limits;
 mod retry;
 mod running;
 mod stream;
+mod titles;
 
 pub use limits::TurnLimits;
 pub use running::RunningTurns;
@@ -49,7 +52,7 @@ use std::time::Duration;
 
 use agentq_core::{
     ChatError, ChatErrorKind, StoreError,
-    domain::AcquiredTurn,
+    domain::{AcquiredTurn, Message, MessageKind, MessagePart, Role},
     events::EventPublisher,
     outcome::{ChatOutcome, FollowUps},
     queue::{JobReport, Producer, RunTurn},
@@ -124,7 +127,8 @@ pub(super) enum Answer {
 }
 
 /// What every provider attempt of one step works with: the turn, its model, the two
-/// ways the step can be stopped, and the tools it offered (to classify the model's calls).
+/// ways the step can be stopped, the tools it offered (to classify the model's calls), and
+/// what the call is for.
 #[derive(Clone, Copy)]
 pub(super) struct StepContext<'a> {
     pub(super) turn: &'a AcquiredTurn,
@@ -132,13 +136,33 @@ pub(super) struct StepContext<'a> {
     pub(super) interrupted: &'a CancellationToken,
     pub(super) lease_lost: &'a CancellationToken,
     pub(super) offer: &'a Offer,
+    pub(super) purpose: Purpose,
+}
+
+/// What a provider call of a step is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// The step's answer: its deltas stream to the chat.
+    Answer,
+    /// A compaction summary: nothing streams; the summary is announced when stored.
+    Compaction,
+}
+
+impl Purpose {
+    /// The name debug runs record.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Answer => "answer",
+            Purpose::Compaction => "compaction",
+        }
+    }
 }
 
 /// How a held step can be stopped: the turn's interrupt and its lost lease.
 #[derive(Clone, Copy)]
-struct Stops<'a> {
-    interrupted: &'a CancellationToken,
-    lease_lost: &'a CancellationToken,
+pub(super) struct Stops<'a> {
+    pub(super) interrupted: &'a CancellationToken,
+    pub(super) lease_lost: &'a CancellationToken,
 }
 
 impl TurnEngine {
@@ -178,6 +202,8 @@ impl TurnEngine {
         else {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
             report.outcome("skipped");
+            // A recovery nudge for a title, or a redelivery after a crash during one.
+            self.title_if_pending(job.turn_id).await;
             return Ok(());
         };
         report.chat(turn.chat_id);
@@ -220,6 +246,9 @@ impl TurnEngine {
         match result {
             Ok(end) => {
                 report.outcome(end);
+                // After the chat's first answer: its title (store::titles).
+                drop((lease, running));
+                self.title_if_pending(job.turn_id).await;
                 Ok(())
             }
             Err(e) => {
@@ -299,78 +328,130 @@ impl TurnEngine {
                 ),
             ))
         } else {
-            let history = history::answer_open_calls(self.store.conversation(turn.chat_id).await?);
-            let size = serde_json::to_vec(&history).map_or(0, |v| v.len());
-            if size > self.limits.max_conversation_bytes {
-                Answer::Failed(ChatError::new(
-                    ChatErrorKind::ContextLength,
-                    format!(
-                        "The conversation is {size} bytes, over the {} bytes agentq sends to a \
-                         model in one request (--max-conversation-bytes); start a new chat.",
-                        self.limits.max_conversation_bytes
-                    ),
-                ))
-            } else {
-                // One read for the system message and the offer, so both agree on the skills.
-                let sources = self.store.instruction_sources(turn.chat_id).await?;
-                // The chat's MCP servers are listed (from the worker's cache, mostly) before
-                // the offer; a server that fails is left out and named in the guidance.
-                let plan_mode = turn.plan_mode.is_some();
-                let read_only = turn.mode.as_deref() == Some("explore");
-                let mcp = match self.tools.mcp() {
-                    Some(mcp) => Some(
-                        // A plan-mode parent's children see only the servers allowed
-                        // in plan mode, like the parent.
-                        mcp.offer(
-                            &self.store,
-                            turn.chat_id,
-                            turn.owner_id,
-                            plan_mode || turn.parent_plan_mode.is_some(),
-                        )
-                        .await?,
-                    ),
-                    None => None,
-                };
-                let offer = self.tools.offer(&StepTools {
-                    dynamic_tools: &turn.dynamic_tools,
-                    has_skills: !sources.skills.is_empty(),
-                    mcp: mcp.as_ref(),
-                    plan_mode,
-                    subagents: SubagentTools::for_chat(turn.parent_chat_id, plan_mode),
-                    read_only,
-                });
-                let request = ProviderRequest {
-                    model: target.model.clone(),
-                    system: crate::instructions::compose(&sources, &offer.guidance()),
-                    messages: history,
-                    tools: offer.specs(),
-                    max_output_tokens: target.max_output_tokens,
-                    cache: target.cache,
-                    // Stable for the chat, so its requests share one cached prefix.
-                    cache_key: Some(turn.chat_id.to_string()),
-                    // The chat's own level wins over its model's option.
-                    reasoning_effort: turn.reasoning_effort.or(target.reasoning_effort),
-                };
-                let step = StepContext {
-                    turn,
-                    target,
-                    interrupted: stops.interrupted,
-                    lease_lost: stops.lease_lost,
-                    offer: &offer,
-                };
-                let debug = match debug_run {
-                    Some(run_id) => Some(DebugRecording {
-                        run_id,
-                        messages_from: self.recorded_prefix(turn.chat_id, &request).await,
-                    }),
-                    None => None,
-                };
-                self.answer_with_retries(step, request, debug).await
-            }
+            self.answer_step(turn, target, stops, debug_run).await?
         };
         if let Some(run_id) = debug_run {
             self.finish_debug_run(run_id, &answer).await;
         }
         self.commit(turn, answer).await
     }
+
+    /// The step's request and the provider's answer: the conversation as later steps see
+    /// it (compacted first when it would pass the model's threshold), the system message
+    /// and the tools on offer, then the answer with retries.
+    async fn answer_step(
+        &self,
+        turn: &AcquiredTurn,
+        target: &ModelTarget,
+        stops: Stops<'_>,
+        debug_run: Option<Uuid>,
+    ) -> Result<Answer, TurnJobError> {
+        let history = history::answer_open_calls(self.store.prompt_history(turn.chat_id).await?);
+        // One read for the system message and the offer, so both agree on the skills.
+        let sources = self.store.instruction_sources(turn.chat_id).await?;
+        // The chat's MCP servers are listed (from the worker's cache, mostly) before the
+        // offer; a server that fails is left out and named in the guidance.
+        let plan_mode = turn.plan_mode.is_some();
+        let read_only = turn.mode.as_deref() == Some("explore");
+        let mcp = match self.tools.mcp() {
+            Some(mcp) => Some(
+                // A plan-mode parent's children see only the servers allowed in plan
+                // mode, like the parent.
+                mcp.offer(
+                    &self.store,
+                    turn.chat_id,
+                    turn.owner_id,
+                    plan_mode || turn.parent_plan_mode.is_some(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let offer = self.tools.offer(&StepTools {
+            dynamic_tools: &turn.dynamic_tools,
+            has_skills: !sources.skills.is_empty(),
+            mcp: mcp.as_ref(),
+            plan_mode,
+            subagents: SubagentTools::for_chat(turn.parent_chat_id, plan_mode),
+            read_only,
+        });
+        let system = crate::instructions::compose(&sources, &offer.guidance());
+        let tools = offer.specs();
+        // The chat's own level wins over its model's option.
+        let reasoning_effort = turn.reasoning_effort.or(target.reasoning_effort);
+        let frame = compaction::RequestFrame {
+            system: system.as_deref(),
+            tools: &tools,
+            reasoning: reasoning_effort,
+        };
+        let history = match self
+            .fit_context(turn, target, stops, frame, history, debug_run)
+            .await?
+        {
+            compaction::Fitted::Ready(history) => history_for_provider(history),
+            compaction::Fitted::Ended(answer) => return Ok(answer),
+        };
+        let size = serde_json::to_vec(&history).map_or(0, |v| v.len());
+        if size > self.limits.max_conversation_bytes {
+            return Ok(Answer::Failed(ChatError::new(
+                ChatErrorKind::ContextLength,
+                format!(
+                    "The conversation is {size} bytes, over the {} bytes agentq sends to a \
+                     model in one request (--max-conversation-bytes); start a new chat.",
+                    self.limits.max_conversation_bytes
+                ),
+            )));
+        }
+        let request = ProviderRequest {
+            model: target.model.clone(),
+            system,
+            messages: history,
+            tools,
+            max_output_tokens: target.max_output_tokens,
+            cache: target.cache,
+            // Stable for the chat, so its requests share one cached prefix.
+            cache_key: Some(turn.chat_id.to_string()),
+            reasoning_effort,
+        };
+        let step = StepContext {
+            turn,
+            target,
+            interrupted: stops.interrupted,
+            lease_lost: stops.lease_lost,
+            offer: &offer,
+            purpose: Purpose::Answer,
+        };
+        let debug = match debug_run {
+            Some(run_id) => Some(DebugRecording {
+                run_id,
+                messages_from: self.recorded_prefix(turn.chat_id, &request).await,
+            }),
+            None => None,
+        };
+        Ok(self.answer_with_retries(step, request, debug).await)
+    }
+}
+
+/// The prompt history as providers take it: a compaction summary goes as a user message
+/// that says what it is (the wire formats know no other kind).
+fn history_for_provider(history: Vec<Message>) -> Vec<Message> {
+    history
+        .into_iter()
+        .map(|mut m| {
+            if m.kind == MessageKind::Summary {
+                m.role = Role::User;
+                m.content = m
+                    .content
+                    .into_iter()
+                    .map(|part| match part {
+                        MessagePart::Text { text } => MessagePart::Text {
+                            text: format!("{}{text}", compaction::SUMMARY_PREFIX),
+                        },
+                        other => other,
+                    })
+                    .collect();
+            }
+            m
+        })
+        .collect()
 }

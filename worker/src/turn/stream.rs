@@ -15,7 +15,7 @@ use agentq_core::{
 };
 use futures::StreamExt;
 
-use super::{Answer, StepContext, TurnEngine, debug_record::Trace, retry::Attempt};
+use super::{Answer, Purpose, StepContext, TurnEngine, debug_record::Trace, retry::Attempt};
 use crate::{
     models::Pricing,
     providers::{ProviderEvent, ProviderRequest},
@@ -35,7 +35,14 @@ impl TurnEngine {
             interrupted,
             lease_lost,
             offer,
+            purpose,
         } = step;
+        // A compaction's summary is not the answer: it does not stream to the chat.
+        let publish = |part: MessagePart| {
+            if purpose == Purpose::Answer {
+                self.publish_delta(turn, part);
+            }
+        };
         let started = tokio::select! {
             s = target.provider.stream(request) => s,
             _ = interrupted.cancelled() => return Attempt::Done(Answer::Interrupted(None)),
@@ -71,7 +78,7 @@ impl TurnEngine {
                 Some(Ok(ProviderEvent::Text(delta))) => {
                     answer.text(&delta);
                     trace.text.push_str(&delta);
-                    self.publish_delta(turn, MessagePart::Text { text: delta });
+                    publish(MessagePart::Text { text: delta });
                     // Tests make a step panic or stall here, mid-answer (compiled out unless
                     // the `failpoints` feature is on).
                     fail::fail_point!("turn-streaming");
@@ -79,13 +86,10 @@ impl TurnEngine {
                 Some(Ok(ProviderEvent::Reasoning(delta))) => {
                     answer.reasoning(&delta);
                     trace.reasoning.push_str(&delta);
-                    self.publish_delta(
-                        turn,
-                        MessagePart::Reasoning {
-                            text: delta,
-                            signature: None,
-                        },
-                    );
+                    publish(MessagePart::Reasoning {
+                        text: delta,
+                        signature: None,
+                    });
                 }
                 // Nothing to show: kept with the answer, to be sent back (no delta event).
                 Some(Ok(ProviderEvent::ReasoningSignature(signature))) => answer.sign(signature),
@@ -119,7 +123,7 @@ impl TurnEngine {
                         name: name.clone(),
                         arguments: arguments.clone(),
                     };
-                    self.publish_delta(turn, part.clone());
+                    publish(part.clone());
                     answer.push(part);
                     // Classified against what this step offered (ARCHITECTURE.md §7).
                     calls.push(offer.call(id, name, arguments));

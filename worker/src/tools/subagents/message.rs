@@ -6,7 +6,7 @@ use agentq_core::{
     StoreError,
     domain::{MessagePart, ToolCallRow},
     outcome::ChatOutcome,
-    store::{BusyBehavior, InterruptOutcome, SendOutcome},
+    store::{BusyBehavior, InterruptOutcome, SendOptions, SendOutcome},
 };
 use serde_json::{Value, json};
 
@@ -43,7 +43,15 @@ pub async fn run(ctx: &ToolContext<'_>, call: &ToolCallRow) -> Result<ToolOutput
     }];
     let delivered = match ctx
         .store
-        .send_message(child.id, child.owner_id, &content, busy, None, None)
+        .send_message(
+            child.id,
+            child.owner_id,
+            &content,
+            &SendOptions {
+                busy,
+                ..SendOptions::default()
+            },
+        )
         .await
     {
         Ok(SendOutcome::Started { message, turn_id }) => {

@@ -1,0 +1,203 @@
+//! Generated titles (issue #13 item 5; ARCHITECTURE.md §7): after a root chat's first
+//! answer the `title` model names the chat; the title is stored and announced as a `title`
+//! event, asked for once, cleaned of quotes and punctuation, and never written over a
+//! title the user set, before or while it is generated.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{
+    app::{TestApp, create_owner},
+    fake_openai::Reply,
+};
+use uuid::Uuid;
+
+/// The API and a worker that generates titles.
+async fn app_with_titles(pool: sqlx::PgPool) -> TestApp {
+    let mut app = TestApp::start_api_only(pool).await;
+    app.worker.generate_titles = true;
+    app.start_worker().await;
+    app
+}
+
+async fn title_state(app: &TestApp, chat: Uuid) -> Option<String> {
+    sqlx::query_scalar("SELECT title_generation FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+fn is_title_request(body: &serde_json::Value) -> bool {
+    body["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("You name conversations"))
+}
+
+#[sqlx::test]
+async fn the_title_models_title_arrives_as_an_event_after_the_first_answer(pool: sqlx::PgPool) {
+    let app = app_with_titles(pool).await;
+    // The site names a model for titles: the title request goes to it.
+    let owner = create_owner(&app.services, "owner@example.com").await;
+    let (status, provider) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/providers",
+            json!({"name": "Titles", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-t"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{provider}");
+    let (status, model) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/models",
+            json!({"provider_id": provider["id"], "name": "quick-titler"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{model}");
+    let (status, body) = app
+        .put_as(
+            &owner,
+            "/api/v1/admin/model-contexts",
+            json!({"title": model["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let key = "the login test fails on CI since Tuesday";
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("Let me look at the test.".into()),
+            Reply::Text("\"Fix the flaky login test.\"\nIt fails on CI.".into()),
+        ],
+    );
+    let chat = app.create_chat(&format!("Hi! {key}, can you help?")).await;
+    let events = app
+        .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
+        .await;
+    let title = events.last().unwrap();
+    assert_eq!(title.event, "title", "{events:?}");
+    assert_eq!(title.data["title"], "Fix the flaky login test");
+    // After the first answer, not before.
+    let answered = events
+        .iter()
+        .position(|e| e.event == "message" && e.data["message"]["role"] == "assistant");
+    assert!(answered.is_some_and(|i| i < events.len() - 1), "{events:?}");
+    let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+    assert_eq!(body["title"], "Fix the flaky login test");
+
+    let requests = app.fake.received_for(key);
+    let titling: Vec<_> = requests
+        .iter()
+        .filter(|r| is_title_request(&r.body))
+        .collect();
+    assert_eq!(titling.len(), 1);
+    assert_eq!(titling[0].body["model"], "quick-titler");
+    assert!(
+        titling[0].body.get("tools").is_none(),
+        "no tools for a title"
+    );
+    assert!(titling[0].body["max_tokens"].as_u64().unwrap() <= 60);
+
+    // The second answer asks for no other title.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "And the other one?"}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    app.wait_until_answered(chat, 4, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let titled = app
+        .fake
+        .received()
+        .iter()
+        .filter(|r| is_title_request(&r.body))
+        .count();
+    assert_eq!(titled, 1, "one title per chat");
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_title_the_user_set_is_never_overwritten(pool: sqlx::PgPool) {
+    let app = app_with_titles(pool).await;
+
+    // Set on create: no title is asked for at all.
+    let (status, body) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": "named by hand", "title": "My own title"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let named: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    app.wait_until_answered(named, 2, Duration::from_secs(20))
+        .await;
+
+    // Set by PATCH while the title model is still thinking: the generated title is dropped.
+    let key = "renamed while the title is generated";
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("An answer.".into()),
+            Reply::Hang(Duration::from_millis(1_500)),
+        ],
+    );
+    let chat = app.create_chat(key).await;
+    support::eventually(Duration::from_secs(20), "the title request", || async {
+        app.fake
+            .received_for(key)
+            .iter()
+            .any(|r| is_title_request(&r.body))
+            .then_some(())
+    })
+    .await;
+    let (status, body) = app
+        .patch_as(
+            &app.token,
+            &format!("/api/v1/chats/{chat}"),
+            json!({"title": "Chosen meanwhile"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    support::eventually(
+        Duration::from_secs(20),
+        "the title request to end",
+        || async { (title_state(&app, chat).await.as_deref() == Some("done")).then_some(()) },
+    )
+    .await;
+
+    let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+    assert_eq!(body["title"], "Chosen meanwhile");
+    let (_, body) = app.get(&format!("/api/v1/chats/{named}")).await;
+    assert_eq!(body["title"], "My own title");
+    assert_eq!(title_state(&app, named).await, None, "never asked for");
+    for id in [chat, named] {
+        let events = app
+            .events_until(id, Duration::from_millis(500), |_| false)
+            .await;
+        assert!(
+            events.iter().all(|e| e.event != "title"),
+            "no title event: {events:?}"
+        );
+    }
+    let titled: Vec<_> = app
+        .fake
+        .received()
+        .into_iter()
+        .filter(|r| is_title_request(&r.body))
+        .collect();
+    assert_eq!(
+        titled.len(),
+        1,
+        "only the renamed chat's title was asked for"
+    );
+    app.stop().await;
+}
