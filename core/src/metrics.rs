@@ -188,3 +188,9 @@ pub fn sse_lagged() {
 pub fn sse_readers(delta: f64) {
     gauge!("agentq_sse_readers").increment(delta);
 }
+
+/// One pull request the diff-status refresher asked GitHub about (`outcome`: `refreshed`,
+/// `not_found`, `failed`, `rate_limited`, `unauthorized`, `not_a_pull_request`).
+pub fn diff_refresh(outcome: &'static str) {
+    counter!("agentq_diff_refreshes_total", "outcome" => outcome).increment(1);
+}
