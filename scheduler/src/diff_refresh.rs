@@ -49,6 +49,7 @@ pub struct DiffRefreshConfig {
     /// Only pull request URLs on the matching web host (`github.com`, `<host>`) are
     /// refreshed; others stay as reported.
     #[arg(
+        id = "github_api_url",
         long = "github-api-url",
         env = "AGENTQ_GITHUB_API_URL",
         default_value = "https://api.github.com"
@@ -58,6 +59,7 @@ pub struct DiffRefreshConfig {
     /// access to pull requests); without one the refresher does not run. Never printed or
     /// logged.
     #[arg(
+        id = "github_token",
         long = "github-token",
         env = "AGENTQ_GITHUB_TOKEN",
         hide_env_values = true
@@ -65,6 +67,7 @@ pub struct DiffRefreshConfig {
     pub github_token: Option<SecretString>,
     /// Seconds between refresher ticks; 0 turns the refresher off.
     #[arg(
+        id = "diff_refresh_interval_secs",
         long = "diff-refresh-interval-secs",
         env = "AGENTQ_DIFF_REFRESH_INTERVAL_SECS",
         default_value_t = 30
@@ -72,6 +75,7 @@ pub struct DiffRefreshConfig {
     pub interval_secs: u64,
     /// A pull request refreshed (or reported) this many seconds ago is due again.
     #[arg(
+        id = "diff_refresh_stale_secs",
         long = "diff-refresh-stale-secs",
         env = "AGENTQ_DIFF_REFRESH_STALE_SECS",
         default_value_t = 300
@@ -79,6 +83,7 @@ pub struct DiffRefreshConfig {
     pub stale_secs: u64,
     /// Most pull requests one tick asks GitHub about.
     #[arg(
+        id = "diff_refresh_batch",
         long = "diff-refresh-batch",
         env = "AGENTQ_DIFF_REFRESH_BATCH",
         default_value_t = 25,
@@ -87,6 +92,7 @@ pub struct DiffRefreshConfig {
     pub batch: i64,
     /// Seconds one GitHub request may take.
     #[arg(
+        id = "github_timeout_secs",
         long = "github-timeout-secs",
         env = "AGENTQ_GITHUB_TIMEOUT_SECS",
         default_value_t = 10
@@ -127,6 +133,8 @@ pub struct RefreshOutcome {
     pub not_found: usize,
     /// Refreshes that failed otherwise (retried later).
     pub failed: usize,
+    /// Answers dropped because a report replaced the row while GitHub was asked.
+    pub superseded: usize,
     /// Claimed rows handed back untried because GitHub asked us to wait.
     pub released: u64,
     /// Until when GitHub asked us to wait, when it did (in this tick or before).
@@ -212,11 +220,15 @@ async fn refresh_one(
         } => {
             let next = (pr.state != PrState::Merged)
                 .then(|| now + chrono_duration(Duration::from_secs(config.stale_secs)));
-            store
+            if store
                 .record_pr_refreshed(row.chat_id, claim, &pr, now, next)
-                .await?;
-            outcome.refreshed += 1;
-            metric("refreshed");
+                .await?
+            {
+                outcome.refreshed += 1;
+                metric("refreshed");
+            } else {
+                outcome.superseded += 1;
+            }
             Ok(exhausted_until.map(|until| (until, GithubBackoffReason::RateLimit)))
         }
         PullAnswer::NotFound => {
