@@ -503,3 +503,22 @@ async fn the_scheduler_runs_the_refresher_on_its_interval(pool: sqlx::PgPool) {
     assert_eq!(search(&app, "pr_status:merged").await, vec![chat]);
     app.stop().await;
 }
+
+#[test]
+fn the_github_token_never_shows_in_help() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args(["scheduler", "--help"])
+        .env("AGENTQ_GITHUB_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for setting in [
+        "--github-api-url",
+        "AGENTQ_GITHUB_TOKEN",
+        "--diff-refresh-stale-secs",
+        "[default: https://api.github.com]",
+    ] {
+        assert!(help.contains(setting), "help lacks {setting}");
+    }
+    assert!(!help.contains(TOKEN));
+}
