@@ -52,6 +52,10 @@ pub async fn render(
             for q in queues {
                 gauge!("agentq_queue_length", "queue" => q.queue).set(q.length as f64);
                 gauge!("agentq_queue_pending", "queue" => q.queue).set(q.pending as f64);
+                // Acked entries are deleted, so what the stream holds beyond the pending
+                // entries is what no worker has taken yet: the group's lag.
+                gauge!("agentq_queue_lag", "queue" => q.queue)
+                    .set(q.length.saturating_sub(q.pending) as f64);
                 gauge!("agentq_queue_oldest_pending_seconds", "queue" => q.queue)
                     .set(q.oldest_pending_ms as f64 / 1000.0);
                 gauge!("agentq_queue_delayed", "queue" => q.queue).set(q.delayed as f64);
