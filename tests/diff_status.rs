@@ -77,14 +77,9 @@ fn refresher(github: &FakeGithub) -> DiffRefreshConfig {
 
 /// One refresher tick as of `now`, as a scheduler process with its own client would run it.
 async fn tick(app: &TestApp, config: &DiffRefreshConfig, now: DateTime<Utc>) -> RefreshOutcome {
-    refresh_tick(
-        &app.services.store,
-        &config.client().unwrap(),
-        config,
-        now,
-    )
-    .await
-    .unwrap()
+    refresh_tick(&app.services.store, &config.client().unwrap(), config, now)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test]
@@ -175,7 +170,10 @@ async fn a_bad_report_is_a_400_naming_the_field_and_stores_nothing(pool: sqlx::P
     assert_eq!(status, StatusCode::OK, "{before}");
     let long_url = format!("https://github.com/acme/{}/pull/1", "a".repeat(2100));
     let cases = [
-        (json!({"pr_url": "ftp://github.com/acme/api/pull/1"}), "pr_url"),
+        (
+            json!({"pr_url": "ftp://github.com/acme/api/pull/1"}),
+            "pr_url",
+        ),
         (json!({"pr_url": "javascript:alert(1)"}), "pr_url"),
         (json!({"pr_url": "https://"}), "pr_url"),
         (json!({"pr_url": long_url}), "pr_url"),
@@ -187,9 +185,18 @@ async fn a_bad_report_is_a_400_naming_the_field_and_stores_nothing(pool: sqlx::P
             json!({"git_remote_origin": "https://ghp_secret@github.com/acme/api.git"}),
             "git_remote_origin",
         ),
-        (json!({"git_remote_origin": "file:///srv/api.git"}), "git_remote_origin"),
-        (json!({"git_remote_origin": "/srv/api.git"}), "git_remote_origin"),
-        (json!({"git_remote_origin": "git@github.com:acme/\u{0}.git"}), "git_remote_origin"),
+        (
+            json!({"git_remote_origin": "file:///srv/api.git"}),
+            "git_remote_origin",
+        ),
+        (
+            json!({"git_remote_origin": "/srv/api.git"}),
+            "git_remote_origin",
+        ),
+        (
+            json!({"git_remote_origin": "git@github.com:acme/\u{0}.git"}),
+            "git_remote_origin",
+        ),
         (json!({"git_branch": "fix login"}), "git_branch"),
         (json!({"git_branch": "b".repeat(256)}), "git_branch"),
         (json!({"pr_title": "Fix\u{0}it"}), "pr_title"),
@@ -209,10 +216,7 @@ async fn a_bad_report_is_a_400_naming_the_field_and_stores_nothing(pool: sqlx::P
     for (body, field) in cases {
         let (status, error) = report(&app, chat, body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
-        assert_eq!(
-            error["validations"][0]["field"], field,
-            "{body}: {error}"
-        );
+        assert_eq!(error["validations"][0]["field"], field, "{body}: {error}");
         assert!(
             !error.to_string().contains("ghp_secret"),
             "a refused credential was echoed: {error}"
@@ -260,11 +264,24 @@ async fn the_refresher_keeps_pull_requests_current_from_github_enterprise(pool: 
         false,
         (40, 2, 3),
     );
-    github.set_pull("acme", "web", 7, "Rollout v2", "closed", true, false, (9, 9, 1));
+    github.set_pull(
+        "acme",
+        "web",
+        7,
+        "Rollout v2",
+        "closed",
+        true,
+        false,
+        (9, 9, 1),
+    );
 
     let now = Utc::now();
     let outcome = tick(&app, &config, now).await;
-    assert_eq!((outcome.refreshed, outcome.not_found), (2, 1), "{outcome:?}");
+    assert_eq!(
+        (outcome.refreshed, outcome.not_found),
+        (2, 1),
+        "{outcome:?}"
+    );
     let mut paths = github.paths();
     paths.sort();
     assert_eq!(
@@ -280,7 +297,10 @@ async fn the_refresher_keeps_pull_requests_current_from_github_enterprise(pool: 
             request.authorization.as_deref(),
             Some(format!("Bearer {TOKEN}").as_str())
         );
-        assert_eq!(request.accept.as_deref(), Some("application/vnd.github+json"));
+        assert_eq!(
+            request.accept.as_deref(),
+            Some("application/vnd.github+json")
+        );
     }
 
     let shown = diff_status(&app, login).await;
@@ -288,29 +308,55 @@ async fn the_refresher_keeps_pull_requests_current_from_github_enterprise(pool: 
     assert_eq!(shown["pr_state"], "open");
     assert_eq!(shown["pr_draft"], false);
     assert_eq!(
-        (&shown["additions"], &shown["deletions"], &shown["changed_files"]),
+        (
+            &shown["additions"],
+            &shown["deletions"],
+            &shown["changed_files"]
+        ),
         (&json!(40), &json!(2), &json!(3))
     );
     assert_eq!(shown["pr_number"], 12, "the number is learnt from GitHub");
     assert!(shown["refreshed_at"].is_string(), "{shown}");
     let shown = diff_status(&app, rollout).await;
-    assert_eq!((&shown["pr_state"], &shown["pr_title"]), (&json!("merged"), &json!("Rollout v2")));
+    assert_eq!(
+        (&shown["pr_state"], &shown["pr_title"]),
+        (&json!("merged"), &json!("Rollout v2"))
+    );
     let shown = diff_status(&app, gone).await;
     assert_eq!(shown["refresh_error"], "not_found", "{shown}");
     assert_eq!(shown["pr_title"], "Gone", "a 404 keeps what was reported");
     let shown = diff_status(&app, elsewhere).await;
-    assert_eq!((&shown["pr_title"], &shown["refreshed_at"]), (&json!("Elsewhere"), &Value::Null));
+    assert_eq!(
+        (&shown["pr_title"], &shown["refreshed_at"]),
+        (&json!("Elsewhere"), &Value::Null)
+    );
 
     // The search reads what GitHub said.
     assert_eq!(search(&app, "pr_status:merged").await, vec![rollout]);
     assert_eq!(search(&app, "pr_title:redirect").await, vec![login]);
-    assert_eq!(search(&app, "pr_status:draft").await.len(), 2, "gone and elsewhere");
+    assert_eq!(
+        search(&app, "pr_status:draft").await.len(),
+        2,
+        "gone and elsewhere"
+    );
 
     // Nothing is due a second later; after the stale interval only the open PR is asked
     // about again: a merged one never, a 404 not for a day.
-    assert_eq!(tick(&app, &config, now + chrono::Duration::seconds(1)).await, RefreshOutcome::default());
+    assert_eq!(
+        tick(&app, &config, now + chrono::Duration::seconds(1)).await,
+        RefreshOutcome::default()
+    );
     assert_eq!(github.requests().len(), 3);
-    github.set_pull("acme", "api", 12, "Login: fix the redirect", "closed", false, false, (40, 2, 3));
+    github.set_pull(
+        "acme",
+        "api",
+        12,
+        "Login: fix the redirect",
+        "closed",
+        false,
+        false,
+        (40, 2, 3),
+    );
     let later = now + chrono::Duration::seconds(301);
     let outcome = tick(&app, &config, later).await;
     assert_eq!(outcome.refreshed, 1, "{outcome:?}");
@@ -318,7 +364,11 @@ async fn the_refresher_keeps_pull_requests_current_from_github_enterprise(pool: 
     assert_eq!(diff_status(&app, login).await["pr_state"], "closed");
     assert_eq!(search(&app, "pr_status:closed").await, vec![login]);
     let outcome = tick(&app, &config, now + chrono::Duration::hours(25)).await;
-    assert_eq!((outcome.refreshed, outcome.not_found), (1, 1), "{outcome:?}");
+    assert_eq!(
+        (outcome.refreshed, outcome.not_found),
+        (1, 1),
+        "{outcome:?}"
+    );
     app.stop().await;
 }
 
@@ -336,7 +386,16 @@ async fn a_rate_limit_makes_every_scheduler_wait_until_github_says(pool: sqlx::P
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        github.set_pull("acme", "api", n, &format!("PR {n}"), "open", false, false, (1, 1, 1));
+        github.set_pull(
+            "acme",
+            "api",
+            n,
+            &format!("PR {n}"),
+            "open",
+            false,
+            false,
+            (1, 1, 1),
+        );
     }
 
     // A primary rate limit: 403, nothing remaining until the reset.
@@ -351,7 +410,11 @@ async fn a_rate_limit_makes_every_scheduler_wait_until_github_says(pool: sqlx::P
         json!({"message": "API rate limit exceeded"}),
     );
     let outcome = tick(&app, &config, now).await;
-    assert_eq!(github.requests().len(), 1, "the tick stops at the rate limit");
+    assert_eq!(
+        github.requests().len(),
+        1,
+        "the tick stops at the rate limit"
+    );
     assert_eq!(outcome.released, 3, "the rows go back untried: {outcome:?}");
     let reset_at = DateTime::from_timestamp(reset, 0).unwrap();
     assert_eq!(outcome.waiting_until, Some(reset_at));
@@ -366,14 +429,20 @@ async fn a_rate_limit_makes_every_scheduler_wait_until_github_says(pool: sqlx::P
 
     // A 429 with `retry-after`: wait that long, then go on.
     let due = after_reset + chrono::Duration::seconds(301);
-    github.answer_next(429, &[("retry-after", "30")], json!({"message": "slow down"}));
+    github.answer_next(
+        429,
+        &[("retry-after", "30")],
+        json!({"message": "slow down"}),
+    );
     let outcome = tick(&app, &config, due).await;
     assert_eq!(
         (outcome.released, outcome.waiting_until),
         (3, Some(due + chrono::Duration::seconds(30)))
     );
     assert_eq!(
-        tick(&app, &config, due + chrono::Duration::seconds(10)).await.refreshed,
+        tick(&app, &config, due + chrono::Duration::seconds(10))
+            .await
+            .refreshed,
         0
     );
     assert_eq!(github.requests().len(), 5);
@@ -420,7 +489,16 @@ async fn concurrent_refreshers_take_each_pull_request_once_and_a_newer_report_wi
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        github.set_pull("acme", "api", n, "from GitHub", "open", false, false, (1, 1, 1));
+        github.set_pull(
+            "acme",
+            "api",
+            n,
+            "from GitHub",
+            "open",
+            false,
+            false,
+            (1, 1, 1),
+        );
         chats.push(chat);
     }
     github.set_delay(Duration::from_millis(150));
@@ -443,7 +521,16 @@ async fn concurrent_refreshers_take_each_pull_request_once_and_a_newer_report_wi
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    github.set_pull("acme", "api", 1, "from GitHub, later", "open", false, false, (1, 1, 1));
+    github.set_pull(
+        "acme",
+        "api",
+        1,
+        "from GitHub, later",
+        "open",
+        false,
+        false,
+        (1, 1, 1),
+    );
     github.set_delay(Duration::from_millis(400));
     let refreshing = {
         let store = app.services.store.clone();
@@ -454,9 +541,11 @@ async fn concurrent_refreshers_take_each_pull_request_once_and_a_newer_report_wi
                 .unwrap()
         })
     };
-    eventually(Duration::from_secs(5), "the refresher to ask GitHub", || async {
-        (github.requests().len() > 6).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the refresher to ask GitHub",
+        || async { (github.requests().len() > 6).then_some(()) },
+    )
     .await;
     let (status, body) = report(
         &app,
@@ -466,7 +555,11 @@ async fn concurrent_refreshers_take_each_pull_request_once_and_a_newer_report_wi
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let outcome = refreshing.await.unwrap();
-    assert_eq!((outcome.refreshed, outcome.superseded), (0, 1), "{outcome:?}");
+    assert_eq!(
+        (outcome.refreshed, outcome.superseded),
+        (0, 1),
+        "{outcome:?}"
+    );
     let shown = diff_status(&app, chat).await;
     assert_eq!(
         (&shown["pr_title"], &shown["refreshed_at"]),
@@ -475,7 +568,10 @@ async fn concurrent_refreshers_take_each_pull_request_once_and_a_newer_report_wi
     );
     let outcome = tick(&app, &config, Utc::now()).await;
     assert_eq!(outcome.refreshed, 1, "{outcome:?}");
-    assert_eq!(diff_status(&app, chat).await["pr_title"], "from GitHub, later");
+    assert_eq!(
+        diff_status(&app, chat).await["pr_title"],
+        "from GitHub, later"
+    );
     app.stop().await;
 }
 
@@ -484,7 +580,16 @@ async fn the_scheduler_runs_the_refresher_on_its_interval(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let github = FakeGithub::start().await;
     let chat = app.create_chat("ship it").await;
-    github.set_pull("acme", "api", 5, "Ship it", "closed", true, false, (3, 0, 1));
+    github.set_pull(
+        "acme",
+        "api",
+        5,
+        "Ship it",
+        "closed",
+        true,
+        false,
+        (3, 0, 1),
+    );
     let (status, body) = report(
         &app,
         chat,
@@ -496,9 +601,11 @@ async fn the_scheduler_runs_the_refresher_on_its_interval(pool: sqlx::PgPool) {
     scheduler.maintenance_cron = "0 0 1 1 *".parse().unwrap();
     scheduler.diff_refresh = refresher(&github);
     app.start_recovery(scheduler);
-    eventually(Duration::from_secs(10), "the PR to show as merged", || async {
-        (diff_status(&app, chat).await["pr_state"] == "merged").then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the PR to show as merged",
+        || async { (diff_status(&app, chat).await["pr_state"] == "merged").then_some(()) },
+    )
     .await;
     assert_eq!(search(&app, "pr_status:merged").await, vec![chat]);
     app.stop().await;

@@ -25,7 +25,15 @@ fn scaling_section() -> String {
 fn yaml_values(text: &str, key: &str) -> BTreeSet<String> {
     text.lines()
         .filter_map(|line| line.trim().strip_prefix(&format!("{key}:")))
-        .map(|value| value.split('#').next().unwrap().trim().trim_matches('"').to_owned())
+        .map(|value| {
+            value
+                .split('#')
+                .next()
+                .unwrap()
+                .trim()
+                .trim_matches('"')
+                .to_owned()
+        })
         .collect()
 }
 
@@ -47,7 +55,10 @@ fn the_keda_examples_name_the_streams_and_group_the_queue_uses() {
     assert_eq!(turns.group, tools.group, "one group name for every queue");
     // The prose names them too, and the cluster form uses the same.
     for name in [&turns.stream, &tools.stream, &turns.group] {
-        assert!(section.contains(&format!("`{name}`")), "the text names {name}");
+        assert!(
+            section.contains(&format!("`{name}`")),
+            "the text names {name}"
+        );
     }
     assert!(section.contains("type: redis-cluster-streams"));
     assert!(section.contains("type: redis-streams"));
@@ -56,8 +67,8 @@ fn the_keda_examples_name_the_streams_and_group_the_queue_uses() {
 #[sqlx::test]
 async fn the_metrics_an_autoscaler_reads_are_documented_and_exported(pool: sqlx::PgPool) {
     let section = scaling_section();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     // Every metric name in code spans, without its labels (`agentq_x{queue="turns"}`).
     let named: BTreeSet<&str> = section
         .split('`')
@@ -69,7 +80,11 @@ async fn the_metrics_an_autoscaler_reads_are_documented_and_exported(pool: sqlx:
             &span[..end]
         })
         .collect();
-    for metric in ["agentq_queue_pending", "agentq_queue_lag", "agentq_queue_oldest_pending_seconds"] {
+    for metric in [
+        "agentq_queue_pending",
+        "agentq_queue_lag",
+        "agentq_queue_oldest_pending_seconds",
+    ] {
         assert!(named.contains(metric), "the section names {metric}");
     }
     let app = TestApp::start_api_only(pool).await;

@@ -117,10 +117,7 @@ impl DiffRefreshConfig {
     /// a live tick never has its rows taken, and at least the stale interval.
     fn lease(&self) -> Duration {
         let batch = u64::try_from(self.batch).unwrap_or(1);
-        Duration::from_secs(
-            self.stale_secs
-                .max(batch * self.timeout_secs.max(1) + 30),
-        )
+        Duration::from_secs(self.stale_secs.max(batch * self.timeout_secs.max(1) + 30))
     }
 }
 

@@ -100,11 +100,7 @@ impl GithubApi {
         if segments.next()? != "pull" {
             return None;
         }
-        let number = segments
-            .next()?
-            .parse::<i32>()
-            .ok()
-            .filter(|&n| n > 0)?;
+        let number = segments.next()?.parse::<i32>().ok().filter(|&n| n > 0)?;
         Some(PullRef {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
@@ -187,9 +183,7 @@ impl GithubClient {
             .timeout(timeout)
             .user_agent(concat!("agentq/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                let same_origin = origin
-                    .as_ref()
-                    .is_ok_and(|o| *o == attempt.url().origin());
+                let same_origin = origin.as_ref().is_ok_and(|o| *o == attempt.url().origin());
                 if attempt.previous().len() < 3 && same_origin {
                     attempt.follow()
                 } else {
@@ -212,11 +206,9 @@ impl GithubClient {
             "{}/repos/{}/{}/pulls/{}",
             self.api.base, pull.owner, pull.repo, pull.number
         );
-        let mut auth = header::HeaderValue::from_str(&format!(
-            "Bearer {}",
-            self.token.expose_secret()
-        ))
-        .unwrap_or_else(|_| header::HeaderValue::from_static(""));
+        let mut auth =
+            header::HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret()))
+                .unwrap_or_else(|_| header::HeaderValue::from_static(""));
         auth.set_sensitive(true);
         let sent = self
             .http
@@ -384,8 +376,16 @@ mod tests {
     #[test]
     fn the_web_host_follows_the_api_base_url() {
         let cases = [
-            ("https://api.github.com", "https://api.github.com", "github.com"),
-            ("https://api.github.com/", "https://api.github.com", "github.com"),
+            (
+                "https://api.github.com",
+                "https://api.github.com",
+                "github.com",
+            ),
+            (
+                "https://api.github.com/",
+                "https://api.github.com",
+                "github.com",
+            ),
             (
                 "https://ghe.example.com/api/v3",
                 "https://ghe.example.com/api/v3",

@@ -77,7 +77,10 @@ pub fn pr_host(url: &str) -> Option<String> {
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
-    let host = url.host_str().filter(|h| !h.is_empty())?.to_ascii_lowercase();
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())?
+        .to_ascii_lowercase();
     Some(match url.port() {
         Some(port) => format!("{host}:{port}"),
         None => host,
