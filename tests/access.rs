@@ -24,12 +24,13 @@ const WORK_ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes under `/api/v1/chats` that change something but start no work. Interrupting
-/// stops work (and spending), and deleting a chat refuses one that works: the chat's owner
-/// may always do either, role or not.
+/// stops work (and spending), deleting a chat refuses one that works, and a diff status
+/// records what happened in git: the chat's owner may always do any of them, role or not.
 const NOT_WORK: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/chats/{chat_id}"),
     ("DELETE", "/api/v1/chats/{chat_id}"),
     ("POST", "/api/v1/chats/{chat_id}/interrupt"),
+    ("PUT", "/api/v1/chats/{chat_id}/diff-status"),
 ];
 
 /// A request body for each work route that gets past validation.

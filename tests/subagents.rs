@@ -48,6 +48,7 @@ fn recovery_every_second() -> SchedulerConfig {
         batch: 100,
         max_attempts: 3,
         maintenance_cron: "0 0 1 1 *".parse().unwrap(),
+        diff_refresh: agentq_core::config::defaults(),
     }
 }
 

@@ -263,6 +263,7 @@ async fn a_call_recorded_by_a_worker_that_died_runs_from_its_recorded_source(poo
         batch: 100,
         max_attempts: 3,
         maintenance_cron: "0 0 1 1 *".parse().unwrap(),
+        diff_refresh: agentq_core::config::defaults(),
     });
     let messages = app
         .wait_until_answered(chat, 4, Duration::from_secs(15))

@@ -23,6 +23,7 @@ fn recovery(interval_secs: u64) -> SchedulerConfig {
         batch: 100,
         max_attempts: 3,
         maintenance_cron: "0 0 1 1 *".parse().unwrap(),
+        diff_refresh: agentq_core::config::defaults(),
     }
 }
 

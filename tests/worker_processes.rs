@@ -136,6 +136,7 @@ async fn a_worker_killed_mid_turn_loses_and_doubles_nothing(pool: sqlx::PgPool) 
         batch: 100,
         max_attempts: 3,
         maintenance_cron: "0 0 1 1 *".parse().unwrap(),
+        diff_refresh: agentq_core::config::defaults(),
     });
     let messages = app
         .wait_until_answered(chat, 2, Duration::from_secs(30))
@@ -255,6 +256,7 @@ async fn a_killed_workers_step_resumes_within_15_s_behind_a_retry_marker(pool: s
         batch: 100,
         max_attempts: 3,
         maintenance_cron: "0 0 1 1 *".parse().unwrap(),
+        diff_refresh: agentq_core::config::defaults(),
     });
     eventually(Duration::from_secs(20), "the step to run again", || async {
         (app.fake.received().len() == 2).then_some(())

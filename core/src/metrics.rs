@@ -52,6 +52,10 @@ pub async fn render(
             for q in queues {
                 gauge!("agentq_queue_length", "queue" => q.queue).set(q.length as f64);
                 gauge!("agentq_queue_pending", "queue" => q.queue).set(q.pending as f64);
+                // Acked entries are deleted, so what the stream holds beyond the pending
+                // entries is what no worker has taken yet: the group's lag.
+                gauge!("agentq_queue_lag", "queue" => q.queue)
+                    .set(q.length.saturating_sub(q.pending) as f64);
                 gauge!("agentq_queue_oldest_pending_seconds", "queue" => q.queue)
                     .set(q.oldest_pending_ms as f64 / 1000.0);
                 gauge!("agentq_queue_delayed", "queue" => q.queue).set(q.delayed as f64);
@@ -197,4 +201,10 @@ pub fn sse_lagged() {
 /// A shared event reader started (`+1`) or stopped (`-1`).
 pub fn sse_readers(delta: f64) {
     gauge!("agentq_sse_readers").increment(delta);
+}
+
+/// One pull request the diff-status refresher asked GitHub about (`outcome`: `refreshed`,
+/// `not_found`, `failed`, `rate_limited`, `unauthorized`, `not_a_pull_request`).
+pub fn diff_refresh(outcome: &'static str) {
+    counter!("agentq_diff_refreshes_total", "outcome" => outcome).increment(1);
 }

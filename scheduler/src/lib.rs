@@ -5,7 +5,9 @@
 //!   retention purges, then auto-archive with the owners' digest emails
 //!   ([`maintenance`]);
 //! - `recovery` every few seconds (`--recovery-interval-secs`): lost or orphaned turns,
-//!   tool calls and emails are nudged again ([`recovery`]).
+//!   tool calls and emails are nudged again ([`recovery`]);
+//! - `diff refresh` every `--diff-refresh-interval-secs` when a GitHub token is set: the
+//!   pull requests of reported diff statuses are brought up to date ([`diff_refresh`]).
 //!
 //! Any number of replicas may run. A maintenance tick is claimed in the tick ledger under
 //! an advisory lock, so each tick runs once cluster-wide and an overrunning tick is never
@@ -16,6 +18,8 @@
 
 pub mod archive;
 pub mod clock;
+pub mod diff_refresh;
+pub mod github;
 pub mod maintenance;
 pub mod recovery;
 pub mod retention;
@@ -27,6 +31,7 @@ use agentq_core::{events::EventPublisher, queue::Producer, store::Store};
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
+pub use diff_refresh::DiffRefreshConfig;
 pub use recovery::{RecoveryError, recover};
 pub use schedule::{Schedule, ScheduleError};
 
@@ -74,6 +79,9 @@ pub struct SchedulerConfig {
         default_value_t = 3
     )]
     pub max_attempts: i32,
+    /// The diff-status refresher (GitHub API, token, interval).
+    #[command(flatten)]
+    pub diff_refresh: DiffRefreshConfig,
 }
 
 /// Runs the recovery and maintenance loops until `shutdown` is cancelled; a tick in
@@ -91,12 +99,19 @@ pub async fn run(
         store.clone(),
         producer.clone(),
         config.maintenance_cron.clone(),
-        clock,
+        clock.clone(),
         runner,
+        shutdown.clone(),
+    ));
+    let diff_refresh = tokio::spawn(diff_refresh::run(
+        store.clone(),
+        config.diff_refresh.clone(),
+        clock,
         shutdown.clone(),
     ));
     run_recovery(store, producer, events, config, shutdown).await;
     let _ = maintenance.await;
+    let _ = diff_refresh.await;
 }
 
 /// The recovery loop: a fixed interval; an overrunning tick delays the next one.

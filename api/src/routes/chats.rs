@@ -9,8 +9,8 @@ use agentq_core::{
     StoreError,
     chat_query::ChatQuery,
     domain::{
-        BUILTIN_TOOL_NAMES, Chat, ClientType, DynamicTool, MessagePart, NewChat, OrganizationRole,
-        PlanMode, ReasoningEffort,
+        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, MessagePart, NewChat,
+        OrganizationRole, PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
@@ -412,6 +412,17 @@ pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i
     }
 }
 
+/// Body of `GET /api/v1/chats/{chat_id}`: the chat and where its work stands in git.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChatDetail {
+    /// The chat.
+    #[serde(flatten)]
+    pub chat: Chat,
+    /// The diff status an integration reported (`PUT .../diff-status`), as the refresher
+    /// last brought it up to date; `null` when none was reported.
+    pub diff_status: Option<ChatDiffStatus>,
+}
+
 /// `GET /api/v1/chats/{chat_id}`.
 #[utoipa::path(
     get,
@@ -419,7 +430,7 @@ pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i
     tag = "chats",
     params(ChatId),
     responses(
-        (status = 200, description = "The chat.", body = Chat),
+        (status = 200, description = "The chat, with its diff status.", body = ChatDetail),
         (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
     )
@@ -428,14 +439,14 @@ pub async fn get_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
     ChatId(id): ChatId,
-) -> Result<Json<Chat>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .get_chat(id, user.id)
-            .await
-            .or_not_found("chat")?,
-    ))
+) -> Result<Json<ChatDetail>, ApiError> {
+    let chat = state
+        .store
+        .get_chat(id, user.id)
+        .await
+        .or_not_found("chat")?;
+    let diff_status = state.store.chat_diff_status(chat.id).await?;
+    Ok(Json(ChatDetail { chat, diff_status }))
 }
 
 /// Body of `PATCH /api/v1/chats/{chat_id}`: at least one field.

@@ -5,6 +5,7 @@ mod admin_processes;
 mod admin_queues;
 mod chats;
 mod debug;
+mod diff_status;
 mod files;
 mod health;
 mod instructions;
@@ -45,6 +46,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             chats::update_chat,
             chats::delete_chat
         ))
+        .routes(routes!(diff_status::put_diff_status))
         .routes(routes!(admin_queues::list_queues))
         .routes(routes!(admin_processes::list_processes))
         .routes(routes!(site_config::get_config, site_config::put_config))

@@ -15,7 +15,7 @@ mod user;
 
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat, PlanMode};
 pub use debug_run::DebugRunStatus;
-pub use diff_status::{DiffStatus, PrState};
+pub use diff_status::{ChatDiffStatus, DiffStatus, PrState, pr_host};
 pub use file::{ChatFile, FileKind};
 pub use message::{Message, MessageKind, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;

@@ -7,7 +7,7 @@
 //! `has_api_key`, `has_custom_headers` and `has_client_secret`. A taken slug is a 409,
 //! mapped in [`slug_conflict`] from the store's `Duplicate { field: "slug" }`.
 
-mod changes;
+pub(crate) mod changes;
 pub(crate) mod oauth;
 
 use agentq_core::{
