@@ -11,3 +11,8 @@ ALTER TABLE chats
     ADD COLUMN title_attempts integer NOT NULL DEFAULT 0;
 
 CREATE INDEX chats_title_pending_idx ON chats (title_requested_at) WHERE title_generation = 'pending';
+
+-- Chats that answered before titles were generated keep the title they have: a title is
+-- asked for after a chat's first answer only.
+UPDATE chats SET title_generation = 'done'
+WHERE EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = chats.id AND t.status = 'completed');

@@ -38,7 +38,8 @@ async fn small_model(app: &TestApp) -> String {
             &owner,
             "/api/v1/admin/models",
             json!({"provider_id": provider["id"], "name": "small-window",
-                   "context_limit": WINDOW, "max_output_tokens": MAX_OUTPUT}),
+                   "context_limit": WINDOW, "max_output_tokens": MAX_OUTPUT,
+                   "input_price_micros": 1_000_000, "output_price_micros": 2_000_000}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{model}");
@@ -97,6 +98,18 @@ async fn fifty_long_exchanges_keep_answering_within_a_small_window(pool: sqlx::P
     app.fake.set_chunk_delay(Duration::ZERO);
     app.fake.set_context_limit(Some(WINDOW));
     let model = small_model(&app).await;
+    // Debug runs on: compaction steps are recorded as such.
+    let owner = create_owner(&app.services, "site@example.com").await;
+    app.configure_site(&owner, json!({"debug_logging_enabled": true}))
+        .await;
+    let (status, _) = app
+        .put_as(
+            &app.token,
+            "/api/v1/users/me/preferences",
+            json!({"debug_logging_enabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, chat) = app
         .post(
             "/api/v1/chats",
@@ -174,11 +187,32 @@ async fn fifty_long_exchanges_keep_answering_within_a_small_window(pool: sqlx::P
             "answer {i}: {text:.40}"
         );
     }
-    let listed_summaries = messages.iter().filter(|m| m["kind"] == "summary").count();
+    let listed: Vec<&Value> = messages.iter().filter(|m| m["kind"] == "summary").collect();
     assert_eq!(
-        listed_summaries, summaries,
+        listed.len(),
+        summaries,
         "one summary message per compaction"
     );
+    // Each compaction's usage and cost are counted, on its summary message.
+    for summary in &listed {
+        assert!(
+            summary["usage"]["input_tokens"].as_u64() > Some(0),
+            "{summary}"
+        );
+        assert!(summary["cost_micros"].as_i64() > Some(0), "{summary}");
+        assert!(summary["compacted_through"].is_string(), "{summary}");
+    }
+    // And each is a step of its turn's debug run.
+    let (status, export) = app.get(&format!("/api/v1/chats/{chat}/debug/export")).await;
+    assert_eq!(status, StatusCode::OK);
+    let recorded = export["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|run| run["steps"].as_array().unwrap())
+        .filter(|step| step["request"]["purpose"] == "compaction")
+        .count();
+    assert_eq!(recorded, summaries, "compaction steps in the debug runs");
     assert!(
         messages.iter().any(|m| m["content"][0]["text"]
             .as_str()

@@ -201,3 +201,53 @@ async fn a_title_the_user_set_is_never_overwritten(pool: sqlx::PgPool) {
     );
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_title_that_failed_or_whose_job_was_lost_is_generated_by_a_recovery_nudge(
+    pool: sqlx::PgPool,
+) {
+    let app = app_with_titles(pool).await;
+    let key = "a title that fails first";
+    let refused = Reply::Status {
+        code: 400,
+        retry_after: None,
+        body: r#"{"error":{"message":"bad request"}}"#.into(),
+    };
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("An answer.".into()),
+            refused,
+            Reply::Text("Recovered title".into()),
+        ],
+    );
+    let chat = app.create_chat(key).await;
+    support::eventually(Duration::from_secs(20), "the failed title call", || async {
+        let calls = app.fake.received_for(key);
+        (calls.iter().filter(|r| is_title_request(&r.body)).count() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
+    let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+    assert_eq!(body["title"], key, "the first words stay meanwhile");
+
+    // Recovery finds the request waiting and sends the turn's job again.
+    let mut scheduler: agentq_scheduler::SchedulerConfig = agentq_core::config::defaults();
+    scheduler.interval_secs = 1;
+    scheduler.stale_secs = 1;
+    scheduler.maintenance_cron = "0 0 1 1 *".parse().unwrap();
+    app.start_recovery(scheduler);
+    let events = app
+        .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
+        .await;
+    assert_eq!(events.last().unwrap().data["title"], "Recovered title");
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
+    let attempts: i32 = sqlx::query_scalar("SELECT title_attempts FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2);
+    app.stop().await;
+}

@@ -76,10 +76,11 @@ impl ProviderKind {
         matches!(self, ProviderKind::Openai)
     }
 
-    /// Whether a reasoning request to a provider of this kind caps its output with
-    /// `max_completion_tokens` instead of `max_tokens`: OpenAI's reasoning models refuse
-    /// `max_tokens`, and their cap counts the reasoning tokens too. The other OpenAI-style
-    /// kinds keep `max_tokens`, which every such server knows.
+    /// Whether a request to a provider of this kind caps its output with
+    /// `max_completion_tokens` instead of `max_tokens`: OpenAI takes it for every model,
+    /// and its reasoning models refuse `max_tokens` (also on requests without an effort,
+    /// such as a compaction summary or a title). The other OpenAI-style kinds keep
+    /// `max_tokens`, which every such server knows.
     pub fn caps_reasoning_with_max_completion_tokens(self) -> bool {
         matches!(self, ProviderKind::Openai)
     }

@@ -184,6 +184,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Whether the acquisition `owner` still holds `turn_id` (running under its lease).
+    pub async fn holds_turn(&self, turn_id: Uuid, owner: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM chat_turns
+                            WHERE id = $1 AND status = 'running' AND lease_owner = $2)",
+        )
+        .bind(turn_id)
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// `running` -> `completed`: persists the assistant message of `step` and usage, then
     /// promotes the next queued user message (chat `pending`, new turn) or leaves the chat
     /// `waiting`. `Ok(None)` means the lease was lost: nothing was written.

@@ -40,7 +40,7 @@ pub struct OpenAiProvider {
 struct WireOptions {
     /// Send the request's cache key as `prompt_cache_key`.
     prompt_cache_key: bool,
-    /// With a reasoning effort, send the output cap as `max_completion_tokens`.
+    /// Send the output cap as `max_completion_tokens`.
     max_completion_tokens: bool,
 }
 
@@ -76,8 +76,8 @@ impl OpenAiProvider {
         self
     }
 
-    /// Sends the output cap of a request with a reasoning effort as `max_completion_tokens`
-    /// (OpenAI's reasoning models refuse `max_tokens`; off by default, see
+    /// Sends the output cap of every request as `max_completion_tokens` (OpenAI's
+    /// reasoning models refuse `max_tokens`; off by default, see
     /// `ProviderKind::caps_reasoning_with_max_completion_tokens`).
     pub fn with_max_completion_tokens(mut self, send: bool) -> Self {
         self.wire.max_completion_tokens = send;
@@ -154,7 +154,10 @@ fn request_body(request: &ProviderRequest, wire: WireOptions) -> Value {
         body["reasoning_effort"] = json!(effort.as_str());
     }
     if let Some(max) = request.max_output_tokens {
-        let field = if wire.max_completion_tokens && request.reasoning_effort.is_some() {
+        // OpenAI takes `max_completion_tokens` for every model and its reasoning models
+        // refuse `max_tokens`, even for a request that sets no effort (a compaction
+        // summary, a title).
+        let field = if wire.max_completion_tokens {
             "max_completion_tokens"
         } else {
             "max_tokens"

@@ -136,7 +136,8 @@ impl TurnEngine {
                 ))));
             }
         }
-        let Some(cut) = choose_cut(&counter, &history, budget) else {
+        let frame_tokens = counter.request(frame.system, frame.tools, &[]);
+        let Some(cut) = choose_cut(&counter, &history, budget, frame_tokens) else {
             // Nothing older to summarize: send it if it fits at all.
             if before <= budget.input {
                 return Ok(Fitted::Ready(history));
@@ -178,6 +179,8 @@ impl TurnEngine {
                 error.message = format!("Compacting the conversation failed: {}", error.message);
                 return Ok(Fitted::Ended(Answer::Failed(error)));
             }
+            // Half a summary is not an answer: nothing of it is kept.
+            Answer::Interrupted(_) => return Ok(Fitted::Ended(Answer::Interrupted(None))),
             ended => return Ok(Fitted::Ended(ended)),
         };
         let text: String = completion
@@ -195,16 +198,27 @@ impl TurnEngine {
             )));
         }
         // A cut inside the latest request's tool loop summarizes the request itself: it is
-        // kept word for word after the summary, so the model still answers exactly it.
-        let text = match latest.filter(|&i| i < cut).map(|i| &history[i]) {
-            Some(request) => {
-                let words: String = request
+        // kept word for word after the summary, so the model still answers exactly it. A
+        // request an earlier summary already carries (a second compaction in the same
+        // loop) is carried on.
+        let carried: Option<String> = match latest {
+            Some(i) if i < cut => Some(
+                history[i]
                     .content
                     .iter()
                     .filter_map(MessagePart::as_text)
-                    .collect();
-                format!("{}\n\n{LATEST_REQUEST}{words}", text.trim_end())
-            }
+                    .collect(),
+            ),
+            Some(_) => None,
+            None => history
+                .first()
+                .filter(|m| m.kind == MessageKind::Summary)
+                .and_then(|m| m.content.iter().find_map(MessagePart::as_text))
+                .and_then(|s| s.split_once(LATEST_REQUEST))
+                .map(|(_, request)| request.to_owned()),
+        };
+        let text = match carried {
+            Some(words) => format!("{}\n\n{LATEST_REQUEST}{words}", text.trim_end()),
             None => text,
         };
         let saved = self
@@ -243,8 +257,13 @@ impl TurnEngine {
                 }
                 .publish(&self.events);
             }
-            // Not ours any more; the next holder decides again.
-            None if stops.lease_lost.is_cancelled() => return Ok(Fitted::Ended(Answer::LeaseLost)),
+            // Not ours any more (whether or not the renewal noticed yet); the next holder
+            // decides again.
+            None if stops.lease_lost.is_cancelled()
+                || !self.store.holds_turn(turn.id, &turn.lease_owner).await? =>
+            {
+                return Ok(Fitted::Ended(Answer::LeaseLost));
+            }
             // The step's summary exists (an earlier run of it wrote one): go on with it.
             None => {}
         }
@@ -259,8 +278,17 @@ impl TurnEngine {
 /// budget that starts at a user or assistant message (never at a tool result, so calls and
 /// results stay together). `history.len()` keeps nothing. `None`: nothing older than the
 /// kept part could be summarized (only an earlier summary, or nothing).
-fn choose_cut(counter: &TokenCounter, history: &[Message], budget: Budget) -> Option<usize> {
-    let keep = (budget.input as f64 * KEEP_SHARE) as u64;
+fn choose_cut(
+    counter: &TokenCounter,
+    history: &[Message],
+    budget: Budget,
+    frame: u64,
+) -> Option<usize> {
+    // At most KEEP_SHARE of the budget, and at most half of what the system message and
+    // the tools leave below the threshold: room for the summary, so the next step does
+    // not compact again at once.
+    let keep = ((budget.input as f64 * KEEP_SHARE) as u64)
+        .min(budget.compact_at.saturating_sub(frame) / 2);
     let mut tail = 0u64;
     let mut cut = history.len();
     for i in (0..history.len()).rev() {
@@ -329,8 +357,9 @@ fn summary_request(
 /// short lines do not fit, the oldest are dropped.
 fn transcript(counter: &TokenCounter, older: &[Message], room: u64) -> String {
     let lines: Vec<String> = older.iter().flat_map(lines_of).collect();
-    let fits = |lines: &[String]| counter.text(&lines.join("\n")) <= room;
-    if fits(&lines) {
+    // Each line counted once (plus its line break); the whole is their sum.
+    let cost = |line: &String| counter.text(line) + 1;
+    if lines.iter().map(cost).sum::<u64>() <= room {
         return lines.join("\n");
     }
     // Bytes per line that would fit, at 3 bytes a token (the size estimate's rate), less
@@ -338,11 +367,24 @@ fn transcript(counter: &TokenCounter, older: &[Message], room: u64) -> String {
     let per_line = ((room as usize * 3) / lines.len().max(1))
         .saturating_sub(CUT_MARKER.len() + 1)
         .max(200);
-    let mut cut: Vec<String> = lines.iter().map(|l| shorten(l, per_line)).collect();
-    while !fits(&cut) && cut.len() > 1 {
-        cut.remove(0);
+    let cut: Vec<String> = lines.iter().map(|l| shorten(l, per_line)).collect();
+    let costs: Vec<u64> = cut.iter().map(cost).collect();
+    // When even short lines do not fit, the oldest go, but never an earlier summary (the
+    // first line when there is one): it stands for everything before it.
+    let keep_first = older
+        .first()
+        .is_some_and(|m| m.kind == MessageKind::Summary);
+    let mut total: u64 = costs.iter().sum();
+    let mut from = usize::from(keep_first);
+    while total > room && from + 1 < cut.len() {
+        total -= costs[from];
+        from += 1;
     }
-    cut.join("\n")
+    let head = cut.iter().take(usize::from(keep_first));
+    head.chain(&cut[from..])
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One line per part of `m`, as the summarizer reads it.
@@ -355,18 +397,18 @@ fn lines_of(m: &Message) -> Vec<String> {
     };
     m.content
         .iter()
-        .map(|part| match part {
-            MessagePart::Text { text } => format!("{who}: {text}"),
-            MessagePart::Reasoning { text, .. } => format!("{who} (thinking): {text}"),
-            MessagePart::RedactedReasoning { .. } => format!("{who} (thinking, redacted)"),
+        .filter_map(|part| match part {
+            MessagePart::Text { text } => Some(format!("{who}: {text}")),
+            // Reasoning stays with its provider: not summarized, not sent elsewhere.
+            MessagePart::Reasoning { .. } | MessagePart::RedactedReasoning { .. } => None,
             MessagePart::ToolCall {
                 name, arguments, ..
-            } => format!("{who} called {name} with {arguments}"),
+            } => Some(format!("{who} called {name} with {arguments}")),
             MessagePart::ToolResult {
                 output, is_error, ..
             } => {
                 let failed = if *is_error { " (failed)" } else { "" };
-                format!("{who} result{failed}: {output}")
+                Some(format!("{who} result{failed}: {output}"))
             }
         })
         .collect()
@@ -437,7 +479,7 @@ mod tests {
             input: 1_000,
             compact_at: 800,
         };
-        let cut = choose_cut(&counter, &history, budget).unwrap();
+        let cut = choose_cut(&counter, &history, budget, 0).unwrap();
         assert_eq!(cut, 3, "kept: the call and its result, together");
         assert_ne!(history[cut].role, Role::Tool);
     }
@@ -450,10 +492,28 @@ mod tests {
             compact_at: 80,
         };
         let history = vec![text(Role::User, 3_000), text(Role::Assistant, 3_000)];
-        assert_eq!(choose_cut(&counter, &history, budget), Some(2));
+        assert_eq!(choose_cut(&counter, &history, budget, 0), Some(2));
         let mut summary = text(Role::Assistant, 3_000);
         summary.kind = MessageKind::Summary;
-        assert_eq!(choose_cut(&counter, &[summary], budget), None);
+        assert_eq!(choose_cut(&counter, &[summary], budget, 0), None);
+    }
+
+    #[test]
+    fn an_earlier_summary_is_never_dropped_from_the_transcript() {
+        let counter = TokenCounter::for_model("fake");
+        let mut summary = text(Role::Assistant, 5_000);
+        summary.kind = MessageKind::Summary;
+        let older: Vec<Message> = std::iter::once(summary)
+            .chain((0..200).map(|_| text(Role::User, 5_000)))
+            .collect();
+        let t = transcript(&counter, &older, 2_000);
+        assert!(
+            counter.text(&t) <= 2_000 + 200,
+            "{} tokens",
+            counter.text(&t)
+        );
+        assert!(t.starts_with("Earlier summary: "), "{:.40}", t);
+        assert!(t.lines().count() < 201, "the oldest other lines went");
     }
 
     #[test]

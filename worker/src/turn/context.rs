@@ -141,12 +141,11 @@ pub fn estimate(
     match anchor {
         Some(i) => {
             let usage = history[i].usage.as_ref().expect("anchor has usage");
-            usage.input_tokens
-                + usage.output_tokens
-                + history[i + 1..]
-                    .iter()
-                    .map(|m| counter.message(m))
-                    .sum::<u64>()
+            // Saturating: a provider's report is not trusted to be sane.
+            history[i + 1..].iter().map(|m| counter.message(m)).fold(
+                usage.input_tokens.saturating_add(usage.output_tokens),
+                u64::saturating_add,
+            )
         }
         None => counter.request(system, tools, history),
     }

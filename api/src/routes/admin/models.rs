@@ -109,6 +109,15 @@ impl ModelBody {
                 ));
             }
         }
+        if let (Some(limit), Some(output)) = (m.context_limit, m.max_output_tokens)
+            && output >= limit
+        {
+            // The window holds the question and the answer: no room would be left to ask.
+            return Err(ApiError::invalid(
+                "max_output_tokens",
+                format!("must be less than context_limit ({limit})"),
+            ));
+        }
         if let Some(v) = self.reasoning_effort {
             m.reasoning_effort = v;
         }
