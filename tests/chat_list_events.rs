@@ -69,9 +69,7 @@ async fn until(
 }
 
 #[sqlx::test]
-async fn a_sidebar_follows_its_chats_from_creation_through_a_turn_to_deletion(
-    pool: sqlx::PgPool,
-) {
+async fn a_sidebar_follows_its_chats_from_creation_through_a_turn_to_deletion(pool: sqlx::PgPool) {
     let app = TestApp::start(pool).await;
     let bob = create_user(&app.services, "bob@example.com", "acme").await;
     let mut alice_list = sse::follow(&app.client, &list_url(&app), &app.token, None).await;
@@ -129,7 +127,11 @@ async fn a_sidebar_follows_its_chats_from_creation_through_a_turn_to_deletion(
         statuses.contains(&"running"),
         "the turn ran for over a second: {statuses:?}"
     );
-    let rank = |s: &str| ["pending", "running", "waiting"].iter().position(|r| *r == s);
+    let rank = |s: &str| {
+        ["pending", "running", "waiting"]
+            .iter()
+            .position(|r| *r == s)
+    };
     assert!(
         statuses.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
         "statuses only move forward: {statuses:?}"
@@ -188,19 +190,14 @@ async fn a_sidebar_follows_its_chats_from_creation_through_a_turn_to_deletion(
 
     // Neither list ever mentioned the other user's chats.
     app.services.events.flush().await;
-    let alice_rest = alice_list.until(Duration::from_millis(300), |_| false).await;
+    let alice_rest = alice_list
+        .until(Duration::from_millis(300), |_| false)
+        .await;
     let bob_rest = bob_list.until(Duration::from_millis(300), |_| false).await;
-    let alice_saw: Vec<Uuid> = seen
-        .iter()
-        .chain(&alice_rest)
-        .filter_map(chat_of)
-        .collect();
+    let alice_saw: Vec<Uuid> = seen.iter().chain(&alice_rest).filter_map(chat_of).collect();
     assert!(!alice_saw.contains(&bobs), "{alice_saw:?}");
     assert!(
-        bob_rest
-            .iter()
-            .filter_map(chat_of)
-            .all(|c| c == bobs),
+        bob_rest.iter().filter_map(chat_of).all(|c| c == bobs),
         "{bob_rest:?}"
     );
     // A replay of Bob's whole stream holds his chat only.
@@ -214,7 +211,10 @@ async fn a_sidebar_follows_its_chats_from_creation_through_a_turn_to_deletion(
     )
     .await;
     assert!(!bob_all.is_empty());
-    assert!(bob_all.iter().filter_map(chat_of).all(|c| c == bobs), "{bob_all:?}");
+    assert!(
+        bob_all.iter().filter_map(chat_of).all(|c| c == bobs),
+        "{bob_all:?}"
+    );
     app.stop().await;
 }
 
@@ -267,14 +267,9 @@ async fn a_client_that_reconnects_with_last_event_id_gets_what_it_missed_exactly
     let url = list_url(&app);
     let first = create(&app, &app.token, json!({"message": "first"})).await;
     app.services.events.flush().await;
-    let before = sse::read_until(
-        &app.client,
-        &url,
-        &app.token,
-        None,
-        WAIT,
-        |e| about(e, "created", first, |_| true),
-    )
+    let before = sse::read_until(&app.client, &url, &app.token, None, WAIT, |e| {
+        about(e, "created", first, |_| true)
+    })
     .await;
     let held = before.last().unwrap().id.clone();
 
@@ -284,7 +279,11 @@ async fn a_client_that_reconnects_with_last_event_id_gets_what_it_missed_exactly
     let second = create(&app, &app.token, json!({"message": "second"})).await;
     let third = create(&app, &app.token, json!({"message": "third"})).await;
     let (status, body) = app
-        .post_as(&app.token, &format!("/api/v1/chats/{third}/interrupt"), Value::Null)
+        .post_as(
+            &app.token,
+            &format!("/api/v1/chats/{third}/interrupt"),
+            Value::Null,
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(
@@ -295,7 +294,8 @@ async fn a_client_that_reconnects_with_last_event_id_gets_what_it_missed_exactly
     app.services.events.flush().await;
 
     let quiet = Duration::from_millis(700);
-    let missed = sse::read_until(&app.client, &url, &app.token, Some(&held), quiet, |_| false).await;
+    let missed =
+        sse::read_until(&app.client, &url, &app.token, Some(&held), quiet, |_| false).await;
     let everything = sse::read_until(&app.client, &url, &app.token, None, quiet, |_| false).await;
     let ids = |events: &[Received]| events.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
     // Exactly what came after the resume point: no repeat, no gap.
@@ -317,7 +317,8 @@ async fn a_client_that_reconnects_with_last_event_id_gets_what_it_missed_exactly
 
     // Resuming from the end gets nothing old.
     let last = missed.last().unwrap().id.clone();
-    let nothing = sse::read_until(&app.client, &url, &app.token, Some(&last), quiet, |_| false).await;
+    let nothing =
+        sse::read_until(&app.client, &url, &app.token, Some(&last), quiet, |_| false).await;
     assert!(nothing.is_empty(), "{nothing:?}");
     app.stop().await;
 }

@@ -158,6 +158,10 @@ mod tests {
         let tag = format!("{{agentq:events:{}}}", chat_event_shard(owner));
         let key = chat_list_events_key("agentq", owner);
         assert_eq!(key, format!("{tag}:owner:{owner}"));
-        assert_ne!(key, chat_events_key("agentq", owner), "never a chat's stream");
+        assert_ne!(
+            key,
+            chat_events_key("agentq", owner),
+            "never a chat's stream"
+        );
     }
 }
