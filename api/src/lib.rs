@@ -7,6 +7,7 @@
 mod access_log;
 pub mod auth;
 pub mod error;
+mod event_stream;
 pub mod extract;
 pub mod open_streams;
 pub mod openapi;

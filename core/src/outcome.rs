@@ -8,6 +8,11 @@
 //! `RunToolCall` jobs follow it. Events first, then jobs, so a client never sees a new step's
 //! deltas before the status that announces it.
 //!
+//! An outcome a chat list shows (a chat created, its status, title, archive state or pin
+//! changed, a chat deleted) is also reported to the process's chat list announcer
+//! ([`ChatOutcome::list_change`], ARCHITECTURE.md §8.2), which publishes it on the owner's
+//! list stream (`GET /chats/events`).
+//!
 //! Enqueueing can fail (Redis down). The change is committed in PostgreSQL by then, and
 //! recovery re-enqueues whatever waits too long (ARCHITECTURE.md §7), so callers do not undo
 //! anything: the API logs a warning, a job fails (its retry finds nothing to do), a recovery
@@ -35,7 +40,7 @@ use uuid::Uuid;
 use crate::{
     ChatError, ChatErrorKind,
     domain::{ChatStatus, Message},
-    events::{ActionToolCall, ChatEvent, EventPublisher},
+    events::{ActionToolCall, ChatEvent, ChatListChange, EventPublisher},
     queue::{Producer, RunToolCall, RunTurn},
     store::{FanIn, Rewrite, ToolStep, TurnOutcome},
 };
@@ -43,7 +48,17 @@ use crate::{
 /// A committed change of a chat, as the store reported it.
 #[derive(Debug, Clone)]
 pub enum ChatOutcome {
-    /// A user message started a turn: a new chat, or a message to an idle chat.
+    /// A chat was created with its first user message and turn: by `POST /chats`, or a
+    /// subagent chat by `spawn_subagent`. Its events are `TurnStarted`'s.
+    Created {
+        /// The chat.
+        chat_id: Uuid,
+        /// The persisted user message.
+        message: Message,
+        /// The queued turn.
+        turn_id: Uuid,
+    },
+    /// A user message started a turn in an idle chat.
     TurnStarted {
         /// The chat.
         chat_id: Uuid,
@@ -116,9 +131,17 @@ pub enum ChatOutcome {
     /// An edit or a regenerate superseded the end of an idle chat's conversation and
     /// queued a new turn (with the edit's new user message).
     Rewritten(Rewrite),
+    /// What a chat list shows of chats changed without a turn: a rename, archive or
+    /// restore, pin or labels (`PATCH /chats/{id}`). No chat event; the list's.
+    Organized {
+        /// The chat, then the other chats its pin change moved.
+        chat_ids: Vec<Uuid>,
+    },
     /// A chat was deleted with its subagent chats (`Store::delete_chat`): their event
     /// streams go too.
     Deleted {
+        /// Their owner (whose list stream hears of it).
+        owner_id: Uuid,
         /// The deleted chats, the root first.
         chat_ids: Vec<Uuid>,
     },
@@ -162,7 +185,8 @@ impl ChatOutcome {
     /// The chat the outcome belongs to (`None` for a released turn, which names no chat).
     pub fn chat_id(&self) -> Option<Uuid> {
         match self {
-            Self::TurnStarted { chat_id, .. }
+            Self::Created { chat_id, .. }
+            | Self::TurnStarted { chat_id, .. }
             | Self::MessageQueued { chat_id, .. }
             | Self::StepStarted { chat_id, .. }
             | Self::TurnFinished { chat_id, .. }
@@ -172,7 +196,9 @@ impl ChatOutcome {
             Self::Compacted { summary, .. } => Some(summary.chat_id),
             Self::FannedIn(fan_in) => Some(fan_in.chat_id),
             Self::Rewritten(rewrite) => Some(rewrite.chat_id),
-            Self::Deleted { chat_ids } => chat_ids.first().copied(),
+            Self::Deleted { chat_ids, .. } | Self::Organized { chat_ids } => {
+                chat_ids.first().copied()
+            }
             Self::Released { .. } => None,
         }
     }
@@ -188,8 +214,44 @@ impl ChatOutcome {
         self.follow_ups().enqueue(producer).await
     }
 
-    /// Publishes the outcome's events on its chat's stream, in protocol order.
+    /// Publishes the outcome's events on its chat's stream, in protocol order, and reports
+    /// what a chat list shows of it to the list announcer.
     pub fn publish(&self, events: &EventPublisher) {
+        self.publish_chat_events(events);
+        if let Some(change) = self.list_change() {
+            events.chat_list_changed(change);
+        }
+    }
+
+    /// What a chat list shows of the outcome. Every variant says, so a new one cannot
+    /// forget: a status change, a new chat or a new message (the list's activity and
+    /// order) is an update; a queued message and a handed-back turn (a worker picks it up
+    /// again at once, and that is announced) are not.
+    pub fn list_change(&self) -> Option<ChatListChange> {
+        match self {
+            Self::Created { chat_id, .. } => Some(ChatListChange::Created(*chat_id)),
+            Self::TurnStarted { chat_id, .. }
+            | Self::StepStarted { chat_id, .. }
+            | Self::TurnFinished { chat_id, .. }
+            | Self::ToolStep { chat_id, .. }
+            | Self::ToolResultsAccepted { chat_id } => {
+                Some(ChatListChange::Updated(vec![*chat_id]))
+            }
+            Self::FannedIn(fan_in) => Some(ChatListChange::Updated(vec![fan_in.chat_id])),
+            Self::Rewritten(rewrite) => Some(ChatListChange::Updated(vec![rewrite.chat_id])),
+            Self::Organized { chat_ids } => Some(ChatListChange::Updated(chat_ids.clone())),
+            Self::Deleted { owner_id, chat_ids } => Some(ChatListChange::Deleted {
+                owner_id: *owner_id,
+                chat_ids: chat_ids.clone(),
+            }),
+            // A generated title changes the chat's entry; a compaction changes nothing a list
+            // shows.
+            Self::Titled { chat_id, .. } => Some(ChatListChange::Updated(vec![*chat_id])),
+            Self::MessageQueued { .. } | Self::Released { .. } | Self::Compacted { .. } => None,
+        }
+    }
+
+    fn publish_chat_events(&self, events: &EventPublisher) {
         let status = |chat_id: Uuid, status: ChatStatus| ChatEvent::Status { status, chat_id };
         let message = |chat_id: Uuid, message: &Message| {
             events.publish(
@@ -200,7 +262,12 @@ impl ChatOutcome {
             )
         };
         match self {
-            Self::TurnStarted {
+            Self::Created {
+                chat_id,
+                message: m,
+                ..
+            }
+            | Self::TurnStarted {
                 chat_id,
                 message: m,
                 ..
@@ -328,8 +395,8 @@ impl ChatOutcome {
                     title: title.clone(),
                 },
             ),
-            Self::Released { .. } => {}
-            Self::Deleted { chat_ids } => events.forget(chat_ids.clone()),
+            Self::Released { .. } | Self::Organized { .. } => {}
+            Self::Deleted { chat_ids, .. } => events.forget(chat_ids.clone()),
         }
     }
 
@@ -340,7 +407,9 @@ impl ChatOutcome {
             tool_calls: Vec::new(),
         };
         match self {
-            Self::TurnStarted { turn_id, .. } | Self::Released { turn_id } => turn(*turn_id),
+            Self::Created { turn_id, .. }
+            | Self::TurnStarted { turn_id, .. }
+            | Self::Released { turn_id } => turn(*turn_id),
             Self::Rewritten(rewrite) => turn(rewrite.turn_id),
             Self::FannedIn(fan_in) => match &fan_in.awaits_user {
                 None => turn(fan_in.turn_id),
@@ -358,6 +427,7 @@ impl ChatOutcome {
             Self::MessageQueued { .. }
             | Self::StepStarted { .. }
             | Self::ToolResultsAccepted { .. }
+            | Self::Organized { .. }
             | Self::Deleted { .. }
             | Self::Compacted { .. }
             | Self::Titled { .. } => FollowUps::default(),

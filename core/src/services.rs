@@ -22,7 +22,7 @@ pub struct Services {
     pub redis_conn: redis::aio::ConnectionManager,
     /// Enqueues jobs.
     pub producer: Producer,
-    /// Publishes chat events.
+    /// Publishes chat events and announces chat list changes.
     pub events: EventPublisher,
     /// Redis key prefix.
     pub prefix: String,
@@ -40,10 +40,12 @@ impl Services {
     ) -> redis::RedisResult<Self> {
         let redis = redis::Client::open(redis_url)?;
         let redis_conn = redis_conn::shared(&redis)?;
+        let store = Store::new(pool);
         Ok(Self {
-            store: Store::new(pool),
             producer: Producer::new(redis_conn.clone(), prefix, queue_max_len),
-            events: EventPublisher::start(redis_conn.clone(), prefix, EventLimits::default()),
+            events: EventPublisher::start(redis_conn.clone(), prefix, EventLimits::default())
+                .with_chat_list(store.clone()),
+            store,
             redis,
             redis_conn,
             prefix: prefix.to_owned(),
@@ -54,7 +56,8 @@ impl Services {
     /// Publishes chat events under `limits` (the default limits otherwise).
     pub fn with_event_limits(mut self, limits: EventLimits) -> Self {
         // The default publisher's task ends once this, its last handle, is dropped.
-        self.events = EventPublisher::start(self.redis_conn.clone(), &self.prefix, limits);
+        self.events = EventPublisher::start(self.redis_conn.clone(), &self.prefix, limits)
+            .with_chat_list(self.store.clone());
         self
     }
 

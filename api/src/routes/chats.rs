@@ -292,7 +292,7 @@ pub async fn create_chat(
         .await?;
     announce(
         &state,
-        ChatOutcome::TurnStarted {
+        ChatOutcome::Created {
             chat_id: chat.id,
             message,
             turn_id,
@@ -577,12 +577,16 @@ pub async fn update_chat(
     };
     // One transaction: a refused part (a subagent chat archived, pinned or put in plan mode
     // on its own, one pin too many) changes nothing.
-    let chat = state
+    let update = state
         .store
         .update_chat_settings(id, user.id, &settings)
         .await
         .or_not_found("chat")?;
-    Ok(Json(chat))
+    let chat_ids = std::iter::once(update.chat.id)
+        .chain(update.repositioned)
+        .collect();
+    announce(&state, ChatOutcome::Organized { chat_ids }).await;
+    Ok(Json(update.chat))
 }
 
 /// `DELETE /api/v1/chats/{chat_id}`: deletes a root chat for good, with its subagent chats.
@@ -607,6 +611,13 @@ pub async fn delete_chat(
         .delete_chat(chat_id, user.id)
         .await
         .or_not_found("chat")?;
-    announce(&state, ChatOutcome::Deleted { chat_ids }).await;
+    announce(
+        &state,
+        ChatOutcome::Deleted {
+            owner_id: user.id,
+            chat_ids,
+        },
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod admin_processes;
 mod admin_queues;
+mod chat_list_events;
 mod chats;
 mod debug;
 mod diff_status;
@@ -41,6 +42,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(chats::create_chat, chats::list_chats))
+        .routes(routes!(chat_list_events::stream_chat_list))
         .routes(routes!(
             chats::get_chat,
             chats::update_chat,

@@ -33,6 +33,10 @@
 //!   subscriber's replay (which runs after it joined) covers the difference, and it drops
 //!   what it receives twice by id.
 //!
+//! What the hub follows is a [`StreamTopic`]: a chat's stream, or an owner's chat list
+//! stream (`GET /chats/events`), which lives in the shard of the owner's id and is read by
+//! the same rounds; "chat" below stands for either.
+//!
 //! Events are shared between the subscribers of a chat (`Arc`), so memory grows with the
 //! events in flight, not with events × subscribers. One `XREAD` reply holds at most
 //! [`HubConfig::read_count`] entries per followed chat, each at most `max_event_bytes`
@@ -58,8 +62,8 @@ use redis::{
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{StoredEvent, history::StreamId, stored_event};
-use crate::queue::{CHAT_EVENT_SHARDS, chat_event_shard, chat_events_key, chat_events_wake_key};
+use super::{StoredEvent, StreamTopic, history::StreamId, stored_event};
+use crate::queue::{CHAT_EVENT_SHARDS, chat_events_wake_key};
 
 /// How the shared reader behaves.
 #[derive(Debug, Clone)]
@@ -116,7 +120,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Shard {
-    feeds: HashMap<Uuid, Feed>,
+    feeds: HashMap<StreamTopic, Feed>,
     reader_running: bool,
 }
 
@@ -157,21 +161,23 @@ impl EventHub {
         }
     }
 
-    /// Follows `chat_id` from `from` (exclusive): every event with a larger id reaches the
-    /// subscription, unless it lags. Subscribe before replaying, so nothing falls between.
-    pub async fn subscribe(&self, chat_id: Uuid, from: StreamId) -> Subscription {
+    /// Follows `topic` (a chat id names the chat's stream) from `from` (exclusive): every
+    /// event with a larger id reaches the subscription, unless it lags. Subscribe before
+    /// replaying, so nothing falls between.
+    pub async fn subscribe(&self, topic: impl Into<StreamTopic>, from: StreamId) -> Subscription {
+        let topic = topic.into();
         let inner = &self.inner;
-        let shard = chat_event_shard(chat_id);
+        let shard = topic.shard();
         let (tx, rx) = mpsc::channel(inner.config.subscriber_buffer.max(1));
         let lagged = Arc::new(AtomicBool::new(false));
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (spawn, wake) = {
             let mut s = inner.shard(shard);
             let mut new_feed = false;
-            let feed = s.feeds.entry(chat_id).or_insert_with(|| {
+            let feed = s.feeds.entry(topic).or_insert_with(|| {
                 new_feed = true;
                 Feed {
-                    key: chat_events_key(&inner.prefix, chat_id),
+                    key: topic.key(&inner.prefix),
                     cursor: from,
                     subscribers: Vec::new(),
                 }
@@ -197,14 +203,14 @@ impl EventHub {
         }
         Subscription {
             inner: inner.clone(),
-            chat_id,
+            topic,
             id,
             rx,
             lagged,
         }
     }
 
-    /// Chats this process follows now (for tests and metrics).
+    /// Streams (chats and chat lists) this process follows now (for tests and metrics).
     pub fn followed_chats(&self) -> usize {
         (0..CHAT_EVENT_SHARDS)
             .map(|s| self.inner.shard(s).feeds.len())
@@ -254,7 +260,7 @@ impl Inner {
 /// One SSE stream's place in the hub; leaving is dropping it.
 pub struct Subscription {
     inner: Arc<Inner>,
-    chat_id: Uuid,
+    topic: StreamTopic,
     id: u64,
     rx: mpsc::Receiver<Arc<StoredEvent>>,
     lagged: Arc<AtomicBool>,
@@ -277,11 +283,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut s = self.inner.shard(chat_event_shard(self.chat_id));
-        if let Some(feed) = s.feeds.get_mut(&self.chat_id) {
+        let mut s = self.inner.shard(self.topic.shard());
+        if let Some(feed) = s.feeds.get_mut(&self.topic) {
             feed.subscribers.retain(|sub| sub.id != self.id);
             if feed.subscribers.is_empty() {
-                s.feeds.remove(&self.chat_id);
+                s.feeds.remove(&self.topic);
             }
         }
     }
@@ -297,7 +303,7 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
     let mut backoff = Duration::ZERO;
     let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
-        let followed: Vec<(Uuid, String, StreamId)> = {
+        let followed: Vec<(StreamTopic, String, StreamId)> = {
             let mut s = inner.shard(shard);
             if s.feeds.is_empty() {
                 let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
@@ -311,7 +317,7 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
             }
             s.feeds
                 .iter()
-                .map(|(chat, feed)| (*chat, feed.key.clone(), feed.cursor))
+                .map(|(topic, feed)| (*topic, feed.key.clone(), feed.cursor))
                 .collect()
         };
         let c = match conn.as_mut() {
@@ -358,9 +364,9 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
         match cmd.query_async::<StreamReadReply>(c).await {
             Ok(reply) => {
                 backoff = Duration::ZERO;
-                let by_key: HashMap<&str, Uuid> = followed
+                let by_key: HashMap<&str, StreamTopic> = followed
                     .iter()
-                    .map(|(chat, key, _)| (key.as_str(), *chat))
+                    .map(|(topic, key, _)| (key.as_str(), *topic))
                     .collect();
                 let mut s = inner.shard(shard);
                 for stream in reply.keys {
@@ -371,9 +377,9 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
                         }
                         continue;
                     }
-                    if let Some(chat) = by_key.get(key.as_str()) {
+                    if let Some(topic) = by_key.get(key.as_str()) {
                         let events = entries.into_iter().filter_map(stored_event).collect();
-                        dispatch(&mut s, *chat, events);
+                        dispatch(&mut s, *topic, events);
                     }
                 }
             }
@@ -387,9 +393,9 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
     }
 }
 
-/// Hands `events` of `chat` to its subscribers; cuts loose those whose buffer is full.
-fn dispatch(shard: &mut Shard, chat: Uuid, events: Vec<StoredEvent>) {
-    let Some(feed) = shard.feeds.get_mut(&chat) else {
+/// Hands `events` of `topic` to its subscribers; cuts loose those whose buffer is full.
+fn dispatch(shard: &mut Shard, topic: StreamTopic, events: Vec<StoredEvent>) {
+    let Some(feed) = shard.feeds.get_mut(&topic) else {
         return;
     };
     let mut fresh = Vec::with_capacity(events.len());
@@ -421,7 +427,7 @@ fn dispatch(shard: &mut Shard, chat: Uuid, events: Vec<StoredEvent>) {
         true
     });
     if feed.subscribers.is_empty() {
-        shard.feeds.remove(&chat);
+        shard.feeds.remove(&topic);
     }
 }
 

@@ -12,16 +12,25 @@
 //!   point was trimmed away, which the stream answers with a `reset`).
 //! - [`hub`]: the API process's shared reader: a few `XREAD BLOCK`s over every followed chat,
 //!   fanned out to SSE subscribers through bounded buffers.
+//! - [`chat_list`], [`chat_list_feed`]: each owner's chat list stream (`GET /chats/events`):
+//!   what its events say, and the task that announces committed changes on it. It shares the
+//!   publisher, the shard tags and the hub with the chat streams ([`topic`]).
 
+pub mod chat_list;
+pub mod chat_list_feed;
 pub mod history;
 pub mod hub;
 pub mod payload;
 pub mod publisher;
+pub mod topic;
 
+pub use chat_list::ChatListEvent;
+pub use chat_list_feed::ChatListChange;
 pub use history::StreamPosition;
 pub use hub::{EventHub, HubConfig, Subscription};
 pub use payload::PayloadLimits;
 pub use publisher::EventPublisher;
+pub use topic::StreamTopic;
 
 use std::time::Duration;
 

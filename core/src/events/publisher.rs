@@ -13,6 +13,10 @@
 //! follows a committed database write, so PostgreSQL bounds their rate, and dropping one
 //! would leave a client showing a state the chat is no longer in. One queue keeps every
 //! event of a chat in publish order.
+//!
+//! The same queue carries the events of owners' chat list streams ([`StreamTopic::ChatList`]),
+//! which this process's chat list announcer ([`super::chat_list_feed`]) hands over; they
+//! report committed state too and are never dropped.
 
 use std::{
     collections::HashSet,
@@ -26,8 +30,12 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{ChatEvent, EventLimits, payload};
-use crate::queue::chat_events_key;
+use super::{
+    ChatEvent, EventLimits, StreamTopic,
+    chat_list_feed::{ChatListChange, ChatListFeed},
+    payload,
+};
+use crate::{queue::chat_events_key, store::Store};
 
 /// Bytes counted per queued event besides its data (key, id, fields).
 const ENTRY_OVERHEAD: usize = 128;
@@ -36,7 +44,7 @@ const ENTRY_OVERHEAD: usize = 128;
 const BATCH: usize = 512;
 
 struct Queued {
-    chat_id: Uuid,
+    topic: StreamTopic,
     name: &'static str,
     data: String,
     weight: usize,
@@ -54,6 +62,8 @@ enum Command {
 pub struct EventPublisher {
     tx: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
+    /// The announcer of chat list changes ([`EventPublisher::with_chat_list`]).
+    chat_list: Option<ChatListFeed>,
 }
 
 struct Shared {
@@ -74,26 +84,70 @@ impl EventPublisher {
             dropped: AtomicU64::new(0),
         });
         tokio::spawn(write_batches(conn, prefix.into(), shared.clone(), rx));
-        Self { tx, shared }
+        Self {
+            tx,
+            shared,
+            chat_list: None,
+        }
+    }
+
+    /// Also announces chat list changes ([`EventPublisher::chat_list_changed`]) on the owners'
+    /// list streams, reading the changed chats through `store` on a task of its own.
+    /// Every process that commits chat changes builds its publisher with this
+    /// (`crate::services::Services`); without it list changes are not announced.
+    pub fn with_chat_list(mut self, store: Store) -> Self {
+        let writer = Self {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+            chat_list: None,
+        };
+        self.chat_list = Some(ChatListFeed::start(store, writer));
+        self
+    }
+
+    /// Reports a committed change that chat lists show; the announcer reads the chats and
+    /// publishes `created` / `updated` / `deleted` on their owners' list streams. Never
+    /// waits. Called by [`crate::outcome::ChatOutcome::publish`].
+    pub fn chat_list_changed(&self, change: ChatListChange) {
+        match &self.chat_list {
+            Some(feed) => feed.report(change),
+            None => tracing::debug!(?change, "no chat list announcer in this process"),
+        }
     }
 
     /// Queues an event for the chat's stream, bounded to the payload limits; never blocks
     /// on Redis. A `message_part` is dropped (and counted) when the queue is over budget.
     pub fn publish(&self, chat_id: Uuid, event: ChatEvent) {
         let encoded = payload::encode(&event, &self.shared.limits.payload);
-        let weight = encoded.data.len() + ENTRY_OVERHEAD;
+        self.enqueue(
+            StreamTopic::Chat(chat_id),
+            encoded.name,
+            encoded.data,
+            event.is_persisted_state(),
+        );
+    }
+
+    /// Queues an encoded event for `topic`'s stream; one that is not `persisted` state is
+    /// dropped (and counted) when the queue is over budget.
+    pub(super) fn enqueue(
+        &self,
+        topic: StreamTopic,
+        name: &'static str,
+        data: String,
+        persisted: bool,
+    ) {
+        let weight = data.len() + ENTRY_OVERHEAD;
         let queued = self.shared.queued_bytes.fetch_add(weight, Ordering::AcqRel);
-        if !event.is_persisted_state() && queued + weight > self.shared.limits.publish_buffer_bytes
-        {
+        if !persisted && queued + weight > self.shared.limits.publish_buffer_bytes {
             self.shared.queued_bytes.fetch_sub(weight, Ordering::AcqRel);
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::event_dropped(encoded.name);
+            crate::metrics::event_dropped(name);
             return;
         }
         let command = Command::Publish(Queued {
-            chat_id,
-            name: encoded.name,
-            data: encoded.data,
+            topic,
+            name,
+            data,
             weight,
         });
         if self.tx.send(command).is_err() {
@@ -111,8 +165,11 @@ impl EventPublisher {
     }
 
     /// Waits until every event published before this call was written (or dropped after
-    /// a Redis failure).
+    /// a Redis failure), chat list changes reported before it included.
     pub async fn flush(&self) {
+        if let Some(feed) = &self.chat_list {
+            feed.flush().await;
+        }
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Flush(done)).is_ok() {
             let _ = wait.await;
@@ -148,7 +205,7 @@ async fn write_batches(
         for command in batch.drain(..) {
             match command {
                 Command::Publish(event) => {
-                    let key = chat_events_key(&prefix, event.chat_id);
+                    let key = event.topic.key(&prefix);
                     pipe.cmd("XADD")
                         .arg(&key)
                         .arg("MAXLEN")

@@ -88,6 +88,14 @@ pub fn chat_events_key(prefix: &str, chat_id: Uuid) -> String {
     format!("{tag}:chat:{chat_id}")
 }
 
+/// The capped stream of an owner's chat list changes (`GET /chats/events` reads it): the
+/// owner's id picks the shard the way a chat's id does, so the API's shared reader follows
+/// it beside the chat streams of that shard.
+pub fn chat_list_events_key(prefix: &str, owner_id: Uuid) -> String {
+    let tag = chat_event_shard_tag(prefix, chat_event_shard(owner_id));
+    format!("{tag}:owner:{owner_id}")
+}
+
 /// A stream the API process `process_id` appends to when it starts following a new chat on
 /// `shard`, to wake its reader blocked on that shard (same hash tag, so it can sit in the
 /// same `XREAD`).
@@ -142,5 +150,18 @@ mod tests {
         let tag = format!("{{agentq:events:{shard}}}");
         assert!(chat_events_key("agentq", chat).starts_with(&tag));
         assert!(chat_events_wake_key("agentq", shard, Uuid::new_v4()).starts_with(&tag));
+    }
+
+    #[test]
+    fn an_owners_list_stream_sits_in_the_shard_of_the_owners_id() {
+        let owner = Uuid::now_v7();
+        let tag = format!("{{agentq:events:{}}}", chat_event_shard(owner));
+        let key = chat_list_events_key("agentq", owner);
+        assert_eq!(key, format!("{tag}:owner:{owner}"));
+        assert_ne!(
+            key,
+            chat_events_key("agentq", owner),
+            "never a chat's stream"
+        );
     }
 }

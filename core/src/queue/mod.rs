@@ -42,7 +42,7 @@ pub use job::{Job, JobSubject, QueueName, RunToolCall, RunTurn, SendMail};
 pub use job_log::JobReport;
 pub use keys::{
     CHAT_EVENT_SHARDS, QueueKeys, RegistryKeys, chat_event_shard, chat_event_shard_tag,
-    chat_events_key, chat_events_wake_key, rate_limit_key,
+    chat_events_key, chat_events_wake_key, chat_list_events_key, rate_limit_key,
 };
 pub use producer::Producer;
 pub use registry::{

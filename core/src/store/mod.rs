@@ -26,6 +26,7 @@
 mod archive;
 mod chat_delete;
 mod chat_list;
+mod chat_list_entries;
 mod chats;
 mod constraints;
 mod debug_runs;
@@ -57,6 +58,7 @@ mod user_tokens;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chat_list::{ChatListItem, ChatPage};
+pub use chat_list_entries::ChatListEntry;
 pub use chats::{BusyBehavior, SendOptions, SendOutcome};
 pub(crate) use constraints::classify as classify_constraint;
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
@@ -75,7 +77,7 @@ pub use model_contexts::{
 pub use notifications::{NewNotification, OutboxEmail};
 pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
 pub use pins::MAX_PINNED_CHATS;
-pub use plan_mode::{ChatSettings, MAX_LISTED_FILES, PLAN_MODE_SOURCE};
+pub use plan_mode::{ChatSettings, MAX_LISTED_FILES, PLAN_MODE_SOURCE, SettingsUpdate};
 pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;

@@ -29,13 +29,15 @@ pub(super) async fn lock_pins(tx: &mut sqlx::PgConnection, owner: Uuid) -> Resul
 /// Pins `owner`'s root chat `chat_id` at `position` (1 first; past the end: last) or unpins
 /// it (`None`), renumbering the owner's other pinned chats 1, 2, ... in their current order
 /// around it. The caller holds [`lock_pins`] and the chat's lock. A subagent chat (listed
-/// with its root) and a pin past [`MAX_PINNED_CHATS`] are [`StoreError::Conflict`].
+/// with its root) and a pin past [`MAX_PINNED_CHATS`] are [`StoreError::Conflict`]. Returns
+/// the chats whose position changed (the chat itself among them, unless it stayed put), so
+/// the caller can announce each (their list entries changed).
 pub(super) async fn set_pin_in(
     tx: &mut sqlx::PgConnection,
     chat_id: Uuid,
     owner: Uuid,
     position: Option<i32>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Uuid>, StoreError> {
     let (is_root, pinned, others): (bool, bool, i64) = sqlx::query_as(
         "SELECT c.parent_chat_id IS NULL, c.pin_order IS NOT NULL,
                 (SELECT count(*) FROM chats o WHERE o.owner_id = $2 AND o.parent_chat_id IS NULL
@@ -57,7 +59,7 @@ pub(super) async fn set_pin_in(
             "{MAX_PINNED_CHATS} chats are pinned already: unpin one first"
         )));
     }
-    sqlx::query(
+    Ok(sqlx::query_scalar(
         "WITH others AS (
             SELECT id, row_number() OVER (ORDER BY pin_order, updated_at DESC, id DESC)::int AS n
             FROM chats
@@ -73,12 +75,12 @@ pub(super) async fn set_pin_in(
             SELECT $1, w.at FROM wanted w
          )
          UPDATE chats c SET pin_order = p.pos FROM placed p
-         WHERE c.id = p.id AND c.pin_order IS DISTINCT FROM p.pos",
+         WHERE c.id = p.id AND c.pin_order IS DISTINCT FROM p.pos
+         RETURNING c.id",
     )
     .bind(chat_id)
     .bind(owner)
     .bind(position)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .fetch_all(&mut *tx)
+    .await?)
 }

@@ -46,6 +46,15 @@ pub struct ChatSettings {
     pub model_config_id: Option<Option<Uuid>>,
 }
 
+/// What [`Store::update_chat_settings`] changed.
+#[derive(Debug, Clone)]
+pub struct SettingsUpdate {
+    /// The chat as it is now.
+    pub chat: Chat,
+    /// The owner's other pinned chats whose position a pin change moved.
+    pub repositioned: Vec<Uuid>,
+}
+
 /// Enters or leaves plan mode inside the caller's transaction, which holds the chat's lock
 /// (`Store::send_message`, `Store::update_chat_settings`). A subagent chat never enters it:
 /// nobody would answer its questions, and its parent's `wait_agent` waits for it to be idle
@@ -77,21 +86,24 @@ impl Store {
     /// Changes `owner`'s chat settings, from the next step of a turn on, in one
     /// transaction under the chat's lock, so a refused change (a subagent chat archived,
     /// pinned or put in plan mode on its own, one pin too many: [`StoreError::Conflict`])
-    /// changes nothing; returns the chat. Someone else's chat is [`StoreError::NotFound`].
+    /// changes nothing; returns the chat and the other chats a pin change moved. Someone
+    /// else's chat is [`StoreError::NotFound`].
     pub async fn update_chat_settings(
         &self,
         chat_id: Uuid,
         owner: Uuid,
         settings: &ChatSettings,
-    ) -> Result<Chat, StoreError> {
+    ) -> Result<SettingsUpdate, StoreError> {
         let mut tx = self.pool.begin().await?;
         if settings.pin_order.is_some() {
             // Before the chat's lock: a renumbering locks the owner's other pinned chats.
             super::pins::lock_pins(&mut tx, owner).await?;
         }
         super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
+        let mut repositioned = Vec::new();
         if let Some(position) = settings.pin_order {
-            super::pins::set_pin_in(&mut tx, chat_id, owner, position).await?;
+            repositioned = super::pins::set_pin_in(&mut tx, chat_id, owner, position).await?;
+            repositioned.retain(|id| *id != chat_id);
         }
         if let Some(plan_mode) = settings.plan_mode {
             set_plan_mode_in(&mut tx, chat_id, plan_mode).await?;
@@ -128,7 +140,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(chat)
+        Ok(SettingsUpdate { chat, repositioned })
     }
 
     /// Stores the plan that the tool call `call_id` of `chat_id` proposed as a markdown

@@ -66,7 +66,7 @@ pub async fn run(
             tracing::info!(child.id = %child.id, subagent_type, "spawned a subagent");
             announce(
                 ctx,
-                ChatOutcome::TurnStarted {
+                ChatOutcome::Created {
                     chat_id: child.id,
                     message: *message,
                     turn_id,
