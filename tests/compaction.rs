@@ -308,7 +308,18 @@ async fn wait_idle(app: &TestApp, chat: Uuid, i: usize) {
                     return;
                 }
             }
-            Some("error") => panic!("exchange {i} failed: {}", body["last_error"]),
+            Some("error") => {
+                let sent: Vec<(u64, bool)> = app
+                    .fake
+                    .received()
+                    .iter()
+                    .map(|r| (request_tokens(&r.body), is_summarizer(&r.body)))
+                    .collect();
+                panic!(
+                    "exchange {i} failed: {}; requests (tokens, summarizer): {sent:?}",
+                    body["last_error"]
+                )
+            }
             _ => {}
         }
         assert!(
@@ -317,4 +328,77 @@ async fn wait_idle(app: &TestApp, chat: Uuid, i: usize) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A model whose tokenizer agentq knows (`gpt-4o…`: o200k) behind a server that counts
+/// differently: runs of `=` are a few tokens to agentq, a token per 4 bytes to the server.
+/// The estimate stays under the threshold, the server refuses the request as too long,
+/// and the step compacts at once and asks again instead of failing the chat for good.
+#[sqlx::test]
+async fn a_request_the_provider_refuses_as_too_long_is_compacted_and_sent_again(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    app.fake.set_chunk_delay(Duration::ZERO);
+    app.fake.set_context_limit(Some(WINDOW));
+    let owner = create_owner(&app.services, "owner@example.com").await;
+    let (status, provider) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/providers",
+            json!({"name": "Other count", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-o"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{provider}");
+    let (status, model) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/models",
+            json!({"provider_id": provider["id"], "name": "gpt-4o-window",
+                   "context_limit": WINDOW, "max_output_tokens": MAX_OUTPUT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{model}");
+    let message = |i: usize| format!("Exchange {i}: {}", "=".repeat(2_400));
+    let (status, chat) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": message(0), "model_config_id": model["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    let chat: Uuid = chat["id"].as_str().unwrap().parse().unwrap();
+    wait_idle(&app, chat, 0).await;
+    for i in 1..6 {
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/chats/{chat}/messages"),
+                json!({"message": message(i)}),
+            )
+            .await;
+        assert!(status.is_success(), "exchange {i}: {status} {body}");
+        wait_idle(&app, chat, i).await;
+    }
+    // The server refused at least one request, and each refusal was followed by a summary
+    // request and the same step asked again, answered.
+    let received = app.fake.received();
+    let refused: Vec<usize> = received
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| request_tokens(&r.body) + max_output(&r.body).unwrap_or(0) > WINDOW)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "the server never refused: the test shows nothing"
+    );
+    for n in refused {
+        assert!(
+            received.get(n + 1).is_some_and(|r| is_summarizer(&r.body)),
+            "request {n} was refused and not followed by a compaction"
+        );
+    }
+    let messages = app.messages(chat).await;
+    assert!(messages.iter().any(|m| m["kind"] == "summary"));
+    app.stop().await;
 }

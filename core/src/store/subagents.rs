@@ -220,7 +220,9 @@ impl Store {
                                    status, mode, client_type, model_config_id, spawn_call_id,
                                    mcp_server_ids)
                 -- The site's model for this subagent type, while it is enabled; else the
-                -- model the parent runs on (its effective model, store::model_contexts).
+                -- model the parent runs on (its effective model, store::model_contexts),
+                -- else the default model, named, so a disabled site model for the type is
+                -- never reached through the order.
                 SELECT $1, p.owner_id, p.organization_id, p.id, coalesce(p.root_chat_id, p.id), $3,
                        'pending', $4, p.client_type,
                        coalesce(
@@ -229,7 +231,8 @@ impl Store {
                                                 ELSE s.general_subagent_model_id END
                             WHERE s.id = 1 AND m.enabled),
                            (SELECT {EFFECTIVE_MODEL} FROM chats ch JOIN users u ON u.id = ch.owner_id
-                            LEFT JOIN site_config s ON s.id = 1 WHERE ch.id = p.id)),
+                            LEFT JOIN site_config s ON s.id = 1 WHERE ch.id = p.id),
+                           (SELECT d.id FROM models d WHERE d.is_default AND d.enabled LIMIT 1)),
                        $5, p.mcp_server_ids
                 FROM chats p WHERE p.id = $2
                 RETURNING *

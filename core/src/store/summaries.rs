@@ -1,7 +1,7 @@
 //! Compaction summaries (issue #13 item 2; ARCHITECTURE.md §7): what a step sends is the
 //! chat's latest summary followed by every message after the last one it stands for
 //! ([`Store::prompt_history`]); a step that compacts writes its summary with
-//! [`Store::save_summary`], once per step, only while it holds the turn's lease.
+//! [`Store::save_summary`], once per step and cut, only while it holds the turn's lease.
 
 use uuid::Uuid;
 
@@ -70,7 +70,7 @@ impl Store {
              SELECT $1, $2, $3, 'assistant', $4, $5, $6, $7, $8, 'summary', $9
              WHERE EXISTS (SELECT 1 FROM chat_turns
                            WHERE id = $3 AND status = 'running' AND lease_owner = $10)
-             ON CONFLICT (turn_id, step) WHERE kind = 'summary' DO NOTHING
+             ON CONFLICT (turn_id, step, compacted_through) WHERE kind = 'summary' DO NOTHING
              RETURNING {MESSAGE_COLUMNS}"
         )))
         .bind(Uuid::now_v7())

@@ -812,13 +812,15 @@ mod tests {
         let body = request_body(&request, openai);
         assert_eq!(body["max_completion_tokens"], 900);
         assert!(body.get("max_tokens").is_none());
-        // Without an effort, nothing changes.
+        // Without an effort OpenAI still gets `max_completion_tokens` (its reasoning models
+        // refuse `max_tokens` on every request, a summary's or a title's too).
         let plain = ProviderRequest {
             reasoning_effort: None,
             ..request
         };
         let body = request_body(&plain, openai);
         assert!(body.get("reasoning_effort").is_none());
-        assert_eq!(body["max_tokens"], 900);
+        assert_eq!(body["max_completion_tokens"], 900);
+        assert!(body.get("max_tokens").is_none());
     }
 }

@@ -14,8 +14,11 @@
 //! - **A step of the turn.** The summary call retries like the answer (`retry` events), is
 //!   interrupted and stopped by a lost lease like it, is recorded in the debug run (its
 //!   steps say `purpose: compaction`), and its usage and cost are on the summary message.
-//!   The summary is written only by the lease holder and at most once per step, so a step
-//!   that runs again after a crash finds it and does not summarize again.
+//!   The summary is written only by the lease holder and at most once per step and cut,
+//!   so a step that runs again after a crash finds it and does not summarize again.
+//! - **Refused anyway.** When the provider refuses a request as too long although the
+//!   estimate said it fits, the step compacts at once (`RequestFrame::force`, keeping a
+//!   quarter of the estimate) and asks once more.
 //! - **The latest request survives.** When the cut falls inside the latest request's own
 //!   tool loop (one request, many steps), the request is appended word for word to the
 //!   summary, so the model still answers exactly it.
@@ -76,20 +79,25 @@ pub(super) struct RequestFrame<'a> {
     pub(super) tools: &'a [ToolSpec],
     /// The step's reasoning effort, whose thinking takes room too.
     pub(super) reasoning: Option<ReasoningEffort>,
+    /// The provider refused this step's request as too long: compact now, whatever the
+    /// estimate says.
+    pub(super) force: bool,
 }
 
 impl TurnEngine {
     /// Compacts `history` first when the request would pass the model's compaction
-    /// threshold; see the module page.
+    /// threshold, or whenever `frame.force` (the provider refused it as too long); see the module
+    /// page.
     pub(super) async fn fit_context(
         &self,
         turn: &AcquiredTurn,
         target: &ModelTarget,
         stops: Stops<'_>,
-        frame: RequestFrame<'_>,
+        frame: &RequestFrame<'_>,
         history: Vec<Message>,
         debug_run: Option<Uuid>,
     ) -> Result<Fitted, TurnJobError> {
+        let force = frame.force;
         let Some(budget) = Budget::new(
             target.context_limit,
             target.max_output_tokens,
@@ -100,7 +108,7 @@ impl TurnEngine {
         };
         let counter = TokenCounter::for_model(&target.model);
         let before = estimate(&counter, frame.system, frame.tools, &history);
-        if before <= budget.compact_at {
+        if before <= budget.compact_at && !force {
             return Ok(Fitted::Ready(history));
         }
         let too_long = |after: u64| {
@@ -136,8 +144,19 @@ impl TurnEngine {
                 ))));
             }
         }
+        // Kept: at most KEEP_SHARE of the budget, and at most half of what the system
+        // message and the tools leave below the threshold (room for the summary, so the
+        // next step does not compact again at once). When the provider refused the request
+        // as too long, the estimate is off by an unknown factor: a quarter of it is kept.
         let frame_tokens = counter.request(frame.system, frame.tools, &[]);
-        let Some(cut) = choose_cut(&counter, &history, budget, frame_tokens) else {
+        let mut keep = ((budget.input as f64 * KEEP_SHARE) as u64)
+            .min(budget.compact_at.saturating_sub(frame_tokens) / 2);
+        if force {
+            // In the counter's own units, as the cut counts (`before` may start from the
+            // provider's report).
+            keep = keep.min(counter.request(None, &[], &history) / 4);
+        }
+        let Some(cut) = choose_cut(&counter, &history, keep) else {
             // Nothing older to summarize: send it if it fits at all.
             if before <= budget.input {
                 return Ok(Fitted::Ready(history));
@@ -274,21 +293,11 @@ impl TurnEngine {
     }
 }
 
-/// Where the kept part starts: the longest tail of `history` within [`KEEP_SHARE`] of the
-/// budget that starts at a user or assistant message (never at a tool result, so calls and
+/// Where the kept part starts: the longest tail of `history` within `keep` tokens that
+/// starts at a user or assistant message (never at a tool result, so calls and
 /// results stay together). `history.len()` keeps nothing. `None`: nothing older than the
 /// kept part could be summarized (only an earlier summary, or nothing).
-fn choose_cut(
-    counter: &TokenCounter,
-    history: &[Message],
-    budget: Budget,
-    frame: u64,
-) -> Option<usize> {
-    // At most KEEP_SHARE of the budget, and at most half of what the system message and
-    // the tools leave below the threshold: room for the summary, so the next step does
-    // not compact again at once.
-    let keep = ((budget.input as f64 * KEEP_SHARE) as u64)
-        .min(budget.compact_at.saturating_sub(frame) / 2);
+fn choose_cut(counter: &TokenCounter, history: &[Message], keep: u64) -> Option<usize> {
     let mut tail = 0u64;
     let mut cut = history.len();
     for i in (0..history.len()).rev() {
@@ -364,8 +373,8 @@ fn transcript(counter: &TokenCounter, older: &[Message], room: u64) -> String {
     }
     // Bytes per line that would fit, at 3 bytes a token (the size estimate's rate), less
     // the cut marker and the line break.
-    let per_line = ((room as usize * 3) / lines.len().max(1))
-        .saturating_sub(CUT_MARKER.len() + 1)
+    let per_line = ((room as usize / lines.len().max(1)).saturating_sub(2) * 3)
+        .saturating_sub(CUT_MARKER.len())
         .max(200);
     let cut: Vec<String> = lines.iter().map(|l| shorten(l, per_line)).collect();
     let costs: Vec<u64> = cut.iter().map(cost).collect();
@@ -475,11 +484,7 @@ mod tests {
         ];
         // Keep at most 300 tokens (~900 bytes): the tool result alone fits, the call and
         // result together fit too, the user message before them does not.
-        let budget = Budget {
-            input: 1_000,
-            compact_at: 800,
-        };
-        let cut = choose_cut(&counter, &history, budget, 0).unwrap();
+        let cut = choose_cut(&counter, &history, 300).unwrap();
         assert_eq!(cut, 3, "kept: the call and its result, together");
         assert_ne!(history[cut].role, Role::Tool);
     }
@@ -487,15 +492,11 @@ mod tests {
     #[test]
     fn a_tail_too_long_to_keep_is_summarized_whole_and_a_lone_summary_is_not_compacted() {
         let counter = TokenCounter::for_model("fake");
-        let budget = Budget {
-            input: 100,
-            compact_at: 80,
-        };
         let history = vec![text(Role::User, 3_000), text(Role::Assistant, 3_000)];
-        assert_eq!(choose_cut(&counter, &history, budget, 0), Some(2));
+        assert_eq!(choose_cut(&counter, &history, 30), Some(2));
         let mut summary = text(Role::Assistant, 3_000);
         summary.kind = MessageKind::Summary;
-        assert_eq!(choose_cut(&counter, &[summary], budget, 0), None);
+        assert_eq!(choose_cut(&counter, &[summary], 30), None);
     }
 
     #[test]

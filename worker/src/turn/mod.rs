@@ -346,7 +346,6 @@ impl TurnEngine {
         stops: Stops<'_>,
         debug_run: Option<Uuid>,
     ) -> Result<Answer, TurnJobError> {
-        let history = history::answer_open_calls(self.store.prompt_history(turn.chat_id).await?);
         // One read for the system message and the offer, so both agree on the skills.
         let sources = self.store.instruction_sources(turn.chat_id).await?;
         // The chat's MCP servers are listed (from the worker's cache, mostly) before the
@@ -379,56 +378,73 @@ impl TurnEngine {
         let tools = offer.specs();
         // The chat's own level wins over its model's option.
         let reasoning_effort = turn.reasoning_effort.or(target.reasoning_effort);
-        let frame = compaction::RequestFrame {
+        let mut frame = compaction::RequestFrame {
             system: system.as_deref(),
             tools: &tools,
             reasoning: reasoning_effort,
+            force: false,
         };
-        let history = match self
-            .fit_context(turn, target, stops, frame, history, debug_run)
-            .await?
-        {
-            compaction::Fitted::Ready(history) => history_for_provider(history),
-            compaction::Fitted::Ended(answer) => return Ok(answer),
-        };
-        let size = serde_json::to_vec(&history).map_or(0, |v| v.len());
-        if size > self.limits.max_conversation_bytes {
-            return Ok(Answer::Failed(ChatError::new(
-                ChatErrorKind::ContextLength,
-                format!(
-                    "The conversation is {size} bytes, over the {} bytes agentq sends to a \
-                     model in one request (--max-conversation-bytes); start a new chat.",
-                    self.limits.max_conversation_bytes
-                ),
-            )));
+        // A provider that refuses the request as too long (its tokenizer counts more than
+        // the estimate) gets one more try after a compaction forced now (compaction.rs).
+        loop {
+            let history =
+                history::answer_open_calls(self.store.prompt_history(turn.chat_id).await?);
+            let history = match self
+                .fit_context(turn, target, stops, &frame, history, debug_run)
+                .await?
+            {
+                compaction::Fitted::Ready(history) => history_for_provider(history),
+                compaction::Fitted::Ended(answer) => return Ok(answer),
+            };
+            let size = serde_json::to_vec(&history).map_or(0, |v| v.len());
+            if size > self.limits.max_conversation_bytes {
+                return Ok(Answer::Failed(ChatError::new(
+                    ChatErrorKind::ContextLength,
+                    format!(
+                        "The conversation is {size} bytes, over the {} bytes agentq sends to a \
+                         model in one request (--max-conversation-bytes); start a new chat.",
+                        self.limits.max_conversation_bytes
+                    ),
+                )));
+            }
+            let request = ProviderRequest {
+                model: target.model.clone(),
+                system: system.clone(),
+                messages: history,
+                tools: tools.clone(),
+                max_output_tokens: target.max_output_tokens,
+                cache: target.cache,
+                // Stable for the chat, so its requests share one cached prefix.
+                cache_key: Some(turn.chat_id.to_string()),
+                reasoning_effort,
+            };
+            let step = StepContext {
+                turn,
+                target,
+                interrupted: stops.interrupted,
+                lease_lost: stops.lease_lost,
+                offer: &offer,
+                purpose: Purpose::Answer,
+            };
+            let debug = match debug_run {
+                Some(run_id) => Some(DebugRecording {
+                    run_id,
+                    messages_from: self.recorded_prefix(turn.chat_id, &request).await,
+                }),
+                None => None,
+            };
+            match self.answer_with_retries(step, request, debug).await {
+                Answer::Failed(error)
+                    if error.kind == ChatErrorKind::ContextLength
+                        && !frame.force
+                        && target.context_limit.is_some() =>
+                {
+                    tracing::warn!(error = %error, "the provider refused the request as too long; compacting now");
+                    frame.force = true;
+                }
+                answer => return Ok(answer),
+            }
         }
-        let request = ProviderRequest {
-            model: target.model.clone(),
-            system,
-            messages: history,
-            tools,
-            max_output_tokens: target.max_output_tokens,
-            cache: target.cache,
-            // Stable for the chat, so its requests share one cached prefix.
-            cache_key: Some(turn.chat_id.to_string()),
-            reasoning_effort,
-        };
-        let step = StepContext {
-            turn,
-            target,
-            interrupted: stops.interrupted,
-            lease_lost: stops.lease_lost,
-            offer: &offer,
-            purpose: Purpose::Answer,
-        };
-        let debug = match debug_run {
-            Some(run_id) => Some(DebugRecording {
-                run_id,
-                messages_from: self.recorded_prefix(turn.chat_id, &request).await,
-            }),
-            None => None,
-        };
-        Ok(self.answer_with_retries(step, request, debug).await)
     }
 }
 
