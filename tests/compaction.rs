@@ -22,28 +22,16 @@ const WINDOW: u64 = 4_000;
 /// The model's output cap.
 const MAX_OUTPUT: u64 = 400;
 
-/// A provider on the test's fake and a model with the small window; returns the model id.
+/// A model with the small window on the test's fake, priced; returns its id.
 async fn small_model(app: &TestApp) -> String {
     let owner = create_owner(&app.services, "owner@example.com").await;
-    let (status, provider) = app
-        .post_as(
-            &owner,
-            "/api/v1/admin/providers",
-            json!({"name": "Small", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-small"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{provider}");
-    let (status, model) = app
-        .post_as(
-            &owner,
-            "/api/v1/admin/models",
-            json!({"provider_id": provider["id"], "name": "small-window",
-                   "context_limit": WINDOW, "max_output_tokens": MAX_OUTPUT,
-                   "input_price_micros": 1_000_000, "output_price_micros": 2_000_000}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{model}");
-    model["id"].as_str().unwrap().to_owned()
+    app.model_on_fake(
+        &owner,
+        "small-window",
+        json!({"context_limit": WINDOW, "max_output_tokens": MAX_OUTPUT,
+               "input_price_micros": 1_000_000, "output_price_micros": 2_000_000}),
+    )
+    .await
 }
 
 /// About 1.2 KB of prose for exchange `i`: a quarter of the window with its echo.
@@ -100,16 +88,7 @@ async fn fifty_long_exchanges_keep_answering_within_a_small_window(pool: sqlx::P
     let model = small_model(&app).await;
     // Debug runs on: compaction steps are recorded as such.
     let owner = create_owner(&app.services, "site@example.com").await;
-    app.configure_site(&owner, json!({"debug_logging_enabled": true}))
-        .await;
-    let (status, _) = app
-        .put_as(
-            &app.token,
-            "/api/v1/users/me/preferences",
-            json!({"debug_logging_enabled": true}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    app.enable_debug_runs(&owner).await;
     let (status, chat) = app
         .post(
             "/api/v1/chats",
@@ -342,28 +321,18 @@ async fn a_request_the_provider_refuses_as_too_long_is_compacted_and_sent_again(
     app.fake.set_chunk_delay(Duration::ZERO);
     app.fake.set_context_limit(Some(WINDOW));
     let owner = create_owner(&app.services, "owner@example.com").await;
-    let (status, provider) = app
-        .post_as(
+    let model = app
+        .model_on_fake(
             &owner,
-            "/api/v1/admin/providers",
-            json!({"name": "Other count", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-o"}),
+            "gpt-4o-window",
+            json!({"context_limit": WINDOW, "max_output_tokens": MAX_OUTPUT}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{provider}");
-    let (status, model) = app
-        .post_as(
-            &owner,
-            "/api/v1/admin/models",
-            json!({"provider_id": provider["id"], "name": "gpt-4o-window",
-                   "context_limit": WINDOW, "max_output_tokens": MAX_OUTPUT}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{model}");
     let message = |i: usize| format!("Exchange {i}: {}", "=".repeat(2_400));
     let (status, chat) = app
         .post(
             "/api/v1/chats",
-            json!({"message": message(0), "model_config_id": model["id"]}),
+            json!({"message": message(0), "model_config_id": model}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{chat}");

@@ -42,27 +42,12 @@ async fn the_title_models_title_arrives_as_an_event_after_the_first_answer(pool:
     let app = app_with_titles(pool).await;
     // The site names a model for titles: the title request goes to it.
     let owner = create_owner(&app.services, "owner@example.com").await;
-    let (status, provider) = app
-        .post_as(
-            &owner,
-            "/api/v1/admin/providers",
-            json!({"name": "Titles", "kind": "openai-compat", "base_url": app.fake.base_url, "api_key": "sk-t"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{provider}");
-    let (status, model) = app
-        .post_as(
-            &owner,
-            "/api/v1/admin/models",
-            json!({"provider_id": provider["id"], "name": "quick-titler"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{model}");
+    let model = app.model_on_fake(&owner, "quick-titler", json!({})).await;
     let (status, body) = app
         .put_as(
             &owner,
             "/api/v1/admin/model-contexts",
-            json!({"title": model["id"]}),
+            json!({"title": model}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -336,6 +336,42 @@ impl TestApp {
         .unwrap()
     }
 
+    /// A provider of kind `openai-compat` on this test's fake, named `name`, and one model
+    /// `model` on it with the extra `fields` (`context_limit`, prices, ...), created by the
+    /// site owner `owner`; returns the model's id.
+    pub async fn model_on_fake(&self, owner: &str, model: &str, fields: Value) -> String {
+        let (status, provider) = self
+            .post_as(
+                owner,
+                "/api/v1/admin/providers",
+                serde_json::json!({"name": format!("Fake for {model}"), "kind": "openai-compat",
+                                   "base_url": self.fake.base_url, "api_key": "sk-fake"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{provider}");
+        let mut body = serde_json::json!({"provider_id": provider["id"], "name": model});
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        let (status, created) = self.post_as(owner, "/api/v1/admin/models", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Turns debug runs on for the site (as `owner`) and for the default user.
+    pub async fn enable_debug_runs(&self, owner: &str) {
+        self.configure_site(owner, serde_json::json!({"debug_logging_enabled": true}))
+            .await;
+        let (status, body) = self
+            .put_as(
+                &self.token,
+                "/api/v1/users/me/preferences",
+                serde_json::json!({"debug_logging_enabled": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     /// Starts recovery every second (it re-sends due emails), maintenance never.
     pub fn start_recovery_every_second(&self) {
         let mut scheduler: agentq_scheduler::SchedulerConfig = config::defaults();

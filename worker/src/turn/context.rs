@@ -153,29 +153,16 @@ pub fn estimate(
 
 #[cfg(test)]
 mod tests {
-    use agentq_core::domain::{MessagePart, Usage};
-    use chrono::Utc;
+    use agentq_core::domain::Usage;
     use uuid::Uuid;
 
     use super::*;
 
     fn message(role: Role, text: &str, usage: Option<Usage>) -> Message {
-        Message {
-            id: Uuid::now_v7(),
-            chat_id: Uuid::nil(),
-            turn_id: None,
-            role,
-            step: None,
-            content: vec![MessagePart::Text { text: text.into() }],
-            model: None,
-            usage,
-            cost_micros: None,
-            interrupted: false,
-            kind: MessageKind::Message,
-            compacted_through: None,
-            created_at: Utc::now(),
-            superseded_at: None,
-        }
+        let mut m = super::super::history::unsaved_user_message(Uuid::nil(), text.into());
+        m.role = role;
+        m.usage = usage;
+        m
     }
 
     #[test]
