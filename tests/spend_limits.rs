@@ -8,7 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use agentq_core::domain::OrganizationRole;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{
@@ -222,10 +221,9 @@ async fn a_users_own_limit_beats_their_organizations_smallest_which_beats_the_de
     let alice = app.user_id("alice@example.com").await;
     let acme = store.ensure_organization("acme").await.unwrap();
     let beta = store.ensure_organization("beta").await.unwrap();
-    store
-        .add_member(beta, alice, &[OrganizationRole::AgentsAccess])
-        .await
-        .unwrap();
+    // A member of beta without agents-access: membership alone makes beta one of her
+    // groups.
+    store.add_member(beta, alice, &[]).await.unwrap();
     let chat = chat_of(&app, &app.token, "seeded").await;
     seed_answer(&app, chat, "fake-gpt", 4_000, "now()").await;
 
