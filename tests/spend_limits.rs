@@ -35,8 +35,10 @@ async fn priced_model(app: &TestApp, owner: &str) {
             Method::POST,
             owner,
             "/api/v1/admin/models",
-            Some(json!({"provider_id": provider["id"], "name": "fake-gpt", "is_default": true,
-                        "input_price_micros": 1_000_000, "output_price_micros": 1_000_000})),
+            Some(
+                json!({"provider_id": provider["id"], "name": "fake-gpt", "is_default": true,
+                        "input_price_micros": 1_000_000, "output_price_micros": 1_000_000}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{model}");
@@ -57,7 +59,11 @@ async fn my_usage(app: &TestApp, token: &str) -> Value {
 /// A chat of `token`'s user whose first turn no worker takes (the app runs none).
 async fn chat_of(app: &TestApp, token: &str, title: &str) -> Uuid {
     let (status, chat) = app
-        .post_as(token, "/api/v1/chats", json!({"message": title, "title": title}))
+        .post_as(
+            token,
+            "/api/v1/chats",
+            json!({"message": title, "title": title}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{chat}");
     chat["id"].as_str().unwrap().parse().unwrap()
@@ -95,7 +101,12 @@ async fn the_turn_that_crosses_the_limit_finishes_and_the_next_message_is_refuse
     let owner = create_owner(&app.services, "root@example.com").await;
     priced_model(&app, &owner).await;
     // A micro-dollar: the first step of the first turn crosses it.
-    set_limits(&app, &owner, json!({"period": "day", "default_limit_micros": 1})).await;
+    set_limits(
+        &app,
+        &owner,
+        json!({"period": "day", "default_limit_micros": 1}),
+    )
+    .await;
 
     app.fake.script([
         Reply::ToolCalls(vec![("call_1".into(), "current_time".into(), json!({}))]),
@@ -114,7 +125,10 @@ async fn the_turn_that_crosses_the_limit_finishes_and_the_next_message_is_refuse
     assert!(spent > 1, "{messages:?}");
 
     let (status, body) = app
-        .post(&format!("/api/v1/chats/{chat}/messages"), json!({"message": "And now?"}))
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "And now?"}),
+        )
         .await;
     assert_over_limit(status, &body);
     assert_eq!(
@@ -135,13 +149,20 @@ async fn the_turn_that_crosses_the_limit_finishes_and_the_next_message_is_refuse
     let (status, body) = app
         .patch_as(
             &app.token,
-            &format!("/api/v1/chats/{chat}/messages/{}", messages[0]["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/chats/{chat}/messages/{}",
+                messages[0]["id"].as_str().unwrap()
+            ),
             json!({"message": "What day is it?"}),
         )
         .await;
     assert_over_limit(status, &body);
     assert_eq!(app.messages(chat).await.len(), 4, "no message was added");
-    assert_eq!(app.fake.received().len(), 2, "no model call after the limit");
+    assert_eq!(
+        app.fake.received().len(),
+        2,
+        "no model call after the limit"
+    );
 
     let usage = my_usage(&app, &app.token).await;
     assert_eq!(usage["spent_micros"], spent, "{usage}");
@@ -150,10 +171,18 @@ async fn the_turn_that_crosses_the_limit_finishes_and_the_next_message_is_refuse
     assert_eq!(usage["period"], "day", "{usage}");
 
     // Raising the limit lets the user go on.
-    set_limits(&app, &owner, json!({"default_limit_micros": spent + 1_000_000})).await;
+    set_limits(
+        &app,
+        &owner,
+        json!({"default_limit_micros": spent + 1_000_000}),
+    )
+    .await;
     app.fake.script([Reply::Text("Later.".into())]);
     let (status, body) = app
-        .post(&format!("/api/v1/chats/{chat}/messages"), json!({"message": "And now?"}))
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "And now?"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     app.wait_until_answered(chat, 6, WAIT).await;
@@ -169,7 +198,12 @@ async fn spend_of_the_previous_period_no_longer_counts(pool: sqlx::PgPool) {
     let pool = app.services.store.pool().clone();
 
     for (period, unit) in [("day", "day"), ("week", "week"), ("month", "month")] {
-        set_limits(&app, &owner, json!({"period": period, "default_limit_micros": 1_000})).await;
+        set_limits(
+            &app,
+            &owner,
+            json!({"period": period, "default_limit_micros": 1_000}),
+        )
+        .await;
         // The spend moved to the last second of the previous period: it no longer counts.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE chat_messages SET created_at = date_trunc('{unit}', now(), 'UTC') - interval '1 second'
@@ -182,17 +216,24 @@ async fn spend_of_the_previous_period_no_longer_counts(pool: sqlx::PgPool) {
         let usage = my_usage(&app, &app.token).await;
         assert_eq!(usage["spent_micros"], 0, "{period}: {usage}");
         assert_eq!(usage["period"], period);
-        let start: chrono::DateTime<chrono::Utc> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT date_trunc('{unit}', now(), 'UTC')")))
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let start: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+            format!("SELECT date_trunc('{unit}', now(), 'UTC')"),
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         assert_eq!(
-            usage["period_start"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap(),
+            usage["period_start"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap(),
             start,
             "{period}: {usage}"
         );
-        let (status, body) = app.post("/api/v1/chats", json!({"message": "fresh period"})).await;
+        let (status, body) = app
+            .post("/api/v1/chats", json!({"message": "fresh period"}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{period}: {body}");
 
         // At the first instant of the period it counts again.
@@ -204,8 +245,14 @@ async fn spend_of_the_previous_period_no_longer_counts(pool: sqlx::PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-        assert_eq!(my_usage(&app, &app.token).await["spent_micros"], 5_000, "{period}");
-        let (status, body) = app.post("/api/v1/chats", json!({"message": "same period"})).await;
+        assert_eq!(
+            my_usage(&app, &app.token).await["spent_micros"],
+            5_000,
+            "{period}"
+        );
+        let (status, body) = app
+            .post("/api/v1/chats", json!({"message": "same period"}))
+            .await;
         assert_over_limit(status, &body);
     }
     app.stop().await;
@@ -230,7 +277,10 @@ async fn a_users_own_limit_beats_their_organizations_smallest_which_beats_the_de
     assert_eq!(my_usage(&app, &app.token).await["source"], "none");
     set_limits(&app, &owner, json!({"default_limit_micros": 10_000})).await;
     let usage = my_usage(&app, &app.token).await;
-    assert_eq!((&usage["limit_micros"], &usage["source"]), (&json!(10_000), &json!("site")));
+    assert_eq!(
+        (&usage["limit_micros"], &usage["source"]),
+        (&json!(10_000), &json!("site"))
+    );
 
     for (org, limit) in [(acme, 5_000), (beta, 3_000)] {
         let (status, body) = app
@@ -246,7 +296,9 @@ async fn a_users_own_limit_beats_their_organizations_smallest_which_beats_the_de
     assert_eq!(usage["limit_micros"], 3_000, "the smallest group: {usage}");
     assert_eq!(usage["source"], "organization");
     assert_eq!(usage["organization_id"], beta.to_string());
-    let (status, body) = app.post("/api/v1/chats", json!({"message": "over beta's"})).await;
+    let (status, body) = app
+        .post("/api/v1/chats", json!({"message": "over beta's"}))
+        .await;
     assert_over_limit(status, &body);
 
     let (status, body) = app
@@ -258,18 +310,33 @@ async fn a_users_own_limit_beats_their_organizations_smallest_which_beats_the_de
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let usage = my_usage(&app, &app.token).await;
-    assert_eq!((&usage["limit_micros"], &usage["source"]), (&json!(7_000), &json!("user")));
-    let (status, body) = app.post("/api/v1/chats", json!({"message": "under my own"})).await;
+    assert_eq!(
+        (&usage["limit_micros"], &usage["source"]),
+        (&json!(7_000), &json!("user"))
+    );
+    let (status, body) = app
+        .post("/api/v1/chats", json!({"message": "under my own"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     let (_, limits) = app.get_as(&owner, "/api/v1/admin/spend-limits").await;
     assert_eq!(limits["users"][0]["id"], alice.to_string(), "{limits}");
-    assert_eq!(limits["organizations"].as_array().unwrap().len(), 2, "{limits}");
+    assert_eq!(
+        limits["organizations"].as_array().unwrap().len(),
+        2,
+        "{limits}"
+    );
 
     // Removing overrides hands the decision back down the order.
     let user_path = format!("/api/v1/admin/spend-limits/users/{alice}");
-    assert_eq!(app.delete_as(&owner, &user_path).await, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete_as(&owner, &user_path).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete_as(&owner, &user_path).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete_as(&owner, &user_path).await,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(my_usage(&app, &app.token).await["limit_micros"], 3_000);
     for org in [acme, beta] {
         let path = format!("/api/v1/admin/spend-limits/organizations/{org}");
@@ -278,7 +345,10 @@ async fn a_users_own_limit_beats_their_organizations_smallest_which_beats_the_de
     assert_eq!(my_usage(&app, &app.token).await["source"], "site");
     set_limits(&app, &owner, json!({"default_limit_micros": null})).await;
     let usage = my_usage(&app, &app.token).await;
-    assert_eq!((&usage["limit_micros"], &usage["source"]), (&Value::Null, &json!("none")));
+    assert_eq!(
+        (&usage["limit_micros"], &usage["source"]),
+        (&Value::Null, &json!("none"))
+    );
     app.stop().await;
 }
 
@@ -306,7 +376,11 @@ async fn spend_limit_settings_are_checked_and_for_site_owners_only(pool: sqlx::P
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, err) = app
-        .put_as(&owner, "/api/v1/admin/spend-limits/organizations/nope", json!({"limit_micros": 5}))
+        .put_as(
+            &owner,
+            "/api/v1/admin/spend-limits/organizations/nope",
+            json!({"limit_micros": 5}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["validations"][0]["field"], "organization_id", "{err}");
@@ -321,7 +395,11 @@ async fn spend_limit_settings_are_checked_and_for_site_owners_only(pool: sqlx::P
     assert_eq!(err["validations"][0]["field"], "limit_micros", "{err}");
 
     let (status, _) = app
-        .put_as(&app.token, "/api/v1/admin/spend-limits", json!({"period": "day"}))
+        .put_as(
+            &app.token,
+            "/api/v1/admin/spend-limits",
+            json!({"period": "day"}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = app.get_as(&app.token, "/api/v1/admin/usage").await;
@@ -371,14 +449,26 @@ async fn the_admin_report_rolls_costs_up_by_user_model_and_chat(pool: sqlx::PgPo
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["title"].as_str().unwrap().to_owned(), c["cost_micros"].as_i64().unwrap()))
+        .map(|c| {
+            (
+                c["title"].as_str().unwrap().to_owned(),
+                c["cost_micros"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         chats,
-        [("alice one".into(), 120), ("bob one".into(), 50), ("alice two".into(), 3)]
+        [
+            ("alice one".into(), 120),
+            ("bob one".into(), 50),
+            ("alice two".into(), 3)
+        ]
     );
     let (_, top) = app
-        .get_as(&owner, "/api/v1/admin/usage?from=2026-03-01&to=2026-03-31&limit=1")
+        .get_as(
+            &owner,
+            "/api/v1/admin/usage?from=2026-03-01&to=2026-03-31&limit=1",
+        )
         .await;
     assert_eq!(top["by_chat"].as_array().unwrap().len(), 1, "{top}");
 
@@ -391,7 +481,9 @@ async fn the_admin_report_rolls_costs_up_by_user_model_and_chat(pool: sqlx::PgPo
         ("limit=x", "limit"),
         ("user=me", "user"),
     ] {
-        let (status, err) = app.get_as(&owner, &format!("/api/v1/admin/usage?{query}")).await;
+        let (status, err) = app
+            .get_as(&owner, &format!("/api/v1/admin/usage?{query}"))
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {err}");
         assert_eq!(err["validations"][0]["field"], field, "{query}: {err}");
     }

@@ -96,7 +96,10 @@ pub async fn get_usage_report(
         None => today,
     };
     if to < from {
-        return Err(ApiError::invalid("to", format!("is before `from` ({from})")));
+        return Err(ApiError::invalid(
+            "to",
+            format!("is before `from` ({from})"),
+        ));
     }
     if (to - from).num_days() >= MAX_RANGE_DAYS {
         return Err(ApiError::invalid(
@@ -108,7 +111,9 @@ pub async fn get_usage_report(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1..=1000"));
     }
-    let end = to.checked_add_days(Days::new(1)).ok_or_else(|| ApiError::invalid("to", "is out of range"))?;
+    let end = to
+        .checked_add_days(Days::new(1))
+        .ok_or_else(|| ApiError::invalid("to", "is out of range"))?;
     let report = state
         .store
         .usage_report(start_of(from), start_of(end), limit)

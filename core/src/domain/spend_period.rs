@@ -65,9 +65,7 @@ impl SpendPeriod {
 }
 
 fn midnight(day: NaiveDate) -> DateTime<Utc> {
-    day.and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
 }
 
 #[cfg(test)]

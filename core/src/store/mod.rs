@@ -83,10 +83,8 @@ pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;
 pub use scheduler_ticks::TickLease;
 pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
-pub use spend_limits::{
-    LimitSource, SpendLimitOverride, SpendLimits, UsageStatus, format_dollars,
-};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
+pub use spend_limits::{LimitSource, SpendLimitOverride, SpendLimits, UsageStatus, format_dollars};
 pub use subagents::{ChildChat, NewSubagent, Spawned, SubagentModels, WaitState};
 pub use summaries::NewSummary;
 pub use titles::{MAX_TITLE_ATTEMPTS, TitleWork};

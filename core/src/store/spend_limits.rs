@@ -61,7 +61,8 @@ pub struct UsageStatus {
 impl UsageStatus {
     /// Whether new work is refused: the limit is reached.
     pub fn exceeded(&self) -> bool {
-        self.limit_micros.is_some_and(|limit| self.spent_micros >= limit)
+        self.limit_micros
+            .is_some_and(|limit| self.spent_micros >= limit)
     }
 }
 
@@ -114,9 +115,15 @@ pub(super) async fn usage_status_in(
         Option<i64>,
         Option<(Uuid, i64)>,
     ) = {
-        let row: (DateTime<Utc>, SpendPeriod, Option<i64>, Option<i64>, Option<Uuid>, Option<i64>) =
-            sqlx::query_as(
-                "SELECT now(), s.spend_period, s.spend_limit_micros,
+        let row: (
+            DateTime<Utc>,
+            SpendPeriod,
+            Option<i64>,
+            Option<i64>,
+            Option<Uuid>,
+            Option<i64>,
+        ) = sqlx::query_as(
+            "SELECT now(), s.spend_period, s.spend_limit_micros,
                         (SELECT limit_micros FROM user_spend_limits WHERE user_id = $1),
                         o.organization_id, o.limit_micros
                  FROM site_config s
@@ -128,10 +135,10 @@ pub(super) async fn usage_status_in(
                     ORDER BY l.limit_micros, l.organization_id LIMIT 1
                  ) o ON true
                  WHERE s.id = 1",
-            )
-            .bind(user)
-            .fetch_one(&mut *conn)
-            .await?;
+        )
+        .bind(user)
+        .fetch_one(&mut *conn)
+        .await?;
         (row.0, row.1, row.2, row.3, row.4.zip(row.5))
     };
     let (period_start, resets_at) = period.bounds(now);
@@ -190,11 +197,10 @@ impl Store {
 
     /// The site's period, default and overrides.
     pub async fn spend_limits(&self) -> Result<SpendLimits, StoreError> {
-        let (period, default_limit_micros): (SpendPeriod, Option<i64>) = sqlx::query_as(
-            "SELECT spend_period, spend_limit_micros FROM site_config WHERE id = 1",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (period, default_limit_micros): (SpendPeriod, Option<i64>) =
+            sqlx::query_as("SELECT spend_period, spend_limit_micros FROM site_config WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
         let users = sqlx::query_as(
             "SELECT user_id AS id, limit_micros, updated_at FROM user_spend_limits ORDER BY user_id",
         )
