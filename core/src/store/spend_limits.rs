@@ -103,61 +103,72 @@ pub fn format_dollars(micros: i64) -> String {
     format!("{sign}${}.{cents}", m / 1_000_000)
 }
 
-/// `user`'s usage status, read in the caller's connection.
+/// The settings that decide a user's limit, with the database's clock.
+#[derive(sqlx::FromRow)]
+struct LimitRow {
+    now: DateTime<Utc>,
+    period: SpendPeriod,
+    site: Option<i64>,
+    own: Option<i64>,
+    org: Option<Uuid>,
+    org_limit: Option<i64>,
+}
+
+/// `user`'s usage status, read in the caller's connection; `always_sum: false` leaves
+/// `spent_micros` at 0 when no limit applies.
 pub(super) async fn usage_status_in(
     conn: &mut sqlx::PgConnection,
     user: Uuid,
+    always_sum: bool,
 ) -> Result<UsageStatus, StoreError> {
-    let (now, period, site, own, org): (
-        DateTime<Utc>,
-        SpendPeriod,
-        Option<i64>,
-        Option<i64>,
-        Option<(Uuid, i64)>,
-    ) = {
-        let row: (
-            DateTime<Utc>,
-            SpendPeriod,
-            Option<i64>,
-            Option<i64>,
-            Option<Uuid>,
-            Option<i64>,
-        ) = sqlx::query_as(
-            "SELECT now(), s.spend_period, s.spend_limit_micros,
-                        (SELECT limit_micros FROM user_spend_limits WHERE user_id = $1),
-                        o.organization_id, o.limit_micros
-                 FROM site_config s
-                 LEFT JOIN LATERAL (
-                    SELECT l.organization_id, l.limit_micros
-                    FROM organization_spend_limits l
-                    JOIN organization_members m ON m.organization_id = l.organization_id
-                    WHERE m.user_id = $1
-                    ORDER BY l.limit_micros, l.organization_id LIMIT 1
-                 ) o ON true
-                 WHERE s.id = 1",
-        )
-        .bind(user)
-        .fetch_one(&mut *conn)
-        .await?;
-        (row.0, row.1, row.2, row.3, row.4.zip(row.5))
-    };
-    let (period_start, resets_at) = period.bounds(now);
-    let spent_micros: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(m.cost_micros), 0)::bigint
-         FROM chats c JOIN chat_messages m ON m.chat_id = c.id
-         WHERE c.owner_id = $1 AND m.role = 'assistant'
-           AND m.created_at >= $2 AND m.created_at < $3",
+    let row: LimitRow = sqlx::query_as(
+        "SELECT now() AS now, s.spend_period AS period, s.spend_limit_micros AS site,
+                (SELECT limit_micros FROM user_spend_limits WHERE user_id = $1) AS own,
+                o.organization_id AS org, o.limit_micros AS org_limit
+         FROM site_config s
+         LEFT JOIN LATERAL (
+            SELECT l.organization_id, l.limit_micros
+            FROM organization_spend_limits l
+            JOIN organization_members m ON m.organization_id = l.organization_id
+            WHERE m.user_id = $1
+            ORDER BY l.limit_micros, l.organization_id LIMIT 1
+         ) o ON true
+         WHERE s.id = 1",
     )
     .bind(user)
-    .bind(period_start)
-    .bind(resets_at)
     .fetch_one(&mut *conn)
     .await?;
+    let LimitRow {
+        now,
+        period,
+        site,
+        own,
+        org,
+        org_limit,
+    } = row;
+    let org = org.zip(org_limit);
     let (limit_micros, source, organization_id) = match (own, org, site) {
         (Some(limit), _, _) => (Some(limit), LimitSource::User, None),
         (None, Some((org, limit)), _) => (Some(limit), LimitSource::Organization, Some(org)),
         (None, None, Some(limit)) => (Some(limit), LimitSource::Site, None),
         (None, None, None) => (None, LimitSource::None, None),
+    };
+    let (period_start, resets_at) = period.bounds(now);
+    // Without a limit, the check needs no sum (the status route still shows it).
+    let spent_micros: i64 = if limit_micros.is_none() && !always_sum {
+        0
+    } else {
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(m.cost_micros), 0)::bigint
+         FROM chats c JOIN chat_messages m ON m.chat_id = c.id
+         WHERE c.owner_id = $1 AND m.role = 'assistant'
+           AND m.created_at >= $2 AND m.created_at < $3",
+        )
+        .bind(user)
+        .bind(period_start)
+        .bind(resets_at)
+        .fetch_one(&mut *conn)
+        .await?
     };
     Ok(UsageStatus {
         period,
@@ -176,7 +187,7 @@ pub(super) async fn refuse_over_limit_in(
     conn: &mut sqlx::PgConnection,
     user: Uuid,
 ) -> Result<(), StoreError> {
-    let status = usage_status_in(conn, user).await?;
+    let status = usage_status_in(conn, user, false).await?;
     match status.limit_micros {
         Some(limit) if status.exceeded() => Err(StoreError::Conflict(format!(
             "usage limit exceeded: spent {} of {}, resets at {}",
@@ -192,7 +203,7 @@ impl Store {
     /// Where `user` stands in the current period.
     pub async fn usage_status(&self, user: Uuid) -> Result<UsageStatus, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        usage_status_in(&mut conn, user).await
+        usage_status_in(&mut conn, user, true).await
     }
 
     /// The site's period, default and overrides.
