@@ -489,3 +489,33 @@ async fn the_admin_report_rolls_costs_up_by_user_model_and_chat(pool: sqlx::PgPo
     }
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn compaction_summaries_and_superseded_answers_count_as_spend(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let chat = chat_of(&app, &app.token, "long").await;
+    seed_answer(&app, chat, "fake-gpt", 100, "now()").await;
+    let store_pool = app.services.store.pool();
+    // A compaction summary standing for that answer, and the answer replaced by a
+    // regenerate: both were paid for.
+    sqlx::query(
+        "INSERT INTO chat_messages (id, chat_id, role, content, model, cost_micros, kind, compacted_through)
+         SELECT $1, chat_id, 'assistant', '[]', 'fake-gpt', 40, 'summary', id
+         FROM chat_messages WHERE chat_id = $2 AND role = 'assistant'",
+    )
+    .bind(Uuid::now_v7())
+    .bind(chat)
+    .execute(store_pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE chat_messages SET superseded_at = now()
+         WHERE chat_id = $1 AND role = 'assistant' AND kind = 'message'",
+    )
+    .bind(chat)
+    .execute(store_pool)
+    .await
+    .unwrap();
+    assert_eq!(my_usage(&app, &app.token).await["spent_micros"], 140);
+    app.stop().await;
+}
