@@ -23,6 +23,7 @@ mod stream;
 mod subagents;
 mod tokens;
 mod tool_results;
+mod usage;
 
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -142,6 +143,20 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             oidc::delete_oidc_token
         ))
         .routes(routes!(oidc::get_oidc_client, oidc::put_oidc_client))
+        .routes(routes!(usage::get_my_usage))
+        .routes(routes!(usage::get_usage_report))
+        .routes(routes!(
+            admin::spend_limits::get_spend_limits,
+            admin::spend_limits::put_spend_limits
+        ))
+        .routes(routes!(
+            admin::spend_limits::put_user_spend_limit,
+            admin::spend_limits::delete_user_spend_limit
+        ))
+        .routes(routes!(
+            admin::spend_limits::put_organization_spend_limit,
+            admin::spend_limits::delete_organization_spend_limit
+        ))
 }
 
 /// JSON 404 for unknown paths.

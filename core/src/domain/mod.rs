@@ -10,6 +10,7 @@ mod message;
 mod notification;
 mod provider;
 mod reasoning;
+mod spend_period;
 mod turn;
 mod user;
 
@@ -21,5 +22,6 @@ pub use message::{Message, MessageKind, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;
 pub use provider::ProviderKind;
 pub use reasoning::ReasoningEffort;
+pub use spend_period::SpendPeriod;
 pub use turn::{AcquiredTurn, ToolCallKind, ToolCallRow, ToolCallStatus, TurnStatus};
 pub use user::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, UserStatus};

@@ -72,8 +72,8 @@ pub(super) const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_cha
      pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, plan_mode, reasoning_effort, created_at, updated_at";
 
 impl Store {
-    /// Creates a chat with its first user message and a queued turn, in one statement.
-    /// Returns the chat, the message and the turn id to enqueue.
+    /// Creates a chat with its first user message and a queued turn, in one statement,
+    /// unless the owner is over their spend limit ([`StoreError::Conflict`]). Returns the chat, the message and the turn id to enqueue.
     pub async fn create_chat(&self, new: NewChat) -> Result<(Chat, Message, Uuid), StoreError> {
         let chat_id = Uuid::now_v7();
         let message_id = Uuid::now_v7();
@@ -84,6 +84,7 @@ impl Store {
             new.title.trim().to_owned()
         };
         let mut tx = self.pool.begin().await?;
+        super::spend_limits::refuse_over_limit_in(&mut tx, new.owner_id).await?;
         let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
                 INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user, reasoning_effort)
@@ -167,7 +168,7 @@ impl Store {
     /// `mcp_server_ids`, when given, replaces the chat's choice of MCP servers, and
     /// `plan_mode`, when given, enters (`Some(Some(Plan))`) or leaves (`Some(None)`) plan
     /// mode, both in the same transaction, so a refused send (queue full, not the owner's
-    /// chat) changes nothing.
+    /// chat, the owner over their spend limit, `store::spend_limits`) changes nothing.
     pub async fn send_message(
         &self,
         chat_id: Uuid,
@@ -188,6 +189,7 @@ impl Store {
         super::lock_chat(&mut tx, chat_id, Some(owner)).await?;
         let state = chat_state_in(&mut tx, chat_id).await?;
         state.refuse_closed()?;
+        super::spend_limits::refuse_over_limit_in(&mut tx, owner).await?;
         if state.busy() && state.queued >= MAX_QUEUED_MESSAGES {
             return Err(StoreError::Conflict(format!(
                 "the chat already has {MAX_QUEUED_MESSAGES} queued messages; wait for the running turn to take them"

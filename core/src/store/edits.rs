@@ -103,7 +103,7 @@ impl Store {
                 StoreError::NotFound => EditError::ChatNotFound,
                 e => e.into(),
             })?;
-        let state = idle_state_in(&mut tx, chat_id).await?;
+        let state = idle_state_in(&mut tx, chat_id, owner).await?;
         let (role, superseded): (Role, bool) = sqlx::query_as(
             "SELECT role, superseded_at IS NOT NULL FROM chat_messages WHERE id = $2 AND chat_id = $1",
         )
@@ -142,7 +142,7 @@ impl Store {
     pub async fn regenerate(&self, chat_id: Uuid, owner: Uuid) -> Result<Rewrite, StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_chat(&mut tx, chat_id, Some(owner)).await?;
-        let state = idle_state_in(&mut tx, chat_id).await?;
+        let state = idle_state_in(&mut tx, chat_id, owner).await?;
         // The last turn's first answer: the earliest live message of the chat's newest turn
         // that is not the user's (uuid has no `min` in PostgreSQL 15, hence the sort).
         let first_answer: Option<Uuid> = sqlx::query_scalar(
@@ -172,13 +172,16 @@ impl Store {
 }
 
 /// The chat's state, refused unless the chat is idle: not a closed subagent, no unfinished
-/// turn, no queued message. The caller holds the chat's row lock.
+/// turn, no queued message, and its owner not over their spend limit. The caller holds
+/// the chat's row lock.
 async fn idle_state_in(
     tx: &mut sqlx::PgConnection,
     chat_id: Uuid,
+    owner: Uuid,
 ) -> Result<ChatState, StoreError> {
     let state = chat_state_in(tx, chat_id).await?;
     state.refuse_closed()?;
+    super::spend_limits::refuse_over_limit_in(tx, owner).await?;
     if state.unfinished_turn {
         return Err(StoreError::Conflict(
             "a turn of this chat is still running; wait for it to finish or interrupt it first"

@@ -49,11 +49,13 @@ mod retention;
 mod scheduler_ticks;
 mod site_config;
 mod skills;
+mod spend_limits;
 mod subagents;
 mod summaries;
 mod titles;
 mod tool_calls;
 mod turns;
+mod usage_report;
 mod user_tokens;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
@@ -84,11 +86,13 @@ pub use retention::PURGE_BATCH;
 pub use scheduler_ticks::TickLease;
 pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
+pub use spend_limits::{LimitSource, SpendLimitOverride, SpendLimits, UsageStatus, format_dollars};
 pub use subagents::{ChildChat, NewSubagent, Spawned, SubagentModels, WaitState};
 pub use summaries::NewSummary;
 pub use titles::{MAX_TITLE_ATTEMPTS, TitleWork};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
+pub use usage_report::{ChatUsage, ModelUsage, UsageReport, UserUsage};
 pub use user_tokens::{
     LockedUserToken, MAX_PENDING_FLOWS_PER_USER, OAuthFlow, OidcClient, StoredTokens, UserTokenKey,
 };

@@ -5,6 +5,7 @@
 
 pub(super) mod models;
 pub(super) mod providers;
+pub(super) mod spend_limits;
 
 use serde::Deserialize;
 use uuid::Uuid;
