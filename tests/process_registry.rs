@@ -108,13 +108,18 @@ async fn a_worker_is_listed_with_its_busy_slots_says_it_is_stopping_and_leaves_w
         Reply::Text("Rested.".into()),
     ]);
     app.create_chat("take a nap").await;
-    let busy = eventually(Duration::from_secs(20), "a busy tools slot", || async {
-        entry_of(&app, &owner, pid)
-            .await
-            .filter(|e| e["busy_slots"]["tools"] == 1)
-    })
+    // The turn's job returns just after the tool call it fanned out starts: wait for the
+    // beat that shows only the nap.
+    eventually(
+        Duration::from_secs(20),
+        "a busy tools slot only",
+        || async {
+            entry_of(&app, &owner, pid)
+                .await
+                .filter(|e| e["busy_slots"]["tools"] == 1 && e["busy_slots"]["turns"] == 0)
+        },
+    )
     .await;
-    assert_eq!(busy["busy_slots"]["turns"], 0, "{busy}");
     let tools = queue_view(&app, &owner, "tools").await;
     let live = tools["live_consumers"].as_array().unwrap();
     assert_eq!(live.len(), 1, "{tools}");
