@@ -150,7 +150,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             provider_keys::put_provider_key,
             provider_keys::delete_provider_key
         ))
-        .routes(routes!(models::list_models))
+        .routes(routes!(models::list_my_models))
         .routes(routes!(usage::get_my_usage))
         .routes(routes!(usage::get_usage_report))
         .routes(routes!(

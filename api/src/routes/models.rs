@@ -52,7 +52,7 @@ pub struct UserModelList {
     tag = "models",
     responses((status = 200, description = "Every enabled model, each saying whether the caller has a key for it and why not.", body = UserModelList))
 )]
-pub async fn list_models(
+pub async fn list_my_models(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
 ) -> Result<Json<UserModelList>, ApiError> {
