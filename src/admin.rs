@@ -4,10 +4,15 @@
 //! `create-user` creates a user once: run again for the same email it changes nothing,
 //! says so and exits non-zero, so a script cannot mint a second token without meaning to.
 //! Another token for an existing user is `admin tokens create --email ...`.
+//!
+//! `rotate-key` re-seals every stored secret (provider keys and headers, users' provider
+//! keys, MCP secrets and tokens, OIDC tokens) from the previous `AGENTQ_SECRET_KEY` to a
+//! new one, in batches, one transaction each; run again after a failure, it picks up where
+//! it stopped (ARCHITECTURE.md §11).
 
 use agentq_core::{
     auth::generate_token,
-    config::{DatabaseConfig, ProviderConfig, RedisConfig, TokenConfig},
+    config::{DatabaseConfig, ProviderConfig, RedisConfig, SecretsConfig, TokenConfig},
     db,
     domain::{OrganizationRole, UserStatus},
     store::Store,
@@ -57,6 +62,19 @@ pub enum AdminCommand {
         /// `active`, `suspended` or `deleted`.
         #[arg(long, value_parser = parse_status)]
         status: UserStatus,
+    },
+    /// Re-seal every stored secret under a new key: `--secret-key` / `AGENTQ_SECRET_KEY` is
+    /// the new key, `--previous-secret-key` / `AGENTQ_PREVIOUS_SECRET_KEY` the old one. Run
+    /// the API and workers with both set meanwhile (they read either, write the new one);
+    /// drop the previous key once this reports no unreadable value. Safe to run again.
+    RotateKey {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        secrets: SecretsConfig,
+        /// Rows re-sealed per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
     },
     /// Print the effective configuration (flags, environment, config file), secrets hidden.
     Config {
@@ -162,6 +180,11 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             eprintln!("user {email} is now {}", status.as_str());
             Ok(())
         }
+        AdminCommand::RotateKey {
+            database,
+            secrets,
+            batch,
+        } => rotate_key(database, secrets, batch).await,
         AdminCommand::Config {
             database,
             redis,
@@ -185,6 +208,44 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `agentq admin rotate-key`: re-seals every sealed column under the new key and prints
+/// what it did per table; fails when a value opens under neither key.
+async fn rotate_key(
+    database: DatabaseConfig,
+    secrets: SecretsConfig,
+    batch: u32,
+) -> anyhow::Result<()> {
+    let new = SecretsConfig {
+        previous_secret_key: None,
+        ..secrets.clone()
+    }
+    .secret_box()?
+    .context("set the new key as --secret-key or AGENTQ_SECRET_KEY")?;
+    let old = secrets
+        .previous_box()?
+        .context("set the old key as --previous-secret-key or AGENTQ_PREVIOUS_SECRET_KEY")?;
+    let store = Store::new(db::connect_migrated(&database).await?);
+    let counts = store.reseal_all(&new.with_previous(&old), batch).await?;
+    println!("table\tresealed\talready_current\tunreadable");
+    for c in &counts {
+        println!(
+            "{}\t{}\t{}\t{}",
+            c.table, c.resealed, c.current, c.unreadable
+        );
+    }
+    let unreadable: u64 = counts.iter().map(|c| c.unreadable).sum();
+    if unreadable > 0 {
+        anyhow::bail!(
+            "{unreadable} stored values open under neither key and were left as they are; \
+             keep AGENTQ_PREVIOUS_SECRET_KEY until they are replaced or removed"
+        );
+    }
+    eprintln!(
+        "every stored secret is sealed under the new key; AGENTQ_PREVIOUS_SECRET_KEY can be unset"
+    );
+    Ok(())
 }
 
 async fn run_tokens(command: TokensCommand) -> anyhow::Result<()> {

@@ -265,7 +265,10 @@ pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         &database,
         &redis,
         &queue,
-        &SecretsConfig { secret_key: None },
+        &SecretsConfig {
+            secret_key: None,
+            previous_secret_key: None,
+        },
     )
     .await?;
     let shutdown = CancellationToken::new();

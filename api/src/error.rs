@@ -148,6 +148,7 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownReference { field } => {
                 ApiError::invalid(field, "names nothing that exists")
             }
+            StoreError::Invalid { field, detail } => ApiError::invalid(field, detail),
             StoreError::Database(e) => e.into(),
         }
     }

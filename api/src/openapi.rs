@@ -63,6 +63,7 @@ const BEARER: &str = "bearer";
         (name = "events", description = "A chat's live events (Server-Sent Events)."),
         (name = "debug", description = "What each turn sent to its provider and got back."),
         (name = "users", description = "The caller's own settings."),
+        (name = "models", description = "The models a user can pick, and whether they have a key for each."),
         (name = "mcp-servers", description = "MCP servers a chat may choose (site owners manage them under admin)."),
         (name = "admin", description = "Site settings, queues, providers and models; changes need a site owner."),
         (name = "health", description = "Probes and metrics for orchestrators; no token needed."),

@@ -193,6 +193,15 @@ pub struct SecretsConfig {
     /// use provider keys kept in the database; `agentq dev` generates one under its data dir.
     #[arg(long = "secret-key", env = "AGENTQ_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<SecretString>,
+    /// The key being rotated away from, while `agentq admin rotate-key` runs: values sealed
+    /// under it are still read; new ones are sealed under `--secret-key`. Unset it once the
+    /// rotation has finished.
+    #[arg(
+        long = "previous-secret-key",
+        env = "AGENTQ_PREVIOUS_SECRET_KEY",
+        hide_env_values = true
+    )]
+    pub previous_secret_key: Option<SecretString>,
 }
 
 impl SecretsConfig {
@@ -200,7 +209,25 @@ impl SecretsConfig {
     pub fn secret_box(
         &self,
     ) -> Result<Option<crate::secrets::SecretBox>, crate::secrets::SecretError> {
-        self.secret_key
+        let open = |key: &Option<SecretString>| {
+            key.as_ref()
+                .map(ExposeSecret::expose_secret)
+                .filter(|k| !k.trim().is_empty())
+                .map(crate::secrets::SecretBox::from_hex)
+                .transpose()
+        };
+        let previous = open(&self.previous_secret_key)?;
+        Ok(open(&self.secret_key)?.map(|current| match &previous {
+            Some(previous) => current.with_previous(previous),
+            None => current,
+        }))
+    }
+
+    /// The key being rotated away from, alone (for `agentq admin rotate-key`).
+    pub fn previous_box(
+        &self,
+    ) -> Result<Option<crate::secrets::SecretBox>, crate::secrets::SecretError> {
+        self.previous_secret_key
             .as_ref()
             .map(ExposeSecret::expose_secret)
             .filter(|k| !k.trim().is_empty())
@@ -753,7 +780,12 @@ mod tests {
             "postgres://app:db-pass-1@db:5432/agentq?sslpassword=ssl-pass-2",
         ]);
         let redis: RedisConfig = parse(&["--redis-url", "rediss://:redis-pass-3@cache:6380"]);
-        let secrets: SecretsConfig = parse(&["--secret-key", "secret-key-4"]);
+        let secrets: SecretsConfig = parse(&[
+            "--secret-key",
+            "secret-key-4",
+            "--previous-secret-key",
+            "previous-key-9",
+        ]);
         let provider: ProviderConfig = parse(&[
             "--openai-api-key",
             "sk-openai-5",
@@ -776,6 +808,7 @@ mod tests {
             "sk-ant-6",
             "header-7",
             "smtp-pass-8",
+            "previous-key-9",
         ] {
             assert!(!shown.contains(secret), "{secret} shows in {shown}");
         }

@@ -27,6 +27,14 @@ pub enum StoreError {
         /// The request field holding the reference.
         field: &'static str,
     },
+    /// A CHECK constraint refused a combination of values (a provider's key policy).
+    #[error("`{field}` {detail}")]
+    Invalid {
+        /// The request field to blame.
+        field: &'static str,
+        /// What is wrong.
+        detail: &'static str,
+    },
     /// The database failed.
     #[error(transparent)]
     Database(sqlx::Error),

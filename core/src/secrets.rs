@@ -3,6 +3,12 @@
 //! configuration (`AGENTQ_SECRET_KEY`, 64 hex characters). Stored form: nonce || ciphertext.
 //! Secrets we only need to compare (API tokens) are hashed instead (see `auth`).
 //!
+//! Rotating the key (ARCHITECTURE.md §11): every process restarts with the new key as
+//! `AGENTQ_SECRET_KEY` and the old one as `AGENTQ_PREVIOUS_SECRET_KEY` (a box opens values
+//! sealed under either and seals under the new one), `agentq admin rotate-key` re-seals
+//! every stored value under the new key ([`SecretBox::reseal`]), then the previous key is
+//! dropped from the configuration.
+//!
 //! Settings that hold secrets are [`SecretString`]s or [`SecretUrl`]s, so formatting a
 //! config with `{:?}` (a panic message, a `tracing` field, `agentq admin config`) shows no
 //! plaintext; code that needs the value calls `expose_secret()` where it uses it.
@@ -65,10 +71,23 @@ pub enum SecretError {
     Undecryptable,
 }
 
-/// Seals and opens secrets under the configured key.
+/// Seals and opens secrets under the configured key (and opens values sealed under the
+/// previous key while a rotation is under way).
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    previous: Option<XChaCha20Poly1305>,
+}
+
+/// What [`SecretBox::reseal`] made of one stored value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resealed {
+    /// Already sealed under the current key: left as it is (a rerun after a crash).
+    Current,
+    /// Was sealed under the previous key: here it is under the current one.
+    Replaced(Vec<u8>),
+    /// Neither key opens it (corrupt, or sealed under a third key): left as it is.
+    Unreadable,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -85,7 +104,30 @@ impl SecretBox {
             .and_then(|b| b.try_into().ok())
             .ok_or(SecretError::BadKey)?;
         let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| SecretError::BadKey)?;
-        Ok(Self { cipher })
+        Ok(Self {
+            cipher,
+            previous: None,
+        })
+    }
+
+    /// This box, also opening values sealed under `previous` (the key being rotated away
+    /// from); it still seals under its own key only.
+    pub fn with_previous(mut self, previous: &SecretBox) -> Self {
+        self.previous = Some(previous.cipher.clone());
+        self
+    }
+
+    /// `sealed` under this box's own key: [`Resealed::Current`] when it already opens with
+    /// it, [`Resealed::Replaced`] when only the previous key opens it. Trying the current
+    /// key first makes a rotation safe to run again after it stopped halfway.
+    pub fn reseal(&self, sealed: &[u8]) -> Resealed {
+        if open_with(&self.cipher, sealed).is_ok() {
+            return Resealed::Current;
+        }
+        match self.previous.as_ref().map(|old| open_with(old, sealed)) {
+            Some(Ok(plain)) => Resealed::Replaced(self.seal(&plain)),
+            _ => Resealed::Unreadable,
+        }
     }
 
     /// A new random key, hex-encoded (for `agentq dev`, which keeps it under its data dir).
@@ -107,19 +149,26 @@ impl SecretBox {
         out
     }
 
-    /// Decrypts a value made by [`SecretBox::seal`].
+    /// Decrypts a value made by [`SecretBox::seal`] (under this box's key or, during a
+    /// rotation, the previous one).
     pub fn open(&self, sealed: &[u8]) -> Result<String, SecretError> {
-        if sealed.len() < 24 {
-            return Err(SecretError::Undecryptable);
-        }
-        let (nonce, ciphertext) = sealed.split_at(24);
-        let nonce_bytes: [u8; 24] = nonce.try_into().map_err(|_| SecretError::Undecryptable)?;
-        let plaintext = self
-            .cipher
-            .decrypt(&XNonce::from(nonce_bytes), ciphertext)
-            .map_err(|_| SecretError::Undecryptable)?;
-        String::from_utf8(plaintext).map_err(|_| SecretError::Undecryptable)
+        open_with(&self.cipher, sealed).or_else(|e| match &self.previous {
+            Some(old) => open_with(old, sealed),
+            None => Err(e),
+        })
     }
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8]) -> Result<String, SecretError> {
+    if sealed.len() < 24 {
+        return Err(SecretError::Undecryptable);
+    }
+    let (nonce, ciphertext) = sealed.split_at(24);
+    let nonce_bytes: [u8; 24] = nonce.try_into().map_err(|_| SecretError::Undecryptable)?;
+    let plaintext = cipher
+        .decrypt(&XNonce::from(nonce_bytes), ciphertext)
+        .map_err(|_| SecretError::Undecryptable)?;
+    String::from_utf8(plaintext).map_err(|_| SecretError::Undecryptable)
 }
 
 /// Writes `contents` to `path` so that no other user can ever read it: the data goes to a
@@ -191,5 +240,30 @@ mod tests {
         let other = SecretBox::from_hex(&SecretBox::generate_key_hex()).unwrap();
         assert!(other.open(&a).is_err());
         assert!(SecretBox::from_hex("short").is_err());
+    }
+
+    #[test]
+    fn resealing_moves_values_to_the_new_key_once() {
+        let old = SecretBox::from_hex(&SecretBox::generate_key_hex()).unwrap();
+        let new = SecretBox::from_hex(&SecretBox::generate_key_hex())
+            .unwrap()
+            .with_previous(&old);
+        let under_old = old.seal("sk-rotate-me");
+        assert_eq!(new.open(&under_old).unwrap(), "sk-rotate-me", "reads both");
+        let Resealed::Replaced(under_new) = new.reseal(&under_old) else {
+            panic!("the old value is resealed");
+        };
+        assert!(
+            old.open(&under_new).is_err(),
+            "sealed under the new key only"
+        );
+        assert_eq!(
+            new.reseal(&under_new),
+            Resealed::Current,
+            "a rerun skips it"
+        );
+        let stranger = SecretBox::from_hex(&SecretBox::generate_key_hex()).unwrap();
+        assert_eq!(new.reseal(&stranger.seal("x")), Resealed::Unreadable);
+        assert_eq!(new.reseal(b"short"), Resealed::Unreadable);
     }
 }

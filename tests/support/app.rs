@@ -34,6 +34,8 @@ pub struct TestApp {
     pub fake: FakeOpenAi,
     /// Redis key prefix of this test.
     pub prefix: String,
+    /// The hex `AGENTQ_SECRET_KEY` the app's services seal secrets with.
+    pub secret_key: String,
     /// Queue settings used by workers started with [`TestApp::start_worker`].
     pub queue: QueueConfig,
     /// Worker settings used by workers started with [`TestApp::start_worker`].
@@ -78,10 +80,8 @@ impl TestApp {
         let prefix = unique_prefix();
         let mut queue: QueueConfig = config::defaults();
         queue.lease_secs = 2;
-        let secrets = agentq_core::secrets::SecretBox::from_hex(
-            &agentq_core::secrets::SecretBox::generate_key_hex(),
-        )
-        .unwrap();
+        let secret_key = agentq_core::secrets::SecretBox::generate_key_hex();
+        let secrets = agentq_core::secrets::SecretBox::from_hex(&secret_key).unwrap();
         let services = Services::new(pool, &redis_url, &prefix, 0)
             .unwrap()
             .with_secrets(Some(secrets));
@@ -112,6 +112,7 @@ impl TestApp {
             services,
             fake,
             prefix,
+            secret_key,
             queue,
             worker,
             provider_startup_timeout_secs: 60,

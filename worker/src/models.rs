@@ -2,6 +2,13 @@
 //! default model, else the provider configured by flags. Provider clients are built from
 //! their database row (key and headers decrypted here, nowhere else) and cached until the
 //! row changes. Pricing turns usage into cost.
+//!
+//! Whose key a step sends is decided at every step for the turn's owner
+//! ([`agentq_core::domain::KeyPolicy::choose`], ARCHITECTURE.md §3): the owner's own key is
+//! read from the database each time the provider takes user keys (deleting it takes effect
+//! at the next step), and a client built with it is cached under that user alone, so no
+//! other user's turn is ever sent with it. A step without a usable key fails with
+//! `missing_key` before any request is made.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -11,7 +18,7 @@ use std::{
 
 use agentq_core::{
     ChatError, ChatErrorKind, StoreError,
-    domain::{ProviderKind, ReasoningEffort, Usage},
+    domain::{KeySource, ProviderKind, ReasoningEffort, Usage},
     secrets::SecretBox,
     store::{ResolvedModel, Store},
 };
@@ -95,8 +102,29 @@ pub struct ModelResolver {
     fallback: ModelTarget,
     limits: ProviderLimits,
     row_ttl: Duration,
-    clients: Mutex<HashMap<Uuid, (DateTime<Utc>, Provider)>>,
+    clients: Mutex<HashMap<ClientKey, (ClientStamp, Provider)>>,
     rows: Mutex<HashMap<Option<Uuid>, CachedRow>>,
+}
+
+/// A cached client: its provider and whose key it carries (`None`: the provider's own).
+type ClientKey = (Uuid, Option<Uuid>);
+
+/// When a cached client's provider row and key last changed: a client is rebuilt when
+/// either moves.
+type ClientStamp = (DateTime<Utc>, DateTime<Utc>);
+
+/// Clients cached at most (one per provider, plus one per user with a key of their own);
+/// past it the cache starts over, which costs rebuilding clients, never a wrong key.
+const MAX_CACHED_CLIENTS: usize = 1024;
+
+/// The key a step is sent with, still sealed, and whose it is.
+struct Credential {
+    /// `Some(user)`: that user's own key; `None`: the provider's.
+    owner: Option<Uuid>,
+    /// nonce || ciphertext; `None`: no key (a kind that needs none).
+    sealed: Option<Vec<u8>>,
+    /// When the key last changed.
+    changed_at: DateTime<Utc>,
 }
 
 /// A resolved row (or "no model configured") and when it was read.
@@ -124,10 +152,12 @@ impl ModelResolver {
         }
     }
 
-    /// The target of a chat whose model is `model_config_id`.
+    /// The target of a step of `user`'s chat whose model is `model_config_id`, with the
+    /// key the provider's key policy gives that user.
     pub async fn resolve(
         &self,
         model_config_id: Option<Uuid>,
+        user: Uuid,
     ) -> Result<ModelTarget, ResolveError> {
         let cached = self
             .rows
@@ -170,7 +200,8 @@ impl ModelResolver {
                 format!("The model {} is disabled.", row.model.name),
             ));
         }
-        let provider = self.client(&row)?;
+        let credential = self.credential(&row, user).await?;
+        let provider = self.client(&row, credential)?;
         Ok(ModelTarget {
             provider,
             provider_name: row.provider_name.clone(),
@@ -191,10 +222,53 @@ impl ModelResolver {
         })
     }
 
-    fn client(&self, row: &ResolvedModel) -> Result<Provider, ResolveError> {
-        let provider_id = row.model.provider_id;
-        if let Some((at, client)) = self.clients.lock().expect("clients lock").get(&provider_id)
-            && *at == row.provider_updated_at
+    /// The key `user`'s step on `row`'s provider is sent with, or the `missing_key` error
+    /// the step fails with.
+    async fn credential(
+        &self,
+        row: &ResolvedModel,
+        user: Uuid,
+    ) -> Result<Credential, ResolveError> {
+        let policy = row.key_policy();
+        let own = if policy.allow_user_api_key {
+            self.store
+                .user_provider_key(user, row.model.provider_id)
+                .await?
+        } else {
+            None
+        };
+        let choice = policy.choose(
+            own.is_some(),
+            row.api_key_ciphertext.is_some(),
+            row.provider_kind.needs_api_key(),
+        );
+        match (choice, own) {
+            (Ok(KeySource::User), Some(own)) => Ok(Credential {
+                owner: Some(user),
+                sealed: Some(own.api_key_ciphertext),
+                changed_at: own.updated_at,
+            }),
+            (Ok(_), _) => Ok(Credential {
+                owner: None,
+                sealed: row.api_key_ciphertext.clone(),
+                changed_at: row.provider_updated_at,
+            }),
+            (Err(why), _) => Err(ResolveError::Unusable(
+                ChatError::new(ChatErrorKind::MissingKey, why.message(&row.provider_name))
+                    .with_provider(row.provider_name.clone()),
+            )),
+        }
+    }
+
+    fn client(
+        &self,
+        row: &ResolvedModel,
+        credential: Credential,
+    ) -> Result<Provider, ResolveError> {
+        let cache_key = (row.model.provider_id, credential.owner);
+        let stamp = (row.provider_updated_at, credential.changed_at);
+        if let Some((at, client)) = self.clients.lock().expect("clients lock").get(&cache_key)
+            && *at == stamp
         {
             return Ok(client.clone());
         }
@@ -219,7 +293,7 @@ impl ModelResolver {
                 .map(Some)
                 .map_err(|e| config_error(e.to_string()))
         };
-        let key = open(&row.api_key_ciphertext)?;
+        let key = open(&credential.sealed)?;
         let headers: Vec<(String, String)> = match open(&row.headers_ciphertext)? {
             Some(json) => serde_json::from_str::<BTreeMap<String, String>>(&json)
                 .map_err(|e| config_error(format!("stored headers are unreadable: {e}")))?
@@ -262,10 +336,11 @@ impl ModelResolver {
                 ))
             }
         };
-        self.clients
-            .lock()
-            .expect("clients lock")
-            .insert(provider_id, (row.provider_updated_at, client.clone()));
+        let mut clients = self.clients.lock().expect("clients lock");
+        if clients.len() >= MAX_CACHED_CLIENTS && !clients.contains_key(&cache_key) {
+            clients.clear();
+        }
+        clients.insert(cache_key, (stamp, client.clone()));
         Ok(client)
     }
 }

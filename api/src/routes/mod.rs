@@ -14,8 +14,10 @@ mod interrupt;
 pub(crate) mod mcp_servers;
 mod messages;
 mod model_contexts;
+mod models;
 mod notifications;
 mod oidc;
+mod provider_keys;
 mod regenerate;
 mod site_config;
 mod skills;
@@ -143,6 +145,12 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             oidc::delete_oidc_token
         ))
         .routes(routes!(oidc::get_oidc_client, oidc::put_oidc_client))
+        .routes(routes!(provider_keys::list_provider_keys))
+        .routes(routes!(
+            provider_keys::put_provider_key,
+            provider_keys::delete_provider_key
+        ))
+        .routes(routes!(models::list_my_models))
         .routes(routes!(usage::get_my_usage))
         .routes(routes!(usage::get_usage_report))
         .routes(routes!(

@@ -6,6 +6,7 @@ mod chat;
 mod debug_run;
 mod diff_status;
 mod file;
+mod key_policy;
 mod message;
 mod notification;
 mod provider;
@@ -18,6 +19,7 @@ pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, Ne
 pub use debug_run::DebugRunStatus;
 pub use diff_status::{ChatDiffStatus, DiffStatus, PrState, pr_host};
 pub use file::{ChatFile, FileKind};
+pub use key_policy::{KeyPolicy, KeySource, KeyUnavailable, PolicyProblem};
 pub use message::{Message, MessageKind, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;
 pub use provider::ProviderKind;

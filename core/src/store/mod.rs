@@ -47,6 +47,7 @@ mod providers;
 mod recovery;
 mod retention;
 mod scheduler_ticks;
+mod secret_rotation;
 mod site_config;
 mod skills;
 mod spend_limits;
@@ -56,6 +57,7 @@ mod titles;
 mod tool_calls;
 mod turns;
 mod usage_report;
+mod user_provider_keys;
 mod user_tokens;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
@@ -84,6 +86,7 @@ pub use providers::{ModelView, ProviderChanges, ProviderView, ResolvedModel};
 pub use recovery::{FailedTurn, Recovered, RecoveryLimits};
 pub use retention::PURGE_BATCH;
 pub use scheduler_ticks::TickLease;
+pub use secret_rotation::{RotationCount, SEALED_COLUMNS, SealedTable};
 pub use site_config::{SiteConfig, SiteConfigCache, SiteConfigChanges};
 pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
 pub use spend_limits::{LimitSource, SpendLimitOverride, SpendLimits, UsageStatus, format_dollars};
@@ -93,6 +96,7 @@ pub use titles::{MAX_TITLE_ATTEMPTS, TitleWork};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 pub use usage_report::{ChatUsage, ModelUsage, UsageReport, UserUsage};
+pub use user_provider_keys::{ModelForUser, SealedUserKey, UserProviderKeyStatus};
 pub use user_tokens::{
     LockedUserToken, MAX_PENDING_FLOWS_PER_USER, OAuthFlow, OidcClient, StoredTokens, UserTokenKey,
 };

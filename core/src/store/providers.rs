@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Store;
-use crate::{StoreError, domain::ProviderKind};
+use crate::{
+    StoreError,
+    domain::{KeyPolicy, ProviderKind},
+};
 
 /// A provider as the admin API shows it (no secrets).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -27,6 +30,12 @@ pub struct ProviderView {
     pub has_headers: bool,
     /// Disabled providers fail turns with `provider_disabled`.
     pub enabled: bool,
+    /// Key policy: the provider's own key may be used (ARCHITECTURE.md §3).
+    pub central_api_key_enabled: bool,
+    /// Key policy: users may store and use their own key.
+    pub allow_user_api_key: bool,
+    /// Key policy: a user without a key of their own uses the provider's key.
+    pub allow_central_api_key_fallback: bool,
     /// Creation.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -48,6 +57,40 @@ pub struct ProviderChanges {
     pub headers: Option<Option<Vec<u8>>>,
     /// Enabled.
     pub enabled: Option<bool>,
+    /// Key policy switches; `None` = unchanged (defaults on create).
+    pub central_api_key_enabled: Option<bool>,
+    /// See [`ProviderView::allow_user_api_key`].
+    pub allow_user_api_key: Option<bool>,
+    /// See [`ProviderView::allow_central_api_key_fallback`].
+    pub allow_central_api_key_fallback: Option<bool>,
+}
+
+impl ProviderView {
+    /// The provider's key policy.
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            central_api_key_enabled: self.central_api_key_enabled,
+            allow_user_api_key: self.allow_user_api_key,
+            allow_central_api_key_fallback: self.allow_central_api_key_fallback,
+        }
+    }
+}
+
+impl ProviderChanges {
+    /// The key policy `current` would have after these changes.
+    pub fn key_policy_over(&self, current: KeyPolicy) -> KeyPolicy {
+        KeyPolicy {
+            central_api_key_enabled: self
+                .central_api_key_enabled
+                .unwrap_or(current.central_api_key_enabled),
+            allow_user_api_key: self
+                .allow_user_api_key
+                .unwrap_or(current.allow_user_api_key),
+            allow_central_api_key_fallback: self
+                .allow_central_api_key_fallback
+                .unwrap_or(current.allow_central_api_key_fallback),
+        }
+    }
 }
 
 /// A model as the admin API shows it.
@@ -87,6 +130,17 @@ pub struct ModelView {
     pub cache_ttl: String,
 }
 
+impl ResolvedModel {
+    /// The provider's key policy.
+    pub fn key_policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            central_api_key_enabled: self.central_api_key_enabled,
+            allow_user_api_key: self.allow_user_api_key,
+            allow_central_api_key_fallback: self.allow_central_api_key_fallback,
+        }
+    }
+}
+
 /// A chat's model with everything a worker needs to call it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ResolvedModel {
@@ -105,12 +159,19 @@ pub struct ResolvedModel {
     pub headers_ciphertext: Option<Vec<u8>>,
     /// Whether the provider is enabled.
     pub provider_enabled: bool,
+    /// Key policy: the provider's key may be used.
+    pub central_api_key_enabled: bool,
+    /// Key policy: users' own keys are used.
+    pub allow_user_api_key: bool,
+    /// Key policy: users without a key use the provider's.
+    pub allow_central_api_key_fallback: bool,
     /// When the provider last changed (client caches key on it).
     pub provider_updated_at: DateTime<Utc>,
 }
 
 const PROVIDER_VIEW: &str = "id, name, kind, base_url, api_key_ciphertext IS NOT NULL AS has_api_key, \
-     headers_ciphertext IS NOT NULL AS has_headers, enabled, created_at, updated_at";
+     headers_ciphertext IS NOT NULL AS has_headers, enabled, central_api_key_enabled, allow_user_api_key, \
+     allow_central_api_key_fallback, created_at, updated_at";
 const MODEL_COLUMNS: &str = "id, provider_id, name, display_name, context_limit, max_output_tokens, reasoning_effort, \
      input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros, is_default, enabled, \
      prompt_caching, cache_ttl";
@@ -119,8 +180,10 @@ impl Store {
     /// Creates a provider; `changes` must name `name`, `kind` and `base_url`.
     pub async fn create_provider(&self, c: &ProviderChanges) -> Result<ProviderView, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO providers (id, name, kind, base_url, api_key_ciphertext, headers_ciphertext, enabled)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PROVIDER_VIEW}"
+            "INSERT INTO providers (id, name, kind, base_url, api_key_ciphertext, headers_ciphertext, enabled,
+                                    central_api_key_enabled, allow_user_api_key, allow_central_api_key_fallback)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, true), coalesce($9, false), coalesce($10, false))
+             RETURNING {PROVIDER_VIEW}"
         )))
         .bind(Uuid::now_v7())
         .bind(&c.name)
@@ -129,6 +192,9 @@ impl Store {
         .bind(c.api_key.clone().flatten())
         .bind(c.headers.clone().flatten())
         .bind(c.enabled.unwrap_or(true))
+        .bind(c.central_api_key_enabled)
+        .bind(c.allow_user_api_key)
+        .bind(c.allow_central_api_key_fallback)
         .fetch_one(&self.pool)
         .await?)
     }
@@ -153,7 +219,11 @@ impl Store {
                 name = coalesce($2, name), kind = coalesce($3, kind), base_url = coalesce($4, base_url),
                 api_key_ciphertext = CASE WHEN $5 THEN $6 ELSE api_key_ciphertext END,
                 headers_ciphertext = CASE WHEN $7 THEN $8 ELSE headers_ciphertext END,
-                enabled = coalesce($9, enabled), updated_at = now()
+                enabled = coalesce($9, enabled),
+                central_api_key_enabled = coalesce($10, central_api_key_enabled),
+                allow_user_api_key = coalesce($11, allow_user_api_key),
+                allow_central_api_key_fallback = coalesce($12, allow_central_api_key_fallback),
+                updated_at = now()
              WHERE id = $1 RETURNING {PROVIDER_VIEW}"
         )))
         .bind(id)
@@ -165,6 +235,22 @@ impl Store {
         .bind(c.headers.is_some())
         .bind(c.headers.clone().flatten())
         .bind(c.enabled)
+        .bind(c.central_api_key_enabled)
+        .bind(c.allow_user_api_key)
+        .bind(c.allow_central_api_key_fallback)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// One provider, by id or by name (what `{provider}` in a user's key routes names).
+    pub async fn find_provider(&self, reference: &str) -> Result<ProviderView, StoreError> {
+        let id = reference.parse::<Uuid>().ok();
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROVIDER_VIEW} FROM providers WHERE ($1::uuid IS NOT NULL AND id = $1) OR name = $2"
+        )))
+        .bind(id)
+        .bind(reference)
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
@@ -296,7 +382,8 @@ impl Store {
                     m.cache_write_price_micros, m.is_default, m.enabled, m.prompt_caching, m.cache_ttl,
                     p.name AS provider_name, p.kind AS provider_kind, p.base_url AS provider_base_url,
                     p.api_key_ciphertext, p.headers_ciphertext, p.enabled AS provider_enabled,
-                    p.updated_at AS provider_updated_at
+                    p.updated_at AS provider_updated_at, p.central_api_key_enabled, p.allow_user_api_key,
+                    p.allow_central_api_key_fallback
              FROM models m JOIN providers p ON p.id = m.provider_id
              WHERE ($1::uuid IS NOT NULL AND m.id = $1) OR ($1::uuid IS NULL AND m.is_default)
              LIMIT 1",

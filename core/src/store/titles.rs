@@ -27,6 +27,8 @@ pub const MAX_TITLE_ATTEMPTS: i32 = 3;
 pub struct TitleWork {
     /// The chat.
     pub chat_id: Uuid,
+    /// The chat's owner (whose provider key the title request uses).
+    pub owner_id: Uuid,
     /// The chat's first user message, as text.
     pub first_message: String,
     /// The first answer, as text.
@@ -73,7 +75,7 @@ impl Store {
         tracing::debug!(chat.id = %chat_id, attempts, "generating the chat's title");
         // The texts of the first live user message and the first answer after it.
         let work: TitleWork = sqlx::query_as(
-            "SELECT $1::uuid AS chat_id,
+            "SELECT $1::uuid AS chat_id, (SELECT owner_id FROM chats WHERE id = $1) AS owner_id,
                     coalesce((SELECT string_agg(p->>'text', '') FROM jsonb_array_elements(m.content) p
                               WHERE p->>'type' = 'text'), '') AS first_message,
                     coalesce((SELECT string_agg(p->>'text', '') FROM chat_messages a,

@@ -169,6 +169,7 @@ impl TurnEngine {
                 self.store
                     .chat_context_model(turn.chat_id, WorkContext::Compaction)
                     .await?,
+                turn.owner_id,
             )
             .await
         {

@@ -295,7 +295,11 @@ impl TurnEngine {
             attempt: turn.attempt,
         }
         .publish(&self.events);
-        let target = match self.models.resolve(turn.model_config_id).await {
+        let target = match self
+            .models
+            .resolve(turn.model_config_id, turn.owner_id)
+            .await
+        {
             Ok(target) => target,
             Err(ResolveError::Unusable(error)) => {
                 return self.commit(turn, Answer::Failed(error)).await;

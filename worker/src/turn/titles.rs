@@ -66,7 +66,7 @@ impl TurnEngine {
             .store
             .chat_context_model(work.chat_id, WorkContext::Title)
             .await?;
-        let target = match self.models.resolve(model).await {
+        let target = match self.models.resolve(model, work.owner_id).await {
             Ok(target) => target,
             Err(ResolveError::Unusable(error)) => {
                 tracing::warn!(chat.id = %work.chat_id, error = %error, "no usable title model");

@@ -1,11 +1,13 @@
 //! `/api/v1/admin/providers`: where turns are sent. Keys and headers are sealed before
 //! they reach the store and never come back out: a provider shows `has_api_key` and
 //! `has_headers` only. A `kind` outside [`ProviderKind::STORED`] is a 400 naming `kind`.
+//! Each provider carries a key policy (whose key a user's turn uses; the table is on
+//! [`KeyPolicy`]); a combination the database would refuse is a 400 naming the field.
 
 use std::collections::BTreeMap;
 
 use agentq_core::{
-    domain::ProviderKind,
+    domain::{KeyPolicy, ProviderKind},
     store::{ProviderChanges, ProviderView},
 };
 use axum::{
@@ -25,7 +27,7 @@ use crate::{
 
 /// Body of `POST` and `PATCH /admin/providers`. In a patch, absent fields stay as they
 /// are and `"api_key": null` removes the key.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderBody {
     /// Unique name, 1-100 characters, shown in errors; required on create.
@@ -46,6 +48,41 @@ pub struct ProviderBody {
     headers: Option<Option<BTreeMap<String, String>>>,
     /// Disabled providers fail turns with `provider_disabled`.
     enabled: Option<bool>,
+    /// Key policy (README "Provider keys"): the provider's own key may be used; default
+    /// `true`.
+    central_api_key_enabled: Option<bool>,
+    /// Key policy: users may store and use their own key; default `false`.
+    allow_user_api_key: Option<bool>,
+    /// Key policy: a user without a key uses the provider's; default `false`. Needs both
+    /// switches above on; an impossible combination is a 400 naming the field to change.
+    allow_central_api_key_fallback: Option<bool>,
+}
+
+impl std::fmt::Debug for ProviderBody {
+    /// Secrets show as whether they were given, never their value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let given = |v: bool| if v { "***" } else { "null" };
+        f.debug_struct("ProviderBody")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field(
+                "api_key",
+                &self.api_key.as_ref().map(|k| given(k.is_some())),
+            )
+            .field(
+                "headers",
+                &self.headers.as_ref().map(|h| given(h.is_some())),
+            )
+            .field("enabled", &self.enabled)
+            .field("central_api_key_enabled", &self.central_api_key_enabled)
+            .field("allow_user_api_key", &self.allow_user_api_key)
+            .field(
+                "allow_central_api_key_fallback",
+                &self.allow_central_api_key_fallback,
+            )
+            .finish()
+    }
 }
 
 impl ProviderBody {
@@ -177,7 +214,19 @@ impl ProviderBody {
             api_key,
             headers,
             enabled: self.enabled,
+            central_api_key_enabled: self.central_api_key_enabled,
+            allow_user_api_key: self.allow_user_api_key,
+            allow_central_api_key_fallback: self.allow_central_api_key_fallback,
         })
+    }
+}
+
+/// A 400 naming the field when `policy` is one of the combinations the database refuses
+/// (the table on [`KeyPolicy`]).
+fn refuse_impossible_policy(policy: KeyPolicy) -> Result<(), ApiError> {
+    match policy.problem() {
+        Some(problem) => Err(ApiError::invalid(problem.field, problem.detail)),
+        None => Ok(()),
     }
 }
 
@@ -248,6 +297,7 @@ pub async fn create_provider(
     JsonBody(body): JsonBody<ProviderBody>,
 ) -> Result<(StatusCode, Json<ProviderView>), ApiError> {
     let changes = body.into_changes(&state, true)?;
+    refuse_impossible_policy(changes.key_policy_over(KeyPolicy::default()))?;
     let provider = state
         .store
         .create_provider(&changes)
@@ -278,6 +328,19 @@ pub async fn update_provider(
 ) -> Result<Json<ProviderView>, ApiError> {
     let id = parse_id(&id, "provider_id")?;
     let changes = body.into_changes(&state, false)?;
+    if changes.central_api_key_enabled.is_some()
+        || changes.allow_user_api_key.is_some()
+        || changes.allow_central_api_key_fallback.is_some()
+    {
+        // The database's check refuses it anyway (also when two patches race); here the
+        // 400 names the field this patch should change.
+        let current = state
+            .store
+            .find_provider(&id.to_string())
+            .await
+            .or_not_found("provider")?;
+        refuse_impossible_policy(changes.key_policy_over(current.key_policy()))?;
+    }
     Ok(Json(
         state
             .store

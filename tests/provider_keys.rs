@@ -1,0 +1,634 @@
+//! Key policy per provider and users' own keys (issue #15 item 3): whose key each turn is
+//! sent with, row by row of the resolution table, checked at the provider (the fake records
+//! every request's `Authorization`); the database refusing impossible policies; keys sealed
+//! at rest, never in an answer or a log; and `agentq admin rotate-key` moving every sealed
+//! value to a new key that a worker then uses.
+
+mod support;
+
+use std::{process::Command, time::Duration};
+
+use agentq_core::{
+    StoreError,
+    domain::ProviderKind,
+    secrets::SecretBox,
+    store::{ProviderChanges, SEALED_COLUMNS},
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{
+    app::{TestApp, create_owner, create_user},
+    eventually,
+    fake_openai::answer_to,
+    process::{AgentqProcess, LogFormat},
+};
+use uuid::Uuid;
+
+/// A provider of kind `openai` (it needs a key) on the fake, with `policy` merged into its
+/// body, and one model on it; returns (provider id, model id).
+async fn provider_on_fake(app: &TestApp, owner: &str, name: &str, policy: Value) -> (Uuid, Uuid) {
+    let mut body = json!({"name": name, "kind": "openai", "base_url": app.fake.base_url});
+    body.as_object_mut()
+        .unwrap()
+        .extend(policy.as_object().unwrap().clone());
+    let (status, provider) = app.post_as(owner, "/api/v1/admin/providers", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{provider}");
+    let (status, model) = app
+        .post_as(
+            owner,
+            "/api/v1/admin/models",
+            json!({"provider_id": provider["id"], "name": format!("model-of-{name}")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{model}");
+    (
+        provider["id"].as_str().unwrap().parse().unwrap(),
+        model["id"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+/// Sends `message` in a new chat of `token`'s user on `model`; waits until the chat is
+/// `waiting` or `error` and returns the chat.
+async fn turn_on(app: &TestApp, token: &str, model: Uuid, message: &str) -> Value {
+    let (status, chat) = app
+        .post_as(
+            token,
+            "/api/v1/chats",
+            json!({"message": message, "model_config_id": model}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    let id = chat["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(20), "the turn to end", || async {
+        let (_, chat) = app.get_as(token, &format!("/api/v1/chats/{id}")).await;
+        (chat["status"] == "waiting" || chat["status"] == "error").then_some(chat)
+    })
+    .await
+}
+
+/// The `Authorization` of each request the fake received for `message`.
+fn keys_sent_for(app: &TestApp, message: &str) -> Vec<Option<String>> {
+    app.fake
+        .received_for(message)
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect()
+}
+
+#[sqlx::test]
+async fn each_row_of_the_resolution_table_sends_the_right_key_or_none(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let with_key = app.token.clone();
+    let without_key = create_user(&app.services, "bob@example.com", "acme").await;
+
+    // One provider per valid policy, each with its own central key.
+    let policies = [
+        ("central-only", json!({})),
+        (
+            "user-required",
+            json!({"allow_user_api_key": true, "central_api_key_enabled": true}),
+        ),
+        (
+            "user-or-central",
+            json!({"allow_user_api_key": true, "allow_central_api_key_fallback": true}),
+        ),
+        (
+            "user-only",
+            json!({"allow_user_api_key": true, "central_api_key_enabled": false}),
+        ),
+    ];
+    let mut models = std::collections::HashMap::new();
+    for (name, policy) in &policies {
+        let mut policy = policy.clone();
+        policy["api_key"] = json!(format!("sk-central-{name}"));
+        // "central-only" takes user keys at first, so alice can store one it later ignores.
+        if *name == "central-only" {
+            policy["allow_user_api_key"] = json!(true);
+        }
+        let (provider, model) = provider_on_fake(&app, &owner, name, policy).await;
+        let (status, stored) = app
+            .put_as(
+                &with_key,
+                &format!("/api/v1/users/me/provider-keys/{provider}"),
+                json!({"api_key": format!("sk-user-{name}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{stored}");
+        models.insert(*name, (provider, model));
+    }
+    let (status, patched) = app
+        .patch_as(
+            &owner,
+            &format!("/api/v1/admin/providers/{}", models["central-only"].0),
+            json!({"allow_user_api_key": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+
+    // (provider, user has a key) -> the key the provider receives, or missing_key.
+    let rows: [(&str, bool, Option<&str>); 8] = [
+        ("central-only", true, Some("sk-central-central-only")),
+        ("central-only", false, Some("sk-central-central-only")),
+        ("user-required", true, Some("sk-user-user-required")),
+        ("user-required", false, None),
+        ("user-or-central", true, Some("sk-user-user-or-central")),
+        ("user-or-central", false, Some("sk-central-user-or-central")),
+        ("user-only", true, Some("sk-user-user-only")),
+        ("user-only", false, None),
+    ];
+    for (name, has_key, expected) in rows {
+        let token = if has_key { &with_key } else { &without_key };
+        let message = format!("row {name} with key {has_key}");
+        let chat = turn_on(&app, token, models[name].1, &message).await;
+        let sent = keys_sent_for(&app, &message);
+        match expected {
+            Some(key) => {
+                assert_eq!(chat["status"], "waiting", "{name}/{has_key}: {chat}");
+                assert_eq!(
+                    sent,
+                    vec![Some(format!("Bearer {key}"))],
+                    "{name}, user key {has_key}"
+                );
+            }
+            None => {
+                assert_eq!(chat["status"], "error", "{name}/{has_key}: {chat}");
+                assert_eq!(chat["last_error"]["kind"], "missing_key", "{chat}");
+                assert_eq!(chat["last_error"]["provider"], name, "{chat}");
+                assert!(
+                    chat["last_error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("needs your own API key"),
+                    "{chat}"
+                );
+                assert!(sent.is_empty(), "no request without a key: {sent:?}");
+            }
+        }
+    }
+
+    // The listing says the same as the turns, to each user.
+    let listed = |token: String| {
+        let app = &app;
+        async move {
+            let (status, body) = app.get_as(&token, "/api/v1/models").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["models"].as_array().unwrap().clone()
+        }
+    };
+    let of = |list: &[Value], name: &str| {
+        list.iter()
+            .find(|m| m["provider_name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let bob = listed(without_key.clone()).await;
+    for (name, available, source, code) in [
+        ("central-only", true, json!("central"), Value::Null),
+        (
+            "user-required",
+            false,
+            Value::Null,
+            json!("user_key_required"),
+        ),
+        ("user-or-central", true, json!("central"), Value::Null),
+        ("user-only", false, Value::Null, json!("user_key_required")),
+    ] {
+        let m = of(&bob, name);
+        assert_eq!(m["available"], available, "{m}");
+        assert_eq!(m["key_source"], source, "{m}");
+        assert_eq!(m["unavailable_code"], code, "{m}");
+        assert_eq!(m["unavailable_reason"].is_string(), !available, "{m}");
+    }
+    let alice = listed(with_key.clone()).await;
+    assert!(alice.iter().all(|m| m["available"] == true), "{alice:?}");
+    assert_eq!(of(&alice, "user-only")["key_source"], "user");
+    assert_eq!(of(&alice, "central-only")["key_source"], "central");
+
+    // Deleting the key takes effect at the next turn: back to the central key (fallback)
+    // or to missing_key.
+    let status = app
+        .delete_as(&with_key, "/api/v1/users/me/provider-keys/user-or-central")
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let message = "fallback after deleting the key";
+    let chat = turn_on(&app, &with_key, models["user-or-central"].1, message).await;
+    assert_eq!(chat["status"], "waiting", "{chat}");
+    assert_eq!(
+        keys_sent_for(&app, message),
+        vec![Some("Bearer sk-central-user-or-central".to_owned())]
+    );
+    let status = app
+        .delete_as(&with_key, "/api/v1/users/me/provider-keys/user-only")
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let message = "user-only after deleting the key";
+    let chat = turn_on(&app, &with_key, models["user-only"].1, message).await;
+    assert_eq!(chat["last_error"]["kind"], "missing_key", "{chat}");
+    assert!(keys_sent_for(&app, message).is_empty());
+
+    // A fallback to a central key that is not stored is missing_key too.
+    let (status, body) = app
+        .patch_as(
+            &owner,
+            &format!("/api/v1/admin/providers/{}", models["user-or-central"].0),
+            json!({"api_key": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let message = "fallback without a central key";
+    let chat = turn_on(&app, &without_key, models["user-or-central"].1, message).await;
+    assert_eq!(chat["last_error"]["kind"], "missing_key", "{chat}");
+    assert!(
+        chat["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no API key configured"),
+        "{chat}"
+    );
+    assert!(keys_sent_for(&app, message).is_empty());
+    let m = of(&listed(without_key).await, "user-or-central");
+    assert_eq!(m["unavailable_code"], "no_central_key", "{m}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn impossible_key_policies_are_refused_by_the_api_and_the_database(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    // (central, user keys, fallback) and the field the API names.
+    let impossible = [
+        (false, false, false, "central_api_key_enabled"),
+        (false, false, true, "central_api_key_enabled"),
+        (false, true, true, "allow_central_api_key_fallback"),
+        (true, false, true, "allow_central_api_key_fallback"),
+    ];
+    for (i, (c, u, f, field)) in impossible.into_iter().enumerate() {
+        let (status, body) = app
+            .post_as(
+                &owner,
+                "/api/v1/admin/providers",
+                json!({"name": format!("bad-{i}"), "kind": "openai", "api_key": "sk-x",
+                       "central_api_key_enabled": c, "allow_user_api_key": u,
+                       "allow_central_api_key_fallback": f}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{c} {u} {f}: {body}");
+        assert_eq!(body["validations"][0]["field"], field, "{body}");
+    }
+    // A patch is judged merged with what is stored.
+    let (provider, _) = provider_on_fake(&app, &owner, "P", json!({})).await;
+    let path = format!("/api/v1/admin/providers/{provider}");
+    let (status, body) = app
+        .patch_as(
+            &owner,
+            &path,
+            json!({"allow_central_api_key_fallback": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["validations"][0]["field"],
+        "allow_central_api_key_fallback"
+    );
+    let (status, body) = app
+        .patch_as(
+            &owner,
+            &path,
+            json!({"allow_user_api_key": true, "allow_central_api_key_fallback": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["allow_central_api_key_fallback"], true);
+    let (status, body) = app
+        .patch_as(&owner, &path, json!({"central_api_key_enabled": false}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The database refuses them whatever writes them: the store straight away...
+    let store = &app.services.store;
+    for (c, u, f, _) in impossible {
+        let refused = store
+            .create_provider(&ProviderChanges {
+                name: Some(format!("direct-{c}-{u}-{f}")),
+                kind: Some(ProviderKind::Openai),
+                base_url: Some("http://127.0.0.1:9/v1".into()),
+                central_api_key_enabled: Some(c),
+                allow_user_api_key: Some(u),
+                allow_central_api_key_fallback: Some(f),
+                ..ProviderChanges::default()
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid { .. })),
+            "{c} {u} {f}: {refused:?}"
+        );
+    }
+    // ... and plain SQL.
+    for (c, u, f, _) in impossible {
+        let refused = sqlx::query(
+            "UPDATE providers SET central_api_key_enabled = $2, allow_user_api_key = $3,
+                    allow_central_api_key_fallback = $4 WHERE id = $1",
+        )
+        .bind(provider)
+        .bind(c)
+        .bind(u)
+        .bind(f)
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+        let constraint = refused
+            .as_database_error()
+            .and_then(|e| e.constraint().map(str::to_owned));
+        assert_eq!(
+            constraint.as_deref(),
+            Some("providers_key_policy_check"),
+            "{c} {u} {f}"
+        );
+    }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_stored_key_is_sealed_and_never_shown(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let (provider, _) = provider_on_fake(
+        &app,
+        &owner,
+        "Byok",
+        json!({"allow_user_api_key": true, "api_key": "sk-central-visible-never"}),
+    )
+    .await;
+    let (_, no_user_keys) = provider_on_fake(&app, &owner, "Central", json!({})).await;
+    let _ = no_user_keys;
+    let secret = "sk-user-3f9a1c77e2b04d5d";
+    let mut bodies = Vec::new();
+
+    let (status, body) = app.get("/api/v1/users/me/provider-keys").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["providers"].as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "only providers that take user keys: {body}"
+    );
+    assert_eq!(listed[0]["has_key"], false);
+    bodies.push(body);
+
+    let (status, body) = app
+        .put_as(
+            &app.token,
+            "/api/v1/users/me/provider-keys/Byok",
+            json!({"api_key": secret}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["has_key"], true);
+    assert_eq!(body["provider_id"], json!(provider));
+    assert!(body["updated_at"].is_string(), "{body}");
+    bodies.push(body);
+    let (_, body) = app.get("/api/v1/users/me/provider-keys").await;
+    assert_eq!(body["providers"][0]["has_key"], true, "{body}");
+    bodies.push(body);
+    for path in ["/api/v1/models", "/api/v1/users/me/provider-keys"] {
+        bodies.push(app.get(path).await.1);
+    }
+    bodies.push(app.get_as(&owner, "/api/v1/admin/providers").await.1);
+    for body in &bodies {
+        let text = body.to_string();
+        assert!(!text.contains(secret), "{text}");
+        assert!(!text.contains(&secret[secret.len() - 8..]), "{text}");
+        assert!(!text.contains("sk-central-visible-never"), "{text}");
+    }
+
+    // At rest: not the plain text, and it opens with the configured key only.
+    let (stored, row_text): (Vec<u8>, String) =
+        sqlx::query_as("SELECT api_key_ciphertext, k::text FROM user_provider_keys k")
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains(secret));
+    assert!(!row_text.contains(secret));
+    let as_hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!row_text.contains(&as_hex), "not hex either");
+    let sealed_box = SecretBox::from_hex(&app.secret_key).unwrap();
+    assert_eq!(sealed_box.open(&stored).unwrap(), secret);
+
+    // Refusals name what is wrong.
+    for (path, body, status) in [
+        (
+            "/api/v1/users/me/provider-keys/Central",
+            json!({"api_key": "sk-1"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "/api/v1/users/me/provider-keys/nope",
+            json!({"api_key": "sk-1"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/users/me/provider-keys/Byok",
+            json!({"api_key": "two words"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/users/me/provider-keys/Byok",
+            json!({"api_key": ""}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/users/me/provider-keys/Byok",
+            json!({}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, answer) = app.put_as(&app.token, path, body).await;
+        assert_eq!(got, status, "{path}: {answer}");
+    }
+
+    // Another user sees their own state only.
+    let bob = create_user(&app.services, "bob@example.com", "acme").await;
+    let (_, body) = app.get_as(&bob, "/api/v1/users/me/provider-keys").await;
+    assert_eq!(body["providers"][0]["has_key"], false, "{body}");
+    assert_eq!(
+        app.delete_as(
+            &app.token,
+            &format!("/api/v1/users/me/provider-keys/{provider}")
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, body) = app.get("/api/v1/users/me/provider-keys").await;
+    assert_eq!(body["providers"][0]["has_key"], false, "{body}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn the_rotation_list_covers_every_sealed_column(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let in_schema = app.services.store.ciphertext_columns().await.unwrap();
+    let mut listed: Vec<String> = SEALED_COLUMNS
+        .iter()
+        .flat_map(|t| t.columns.iter().map(move |c| format!("{}.{c}", t.table)))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        in_schema, listed,
+        "a *_ciphertext column is missing from store::SEALED_COLUMNS (or the list names one that is gone)"
+    );
+    app.stop().await;
+}
+
+fn agentq(app: &TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_agentq"))
+        .args(args)
+        .args(["--database-url", &app.database_url()])
+        .env("AGENTQ_LOG", "warn")
+        .env_remove("AGENTQ_SECRET_KEY")
+        .env_remove("AGENTQ_PREVIOUS_SECRET_KEY")
+        .output()
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn rotating_the_key_reseals_everything_and_workers_use_the_new_key(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let (_, model) = provider_on_fake(
+        &app,
+        &owner,
+        "Rotating",
+        json!({"allow_user_api_key": true, "allow_central_api_key_fallback": true,
+               "api_key": "sk-central-rotating", "headers": {"X-Team": "team-secret"}}),
+    )
+    .await;
+    let user_key = "sk-user-rotating-77";
+    let (status, body) = app
+        .put_as(
+            &app.token,
+            "/api/v1/users/me/provider-keys/Rotating",
+            json!({"api_key": user_key}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let old_key = app.secret_key.clone();
+    let new_key = SecretBox::generate_key_hex();
+
+    let rotate = [
+        "admin",
+        "rotate-key",
+        "--secret-key",
+        new_key.as_str(),
+        "--previous-secret-key",
+        old_key.as_str(),
+        "--batch",
+        "1",
+    ];
+    let first = agentq(&app, &rotate);
+    let said = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let line = |table: &str, out: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{table}\t")))
+            .unwrap_or_else(|| panic!("{table} in {out}"))
+            .to_owned()
+    };
+    assert_eq!(
+        line("providers", &said),
+        "providers\t2\t0\t0",
+        "key and headers"
+    );
+    assert_eq!(
+        line("user_provider_keys", &said),
+        "user_provider_keys\t1\t0\t0"
+    );
+    for secret in [
+        user_key,
+        "sk-central-rotating",
+        "team-secret",
+        old_key.as_str(),
+        new_key.as_str(),
+    ] {
+        assert!(!said.contains(secret), "{said}");
+    }
+
+    // Every value now opens under the new key alone, not the old one.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT api_key_ciphertext FROM user_provider_keys
+         UNION ALL SELECT api_key_ciphertext FROM providers",
+    )
+    .fetch_all(app.services.store.pool())
+    .await
+    .unwrap();
+    let new_box = SecretBox::from_hex(&new_key).unwrap();
+    let old_box = SecretBox::from_hex(&old_key).unwrap();
+    for value in &stored {
+        assert!(new_box.open(value).is_ok());
+        assert!(old_box.open(value).is_err());
+    }
+
+    // A second run (as after a crash halfway) finds everything done.
+    let again = agentq(&app, &rotate);
+    assert!(again.status.success());
+    let said = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert_eq!(line("providers", &said), "providers\t0\t2\t0");
+    assert_eq!(
+        line("user_provider_keys", &said),
+        "user_provider_keys\t0\t1\t0"
+    );
+
+    // Without the old key the command refuses to start.
+    let missing = agentq(
+        &app,
+        &["admin", "rotate-key", "--secret-key", new_key.as_str()],
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("AGENTQ_PREVIOUS_SECRET_KEY"));
+
+    // A worker with only the new key sends the user's key and the central one's headers;
+    // neither it nor the rest of the run logs a key.
+    let worker =
+        AgentqProcess::worker_logged(&app, &["--secret-key", new_key.as_str()], LogFormat::Json);
+    let message = "after the rotation";
+    let chat = turn_on(&app, &app.token, model, message).await;
+    assert_eq!(chat["status"], "waiting", "{chat}");
+    let received = app.fake.received_for(message);
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].authorization.as_deref(),
+        Some(format!("Bearer {user_key}").as_str())
+    );
+    assert!(
+        received[0]
+            .headers
+            .contains(&("x-team".to_owned(), "team-secret".to_owned())),
+        "{:?}",
+        received[0].headers
+    );
+    let messages = app
+        .messages(chat["id"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert!(
+        messages
+            .last()
+            .unwrap()
+            .to_string()
+            .contains(&answer_to(message))
+    );
+    let log = worker.log_lines().join("\n");
+    for secret in [
+        user_key,
+        "sk-central-rotating",
+        "team-secret",
+        new_key.as_str(),
+    ] {
+        assert!(!log.contains(secret), "{log}");
+    }
+    drop(worker);
+    app.stop().await;
+}
