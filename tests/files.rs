@@ -21,8 +21,7 @@ use uuid::Uuid;
 /// A real 1x1 PNG.
 const PNG: &[u8] = b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x0d\x49\x44\x41\x54\x78\x9c\x63\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99\x3d\x1d\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
 /// [`PNG`] in base64.
-const PNG_BASE64: &str =
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==";
+const PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==";
 /// A PDF as far as any sniffer can tell, and its base64.
 const PDF: &[u8] = b"%PDF-1.4\n%fake\n";
 const PDF_BASE64: &str = "JVBERi0xLjQKJWZha2UK";
@@ -155,12 +154,42 @@ async fn an_upload_is_typed_by_its_bytes_whatever_its_name_or_declared_type(pool
 
     // Multipart: the part's filename and declared type are hints for text formats only.
     let cases: [(&str, &str, &[u8], &str); 6] = [
-        ("table.csv", "text/csv", b"name,qty\napples,3\npears,5\n", "text/csv"),
-        ("notes.md", "application/octet-stream", b"Some *notes*.", "text/markdown"),
-        ("data.txt", "text/plain", br#"{"a": [1, 2, 3]}"#, "application/json"),
-        ("readme", "text/plain", b"# Heading\n\nbody", "text/markdown"),
-        ("plain.txt", "image/png", b"just words, not an image", "text/plain"),
-        ("report.bin", "application/octet-stream", PDF, "application/pdf"),
+        (
+            "table.csv",
+            "text/csv",
+            b"name,qty\napples,3\npears,5\n",
+            "text/csv",
+        ),
+        (
+            "notes.md",
+            "application/octet-stream",
+            b"Some *notes*.",
+            "text/markdown",
+        ),
+        (
+            "data.txt",
+            "text/plain",
+            br#"{"a": [1, 2, 3]}"#,
+            "application/json",
+        ),
+        (
+            "readme",
+            "text/plain",
+            b"# Heading\n\nbody",
+            "text/markdown",
+        ),
+        (
+            "plain.txt",
+            "image/png",
+            b"just words, not an image",
+            "text/plain",
+        ),
+        (
+            "report.bin",
+            "application/octet-stream",
+            PDF,
+            "application/pdf",
+        ),
     ];
     for (filename, declared, bytes, expected) in cases {
         let (status, file) =
@@ -229,9 +258,14 @@ async fn an_upload_is_typed_by_its_bytes_whatever_its_name_or_declared_type(pool
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{refused}");
     // A multipart form without a `file` part names it.
-    let (status, missing) =
-        upload_raw(&app, &app.token, "", "multipart/form-data; boundary=x", b"--x--\r\n".to_vec())
-            .await;
+    let (status, missing) = upload_raw(
+        &app,
+        &app.token,
+        "",
+        "multipart/form-data; boundary=x",
+        b"--x--\r\n".to_vec(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{missing}");
     assert_eq!(missing["validations"][0]["field"], "file");
 }
@@ -241,8 +275,14 @@ async fn an_upload_may_take_10_mib_and_not_a_byte_more(pool: sqlx::PgPool) {
     // The server's body limit is 64 KiB here: the upload route has its own.
     let app = TestApp::start_api_only(pool).await;
 
-    let (status, file) =
-        upload_raw(&app, &app.token, "?name=big.txt", "text/plain", vec![b'a'; 10 * MIB]).await;
+    let (status, file) = upload_raw(
+        &app,
+        &app.token,
+        "?name=big.txt",
+        "text/plain",
+        vec![b'a'; 10 * MIB],
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{file}");
     assert_eq!(file["size"], 10 * MIB);
 
@@ -256,13 +296,22 @@ async fn an_upload_may_take_10_mib_and_not_a_byte_more(pool: sqlx::PgPool) {
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{refused}");
     assert!(
-        refused["message"].as_str().unwrap().contains(&(10 * MIB).to_string()),
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains(&(10 * MIB).to_string()),
         "{refused}"
     );
 
-    let (status, file) =
-        upload_multipart(&app, &app.token, "big.txt", "text/plain", &vec![b'b'; 10 * MIB], &[])
-            .await;
+    let (status, file) = upload_multipart(
+        &app,
+        &app.token,
+        "big.txt",
+        "text/plain",
+        &vec![b'b'; 10 * MIB],
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{file}");
     let (status, refused) = upload_multipart(
         &app,
@@ -290,15 +339,20 @@ async fn nobody_else_can_read_a_file_or_attach_it(pool: sqlx::PgPool) {
     assert_eq!(status, StatusCode::CREATED, "{chat}");
 
     let (status, _, bytes) = download(&app, &app.token, &file).await;
-    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, &b"alice's secret"[..]));
+    assert_eq!(
+        (status, bytes.as_slice()),
+        (StatusCode::OK, &b"alice's secret"[..])
+    );
 
     // To bob the file does not exist: the same 404 as an id nobody uses.
     let (status, headers, body) = download(&app, &bob, &file).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-    let (missing_status, _, missing_body) =
-        download(&app, &bob, &Uuid::now_v7().to_string()).await;
-    assert_eq!((missing_status, &missing_body), (StatusCode::NOT_FOUND, &body));
+    let (missing_status, _, missing_body) = download(&app, &bob, &Uuid::now_v7().to_string()).await;
+    assert_eq!(
+        (missing_status, &missing_body),
+        (StatusCode::NOT_FOUND, &body)
+    );
     let (status, _) = app
         .get_as(&bob, &format!("/api/v1/files/{file}/metadata"))
         .await;
@@ -331,7 +385,10 @@ async fn nobody_else_can_read_a_file_or_attach_it(pool: sqlx::PgPool) {
     assert!(headers.get(header::CONTENT_DISPOSITION).is_none());
     // Alice's chat is hers: bob cannot list its files either.
     let (status, _) = app
-        .get_as(&bob, &format!("/api/v1/chats/{}", chat["id"].as_str().unwrap()))
+        .get_as(
+            &bob,
+            &format!("/api/v1/chats/{}", chat["id"].as_str().unwrap()),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -341,9 +398,24 @@ async fn a_file_for_an_organization_goes_only_to_its_chats(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     // Alice is in acme (the default) and in globex.
     let alice = create_user(&app.services, "alice@example.com", "globex").await;
-    let acme = app.services.store.ensure_organization("acme").await.unwrap();
-    let globex = app.services.store.ensure_organization("globex").await.unwrap();
-    let initech = app.services.store.ensure_organization("initech").await.unwrap();
+    let acme = app
+        .services
+        .store
+        .ensure_organization("acme")
+        .await
+        .unwrap();
+    let globex = app
+        .services
+        .store
+        .ensure_organization("globex")
+        .await
+        .unwrap();
+    let initech = app
+        .services
+        .store
+        .ensure_organization("initech")
+        .await
+        .unwrap();
 
     let (status, refused) = upload_raw(
         &app,
@@ -387,9 +459,7 @@ async fn a_file_for_an_organization_goes_only_to_its_chats(pool: sqlx::PgPool) {
 }
 
 #[sqlx::test]
-async fn the_51st_file_of_a_chat_is_not_attached_and_the_message_still_posts(
-    pool: sqlx::PgPool,
-) {
+async fn the_51st_file_of_a_chat_is_not_attached_and_the_message_still_posts(pool: sqlx::PgPool) {
     // No worker: after the first message, the others wait in the chat's queue.
     let app = TestApp::start_api_only(pool).await;
     app.lift_rate_limits().await;
@@ -471,9 +541,23 @@ async fn the_51st_file_of_a_chat_is_not_attached_and_the_message_still_posts(
 
 /// Uploads a PNG, a markdown file and a PDF, and starts a chat that attaches them.
 async fn chat_with_attachments(app: &TestApp) -> Uuid {
-    let (_, png) = upload_raw(app, &app.token, "?name=pixel.png", "image/png", PNG.to_vec()).await;
+    let (_, png) = upload_raw(
+        app,
+        &app.token,
+        "?name=pixel.png",
+        "image/png",
+        PNG.to_vec(),
+    )
+    .await;
     let md = upload_text(app, "notes.md", "# Plan\n\nShip on Friday.").await;
-    let (_, pdf) = upload_raw(app, &app.token, "?name=r.pdf", "application/pdf", PDF.to_vec()).await;
+    let (_, pdf) = upload_raw(
+        app,
+        &app.token,
+        "?name=r.pdf",
+        "application/pdf",
+        PDF.to_vec(),
+    )
+    .await;
     let (status, chat) = app
         .post(
             "/api/v1/chats",
@@ -488,7 +572,8 @@ async fn chat_with_attachments(app: &TestApp) -> Uuid {
 async fn openai_gets_images_as_image_urls_and_text_files_as_text(pool: sqlx::PgPool) {
     let app = TestApp::start(pool).await;
     let chat = chat_with_attachments(&app).await;
-    app.wait_until_answered(chat, 2, Duration::from_secs(30)).await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(30))
+        .await;
 
     let received = app.fake.received();
     let user = received[0].body["messages"]
@@ -533,7 +618,8 @@ async fn anthropic_gets_images_as_image_blocks_and_text_files_as_text(pool: sqlx
     });
     app.start_worker().await;
     let chat = chat_with_attachments(&app).await;
-    app.wait_until_answered(chat, 2, Duration::from_secs(30)).await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(30))
+        .await;
 
     let received = anthropic.received();
     let blocks = received[0]["messages"][0]["content"]
@@ -576,13 +662,24 @@ async fn deleting_a_chat_deletes_the_files_only_it_links(pool: sqlx::PgPool) {
         )
         .await;
     let (_, kept) = app
-        .post("/api/v1/chats", json!({"message": "b", "file_ids": [shared]}))
+        .post(
+            "/api/v1/chats",
+            json!({"message": "b", "file_ids": [shared]}),
+        )
         .await;
     let (_, detail) = app
         .get(&format!("/api/v1/chats/{}", doomed["id"].as_str().unwrap()))
         .await;
     assert_eq!(detail["files"].as_array().unwrap().len(), 2, "{detail}");
 
+    // No worker runs here: stop the chat's first turn, or the delete is a 409.
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/chats/{}/interrupt", doomed["id"].as_str().unwrap()),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
     let status = app
         .delete_as(
             &app.token,
@@ -608,10 +705,15 @@ async fn an_edit_keeps_the_message_files_unless_it_names_others(pool: sqlx::PgPo
     let first = upload_text(&app, "first.txt", "one").await;
     let second = upload_text(&app, "second.txt", "two").await;
     let (_, chat) = app
-        .post("/api/v1/chats", json!({"message": "a", "file_ids": [first]}))
+        .post(
+            "/api/v1/chats",
+            json!({"message": "a", "file_ids": [first]}),
+        )
         .await;
     let chat_id: Uuid = chat["id"].as_str().unwrap().parse().unwrap();
-    let messages = app.wait_until_answered(chat_id, 2, Duration::from_secs(30)).await;
+    let messages = app
+        .wait_until_answered(chat_id, 2, Duration::from_secs(30))
+        .await;
     let files_of = |message: &Value| -> Vec<String> {
         message["content"]
             .as_array()
@@ -630,13 +732,19 @@ async fn an_edit_keeps_the_message_files_unless_it_names_others(pool: sqlx::PgPo
         .await;
     assert_eq!(status, StatusCode::OK, "{edited}");
     assert_eq!(files_of(&edited["message"]), ["first.txt"]);
-    let messages = app.wait_until_answered(chat_id, 2, Duration::from_secs(30)).await;
+    let messages = app
+        .wait_until_answered(chat_id, 2, Duration::from_secs(30))
+        .await;
     let path = format!(
         "/api/v1/chats/{chat_id}/messages/{}",
         messages[0]["id"].as_str().unwrap()
     );
     let (status, edited) = app
-        .patch_as(&app.token, &path, json!({"message": "c", "file_ids": [second]}))
+        .patch_as(
+            &app.token,
+            &path,
+            json!({"message": "c", "file_ids": [second]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{edited}");
     assert_eq!(files_of(&edited["message"]), ["second.txt"]);

@@ -49,7 +49,15 @@ impl fmt::Display for Unsupported {
 
 /// The media type of `bytes`, with the client's `declared` media type and the file's
 /// `name` as hints for the text formats only (see the module page).
-pub fn sniff(bytes: &[u8], declared: Option<&str>, name: &str) -> Result<&'static str, Unsupported> {
+pub fn sniff(
+    bytes: &[u8],
+    declared: Option<&str>,
+    name: &str,
+) -> Result<&'static str, Unsupported> {
+    // Text is UTF-8 without NUL bytes; anything else is binary.
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'));
     if let Some(kind) = infer::get(bytes) {
         let binary = match kind.mime_type() {
             "image/png" => Some("image/png"),
@@ -64,19 +72,16 @@ pub fn sniff(bytes: &[u8], declared: Option<&str>, name: &str) -> Result<&'stati
         }
         // `infer` also matches a few text formats (HTML, XML, shell scripts): text is
         // judged below, as text.
-        if std::str::from_utf8(bytes).is_err() {
+        if text.is_none() {
             return Err(Unsupported {
                 detected: Some(kind.mime_type()),
             });
         }
     }
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return Err(Unsupported { detected: None });
-    };
-    if text.contains('\0') {
-        return Err(Unsupported { detected: None });
+    match text {
+        Some(text) => Ok(text_type(text, &Hints::new(declared, name))),
+        None => Err(Unsupported { detected: None }),
     }
-    Ok(text_type(text, &Hints::new(declared, name)))
 }
 
 /// What the client said the file is.
@@ -158,7 +163,8 @@ fn opens_with_heading(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+    const PNG: &[u8] =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
 
     #[test]
     fn the_bytes_win_over_the_declared_type_and_the_name() {
@@ -175,9 +181,15 @@ mod tests {
 
     #[test]
     fn binary_formats_are_known_by_their_magic_number() {
-        assert_eq!(sniff(b"\xff\xd8\xff\xe0\0\x10JFIF\0", None, "x"), Ok("image/jpeg"));
+        assert_eq!(
+            sniff(b"\xff\xd8\xff\xe0\0\x10JFIF\0", None, "x"),
+            Ok("image/jpeg")
+        );
         assert_eq!(sniff(b"GIF89a\x01\0\x01\0", None, "x"), Ok("image/gif"));
-        assert_eq!(sniff(b"RIFF\x24\0\0\0WEBPVP8 ", None, "x"), Ok("image/webp"));
+        assert_eq!(
+            sniff(b"RIFF\x24\0\0\0WEBPVP8 ", None, "x"),
+            Ok("image/webp")
+        );
     }
 
     #[test]
@@ -186,7 +198,9 @@ mod tests {
         assert_eq!(zip.detected, Some("application/zip"));
         assert!(zip.to_string().contains("image/png"), "{zip}");
         assert_eq!(
-            sniff(b"\x00\x01\x02\xff\xfe", None, "x").unwrap_err().detected,
+            sniff(b"\x00\x01\x02\xff\xfe", None, "x")
+                .unwrap_err()
+                .detected,
             None
         );
         assert!(sniff(b"text\0with a nul", None, "x").is_err());
@@ -194,8 +208,14 @@ mod tests {
 
     #[test]
     fn text_is_json_csv_markdown_or_plain() {
-        assert_eq!(sniff(br#" {"a": [1, 2]} "#, None, "x.txt"), Ok("application/json"));
-        assert_eq!(sniff(b"[1,2]", Some("text/plain"), "x"), Ok("application/json"));
+        assert_eq!(
+            sniff(br#" {"a": [1, 2]} "#, None, "x.txt"),
+            Ok("application/json")
+        );
+        assert_eq!(
+            sniff(b"[1,2]", Some("text/plain"), "x"),
+            Ok("application/json")
+        );
         // Valid JSON, but a scalar: a number in a text file is text.
         assert_eq!(sniff(b"42", None, "x"), Ok("text/plain"));
         assert_eq!(sniff(b"{not json", None, "x"), Ok("text/plain"));
@@ -213,7 +233,10 @@ mod tests {
             sniff(b"some notes", Some("text/markdown; charset=utf-8"), "n"),
             Ok("text/markdown")
         );
-        assert_eq!(sniff(b"# Title\n\ntext", None, "n.txt"), Ok("text/markdown"));
+        assert_eq!(
+            sniff(b"# Title\n\ntext", None, "n.txt"),
+            Ok("text/markdown")
+        );
         assert_eq!(sniff(b"#hashtag", None, "n.txt"), Ok("text/plain"));
         assert_eq!(sniff("héllo".as_bytes(), None, "n"), Ok("text/plain"));
     }

@@ -187,7 +187,10 @@ async fn read_multipart(mut multipart: Multipart) -> Result<Upload, ApiError> {
         }
     }
     let mut upload = upload.ok_or_else(|| {
-        ApiError::invalid("file", "is required: send the file as the part named `file`")
+        ApiError::invalid(
+            "file",
+            "is required: send the file as the part named `file`",
+        )
     })?;
     upload.name = name.or(upload.name);
     upload.organization_id = organization_id;
@@ -216,7 +219,10 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    header_text(headers, header::CONTENT_LENGTH)?.trim().parse().ok()
+    header_text(headers, header::CONTENT_LENGTH)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The `filename` parameter of a `Content-Disposition` header (`attachment;
@@ -407,8 +413,14 @@ mod tests {
 
     #[test]
     fn names_lose_their_path_and_keep_their_letters() {
-        assert_eq!(file_name(Some("C:\\Users\\me\\a.png".into())).unwrap(), "a.png");
-        assert_eq!(file_name(Some("../../etc/passwd".into())).unwrap(), "passwd");
+        assert_eq!(
+            file_name(Some("C:\\Users\\me\\a.png".into())).unwrap(),
+            "a.png"
+        );
+        assert_eq!(
+            file_name(Some("../../etc/passwd".into())).unwrap(),
+            "passwd"
+        );
         assert_eq!(file_name(None).unwrap(), "upload");
         assert_eq!(file_name(Some("dir/".into())).unwrap(), "upload");
         assert!(file_name(Some("a\nb".into())).is_err());

@@ -18,8 +18,8 @@ pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, Ne
 pub use debug_run::DebugRunStatus;
 pub use diff_status::{ChatDiffStatus, DiffStatus, PrState, pr_host};
 pub use file::{
-    ChatFile, FileContent, FileKind, FileLinkWarning, FileMeta, MAX_CHAT_FILE_LINKS, MAX_FILE_BYTES,
-    MAX_MESSAGE_FILES,
+    ChatFile, FileContent, FileKind, FileLinkWarning, FileMeta, MAX_CHAT_FILE_LINKS,
+    MAX_FILE_BYTES, MAX_MESSAGE_FILES,
 };
 pub use message::{Message, MessageKind, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;

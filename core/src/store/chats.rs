@@ -119,8 +119,12 @@ impl Store {
         let files =
             super::files::link_message_files_in(&mut tx, chat_id, new.owner_id, &new.file_ids)
                 .await?;
-        let first_message: Vec<MessagePart> =
-            new.first_message.iter().cloned().chain(files.parts).collect();
+        let first_message: Vec<MessagePart> = new
+            .first_message
+            .iter()
+            .cloned()
+            .chain(files.parts)
+            .collect();
         let message: Message = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $4)
              RETURNING {MESSAGE_COLUMNS}"

@@ -115,11 +115,11 @@ impl Store {
                 "SELECT role, superseded_at IS NOT NULL, content FROM chat_messages
                  WHERE id = $2 AND chat_id = $1",
             )
-        .bind(chat_id)
-        .bind(message_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(EditError::MessageNotFound)?;
+            .bind(chat_id)
+            .bind(message_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(EditError::MessageNotFound)?;
         if role != Role::User {
             return Err(EditError::NotUserMessage { role });
         }

@@ -70,7 +70,11 @@ impl Store {
 
     /// A file's metadata if `reader` may read it (see the module page), else
     /// [`StoreError::NotFound`].
-    pub async fn file_for_reader(&self, file_id: Uuid, reader: Uuid) -> Result<FileMeta, StoreError> {
+    pub async fn file_for_reader(
+        &self,
+        file_id: Uuid,
+        reader: Uuid,
+    ) -> Result<FileMeta, StoreError> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {META_COLUMNS} FROM files f WHERE f.id = $1 AND {READER}"
         )))

@@ -869,6 +869,7 @@ mod tests {
             cache,
             cache_key: Some("chat".into()),
             reasoning_effort: None,
+            files: Attachments::default(),
         }
     }
 

@@ -187,37 +187,42 @@ mod tests {
         );
         let text = MessagePart::Text { text: "x".into() };
         assert_eq!(files.render(&text, 10), None);
+        let png_part = part(png, "a.png", "image/png", 4);
         assert_eq!(
-            files.render(&part(png, "a.png", "image/png", 4), 10),
+            files.render(&png_part, 10),
             Some(Attached::Image {
                 mimetype: "image/png",
                 data: "iVBORw==".into()
             })
         );
+        let md_part = part(md, "n\"otes.md", "text/markdown", 4);
         assert_eq!(
-            files.render(&part(md, "n\"otes.md", "text/markdown", 4), 10),
+            files.render(&md_part, 10),
             Some(Attached::Text(
                 "<file name=\"n'otes.md\" mimetype=\"text/markdown\">\n# Hi\n</file>".into()
             ))
         );
+        let pdf_part = part(pdf, "r.pdf", "application/pdf", 4);
         assert_eq!(
-            files.render(&part(pdf, "r.pdf", "application/pdf", 4), 10),
+            files.render(&pdf_part, 10),
             Some(Attached::Pdf {
                 name: "r.pdf",
                 data: "JVBERg==".into()
             })
         );
-        let too_big = files.render(&part(png, "a.png", "image/png", 4), 3);
+        let too_big = files.render(&png_part, 3);
         assert!(
             matches!(&too_big, Some(Attached::Text(t)) if t.contains("at most 3 bytes")),
             "{too_big:?}"
         );
-        let far = files.render(&part(far, "old.csv", "text/csv", 500), 10);
+        let far_part = part(far, "old.csv", "text/csv", 500);
+        let far = files.render(&far_part, 10);
         assert!(
             matches!(&far, Some(Attached::Text(t)) if t.contains("`old.csv`") && t.contains("100 bytes")),
             "{far:?}"
         );
-        let gone = files.render(&part(gone, "g.txt", "text/plain", 1), 10);
+        let gone_part = part(gone, "g.txt", "text/plain", 1);
+        let gone = files.render(&gone_part, 10);
         assert!(
             matches!(&gone, Some(Attached::Text(t)) if t.contains("not available")),
             "{gone:?}"

@@ -14,8 +14,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::{
-    ProviderEvent, ProviderRequest, ProviderStream, attempt,
+    ProviderEvent, ProviderRequest, ProviderStream,
     attachments::{Attached, Attachments},
+    attempt,
     errors::{classify_http_error, invalid_tool_arguments, stream_cut, unreadable_event},
     limits::ProviderLimits,
     redact::Redactor,
@@ -801,25 +802,28 @@ mod tests {
             created_at: chrono::Utc::now(),
             superseded_at: None,
         };
-        let wire = wire_messages(&[
-            message(Role::User, vec![MessagePart::Text { text: "hi".into() }]),
-            message(
-                Role::Assistant,
-                vec![MessagePart::ToolCall {
-                    tool_call_id: "call_a".into(),
-                    name: "read".into(),
-                    arguments: json!({"path": "a"}),
-                }],
-            ),
-            message(
-                Role::Tool,
-                vec![MessagePart::ToolResult {
-                    tool_call_id: "call_a".into(),
-                    output: json!("file body"),
-                    is_error: false,
-                }],
-            ),
-        ], &Attachments::default());
+        let wire = wire_messages(
+            &[
+                message(Role::User, vec![MessagePart::Text { text: "hi".into() }]),
+                message(
+                    Role::Assistant,
+                    vec![MessagePart::ToolCall {
+                        tool_call_id: "call_a".into(),
+                        name: "read".into(),
+                        arguments: json!({"path": "a"}),
+                    }],
+                ),
+                message(
+                    Role::Tool,
+                    vec![MessagePart::ToolResult {
+                        tool_call_id: "call_a".into(),
+                        output: json!("file body"),
+                        is_error: false,
+                    }],
+                ),
+            ],
+            &Attachments::default(),
+        );
         assert_eq!(wire[1]["content"], Value::Null);
         assert_eq!(
             wire[1]["tool_calls"][0]["function"]["arguments"],
@@ -842,6 +846,7 @@ mod tests {
             cache: None,
             cache_key: None,
             reasoning_effort: Some(agentq_core::domain::ReasoningEffort::High),
+            files: Attachments::default(),
         };
         let compatible = request_body(&request, WireOptions::default());
         assert_eq!(compatible["reasoning_effort"], "high");

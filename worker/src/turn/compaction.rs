@@ -427,7 +427,9 @@ fn lines_of(m: &Message) -> Vec<String> {
                 mimetype,
                 size,
                 ..
-            } => Some(format!("{who} attached the file {name} ({mimetype}, {size} bytes)")),
+            } => Some(format!(
+                "{who} attached the file {name} ({mimetype}, {size} bytes)"
+            )),
         })
         .collect()
 }
