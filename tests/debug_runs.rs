@@ -210,6 +210,7 @@ async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
             title: "debug".into(),
             client_type: ClientType::Api,
             first_message: vec![MessagePart::Text { text: "hi".into() }],
+            file_ids: vec![],
             dynamic_tools: vec![],
             model_config_id: None,
             labels: Default::default(),

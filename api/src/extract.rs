@@ -203,6 +203,35 @@ impl IntoParams for TokenId {
     }
 }
 
+/// The `{file_id}` path segment of `/api/v1/files/{file_id}`.
+pub struct FileId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for FileId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<Uuid>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(FileId(id)),
+            Err(_) => Err(ApiError::invalid("file_id", "must be a UUID")),
+        }
+    }
+}
+
+/// Documents [`FileId`] in OpenAPI, as [`ChatPath`] does for [`ChatId`].
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct FilePath {
+    /// The file's id (from its upload).
+    file_id: Uuid,
+}
+
+impl IntoParams for FileId {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        FilePath::into_params(parameter_in)
+    }
+}
+
 /// The `{chat_id}/.../{run_id}` path segments.
 pub struct ChatAndRunIds(pub Uuid, pub Uuid);
 

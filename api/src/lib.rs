@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 mod event_stream;
 pub mod extract;
+mod file_type;
 pub mod open_streams;
 pub mod openapi;
 mod request_limits;

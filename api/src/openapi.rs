@@ -60,6 +60,7 @@ const BEARER: &str = "bearer";
     tags(
         (name = "chats", description = "Chats, their turns, interrupts and client-run tools."),
         (name = "messages", description = "A chat's messages."),
+        (name = "files", description = "Uploaded files, which messages attach to chats (`file_ids`)."),
         (name = "events", description = "A chat's live events (Server-Sent Events)."),
         (name = "debug", description = "What each turn sent to its provider and got back."),
         (name = "users", description = "The caller's own settings."),

@@ -309,6 +309,7 @@ fn request(model: &str, max_output_tokens: Option<u32>) -> ProviderRequest {
         cache: None,
         cache_key: None,
         reasoning_effort: None,
+        files: Default::default(),
     }
 }
 
@@ -322,6 +323,7 @@ fn simple_request() -> ProviderRequest {
         cache: None,
         cache_key: None,
         reasoning_effort: None,
+        files: Default::default(),
     }
 }
 

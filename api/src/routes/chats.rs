@@ -9,8 +9,8 @@ use agentq_core::{
     StoreError,
     chat_query::ChatQuery,
     domain::{
-        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, MessagePart, NewChat,
-        OrganizationRole, PlanMode, ReasoningEffort,
+        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta, MessagePart,
+        NewChat, OrganizationRole, PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
@@ -78,6 +78,11 @@ pub struct CreateChatRequest {
     /// or `null`: the model's.
     #[serde(default)]
     pub reasoning_effort: Option<ReasoningEffort>,
+    /// Files the first message attaches (ids from `POST /api/v1/files`, at most 10): each
+    /// must be the caller's, and a file uploaded for an organization must be this chat's.
+    /// They are linked to the chat and sent to the model with the message.
+    #[serde(default)]
+    pub file_ids: Vec<Uuid>,
 }
 
 /// Most client-defined tools per chat.
@@ -273,6 +278,7 @@ pub async fn create_chat(
             }
         },
     };
+    super::uploads::check_file_ids(&state, user.id, organization_id, &body.file_ids).await?;
     let (chat, message, turn_id) = state
         .store
         .create_chat(NewChat {
@@ -281,6 +287,7 @@ pub async fn create_chat(
             title,
             client_type: body.client_type.unwrap_or_default(),
             first_message: vec![MessagePart::Text { text }],
+            file_ids: body.file_ids,
             dynamic_tools: body.dynamic_tools,
             model_config_id: body.model_config_id,
             labels: body.labels,
@@ -421,6 +428,10 @@ pub struct ChatDetail {
     /// The diff status an integration reported (`PUT .../diff-status`), as the refresher
     /// last brought it up to date; `null` when none was reported.
     pub diff_status: Option<ChatDiffStatus>,
+    /// The files the chat links, without content, newest first (at most 200): uploads its
+    /// messages attached (`kind: file`, at most 50) and plans it proposed (`kind: plan`).
+    /// `GET /api/v1/files/{id}` reads one.
+    pub files: Vec<FileMeta>,
 }
 
 /// `GET /api/v1/chats/{chat_id}`.
@@ -430,7 +441,7 @@ pub struct ChatDetail {
     tag = "chats",
     params(ChatId),
     responses(
-        (status = 200, description = "The chat, with its diff status.", body = ChatDetail),
+        (status = 200, description = "The chat, with its diff status and its files.", body = ChatDetail),
         (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
     )
@@ -446,7 +457,12 @@ pub async fn get_chat(
         .await
         .or_not_found("chat")?;
     let diff_status = state.store.chat_diff_status(chat.id).await?;
-    Ok(Json(ChatDetail { chat, diff_status }))
+    let files = state.store.chat_file_metas(chat.id).await?;
+    Ok(Json(ChatDetail {
+        chat,
+        diff_status,
+        files,
+    }))
 }
 
 /// Body of `PATCH /api/v1/chats/{chat_id}`: at least one field.

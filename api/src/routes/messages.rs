@@ -3,7 +3,7 @@
 //! §4.1).
 
 use agentq_core::{
-    domain::{Message, MessagePart, PlanMode, Role},
+    domain::{FileLinkWarning, Message, MessagePart, PlanMode, Role},
     outcome::ChatOutcome,
     rate_limit::Limit,
     store::{BusyBehavior, EditError, SendOptions, SendOutcome},
@@ -136,6 +136,12 @@ pub struct SendMessageRequest {
     /// model that is disabled, or whose provider is, is a 400 naming `model_config_id`.
     #[serde(default)]
     pub model_config_id: Option<Uuid>,
+    /// Files the message attaches (ids from `POST /api/v1/files`, at most 10), each the
+    /// caller's and, if uploaded for an organization, of this chat's. They are linked to
+    /// the chat; past the chat's 50 uploads a file is left out, the message is sent
+    /// without it, and `warnings` names it.
+    #[serde(default)]
+    pub file_ids: Vec<Uuid>,
 }
 
 /// Response of `POST .../messages`.
@@ -146,6 +152,10 @@ pub enum SendMessageResponse {
     Started {
         /// The persisted message.
         message: Message,
+        /// Files of `file_ids` the chat did not link (it already links 50 uploads); absent
+        /// when none.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<FileLinkWarning>,
     },
     /// 202: a turn is running; the message waits in the queue.
     Queued {
@@ -153,7 +163,36 @@ pub enum SendMessageResponse {
         queued_message_id: Uuid,
         /// 1-based position.
         position: i64,
+        /// As for `started`.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<FileLinkWarning>,
     },
+}
+
+/// The warnings of the files a message left out at the chat's link limit.
+fn link_warnings(not_linked: Vec<Uuid>) -> Vec<FileLinkWarning> {
+    not_linked
+        .into_iter()
+        .map(FileLinkWarning::link_limit)
+        .collect()
+}
+
+/// Checks a message's `file_ids` against the caller's uploads and the chat's organization.
+async fn check_message_files(
+    state: &ApiState,
+    owner: Uuid,
+    chat_id: Uuid,
+    file_ids: &[Uuid],
+) -> Result<(), ApiError> {
+    if file_ids.is_empty() {
+        return Ok(());
+    }
+    let chat = state
+        .store
+        .get_chat(chat_id, owner)
+        .await
+        .or_not_found("chat")?;
+    super::uploads::check_file_ids(state, owner, chat.organization_id, file_ids).await
 }
 
 /// `POST /api/v1/chats/{chat_id}/messages`: 201 when it starts a turn (also the answer to
@@ -190,7 +229,8 @@ pub async fn send_message(
     if let Some(model_id) = body.model_config_id {
         super::model_contexts::enabled_model(&state, "model_config_id", model_id).await?;
     }
-    let outcome = state
+    check_message_files(&state, user.id, chat_id, &body.file_ids).await?;
+    let (outcome, not_linked) = state
         .store
         .send_message(
             chat_id,
@@ -201,6 +241,7 @@ pub async fn send_message(
                 mcp_server_ids: mcp_server_ids.as_deref(),
                 plan_mode: body.plan_mode,
                 model_config_id: body.model_config_id,
+                file_ids: &body.file_ids,
             },
         )
         .await
@@ -218,7 +259,10 @@ pub async fn send_message(
             .await;
             (
                 StatusCode::CREATED,
-                Json(SendMessageResponse::Started { message }),
+                Json(SendMessageResponse::Started {
+                    message,
+                    warnings: link_warnings(not_linked),
+                }),
             )
                 .into_response()
         }
@@ -240,6 +284,7 @@ pub async fn send_message(
                 Json(SendMessageResponse::Queued {
                     queued_message_id,
                     position,
+                    warnings: link_warnings(not_linked),
                 }),
             )
                 .into_response()
@@ -255,6 +300,10 @@ pub struct EditMessageRequest {
     /// characters).
     #[schema(required = true, min_length = 1, max_length = 100_000)]
     pub message: Option<String>,
+    /// The files the new message attaches, as `file_ids` when sending; absent keeps the
+    /// edited message's files, `[]` drops them.
+    #[serde(default)]
+    pub file_ids: Option<Vec<Uuid>>,
 }
 
 /// Response of `PATCH .../messages/{message_id}`.
@@ -266,6 +315,10 @@ pub struct EditMessageResponse {
     pub superseded_from_message_id: Uuid,
     /// How many messages were superseded (the edited one included).
     pub superseded_messages: u64,
+    /// Files of `file_ids` the chat did not link (it already links 50 uploads); absent
+    /// when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FileLinkWarning>,
 }
 
 /// `PATCH /api/v1/chats/{chat_id}/messages/{message_id}`: edits a user message of an idle
@@ -296,9 +349,18 @@ pub async fn edit_message(
     // It starts a turn, as a sent message does.
     state.rate_limiter.check(Limit::Messages, user.id).await?;
     let text = validate_message(body.message)?;
-    let rewrite = state
+    if let Some(ids) = &body.file_ids {
+        check_message_files(&state, user.id, chat_id, ids).await?;
+    }
+    let (rewrite, not_linked) = state
         .store
-        .edit_message(chat_id, user.id, message_id, &[MessagePart::Text { text }])
+        .edit_message(
+            chat_id,
+            user.id,
+            message_id,
+            &[MessagePart::Text { text }],
+            body.file_ids.as_deref(),
+        )
         .await
         .map_err(|e| match e {
             EditError::ChatNotFound => crate::auth::chat_not_found(),
@@ -324,6 +386,7 @@ pub async fn edit_message(
             .expect("an edit inserts the new user message"),
         superseded_from_message_id: message_id,
         superseded_messages: rewrite.superseded,
+        warnings: link_warnings(not_linked),
     };
     announce(&state, ChatOutcome::Rewritten(rewrite)).await;
     Ok(Json(response))

@@ -25,6 +25,7 @@ mod stream;
 mod subagents;
 mod tokens;
 mod tool_results;
+mod uploads;
 mod usage;
 
 use utoipa::OpenApi;
@@ -83,6 +84,9 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(regenerate::regenerate))
         .routes(routes!(files::list_files))
         .routes(routes!(files::get_file))
+        .routes(routes!(uploads::upload_file))
+        .routes(routes!(uploads::download_file))
+        .routes(routes!(uploads::file_metadata))
         .routes(routes!(stream::stream_chat))
         .routes(routes!(interrupt::interrupt))
         .routes(routes!(debug::list_runs))

@@ -141,6 +141,10 @@ pub struct NewChat {
     pub client_type: ClientType,
     /// The first user message.
     pub first_message: Vec<super::MessagePart>,
+    /// Uploads the first message references (checked by the API: the owner's, of the
+    /// chat's organization or none); linked to the chat, and a `file` part each is added
+    /// to the message.
+    pub file_ids: Vec<Uuid>,
     /// Tools the client runs itself (ARCHITECTURE.md §4.3).
     pub dynamic_tools: Vec<DynamicTool>,
     /// The model to use; `None` uses the default model.

@@ -64,6 +64,19 @@ pub enum MessagePart {
         #[serde(default)]
         is_error: bool,
     },
+    /// A file the user attached (`file_ids`): the file is linked to the chat, and each
+    /// request to the model carries its content in the provider's shape (ARCHITECTURE.md
+    /// §7). Only in user messages.
+    File {
+        /// The file (`GET /api/v1/files/{id}`).
+        file_id: Uuid,
+        /// Its name.
+        name: String,
+        /// Its media type.
+        mimetype: String,
+        /// Its size in bytes.
+        size: i64,
+    },
 }
 
 impl MessagePart {

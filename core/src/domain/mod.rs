@@ -18,7 +18,10 @@ mod user;
 pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat, PlanMode};
 pub use debug_run::DebugRunStatus;
 pub use diff_status::{ChatDiffStatus, DiffStatus, PrState, pr_host};
-pub use file::{ChatFile, FileKind};
+pub use file::{
+    ChatFile, FileContent, FileKind, FileLinkWarning, FileMeta, MAX_CHAT_FILE_LINKS,
+    MAX_FILE_BYTES, MAX_MESSAGE_FILES,
+};
 pub use key_policy::{KeyPolicy, KeySource, KeyUnavailable, PolicyProblem};
 pub use message::{Message, MessageKind, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;

@@ -47,6 +47,10 @@ pub struct SendOptions<'a> {
     /// Switches the chat's model from the turn this message starts on (for a queued
     /// message: when it is promoted).
     pub model_config_id: Option<Uuid>,
+    /// Uploads the message references (checked by the API: the owner's, of the chat's
+    /// organization or none): linked to the chat, up to its limit, and a `file` part each
+    /// is added to the message (see `store::files`).
+    pub file_ids: &'a [Uuid],
 }
 
 /// The result of sending a message.
@@ -111,6 +115,16 @@ impl Store {
         .bind(new.reasoning_effort)
         .fetch_one(&mut *tx)
         .await?;
+        // At most `MAX_MESSAGE_FILES` files, all new to this chat: none is left out.
+        let files =
+            super::files::link_message_files_in(&mut tx, chat_id, new.owner_id, &new.file_ids)
+                .await?;
+        let first_message: Vec<MessagePart> = new
+            .first_message
+            .iter()
+            .cloned()
+            .chain(files.parts)
+            .collect();
         let message: Message = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $4)
              RETURNING {MESSAGE_COLUMNS}"
@@ -118,7 +132,7 @@ impl Store {
         .bind(message_id)
         .bind(chat_id)
         .bind(turn_id)
-        .bind(pg_json(&new.first_message))
+        .bind(pg_json(&first_message))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -169,18 +183,22 @@ impl Store {
     /// `plan_mode`, when given, enters (`Some(Some(Plan))`) or leaves (`Some(None)`) plan
     /// mode, both in the same transaction, so a refused send (queue full, not the owner's
     /// chat, the owner over their spend limit, `store::spend_limits`) changes nothing.
+    /// The files of `file_ids` are linked in the same transaction; the ids returned with
+    /// the outcome are those left out at the chat's link limit (the message went without
+    /// them).
     pub async fn send_message(
         &self,
         chat_id: Uuid,
         owner: Uuid,
         content: &[MessagePart],
         options: &SendOptions<'_>,
-    ) -> Result<SendOutcome, StoreError> {
+    ) -> Result<(SendOutcome, Vec<Uuid>), StoreError> {
         let SendOptions {
             busy,
             mcp_server_ids,
             plan_mode,
             model_config_id,
+            file_ids,
         } = *options;
         let mut tx = self.pool.begin().await?;
         // Lock first, then read: a statement that waits for the lock keeps the snapshot it
@@ -201,6 +219,14 @@ impl Store {
         if let Some(plan_mode) = plan_mode {
             super::plan_mode::set_plan_mode_in(&mut tx, chat_id, plan_mode).await?;
         }
+        let files = super::files::link_message_files_in(&mut tx, chat_id, owner, file_ids).await?;
+        let with_files: Vec<MessagePart>;
+        let content = if files.parts.is_empty() {
+            content
+        } else {
+            with_files = content.iter().cloned().chain(files.parts).collect();
+            &with_files
+        };
         if state.busy() {
             let id = Uuid::now_v7();
             sqlx::query(
@@ -220,10 +246,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            return Ok(SendOutcome::Queued {
-                queued_message_id: id,
-                position: state.queued + 1,
-            });
+            return Ok((
+                SendOutcome::Queued {
+                    queued_message_id: id,
+                    position: state.queued + 1,
+                },
+                files.not_linked,
+            ));
         }
         if let Some(model_config_id) = model_config_id {
             // The message's model, checked by the API, is the chat's from this turn on.
@@ -236,7 +265,7 @@ impl Store {
         let (turn_id, message) = start_turn_in(&mut tx, chat_id, &state, Some(content)).await?;
         tx.commit().await?;
         let message = message.expect("a turn started with content inserts its message");
-        Ok(SendOutcome::Started { message, turn_id })
+        Ok((SendOutcome::Started { message, turn_id }, files.not_linked))
     }
 }
 

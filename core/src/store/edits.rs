@@ -29,6 +29,7 @@ use uuid::Uuid;
 use super::{
     Store,
     chats::{ChatState, chat_state_in, start_turn_in},
+    files::link_message_files_in,
     lock_chat,
 };
 use crate::{
@@ -89,13 +90,18 @@ impl Store {
     /// idle: not closed, no unfinished turn, no queued message ([`StoreError::Conflict`]
     /// inside [`EditError::Store`]). A message already superseded is a conflict too: edit
     /// what replaced it.
+    ///
+    /// `file_ids` `None` keeps the edited message's files; a list replaces them, linked as
+    /// `Store::send_message` links them. Returned with the rewrite: the files left out at
+    /// the chat's link limit.
     pub async fn edit_message(
         &self,
         chat_id: Uuid,
         owner: Uuid,
         message_id: Uuid,
         content: &[MessagePart],
-    ) -> Result<Rewrite, EditError> {
+        file_ids: Option<&[Uuid]>,
+    ) -> Result<(Rewrite, Vec<Uuid>), EditError> {
         let mut tx = self.pool.begin().await?;
         lock_chat(&mut tx, chat_id, Some(owner))
             .await
@@ -104,14 +110,16 @@ impl Store {
                 e => e.into(),
             })?;
         let state = idle_state_in(&mut tx, chat_id, owner).await?;
-        let (role, superseded): (Role, bool) = sqlx::query_as(
-            "SELECT role, superseded_at IS NOT NULL FROM chat_messages WHERE id = $2 AND chat_id = $1",
-        )
-        .bind(chat_id)
-        .bind(message_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(EditError::MessageNotFound)?;
+        let (role, superseded, old_content): (Role, bool, sqlx::types::Json<Vec<MessagePart>>) =
+            sqlx::query_as(
+                "SELECT role, superseded_at IS NOT NULL, content FROM chat_messages
+                 WHERE id = $2 AND chat_id = $1",
+            )
+            .bind(chat_id)
+            .bind(message_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(EditError::MessageNotFound)?;
         if role != Role::User {
             return Err(EditError::NotUserMessage { role });
         }
@@ -121,17 +129,36 @@ impl Store {
             )
             .into());
         }
+        let (files, not_linked) = match file_ids {
+            // Still linked: the chat's links outlive the messages that made them.
+            None => (
+                old_content
+                    .0
+                    .into_iter()
+                    .filter(|p| matches!(p, MessagePart::File { .. }))
+                    .collect(),
+                Vec::new(),
+            ),
+            Some(ids) => {
+                let linked = link_message_files_in(&mut tx, chat_id, owner, ids).await?;
+                (linked.parts, linked.not_linked)
+            }
+        };
+        let content: Vec<MessagePart> = content.iter().cloned().chain(files).collect();
         let superseded = supersede_from_in(&mut tx, chat_id, message_id).await?;
-        let (turn_id, message) = start_turn_in(&mut tx, chat_id, &state, Some(content)).await?;
+        let (turn_id, message) = start_turn_in(&mut tx, chat_id, &state, Some(&content)).await?;
         tx.commit().await?;
-        Ok(Rewrite {
-            chat_id,
-            by: SupersededBy::Edit,
-            superseded_from: Some(message_id),
-            superseded,
-            message,
-            turn_id,
-        })
+        Ok((
+            Rewrite {
+                chat_id,
+                by: SupersededBy::Edit,
+                superseded_from: Some(message_id),
+                superseded,
+                message,
+                turn_id,
+            },
+            not_linked,
+        ))
     }
 
     /// Runs the last turn of `owner`'s chat again: its answer (every assistant and tool

@@ -29,7 +29,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    CacheTtl, ProviderEvent, ProviderRequest, ProviderStream, attempt,
+    CacheTtl, ProviderEvent, ProviderRequest, ProviderStream,
+    attachments::{Attached, Attachments},
+    attempt,
     errors::{config_error, invalid_tool_arguments, stream_cut, unreadable_event},
     limits::ProviderLimits,
     redact::Redactor,
@@ -123,7 +125,7 @@ fn request_body(request: &ProviderRequest) -> Value {
         // Thinking counts against `max_tokens`, which must exceed the budget: the answer
         // keeps its own cap on top of the budget.
         "max_tokens": answer_cap.saturating_add(thinking.unwrap_or(0)),
-        "messages": wire_messages(&request.messages, thinking.is_some()),
+        "messages": wire_messages(&request.messages, thinking.is_some(), &request.files),
         "stream": true,
     });
     if let Some(budget) = thinking {
@@ -150,6 +152,10 @@ fn request_body(request: &ProviderRequest) -> Value {
     }
     body
 }
+
+/// The most bytes of one image Anthropic takes: it refuses an image whose base64 passes
+/// 5 MiB, which is this many bytes of image.
+const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024 / 4 * 3;
 
 /// The most breakpoints Anthropic accepts in one request.
 pub(crate) const MAX_CACHE_BREAKPOINTS: usize = 4;
@@ -205,7 +211,7 @@ fn thinking_budget(request: &ProviderRequest) -> Option<u32> {
             .iter()
             .rev()
             .find(|m| m.role == Role::Assistant)?;
-        let starts_with_thinking = wire_blocks(open_step, true)
+        let starts_with_thinking = wire_blocks(open_step, true, &request.files)
             .1
             .first()
             .is_some_and(|b| matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")));
@@ -218,10 +224,10 @@ fn thinking_budget(request: &ProviderRequest) -> Option<u32> {
 
 /// The conversation in Messages form, roles alternating; `thinking` says whether signed
 /// reasoning goes back as `thinking` blocks (see [`wire_blocks`]).
-fn wire_messages(messages: &[Message], thinking: bool) -> Vec<Value> {
+fn wire_messages(messages: &[Message], thinking: bool, files: &Attachments) -> Vec<Value> {
     let mut out: Vec<(&str, Vec<Value>)> = Vec::new();
     for message in messages {
-        let (role, blocks) = wire_blocks(message, thinking);
+        let (role, blocks) = wire_blocks(message, thinking, files);
         if blocks.is_empty() {
             continue;
         }
@@ -241,7 +247,13 @@ fn wire_messages(messages: &[Message], thinking: bool) -> Vec<Value> {
 /// Anthropic requires of the step a tool result answers; without it, or unsigned (another
 /// provider's reasoning), reasoning is not sent: Anthropic accepts no thinking block
 /// without its signature.
-fn wire_blocks(message: &Message, thinking: bool) -> (&'static str, Vec<Value>) {
+/// A user message's attached files go as `image` and `document` blocks with a base64
+/// source, text files as `text` blocks (attachments.rs).
+fn wire_blocks(
+    message: &Message,
+    thinking: bool,
+    files: &Attachments,
+) -> (&'static str, Vec<Value>) {
     let role = match message.role {
         Role::User | Role::Tool => "user",
         Role::Assistant => "assistant",
@@ -263,6 +275,20 @@ fn wire_blocks(message: &Message, thinking: bool) -> (&'static str, Vec<Value>) 
             }
             MessagePart::Text { text } if !text.is_empty() => {
                 Some(json!({"type": "text", "text": text}))
+            }
+            MessagePart::File { .. } if message.role == Role::User => {
+                match files.render(part, MAX_IMAGE_BYTES)? {
+                    Attached::Image { mimetype, data } => Some(json!({
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": mimetype, "data": data},
+                    })),
+                    Attached::Pdf { name, data } => Some(json!({
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": data},
+                        "title": name,
+                    })),
+                    Attached::Text(text) => Some(json!({"type": "text", "text": text})),
+                }
             }
             MessagePart::ToolCall {
                 tool_call_id,
@@ -843,6 +869,7 @@ mod tests {
             cache,
             cache_key: Some("chat".into()),
             reasoning_effort: None,
+            files: Attachments::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! bodies, answer size), follows no redirect, and reports errors its chat's owner may read.
 
 mod anthropic;
+mod attachments;
 mod attempt;
 mod echo;
 mod errors;
@@ -25,6 +26,7 @@ use agentq_core::{
 use futures::stream::BoxStream;
 
 pub use anthropic::AnthropicProvider;
+pub use attachments::Attachments;
 pub use echo::EchoProvider;
 pub use errors::{MAX_RETRY_AFTER, classify_http_error};
 pub use limits::{ERROR_BODY_MAX_BYTES, ProviderLimits};
@@ -104,6 +106,11 @@ pub struct ProviderRequest {
     /// Anthropic adapter as `thinking` with the level's token budget; `None` sends neither.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<ReasoningEffort>,
+    /// The content of the files the messages' `file` parts attach, as far as this request
+    /// carries them (see `attachments.rs`). Not serialized: a debug run records the parts,
+    /// which name the files, not megabytes of their content.
+    #[serde(skip)]
+    pub files: Attachments,
 }
 
 /// How long a provider keeps a cached prompt prefix (Anthropic's `ttl`).

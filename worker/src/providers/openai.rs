@@ -14,7 +14,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::{
-    ProviderEvent, ProviderRequest, ProviderStream, attempt,
+    ProviderEvent, ProviderRequest, ProviderStream,
+    attachments::{Attached, Attachments},
+    attempt,
     errors::{classify_http_error, invalid_tool_arguments, stream_cut, unreadable_event},
     limits::ProviderLimits,
     redact::Redactor,
@@ -134,7 +136,7 @@ fn request_body(request: &ProviderRequest, wire: WireOptions) -> Value {
         .map(|system| json!({"role": "system", "content": system}));
     let messages: Vec<Value> = system
         .into_iter()
-        .chain(wire_messages(&request.messages))
+        .chain(wire_messages(&request.messages, &request.files))
         .collect();
     let mut body = json!({
         "model": request.model,
@@ -172,9 +174,13 @@ fn request_body(request: &ProviderRequest, wire: WireOptions) -> Value {
     body
 }
 
+/// The most bytes of one image OpenAI takes (20 MB).
+const MAX_IMAGE_BYTES: usize = 20_000_000;
+
 /// The conversation in Chat Completions form: assistant tool calls as `tool_calls`, each
-/// tool result as its own `role: tool` message.
-fn wire_messages(messages: &[Message]) -> Vec<Value> {
+/// tool result as its own `role: tool` message, a user message with attached files as a
+/// list of content parts (see [`user_content`]).
+fn wire_messages(messages: &[Message], files: &Attachments) -> Vec<Value> {
     let mut out = Vec::new();
     for message in messages {
         let text: String = message
@@ -184,6 +190,9 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
             .collect::<Vec<_>>()
             .join("\n");
         match message.role {
+            Role::User if has_files(message) => {
+                out.push(json!({"role": "user", "content": user_content(message, files)}));
+            }
             Role::User if !text.is_empty() => out.push(json!({"role": "user", "content": text})),
             Role::User => {}
             Role::Assistant => {
@@ -234,6 +243,40 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
         }
     }
     out
+}
+
+fn has_files(message: &Message) -> bool {
+    message
+        .content
+        .iter()
+        .any(|p| matches!(p, MessagePart::File { .. }))
+}
+
+/// A user message's parts in order: text as `text` parts, attached images as `image_url`
+/// parts with a `data:` URI, PDFs as `file` parts (`file_data`, a `data:` URI), text files
+/// as `text` parts (attachments.rs).
+fn user_content(message: &Message, files: &Attachments) -> Vec<Value> {
+    message
+        .content
+        .iter()
+        .filter_map(|part| match files.render(part, MAX_IMAGE_BYTES) {
+            Some(Attached::Image { mimetype, data }) => Some(json!({
+                "type": "image_url",
+                "image_url": {"url": format!("data:{mimetype};base64,{data}")},
+            })),
+            Some(Attached::Pdf { name, data }) => Some(json!({
+                "type": "file",
+                "file": {"filename": name, "file_data": format!("data:application/pdf;base64,{data}")},
+            })),
+            Some(Attached::Text(text)) => Some(json!({"type": "text", "text": text})),
+            None => match part {
+                MessagePart::Text { text } if !text.is_empty() => {
+                    Some(json!({"type": "text", "text": text}))
+                }
+                _ => None,
+            },
+        })
+        .collect()
 }
 
 /// `null` reads as the default: servers send `"choices": null`, `"prompt_tokens": null`.
@@ -759,25 +802,28 @@ mod tests {
             created_at: chrono::Utc::now(),
             superseded_at: None,
         };
-        let wire = wire_messages(&[
-            message(Role::User, vec![MessagePart::Text { text: "hi".into() }]),
-            message(
-                Role::Assistant,
-                vec![MessagePart::ToolCall {
-                    tool_call_id: "call_a".into(),
-                    name: "read".into(),
-                    arguments: json!({"path": "a"}),
-                }],
-            ),
-            message(
-                Role::Tool,
-                vec![MessagePart::ToolResult {
-                    tool_call_id: "call_a".into(),
-                    output: json!("file body"),
-                    is_error: false,
-                }],
-            ),
-        ]);
+        let wire = wire_messages(
+            &[
+                message(Role::User, vec![MessagePart::Text { text: "hi".into() }]),
+                message(
+                    Role::Assistant,
+                    vec![MessagePart::ToolCall {
+                        tool_call_id: "call_a".into(),
+                        name: "read".into(),
+                        arguments: json!({"path": "a"}),
+                    }],
+                ),
+                message(
+                    Role::Tool,
+                    vec![MessagePart::ToolResult {
+                        tool_call_id: "call_a".into(),
+                        output: json!("file body"),
+                        is_error: false,
+                    }],
+                ),
+            ],
+            &Attachments::default(),
+        );
         assert_eq!(wire[1]["content"], Value::Null);
         assert_eq!(
             wire[1]["tool_calls"][0]["function"]["arguments"],
@@ -800,6 +846,7 @@ mod tests {
             cache: None,
             cache_key: None,
             reasoning_effort: Some(agentq_core::domain::ReasoningEffort::High),
+            files: Attachments::default(),
         };
         let compatible = request_body(&request, WireOptions::default());
         assert_eq!(compatible["reasoning_effort"], "high");

@@ -358,6 +358,8 @@ fn summary_request(
         ),
         cache: None,
         cache_key: None,
+        // The transcript names attached files; their content is not summarized.
+        files: Default::default(),
         // A summary is plain writing.
         reasoning_effort: None,
     }
@@ -420,6 +422,15 @@ fn lines_of(m: &Message) -> Vec<String> {
                 let failed = if *is_error { " (failed)" } else { "" };
                 Some(format!("{who} result{failed}: {output}"))
             }
+            // The file stays attached to its message; the summary names it.
+            MessagePart::File {
+                name,
+                mimetype,
+                size,
+                ..
+            } => Some(format!(
+                "{who} attached the file {name} ({mimetype}, {size} bytes)"
+            )),
         })
         .collect()
 }

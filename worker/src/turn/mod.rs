@@ -34,6 +34,7 @@
 //! - [`commit`]: the answer written through the store and announced through
 //!   [`agentq_core::outcome`] (ARCHITECTURE.md §8).
 
+mod attachments;
 mod commit;
 mod compaction;
 mod context;
@@ -411,9 +412,11 @@ impl TurnEngine {
                     ),
                 )));
             }
+            let files = attachments::load(&self.store, turn.chat_id, &history).await?;
             let request = ProviderRequest {
                 model: target.model.clone(),
                 system: system.clone(),
+                files,
                 messages: history,
                 tools: tools.clone(),
                 max_output_tokens: target.max_output_tokens,

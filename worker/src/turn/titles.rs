@@ -125,6 +125,8 @@ async fn ask(target: &ModelTarget, work: &TitleWork) -> Result<String, ChatError
         cache: None,
         cache_key: None,
         reasoning_effort: None,
+        // The transcript is text: attached files are not sent for a title.
+        files: Default::default(),
     };
     let mut stream = target.provider.stream(request).await?;
     let mut text = String::new();

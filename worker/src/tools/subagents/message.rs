@@ -54,7 +54,7 @@ pub async fn run(ctx: &ToolContext<'_>, call: &ToolCallRow) -> Result<ToolOutput
         )
         .await
     {
-        Ok(SendOutcome::Started { message, turn_id }) => {
+        Ok((SendOutcome::Started { message, turn_id }, _)) => {
             announce(
                 ctx,
                 ChatOutcome::TurnStarted {
@@ -66,7 +66,7 @@ pub async fn run(ctx: &ToolContext<'_>, call: &ToolCallRow) -> Result<ToolOutput
             .await;
             "started"
         }
-        Ok(SendOutcome::Queued { position, .. }) => {
+        Ok((SendOutcome::Queued { position, .. }, _)) => {
             announce(
                 ctx,
                 ChatOutcome::MessageQueued {
