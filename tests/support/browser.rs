@@ -127,6 +127,41 @@ impl Browser {
         self.find(css).await?.text().await.ok()
     }
 
+    /// The text of the element `css` matches, waiting up to 20 s for one (a lookup can
+    /// miss while the script swaps the content).
+    pub async fn read(&self, css: &str) -> String {
+        eventually(
+            Duration::from_secs(20),
+            &format!("`{css}` to be shown"),
+            || self.text(css),
+        )
+        .await
+    }
+
+    /// Waits until the page shown is at `path` (a click's navigation can end after the
+    /// click returns).
+    pub async fn wait_for_path(&self, path: &str) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("the page at {path}"),
+            || async { (self.path().await == path).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Waits until the page's text holds `want`, and returns the text.
+    pub async fn wait_for_page_text(&self, want: &str) -> String {
+        eventually(
+            Duration::from_secs(20),
+            &format!("a page saying `{want}`"),
+            || async {
+                let text = self.page_text().await;
+                text.contains(want).then_some(text)
+            },
+        )
+        .await
+    }
+
     /// The visible text of the whole page.
     pub async fn page_text(&self) -> String {
         self.text("body").await.unwrap_or_default()
@@ -174,7 +209,18 @@ impl Browser {
         let Some(dir) = std::env::var_os("AGENTQ_DASHBOARD_SCREENSHOTS") else {
             return;
         };
+        // The whole page, not only the first screen: the window takes the page's height.
+        let height = self
+            .client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 2400) as u32;
+        self.client.set_window_size(1280, height).await.unwrap();
         let png = self.client.screenshot().await.unwrap();
+        self.client.set_window_size(1280, 900).await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         std::fs::write(PathBuf::from(dir).join(name), png).unwrap();
     }

@@ -146,7 +146,7 @@ pub fn chart(throughput: &Throughput, every: Duration) -> Markup {
                 line.grid x1="0" y1="0" x2=(WIDTH) y2="0" {}
                 text.label x="-6" y="4" text-anchor="end" { (format_rate(top)) }
                 text.label x="-6" y=(HEIGHT + 4.0) text-anchor="end" { "0" }
-                text.label x="0" y=(HEIGHT + 18.0) { (format!("{:.0} min ago", span / 60.0)) }
+                text.label x="0" y=(HEIGHT + 18.0) { (layout::ago(first)) }
                 text.label x=(WIDTH) y=(HEIGHT + 18.0) text-anchor="end" { "now" }
                 @for (queue, rates) in &series {
                     @if rates.len() > 1 {
