@@ -6,6 +6,7 @@
 
 mod access_log;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 mod event_stream;
 pub mod extract;
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Per-user rate limits (chats, messages, stream connects), shared through Redis.
     pub rate_limiter: RateLimiter,
+    /// The operator dashboard's session key and jobs/s history (`/admin`).
+    pub dashboard: Arc<dashboard::Dashboard>,
 }
 
 impl ApiState {
@@ -101,6 +104,7 @@ impl ApiState {
                 Duration::from_millis(config.rate_limit_timeout_ms.max(1)),
             ),
             config: Arc::new(config),
+            dashboard: Arc::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ pub fn router(state: ApiState) -> Router {
         Duration::from_secs(state.config.request_timeout_secs.max(1)),
     );
     api.merge(openapi::docs_router())
+        .merge(dashboard::router())
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::new())
@@ -167,6 +172,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.shutdown = shutdown.clone();
     let header_read_timeout = Duration::from_secs(state.config.header_read_timeout_secs.max(1));
+    // The dashboard's jobs/s history is this process's own (see `dashboard::throughput`).
+    tokio::spawn(dashboard::throughput::sample_loop(
+        state.clone(),
+        shutdown.clone(),
+    ));
     // Each connection gets a cheap clone of the built router (an `Arc`), never a re-resolved
     // one, so an open SSE stream does not hold its own copy of the route table.
     server::serve_http1(listener, router(state), header_read_timeout, shutdown).await

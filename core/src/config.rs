@@ -263,6 +263,14 @@ pub struct ApiConfig {
         default_value_t = 15
     )]
     pub sse_keepalive_secs: u64,
+    /// Milliseconds between the operator dashboard's samples of the queue counters (its
+    /// jobs/s chart keeps the last 120 samples: ten minutes at the default).
+    #[arg(
+        long = "dashboard-sample-ms",
+        env = "AGENTQ_DASHBOARD_SAMPLE_MS",
+        default_value_t = 5000
+    )]
+    pub dashboard_sample_ms: u64,
     /// Seconds a client has to send a request's headers, counted from when the connection
     /// opens or its previous response ends (so it also closes idle keep-alive connections);
     /// then the connection is closed. Keep it above a load balancer's idle timeout.

@@ -166,7 +166,10 @@ async fn run_maintenance(
             _ = tokio::time::sleep(wait) => {},
             _ = shutdown.cancelled() => return,
         }
-        if let Err(e) = maintenance::run_tick(&store, &producer, tick_at, &runner).await {
+        if let Err(e) =
+            maintenance::run_scheduled_tick(&store, &producer, Some(&schedule), tick_at, &runner)
+                .await
+        {
             tracing::warn!(%tick_at, error = %e, "maintenance tick failed; the next firing retries");
         }
     }

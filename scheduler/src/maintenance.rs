@@ -13,7 +13,7 @@ use agentq_core::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::{archive, retention};
+use crate::{archive, retention, schedule::Schedule};
 
 /// The ledger name of this job.
 pub const JOB: &str = "maintenance";
@@ -40,8 +40,23 @@ pub async fn run_tick(
     tick_at: DateTime<Utc>,
     runner: &str,
 ) -> Result<Option<MaintenanceOutcome>, StoreError> {
+    run_scheduled_tick(store, producer, None, tick_at, runner).await
+}
+
+/// [`run_tick`] as the scheduler's loop runs it: the ledger row also records `schedule`
+/// and its next firing after the tick, which the operator dashboard shows.
+pub async fn run_scheduled_tick(
+    store: &Store,
+    producer: &Producer,
+    schedule: Option<&Schedule>,
+    tick_at: DateTime<Utc>,
+    runner: &str,
+) -> Result<Option<MaintenanceOutcome>, StoreError> {
     let started = Instant::now();
-    let Some(lease) = store.begin_tick(JOB, tick_at, runner).await? else {
+    let Some(lease) = store
+        .begin_tick(JOB, schedule.map(Schedule::as_str), tick_at, runner)
+        .await?
+    else {
         agentq_core::metrics::scheduler_tick(JOB, "skipped", started.elapsed());
         tracing::debug!(%tick_at, "maintenance tick taken by another scheduler");
         return Ok(None);
@@ -51,7 +66,7 @@ pub async fn run_tick(
     match result {
         Ok(outcome) => {
             let recorded = serde_json::to_value(&outcome).expect("outcomes serialize");
-            lease.finish(&recorded, None).await?;
+            lease.finish(&recorded, None, next_firing(schedule)).await?;
             agentq_core::metrics::scheduler_tick(JOB, "ok", took);
             tracing::info!(
                 %tick_at,
@@ -67,12 +82,21 @@ pub async fn run_tick(
         }
         Err(e) => {
             let _ = lease
-                .finish(&serde_json::Value::Null, Some(&e.to_string()))
+                .finish(
+                    &serde_json::Value::Null,
+                    Some(&e.to_string()),
+                    next_firing(schedule),
+                )
                 .await;
             agentq_core::metrics::scheduler_tick(JOB, "failed", took);
             Err(e)
         }
     }
+}
+
+/// The schedule's next firing after now (what the dashboard shows as the next tick).
+fn next_firing(schedule: Option<&Schedule>) -> Option<DateTime<Utc>> {
+    schedule.and_then(|s| s.next_after(Utc::now()))
 }
 
 /// The work of one tick as of `tick_at`, without the ledger (tests call it directly).

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod fake_anthropic;
 pub mod fake_github;
 pub mod fake_openai;

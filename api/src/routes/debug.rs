@@ -123,6 +123,12 @@ pub async fn export(
     State(state): State<ApiState>,
     OwnedChat { chat_id, .. }: OwnedChat,
 ) -> Result<Response, ApiError> {
+    export_document(&state, chat_id).await
+}
+
+/// The export document of `chat_id`, streamed; the caller has checked access (the owner
+/// here, a site owner on the dashboard).
+pub(crate) async fn export_document(state: &ApiState, chat_id: Uuid) -> Result<Response, ApiError> {
     let runs = state.store.list_debug_runs(chat_id, NEWEST_RUNS).await?;
     // The document streams one run at a time, so an export of long runs never sits whole
     // in memory. Its shape is exactly `DebugExport`: the head's fields, then `runs`.

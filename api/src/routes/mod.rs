@@ -5,7 +5,7 @@ mod admin_processes;
 mod admin_queues;
 mod chat_list_events;
 mod chats;
-mod debug;
+pub(crate) mod debug;
 mod diff_status;
 mod files;
 mod health;

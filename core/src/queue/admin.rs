@@ -294,3 +294,93 @@ fn parse_dead(entries: Vec<Entry>) -> Vec<DeadLetter> {
         })
         .collect()
 }
+
+/// A queue's lifetime counters at one instant, for throughput: jobs that left the stream
+/// between two samples are `added` minus the growth of `length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounters {
+    /// The queue.
+    pub queue: QueueName,
+    /// Entries ever added to its stream (`XINFO STREAM` `entries-added`, Redis 7+).
+    pub added: u64,
+    /// Entries in the stream now.
+    pub length: u64,
+}
+
+/// Every queue's [`QueueCounters`] (zeros for a queue whose stream does not exist yet).
+pub async fn queue_counters(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> redis::RedisResult<Vec<QueueCounters>> {
+    let mut out = Vec::new();
+    for queue in QueueName::ALL {
+        let keys = QueueKeys::new(prefix, queue);
+        let reply: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&keys.stream)
+            .query_async(conn)
+            .await;
+        let (added, length) = match reply {
+            Ok(info) => (
+                info_field(&info, "entries-added"),
+                info_field(&info, "length"),
+            ),
+            // No such key: nothing was ever enqueued.
+            Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => (0, 0),
+            Err(e) => return Err(e),
+        };
+        out.push(QueueCounters {
+            queue,
+            added,
+            length,
+        });
+    }
+    Ok(out)
+}
+
+/// An integer field of an `XINFO STREAM` reply (a map in RESP3, pairs in RESP2).
+fn info_field(info: &redis::Value, name: &str) -> u64 {
+    let as_u64 = |v: &redis::Value| match v {
+        redis::Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
+    };
+    let is_name = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => b == name.as_bytes(),
+        redis::Value::SimpleString(s) => s == name,
+        _ => false,
+    };
+    match info {
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| is_name(k))
+            .map_or(0, |(_, v)| as_u64(v)),
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .find(|pair| is_name(&pair[0]))
+            .and_then(|pair| pair.get(1))
+            .map_or(0, as_u64),
+        _ => 0,
+    }
+}
+
+/// The dashboard's session-signing key: 32 random bytes, created by the first API process
+/// that asks (`SET NX`) and read by every other, so sessions survive restarts and work on
+/// any replica. Deleting the key signs every operator out.
+pub async fn dashboard_session_key(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    fresh: [u8; 32],
+) -> redis::RedisResult<Vec<u8>> {
+    let key = super::keys::dashboard_session_key(prefix);
+    let (stored,): (Vec<u8>,) = redis::pipe()
+        .cmd("SET")
+        .arg(&key)
+        .arg(&fresh[..])
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(&key)
+        .query_async(conn)
+        .await?;
+    Ok(stored)
+}

@@ -110,6 +110,12 @@ pub fn rate_limit_key(prefix: &str, user_id: Uuid, limit: &str) -> String {
     format!("{prefix}:ratelimit:{{{user_id}}}:{limit}")
 }
 
+/// The key that signs the operator dashboard's session cookies, shared by every API process
+/// of the deployment (so a session works on whichever replica a request reaches).
+pub fn dashboard_session_key(prefix: &str) -> String {
+    format!("{prefix}:dashboard:session-key")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,8 +33,8 @@ pub mod registry;
 mod runner;
 
 pub use admin::{
-    ConsumerStats, DeadLetter, LiveConsumer, QueueStats, dead_letters, drop_dead_letters,
-    queue_stats, retry_dead_letters,
+    ConsumerStats, DeadLetter, LiveConsumer, QueueCounters, QueueStats, dashboard_session_key,
+    dead_letters, drop_dead_letters, queue_counters, queue_stats, retry_dead_letters,
 };
 pub use backend::{AckLayer, AckService, QueueError, StreamBackend};
 pub use consumer::{BusySlots, Consumer, ConsumerOptions, Delivery};

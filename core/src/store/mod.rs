@@ -41,6 +41,7 @@ mod mcp_servers;
 mod messages;
 mod model_contexts;
 mod notifications;
+mod operator_view;
 mod pg_text;
 mod pins;
 mod plan_mode;
@@ -81,6 +82,7 @@ pub use model_contexts::{
     EffectiveModel, ModelAvailability, ModelContexts, UserModelOverrides, WorkContext,
 };
 pub use notifications::{NewNotification, OutboxEmail};
+pub use operator_view::{ChatInError, LatestTick, RecoveredTurn};
 pub use pg_text::{pg_json, pg_text, scrub as scrub_nul};
 pub use pins::MAX_PINNED_CHATS;
 pub use plan_mode::{ChatSettings, MAX_LISTED_FILES, PLAN_MODE_SOURCE, SettingsUpdate};

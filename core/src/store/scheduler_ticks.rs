@@ -23,11 +23,13 @@ pub struct TickLease {
 }
 
 impl Store {
-    /// Claims tick `tick_at` of `job` for `runner`; `None` when another runner holds the
-    /// job's lock (a tick of it is running) or has already run this tick.
+    /// Claims tick `tick_at` of `job` (on the cron expression `schedule`) for `runner`;
+    /// `None` when another runner holds the job's lock (a tick of it is running) or has
+    /// already run this tick.
     pub async fn begin_tick(
         &self,
         job: &str,
+        schedule: Option<&str>,
         tick_at: DateTime<Utc>,
         runner: &str,
     ) -> Result<Option<TickLease>, StoreError> {
@@ -42,12 +44,13 @@ impl Store {
             return Ok(None);
         }
         let claimed = sqlx::query(
-            "INSERT INTO scheduler_ticks (job, tick_at, runner) VALUES ($1, $2, $3)
+            "INSERT INTO scheduler_ticks (job, tick_at, runner, schedule) VALUES ($1, $2, $3, $4)
              ON CONFLICT (job, tick_at) DO NOTHING",
         )
         .bind(job)
         .bind(tick_at)
         .bind(runner)
+        .bind(schedule)
         .execute(&mut *tx)
         .await?;
         if claimed.rows_affected() == 0 {
@@ -74,16 +77,24 @@ impl Store {
 }
 
 impl TickLease {
-    /// Records what the tick did and releases the job's lock.
-    pub async fn finish(mut self, outcome: &Value, error: Option<&str>) -> Result<(), StoreError> {
+    /// Records what the tick did and when the schedule fires next (`next_tick_at`, shown
+    /// by the dashboard), and releases the job's lock.
+    pub async fn finish(
+        mut self,
+        outcome: &Value,
+        error: Option<&str>,
+        next_tick_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE scheduler_ticks SET finished_at = now(), outcome = $3, error = $4
+            "UPDATE scheduler_ticks SET finished_at = now(), outcome = $3, error = $4,
+                    next_tick_at = $5
              WHERE job = $1 AND tick_at = $2",
         )
         .bind(&self.job)
         .bind(self.tick_at)
         .bind(outcome)
         .bind(error)
+        .bind(next_tick_at)
         .execute(&mut *self.tx)
         .await?;
         self.tx.commit().await?;
