@@ -40,6 +40,7 @@ mod mcp_servers;
 mod messages;
 mod model_contexts;
 mod notifications;
+mod organizations;
 mod pg_text;
 mod pins;
 mod plan_mode;
@@ -57,6 +58,7 @@ mod tool_calls;
 mod turns;
 mod usage_report;
 mod user_tokens;
+mod users;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chat_list::{ChatListItem, ChatPage};
