@@ -75,6 +75,15 @@ async fn a_scoped_token_does_only_what_its_scopes_say_and_never_more_than_its_us
         .await;
     assert_eq!(status, StatusCode::CREATED, "{chat}");
     let chat_url = format!("/api/v1/chats/{}", chat["id"].as_str().unwrap());
+    // Sending a message is creating too (the scope follows the route's template).
+    let (status, body) = app
+        .post_as(
+            &creator,
+            &format!("{chat_url}/messages"),
+            json!({"message": "and then"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
     let (status, body) = app
         .send(reqwest::Method::DELETE, &creator, &chat_url, None)
         .await;
