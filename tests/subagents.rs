@@ -127,6 +127,10 @@ async fn a_parent_spawns_waits_for_messages_and_closes_a_subagent_across_two_wor
     assert_eq!(status, StatusCode::OK, "{chat}");
     assert_eq!(chat["parent_chat_id"], parent.to_string());
     assert_eq!(chat["root_chat_id"], parent.to_string());
+    // A child lives in its parent's organization (ARCHITECTURE.md §11.2).
+    let (_, parent_chat) = app.get(&format!("/api/v1/chats/{parent}")).await;
+    assert_eq!(chat["organization_id"], parent_chat["organization_id"]);
+    assert!(chat["organization_id"].is_string(), "{chat}");
     assert_eq!(app.messages(child).await.len(), 4);
     let (status, children) = app.get(&format!("/api/v1/chats/{parent}/children")).await;
     assert_eq!(status, StatusCode::OK, "{children}");

@@ -14,7 +14,14 @@ use support::app::TestApp;
 use uuid::Uuid;
 
 /// The fields a token list shows, and nothing else.
-const TOKEN_FIELDS: &[&str] = &["created_at", "expires_at", "id", "last_used_at", "name"];
+const TOKEN_FIELDS: &[&str] = &[
+    "created_at",
+    "expires_at",
+    "id",
+    "last_used_at",
+    "name",
+    "scopes",
+];
 
 #[sqlx::test]
 async fn tokens_are_listed_without_secrets_and_revoked_by_id(pool: sqlx::PgPool) {

@@ -66,7 +66,8 @@ const BEARER: &str = "bearer";
         (name = "users", description = "The caller's own settings."),
         (name = "models", description = "The models a user can pick, and whether they have a key for each."),
         (name = "mcp-servers", description = "MCP servers a chat may choose (site owners manage them under admin)."),
-        (name = "admin", description = "Site settings, queues, providers and models; changes need a site owner."),
+        (name = "admin", description = "Site settings, queues, providers, models, users and organizations; site owners only (reading the settings: anyone), with a token holding `admin` or no scopes."),
+        (name = "organizations", description = "An organization's members, roles and usage; its `organization-admin`s and site owners, with a token holding `admin` or no scopes."),
         (name = "health", description = "Probes and metrics for orchestrators; no token needed."),
         (name = "meta", description = "This document."),
     )
@@ -163,7 +164,7 @@ fn add_shared_error_responses(doc: &mut openapi::OpenApi) {
                 add_error(
                     operation,
                     403,
-                    "The caller's account is suspended or deleted, or lacks a role it needs.",
+                    "The caller's account is suspended or deleted, lacks a role it needs, or the token lacks the scope the route needs (the message names it).",
                 );
             }
             if takes_json(operation) {

@@ -48,6 +48,7 @@ fn record(url: &str) -> McpServerRecord {
         tool_allow_list: vec![],
         tool_deny_list: vec![],
         allow_in_plan_mode: false,
+        organization_id: None,
         created_at: chrono::Utc::now(),
         updated_at: chrono::Utc::now(),
     }

@@ -9,7 +9,8 @@ use agentq_core::{
     StoreError,
     chat_query::ChatQuery,
     domain::{
-        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta, MessagePart,
+        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta, Membership,
+        MessagePart,
         NewChat, OrganizationRole, PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
@@ -46,7 +47,8 @@ pub struct CreateChatRequest {
     /// `ui` or `api` (default).
     #[serde(default)]
     pub client_type: Option<ClientType>,
-    /// Organization; defaults to the caller's only one with `agents-access`.
+    /// Organization, one the caller is a member of with the `agents-access` role; absent:
+    /// the caller's only organization with that role (a 400 when there are several).
     #[serde(default)]
     pub organization_id: Option<Uuid>,
     /// Tools the client runs itself; calls to them put the chat in `requires_action`.
@@ -228,8 +230,8 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
     request_body = CreateChatRequest,
     responses(
         (status = 201, description = "The chat; its first turn is queued.", body = Chat),
-        (status = 400, description = "A field is invalid; `validations` names it.", body = ErrorBody),
-        (status = 403, description = "No `agents-access` in the organization, or the account is not active.", body = ErrorBody),
+        (status = 400, description = "A field is invalid; `validations` names it (`organization_id` names no organization of the caller's; an MCP server of another organization).", body = ErrorBody),
+        (status = 403, description = "No `agents-access` role in the organization (the message names it), a token without `chat:create`, or the account is not active.", body = ErrorBody),
         (status = 429, description = "Over `chats_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]
@@ -245,40 +247,17 @@ pub async fn create_chat(
     validate_labels(&body.labels)?;
     validate_dynamic_tools(&body.dynamic_tools)?;
     let instructions = super::instructions::chat_instructions(body.instructions)?;
+    let organization_id = chat_organization(&state, user.id, body.organization_id).await?;
+    super::uploads::check_file_ids(&state, user.id, organization_id, &body.file_ids).await?;
     let mcp_server_ids = match body.mcp_server_ids {
-        Some(ids) => Some(super::mcp_servers::chosen_mcp_servers(&state, ids).await?),
+        Some(ids) => {
+            Some(super::mcp_servers::chosen_mcp_servers(&state, ids, organization_id).await?)
+        }
         None => None,
     };
     if let Some(model_id) = body.model_config_id {
         super::model_contexts::enabled_model(&state, "model_config_id", model_id).await?;
     }
-    let orgs = state
-        .store
-        .organizations_with_role(user.id, OrganizationRole::AgentsAccess)
-        .await?;
-    let organization_id = match body.organization_id {
-        Some(id) if orgs.contains(&id) => id,
-        Some(_) => {
-            return Err(ApiError::Forbidden(
-                "you do not have agents-access in that organization".into(),
-            ));
-        }
-        None => match orgs.as_slice() {
-            [only] => *only,
-            [] => {
-                return Err(ApiError::Forbidden(
-                    "you do not have agents-access in any organization".into(),
-                ));
-            }
-            _ => {
-                return Err(ApiError::invalid(
-                    "organization_id",
-                    "is required: you have agents-access in several organizations",
-                ));
-            }
-        },
-    };
-    super::uploads::check_file_ids(&state, user.id, organization_id, &body.file_ids).await?;
     let (chat, message, turn_id) = state
         .store
         .create_chat(NewChat {
@@ -307,6 +286,50 @@ pub async fn create_chat(
     )
     .await;
     Ok((StatusCode::CREATED, Json(chat)))
+}
+
+/// The organization a new chat goes in: the one asked for, which must be one of the
+/// caller's (400 naming `organization_id` otherwise: one they are not in may as well not
+/// exist) where they hold `agents-access` (403 naming the role otherwise); absent, their
+/// only organization with `agents-access`.
+async fn chat_organization(
+    state: &ApiState,
+    user: Uuid,
+    requested: Option<Uuid>,
+) -> Result<Uuid, ApiError> {
+    let memberships = state.store.user_memberships(user).await?;
+    let has_access = |m: &&Membership| {
+        m.roles
+            .iter()
+            .any(|r| r == OrganizationRole::AgentsAccess.as_str())
+    };
+    if let Some(id) = requested {
+        return match memberships.iter().find(|m| m.organization_id == id) {
+            None => Err(ApiError::invalid(
+                "organization_id",
+                "names no organization you are a member of",
+            )),
+            Some(m) if has_access(&m) => Ok(id),
+            Some(m) => Err(ApiError::Forbidden(format!(
+                "you need the `agents-access` role in the organization `{}` to create chats \
+                 there; an organization admin can grant it",
+                m.organization_name
+            ))),
+        };
+    }
+    let with_access: Vec<&Membership> = memberships.iter().filter(has_access).collect();
+    match with_access.as_slice() {
+        [only] => Ok(only.organization_id),
+        [] => Err(ApiError::Forbidden(
+            "you need the `agents-access` role in an organization to create chats; an \
+             organization admin can grant it"
+                .into(),
+        )),
+        _ => Err(ApiError::invalid(
+            "organization_id",
+            "is required: you have `agents-access` in several organizations",
+        )),
+    }
 }
 
 /// Publishes a committed change's events and enqueues its jobs (ARCHITECTURE.md §8). A
@@ -531,8 +554,8 @@ pub struct UpdateChatRequest {
 )]
 pub async fn update_chat(
     State(state): State<ApiState>,
-    CurrentUser(user): CurrentUser,
-    ChatId(id): ChatId,
+    // Ownership before the body: someone else's chat is a 404 whatever they send.
+    OwnedChat { user, chat_id: id }: OwnedChat,
     JsonBody(body): JsonBody<UpdateChatRequest>,
 ) -> Result<Json<Chat>, ApiError> {
     if body.archived.is_none()

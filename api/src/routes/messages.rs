@@ -223,7 +223,15 @@ pub async fn send_message(
     let text = validate_message(body.message)?;
     let busy = body.busy_behavior.unwrap_or_default();
     let mcp_server_ids = match body.mcp_server_ids {
-        Some(ids) => Some(super::mcp_servers::chosen_mcp_servers(&state, ids).await?),
+        Some(ids) => {
+            let organization = state
+                .store
+                .get_chat(chat_id, user.id)
+                .await
+                .or_not_found("chat")?
+                .organization_id;
+            Some(super::mcp_servers::chosen_mcp_servers(&state, ids, organization).await?)
+        }
         None => None,
     };
     if let Some(model_id) = body.model_config_id {

@@ -18,6 +18,7 @@ mod models;
 mod notifications;
 mod oidc;
 mod provider_keys;
+mod organizations;
 mod regenerate;
 mod site_config;
 mod skills;
@@ -169,6 +170,26 @@ pub fn routes() -> OpenApiRouter<ApiState> {
             admin::spend_limits::put_organization_spend_limit,
             admin::spend_limits::delete_organization_spend_limit
         ))
+        .routes(routes!(admin::users::list_users, admin::users::create_user))
+        .routes(routes!(admin::users::get_user, admin::users::update_user))
+        .routes(routes!(
+            admin::organizations::list_organizations,
+            admin::organizations::create_organization
+        ))
+        .routes(routes!(
+            admin::organizations::rename_organization,
+            admin::organizations::delete_organization
+        ))
+        .routes(routes!(organizations::my_organizations))
+        .routes(routes!(
+            organizations::list_members,
+            organizations::add_member
+        ))
+        .routes(routes!(
+            organizations::set_member_roles,
+            organizations::remove_member
+        ))
+        .routes(routes!(organizations::organization_usage))
 }
 
 /// JSON 404 for unknown paths.

@@ -65,6 +65,11 @@ pub struct ConfigBody {
     /// `stream_connects_per_minute`).
     #[schema(minimum = 1, maximum = 10_000)]
     stream_connects_burst: Option<i32>,
+    /// An organization id: new users join it with `agents-access`; `null` turns the grant
+    /// off; absent: unchanged.
+    #[serde(default, deserialize_with = "super::admin::present")]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    auto_grant_agents_access_organization_id: Option<Option<uuid::Uuid>>,
 }
 
 /// Range of the `*_per_minute` limits; 0 turns one off.
@@ -96,7 +101,7 @@ fn in_range(
     request_body = ConfigBody,
     responses(
         (status = 200, description = "The settings after the change.", body = SiteConfig),
-        (status = 400, description = "A field is out of range; `validations` names it.", body = ErrorBody),
+        (status = 400, description = "A field is out of range, or `auto_grant_agents_access_organization_id` names no organization; `validations` names it.", body = ErrorBody),
         (status = 403, description = "Only site owners change settings.", body = ErrorBody),
     )
 )]
@@ -144,6 +149,7 @@ pub async fn put_config(
             body.stream_connects_per_minute,
         )?,
         stream_connects_burst: burst("stream_connects_burst", body.stream_connects_burst)?,
+        auto_grant_agents_access_organization_id: body.auto_grant_agents_access_organization_id,
     };
     let config = state.store.update_site_config(&changes).await?;
     // The limits apply to this replica's next request, not after its cache expires.

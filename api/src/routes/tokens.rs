@@ -2,9 +2,15 @@
 //! digest is stored, and not even that is returned), create one (the secret is in that one
 //! response and nowhere else, ever), revoke one (it gets 401 from the next request on).
 //!
+//! A token may carry scopes (`chat:read`, `chat:create`, `chat:update`, `chat:delete`,
+//! `admin`; ARCHITECTURE.md §11.2): it can then do only those things, and never more than
+//! its user. A token made without scopes has every right its user has. A scoped token may
+//! make tokens with some of its own scopes only, never an unscoped one, so no token can
+//! mint a stronger one.
+//!
 //! Operators do the same for any user with `agentq admin tokens list|create|revoke`.
 
-use agentq_core::domain::ApiTokenInfo;
+use agentq_core::domain::{ApiTokenInfo, TokenScope};
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +48,13 @@ pub struct CreateTokenRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
+    /// What the token may do: some of `chat:read`, `chat:create`, `chat:update`,
+    /// `chat:delete`, `admin` (at least one). Absent or `null`: everything its user may do.
+    /// A scope adds no right the user lacks (`admin` on a member's token opens nothing),
+    /// and a request made with a scoped token may only ask for scopes it holds itself.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<TokenScope>>, min_items = 1)]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// A token just created: the only response that ever carries its secret.
@@ -80,7 +93,8 @@ pub async fn list_tokens(
     responses(
         (status = 201, description = "The token and its secret (shown once).", body = CreatedToken),
         (status = 409, description = "The caller already holds `MAX_ACTIVE_TOKENS` (50) active tokens; revoke one first.", body = ErrorBody),
-        (status = 400, description = "`name` or `expires_in_days` is invalid.", body = ErrorBody),
+        (status = 400, description = "`name`, `expires_in_days` or `scopes` is invalid.", body = ErrorBody),
+        (status = 403, description = "The request's token is scoped and asked for a scope it does not hold (or for an unscoped token).", body = ErrorBody),
     )
 )]
 pub async fn create_token(
@@ -107,6 +121,24 @@ pub async fn create_token(
             format!("must be between 1 and {MAX_EXPIRES_IN_DAYS}"),
         ));
     }
+    let scopes = checked_scopes(body.scopes)?;
+    if let Some(held) = &user.token_scopes {
+        match &scopes {
+            None => {
+                return Err(ApiError::Forbidden(format!(
+                    "this token is limited to {}; a token it makes must name `scopes`, some of those",
+                    held.join(", ")
+                )));
+            }
+            Some(asked) => {
+                if let Some(extra) = asked.iter().find(|s| !user.token_allows(**s)) {
+                    return Err(ApiError::Forbidden(format!(
+                        "this token lacks the `{extra}` scope, so it cannot make a token that has it"
+                    )));
+                }
+            }
+        }
+    }
     // Tokens are rows and a list: a client minting them in a loop must meet a wall.
     let active = state.store.list_api_tokens(user.id).await?.len();
     if active >= MAX_ACTIVE_TOKENS {
@@ -118,7 +150,7 @@ pub async fn create_token(
     let new = agentq_core::auth::generate_token();
     let id = state
         .store
-        .create_api_token(user.id, name, &new.sha256, expires_at)
+        .create_scoped_api_token(user.id, name, &new.sha256, expires_at, scopes.as_deref())
         .await?;
     let token = state.store.get_api_token(user.id, id).await?;
     Ok((
@@ -128,6 +160,33 @@ pub async fn create_token(
             secret: new.secret,
         }),
     ))
+}
+
+/// Scopes as sent, checked: known names, at least one, duplicates dropped, in the
+/// documented order (`None`: no limit).
+fn checked_scopes(scopes: Option<Vec<String>>) -> Result<Option<Vec<TokenScope>>, ApiError> {
+    let Some(names) = scopes else {
+        return Ok(None);
+    };
+    if names.is_empty() {
+        return Err(ApiError::invalid(
+            "scopes",
+            "must name at least one scope; leave it out for a token with every right of its user",
+        ));
+    }
+    let mut checked = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let scope = TokenScope::from_name(name).ok_or_else(|| {
+            ApiError::invalid(
+                format!("scopes[{i}]"),
+                "must be `chat:read`, `chat:create`, `chat:update`, `chat:delete` or `admin`",
+            )
+        })?;
+        checked.push(scope);
+    }
+    checked.sort_unstable();
+    checked.dedup();
+    Ok(Some(checked))
 }
 
 /// `DELETE /api/v1/users/me/tokens/{token_id}` -> 204; the token gets 401 from now on

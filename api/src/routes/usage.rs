@@ -86,6 +86,16 @@ pub async fn get_usage_report(
     _: SiteOwner,
     QueryParams(query): QueryParams<UsageQuery>,
 ) -> Result<Json<UsageReportBody>, ApiError> {
+    Ok(Json(usage_report(&state, query, None).await?))
+}
+
+/// The report `query` asks for, of every chat or (with `organization`) of one
+/// organization's chats; shared by the site's and an organization's usage routes.
+pub(crate) async fn usage_report(
+    state: &ApiState,
+    query: UsageQuery,
+    organization: Option<uuid::Uuid>,
+) -> Result<UsageReportBody, ApiError> {
     let today = Utc::now().date_naive();
     let from = match query.from.as_deref() {
         Some(raw) => parse_day("from", raw)?,
@@ -116,7 +126,7 @@ pub async fn get_usage_report(
         .ok_or_else(|| ApiError::invalid("to", "is out of range"))?;
     let report = state
         .store
-        .usage_report(start_of(from), start_of(end), limit)
+        .usage_report(start_of(from), start_of(end), limit, organization)
         .await?;
-    Ok(Json(UsageReportBody { from, to, report }))
+    Ok(UsageReportBody { from, to, report })
 }

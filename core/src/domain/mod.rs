@@ -12,6 +12,7 @@ mod notification;
 mod provider;
 mod reasoning;
 mod spend_period;
+mod token_scope;
 mod turn;
 mod user;
 
@@ -28,5 +29,9 @@ pub use notification::NotificationStatus;
 pub use provider::ProviderKind;
 pub use reasoning::ReasoningEffort;
 pub use spend_period::SpendPeriod;
+pub use token_scope::TokenScope;
 pub use turn::{AcquiredTurn, ToolCallKind, ToolCallRow, ToolCallStatus, TurnStatus};
-pub use user::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, UserStatus};
+pub use user::{
+    ApiTokenInfo, AuthenticatedUser, Membership, OrganizationRole, OrganizationSummary, SiteRole,
+    UserStatus, UserSummary,
+};

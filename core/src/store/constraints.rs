@@ -29,6 +29,22 @@ const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
     ),
     ("models_provider_id_name_key", Meaning::Duplicate, "name"),
     ("mcp_servers_slug_key", Meaning::Duplicate, "slug"),
+    ("organizations_name_key", Meaning::Duplicate, "name"),
+    (
+        "organization_members_user_id_fkey",
+        Meaning::UnknownReference,
+        "user_id",
+    ),
+    (
+        "site_config_auto_grant_organization_fk",
+        Meaning::UnknownReference,
+        "auto_grant_agents_access_organization_id",
+    ),
+    (
+        "mcp_servers_organization_fk",
+        Meaning::UnknownReference,
+        "organization_id",
+    ),
     ("user_skills_owner_name_key", Meaning::Duplicate, "name"),
     (
         "models_provider_id_fkey",

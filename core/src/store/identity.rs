@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::Store;
 use crate::{
     StoreError,
-    domain::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, UserStatus},
+    domain::{ApiTokenInfo, AuthenticatedUser, OrganizationRole, TokenScope, UserStatus},
 };
 
 /// Whether a user may start work in a chat (see [`Store::chat_work_access`]).
@@ -44,14 +44,24 @@ impl Store {
     }
 
     /// Returns the user with this email (case-insensitive), creating it when missing.
-    /// `site_owner` promotes an existing user too, never demotes.
+    /// `site_owner` promotes an existing user too, never demotes. A user created here
+    /// joins the auto-grant organization as [`Store::create_user`] says.
     pub async fn ensure_user(&self, email: &str, site_owner: bool) -> Result<Uuid, StoreError> {
         let role = if site_owner { "owner" } else { "member" };
         let id: Uuid = sqlx::query_scalar(
-            "INSERT INTO users (id, email, site_role) VALUES ($1, $2, $3)
-             ON CONFLICT (lower(email)) DO UPDATE
-               SET site_role = CASE WHEN EXCLUDED.site_role = 'owner' THEN 'owner' ELSE users.site_role END
-             RETURNING id",
+            "WITH u AS (
+                INSERT INTO users (id, email, site_role) VALUES ($1, $2, $3)
+                ON CONFLICT (lower(email)) DO UPDATE
+                  SET site_role = CASE WHEN EXCLUDED.site_role = 'owner' THEN 'owner' ELSE users.site_role END
+                RETURNING id, (xmax = 0) AS inserted
+             ), grant_access AS (
+                INSERT INTO organization_members (organization_id, user_id, roles)
+                SELECT s.auto_grant_agents_access_organization_id, u.id, ARRAY['agents-access']
+                FROM u, site_config s
+                WHERE u.inserted AND s.id = 1 AND s.auto_grant_agents_access_organization_id IS NOT NULL
+                ON CONFLICT DO NOTHING
+             )
+             SELECT id FROM u",
         )
         .bind(Uuid::now_v7())
         .bind(email)
@@ -62,20 +72,43 @@ impl Store {
     }
 
     /// Creates the user with this email; `None` when one exists already (case-insensitive),
-    /// which is left untouched.
+    /// which is left untouched. In the same statement the new user joins the organization
+    /// the site setting `auto_grant_agents_access_organization_id` names, with
+    /// `agents-access` (ARCHITECTURE.md §11.2), so every way of creating a user (the CLI,
+    /// the admin API) grants it alike.
     pub async fn create_user(
         &self,
         email: &str,
         site_owner: bool,
     ) -> Result<Option<Uuid>, StoreError> {
+        self.create_named_user(email, "", site_owner).await
+    }
+
+    /// [`Store::create_user`] with a display name.
+    pub async fn create_named_user(
+        &self,
+        email: &str,
+        name: &str,
+        site_owner: bool,
+    ) -> Result<Option<Uuid>, StoreError> {
         let role = if site_owner { "owner" } else { "member" };
         Ok(sqlx::query_scalar(
-            "INSERT INTO users (id, email, site_role) VALUES ($1, $2, $3)
-             ON CONFLICT (lower(email)) DO NOTHING
-             RETURNING id",
+            "WITH u AS (
+                INSERT INTO users (id, email, name, site_role) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (lower(email)) DO NOTHING
+                RETURNING id
+             ), grant_access AS (
+                INSERT INTO organization_members (organization_id, user_id, roles)
+                SELECT s.auto_grant_agents_access_organization_id, u.id, ARRAY['agents-access']
+                FROM u, site_config s
+                WHERE s.id = 1 AND s.auto_grant_agents_access_organization_id IS NOT NULL
+                ON CONFLICT DO NOTHING
+             )
+             SELECT id FROM u",
         )
         .bind(Uuid::now_v7())
         .bind(email)
+        .bind(name)
         .bind(role)
         .fetch_optional(&self.pool)
         .await?)
@@ -156,7 +189,8 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a token digest for `user`; the secret itself is never stored.
+    /// Stores a token digest for `user`; the secret itself is never stored. The token
+    /// carries every right its user has.
     pub async fn create_api_token(
         &self,
         user: Uuid,
@@ -164,15 +198,33 @@ impl Store {
         secret_sha256: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Uuid, StoreError> {
+        self.create_scoped_api_token(user, name, secret_sha256, expires_at, None)
+            .await
+    }
+
+    /// [`Store::create_api_token`] limited to `scopes` (`None`: every right its user has).
+    pub async fn create_scoped_api_token(
+        &self,
+        user: Uuid,
+        name: &str,
+        secret_sha256: &str,
+        expires_at: Option<DateTime<Utc>>,
+        scopes: Option<&[TokenScope]>,
+    ) -> Result<Uuid, StoreError> {
         let id = Uuid::now_v7();
-        sqlx::query("INSERT INTO api_tokens (id, user_id, name, secret_sha256, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(user)
-            .bind(name)
-            .bind(secret_sha256)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        let scopes: Option<Vec<&str>> = scopes.map(|s| s.iter().map(|s| s.as_str()).collect());
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, secret_sha256, expires_at, scopes)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(name)
+        .bind(secret_sha256)
+        .bind(expires_at)
+        .bind(scopes)
+        .execute(&self.pool)
+        .await?;
         Ok(id)
     }
 
@@ -199,7 +251,7 @@ impl Store {
     ) -> Result<Option<AuthenticatedUser>, StoreError> {
         Ok(sqlx::query_as(
             "WITH t AS (
-                SELECT id, user_id, last_used_at FROM api_tokens
+                SELECT id, user_id, last_used_at, scopes FROM api_tokens
                 WHERE secret_sha256 = $1 AND revoked_at IS NULL
                   AND (expires_at IS NULL OR expires_at > now())
              ), touch AS (
@@ -207,7 +259,8 @@ impl Store {
                 WHERE api_tokens.id = t.id
                   AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds')
              )
-             SELECT u.id, u.email, u.site_role, u.status FROM users u JOIN t ON t.user_id = u.id",
+             SELECT u.id, u.email, u.site_role, u.status, t.scopes AS token_scopes
+             FROM users u JOIN t ON t.user_id = u.id",
         )
         .bind(secret_sha256)
         .fetch_optional(&self.pool)
@@ -234,7 +287,7 @@ impl Store {
     /// a token stopped working), newest first.
     pub async fn list_api_tokens(&self, user: Uuid) -> Result<Vec<ApiTokenInfo>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, name, created_at, expires_at, last_used_at FROM api_tokens
+            "SELECT id, name, created_at, expires_at, last_used_at, scopes FROM api_tokens
              WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id DESC",
         )
         .bind(user)
@@ -245,7 +298,7 @@ impl Store {
     /// One of `user`'s unrevoked tokens.
     pub async fn get_api_token(&self, user: Uuid, token: Uuid) -> Result<ApiTokenInfo, StoreError> {
         sqlx::query_as(
-            "SELECT id, name, created_at, expires_at, last_used_at FROM api_tokens
+            "SELECT id, name, created_at, expires_at, last_used_at, scopes FROM api_tokens
              WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
         )
         .bind(token)

@@ -16,6 +16,10 @@
 //! always; `default_on` when the chat never chose or chose it; `default_off` only when
 //! chosen. So an explicit list replaces the defaults, and a chat opts out of a `default_on`
 //! server by choosing a list without it (`[]` opts out of all of them).
+//!
+//! A server with an `organization_id` belongs to that organization (issue #15, item 2):
+//! only its chats may choose it, its `force_on` / `default_on` availability applies to
+//! them only, and only its members see it listed. A server without one is site-wide.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -112,6 +116,8 @@ pub struct McpServerRecord {
     pub tool_deny_list: Vec<String>,
     /// Whether its tools are offered in plan mode.
     pub allow_in_plan_mode: bool,
+    /// The organization it belongs to; `None`: site-wide.
+    pub organization_id: Option<Uuid>,
     /// Creation.
     pub created_at: DateTime<Utc>,
     /// Last change (workers key their tools-list cache on it).
@@ -149,6 +155,7 @@ impl McpServerRecord {
             tool_allow_list: self.tool_allow_list.clone(),
             tool_deny_list: self.tool_deny_list.clone(),
             allow_in_plan_mode: self.allow_in_plan_mode,
+            organization_id: self.organization_id,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -190,6 +197,7 @@ impl McpServerRecord {
             tool_allow_list: self.tool_allow_list.clone(),
             tool_deny_list: self.tool_deny_list.clone(),
             allow_in_plan_mode: self.allow_in_plan_mode,
+            organization_id: self.organization_id,
         }
     }
 }
@@ -239,6 +247,8 @@ pub struct McpServerView {
     pub tool_deny_list: Vec<String>,
     /// Whether its tools are offered in plan mode.
     pub allow_in_plan_mode: bool,
+    /// The organization whose chats alone may use it; `null`: every chat (site-wide).
+    pub organization_id: Option<Uuid>,
     /// Creation.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -310,6 +320,8 @@ pub struct McpServerWrite {
     pub tool_deny_list: Vec<String>,
     /// Plan mode.
     pub allow_in_plan_mode: bool,
+    /// Owning organization (`None`: site-wide).
+    pub organization_id: Option<Uuid>,
 }
 
 impl McpServerWrite {
@@ -330,7 +342,7 @@ impl McpServerWrite {
 const COLUMNS: &str = "id, slug, display_name, description, url, transport, auth_type, api_key_header, \
      api_key_ciphertext, custom_headers_ciphertext, oauth_client_id, oauth_client_secret_ciphertext, \
      oauth_authorize_url, oauth_token_url, oauth_scopes, availability, enabled, tool_allow_list, \
-     tool_deny_list, allow_in_plan_mode, created_at, updated_at";
+     tool_deny_list, allow_in_plan_mode, organization_id, created_at, updated_at";
 
 impl Store {
     /// Creates a server. A taken slug is `StoreError::Duplicate { field: "slug" }`.
@@ -342,8 +354,9 @@ impl Store {
             "INSERT INTO mcp_servers (id, slug, display_name, description, url, transport, auth_type,
                  api_key_header, api_key_ciphertext, custom_headers_ciphertext, oauth_client_id,
                  oauth_client_secret_ciphertext, oauth_authorize_url, oauth_token_url, oauth_scopes,
-                 availability, enabled, tool_allow_list, tool_deny_list, allow_in_plan_mode)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                 availability, enabled, tool_allow_list, tool_deny_list, allow_in_plan_mode,
+                 organization_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
              RETURNING {COLUMNS}"
         )))
         .bind(Uuid::now_v7())
@@ -366,6 +379,7 @@ impl Store {
         .bind(&w.tool_allow_list)
         .bind(&w.tool_deny_list)
         .bind(w.allow_in_plan_mode)
+        .bind(w.organization_id)
         .fetch_one(&self.pool)
         .await?)
     }
@@ -388,6 +402,7 @@ impl Store {
                  oauth_client_secret_ciphertext = $12, oauth_authorize_url = $13,
                  oauth_token_url = $14, oauth_scopes = $15, availability = $16, enabled = $17,
                  tool_allow_list = $18, tool_deny_list = $19, allow_in_plan_mode = $20,
+                 organization_id = $22,
                  updated_at = greatest(now(), updated_at + interval '1 microsecond')
              WHERE id = $1 AND updated_at = $21 RETURNING {COLUMNS}"
         )))
@@ -412,6 +427,7 @@ impl Store {
         .bind(&w.tool_deny_list)
         .bind(w.allow_in_plan_mode)
         .bind(read_at)
+        .bind(w.organization_id)
         .fetch_optional(&self.pool)
         .await?;
         match updated {
@@ -460,14 +476,39 @@ impl Store {
         )
     }
 
-    /// Which of `ids` name no enabled server (what a chat may not choose).
-    pub async fn unusable_mcp_server_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT i FROM unnest($1::uuid[]) WITH ORDINALITY AS u(i, n)
-             WHERE NOT EXISTS (SELECT 1 FROM mcp_servers s WHERE s.id = u.i AND s.enabled)
+    /// Which of `ids` a chat of `organization` may not choose, in order, each with the
+    /// organization it belongs to when that is the reason (`None`: no enabled server).
+    pub async fn unusable_mcp_server_ids(
+        &self,
+        ids: &[Uuid],
+        organization: Uuid,
+    ) -> Result<Vec<(Uuid, Option<Uuid>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT u.i, s.organization_id FROM unnest($1::uuid[]) WITH ORDINALITY AS u(i, n)
+             LEFT JOIN mcp_servers s ON s.id = u.i AND s.enabled
+             WHERE s.id IS NULL OR s.organization_id <> $2
              ORDER BY n",
         )
         .bind(ids)
+        .bind(organization)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The enabled servers `user` may list: site-wide ones and those of organizations
+    /// they belong to, by slug.
+    pub async fn list_mcp_servers_for_user(
+        &self,
+        user: Uuid,
+    ) -> Result<Vec<McpServerRecord>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM mcp_servers s
+             WHERE s.enabled AND (s.organization_id IS NULL OR EXISTS (
+                SELECT 1 FROM organization_members m
+                WHERE m.organization_id = s.organization_id AND m.user_id = $1))
+             ORDER BY slug"
+        )))
+        .bind(user)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -503,7 +544,9 @@ impl Store {
         let server: Option<McpServerRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM mcp_servers s
              WHERE s.slug = $2 AND s.enabled AND EXISTS (
-                SELECT 1 FROM chats c WHERE c.id = $1 AND (
+                SELECT 1 FROM chats c WHERE c.id = $1
+                  AND (s.organization_id IS NULL OR s.organization_id = c.organization_id)
+                  AND (
                     s.availability = 'force_on'
                     OR (c.mcp_server_ids IS NULL AND s.availability = 'default_on')
                     OR s.id = ANY(coalesce(c.mcp_server_ids, '{{}}'))))"
@@ -524,7 +567,9 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM mcp_servers s
              WHERE s.enabled AND EXISTS (
-                SELECT 1 FROM chats c WHERE c.id = $1 AND (
+                SELECT 1 FROM chats c WHERE c.id = $1
+                  AND (s.organization_id IS NULL OR s.organization_id = c.organization_id)
+                  AND (
                     s.availability = 'force_on'
                     OR (c.mcp_server_ids IS NULL AND s.availability = 'default_on')
                     OR s.id = ANY(coalesce(c.mcp_server_ids, '{{}}'))))

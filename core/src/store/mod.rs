@@ -42,6 +42,7 @@ mod messages;
 mod model_contexts;
 mod notifications;
 mod operator_view;
+mod organizations;
 mod pg_text;
 mod pins;
 mod plan_mode;
@@ -61,6 +62,7 @@ mod turns;
 mod usage_report;
 mod user_provider_keys;
 mod user_tokens;
+mod users;
 
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chat_list::{ChatListItem, ChatPage};

@@ -1,4 +1,4 @@
-//! What the operator dashboard (`/admin`, ARCHITECTURE.md §11.1) reads from the database:
+//! What the operator dashboard (`/admin`, ARCHITECTURE.md §11.2) reads from the database:
 //! counts of turns and emails by status, the chats left in `error`, the turns recovery
 //! started again, and the scheduler's latest ticks. Read-only, one query per panel, each
 //! bounded (counts, or a `LIMIT`), so a dashboard left open on a large deployment costs a

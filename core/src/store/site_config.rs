@@ -45,6 +45,9 @@ pub struct SiteConfig {
     pub stream_connects_per_minute: i32,
     /// Event streams one user may open back to back (at most `stream_connects_per_minute`).
     pub stream_connects_burst: i32,
+    /// New users join this organization with `agents-access` (ARCHITECTURE.md §11.2);
+    /// `null`: they join none and a site owner or organization admin adds them.
+    pub auto_grant_agents_access_organization_id: Option<uuid::Uuid>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
 }
@@ -74,10 +77,12 @@ pub struct SiteConfigChanges {
     pub stream_connects_per_minute: Option<i32>,
     /// See [`SiteConfig`].
     pub stream_connects_burst: Option<i32>,
+    /// See [`SiteConfig`]; `Some(None)` turns the grant off.
+    pub auto_grant_agents_access_organization_id: Option<Option<uuid::Uuid>>,
 }
 
 const COLUMNS: &str = "auto_archive_days, auto_archive_limit, chat_retention_days, debug_retention_days, debug_logging_enabled, \
-    chats_per_minute, chats_burst, messages_per_minute, messages_burst, stream_connects_per_minute, stream_connects_burst, updated_at";
+    chats_per_minute, chats_burst, messages_per_minute, messages_burst, stream_connects_per_minute, stream_connects_burst, auto_grant_agents_access_organization_id, updated_at";
 
 impl Store {
     /// The current settings.
@@ -107,6 +112,8 @@ impl Store {
                 messages_burst = coalesce($9, messages_burst),
                 stream_connects_per_minute = coalesce($10, stream_connects_per_minute),
                 stream_connects_burst = coalesce($11, stream_connects_burst),
+                auto_grant_agents_access_organization_id = CASE WHEN $12 THEN $13
+                    ELSE auto_grant_agents_access_organization_id END,
                 updated_at = now()
              WHERE id = 1 RETURNING {COLUMNS}"
         )))
@@ -121,6 +128,8 @@ impl Store {
         .bind(c.messages_burst)
         .bind(c.stream_connects_per_minute)
         .bind(c.stream_connects_burst)
+        .bind(c.auto_grant_agents_access_organization_id.is_some())
+        .bind(c.auto_grant_agents_access_organization_id.flatten())
         .fetch_one(&self.pool)
         .await?)
     }

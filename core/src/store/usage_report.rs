@@ -67,12 +67,14 @@ pub struct UsageReport {
 }
 
 impl Store {
-    /// The usage report over `[from, to)`, with at most `chat_limit` chats.
+    /// The usage report over `[from, to)`, with at most `chat_limit` chats; with
+    /// `organization`, of that organization's chats only (what its admins read).
     pub async fn usage_report(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         chat_limit: i64,
+        organization: Option<Uuid>,
     ) -> Result<UsageReport, StoreError> {
         let by_user: Vec<UserUsage> = sqlx::query_as(
             "SELECT c.owner_id AS user_id, u.email, sum(m.cost_micros)::bigint AS cost_micros,
@@ -80,21 +82,25 @@ impl Store {
              FROM chat_messages m JOIN chats c ON c.id = m.chat_id JOIN users u ON u.id = c.owner_id
              WHERE m.role = 'assistant' AND m.cost_micros IS NOT NULL
                AND m.created_at >= $1 AND m.created_at < $2
+               AND ($3::uuid IS NULL OR c.organization_id = $3)
              GROUP BY c.owner_id, u.email ORDER BY cost_micros DESC, c.owner_id",
         )
         .bind(from)
         .bind(to)
+        .bind(organization)
         .fetch_all(&self.pool)
         .await?;
         let by_model = sqlx::query_as(
             "SELECT m.model, sum(m.cost_micros)::bigint AS cost_micros, count(*) AS messages
-             FROM chat_messages m
+             FROM chat_messages m JOIN chats c ON c.id = m.chat_id
              WHERE m.role = 'assistant' AND m.cost_micros IS NOT NULL
                AND m.created_at >= $1 AND m.created_at < $2
+               AND ($3::uuid IS NULL OR c.organization_id = $3)
              GROUP BY m.model ORDER BY cost_micros DESC, m.model",
         )
         .bind(from)
         .bind(to)
+        .bind(organization)
         .fetch_all(&self.pool)
         .await?;
         let by_chat = sqlx::query_as(
@@ -103,11 +109,13 @@ impl Store {
              FROM chat_messages m JOIN chats c ON c.id = m.chat_id
              WHERE m.role = 'assistant' AND m.cost_micros IS NOT NULL
                AND m.created_at >= $1 AND m.created_at < $2
+               AND ($4::uuid IS NULL OR c.organization_id = $4)
              GROUP BY c.id ORDER BY cost_micros DESC, c.id LIMIT $3",
         )
         .bind(from)
         .bind(to)
         .bind(chat_limit)
+        .bind(organization)
         .fetch_all(&self.pool)
         .await?;
         Ok(UsageReport {

@@ -4,8 +4,10 @@
 //! refused by [`refuse_control_chars`](crate::error::refuse_control_chars), as everywhere).
 
 pub(super) mod models;
+pub(super) mod organizations;
 pub(super) mod providers;
 pub(super) mod spend_limits;
+pub(super) mod users;
 
 use serde::Deserialize;
 use uuid::Uuid;

@@ -94,6 +94,11 @@ pub struct McpServerBody {
     pub tool_deny_list: Option<Vec<String>>,
     /// Whether the tools are offered in plan mode (default false).
     pub allow_in_plan_mode: Option<bool>,
+    /// An organization id: only that organization's chats may use the server and only its
+    /// members see it listed; `null` makes it site-wide (the default); absent: unchanged.
+    #[serde(default, deserialize_with = "crate::routes::admin::present")]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub organization_id: Option<Option<uuid::Uuid>>,
 }
 
 /// A secret that is absent stays; `null` is refused (a 400 naming the field) instead of
@@ -177,6 +182,9 @@ impl McpServerBody {
         }
         if let Some(plan) = self.allow_in_plan_mode {
             w.allow_in_plan_mode = plan;
+        }
+        if let Some(organization) = self.organization_id {
+            w.organization_id = organization;
         }
         if let Some(list) = self.tool_allow_list {
             w.tool_allow_list = check_list("tool_allow_list", list)?;

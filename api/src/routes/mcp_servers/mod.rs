@@ -51,11 +51,13 @@ fn slug_conflict(e: agentq_core::StoreError) -> ApiError {
     }
 }
 
-/// The ids a chat chose, checked: each names an enabled server (else a 400 naming
-/// `mcp_server_ids`), duplicates dropped, order kept.
+/// The ids a chat of `organization` chose, checked: each names an enabled server that is
+/// site-wide or the organization's (else a 400 naming `mcp_server_ids`), duplicates
+/// dropped, order kept.
 pub(crate) async fn chosen_mcp_servers(
     state: &ApiState,
     ids: Vec<Uuid>,
+    organization: Uuid,
 ) -> Result<Vec<Uuid>, ApiError> {
     // Bounded before anything looks at the ids: the body may hold thousands.
     if ids.len() > MAX_CHOSEN_SERVERS {
@@ -76,12 +78,27 @@ pub(crate) async fn chosen_mcp_servers(
             format!("may name at most {MAX_CHOSEN_SERVERS} servers"),
         ));
     }
-    let unusable = state.store.unusable_mcp_server_ids(&unique).await?;
-    if let Some(first) = unusable.first() {
-        return Err(ApiError::invalid(
-            "mcp_server_ids",
-            format!("`{first}` names no enabled MCP server"),
-        ));
+    let unusable = state
+        .store
+        .unusable_mcp_server_ids(&unique, organization)
+        .await?;
+    match unusable.first() {
+        None => {}
+        Some((id, None)) => {
+            return Err(ApiError::invalid(
+                "mcp_server_ids",
+                format!("`{id}` names no enabled MCP server"),
+            ));
+        }
+        Some((id, Some(_))) => {
+            return Err(ApiError::invalid(
+                "mcp_server_ids",
+                format!(
+                    "`{id}` is an MCP server of another organization; a chat may use only \
+                     site-wide servers and those of its own organization ({organization})"
+                ),
+            ));
+        }
     }
     Ok(unique)
 }
@@ -105,13 +122,13 @@ pub struct McpServerList {
     get,
     path = "/api/v1/mcp-servers",
     tag = "mcp-servers",
-    responses((status = 200, description = "The enabled servers, by slug; no URLs, no secrets; `oauth2` servers say whether the caller is `connected`.", body = McpServerList))
+    responses((status = 200, description = "The enabled servers the caller may choose (site-wide ones and those of the caller's organizations), by slug; no URLs, no secrets; `oauth2` servers say whether the caller is `connected`.", body = McpServerList))
 )]
 pub async fn list_enabled(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
 ) -> Result<Json<McpServerList>, ApiError> {
-    let servers = state.store.list_mcp_servers(true).await?;
+    let servers = state.store.list_mcp_servers_for_user(user.id).await?;
     let connected = state.store.connected_mcp_server_ids(user.id).await?;
     Ok(Json(McpServerList {
         mcp_servers: servers

@@ -162,6 +162,13 @@ pub async fn start_oauth(
 ) -> Result<Json<OAuthStart>, ApiError> {
     let id = parse_id(&id)?;
     let server = enabled_server(&state, id).await?;
+    // A server of an organization the caller is not in is as unknown to them as a
+    // missing one (they could never use it, and must not learn its settings).
+    if let Some(org) = server.organization_id
+        && state.store.membership(org, user.id).await?.is_none()
+    {
+        return Err(ApiError::NotFound("MCP server not found".into()));
+    }
     let (client_id, authorize_url, _) = client_of(&server)?;
     let secrets = secrets_of(&state)?;
     let redirect_uri = redirect_uri(&state)?;
