@@ -193,6 +193,9 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             println!("database_url = {:?}", database.url.redacted());
             println!("database_max_connections = {}", database.max_connections);
             println!("redis_url = {:?}", redis.url.redacted());
+            if let Some(urls) = &redis.cluster_urls {
+                println!("redis_cluster_urls = {:?}", urls.redacted());
+            }
             println!("redis_prefix = {:?}", redis.prefix);
             println!("provider = {:?}", provider.kind);
             println!("openai_base_url = {:?}", provider.openai_base_url);

@@ -29,7 +29,7 @@ pub async fn services(
     let pool = db::connect_migrated(database).await?;
     let secrets = secrets.secret_box()?;
     Ok(
-        Services::new(pool, redis.url.expose(), &redis.prefix, queue.max_len)
+        Services::new(pool, redis.connection_url(), &redis.prefix, queue.max_len)
             .context("invalid Redis URL")?
             .with_event_limits(redis.events.limits())
             .with_secrets(secrets),

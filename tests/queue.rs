@@ -57,11 +57,11 @@ fn start_worker(
     runs: Runs,
     fail: bool,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let client = redis::Client::open(url).unwrap();
+    let client = redis_conn::RedisClient::open(url).unwrap();
     let stop = CancellationToken::new();
     let consumer = Consumer::start(
-        redis_conn::shared(&client).unwrap(),
-        redis_conn::blocking(&client).unwrap(),
+        client.shared().unwrap(),
+        client.blocking().unwrap(),
         opts.clone(),
         stop.clone(),
     );
@@ -80,8 +80,8 @@ fn start_worker(
 }
 
 fn producer(url: &str, prefix: &str) -> Producer {
-    let client = redis::Client::open(url).unwrap();
-    Producer::new(redis_conn::shared(&client).unwrap(), prefix, 0)
+    let client = redis_conn::RedisClient::open(url).unwrap();
+    Producer::new(client.shared().unwrap(), prefix, 0)
 }
 
 async fn stream_len_and_pending(url: &str, keys: &QueueKeys) -> (i64, i64) {
@@ -165,11 +165,11 @@ async fn a_dead_consumers_entries_are_taken_over_after_the_lease() {
     producer(&url, &prefix).enqueue_many(&jobs).await.unwrap();
 
     // A consumer takes the entries and dies holding them: it never acks or heartbeats.
-    let client = redis::Client::open(url.as_str()).unwrap();
+    let client = redis_conn::RedisClient::open(url.as_str()).unwrap();
     let dying = CancellationToken::new();
     let mut doomed = Consumer::start(
-        redis_conn::shared(&client).unwrap(),
-        redis_conn::blocking(&client).unwrap(),
+        client.shared().unwrap(),
+        client.blocking().unwrap(),
         options(&prefix, "doomed", lease, 3),
         dying.clone(),
     );
@@ -226,12 +226,12 @@ async fn a_long_job_keeps_its_entry_while_it_runs() {
         .await
         .unwrap();
     let runs = Runs::default();
-    let client = redis::Client::open(url.as_str()).unwrap();
+    let client = redis_conn::RedisClient::open(url.as_str()).unwrap();
     let spawn = |name: &str, runs: Runs| {
         let stop = CancellationToken::new();
         let consumer = Consumer::start(
-            redis_conn::shared(&client).unwrap(),
-            redis_conn::blocking(&client).unwrap(),
+            client.shared().unwrap(),
+            client.blocking().unwrap(),
             options(&prefix, name, lease, 3),
             stop.clone(),
         );

@@ -14,7 +14,6 @@ use std::{
 use agentq_core::{
     config::{self, QueueConfig},
     queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, run_jobs},
-    redis_conn,
     shutdown::CancellationToken,
 };
 use reqwest::{Method, StatusCode};
@@ -35,8 +34,8 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
     let queue: QueueConfig = config::defaults();
     let stop = CancellationToken::new();
     let consumer = Consumer::start(
-        redis_conn::shared(&app.services.redis).unwrap(),
-        redis_conn::blocking(&app.services.redis).unwrap(),
+        app.services.redis.shared().unwrap(),
+        app.services.redis.blocking().unwrap(),
         ConsumerOptions {
             keys: QueueKeys::new(&app.prefix, QueueName::Tools),
             consumer: "flaky".into(),

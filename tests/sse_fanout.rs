@@ -489,8 +489,8 @@ async fn a_slow_client_catches_up_from_redis_without_gaps(pool: sqlx::PgPool) {
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_does_not_hold_up_the_others() {
     let prefix = unique_prefix();
-    let client = redis::Client::open(redis_url()).unwrap();
-    let conn = redis_conn::shared(&client).unwrap();
+    let client = redis_conn::RedisClient::open(&redis_url()).unwrap();
+    let conn = client.shared().unwrap();
     let hub = EventHub::new(
         client,
         conn.clone(),
@@ -606,8 +606,8 @@ async fn under_pressure_the_publisher_drops_only_counted_deltas(pool: sqlx::PgPo
 async fn the_shared_reader_reconnects_after_a_redis_restart() {
     let mut redis = support::redis_server::PrivateRedis::start().await;
     let prefix = unique_prefix();
-    let client = redis::Client::open(redis.url()).unwrap();
-    let conn = redis_conn::shared(&client).unwrap();
+    let client = redis_conn::RedisClient::open(&redis.url()).unwrap();
+    let conn = client.shared().unwrap();
     let hub = EventHub::new(
         client,
         conn.clone(),

@@ -18,6 +18,7 @@
 
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
 
+use agentq_core::redis_conn::RedisConn;
 use agentq_core::{
     events::{
         EventHub, ResetReason, StreamTopic, Subscription,
@@ -31,7 +32,6 @@ use axum::{
     response::sse::{Event, KeepAlive, Sse},
 };
 use futures::{Stream, StreamExt};
-use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
 use crate::{ApiState, error::ApiError, keepalive, open_streams::OpenStream};
@@ -43,7 +43,7 @@ pub(crate) type ResetFrame = fn(ResetReason) -> (&'static str, String);
 struct Cursor {
     _slot: OpenStream,
     hub: EventHub,
-    conn: ConnectionManager,
+    conn: RedisConn,
     topic: StreamTopic,
     key: String,
     reset: ResetFrame,

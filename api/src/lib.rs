@@ -46,13 +46,13 @@ pub struct ApiState {
     /// Publishes chat events.
     pub events: EventPublisher,
     /// The Redis client (dedicated connections are the hub's).
-    pub redis: redis::Client,
+    pub redis: agentq_core::redis_conn::RedisClient,
     /// The process's shared reader of chat event streams; every SSE stream subscribes here.
     pub hub: EventHub,
     /// Open SSE streams, capped per user and per process.
     pub open_streams: Arc<OpenStreams>,
     /// Shared connection for readiness checks.
-    pub redis_conn: redis::aio::ConnectionManager,
+    pub redis_conn: agentq_core::redis_conn::RedisConn,
     /// Redis key prefix.
     pub prefix: Arc<str>,
     /// API settings.

@@ -186,8 +186,8 @@ fn consumer_options(prefix: &str, name: &str, concurrency: usize) -> ConsumerOpt
 /// Enqueues a burst, then drains it with one worker process's consumer; returns
 /// (drain jobs/s, enqueue jobs/s).
 async fn queue_burst(args: &Args, prefix: &str) -> anyhow::Result<(f64, f64)> {
-    let client = redis::Client::open(args.redis_url.as_str())?;
-    let producer = Producer::new(redis_conn::shared(&client)?, format!("{prefix}q"), 0);
+    let client = redis_conn::RedisClient::open(args.redis_url.as_str())?;
+    let producer = Producer::new(client.shared()?, format!("{prefix}q"), 0);
     let jobs: Vec<RunTurn> = (0..args.burst)
         .map(|_| RunTurn {
             turn_id: Uuid::new_v4(),
@@ -202,8 +202,8 @@ async fn queue_burst(args: &Args, prefix: &str) -> anyhow::Result<(f64, f64)> {
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let stop = CancellationToken::new();
     let consumer = Consumer::start(
-        redis_conn::shared(&client)?,
-        redis_conn::blocking(&client)?,
+        client.shared()?,
+        client.blocking()?,
         consumer_options(&format!("{prefix}q"), "bench-burst", 1024),
         stop.clone(),
     );
@@ -235,15 +235,15 @@ async fn queue_burst(args: &Args, prefix: &str) -> anyhow::Result<(f64, f64)> {
 
 /// Enqueues one job at a time to an idle worker and measures until its handler starts.
 async fn pickup_latency(args: &Args, prefix: &str) -> anyhow::Result<(Duration, Duration)> {
-    let client = redis::Client::open(args.redis_url.as_str())?;
+    let client = redis_conn::RedisClient::open(args.redis_url.as_str())?;
     let prefix = format!("{prefix}p");
-    let producer = Producer::new(redis_conn::shared(&client)?, prefix.as_str(), 0);
+    let producer = Producer::new(client.shared()?, prefix.as_str(), 0);
     let sent: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let stop = CancellationToken::new();
     let consumer = Consumer::start(
-        redis_conn::shared(&client)?,
-        redis_conn::blocking(&client)?,
+        client.shared()?,
+        client.blocking()?,
         consumer_options(&prefix, "bench-pickup", 64),
         stop.clone(),
     );

@@ -45,6 +45,15 @@ pub struct RedisConfig {
         hide_env_values = true
     )]
     pub url: SecretUrl,
+    /// Seed nodes of a Redis Cluster, as comma-separated `redis://host:port` URLs; when set,
+    /// agentq runs on that cluster instead of `--redis-url` (which may also name a cluster
+    /// itself, as `redis+cluster://host1:port1,host2:port2`).
+    #[arg(
+        long = "redis-cluster-urls",
+        env = "AGENTQ_REDIS_CLUSTER_URLS",
+        hide_env_values = true
+    )]
+    pub cluster_urls: Option<SecretUrl>,
     /// Prefix of every Redis key agentq writes; lets several deployments (or tests) share one Redis.
     #[arg(
         long = "redis-prefix",
@@ -55,6 +64,14 @@ pub struct RedisConfig {
     /// Limits of the chat event streams this process writes.
     #[command(flatten)]
     pub events: EventConfig,
+}
+
+impl RedisConfig {
+    /// The URL to connect with: the cluster's seed nodes when `--redis-cluster-urls` is
+    /// set, else `--redis-url` (see `crate::redis_conn::RedisClient::open`).
+    pub fn connection_url(&self) -> &str {
+        self.cluster_urls.as_ref().unwrap_or(&self.url).expose()
+    }
 }
 
 /// Limits of chat event streams (every process that publishes events reads them).

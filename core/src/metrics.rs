@@ -9,9 +9,9 @@
 
 use std::{sync::OnceLock, time::Duration};
 
+use crate::redis_conn::RedisConn;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use redis::aio::ConnectionManager;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -42,11 +42,7 @@ pub fn install() -> PrometheusHandle {
 }
 
 /// Renders the exposition text after refreshing the queue gauges from Redis.
-pub async fn render(
-    handle: &PrometheusHandle,
-    conn: &mut ConnectionManager,
-    prefix: &str,
-) -> String {
+pub async fn render(handle: &PrometheusHandle, conn: &mut RedisConn, prefix: &str) -> String {
     match crate::queue::queue_stats(conn, prefix).await {
         Ok(queues) => {
             for q in queues {

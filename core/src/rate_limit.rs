@@ -30,7 +30,7 @@
 
 use std::{sync::Arc, sync::LazyLock, time::Duration};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use uuid::Uuid;
 
 use crate::{
@@ -174,7 +174,7 @@ impl RateLimited {
 /// Checks the per-user limits; cheap to clone.
 #[derive(Clone)]
 pub struct RateLimiter {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: Arc<str>,
     settings: SiteConfigCache,
     timeout: Duration,
@@ -184,7 +184,7 @@ impl RateLimiter {
     /// A limiter over the shared Redis connection, reading its settings from `settings` and
     /// letting requests through when a check takes longer than `timeout`.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConn,
         prefix: &str,
         settings: SiteConfigCache,
         timeout: Duration,

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use crate::{
     events::{EventLimits, EventPublisher},
     queue::Producer,
-    redis_conn,
+    redis_conn::{RedisClient, RedisConn},
     store::Store,
 };
 
@@ -17,9 +17,9 @@ pub struct Services {
     /// The database.
     pub store: Store,
     /// Opens dedicated Redis connections (blocking readers).
-    pub redis: redis::Client,
+    pub redis: RedisClient,
     /// The shared Redis connection for short commands.
-    pub redis_conn: redis::aio::ConnectionManager,
+    pub redis_conn: RedisConn,
     /// Enqueues jobs.
     pub producer: Producer,
     /// Publishes chat events and announces chat list changes.
@@ -32,14 +32,15 @@ pub struct Services {
 
 impl Services {
     /// Builds the handles; Redis connects lazily, so this succeeds while Redis is down.
+    /// `redis_url` names one server or a cluster (see [`RedisClient::open`]).
     pub fn new(
         pool: PgPool,
         redis_url: &str,
         prefix: &str,
         queue_max_len: usize,
     ) -> redis::RedisResult<Self> {
-        let redis = redis::Client::open(redis_url)?;
-        let redis_conn = redis_conn::shared(&redis)?;
+        let redis = RedisClient::open(redis_url)?;
+        let redis_conn = redis.shared()?;
         let store = Store::new(pool);
         Ok(Self {
             producer: Producer::new(redis_conn.clone(), prefix, queue_max_len),

@@ -123,6 +123,11 @@ impl TestApp {
         }
     }
 
+    /// The Redis the app runs on (the shared server, a private one, or a cluster).
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
+    }
+
     /// The URL of this test's database (for worker processes).
     pub fn database_url(&self) -> String {
         let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");

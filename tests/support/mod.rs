@@ -11,6 +11,7 @@ pub mod fake_github;
 pub mod fake_openai;
 pub mod mcp_server;
 pub mod process;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod smtp;
 pub mod sse;

@@ -62,7 +62,7 @@ impl AgentqProcess {
             .args(["--database-url", &app.database_url()])
             .args([
                 "--redis-url",
-                &super::redis_url(),
+                app.redis_url(),
                 "--redis-prefix",
                 &app.prefix,
             ])

@@ -173,7 +173,7 @@ pub enum StartError {
 /// finish, and flushes acks; [`WorkerHandle::drain`] then leaves the registry.
 pub fn start(
     engines: &Engines,
-    redis: &redis::Client,
+    redis: &redis_conn::RedisClient,
     prefix: &str,
     worker: &WorkerConfig,
     queue: &QueueConfig,
@@ -183,7 +183,7 @@ pub fn start(
     for name in &worker.queues {
         queues.push(QueueName::parse(name).ok_or_else(|| StartError::UnknownQueue(name.clone()))?);
     }
-    let shared = redis_conn::shared(redis)?;
+    let shared = redis.shared()?;
     let worker_id = engines.turns.worker_id.clone();
     let mut tasks = Vec::new();
     let mut consumed = Vec::new();
@@ -198,12 +198,8 @@ pub fn start(
         }
         let options = consumer_options(name, prefix, &worker_id, worker, queue);
         let runner_name = format!("{worker_id}-{}", name.as_str());
-        let consumer = Consumer::start(
-            shared.clone(),
-            redis_conn::blocking(redis)?,
-            options,
-            shutdown.clone(),
-        );
+        let consumer =
+            Consumer::start(shared.clone(), redis.blocking()?, options, shutdown.clone());
         consumed.push((name, consumer.busy.clone()));
         match name {
             QueueName::Turns => {

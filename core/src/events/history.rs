@@ -9,9 +9,10 @@
 //! tells from `XINFO STREAM` whether anything after the id was deleted, and the SSE route
 //! then sends `reset` instead of silently skipping ahead.
 
+use crate::redis_conn::RedisConn;
 use std::collections::HashMap;
 
-use redis::{Value, aio::ConnectionManager};
+use redis::Value;
 
 use super::{StoredEvent, parse_entries};
 
@@ -93,10 +94,7 @@ impl StreamPosition {
 }
 
 /// Where `key`'s stream stands.
-pub async fn position(
-    conn: &mut ConnectionManager,
-    key: &str,
-) -> redis::RedisResult<StreamPosition> {
+pub async fn position(conn: &mut RedisConn, key: &str) -> redis::RedisResult<StreamPosition> {
     let reply: redis::RedisResult<HashMap<String, Value>> = redis::cmd("XINFO")
         .arg("STREAM")
         .arg(key)
@@ -140,7 +138,7 @@ pub async fn position(
 
 /// Up to `count` events after `after` (exclusive), or from the oldest held.
 pub async fn page(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     key: &str,
     after: Option<StreamId>,
     count: usize,

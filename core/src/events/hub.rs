@@ -55,15 +55,15 @@ use std::{
     time::Duration,
 };
 
-use redis::{
-    AsyncConnectionConfig, aio::ConnectionManager, aio::MultiplexedConnection,
-    streams::StreamReadReply,
-};
+use redis::streams::StreamReadReply;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{StoredEvent, StreamTopic, history::StreamId, stored_event};
-use crate::queue::{CHAT_EVENT_SHARDS, chat_events_wake_key};
+use crate::{
+    queue::{CHAT_EVENT_SHARDS, chat_events_wake_key},
+    redis_conn::{RedisClient, RedisConn},
+};
 
 /// How the shared reader behaves.
 #[derive(Debug, Clone)]
@@ -109,8 +109,8 @@ pub struct EventHub {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    client: RedisClient,
+    conn: RedisConn,
     prefix: String,
     process_id: Uuid,
     config: HubConfig,
@@ -141,8 +141,8 @@ impl EventHub {
     /// A hub reading with dedicated connections from `client`; `conn` (the shared
     /// connection) sends wake-ups. Nothing connects until the first subscription.
     pub fn new(
-        client: redis::Client,
-        conn: ConnectionManager,
+        client: RedisClient,
+        conn: RedisConn,
         prefix: impl Into<String>,
         config: HubConfig,
     ) -> Self {
@@ -299,7 +299,7 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
     let config = &inner.config;
     let wake_key = inner.wake_key(shard);
     let mut wake_cursor = StreamId::ZERO;
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<RedisConn> = None;
     let mut backoff = Duration::ZERO;
     let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
@@ -323,12 +323,10 @@ async fn read_shard(inner: Arc<Inner>, shard: u16) {
         let c = match conn.as_mut() {
             Some(c) => c,
             None => {
-                match connect(
-                    &inner.client,
-                    &format!("{}:{shard}", config.client_name),
-                    config.block,
-                )
-                .await
+                match inner
+                    .client
+                    .reader(&format!("{}:{shard}", config.client_name), config.block)
+                    .await
                 {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
@@ -429,29 +427,6 @@ fn dispatch(shard: &mut Shard, topic: StreamTopic, events: Vec<StoredEvent>) {
     if feed.subscribers.is_empty() {
         shard.feeds.remove(&topic);
     }
-}
-
-async fn connect(
-    client: &redis::Client,
-    name: &str,
-    block: Duration,
-) -> redis::RedisResult<MultiplexedConnection> {
-    // The connection's one command is a read that blocks at most `block`: an answer later
-    // than that plus a margin means the connection is dead without having said so (a
-    // dropped NAT entry sends no reset), and the reader reconnects instead of waiting for
-    // ever while its shard's streams get only keep-alives.
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(block + Duration::from_secs(5)));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
-    redis::cmd("CLIENT")
-        .arg("SETNAME")
-        .arg(name)
-        .query_async::<()>(&mut conn)
-        .await?;
-    Ok(conn)
 }
 
 fn next_backoff(current: Duration) -> Duration {

@@ -26,7 +26,7 @@ use std::{
     },
 };
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::{RedisConn, SlotPipelines};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -76,7 +76,7 @@ struct Shared {
 impl EventPublisher {
     /// Starts the batching task on the shared connection. It ends when every publisher
     /// clone is dropped, after writing what was queued.
-    pub fn start(conn: ConnectionManager, prefix: impl Into<String>, limits: EventLimits) -> Self {
+    pub fn start(conn: RedisConn, prefix: impl Into<String>, limits: EventLimits) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             limits,
@@ -188,7 +188,7 @@ impl EventPublisher {
 }
 
 async fn write_batches(
-    mut conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Command>,
@@ -197,17 +197,16 @@ async fn write_batches(
     let mut batch = Vec::with_capacity(BATCH);
     let ttl = limits.ttl.as_secs().max(1);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut pipe = redis::pipe();
+        let mut pipes = SlotPipelines::new(&conn);
         let mut waiters = Vec::new();
         let mut touched = HashSet::new();
-        let mut forgotten = 0;
         let mut weight = 0;
         for command in batch.drain(..) {
             match command {
                 Command::Publish(event) => {
                     let key = event.topic.key(&prefix);
-                    pipe.cmd("XADD")
-                        .arg(&key)
+                    let mut xadd = redis::cmd("XADD");
+                    xadd.arg(&key)
                         .arg("MAXLEN")
                         .arg("~")
                         .arg(limits.max_len)
@@ -215,8 +214,8 @@ async fn write_batches(
                         .arg("event")
                         .arg(event.name)
                         .arg("data")
-                        .arg(event.data)
-                        .ignore();
+                        .arg(event.data);
+                    pipes.add(&key, xadd);
                     weight += event.weight;
                     touched.insert(key);
                 }
@@ -224,21 +223,25 @@ async fn write_batches(
                     // One key per command: a family's chats sit in different shards, and
                     // a multi-key DEL across hash tags fails on a cluster.
                     for chat_id in chat_ids {
-                        pipe.cmd("DEL")
-                            .arg(chat_events_key(&prefix, chat_id))
-                            .ignore();
-                        forgotten += 1;
+                        let key = chat_events_key(&prefix, chat_id);
+                        let mut del = redis::cmd("DEL");
+                        del.arg(&key);
+                        pipes.add(&key, del);
                     }
                 }
                 Command::Flush(done) => waiters.push(done),
             }
         }
         for key in &touched {
-            pipe.cmd("EXPIRE").arg(key).arg(ttl).ignore();
+            let mut expire = redis::cmd("EXPIRE");
+            expire.arg(key).arg(ttl);
+            pipes.add(key, expire);
         }
-        if touched.is_empty() && forgotten == 0 {
-            // Only flush requests in this batch: nothing to write.
-        } else if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        // Only flush requests in this batch: nothing to write. On a cluster the batch
+        // goes as one pipeline per shard tag, in parallel.
+        if !pipes.is_empty()
+            && let Err(e) = pipes.send().await
+        {
             // Events are a live view; the messages endpoint stays the truth.
             tracing::warn!(error = %e, "publishing chat events failed; clients will read persisted messages");
         }

@@ -3,12 +3,10 @@
 //! dead-letter stream (list, retry, drop). Lives here because only `core::queue` knows key
 //! names.
 
+use crate::redis_conn::RedisConn;
 use chrono::{DateTime, Utc};
-use redis::{
-    aio::ConnectionManager,
-    streams::{
-        StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply, StreamRangeReply,
-    },
+use redis::streams::{
+    StreamInfoConsumersReply, StreamPendingCountReply, StreamPendingReply, StreamRangeReply,
 };
 use serde::Serialize;
 
@@ -90,7 +88,7 @@ pub struct DeadLetter {
 
 /// Reads every queue's state in one pipelined round trip per queue, plus the registry.
 pub async fn queue_stats(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
 ) -> redis::RedisResult<Vec<QueueStats>> {
     let processes = live_processes(conn, prefix).await?;
@@ -123,7 +121,7 @@ pub async fn queue_stats(
 }
 
 /// `(pending count, idle ms of the oldest pending entry)`; zeros when the group is missing.
-async fn pending_summary(conn: &mut ConnectionManager, keys: &QueueKeys) -> (u64, u64) {
+async fn pending_summary(conn: &mut RedisConn, keys: &QueueKeys) -> (u64, u64) {
     let summary: redis::RedisResult<StreamPendingReply> = redis::cmd("XPENDING")
         .arg(&keys.stream)
         .arg(&keys.group)
@@ -169,7 +167,7 @@ fn live_consumers(queue: QueueName, processes: &[ProcessEntry]) -> Vec<LiveConsu
 /// The group's consumers, each marked live when a live process has its name; none when
 /// the group is missing.
 async fn consumer_stats(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &QueueKeys,
     processes: &[ProcessEntry],
 ) -> Vec<ConsumerStats> {
@@ -196,7 +194,7 @@ async fn consumer_stats(
 
 /// Dead letters of a queue, oldest first, after `after` (exclusive), at most `count`.
 pub async fn dead_letters(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     queue: QueueName,
     after: Option<&str>,
@@ -210,7 +208,7 @@ pub async fn dead_letters(
 /// Puts dead letters back on their queue (attempts reset) and removes them from the
 /// dead-letter stream; `ids` empty means all. Returns how many were retried.
 pub async fn retry_dead_letters(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     queue: QueueName,
     ids: &[String],
@@ -233,7 +231,7 @@ pub async fn retry_dead_letters(
 
 /// Deletes dead letters; `ids` empty means all. Returns how many were dropped.
 pub async fn drop_dead_letters(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     queue: QueueName,
     ids: &[String],
@@ -252,7 +250,7 @@ pub async fn drop_dead_letters(
 }
 
 async fn select_dead(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &QueueKeys,
     ids: &[String],
 ) -> redis::RedisResult<Vec<DeadLetter>> {

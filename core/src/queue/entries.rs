@@ -13,7 +13,7 @@ pub use redis::streams::StreamId as Entry;
 /// `XRANGE key (after + COUNT count`: the entries after `after` (exclusive), or from the
 /// start; one page of a stream that a reader walks with its own cursor.
 pub async fn range_after(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::redis_conn::RedisConn,
     key: &str,
     after: Option<&str>,
     count: usize,

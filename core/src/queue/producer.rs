@@ -1,20 +1,20 @@
 //! Enqueueing jobs: `XADD`, many per pipelined round trip.
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 
 use super::{Job, QueueKeys};
 
 /// Adds jobs to queues; cheap to clone.
 #[derive(Clone)]
 pub struct Producer {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     max_len: usize,
 }
 
 impl Producer {
     /// A producer on the shared connection. `max_len` > 0 caps each stream approximately.
-    pub fn new(conn: ConnectionManager, prefix: impl Into<String>, max_len: usize) -> Self {
+    pub fn new(conn: RedisConn, prefix: impl Into<String>, max_len: usize) -> Self {
         Self {
             conn,
             prefix: prefix.into(),

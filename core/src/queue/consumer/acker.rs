@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio::sync::mpsc;
 
 use super::{ConsumerOptions, next_backoff, now_ms};
@@ -129,7 +129,7 @@ const ACK_ATTEMPTS: u32 = 20;
 /// [`Acker`] is dropped; a failed flush is retried with backoff so acks are not lost when
 /// Redis blips.
 pub(super) async fn flush_acks(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     options: Arc<ConsumerOptions>,
     mut rx: mpsc::UnboundedReceiver<AckOp>,
 ) {

@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use super::{ConsumerOptions, now_ms, sleep_or_shutdown};
@@ -28,7 +28,7 @@ return #due
 ";
 
 pub(super) async fn delayed_loop(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     options: Arc<ConsumerOptions>,
     shutdown: CancellationToken,
 ) {

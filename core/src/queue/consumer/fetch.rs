@@ -2,9 +2,10 @@
 //! consumer's own connection, so an idle worker wakes within milliseconds and a busy one
 //! takes a batch per round trip, and never more entries than it has free slots.
 
+use crate::redis_conn::RedisConn;
 use std::{sync::Arc, time::Duration};
 
-use redis::{aio::ConnectionManager, streams::StreamReadReply};
+use redis::streams::StreamReadReply;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +17,7 @@ use crate::queue::QueueKeys;
 
 /// Creates the consumer group (and the stream) if missing. Starting at `0` means jobs
 /// enqueued before any worker existed are still consumed.
-async fn ensure_group(conn: &mut ConnectionManager, keys: &QueueKeys) -> redis::RedisResult<()> {
+async fn ensure_group(conn: &mut RedisConn, keys: &QueueKeys) -> redis::RedisResult<()> {
     let created: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&keys.stream)
@@ -32,7 +33,7 @@ async fn ensure_group(conn: &mut ConnectionManager, keys: &QueueKeys) -> redis::
 }
 
 pub(super) async fn fetch_loop(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     options: Arc<ConsumerOptions>,
     slots: Arc<Semaphore>,
     busy: BusySlots,

@@ -3,13 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio_util::sync::CancellationToken;
 
 use super::{Acker, ConsumerOptions, sleep_or_shutdown};
 
 pub(super) async fn heartbeat_loop(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     options: Arc<ConsumerOptions>,
     acker: Acker,
     shutdown: CancellationToken,

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -118,8 +118,8 @@ impl Consumer {
     /// Starts the loops. `shared` carries short commands; `blocking` is this consumer's own
     /// connection for `XREADGROUP BLOCK`.
     pub fn start(
-        shared: ConnectionManager,
-        blocking: ConnectionManager,
+        shared: RedisConn,
+        blocking: RedisConn,
         options: ConsumerOptions,
         shutdown: CancellationToken,
     ) -> Consumer {

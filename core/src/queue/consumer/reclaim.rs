@@ -3,12 +3,10 @@
 //! delivered more than `max_deliveries` times is dead-lettered instead, so a job that kills
 //! its workers does not kill them all (ARCHITECTURE.md §6).
 
+use crate::redis_conn::RedisConn;
 use std::{sync::Arc, time::Duration};
 
-use redis::{
-    aio::ConnectionManager,
-    streams::{StreamAutoClaimReply, StreamPendingCountReply},
-};
+use redis::streams::{StreamAutoClaimReply, StreamPendingCountReply};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +16,7 @@ use super::{
 use crate::queue::QueueKeys;
 
 pub(super) async fn reclaim_loop(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     options: Arc<ConsumerOptions>,
     slots: Arc<Semaphore>,
     busy: BusySlots,
@@ -98,7 +96,7 @@ pub(super) async fn reclaim_loop(
 
 /// Delivery counts of just-claimed entries, one pipelined `XPENDING` each (a rare path).
 async fn delivery_counts(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &QueueKeys,
     entries: &[(String, String, u32)],
 ) -> Vec<u64> {

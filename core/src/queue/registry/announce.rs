@@ -4,8 +4,8 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use crate::redis_conn::RedisConn;
 use chrono::Utc;
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use super::{BEATS_TO_LIVE, ProcessEntry, ProcessKind};
@@ -40,7 +40,7 @@ impl Process {
 /// A running beat; [`Announcement::withdraw`] it when the process has stopped working.
 /// Dropped without a withdraw (a crash), the entry expires after [`BEATS_TO_LIVE`] beats.
 pub struct Announcement {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: RegistryKeys,
     id: String,
     stop: CancellationToken,
@@ -51,7 +51,7 @@ impl Announcement {
     /// Starts beating every `beat` (the first beat at once). When `shutdown` is cancelled
     /// the entry says `stopping` (at once, then at every beat) until it is withdrawn.
     pub fn start(
-        conn: ConnectionManager,
+        conn: RedisConn,
         prefix: &str,
         process: Process,
         beat: Duration,
@@ -130,7 +130,7 @@ impl Drop for Announcement {
 }
 
 async fn beat_loop(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     keys: RegistryKeys,
     mut entry: ProcessEntry,
     queues: Vec<(QueueName, BusySlots)>,

@@ -16,7 +16,7 @@
 //!   entries.
 //!
 //! ```no_run
-//! # async fn example(conn: redis::aio::ConnectionManager) -> redis::RedisResult<()> {
+//! # async fn example(conn: crate::redis_conn::RedisConn) -> redis::RedisResult<()> {
 //! use std::time::Duration;
 //! use agentq_core::queue::{Announcement, Process, ProcessKind, consumer_name, live_processes};
 //! use tokio_util::sync::CancellationToken;
@@ -36,8 +36,8 @@ pub(super) mod prune;
 
 use std::collections::BTreeMap;
 
+use crate::redis_conn::RedisConn;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 pub use announce::{Announcement, Process};
@@ -108,7 +108,7 @@ pub struct ProcessEntry {
 /// The live processes, by kind then id. Ids whose entry expired (their process died) are
 /// removed from the index on the way.
 pub async fn live_processes(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
 ) -> redis::RedisResult<Vec<ProcessEntry>> {
     let keys = RegistryKeys::new(prefix);

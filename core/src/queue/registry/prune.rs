@@ -16,9 +16,10 @@
 //! Removing a live name would cost nothing: with no pending entries it loses nothing, and
 //! its next `XREADGROUP` creates it again.
 
+use crate::redis_conn::RedisConn;
 use std::{collections::HashSet, time::Duration};
 
-use redis::{aio::ConnectionManager, streams::StreamInfoConsumersReply};
+use redis::streams::StreamInfoConsumersReply;
 use tokio_util::sync::CancellationToken;
 
 use super::{BEATS_TO_LIVE, live_processes};
@@ -35,7 +36,7 @@ return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 /// Every `beat` × [`BEATS_TO_LIVE`] (the time a dead process takes to leave the registry),
 /// removes the dead consumer names of `queues` until `shutdown`.
 pub async fn prune_loop(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     prefix: String,
     queues: Vec<QueueName>,
     beat: Duration,
@@ -58,7 +59,7 @@ pub async fn prune_loop(
 /// Removes the names in `queue`'s group that no live process has, that were idle longer
 /// than `gone_after` and that hold no entry. Returns the names removed.
 pub async fn prune_dead_consumers(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     queue: QueueName,
     gone_after: Duration,
