@@ -148,6 +148,10 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownReference { field } => {
                 ApiError::invalid(field, "names nothing that exists")
             }
+            StoreError::Required { field } => ApiError::invalid(
+                field,
+                "is required for this provider's kind (only openai-compat and bedrock providers may have none)",
+            ),
             StoreError::Database(e) => e.into(),
         }
     }

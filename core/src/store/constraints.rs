@@ -1,8 +1,8 @@
 //! PostgreSQL constraint violations turned into typed [`StoreError`]s, here and only here,
 //! so no caller ever matches on a constraint name (ARCHITECTURE.md §5, §11). A constraint
-//! listed below becomes [`StoreError::Duplicate`] or [`StoreError::UnknownReference`]
-//! naming the request field it guards; any other violation stays a database error (a bug
-//! or a broken invariant, not a client mistake).
+//! listed below becomes [`StoreError::Duplicate`], [`StoreError::UnknownReference`] or
+//! [`StoreError::Required`] naming the request field it guards; any other violation stays
+//! a database error (a bug or a broken invariant, not a client mistake).
 
 use crate::StoreError;
 
@@ -12,11 +12,14 @@ enum Meaning {
     Duplicate,
     /// A foreign key: the value names no row.
     UnknownReference,
+    /// A check that a value is present (a provider's key, for kinds that need one).
+    Required,
 }
 
 /// Constraint name, what its violation means, and the field it guards.
 const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
     ("providers_name_key", Meaning::Duplicate, "name"),
+    ("providers_api_key_required", Meaning::Required, "api_key"),
     ("models_provider_id_name_key", Meaning::Duplicate, "name"),
     ("mcp_servers_slug_key", Meaning::Duplicate, "slug"),
     ("user_skills_owner_name_key", Meaning::Duplicate, "name"),
@@ -76,6 +79,7 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     match known {
         Some((_, Meaning::Duplicate, field)) => StoreError::Duplicate { field },
         Some((_, Meaning::UnknownReference, field)) => StoreError::UnknownReference { field },
+        Some((_, Meaning::Required, field)) => StoreError::Required { field },
         None => StoreError::Database(e),
     }
 }

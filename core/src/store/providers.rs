@@ -19,8 +19,11 @@ pub struct ProviderView {
     pub name: String,
     /// Wire format.
     pub kind: ProviderKind,
-    /// Base URL.
+    /// Base URL (empty for a Bedrock provider on its regional endpoint).
     pub base_url: String,
+    /// The AWS region a Bedrock provider calls; `None`: the worker's own (`AWS_REGION`,
+    /// its profile).
+    pub region: Option<String>,
     /// Whether an API key is stored.
     pub has_api_key: bool,
     /// Whether extra headers are stored.
@@ -42,6 +45,8 @@ pub struct ProviderChanges {
     pub kind: Option<ProviderKind>,
     /// Base URL.
     pub base_url: Option<String>,
+    /// AWS region (Bedrock); `Some(None)` clears it.
+    pub region: Option<Option<String>>,
     /// Sealed key; `Some(None)` clears it.
     pub api_key: Option<Option<Vec<u8>>>,
     /// Sealed JSON object of headers; `Some(None)` clears them.
@@ -99,6 +104,8 @@ pub struct ResolvedModel {
     pub provider_kind: ProviderKind,
     /// Provider base URL.
     pub provider_base_url: String,
+    /// Provider AWS region (Bedrock).
+    pub provider_region: Option<String>,
     /// Sealed key.
     pub api_key_ciphertext: Option<Vec<u8>>,
     /// Sealed headers.
@@ -109,7 +116,7 @@ pub struct ResolvedModel {
     pub provider_updated_at: DateTime<Utc>,
 }
 
-const PROVIDER_VIEW: &str = "id, name, kind, base_url, api_key_ciphertext IS NOT NULL AS has_api_key, \
+const PROVIDER_VIEW: &str = "id, name, kind, base_url, region, api_key_ciphertext IS NOT NULL AS has_api_key, \
      headers_ciphertext IS NOT NULL AS has_headers, enabled, created_at, updated_at";
 const MODEL_COLUMNS: &str = "id, provider_id, name, display_name, context_limit, max_output_tokens, reasoning_effort, \
      input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros, is_default, enabled, \
@@ -119,8 +126,8 @@ impl Store {
     /// Creates a provider; `changes` must name `name`, `kind` and `base_url`.
     pub async fn create_provider(&self, c: &ProviderChanges) -> Result<ProviderView, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO providers (id, name, kind, base_url, api_key_ciphertext, headers_ciphertext, enabled)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PROVIDER_VIEW}"
+            "INSERT INTO providers (id, name, kind, base_url, api_key_ciphertext, headers_ciphertext, enabled, region)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {PROVIDER_VIEW}"
         )))
         .bind(Uuid::now_v7())
         .bind(&c.name)
@@ -129,6 +136,7 @@ impl Store {
         .bind(c.api_key.clone().flatten())
         .bind(c.headers.clone().flatten())
         .bind(c.enabled.unwrap_or(true))
+        .bind(c.region.clone().flatten())
         .fetch_one(&self.pool)
         .await?)
     }
@@ -153,7 +161,8 @@ impl Store {
                 name = coalesce($2, name), kind = coalesce($3, kind), base_url = coalesce($4, base_url),
                 api_key_ciphertext = CASE WHEN $5 THEN $6 ELSE api_key_ciphertext END,
                 headers_ciphertext = CASE WHEN $7 THEN $8 ELSE headers_ciphertext END,
-                enabled = coalesce($9, enabled), updated_at = now()
+                enabled = coalesce($9, enabled),
+                region = CASE WHEN $10 THEN $11 ELSE region END, updated_at = now()
              WHERE id = $1 RETURNING {PROVIDER_VIEW}"
         )))
         .bind(id)
@@ -165,6 +174,8 @@ impl Store {
         .bind(c.headers.is_some())
         .bind(c.headers.clone().flatten())
         .bind(c.enabled)
+        .bind(c.region.is_some())
+        .bind(c.region.clone().flatten())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
@@ -294,7 +305,7 @@ impl Store {
             "SELECT m.id, m.provider_id, m.name, m.display_name, m.context_limit, m.max_output_tokens,
                     m.reasoning_effort, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
                     m.cache_write_price_micros, m.is_default, m.enabled, m.prompt_caching, m.cache_ttl,
-                    p.name AS provider_name, p.kind AS provider_kind, p.base_url AS provider_base_url,
+                    p.name AS provider_name, p.kind AS provider_kind, p.base_url AS provider_base_url, p.region AS provider_region,
                     p.api_key_ciphertext, p.headers_ciphertext, p.enabled AS provider_enabled,
                     p.updated_at AS provider_updated_at
              FROM models m JOIN providers p ON p.id = m.provider_id

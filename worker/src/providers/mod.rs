@@ -1,14 +1,18 @@
 //! LLM provider adapters: each turns a conversation into a stream of [`ProviderEvent`]s,
-//! and every failure into a [`ChatError`]. Hand-written (reqwest + eventsource-stream) for
-//! full control of deltas, errors and lenient parsing (ARCHITECTURE.md §7).
+//! and every failure into a [`ChatError`]. Hand-written (reqwest + eventsource-stream, and
+//! AWS's event-stream framing and SigV4 for Bedrock) for full control of deltas, errors and
+//! lenient parsing (ARCHITECTURE.md §7).
 //!
 //! Every attempt is bounded ([`ProviderLimits`]: first byte, silence, a deadline, error
 //! bodies, answer size), follows no redirect, and reports errors its chat's owner may read.
 
 mod anthropic;
 mod attempt;
+mod aws_auth;
+mod bedrock;
 mod echo;
 mod errors;
+mod eventstream;
 mod limits;
 mod openai;
 mod redact;
@@ -25,6 +29,7 @@ use agentq_core::{
 use futures::stream::BoxStream;
 
 pub use anthropic::AnthropicProvider;
+pub use bedrock::BedrockProvider;
 pub use echo::EchoProvider;
 pub use errors::{MAX_RETRY_AFTER, classify_http_error};
 pub use limits::{ERROR_BODY_MAX_BYTES, ProviderLimits};
@@ -167,6 +172,8 @@ pub enum Provider {
     OpenAi(Arc<OpenAiProvider>),
     /// Anthropic Messages.
     Anthropic(Arc<AnthropicProvider>),
+    /// AWS Bedrock's Converse stream.
+    Bedrock(Arc<BedrockProvider>),
     /// The built-in echo model.
     Echo(EchoProvider),
 }
@@ -194,6 +201,12 @@ impl Provider {
                 ))
             }
             ProviderKind::Echo => Provider::Echo(EchoProvider),
+            ProviderKind::Bedrock => {
+                return Err(errors::config_error(
+                    "Bedrock",
+                    "Bedrock is configured as a stored provider (POST /api/v1/admin/providers), not by flags",
+                ));
+            }
             ProviderKind::Anthropic => {
                 let key = config
                     .anthropic_api_key
@@ -224,6 +237,7 @@ impl Provider {
         match self {
             Provider::OpenAi(_) => "OpenAI",
             Provider::Anthropic(_) => "Anthropic",
+            Provider::Bedrock(_) => "Bedrock",
             Provider::Echo(_) => "echo",
         }
     }
@@ -233,6 +247,7 @@ impl Provider {
         match self {
             Provider::OpenAi(p) => p.stream(request).await,
             Provider::Anthropic(p) => p.stream(request).await,
+            Provider::Bedrock(p) => p.stream(request).await,
             Provider::Echo(p) => Ok(p.stream(request)),
         }
     }
