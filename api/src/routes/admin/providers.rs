@@ -109,6 +109,17 @@ impl ProviderBody {
             }
             other => other,
         };
+        // A given URL is checked; a kind's default is trusted (Bedrock's is empty: the
+        // regional endpoint).
+        if let Some(url) = &self.base_url {
+            refuse_control_chars("base_url", url)?;
+            if !http_url_with_host(url) {
+                return Err(ApiError::invalid(
+                    "base_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
         let mut base_url = self.base_url;
         if creating && base_url.is_none() {
             base_url = self
@@ -119,16 +130,6 @@ impl ProviderBody {
                 return Err(ApiError::invalid(
                     "base_url",
                     "is required for openai-compat providers",
-                ));
-            }
-        }
-        if let Some(url) = &base_url {
-            refuse_control_chars("base_url", url)?;
-            let ok = http_url_with_host(url);
-            if !ok {
-                return Err(ApiError::invalid(
-                    "base_url",
-                    "must be an http:// or https:// URL",
                 ));
             }
         }
