@@ -132,6 +132,8 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
             "{} at {}",
             args.provider.model, args.provider.anthropic_base_url
         ),
+        // Not a flag value: Bedrock is configured as a stored provider.
+        ProviderKind::Bedrock => "bedrock (stored providers only)".to_owned(),
     };
     println!(
         "\nagentq dev is running\n  API:    http://{address}\n  token:  {token}\n  model:  {model}\n  email:  {mail_to}\n\nTry:\n  curl -s -X POST http://{address}/api/v1/chats -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"message\":\"hello\"}}'\n  curl -N http://{address}/api/v1/chats/<id>/stream -H 'Authorization: Bearer {token}'\n\nCtrl+C stops everything.\n"

@@ -65,10 +65,13 @@ async fn site_owners_manage_providers_and_keys_never_come_back(pool: sqlx::PgPoo
         (json!({"name": "X", "kind": "echo"}), "kind"),
         (json!({"name": "X", "kind": "openai-compat"}), "base_url"),
         (
-            json!({"name": "X", "kind": "openai", "base_url": "ftp://example"}),
+            json!({"name": "X", "kind": "openai", "base_url": "ftp://example", "api_key": "sk-x"}),
             "base_url",
         ),
-        (json!({"name": "Gateway", "kind": "openai"}), "name"),
+        (
+            json!({"name": "Gateway", "kind": "openai", "api_key": "sk-other"}),
+            "name",
+        ),
         (
             json!({"name": "X", "kind": "openai", "api_key": "  "}),
             "api_key",

@@ -149,6 +149,10 @@ impl From<StoreError> for ApiError {
                 ApiError::invalid(field, "names nothing that exists")
             }
             StoreError::Invalid { field, detail } => ApiError::invalid(field, detail),
+            StoreError::Required { field } => ApiError::invalid(
+                field,
+                "is required for this provider's kind (only openai-compat and bedrock providers, and providers whose users bring their own keys, may have none)",
+            ),
             StoreError::Database(e) => e.into(),
         }
     }

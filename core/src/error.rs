@@ -35,6 +35,13 @@ pub enum StoreError {
         /// What is wrong.
         detail: &'static str,
     },
+    /// A value the row needs is absent (a provider's key, for a kind that cannot call
+    /// without one).
+    #[error("`{field}` is required")]
+    Required {
+        /// The request field that must be given.
+        field: &'static str,
+    },
     /// The database failed.
     #[error(transparent)]
     Database(sqlx::Error),

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod browser;
 pub mod fake_anthropic;
+pub mod fake_bedrock;
 pub mod fake_github;
 pub mod fake_openai;
 pub mod mcp_server;

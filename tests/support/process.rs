@@ -46,16 +46,22 @@ impl AgentqProcess {
     /// Starts `agentq <role>` with the app's database and Redis prefix, plus `extra` flags;
     /// it logs warnings only, to the test's stderr.
     pub fn spawn(app: &TestApp, role: &str, extra: &[&str]) -> Self {
-        Self::start(app, role, extra, None)
+        Self::start(app, role, extra, None, &[])
     }
 
     /// Like [`AgentqProcess::spawn`], logging at the default level (`info`) in `format`;
     /// [`AgentqProcess::log_lines`] reads what it wrote.
     pub fn spawn_logged(app: &TestApp, role: &str, extra: &[&str], format: LogFormat) -> Self {
-        Self::start(app, role, extra, Some(format))
+        Self::start(app, role, extra, Some(format), &[])
     }
 
-    fn start(app: &TestApp, role: &str, extra: &[&str], logged: Option<LogFormat>) -> Self {
+    fn start(
+        app: &TestApp,
+        role: &str,
+        extra: &[&str],
+        logged: Option<LogFormat>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_agentq"));
         command
             .arg(role)
@@ -69,6 +75,15 @@ impl AgentqProcess {
             .args(extra)
             .env_remove("AGENTQ_LOG_FORMAT")
             .stderr(Stdio::inherit());
+        if !env.is_empty() {
+            // The child's AWS settings are exactly the test's: none inherited from here.
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("AWS_") {
+                    command.env_remove(name);
+                }
+            }
+            command.envs(env.iter().copied());
+        }
         match logged {
             None => command.env("AGENTQ_LOG", "warn").stdout(Stdio::null()),
             Some(format) => command
@@ -139,6 +154,15 @@ impl AgentqProcess {
     /// `extra` flags.
     pub fn worker_with_default_leases(app: &TestApp, extra: &[&str]) -> Self {
         Self::spawn(app, "worker", &Self::worker_flags(app, extra))
+    }
+
+    /// [`AgentqProcess::worker`] with `env` added to its environment (the AWS credential
+    /// chain's variables, say), which no other test's worker sees; it inherits no other
+    /// `AWS_*` variable.
+    pub fn worker_with_env(app: &TestApp, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut flags = vec!["--turn-lease-secs", "3", "--queue-lease-secs", "2"];
+        flags.extend_from_slice(extra);
+        Self::start(app, "worker", &Self::worker_flags(app, &flags), None, env)
     }
 
     /// [`AgentqProcess::worker`], logging in `format`.

@@ -26,7 +26,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::providers::{
-    AnthropicProvider, CacheTtl, EchoProvider, OpenAiProvider, Provider, ProviderLimits,
+    AnthropicProvider, BedrockProvider, CacheTtl, EchoProvider, OpenAiProvider, Provider,
+    ProviderLimits,
 };
 
 /// Micro-dollars per million tokens.
@@ -315,6 +316,17 @@ impl ModelResolver {
                 AnthropicProvider::new(
                     &row.provider_base_url,
                     key.as_deref().unwrap_or_default(),
+                    self.limits,
+                )
+                .map_err(ResolveError::Unusable)?
+                .with_name(row.provider_name.clone())
+                .with_headers(headers),
+            )),
+            ProviderKind::Bedrock => Provider::Bedrock(Arc::new(
+                BedrockProvider::new(
+                    &row.provider_base_url,
+                    row.provider_region.clone(),
+                    key.as_deref(),
                     self.limits,
                 )
                 .map_err(ResolveError::Unusable)?

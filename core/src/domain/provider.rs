@@ -24,6 +24,10 @@ pub enum ProviderKind {
     /// OpenRouter, which speaks OpenAI Chat Completions.
     #[value(skip)]
     Openrouter,
+    /// AWS Bedrock's Converse stream API: a stored bearer token (a Bedrock API key), or no
+    /// stored key and the worker's AWS credential chain with SigV4 (stored only).
+    #[value(skip)]
+    Bedrock,
     /// Built-in echo model: no network, for local trials and benchmarks (flags only; never
     /// stored).
     Echo,
@@ -31,11 +35,12 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// The kinds a provider stored as data may have (the admin API refuses the others).
-    pub const STORED: [ProviderKind; 4] = [
+    pub const STORED: [ProviderKind; 5] = [
         ProviderKind::Openai,
         ProviderKind::OpenaiCompat,
         ProviderKind::Anthropic,
         ProviderKind::Openrouter,
+        ProviderKind::Bedrock,
     ];
 
     /// The wire name, as stored and sent.
@@ -45,28 +50,39 @@ impl ProviderKind {
             ProviderKind::OpenaiCompat => "openai-compat",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Openrouter => "openrouter",
+            ProviderKind::Bedrock => "bedrock",
             ProviderKind::Echo => "echo",
         }
     }
 
     /// The base URL used when none is given; `None` when the kind needs one
-    /// (`openai-compat`) or has none (`echo`).
+    /// (`openai-compat`) or has none (`echo`). Bedrock's is empty: the worker calls the
+    /// regional endpoint `https://bedrock-runtime.{region}.amazonaws.com`.
     pub fn default_base_url(self) -> Option<&'static str> {
         match self {
             ProviderKind::Openai => Some("https://api.openai.com/v1"),
             ProviderKind::Anthropic => Some("https://api.anthropic.com"),
             ProviderKind::Openrouter => Some("https://openrouter.ai/api/v1"),
+            ProviderKind::Bedrock => Some(""),
             ProviderKind::OpenaiCompat | ProviderKind::Echo => None,
         }
     }
 
-    /// Whether a stored provider of this kind is unusable without an API key (a turn then
-    /// fails with `missing_key`); self-hosted OpenAI-compatible servers often need none.
+    /// Whether a stored provider of this kind is unusable without an API key. A row of
+    /// such a kind without a key is refused (the `providers_api_key_required` check, a 400
+    /// naming `api_key`); self-hosted OpenAI-compatible servers often need none, and
+    /// Bedrock without a stored token uses the worker's AWS credential chain.
     pub fn needs_api_key(self) -> bool {
         match self {
             ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Openrouter => true,
-            ProviderKind::OpenaiCompat | ProviderKind::Echo => false,
+            ProviderKind::OpenaiCompat | ProviderKind::Bedrock | ProviderKind::Echo => false,
         }
+    }
+
+    /// Whether a provider of this kind without a stored key authenticates with what the
+    /// worker finds around it (Bedrock: environment, profile, instance or task role).
+    pub fn allows_ambient_credentials(self) -> bool {
+        matches!(self, ProviderKind::Bedrock)
     }
 
     /// Whether requests to a provider of this kind may carry `prompt_cache_key` (OpenAI's
@@ -116,8 +132,15 @@ mod tests {
         }
         assert_eq!(
             ProviderKind::stored_list(),
-            "openai, openai-compat, anthropic, openrouter"
+            "openai, openai-compat, anthropic, openrouter, bedrock"
         );
+        // Only Bedrock calls without a stored key on credentials of the worker's own.
+        for kind in ProviderKind::STORED {
+            assert_eq!(
+                kind.allows_ambient_credentials(),
+                kind == ProviderKind::Bedrock
+            );
+        }
         assert!(serde_json::from_str::<ProviderKind>("\"gpt\"").is_err());
         assert!(!ProviderKind::Echo.is_stored());
     }

@@ -1,8 +1,8 @@
 //! PostgreSQL constraint violations turned into typed [`StoreError`]s, here and only here,
 //! so no caller ever matches on a constraint name (ARCHITECTURE.md §5, §11). A constraint
-//! listed below becomes [`StoreError::Duplicate`], [`StoreError::UnknownReference`] or
-//! [`StoreError::Invalid`] naming the request field it guards; any other violation stays a
-//! database error (a bug or a broken invariant, not a client mistake).
+//! listed below becomes [`StoreError::Duplicate`], [`StoreError::UnknownReference`],
+//! [`StoreError::Invalid`] or [`StoreError::Required`] naming the request field it guards;
+//! any other violation stays a database error (a bug or a broken invariant, not a client mistake).
 
 use crate::StoreError;
 
@@ -14,6 +14,8 @@ enum Meaning {
     UnknownReference,
     /// A CHECK over several columns: the combination is impossible (the detail says why).
     Invalid(&'static str),
+    /// A check that a value is present (a provider's key, for kinds that need one).
+    Required,
 }
 
 /// Constraint name, what its violation means, and the field it guards.
@@ -27,6 +29,7 @@ const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
         ),
         "allow_central_api_key_fallback",
     ),
+    ("providers_api_key_required", Meaning::Required, "api_key"),
     ("models_provider_id_name_key", Meaning::Duplicate, "name"),
     ("mcp_servers_slug_key", Meaning::Duplicate, "slug"),
     ("organizations_name_key", Meaning::Duplicate, "name"),
@@ -103,6 +106,7 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
         Some((_, Meaning::Duplicate, field)) => StoreError::Duplicate { field },
         Some((_, Meaning::UnknownReference, field)) => StoreError::UnknownReference { field },
         Some((_, Meaning::Invalid(detail), field)) => StoreError::Invalid { field, detail },
+        Some((_, Meaning::Required, field)) => StoreError::Required { field },
         None => StoreError::Database(e),
     }
 }

@@ -22,8 +22,11 @@ pub struct ProviderView {
     pub name: String,
     /// Wire format.
     pub kind: ProviderKind,
-    /// Base URL.
+    /// Base URL (empty for a Bedrock provider on its regional endpoint).
     pub base_url: String,
+    /// The AWS region a Bedrock provider calls; `None`: the worker's own (`AWS_REGION`,
+    /// its profile).
+    pub region: Option<String>,
     /// Whether an API key is stored.
     pub has_api_key: bool,
     /// Whether extra headers are stored.
@@ -51,6 +54,8 @@ pub struct ProviderChanges {
     pub kind: Option<ProviderKind>,
     /// Base URL.
     pub base_url: Option<String>,
+    /// AWS region (Bedrock); `Some(None)` clears it.
+    pub region: Option<Option<String>>,
     /// Sealed key; `Some(None)` clears it.
     pub api_key: Option<Option<Vec<u8>>>,
     /// Sealed JSON object of headers; `Some(None)` clears them.
@@ -153,6 +158,8 @@ pub struct ResolvedModel {
     pub provider_kind: ProviderKind,
     /// Provider base URL.
     pub provider_base_url: String,
+    /// Provider AWS region (Bedrock).
+    pub provider_region: Option<String>,
     /// Sealed key.
     pub api_key_ciphertext: Option<Vec<u8>>,
     /// Sealed headers.
@@ -169,7 +176,7 @@ pub struct ResolvedModel {
     pub provider_updated_at: DateTime<Utc>,
 }
 
-const PROVIDER_VIEW: &str = "id, name, kind, base_url, api_key_ciphertext IS NOT NULL AS has_api_key, \
+const PROVIDER_VIEW: &str = "id, name, kind, base_url, region, api_key_ciphertext IS NOT NULL AS has_api_key, \
      headers_ciphertext IS NOT NULL AS has_headers, enabled, central_api_key_enabled, allow_user_api_key, \
      allow_central_api_key_fallback, created_at, updated_at";
 const MODEL_COLUMNS: &str = "id, provider_id, name, display_name, context_limit, max_output_tokens, reasoning_effort, \
@@ -181,8 +188,8 @@ impl Store {
     pub async fn create_provider(&self, c: &ProviderChanges) -> Result<ProviderView, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO providers (id, name, kind, base_url, api_key_ciphertext, headers_ciphertext, enabled,
-                                    central_api_key_enabled, allow_user_api_key, allow_central_api_key_fallback)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, true), coalesce($9, false), coalesce($10, false))
+                                    central_api_key_enabled, allow_user_api_key, allow_central_api_key_fallback, region)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, true), coalesce($9, false), coalesce($10, false), $11)
              RETURNING {PROVIDER_VIEW}"
         )))
         .bind(Uuid::now_v7())
@@ -195,6 +202,7 @@ impl Store {
         .bind(c.central_api_key_enabled)
         .bind(c.allow_user_api_key)
         .bind(c.allow_central_api_key_fallback)
+        .bind(c.region.clone().flatten())
         .fetch_one(&self.pool)
         .await?)
     }
@@ -223,7 +231,7 @@ impl Store {
                 central_api_key_enabled = coalesce($10, central_api_key_enabled),
                 allow_user_api_key = coalesce($11, allow_user_api_key),
                 allow_central_api_key_fallback = coalesce($12, allow_central_api_key_fallback),
-                updated_at = now()
+                region = CASE WHEN $13 THEN $14 ELSE region END, updated_at = now()
              WHERE id = $1 RETURNING {PROVIDER_VIEW}"
         )))
         .bind(id)
@@ -238,6 +246,8 @@ impl Store {
         .bind(c.central_api_key_enabled)
         .bind(c.allow_user_api_key)
         .bind(c.allow_central_api_key_fallback)
+        .bind(c.region.is_some())
+        .bind(c.region.clone().flatten())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
@@ -380,7 +390,7 @@ impl Store {
             "SELECT m.id, m.provider_id, m.name, m.display_name, m.context_limit, m.max_output_tokens,
                     m.reasoning_effort, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
                     m.cache_write_price_micros, m.is_default, m.enabled, m.prompt_caching, m.cache_ttl,
-                    p.name AS provider_name, p.kind AS provider_kind, p.base_url AS provider_base_url,
+                    p.name AS provider_name, p.kind AS provider_kind, p.base_url AS provider_base_url, p.region AS provider_region,
                     p.api_key_ciphertext, p.headers_ciphertext, p.enabled AS provider_enabled,
                     p.updated_at AS provider_updated_at, p.central_api_key_enabled, p.allow_user_api_key,
                     p.allow_central_api_key_fallback

@@ -13,18 +13,29 @@ use super::{
     errors::{from_response, redirect_refused, startup_timeout, transport_error},
     limits::ProviderLimits,
     redact::Redactor,
-    sse::{self, WireParser},
+    sse::{self, Framing, WireParser},
 };
 
-/// Sends `request` and streams the answer `parser` reads from it.
+/// Sends `request` and streams the answer `parser` reads from its SSE events.
 pub(super) async fn send<P: WireParser>(
     request: reqwest::RequestBuilder,
     parser: P,
     limits: &ProviderLimits,
     redactor: &Redactor,
 ) -> Result<ProviderStream, ChatError> {
+    send_framed(request, Framing::Sse, parser, limits, redactor).await
+}
+
+/// [`send`] for a body cut into payloads by `framing`.
+pub(super) async fn send_framed<P: WireParser>(
+    request: reqwest::RequestBuilder,
+    framing: Framing,
+    parser: P,
+    limits: &ProviderLimits,
+    redactor: &Redactor,
+) -> Result<ProviderStream, ChatError> {
     let deadline = Instant::now() + limits.attempt_deadline;
-    let stream = start(request, parser, limits, deadline)
+    let stream = start(request, framing, parser, limits, deadline)
         .await
         .map_err(|e| redactor.error(e))?;
     let redactor = redactor.clone();
@@ -35,6 +46,7 @@ pub(super) async fn send<P: WireParser>(
 
 async fn start<P: WireParser>(
     request: reqwest::RequestBuilder,
+    framing: Framing,
     parser: P,
     limits: &ProviderLimits,
     deadline: Instant,
@@ -55,5 +67,7 @@ async fn start<P: WireParser>(
         let until = (Instant::now() + limits.error_body_timeout).min(deadline);
         return Err(from_response(&provider, response, until).await);
     }
-    Ok(sse::answer_stream(response, parser, limits, deadline))
+    Ok(sse::answer_stream(
+        response, framing, parser, limits, deadline,
+    ))
 }

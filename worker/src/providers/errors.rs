@@ -35,6 +35,7 @@ pub fn classify_http_error(provider: &str, status: u16, body: &str) -> ChatError
                 || lower.contains("maximum context")
                 || lower.contains("context window")
                 || lower.contains("prompt is too long")
+                || lower.contains("input is too long")
                 || lower.contains("too many tokens") =>
         {
             (

@@ -1,6 +1,7 @@
 //! LLM provider adapters: each turns a conversation into a stream of [`ProviderEvent`]s,
-//! and every failure into a [`ChatError`]. Hand-written (reqwest + eventsource-stream) for
-//! full control of deltas, errors and lenient parsing (ARCHITECTURE.md §7).
+//! and every failure into a [`ChatError`]. Hand-written (reqwest + eventsource-stream, and
+//! AWS's event-stream framing and SigV4 for Bedrock) for full control of deltas, errors and
+//! lenient parsing (ARCHITECTURE.md §7).
 //!
 //! Every attempt is bounded ([`ProviderLimits`]: first byte, silence, a deadline, error
 //! bodies, answer size), follows no redirect, and reports errors its chat's owner may read.
@@ -8,8 +9,11 @@
 mod anthropic;
 mod attachments;
 mod attempt;
+mod aws_auth;
+mod bedrock;
 mod echo;
 mod errors;
+mod eventstream;
 mod limits;
 mod openai;
 mod redact;
@@ -27,6 +31,7 @@ use futures::stream::BoxStream;
 
 pub use anthropic::AnthropicProvider;
 pub use attachments::Attachments;
+pub use bedrock::BedrockProvider;
 pub use echo::EchoProvider;
 pub use errors::{MAX_RETRY_AFTER, classify_http_error};
 pub use limits::{ERROR_BODY_MAX_BYTES, ProviderLimits};
@@ -174,6 +179,8 @@ pub enum Provider {
     OpenAi(Arc<OpenAiProvider>),
     /// Anthropic Messages.
     Anthropic(Arc<AnthropicProvider>),
+    /// AWS Bedrock's Converse stream.
+    Bedrock(Arc<BedrockProvider>),
     /// The built-in echo model.
     Echo(EchoProvider),
 }
@@ -201,6 +208,12 @@ impl Provider {
                 ))
             }
             ProviderKind::Echo => Provider::Echo(EchoProvider),
+            ProviderKind::Bedrock => {
+                return Err(errors::config_error(
+                    "Bedrock",
+                    "Bedrock is configured as a stored provider (POST /api/v1/admin/providers), not by flags",
+                ));
+            }
             ProviderKind::Anthropic => {
                 let key = config
                     .anthropic_api_key
@@ -231,6 +244,7 @@ impl Provider {
         match self {
             Provider::OpenAi(_) => "OpenAI",
             Provider::Anthropic(_) => "Anthropic",
+            Provider::Bedrock(_) => "Bedrock",
             Provider::Echo(_) => "echo",
         }
     }
@@ -240,6 +254,7 @@ impl Provider {
         match self {
             Provider::OpenAi(p) => p.stream(request).await,
             Provider::Anthropic(p) => p.stream(request).await,
+            Provider::Bedrock(p) => p.stream(request).await,
             Provider::Echo(p) => Ok(p.stream(request)),
         }
     }

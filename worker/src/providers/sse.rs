@@ -1,7 +1,8 @@
-//! The read loop both adapters share: pull SSE events from a response body, enforce the
-//! silence timeout, the attempt's deadline and the answer's byte cap, hand each payload to
-//! the wire format's parser, and end the stream exactly once (at the parser's last event,
-//! an error, or the end of the body).
+//! The read loop every adapter shares: pull payloads from a response body (SSE events'
+//! `data`, or AWS event-stream frames from [`super::eventstream`]), enforce the silence
+//! timeout, the attempt's deadline and the answer's byte cap, hand each payload to the wire
+//! format's parser, and end the stream exactly once (at the parser's last event, an error,
+//! or the end of the body).
 //!
 //! Every value that comes from the provider passes here before the turn engine sees it, so
 //! this is also where values no honest provider sends are bounded: an SSE event larger than
@@ -57,20 +58,50 @@ pub(super) const MAX_TOKEN_COUNT: u64 = 1_000_000_000_000;
 /// The longest model name passed on (it is stored with every answer).
 const MAX_MODEL_NAME_BYTES: usize = 200;
 
+/// How a response body is cut into payloads for the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// Server-sent events; each event's `data` is a payload.
+    Sse,
+    /// AWS event-stream frames (Bedrock); see [`super::eventstream`].
+    EventStream,
+}
+
+/// Why the body yielded no payload.
+#[derive(Debug)]
+pub(super) enum PayloadError {
+    /// One event or frame grew past the limit before it was complete.
+    TooLarge,
+    /// The connection broke or the framing is unreadable (the detail says how).
+    Broken(String),
+}
+
+/// The payloads of one response body, in order.
+pub(super) type Payloads =
+    std::pin::Pin<Box<dyn Stream<Item = Result<String, PayloadError>> + Send>>;
+
+/// The largest single event or frame accepted for an answer capped at `max_answer_bytes`.
+pub(super) fn max_event_bytes(limits: &ProviderLimits) -> usize {
+    limits.max_answer_bytes.saturating_add(EVENT_FRAMING_BYTES)
+}
+
 /// Streams the events of `response` through `parser`, within `limits` and until `deadline`.
 pub(super) fn answer_stream<P: WireParser>(
     response: reqwest::Response,
+    framing: Framing,
     parser: P,
     limits: &ProviderLimits,
     deadline: Instant,
 ) -> ProviderStream {
     let limits = *limits;
-    let body = events_at_most(
-        response.bytes_stream(),
-        limits.max_answer_bytes.saturating_add(EVENT_FRAMING_BYTES),
-    );
+    let payloads = match framing {
+        Framing::Sse => sse_payloads(response, max_event_bytes(&limits)),
+        Framing::EventStream => {
+            super::eventstream::payloads(response.bytes_stream(), max_event_bytes(&limits))
+        }
+    };
     let reader = Reader {
-        events: Box::pin(body.eventsource()),
+        events: payloads,
         parser,
         text_bytes: 0,
     };
@@ -92,12 +123,14 @@ pub(super) fn answer_stream<P: WireParser>(
                 }
                 Err(_) => Err(silence_timeout(&provider, limits.silence_timeout)),
                 Ok(None) => reader.parser.end(BodyEnd::Eof),
-                Ok(Some(Err(EventStreamError::Transport(BodyError::EventTooLarge)))) => {
+                Ok(Some(Err(PayloadError::TooLarge))) => {
                     Err(answer_too_large(&provider, limits.max_answer_bytes))
                 }
-                Ok(Some(Err(e))) => reader.parser.end(BodyEnd::Broken(e.to_string())),
-                Ok(Some(Ok(event))) => {
-                    let data = event.data.trim();
+                Ok(Some(Err(PayloadError::Broken(detail)))) => {
+                    reader.parser.end(BodyEnd::Broken(detail))
+                }
+                Ok(Some(Ok(data))) => {
+                    let data = data.trim();
                     if data.is_empty() {
                         continue;
                     }
@@ -126,14 +159,19 @@ pub(super) fn answer_stream<P: WireParser>(
     Box::pin(stream)
 }
 
-/// The body's SSE events.
-type Events = std::pin::Pin<
-    Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<BodyError>>> + Send>,
->;
+/// The `data` of the SSE events of `response`, each event at most `max` bytes.
+fn sse_payloads(response: reqwest::Response, max: usize) -> Payloads {
+    let events = events_at_most(response.bytes_stream(), max).eventsource();
+    Box::pin(events.map(|event| match event {
+        Ok(event) => Ok(event.data),
+        Err(EventStreamError::Transport(BodyError::EventTooLarge)) => Err(PayloadError::TooLarge),
+        Err(e) => Err(PayloadError::Broken(e.to_string())),
+    }))
+}
 
 /// The state of one answer's read loop.
 struct Reader<P> {
-    events: Events,
+    events: Payloads,
     parser: P,
     /// Text and reasoning bytes (signatures and redacted reasoning included: they are
     /// stored with the answer) passed on so far.

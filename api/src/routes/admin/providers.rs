@@ -3,6 +3,9 @@
 //! `has_headers` only. A `kind` outside [`ProviderKind::STORED`] is a 400 naming `kind`.
 //! Each provider carries a key policy (whose key a user's turn uses; the table is on
 //! [`KeyPolicy`]); a combination the database would refuse is a 400 naming the field.
+//! A provider without a key is refused (a 400 naming `api_key`) unless its kind may call
+//! without one: `openai-compat` (servers that need none) and `bedrock` (the worker's AWS
+//! credential chain), or when its users bring their own keys (`allow_user_api_key`).
 
 use std::collections::BTreeMap;
 
@@ -33,14 +36,22 @@ pub struct ProviderBody {
     /// Unique name, 1-100 characters, shown in errors; required on create.
     #[schema(max_length = 100)]
     name: Option<String>,
-    /// Wire format: `openai`, `openai-compat`, `anthropic` or `openrouter`; required on
-    /// create. Any other value is a 400 naming `kind`.
+    /// Wire format: `openai`, `openai-compat`, `anthropic`, `openrouter` or `bedrock`;
+    /// required on create. Any other value is a 400 naming `kind`.
     #[schema(example = "openai")]
     kind: Option<ProviderKind>,
     /// `http://` or `https://` URL; defaults by kind on create (required for
-    /// `openai-compat`).
+    /// `openai-compat`; for `bedrock` the default is the regional endpoint
+    /// `https://bedrock-runtime.{region}.amazonaws.com`, stored as an empty string).
     base_url: Option<String>,
-    /// Sealed before it is stored and never returned; `null` removes it.
+    /// AWS region of a `bedrock` provider (`us-east-1`); absent or `null`: the worker's
+    /// own (`AWS_REGION`, `AWS_DEFAULT_REGION`, its profile). Refused for other kinds.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(example = "us-east-1")]
+    region: Option<Option<String>>,
+    /// Sealed before it is stored and never returned; `null` removes it. Required for
+    /// `openai`, `anthropic` and `openrouter`; for `bedrock` it is a Bedrock API key sent
+    /// as a bearer token, and without one the worker signs with its AWS credentials.
     #[serde(default, deserialize_with = "present")]
     api_key: Option<Option<String>>,
     /// Extra request headers, sealed like the key; `null` removes them.
@@ -113,6 +124,39 @@ impl ProviderBody {
                 format!("is required (one of {})", ProviderKind::stored_list()),
             ));
         }
+        let region = match self.region {
+            Some(Some(region)) => {
+                if creating && self.kind != Some(ProviderKind::Bedrock) {
+                    return Err(ApiError::invalid(
+                        "region",
+                        "is only used by bedrock providers",
+                    ));
+                }
+                let valid = (1..=50).contains(&region.len())
+                    && region
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid {
+                    return Err(ApiError::invalid(
+                        "region",
+                        "must be an AWS region name such as us-east-1",
+                    ));
+                }
+                Some(Some(region))
+            }
+            other => other,
+        };
+        // A given URL is checked; a kind's default is trusted (Bedrock's is empty: the
+        // regional endpoint).
+        if let Some(url) = &self.base_url {
+            refuse_control_chars("base_url", url)?;
+            if !http_url_with_host(url) {
+                return Err(ApiError::invalid(
+                    "base_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
         let mut base_url = self.base_url;
         if creating && base_url.is_none() {
             base_url = self
@@ -123,16 +167,6 @@ impl ProviderBody {
                 return Err(ApiError::invalid(
                     "base_url",
                     "is required for openai-compat providers",
-                ));
-            }
-        }
-        if let Some(url) = &base_url {
-            refuse_control_chars("base_url", url)?;
-            let ok = http_url_with_host(url);
-            if !ok {
-                return Err(ApiError::invalid(
-                    "base_url",
-                    "must be an http:// or https:// URL",
                 ));
             }
         }
@@ -207,10 +241,27 @@ impl ProviderBody {
                 )?))
             }
         };
+        // Also the database's `providers_api_key_required` check, which covers a `PATCH`
+        // that removes the key or changes the kind.
+        if creating
+            && let Some(kind) = self.kind
+            && kind.needs_api_key()
+            && self.allow_user_api_key != Some(true)
+            && !matches!(api_key, Some(Some(_)))
+        {
+            return Err(ApiError::invalid(
+                "api_key",
+                format!(
+                    "is required for {kind} providers (only openai-compat and bedrock providers, \
+                     and providers whose users bring their own keys, may have none)"
+                ),
+            ));
+        }
         Ok(ProviderChanges {
             name,
             kind: self.kind,
             base_url,
+            region,
             api_key,
             headers,
             enabled: self.enabled,
@@ -242,6 +293,9 @@ const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "x-api-key",
     "anthropic-version",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
 ];
 
 /// Whether `url` is an `http://` or `https://` URL with a host, read with `url::Url` (no
