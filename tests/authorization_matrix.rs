@@ -183,6 +183,7 @@ fn fill(path: &str, w: &World) -> String {
         .replace("{run_id}", &w.absent.to_string())
         .replace("{file_id}", &w.absent.to_string())
         .replace("{token_id}", &w.spare_token_id)
+        .replace("{provider}", &w.provider_id)
         .replace("{name}", SKILL)
         .replace("{queue}", "turns")
         .replace("{organization_id}", &w.org_a.to_string())
@@ -202,6 +203,12 @@ const ALICE_TEXT: &str = "matrix-alice-message-3b7d";
 const BOB_TEXT: &str = "matrix-bob-message-8e2f";
 const PROVIDER_KEY: &str = "sk-matrix-provider-key-91c2";
 const MCP_KEY: &str = "mcp-matrix-key-55e1";
+/// member_a's own key for the provider.
+const USER_KEY: &str = "sk-user-matrix-6d1f0c9a2b7e4d3f";
+/// What member_a's upload holds.
+const FILE_TEXT: &str = "matrix upload 3e8b1c5d7f9a";
+/// What member_a's skill says.
+const SKILL_TEXT: &str = "matrix skill 8c2d4e6f1a3b";
 
 struct World {
     app: TestApp,
@@ -284,7 +291,7 @@ async fn build_world(pool: sqlx::PgPool) -> World {
             &owner,
             "/api/v1/admin/providers",
             json!({"name": "Matrix", "kind": "openai-compat", "base_url": app.fake.base_url,
-                   "api_key": PROVIDER_KEY}),
+                   "api_key": PROVIDER_KEY, "allow_user_api_key": true}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{provider}");
@@ -331,10 +338,34 @@ async fn build_world(pool: sqlx::PgPool) -> World {
     let (status, skill) = app
         .post(
             "/api/v1/users/me/skills",
-            json!({"name": SKILL, "body": "# Matrix\n"}),
+            json!({"name": SKILL, "body": format!("# Matrix\n{SKILL_TEXT}\n")}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{skill}");
+    // member_a's own key for the provider, and an upload of theirs.
+    let (status, key) = app
+        .put_as(
+            &app.token,
+            &format!(
+                "/api/v1/users/me/provider-keys/{}",
+                provider["id"].as_str().unwrap()
+            ),
+            json!({"api_key": USER_KEY}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {key}");
+    let upload = app
+        .client
+        .post(format!("{}/api/v1/files?name=notes.txt", app.base))
+        .bearer_auth(&app.token)
+        .header("content-type", "text/plain")
+        .body(FILE_TEXT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let file: serde_json::Value = upload.json().await.unwrap();
+    let file_a = file["id"].as_str().unwrap().to_owned();
 
     let tokens = BTreeMap::from([
         ("anonymous", None),
@@ -356,6 +387,14 @@ async fn build_world(pool: sqlx::PgPool) -> World {
         (spare_secret, "member_a's spare token", nobody()),
         (PROVIDER_KEY.into(), "the provider key", nobody()),
         (MCP_KEY.into(), "the MCP server's key", nobody()),
+        (USER_KEY.into(), "member_a's own provider key", nobody()),
+        (FILE_TEXT.into(), "member_a's file", nobody()),
+        (file_a, "member_a's file id", vec!["member_a", "scoped"]),
+        (
+            SKILL_TEXT.into(),
+            "member_a's skill",
+            vec!["member_a", "scoped"],
+        ),
         (
             ALICE_TEXT.into(),
             "member_a's message",

@@ -19,7 +19,6 @@ use std::{
 use agentq_core::{
     config::{self, QueueConfig},
     queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, run_jobs},
-    redis_conn,
     shutdown::CancellationToken,
 };
 use reqwest::{StatusCode, header};
@@ -98,8 +97,8 @@ fn flaky_tools_consumer(
 ) {
     let queue: QueueConfig = config::defaults();
     let consumer = Consumer::start(
-        redis_conn::shared(&app.services.redis).unwrap(),
-        redis_conn::blocking(&app.services.redis).unwrap(),
+        app.services.redis.shared().unwrap(),
+        app.services.redis.blocking().unwrap(),
         ConsumerOptions {
             keys: QueueKeys::new(&app.prefix, QueueName::Tools),
             consumer: "flaky".into(),

@@ -10,8 +10,7 @@ use agentq_core::{
     chat_query::ChatQuery,
     domain::{
         BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta, Membership,
-        MessagePart,
-        NewChat, OrganizationRole, PlanMode, ReasoningEffort,
+        MessagePart, NewChat, OrganizationRole, PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,

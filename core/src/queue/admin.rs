@@ -307,7 +307,7 @@ pub struct QueueCounters {
 
 /// Every queue's [`QueueCounters`] (zeros for a queue whose stream does not exist yet).
 pub async fn queue_counters(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
 ) -> redis::RedisResult<Vec<QueueCounters>> {
     let mut out = Vec::new();
@@ -365,7 +365,7 @@ fn info_field(info: &redis::Value, name: &str) -> u64 {
 /// that asks (`SET NX`) and read by every other, so sessions survive restarts and work on
 /// any replica. Deleting the key signs every operator out.
 pub async fn dashboard_session_key(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     fresh: [u8; 32],
 ) -> redis::RedisResult<Vec<u8>> {

@@ -32,7 +32,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ProviderEvent, ProviderRequest, ProviderStream, attempt, aws_auth,
+    ProviderEvent, ProviderRequest, ProviderStream,
+    attachments::{Attached, Attachments},
+    attempt, aws_auth,
     errors::{config_error, invalid_tool_arguments, stream_cut, unreadable_event},
     limits::ProviderLimits,
     redact::Redactor,
@@ -222,7 +224,8 @@ impl BedrockProvider {
 /// The JSON body of a Converse stream request.
 fn request_body(request: &ProviderRequest) -> Value {
     let tools_offered = !request.tools.is_empty();
-    let mut body = json!({ "messages": wire_messages(&request.messages, tools_offered) });
+    let mut body =
+        json!({ "messages": wire_messages(&request.messages, tools_offered, &request.files) });
     if let Some(system) = request.system.as_ref().filter(|s| !s.is_empty()) {
         body["system"] = json!([{ "text": system }]);
     }
@@ -246,8 +249,11 @@ fn request_body(request: &ProviderRequest) -> Value {
     body
 }
 
+/// Bedrock takes images of at most 3.75 MB.
+const MAX_IMAGE_BYTES: usize = 3_750_000;
+
 /// The conversation in Converse form, roles alternating.
-fn wire_messages(messages: &[Message], tools_offered: bool) -> Vec<Value> {
+fn wire_messages(messages: &[Message], tools_offered: bool, files: &Attachments) -> Vec<Value> {
     let mut out: Vec<(&str, Vec<Value>)> = Vec::new();
     for message in messages {
         let role = match message.role {
@@ -257,7 +263,10 @@ fn wire_messages(messages: &[Message], tools_offered: bool) -> Vec<Value> {
         let blocks: Vec<Value> = message
             .content
             .iter()
-            .filter_map(|part| wire_block(message.role, part, tools_offered))
+            .filter_map(|part| match part {
+                MessagePart::File { .. } if message.role == Role::User => file_block(part, files),
+                _ => wire_block(message.role, part, tools_offered),
+            })
             .collect();
         if blocks.is_empty() {
             continue;
@@ -270,6 +279,38 @@ fn wire_messages(messages: &[Message], tools_offered: bool) -> Vec<Value> {
     out.into_iter()
         .map(|(role, content)| json!({"role": role, "content": content}))
         .collect()
+}
+
+/// A user message's attached file (attachments.rs): images as `image` blocks and PDFs as
+/// `document` blocks with base64 bytes, text files and notes as `text` blocks.
+fn file_block(part: &MessagePart, files: &Attachments) -> Option<Value> {
+    Some(match files.render(part, MAX_IMAGE_BYTES)? {
+        Attached::Image { mimetype, data } => {
+            let format = mimetype.strip_prefix("image/").unwrap_or("png");
+            json!({"image": {"format": format, "source": {"bytes": data}}})
+        }
+        Attached::Pdf { name, data } => {
+            // Converse allows letters, digits, spaces, hyphens, parentheses and brackets.
+            let name: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || " -()[]".contains(c) {
+                        c
+                    } else {
+                        ' '
+                    }
+                })
+                .take(200)
+                .collect();
+            let name = if name.trim().is_empty() {
+                "document".to_owned()
+            } else {
+                name
+            };
+            json!({"document": {"format": "pdf", "name": name, "source": {"bytes": data}}})
+        }
+        Attached::Text(text) => json!({ "text": text }),
+    })
 }
 
 /// One part as a content block; `None` for parts Converse is not sent (reasoning, empty
@@ -670,6 +711,7 @@ mod tests {
             cache: None,
             cache_key: None,
             reasoning_effort: None,
+            files: Default::default(),
         }
     }
 
