@@ -816,3 +816,70 @@ async fn a_rotation_pages_on_the_primary_key_index_and_reseals_thousands(pool: s
     let providers = again.iter().find(|c| c.table == "providers").unwrap();
     assert_eq!((providers.resealed, providers.current), (0, rows as u64));
 }
+
+#[sqlx::test]
+async fn a_key_stored_after_missing_key_serves_the_next_turn_and_the_title(pool: sqlx::PgPool) {
+    let mut app = TestApp::start_api_only(pool).await;
+    app.worker.generate_titles = true;
+    app.start_worker().await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    // Users' keys only: a user without one gets missing_key.
+    let (_, model) = provider_on_fake(
+        &app,
+        &owner,
+        "OwnOnly",
+        json!({"allow_user_api_key": true, "central_api_key_enabled": false}),
+    )
+    .await;
+    let first = "before storing a key";
+    let chat = turn_on(&app, &app.token, model, first).await;
+    assert_eq!(chat["last_error"]["kind"], "missing_key", "{chat}");
+    assert!(keys_sent_for(&app, first).is_empty());
+
+    let (status, body) = app
+        .put_as(
+            &app.token,
+            "/api/v1/users/me/provider-keys/OwnOnly",
+            json!({"api_key": "sk-alice-own"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = chat["id"].as_str().unwrap().to_owned();
+    let second = "after storing a key";
+    let (status, body) = app
+        .post_as(
+            &app.token,
+            &format!("/api/v1/chats/{id}/messages"),
+            json!({"message": second}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let chat = eventually(Duration::from_secs(20), "the turn to end", || async {
+        let (_, chat) = app.get_as(&app.token, &format!("/api/v1/chats/{id}")).await;
+        (chat["status"] == "waiting" || chat["status"] == "error").then_some(chat)
+    })
+    .await;
+    assert_eq!(chat["status"], "waiting", "{chat}");
+    let own = Some("Bearer sk-alice-own".to_owned());
+    let sent = keys_sent_for(&app, second);
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(|k| *k == own), "{sent:?}");
+
+    // The title is asked for with the chat owner's key too.
+    let titles = eventually(Duration::from_secs(20), "a title request", || async {
+        let titles: Vec<_> = app
+            .fake
+            .received()
+            .into_iter()
+            .filter(|r| {
+                r.body["messages"][0]["content"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("You name conversations"))
+            })
+            .collect();
+        (!titles.is_empty()).then_some(titles)
+    })
+    .await;
+    assert!(titles.iter().all(|r| r.authorization == own), "{titles:?}");
+    app.stop().await;
+}
