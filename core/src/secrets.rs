@@ -3,11 +3,13 @@
 //! configuration (`AGENTQ_SECRET_KEY`, 64 hex characters). Stored form: nonce || ciphertext.
 //! Secrets we only need to compare (API tokens) are hashed instead (see `auth`).
 //!
-//! Rotating the key (ARCHITECTURE.md §11): every process restarts with the new key as
-//! `AGENTQ_SECRET_KEY` and the old one as `AGENTQ_PREVIOUS_SECRET_KEY` (a box opens values
-//! sealed under either and seals under the new one), `agentq admin rotate-key` re-seals
-//! every stored value under the new key ([`SecretBox::reseal`]), then the previous key is
-//! dropped from the configuration.
+//! Rotating the key (ARCHITECTURE.md §11, README "Rotating the secret key"): a box seals
+//! under `AGENTQ_SECRET_KEY` and opens values sealed under it or `AGENTQ_PREVIOUS_SECRET_KEY`.
+//! A rolling restart goes in two phases so no process meets a value it cannot open: first
+//! every process with the old key current and the new one previous, then every process
+//! with the new key current and the old one previous; `agentq admin rotate-key` then
+//! re-seals every stored value under the new key ([`SecretBox::reseal`]) and, run again,
+//! must find them all current before the previous key is dropped.
 //!
 //! Settings that hold secrets are [`SecretString`]s or [`SecretUrl`]s, so formatting a
 //! config with `{:?}` (a panic message, a `tracing` field, `agentq admin config`) shows no
