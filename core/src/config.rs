@@ -222,35 +222,42 @@ pub struct SecretsConfig {
 }
 
 impl SecretsConfig {
-    /// The configured box, if a key is set.
+    /// The configured box, if a key is set. A previous key alone is an error (it would be
+    /// silently ignored), and each malformed key is reported under its own variable.
     pub fn secret_box(
         &self,
     ) -> Result<Option<crate::secrets::SecretBox>, crate::secrets::SecretError> {
-        let open = |key: &Option<SecretString>| {
-            key.as_ref()
-                .map(ExposeSecret::expose_secret)
-                .filter(|k| !k.trim().is_empty())
-                .map(crate::secrets::SecretBox::from_hex)
-                .transpose()
-        };
-        let previous = open(&self.previous_secret_key)?;
-        Ok(open(&self.secret_key)?.map(|current| match &previous {
-            Some(previous) => current.with_previous(previous),
-            None => current,
-        }))
+        let previous = self.previous_box()?;
+        let current = set(&self.secret_key)
+            .map(crate::secrets::SecretBox::from_hex)
+            .transpose()?;
+        match (current, previous) {
+            (None, Some(_)) => Err(crate::secrets::SecretError::PreviousWithoutKey),
+            (current, previous) => Ok(current.map(|current| match &previous {
+                Some(previous) => current.with_previous(previous),
+                None => current,
+            })),
+        }
     }
 
     /// The key being rotated away from, alone (for `agentq admin rotate-key`).
     pub fn previous_box(
         &self,
     ) -> Result<Option<crate::secrets::SecretBox>, crate::secrets::SecretError> {
-        self.previous_secret_key
-            .as_ref()
-            .map(ExposeSecret::expose_secret)
-            .filter(|k| !k.trim().is_empty())
-            .map(crate::secrets::SecretBox::from_hex)
+        set(&self.previous_secret_key)
+            .map(|k| {
+                crate::secrets::SecretBox::from_hex(k)
+                    .map_err(|_| crate::secrets::SecretError::BadPreviousKey)
+            })
             .transpose()
     }
+}
+
+/// A secret setting's value unless it is unset or blank.
+fn set(key: &Option<SecretString>) -> Option<&str> {
+    key.as_ref()
+        .map(ExposeSecret::expose_secret)
+        .filter(|k| !k.trim().is_empty())
 }
 
 /// The HTTP API.
@@ -791,6 +798,57 @@ pub fn apply_config_file(path: &Path) -> Result<(), ConfigFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn secrets(current: Option<&str>, previous: Option<&str>) -> SecretsConfig {
+        SecretsConfig {
+            secret_key: current.map(|k| SecretString::from(k.to_owned())),
+            previous_secret_key: previous.map(|k| SecretString::from(k.to_owned())),
+        }
+    }
+
+    #[test]
+    fn a_malformed_previous_key_is_reported_under_its_own_name() {
+        let good = "ab".repeat(32);
+        let err = secrets(Some(&good), Some("not-hex"))
+            .secret_box()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("AGENTQ_PREVIOUS_SECRET_KEY must be"),
+            "{err}"
+        );
+        let err = secrets(None, Some("short")).previous_box().unwrap_err();
+        assert!(
+            err.to_string().contains("AGENTQ_PREVIOUS_SECRET_KEY"),
+            "{err}"
+        );
+        let err = secrets(Some("bad"), Some(&good)).secret_box().unwrap_err();
+        assert!(
+            err.to_string().starts_with("AGENTQ_SECRET_KEY must be"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_previous_key_alone_is_an_error_not_ignored() {
+        let good = "cd".repeat(32);
+        let err = secrets(None, Some(&good)).secret_box().unwrap_err();
+        assert!(matches!(
+            err,
+            crate::secrets::SecretError::PreviousWithoutKey
+        ));
+        assert!(
+            err.to_string().contains("AGENTQ_SECRET_KEY is not"),
+            "{err}"
+        );
+        assert!(secrets(None, None).secret_box().unwrap().is_none());
+        assert!(
+            secrets(Some(&good), Some("  "))
+                .secret_box()
+                .unwrap()
+                .is_some()
+        );
+    }
 
     /// Parses one config group from command-line flags, as the binary does.
     fn parse<T: Args + FromArgMatches>(args: &[&str]) -> T {

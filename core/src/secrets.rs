@@ -3,11 +3,13 @@
 //! configuration (`AGENTQ_SECRET_KEY`, 64 hex characters). Stored form: nonce || ciphertext.
 //! Secrets we only need to compare (API tokens) are hashed instead (see `auth`).
 //!
-//! Rotating the key (ARCHITECTURE.md §11): every process restarts with the new key as
-//! `AGENTQ_SECRET_KEY` and the old one as `AGENTQ_PREVIOUS_SECRET_KEY` (a box opens values
-//! sealed under either and seals under the new one), `agentq admin rotate-key` re-seals
-//! every stored value under the new key ([`SecretBox::reseal`]), then the previous key is
-//! dropped from the configuration.
+//! Rotating the key (ARCHITECTURE.md §11, README "Rotating the secret key"): a box seals
+//! under `AGENTQ_SECRET_KEY` and opens values sealed under it or `AGENTQ_PREVIOUS_SECRET_KEY`.
+//! A rolling restart goes in two phases so no process meets a value it cannot open: first
+//! every process with the old key current and the new one previous, then every process
+//! with the new key current and the old one previous; `agentq admin rotate-key` then
+//! re-seals every stored value under the new key ([`SecretBox::reseal`]) and, run again,
+//! must find them all current before the previous key is dropped.
 //!
 //! Settings that hold secrets are [`SecretString`]s or [`SecretUrl`]s, so formatting a
 //! config with `{:?}` (a panic message, a `tracing` field, `agentq admin config`) shows no
@@ -63,6 +65,17 @@ pub enum SecretError {
         "AGENTQ_SECRET_KEY must be 64 hex characters (32 bytes); generate one with `openssl rand -hex 32`"
     )]
     BadKey,
+    /// The configured previous key is not 64 hex characters.
+    #[error(
+        "AGENTQ_PREVIOUS_SECRET_KEY must be 64 hex characters (32 bytes), like AGENTQ_SECRET_KEY"
+    )]
+    BadPreviousKey,
+    /// A previous key is configured without a current one (it would be ignored).
+    #[error(
+        "AGENTQ_PREVIOUS_SECRET_KEY is set but AGENTQ_SECRET_KEY is not: the previous key only \
+         opens values alongside a current key that seals new ones"
+    )]
+    PreviousWithoutKey,
     /// No key is configured but a secret must be stored or read.
     #[error("no AGENTQ_SECRET_KEY is configured, so secrets cannot be stored or read")]
     NoKey,
@@ -209,6 +222,33 @@ pub fn write_private_file(path: &std::path::Path, contents: &str) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's two-phase rotation: phase 1 processes (old key, new accepted) and
+    /// phase 2 processes (new key, old accepted) read each other's values, so during
+    /// either rolling restart no process meets a value it cannot open.
+    #[test]
+    fn both_phases_of_a_rolling_rotation_read_each_other() {
+        let (old_hex, new_hex) = (SecretBox::generate_key_hex(), SecretBox::generate_key_hex());
+        let old = SecretBox::from_hex(&old_hex).unwrap();
+        let new = SecretBox::from_hex(&new_hex).unwrap();
+        let unrestarted = old.clone();
+        let phase1 = old.clone().with_previous(&new);
+        let phase2 = new.clone().with_previous(&old);
+        let by_unrestarted = unrestarted.seal("a");
+        let by_phase1 = phase1.seal("b");
+        let by_phase2 = phase2.seal("c");
+        // Phase 1 still seals under the old key: processes not yet restarted read it.
+        assert_eq!(unrestarted.open(&by_phase1).unwrap(), "b");
+        for reader in [&phase1, &phase2] {
+            assert_eq!(reader.open(&by_unrestarted).unwrap(), "a");
+            assert_eq!(reader.open(&by_phase1).unwrap(), "b");
+            assert_eq!(reader.open(&by_phase2).unwrap(), "c");
+        }
+        // Only once no phase-1 process is left may rotate-key move everything to the new key.
+        assert!(matches!(phase2.reseal(&by_phase1), Resealed::Replaced(_)));
+        assert_eq!(phase2.reseal(&by_phase2), Resealed::Current);
+        assert!(unrestarted.open(&by_phase2).is_err());
+    }
 
     #[cfg(unix)]
     #[test]

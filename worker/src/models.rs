@@ -115,8 +115,25 @@ type ClientKey = (Uuid, Option<Uuid>);
 type ClientStamp = (DateTime<Utc>, DateTime<Utc>);
 
 /// Clients cached at most (one per provider, plus one per user with a key of their own);
-/// past it the cache starts over, which costs rebuilding clients, never a wrong key.
+/// past it one entry makes room ([`evict_one`]), which costs rebuilding a client, never a
+/// wrong key.
 const MAX_CACHED_CLIENTS: usize = 1024;
+
+/// Removes one cached client to make room: the user-key client whose key (or provider row)
+/// changed longest ago, so the providers' own clients, which every other user's turns
+/// share, stay; a provider's own only when no user-key client is left.
+fn evict_one<V>(clients: &mut HashMap<ClientKey, (ClientStamp, V)>) {
+    let oldest = |user_keys: bool| {
+        clients
+            .iter()
+            .filter(|((_, owner), _)| owner.is_some() == user_keys)
+            .min_by_key(|(_, (stamp, _))| *stamp)
+            .map(|(key, _)| *key)
+    };
+    if let Some(victim) = oldest(true).or_else(|| oldest(false)) {
+        clients.remove(&victim);
+    }
+}
 
 /// The key a step is sent with, still sealed, and whose it is.
 struct Credential {
@@ -350,7 +367,7 @@ impl ModelResolver {
         };
         let mut clients = self.clients.lock().expect("clients lock");
         if clients.len() >= MAX_CACHED_CLIENTS && !clients.contains_key(&cache_key) {
-            clients.clear();
+            evict_one(&mut clients);
         }
         clients.insert(cache_key, (stamp, client.clone()));
         Ok(client)
@@ -360,6 +377,27 @@ impl ModelResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_cache_evicts_the_oldest_user_key_client_not_everything() {
+        let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let provider = Uuid::now_v7();
+        let (old_user, new_user) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut clients = HashMap::new();
+        clients.insert((provider, None), ((at(1), at(1)), "central"));
+        clients.insert((provider, Some(old_user)), ((at(1), at(2)), "old"));
+        clients.insert((provider, Some(new_user)), ((at(1), at(3)), "new"));
+        evict_one(&mut clients);
+        assert_eq!(clients.len(), 2);
+        assert!(clients.contains_key(&(provider, None)));
+        assert!(clients.contains_key(&(provider, Some(new_user))));
+        evict_one(&mut clients);
+        evict_one(&mut clients);
+        assert!(
+            clients.is_empty(),
+            "then the providers' own, when nothing else is left"
+        );
+    }
 
     #[test]
     fn cost_prices_cached_tokens_at_their_own_rate_and_rounds_up() {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ApiState,
     auth::CurrentUser,
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ErrorBody, refuse_control_chars},
     extract::JsonBody,
 };
 
@@ -52,8 +52,17 @@ impl std::fmt::Debug for ProviderKeyBody {
     }
 }
 
-/// The provider `{provider}` names, else a 404.
+/// The provider `{provider}` names, else a 404. A reference no provider can have (a
+/// control character, which PostgreSQL may not even take in text, or longer than a name or
+/// an id can be) is a 400 naming `provider`, before any lookup.
 async fn provider(state: &ApiState, reference: &str) -> Result<ProviderView, ApiError> {
+    refuse_control_chars("provider", reference)?;
+    if reference.chars().count() > 100 {
+        return Err(ApiError::invalid(
+            "provider",
+            "must be a provider's id or name (at most 100 characters)",
+        ));
+    }
     match state.store.find_provider(reference).await {
         Err(StoreError::NotFound) => Err(ApiError::NotFound(format!(
             "no provider with the id or name `{reference}`"
@@ -105,7 +114,7 @@ pub async fn list_provider_keys(
     request_body = ProviderKeyBody,
     responses(
         (status = 200, description = "Stored, sealed; the caller's next turn on the provider uses it.", body = UserProviderKeyStatus),
-        (status = 400, description = "`api_key` is missing, empty, too long or not printable ASCII.", body = ErrorBody),
+        (status = 400, description = "`api_key` is missing, empty, too long or not printable ASCII, or `provider` holds a control character or is over 100 characters.", body = ErrorBody),
         (status = 404, description = "No such provider.", body = ErrorBody),
         (status = 409, description = "The provider does not take users' keys, or agentq has no secret key to seal it with.", body = ErrorBody),
     )
@@ -166,6 +175,7 @@ pub async fn put_provider_key(
     params(("provider" = String, Path, description = "The provider's id or name.")),
     responses(
         (status = 204, description = "Gone (or there was none); the caller's next turn on the provider uses the central key if the policy falls back to it, else fails with `missing_key`."),
+        (status = 400, description = "`provider` holds a control character or is over 100 characters.", body = ErrorBody),
         (status = 404, description = "No such provider.", body = ErrorBody),
     )
 )]

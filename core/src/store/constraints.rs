@@ -1,8 +1,8 @@
 //! PostgreSQL constraint violations turned into typed [`StoreError`]s, here and only here,
 //! so no caller ever matches on a constraint name (ARCHITECTURE.md §5, §11). A constraint
-//! listed below becomes [`StoreError::Duplicate`], [`StoreError::UnknownReference`],
-//! [`StoreError::Invalid`] or [`StoreError::Required`] naming the request field it guards;
-//! any other violation stays a database error (a bug or a broken invariant, not a client mistake).
+//! listed below becomes [`StoreError::Duplicate`], [`StoreError::UnknownReference`] or
+//! [`StoreError::Required`] naming the request field it guards; any other violation stays
+//! a database error (a bug or a broken invariant, not a client mistake).
 
 use crate::StoreError;
 
@@ -12,8 +12,6 @@ enum Meaning {
     Duplicate,
     /// A foreign key: the value names no row.
     UnknownReference,
-    /// A CHECK over several columns: the combination is impossible (the detail says why).
-    Invalid(&'static str),
     /// A check that a value is present (a provider's key, for kinds that need one).
     Required,
 }
@@ -21,14 +19,9 @@ enum Meaning {
 /// Constraint name, what its violation means, and the field it guards.
 const CONSTRAINTS: &[(&str, Meaning, &str)] = &[
     ("providers_name_key", Meaning::Duplicate, "name"),
-    (
-        "providers_key_policy_check",
-        Meaning::Invalid(
-            "makes an impossible key policy with central_api_key_enabled and \
-             allow_user_api_key (see the README's key policy table)",
-        ),
-        "allow_central_api_key_fallback",
-    ),
+    // `providers_key_policy_check` is not listed: `create_provider` and `update_provider`
+    // judge the policy first (the latter under the row's lock) and name the field
+    // `KeyPolicy::problem` blames; the check is the backstop for plain SQL.
     ("providers_api_key_required", Meaning::Required, "api_key"),
     ("models_provider_id_name_key", Meaning::Duplicate, "name"),
     ("mcp_servers_slug_key", Meaning::Duplicate, "slug"),
@@ -105,7 +98,6 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     match known {
         Some((_, Meaning::Duplicate, field)) => StoreError::Duplicate { field },
         Some((_, Meaning::UnknownReference, field)) => StoreError::UnknownReference { field },
-        Some((_, Meaning::Invalid(detail), field)) => StoreError::Invalid { field, detail },
         Some((_, Meaning::Required, field)) => StoreError::Required { field },
         None => StoreError::Database(e),
     }

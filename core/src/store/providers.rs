@@ -186,6 +186,12 @@ const MODEL_COLUMNS: &str = "id, provider_id, name, display_name, context_limit,
 impl Store {
     /// Creates a provider; `changes` must name `name`, `kind` and `base_url`.
     pub async fn create_provider(&self, c: &ProviderChanges) -> Result<ProviderView, StoreError> {
+        if let Some(problem) = c.key_policy_over(KeyPolicy::default()).problem() {
+            return Err(StoreError::Invalid {
+                field: problem.field,
+                detail: problem.detail,
+            });
+        }
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO providers (id, name, kind, base_url, api_key_ciphertext, headers_ciphertext, enabled,
                                     central_api_key_enabled, allow_user_api_key, allow_central_api_key_fallback, region)
@@ -216,13 +222,35 @@ impl Store {
         .await?)
     }
 
-    /// Applies the given changes to a provider.
+    /// Applies the given changes to a provider. The key policy they make with the stored
+    /// one is judged under the row's lock, so a refusal names the field [`KeyPolicy::problem`]
+    /// blames even when two patches race (the database's check would only say "impossible").
     pub async fn update_provider(
         &self,
         id: Uuid,
         c: &ProviderChanges,
     ) -> Result<ProviderView, StoreError> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let mut tx = self.pool.begin().await?;
+        let (central, user, fallback): (bool, bool, bool) = sqlx::query_as(
+            "SELECT central_api_key_enabled, allow_user_api_key, allow_central_api_key_fallback
+             FROM providers WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let merged = c.key_policy_over(KeyPolicy {
+            central_api_key_enabled: central,
+            allow_user_api_key: user,
+            allow_central_api_key_fallback: fallback,
+        });
+        if let Some(problem) = merged.problem() {
+            return Err(StoreError::Invalid {
+                field: problem.field,
+                detail: problem.detail,
+            });
+        }
+        let updated = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE providers SET
                 name = coalesce($2, name), kind = coalesce($3, kind), base_url = coalesce($4, base_url),
                 api_key_ciphertext = CASE WHEN $5 THEN $6 ELSE api_key_ciphertext END,
@@ -248,16 +276,21 @@ impl Store {
         .bind(c.allow_central_api_key_fallback)
         .bind(c.region.is_some())
         .bind(c.region.clone().flatten())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
-        .ok_or(StoreError::NotFound)
+        .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(updated)
     }
 
-    /// One provider, by id or by name (what `{provider}` in a user's key routes names).
+    /// One provider, by id or by name (what `{provider}` in a user's key routes names); the
+    /// id wins when one provider's id is another's name (the API refuses such names, rows
+    /// written before it did may still have one).
     pub async fn find_provider(&self, reference: &str) -> Result<ProviderView, StoreError> {
         let id = reference.parse::<Uuid>().ok();
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PROVIDER_VIEW} FROM providers WHERE ($1::uuid IS NOT NULL AND id = $1) OR name = $2"
+            "SELECT {PROVIDER_VIEW} FROM providers WHERE ($1::uuid IS NOT NULL AND id = $1) OR name = $2
+             ORDER BY (id = $1) IS TRUE DESC LIMIT 1"
         )))
         .bind(id)
         .bind(reference)

@@ -3,8 +3,9 @@
 //! by `core::secrets`; `tests/provider_keys.rs` fails when the schema has a `*_ciphertext`
 //! column this list lacks, so a new secret cannot be forgotten by a rotation.
 //!
-//! Each table is walked in key order, a batch at a time: one transaction locks the batch's
-//! rows (`FOR UPDATE`), re-seals each value (`SecretBox::reseal`: values the new key
+//! Each table is walked in primary-key order, a batch at a time: one transaction locks the
+//! batch's rows (`FOR UPDATE`, found by a range scan of the primary-key index from the last
+//! batch's key, see [`Store::reseal_batch_sql`]), re-seals each value (`SecretBox::reseal`: values the new key
 //! already opens are left alone) and commits. A rotation that stops halfway (a crash, a
 //! lost connection) is simply run again: what was done is skipped, what was not is done.
 
@@ -81,8 +82,9 @@ pub struct RotationCount {
     pub unreadable: u64,
 }
 
-/// One fetched row: its key as text (the walk's cursor) and its sealed values.
-type SealedRow = (String, Vec<Option<Vec<u8>>>);
+/// One fetched row: its physical address (for the update, stable while the batch holds
+/// the row's lock), its key columns as text (the walk's cursor) and its sealed values.
+type SealedRow = (String, Vec<String>, Vec<Option<Vec<u8>>>);
 
 impl Store {
     /// Re-seals every value of every [`SEALED_COLUMNS`] table under `secrets`' own key,
@@ -99,27 +101,51 @@ impl Store {
         Ok(counts)
     }
 
+    /// The batch query of `t`: the first page, and the page after a cursor (`$2`, the key
+    /// columns as text, cast back to their own types). Both compare and order the primary
+    /// key's own columns as a row, so each page is a range scan of the primary-key index
+    /// that stops after `$1` rows, whatever the table's size.
+    pub async fn reseal_batch_sql(&self, t: &SealedTable) -> Result<[String; 2], StoreError> {
+        let mut typed = Vec::with_capacity(t.key.len());
+        for (i, column) in t.key.iter().enumerate() {
+            let ty: String = sqlx::query_scalar(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped",
+            )
+            .bind(t.table)
+            .bind(column)
+            .fetch_one(&self.pool)
+            .await?;
+            typed.push(format!("($2::text[])[{}]::{ty}", i + 1));
+        }
+        // Identifiers and types come from the constant list above and the catalog, never
+        // from input.
+        let key = t.key.join(", ");
+        let head = format!(
+            "SELECT ctid::text, ARRAY[{as_text}], ARRAY[{cols}] FROM {table}",
+            as_text = t
+                .key
+                .iter()
+                .map(|k| format!("{k}::text"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            cols = t.columns.join(", "),
+            table = t.table,
+        );
+        let tail = format!("ORDER BY {key} LIMIT $1 FOR UPDATE");
+        Ok([
+            format!("{head} {tail}"),
+            format!("{head} WHERE ({key}) > ({}) {tail}", typed.join(", ")),
+        ])
+    }
+
     async fn reseal_table(
         &self,
         t: &SealedTable,
         secrets: &SecretBox,
         batch: u32,
     ) -> Result<RotationCount, StoreError> {
-        // Identifiers come from the constant list above, never from input.
-        let key_text = format!(
-            "concat_ws('/', {})",
-            t.key
-                .iter()
-                .map(|k| format!("{k}::text"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let select = format!(
-            "SELECT {key_text} AS k, ARRAY[{cols}] AS v FROM {table}
-             WHERE {key_text} > $1 ORDER BY 1 LIMIT $2 FOR UPDATE",
-            cols = t.columns.join(", "),
-            table = t.table,
-        );
+        let [first, next] = self.reseal_batch_sql(t).await?;
         let sets = t
             .columns
             .iter()
@@ -127,25 +153,27 @@ impl Store {
             .map(|(i, c)| format!("{c} = coalesce(${}, {c})", i + 2))
             .collect::<Vec<_>>()
             .join(", ");
-        let update = format!("UPDATE {} SET {sets} WHERE {key_text} = $1", t.table);
+        // The row was locked by this transaction's SELECT, so its ctid still names it.
+        let update = format!("UPDATE {} SET {sets} WHERE ctid = $1::tid", t.table);
         let mut count = RotationCount {
             table: t.table,
             ..RotationCount::default()
         };
-        let mut after = String::new();
+        let mut after: Option<Vec<String>> = None;
         loop {
             let mut tx = self.pool.begin().await?;
-            let rows: Vec<SealedRow> = sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
-                .bind(&after)
-                .bind(i64::from(batch))
-                .fetch_all(&mut *tx)
-                .await?;
-            let Some((last, _)) = rows.last() else {
+            let sql = if after.is_some() { &next } else { &first };
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(i64::from(batch));
+            if let Some(cursor) = &after {
+                query = query.bind(cursor.clone());
+            }
+            let rows: Vec<SealedRow> = query.fetch_all(&mut *tx).await?;
+            let Some((_, last, _)) = rows.last() else {
                 tx.commit().await?;
                 return Ok(count);
             };
-            after = last.clone();
-            for (key, values) in &rows {
+            after = Some(last.clone());
+            for (ctid, _, values) in &rows {
                 let mut replaced = Vec::with_capacity(values.len());
                 for value in values {
                     replaced.push(match value.as_deref().map(|v| secrets.reseal(v)) {
@@ -167,7 +195,7 @@ impl Store {
                 if replaced.iter().all(Option::is_none) {
                     continue;
                 }
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(key);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(update.clone())).bind(ctid);
                 for value in replaced {
                     query = query.bind(value);
                 }

@@ -19,6 +19,7 @@ use axum::{
     http::StatusCode,
 };
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::{parse_id, present};
 use crate::{
@@ -109,6 +110,14 @@ impl ProviderBody {
         }
         if let Some(n) = &name {
             refuse_control_chars("name", n)?;
+            // `{provider}` in a user's key routes is an id or a name: a name that reads as
+            // an id would be ambiguous.
+            if n.parse::<Uuid>().is_ok() {
+                return Err(ApiError::invalid(
+                    "name",
+                    "must not be a UUID (routes name a provider by id or by name)",
+                ));
+            }
         }
         if let Some(kind) = self.kind
             && !kind.is_stored()
