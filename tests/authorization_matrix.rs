@@ -158,6 +158,17 @@ const MATRIX: &[Row] = &[
     ("DELETE", "/api/v1/users/me/skills/{name}",                            [401, 403, 404, 404, 404, 404, 204]),
     ("DELETE", "/api/v1/users/me/tokens/{token_id}",                        [401, 403, 404, 404, 404, 404, 204]),
     ("DELETE", "/api/v1/chats/{chat_id}",                                   [401, 403, 404, 404, 404, 404, 204]),
+    // Uploads (#14 item 3): the file ids filled in are absent, so a read is a 404 for all;
+    // an upload needs `chat:update` and is anyone's own.
+    ("GET",    "/api/v1/files/{file_id}",                                   [401, 404, 404, 404, 404, 404, 404]),
+    ("GET",    "/api/v1/files/{file_id}/metadata",                          [401, 404, 404, 404, 404, 404, 404]),
+    ("POST",   "/api/v1/files",                                             [401, 403, 201, 201, 201, 201, 201]),
+    // Models and users' own provider keys (#15 item 3). The walk deletes the provider
+    // before it reaches DELETE, so every caller's key is gone by then: 404.
+    ("GET",    "/api/v1/models",                                            [401, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/api/v1/users/me/provider-keys",                            [401, 200, 200, 200, 200, 200, 200]),
+    ("PUT",    "/api/v1/users/me/provider-keys/{provider}",                 [401, 403, 400, 400, 400, 400, 400]),
+    ("DELETE", "/api/v1/users/me/provider-keys/{provider}",                 [401, 403, 404, 404, 404, 404, 404]),
 ];
 
 /// The value each path parameter takes.

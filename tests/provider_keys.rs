@@ -277,7 +277,7 @@ async fn impossible_key_policies_are_refused_by_the_api_and_the_database(pool: s
         assert_eq!(body["validations"][0]["field"], field, "{body}");
     }
     // A patch is judged merged with what is stored.
-    let (provider, _) = provider_on_fake(&app, &owner, "P", json!({})).await;
+    let (provider, _) = provider_on_fake(&app, &owner, "P", json!({"api_key": "sk-p"})).await;
     let path = format!("/api/v1/admin/providers/{provider}");
     let (status, body) = app
         .patch_as(
@@ -380,7 +380,8 @@ async fn a_stored_key_is_sealed_and_never_shown(pool: sqlx::PgPool) {
         json!({"allow_user_api_key": true, "api_key": "sk-central-visible-never"}),
     )
     .await;
-    let (_, no_user_keys) = provider_on_fake(&app, &owner, "Central", json!({})).await;
+    let (_, no_user_keys) =
+        provider_on_fake(&app, &owner, "Central", json!({"api_key": "sk-central-2"})).await;
     let _ = no_user_keys;
     let secret = "sk-user-3f9a1c77e2b04d5d";
     let mut bodies = Vec::new();
