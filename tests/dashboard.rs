@@ -16,11 +16,7 @@ use std::{
     time::Duration,
 };
 
-use agentq_core::{
-    config::{self, QueueConfig},
-    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, run_jobs},
-    shutdown::CancellationToken,
-};
+use agentq_core::{queue::RunToolCall, shutdown::CancellationToken};
 use reqwest::{StatusCode, header};
 use serde_json::Value;
 use support::{
@@ -28,6 +24,7 @@ use support::{
     browser::Browser,
     eventually,
     fake_openai::Reply,
+    flaky_tools::flaky_tools_consumer,
     process::AgentqProcess,
 };
 
@@ -88,43 +85,6 @@ async fn the_overview_follows_a_queue_and_the_worker_processes_live(pool: sqlx::
     browser.close().await;
 }
 
-/// A tools consumer in this process whose handler fails until `healthy` is set; counts runs.
-fn flaky_tools_consumer(
-    app: &TestApp,
-    healthy: Arc<AtomicBool>,
-    runs: Arc<AtomicUsize>,
-    stop: CancellationToken,
-) {
-    let queue: QueueConfig = config::defaults();
-    let consumer = Consumer::start(
-        app.services.redis.shared().unwrap(),
-        app.services.redis.blocking().unwrap(),
-        ConsumerOptions {
-            keys: QueueKeys::new(&app.prefix, QueueName::Tools),
-            consumer: "flaky".into(),
-            concurrency: 4,
-            fetch_batch: queue.fetch_batch,
-            lease: Duration::from_secs(5),
-            max_deliveries: 3,
-            max_attempts: 2,
-            block: Duration::from_millis(200),
-            max_len: 0,
-        },
-        stop,
-    );
-    tokio::spawn(run_jobs("flaky", consumer, move |_job: RunToolCall| {
-        let (h, r) = (healthy.clone(), runs.clone());
-        async move {
-            r.fetch_add(1, Ordering::SeqCst);
-            if h.load(Ordering::SeqCst) {
-                Ok(())
-            } else {
-                Err("the tool backend is down".into())
-            }
-        }
-    }));
-}
-
 #[sqlx::test]
 async fn a_dead_letter_retried_from_the_page_runs_and_a_form_without_csrf_is_refused(
     pool: sqlx::PgPool,
@@ -134,7 +94,7 @@ async fn a_dead_letter_retried_from_the_page_runs_and_a_form_without_csrf_is_ref
     let healthy = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
-    flaky_tools_consumer(&app, healthy.clone(), runs.clone(), stop.clone());
+    let _runner = flaky_tools_consumer(&app, healthy.clone(), runs.clone(), stop.clone());
     let job = RunToolCall {
         tool_call_id: uuid::Uuid::now_v7(),
     };

@@ -11,15 +11,12 @@ use std::{
     time::Duration,
 };
 
-use agentq_core::{
-    config::{self, QueueConfig},
-    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, run_jobs},
-    shutdown::CancellationToken,
-};
+use agentq_core::{queue::RunToolCall, shutdown::CancellationToken};
 use reqwest::{Method, StatusCode};
 use support::{
     app::{TestApp, create_owner},
     eventually,
+    flaky_tools::flaky_tools_consumer,
 };
 
 #[sqlx::test]
@@ -31,36 +28,8 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_can_be_retried_through_th
     // A tools consumer whose handler fails until `healthy` is set.
     let healthy = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicUsize::new(0));
-    let queue: QueueConfig = config::defaults();
     let stop = CancellationToken::new();
-    let consumer = Consumer::start(
-        app.services.redis.shared().unwrap(),
-        app.services.redis.blocking().unwrap(),
-        ConsumerOptions {
-            keys: QueueKeys::new(&app.prefix, QueueName::Tools),
-            consumer: "flaky".into(),
-            concurrency: 4,
-            fetch_batch: queue.fetch_batch,
-            lease: Duration::from_secs(5),
-            max_deliveries: 3,
-            max_attempts: 2,
-            block: Duration::from_millis(200),
-            max_len: 0,
-        },
-        stop.clone(),
-    );
-    let (h, r) = (healthy.clone(), runs.clone());
-    let runner = run_jobs("flaky", consumer, move |_job: RunToolCall| {
-        let (h, r) = (h.clone(), r.clone());
-        async move {
-            r.fetch_add(1, Ordering::SeqCst);
-            if h.load(Ordering::SeqCst) {
-                Ok(())
-            } else {
-                Err("the tool backend is down".into())
-            }
-        }
-    });
+    let runner = flaky_tools_consumer(&app, healthy.clone(), runs.clone(), stop.clone());
     let job = RunToolCall {
         tool_call_id: uuid::Uuid::now_v7(),
     };

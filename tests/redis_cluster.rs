@@ -14,8 +14,7 @@ use std::{
 };
 
 use agentq_core::{
-    config::{self, QueueConfig},
-    queue::{Consumer, ConsumerOptions, QueueKeys, QueueName, RunToolCall, run_jobs},
+    queue::{QueueKeys, QueueName, RunToolCall},
     shutdown::CancellationToken,
 };
 use agentq_scheduler::SchedulerConfig;
@@ -24,6 +23,7 @@ use support::{
     app::{TestApp, create_owner},
     eventually,
     fake_openai::answer_to,
+    flaky_tools::flaky_tools_consumer,
     process::WorkerProcess,
     redis_cluster::RedisCluster,
     sse::{is_status, read_until},
@@ -135,36 +135,8 @@ async fn exercise(app: &TestApp, owner: &str, round: &str) {
 async fn dead_letter_retried(app: &TestApp, owner: &str) {
     let healthy = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicUsize::new(0));
-    let queue: QueueConfig = config::defaults();
     let stop = CancellationToken::new();
-    let consumer = Consumer::start(
-        app.services.redis.shared().unwrap(),
-        app.services.redis.blocking().unwrap(),
-        ConsumerOptions {
-            keys: QueueKeys::new(&app.prefix, QueueName::Tools),
-            consumer: "flaky".into(),
-            concurrency: 4,
-            fetch_batch: queue.fetch_batch,
-            lease: Duration::from_secs(5),
-            max_deliveries: 3,
-            max_attempts: 2,
-            block: Duration::from_millis(200),
-            max_len: 0,
-        },
-        stop.clone(),
-    );
-    let (h, r) = (healthy.clone(), runs.clone());
-    let runner = run_jobs("flaky", consumer, move |_job: RunToolCall| {
-        let (h, r) = (h.clone(), r.clone());
-        async move {
-            r.fetch_add(1, Ordering::SeqCst);
-            if h.load(Ordering::SeqCst) {
-                Ok(())
-            } else {
-                Err("the tool backend is down".into())
-            }
-        }
-    });
+    let runner = flaky_tools_consumer(app, healthy.clone(), runs.clone(), stop.clone());
     let job = RunToolCall {
         tool_call_id: uuid::Uuid::now_v7(),
     };

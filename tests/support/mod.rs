@@ -10,6 +10,7 @@ pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_github;
 pub mod fake_openai;
+pub mod flaky_tools;
 pub mod mcp_server;
 pub mod process;
 pub mod redis_cluster;
