@@ -14,14 +14,19 @@
 //! carry hash tags, so every multi-key command and script stays inside one slot. The one
 //! thing a cluster refuses that one server allows is a pipeline whose keys sit in
 //! different slots; [`SlotPipelines`] splits such a batch by hash tag.
+//!
+//! Every connection sets `TCP_NODELAY` (the `redis` crate leaves Nagle's algorithm on): a
+//! multiplexed connection writes one small command after another, and with Nagle each
+//! write waits for the previous one's acknowledgement.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use redis::{
-    Cmd, Pipeline, RedisFuture, Value,
+    Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::{ClusterClient, ClusterConfig},
     cluster_async::ClusterConnection,
+    io::tcp::TcpSettings,
 };
 
 /// How long a short command may take before the connection is treated as dead.
@@ -59,12 +64,15 @@ impl RedisClient {
         match cluster_nodes(url) {
             Some(nodes) => Ok(Self::Cluster(Arc::new(
                 ClusterClient::builder(nodes)
+                    .tcp_settings(tcp_settings())
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
                     .retries(3)
                     .build()?,
             ))),
-            None => Ok(Self::Single(redis::Client::open(url)?)),
+            None => Ok(Self::Single(redis::Client::open(
+                url.into_connection_info()?.set_tcp_settings(tcp_settings()),
+            )?)),
         }
     }
 
@@ -151,6 +159,11 @@ impl RedisClient {
                 .map(RedisConn::Cluster),
         }
     }
+}
+
+/// Socket options of every connection: no Nagle delay on small writes.
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
 }
 
 /// The seed nodes of a cluster URL, or `None` for a one-server URL.
@@ -314,6 +327,20 @@ pub fn next_backoff(current: Duration, floor: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_turn_nagle_off() {
+        let RedisClient::Single(client) =
+            RedisClient::open("redis://:pw@127.0.0.1:6379/2").unwrap()
+        else {
+            panic!("one server");
+        };
+        let info = client.get_connection_info();
+        assert!(info.tcp_settings().nodelay());
+        // The URL's other parts still count.
+        assert_eq!(info.redis_settings().db(), 2);
+        assert_eq!(info.redis_settings().password(), Some("pw"));
+    }
 
     #[test]
     fn cluster_urls_name_their_seed_nodes() {
