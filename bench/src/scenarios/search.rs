@@ -58,8 +58,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         for _ in 0..samples {
             let started = Instant::now();
             let response = client
-                .get(&url)
-                .query(&[("q", filter)])
+                .get(reqwest::Url::parse_with_params(&url, &[("q", filter)])?)
                 .bearer_auth(&token.secret)
                 .timeout(Duration::from_secs(10))
                 .send()
