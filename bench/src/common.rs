@@ -230,7 +230,6 @@ where
 /// served in this process.
 pub struct Stack {
     pub services: Services,
-    pub prefix: String,
     pub token: String,
     /// `http://127.0.0.1:<port>` of the in-process API, when started.
     pub base: Option<String>,
@@ -282,7 +281,6 @@ impl Stack {
         };
         Ok(Stack {
             services,
-            prefix: prefix.to_owned(),
             token: token.secret.clone(),
             base,
             stop,
@@ -418,13 +416,12 @@ pub fn render(args: &crate::Args, rows: &[Row], took: Duration) -> String {
         .map(|n| n.get())
         .unwrap_or(0);
     let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-    let dirty = if command_output("git", &["status", "--porcelain", "--untracked-files=no"])
-        .is_empty()
-    {
-        ""
-    } else {
-        " (with uncommitted changes)"
-    };
+    let dirty =
+        if command_output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+            ""
+        } else {
+            " (with uncommitted changes)"
+        };
     let redis = command_output("redis-server", &["--version"]);
     let mut command = String::from("cargo run --release -p agentq-bench --");
     if args.quick {
@@ -489,8 +486,14 @@ pub fn cpu_by_command() -> HashMap<String, u64> {
         };
         let comm = stat[open + 1..close].to_owned();
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = fields
+            .get(11)
+            .and_then(|u| u.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
         *out.entry(comm).or_default() += ticks;
     }
     out
@@ -499,13 +502,20 @@ pub fn cpu_by_command() -> HashMap<String, u64> {
 /// "postgres 95%, agentq 60%, ..." of the cores' time between two [`cpu_by_command`]
 /// snapshots `wall` apart (100% = one core), largest first, the top four. Processes that
 /// ended between the snapshots are not counted.
-pub fn cpu_share(before: &HashMap<String, u64>, after: &HashMap<String, u64>, wall: Duration) -> String {
+pub fn cpu_share(
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+    wall: Duration,
+) -> String {
     let ticks_per_sec = 100.0;
     let mut shares: Vec<(String, f64)> = after
         .iter()
         .map(|(comm, &t)| {
             let used = t.saturating_sub(before.get(comm).copied().unwrap_or(0));
-            (comm.clone(), used as f64 / ticks_per_sec / wall.as_secs_f64().max(0.001) * 100.0)
+            (
+                comm.clone(),
+                used as f64 / ticks_per_sec / wall.as_secs_f64().max(0.001) * 100.0,
+            )
         })
         .filter(|(_, share)| *share >= 1.0)
         .collect();
@@ -516,5 +526,11 @@ pub fn cpu_share(before: &HashMap<String, u64>, after: &HashMap<String, u64>, wa
         .take(4)
         .map(|(comm, share)| format!("{comm} {share:.0}%"))
         .collect();
-    format!("CPU {total:.0}% of {}00%: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), top.join(", "))
+    format!(
+        "CPU {total:.0}% of {}00%: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        top.join(", ")
+    )
 }

@@ -37,7 +37,6 @@ struct Shared {
     behavior: Behavior,
     /// Requests being held ([`Behavior::Stall`]).
     held: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
     released: watch::Receiver<bool>,
     /// When each conversation's tool calls were sent (keyed by its first user message).
     calls_sent: Arc<Mutex<HashMap<String, Instant>>>,
@@ -60,7 +59,6 @@ impl FakeProvider {
         let shared = Shared {
             behavior,
             held: Arc::default(),
-            requests: Arc::default(),
             released,
             calls_sent: Arc::default(),
             fan_in: Arc::default(),
@@ -84,11 +82,6 @@ impl FakeProvider {
     /// Requests held now.
     pub fn held(&self) -> usize {
         self.shared.held.load(Ordering::Relaxed)
-    }
-
-    /// Requests received so far.
-    pub fn requests(&self) -> usize {
-        self.shared.requests.load(Ordering::Relaxed)
     }
 
     /// Answers every held request, and every later one at once.
@@ -125,7 +118,6 @@ fn first_user_text(body: &Value) -> String {
 }
 
 async fn completions(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
-    shared.requests.fetch_add(1, Ordering::Relaxed);
     let has_results = body["messages"]
         .as_array()
         .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));

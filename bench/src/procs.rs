@@ -107,15 +107,12 @@ impl Agentq {
         let base = format!("http://{listen}");
         let client = reqwest::Client::new();
         let url = format!("{base}/healthz");
-        let up = crate::common::wait_until(
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || {
+        let up =
+            crate::common::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
                 let request = client.get(&url).send();
                 async move { request.await.is_ok_and(|r| r.status().is_success()) }
-            },
-        )
-        .await;
+            })
+            .await;
         anyhow::ensure!(up, "the API process did not serve within 30 s");
         api.base = Some(base);
         Ok(api)

@@ -63,7 +63,10 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     Ok(vec![
         Row::new(
             "archive",
-            format!("maintenance tick, nothing due, over {} chats", n(chats as f64)),
+            format!(
+                "maintenance tick, nothing due, over {} chats",
+                n(chats as f64)
+            ),
             format!("{:.1} ms", ms(idle_tick)),
             "<= 100 ms",
             Some(idle_tick <= Duration::from_millis(100)),
@@ -84,7 +87,6 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         ),
     ])
 }
-
 
 fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()

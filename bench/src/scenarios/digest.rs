@@ -28,7 +28,10 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let services = Services::new(db.pool.clone(), ctx.redis_url(), &prefix, 0)?;
     let until = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
     // One chat per owner, all idle for more than 30 days on 2026-06-01.
-    services.store.seed_idle_chats(owners, owners, until).await?;
+    services
+        .store
+        .seed_idle_chats(owners, owners, until)
+        .await?;
     services
         .store
         .update_site_config(&SiteConfigChanges {
@@ -44,19 +47,28 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         "worker",
         &db,
         &prefix,
-        &["--queues", "mail", "--provider", "echo", "--smtp-url", &smtp_url],
+        &[
+            "--queues",
+            "mail",
+            "--provider",
+            "echo",
+            "--smtp-url",
+            &smtp_url,
+        ],
     )?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let tick_at = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
     let started = Instant::now();
     let outcome =
-        agentq_scheduler::maintenance::maintain(&services.store, &services.producer, tick_at).await?;
+        agentq_scheduler::maintenance::maintain(&services.store, &services.producer, tick_at)
+            .await?;
     let tick = started.elapsed();
     let queued = outcome.emails_queued;
     let sending = Instant::now();
-    let all = wait_until(limit, Duration::from_millis(10), || async {
-        sink.received() >= queued
+    let sink_ref = &sink;
+    let all = wait_until(limit, Duration::from_millis(10), || async move {
+        sink_ref.received() >= queued
     })
     .await;
     let took = sending.elapsed();
@@ -64,12 +76,19 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let rate = received as f64 / took.as_secs_f64();
     Ok(vec![Row::new(
         "digest",
-        format!("{} owners' digests: outbox -> SMTP server", n(owners as f64)),
+        format!(
+            "{} owners' digests: outbox -> SMTP server",
+            n(owners as f64)
+        ),
         format!(
             "{} emails/s ({received} of {queued} in {:.1} s{}); the tick that wrote them took {:.0} ms",
             n(rate),
             took.as_secs_f64(),
-            if all { "" } else { ", stopped at the time bound" },
+            if all {
+                ""
+            } else {
+                ", stopped at the time bound"
+            },
             ms(tick)
         ),
         ">= 500 emails/s",

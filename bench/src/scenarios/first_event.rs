@@ -2,25 +2,21 @@
 //! echo worker process and the API in this process. Open loop: a new probe (create the
 //! chat, open its stream, wait for the first delta) starts every 10 ms whatever the
 //! earlier ones are doing, so slow answers do not slow the offered load. At saturation:
-//! the same probes (every 20 ms) while 64 clients create chats back to back.
+//! 64 clients each run probes back to back (closed loop), so the system runs at what it
+//! can take.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crate::{
-    common::{Ctx, Row, Stack, create_chat, first_delta, http, ms, n, p50_p99},
+    common::{Ctx, Row, Stack, first_delta, http, ms, n, p50_p99},
     scenarios::turns::echo_stack,
 };
 
 pub const ABOUT: &str = "POST /chats -> first SSE message_part at the client, 1 echo worker \
 process: p50/p99 at a steady 100 turns/s offered open-loop (5 s quick, 30 s full), and at \
-saturation (probes every 20 ms while 64 clients create chats back to back). Target: p99 <= \
-25 ms open-loop.";
+saturation (64 clients running probes back to back). Target: p99 <= 25 ms open-loop.";
+
+const SATURATION_CLIENTS: usize = 64;
 
 /// Starts a probe every `every` for `length`; returns the latencies and the failures.
 async fn probes(stack: &Stack, every: Duration, length: Duration) -> (Vec<Duration>, usize) {
@@ -61,39 +57,38 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         Some(failed == 0 && ms(p99) <= 25.0),
     ));
 
-    // Saturation: 64 clients back to back, probes beside them.
-    let stop = Arc::new(AtomicBool::new(false));
-    let created = Arc::new(AtomicUsize::new(0));
+    // Saturation: 64 clients, each creating a chat and waiting for its first delta, back
+    // to back (closed loop: the offered load is what the system can take).
     let client = http();
-    let load: Vec<_> = (0..64)
-        .map(|c| {
-            let (client, base, token) = (client.clone(), stack.base().to_owned(), stack.token.clone());
-            let (stop, created) = (stop.clone(), created.clone());
+    let started = Instant::now();
+    let load: Vec<_> = (0..SATURATION_CLIENTS)
+        .map(|_| {
+            let (client, base, token) =
+                (client.clone(), stack.base().to_owned(), stack.token.clone());
             tokio::spawn(async move {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) && i < 100_000 {
-                    if create_chat(&client, &base, &token, &format!("load {c} {i}")).await.is_ok() {
-                        created.fetch_add(1, Ordering::Relaxed);
+                let (mut samples, mut failed) = (Vec::new(), 0usize);
+                while started.elapsed() < length && samples.len() + failed < 10_000 {
+                    match first_delta(&client, &base, &token).await {
+                        Ok(d) => samples.push(d),
+                        Err(_) => failed += 1,
                     }
-                    i += 1;
                 }
+                (samples, failed)
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    let at_start = created.load(Ordering::Relaxed);
-    let (mut samples, failed) = probes(&stack, Duration::from_millis(20), length).await;
-    let rate = (created.load(Ordering::Relaxed) - at_start) as f64 / started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    let (mut samples, mut failed) = (Vec::new(), 0);
     for task in load {
-        let _ = task.await;
+        let (mut s, f) = task.await?;
+        samples.append(&mut s);
+        failed += f;
     }
+    let rate = samples.len() as f64 / started.elapsed().as_secs_f64();
     let (_, _, text) = p50_p99(&mut samples);
     rows.push(Row::new(
         "first_event",
-        "POST /chats -> first SSE delta at saturation (64 clients back to back + probes)",
-        format!("{text}; {failed} failed; chats created meanwhile {} /s", n(rate)),
+        "POST /chats -> first SSE delta at saturation (64 closed-loop clients)",
+        format!("{text}; {failed} failed; {} turns/s", n(rate)),
         "reported",
         None,
     ));

@@ -32,22 +32,32 @@ async fn worker_rss(ctx: &Ctx) -> anyhow::Result<Row> {
     let db = ctx.fresh_db("memworker", 40).await?;
     let prefix = ctx.prefix("memw");
     let stack = Stack::new(ctx, &db, &prefix, Some(config::defaults::<ApiConfig>())).await?;
-    let worker = Agentq::openai_worker(ctx, &db, &prefix, &fake.base_url, &["--concurrency", "1000"])?;
+    let worker = Agentq::openai_worker(
+        ctx,
+        &db,
+        &prefix,
+        &fake.base_url,
+        &["--concurrency", "1000"],
+    )?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_mib(worker.pid())?;
     let client = http();
     let created = futures::stream::iter(0..IN_FLIGHT)
         .map(|i| {
-            let (client, base, token) = (client.clone(), stack.base().to_owned(), stack.token.clone());
+            let (client, base, token) =
+                (client.clone(), stack.base().to_owned(), stack.token.clone());
             async move { create_chat(&client, &base, &token, &format!("in flight {i}")).await }
         })
         .buffer_unordered(64)
         .filter(|r| futures::future::ready(r.is_ok()))
         .count()
         .await;
-    let held = wait_until(Duration::from_secs(60), Duration::from_millis(50), || async {
-        fake.held() >= IN_FLIGHT
-    })
+    let fake_ref = &fake;
+    let held = wait_until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async move { fake_ref.held() >= IN_FLIGHT },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let busy = rss_mib(worker.pid())?;
@@ -59,7 +69,11 @@ async fn worker_rss(ctx: &Ctx) -> anyhow::Result<Row> {
         "worker process RSS with 1,000 turns in flight",
         format!(
             "{busy:.0} MiB with {in_flight} in flight ({idle:.0} MiB idle; {created} chats created){}",
-            if held { "" } else { "; not all reached the provider within 60 s" }
+            if held {
+                ""
+            } else {
+                "; not all reached the provider within 60 s"
+            }
         ),
         "<= 150 MB",
         Some(held && busy * 1.048_576 <= 150.0),

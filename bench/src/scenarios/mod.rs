@@ -127,7 +127,10 @@ pub fn ratios(figures: &HashMap<&'static str, f64>) -> Vec<Row> {
         if let (Some(&a), Some(&b)) = (figures.get(top), figures.get(bottom)) {
             let (measured, met) = if b > 0.0 {
                 let r = a / b;
-                (format!("{r:.2}× ({} / {} per s)", n(a), n(b)), min.map(|m| r >= m))
+                (
+                    format!("{r:.2}× ({} / {} per s)", n(a), n(b)),
+                    min.map(|m| r >= m),
+                )
             } else {
                 (
                     format!("peer drained nothing ({} vs 0 per s)", n(a)),

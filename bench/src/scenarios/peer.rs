@@ -82,7 +82,12 @@ macro_rules! spawn_worker {
     }};
 }
 
-async fn peer_run(ctx: &Ctx, tuned: bool, count: usize, limit: Duration) -> anyhow::Result<PeerRun> {
+async fn peer_run(
+    ctx: &Ctx,
+    tuned: bool,
+    count: usize,
+    limit: Duration,
+) -> anyhow::Result<PeerRun> {
     let prefix = ctx.prefix("peer");
     let namespace = format!("{prefix}:apalis");
     let conn = apalis_redis::connect(ctx.redis_url()).await?;
@@ -98,7 +103,7 @@ async fn peer_run(ctx: &Ctx, tuned: bool, count: usize, limit: Duration) -> anyh
         storage
             .push_bulk(chunk.to_vec())
             .await
-            .map_err(|e| anyhow::anyhow!("apalis-redis push_bulk: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("apalis-redis push_bulk: {e:?}"))?;
         pushed += chunk.len();
     }
     let enqueue_rate = pushed as f64 / started.elapsed().as_secs_f64();
@@ -107,11 +112,16 @@ async fn peer_run(ctx: &Ctx, tuned: bool, count: usize, limit: Duration) -> anyh
     let name = format!("bench-peer-{prefix}");
     let started = Instant::now();
     let (mut running, context) = if tuned {
-        spawn_worker!(storage.poll_with_interval(Duration::from_millis(1)), done, name.as_str())
+        spawn_worker!(
+            storage.poll_with_interval(Duration::from_millis(1)),
+            done,
+            name.as_str()
+        )
     } else {
         spawn_worker!(storage, done, name.as_str())
     };
     let mut wedged = None;
+    let mut finished = false;
     let mut last = (0, Instant::now());
     loop {
         let drained = done.load(Ordering::Relaxed);
@@ -126,6 +136,7 @@ async fn peer_run(ctx: &Ctx, tuned: bool, count: usize, limit: Duration) -> anyh
         }
         tokio::select! {
             ended = &mut running => {
+                finished = true;
                 wedged = Some(match ended {
                     Ok(()) => "its worker stopped".to_owned(),
                     Err(e) => format!("its worker failed: {e}"),
@@ -139,7 +150,9 @@ async fn peer_run(ctx: &Ctx, tuned: bool, count: usize, limit: Duration) -> anyh
     let drain_rate = drained as f64 / started.elapsed().as_secs_f64();
     let _ = context.stop();
     // Dropped after 5 s if it has not stopped by then.
-    let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+    if !finished {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+    }
     drop(running);
     Ok(PeerRun {
         enqueue_rate,
@@ -205,7 +218,10 @@ async fn run_here(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
             }
             rows.push(Row::new(
                 "peer",
-                format!("apalis-redis 1.0 {label}: drain {} no-op jobs (concurrency 1,024)", n(count as f64)),
+                format!(
+                    "apalis-redis 1.0 {label}: drain {} no-op jobs (concurrency 1,024)",
+                    n(count as f64)
+                ),
                 format!("{measured}; pushed at {} jobs/s", n(run.enqueue_rate)),
                 "agentq >= 1.2× (ratios below)",
                 None,

@@ -27,18 +27,37 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let stack = Stack::new(&ctx, &db, &prefix, Some(config::defaults::<ApiConfig>())).await?;
     // Concurrency above 100 so one process holds them all; every lease and interval at
     // its default.
-    let mut doomed = Agentq::openai_worker(&ctx, &db, &prefix, &fake.base_url, &["--concurrency", "128"])?;
+    let mut doomed = Agentq::openai_worker(
+        &ctx,
+        &db,
+        &prefix,
+        &fake.base_url,
+        &["--concurrency", "128"],
+    )?;
     let _scheduler = Agentq::spawn(&ctx, "scheduler", &db, &prefix, &[])?;
     let client = http();
     for i in 0..TURNS {
         create_chat(&client, stack.base(), &stack.token, &format!("recover {i}")).await?;
     }
-    let held = wait_until(Duration::from_secs(30), Duration::from_millis(20), || async {
-        fake.held() >= TURNS
-    })
+    let fake_ref = &fake;
+    let held = wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || async move { fake_ref.held() >= TURNS },
+    )
     .await;
-    anyhow::ensure!(held, "the worker held {} of {TURNS} turns after 30 s", fake.held());
-    let _survivor = Agentq::openai_worker(&ctx, &db, &prefix, &fake.base_url, &["--concurrency", "128"])?;
+    anyhow::ensure!(
+        held,
+        "the worker held {} of {TURNS} turns after 30 s",
+        fake.held()
+    );
+    let _survivor = Agentq::openai_worker(
+        &ctx,
+        &db,
+        &prefix,
+        &fake.base_url,
+        &["--concurrency", "128"],
+    )?;
     // Give the survivor time to start, so its start-up is not counted.
     tokio::time::sleep(Duration::from_secs(1)).await;
     doomed.kill();
@@ -64,7 +83,10 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         if done {
             format!("{:.1} s", took.as_secs_f64())
         } else {
-            format!("only {answered} of {TURNS} answered after {:.0} s", took.as_secs_f64())
+            format!(
+                "only {answered} of {TURNS} answered after {:.0} s",
+                took.as_secs_f64()
+            )
         },
         "<= 15 s",
         Some(done && took <= Duration::from_secs(15)),

@@ -8,6 +8,7 @@ use agentq_core::{
     auth::generate_token,
     config::{self, ApiConfig},
     domain::OrganizationRole,
+    services::Services,
 };
 use chrono::{TimeZone, Utc};
 
@@ -15,7 +16,7 @@ use crate::common::{Ctx, Row, Stack, http, ms, n, p50_p99};
 
 pub const ABOUT: &str = "GET /chats?q= p50/p99 per filter (none, title, status, archived, \
 repo, pr_status, client_type, label) over 100,000 chats (quick, 50 requests a filter) or \
-1,000,000 (full, 200), of 10 owners, API in the bench process. Target: p99 <= 20 ms.";
+1,000,000 (full, 200), after one unmeasured request, of 10 owners, API in the bench process. Target: p99 <= 20 ms.";
 
 const FILTERS: &[&str] = &[
     "",
@@ -35,11 +36,17 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let samples = ctx.pick(50, 200);
     let db = ctx.fresh_db("search", 20).await?;
     let prefix = ctx.prefix("s");
+    // Seeded first: the seed inserts the `bench` organization the stack then finds.
+    Services::new(db.pool.clone(), ctx.redis_url(), &prefix, 0)?
+        .store
+        .seed_idle_chats(
+            10,
+            chats,
+            Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
+        )
+        .await?;
     let stack = Stack::new(&ctx, &db, &prefix, Some(config::defaults::<ApiConfig>())).await?;
     let store = &stack.services.store;
-    store
-        .seed_idle_chats(10, chats, Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap())
-        .await?;
     let owner = store.ensure_user("owner1@bench.test", false).await?;
     let org = store.ensure_organization("bench").await?;
     store
@@ -55,7 +62,8 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     for filter in FILTERS {
         let mut took = Vec::with_capacity(samples);
         let mut listed = 0;
-        for _ in 0..samples {
+        // One request more than measured: the first of a filter plans its statement.
+        for sample in 0..=samples {
             let started = Instant::now();
             let response = client
                 .get(reqwest::Url::parse_with_params(&url, &[("q", filter)])?)
@@ -69,7 +77,9 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
                 response.status()
             );
             let page: serde_json::Value = response.json().await?;
-            took.push(started.elapsed());
+            if sample > 0 {
+                took.push(started.elapsed());
+            }
             listed = page["chats"]
                 .as_array()
                 .or_else(|| page["items"].as_array())

@@ -21,7 +21,11 @@ took the CPU).";
 const CLIENTS: usize = 64;
 
 /// Starts `workers` echo worker processes on a fresh stack and waits until they answer.
-pub async fn echo_stack(ctx: &Ctx, tag: &str, workers: usize) -> anyhow::Result<(Stack, Vec<Agentq>)> {
+pub async fn echo_stack(
+    ctx: &Ctx,
+    tag: &str,
+    workers: usize,
+) -> anyhow::Result<(Stack, Vec<Agentq>)> {
     let db = ctx.fresh_db(tag, 40).await?;
     let prefix = ctx.prefix(tag);
     let stack = Stack::new(ctx, &db, &prefix, Some(config::defaults::<ApiConfig>())).await?;
@@ -50,7 +54,10 @@ pub async fn warm_up(stack: &Stack, count: usize) -> anyhow::Result<()> {
         }
     })
     .await;
-    anyhow::ensure!(ready, "the workers did not answer {count} warm-up chats within 30 s");
+    anyhow::ensure!(
+        ready,
+        "the workers did not answer {count} warm-up chats within 30 s"
+    );
     Ok(())
 }
 
@@ -71,13 +78,16 @@ pub async fn drive(
     let deadline = started + limit;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (client, base, token) = (client.clone(), stack.base().to_owned(), stack.token.clone());
+            let (client, base, token) =
+                (client.clone(), stack.base().to_owned(), stack.token.clone());
             tokio::spawn(async move {
                 for i in 0..per_client {
                     if Instant::now() > deadline {
                         break;
                     }
-                    if let Err(e) = create_chat(&client, &base, &token, &format!("client {c} turn {i}")).await {
+                    if let Err(e) =
+                        create_chat(&client, &base, &token, &format!("client {c} turn {i}")).await
+                    {
                         eprintln!("   create failed: {e}");
                     }
                 }
@@ -89,7 +99,7 @@ pub async fn drive(
     }
     let store = stack.services.store.clone();
     let left = deadline.saturating_duration_since(Instant::now());
-    wait_until(left, Duration::from_millis(5), || {
+    wait_until(left, Duration::from_millis(50), || {
         let store = store.clone();
         async move {
             store
