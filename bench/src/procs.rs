@@ -1,0 +1,136 @@
+//! `agentq` child processes (workers, an API, a scheduler) on a scenario's database and
+//! Redis prefix, as tests/support/process.rs starts them: they log warnings only, and are
+//! SIGKILLed when dropped, so a scenario that fails leaves nothing running.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::common::{Ctx, FreshDb};
+
+/// A running `agentq <role>`.
+pub struct Agentq {
+    child: Child,
+    /// `http://127.0.0.1:<port>` of an API process.
+    pub base: Option<String>,
+}
+
+impl Agentq {
+    /// Starts `agentq <role>` on `db` and `prefix` with `extra` flags.
+    pub fn spawn(
+        ctx: &Ctx,
+        role: &str,
+        db: &FreshDb,
+        prefix: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let child = Command::new(ctx.agentq_bin())
+            .arg(role)
+            .args(["--database-url", &db.url])
+            .args(["--redis-url", ctx.redis_url(), "--redis-prefix", prefix])
+            .args(extra)
+            .env_remove("AGENTQ_LOG_FORMAT")
+            .env_remove("AGENTQ_CONFIG")
+            .env("AGENTQ_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start {} {role} (build it: cargo build --release -p agentq): {e}",
+                    ctx.agentq_bin().display()
+                )
+            })?;
+        Ok(Self { child, base: None })
+    }
+
+    /// `agentq worker` on the built-in echo model (instant answers), turns and tools
+    /// queues, no title generation (its extra provider call would be measured too).
+    pub fn echo_worker(ctx: &Ctx, db: &FreshDb, prefix: &str) -> anyhow::Result<Self> {
+        Self::spawn(
+            ctx,
+            "worker",
+            db,
+            prefix,
+            &[
+                "--provider",
+                "echo",
+                "--queues",
+                "turns,tools",
+                "--generate-titles",
+                "false",
+            ],
+        )
+    }
+
+    /// `agentq worker` on an OpenAI-compatible server at `base_url`, plus `extra` flags.
+    pub fn openai_worker(
+        ctx: &Ctx,
+        db: &FreshDb,
+        prefix: &str,
+        base_url: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut flags = vec![
+            "--provider",
+            "openai",
+            "--openai-base-url",
+            base_url,
+            "--openai-api-key",
+            "sk-bench",
+            "--model",
+            "fake-gpt",
+            "--queues",
+            "turns,tools",
+            "--generate-titles",
+            "false",
+        ];
+        flags.extend_from_slice(extra);
+        Self::spawn(ctx, "worker", db, prefix, &flags)
+    }
+
+    /// `agentq api` on a free port, plus `extra` flags; waits until it answers `/healthz`.
+    pub async fn api(
+        ctx: &Ctx,
+        db: &FreshDb,
+        prefix: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut flags = vec!["--listen", listen.as_str()];
+        flags.extend_from_slice(extra);
+        let mut api = Self::spawn(ctx, "api", db, prefix, &flags)?;
+        let base = format!("http://{listen}");
+        let client = reqwest::Client::new();
+        let url = format!("{base}/healthz");
+        let up =
+            crate::common::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+                let request = client.get(&url).send();
+                async move { request.await.is_ok_and(|r| r.status().is_success()) }
+            })
+            .await;
+        anyhow::ensure!(up, "the API process did not serve within 30 s");
+        api.base = Some(base);
+        Ok(api)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process dies holding whatever it holds.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agentq {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,165 @@
+//! `ceiling`: the Redis commands one job costs in agentq's queue (core/src/queue/), issued
+//! the way agentq pipelines them and with no queue logic at all, so "agentq / ceiling" says
+//! how much of Redis' speed on this machine the queue keeps. Per job agentq issues:
+//!
+//! - enqueue: one `XADD <stream> * job <json> attempt 0`, 10,000 per pipelined round trip
+//!   (`Producer::enqueue_many`);
+//! - fetch: its share of one `XREADGROUP GROUP g c COUNT <fetch batch> BLOCK .. STREAMS s >`
+//!   on the consumer's own connection (`fetch_loop`);
+//! - settle: its id in one `XACK` and one `XDEL` of up to 1,024 ids, pipelined together on
+//!   the shared connection (`flush_acks`), concurrently with the next reads.
+//!
+//! Heartbeats (`XCLAIM JUSTID` every third of the 30 s lease), `XAUTOCLAIM` and the
+//! delayed-retry script run on timers, not per job, and are left out. Here a reader loop
+//! and an acker loop do exactly those per-job commands; a job counts when its read returns
+//! (as a no-op handler runs in the queue scenario), same burst, same stop rule.
+
+use std::time::{Duration, Instant};
+
+use agentq_core::{
+    config::{self, QueueConfig},
+    queue::{QueueKeys, QueueName},
+};
+use redis::streams::StreamReadReply;
+use tokio::sync::mpsc;
+
+use super::{keys, queue};
+use crate::common::{Ctx, Row, n};
+
+pub const ABOUT: &str = "the Redis commands one agentq job costs, pipelined as agentq \
+pipelines them, with no queue logic: XADD (10,000 per pipeline), XREADGROUP COUNT <fetch \
+batch> on its own connection, XACK + XDEL of up to 1,024 ids per pipeline on another, \
+concurrently; same 100,000 burst and stop rule as `queue`. Gives agentq / ceiling.";
+
+/// Runs of each measure; the median is reported (the machine is noisy).
+pub const RUNS: usize = 3;
+
+/// The median of `values`.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
+    let fetch_batch = config::defaults::<QueueConfig>().fetch_batch;
+    let (mut enqueues, mut drains, mut complete) = (Vec::new(), Vec::new(), true);
+    for _ in 0..RUNS {
+        let (enqueue_rate, drain_rate, drained) = once(&ctx, fetch_batch).await?;
+        enqueues.push(enqueue_rate);
+        drains.push(drain_rate);
+        complete &= drained == queue::BURST;
+    }
+    let (enqueue_rate, drain_rate) = (median(enqueues), median(drains.clone()));
+    ctx.record(keys::CEILING_ENQUEUE, enqueue_rate);
+    if complete {
+        ctx.record(keys::CEILING_DRAIN, drain_rate);
+    }
+    Ok(vec![
+        Row::new(
+            "ceiling",
+            "XADD 100,000 jobs, 10,000 per pipeline (median of 3)",
+            format!("{} jobs/s", n(enqueue_rate)),
+            "-",
+            None,
+        ),
+        Row::new(
+            "ceiling",
+            format!(
+                "drain 100,000: XREADGROUP COUNT {fetch_batch} + XACK/XDEL per 1,024, no queue logic (median of 3)"
+            ),
+            format!(
+                "{} jobs/s (runs: {}){}",
+                n(drain_rate),
+                drains.iter().map(|d| n(*d)).collect::<Vec<_>>().join(", "),
+                if complete {
+                    ""
+                } else {
+                    "; a run did not drain everything"
+                }
+            ),
+            "-",
+            None,
+        ),
+    ])
+}
+
+/// One burst: (enqueue jobs/s, drain jobs/s, jobs drained).
+async fn once(ctx: &Ctx, fetch_batch: usize) -> anyhow::Result<(f64, f64, usize)> {
+    let prefix = ctx.prefix("c");
+    let qkeys = QueueKeys::new(&prefix, QueueName::Turns);
+    let client = redis::Client::open(ctx.redis_url())?;
+    let mut shared = client.get_multiplexed_async_connection().await?;
+    let mut blocking = client.get_multiplexed_async_connection().await?;
+
+    let jobs = queue::jobs(queue::BURST);
+    let started = Instant::now();
+    for chunk in jobs.chunks(queue::ENQUEUE_CHUNK) {
+        let mut pipe = redis::pipe();
+        for job in chunk {
+            let payload = serde_json::to_string(job)?;
+            pipe.cmd("XADD")
+                .arg(&qkeys.stream)
+                .arg("*")
+                .arg("job")
+                .arg(payload)
+                .arg("attempt")
+                .arg(0);
+        }
+        let _: Vec<String> = pipe.query_async(&mut shared).await?;
+    }
+    let enqueue_rate = queue::BURST as f64 / started.elapsed().as_secs_f64();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&qkeys.stream)
+        .arg(&qkeys.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut shared)
+        .await?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let acker = {
+        let (stream, group) = (qkeys.stream.clone(), qkeys.group.clone());
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(1024);
+            while rx.recv_many(&mut batch, 1024).await > 0 {
+                let mut pipe = redis::pipe();
+                pipe.cmd("XACK")
+                    .arg(&stream)
+                    .arg(&group)
+                    .arg(&batch)
+                    .ignore();
+                pipe.cmd("XDEL").arg(&stream).arg(&batch).ignore();
+                let _: Result<(), _> = pipe.query_async(&mut shared).await;
+                batch.clear();
+            }
+        })
+    };
+    let limit = queue::drain_limit(ctx);
+    let started = Instant::now();
+    let mut drained = 0;
+    while drained < queue::BURST && started.elapsed() < limit {
+        let reply: StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&qkeys.group)
+            .arg("bench-ceiling")
+            .arg("COUNT")
+            .arg(fetch_batch)
+            .arg("BLOCK")
+            .arg(500)
+            .arg("STREAMS")
+            .arg(&qkeys.stream)
+            .arg(">")
+            .query_async(&mut blocking)
+            .await?;
+        for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+            drained += 1;
+            let _ = tx.send(entry.id);
+        }
+    }
+    let drain_rate = drained as f64 / started.elapsed().as_secs_f64();
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(10), acker).await;
+
+    Ok((enqueue_rate, drain_rate, drained))
+}
