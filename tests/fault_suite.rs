@@ -1077,7 +1077,7 @@ async fn count_in_postgres(pool: &sqlx::PgPool, driven: &[Driven], counts: &mut 
            SELECT t.id, s.step, (SELECT count(*) FROM chat_messages m \
               WHERE m.turn_id = t.id AND m.role = 'assistant' AND m.step = s.step) AS n \
            FROM chat_turns t, generate_series(0, t.step) AS s(step) \
-           WHERE t.status = 'completed') \
+           WHERE t.status = $1) \
          SELECT count(*), \
            (SELECT count(*) FROM chat_messages WHERE role = 'assistant'), \
            count(*) FILTER (WHERE n <> 1) \
@@ -1085,6 +1085,7 @@ async fn count_in_postgres(pool: &sqlx::PgPool, driven: &[Driven], counts: &mut 
                 GROUP BY turn_id, step HAVING count(*) > 1) d) \
          FROM per_step",
     )
+    .bind("completed")
     .fetch_one(pool)
     .await
     .unwrap();
@@ -1133,8 +1134,9 @@ async fn count_in_postgres(pool: &sqlx::PgPool, driven: &[Driven], counts: &mut 
     }
     counts.tool_calls_of_completed_roots = sqlx::query_scalar(
         "SELECT count(*) FROM tool_calls tc JOIN chat_turns t ON t.id = tc.turn_id \
-         JOIN chats c ON c.id = tc.chat_id WHERE c.parent_chat_id IS NULL AND t.status = 'completed'",
+         JOIN chats c ON c.id = tc.chat_id WHERE c.parent_chat_id IS NULL AND t.status = $1",
     )
+    .bind("completed")
     .fetch_one(pool)
     .await
     .unwrap();
@@ -1144,9 +1146,10 @@ async fn count_in_postgres(pool: &sqlx::PgPool, driven: &[Driven], counts: &mut 
         .map(|d| Kind::of(d.index).tool_calls())
         .sum();
     (counts.digests_sent, counts.digest_attempts) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'sent'), coalesce(sum(attempts), 0)::bigint \
+        "SELECT count(*) FILTER (WHERE status = $1), coalesce(sum(attempts), 0)::bigint \
          FROM notification_messages WHERE template = 'archive_digest'",
     )
+    .bind("sent")
     .fetch_one(pool)
     .await
     .unwrap();

@@ -43,9 +43,12 @@ pub struct Behavior {
     pub faults: Option<Faults>,
 }
 
-/// A reply chosen from a request's JSON body; `None` falls back to the scripts and the echo.
+/// Chooses a reply from a request's JSON body; `None` falls back to the scripts and the echo.
+pub type Respond = dyn Fn(&Value) -> Option<Reply> + Send + Sync;
+
+/// A shared [`Respond`].
 #[derive(Clone)]
-pub struct Responder(pub Arc<dyn Fn(&Value) -> Option<Reply> + Send + Sync>);
+pub struct Responder(pub Arc<Respond>);
 
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
