@@ -46,6 +46,8 @@ pub struct TestApp {
     /// headers, base URL).
     pub tune_provider: std::sync::Arc<dyn Fn(&mut ProviderConfig) + Send + Sync>,
     redis_url: String,
+    /// The database's URL when it is not the shared server's (a private PostgreSQL).
+    own_database_url: Option<String>,
     shutdown: CancellationToken,
     workers: Vec<(CancellationToken, WorkerHandle)>,
 }
@@ -118,9 +120,26 @@ impl TestApp {
             provider_startup_timeout_secs: 60,
             tune_provider: std::sync::Arc::new(|_| {}),
             redis_url,
+            own_database_url: None,
             shutdown,
             workers: Vec::new(),
         }
+    }
+
+    /// [`TestApp::start_api_on`] over the (migrated here) database at `database_url`: a
+    /// private PostgreSQL of the test's, which worker and API processes reach at the same
+    /// URL.
+    pub async fn start_api_on_database(database_url: String, redis_url: String) -> Self {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&database_url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {database_url}: {e}"));
+        agentq_core::db::migrate(&pool).await.unwrap();
+        let mut app = Self::start_api_on(pool, redis_url, |_| {}).await;
+        app.own_database_url = Some(database_url);
+        app
     }
 
     /// The Redis the app runs on (the shared server, a private one, or a cluster).
@@ -130,6 +149,9 @@ impl TestApp {
 
     /// The URL of this test's database (for worker processes).
     pub fn database_url(&self) -> String {
+        if let Some(own) = &self.own_database_url {
+            return own.clone();
+        }
         let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
         let name = self
             .services

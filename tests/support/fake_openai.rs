@@ -34,6 +34,106 @@ pub struct Behavior {
     /// request's real size; and agentq's compaction requests (their system message starts
     /// with [`SUMMARIZER_OPENING`]) get a short summary, never a scripted reply.
     pub context_limit: Option<u64>,
+    /// Decides the reply from the request itself, before any script: a conversation whose
+    /// next reply depends on where it stands (tool results present or not) instead of on
+    /// the order of requests, so a step retried after a failure or a killed worker gets
+    /// the same reply again.
+    pub responder: Option<Responder>,
+    /// Failures injected into a share of requests (see [`FakeOpenAi::inject_faults`]).
+    pub faults: Option<Faults>,
+}
+
+/// Chooses a reply from a request's JSON body; `None` falls back to the scripts and the echo.
+pub type Respond = dyn Fn(&Value) -> Option<Reply> + Send + Sync;
+
+/// A shared [`Respond`].
+#[derive(Clone)]
+pub struct Responder(pub Arc<Respond>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
+}
+
+/// Failure injection: `percent` of requests (chosen by a hash of `seed` and the request's
+/// number, so one seed gives one sequence of decisions) fail instead of being answered, in
+/// turn as a 429 (`Retry-After: 1`), a 500, a stream cut after two chunks, or a stall (no
+/// byte for `stall`, then the connection drops).
+#[derive(Clone, Debug)]
+pub struct Faults {
+    /// Seeds the choice of failing requests and their kind.
+    pub seed: u64,
+    /// Share of requests that fail, in percent.
+    pub percent: u64,
+    /// How long a stalled request sends nothing.
+    pub stall: Duration,
+    requests: u64,
+    /// What was injected so far.
+    pub injected: InjectedFaults,
+}
+
+/// Counts of injected failures by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InjectedFaults {
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// 500 answers.
+    pub server_errors: u64,
+    /// Streams cut in the middle.
+    pub cut_streams: u64,
+    /// Requests that got no byte, then a dropped connection.
+    pub stalls: u64,
+}
+
+impl InjectedFaults {
+    /// All injected failures.
+    pub fn total(&self) -> u64 {
+        self.rate_limited + self.server_errors + self.cut_streams + self.stalls
+    }
+}
+
+/// One injected failure.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    RateLimited,
+    ServerError,
+    CutStream,
+    Stall(Duration),
+}
+
+impl Faults {
+    /// The fault for the next request, if it is one of the failing ones.
+    fn next(&mut self) -> Option<Fault> {
+        let n = self.requests;
+        self.requests += 1;
+        let roll = splitmix64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if roll % 100 >= self.percent {
+            return None;
+        }
+        let fault = match (roll / 100) % 4 {
+            0 => Fault::RateLimited,
+            1 => Fault::ServerError,
+            2 => Fault::CutStream,
+            _ => Fault::Stall(self.stall),
+        };
+        let counter = match fault {
+            Fault::RateLimited => &mut self.injected.rate_limited,
+            Fault::ServerError => &mut self.injected.server_errors,
+            Fault::CutStream => &mut self.injected.cut_streams,
+            Fault::Stall(_) => &mut self.injected.stalls,
+        };
+        *counter += 1;
+        Some(fault)
+    }
+}
+
+/// A well-mixed 64-bit hash (SplitMix64's finalizer).
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// How agentq's compaction requests begin their system message.
@@ -126,6 +226,8 @@ impl FakeOpenAi {
                 script: Default::default(),
                 scripts_by_prompt: Vec::new(),
                 context_limit: None,
+                responder: None,
+                faults: None,
             })),
             received: Arc::default(),
         };
@@ -178,6 +280,36 @@ impl FakeOpenAi {
     /// Gives the fake model a context window of `tokens` (see [`Behavior::context_limit`]).
     pub fn set_context_limit(&self, tokens: Option<u64>) {
         self.shared.behavior.lock().unwrap().context_limit = tokens;
+    }
+
+    /// Lets `respond` choose the reply of every request from its body (see
+    /// [`Behavior::responder`]).
+    pub fn respond_with(&self, respond: impl Fn(&Value) -> Option<Reply> + Send + Sync + 'static) {
+        self.shared.behavior.lock().unwrap().responder = Some(Responder(Arc::new(respond)));
+    }
+
+    /// Makes `percent` of the requests from now on fail (see [`Faults`]), deterministically
+    /// from `seed`.
+    pub fn inject_faults(&self, seed: u64, percent: u64, stall: Duration) {
+        self.shared.behavior.lock().unwrap().faults = Some(Faults {
+            seed,
+            percent,
+            stall,
+            requests: 0,
+            injected: InjectedFaults::default(),
+        });
+    }
+
+    /// Stops injecting failures; returns what was injected.
+    pub fn stop_faults(&self) -> InjectedFaults {
+        self.shared
+            .behavior
+            .lock()
+            .unwrap()
+            .faults
+            .take()
+            .map(|f| f.injected)
+            .unwrap_or_default()
     }
 
     /// Changes the pause between chunks.
@@ -316,6 +448,43 @@ async fn completions(
     if body.get("stream") != Some(&Value::Bool(true)) {
         return (StatusCode::BAD_REQUEST, "stream must be true").into_response();
     }
+    let (fault, responder) = {
+        let mut behavior = shared.behavior.lock().unwrap();
+        let fault = behavior.faults.as_mut().and_then(Faults::next);
+        (fault, behavior.responder.clone())
+    };
+    match fault {
+        Some(Fault::RateLimited) => {
+            return Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("retry-after", "1")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    r#"{"error":{"message":"injected: slow down","type":"rate_limit"}}"#,
+                ))
+                .unwrap();
+        }
+        Some(Fault::ServerError) => {
+            return Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    r#"{"error":{"message":"injected: server error","type":"server_error"}}"#,
+                ))
+                .unwrap();
+        }
+        Some(Fault::Stall(pause)) => {
+            tokio::time::sleep(pause).await;
+            let dropped = futures::stream::once(async {
+                Err::<String, _>(std::io::Error::other("stalled, then dropped"))
+            });
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(dropped))
+                .unwrap();
+        }
+        Some(Fault::CutStream) | None => {}
+    }
     let last_user = body["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
@@ -345,13 +514,8 @@ async fn completions(
     let (delay, reply) = {
         let mut behavior = shared.behavior.lock().unwrap();
         let first_user = first_user_text(&body);
-        let keyed = behavior
-            .scripts_by_prompt
-            .iter_mut()
-            .find(|(key, _)| first_user.contains(key.as_str()))
-            .map(|(_, queue)| queue.pop_front());
-        let reply = match keyed {
-            _ if summarizing => Some(Reply::Text(format!(
+        let reply = if summarizing {
+            Some(Reply::Text(format!(
                 "Summary: the user sent long messages; the latest one began {:?}.",
                 last_user
                     .lines()
@@ -361,9 +525,21 @@ async fn completions(
                     .chars()
                     .take(60)
                     .collect::<String>()
-            ))),
-            Some(reply) => reply,
-            None => behavior.script.pop_front(),
+            )))
+        } else if matches!(fault, Some(Fault::CutStream)) {
+            Some(Reply::CutAfter(2))
+        } else if let Some(reply) = responder.as_ref().and_then(|r| (r.0)(&body)) {
+            Some(reply)
+        } else {
+            let keyed = behavior
+                .scripts_by_prompt
+                .iter_mut()
+                .find(|(key, _)| first_user.contains(key.as_str()))
+                .map(|(_, queue)| queue.pop_front());
+            match keyed {
+                Some(reply) => reply,
+                None => behavior.script.pop_front(),
+            }
         };
         (behavior.chunk_delay, reply)
     };

@@ -12,6 +12,7 @@ pub mod fake_github;
 pub mod fake_openai;
 pub mod flaky_tools;
 pub mod mcp_server;
+pub mod postgres_server;
 pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;

@@ -192,6 +192,37 @@ impl AgentqProcess {
         flags
     }
 
+    /// Starts `agentq worker` consuming only the `mail` queue, sending to the SMTP server
+    /// at `smtp_url` and retrying a failed email after about a second.
+    pub fn mail_worker(app: &TestApp, smtp_url: &str) -> Self {
+        Self::spawn(
+            app,
+            "worker",
+            &[
+                "--provider",
+                "openai",
+                "--openai-base-url",
+                &app.fake.base_url,
+                "--openai-api-key",
+                "sk-test-secret",
+                "--queues",
+                "mail",
+                "--smtp-url",
+                smtp_url,
+                "--mail-from",
+                "agentq <noreply@agents.example.com>",
+                "--base-url",
+                "https://agents.example.com",
+                "--mail-retry-base-secs",
+                "1",
+                "--mail-timeout-secs",
+                "5",
+                "--queue-lease-secs",
+                "2",
+            ],
+        )
+    }
+
     /// Starts `agentq scheduler` with maintenance on `cron` and recovery every second.
     pub fn scheduler(app: &TestApp, cron: &str) -> Self {
         Self::spawn(
@@ -209,6 +240,11 @@ impl AgentqProcess {
             .lock()
             .unwrap()
             .clone()
+    }
+
+    /// Its exit status, if it has exited on its own.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Its operating-system process id.
