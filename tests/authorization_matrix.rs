@@ -325,7 +325,8 @@ async fn build_world(pool: sqlx::PgPool) -> World {
             &owner,
             "/api/v1/admin/providers",
             json!({"name": "Matrix", "kind": "openai-compat", "base_url": app.fake.base_url,
-                   "api_key": PROVIDER_KEY, "allow_user_api_key": true}),
+                   "api_key": PROVIDER_KEY, "allow_user_api_key": true,
+                   "allow_central_api_key_fallback": true}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{provider}");
