@@ -404,8 +404,16 @@ async fn build_world(pool: sqlx::PgPool) -> World {
         ALICE_TEXT,
         [
             Reply::ToolCalls(vec![
-                ("call_m1".into(), "matrix__echo".into(), json!({"text": "one"})),
-                ("call_m2".into(), "matrix-hdr__echo".into(), json!({"text": "two"})),
+                (
+                    "call_m1".into(),
+                    "matrix__echo".into(),
+                    json!({"text": "one"}),
+                ),
+                (
+                    "call_m2".into(),
+                    "matrix-hdr__echo".into(),
+                    json!({"text": "two"}),
+                ),
             ]),
             Reply::Text("Both servers answered.".into()),
         ],
@@ -455,7 +463,12 @@ async fn build_world(pool: sqlx::PgPool) -> World {
     let run_b = run_of(member_b.clone(), chat_b).await;
 
     // The secrets were in play: each was sent where it belongs.
-    let sent: Vec<Option<String>> = app.fake.received().into_iter().map(|r| r.authorization).collect();
+    let sent: Vec<Option<String>> = app
+        .fake
+        .received()
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect();
     for key in [USER_KEY, PROVIDER_KEY] {
         assert!(
             sent.contains(&Some(format!("Bearer {key}"))),
@@ -464,13 +477,22 @@ async fn build_world(pool: sqlx::PgPool) -> World {
     }
     assert_eq!(
         keyed.distinct_headers(),
-        [BTreeMap::from([("x-api-key".to_owned(), MCP_KEY.to_owned())])]
+        [BTreeMap::from([(
+            "x-api-key".to_owned(),
+            MCP_KEY.to_owned()
+        )])]
     );
     assert_eq!(
         headed.distinct_headers(),
-        [BTreeMap::from([("x-matrix-secret".to_owned(), MCP_HEADER_SECRET.to_owned())])]
+        [BTreeMap::from([(
+            "x-matrix-secret".to_owned(),
+            MCP_HEADER_SECRET.to_owned()
+        )])]
     );
-    assert_eq!((keyed.called(), headed.called()), (vec!["echo".to_owned()], vec!["echo".to_owned()]));
+    assert_eq!(
+        (keyed.called(), headed.called()),
+        (vec!["echo".to_owned()], vec!["echo".to_owned()])
+    );
 
     let tokens = BTreeMap::from([
         ("anonymous", None),
@@ -634,7 +656,10 @@ async fn every_route_answers_every_caller_as_the_matrix_says_and_leaks_nothing(p
     let member_a = w.tokens["member_a"].clone().unwrap();
     let (status, export) = w
         .app
-        .get_as(&member_a, &format!("/api/v1/chats/{}/debug/export", w.chat_a))
+        .get_as(
+            &member_a,
+            &format!("/api/v1/chats/{}/debug/export", w.chat_a),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{export}");
     assert!(export["run_count"].as_u64().unwrap() >= 1, "{export}");
@@ -644,7 +669,10 @@ async fn every_route_answers_every_caller_as_the_matrix_says_and_leaks_nothing(p
         "the export records the MCP calls: {export}"
     );
     for (secret, what) in &w.credentials {
-        assert!(!export.contains(secret.as_str()), "the debug export holds {what}");
+        assert!(
+            !export.contains(secret.as_str()),
+            "the debug export holds {what}"
+        );
     }
     let documented = documented_routes(&w.app).await;
     let table: BTreeMap<(String, String), [u16; 7]> = MATRIX
@@ -761,7 +789,9 @@ async fn every_route_answers_every_caller_as_the_matrix_says_and_leaks_nothing(p
     // Everything the API and the workers logged while all that happened, at `debug`.
     let logged = logs.text();
     assert!(
-        logs.line_count() > 1000 && logged.contains("agentq::access"),
+        logs.line_count() > 1000
+            && logged.contains("agentq::access")
+            && logged.contains("agentq::jobs"),
         "the logs were captured ({} lines)",
         logs.line_count()
     );

@@ -25,7 +25,12 @@ impl CapturedLogs {
 
     /// How many lines were logged so far.
     pub fn line_count(&self) -> usize {
-        self.0.lock().unwrap().iter().filter(|&&b| b == b'\n').count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
     }
 }
 

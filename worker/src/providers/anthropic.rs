@@ -1140,9 +1140,11 @@ mod fuzz {
             Just(json!({"type": "citations_delta"})),
         ];
         let usage = || {
-            (number(), number(), number(), number()).prop_map(|(i, o, w, r)| json!({
+            (number(), number(), number(), number()).prop_map(|(i, o, w, r)| {
+                json!({
                 "input_tokens": i, "output_tokens": o,
-                "cache_creation_input_tokens": w, "cache_read_input_tokens": r}))
+                "cache_creation_input_tokens": w, "cache_read_input_tokens": r})
+            })
         };
         let data = prop_oneof![
             1 => (text(), usage()).prop_map(|(model, usage)| json!({"type": "message_start", "message": {"model": model, "usage": usage}})),
@@ -1168,7 +1170,12 @@ mod fuzz {
     }
 
     fn read(chunks: Vec<Vec<u8>>) -> Vec<Result<ProviderEvent, ChatError>> {
-        read_chunks(Framing::Sse, chunks, EventParser::new("Anthropic"), &limits())
+        read_chunks(
+            Framing::Sse,
+            chunks,
+            EventParser::new("Anthropic"),
+            &limits(),
+        )
     }
 
     proptest! {

@@ -276,7 +276,11 @@ fn short(text: &str) -> String {
 /// What a call's result becomes: its content blocks as JSON and their text joined, or
 /// [`McpError::TooLarge`] when the content and structured content take more than `limit`
 /// bytes as JSON (the transport already refused bodies past about twice that).
-fn call_output(result: CallToolResult, slug: &str, limit: usize) -> Result<McpCallOutput, McpError> {
+fn call_output(
+    result: CallToolResult,
+    slug: &str,
+    limit: usize,
+) -> Result<McpCallOutput, McpError> {
     let content = serde_json::to_value(&result.content).unwrap_or_default();
     let size = serde_json::to_vec(&content).map(|v| v.len()).unwrap_or(0)
         + result
@@ -368,7 +372,12 @@ mod fuzz {
         (
             proptest::collection::vec(block(), 0..8),
             proptest::option::of(any_json()),
-            proptest::option::of(prop_oneof![Just("true"), Just("false"), Just("null"), Just("1")]),
+            proptest::option::of(prop_oneof![
+                Just("true"),
+                Just("false"),
+                Just("null"),
+                Just("1")
+            ]),
         )
             .prop_map(|(blocks, structured, is_error)| {
                 let mut fields = vec![format!("\"content\":[{}]", blocks.join(","))];
