@@ -1,7 +1,8 @@
 //! The authorization matrix (issue #15; issue #18, item 4; ARCHITECTURE.md §11.2): every
 //! route of the OpenAPI document, called by every kind of caller, answers the status the
-//! table below says, and no response shows one user's chats, messages or tokens to
-//! another, nor any provider key or MCP secret to anyone.
+//! table below says, and no response shows one user's chats, messages, files, skills,
+//! debug runs or tokens to another, nor any provider key or MCP secret to anyone. Nor does
+//! any line the API and the workers log (captured at `debug`), nor a debug export.
 //!
 //! The routes come from the document the router is built from (as `tests/openapi.rs`
 //! reads it), so a route added without a row here fails this test, which prints the row
@@ -10,9 +11,12 @@
 //!
 //! The world: organizations A and B; a site owner who belongs to neither; A's
 //! `organization-admin` (no `agents-access`); `member_a` with `agents-access` in A (owns the
-//! chat, message, skill and token the paths name); a member of A with no role; a member of
-//! B with `agents-access` there (owns a chat of their own); a `chat:read` token of
-//! `member_a`'s; and no token at all. Requests that send a body send one with an unknown
+//! chat, message, skill, debug run and token the paths name); a member of A with no role; a
+//! member of B with both roles there (owns a chat of their own, and administers B); a
+//! `chat:read` token of `member_a`'s; and no token at all. Both chats run on a provider
+//! with a key (`member_a` brings their own key for it) with two MCP servers holding secrets
+//! (an API key, a custom header), and record debug runs; `member_a`'s calls both servers'
+//! tools. Requests that send a body send one with an unknown
 //! field: a caller who gets past the access checks then gets 400, and nothing changes
 //! (routes that take no body do what they do). `DELETE`s run last, deleting the chat at
 //! the very end, and the member `DELETE` removes is added back before each call.
@@ -27,7 +31,9 @@ use std::{
 use agentq_core::{auth::generate_token, domain::OrganizationRole};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{app::TestApp, eventually};
+use support::{
+    app::TestApp, captured_logs, eventually, fake_openai::Reply, mcp_server::McpTestServer,
+};
 use uuid::Uuid;
 
 /// The callers, in the order each row calls them (the owner of what the paths name comes
@@ -62,7 +68,7 @@ const MATRIX: &[Row] = &[
     ("GET",    "/api/v1/chats/{chat_id}/children",                          [401, 200, 404, 404, 404, 404, 200]),
     ("GET",    "/api/v1/chats/{chat_id}/debug/export",                      [401, 200, 404, 404, 404, 404, 200]),
     ("GET",    "/api/v1/chats/{chat_id}/debug/runs",                        [401, 200, 404, 404, 404, 404, 200]),
-    ("GET",    "/api/v1/chats/{chat_id}/debug/runs/{run_id}",               [401, 404, 404, 404, 404, 404, 404]),
+    ("GET",    "/api/v1/chats/{chat_id}/debug/runs/{run_id}",               [401, 200, 404, 404, 404, 404, 200]),
     ("GET",    "/api/v1/chats/{chat_id}/files",                             [401, 200, 404, 404, 404, 404, 200]),
     ("GET",    "/api/v1/chats/{chat_id}/files/{file_id}",                   [401, 404, 404, 404, 404, 404, 404]),
     ("GET",    "/api/v1/chats/{chat_id}/messages",                          [401, 200, 404, 404, 404, 404, 200]),
@@ -191,7 +197,7 @@ fn fill(path: &str, w: &World) -> String {
     let mut out = path
         .replace("{chat_id}", &w.chat_a.to_string())
         .replace("{message_id}", &w.message_a)
-        .replace("{run_id}", &w.absent.to_string())
+        .replace("{run_id}", &w.run_a)
         .replace("{file_id}", &w.absent.to_string())
         .replace("{token_id}", &w.spare_token_id)
         .replace("{provider}", &w.provider_id)
@@ -214,6 +220,8 @@ const ALICE_TEXT: &str = "matrix-alice-message-3b7d";
 const BOB_TEXT: &str = "matrix-bob-message-8e2f";
 const PROVIDER_KEY: &str = "sk-matrix-provider-key-91c2";
 const MCP_KEY: &str = "mcp-matrix-key-55e1";
+/// The value of the second MCP server's custom header.
+const MCP_HEADER_SECRET: &str = "mcp-matrix-header-7a40";
 /// member_a's own key for the provider.
 const USER_KEY: &str = "sk-user-matrix-6d1f0c9a2b7e4d3f";
 /// What member_a's upload holds.
@@ -225,6 +233,7 @@ struct World {
     app: TestApp,
     tokens: BTreeMap<&'static str, Option<String>>,
     org_a: Uuid,
+    org_b: Uuid,
     chat_a: Uuid,
     chat_b: Uuid,
     message_a: String,
@@ -234,8 +243,14 @@ struct World {
     model_id: String,
     mcp_id: String,
     absent: Uuid,
+    /// member_a's debug run (of `chat_a`).
+    run_a: String,
     /// Text that must not appear in a response, and the callers who may see it.
     secrets: Vec<(String, &'static str, Vec<&'static str>)>,
+    /// Credentials: never in a response (they are among `secrets`), nor in a log line.
+    credentials: Vec<(String, &'static str)>,
+    /// Kept alive for the chats' MCP calls.
+    _mcp_servers: [McpTestServer; 2],
 }
 
 async fn token_for(app: &TestApp, user: Uuid) -> String {
@@ -265,7 +280,14 @@ async fn build_world(pool: sqlx::PgPool) -> World {
     store.add_member(org_a, carol, &[]).await.unwrap();
     let bob = store.ensure_user("bob@example.com", false).await.unwrap();
     store
-        .add_member(org_b, bob, &[OrganizationRole::AgentsAccess])
+        .add_member(
+            org_b,
+            bob,
+            &[
+                OrganizationRole::AgentsAccess,
+                OrganizationRole::OrganizationAdmin,
+            ],
+        )
         .await
         .unwrap();
     let spare_user = store.ensure_user("spare@example.com", false).await.unwrap();
@@ -296,13 +318,15 @@ async fn build_world(pool: sqlx::PgPool) -> World {
     let spare_token_id = spare["token"]["id"].as_str().unwrap().to_owned();
     let spare_secret = spare["secret"].as_str().unwrap().to_owned();
 
-    // What the owner configures: a provider and a model with a key, an MCP server with one.
+    // What the owner configures: a provider and a model with a key, MCP servers with an
+    // API key and a secret header, debug runs for the site and both chat owners.
     let (status, provider) = app
         .post_as(
             &owner,
             "/api/v1/admin/providers",
             json!({"name": "Matrix", "kind": "openai-compat", "base_url": app.fake.base_url,
-                   "api_key": PROVIDER_KEY, "allow_user_api_key": true}),
+                   "api_key": PROVIDER_KEY, "allow_user_api_key": true,
+                   "allow_central_api_key_fallback": true}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{provider}");
@@ -314,46 +338,42 @@ async fn build_world(pool: sqlx::PgPool) -> World {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{model}");
+    let keyed = McpTestServer::start().await;
+    let headed = McpTestServer::start().await;
     let (status, mcp) = app
         .post_as(
             &owner,
             "/api/v1/admin/mcp-servers",
-            json!({"slug": "matrix", "display_name": "Matrix", "url": "https://mcp.example.com/m",
-                   "auth_type": "api_key", "api_key_header": "X-Api-Key", "api_key": MCP_KEY}),
+            json!({"slug": "matrix", "display_name": "Matrix", "url": keyed.url,
+                   "availability": "default_on", "auth_type": "api_key",
+                   "api_key_header": "X-Api-Key", "api_key": MCP_KEY}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{mcp}");
-
-    // member_a's chat (answered), skill; member_b's chat.
-    let (status, chat) = app
-        .post(
-            "/api/v1/chats",
-            json!({"message": ALICE_TEXT, "title": "chat of A"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{chat}");
-    let chat_a: Uuid = chat["id"].as_str().unwrap().parse().unwrap();
-    let messages = app
-        .wait_until_answered(chat_a, 2, Duration::from_secs(20))
-        .await;
-    let message_a = messages[0]["id"].as_str().unwrap().to_owned();
-    let (status, chat) = app
+    let (status, body) = app
         .post_as(
-            &member_b,
-            "/api/v1/chats",
-            json!({"message": BOB_TEXT, "title": "chat of B"}),
+            &owner,
+            "/api/v1/admin/mcp-servers",
+            json!({"slug": "matrix-hdr", "display_name": "Matrix headers", "url": headed.url,
+                   "availability": "default_on", "auth_type": "custom_headers",
+                   "custom_headers": {"x-matrix-secret": MCP_HEADER_SECRET}}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{chat}");
-    let chat_b: Uuid = chat["id"].as_str().unwrap().parse().unwrap();
-    let (status, skill) = app
-        .post(
-            "/api/v1/users/me/skills",
-            json!({"name": SKILL, "body": format!("# Matrix\n{SKILL_TEXT}\n")}),
-        )
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.configure_site(&owner, json!({"debug_logging_enabled": true}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{skill}");
-    // member_a's own key for the provider, and an upload of theirs.
+    for token in [&member_a, &member_b] {
+        let (status, body) = app
+            .put_as(
+                token,
+                "/api/v1/users/me/preferences",
+                json!({"debug_logging_enabled": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // member_a's own key for the provider (their chat runs on it, member_b's on the
+    // provider's), and an upload of theirs.
     let (status, key) = app
         .put_as(
             &app.token,
@@ -378,6 +398,102 @@ async fn build_world(pool: sqlx::PgPool) -> World {
     let file: serde_json::Value = upload.json().await.unwrap();
     let file_a = file["id"].as_str().unwrap().to_owned();
 
+    // member_a's chat (calls a tool of each MCP server, then answers), skill; member_b's
+    // chat. Both on the keyed model.
+    app.fake.script_for(
+        ALICE_TEXT,
+        [
+            Reply::ToolCalls(vec![
+                (
+                    "call_m1".into(),
+                    "matrix__echo".into(),
+                    json!({"text": "one"}),
+                ),
+                (
+                    "call_m2".into(),
+                    "matrix-hdr__echo".into(),
+                    json!({"text": "two"}),
+                ),
+            ]),
+            Reply::Text("Both servers answered.".into()),
+        ],
+    );
+    let (status, chat) = app
+        .post(
+            "/api/v1/chats",
+            json!({"message": ALICE_TEXT, "title": "chat of A", "model_config_id": model["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    let chat_a: Uuid = chat["id"].as_str().unwrap().parse().unwrap();
+    let messages = app
+        .wait_until_answered(chat_a, 4, Duration::from_secs(20))
+        .await;
+    let message_a = messages[0]["id"].as_str().unwrap().to_owned();
+    let (status, chat) = app
+        .post_as(
+            &member_b,
+            "/api/v1/chats",
+            json!({"message": BOB_TEXT, "title": "chat of B", "model_config_id": model["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    let chat_b: Uuid = chat["id"].as_str().unwrap().parse().unwrap();
+    let (status, skill) = app
+        .post(
+            "/api/v1/users/me/skills",
+            json!({"name": SKILL, "body": format!("# Matrix\n{SKILL_TEXT}\n")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{skill}");
+    let run_of = |token: String, chat: Uuid| {
+        let app = &app;
+        async move {
+            eventually(Duration::from_secs(20), "a debug run", || async {
+                let (_, list) = app
+                    .get_as(&token, &format!("/api/v1/chats/{chat}/debug/runs"))
+                    .await;
+                let run = &list["runs"][0];
+                (run["status"] == "completed").then(|| run["id"].as_str().unwrap().to_owned())
+            })
+            .await
+        }
+    };
+    let run_a = run_of(member_a.clone(), chat_a).await;
+    let run_b = run_of(member_b.clone(), chat_b).await;
+
+    // The secrets were in play: each was sent where it belongs.
+    let sent: Vec<Option<String>> = app
+        .fake
+        .received()
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect();
+    for key in [USER_KEY, PROVIDER_KEY] {
+        assert!(
+            sent.contains(&Some(format!("Bearer {key}"))),
+            "the provider never received {key}: {sent:?}"
+        );
+    }
+    assert_eq!(
+        keyed.distinct_headers(),
+        [BTreeMap::from([(
+            "x-api-key".to_owned(),
+            MCP_KEY.to_owned()
+        )])]
+    );
+    assert_eq!(
+        headed.distinct_headers(),
+        [BTreeMap::from([(
+            "x-matrix-secret".to_owned(),
+            MCP_HEADER_SECRET.to_owned()
+        )])]
+    );
+    assert_eq!(
+        (keyed.called(), headed.called()),
+        (vec!["echo".to_owned()], vec!["echo".to_owned()])
+    );
+
     let tokens = BTreeMap::from([
         ("anonymous", None),
         ("scoped", Some(scoped.clone())),
@@ -387,19 +503,27 @@ async fn build_world(pool: sqlx::PgPool) -> World {
         ("owner", Some(owner.clone())),
         ("member_a", Some(member_a.clone())),
     ]);
-    let nobody = Vec::new;
-    let secrets = vec![
-        (owner, "the owner's token", nobody()),
-        (org_admin, "the org admin's token", nobody()),
-        (no_access, "no_access's token", nobody()),
-        (member_b, "member_b's token", nobody()),
-        (member_a, "member_a's token", nobody()),
-        (scoped, "the scoped token", nobody()),
-        (spare_secret, "member_a's spare token", nobody()),
-        (PROVIDER_KEY.into(), "the provider key", nobody()),
-        (MCP_KEY.into(), "the MCP server's key", nobody()),
-        (USER_KEY.into(), "member_a's own provider key", nobody()),
-        (FILE_TEXT.into(), "member_a's file", nobody()),
+    // Credentials: shown to nobody, logged nowhere.
+    let credentials: Vec<(String, &'static str)> = vec![
+        (owner, "the owner's token"),
+        (org_admin, "the org admin's token"),
+        (no_access, "no_access's token"),
+        (member_b, "member_b's token"),
+        (member_a, "member_a's token"),
+        (scoped, "the scoped token"),
+        (spare_secret, "member_a's spare token"),
+        (PROVIDER_KEY.into(), "the provider key"),
+        (USER_KEY.into(), "member_a's own provider key"),
+        (MCP_KEY.into(), "the MCP server's key"),
+        (MCP_HEADER_SECRET.into(), "the MCP server's secret header"),
+        (app.secret_key.clone(), "the key secrets are sealed with"),
+    ];
+    let mut secrets: Vec<(String, &'static str, Vec<&'static str>)> = credentials
+        .iter()
+        .map(|(secret, what)| (secret.clone(), *what, Vec::new()))
+        .collect();
+    secrets.extend([
+        (FILE_TEXT.into(), "member_a's file", vec![]),
         (file_a, "member_a's file id", vec!["member_a", "scoped"]),
         (
             SKILL_TEXT.into(),
@@ -412,6 +536,12 @@ async fn build_world(pool: sqlx::PgPool) -> World {
             vec!["member_a", "scoped"],
         ),
         (BOB_TEXT.into(), "member_b's message", vec!["member_b"]),
+        (
+            run_a.clone(),
+            "member_a's debug run id",
+            vec!["member_a", "scoped"],
+        ),
+        (run_b, "member_b's debug run id", vec!["member_b"]),
         // Usage reports name chats: the site's to the owner, org A's to its admin.
         (
             chat_a.to_string(),
@@ -423,11 +553,12 @@ async fn build_world(pool: sqlx::PgPool) -> World {
             "member_b's chat id",
             vec!["member_b", "owner"],
         ),
-    ];
+    ]);
     World {
         app,
         tokens,
         org_a,
+        org_b,
         chat_a,
         chat_b,
         message_a,
@@ -437,7 +568,10 @@ async fn build_world(pool: sqlx::PgPool) -> World {
         model_id: model["id"].as_str().unwrap().to_owned(),
         mcp_id: mcp["id"].as_str().unwrap().to_owned(),
         absent: Uuid::now_v7(),
+        run_a,
         secrets,
+        credentials,
+        _mcp_servers: [keyed, headed],
     }
 }
 
@@ -514,7 +648,32 @@ fn row_text(method: &str, path: &str, got: &[u16]) -> String {
 
 #[sqlx::test]
 async fn every_route_answers_every_caller_as_the_matrix_says_and_leaks_nothing(pool: sqlx::PgPool) {
+    let logs = captured_logs::capture();
     let w = build_world(pool).await;
+
+    // The debug export of a chat that ran on a keyed provider (with its owner's own key)
+    // and called tools of MCP servers with secrets holds the conversation, not the secrets.
+    let member_a = w.tokens["member_a"].clone().unwrap();
+    let (status, export) = w
+        .app
+        .get_as(
+            &member_a,
+            &format!("/api/v1/chats/{}/debug/export", w.chat_a),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert!(export["run_count"].as_u64().unwrap() >= 1, "{export}");
+    let export = export.to_string();
+    assert!(
+        export.contains("matrix__echo") && export.contains("matrix-hdr__echo"),
+        "the export records the MCP calls: {export}"
+    );
+    for (secret, what) in &w.credentials {
+        assert!(
+            !export.contains(secret.as_str()),
+            "the debug export holds {what}"
+        );
+    }
     let documented = documented_routes(&w.app).await;
     let table: BTreeMap<(String, String), [u16; 7]> = MATRIX
         .iter()
@@ -537,6 +696,34 @@ async fn every_route_answers_every_caller_as_the_matrix_says_and_leaks_nothing(p
 
     let store = w.app.services.store.clone();
     let mut wrong = Vec::new();
+
+    // Organization B's administration, mirrored: A's admin is an outsider there (never a
+    // 2xx), B's admin (member_b) an insider who sees B's members and no one else.
+    for (method, path) in documented
+        .iter()
+        .filter(|(m, p)| p.contains("{organization_id}") && m != "DELETE")
+    {
+        let url = fill(path, &w).replace(&w.org_a.to_string(), &w.org_b.to_string());
+        let (status, _) = call(&w, w.tokens["org_admin"].as_deref(), method, &url).await;
+        if (200..300).contains(&status) {
+            wrong.push(format!(
+                "A's organization-admin got {status} from {method} {url} (organization B)"
+            ));
+        }
+    }
+    let (status, members) = call(
+        &w,
+        w.tokens["member_b"].as_deref(),
+        "GET",
+        &format!("/api/v1/organizations/{}/members", w.org_b),
+    )
+    .await;
+    assert_eq!(status, 200, "{members}");
+    assert!(
+        members.contains("bob@example.com") && !members.contains("admin@example.com"),
+        "{members}"
+    );
+
     let mut missing = Vec::new();
     let mut leaks = Vec::new();
     for route in order {
@@ -598,6 +785,21 @@ async fn every_route_answers_every_caller_as_the_matrix_says_and_leaks_nothing(p
     }
     if !leaks.is_empty() {
         failures.push(format!("responses that leaked:\n{}", leaks.join("\n")));
+    }
+    // Everything the API and the workers logged while all that happened, at `debug`.
+    let logged = logs.text();
+    assert!(
+        logs.line_count() > 1000
+            && logged.contains("agentq::access")
+            && logged.contains("agentq::jobs"),
+        "the logs were captured ({} lines)",
+        logs.line_count()
+    );
+    for (secret, what) in &w.credentials {
+        for line in logged.lines().filter(|l| l.contains(secret.as_str())) {
+            let shown: String = line.chars().take(400).collect();
+            failures.push(format!("a log line holds {what}: {shown}"));
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     w.app.stop().await;

@@ -679,11 +679,27 @@ mod tests {
         ]
     }
 
+    /// Strings of the syntax's pieces and hostile ones: U+0000, numbers past `i32`,
+    /// unbalanced quotes and escapes, runs of one character.
+    fn hostile() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            query_like(),
+            Just("\0".to_owned()),
+            Just("pr:".to_owned()),
+            "[0-9]{10,40}",
+            "-[0-9]{1,20}",
+            Just("\"\\".to_owned()),
+            ("[\"\\:= ]", 1..300usize).prop_map(|(c, n)| c.repeat(n)),
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(crate::fuzzing::config(2000))]
 
         #[test]
-        fn every_query_the_syntax_can_say_prints_and_parses_back(
+        fn fuzz_every_query_the_syntax_can_say_prints_and_parses_back(
             terms in proptest::collection::vec(term(), 0..=MAX_TERMS)
         ) {
             let query = ChatQuery { terms };
@@ -693,15 +709,41 @@ mod tests {
         }
 
         #[test]
-        fn any_string_parses_or_is_refused_without_panicking(q in any::<String>()) {
+        fn fuzz_any_string_parses_or_is_refused_without_panicking(q in any::<String>()) {
             let _ = ChatQuery::parse(&q);
         }
 
         #[test]
-        fn an_accepted_query_prints_back_to_the_same_query(q in query_like()) {
+        fn fuzz_an_accepted_query_prints_back_to_the_same_query(q in query_like()) {
             if let Ok(query) = ChatQuery::parse(&q) {
                 let printed = query.to_string();
                 prop_assert_eq!(ChatQuery::parse(&printed), Ok(query), "{} printed as {}", q, printed);
+            }
+        }
+
+        /// What the parser gives back (terms, or the 400's text) grows at most linearly
+        /// with the query, whatever the query.
+        #[test]
+        fn fuzz_hostile_queries_give_bounded_answers(q in hostile()) {
+            let chars = q.chars().count();
+            match ChatQuery::parse(&q) {
+                Ok(query) => {
+                    prop_assert!(chars <= MAX_QUERY_CHARS);
+                    prop_assert!(query.terms().len() <= MAX_TERMS);
+                    let printed = query.to_string();
+                    prop_assert!(
+                        printed.chars().count() <= chars,
+                        "{:?} printed longer, as {:?}", q, printed
+                    );
+                    prop_assert_eq!(ChatQuery::parse(&printed), Ok(query));
+                }
+                Err(e) => {
+                    let shown = e.to_string().chars().count();
+                    prop_assert!(
+                        shown <= 3 * chars.min(MAX_QUERY_CHARS) + 512,
+                        "a {}-character query got a {}-character error", chars, shown
+                    );
+                }
             }
         }
     }

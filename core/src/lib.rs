@@ -12,6 +12,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fuzzing;
 pub mod metrics;
 pub mod notifications;
 pub mod oauth;

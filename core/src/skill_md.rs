@@ -475,3 +475,119 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Files made of frontmatter and YAML pieces (anchors, aliases, tags, flow and block
+    /// collections, directives) and hostile ones (U+0000, a BOM, unclosed brackets, runs
+    /// of one opener), so that many reach the YAML parser and some parse.
+    fn skill_md_like() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("---\n".to_owned()),
+            Just("---\r\n".to_owned()),
+            Just("name: ".to_owned()),
+            Just("description: ".to_owned()),
+            Just("my-skill\n".to_owned()),
+            Just("\n".to_owned()),
+            Just("  ".to_owned()),
+            Just("- ".to_owned()),
+            Just("? ".to_owned()),
+            Just(": ".to_owned()),
+            Just("&a ".to_owned()),
+            Just("*a ".to_owned()),
+            Just("!!str ".to_owned()),
+            Just("!<tag:x> ".to_owned()),
+            Just("%YAML 1.2\n".to_owned()),
+            Just("%TAG ! tag:x:\n".to_owned()),
+            Just("|\n".to_owned()),
+            Just(">-\n".to_owned()),
+            Just("\"".to_owned()),
+            Just("'".to_owned()),
+            Just("\\".to_owned()),
+            Just("#".to_owned()),
+            Just("\0".to_owned()),
+            Just("\u{FEFF}".to_owned()),
+            Just("\t".to_owned()),
+            Just("\r".to_owned()),
+            ("[\\[{]", 1..400usize).prop_map(|(c, n)| c.repeat(n)),
+            ("[\\]}]", 1..50usize).prop_map(|(c, n)| c.repeat(n)),
+            "[a-z0-9é日 -]{1,12}",
+            "[0-9]{20,60}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    /// A valid skill, written as a `SKILL.md` would be.
+    fn skill() -> impl Strategy<Value = SkillDraft> {
+        let name = "[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,3}"
+            .prop_filter("`import` is reserved", |n| n != "import");
+        let description = prop_oneof![
+            Just(String::new()),
+            "[a-zA-Z0-9 .,:#'\"\\\\{}\\[\\]&*!|>%@`é日😀-]{1,80}",
+        ]
+        .prop_map(|d| normalize_description(&d).unwrap());
+        let body = "[^\u{0}]{0,200}"
+            .prop_map(|b| format!("# body\n{b}"))
+            .prop_filter("a body is not blank", |b| check_body(b).is_ok());
+        (name, description, body).prop_map(|(name, description, body)| SkillDraft {
+            name,
+            description,
+            body,
+        })
+    }
+
+    /// `skill` as a file: name and description as double-quoted (JSON) scalars, which YAML
+    /// reads as the same text (a plain `null` would read as no value).
+    fn written(skill: &SkillDraft) -> String {
+        let quoted = |text: &str| serde_json::to_string(text).unwrap();
+        format!(
+            "---\nname: {}\ndescription: {}\nlicense: MIT\n---\n{}",
+            quoted(&skill.name),
+            quoted(&skill.description),
+            skill.body
+        )
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(1000))]
+
+        #[test]
+        fn fuzz_any_text_imports_or_is_refused_without_panicking(text in any::<String>()) {
+            let _ = parse_skill_md(&text);
+        }
+
+        /// Whatever the file, the skill or the refusal is bounded by the file: an accepted
+        /// skill holds only text of the file, a refusal names a line of it.
+        #[test]
+        fn fuzz_hostile_files_give_bounded_answers(text in skill_md_like()) {
+            match parse_skill_md(&text) {
+                Ok(skill) => {
+                    prop_assert!(text.len() <= MAX_SKILL_BYTES);
+                    prop_assert!(
+                        skill.name.len() + skill.description.len() + skill.body.len() <= text.len()
+                    );
+                    prop_assert!(check_skill(&skill.name, &skill.description, &skill.body).is_ok());
+                }
+                Err(e) => {
+                    let lines = text.split_inclusive('\n').count().max(1);
+                    prop_assert!(
+                        e.line.is_none_or(|l| l >= 1 && l <= lines + 1),
+                        "line {:?} of a {}-line file", e.line, lines
+                    );
+                    prop_assert!(e.detail.len() <= 2 * text.len().min(MAX_SKILL_BYTES) + 1024);
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_a_written_skill_imports_as_itself(skill in skill()) {
+            let text = written(&skill);
+            prop_assert_eq!(parse_skill_md(&text), Ok(skill), "{}", text);
+        }
+    }
+}

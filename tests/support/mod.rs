@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod captured_logs;
 pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_github;

@@ -5,6 +5,8 @@
 //! calls; [`mail`] delivers outbox emails; [`instructions`] composes each step's system
 //! message.
 
+#[cfg(test)]
+mod fuzzing;
 pub mod instructions;
 pub mod leases;
 pub mod mail;

@@ -207,3 +207,51 @@ mod tests {
         assert!(!at(Some(10), None).loses_events_after(id(100)));
     }
 }
+
+/// `Last-Event-ID` and dead-letter ids are read with [`StreamId::parse`] (the API's SSE
+/// routes, `api/src/routes/admin_queues.rs`, the dashboard): whatever a client sends, it is
+/// an id or `None`, and every id reads back from how it prints.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Id-like text: digit runs of any length (past `u64` too), dashes, signs, spaces,
+    /// U+0000, and any string.
+    fn id_like() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[0-9]{1,25}",
+            Just("-".to_owned()),
+            Just("+".to_owned()),
+            Just(" ".to_owned()),
+            Just("\0".to_owned()),
+            Just("*".to_owned()),
+            Just("١".to_owned()),
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(crate::fuzzing::config(2000))]
+
+        #[test]
+        fn fuzz_a_printed_stream_id_parses_back(ms in any::<u64>(), seq in any::<u64>()) {
+            let id = StreamId { ms, seq };
+            prop_assert_eq!(StreamId::parse(&id.to_string()), Some(id));
+        }
+
+        /// An id is accepted exactly when it is two runs of ASCII digits joined by one
+        /// `-`, each at most `u64::MAX`; then it reads as those numbers.
+        #[test]
+        fn fuzz_any_text_is_an_id_only_when_it_spells_one(text in id_like()) {
+            let spelled = text.split_once('-').and_then(|(ms, seq)| {
+                let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                (digits(ms) && digits(seq)).then_some(())?;
+                Some(StreamId { ms: ms.parse().ok()?, seq: seq.parse().ok()? })
+            });
+            prop_assert_eq!(StreamId::parse(&text), spelled, "{:?}", text);
+        }
+    }
+}

@@ -1091,3 +1091,114 @@ mod tests {
         );
     }
 }
+
+/// Hostile Messages streams through the real read loop (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::providers::sse::{
+        Framing,
+        fuzz::{answer_bytes, config, cut, cuts, limits, read_chunks, sse_body, text},
+    };
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            (0u64..100_000).prop_map(Value::from),
+            Just(Value::from(u64::MAX)),
+            Just(Value::from(-1)),
+            Just(Value::from(1e300)),
+            Just(Value::Null),
+        ]
+    }
+
+    /// One event's `type` and JSON: every event and block type, tool inputs split
+    /// anywhere, block indexes colliding, counts past `u64`, errors, unknown types, deep
+    /// nesting.
+    fn event() -> impl Strategy<Value = (Option<String>, String)> {
+        let index = prop_oneof![0u64..3, Just(u64::MAX)];
+        let partial = prop_oneof![
+            Just(r#"{"q": "ru"#.to_owned()),
+            Just(r#"st"}"#.to_owned()),
+            Just("{}".to_owned()),
+            text(),
+        ];
+        let block = prop_oneof![
+            text().prop_map(|t| json!({"type": "text", "text": t})),
+            (text(), text()).prop_map(|(t, s)| json!({"type": "thinking", "thinking": t, "signature": s})),
+            text().prop_map(|d| json!({"type": "redacted_thinking", "data": d})),
+            (proptest::option::of("toolu_[a-c]"), "[a-z_]{0,8}", prop_oneof![Just(json!({})), Just(json!({"a": 1})), Just(Value::Null)])
+                .prop_map(|(id, name, input)| json!({"type": "tool_use", "id": id, "name": name, "input": input})),
+            Just(json!({"type": "server_tool_use"})),
+        ];
+        let delta = prop_oneof![
+            text().prop_map(|t| json!({"type": "text_delta", "text": t})),
+            text().prop_map(|t| json!({"type": "thinking_delta", "thinking": t})),
+            text().prop_map(|s| json!({"type": "signature_delta", "signature": s})),
+            partial.prop_map(|p| json!({"type": "input_json_delta", "partial_json": p})),
+            Just(json!({"type": "citations_delta"})),
+        ];
+        let usage = || {
+            (number(), number(), number(), number()).prop_map(|(i, o, w, r)| {
+                json!({
+                "input_tokens": i, "output_tokens": o,
+                "cache_creation_input_tokens": w, "cache_read_input_tokens": r})
+            })
+        };
+        let data = prop_oneof![
+            1 => (text(), usage()).prop_map(|(model, usage)| json!({"type": "message_start", "message": {"model": model, "usage": usage}})),
+            3 => (index.clone(), block).prop_map(|(index, block)| json!({"type": "content_block_start", "index": index, "content_block": block})),
+            5 => (index.clone(), delta).prop_map(|(index, delta)| json!({"type": "content_block_delta", "index": index, "delta": delta})),
+            2 => index.prop_map(|index| json!({"type": "content_block_stop", "index": index})),
+            1 => (proptest::option::of(prop_oneof![Just("end_turn"), Just("tool_use"), Just("refusal")]), proptest::option::of(usage()))
+                .prop_map(|(stop, usage)| json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": usage})),
+            1 => Just(json!({"type": "message_stop"})),
+            1 => Just(json!({"type": "ping"})),
+            1 => prop_oneof![Just("overloaded_error"), Just("invalid_request_error"), Just("nope")]
+                .prop_map(|kind| json!({"type": "error", "error": {"type": kind, "message": "prompt is too long"}})),
+        ];
+        prop_oneof![
+            10 => data.prop_map(|d| (d["type"].as_str().map(str::to_owned), d.to_string())),
+            1 => (1usize..400).prop_map(|depth| (None, format!("{}{}", "{\"a\":".repeat(depth), "}".repeat(depth)))),
+            1 => text().prop_map(|t| (None, t)),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        sse_body(proptest::collection::vec(event(), 0..40))
+    }
+
+    fn read(chunks: Vec<Vec<u8>>) -> Vec<Result<ProviderEvent, ChatError>> {
+        read_chunks(
+            Framing::Sse,
+            chunks,
+            EventParser::new("Anthropic"),
+            &limits(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(config(500))]
+
+        /// The events (and the error that ends them) are the same however the body is cut,
+        /// the answer stays within its cap, and nothing comes after an error.
+        #[test]
+        fn fuzz_anthropic_streams_read_the_same_however_they_are_cut(body in body(), cuts in cuts()) {
+            let whole = read(vec![body.clone()]);
+            let cut = read(cut(&body, &cuts));
+            prop_assert_eq!(&cut, &whole);
+            prop_assert!(answer_bytes(&whole) <= limits().max_answer_bytes);
+            if let Some(first_error) = whole.iter().position(Result::is_err) {
+                prop_assert_eq!(first_error, whole.len() - 1);
+            }
+        }
+
+        #[test]
+        fn fuzz_anthropic_streams_read_the_same_byte_by_byte(body in body()) {
+            let whole = read(vec![body.clone()]);
+            let bytes = body.iter().map(|b| vec![*b]).collect();
+            prop_assert_eq!(read(bytes), whole);
+        }
+    }
+}

@@ -232,3 +232,132 @@ mod tests {
         );
     }
 }
+
+/// Hostile event-stream bodies (docs/fuzzing.md): frames of every message type, corrupted
+/// or cut anywhere, and bytes that are no frames at all.
+#[cfg(test)]
+mod fuzz {
+    use aws_smithy_types::event_stream::{Header, HeaderValue};
+    use proptest::{prelude::*, sample::Index};
+
+    use super::*;
+    use crate::providers::sse::fuzz::{config, cut, cuts};
+
+    fn frame(headers: Vec<(String, String)>, payload: Vec<u8>) -> Vec<u8> {
+        let mut message = Message::new(Bytes::from(payload));
+        for (name, value) in headers {
+            message = message.add_header(Header::new(name, HeaderValue::String(value.into())));
+        }
+        let mut out = Vec::new();
+        aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap();
+        out
+    }
+
+    /// A frame of any message type, with JSON, text, invalid UTF-8 or no payload.
+    fn any_frame() -> impl Strategy<Value = Vec<u8>> {
+        let message_type = prop_oneof![
+            Just("event"),
+            Just("exception"),
+            Just("error"),
+            Just("other")
+        ];
+        let name = prop_oneof![
+            Just(":event-type"),
+            Just(":exception-type"),
+            Just(":error-code"),
+            Just(":error-message"),
+            Just(":content-type"),
+        ];
+        let value = prop_oneof![
+            Just("contentBlockDelta".to_owned()),
+            Just("throttlingException".to_owned()),
+            "[a-zA-Z\"\\\\{}\u{0}é]{0,12}",
+        ];
+        let payload = prop_oneof![
+            Just(br#"{"delta":{"text":"Hi"}}"#.to_vec()),
+            Just(b"".to_vec()),
+            Just(b"not json".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ];
+        (
+            message_type,
+            proptest::collection::vec((name, value), 0..3),
+            payload,
+        )
+            .prop_map(|(kind, headers, payload)| {
+                let mut all = vec![(":message-type".to_owned(), kind.to_owned())];
+                all.extend(headers.into_iter().map(|(n, v)| (n.to_owned(), v)));
+                frame(all, payload)
+            })
+    }
+
+    /// Frames, one byte perhaps flipped, the body perhaps cut short.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::collection::vec(any_frame(), 0..12),
+            proptest::option::of((any::<Index>(), 1u8..=255)),
+            proptest::option::of(any::<Index>()),
+        )
+            .prop_map(|(frames, flip, end)| {
+                let mut body = frames.concat();
+                if let Some((at, mask)) = flip
+                    && !body.is_empty()
+                {
+                    let at = at.index(body.len());
+                    body[at] ^= mask;
+                }
+                if let Some(end) = end {
+                    body.truncate(end.index(body.len() + 1));
+                }
+                body
+            })
+    }
+
+    fn read(chunks: Vec<Vec<u8>>, max: usize) -> Vec<Result<String, String>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let body = futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))));
+        runtime.block_on(
+            payloads(body, max)
+                .map(|item| {
+                    item.map_err(|e| match e {
+                        PayloadError::TooLarge => "too large".to_owned(),
+                        PayloadError::Broken(detail) => detail,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(config(1000))]
+
+        /// The payloads are the same however the body is cut, each is bounded by its frame,
+        /// and the first error ends them.
+        #[test]
+        fn fuzz_event_stream_frames_read_the_same_however_they_are_cut(
+            body in body(),
+            cuts in cuts(),
+            max in prop_oneof![Just(64usize), Just(1 << 20)],
+        ) {
+            let whole = read(vec![body.clone()], max);
+            prop_assert_eq!(&read(cut(&body, &cuts), max), &whole);
+            let text: usize = whole.iter().map(|p| p.as_ref().map_or(0, String::len)).sum();
+            // Invalid UTF-8 becomes U+FFFD (3 bytes), plus the JSON around each payload.
+            prop_assert!(text <= 3 * body.len() + 128 * whole.len());
+            if let Some(first_error) = whole.iter().position(Result::is_err) {
+                prop_assert_eq!(first_error, whole.len() - 1);
+            }
+        }
+
+        #[test]
+        fn fuzz_any_bytes_are_frames_or_an_error(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            cuts in cuts(),
+        ) {
+            let whole = read(vec![body.clone()], 1 << 20);
+            prop_assert_eq!(read(cut(&body, &cuts), 1 << 20), whole);
+        }
+    }
+}

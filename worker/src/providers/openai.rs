@@ -871,3 +871,97 @@ mod tests {
         assert!(body.get("max_tokens").is_none());
     }
 }
+
+/// Hostile Chat Completions streams through the real read loop (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::providers::sse::{
+        Framing,
+        fuzz::{answer_bytes, config, cut, cuts, limits, read_chunks, sse_body, text},
+    };
+
+    /// Numbers as servers should and should not send them.
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            (0u64..100_000).prop_map(Value::from),
+            Just(Value::from(u64::MAX)),
+            Just(Value::from(-1)),
+            Just(Value::from(1e300)),
+            Just(Value::Null),
+            Just(Value::from("12")),
+        ]
+    }
+
+    /// One chunk's JSON: text, reasoning, tool call pieces (indexes colliding, ids
+    /// repeated or missing, arguments split anywhere), usage, the model, finish reasons,
+    /// errors, and documents nested past serde_json's depth limit.
+    fn chunk() -> impl Strategy<Value = String> {
+        let arguments = prop_oneof![
+            Just(r#"{"path": "/tmp"#.to_owned()),
+            Just(r#"", "n": 1}"#.to_owned()),
+            Just("{}".to_owned()),
+            text(),
+        ];
+        prop_oneof![
+            4 => text().prop_map(|t| json!({"choices": [{"delta": {"content": t}}]}).to_string()),
+            1 => text().prop_map(|t| json!({"choices": [{"delta": {"reasoning_content": t}}]}).to_string()),
+            3 => (proptest::option::of(0u64..3), proptest::option::of("call_[a-c]"),
+                  proptest::option::of("[a-z_]{1,8}"), proptest::option::of(arguments))
+                .prop_map(|(index, id, name, arguments)| json!({"choices": [{"delta": {"tool_calls": [
+                    {"index": index, "id": id, "function": {"name": name, "arguments": arguments}}
+                ]}}]}).to_string()),
+            1 => (number(), number(), number()).prop_map(|(p, c, cached)| json!({
+                "choices": [], "usage": {"prompt_tokens": p, "completion_tokens": c,
+                "prompt_tokens_details": {"cached_tokens": cached}}}).to_string()),
+            1 => text().prop_map(|m| json!({"model": m, "choices": null}).to_string()),
+            1 => prop_oneof![Just("stop"), Just("tool_calls"), Just("length"), Just("content_filter"), Just("")]
+                .prop_map(|r| json!({"choices": [{"delta": {}, "finish_reason": r}]}).to_string()),
+            1 => number().prop_map(|code| json!({"error": {"code": code, "message": "boom"}}).to_string()),
+            1 => Just("[DONE]".to_owned()),
+            1 => (1usize..400).prop_map(|depth| format!("{}{}", "[".repeat(depth), "]".repeat(depth))),
+            1 => (1usize..200).prop_map(|depth| format!(
+                r#"{{"choices":[{{"delta":{{"tool_calls":[{{"index":0,"function":{{"arguments":{}1{}}}}}]}}}}]}}"#,
+                "[".repeat(depth), "]".repeat(depth))),
+            1 => text(),
+        ]
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        sse_body(proptest::collection::vec(
+            chunk().prop_map(|data| (None, data)),
+            0..40,
+        ))
+    }
+
+    fn read(chunks: Vec<Vec<u8>>) -> Vec<Result<ProviderEvent, ChatError>> {
+        read_chunks(Framing::Sse, chunks, ChunkParser::new("OpenAI"), &limits())
+    }
+
+    proptest! {
+        #![proptest_config(config(500))]
+
+        /// The events (and the error that ends them) are the same however the body is cut,
+        /// the answer stays within its cap, and nothing comes after an error.
+        #[test]
+        fn fuzz_openai_streams_read_the_same_however_they_are_cut(body in body(), cuts in cuts()) {
+            let whole = read(vec![body.clone()]);
+            let cut = read(cut(&body, &cuts));
+            prop_assert_eq!(&cut, &whole);
+            prop_assert!(answer_bytes(&whole) <= limits().max_answer_bytes);
+            if let Some(first_error) = whole.iter().position(Result::is_err) {
+                prop_assert_eq!(first_error, whole.len() - 1);
+            }
+        }
+
+        /// One byte at a time, the hardest cut.
+        #[test]
+        fn fuzz_openai_streams_read_the_same_byte_by_byte(body in body()) {
+            let whole = read(vec![body.clone()]);
+            let bytes = body.iter().map(|b| vec![*b]).collect();
+            prop_assert_eq!(read(bytes), whole);
+        }
+    }
+}

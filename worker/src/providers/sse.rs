@@ -93,13 +93,23 @@ pub(super) fn answer_stream<P: WireParser>(
     limits: &ProviderLimits,
     deadline: Instant,
 ) -> ProviderStream {
-    let limits = *limits;
+    let max = max_event_bytes(limits);
     let payloads = match framing {
-        Framing::Sse => sse_payloads(response, max_event_bytes(&limits)),
-        Framing::EventStream => {
-            super::eventstream::payloads(response.bytes_stream(), max_event_bytes(&limits))
-        }
+        Framing::Sse => sse_payloads(response.bytes_stream(), max),
+        Framing::EventStream => super::eventstream::payloads(response.bytes_stream(), max),
     };
+    read_payloads(payloads, parser, limits, deadline)
+}
+
+/// The read loop proper: `payloads` through `parser`, within `limits` and until
+/// `deadline`.
+fn read_payloads<P: WireParser>(
+    payloads: Payloads,
+    parser: P,
+    limits: &ProviderLimits,
+    deadline: Instant,
+) -> ProviderStream {
+    let limits = *limits;
     let reader = Reader {
         events: payloads,
         parser,
@@ -159,9 +169,12 @@ pub(super) fn answer_stream<P: WireParser>(
     Box::pin(stream)
 }
 
-/// The `data` of the SSE events of `response`, each event at most `max` bytes.
-fn sse_payloads(response: reqwest::Response, max: usize) -> Payloads {
-    let events = events_at_most(response.bytes_stream(), max).eventsource();
+/// The `data` of the SSE events of `body`, each event at most `max` bytes.
+fn sse_payloads<B: AsRef<[u8]> + Send + 'static>(
+    body: impl Stream<Item = reqwest::Result<B>> + Send + 'static,
+    max: usize,
+) -> Payloads {
+    let events = events_at_most(body, max).eventsource();
     Box::pin(events.map(|event| match event {
         Ok(event) => Ok(event.data),
         Err(EventStreamError::Transport(BodyError::EventTooLarge)) => Err(PayloadError::TooLarge),
@@ -242,21 +255,97 @@ impl std::fmt::Display for BodyError {
     }
 }
 
-/// `body`, failing once one SSE event (the bytes between two blank lines, line ends not
-/// counted) is longer than `max` bytes, before the SSE parser buffers more of it.
-fn events_at_most<B: AsRef<[u8]>>(
+/// `body` as text, failing once one SSE event (the bytes between two blank lines, line
+/// ends not counted) is longer than `max` bytes, before the SSE parser buffers more of it.
+///
+/// The text is made here, not by the SSE parser (eventsource-stream 0.2.3), whose decoder
+/// fails two ways on bytes a provider may send (docs/fuzzing.md): it keeps every byte from
+/// an invalid one on in a buffer and never passes anything again (one stray byte held the
+/// rest of the body in memory and ended the answer only at the deadline), and it panics on
+/// a body that starts with a byte-order mark (it cuts one byte off a three-byte
+/// character). So bytes that are not UTF-8 become U+FFFD ([`LossyUtf8`]), the one leading
+/// BOM the SSE format allows is dropped here, and the parser's first text is a blank line,
+/// which ends no event and leaves it no BOM to strip.
+fn events_at_most<B: AsRef<[u8]> + Send + 'static>(
     body: impl Stream<Item = reqwest::Result<B>> + Send + 'static,
     max: usize,
-) -> impl Stream<Item = Result<B, BodyError>> + Send + 'static {
-    let mut size = EventSize::default();
-    body.map(move |chunk| {
-        // reqwest's errors name the URL; the detail shown to users must not.
-        let chunk = chunk.map_err(|e| BodyError::Transport(e.without_url()))?;
-        if size.add(chunk.as_ref()) > max {
-            return Err(BodyError::EventTooLarge);
+) -> impl Stream<Item = Result<String, BodyError>> + Send + 'static {
+    let state = (Box::pin(body), EventSize::default(), LossyUtf8::default());
+    let body = futures::stream::unfold(Some(state), move |state| async move {
+        let (mut body, mut size, mut text) = state?;
+        match body.next().await {
+            None => text.finish().map(|rest| (Ok(rest), None)),
+            // reqwest's errors name the URL; the detail shown to users must not.
+            Some(Err(e)) => Some((Err(BodyError::Transport(e.without_url())), None)),
+            Some(Ok(chunk)) => {
+                if size.add(chunk.as_ref()) > max {
+                    return Some((Err(BodyError::EventTooLarge), None));
+                }
+                let decoded = text.decode(chunk.as_ref());
+                Some((Ok(decoded), Some((body, size, text))))
+            }
         }
-        Ok(chunk)
+    });
+    let mut started = false;
+    body.map(move |text| {
+        let text = text?;
+        if started || text.is_empty() {
+            return Ok(text);
+        }
+        started = true;
+        let text = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
+        Ok(format!("\n{text}"))
     })
+}
+
+/// A UTF-8 decoder for a body that arrives in chunks: a character split between two
+/// chunks is whole in the text, and each invalid sequence is one U+FFFD, exactly as
+/// `String::from_utf8_lossy` reads the body in one piece.
+#[derive(Default)]
+struct LossyUtf8 {
+    /// The start of a character the chunk ended in (at most 3 bytes).
+    pending: Vec<u8>,
+}
+
+impl LossyUtf8 {
+    /// The text of `chunk`, up to a character it ends in the middle of.
+    fn decode(&mut self, chunk: &[u8]) -> String {
+        let mut bytes = std::mem::take(&mut self.pending);
+        bytes.extend_from_slice(chunk);
+        let mut text = String::with_capacity(bytes.len());
+        let mut rest = &bytes[..];
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(valid) => {
+                    text.push_str(valid);
+                    break;
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    // The first `valid_up_to` bytes are UTF-8: this never falls back.
+                    text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    match e.error_len() {
+                        Some(invalid) => {
+                            text.push(char::REPLACEMENT_CHARACTER);
+                            rest = &after[invalid..];
+                        }
+                        None => {
+                            // A character cut by the chunk's end: the next chunk ends it.
+                            self.pending = after.to_vec();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        text
+    }
+
+    /// The end of the body: a character left unfinished is one U+FFFD.
+    fn finish(&mut self) -> Option<String> {
+        (!std::mem::take(&mut self.pending).is_empty())
+            .then(|| char::REPLACEMENT_CHARACTER.to_string())
+    }
 }
 
 /// The size of the SSE event being received; lines end with CR, LF or CRLF.
@@ -412,5 +501,295 @@ mod surrogate_tests {
             without_lone_surrogates(r#"{"plain": "\n"}"#),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+}
+
+/// What the property tests named `fuzz_*` of every wire format share (docs/fuzzing.md):
+/// the real read loop over a body given in chunks, SSE framing with the noise servers add,
+/// and ways to cut a body.
+#[cfg(test)]
+pub(super) mod fuzz {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        time::Duration,
+    };
+
+    use bytes::Bytes;
+    use proptest::{prelude::*, sample::Index};
+
+    use super::*;
+
+    /// Small limits, so that generated answers reach the cap.
+    pub(in crate::providers) fn limits() -> ProviderLimits {
+        ProviderLimits {
+            max_answer_bytes: 2048,
+            ..ProviderLimits::default()
+        }
+    }
+
+    pub(in crate::providers) use crate::fuzzing::config;
+
+    /// Everything the read loop made of `body` through `parser`: events, then the error
+    /// that ended the answer, if any.
+    pub(in crate::providers) fn read_body<P: WireParser>(
+        framing: Framing,
+        body: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+        parser: P,
+        limits: &ProviderLimits,
+    ) -> Vec<Result<ProviderEvent, ChatError>> {
+        let max = max_event_bytes(limits);
+        let payloads = match framing {
+            Framing::Sse => sse_payloads(body, max),
+            Framing::EventStream => super::super::eventstream::payloads(body, max),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            read_payloads(payloads, parser, limits, deadline)
+                .collect()
+                .await
+        })
+    }
+
+    /// [`read_body`] of a body that arrives as `chunks`.
+    pub(in crate::providers) fn read_chunks<P: WireParser>(
+        framing: Framing,
+        chunks: Vec<Vec<u8>>,
+        parser: P,
+        limits: &ProviderLimits,
+    ) -> Vec<Result<ProviderEvent, ChatError>> {
+        let body = futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c))));
+        read_body(framing, body, parser, limits)
+    }
+
+    /// `bytes` cut where `cuts` say (any number of cuts, anywhere: mid-line, mid-character,
+    /// between a CR and its LF).
+    pub(in crate::providers) fn cut(bytes: &[u8], cuts: &[Index]) -> Vec<Vec<u8>> {
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        at.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        for to in at.into_iter().chain([bytes.len()]) {
+            chunks.push(bytes[from..to].to_vec());
+            from = to;
+        }
+        chunks
+    }
+
+    /// Where to cut a body: none to a few dozen places.
+    pub(in crate::providers) fn cuts() -> impl Strategy<Value = Vec<Index>> {
+        proptest::collection::vec(any::<Index>(), 0..24)
+    }
+
+    /// One line of noise servers send between events: comments, other fields, `event:`
+    /// names, stray bytes (invalid UTF-8 and U+0000 included).
+    fn noise() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b": keep-alive".to_vec()),
+            Just(b"event: ping".to_vec()),
+            Just(b"id: 7".to_vec()),
+            Just(b"id: \0".to_vec()),
+            Just(b"retry: 99999999999999999999999".to_vec()),
+            Just(b"\xEF\xBB\xBF".to_vec()),
+            Just(b"data".to_vec()),
+            Just(b"data:".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ]
+    }
+
+    /// `payloads` as an SSE body: each as one event's `data` (`data:` or `data: `, with an
+    /// `event:` line sometimes), lines ending in LF, CRLF or CR, noise lines and blank lines
+    /// between events.
+    pub(in crate::providers) fn sse_body(
+        payloads: impl Strategy<Value = Vec<(Option<String>, String)>>,
+    ) -> impl Strategy<Value = Vec<u8>> {
+        payloads
+            .prop_flat_map(|payloads| {
+                let n = payloads.len();
+                let framing = (
+                    prop_oneof![Just("\n"), Just("\r\n"), Just("\r")],
+                    any::<bool>(),
+                    proptest::option::weighted(0.1, noise()),
+                );
+                (Just(payloads), proptest::collection::vec(framing, n..=n))
+            })
+            .prop_map(|(payloads, framings)| {
+                let mut body = Vec::new();
+                for ((event, data), (eol, spaced, noise)) in payloads.iter().zip(framings) {
+                    if let Some(noise) = noise {
+                        body.extend_from_slice(&noise);
+                        body.extend_from_slice(eol.as_bytes());
+                    }
+                    if let Some(event) = event {
+                        body.extend_from_slice(format!("event: {event}{eol}").as_bytes());
+                    }
+                    let prefix = if spaced { "data: " } else { "data:" };
+                    body.extend_from_slice(format!("{prefix}{data}{eol}{eol}").as_bytes());
+                }
+                body
+            })
+    }
+
+    /// Text as providers stream it: ASCII, multi-byte characters (cut anywhere by the
+    /// chunking), U+0000, quotes, escapes, lone surrogates.
+    pub(in crate::providers) fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z ]{0,12}",
+            "[é日😀\u{0}\"\\\\\u{202e}\u{fffd}]{1,6}",
+            any::<String>(),
+        ]
+    }
+
+    /// The bytes of the answer's events the read loop counts against the cap.
+    pub(in crate::providers) fn answer_bytes(events: &[Result<ProviderEvent, ChatError>]) -> usize {
+        events
+            .iter()
+            .filter_map(|e| e.as_ref().ok())
+            .map(|event| match event {
+                ProviderEvent::Text(t)
+                | ProviderEvent::Reasoning(t)
+                | ProviderEvent::ReasoningSignature(t)
+                | ProviderEvent::RedactedReasoning(t) => t.len(),
+                ProviderEvent::ToolCall { id, name, .. } => id.len() + name.len(),
+                ProviderEvent::Usage(_) | ProviderEvent::Model(_) => 0,
+            })
+            .sum()
+    }
+
+    /// A body that never ends: `head`, then `tail` over and over; the count of bytes read
+    /// from it so far.
+    pub(in crate::providers) fn endless(
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    ) -> (
+        impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+        Arc<AtomicUsize>,
+    ) {
+        let read = Arc::new(AtomicUsize::new(0));
+        let counter = read.clone();
+        let chunks = std::iter::once(head).chain(std::iter::repeat(tail));
+        let body = futures::stream::iter(chunks).map(move |chunk| {
+            counter.fetch_add(chunk.len(), Ordering::Relaxed);
+            Ok(Bytes::from(chunk))
+        });
+        (body, read)
+    }
+
+    /// Noise-only bodies: whatever the bytes and however they are cut, the read loop
+    /// ends, the same way.
+    struct Silent;
+
+    impl WireParser for Silent {
+        fn provider(&self) -> &str {
+            "Test"
+        }
+        fn feed(&mut self, data: &str) -> Result<Fed, ChatError> {
+            Ok(Fed::More(vec![ProviderEvent::Text(data.to_owned())]))
+        }
+        fn end(&mut self, end: BodyEnd) -> Result<Vec<ProviderEvent>, ChatError> {
+            Ok(match end {
+                BodyEnd::Eof => vec![],
+                BodyEnd::Broken(detail) => vec![ProviderEvent::Model(detail)],
+            })
+        }
+        fn tool_call_bytes(&self) -> usize {
+            0
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config(500))]
+
+        /// Any bytes at all: the SSE layer passes the same payloads whatever the chunks,
+        /// and never more text than the body held.
+        #[test]
+        fn fuzz_any_bytes_read_the_same_however_they_are_cut(
+            body in proptest::collection::vec(
+                prop_oneof![
+                    4 => any::<u8>(),
+                    1 => Just(b'\n'),
+                    1 => Just(b'\r'),
+                    1 => Just(b':'),
+                ],
+                0..3000,
+            ),
+            cuts in cuts(),
+        ) {
+            let whole = read_chunks(Framing::Sse, vec![body.clone()], Silent, &limits());
+            let cut = read_chunks(Framing::Sse, cut(&body, &cuts), Silent, &limits());
+            prop_assert_eq!(&cut, &whole);
+            // Each invalid byte may become a 3-byte U+FFFD.
+            prop_assert!(answer_bytes(&whole) <= 3 * body.len());
+        }
+    }
+
+    #[test]
+    fn fuzz_an_endless_line_is_refused_once_past_the_cap() {
+        for tail in [b"a".to_vec(), b"a".repeat(4096), b"\xff".repeat(1000)] {
+            let (body, read) = endless(b"data: {\"x\": \"".to_vec(), tail.clone());
+            let events = read_body(Framing::Sse, body, Silent, &limits());
+            let error = events.last().unwrap().as_ref().unwrap_err();
+            assert!(
+                error.message.contains("longer than 2048 bytes"),
+                "{error:?}"
+            );
+            let max = max_event_bytes(&limits());
+            let read = read.load(Ordering::Relaxed);
+            assert!(read <= max + tail.len() + 16, "read {read} bytes");
+        }
+    }
+
+    /// Found reading eventsource-stream's decoder while writing
+    /// `fuzz_any_bytes_read_the_same_however_they_are_cut`: it keeps every byte from an
+    /// invalid one on and passes nothing again, so one stray byte cost the rest of the
+    /// answer (and held the body in memory).
+    #[test]
+    fn a_stray_invalid_byte_costs_one_character_not_the_rest_of_the_answer() {
+        let body = b"data: a\xffb\n\ndata: c\n\n".to_vec();
+        let events = read_chunks(Framing::Sse, vec![body], Silent, &limits());
+        assert_eq!(
+            events,
+            vec![
+                Ok(ProviderEvent::Text("a\u{FFFD}b".into())),
+                Ok(ProviderEvent::Text("c".into())),
+            ]
+        );
+    }
+
+    /// Found by `fuzz_openai_streams_read_the_same_however_they_are_cut`: eventsource-stream
+    /// strips a leading byte-order mark by cutting one byte off it, and panicked.
+    #[test]
+    fn a_body_that_starts_with_a_byte_order_mark_is_read_not_a_panic() {
+        let body = b"\xEF\xBB\xBFdata: a\n\n".to_vec();
+        let split = vec![body[..1].to_vec(), body[1..2].to_vec(), body[2..].to_vec()];
+        for chunks in [vec![body.clone()], split] {
+            let events = read_chunks(Framing::Sse, chunks, Silent, &limits());
+            assert_eq!(events, vec![Ok(ProviderEvent::Text("a".into()))]);
+        }
+        // Only one is the format's: a second starts a field name (not `data`).
+        let twice = b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\ndata: b\n\n".to_vec();
+        let events = read_chunks(Framing::Sse, vec![twice], Silent, &limits());
+        assert_eq!(events, vec![Ok(ProviderEvent::Text("b".into()))]);
+    }
+
+    #[test]
+    fn a_character_cut_between_chunks_decodes_as_in_one_piece() {
+        let bytes = "é日😀".as_bytes();
+        for at in 0..=bytes.len() {
+            let mut decoder = LossyUtf8::default();
+            let mut text = decoder.decode(&bytes[..at]);
+            text.push_str(&decoder.decode(&bytes[at..]));
+            assert_eq!(decoder.finish(), None);
+            assert_eq!(text, "é日😀", "cut at {at}");
+        }
+        let mut decoder = LossyUtf8::default();
+        assert_eq!(decoder.decode(b"a\xF0\x9F"), "a");
+        assert_eq!(decoder.finish().as_deref(), Some("\u{FFFD}"));
     }
 }

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use agentq_core::store::McpServerRecord;
 use rmcp::{
     ServiceExt,
-    model::{CallToolRequestParams, ClientConfig},
+    model::{CallToolRequestParams, CallToolResult, ClientConfig},
     service::ServiceError,
     transport::{
         StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
@@ -163,36 +163,7 @@ impl McpClient {
                 |client| async move { client.call_tool(params).await },
             )
             .await?;
-        let content = serde_json::to_value(&result.content).unwrap_or_default();
-        let size = serde_json::to_vec(&content).map(|v| v.len()).unwrap_or(0)
-            + result
-                .structured_content
-                .as_ref()
-                .and_then(|s| serde_json::to_vec(s).ok())
-                .map_or(0, |v| v.len());
-        if size > limit {
-            return Err(McpError::TooLarge {
-                server: server.slug.clone(),
-                limit,
-            });
-        }
-        let text = content
-            .as_array()
-            .map(|blocks| {
-                blocks
-                    .iter()
-                    .filter(|b| b["type"] == "text")
-                    .filter_map(|b| b["text"].as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default();
-        Ok(McpCallOutput {
-            content,
-            text,
-            structured_content: result.structured_content,
-            is_error: result.is_error.unwrap_or(false),
-        })
+        call_output(result, &server.slug, limit)
     }
 
     /// Opens a session to `server`, runs `op` on it and closes it, all within `timeout`.
@@ -300,4 +271,150 @@ fn short(text: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// What a call's result becomes: its content blocks as JSON and their text joined, or
+/// [`McpError::TooLarge`] when the content and structured content take more than `limit`
+/// bytes as JSON (the transport already refused bodies past about twice that).
+fn call_output(
+    result: CallToolResult,
+    slug: &str,
+    limit: usize,
+) -> Result<McpCallOutput, McpError> {
+    let content = serde_json::to_value(&result.content).unwrap_or_default();
+    let size = serde_json::to_vec(&content).map(|v| v.len()).unwrap_or(0)
+        + result
+            .structured_content
+            .as_ref()
+            .and_then(|s| serde_json::to_vec(s).ok())
+            .map_or(0, |v| v.len());
+    if size > limit {
+        return Err(McpError::TooLarge {
+            server: slug.to_owned(),
+            limit,
+        });
+    }
+    let text = content
+        .as_array()
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    Ok(McpCallOutput {
+        content,
+        text,
+        structured_content: result.structured_content,
+        is_error: result.is_error.unwrap_or(false),
+    })
+}
+
+/// Hostile tool results (docs/fuzzing.md): whatever JSON a server sends as a
+/// `tools/call` result, what reaches the model is within the result cap.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::fuzzing::config as fuzz_config;
+
+    /// JSON of any shape: U+0000, numbers past `u64` and `f64`, nesting past serde_json's
+    /// depth limit.
+    fn any_json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("1e400".to_owned()),
+            Just("-123456789012345678901234567890".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            any::<String>().prop_map(|s| Value::String(s).to_string()),
+            Just("\"\\u0000\\ud800\"".to_owned()),
+        ];
+        let nested = leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::vec(("[a-z]{1,4}", inner), 0..6).prop_map(|fields| {
+                    let fields: Vec<String> = fields
+                        .into_iter()
+                        .map(|(k, v)| format!("\"{k}\":{v}"))
+                        .collect();
+                    format!("{{{}}}", fields.join(","))
+                }),
+            ]
+        });
+        prop_oneof![
+            8 => nested,
+            1 => (100usize..3000).prop_map(|depth| format!("{}{}", "[".repeat(depth), "]".repeat(depth))),
+        ]
+    }
+
+    /// A content block of each kind MCP defines, and kinds it does not.
+    fn block() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => any::<String>().prop_map(|t| json!({"type": "text", "text": t}).to_string()),
+            1 => Just(json!({"type": "image", "data": "aGk=", "mimeType": "image/png"}).to_string()),
+            1 => Just(json!({"type": "audio", "data": "aGk=", "mimeType": "audio/wav"}).to_string()),
+            1 => any::<String>().prop_map(|t| json!({"type": "resource", "resource": {"uri": "file:///a", "text": t}}).to_string()),
+            1 => Just(json!({"type": "resource_link", "uri": "file:///a", "name": "a"}).to_string()),
+            1 => any_json().prop_map(|v| format!(r#"{{"type": "text", "text": "x", "annotations": {v}}}"#)),
+            1 => any_json(),
+        ]
+    }
+
+    /// A `tools/call` result as a server might send it.
+    fn result() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(block(), 0..8),
+            proptest::option::of(any_json()),
+            proptest::option::of(prop_oneof![
+                Just("true"),
+                Just("false"),
+                Just("null"),
+                Just("1")
+            ]),
+        )
+            .prop_map(|(blocks, structured, is_error)| {
+                let mut fields = vec![format!("\"content\":[{}]", blocks.join(","))];
+                if let Some(s) = structured {
+                    fields.push(format!("\"structuredContent\":{s}"));
+                }
+                if let Some(e) = is_error {
+                    fields.push(format!("\"isError\":{e}"));
+                }
+                format!("{{{}}}", fields.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(fuzz_config(1000))]
+
+        /// A result the client reads becomes a tool result for the model no larger than
+        /// the cap (plus the JSON around content and structured content), or the
+        /// too-large error.
+        #[test]
+        fn fuzz_any_tool_result_maps_within_the_cap(
+            document in result(),
+            limit in prop_oneof![Just(64usize), Just(1024), Just(1 << 20)],
+        ) {
+            let Ok(result) = serde_json::from_str::<CallToolResult>(&document) else {
+                return Ok(());
+            };
+            match call_output(result, "docs", limit) {
+                Ok(output) => {
+                    prop_assert!(output.text.len() <= document.len());
+                    let value = super::super::execute::result_value(output);
+                    let shown = value.to_string().len();
+                    prop_assert!(shown <= limit + 64, "{} bytes shown for a {}-byte cap", shown, limit);
+                }
+                Err(McpError::TooLarge { limit: said, .. }) => prop_assert_eq!(said, limit),
+                Err(other) => prop_assert!(false, "unexpected error {}", other),
+            }
+        }
+    }
 }

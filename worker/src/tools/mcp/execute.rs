@@ -77,7 +77,7 @@ impl McpTools {
 
 /// What the model sees of a successful call: the text when the result is text only (most
 /// tools), otherwise the content blocks and structured content as JSON.
-fn result_value(output: McpCallOutput) -> Value {
+pub(super) fn result_value(output: McpCallOutput) -> Value {
     let text_only = output.structured_content.is_none()
         && output
             .content

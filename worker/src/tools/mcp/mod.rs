@@ -189,3 +189,37 @@ mod tests {
         assert_eq!(split_tool_name("x__"), None);
     }
 }
+
+/// Tool names as models send them back (docs/fuzzing.md).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::config as fuzz_config;
+
+    proptest! {
+        #![proptest_config(fuzz_config(2000))]
+
+        /// Every slug the API accepts and every non-empty tool name split back from their
+        /// qualified name, whatever the tool name holds.
+        #[test]
+        fn fuzz_a_qualified_tool_name_splits_back(
+            slug in "[a-z0-9]{1,6}(-[a-z0-9]{1,6}){0,3}",
+            tool in "[a-z_]{0,3}(__)?[^\u{0}]{0,8}",
+        ) {
+            prop_assume!(!tool.is_empty());
+            let name = qualified_tool_name(&slug, &tool);
+            prop_assert_eq!(split_tool_name(&name), Some((slug.as_str(), tool.as_str())));
+        }
+
+        /// Any name a model sends: no panic, and a split is a real split of it.
+        #[test]
+        fn fuzz_any_name_splits_into_what_it_holds(name in any::<String>()) {
+            if let Some((slug, tool)) = split_tool_name(&name) {
+                prop_assert_eq!(qualified_tool_name(slug, tool), name.clone());
+                prop_assert!(!slug.contains(SLUG_SEPARATOR));
+            }
+        }
+    }
+}
