@@ -209,7 +209,11 @@ async fn the_stream_is_documented_as_server_sent_events_with_the_events_it_sends
         .iter()
         .map(|v| {
             let name = v["properties"]["event"]["enum"][0].as_str().expect("name");
-            (name, &v["properties"]["data"])
+            // The `data:` line is JSON text; its schema is the data's.
+            let data = &v["properties"]["data"];
+            assert_eq!(data["type"], "string", "{name}");
+            assert_eq!(data["contentMediaType"], "application/json", "{name}");
+            (name, &data["contentSchema"])
         })
         .collect();
     let names: BTreeSet<&str> = variants.keys().copied().collect();
