@@ -70,7 +70,10 @@ fn is_length_limit(e: &axum::extract::rejection::FailedToBufferBody) -> bool {
 /// integer field takes it (a fraction still fails, naming the field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.trim_ascii_start().first() == Some(&b'[') {
-        return Err(ApiError::invalid("body", "must be a JSON object, not an array"));
+        return Err(ApiError::invalid(
+            "body",
+            "must be a JSON object, not an array",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(&mut de) {

@@ -167,6 +167,12 @@ const RULES: &[LinkRule] = &[
         &[("token_id", "$response.body#/token/id")],
     ),
     rule(
+        "list_provider_keys",
+        "200",
+        "/api/v1/users/me/provider-keys/{provider}",
+        &[("provider", "$response.body#/providers/0/provider_id")],
+    ),
+    rule(
         "put_provider_key",
         "200",
         "/api/v1/users/me/provider-keys/{provider}",

@@ -37,7 +37,13 @@ const MAX_TITLE_CHARS: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct CreateChatRequest {
     /// The first user message (required, not blank).
-    #[schema(required = true, nullable = false, min_length = 1, max_length = 100_000, pattern = "\\S")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 100_000,
+        pattern = "\\S"
+    )]
     pub message: Option<String>,
     /// Title; derived from the message when absent.
     #[serde(default)]

@@ -67,7 +67,12 @@ fn check_token(field: &str, token: &str) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct OidcTokenBody {
     /// The user's OIDC access token (printable ASCII, at most 16 KiB).
-    #[schema(required = true, nullable = false, max_length = 16384, pattern = "^[!-~]+$")]
+    #[schema(
+        required = true,
+        nullable = false,
+        max_length = 16384,
+        pattern = "^[!-~]+$"
+    )]
     pub access_token: Option<String>,
     /// Its refresh token, if the issuer gave one: without it an expired access token is
     /// simply not sent.

@@ -40,7 +40,12 @@ pub struct ProviderKeyList {
 #[serde(deny_unknown_fields)]
 pub struct ProviderKeyBody {
     /// The key (printable ASCII, at most 4096 bytes); sealed, never returned or logged.
-    #[schema(required = true, nullable = false, max_length = 4096, pattern = "^[!-~]+$")]
+    #[schema(
+        required = true,
+        nullable = false,
+        max_length = 4096,
+        pattern = "^[!-~]+$"
+    )]
     pub api_key: Option<String>,
 }
 

@@ -44,7 +44,12 @@ pub struct SpendDefaultBody {
 #[serde(deny_unknown_fields)]
 pub struct SpendOverrideBody {
     /// The limit per period, micro-dollars (0 refuses every new turn).
-    #[schema(required = true, nullable = false, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 0,
+        maximum = 1_000_000_000_000_i64
+    )]
     limit_micros: Option<i64>,
 }
 

@@ -93,11 +93,19 @@ pub async fn list_users(
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Email, unique (case-insensitive), at most 320 characters.
-    #[schema(required = true, nullable = false, max_length = 320, pattern = "^\\s*[^\\s@\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+@[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+\\s*$")]
+    #[schema(
+        required = true,
+        nullable = false,
+        max_length = 320,
+        pattern = "^\\s*[^\\s@\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+@[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+\\s*$"
+    )]
     pub email: Option<String>,
     /// Display name, at most 200 characters.
     #[serde(default)]
-    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub name: Option<String>,
     /// `owner` or `member` (default).
     #[serde(default)]
