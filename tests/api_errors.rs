@@ -336,3 +336,28 @@ async fn null_for_a_users_role_or_status_is_a_400_naming_it(pool: sqlx::PgPool) 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "suspended", "{body}");
 }
+
+/// `email` is at most 320 characters as sent (the document's `maxLength`), surrounding
+/// spaces included, though they are trimmed before it is stored.
+#[sqlx::test]
+async fn an_email_over_320_characters_is_refused_even_when_spaces_pad_it(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+
+    let padded = format!("{}bob@example.com", " ".repeat(320));
+    let (status, body) = app
+        .post_as(&owner, "/api/v1/admin/users", json!({"email": padded}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(field(&body), "email", "{body}");
+
+    let (status, body) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/users",
+            json!({"email": "  bob@example.com "}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["email"], "bob@example.com", "{body}");
+}

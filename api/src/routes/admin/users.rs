@@ -141,9 +141,12 @@ pub async fn create_user(
     let email = body
         .email
         .ok_or_else(|| ApiError::invalid("email", "is required"))?;
+    // The limit counts what was sent, as the document's `maxLength` does, not what is left
+    // once trimmed.
+    let sent_chars = email.chars().count();
     let email = email.trim();
     let at = email.find('@');
-    if email.chars().count() > MAX_EMAIL_CHARS
+    if sent_chars > MAX_EMAIL_CHARS
         || !at.is_some_and(|i| i > 0 && i + 1 < email.len())
         || email.chars().any(char::is_whitespace)
     {
