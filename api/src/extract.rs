@@ -63,25 +63,72 @@ fn is_length_limit(e: &axum::extract::rejection::FailedToBufferBody) -> bool {
     )
 }
 
-/// Parses JSON, separating syntax errors (malformed JSON) from field errors.
+/// Parses a JSON object, separating syntax errors (malformed JSON) from field errors.
+///
+/// Every body is an object: an array is refused, though serde would read a struct from one.
+/// A number whose fraction is zero (`5.0`) is the integer JSON Schema says it is, so an
+/// integer field takes it (a fraction still fails, naming the field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::invalid(
+            "body",
+            "must be a JSON object, not an array",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let inner = e.inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return malformed(inner);
+    match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => {
+            de.end().map_err(|e| malformed(&e))?;
+            Ok(value)
         }
-        let path = e.path().to_string();
-        let detail = strip_position(&inner.to_string());
-        if path == "." || path.is_empty() {
-            // serde reports missing and unknown fields at the parent; name them.
-            let field = backticked(&detail).unwrap_or_else(|| "body".into());
-            return ApiError::invalid(field, detail);
+        Err(e) if is_integral_float(e.inner()) => {
+            let mut value: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+            integral_floats_as_integers(&mut value);
+            serde_path_to_error::deserialize(value).map_err(field_error)
         }
-        ApiError::invalid(path, detail)
-    })?;
-    de.end().map_err(|e| malformed(&e))?;
-    Ok(value)
+        Err(e) => Err(field_error(e)),
+    }
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = e.inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return malformed(inner);
+    }
+    let path = e.path().to_string();
+    let detail = strip_position(&inner.to_string());
+    if path == "." || path.is_empty() {
+        // serde reports missing and unknown fields at the parent; name them.
+        let field = backticked(&detail).unwrap_or_else(|| "body".into());
+        return ApiError::invalid(field, detail);
+    }
+    ApiError::invalid(path, detail)
+}
+
+/// serde_json's refusal of a float where an integer goes: `invalid type: floating point`.
+fn is_integral_float(e: &serde_json::Error) -> bool {
+    e.is_data() && e.to_string().starts_with("invalid type: floating point")
+}
+
+/// Rewrites `5.0` as `5` throughout, within the range of `i64`/`u64`.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                // 2^63 and 2^64 as f64: the casts below saturate, so stay strictly below.
+                if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
+                    *n = (f as i64).into();
+                } else if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
+                    *n = (f as u64).into();
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn malformed(e: &serde_json::Error) -> ApiError {
@@ -400,5 +447,31 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_array_is_no_body_even_where_serde_would_read_a_struct_from_it() {
+        assert_eq!(
+            field_of(parse_json::<Body>(br#" ["a", 1]"#).unwrap_err()),
+            "body"
+        );
+    }
+
+    #[test]
+    fn an_integer_field_takes_a_number_whose_fraction_is_zero() {
+        let body: Body = parse_json(br#"{"message":"a","n":5.0}"#).unwrap();
+        assert_eq!(body.n, Some(5));
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"message":"a","n":5.5}"#).unwrap_err()),
+            "n"
+        );
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"message":"a","n":-1.0}"#).unwrap_err()),
+            "n"
+        );
+        assert_eq!(
+            field_of(parse_json::<Body>(br#"{"message":"a","n":1e300}"#).unwrap_err()),
+            "n"
+        );
     }
 }

@@ -13,6 +13,8 @@ pub mod extract;
 mod file_type;
 pub mod open_streams;
 pub mod openapi;
+mod openapi_links;
+mod openapi_sse;
 mod request_limits;
 mod routes;
 mod server;

@@ -99,6 +99,8 @@ pub fn document() -> &'static openapi::OpenApi {
     static DOCUMENT: LazyLock<openapi::OpenApi> = LazyLock::new(|| {
         let (_, mut doc) = crate::routes::routes().split_for_parts();
         add_shared_error_responses(&mut doc);
+        crate::openapi_sse::describe_frames(&mut doc);
+        crate::openapi_links::add_links(&mut doc);
         doc.info.version = env!("CARGO_PKG_VERSION").into();
         doc
     });

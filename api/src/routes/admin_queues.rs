@@ -100,6 +100,7 @@ pub struct DeadLetterQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// The last id of the previous page.
+    #[param(nullable = false, pattern = "^[0-9]{1,19}-[0-9]{1,19}$")]
     pub after: Option<String>,
 }
 
@@ -227,9 +228,10 @@ pub async fn drop_all(
     post,
     path = "/api/v1/admin/queues/{queue}/dead-letters/{id}/retry",
     tag = "admin",
-    params(QueuePath, ("id" = String, Path, description = "The dead letter's id.", example = "1732500000000-0")),
+    params(QueuePath, ("id" = String, Path, description = "The dead letter's id.", example = "1732500000000-0", pattern = "^[0-9]{1,19}-[0-9]{1,19}$")),
     responses(
         (status = 200, description = "The dead letter is back on the queue.", body = Retried),
+        (status = 400, description = "`id` is not a stream entry id.", body = ErrorBody),
         (status = 403, description = "Only site owners retry dead letters.", body = ErrorBody),
         (status = 404, description = "No such queue, or no such dead letter in it.", body = ErrorBody),
         (status = 503, description = "Redis is not reachable.", body = ErrorBody),
@@ -263,7 +265,7 @@ pub async fn retry_one(
     delete,
     path = "/api/v1/admin/queues/{queue}/dead-letters/{id}",
     tag = "admin",
-    params(QueuePath, ("id" = String, Path, description = "The dead letter's id.", example = "1732500000000-0")),
+    params(QueuePath, ("id" = String, Path, description = "The dead letter's id.", example = "1732500000000-0", pattern = "^[0-9]{1,19}-[0-9]{1,19}$")),
     responses(
         (status = 204, description = "The dead letter is dropped."),
         (status = 400, description = "`id` is not a stream entry id.", body = ErrorBody),

@@ -39,6 +39,8 @@ use crate::{
         (
             "Last-Event-ID" = Option<String>,
             Header,
+            nullable = false,
+            pattern = "^[0-9]{1,19}-[0-9]{1,19}$",
             description = "Resume after this event id (the SSE `id` of an event received from \
                            this stream, like `1732500000000-0`). Without it the stream first \
                            replays what the caller's list stream still holds (up to a day of \

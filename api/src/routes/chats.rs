@@ -37,7 +37,13 @@ const MAX_TITLE_CHARS: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct CreateChatRequest {
     /// The first user message (required, not blank).
-    #[schema(required = true, min_length = 1, max_length = 100_000)]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 100_000,
+        pattern = "\\S"
+    )]
     pub message: Option<String>,
     /// Title; derived from the message when absent.
     #[serde(default)]
@@ -490,10 +496,12 @@ pub async fn get_chat(
 /// Body of `PATCH /api/v1/chats/{chat_id}`: at least one field.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateChatRequest {
     /// `false` restores an archived chat (and its subagent chats) before chat retention
     /// deletes it; `true` archives it now.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub archived: Option<bool>,
     /// `plan` enters plan mode, `null` leaves it, from the next step of a turn on; absent:
     /// unchanged.

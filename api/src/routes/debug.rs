@@ -175,7 +175,7 @@ pub(crate) async fn export_document(state: &ApiState, chat_id: Uuid) -> Result<R
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     /// Record debug runs of my chats (also needs the site switch).
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false)]
     pub debug_logging_enabled: Option<bool>,
 }
 

@@ -58,7 +58,7 @@ pub struct UserInstructions {
 #[serde(deny_unknown_fields)]
 pub struct UserInstructionsBody {
     /// The new instructions ('' removes them).
-    #[schema(required = true, max_length = 32768)]
+    #[schema(required = true, nullable = false, max_length = 32768)]
     instructions: Option<String>,
 }
 
@@ -116,7 +116,7 @@ pub struct SystemPrompt {
 #[serde(deny_unknown_fields)]
 pub struct SystemPromptBody {
     /// The new prompt ('' removes it).
-    #[schema(required = true, max_length = 32768)]
+    #[schema(required = true, nullable = false, max_length = 32768)]
     system_prompt: Option<String>,
 }
 

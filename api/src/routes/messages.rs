@@ -117,7 +117,13 @@ fn bounded_page(mut fetched: Vec<Message>, limit: usize, max_bytes: usize) -> Me
 #[serde(deny_unknown_fields)]
 pub struct SendMessageRequest {
     /// The user message (required, not blank).
-    #[schema(required = true, min_length = 1, max_length = 100_000)]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 100_000,
+        pattern = "\\S"
+    )]
     pub message: Option<String>,
     /// `queue` (default) waits for the running turn.
     #[serde(default)]
@@ -306,7 +312,13 @@ pub async fn send_message(
 pub struct EditMessageRequest {
     /// The new text of the user message (required, not blank, at most 100,000
     /// characters).
-    #[schema(required = true, min_length = 1, max_length = 100_000)]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 100_000,
+        pattern = "\\S"
+    )]
     pub message: Option<String>,
     /// The files the new message attaches, as `file_ids` when sending; absent keeps the
     /// edited message's files, `[]` drops them.

@@ -23,7 +23,7 @@ pub struct NotificationPreferences {
 #[serde(deny_unknown_fields)]
 pub struct PreferencesBody {
     /// Receive the digest of chats auto-archived for inactivity.
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false)]
     archive_digest: Option<bool>,
 }
 

@@ -67,11 +67,16 @@ fn check_token(field: &str, token: &str) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct OidcTokenBody {
     /// The user's OIDC access token (printable ASCII, at most 16 KiB).
-    #[schema(required = true, max_length = 16384)]
+    #[schema(
+        required = true,
+        nullable = false,
+        max_length = 16384,
+        pattern = "^[!-~]+$"
+    )]
     pub access_token: Option<String>,
     /// Its refresh token, if the issuer gave one: without it an expired access token is
     /// simply not sent.
-    #[schema(max_length = 16384)]
+    #[schema(max_length = 16384, pattern = "^[!-~]+$")]
     pub refresh_token: Option<String>,
     /// Seconds the access token lives from now (1 to a year); absent: until the server
     /// refuses it.

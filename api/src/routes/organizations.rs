@@ -98,10 +98,10 @@ fn checked_roles(roles: Option<Vec<String>>) -> Result<Vec<OrganizationRole>, Ap
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     /// The user to add, by email (case-insensitive); the account must exist.
-    #[schema(required = true, max_length = 320)]
+    #[schema(required = true, nullable = false, max_length = 320)]
     pub email: Option<String>,
     /// Their roles: `organization-admin`, `agents-access`, both or none (`[]`).
-    #[schema(required = true, value_type = Vec<OrganizationRole>)]
+    #[schema(required = true, nullable = false, value_type = Vec<OrganizationRole>)]
     pub roles: Option<Vec<String>>,
 }
 
@@ -157,7 +157,7 @@ pub async fn add_member(
 pub struct SetRolesRequest {
     /// The member's roles from now on, replacing the old ones: `organization-admin`,
     /// `agents-access`, both or none (`[]`).
-    #[schema(required = true, value_type = Vec<OrganizationRole>)]
+    #[schema(required = true, nullable = false, value_type = Vec<OrganizationRole>)]
     pub roles: Option<Vec<String>>,
 }
 

@@ -40,7 +40,12 @@ pub struct ProviderKeyList {
 #[serde(deny_unknown_fields)]
 pub struct ProviderKeyBody {
     /// The key (printable ASCII, at most 4096 bytes); sealed, never returned or logged.
-    #[schema(required = true, max_length = 4096)]
+    #[schema(
+        required = true,
+        nullable = false,
+        max_length = 4096,
+        pattern = "^[!-~]+$"
+    )]
     pub api_key: Option<String>,
 }
 
@@ -110,7 +115,7 @@ pub async fn list_provider_keys(
     put,
     path = "/api/v1/users/me/provider-keys/{provider}",
     tag = "users",
-    params(("provider" = String, Path, description = "The provider's id or name.")),
+    params(("provider" = String, Path, description = "The provider's id or name.", min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$")),
     request_body = ProviderKeyBody,
     responses(
         (status = 200, description = "Stored, sealed; the caller's next turn on the provider uses it.", body = UserProviderKeyStatus),
@@ -172,7 +177,7 @@ pub async fn put_provider_key(
     delete,
     path = "/api/v1/users/me/provider-keys/{provider}",
     tag = "users",
-    params(("provider" = String, Path, description = "The provider's id or name.")),
+    params(("provider" = String, Path, description = "The provider's id or name.", min_length = 1, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$")),
     responses(
         (status = 204, description = "Gone (or there was none); the caller's next turn on the provider uses the central key if the policy falls back to it, else fails with `missing_key`."),
         (status = 400, description = "`provider` holds a control character or is over 100 characters.", body = ErrorBody),

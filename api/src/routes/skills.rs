@@ -39,15 +39,23 @@ pub struct SkillList {
 pub struct CreateSkillRequest {
     /// Kebab-case (`^[a-z0-9]+(-[a-z0-9]+)*$`), at most 64 characters, unique per user;
     /// `import` is reserved.
-    #[schema(required = true, max_length = 64, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
+    #[schema(
+        required = true,
+        nullable = false,
+        max_length = 64,
+        pattern = "^[a-z0-9]+(-[a-z0-9]+)*$"
+    )]
     pub name: Option<String>,
     /// One line shown to the model (whitespace runs become one space; at most 1024
     /// characters, no control characters).
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub description: Option<String>,
     /// The markdown body (not blank, at most 64 KiB).
-    #[schema(required = true)]
+    #[schema(required = true, nullable = false, pattern = "\\S")]
     pub body: Option<String>,
 }
 
@@ -59,9 +67,13 @@ pub struct UpdateSkillRequest {
     #[schema(max_length = 64, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub name: Option<String>,
     /// A new description.
-    #[schema(max_length = 1024)]
+    #[schema(
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub description: Option<String>,
-    /// A new body.
+    /// A new body (not blank, at most 64 KiB).
+    #[schema(pattern = "\\S")]
     pub body: Option<String>,
 }
 

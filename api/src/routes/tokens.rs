@@ -41,7 +41,13 @@ pub struct TokenList {
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// A name to recognise it by in lists (1-100 characters, no control characters).
-    #[schema(required = true, min_length = 1, max_length = 100)]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069][^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub name: Option<String>,
     /// Days until it expires, 1..=3650; absent: the server's default (`--token-expiry-days`,
     /// 90 unless configured; a server configured with 0 gives tokens that never expire).

@@ -270,7 +270,7 @@ fn file_name(sent: Option<String>) -> Result<String, ApiError> {
     tag = "files",
     params(FileId),
     responses(
-        (status = 200, description = "The content, with the stored `Content-Type`, `Content-Disposition: attachment` naming the file and `X-Content-Type-Options: nosniff`.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The content, with the stored `Content-Type`, `Content-Disposition: attachment` naming the file and `X-Content-Type-Options: nosniff`.", content_type = "*/*", body = serde_json::Value),
         (status = 400, description = "`file_id` is not a UUID.", body = ErrorBody),
         (status = 404, description = "No such file, or the caller neither owns it nor owns a chat that links it.", body = ErrorBody),
     )

@@ -38,9 +38,11 @@ pub async fn get_my_usage(
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// First UTC day counted, `YYYY-MM-DD` (default: the first of the current month).
+    #[param(nullable = false, format = Date)]
     pub from: Option<String>,
     /// Last UTC day counted, inclusive, `YYYY-MM-DD` (default: today); at most 366 days
     /// after `from`.
+    #[param(nullable = false, format = Date)]
     pub to: Option<String>,
     /// Most chats in `by_chat`, 1..=1000 (default 100), the most expensive.
     #[param(minimum = 1, maximum = 1000)]

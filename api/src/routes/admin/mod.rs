@@ -28,3 +28,19 @@ where
 {
     Option::<T>::deserialize(de).map(Some)
 }
+
+/// A field that may be left out but not sent as `null`: `null` is a 400 naming it, so that
+/// the document can say "not nullable" and mean it (a `null` read as "absent" would be a
+/// request the document calls invalid yet the server takes).
+pub(crate) fn not_null<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(de)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "cannot be null: leave it out to keep the value",
+        )),
+    }
+}

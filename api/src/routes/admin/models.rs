@@ -32,7 +32,12 @@ pub struct ModelBody {
     /// Its provider; required on create.
     provider_id: Option<Uuid>,
     /// Name sent to the provider, 1-200 characters; required on create.
-    #[schema(max_length = 200)]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069][^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     name: Option<String>,
     /// Name shown to people.
     display_name: Option<String>,

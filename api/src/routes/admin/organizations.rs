@@ -34,7 +34,13 @@ pub struct OrganizationList {
 #[serde(deny_unknown_fields)]
 pub struct OrganizationBody {
     /// Unique name, 1-200 characters, no control characters.
-    #[schema(required = true, min_length = 1, max_length = 200)]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069][^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub name: Option<String>,
 }
 

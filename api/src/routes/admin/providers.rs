@@ -35,7 +35,11 @@ use crate::{
 #[serde(deny_unknown_fields)]
 pub struct ProviderBody {
     /// Unique name, 1-100 characters, shown in errors; required on create.
-    #[schema(max_length = 100)]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069][^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     name: Option<String>,
     /// Wire format: `openai`, `openai-compat`, `anthropic`, `openrouter` or `bedrock`;
     /// required on create. Any other value is a 400 naming `kind`.

@@ -30,11 +30,12 @@ const MAX_LIMIT_MICROS: i64 = 1_000_000 * 1_000_000;
 #[serde(deny_unknown_fields)]
 pub struct SpendDefaultBody {
     /// `day`, `week` or `month` (absent: unchanged).
+    #[schema(pattern = "^(day|week|month)$")]
     period: Option<String>,
     /// The default per user and period, micro-dollars; `null` removes it (absent:
     /// unchanged).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000_000_i64)]
     default_limit_micros: Option<Option<i64>>,
 }
 
@@ -43,7 +44,12 @@ pub struct SpendDefaultBody {
 #[serde(deny_unknown_fields)]
 pub struct SpendOverrideBody {
     /// The limit per period, micro-dollars (0 refuses every new turn).
-    #[schema(required = true)]
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 0,
+        maximum = 1_000_000_000_000_i64
+    )]
     limit_micros: Option<i64>,
 }
 

@@ -93,11 +93,19 @@ pub async fn list_users(
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Email, unique (case-insensitive), at most 320 characters.
-    #[schema(required = true, max_length = 320)]
+    #[schema(
+        required = true,
+        nullable = false,
+        max_length = 320,
+        pattern = "^\\s*[^\\s@\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+@[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+\\s*$"
+    )]
     pub email: Option<String>,
     /// Display name, at most 200 characters.
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     pub name: Option<String>,
     /// `owner` or `member` (default).
     #[serde(default)]
@@ -133,9 +141,12 @@ pub async fn create_user(
     let email = body
         .email
         .ok_or_else(|| ApiError::invalid("email", "is required"))?;
+    // The limit counts what was sent, as the document's `maxLength` does, not what is left
+    // once trimmed.
+    let sent_chars = email.chars().count();
     let email = email.trim();
     let at = email.find('@');
-    if email.chars().count() > MAX_EMAIL_CHARS
+    if sent_chars > MAX_EMAIL_CHARS
         || !at.is_some_and(|i| i > 0 && i + 1 < email.len())
         || email.chars().any(char::is_whitespace)
     {
@@ -188,14 +199,17 @@ pub async fn get_user(
 /// Body of `PATCH /api/v1/admin/users/{user_id}`: at least one field.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateUserRequest {
     /// `owner` or `member`; the last active owner cannot be demoted (409).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(nullable = false)]
     pub site_role: Option<SiteRole>,
     /// `active` reactivates, `suspended` refuses every request of the user (their tokens
     /// get 403) until reactivated, `deleted` refuses them for good; the last active owner
     /// cannot be suspended (409).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
+    #[schema(nullable = false)]
     pub status: Option<UserStatus>,
 }
 

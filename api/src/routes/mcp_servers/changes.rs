@@ -68,15 +68,18 @@ pub struct McpServerBody {
     pub api_key_header: Option<String>,
     /// For `api_key`: the key, sealed and never returned (`has_api_key`).
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub api_key: Option<String>,
     /// For `custom_headers`: at least one header name and value, all sealed and never
     /// returned (`has_custom_headers`); replaces the stored set.
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub custom_headers: Option<BTreeMap<String, String>>,
     /// For `oauth2`: the client id.
     pub oauth_client_id: Option<String>,
     /// For `oauth2`: the client secret, sealed and never returned (`has_client_secret`).
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     pub oauth_client_secret: Option<String>,
     /// For `oauth2`: the authorization endpoint (`http(s)://`).
     pub oauth_authorize_url: Option<String>,
