@@ -119,6 +119,15 @@ impl Ctx {
     /// connected to them).
     pub async fn cleanup(&self) {
         let prefixes = std::mem::take(&mut *self.0.prefixes.lock().unwrap());
+        if keep() {
+            let databases = std::mem::take(&mut *self.0.databases.lock().unwrap());
+            eprintln!(
+                "   kept (AGENTQ_BENCH_KEEP): databases {} and Redis prefixes {}",
+                databases.join(", "),
+                prefixes.join(", ")
+            );
+            return;
+        }
         for prefix in prefixes {
             clear_prefix(&self.0.redis_url, &prefix).await;
         }
@@ -131,6 +140,12 @@ impl Ctx {
             }
         }
     }
+}
+
+/// Whether `AGENTQ_BENCH_KEEP` asks to keep each scenario's databases and Redis keys (to
+/// inspect a surprising run) instead of dropping them.
+fn keep() -> bool {
+    std::env::var("AGENTQ_BENCH_KEEP").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// A scenario's own database.

@@ -32,6 +32,11 @@ use common::{Ctx, Mode, Row};
 /// Quick mode (`--quick`) runs every scenario in under 5 minutes on 2 cores; the full mode
 /// (the default) uses the sizes (1,000,000 chats, 10,000 digests, longer runs) and
 /// takes about 15 minutes.
+///
+/// To look into a surprising run: `AGENTQ_BENCH_KEEP=1` keeps every scenario's database
+/// and Redis keys (their names are printed) instead of dropping them, and
+/// `AGENTQ_BENCH_CHILD_LOG=<filter>` (e.g. `info`, `agentq_core=debug`) sets `AGENTQ_LOG`
+/// of the worker, API and scheduler processes (default `warn`; they log to stderr).
 #[derive(Parser, Debug)]
 #[command(name = "agentq-bench", after_long_help = scenarios::help())]
 pub struct Args {

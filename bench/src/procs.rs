@@ -1,8 +1,10 @@
 //! `agentq` child processes (workers, an API, a scheduler) on a scenario's database and
-//! Redis prefix, as tests/support/process.rs starts them: they log warnings only, and are
-//! SIGKILLed when dropped, so a scenario that fails leaves nothing running.
+//! Redis prefix, as tests/support/process.rs starts them: they log warnings only (or, to
+//! the bench's stderr, what `AGENTQ_BENCH_CHILD_LOG` asks for), and are SIGKILLed when
+//! dropped, so a scenario that fails leaves nothing running.
 
 use std::{
+    os::fd::AsFd,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -25,6 +27,12 @@ impl Agentq {
         prefix: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        // Logs go to stdout; with a filter asked for, to the bench's stderr instead.
+        let child_log = std::env::var("AGENTQ_BENCH_CHILD_LOG").ok();
+        let stdout = match child_log {
+            Some(_) => Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?),
+            None => Stdio::null(),
+        };
         let child = Command::new(ctx.agentq_bin())
             .arg(role)
             .args(["--database-url", &db.url])
@@ -32,8 +40,8 @@ impl Agentq {
             .args(extra)
             .env_remove("AGENTQ_LOG_FORMAT")
             .env_remove("AGENTQ_CONFIG")
-            .env("AGENTQ_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("AGENTQ_LOG", child_log.as_deref().unwrap_or("warn"))
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| {
@@ -46,8 +54,15 @@ impl Agentq {
     }
 
     /// `agentq worker` on the built-in echo model (instant answers), turns and tools
-    /// queues, no title generation (its extra provider call would be measured too).
-    pub fn echo_worker(ctx: &Ctx, db: &FreshDb, prefix: &str) -> anyhow::Result<Self> {
+    /// queues, no title generation (its extra provider call would be measured too), at most
+    /// `connections` PostgreSQL connections.
+    pub fn echo_worker(
+        ctx: &Ctx,
+        db: &FreshDb,
+        prefix: &str,
+        connections: u32,
+    ) -> anyhow::Result<Self> {
+        let connections = connections.to_string();
         Self::spawn(
             ctx,
             "worker",
@@ -60,6 +75,8 @@ impl Agentq {
                 "turns,tools",
                 "--generate-titles",
                 "false",
+                "--database-max-connections",
+                &connections,
             ],
         )
     }

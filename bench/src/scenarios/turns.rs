@@ -14,11 +14,23 @@ use crate::{
 
 pub const ABOUT: &str = "POST /chats -> assistant message committed, built-in echo model \
 (instant), 64 concurrent clients, API in the bench process, 1, 2 and 4 `agentq worker` \
-processes (default concurrency 64 each); 2,000 turns per run (quick) or 10,000 (full). \
+processes (default concurrency 64 each; 20 PostgreSQL connections each, 12 for four, so \
+all fit in PostgreSQL's default 100); 2,000 turns per run (quick) or 10,000 (full). \
 Target: >= 700 turns/s; 2 processes >= 1.7x one where the cores allow (the row says what \
 took the CPU).";
 
 const CLIENTS: usize = 64;
+
+/// The bench's own pool (the in-process API): see [`echo_stack`].
+const BENCH_CONNECTIONS: u32 = 40;
+
+/// PostgreSQL connections the worker processes of one run share. A worker opens up to 20
+/// by default; four of them plus the bench's 40 would ask for 120, past PostgreSQL's
+/// default `max_connections` of 100: connections are then refused ("too many clients"),
+/// jobs fail with pool timeouts and are retried with backoff, and a turn whose hand-back
+/// failed too waits for recovery, which this scenario does not run. So the workers split
+/// this budget (20 each up to two, 12 each for four), leaving room for other clients.
+const WORKER_CONNECTIONS: u32 = 48;
 
 /// Starts `workers` echo worker processes on a fresh stack and waits until they answer.
 pub async fn echo_stack(
@@ -26,11 +38,12 @@ pub async fn echo_stack(
     tag: &str,
     workers: usize,
 ) -> anyhow::Result<(Stack, Vec<Agentq>)> {
-    let db = ctx.fresh_db(tag, 40).await?;
+    let db = ctx.fresh_db(tag, BENCH_CONNECTIONS).await?;
     let prefix = ctx.prefix(tag);
     let stack = Stack::new(ctx, &db, &prefix, Some(config::defaults::<ApiConfig>())).await?;
+    let pool = (WORKER_CONNECTIONS / workers.max(1) as u32).min(20);
     let procs = (0..workers)
-        .map(|_| Agentq::echo_worker(ctx, &db, &prefix))
+        .map(|_| Agentq::echo_worker(ctx, &db, &prefix, pool))
         .collect::<anyhow::Result<Vec<_>>>()?;
     warm_up(&stack, 20).await?;
     Ok((stack, procs))
