@@ -699,7 +699,14 @@ async fn turns_lose_and_double_nothing_through_killed_workers_lost_redis_a_resta
             "5",
         ],
     );
+    // The cap on starts of one step (default 3) is not what this suite checks: with 10 kills
+    // and a 30 s database outage (whose pool timeouts count as starts) an unlucky step can
+    // use 3 and fail with `worker_lost`, a visible error rather than a loss. The cap has a
+    // test of its own: `a_turn_that_keeps_losing_its_worker_fails_with_worker_lost`
+    // (tests/turn_engine.rs).
     let worker_flags = [
+        "--turn-max-attempts",
+        "10",
         "--concurrency",
         "16",
         "--provider-startup-timeout-secs",
