@@ -167,6 +167,16 @@ pub async fn drop_all(
     Ok(back("dropped", n))
 }
 
+/// A 404 page when a one-letter action found nothing to act on.
+fn one_found(n: usize, name: &str, id: &str) -> Result<(), PageError> {
+    if n == 0 {
+        return Err(PageError::NotFound(format!(
+            "no dead letter `{id}` in queue `{name}` (retried or dropped already?)"
+        )));
+    }
+    Ok(())
+}
+
 /// `POST /admin/dead-letters/{queue}/{id}/retry`.
 pub async fn retry_one(
     State(state): State<ApiState>,
@@ -180,11 +190,7 @@ pub async fn retry_one(
     let mut conn = state.redis_conn.clone();
     let n = queue::retry_dead_letters(&mut conn, &state.prefix, queue, std::slice::from_ref(&id))
         .await?;
-    if n == 0 {
-        return Err(PageError::NotFound(format!(
-            "no dead letter `{id}` in queue `{name}` (retried or dropped already?)"
-        )));
-    }
+    one_found(n, &name, &id)?;
     tracing::info!(user.id = %session.user.id, queue = name, dead_letter = id, "dashboard: dead letter retried");
     Ok(back("retried", n))
 }
@@ -202,11 +208,7 @@ pub async fn drop_one(
     let mut conn = state.redis_conn.clone();
     let n = queue::drop_dead_letters(&mut conn, &state.prefix, queue, std::slice::from_ref(&id))
         .await?;
-    if n == 0 {
-        return Err(PageError::NotFound(format!(
-            "no dead letter `{id}` in queue `{name}` (retried or dropped already?)"
-        )));
-    }
+    one_found(n, &name, &id)?;
     tracing::info!(user.id = %session.user.id, queue = name, dead_letter = id, "dashboard: dead letter dropped");
     Ok(back("dropped", n))
 }
