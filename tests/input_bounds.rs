@@ -324,3 +324,77 @@ async fn a_chat_is_renamed_by_patch_and_the_title_is_checked_like_on_create(pool
     assert!(chosen);
     app.stop().await;
 }
+
+/// A control character at the edge of a name is refused, not trimmed away: the document's
+/// patterns say "no control characters", and a client that sent `"\tops"` learns that its
+/// name was not what it meant. Spaces at the edges are still trimmed.
+#[sqlx::test]
+async fn a_control_character_at_the_edge_of_a_name_is_a_400_not_trimmed_away(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = support::app::create_owner(&app.services, "edges@example.com").await;
+    let (status, chat) = app.post("/api/v1/chats", json!({"message": "hi"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{chat}");
+    let chat = chat["id"].as_str().unwrap().to_owned();
+
+    for (method, path, body, name) in [
+        (
+            "POST",
+            "/api/v1/admin/organizations".to_owned(),
+            json!({"name": "\tops"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/organizations".to_owned(),
+            json!({"name": "ops\n"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/users/me/tokens".to_owned(),
+            json!({"name": "ci\r"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/users".to_owned(),
+            json!({"email": "\tann@example.com"}),
+            "email",
+        ),
+        (
+            "POST",
+            "/api/v1/admin/users".to_owned(),
+            json!({"email": "ann@example.com", "name": "Ann\u{b}"}),
+            "name",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/chats/{chat}"),
+            json!({"title": "\u{c}plan"}),
+            "title",
+        ),
+    ] {
+        let (status, reply) = match method {
+            "POST" => app.post_as(&owner, &path, body.clone()).await,
+            // The chat is the default user's.
+            _ => app.patch_as(&app.token, &path, body.clone()).await,
+        };
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}: {reply}"
+        );
+        assert_eq!(field(&reply), name, "{method} {path} {body}: {reply}");
+    }
+
+    let (status, org) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/organizations",
+            json!({"name": "  ops  "}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{org}");
+    assert_eq!(org["name"], "ops", "spaces at the edges are trimmed: {org}");
+    app.stop().await;
+}

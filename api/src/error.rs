@@ -135,6 +135,14 @@ pub fn refuse_control_chars(field: &str, text: &str) -> Result<(), ApiError> {
     }
 }
 
+/// `text` without its leading and trailing whitespace, after a 400 naming `field` when any of
+/// it (the trimmed edges included) is a control character: a name sent as `"\tops"` is
+/// refused, as the document's pattern says, rather than stored as `ops`.
+pub fn trimmed<'a>(field: &str, text: &'a str) -> Result<&'a str, ApiError> {
+    refuse_control_chars(field, text)?;
+    Ok(text.trim())
+}
+
 impl From<StoreError> for ApiError {
     /// The one mapping of store errors (ARCHITECTURE.md §11): a taken value or a reference
     /// to nothing is a 400 naming the field (the store has already turned the database's

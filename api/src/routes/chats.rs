@@ -599,7 +599,7 @@ pub async fn update_chat(
     }
     let title = match body.title {
         Some(title) => {
-            let title = title.trim().to_owned();
+            let title = crate::error::trimmed("title", &title)?.to_owned();
             if title.is_empty() {
                 return Err(ApiError::invalid("title", "must not be blank"));
             }

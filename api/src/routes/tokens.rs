@@ -111,7 +111,7 @@ pub async fn create_token(
     let name = body
         .name
         .ok_or_else(|| ApiError::invalid("name", "is required"))?;
-    let name = name.trim();
+    let name = crate::error::trimmed("name", &name)?;
     if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_CHARS {
         return Err(ApiError::invalid(
             "name",

@@ -46,7 +46,7 @@ pub struct OrganizationBody {
 
 fn checked_name(name: Option<String>) -> Result<String, ApiError> {
     let name = name.ok_or_else(|| ApiError::invalid("name", "is required"))?;
-    let name = name.trim();
+    let name = crate::error::trimmed("name", &name)?;
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::invalid(
             "name",

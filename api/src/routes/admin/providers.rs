@@ -103,7 +103,10 @@ impl std::fmt::Debug for ProviderBody {
 
 impl ProviderBody {
     fn into_changes(self, state: &ApiState, creating: bool) -> Result<ProviderChanges, ApiError> {
-        let name = self.name.map(|n| n.trim().to_owned());
+        let name = self
+            .name
+            .map(|n| crate::error::trimmed("name", &n).map(str::to_owned))
+            .transpose()?;
         if creating && name.as_deref().is_none_or(str::is_empty) {
             return Err(ApiError::invalid("name", "is required"));
         }

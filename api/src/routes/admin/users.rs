@@ -144,7 +144,7 @@ pub async fn create_user(
     // The limit counts what was sent, as the document's `maxLength` does, not what is left
     // once trimmed.
     let sent_chars = email.chars().count();
-    let email = email.trim();
+    let email = crate::error::trimmed("email", &email)?;
     let at = email.find('@');
     if sent_chars > MAX_EMAIL_CHARS
         || !at.is_some_and(|i| i > 0 && i + 1 < email.len())
@@ -157,7 +157,7 @@ pub async fn create_user(
     }
     refuse_control_chars("email", email)?;
     let name = body.name.unwrap_or_default();
-    let name = name.trim();
+    let name = crate::error::trimmed("name", &name)?;
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::invalid(
             "name",

@@ -150,7 +150,7 @@ impl McpServerBody {
             w.slug = check_slug(slug)?;
         }
         if let Some(name) = self.display_name {
-            let name = name.trim().to_owned();
+            let name = crate::error::trimmed("display_name", &name)?.to_owned();
             if name.is_empty() || name.chars().count() > MAX_DISPLAY_NAME_CHARS {
                 return Err(ApiError::invalid(
                     "display_name",
