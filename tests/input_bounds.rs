@@ -398,3 +398,36 @@ async fn a_control_character_at_the_edge_of_a_name_is_a_400_not_trimmed_away(poo
     assert_eq!(org["name"], "ops", "spaces at the edges are trimmed: {org}");
     app.stop().await;
 }
+
+/// An email holding U+0000 (which PostgreSQL cannot take in text) is a 400 naming `email`
+/// when an organization admin adds a member, not a 500 from the lookup (schemathesis found
+/// the 500).
+#[sqlx::test]
+async fn a_nul_in_the_email_of_a_new_member_is_a_400_naming_the_field(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = support::app::create_owner(&app.services, "members@example.com").await;
+    let (status, org) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/organizations",
+            json!({"name": "nul"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{org}");
+    let path = format!(
+        "/api/v1/organizations/{}/members",
+        org["id"].as_str().unwrap()
+    );
+    for email in [
+        "a\u{0}b@example.com",
+        "members@example.com\u{0}",
+        "\u{7f}members@example.com",
+    ] {
+        let (status, reply) = app
+            .post_as(&owner, &path, json!({"email": email, "roles": []}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{email:?}: {reply}");
+        assert_eq!(field(&reply), "email", "{email:?}: {reply}");
+    }
+    app.stop().await;
+}

@@ -183,12 +183,16 @@ impl<T> OrNotFound<T> for Result<T, StoreError> {
 }
 
 impl From<sqlx::Error> for ApiError {
-    /// Connection trouble is a 503 (logged with its cause, which names hosts); anything
-    /// else is a bug or a broken invariant, a 500.
+    /// Connection trouble is a 503 (logged with its cause, which names hosts); text that
+    /// PostgreSQL cannot store (U+0000) a 400, as a net under the checks each field has
+    /// (logged, since one was missed); anything else is a bug or a broken invariant, a 500.
     fn from(e: sqlx::Error) -> Self {
         if postgres_unreachable(&e) {
             tracing::warn!(error = %e, "PostgreSQL is not reachable");
             ApiError::Unavailable("the database is not reachable; try again shortly".into())
+        } else if unstorable_text(&e) {
+            tracing::warn!(error = %e, "a request's text reached PostgreSQL unchecked");
+            ApiError::invalid("body", "holds a character PostgreSQL cannot store (U+0000)")
         } else {
             ApiError::Internal(e.to_string())
         }
@@ -211,6 +215,12 @@ fn postgres_unreachable(e: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// Whether PostgreSQL refused a value's text: 22021 character_not_in_repertoire (U+0000 in
+/// `text`), 22P05 untranslatable_character (`\u0000` in `jsonb`).
+fn unstorable_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| matches!(&*c, "22021" | "22P05")))
 }
 
 impl From<redis::RedisError> for ApiError {

@@ -237,6 +237,7 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
         (status = 201, description = "The chat; its first turn is queued.", body = Chat),
         (status = 400, description = "A field is invalid; `validations` names it (`organization_id` names no organization of the caller's; an MCP server of another organization).", body = ErrorBody),
         (status = 403, description = "No `agents-access` role in the organization (the message names it), a token without `chat:create`, or the account is not active.", body = ErrorBody),
+        (status = 409, description = "The caller's spend limit is reached; the message says what was spent of what, and when the period resets.", body = ErrorBody),
         (status = 429, description = "Over `chats_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]

@@ -216,7 +216,7 @@ async fn check_message_files(
         (status = 400, description = "A field is invalid; `validations` names it.", body = ErrorBody),
         (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
-        (status = 409, description = "20 messages already wait in the chat's queue.", body = ErrorBody),
+        (status = 409, description = "20 messages already wait in the chat's queue, or the caller's spend limit is reached (the message says until when).", body = ErrorBody),
         (status = 429, description = "Over `messages_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]
@@ -356,7 +356,7 @@ pub struct EditMessageResponse {
         (status = 400, description = "A field is invalid, or `message_id` names a message that is not the user's; `validations` names the field.", body = ErrorBody),
         (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat or message, or not the caller's.", body = ErrorBody),
-        (status = 409, description = "A turn is unfinished or messages are queued, the subagent chat was closed, or the message was already replaced.", body = ErrorBody),
+        (status = 409, description = "A turn is unfinished or messages are queued, the subagent chat was closed, the message was already replaced, or the caller's spend limit is reached.", body = ErrorBody),
         (status = 429, description = "Over `messages_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]

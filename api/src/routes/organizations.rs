@@ -114,7 +114,7 @@ pub struct AddMemberRequest {
     request_body = AddMemberRequest,
     responses(
         (status = 201, description = "The new membership.", body = Membership),
-        (status = 400, description = "`email` names no user, or a role is unknown; `validations` names the field.", body = ErrorBody),
+        (status = 400, description = "`email` names no user or holds a control character, or a role is unknown; `validations` names the field.", body = ErrorBody),
         (status = 403, description = "Not the organization's admin (nor a site owner).", body = ErrorBody),
         (status = 404, description = "No such organization, or the caller is not in it.", body = ErrorBody),
         (status = 409, description = "The user is a member already (set their roles with PUT).", body = ErrorBody),
@@ -131,7 +131,7 @@ pub async fn add_member(
     let roles = checked_roles(body.roles)?;
     let user = state
         .store
-        .find_user_by_email(email.trim())
+        .find_user_by_email(crate::error::trimmed("email", &email)?)
         .await?
         .ok_or_else(|| ApiError::invalid("email", "names no user; a site owner creates users"))?;
     if state

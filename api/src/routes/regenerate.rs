@@ -37,7 +37,7 @@ pub struct RegenerateResponse {
         (status = 400, description = "`chat_id` is not a UUID.", body = ErrorBody),
         (status = 403, description = "The caller no longer has `agents-access` in the chat's organization.", body = ErrorBody),
         (status = 404, description = "No such chat, or not the caller's.", body = ErrorBody),
-        (status = 409, description = "A turn is unfinished or messages are queued, or the subagent chat was closed.", body = ErrorBody),
+        (status = 409, description = "A turn is unfinished or messages are queued, the subagent chat was closed, or the caller's spend limit is reached.", body = ErrorBody),
         (status = 429, description = "Over `messages_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]
