@@ -66,11 +66,20 @@ async fn turn_on(app: &TestApp, token: &str, model: Uuid, message: &str) -> Valu
     .await
 }
 
-/// The `Authorization` of each request the fake received for `message`.
+/// The `Authorization` of each request the fake received for the turn that `message`
+/// started: its last user message is `message` (a later turn of the same chat sends the
+/// earlier messages too, first among them).
 fn keys_sent_for(app: &TestApp, message: &str) -> Vec<Option<String>> {
     app.fake
-        .received_for(message)
+        .received()
         .into_iter()
+        .filter(|r| {
+            r.body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .and_then(|m| m["content"].as_str())
+                .is_some_and(|text| text.contains(message))
+        })
         .map(|r| r.authorization)
         .collect()
 }
