@@ -893,3 +893,45 @@ async fn a_key_stored_after_missing_key_serves_the_next_turn_and_the_title(pool:
     assert!(titles.iter().all(|r| r.authorization == own), "{titles:?}");
     app.stop().await;
 }
+
+/// A pasted key keeps no spaces, tabs or line breaks around it (what the provider gets is
+/// the key itself); any other character outside printable ASCII is a 400, and the 4096-byte
+/// limit counts what was sent, as the document's `maxLength` does.
+#[sqlx::test]
+async fn a_pasted_key_loses_its_surrounding_whitespace_and_nothing_else(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let (_, model) = provider_on_fake(
+        &app,
+        &owner,
+        "Paste",
+        json!({"allow_user_api_key": true, "central_api_key_enabled": false}),
+    )
+    .await;
+    let path = "/api/v1/users/me/provider-keys/Paste";
+    for refused in [
+        "\u{b}sk-vertical-tab".to_owned(),
+        "sk-inner space".to_owned(),
+        format!("sk-{}  ", "x".repeat(4093)),
+    ] {
+        let (status, body) = app
+            .put_as(&app.token, path, json!({"api_key": refused}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused:?}: {body}");
+        assert_eq!(body["validations"][0]["field"], "api_key", "{body}");
+    }
+    let (status, body) = app
+        .put_as(&app.token, path, json!({"api_key": " \tsk-pasted\r\n"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let chat = turn_on(&app, &app.token, model, "a turn on a pasted key").await;
+    assert_eq!(chat["status"], "waiting", "{chat}");
+    let sent = keys_sent_for(&app, "a turn on a pasted key");
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter()
+            .all(|k| k.as_deref() == Some("Bearer sk-pasted")),
+        "{sent:?}"
+    );
+    app.stop().await;
+}

@@ -464,3 +464,42 @@ async fn the_anthropic_format_gets_the_system_field(pool: sqlx::PgPool) {
     );
     app.stop().await;
 }
+
+/// A path name no skill can have (U+0000 included, which PostgreSQL would refuse) is the
+/// documented 404 on every route behind a name, and a description's line breaks and tabs
+/// fold into spaces while other control characters are refused (schemathesis holds the
+/// document's patterns to both).
+#[sqlx::test]
+async fn an_impossible_skill_name_is_a_404_and_a_description_folds_only_whitespace(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    for name in ["%00", "a%00b", "Bad%20Name", "x%0A"] {
+        let path = format!("{SKILLS}/{name}");
+        let (status, body) = app.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "GET {path}: {body}");
+        let (status, body) = app
+            .patch_as(&app.token, &path, json!({"body": "new"}))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "PATCH {path}: {body}");
+        let status = app.delete_as(&app.token, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "DELETE {path}");
+    }
+
+    let (status, skill) = app
+        .post(
+            SKILLS,
+            json!({"name": "folds", "description": "\tTabs\u{b}and\u{c}feeds\u{85}fold\u{2028}too ", "body": "b"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{skill}");
+    assert_eq!(skill["description"], "Tabs and feeds fold too");
+    let reply = app
+        .post(
+            SKILLS,
+            json!({"name": "bell", "description": "ring\u{7}", "body": "b"}),
+        )
+        .await;
+    assert_refused(&reply, "description", "control");
+    app.stop().await;
+}

@@ -192,7 +192,11 @@ impl From<sqlx::Error> for ApiError {
             ApiError::Unavailable("the database is not reachable; try again shortly".into())
         } else if unstorable_text(&e) {
             tracing::warn!(error = %e, "a request's text reached PostgreSQL unchecked");
-            ApiError::invalid("body", "holds a character PostgreSQL cannot store (U+0000)")
+            ApiError::BadRequest {
+                message: "invalid request: it holds a character PostgreSQL cannot store (U+0000)"
+                    .into(),
+                validations: vec![],
+            }
         } else {
             ApiError::Internal(e.to_string())
         }

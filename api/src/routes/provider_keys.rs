@@ -39,12 +39,13 @@ pub struct ProviderKeyList {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderKeyBody {
-    /// The key (printable ASCII, at most 4096 bytes); sealed, never returned or logged.
+    /// The key (printable ASCII, at most 4096 bytes; spaces, tabs and line breaks around
+    /// it, as a paste brings, are dropped); sealed, never returned or logged.
     #[schema(
         required = true,
         nullable = false,
         max_length = 4096,
-        pattern = "^[!-~]+$"
+        pattern = "^[ \\t\\n\\r]*[!-~]+[ \\t\\n\\r]*$"
     )]
     pub api_key: Option<String>,
 }
@@ -132,18 +133,20 @@ pub async fn put_provider_key(
 ) -> Result<Json<UserProviderKeyStatus>, ApiError> {
     let key = body
         .api_key
-        .map(|k| k.trim().to_owned())
         .ok_or_else(|| ApiError::invalid("api_key", "is required"))?;
-    if key.is_empty() {
-        return Err(ApiError::invalid(
-            "api_key",
-            "must not be empty (DELETE removes it)",
-        ));
-    }
+    // The limit counts what was sent, as the document's `maxLength` does; only the
+    // whitespace a paste brings is dropped, and anything else not printable is refused below.
     if key.len() > MAX_PROVIDER_KEY_BYTES {
         return Err(ApiError::invalid(
             "api_key",
             format!("must be at most {MAX_PROVIDER_KEY_BYTES} bytes"),
+        ));
+    }
+    let key = key.trim_matches([' ', '\t', '\n', '\r']).to_owned();
+    if key.is_empty() {
+        return Err(ApiError::invalid(
+            "api_key",
+            "must not be empty (DELETE removes it)",
         ));
     }
     // It is sent as a header value: refuse now what no request could carry.

@@ -46,12 +46,12 @@ pub struct CreateSkillRequest {
         pattern = "^[a-z0-9]+(-[a-z0-9]+)*$"
     )]
     pub name: Option<String>,
-    /// One line shown to the model (whitespace runs become one space; at most 1024
-    /// characters, no control characters).
+    /// One line shown to the model (whitespace runs, line breaks and tabs included, become
+    /// one space; at most 1024 characters, no other control characters).
     #[serde(default)]
     #[schema(
         max_length = 1024,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+        pattern = "^[^\\u0000-\\u0008\\u000E-\\u001F\\u007F-\\u0084\\u0086-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$"
     )]
     pub description: Option<String>,
     /// The markdown body (not blank, at most 64 KiB).
@@ -69,7 +69,7 @@ pub struct UpdateSkillRequest {
     /// A new description.
     #[schema(
         max_length = 1024,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$"
+        pattern = "^[^\\u0000-\\u0008\\u000E-\\u001F\\u007F-\\u0084\\u0086-\\u009F\\u202A-\\u202E\\u2066-\\u2069]*$"
     )]
     pub description: Option<String>,
     /// A new body (not blank, at most 64 KiB).
@@ -239,6 +239,7 @@ pub async fn get_skill(
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> Result<Json<Skill>, ApiError> {
+    let name = possible_name(name)?;
     match state.store.get_skill(user.id, &name).await {
         Err(agentq_core::StoreError::NotFound) => Err(not_found(&name)),
         other => Ok(Json(other?)),
@@ -247,6 +248,16 @@ pub async fn get_skill(
 
 fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("you have no skill named `{name}`"))
+}
+
+/// `name` from a path, when it could name a skill at all: no skill has a name that breaks
+/// the naming rule, so such a name (U+0000, which PostgreSQL would refuse, included) is the
+/// 404 the routes document, before any query.
+fn possible_name(name: String) -> Result<String, ApiError> {
+    match skill_md::check_name(&name) {
+        Ok(()) => Ok(name),
+        Err(_) => Err(not_found(&name.escape_debug().to_string())),
+    }
 }
 
 /// `PATCH /api/v1/users/me/skills/{name}`: changes or renames the skill.
@@ -269,6 +280,7 @@ pub async fn update_skill(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<UpdateSkillRequest>,
 ) -> Result<Json<Skill>, ApiError> {
+    let name = possible_name(name)?;
     let field = |field: &str, detail: String| ApiError::invalid(field, detail);
     if let Some(new_name) = &body.name {
         skill_md::check_name(new_name).map_err(|d| field("name", d))?;
@@ -309,6 +321,7 @@ pub async fn delete_skill(
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let name = possible_name(name)?;
     if state.store.delete_skill(user.id, &name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
