@@ -347,32 +347,138 @@ pub async fn create_chat(
         .context("a chat id")
 }
 
-/// Creates a chat, opens its SSE stream and waits for the first `message_part`; returns
-/// the time from the POST to that event at the client.
+/// One [`first_delta`] probe that saw its delta.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    /// `POST /chats` sent -> first `message_part` read by the client.
+    pub first_delta: Duration,
+    /// The part of it until `POST /chats` answered (the API and PostgreSQL); the rest is
+    /// opening the stream and waiting for the worker's first event.
+    pub create: Duration,
+}
+
+/// Why a probe failed, as the rows count it: the request and its HTTP status (with the
+/// `limit` a 429 names), the kind of transport error, or no delta in time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProbeFailure(pub String);
+
+impl ProbeFailure {
+    async fn status(step: &str, response: reqwest::Response) -> Self {
+        let status = response.status();
+        let limit = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            body["limit"]
+                .as_str()
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Self(format!("{step} {}{limit}", status.as_u16()))
+    }
+
+    fn transport(step: &str, e: &reqwest::Error) -> Self {
+        let kind = if e.is_timeout() {
+            "timeout"
+        } else if e.is_connect() {
+            "connect error"
+        } else if e.is_body() || e.is_decode() {
+            "body error"
+        } else {
+            "request error"
+        };
+        Self(format!("{step} {kind}"))
+    }
+}
+
+/// Failed probes counted by cause: `0 failed`, or `12 failed (GET stream 429
+/// sse_max_streams_per_user: 10, POST /chats timeout: 2)`, most frequent first.
+#[derive(Debug, Default)]
+pub struct Failures(std::collections::BTreeMap<String, usize>);
+
+impl Failures {
+    pub fn add(&mut self, cause: ProbeFailure) {
+        *self.0.entry(cause.0).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: Failures) {
+        for (cause, count) in other.0 {
+            *self.0.entry(cause).or_default() += count;
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+}
+
+impl std::fmt::Display for Failures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed", self.total())?;
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut causes: Vec<(&String, &usize)> = self.0.iter().collect();
+        causes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let causes: Vec<String> = causes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        write!(f, " ({})", causes.join(", "))
+    }
+}
+
+/// Creates a chat, opens its SSE stream and waits (at most 10 s) for the first
+/// `message_part`; returns the time from the POST to that event at the client, and how
+/// long the POST took, or why it failed.
 pub async fn first_delta(
     http: &reqwest::Client,
     base: &str,
     token: &str,
-) -> anyhow::Result<Duration> {
+) -> Result<Probe, ProbeFailure> {
     use futures::StreamExt;
     let started = Instant::now();
-    let id = create_chat(http, base, token, "latency probe").await?;
-    let mut stream = http
+    let created = http
+        .post(format!("{base}/api/v1/chats"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "message": "latency probe" }))
+        .send()
+        .await
+        .map_err(|e| ProbeFailure::transport("POST /chats", &e))?;
+    if created.status() != reqwest::StatusCode::CREATED {
+        return Err(ProbeFailure::status("POST /chats", created).await);
+    }
+    let chat: serde_json::Value = created
+        .json()
+        .await
+        .map_err(|e| ProbeFailure::transport("POST /chats", &e))?;
+    let create = started.elapsed();
+    let id = chat["id"].as_str().unwrap_or_default();
+    let response = http
         .get(format!("{base}/api/v1/chats/{id}/stream"))
         .bearer_auth(token)
         .send()
-        .await?
-        .bytes_stream();
+        .await
+        .map_err(|e| ProbeFailure::transport("GET stream", &e))?;
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(ProbeFailure::status("GET stream", response).await);
+    }
+    let mut stream = response.bytes_stream();
+    let deadline = started + Duration::from_secs(10);
     let mut seen = String::new();
-    while let Ok(Some(Ok(bytes))) =
-        tokio::time::timeout(Duration::from_secs(10), stream.next()).await
-    {
-        seen.push_str(&String::from_utf8_lossy(&bytes));
-        if seen.contains("event: message_part") {
-            return Ok(started.elapsed());
+    loop {
+        match tokio::time::timeout_at(deadline.into(), stream.next()).await {
+            Err(_) => return Err(ProbeFailure("no delta within 10 s".into())),
+            Ok(None) => return Err(ProbeFailure("stream ended before a delta".into())),
+            Ok(Some(Err(e))) => return Err(ProbeFailure::transport("GET stream", &e)),
+            Ok(Some(Ok(bytes))) => {
+                seen.push_str(&String::from_utf8_lossy(&bytes));
+                if seen.contains("event: message_part") {
+                    return Ok(Probe {
+                        first_delta: started.elapsed(),
+                        create,
+                    });
+                }
+            }
         }
     }
-    anyhow::bail!("no delta within 10 s")
 }
 
 /// Deletes every key of `prefix` (plain or as a hash tag).

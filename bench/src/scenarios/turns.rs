@@ -38,9 +38,19 @@ pub async fn echo_stack(
     tag: &str,
     workers: usize,
 ) -> anyhow::Result<(Stack, Vec<Agentq>)> {
+    echo_stack_serving(ctx, tag, workers, config::defaults()).await
+}
+
+/// [`echo_stack`] with the in-process API configured by `api`.
+pub async fn echo_stack_serving(
+    ctx: &Ctx,
+    tag: &str,
+    workers: usize,
+    api: ApiConfig,
+) -> anyhow::Result<(Stack, Vec<Agentq>)> {
     let db = ctx.fresh_db(tag, BENCH_CONNECTIONS).await?;
     let prefix = ctx.prefix(tag);
-    let stack = Stack::new(ctx, &db, &prefix, Some(config::defaults::<ApiConfig>())).await?;
+    let stack = Stack::new(ctx, &db, &prefix, Some(api)).await?;
     let pool = (WORKER_CONNECTIONS / workers.max(1) as u32).min(20);
     let procs = (0..workers)
         .map(|_| Agentq::echo_worker(ctx, &db, &prefix, pool))

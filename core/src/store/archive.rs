@@ -35,6 +35,16 @@ pub struct DigestRecipient {
     pub email: String,
 }
 
+/// A root the archive statement took, with its owner's address when they want digests.
+#[derive(sqlx::FromRow)]
+struct ArchivedRoot {
+    id: Uuid,
+    owner_id: Uuid,
+    title: String,
+    last_activity_at: DateTime<Utc>,
+    digest_email: Option<String>,
+}
+
 /// What one archive transaction did.
 #[derive(Debug, Default)]
 pub struct ArchiveResult {
@@ -60,49 +70,63 @@ impl Store {
         F: FnOnce(&[ArchivedChat], &[DigestRecipient]) -> Vec<NewNotification>,
     {
         let mut tx = self.pool.begin().await?;
-        let mut roots: Vec<ArchivedChat> = sqlx::query_as(
-            "UPDATE chats SET archived = true, archived_at = now(), updated_at = now()
-             WHERE id IN (
-                SELECT id FROM chats
-                WHERE parent_chat_id IS NULL AND NOT archived AND pin_order IS NULL
-                  AND last_activity_at < $1
-                  AND status NOT IN ('pending', 'running', 'requires_action')
-                  -- A family with a busy subagent is not idle. Skipping it also means the
-                  -- archive never waits on a child row whose turn is committing (that
-                  -- commit's trigger locks the root: the opposite order).
-                  AND NOT EXISTS (
-                    SELECT 1 FROM chats c WHERE c.root_chat_id = chats.id
-                      AND c.status IN ('pending', 'running', 'requires_action'))
-                ORDER BY last_activity_at, id
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED)
-             RETURNING id, owner_id, title, last_activity_at",
+        // One statement takes the roots, archives their children and names the owners who
+        // want digests: one round trip where three were (the children's UPDATE sees the
+        // roots through the CTE; they are other rows, so no row is updated twice).
+        let rows: Vec<ArchivedRoot> = sqlx::query_as(
+            "WITH roots AS (
+                UPDATE chats SET archived = true, archived_at = now(), updated_at = now()
+                WHERE id IN (
+                    SELECT id FROM chats
+                    WHERE parent_chat_id IS NULL AND NOT archived AND pin_order IS NULL
+                      AND last_activity_at < $1
+                      AND status NOT IN ('pending', 'running', 'requires_action')
+                      -- A family with a busy subagent is not idle. Skipping it also means the
+                      -- archive never waits on a child row whose turn is committing (that
+                      -- commit's trigger locks the root: the opposite order).
+                      AND NOT EXISTS (
+                        SELECT 1 FROM chats c WHERE c.root_chat_id = chats.id
+                          AND c.status IN ('pending', 'running', 'requires_action'))
+                    ORDER BY last_activity_at, id
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING id, owner_id, title, last_activity_at
+             ),
+             children AS (
+                UPDATE chats SET archived = true, archived_at = now(), updated_at = now()
+                WHERE root_chat_id = ANY(ARRAY(SELECT id FROM roots)) AND NOT archived
+             )
+             SELECT r.id, r.owner_id, r.title, r.last_activity_at, u.email AS digest_email
+             FROM roots r LEFT JOIN users u ON u.id = r.owner_id AND u.digest_emails_enabled",
         )
         .bind(cutoff)
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        if roots.is_empty() {
+        if rows.is_empty() {
             return Ok(ArchiveResult::default());
         }
+        let mut recipients: Vec<DigestRecipient> = rows
+            .iter()
+            .filter_map(|r| {
+                Some(DigestRecipient {
+                    user_id: r.owner_id,
+                    email: r.digest_email.clone()?,
+                })
+            })
+            .collect();
+        recipients.sort_by_key(|r| r.user_id);
+        recipients.dedup_by_key(|r| r.user_id);
+        let mut roots: Vec<ArchivedChat> = rows
+            .into_iter()
+            .map(|r| ArchivedChat {
+                id: r.id,
+                owner_id: r.owner_id,
+                title: r.title,
+                last_activity_at: r.last_activity_at,
+            })
+            .collect();
         roots.sort_by_key(|r| (r.last_activity_at, r.id));
-        let ids: Vec<Uuid> = roots.iter().map(|r| r.id).collect();
-        sqlx::query(
-            "UPDATE chats SET archived = true, archived_at = now(), updated_at = now()
-             WHERE root_chat_id = ANY($1) AND NOT archived",
-        )
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        let mut owners: Vec<Uuid> = roots.iter().map(|r| r.owner_id).collect();
-        owners.sort();
-        owners.dedup();
-        let recipients: Vec<DigestRecipient> = sqlx::query_as(
-            "SELECT id AS user_id, email FROM users WHERE id = ANY($1) AND digest_emails_enabled",
-        )
-        .bind(&owners)
-        .fetch_all(&mut *tx)
-        .await?;
         let outbox = compose(&roots, &recipients);
         let notifications = super::notifications::insert_notifications(&mut tx, &outbox).await?;
         tx.commit().await?;
