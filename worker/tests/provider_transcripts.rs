@@ -295,7 +295,7 @@ fn weather_tool() -> ToolSpec {
     ToolSpec {
         name: "get_weather".into(),
         description: "Current weather for a city.".into(),
-        input_schema: weather_schema(),
+        input_schema: weather_schema().into(),
     }
 }
 

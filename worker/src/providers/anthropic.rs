@@ -144,7 +144,7 @@ fn request_body(request: &ProviderRequest) -> Value {
         body["tools"] = request
             .tools
             .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.input_schema}))
+            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": *t.input_schema}))
             .collect();
     }
     if let Some(ttl) = request.cache {
@@ -857,12 +857,12 @@ mod tests {
                 super::super::ToolSpec {
                     name: "one".into(),
                     description: String::new(),
-                    input_schema: json!({"type": "object"}),
+                    input_schema: std::sync::Arc::new(json!({"type": "object"})),
                 },
                 super::super::ToolSpec {
                     name: "two".into(),
                     description: String::new(),
-                    input_schema: json!({"type": "object"}),
+                    input_schema: std::sync::Arc::new(json!({"type": "object"})),
                 },
             ],
             max_output_tokens: None,

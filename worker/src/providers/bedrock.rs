@@ -237,7 +237,7 @@ fn request_body(request: &ProviderRequest) -> Value {
                 json!({"toolSpec": {
                     "name": t.name,
                     "description": t.description,
-                    "inputSchema": {"json": t.input_schema},
+                    "inputSchema": {"json": *t.input_schema},
                 }})
             })
             .collect();
@@ -743,7 +743,7 @@ mod tests {
         let clock = ToolSpec {
             name: "clock".into(),
             description: "Tells the time.".into(),
-            input_schema: json!({"type": "object"}),
+            input_schema: std::sync::Arc::new(json!({"type": "object"})),
         };
         let body = request_body(&request(history(), vec![clock]));
         assert_eq!(body["system"], json!([{"text": "Be brief."}]));

@@ -72,8 +72,20 @@ pub struct ToolSpec {
     pub name: String,
     /// What it does, for the model.
     pub description: String,
-    /// JSON Schema of its input.
-    pub input_schema: serde_json::Value,
+    /// JSON Schema of its input, shared: a step's offer, its request and each attempt's
+    /// copy of the request point at one tree instead of copying it (a worker with 1,000
+    /// turns in flight held four copies of every schema, 46 KB a turn; bench/RESULTS.md).
+    #[serde(serialize_with = "shared_json")]
+    pub input_schema: std::sync::Arc<serde_json::Value>,
+}
+
+/// Serializes a shared JSON value as the value (serde's `rc` feature would do it for every
+/// `Arc` in the tree, and change how every crate that uses serde is built).
+pub fn shared_json<S: serde::Serializer>(
+    value: &std::sync::Arc<serde_json::Value>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&**value, serializer)
 }
 
 /// A stream of events; ends when the answer is complete.

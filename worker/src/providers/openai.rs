@@ -148,7 +148,7 @@ fn request_body(request: &ProviderRequest, wire: WireOptions) -> Value {
         body["tools"] = request
             .tools
             .iter()
-            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}))
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": *t.input_schema}}))
             .collect();
     }
     if let Some(effort) = request.reasoning_effort {

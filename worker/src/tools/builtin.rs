@@ -22,16 +22,16 @@ impl Builtins {
             ToolSpec {
                 name: "current_time".into(),
                 description: "Returns the current date and time in UTC (RFC 3339).".into(),
-                input_schema: json!({ "type": "object", "properties": {} }),
+                input_schema: std::sync::Arc::new(json!({ "type": "object", "properties": {} })),
             },
             ToolSpec {
                 name: "sleep".into(),
                 description: "Waits the given number of seconds (at most 30), then returns. Useful to wait for something external.".into(),
-                input_schema: json!({
+                input_schema: std::sync::Arc::new(json!({
                     "type": "object",
                     "properties": { "seconds": { "type": "number", "minimum": 0, "maximum": MAX_SLEEP_SECS } },
                     "required": ["seconds"]
-                }),
+                })),
             },
         ]
     }

@@ -72,7 +72,7 @@ pub fn specs() -> Vec<ToolSpec> {
                  options, when a decision is theirs. Ends your turn; the user's answer comes \
                  as their next message."
             ),
-            input_schema: json!({
+            input_schema: std::sync::Arc::new(json!({
                 "type": "object",
                 "properties": {
                     "questions": {
@@ -103,7 +103,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     }
                 },
                 "required": ["questions"]
-            }),
+            })),
         },
         ToolSpec {
             name: PROPOSE_PLAN_TOOL.into(),
@@ -112,14 +112,14 @@ pub fn specs() -> Vec<ToolSpec> {
                  your turn; the user answers with their next message.",
                 MAX_PLAN_BYTES / 1024
             ),
-            input_schema: json!({
+            input_schema: std::sync::Arc::new(json!({
                 "type": "object",
                 "properties": {
                     "title": text("A short title for the plan."),
                     "content": text("The plan, in markdown."),
                 },
                 "required": ["content"]
-            }),
+            })),
         },
     ]
 }

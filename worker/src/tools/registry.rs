@@ -316,7 +316,7 @@ impl ToolRegistry {
                 ToolSpec {
                     name: tool.name.clone(),
                     description: tool.description.clone(),
-                    input_schema: tool.input_schema.clone(),
+                    input_schema: std::sync::Arc::new(tool.input_schema.clone()),
                 },
                 ToolSource::Client,
             );
@@ -511,7 +511,7 @@ mod tests {
             spec: ToolSpec {
                 name: name.into(),
                 description: String::new(),
-                input_schema: json!({"type": "object"}),
+                input_schema: std::sync::Arc::new(json!({"type": "object"})),
             },
             allow_in_plan_mode,
             read_only,

@@ -22,11 +22,11 @@ pub fn read_skill_spec() -> ToolSpec {
         description: "Returns one of the user's skills (listed in the system prompt): its \
                       name, description and full instructions."
             .into(),
-        input_schema: json!({
+        input_schema: std::sync::Arc::new(json!({
             "type": "object",
             "properties": { "name": { "type": "string", "description": "The skill's name, as listed." } },
             "required": ["name"]
-        }),
+        })),
     }
 }
 

@@ -143,7 +143,7 @@ mod tests {
         Arc::new(vec![McpTool {
             name: "echo".into(),
             description: String::new(),
-            input_schema: serde_json::json!({"type": "object"}),
+            input_schema: std::sync::Arc::new(serde_json::json!({"type": "object"})),
             read_only: true,
         }])
     }

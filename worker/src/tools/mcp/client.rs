@@ -24,8 +24,9 @@ pub struct McpTool {
     pub name: String,
     /// What it does ('' when the server says nothing).
     pub description: String,
-    /// JSON Schema of its arguments (an object schema).
-    pub input_schema: serde_json::Value,
+    /// JSON Schema of its arguments (an object schema), shared with every offer of it.
+    #[serde(serialize_with = "crate::providers::shared_json")]
+    pub input_schema: Arc<serde_json::Value>,
     /// The server's `readOnlyHint` annotation (false when absent): what `explore`
     /// subagents may use. A hint from the server, not a guarantee.
     pub read_only: bool,
@@ -121,7 +122,7 @@ impl McpClient {
                 .map(|t| McpTool {
                     name: t.name.into_owned(),
                     description: t.description.map(|d| d.into_owned()).unwrap_or_default(),
-                    input_schema: serde_json::Value::Object((*t.input_schema).clone()),
+                    input_schema: Arc::new(serde_json::Value::Object((*t.input_schema).clone())),
                     read_only: t
                         .annotations
                         .as_ref()

@@ -32,7 +32,7 @@ pub fn spawn(explore_only: bool) -> ToolSpec {
              `explore` subagents can only read (no tool that changes anything); `general` ones \
              get the usual tools. Returns its chat_id at once; call {WAIT} for its answer."
         ),
-        input_schema: json!({
+        input_schema: std::sync::Arc::new(json!({
             "type": "object",
             "properties": {
                 "subagent_type": { "type": "string", "enum": types },
@@ -43,7 +43,7 @@ pub fn spawn(explore_only: bool) -> ToolSpec {
                 "title": { "type": "string", "description": "A short title for the subagent's chat." }
             },
             "required": ["subagent_type", "prompt"]
-        }),
+        })),
     }
 }
 
@@ -54,14 +54,14 @@ pub fn wait() -> ToolSpec {
         description: "Waits until a subagent has answered (or failed) and returns its last \
                       answer; returns `timed_out` if it is still working after timeout_seconds."
             .into(),
-        input_schema: json!({
+        input_schema: std::sync::Arc::new(json!({
             "type": "object",
             "properties": {
                 "chat_id": chat_id(),
                 "timeout_seconds": { "type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECS, "default": 300 }
             },
             "required": ["chat_id"]
-        }),
+        })),
     }
 }
 
@@ -74,7 +74,7 @@ pub fn message() -> ToolSpec {
              it waits for the running turn (or interrupts it with `interrupt`). Call {WAIT} for \
              the answer."
         ),
-        input_schema: json!({
+        input_schema: std::sync::Arc::new(json!({
             "type": "object",
             "properties": {
                 "chat_id": chat_id(),
@@ -82,7 +82,7 @@ pub fn message() -> ToolSpec {
                 "interrupt": { "type": "boolean", "default": false }
             },
             "required": ["chat_id", "message"]
-        }),
+        })),
     }
 }
 
@@ -93,10 +93,10 @@ pub fn close() -> ToolSpec {
         description: "Stops a subagent if it is working and closes it: it takes no more \
                       messages, and frees its place among this chat's open subagents."
             .into(),
-        input_schema: json!({
+        input_schema: std::sync::Arc::new(json!({
             "type": "object",
             "properties": { "chat_id": chat_id() },
             "required": ["chat_id"]
-        }),
+        })),
     }
 }
