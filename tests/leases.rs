@@ -76,7 +76,14 @@ async fn a_stale_acquisition_in_the_same_process_writes_nothing(pool: sqlx::PgPo
         cost_micros: None,
     };
     let committed = store
-        .complete_turn(turn, chat, 0, stale, &answer)
+        .complete_turn(
+            turn,
+            chat,
+            0,
+            stale,
+            &answer,
+            agentq_core::store::FirstAnswerTitle::Keep,
+        )
         .await
         .unwrap();
     assert!(committed.is_none(), "the stale run cannot commit");
@@ -85,7 +92,14 @@ async fn a_stale_acquisition_in_the_same_process_writes_nothing(pool: sqlx::PgPo
         "nor hand the live turn back"
     );
     let committed = store
-        .complete_turn(turn, chat, 0, fresh, &answer)
+        .complete_turn(
+            turn,
+            chat,
+            0,
+            fresh,
+            &answer,
+            agentq_core::store::FirstAnswerTitle::Keep,
+        )
         .await
         .unwrap();
     assert!(committed.is_some(), "the current run commits");

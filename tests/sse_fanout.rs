@@ -395,7 +395,14 @@ async fn a_megabyte_message_streams_as_a_bounded_preview_and_reads_whole(pool: s
         cost_micros: None,
     };
     let answered = store
-        .complete_turn(turn.id, chat, turn.step, &turn.lease_owner, &completion)
+        .complete_turn(
+            turn.id,
+            chat,
+            turn.step,
+            &turn.lease_owner,
+            &completion,
+            agentq_core::store::FirstAnswerTitle::Keep,
+        )
         .await
         .unwrap()
         .expect("the worker held the turn");

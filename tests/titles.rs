@@ -236,3 +236,53 @@ async fn a_title_that_failed_or_whose_job_was_lost_is_generated_by_a_recovery_nu
     assert_eq!(attempts, 2);
     app.stop().await;
 }
+
+/// A worker with titles off settles a chat's title request in the commit of its first
+/// answer: the first words stay, nothing waits for recovery to nudge, and no title request
+/// reaches the provider, then or after a later answer.
+#[sqlx::test]
+async fn a_worker_with_titles_off_keeps_the_first_words_and_leaves_nothing_pending(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    let key = "keep my first words as the title";
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("An answer.".into()),
+            Reply::Text("Another answer.".into()),
+        ],
+    );
+    let chat = app.create_chat(key).await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
+    let asked_at: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT title_requested_at FROM chats WHERE id = $1")
+            .bind(chat)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(asked_at, None, "no request was left for recovery to nudge");
+
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "and again"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.wait_until_answered(chat, 4, Duration::from_secs(20))
+        .await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
+    let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+    assert_eq!(body["title"], key);
+    let title_requests = app
+        .fake
+        .received_for(key)
+        .iter()
+        .filter(|r| is_title_request(&r.body))
+        .count();
+    assert_eq!(title_requests, 0);
+    app.stop().await;
+}

@@ -71,7 +71,8 @@ impl Store {
         .bind(turn_id)
         .execute(&mut *tx)
         .await?;
-        let outcome = promote_queued_message(&mut tx, chat_id, None, ChatStatus::Waiting).await?;
+        let outcome =
+            promote_queued_message(&mut tx, chat_id, None, ChatStatus::Waiting, None).await?;
         tx.commit().await?;
         Ok(InterruptOutcome::Stopped(Box::new(outcome)))
     }
@@ -126,7 +127,7 @@ impl Store {
             None => None,
         };
         let outcome =
-            promote_queued_message(&mut tx, chat_id, message, ChatStatus::Waiting).await?;
+            promote_queued_message(&mut tx, chat_id, message, ChatStatus::Waiting, None).await?;
         tx.commit().await?;
         Ok(Some(outcome))
     }

@@ -314,7 +314,8 @@ impl Store {
             .bind(pg_json(error))
             .execute(&mut *tx)
             .await?;
-        let outcome = promote_queued_message(&mut tx, chat_id, None, ChatStatus::Error).await?;
+        let outcome =
+            promote_queued_message(&mut tx, chat_id, None, ChatStatus::Error, None).await?;
         tx.commit().await?;
         Ok(Some(outcome))
     }

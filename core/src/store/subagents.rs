@@ -16,11 +16,11 @@
 //! idle. It reads the child under a share lock of the child's row, which every finish of the
 //! child's turn holds for update while it decides the chat's status, so the two serialize:
 //! either the wait sees the child idle and completes now, or the child's finish sees the
-//! parked call ([`calls_waiting_for`], returned in `TurnOutcome::waiting_calls`) and its
-//! outcome re-sends the call's job. That job may acquire a `waiting` call only once its
-//! child is idle or its deadline passed (`Store::acquire_tool_call`), so duplicated and
-//! replayed nudges run it once; recovery re-sends calls whose nudge was lost and calls past
-//! their deadline.
+//! parked call (read by the finish's statement, `turns::promote_queued_message`, and
+//! returned in `TurnOutcome::waiting_calls`) and its outcome re-sends the call's job. That
+//! job may acquire a `waiting` call only once its child is idle or its deadline passed
+//! (`Store::acquire_tool_call`), so duplicated and replayed nudges run it once; recovery
+//! re-sends calls whose nudge was lost and calls past their deadline.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -432,19 +432,4 @@ impl Store {
         tx.commit().await?;
         Ok(child)
     }
-}
-
-/// The `wait_agent` calls parked on `chat_id`, read by a finish of its turn that leaves it
-/// idle (the caller holds the chat's row lock, see the module page): their jobs follow the
-/// finish's outcome.
-pub(super) async fn calls_waiting_for(
-    tx: &mut sqlx::PgConnection,
-    chat_id: Uuid,
-) -> Result<Vec<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM tool_calls WHERE waits_for_chat_id = $1 AND status = 'waiting'",
-    )
-    .bind(chat_id)
-    .fetch_all(&mut *tx)
-    .await?)
 }

@@ -2,9 +2,10 @@
 //! the first 80 characters of its first message; after the chat's first answer the worker
 //! that completed the turn asks the `title` model for a better one.
 //!
-//! - **Asked for in the answer's transaction.** [`request_title_in`] marks the chat
-//!   `title_generation = 'pending'` when its first turn completes, unless the user chose a
-//!   title. PostgreSQL holds the request; the job that ran the turn is only its first
+//! - **Asked for in the answer's transaction.** The commit of a chat's first answer marks
+//!   it `title_generation = 'pending'` ([`FirstAnswerTitle::Generate`]), unless the user
+//!   chose a title; a worker with titles off marks it `done` at once
+//!   ([`FirstAnswerTitle::Keep`]) and writes nothing more. PostgreSQL holds the request; the job that ran the turn is only its first
 //!   nudge, and recovery re-sends the turn's job when a request waits too long
 //!   ([`Store::nudge_pending_titles`]), so a lost job or a crashed worker loses no title.
 //! - **Claimed, then stored once.** [`Store::claim_title`] counts an attempt and reads what
@@ -35,21 +36,16 @@ pub struct TitleWork {
     pub first_answer: String,
 }
 
-/// Asks for a title for `chat_id` if this is its first answer: a root chat whose title the
-/// user did not choose and for which none was asked yet. The caller holds the chat's lock.
-pub(super) async fn request_title_in(
-    tx: &mut sqlx::PgConnection,
-    chat_id: Uuid,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE chats SET title_generation = 'pending', title_requested_at = now()
-         WHERE id = $1 AND title_generation IS NULL AND parent_chat_id IS NULL
-           AND NOT title_set_by_user",
-    )
-    .bind(chat_id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+/// What a chat's first answer does about its title: the commit of the answer settles the
+/// request (`turns::promote_queued_message`, in the same update of the chat row) for a root
+/// chat whose title the user did not choose and for which none was asked yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstAnswerTitle {
+    /// Ask for a generated title: the request is `pending` until the worker stores one.
+    Generate,
+    /// Keep the first message's text (titles are off on this worker): the request is
+    /// `done` at once, so nothing is left to close later.
+    Keep,
 }
 
 impl Store {

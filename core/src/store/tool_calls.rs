@@ -451,7 +451,7 @@ pub(super) async fn fan_in(
     .await?;
     let awaits_user = if awaits_user {
         Some(Box::new(
-            promote_queued_message(tx, chat_id, None, ChatStatus::RequiresAction).await?,
+            promote_queued_message(tx, chat_id, None, ChatStatus::RequiresAction, None).await?,
         ))
     } else {
         None

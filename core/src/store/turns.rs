@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
-use sqlx::types::Json;
+use sqlx::{FromRow, Row, types::Json};
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text};
+use super::{
+    MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text,
+    titles::FirstAnswerTitle,
+};
 use crate::{
     ChatError, StoreError,
     domain::{AcquiredTurn, ChatStatus, Message, MessagePart, Usage},
@@ -41,6 +44,9 @@ pub struct TurnOutcome {
     /// `wait_agent` calls parked on this chat (a subagent) that its now idle state
     /// completes: enqueue one `RunToolCall` each (ARCHITECTURE.md §7, subagents).
     pub waiting_calls: Vec<Uuid>,
+    /// This finish was the chat's first answer and asked for a generated title
+    /// (`store::titles`): the worker generates it next.
+    pub title_pending: bool,
 }
 
 impl TurnOutcome {
@@ -63,6 +69,7 @@ impl TurnOutcome {
             next_turn_id,
             status,
             waiting_calls: Vec::new(),
+            title_pending: false,
         }
     }
 }
@@ -198,7 +205,9 @@ impl Store {
 
     /// `running` -> `completed`: persists the assistant message of `step` and usage, then
     /// promotes the next queued user message (chat `pending`, new turn) or leaves the chat
-    /// `waiting`. `Ok(None)` means the lease was lost: nothing was written.
+    /// `waiting`. A chat's first answer also settles its title request as `title` says
+    /// (`TurnOutcome::title_pending`). `Ok(None)` means the lease was lost: nothing was
+    /// written.
     pub async fn complete_turn(
         &self,
         turn_id: Uuid,
@@ -206,6 +215,7 @@ impl Store {
         step: i32,
         worker: &str,
         completion: &Completion,
+        title: FirstAnswerTitle,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
         super::lock_root_of(&mut tx, chat_id).await?;
@@ -216,9 +226,14 @@ impl Store {
             return Ok(None);
         };
         // The chat's first answer asks for a generated title (store::titles).
-        super::titles::request_title_in(&mut tx, chat_id).await?;
-        let outcome =
-            promote_queued_message(&mut tx, chat_id, Some(message), ChatStatus::Waiting).await?;
+        let outcome = promote_queued_message(
+            &mut tx,
+            chat_id,
+            Some(message),
+            ChatStatus::Waiting,
+            Some(title),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(outcome))
     }
@@ -253,7 +268,8 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        let outcome = promote_queued_message(&mut tx, chat_id, None, ChatStatus::Error).await?;
+        let outcome =
+            promote_queued_message(&mut tx, chat_id, None, ChatStatus::Error, None).await?;
         tx.commit().await?;
         Ok(Some(outcome))
     }
@@ -262,17 +278,32 @@ impl Store {
 /// Ends a finish (complete, fail, interrupt, recovery) the one way: moves the oldest queued
 /// message into the conversation with a new queued turn (chat `pending`), or sets the chat
 /// to `idle` (`waiting` or `error`) when the queue is empty, and returns the outcome whose
-/// `status` is the chat's status after it. One statement; the caller holds the chat row
-/// lock. `message` is the assistant message the finish wrote, if any.
+/// `status` is the chat's status after it. `message` is the assistant message the finish
+/// wrote, if any; `title`, given for a completed answer, settles the chat's title request
+/// if this is its first answer (`store::titles`).
+///
+/// One statement, which also reads the `wait_agent` calls parked on the chat when it goes
+/// idle: one version of the chat row per finish, and one round trip. The caller holds the
+/// chat row lock, which the parking transaction waits for (store::subagents).
 pub(super) async fn promote_queued_message(
     tx: &mut sqlx::PgConnection,
     chat_id: Uuid,
     message: Option<Message>,
     idle: ChatStatus,
+    title: Option<FirstAnswerTitle>,
 ) -> Result<TurnOutcome, StoreError> {
     let turn_id = Uuid::now_v7();
-    let promoted: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH q AS (
+    let title = title.map(|t| match t {
+        FirstAnswerTitle::Generate => "pending",
+        FirstAnswerTitle::Keep => "done",
+    });
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH first AS (
+            -- Read under the chat's row lock: exact, and what the update below changes.
+            SELECT $5::text IS NOT NULL AND title_generation IS NULL
+                   AND parent_chat_id IS NULL AND NOT title_set_by_user AS asks
+            FROM chats WHERE id = $1
+         ), q AS (
             DELETE FROM chat_queued_messages
             WHERE id = (SELECT id FROM chat_queued_messages WHERE chat_id = $1 ORDER BY id LIMIT 1)
             RETURNING content, model_config_id
@@ -285,26 +316,41 @@ pub(super) async fn promote_queued_message(
                 status = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'pending' ELSE $4 END,
                 -- The promoted message's switch of model applies from its turn on.
                 model_config_id = coalesce((SELECT model_config_id FROM q), chats.model_config_id),
+                title_generation = CASE WHEN (SELECT asks FROM first) THEN $5 ELSE title_generation END,
+                title_requested_at = CASE WHEN (SELECT asks FROM first) AND $5 = 'pending' THEN now()
+                                          ELSE title_requested_at END,
                 last_activity_at = now(), updated_at = now()
             WHERE id = $1 AND status IN ('running', 'pending', 'requires_action')
+            RETURNING (SELECT asks FROM first) AS asks
+         ), m AS (
+            INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+            SELECT $2, $1, $3, 'user', q.content FROM q
+            RETURNING {MESSAGE_COLUMNS}
          )
-         INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
-         SELECT $2, $1, $3, 'user', q.content FROM q
-         RETURNING {MESSAGE_COLUMNS}"
+         SELECT coalesce((SELECT asks FROM c), false) AND $5 = 'pending' AS title_pending,
+                -- Idle now: a parent's `wait_agent` parked on this chat can complete.
+                CASE WHEN EXISTS (SELECT 1 FROM q) THEN '{{}}'::uuid[]
+                     ELSE ARRAY(SELECT id FROM tool_calls
+                                WHERE waits_for_chat_id = $1 AND status = 'waiting')
+                END AS waiting_calls,
+                m.*
+         FROM (SELECT) AS one LEFT JOIN m ON true"
     )))
     .bind(chat_id)
     .bind(Uuid::now_v7())
     .bind(turn_id)
     .bind(idle)
-    .fetch_optional(&mut *tx)
+    .bind(title)
+    .fetch_one(&mut *tx)
     .await?;
+    let promoted = match row.try_get::<Option<Uuid>, _>("id")? {
+        Some(_) => Some(Message::from_row(&row)?),
+        None => None,
+    };
     let next_turn_id = promoted.as_ref().map(|_| turn_id);
     let mut outcome = TurnOutcome::new(message, promoted, next_turn_id, idle);
-    if outcome.promoted.is_none() {
-        // Idle now: a parent's `wait_agent` parked on this chat can complete. Read under
-        // this chat's row lock, which the parking transaction waits for (store::subagents).
-        outcome.waiting_calls = super::subagents::calls_waiting_for(tx, chat_id).await?;
-    }
+    outcome.waiting_calls = row.try_get("waiting_calls")?;
+    outcome.title_pending = row.try_get("title_pending")?;
     Ok(outcome)
 }
 

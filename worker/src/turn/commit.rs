@@ -6,17 +6,33 @@
 use agentq_core::{
     domain::AcquiredTurn,
     outcome::ChatOutcome,
-    store::{Completion, NewToolCall},
+    store::{Completion, FirstAnswerTitle, NewToolCall},
 };
 
 use super::{Answer, TurnEngine, TurnJobError};
 
-/// How a step ended, as its job's log line and `agentq_turn_steps_total` name it:
-/// `completed`, `tool_step`, `failed`, `interrupted` or `lease_lost`.
-pub(super) type StepEnd = &'static str;
+/// How a step ended: its name, as its job's log line and `agentq_turn_steps_total` name
+/// it (`completed`, `tool_step`, `failed`, `interrupted` or `lease_lost`), and whether
+/// its commit asked for the chat's title (a first answer on a worker that generates
+/// titles), which the job generates next.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StepEnd {
+    pub(super) name: &'static str,
+    pub(super) title_pending: bool,
+}
+
+impl StepEnd {
+    /// An end that leaves no title to generate.
+    const fn named(name: &'static str) -> Self {
+        Self {
+            name,
+            title_pending: false,
+        }
+    }
+}
 
 /// The step's end when another worker took the turn over.
-const LEASE_LOST: StepEnd = "lease_lost";
+const LEASE_LOST: StepEnd = StepEnd::named("lease_lost");
 
 impl TurnEngine {
     /// Writes what the step produced and announces it; returns how the step ended.
@@ -31,7 +47,7 @@ impl TurnEngine {
             Answer::Complete { .. } => "completed",
             Answer::Failed(_) => "failed",
             Answer::Interrupted(_) => "interrupted",
-            Answer::LeaseLost => LEASE_LOST,
+            Answer::LeaseLost => LEASE_LOST.name,
         };
         agentq_core::metrics::turn_step(end);
         let outcome = match answer {
@@ -44,7 +60,18 @@ impl TurnEngine {
             }
             Answer::Complete { completion, .. } => self
                 .store
-                .complete_turn(turn.id, chat_id, turn.step, &turn.lease_owner, &completion)
+                .complete_turn(
+                    turn.id,
+                    chat_id,
+                    turn.step,
+                    &turn.lease_owner,
+                    &completion,
+                    if self.limits.generate_titles {
+                        FirstAnswerTitle::Generate
+                    } else {
+                        FirstAnswerTitle::Keep
+                    },
+                )
                 .await?
                 .map(|outcome| (None, outcome)),
             Answer::Interrupted(partial) => {
@@ -72,6 +99,7 @@ impl TurnEngine {
             tracing::warn!("lease lost before commit; another worker owns the turn now");
             return Ok(LEASE_LOST);
         };
+        let title_pending = outcome.title_pending;
         ChatOutcome::TurnFinished {
             chat_id,
             error,
@@ -79,7 +107,10 @@ impl TurnEngine {
         }
         .announce(&self.events, &self.producer)
         .await?;
-        Ok(end)
+        Ok(StepEnd {
+            name: end,
+            title_pending,
+        })
     }
 
     /// Stores a tool step and sends each builtin call out as its own job.
@@ -111,6 +142,6 @@ impl TurnEngine {
         .announce(&self.events, &self.producer)
         .await?;
         tracing::debug!(builtin, dynamic, "tool calls fanned out");
-        Ok("tool_step")
+        Ok(StepEnd::named("tool_step"))
     }
 }

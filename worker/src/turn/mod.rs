@@ -246,10 +246,14 @@ impl TurnEngine {
         }
         match result {
             Ok(end) => {
-                report.outcome(end);
-                // After the chat's first answer: its title (store::titles).
+                report.outcome(end.name);
+                // After the chat's first answer: its title (store::titles). A step that
+                // asked for none skips the claim (the recovery nudge of a request a crash
+                // left pending comes as a job whose turn is done: the branch above).
                 drop((lease, running));
-                self.title_if_pending(job.turn_id).await;
+                if end.title_pending {
+                    self.title_if_pending(job.turn_id).await;
+                }
                 Ok(())
             }
             Err(e) => {
