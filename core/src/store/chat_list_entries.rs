@@ -62,17 +62,31 @@ pub struct ChatListEntry {
 
 impl Store {
     /// The list entries of the chats `ids` that still exist, in no particular order.
+    ///
+    /// One chat (the usual batch) is read with `id = $1`: PostgreSQL plans `id = ANY($1)`
+    /// again on every call, because the generic plan it would cache assumes an array of
+    /// ten, which is never cheaper than a custom plan for one; that planning cost more than
+    /// the read itself (`bench/RESULTS.md`).
     pub async fn chat_list_entries(&self, ids: &[Uuid]) -> Result<Vec<ChatListEntry>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, owner_id, parent_chat_id, root_chat_id, title, status, client_type,
-                    pin_order, labels, archived, archived_at,
+        const COLUMNS: &str = "SELECT id, owner_id, parent_chat_id, root_chat_id, title, status,
+                    client_type, pin_order, labels, archived, archived_at,
                     CASE WHEN parent_chat_id IS NOT NULL THEN coalesce(mode, 'general') END
                         AS subagent_type,
                     closed_at IS NOT NULL AS closed, last_activity_at, created_at, updated_at
-             FROM chats WHERE id = ANY($1)",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?)
+             FROM chats";
+        Ok(match ids {
+            [one] => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{COLUMNS} WHERE id = $1")))
+                    .bind(one)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            _ => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{COLUMNS} WHERE id = ANY($1)")))
+                    .bind(ids)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        })
     }
 }

@@ -381,10 +381,11 @@ pub(super) enum StepEnd {
     AwaitingTools,
 }
 
-/// `running` -> `end` for the lease owner `worker`, then the step's assistant message, in
-/// `tx`, which is handed back to go on. Locks the chat row first (`c`), then the turn, as
-/// `send_message` does. `None` when the lease was lost: `tx` is rolled back, nothing
-/// written.
+/// `running` -> `end` for the lease owner `worker`, and the step's assistant message, in
+/// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`),
+/// then the turn, as `send_message` does. `None` when the lease was lost: `tx` is rolled
+/// back, nothing written. The message's content and model go through `pg_json`/`pg_text`
+/// because a model controls them (as in [`insert_assistant_message`]).
 pub(super) async fn end_step_with_answer(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     of: StepOfTurn,
@@ -392,42 +393,51 @@ pub(super) async fn end_step_with_answer(
     end: StepEnd,
     completion: &Completion,
 ) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, Message)>, StoreError> {
-    let sql = match end {
+    let ended = match end {
         StepEnd::Completed => {
-            "WITH c AS (
-                SELECT id FROM chats WHERE id = $2 FOR UPDATE
-             )
-             UPDATE chat_turns SET status = 'completed', finished_at = now(),
-                    lease_owner = NULL, lease_expires_at = NULL, step = $4
-             WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)"
+            "status = 'completed', finished_at = now(), lease_owner = NULL,
+             lease_expires_at = NULL, step = $4"
         }
         StepEnd::AwaitingTools => {
-            "WITH c AS (
-                SELECT id FROM chats WHERE id = $2 FOR UPDATE
-             )
-             UPDATE chat_turns SET status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4
-             WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)"
+            "status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4"
         }
     };
-    let ended = sqlx::query(sql)
-        .bind(of.turn_id)
-        .bind(of.chat_id)
-        .bind(worker)
-        .bind(of.step)
-        .execute(&mut *tx)
-        .await?;
-    if ended.rows_affected() == 0 {
-        tx.rollback().await?;
-        return Ok(None);
+    let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH c AS (
+            SELECT id FROM chats WHERE id = $2 FOR UPDATE
+         ), t AS (
+            UPDATE chat_turns SET {ended}
+            WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)
+            RETURNING id
+         )
+         INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted)
+         SELECT $5, $2, t.id, 'assistant', $4, $6, $7, $8, $9, false FROM t
+         RETURNING {MESSAGE_COLUMNS}"
+    )))
+    .bind(of.turn_id)
+    .bind(of.chat_id)
+    .bind(worker)
+    .bind(of.step)
+    .bind(Uuid::now_v7())
+    .bind(pg_json(&completion.content))
+    .bind(pg_text(&completion.model))
+    .bind(Json(&completion.usage))
+    .bind(completion.cost_micros)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match message {
+        Some(message) => Ok(Some((tx, message))),
+        None => {
+            tx.rollback().await?;
+            Ok(None)
+        }
     }
-    let message = insert_assistant_message(&mut tx, of, completion, false).await?;
-    Ok(Some((tx, message)))
 }
 
-/// Stores the assistant message of a step, in the transaction that moved its turn out of
-/// `running` (completed, awaiting tools, or interrupted with what had streamed). The one
-/// place an assistant message is written: its content and model go through
-/// `pg_json`/`pg_text` because a model controls them.
+/// Stores the assistant message of an interrupted step (what had streamed), in the
+/// transaction that moved its turn out of `running`; a step that ended with an answer
+/// writes its message in the same statement ([`end_step_with_answer`]). Content and model
+/// go through `pg_json`/`pg_text` because a model controls them.
 pub(super) async fn insert_assistant_message(
     tx: &mut sqlx::PgConnection,
     of: StepOfTurn,
