@@ -286,3 +286,55 @@ async fn a_worker_with_titles_off_keeps_the_first_words_and_leaves_nothing_pendi
     assert_eq!(title_requests, 0);
     app.stop().await;
 }
+
+/// A title attempt that failed is tried again by the chat's next answer, without waiting
+/// for recovery: that answer's commit finds the request still pending.
+#[sqlx::test]
+async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool) {
+    let app = app_with_titles(pool).await;
+    let key = "a title that the next answer retries";
+    let refused = Reply::Status {
+        code: 400,
+        retry_after: None,
+        body: r#"{"error":{"message":"bad request"}}"#.into(),
+    };
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("An answer.".into()),
+            refused,
+            Reply::Text("A second answer.".into()),
+            Reply::Text("Retried title".into()),
+        ],
+    );
+    let chat = app.create_chat(key).await;
+    support::eventually(Duration::from_secs(20), "the failed title call", || async {
+        let calls = app.fake.received_for(key);
+        (calls.iter().filter(|r| is_title_request(&r.body)).count() == 1).then_some(())
+    })
+    .await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(20))
+        .await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
+
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "and now?"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let events = app
+        .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
+        .await;
+    assert_eq!(events.last().unwrap().data["title"], "Retried title");
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
+    let title_requests = app
+        .fake
+        .received_for(key)
+        .iter()
+        .filter(|r| is_title_request(&r.body))
+        .count();
+    assert_eq!(title_requests, 2);
+    app.stop().await;
+}

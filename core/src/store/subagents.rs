@@ -16,8 +16,10 @@
 //! idle. It reads the child under a share lock of the child's row, which every finish of the
 //! child's turn holds for update while it decides the chat's status, so the two serialize:
 //! either the wait sees the child idle and completes now, or the child's finish sees the
-//! parked call (read by the finish's statement, `turns::promote_queued_message`, and
-//! returned in `TurnOutcome::waiting_calls`) and its outcome re-sends the call's job. That
+//! parked call (read by the finish's statement, `turns::promote_queued_message`, whose
+//! caller takes the row lock in an earlier statement so that read's snapshot follows the
+//! parking; returned in `TurnOutcome::waiting_calls`) and its outcome re-sends the call's
+//! job. That
 //! job may acquire a `waiting` call only once its child is idle or its deadline passed
 //! (`Store::acquire_tool_call`), so duplicated and replayed nudges run it once; recovery
 //! re-sends calls whose nudge was lost and calls past their deadline.

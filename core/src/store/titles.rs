@@ -5,9 +5,11 @@
 //! - **Asked for in the answer's transaction.** The commit of a chat's first answer marks
 //!   it `title_generation = 'pending'` ([`FirstAnswerTitle::Generate`]), unless the user
 //!   chose a title; a worker with titles off marks it `done` at once
-//!   ([`FirstAnswerTitle::Keep`]) and writes nothing more. PostgreSQL holds the request; the job that ran the turn is only its first
-//!   nudge, and recovery re-sends the turn's job when a request waits too long
-//!   ([`Store::nudge_pending_titles`]), so a lost job or a crashed worker loses no title.
+//!   ([`FirstAnswerTitle::Keep`]) and writes nothing more. PostgreSQL holds the request;
+//!   the job that ran the turn is only its first nudge (a later answer's job claims a
+//!   request a failed attempt left pending), and recovery re-sends the turn's job when a
+//!   request waits too long ([`Store::nudge_pending_titles`]), so a lost job or a crashed
+//!   worker loses no title.
 //! - **Claimed, then stored once.** [`Store::claim_title`] counts an attempt and reads what
 //!   the model needs; [`Store::save_generated_title`] writes the title only while the
 //!   request is pending and the user has set none, so a duplicate job stores nothing twice
@@ -36,15 +38,18 @@ pub struct TitleWork {
     pub first_answer: String,
 }
 
-/// What a chat's first answer does about its title: the commit of the answer settles the
-/// request (`turns::promote_queued_message`, in the same update of the chat row) for a root
-/// chat whose title the user did not choose and for which none was asked yet.
+/// What a chat's answer does about its title, in the commit of the answer
+/// (`turns::promote_queued_message`, in the same update of the chat row): a first answer
+/// settles the request of a root chat whose title the user did not choose and for which
+/// none was asked yet; a later answer finds a request a failed attempt left pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstAnswerTitle {
-    /// Ask for a generated title: the request is `pending` until the worker stores one.
+    /// Ask for a generated title: the request is `pending` until the worker stores one
+    /// (the outcome says a title is pending, asked for now or left by a failed attempt).
     Generate,
     /// Keep the first message's text (titles are off on this worker): the request is
-    /// `done` at once, so nothing is left to close later.
+    /// `done` at once, and a request still pending from a worker that had titles on is
+    /// closed (`done`) the same way.
     Keep,
 }
 

@@ -44,8 +44,9 @@ pub struct TurnOutcome {
     /// `wait_agent` calls parked on this chat (a subagent) that its now idle state
     /// completes: enqueue one `RunToolCall` each (ARCHITECTURE.md §7, subagents).
     pub waiting_calls: Vec<Uuid>,
-    /// This finish was the chat's first answer and asked for a generated title
-    /// (`store::titles`): the worker generates it next.
+    /// A generated title is pending after this answer (`store::titles`): asked for by
+    /// this first answer, or left pending by a failed attempt. The worker generates it
+    /// next.
     pub title_pending: bool,
 }
 
@@ -280,11 +281,17 @@ impl Store {
 /// to `idle` (`waiting` or `error`) when the queue is empty, and returns the outcome whose
 /// `status` is the chat's status after it. `message` is the assistant message the finish
 /// wrote, if any; `title`, given for a completed answer, settles the chat's title request
-/// if this is its first answer (`store::titles`).
+/// (`store::titles`, [`FirstAnswerTitle`]).
 ///
-/// One statement, which also reads the `wait_agent` calls parked on the chat when it goes
-/// idle: one version of the chat row per finish, and one round trip. The caller holds the
-/// chat row lock, which the parking transaction waits for (store::subagents).
+/// One statement, which also reads the `wait_agent` calls parked on the chat when nothing
+/// is promoted: one version of the chat row per finish, and one round trip.
+///
+/// **The caller must have locked the chat row in an earlier statement of `tx`.** This
+/// statement's reads (`first`, the parked calls) use the snapshot taken when it starts;
+/// only a lock taken before that makes them exact. Were the lock first taken by the update
+/// below, it would wait for a transaction parking a `wait_agent` call on this chat, then
+/// update the chat while the read of parked calls, from the older snapshot, missed that
+/// call: its nudge would be lost until recovery (store::subagents).
 pub(super) async fn promote_queued_message(
     tx: &mut sqlx::PgConnection,
     chat_id: Uuid,
@@ -316,19 +323,23 @@ pub(super) async fn promote_queued_message(
                 status = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'pending' ELSE $4 END,
                 -- The promoted message's switch of model applies from its turn on.
                 model_config_id = coalesce((SELECT model_config_id FROM q), chats.model_config_id),
-                title_generation = CASE WHEN (SELECT asks FROM first) THEN $5 ELSE title_generation END,
+                title_generation = CASE
+                    WHEN (SELECT asks FROM first) THEN $5
+                    -- Titles off: a request another worker left pending is closed.
+                    WHEN $5 = 'done' AND title_generation = 'pending' THEN 'done'
+                    ELSE title_generation END,
                 title_requested_at = CASE WHEN (SELECT asks FROM first) AND $5 = 'pending' THEN now()
                                           ELSE title_requested_at END,
                 last_activity_at = now(), updated_at = now()
             WHERE id = $1 AND status IN ('running', 'pending', 'requires_action')
-            RETURNING (SELECT asks FROM first) AS asks
+            RETURNING title_generation = 'pending' AS title_pending
          ), m AS (
             INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
             SELECT $2, $1, $3, 'user', q.content FROM q
             RETURNING {MESSAGE_COLUMNS}
          )
-         SELECT coalesce((SELECT asks FROM c), false) AND $5 = 'pending' AS title_pending,
-                -- Idle now: a parent's `wait_agent` parked on this chat can complete.
+         SELECT coalesce((SELECT title_pending FROM c), false) AND $5 = 'pending' AS title_pending,
+                -- Nothing promoted: a parent's `wait_agent` parked on this chat may complete.
                 CASE WHEN EXISTS (SELECT 1 FROM q) THEN '{{}}'::uuid[]
                      ELSE ARRAY(SELECT id FROM tool_calls
                                 WHERE waits_for_chat_id = $1 AND status = 'waiting')

@@ -247,9 +247,10 @@ impl TurnEngine {
         match result {
             Ok(end) => {
                 report.outcome(end.name);
-                // After the chat's first answer: its title (store::titles). A step that
-                // asked for none skips the claim (the recovery nudge of a request a crash
-                // left pending comes as a job whose turn is done: the branch above).
+                // After an answer that left a title pending (the chat's first, or one
+                // after a failed attempt): the title (store::titles). Other steps skip
+                // the claim; the recovery nudge of a request a crash left pending comes as
+                // a job whose turn is done (the branch above).
                 drop((lease, running));
                 if end.title_pending {
                     self.title_if_pending(job.turn_id).await;
