@@ -288,12 +288,13 @@ async fn a_worker_with_titles_off_keeps_the_first_words_and_leaves_nothing_pendi
 }
 
 /// A title attempt that failed is tried again by the chat's next answer, without waiting
-/// for recovery: that answer's commit finds the request still pending.
+/// for recovery: that answer's commit finds the request still pending. A turn that fails
+/// meanwhile leaves the request as it is and fails like any other.
 #[sqlx::test]
 async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool) {
     let app = app_with_titles(pool).await;
     let key = "a title that the next answer retries";
-    let refused = Reply::Status {
+    let refused = || Reply::Status {
         code: 400,
         retry_after: None,
         body: r#"{"error":{"message":"bad request"}}"#.into(),
@@ -302,8 +303,13 @@ async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool
         key,
         [
             Reply::Text("An answer.".into()),
-            refused,
-            Reply::Text("A second answer.".into()),
+            refused(),
+            Reply::Status {
+                code: 401,
+                retry_after: None,
+                body: r#"{"error":{"message":"Incorrect API key provided"}}"#.into(),
+            },
+            Reply::Text("A third answer.".into()),
             Reply::Text("Retried title".into()),
         ],
     );
@@ -317,10 +323,26 @@ async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool
         .await;
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
 
+    // The next turn fails: the chat goes to `error`, the request stays pending.
     let (status, body) = app
         .post(
             &format!("/api/v1/chats/{chat}/messages"),
             json!({"message": "and now?"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    support::eventually(Duration::from_secs(20), "the failed turn", || async {
+        let (_, chat) = app.get(&format!("/api/v1/chats/{chat}")).await;
+        (chat["status"] == "error").then_some(())
+    })
+    .await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
+
+    // The one after it answers, and its commit retries the title.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": "try again"}),
         )
         .await;
     assert_eq!(status, 201, "{body}");

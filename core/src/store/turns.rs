@@ -338,7 +338,7 @@ pub(super) async fn promote_queued_message(
             SELECT $2, $1, $3, 'user', q.content FROM q
             RETURNING {MESSAGE_COLUMNS}
          )
-         SELECT coalesce((SELECT title_pending FROM c), false) AND $5 = 'pending' AS title_pending,
+         SELECT coalesce((SELECT title_pending FROM c) AND $5 = 'pending', false) AS title_pending,
                 -- Nothing promoted: a parent's `wait_agent` parked on this chat may complete.
                 CASE WHEN EXISTS (SELECT 1 FROM q) THEN '{{}}'::uuid[]
                      ELSE ARRAY(SELECT id FROM tool_calls
