@@ -37,6 +37,35 @@ fn is_title_request(body: &serde_json::Value) -> bool {
         .is_some_and(|s| s.starts_with("You name conversations"))
 }
 
+/// A provider's refusal of a (title) request.
+fn refused() -> Reply {
+    Reply::Status {
+        code: 400,
+        retry_after: None,
+        body: r#"{"error":{"message":"bad request"}}"#.into(),
+    }
+}
+
+/// How many title requests the conversations with `key` sent the provider.
+fn title_requests(app: &TestApp, key: &str) -> usize {
+    app.fake
+        .received_for(key)
+        .iter()
+        .filter(|r| is_title_request(&r.body))
+        .count()
+}
+
+/// Sends `text` to `chat`; the send is accepted.
+async fn send(app: &TestApp, chat: Uuid, text: &str) {
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{chat}/messages"),
+            json!({"message": text}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 #[sqlx::test]
 async fn the_title_models_title_arrives_as_an_event_after_the_first_answer(pool: sqlx::PgPool) {
     let app = app_with_titles(pool).await;
@@ -193,23 +222,17 @@ async fn a_title_that_failed_or_whose_job_was_lost_is_generated_by_a_recovery_nu
 ) {
     let app = app_with_titles(pool).await;
     let key = "a title that fails first";
-    let refused = Reply::Status {
-        code: 400,
-        retry_after: None,
-        body: r#"{"error":{"message":"bad request"}}"#.into(),
-    };
     app.fake.script_for(
         key,
         [
             Reply::Text("An answer.".into()),
-            refused,
+            refused(),
             Reply::Text("Recovered title".into()),
         ],
     );
     let chat = app.create_chat(key).await;
     support::eventually(Duration::from_secs(20), "the failed title call", || async {
-        let calls = app.fake.received_for(key);
-        (calls.iter().filter(|r| is_title_request(&r.body)).count() == 1).then_some(())
+        (title_requests(&app, key) == 1).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -265,25 +288,13 @@ async fn a_worker_with_titles_off_keeps_the_first_words_and_leaves_nothing_pendi
             .unwrap();
     assert_eq!(asked_at, None, "no request was left for recovery to nudge");
 
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/chats/{chat}/messages"),
-            json!({"message": "and again"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    send(&app, chat, "and again").await;
     app.wait_until_answered(chat, 4, Duration::from_secs(20))
         .await;
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
     let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
     assert_eq!(body["title"], key);
-    let title_requests = app
-        .fake
-        .received_for(key)
-        .iter()
-        .filter(|r| is_title_request(&r.body))
-        .count();
-    assert_eq!(title_requests, 0);
+    assert_eq!(title_requests(&app, key), 0);
     app.stop().await;
 }
 
@@ -294,11 +305,6 @@ async fn a_worker_with_titles_off_keeps_the_first_words_and_leaves_nothing_pendi
 async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool) {
     let app = app_with_titles(pool).await;
     let key = "a title that the next answer retries";
-    let refused = || Reply::Status {
-        code: 400,
-        retry_after: None,
-        body: r#"{"error":{"message":"bad request"}}"#.into(),
-    };
     app.fake.script_for(
         key,
         [
@@ -315,8 +321,7 @@ async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool
     );
     let chat = app.create_chat(key).await;
     support::eventually(Duration::from_secs(20), "the failed title call", || async {
-        let calls = app.fake.received_for(key);
-        (calls.iter().filter(|r| is_title_request(&r.body)).count() == 1).then_some(())
+        (title_requests(&app, key) == 1).then_some(())
     })
     .await;
     app.wait_until_answered(chat, 2, Duration::from_secs(20))
@@ -324,13 +329,7 @@ async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
 
     // The next turn fails: the chat goes to `error`, the request stays pending.
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/chats/{chat}/messages"),
-            json!({"message": "and now?"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    send(&app, chat, "and now?").await;
     support::eventually(Duration::from_secs(20), "the failed turn", || async {
         let (_, chat) = app.get(&format!("/api/v1/chats/{chat}")).await;
         (chat["status"] == "error").then_some(())
@@ -339,24 +338,12 @@ async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
 
     // The one after it answers, and its commit retries the title.
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/chats/{chat}/messages"),
-            json!({"message": "try again"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    send(&app, chat, "try again").await;
     let events = app
         .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
         .await;
     assert_eq!(events.last().unwrap().data["title"], "Retried title");
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
-    let title_requests = app
-        .fake
-        .received_for(key)
-        .iter()
-        .filter(|r| is_title_request(&r.body))
-        .count();
-    assert_eq!(title_requests, 2);
+    assert_eq!(title_requests(&app, key), 2);
     app.stop().await;
 }
