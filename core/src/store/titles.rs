@@ -5,11 +5,16 @@
 //! - **Asked for in the answer's transaction.** The commit of a chat's first answer marks
 //!   it `title_generation = 'pending'` ([`FirstAnswerTitle::Generate`]), unless the user
 //!   chose a title; a worker with titles off marks it `done` at once
-//!   ([`FirstAnswerTitle::Keep`]) and writes nothing more. PostgreSQL holds the request;
-//!   the job that ran the turn is only its first nudge (a later answer's job claims a
-//!   request a failed attempt left pending), and recovery re-sends the turn's job when a
-//!   request waits too long ([`Store::nudge_pending_titles`]), so a lost job or a crashed
-//!   worker loses no title.
+//!   ([`FirstAnswerTitle::Keep`]), and its later answers close a request still pending.
+//!   PostgreSQL holds the request; the job that ran the turn is only its first nudge (a
+//!   later answer's job claims any request still pending), and recovery re-sends the
+//!   turn's job when a request waits too long ([`Store::nudge_pending_titles`]), so a lost
+//!   job or a crashed worker loses no title.
+//! - **Not guarded against a call in flight** (known, as before the finish was folded):
+//!   a claim does not mark the request taken, so a later answer's job or a nudge that
+//!   comes while a title call runs (up to 30 s) claims again, and a titles-off worker's
+//!   answer closes it; at most [`MAX_TITLE_ATTEMPTS`] calls are made, and a call whose
+//!   request was closed or failed meanwhile stores nothing.
 //! - **Claimed, then stored once.** [`Store::claim_title`] counts an attempt and reads what
 //!   the model needs; [`Store::save_generated_title`] writes the title only while the
 //!   request is pending and the user has set none, so a duplicate job stores nothing twice
@@ -41,11 +46,11 @@ pub struct TitleWork {
 /// What a chat's answer does about its title, in the commit of the answer
 /// (`turns::promote_queued_message`, in the same update of the chat row): a first answer
 /// settles the request of a root chat whose title the user did not choose and for which
-/// none was asked yet; a later answer finds a request a failed attempt left pending.
+/// none was asked yet; a later answer finds any request still pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstAnswerTitle {
     /// Ask for a generated title: the request is `pending` until the worker stores one
-    /// (the outcome says a title is pending, asked for now or left by a failed attempt).
+    /// (the outcome says a title is pending: asked for now, or still pending).
     Generate,
     /// Keep the first message's text (titles are off on this worker): the request is
     /// `done` at once, and a request still pending from a worker that had titles on is

@@ -45,8 +45,8 @@ pub struct TurnOutcome {
     /// completes: enqueue one `RunToolCall` each (ARCHITECTURE.md §7, subagents).
     pub waiting_calls: Vec<Uuid>,
     /// A generated title is pending after this answer (`store::titles`): asked for by
-    /// this first answer, or left pending by a failed attempt. The worker generates it
-    /// next.
+    /// this first answer, or still pending (a failed attempt, a lost job). The worker
+    /// generates it next.
     pub title_pending: bool,
 }
 
@@ -206,9 +206,9 @@ impl Store {
 
     /// `running` -> `completed`: persists the assistant message of `step` and usage, then
     /// promotes the next queued user message (chat `pending`, new turn) or leaves the chat
-    /// `waiting`. A chat's first answer also settles its title request as `title` says
-    /// (`TurnOutcome::title_pending`). `Ok(None)` means the lease was lost: nothing was
-    /// written.
+    /// `waiting`. The answer also settles the chat's title request as `title` says
+    /// (`TurnOutcome::title_pending`, `store::titles`). `Ok(None)` means the lease was
+    /// lost: nothing was written.
     pub async fn complete_turn(
         &self,
         turn_id: Uuid,
@@ -226,7 +226,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        // The chat's first answer asks for a generated title (store::titles).
+        // A first answer asks for a generated title (store::titles).
         let outcome = promote_queued_message(
             &mut tx,
             chat_id,

@@ -13,8 +13,9 @@ use super::{Answer, TurnEngine, TurnJobError};
 
 /// How a step ended: its name, as its job's log line and `agentq_turn_steps_total` name
 /// it (`completed`, `tool_step`, `failed`, `interrupted` or `lease_lost`), and whether
-/// its commit left the chat's generated title pending (a first answer, or an answer after
-/// a failed attempt, on a worker that generates titles), which the job generates next.
+/// its commit left the chat's generated title pending (a first answer, or any answer while
+/// a request is still pending, on a worker that generates titles), which the job
+/// generates next.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StepEnd {
     pub(super) name: &'static str,

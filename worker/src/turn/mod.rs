@@ -247,8 +247,8 @@ impl TurnEngine {
         match result {
             Ok(end) => {
                 report.outcome(end.name);
-                // After an answer that left a title pending (the chat's first, or one
-                // after a failed attempt): the title (store::titles). Other steps skip
+                // After an answer that left a title pending (the chat's first, or any
+                // while a request is still pending): the title (store::titles). Other steps skip
                 // the claim; the recovery nudge of a request a crash left pending comes as
                 // a job whose turn is done (the branch above).
                 drop((lease, running));

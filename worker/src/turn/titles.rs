@@ -1,7 +1,8 @@
 //! Generated titles (issue #13 item 5; ARCHITECTURE.md §7): after the job that completed
-//! a root chat's first answer (or a recovery nudge of that job), the worker asks the
-//! `title` model for a short title and stores it unless the user set one meanwhile
-//! (`store::titles` holds the request and decides).
+//! a root chat's first answer (or a later answer's job while the request is still
+//! pending, or a recovery nudge), the worker asks the `title` model for a short title and
+//! stores it unless the user set one meanwhile (`store::titles` holds the request and
+//! decides).
 //!
 //! The request is small and bounded: the first message and the first answer, each cut to
 //! [`MAX_INPUT_CHARS`], no tools, no reasoning, at most [`MAX_TITLE_TOKENS`] of output, and
@@ -9,7 +10,7 @@
 //! ([`clean_title`]): the first line, without quotes, a `Title:` label, markdown marks or
 //! trailing punctuation, at most 80 characters on a word boundary. A failure (the model
 //! unusable, an error, an empty answer) leaves the first message's text as the title; the
-//! next nudge tries again, at most `MAX_TITLE_ATTEMPTS` times in all.
+//! next answer or nudge tries again, at most `MAX_TITLE_ATTEMPTS` times in all.
 
 use std::time::Duration;
 
