@@ -82,7 +82,7 @@ async fn a_stale_acquisition_in_the_same_process_writes_nothing(pool: sqlx::PgPo
             0,
             stale,
             &answer,
-            agentq_core::store::FirstAnswerTitle::Keep,
+            agentq_core::store::AnswerTitle::Keep,
         )
         .await
         .unwrap();
@@ -98,7 +98,7 @@ async fn a_stale_acquisition_in_the_same_process_writes_nothing(pool: sqlx::PgPo
             0,
             fresh,
             &answer,
-            agentq_core::store::FirstAnswerTitle::Keep,
+            agentq_core::store::AnswerTitle::Keep,
         )
         .await
         .unwrap();

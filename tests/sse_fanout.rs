@@ -401,7 +401,7 @@ async fn a_megabyte_message_streams_as_a_bounded_preview_and_reads_whole(pool: s
             turn.step,
             &turn.lease_owner,
             &completion,
-            agentq_core::store::FirstAnswerTitle::Keep,
+            agentq_core::store::AnswerTitle::Keep,
         )
         .await
         .unwrap()

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{
     Store,
     turns::{
-        Completion, StepOfTurn, TurnOutcome, insert_assistant_message, promote_queued_message,
+        Completion, StepOfTurn, TurnOutcome, insert_interrupted_message, promote_queued_message,
     },
 };
 use crate::{
@@ -116,11 +116,10 @@ impl Store {
         }
         let message = match partial {
             Some(partial) => Some(
-                insert_assistant_message(
+                insert_interrupted_message(
                     &mut tx,
                     StepOfTurn::new(turn_id, chat_id, step),
                     partial,
-                    true,
                 )
                 .await?,
             ),

@@ -3,9 +3,9 @@
 //! that completed the turn asks the `title` model for a better one.
 //!
 //! - **Asked for in the answer's transaction.** The commit of a chat's first answer marks
-//!   it `title_generation = 'pending'` ([`FirstAnswerTitle::Generate`]), unless the user
+//!   it `title_generation = 'pending'` ([`AnswerTitle::Generate`]), unless the user
 //!   chose a title; a worker with titles off marks it `done` at once
-//!   ([`FirstAnswerTitle::Keep`]), and its later answers close a request still pending.
+//!   ([`AnswerTitle::Keep`]), and its later answers close a request still pending.
 //!   PostgreSQL holds the request; the job that ran the turn is only its first nudge (a
 //!   later answer's job claims any request still pending), and recovery re-sends the
 //!   turn's job when a request waits too long ([`Store::nudge_pending_titles`]), so a lost
@@ -48,7 +48,7 @@ pub struct TitleWork {
 /// settles the request of a root chat whose title the user did not choose and for which
 /// none was asked yet; a later answer finds any request still pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstAnswerTitle {
+pub enum AnswerTitle {
     /// Ask for a generated title: the request is `pending` until the worker stores one
     /// (the outcome says a title is pending: asked for now, or still pending).
     Generate,

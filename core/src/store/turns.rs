@@ -9,8 +9,7 @@ use sqlx::{FromRow, Row, types::Json};
 use uuid::Uuid;
 
 use super::{
-    MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text,
-    titles::FirstAnswerTitle,
+    MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text, titles::AnswerTitle,
 };
 use crate::{
     ChatError, StoreError,
@@ -216,7 +215,7 @@ impl Store {
         step: i32,
         worker: &str,
         completion: &Completion,
-        title: FirstAnswerTitle,
+        title: AnswerTitle,
     ) -> Result<Option<TurnOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
         super::lock_root_of(&mut tx, chat_id).await?;
@@ -281,7 +280,7 @@ impl Store {
 /// to `idle` (`waiting` or `error`) when the queue is empty, and returns the outcome whose
 /// `status` is the chat's status after it. `message` is the assistant message the finish
 /// wrote, if any; `title`, given for a completed answer, settles the chat's title request
-/// (`store::titles`, [`FirstAnswerTitle`]).
+/// (`store::titles`, [`AnswerTitle`]).
 ///
 /// One statement, which also reads the `wait_agent` calls parked on the chat when nothing
 /// is promoted: one version of the chat row per finish, and one round trip.
@@ -297,12 +296,12 @@ pub(super) async fn promote_queued_message(
     chat_id: Uuid,
     message: Option<Message>,
     idle: ChatStatus,
-    title: Option<FirstAnswerTitle>,
+    title: Option<AnswerTitle>,
 ) -> Result<TurnOutcome, StoreError> {
     let turn_id = Uuid::now_v7();
     let title = title.map(|t| match t {
-        FirstAnswerTitle::Generate => "pending",
-        FirstAnswerTitle::Keep => "done",
+        AnswerTitle::Generate => "pending",
+        AnswerTitle::Keep => "done",
     });
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH first AS (
@@ -396,7 +395,7 @@ pub(super) enum StepEnd {
 /// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`),
 /// then the turn, as `send_message` does. `None` when the lease was lost: `tx` is rolled
 /// back, nothing written. The message's content and model go through `pg_json`/`pg_text`
-/// because a model controls them (as in [`insert_assistant_message`]).
+/// because a model controls them (as in [`insert_interrupted_message`]).
 pub(super) async fn end_step_with_answer(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     of: StepOfTurn,
@@ -445,19 +444,19 @@ pub(super) async fn end_step_with_answer(
     }
 }
 
-/// Stores the assistant message of an interrupted step (what had streamed), in the
-/// transaction that moved its turn out of `running`; a step that ended with an answer
-/// writes its message in the same statement ([`end_step_with_answer`]). Content and model
-/// go through `pg_json`/`pg_text` because a model controls them.
-pub(super) async fn insert_assistant_message(
+/// Stores the assistant message of an interrupted step (what had streamed, marked
+/// `interrupted`), in the transaction that moved its turn out of `running`; a step that
+/// ended with an answer writes its message in the same statement
+/// ([`end_step_with_answer`]). Content and model go through `pg_json`/`pg_text` because a
+/// model controls them.
+pub(super) async fn insert_interrupted_message(
     tx: &mut sqlx::PgConnection,
     of: StepOfTurn,
     completion: &Completion,
-    interrupted: bool,
 ) -> Result<Message, StoreError> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted)
-         VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, $9)
+         VALUES ($1, $2, $3, 'assistant', $4, $5, $6, $7, $8, true)
          RETURNING {MESSAGE_COLUMNS}"
     )))
     .bind(Uuid::now_v7())
@@ -468,7 +467,6 @@ pub(super) async fn insert_assistant_message(
     .bind(pg_text(&completion.model))
     .bind(Json(&completion.usage))
     .bind(completion.cost_micros)
-    .bind(interrupted)
     .fetch_one(&mut *tx)
     .await?)
 }

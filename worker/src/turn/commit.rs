@@ -6,7 +6,7 @@
 use agentq_core::{
     domain::AcquiredTurn,
     outcome::ChatOutcome,
-    store::{Completion, FirstAnswerTitle, NewToolCall},
+    store::{AnswerTitle, Completion, NewToolCall},
 };
 
 use super::{Answer, TurnEngine, TurnJobError};
@@ -68,9 +68,9 @@ impl TurnEngine {
                     &turn.lease_owner,
                     &completion,
                     if self.limits.generate_titles {
-                        FirstAnswerTitle::Generate
+                        AnswerTitle::Generate
                     } else {
-                        FirstAnswerTitle::Keep
+                        AnswerTitle::Keep
                     },
                 )
                 .await?
