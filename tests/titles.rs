@@ -241,22 +241,13 @@ async fn a_title_that_failed_or_whose_job_was_lost_is_generated_by_a_recovery_nu
     assert_eq!(body["title"], key, "the first words stay meanwhile");
 
     // Recovery finds the request waiting and sends the turn's job again.
-    let mut scheduler: agentq_scheduler::SchedulerConfig = agentq_core::config::defaults();
-    scheduler.interval_secs = 1;
-    scheduler.stale_secs = 1;
-    scheduler.maintenance_cron = "0 0 1 1 *".parse().unwrap();
-    app.start_recovery(scheduler);
+    eager_recovery(&app);
     let events = app
         .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
         .await;
     assert_eq!(events.last().unwrap().data["title"], "Recovered title");
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
-    let attempts: i32 = sqlx::query_scalar("SELECT title_attempts FROM chats WHERE id = $1")
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap();
-    assert_eq!(attempts, 2);
+    assert_eq!(title_attempts(&app, chat).await, 2);
     app.stop().await;
 }
 
@@ -345,5 +336,132 @@ async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool
     assert_eq!(events.last().unwrap().data["title"], "Retried title");
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
     assert_eq!(title_requests(&app, key), 2);
+    app.stop().await;
+}
+
+async fn title_attempts(app: &TestApp, chat: Uuid) -> i32 {
+    sqlx::query_scalar("SELECT title_attempts FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+/// Recovery every second, nudging title requests pending for a second.
+fn eager_recovery(app: &TestApp) {
+    let mut scheduler: agentq_scheduler::SchedulerConfig = agentq_core::config::defaults();
+    scheduler.interval_secs = 1;
+    scheduler.stale_secs = 1;
+    scheduler.maintenance_cron = "0 0 1 1 *".parse().unwrap();
+    app.start_recovery(scheduler);
+}
+
+/// A title call in flight holds its request: the chat's next answer and recovery's nudges,
+/// all arriving while the title model is still thinking, start no second call; the one
+/// call's title is stored, once.
+#[sqlx::test]
+async fn a_title_call_in_flight_is_not_claimed_again_by_the_next_answer_or_a_nudge(
+    pool: sqlx::PgPool,
+) {
+    let app = app_with_titles(pool).await;
+    let key = "a title model that thinks slowly";
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("An answer.".into()),
+            Reply::Hang(Duration::from_secs(4)),
+            Reply::Text("A second answer.".into()),
+            Reply::Text("A second title".into()),
+        ],
+    );
+    let chat = app.create_chat(key).await;
+    support::eventually(Duration::from_secs(20), "the title call", || async {
+        (title_requests(&app, key) == 1).then_some(())
+    })
+    .await;
+    eager_recovery(&app);
+    send(&app, chat, "and the next step?").await;
+    app.wait_until_answered(chat, 4, Duration::from_secs(3))
+        .await;
+    // Past a nudge or two, still within the first call.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
+    assert_eq!(
+        title_requests(&app, key),
+        1,
+        "no second call beside the first"
+    );
+
+    let events = app
+        .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
+        .await;
+    let title = events.last().unwrap();
+    assert_eq!(title.event, "title", "{events:?}");
+    assert_ne!(title.data["title"], "A second title");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
+    assert_eq!(title_requests(&app, key), 1);
+    assert_eq!(title_attempts(&app, chat).await, 1);
+    let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+    assert_eq!(body["title"], title.data["title"]);
+    app.stop().await;
+}
+
+/// A claim whose worker died during its call (stamped, never released) keeps recovery away
+/// until it expires; then the nudge generates the title.
+#[sqlx::test]
+async fn the_claim_of_a_worker_that_died_mid_call_expires_and_recovery_takes_over(
+    pool: sqlx::PgPool,
+) {
+    let app = app_with_titles(pool).await;
+    let key = "a title whose worker died";
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("An answer.".into()),
+            refused(),
+            Reply::Text("Title after the claim expired".into()),
+        ],
+    );
+    let chat = app.create_chat(key).await;
+    support::eventually(Duration::from_secs(20), "the failed title call", || async {
+        (title_requests(&app, key) == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A worker claimed it and died: the stamp stays.
+    let pool = app.services.store.pool();
+    sqlx::query("UPDATE chats SET title_claimed_at = now() WHERE id = $1")
+        .bind(chat)
+        .execute(pool)
+        .await
+        .unwrap();
+    eager_recovery(&app);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        title_requests(&app, key),
+        1,
+        "no nudge while the claim holds"
+    );
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
+
+    // The claim is older than its time to live: recovery nudges, and the title comes.
+    sqlx::query(
+        "UPDATE chats SET title_claimed_at = now() - make_interval(secs => $2) - interval '1 second'
+         WHERE id = $1",
+    )
+    .bind(chat)
+    .bind(agentq_core::store::TITLE_CLAIM_TTL.as_secs_f64())
+    .execute(pool)
+    .await
+    .unwrap();
+    let events = app
+        .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
+        .await;
+    assert_eq!(
+        events.last().unwrap().data["title"],
+        "Title after the claim expired"
+    );
+    assert_eq!(title_attempts(&app, chat).await, 2);
     app.stop().await;
 }

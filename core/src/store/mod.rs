@@ -98,7 +98,7 @@ pub use skills::{Skill, SkillChanges, SkillSummary, SkillWrite};
 pub use spend_limits::{LimitSource, SpendLimitOverride, SpendLimits, UsageStatus, format_dollars};
 pub use subagents::{ChildChat, NewSubagent, Spawned, SubagentModels, WaitState};
 pub use summaries::NewSummary;
-pub use titles::{AnswerTitle, MAX_TITLE_ATTEMPTS, TitleWork};
+pub use titles::{AnswerTitle, MAX_TITLE_ATTEMPTS, TITLE_CLAIM_TTL, TitleWork};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
 pub use turns::{Completion, TurnOutcome};
 pub use usage_report::{ChatUsage, ModelUsage, UsageReport, UserUsage};

@@ -10,11 +10,12 @@
 //!   later answer's job claims any request still pending), and recovery re-sends the
 //!   turn's job when a request waits too long ([`Store::nudge_pending_titles`]), so a lost
 //!   job or a crashed worker loses no title.
-//! - **Not guarded against a call in flight** (known, as before the finish was folded):
-//!   a claim does not mark the request taken, so a later answer's job or a nudge that
-//!   comes while a title call runs (up to 30 s) claims again, and a titles-off worker's
-//!   answer closes it; at most [`MAX_TITLE_ATTEMPTS`] calls are made, and a call whose
-//!   request was closed or failed meanwhile stores nothing.
+//! - **Claimed while a call is in flight.** A claim stamps `title_claimed_at`; for
+//!   [`TITLE_CLAIM_TTL`] after it (longer than the worker's whole title call) no later
+//!   answer's job, recovery nudge or titles-off worker claims or closes the request, so one
+//!   call runs at a time. A failed call clears the stamp ([`Store::release_title_claim`]) and
+//!   the next answer or nudge tries again at once; a worker that died during its call holds
+//!   the claim until it expires, and recovery's nudge comes after that.
 //! - **Claimed, then stored once.** [`Store::claim_title`] counts an attempt and reads what
 //!   the model needs; [`Store::save_generated_title`] writes the title only while the
 //!   request is pending and the user has set none, so a duplicate job stores nothing twice
@@ -29,6 +30,15 @@ use crate::StoreError;
 
 /// Attempts at a title before the first message's text is kept for good.
 pub const MAX_TITLE_ATTEMPTS: i32 = 3;
+
+/// How long a claim holds a title request: no one else claims or closes it meanwhile. The
+/// worker's whole title call (model lookup, call and store) must fit well inside it.
+pub const TITLE_CLAIM_TTL: Duration = Duration::from_secs(60);
+
+/// SQL: the chat row's title request is not claimed by a call in flight (no claim, or one
+/// older than [`TITLE_CLAIM_TTL`]; a unit test keeps the two equal).
+pub(super) const UNCLAIMED: &str =
+    "(title_claimed_at IS NULL OR title_claimed_at < now() - interval '60 seconds')";
 
 /// What the title model is asked about.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -59,17 +69,19 @@ pub enum AnswerTitle {
 }
 
 impl Store {
-    /// The title work of the chat of `turn_id`, if a title is pending for it and attempts
-    /// remain; counts this attempt. A request that used its attempts becomes `failed`.
+    /// The title work of the chat of `turn_id`, if a title is pending for it, no call is in
+    /// flight for it and attempts remain; counts this attempt and stamps the claim (the
+    /// caller stores a title or releases the claim). A request that used its attempts
+    /// becomes `failed`.
     pub async fn claim_title(&self, turn_id: Uuid) -> Result<Option<TitleWork>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let claimed: Option<(Uuid, i32)> = sqlx::query_as(
-            "UPDATE chats SET title_attempts = title_attempts + 1,
+        let claimed: Option<(Uuid, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE chats SET title_attempts = title_attempts + 1, title_claimed_at = now(),
                     title_generation = CASE WHEN title_attempts >= $2 THEN 'failed' ELSE 'pending' END
              WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1)
-               AND title_generation = 'pending'
-             RETURNING id, title_attempts",
-        )
+               AND title_generation = 'pending' AND {UNCLAIMED}
+             RETURNING id, title_attempts"
+        )))
         .bind(turn_id)
         .bind(MAX_TITLE_ATTEMPTS)
         .fetch_optional(&mut *tx)
@@ -124,44 +136,75 @@ impl Store {
         .flatten())
     }
 
-    /// Closes the pending title request of the chat of `turn_id` without a title (titles
-    /// are off on this worker): the first message's text stays.
-    pub async fn close_title_request(&self, turn_id: Uuid) -> Result<(), StoreError> {
+    /// Releases the claim of a title call that stored nothing (the model was unusable,
+    /// failed, took too long or wrote no usable title): the chat's next answer or a recovery
+    /// nudge tries again at once, while attempts remain.
+    pub async fn release_title_claim(&self, chat_id: Uuid) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE chats SET title_generation = 'done'
-             WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1) AND title_generation = 'pending'",
+            "UPDATE chats SET title_claimed_at = NULL
+             WHERE id = $1 AND title_generation = 'pending' AND title_claimed_at IS NOT NULL",
         )
+        .bind(chat_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Closes the pending title request of the chat of `turn_id` without a title (titles
+    /// are off on this worker), unless a call is in flight for it: the first message's
+    /// text stays.
+    pub async fn close_title_request(&self, turn_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE chats SET title_generation = 'done'
+             WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1)
+               AND title_generation = 'pending' AND {UNCLAIMED}"
+        )))
         .bind(turn_id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Pending title requests asked for more than `stale` ago (their nudge seems lost):
-    /// marks them asked for now and returns the last completed turn of each chat, whose
-    /// job generates the title again.
+    /// Pending title requests asked for more than `stale` ago and with no call in flight
+    /// (their nudge seems lost): marks them asked for now and returns the last completed
+    /// turn of each chat, whose job generates the title again.
     pub async fn nudge_pending_titles(
         &self,
         stale: Duration,
         batch: i64,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let turns: Vec<Option<Uuid>> = sqlx::query_scalar(
+        let turns: Vec<Option<Uuid>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "UPDATE chats c SET title_requested_at = now()
              WHERE c.id IN (
                 SELECT id FROM chats
                 WHERE title_generation = 'pending'
                   AND title_requested_at < now() - make_interval(secs => $1)
+                  AND {UNCLAIMED}
                 ORDER BY title_requested_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED)
              RETURNING (SELECT t.id FROM chat_turns t
                         WHERE t.chat_id = c.id AND t.status = 'completed'
-                        ORDER BY t.seq DESC LIMIT 1)",
-        )
+                        ORDER BY t.seq DESC LIMIT 1)"
+        )))
         .bind(stale.as_secs_f64())
         .bind(batch)
         .fetch_all(&self.pool)
         .await?;
         Ok(turns.into_iter().flatten().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_claim_window_is_the_claims_time_to_live() {
+        let secs = TITLE_CLAIM_TTL.as_secs();
+        assert!(
+            UNCLAIMED.contains(&format!("interval '{secs} seconds'")),
+            "{UNCLAIMED}"
+        );
     }
 }

@@ -9,7 +9,10 @@ use sqlx::{FromRow, Row, types::Json};
 use uuid::Uuid;
 
 use super::{
-    MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text, titles::AnswerTitle,
+    MESSAGE_COLUMNS, Store,
+    model_contexts::EFFECTIVE_MODEL,
+    pg_json, pg_text,
+    titles::{AnswerTitle, UNCLAIMED},
 };
 use crate::{
     ChatError, StoreError,
@@ -44,8 +47,8 @@ pub struct TurnOutcome {
     /// completes: enqueue one `RunToolCall` each (ARCHITECTURE.md §7, subagents).
     pub waiting_calls: Vec<Uuid>,
     /// A generated title is pending after this answer (`store::titles`): asked for by
-    /// this first answer, or still pending (a failed attempt, a lost job). The worker
-    /// generates it next.
+    /// this first answer, or still pending (a failed attempt, a lost job) with no call in
+    /// flight for it. The worker generates it next.
     pub title_pending: bool,
 }
 
@@ -324,14 +327,16 @@ pub(super) async fn promote_queued_message(
                 model_config_id = coalesce((SELECT model_config_id FROM q), chats.model_config_id),
                 title_generation = CASE
                     WHEN (SELECT asks FROM first) THEN $5
-                    -- Titles off: a request another worker left pending is closed.
-                    WHEN $5 = 'done' AND title_generation = 'pending' THEN 'done'
+                    -- Titles off: a request another worker left pending is closed, unless
+                    -- that worker's call is in flight (store::titles).
+                    WHEN $5 = 'done' AND title_generation = 'pending' AND {UNCLAIMED} THEN 'done'
                     ELSE title_generation END,
                 title_requested_at = CASE WHEN (SELECT asks FROM first) AND $5 = 'pending' THEN now()
                                           ELSE title_requested_at END,
                 last_activity_at = now(), updated_at = now()
             WHERE id = $1 AND status IN ('running', 'pending', 'requires_action')
-            RETURNING title_generation = 'pending' AS title_pending
+            -- Pending and free to claim: a call in flight is left alone.
+            RETURNING title_generation = 'pending' AND {UNCLAIMED} AS title_pending
          ), m AS (
             INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
             SELECT $2, $1, $3, 'user', q.content FROM q

@@ -9,15 +9,17 @@
 //! [`TITLE_TIMEOUT`] for the whole call. Whatever the model writes is cleaned
 //! ([`clean_title`]): the first line, without quotes, a `Title:` label, markdown marks or
 //! trailing punctuation, at most 80 characters on a word boundary. A failure (the model
-//! unusable, an error, an empty answer) leaves the first message's text as the title; the
-//! next answer or nudge tries again, at most `MAX_TITLE_ATTEMPTS` times in all.
+//! unusable, an error, an empty answer) leaves the first message's text as the title and
+//! releases the request's claim; the next answer or nudge tries again, at most
+//! `MAX_TITLE_ATTEMPTS` times in all. While the call runs, its claim keeps any other job
+//! from starting a second call ([`TITLE_CLAIM_TTL`]).
 
 use std::time::Duration;
 
 use agentq_core::{
     ChatError, ChatErrorKind,
     outcome::ChatOutcome,
-    store::{TitleWork, WorkContext},
+    store::{TITLE_CLAIM_TTL, TitleWork, WorkContext},
 };
 use futures::StreamExt;
 use uuid::Uuid;
@@ -36,6 +38,10 @@ pub const MAX_TITLE_TOKENS: u32 = 60;
 
 /// The whole title call, first byte to last.
 pub const TITLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+// The call runs under the request's claim: it must end well before the claim expires, or a
+// second call could start beside it.
+const _: () = assert!(TITLE_TIMEOUT.as_secs() * 3 / 2 <= TITLE_CLAIM_TTL.as_secs());
 
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 80;
@@ -63,6 +69,20 @@ impl TurnEngine {
         let Some(work) = self.store.claim_title(turn_id).await? else {
             return Ok(());
         };
+        let chat_id = work.chat_id;
+        let stored = self.title_claimed(work).await;
+        if !matches!(stored, Ok(true)) {
+            // Nothing stored: the next answer or nudge may try again without waiting for
+            // the claim to expire (at worst it expires: store::titles::TITLE_CLAIM_TTL).
+            self.store.release_title_claim(chat_id).await?;
+        }
+        stored.map(|_| ())
+    }
+
+    /// The title call of a claimed request: `Ok(true)` when the request is settled (the
+    /// title stored, or the request closed or named by the user meanwhile), `Ok(false)`
+    /// when the call gave nothing usable (logged).
+    async fn title_claimed(&self, work: TitleWork) -> Result<bool, TurnJobError> {
         let model = self
             .store
             .chat_context_model(work.chat_id, WorkContext::Title)
@@ -71,7 +91,7 @@ impl TurnEngine {
             Ok(target) => target,
             Err(ResolveError::Unusable(error)) => {
                 tracing::warn!(chat.id = %work.chat_id, error = %error, "no usable title model");
-                return Ok(());
+                return Ok(false);
             }
             Err(ResolveError::Store(e)) => return Err(e.into()),
         };
@@ -79,16 +99,16 @@ impl TurnEngine {
             Ok(Ok(text)) => text,
             Ok(Err(error)) => {
                 tracing::warn!(chat.id = %work.chat_id, error = %error, "the title model failed");
-                return Ok(());
+                return Ok(false);
             }
             Err(_) => {
                 tracing::warn!(chat.id = %work.chat_id, "the title model took too long");
-                return Ok(());
+                return Ok(false);
             }
         };
         let Some(title) = clean_title(&written) else {
             tracing::warn!(chat.id = %work.chat_id, "the title model wrote no usable title");
-            return Ok(());
+            return Ok(false);
         };
         if let Some(title) = self
             .store
@@ -102,7 +122,7 @@ impl TurnEngine {
             }
             .publish(&self.events);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
