@@ -369,7 +369,7 @@ async fn a_title_call_in_flight_is_not_claimed_again_by_the_next_answer_or_a_nud
         key,
         [
             Reply::Text("An answer.".into()),
-            Reply::Hang(Duration::from_secs(4)),
+            Reply::Hang(Duration::from_secs(8)),
             Reply::Text("A second answer.".into()),
             Reply::Text("A second title".into()),
         ],
@@ -381,9 +381,9 @@ async fn a_title_call_in_flight_is_not_claimed_again_by_the_next_answer_or_a_nud
     .await;
     eager_recovery(&app);
     send(&app, chat, "and the next step?").await;
-    app.wait_until_answered(chat, 4, Duration::from_secs(3))
+    app.wait_until_answered(chat, 4, Duration::from_secs(5))
         .await;
-    // Past a nudge or two, still within the first call.
+    // Past a nudge or two, still within the first call (8 s).
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
     assert_eq!(
@@ -428,14 +428,20 @@ async fn the_claim_of_a_worker_that_died_mid_call_expires_and_recovery_takes_ove
         (title_requests(&app, key) == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // A worker claimed it and died: the stamp stays.
     let pool = app.services.store.pool();
+    support::eventually(
+        Duration::from_secs(20),
+        "the failed call's release",
+        || async { (claimed_at(&app, chat).await.is_none()).then_some(()) },
+    )
+    .await;
+    // A worker claimed it and died: the stamp stays.
     sqlx::query("UPDATE chats SET title_claimed_at = now() WHERE id = $1")
         .bind(chat)
         .execute(pool)
         .await
         .unwrap();
+    let asked = requested_at(&app, chat).await;
     eager_recovery(&app);
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(
@@ -444,6 +450,11 @@ async fn the_claim_of_a_worker_that_died_mid_call_expires_and_recovery_takes_ove
         "no nudge while the claim holds"
     );
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
+    assert_eq!(
+        requested_at(&app, chat).await,
+        asked,
+        "not even a nudge sent"
+    );
 
     // The claim is older than its time to live: recovery nudges, and the title comes.
     sqlx::query(
@@ -463,5 +474,95 @@ async fn the_claim_of_a_worker_that_died_mid_call_expires_and_recovery_takes_ove
         "Title after the claim expired"
     );
     assert_eq!(title_attempts(&app, chat).await, 2);
+    app.stop().await;
+}
+
+async fn claimed_at(app: &TestApp, chat: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT title_claimed_at FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+async fn requested_at(app: &TestApp, chat: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT title_requested_at FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+/// A worker with titles off leaves a request another worker's call holds: its answers close
+/// the request only once the claim is free (expired here).
+#[sqlx::test]
+async fn a_titles_off_worker_leaves_a_request_claimed_by_a_call_in_flight(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let key = "a request claimed by another worker";
+    let chat = app.create_chat(key).await;
+    app.wait_until_answered(chat, 2, Duration::from_secs(20))
+        .await;
+    // A worker with titles on asked for a title and is calling its model.
+    let store = app.services.store.pool();
+    sqlx::query(
+        "UPDATE chats SET title_generation = 'pending', title_requested_at = now(),
+                title_attempts = 1, title_claimed_at = now()
+         WHERE id = $1",
+    )
+    .bind(chat)
+    .execute(store)
+    .await
+    .unwrap();
+    send(&app, chat, "while the title is generated").await;
+    app.wait_until_answered(chat, 4, Duration::from_secs(20))
+        .await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
+
+    // That worker died; its claim expired: the next answer closes the request.
+    sqlx::query(
+        "UPDATE chats SET title_claimed_at = now() - make_interval(secs => $2) - interval '1 second'
+         WHERE id = $1",
+    )
+    .bind(chat)
+    .bind(agentq_core::store::TITLE_CLAIM_TTL.as_secs_f64())
+    .execute(store)
+    .await
+    .unwrap();
+    send(&app, chat, "and after it").await;
+    app.wait_until_answered(chat, 6, Duration::from_secs(20))
+        .await;
+    assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
+    assert_eq!(title_requests(&app, key), 0);
+    app.stop().await;
+}
+
+/// The last attempt's failure ends the request at once: `failed`, the first words stay, and
+/// recovery sends no further job for it.
+#[sqlx::test]
+async fn a_request_whose_last_attempt_failed_is_failed_at_once(pool: sqlx::PgPool) {
+    let app = app_with_titles(pool).await;
+    let key = "a title model that always refuses";
+    app.fake.script_for(
+        key,
+        [
+            Reply::Text("An answer.".into()),
+            refused(),
+            refused(),
+            refused(),
+            Reply::Text("Too late".into()),
+        ],
+    );
+    let chat = app.create_chat(key).await;
+    eager_recovery(&app);
+    support::eventually(Duration::from_secs(30), "a failed request", || async {
+        (title_state(&app, chat).await.as_deref() == Some("failed")).then_some(())
+    })
+    .await;
+    assert_eq!(title_requests(&app, key), 3);
+    assert_eq!(title_attempts(&app, chat).await, 3, "no fourth claim");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(title_requests(&app, key), 3);
+    let (_, body) = app.get(&format!("/api/v1/chats/{chat}")).await;
+    assert_eq!(body["title"], key);
     app.stop().await;
 }

@@ -7,15 +7,18 @@
 //!   chose a title; a worker with titles off marks it `done` at once
 //!   ([`AnswerTitle::Keep`]), and its later answers close a request still pending.
 //!   PostgreSQL holds the request; the job that ran the turn is only its first nudge (a
-//!   later answer's job claims any request still pending), and recovery re-sends the
+//!   later answer's job claims any request still pending and unclaimed), and recovery re-sends the
 //!   turn's job when a request waits too long ([`Store::nudge_pending_titles`]), so a lost
 //!   job or a crashed worker loses no title.
 //! - **Claimed while a call is in flight.** A claim stamps `title_claimed_at`; for
-//!   [`TITLE_CLAIM_TTL`] after it (longer than the worker's whole title call) no later
-//!   answer's job, recovery nudge or titles-off worker claims or closes the request, so one
-//!   call runs at a time. A failed call clears the stamp ([`Store::release_title_claim`]) and
-//!   the next answer or nudge tries again at once; a worker that died during its call holds
-//!   the claim until it expires, and recovery's nudge comes after that.
+//!   [`TITLE_CLAIM_TTL`] after it (twice the model call's bound) no later answer's job,
+//!   recovery nudge or titles-off worker claims or closes the request, so one call runs at
+//!   a time. A failed call clears its own stamp ([`Store::release_title_claim`]; a claim
+//!   taken after its own expired is not touched) and the next answer or nudge tries again
+//!   at once; a worker that died during its call holds the claim until it expires, and
+//!   recovery's nudge comes after that. A call slower than the claim (a database that
+//!   makes it wait) may meet a second one: the first to store wins, the other stores
+//!   nothing.
 //! - **Claimed, then stored once.** [`Store::claim_title`] counts an attempt and reads what
 //!   the model needs; [`Store::save_generated_title`] writes the title only while the
 //!   request is pending and the user has set none, so a duplicate job stores nothing twice
@@ -23,6 +26,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Store, pg_text};
@@ -51,6 +55,9 @@ pub struct TitleWork {
     pub first_message: String,
     /// The first answer, as text.
     pub first_answer: String,
+    /// When this claim was stamped: what [`Store::release_title_claim`] releases (only
+    /// this claim, never a later one).
+    pub claimed_at: DateTime<Utc>,
 }
 
 /// What a chat's answer does about its title, in the commit of the answer
@@ -75,18 +82,22 @@ impl Store {
     /// becomes `failed`.
     pub async fn claim_title(&self, turn_id: Uuid) -> Result<Option<TitleWork>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let claimed: Option<(Uuid, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE chats SET title_attempts = title_attempts + 1, title_claimed_at = now(),
+        // The claim is stamped with the clock, not the transaction's start, so a wait for
+        // the row's lock does not age it; the stamp is also the claim's token.
+        let claimed: Option<(Uuid, i32, DateTime<Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE chats SET title_attempts = title_attempts + 1, title_claimed_at = clock_timestamp(),
                     title_generation = CASE WHEN title_attempts >= $2 THEN 'failed' ELSE 'pending' END
              WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1)
                AND title_generation = 'pending' AND {UNCLAIMED}
-             RETURNING id, title_attempts"
+             RETURNING id, title_attempts, title_claimed_at"
         )))
         .bind(turn_id)
         .bind(MAX_TITLE_ATTEMPTS)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((chat_id, attempts)) = claimed.filter(|&(_, n)| n <= MAX_TITLE_ATTEMPTS) else {
+        let Some((chat_id, attempts, claimed_at)) =
+            claimed.filter(|&(_, n, _)| n <= MAX_TITLE_ATTEMPTS)
+        else {
             tx.commit().await?;
             return Ok(None);
         };
@@ -94,6 +105,7 @@ impl Store {
         // The texts of the first live user message and the first answer after it.
         let work: TitleWork = sqlx::query_as(
             "SELECT $1::uuid AS chat_id, (SELECT owner_id FROM chats WHERE id = $1) AS owner_id,
+                    $2::timestamptz AS claimed_at,
                     coalesce((SELECT string_agg(p->>'text', '') FROM jsonb_array_elements(m.content) p
                               WHERE p->>'type' = 'text'), '') AS first_message,
                     coalesce((SELECT string_agg(p->>'text', '') FROM chat_messages a,
@@ -108,6 +120,7 @@ impl Store {
              ORDER BY m.id LIMIT 1",
         )
         .bind(chat_id)
+        .bind(claimed_at)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -136,15 +149,20 @@ impl Store {
         .flatten())
     }
 
-    /// Releases the claim of a title call that stored nothing (the model was unusable,
+    /// Releases `work`'s claim after its call stored nothing (the model was unusable,
     /// failed, took too long or wrote no usable title): the chat's next answer or a recovery
-    /// nudge tries again at once, while attempts remain.
-    pub async fn release_title_claim(&self, chat_id: Uuid) -> Result<(), StoreError> {
+    /// nudge tries again at once while attempts remain; after the last attempt the request
+    /// is `failed` now. Only this claim is released: one that expired and was claimed again
+    /// meanwhile (its stamp differs) is left to its call.
+    pub async fn release_title_claim(&self, work: &TitleWork) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE chats SET title_claimed_at = NULL
-             WHERE id = $1 AND title_generation = 'pending' AND title_claimed_at IS NOT NULL",
+            "UPDATE chats SET title_claimed_at = NULL,
+                    title_generation = CASE WHEN title_attempts >= $3 THEN 'failed' ELSE 'pending' END
+             WHERE id = $1 AND title_generation = 'pending' AND title_claimed_at = $2",
         )
-        .bind(chat_id)
+        .bind(work.chat_id)
+        .bind(work.claimed_at)
+        .bind(MAX_TITLE_ATTEMPTS)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -69,20 +69,22 @@ impl TurnEngine {
         let Some(work) = self.store.claim_title(turn_id).await? else {
             return Ok(());
         };
-        let chat_id = work.chat_id;
-        let stored = self.title_claimed(work).await;
+        let stored = self.title_claimed(&work).await;
         if !matches!(stored, Ok(true)) {
+            if let Err(e) = &stored {
+                tracing::warn!(chat.id = %work.chat_id, error = %e, "could not generate the chat's title");
+            }
             // Nothing stored: the next answer or nudge may try again without waiting for
             // the claim to expire (at worst it expires: store::titles::TITLE_CLAIM_TTL).
-            self.store.release_title_claim(chat_id).await?;
+            self.store.release_title_claim(&work).await?;
         }
-        stored.map(|_| ())
+        Ok(())
     }
 
     /// The title call of a claimed request: `Ok(true)` when the request is settled (the
     /// title stored, or the request closed or named by the user meanwhile), `Ok(false)`
     /// when the call gave nothing usable (logged).
-    async fn title_claimed(&self, work: TitleWork) -> Result<bool, TurnJobError> {
+    async fn title_claimed(&self, work: &TitleWork) -> Result<bool, TurnJobError> {
         let model = self
             .store
             .chat_context_model(work.chat_id, WorkContext::Title)
@@ -95,7 +97,7 @@ impl TurnEngine {
             }
             Err(ResolveError::Store(e)) => return Err(e.into()),
         };
-        let written = match tokio::time::timeout(TITLE_TIMEOUT, ask(&target, &work)).await {
+        let written = match tokio::time::timeout(TITLE_TIMEOUT, ask(&target, work)).await {
             Ok(Ok(text)) => text,
             Ok(Err(error)) => {
                 tracing::warn!(chat.id = %work.chat_id, error = %error, "the title model failed");
