@@ -369,7 +369,7 @@ async fn a_title_call_in_flight_is_not_claimed_again_by_the_next_answer_or_a_nud
         key,
         [
             Reply::Text("An answer.".into()),
-            Reply::Hang(Duration::from_secs(8)),
+            Reply::Hang(Duration::from_secs(12)),
             Reply::Text("A second answer.".into()),
             Reply::Text("A second title".into()),
         ],
@@ -383,7 +383,7 @@ async fn a_title_call_in_flight_is_not_claimed_again_by_the_next_answer_or_a_nud
     send(&app, chat, "and the next step?").await;
     app.wait_until_answered(chat, 4, Duration::from_secs(5))
         .await;
-    // Past a nudge or two, still within the first call (8 s).
+    // Past a nudge or two, still within the first call (12 s).
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
     assert_eq!(

@@ -85,7 +85,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
             "ratio",
             "agentq pickup - floor",
             format!(
-                "p50 +{:.2} ms, p99 +{:.2} ms",
+                "p50 {:+.2} ms, p99 {:+.2} ms",
                 ms(p50) - ms(floor_p50),
                 ms(p99) - ms(floor_p99)
             ),
