@@ -23,12 +23,47 @@ async fn app_with_titles(pool: sqlx::PgPool) -> TestApp {
     app
 }
 
+/// One column of the chat's row (a column name of this file, never input).
+async fn chat_column<T>(app: &TestApp, chat: Uuid, column: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {column} FROM chats WHERE id = $1"
+    )))
+    .bind(chat)
+    .fetch_one(app.services.store.pool())
+    .await
+    .unwrap()
+}
+
 async fn title_state(app: &TestApp, chat: Uuid) -> Option<String> {
-    sqlx::query_scalar("SELECT title_generation FROM chats WHERE id = $1")
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap()
+    chat_column(app, chat, "title_generation").await
+}
+
+async fn title_attempts(app: &TestApp, chat: Uuid) -> i32 {
+    chat_column(app, chat, "title_attempts").await
+}
+
+async fn claimed_at(app: &TestApp, chat: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    chat_column(app, chat, "title_claimed_at").await
+}
+
+async fn requested_at(app: &TestApp, chat: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    chat_column(app, chat, "title_requested_at").await
+}
+
+/// Ages the chat's title claim past its time to live (its worker died long ago).
+async fn expire_claim(app: &TestApp, chat: Uuid) {
+    sqlx::query(
+        "UPDATE chats SET title_claimed_at = now() - make_interval(secs => $2) - interval '1 second'
+         WHERE id = $1",
+    )
+    .bind(chat)
+    .bind(agentq_core::store::TITLE_CLAIM_TTL.as_secs_f64())
+    .execute(app.services.store.pool())
+    .await
+    .unwrap();
 }
 
 fn is_title_request(body: &serde_json::Value) -> bool {
@@ -271,13 +306,11 @@ async fn a_worker_with_titles_off_keeps_the_first_words_and_leaves_nothing_pendi
     app.wait_until_answered(chat, 2, Duration::from_secs(20))
         .await;
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
-    let asked_at: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT title_requested_at FROM chats WHERE id = $1")
-            .bind(chat)
-            .fetch_one(app.services.store.pool())
-            .await
-            .unwrap();
-    assert_eq!(asked_at, None, "no request was left for recovery to nudge");
+    assert_eq!(
+        requested_at(&app, chat).await,
+        None,
+        "no request was left for recovery to nudge"
+    );
 
     send(&app, chat, "and again").await;
     app.wait_until_answered(chat, 4, Duration::from_secs(20))
@@ -337,14 +370,6 @@ async fn a_failed_title_attempt_is_retried_by_the_next_answer(pool: sqlx::PgPool
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("done"));
     assert_eq!(title_requests(&app, key), 2);
     app.stop().await;
-}
-
-async fn title_attempts(app: &TestApp, chat: Uuid) -> i32 {
-    sqlx::query_scalar("SELECT title_attempts FROM chats WHERE id = $1")
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap()
 }
 
 /// Recovery every second, nudging title requests pending for a second.
@@ -457,15 +482,7 @@ async fn the_claim_of_a_worker_that_died_mid_call_expires_and_recovery_takes_ove
     );
 
     // The claim is older than its time to live: recovery nudges, and the title comes.
-    sqlx::query(
-        "UPDATE chats SET title_claimed_at = now() - make_interval(secs => $2) - interval '1 second'
-         WHERE id = $1",
-    )
-    .bind(chat)
-    .bind(agentq_core::store::TITLE_CLAIM_TTL.as_secs_f64())
-    .execute(pool)
-    .await
-    .unwrap();
+    expire_claim(&app, chat).await;
     let events = app
         .events_until(chat, Duration::from_secs(20), |e| e.event == "title")
         .await;
@@ -475,22 +492,6 @@ async fn the_claim_of_a_worker_that_died_mid_call_expires_and_recovery_takes_ove
     );
     assert_eq!(title_attempts(&app, chat).await, 2);
     app.stop().await;
-}
-
-async fn claimed_at(app: &TestApp, chat: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
-    sqlx::query_scalar("SELECT title_claimed_at FROM chats WHERE id = $1")
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap()
-}
-
-async fn requested_at(app: &TestApp, chat: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
-    sqlx::query_scalar("SELECT title_requested_at FROM chats WHERE id = $1")
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap()
 }
 
 /// A worker with titles off leaves a request another worker's call holds: its answers close
@@ -519,15 +520,7 @@ async fn a_titles_off_worker_leaves_a_request_claimed_by_a_call_in_flight(pool: 
     assert_eq!(title_state(&app, chat).await.as_deref(), Some("pending"));
 
     // That worker died; its claim expired: the next answer closes the request.
-    sqlx::query(
-        "UPDATE chats SET title_claimed_at = now() - make_interval(secs => $2) - interval '1 second'
-         WHERE id = $1",
-    )
-    .bind(chat)
-    .bind(agentq_core::store::TITLE_CLAIM_TTL.as_secs_f64())
-    .execute(store)
-    .await
-    .unwrap();
+    expire_claim(&app, chat).await;
     send(&app, chat, "and after it").await;
     app.wait_until_answered(chat, 6, Duration::from_secs(20))
         .await;
