@@ -1,4 +1,5 @@
-//! Processes refuse an unmigrated database and say what to run.
+//! Processes refuse an unmigrated database and say what to run; a database on this
+//! machine is reached without TLS unless the URL asks for it.
 
 use std::process::Command;
 
@@ -47,6 +48,46 @@ async fn an_unmigrated_database_is_refused_with_the_command_to_run(pool: sqlx::P
         String::from_utf8_lossy(&migrate.stderr)
     );
     db::ensure_migrated(&pool).await.unwrap();
+}
+
+/// Whether the connection of `pool` is encrypted (`pg_stat_ssl` of its own backend).
+async fn encrypted(pool: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_database_on_this_machine_is_reached_without_tls_unless_the_url_asks(pool: sqlx::PgPool) {
+    if std::env::var_os("PGSSLMODE").is_some() {
+        eprintln!("PGSSLMODE is set: it decides, so there is no default to check");
+        return;
+    }
+    let url = url_of(&pool);
+    let connect = |url: String| async move {
+        let mut config: agentq_core::config::DatabaseConfig = agentq_core::config::defaults();
+        config.url = url.as_str().into();
+        config.max_connections = 1;
+        db::connect(&config).await.unwrap()
+    };
+    // The driver's default (`prefer`) would use TLS wherever the server offers it.
+    let plain = connect(url.clone()).await;
+    assert!(!encrypted(&plain).await, "a loopback connection used TLS");
+    let server_offers_tls: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    if server_offers_tls == "on" {
+        // An sslmode the URL names is kept.
+        let asked = connect(format!("{url}?sslmode=require")).await;
+        assert!(encrypted(&asked).await, "sslmode=require was not honoured");
+        let prefer = connect(format!("{url}?sslmode=prefer")).await;
+        assert!(
+            encrypted(&prefer).await,
+            "an explicit sslmode=prefer was overridden"
+        );
+    }
 }
 
 #[test]

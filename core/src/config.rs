@@ -15,7 +15,9 @@ use crate::secrets::{ExposeSecret, SecretString, SecretUrl};
 /// Where the source of truth lives.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseConfig {
-    /// PostgreSQL URL. `agentq dev` creates the database if it is missing.
+    /// PostgreSQL URL. `agentq dev` creates the database if it is missing. A server on
+    /// this machine (loopback, `localhost`, a Unix socket) is reached without TLS unless
+    /// the URL's `sslmode` (or `PGSSLMODE`) asks for it; other hosts use TLS when offered.
     #[arg(
         id = "database_url",
         long = "database-url",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::{
     PgPool,
     migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions, PgSslMode},
 };
 
 use crate::config::DatabaseConfig;
@@ -48,15 +48,51 @@ pub enum DbError {
 }
 
 /// The URL's connection settings; a URL that does not parse names itself, redacted.
+///
+/// A server on this machine (a loopback address, `localhost` or a Unix socket) is reached
+/// without TLS unless the URL or `PGSSLMODE` names an `sslmode`: the driver's default,
+/// `prefer`, would encrypt every message to a server whose traffic never leaves the
+/// machine, which protects nothing and cost PostgreSQL about a fifth of its CPU per turn
+/// (`bench/RESULTS.md`, "TLS to a server on this machine"). Any other host keeps the
+/// driver's default.
 fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError> {
-    config
-        .url
-        .expose()
-        .parse()
-        .map_err(|source| DbError::Connect {
-            url: config.url.redacted(),
-            source,
-        })
+    let url = config.url.expose();
+    let options: PgConnectOptions = url.parse().map_err(|source| DbError::Connect {
+        url: config.url.redacted(),
+        source,
+    })?;
+    let mode_named = std::env::var_os("PGSSLMODE").is_some() || names_ssl_mode(url);
+    let local = options.get_socket().is_some() || on_this_machine(options.get_host());
+    Ok(if !mode_named && local {
+        tracing::info!(
+            host = options.get_host(),
+            "PostgreSQL is on this machine: connecting without TLS (name an sslmode in the \
+             URL, `?sslmode=prefer` say, to use it: a server that only accepts TLS, or a local \
+             port forwarded to another machine, needs it)"
+        );
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    })
+}
+
+/// Whether the URL's query sets `sslmode` (or its alias `ssl-mode`).
+fn names_ssl_mode(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("sslmode") || k.eq_ignore_ascii_case("ssl-mode"))
+    })
+}
+
+/// Whether `host` is this machine: a loopback address, `localhost`, or a Unix socket's
+/// directory.
+fn on_this_machine(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Opens a pool without checking migrations (for `migrate` itself).
@@ -210,7 +246,42 @@ fn is_secret_param(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{names_ssl_mode, on_this_machine, redact_url};
+
+    #[test]
+    fn a_server_on_this_machine_is_told_from_another() {
+        for local in [
+            "127.0.0.1",
+            "127.0.0.2",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+            "/var/run/postgresql",
+        ] {
+            assert!(on_this_machine(local), "{local}");
+        }
+        for remote in [
+            "db.example",
+            "10.0.0.5",
+            "[2001:db8::1]",
+            "localhost.example",
+            "",
+        ] {
+            assert!(!on_this_machine(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn an_sslmode_in_the_url_is_seen_in_either_spelling() {
+        assert!(names_ssl_mode("postgres://h/db?sslmode=require"));
+        assert!(names_ssl_mode(
+            "postgres://h/db?application_name=a&SSLMODE=disable"
+        ));
+        assert!(names_ssl_mode("postgres://h/db?ssl-mode=prefer"));
+        assert!(!names_ssl_mode("postgres://h/db"));
+        assert!(!names_ssl_mode("postgres://h/db?application_name=sslmode"));
+    }
 
     #[test]
     fn passwords_never_reach_logs() {

@@ -3,8 +3,8 @@
 //! chat's own instructions, the list of the owner's skills, and tool guidance. Each part
 //! that is empty is left out; when all are, the request has no system message.
 //!
-//! It is read afresh for every step (one query, `Store::instruction_sources`, which the
-//! tool registry's offer reads too: `read_skill` is offered exactly when skills are listed;
+//! It is read afresh for every step (with the turn, by the statement that acquires it:
+//! `AcquiredTurn::instructions`, which the tool registry's offer reads too: `read_skill` is offered exactly when skills are listed;
 //! the tool guidance is the offer's, `crate::tools::Offer::guidance`), so a change
 //! to the site prompt, the user's instructions or their skills applies from the next step,
 //! and a retried step sends what the first attempt sent unless something changed between.

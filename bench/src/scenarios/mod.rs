@@ -12,6 +12,7 @@ mod queue;
 mod recovery;
 mod search;
 mod tools;
+mod turn_floor;
 mod turns;
 
 use std::collections::HashMap;
@@ -53,6 +54,11 @@ pub static ALL: &[Scenario] = &[
         name: "turns",
         about: turns::ABOUT,
         run: |ctx| Box::pin(turns::run(ctx)),
+    },
+    Scenario {
+        name: "turn_floor",
+        about: turn_floor::ABOUT,
+        run: |ctx| Box::pin(turn_floor::run(ctx)),
     },
     Scenario {
         name: "first_event",
@@ -100,7 +106,7 @@ pub fn help() -> String {
     out.push_str(
         "\nRatios printed at the end: agentq / ceiling (drain, enqueue) and agentq / peer \
          (defaults, tuned), from the figures of the queue, ceiling and peer scenarios run \
-         together.\n",
+         together; agentq turns / turn floor, from the turns and turn_floor scenarios.\n",
     );
     out
 }
@@ -117,6 +123,8 @@ pub mod keys {
     pub const PEER_DEFAULT_BIG: &str = "peer.default.drain_big";
     pub const PEER_TUNED_BIG: &str = "peer.tuned.drain_big";
     pub const PEER_ENQUEUE: &str = "peer.tuned.enqueue";
+    pub const TURNS_ONE: &str = "turns.one_process";
+    pub const TURN_FLOOR: &str = "turn_floor";
 }
 
 /// The ratio rows that the recorded figures allow.
@@ -186,6 +194,13 @@ pub fn ratios(figures: &HashMap<&'static str, f64>) -> Vec<Row> {
         "agentq / apalis-redis tuned, enqueue",
         QUEUE_ENQUEUE,
         PEER_ENQUEUE,
+        "-",
+        None,
+    );
+    ratio(
+        "agentq turns (1 worker process) / turn floor",
+        TURNS_ONE,
+        TURN_FLOOR,
         "-",
         None,
     );

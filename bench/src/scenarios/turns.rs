@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use agentq_core::config::{self, ApiConfig};
 
 use crate::{
-    common::{Ctx, Row, Stack, cpu_by_command, cpu_share, create_chat, http, n, wait_until},
+    common::{
+        Ctx, Row, Stack, cpu_by_command, cpu_per_item, cpu_share, create_chat, http, n, wait_until,
+    },
     procs::Agentq,
 };
 
@@ -135,7 +137,12 @@ pub async fn drive(
     let wall = started.elapsed();
     let answered =
         (stack.services.store.count_assistant_messages().await? - before) as usize / answers.max(1);
-    let share = cpu_share(&cpu, &cpu_by_command(), wall);
+    let after = cpu_by_command();
+    let share = format!(
+        "{}; per turn: {}",
+        cpu_share(&cpu, &after, wall),
+        cpu_per_item(&cpu, &after, answered)
+    );
     Ok((answered as f64 / wall.as_secs_f64(), answered, share))
 }
 
@@ -153,6 +160,9 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         let scaling = match one {
             None => {
                 one = Some(rate);
+                if answered == turns.div_ceil(CLIENTS) * CLIENTS {
+                    ctx.record(super::keys::TURNS_ONE, rate);
+                }
                 String::new()
             }
             Some(base) => format!("; {:.2}× one process", rate / base),

@@ -173,3 +173,32 @@ pub struct Message {
     #[sqlx(default)]
     pub superseded_at: Option<DateTime<Utc>>,
 }
+
+impl Message {
+    /// A user message with `content`, as a new row holds it: no step, model, usage or
+    /// cost, not interrupted or superseded.
+    pub fn user(
+        id: Uuid,
+        chat_id: Uuid,
+        turn_id: Option<Uuid>,
+        content: Vec<MessagePart>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            chat_id,
+            turn_id,
+            role: Role::User,
+            step: None,
+            content,
+            model: None,
+            usage: None,
+            cost_micros: None,
+            interrupted: false,
+            kind: MessageKind::Message,
+            compacted_through: None,
+            created_at,
+            superseded_at: None,
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod chat;
 mod debug_run;
 mod diff_status;
 mod file;
+mod instruction_sources;
 mod key_policy;
 mod message;
 mod notification;
@@ -23,6 +24,7 @@ pub use file::{
     ChatFile, FileContent, FileKind, FileLinkWarning, FileMeta, MAX_CHAT_FILE_LINKS,
     MAX_FILE_BYTES, MAX_MESSAGE_FILES,
 };
+pub use instruction_sources::{InstructionSources, SkillListing};
 pub use key_policy::{KeyPolicy, KeySource, KeyUnavailable, PolicyProblem};
 pub use message::{Message, MessageKind, MessagePart, Role, SupersededBy, Usage};
 pub use notification::NotificationStatus;

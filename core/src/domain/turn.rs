@@ -66,6 +66,9 @@ pub struct AcquiredTurn {
     /// The chat's reasoning level as the step starts (`None`: its model's option); read at
     /// every acquisition, so a change applies from the next step.
     pub reasoning_effort: Option<super::ReasoningEffort>,
+    /// What the step's system message is composed from, read as the step starts.
+    #[sqlx(flatten)]
+    pub instructions: super::InstructionSources,
 }
 
 /// Lifecycle of a tool call.

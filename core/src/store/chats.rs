@@ -76,8 +76,14 @@ pub(super) const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_cha
      pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, plan_mode, reasoning_effort, created_at, updated_at";
 
 impl Store {
-    /// Creates a chat with its first user message and a queued turn, in one statement,
-    /// unless the owner is over their spend limit ([`StoreError::Conflict`]). Returns the chat, the message and the turn id to enqueue.
+    /// Creates a chat with its first user message and a queued turn, unless the owner is
+    /// over their spend limit ([`StoreError::Conflict`]). Returns the chat, the message and
+    /// the turn id to enqueue.
+    ///
+    /// Without files the three rows are one statement (its own transaction); files are
+    /// linked in a transaction around the chat's insert and the message's, under the chat's
+    /// row lock (`store::files`). The spend check is a read before either: inside the
+    /// transaction it would see no more than it does here (read committed).
     pub async fn create_chat(&self, new: NewChat) -> Result<(Chat, Message, Uuid), StoreError> {
         let chat_id = Uuid::now_v7();
         let message_id = Uuid::now_v7();
@@ -87,15 +93,21 @@ impl Store {
         } else {
             new.title.trim().to_owned()
         };
-        let mut tx = self.pool.begin().await?;
-        super::spend_limits::refuse_over_limit_in(&mut tx, new.owner_id).await?;
-        let chat: Chat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        super::spend_limits::refuse_over_limit_in(&mut *self.pool.acquire().await?, new.owner_id)
+            .await?;
+        // The message rides in the statement unless files must be linked first: `$16` is
+        // its content, NULL when it is inserted after the links.
+        let with_files = !new.file_ids.is_empty();
+        let insert = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
                 INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user, reasoning_effort)
                 VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12, $13, $14)
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
+             ), m AS (
+                INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+                SELECT $15, $1, $6, 'user', $16 WHERE $16::jsonb IS NOT NULL
              )
              SELECT * FROM c"
         )))
@@ -113,8 +125,25 @@ impl Store {
         .bind(new.plan_mode)
         .bind(!new.title.trim().is_empty())
         .bind(new.reasoning_effort)
-        .fetch_one(&mut *tx)
-        .await?;
+        .bind(message_id);
+        if !with_files {
+            let content = pg_json(&new.first_message);
+            let chat: Chat = insert.bind(&content).fetch_one(&self.pool).await?;
+            // The row as PostgreSQL holds it: the content as stored, the time of the
+            // statement (both rows' `created_at` is its `now()`). The content was just
+            // serialized from these parts, so reading it back cannot fail in practice; if
+            // it did, the chat stands and the request answers 500.
+            let content = serde_json::from_value(content.0)
+                .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+            let message =
+                Message::user(message_id, chat_id, Some(turn_id), content, chat.created_at);
+            return Ok((chat, message, turn_id));
+        }
+        let mut tx = self.pool.begin().await?;
+        let chat: Chat = insert
+            .bind(None::<sqlx::types::Json<serde_json::Value>>)
+            .fetch_one(&mut *tx)
+            .await?;
         // At most `MAX_MESSAGE_FILES` files, all new to this chat: none is left out.
         let files =
             super::files::link_message_files_in(&mut tx, chat_id, new.owner_id, &new.file_ids)

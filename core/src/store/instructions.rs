@@ -1,45 +1,29 @@
 //! Instructions at three levels (issue #12, item 2; ARCHITECTURE.md §3): the site's
 //! system prompt (`site_config.system_prompt`), each user's personal instructions
 //! (`users.instructions`) and each chat's (`chats.instructions`, set on create), plus the
-//! one read the worker makes to compose a step's system message from them and the owner's
-//! skills.
+//! columns that carry them, with the owner's skills, in the statement that acquires a
+//! turn (`store::turns`), so a step's system message costs no read of its own.
 //!
 //! '' (site, user) and NULL (chat) mean "none". Sizes are the API's to bound.
 
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Store, pg_text};
 use crate::StoreError;
 
-/// Everything a chat's system message is composed from, read in one round trip.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InstructionSources {
-    /// The site's system prompt ('' when none).
-    pub site: String,
-    /// The chat owner's personal instructions ('' when none).
-    pub user: String,
-    /// The chat's own instructions.
-    pub chat: Option<String>,
-    /// The owner's skills, by name.
-    pub skills: Vec<SkillListing>,
-}
+pub use crate::domain::{InstructionSources, SkillListing};
 
-/// A skill as the system prompt lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SkillListing {
-    /// Kebab-case name.
-    pub name: String,
-    /// One line ('' when none).
-    pub description: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct SourcesRow {
-    site: String,
-    user_instructions: String,
-    chat_instructions: Option<String>,
-    skills: sqlx::types::Json<Vec<SkillListing>>,
+/// The columns of [`InstructionSources`] for the chat aliased `chat` and its owner aliased
+/// `user` in the statement that selects them.
+pub(super) fn sources_columns(chat: &str, user: &str) -> String {
+    format!(
+        "(SELECT system_prompt FROM site_config WHERE id = 1) AS instructions_site,
+         {user}.instructions AS instructions_user,
+         {chat}.instructions AS instructions_chat,
+         coalesce((SELECT jsonb_agg(jsonb_build_object('name', k.name, 'description', k.description)
+                                    ORDER BY k.name)
+                   FROM user_skills k WHERE k.owner_id = {chat}.owner_id), '[]') AS instructions_skills"
+    )
 }
 
 impl Store {
@@ -86,33 +70,5 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)
-    }
-
-    /// What `chat_id`'s system message is composed from: the site prompt, the owner's
-    /// instructions, the chat's, and the owner's skills (name and description, by name).
-    pub async fn instruction_sources(
-        &self,
-        chat_id: Uuid,
-    ) -> Result<InstructionSources, StoreError> {
-        let row: SourcesRow = sqlx::query_as(
-            "SELECT (SELECT system_prompt FROM site_config WHERE id = 1) AS site,
-                    u.instructions AS user_instructions,
-                    c.instructions AS chat_instructions,
-                    coalesce((SELECT jsonb_agg(jsonb_build_object('name', s.name, 'description', s.description)
-                                               ORDER BY s.name)
-                              FROM user_skills s WHERE s.owner_id = c.owner_id), '[]') AS skills
-             FROM chats c JOIN users u ON u.id = c.owner_id
-             WHERE c.id = $1",
-        )
-        .bind(chat_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        Ok(InstructionSources {
-            site: row.site,
-            user: row.user_instructions,
-            chat: row.chat_instructions,
-            skills: row.skills.0,
-        })
     }
 }

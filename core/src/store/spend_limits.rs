@@ -8,8 +8,9 @@
 //! the organizations they belong to (`organization_spend_limits`: organizations are
 //! agentq's groups), the site default (`site_config.spend_limit_micros`); none: no limit.
 //!
-//! [`refuse_over_limit_in`] runs inside the transaction that creates a chat, accepts a
-//! message, or edits or regenerates (every way a person starts a turn). Costs are known
+//! [`refuse_over_limit_in`] runs inside the transaction that accepts a message, or edits
+//! or regenerates, and just before the statement that creates a chat (every way a person
+//! starts a turn). Costs are known
 //! only after an answer, so the check is "spent before this message < limit": the turn
 //! that crosses the limit completes, and the next message is refused with a
 //! [`StoreError::Conflict`] saying what was spent and when the limit resets. The check
@@ -182,7 +183,8 @@ pub(super) async fn usage_status_in(
 }
 
 /// [`StoreError::Conflict`] when `user` has reached their limit: no new turn for them
-/// until it resets. Runs in the transaction that would start the work.
+/// until it resets. Runs before the write that would start the work (in its transaction,
+/// where there is one).
 pub(super) async fn refuse_over_limit_in(
     conn: &mut sqlx::PgConnection,
     user: Uuid,

@@ -106,11 +106,12 @@ impl Store {
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
                     {EFFECTIVE_MODEL} AS model_config_id, ch.parent_chat_id, ch.mode,
-                    par.plan_mode AS parent_plan_mode, ch.reasoning_effort
+                    par.plan_mode AS parent_plan_mode, ch.reasoning_effort, {SOURCES}
              FROM t JOIN chats ch ON ch.id = t.chat_id
              LEFT JOIN chats par ON par.id = ch.parent_chat_id
              JOIN users u ON u.id = ch.owner_id
-             LEFT JOIN site_config s ON s.id = 1"
+             LEFT JOIN site_config s ON s.id = 1",
+            SOURCES = super::instructions::sources_columns("ch", "u")
         )))
         .bind(turn_id)
         .bind(worker)

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use agentq_core::domain::{Message, MessageKind, MessagePart, Role};
+use agentq_core::domain::{Message, MessagePart, Role};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -81,22 +81,13 @@ pub fn answer_open_calls(history: Vec<Message>) -> Vec<Message> {
 /// A user message that is never stored: the request of work a step does besides answering
 /// (a compaction's summary, a title).
 pub(super) fn unsaved_user_message(chat_id: Uuid, text: String) -> Message {
-    Message {
-        id: Uuid::now_v7(),
+    Message::user(
+        Uuid::now_v7(),
         chat_id,
-        turn_id: None,
-        role: Role::User,
-        step: None,
-        content: vec![MessagePart::Text { text }],
-        model: None,
-        usage: None,
-        cost_micros: None,
-        interrupted: false,
-        kind: MessageKind::Message,
-        compacted_through: None,
-        created_at: chrono::Utc::now(),
-        superseded_at: None,
-    }
+        None,
+        vec![MessagePart::Text { text }],
+        chrono::Utc::now(),
+    )
 }
 
 #[cfg(test)]

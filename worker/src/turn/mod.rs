@@ -356,8 +356,9 @@ impl TurnEngine {
         stops: Stops<'_>,
         debug_run: Option<Uuid>,
     ) -> Result<Answer, TurnJobError> {
-        // One read for the system message and the offer, so both agree on the skills.
-        let sources = self.store.instruction_sources(turn.chat_id).await?;
+        // Read with the turn, for the system message and the offer, so both agree on the
+        // skills.
+        let sources = &turn.instructions;
         // The chat's MCP servers are listed (from the worker's cache, mostly) before the
         // offer; a server that fails is left out and named in the guidance.
         let plan_mode = turn.plan_mode.is_some();
@@ -384,7 +385,7 @@ impl TurnEngine {
             subagents: SubagentTools::for_chat(turn.parent_chat_id, plan_mode),
             read_only,
         });
-        let system = crate::instructions::compose(&sources, &offer.guidance());
+        let system = crate::instructions::compose(sources, &offer.guidance());
         let tools = offer.specs();
         // The chat's own level wins over its model's option.
         let reasoning_effort = turn.reasoning_effort.or(target.reasoning_effort);
