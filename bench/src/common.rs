@@ -629,6 +629,21 @@ pub fn cpu_by_command() -> HashMap<String, u64> {
     out
 }
 
+/// The CPU seconds each command used between two [`cpu_by_command`] snapshots, largest
+/// first. Processes that ended between the snapshots are not counted.
+fn cpu_seconds(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Vec<(String, f64)> {
+    let ticks_per_sec = 100.0;
+    let mut used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(comm, &t)| {
+            let ticks = t.saturating_sub(before.get(comm).copied().unwrap_or(0));
+            (comm.clone(), ticks as f64 / ticks_per_sec)
+        })
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    used
+}
+
 /// "postgres 4.10 ms, agentq 1.20 ms, ..." of CPU per item (`items` turns, say) between
 /// two [`cpu_by_command`] snapshots, largest first, the top four: what one item costs each
 /// process, so rows of different rates compare.
@@ -637,21 +652,10 @@ pub fn cpu_per_item(
     after: &HashMap<String, u64>,
     items: usize,
 ) -> String {
-    let ticks_per_sec = 100.0;
-    let mut costs: Vec<(String, f64)> = after
-        .iter()
-        .map(|(comm, &t)| {
-            let used = t.saturating_sub(before.get(comm).copied().unwrap_or(0));
-            (
-                comm.clone(),
-                used as f64 / ticks_per_sec * 1000.0 / items.max(1) as f64,
-            )
-        })
+    cpu_seconds(before, after)
+        .into_iter()
+        .map(|(comm, secs)| (comm, secs * 1000.0 / items.max(1) as f64))
         .filter(|(_, cost)| *cost >= 0.01)
-        .collect();
-    costs.sort_by(|a, b| b.1.total_cmp(&a.1));
-    costs
-        .iter()
         .take(4)
         .map(|(comm, cost)| format!("{comm} {cost:.2} ms"))
         .collect::<Vec<_>>()
@@ -666,19 +670,11 @@ pub fn cpu_share(
     after: &HashMap<String, u64>,
     wall: Duration,
 ) -> String {
-    let ticks_per_sec = 100.0;
-    let mut shares: Vec<(String, f64)> = after
-        .iter()
-        .map(|(comm, &t)| {
-            let used = t.saturating_sub(before.get(comm).copied().unwrap_or(0));
-            (
-                comm.clone(),
-                used as f64 / ticks_per_sec / wall.as_secs_f64().max(0.001) * 100.0,
-            )
-        })
+    let shares: Vec<(String, f64)> = cpu_seconds(before, after)
+        .into_iter()
+        .map(|(comm, secs)| (comm, secs / wall.as_secs_f64().max(0.001) * 100.0))
         .filter(|(_, share)| *share >= 1.0)
         .collect();
-    shares.sort_by(|a, b| b.1.total_cmp(&a.1));
     let total: f64 = shares.iter().map(|s| s.1).sum();
     let top: Vec<String> = shares
         .iter()
