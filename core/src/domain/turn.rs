@@ -69,6 +69,9 @@ pub struct AcquiredTurn {
     /// What the step's system message is composed from, read as the step starts.
     #[sqlx(flatten)]
     pub instructions: super::InstructionSources,
+    /// Whether any enabled MCP server applies to the chat as the step starts: without one
+    /// the step offers no MCP tools and reads no servers.
+    pub any_mcp_server: bool,
 }
 
 /// Lifecycle of a tool call.

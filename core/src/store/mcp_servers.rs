@@ -544,12 +544,8 @@ impl Store {
         let server: Option<McpServerRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM mcp_servers s
              WHERE s.slug = $2 AND s.enabled AND EXISTS (
-                SELECT 1 FROM chats c WHERE c.id = $1
-                  AND (s.organization_id IS NULL OR s.organization_id = c.organization_id)
-                  AND (
-                    s.availability = 'force_on'
-                    OR (c.mcp_server_ids IS NULL AND s.availability = 'default_on')
-                    OR s.id = ANY(coalesce(c.mcp_server_ids, '{{}}'))))"
+                SELECT 1 FROM chats c WHERE c.id = $1 AND {APPLIES})",
+            APPLIES = applies_to("s", "c")
         )))
         .bind(chat_id)
         .bind(slug)
@@ -567,18 +563,37 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM mcp_servers s
              WHERE s.enabled AND EXISTS (
-                SELECT 1 FROM chats c WHERE c.id = $1
-                  AND (s.organization_id IS NULL OR s.organization_id = c.organization_id)
-                  AND (
-                    s.availability = 'force_on'
-                    OR (c.mcp_server_ids IS NULL AND s.availability = 'default_on')
-                    OR s.id = ANY(coalesce(c.mcp_server_ids, '{{}}'))))
-             ORDER BY s.slug"
+                SELECT 1 FROM chats c WHERE c.id = $1 AND {APPLIES})
+             ORDER BY s.slug",
+            APPLIES = applies_to("s", "c")
         )))
         .bind(chat_id)
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// Whether the server `server` (an `mcp_servers` alias) applies to the chat `chat` (a
+/// `chats` alias), enabled or not: the rule of the module page, in one place for every
+/// query that applies it.
+fn applies_to(server: &str, chat: &str) -> String {
+    format!(
+        "({server}.organization_id IS NULL OR {server}.organization_id = {chat}.organization_id)
+         AND ({server}.availability = 'force_on'
+              OR ({chat}.mcp_server_ids IS NULL AND {server}.availability = 'default_on')
+              OR {server}.id = ANY(coalesce({chat}.mcp_server_ids, '{{}}')))"
+    )
+}
+
+/// A boolean column, `any_mcp_server`, for a query over the chat `chat` (a `chats` alias):
+/// whether any enabled server applies to it, so a step of a chat with none (most chats)
+/// skips [`Store::effective_mcp_servers`] (the acquiring statement returns it,
+/// `AcquiredTurn::any_mcp_server`).
+pub(super) fn any_applies_column(chat: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM mcp_servers ms WHERE ms.enabled AND {}) AS any_mcp_server",
+        applies_to("ms", chat)
+    )
 }
 
 /// Records a chat's explicit choice of servers (replacing any earlier one) inside the

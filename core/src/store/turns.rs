@@ -106,12 +106,13 @@ impl Store {
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
                     {EFFECTIVE_MODEL} AS model_config_id, ch.parent_chat_id, ch.mode,
-                    par.plan_mode AS parent_plan_mode, ch.reasoning_effort, {SOURCES}
+                    par.plan_mode AS parent_plan_mode, ch.reasoning_effort, {SOURCES}, {MCP}
              FROM t JOIN chats ch ON ch.id = t.chat_id
              LEFT JOIN chats par ON par.id = ch.parent_chat_id
              JOIN users u ON u.id = ch.owner_id
              LEFT JOIN site_config s ON s.id = 1",
-            SOURCES = super::instructions::sources_columns("ch", "u")
+            SOURCES = super::instructions::sources_columns("ch", "u"),
+            MCP = super::mcp_servers::any_applies_column("ch")
         )))
         .bind(turn_id)
         .bind(worker)
@@ -221,8 +222,7 @@ impl Store {
         completion: &Completion,
         title: AnswerTitle,
     ) -> Result<Option<TurnOutcome>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        super::lock_root_of(&mut tx, chat_id).await?;
+        let tx = self.pool.begin().await?;
         let of = StepOfTurn::new(turn_id, chat_id, step);
         let Some((mut tx, message)) =
             end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
@@ -398,8 +398,8 @@ pub(super) enum StepEnd {
 }
 
 /// `running` -> `end` for the lease owner `worker`, and the step's assistant message, in
-/// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`),
-/// then the turn, as `send_message` does. `None` when the lease was lost: `tx` is rolled
+/// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`;
+/// for a final answer the root's before it, `r`), then the turn, as `send_message` does. `None` when the lease was lost: `tx` is rolled
 /// back, nothing written. The message's content and model go through `pg_json`/`pg_text`
 /// because a model controls them (as in [`insert_interrupted_message`]).
 pub(super) async fn end_step_with_answer(
@@ -409,18 +409,28 @@ pub(super) async fn end_step_with_answer(
     end: StepEnd,
     completion: &Completion,
 ) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, Message)>, StoreError> {
-    let ended = match end {
-        StepEnd::Completed => {
+    // A finish moves the chat's `last_activity_at` (the promotion after it), and a
+    // subagent's moves its root's by trigger: the root's lock comes first (`r`, read by the
+    // chat's filter before the chat row is locked), as in `lock_chat`. A tool step changes
+    // nothing of the root.
+    let (ended, root, after_root) = match end {
+        StepEnd::Completed => (
             "status = 'completed', finished_at = now(), lease_owner = NULL,
-             lease_expires_at = NULL, step = $4"
-        }
-        StepEnd::AwaitingTools => {
-            "status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4"
-        }
+             lease_expires_at = NULL, step = $4",
+            "r AS (
+                SELECT id FROM chats WHERE id = (SELECT root_chat_id FROM chats WHERE id = $2) FOR UPDATE
+             ),",
+            "AND (SELECT count(*) FROM r) >= 0",
+        ),
+        StepEnd::AwaitingTools => (
+            "status = 'awaiting_tools', lease_owner = NULL, lease_expires_at = NULL, step = $4",
+            "",
+            "",
+        ),
     };
     let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH c AS (
-            SELECT id FROM chats WHERE id = $2 FOR UPDATE
+        "WITH {root} c AS (
+            SELECT id FROM chats WHERE id = $2 {after_root} FOR UPDATE
          ), t AS (
             UPDATE chat_turns SET {ended}
             WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)

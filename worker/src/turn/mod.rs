@@ -364,6 +364,8 @@ impl TurnEngine {
         let plan_mode = turn.plan_mode.is_some();
         let read_only = turn.mode.as_deref() == Some("explore");
         let mcp = match self.tools.mcp() {
+            // Read with the turn: most chats have no server, and skip the read.
+            Some(_) if !turn.any_mcp_server => None,
             Some(mcp) => Some(
                 // A plan-mode parent's children see only the servers allowed in plan
                 // mode, like the parent.
