@@ -193,3 +193,84 @@ async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: 
     assert!(server_errors.is_empty(), "5xx answers: {server_errors:?}");
     app.stop().await;
 }
+
+/// A subagent's final answer takes its root's lock before its own chat row and turn (in
+/// the statement that stores the answer, `r` before `c`): while another transaction holds
+/// the root, the finishing child waits holding nothing, so a transaction that locks the
+/// root, then the child (archive, spawn) cannot deadlock with it.
+#[sqlx::test]
+async fn a_subagents_final_answer_takes_its_roots_lock_before_its_own(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let store = app.services.store.clone();
+    let (status, root) = app.post("/api/v1/chats", json!({"message": "plan"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{root}");
+    let root: Uuid = root["id"].as_str().unwrap().parse().unwrap();
+    let spawned = store
+        .spawn_subagent(&agentq_core::store::NewSubagent {
+            parent_chat_id: root,
+            call_id: Uuid::now_v7(),
+            subagent_type: "general",
+            prompt: "look around",
+            title: "",
+            max_live: 5,
+            max_total: 5,
+        })
+        .await
+        .unwrap();
+    let agentq_core::store::Spawned::Created { child, .. } = spawned else {
+        panic!("no child was created: {spawned:?}");
+    };
+    let turn = store
+        .acquire_queued_turn(child.id, "w/1", LEASE)
+        .await
+        .unwrap()
+        .expect("the child's queued turn");
+
+    // Another transaction holds the root.
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+        .bind(root)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let finishing = tokio::spawn({
+        let (store, turn) = (store.clone(), turn.clone());
+        async move {
+            store
+                .complete_turn(
+                    turn.id,
+                    turn.chat_id,
+                    turn.step,
+                    &turn.lease_owner,
+                    &completion(),
+                    agentq_core::store::AnswerTitle::Keep,
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !finishing.is_finished(),
+        "the answer did not wait for the root's lock"
+    );
+    // Waiting, it holds neither the child's row nor its turn's.
+    let mut probe = store.pool().begin().await.unwrap();
+    for (table, id) in [("chats", child.id), ("chat_turns", turn.id)] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE NOWAIT"
+        )))
+        .bind(id)
+        .execute(&mut *probe)
+        .await
+        .unwrap_or_else(|e| panic!("the waiting answer holds its {table} row: {e}"));
+    }
+    probe.rollback().await.unwrap();
+    holder.commit().await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), finishing)
+        .await
+        .expect("the answer went on once the root was free")
+        .unwrap()
+        .unwrap()
+        .expect("the lease was still held");
+    assert!(outcome.message.is_some(), "the answer was stored");
+}

@@ -673,3 +673,71 @@ async fn concurrent_changes_to_a_server_keep_each_others_changes(pool: sqlx::PgP
         "key-newest"
     );
 }
+
+/// The acquired turn says whether any server applies to its chat
+/// (`AcquiredTurn::any_mcp_server`), so a step of a chat with none skips the server read:
+/// it must agree with `effective_mcp_servers` for every availability, or a step would
+/// offer no MCP tools to a chat that has servers.
+#[sqlx::test]
+async fn the_acquired_turn_says_whether_any_server_applies_to_its_chat(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = create_owner(&app.services, "root@example.com").await;
+    let store = &app.services.store;
+    let new_chat = |servers: Option<Vec<String>>| {
+        let app = &app;
+        async move {
+            let mut body = json!({"message": "hello"});
+            if let Some(servers) = servers {
+                body["mcp_server_ids"] = json!(servers);
+            }
+            let (status, chat) = app
+                .send(Method::POST, &app.token, "/api/v1/chats", Some(body))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{chat}");
+            chat["id"].as_str().unwrap().parse::<Uuid>().unwrap()
+        }
+    };
+    // Acquires the chat's queued turn; returns what it says, checked against the read.
+    let applies = |chat: Uuid| async move {
+        let turn = store
+            .acquire_queued_turn(chat, "w/1", std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .expect("a queued turn");
+        let servers = store.effective_mcp_servers(chat).await.unwrap();
+        assert_eq!(
+            turn.any_mcp_server,
+            !servers.is_empty(),
+            "the acquire and the read disagree: {:?}",
+            slugs(&servers)
+        );
+        turn.any_mcp_server
+    };
+    let server = |slug: &'static str, availability: &'static str, enabled: bool| {
+        let (app, owner) = (&app, &owner);
+        async move {
+            let body = json!({"slug": slug, "display_name": slug, "url": "https://m.example.com/mcp",
+                              "availability": availability, "enabled": enabled});
+            create(app, owner, body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    // No server at all.
+    assert!(!applies(new_chat(None).await).await);
+    // Disabled servers apply to nothing, forced or not; a default_off one only when chosen.
+    server("off-forced", "force_on", false).await;
+    server("off-usual", "default_on", false).await;
+    let extra = server("extra", "default_off", true).await;
+    assert!(!applies(new_chat(None).await).await);
+    assert!(applies(new_chat(Some(vec![extra.clone()])).await).await);
+    // A default_on server applies to a chat that never chose, not to one that opted out.
+    server("usual", "default_on", true).await;
+    assert!(applies(new_chat(None).await).await);
+    assert!(!applies(new_chat(Some(vec![])).await).await);
+    // A forced one applies even to a chat that opted out of everything.
+    server("forced", "force_on", true).await;
+    assert!(applies(new_chat(Some(vec![])).await).await);
+}

@@ -171,10 +171,12 @@ pub(crate) async fn lock_chat(
 }
 
 /// Takes the row lock of the chat's root when the chat is a subagent (nothing for a root
-/// chat): the first lock of every transaction whose change to a child touches its root
-/// (a finish or a new turn moves the child's `last_activity_at`, and a trigger the root's),
-/// so it and a transaction that locks the root, then its children (archive, spawn) wait
-/// for each other instead of deadlocking (ARCHITECTURE.md §5).
+/// chat), as the first lock of a failing turn's transaction (`Store::fail_turn`): a finish
+/// moves the child's `last_activity_at`, and a trigger the root's, so it and a transaction
+/// that locks the root, then its children (archive, spawn) wait for each other instead of
+/// deadlocking (ARCHITECTURE.md §5). A completing turn takes the same lock in the
+/// statement that stores its answer (`r` in `turns::end_step_with_answer`), a new turn in
+/// [`lock_chat`].
 pub(crate) async fn lock_root_of(
     tx: &mut sqlx::PgConnection,
     chat_id: uuid::Uuid,

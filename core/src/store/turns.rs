@@ -399,8 +399,8 @@ pub(super) enum StepEnd {
 
 /// `running` -> `end` for the lease owner `worker`, and the step's assistant message, in
 /// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`;
-/// for a final answer the root's before it, `r`), then the turn, as `send_message` does. `None` when the lease was lost: `tx` is rolled
-/// back, nothing written. The message's content and model go through `pg_json`/`pg_text`
+/// for a final answer the root's before it, `r`), then the turn, as `send_message` does.
+/// `None` when the lease was lost: `tx` is rolled back, nothing written. The message's content and model go through `pg_json`/`pg_text`
 /// because a model controls them (as in [`insert_interrupted_message`]).
 pub(super) async fn end_step_with_answer(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,

@@ -10,8 +10,8 @@
 //! - an interrupt: what had streamed, marked interrupted;
 //! - a final failure: a `ChatError` on the chat.
 //!
-//! A step costs three short transactions (acquire, read the conversation, commit) however
-//! long the answer; deltas go to Redis only. The lease is renewed while the answer streams
+//! A step costs three short transactions (acquire, read the conversation, commit; and a read
+//! of the chat's MCP servers when any applies) however long the answer; deltas go to Redis only. The lease is renewed while the answer streams
 //! (by the process's [`Leases`] heartbeat, for as long as the step's guard lives); losing it
 //! stops the step without writing, because another worker owns it now.
 //!
