@@ -1,15 +1,32 @@
 //! `agentq` child processes (workers, an API, a scheduler) on a scenario's database and
 //! Redis prefix, as tests/support/process.rs starts them: they log warnings only (or, to
 //! the bench's stderr, what `AGENTQ_BENCH_CHILD_LOG` asks for), and are SIGKILLed when
-//! dropped, so a scenario that fails leaves nothing running.
+//! dropped, so a scenario that fails leaves nothing running. The kernel SIGKILLs them too
+//! when the bench itself dies (Ctrl-C, a kill, a panic that aborts), when no destructor
+//! runs: an orphaned worker would go on taking jobs and CPU from the next run.
 
 use std::{
-    os::fd::AsFd,
+    os::{fd::AsFd, unix::process::CommandExt},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use crate::common::{Ctx, FreshDb};
+
+/// Has the kernel SIGKILL the child when the bench exits, however it exits (Linux's
+/// parent-death signal, set in the child between fork and exec). The signal follows the
+/// thread that spawned the child; the bench spawns from its runtime's threads, which live
+/// as long as the bench.
+fn dies_with_the_bench(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only makes one system
+    // call (prctl), which is async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+}
 
 /// A running `agentq <role>`.
 pub struct Agentq {
@@ -33,7 +50,9 @@ impl Agentq {
             Some(_) => Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?),
             None => Stdio::null(),
         };
-        let child = Command::new(ctx.agentq_bin())
+        let mut command = Command::new(ctx.agentq_bin());
+        dies_with_the_bench(&mut command);
+        let child = command
             .arg(role)
             .args(["--database-url", &db.url])
             .args(["--redis-url", ctx.redis_url(), "--redis-prefix", prefix])
