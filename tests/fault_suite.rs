@@ -201,6 +201,10 @@ struct ReaderCounts {
     resets: usize,
     retries: usize,
     doubled_detail: Vec<String>,
+    /// Each id seen twice: the chat, the id, the event name, and the resets and
+    /// connections the reader had seen by then (to tell a repeat across a `reset`, after
+    /// Redis lost the stream, from one within a stream).
+    duplicate_detail: Vec<String>,
 }
 
 impl ReaderCounts {
@@ -217,6 +221,8 @@ impl ReaderCounts {
         self.retries += other.retries;
         self.doubled_detail
             .extend(other.doubled_detail.iter().cloned());
+        self.duplicate_detail
+            .extend(other.duplicate_detail.iter().cloned());
     }
 }
 
@@ -257,6 +263,10 @@ async fn read_stream(client: Client, token: String, chat: Uuid, hold: Duration) 
             if !event.id.is_empty() {
                 if !seen_ids.insert(event.id.clone()) {
                     counts.duplicate_event_ids += 1;
+                    counts.duplicate_detail.push(format!(
+                        "chat {chat}: id {} ({}) after {} resets, on connection {}",
+                        event.id, event.event, counts.resets, counts.connections
+                    ));
                 }
                 last_id = Some(event.id.clone());
             }
@@ -643,6 +653,9 @@ impl fmt::Display for Counts {
             "  client statuses: {:?}; 5xx other than a JSON 503: {:?}",
             self.client_statuses, self.client_server_errors
         )?;
+        if !self.sse.duplicate_detail.is_empty() {
+            writeln!(f, "  duplicate ids: {:?}", self.sse.duplicate_detail)?;
+        }
         if !self.sse.doubled_detail.is_empty() {
             writeln!(f, "  doubled answers: {:?}", self.sse.doubled_detail)?;
         }
