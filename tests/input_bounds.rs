@@ -431,3 +431,57 @@ async fn a_nul_in_the_email_of_a_new_member_is_a_400_naming_the_field(pool: sqlx
     }
     app.stop().await;
 }
+
+/// A name is measured as sent, as the document's `maxLength` measures it: one that fits
+/// only once its edge spaces are trimmed is a 400 naming the field, not accepted (found by
+/// schemathesis: a 200-character organization name with a leading space was created).
+#[sqlx::test]
+async fn a_name_over_its_maximum_as_sent_is_a_400_even_if_trimming_would_fit_it(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = support::app::create_owner(&app.services, "lengths@example.com").await;
+    let padded = |max: usize| format!(" {}", "é".repeat(max));
+    for (path, body, name) in [
+        (
+            "/api/v1/admin/organizations",
+            json!({"name": padded(200)}),
+            "name",
+        ),
+        (
+            "/api/v1/users/me/tokens",
+            json!({"name": padded(100)}),
+            "name",
+        ),
+        (
+            "/api/v1/admin/users",
+            json!({"email": "len@example.com", "name": padded(200)}),
+            "name",
+        ),
+        (
+            "/api/v1/admin/providers",
+            json!({"name": padded(100), "kind": "openai", "base_url": "http://127.0.0.1:9/v1"}),
+            "name",
+        ),
+        (
+            "/api/v1/admin/mcp-servers",
+            json!({"slug": "len", "display_name": padded(100), "url": "https://m.example.com/mcp"}),
+            "display_name",
+        ),
+    ] {
+        let (status, reply) = app.post_as(&owner, path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {reply}");
+        assert_eq!(field(&reply), name, "{path}: {reply}");
+    }
+    // At the maximum as sent, edge spaces included, it is accepted and trimmed.
+    let (status, org) = app
+        .post_as(
+            &owner,
+            "/api/v1/admin/organizations",
+            json!({"name": format!(" {} ", "é".repeat(198))}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{org}");
+    assert_eq!(org["name"].as_str().unwrap().chars().count(), 198, "{org}");
+    app.stop().await;
+}

@@ -143,6 +143,23 @@ pub fn trimmed<'a>(field: &str, text: &'a str) -> Result<&'a str, ApiError> {
     Ok(text.trim())
 }
 
+/// [`trimmed`], after refusing `text` longer than `max_chars` as sent: the API document's
+/// `maxLength` counts the value as sent, so a value that fits only once its spaces are
+/// trimmed is refused too (a 400 naming `field`), as the document says.
+pub fn trimmed_within<'a>(
+    field: &str,
+    text: &'a str,
+    max_chars: usize,
+) -> Result<&'a str, ApiError> {
+    if text.chars().count() > max_chars {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max_chars} characters, spaces included"),
+        ));
+    }
+    trimmed(field, text)
+}
+
 impl From<StoreError> for ApiError {
     /// The one mapping of store errors (ARCHITECTURE.md §11): a taken value or a reference
     /// to nothing is a 400 naming the field (the store has already turned the database's

@@ -111,8 +111,8 @@ pub async fn create_token(
     let name = body
         .name
         .ok_or_else(|| ApiError::invalid("name", "is required"))?;
-    let name = crate::error::trimmed("name", &name)?;
-    if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_CHARS {
+    let name = crate::error::trimmed_within("name", &name, MAX_TOKEN_NAME_CHARS)?;
+    if name.is_empty() {
         return Err(ApiError::invalid(
             "name",
             format!("must be 1-{MAX_TOKEN_NAME_CHARS} characters"),

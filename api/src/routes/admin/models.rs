@@ -86,7 +86,7 @@ impl ModelBody {
             m.provider_id = p;
         }
         if let Some(name) = self.name {
-            m.name = crate::error::trimmed("name", &name)?.to_owned();
+            m.name = crate::error::trimmed_within("name", &name, 200)?.to_owned();
         }
         if m.name.is_empty() || m.name.chars().count() > 200 {
             return Err(ApiError::invalid("name", "is required (1-200 characters)"));

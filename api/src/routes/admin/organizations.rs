@@ -46,8 +46,8 @@ pub struct OrganizationBody {
 
 fn checked_name(name: Option<String>) -> Result<String, ApiError> {
     let name = name.ok_or_else(|| ApiError::invalid("name", "is required"))?;
-    let name = crate::error::trimmed("name", &name)?;
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    let name = crate::error::trimmed_within("name", &name, MAX_NAME_CHARS)?;
+    if name.is_empty() {
         return Err(ApiError::invalid(
             "name",
             format!("must be 1-{MAX_NAME_CHARS} characters"),

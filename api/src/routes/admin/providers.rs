@@ -105,7 +105,7 @@ impl ProviderBody {
     fn into_changes(self, state: &ApiState, creating: bool) -> Result<ProviderChanges, ApiError> {
         let name = self
             .name
-            .map(|n| crate::error::trimmed("name", &n).map(str::to_owned))
+            .map(|n| crate::error::trimmed_within("name", &n, 100).map(str::to_owned))
             .transpose()?;
         if creating && name.as_deref().is_none_or(str::is_empty) {
             return Err(ApiError::invalid("name", "is required"));

@@ -157,13 +157,7 @@ pub async fn create_user(
     }
     refuse_control_chars("email", email)?;
     let name = body.name.unwrap_or_default();
-    let name = crate::error::trimmed("name", &name)?;
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::invalid(
-            "name",
-            format!("must be at most {MAX_NAME_CHARS} characters"),
-        ));
-    }
+    let name = crate::error::trimmed_within("name", &name, MAX_NAME_CHARS)?;
     refuse_control_chars("name", name)?;
     let owner = body.site_role == Some(SiteRole::Owner);
     let id = state

@@ -150,8 +150,9 @@ impl McpServerBody {
             w.slug = check_slug(slug)?;
         }
         if let Some(name) = self.display_name {
-            let name = crate::error::trimmed("display_name", &name)?.to_owned();
-            if name.is_empty() || name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+            let name = crate::error::trimmed_within("display_name", &name, MAX_DISPLAY_NAME_CHARS)?
+                .to_owned();
+            if name.is_empty() {
                 return Err(ApiError::invalid(
                     "display_name",
                     format!("must be 1-{MAX_DISPLAY_NAME_CHARS} characters"),
