@@ -214,22 +214,14 @@ fn status(status: u16, headers: Vec<(&'static str, String)>, body: &str) -> Repl
 // The conversation both adapters are asked to continue.
 
 fn message(role: Role, content: Vec<MessagePart>) -> Message {
-    Message {
-        id: uuid::Uuid::now_v7(),
-        chat_id: uuid::Uuid::nil(),
-        turn_id: None,
+    Message::plain(
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::nil(),
+        None,
         role,
-        step: None,
         content,
-        model: None,
-        usage: None,
-        cost_micros: None,
-        interrupted: false,
-        kind: agentq_core::domain::MessageKind::Message,
-        compacted_through: None,
-        created_at: chrono::Utc::now(),
-        superseded_at: None,
-    }
+        chrono::Utc::now(),
+    )
 }
 
 fn text(text: &str) -> MessagePart {

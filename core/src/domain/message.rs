@@ -184,11 +184,25 @@ impl Message {
         content: Vec<MessagePart>,
         created_at: DateTime<Utc>,
     ) -> Self {
+        Self::plain(id, chat_id, turn_id, Role::User, content, created_at)
+    }
+
+    /// A plain message (`kind` `message`) of `role` with `content` and nothing else: no
+    /// step, model, usage or cost, not interrupted or superseded. What a new user row holds,
+    /// and what tests build conversations from.
+    pub fn plain(
+        id: Uuid,
+        chat_id: Uuid,
+        turn_id: Option<Uuid>,
+        role: Role,
+        content: Vec<MessagePart>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
         Self {
             id,
             chat_id,
             turn_id,
-            role: Role::User,
+            role,
             step: None,
             content,
             model: None,

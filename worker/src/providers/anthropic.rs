@@ -822,22 +822,14 @@ mod tests {
     }
 
     fn message(role: Role, content: Vec<MessagePart>) -> Message {
-        Message {
-            id: uuid::Uuid::nil(),
-            chat_id: uuid::Uuid::nil(),
-            turn_id: None,
+        Message::plain(
+            uuid::Uuid::nil(),
+            uuid::Uuid::nil(),
+            None,
             role,
-            step: None,
             content,
-            model: None,
-            usage: None,
-            cost_micros: None,
-            interrupted: false,
-            kind: agentq_core::domain::MessageKind::Message,
-            compacted_through: None,
-            created_at: chrono::DateTime::UNIX_EPOCH,
-            superseded_at: None,
-        }
+            chrono::DateTime::UNIX_EPOCH,
+        )
     }
 
     fn text(text: &str) -> MessagePart {

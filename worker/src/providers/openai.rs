@@ -786,21 +786,15 @@ mod tests {
 
     #[test]
     fn tool_history_is_sent_in_chat_completions_form() {
-        let message = |role, content| Message {
-            id: uuid::Uuid::nil(),
-            chat_id: uuid::Uuid::nil(),
-            turn_id: None,
-            role,
-            step: None,
-            content,
-            model: None,
-            usage: None,
-            cost_micros: None,
-            interrupted: false,
-            kind: agentq_core::domain::MessageKind::Message,
-            compacted_through: None,
-            created_at: chrono::Utc::now(),
-            superseded_at: None,
+        let message = |role, content| {
+            Message::plain(
+                uuid::Uuid::nil(),
+                uuid::Uuid::nil(),
+                None,
+                role,
+                content,
+                chrono::Utc::now(),
+            )
         };
         let wire = wire_messages(
             &[

@@ -98,22 +98,7 @@ mod tests {
     use super::*;
 
     fn message(role: Role, content: Vec<MessagePart>) -> Message {
-        Message {
-            id: Uuid::now_v7(),
-            chat_id: Uuid::nil(),
-            turn_id: None,
-            role,
-            step: None,
-            content,
-            model: None,
-            usage: None,
-            cost_micros: None,
-            interrupted: false,
-            kind: agentq_core::domain::MessageKind::Message,
-            compacted_through: None,
-            created_at: Utc::now(),
-            superseded_at: None,
-        }
+        Message::plain(Uuid::now_v7(), Uuid::nil(), None, role, content, Utc::now())
     }
 
     fn call(id: &str) -> MessagePart {
