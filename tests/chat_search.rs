@@ -322,6 +322,89 @@ async fn each_search_key_finds_exactly_the_chats_it_names(pool: sqlx::PgPool) {
     app.stop().await;
 }
 
+/// `title:` through the owner's title grams (migration `20261205000200`): exact for any
+/// text, whatever its case, script or length, after a rename as after a create, and only
+/// ever the searching owner's chats, even where another owner's titles are the same.
+#[sqlx::test]
+async fn title_search_is_exact_for_any_text_and_sees_only_the_owners_chats(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let mallory = create_user(&app.services, "mallory@example.com", "acme").await;
+    let titles = [
+        "Fix the LOGIN bug",
+        "Überprüfung des Codes",
+        "日本語のテスト",
+        "AB",
+        "C:\\Users\\me 50%_off",
+    ];
+    let mut mine = HashMap::new();
+    let mut theirs = HashMap::new();
+    for title in titles {
+        mine.insert(title, chat_with(&app, json!({ "title": title })).await);
+        let (status, body) = app
+            .post_as(
+                &mallory,
+                "/api/v1/chats",
+                json!({ "title": title, "message": title }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        theirs.insert(title, body["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+    }
+    // Each case: the query, then the titles it finds (of each owner, their own).
+    let cases: &[(&str, &[&str])] = &[
+        ("title:login", &["Fix the LOGIN bug"]),
+        ("title:LoGiN", &["Fix the LOGIN bug"]),
+        (r#"title:"the login b""#, &["Fix the LOGIN bug"]),
+        (r#"title:"the  login""#, &[]),
+        ("title:nigol", &[]),
+        ("title:ÜBERPRÜF", &["Überprüfung des Codes"]),
+        ("title:prüfung", &["Überprüfung des Codes"]),
+        ("title:本語の", &["日本語のテスト"]),
+        ("title:テスト", &["日本語のテスト"]),
+        ("title:日本", &["日本語のテスト"]),
+        ("title:ab", &["AB"]),
+        (
+            "title:b",
+            &["Fix the LOGIN bug", "Überprüfung des Codes", "AB"],
+        ),
+        (r#"title:"C:\\USERS""#, &["C:\\Users\\me 50%_off"]),
+        ("title:50%_", &["C:\\Users\\me 50%_off"]),
+        ("title:0%", &["C:\\Users\\me 50%_off"]),
+        ("title:5_%", &[]),
+    ];
+    for (owner_token, chats) in [(&app.token, &mine), (&mallory, &theirs)] {
+        for (q, expected) in cases {
+            let found: BTreeSet<Uuid> = search_all(&app, owner_token, q, 2)
+                .await
+                .into_iter()
+                .collect();
+            let expected: BTreeSet<Uuid> = expected.iter().map(|t| chats[t]).collect();
+            assert_eq!(found, expected, "{q}");
+        }
+    }
+    // A rename is searched by its new title only; the other owner's chat keeps its own.
+    let login = mine["Fix the LOGIN bug"];
+    let (status, body) = patch(&app, login, json!({"title": "Rotate the signing keys"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        search_all(&app, &app.token, "title:login", 5).await,
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        search_all(&app, &app.token, "title:SIGNING", 5).await,
+        vec![login]
+    );
+    assert_eq!(
+        search_all(&app, &mallory, "title:login", 5).await,
+        vec![theirs["Fix the LOGIN bug"]]
+    );
+    assert_eq!(
+        search_all(&app, &mallory, "title:signing", 5).await,
+        Vec::<Uuid>::new()
+    );
+    app.stop().await;
+}
+
 #[sqlx::test]
 async fn malformed_queries_are_400s_naming_the_term_and_its_position(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
@@ -443,10 +526,10 @@ async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: 
     rest.sort_by(|a, b| b.cmp(a));
     assert_eq!(&listed[3..], &rest[..]);
 
-    // A search pages the same way: `chat 1`, `chat 10`..`chat 19`, `chat 100`..`chat 199`,
-    // `chat 1000`.
-    let found = search_all(&app, &app.token, r#"title:"chat 1""#, 10).await;
-    assert_eq!(found.len(), 112);
+    // A search pages the same way, in the same order, whether its term is common enough to
+    // be found by walking the list (`chat 1`: `chat 10`..`chat 19`, `chat 100`..`chat 199`,
+    // `chat 1000`, 112 of 1,000) or rare enough to start from the title grams (`chat 99`,
+    // `chat 990`..`chat 999`: 11), in pages small or large.
     let mut titles = HashMap::new();
     let mut after = String::new();
     loop {
@@ -460,12 +543,22 @@ async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: 
             None => break,
         }
     }
-    let expected: BTreeSet<Uuid> = titles
-        .iter()
-        .filter(|(_, title)| title.starts_with("chat 1"))
-        .map(|(id, _)| *id)
-        .collect();
-    assert_eq!(found.iter().copied().collect::<BTreeSet<_>>(), expected);
+    for (text, page, matches) in [
+        ("chat 1", 10, 112),
+        ("chat 1", 100, 112),
+        ("chat 99", 2, 11),
+        ("chat 99", 50, 11),
+        ("HAT 5", 3, 111),
+    ] {
+        let found = search_all(&app, &app.token, &format!("title:\"{text}\""), page).await;
+        let expected: Vec<Uuid> = listed
+            .iter()
+            .filter(|id| titles[id].to_lowercase().contains(&text.to_lowercase()))
+            .copied()
+            .collect();
+        assert_eq!(found.len(), matches, "{text} by {page}");
+        assert_eq!(found, expected, "{text} by {page}");
+    }
     // Archived ones and the rest, merged into one order.
     let (status, body) = patch(&app, seeded[3], json!({"archived": true})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -473,6 +566,33 @@ async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: 
     assert_eq!(everything.len(), 1000);
     assert_eq!(everything[3], seeded[3], "archiving updated it last");
     assert_eq!(search_all(&app, &app.token, "", 50).await.len(), 999);
+    // A search of both ranges merges them into the same order, whether each range's matches
+    // are walked or come from the title grams: 200 archived chats (about 22 of them
+    // `chat 1`) beside 800 that are not.
+    for chat in seeded.iter().skip(6).step_by(5) {
+        let (status, body) = patch(&app, *chat, json!({"archived": true})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let everything = search_all(&app, &app.token, "archived:any", 100).await;
+    assert_eq!(
+        search_all(&app, &app.token, "archived:true", 100)
+            .await
+            .len(),
+        200
+    );
+    for (text, page) in [("chat 1", 3), ("chat 1", 40), ("chat 99", 4)] {
+        let q = format!("title:\"{text}\" archived:any");
+        let expected: Vec<Uuid> = everything
+            .iter()
+            .filter(|id| titles[id].contains(text))
+            .copied()
+            .collect();
+        assert_eq!(
+            search_all(&app, &app.token, &q, page).await,
+            expected,
+            "{q} by {page}"
+        );
+    }
     app.stop().await;
 }
 

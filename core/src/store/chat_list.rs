@@ -13,9 +13,30 @@
 //!
 //! The other terms are conditions on the same statement. PostgreSQL either walks the range
 //! and filters (a term most chats match) or starts from an index of the term and sorts
-//! what it found (a rare one): `chats_search_idx` for `title`, `status`, `client_type` and
-//! `label`, the `chat_diff_statuses` indexes for `pr`, `repo`, `pr_title` and `pr_status`
-//! (migrations `20261203002000`, `20261203002100`).
+//! what it found (a rare one; `title:` is walked first, below): `chats_search_idx` for
+//! `status`, `client_type` and `label`,
+//! `chats_title_grams_idx` for `title`, the `chat_diff_statuses` indexes for `pr`, `repo`,
+//! `pr_title` and `pr_status` (migrations `20261203002000`, `20261205000200`,
+//! `20261203002100`).
+//!
+//! # `title:` per owner
+//!
+//! A title's grams are its lowercase 3-character pieces hashed with its owner
+//! (`chat_title_grams`), so the index's list for a piece holds one owner's chats: a search
+//! reads lists as long as its owner's own chats, not the whole table's (a trigram index over
+//! a million `chat N` titles decoded a million-item list per common trigram, 20-30 ms,
+//! whoever searched). The grams only choose candidates; `title ILIKE` decides, so a hash
+//! collision costs a row read, never a wrong answer.
+//!
+//! PostgreSQL cannot estimate how many chats a text's grams match: it multiplies each
+//! gram's frequency as if they were independent, and every gram of a title carries the
+//! owner, so `title:"chat 1"` looks like ten matches when it is twelve thousand, and the
+//! planner gathers and sorts them all (25 ms at 100,000 chats) instead of walking the range
+//! (1 ms). A `title:` search therefore walks first: each range's first
+//! [`TITLE_WALK_PAGES`] pages in list order, filtered, stopping at a page's worth of
+//! matches ([`Store::title_walk`]); only a term rarer than that (under a twentieth of a
+//! range) goes on to the statement that may start from the grams' index, which for such a
+//! term gathers few.
 
 use std::collections::HashMap;
 
@@ -58,6 +79,12 @@ pub struct ChatPage {
 /// expressions.
 const LIST_ORDER: &str = "(c.pin_order IS NOT NULL) DESC, (-coalesce(c.pin_order, 0)) DESC, \
                           c.updated_at DESC, c.id DESC";
+/// A `title:` search first reads this many pages' worth of its range in list order
+/// ([`Store::title_walk`]): a term that a twentieth of the owner's chats match is answered
+/// there, reading about as many rows as it returns times twenty, before the title grams'
+/// index would gather every match to sort them.
+const TITLE_WALK_PAGES: i64 = 20;
+
 /// The list order's key, for the row comparison with a cursor.
 const LIST_KEY: &str =
     "((c.pin_order IS NOT NULL), (-coalesce(c.pin_order, 0)), c.updated_at, c.id)";
@@ -93,20 +120,22 @@ impl Store {
             ArchiveScope::Both => &[false, true],
             ArchiveScope::Neither => &[],
         };
-        let mut sql = QueryBuilder::<Postgres>::new("");
-        match archived {
-            [] => {
-                return Ok(ChatPage {
-                    chats: Vec::new(),
-                    next_after_id: None,
-                });
-            }
-            [only] => push_range(&mut sql, owner, *only, after.as_ref(), query, limit + 1),
-            both => {
+        let mut chats = if archived.is_empty() {
+            Vec::new()
+        } else if let Some(chats) = self
+            .title_walk(owner, archived, after.as_ref(), query, limit + 1)
+            .await?
+        {
+            chats
+        } else {
+            let mut sql = QueryBuilder::<Postgres>::new("");
+            if let [only] = archived {
+                push_range(&mut sql, owner, *only, after.as_ref(), query, limit + 1);
+            } else {
                 // Two index ranges, each already in order, merged: never a sort of all the
                 // owner's chats.
                 sql.push(format!("SELECT {CHAT_COLUMNS} FROM ("));
-                for (n, archived) in both.iter().enumerate() {
+                for (n, archived) in archived.iter().enumerate() {
                     if n > 0 {
                         sql.push(" UNION ALL ");
                     }
@@ -115,16 +144,8 @@ impl Store {
                 sql.push(format!(") c ORDER BY {LIST_ORDER} LIMIT "));
                 sql.push_bind(limit + 1);
             }
-        }
-        // Not a prepared statement kept for reuse: PostgreSQL would in time plan it once for
-        // any values, and the good plan depends on them (`title:fix` matching half the
-        // chats wants the ordered range, `title:x7Qz` the trigram index). Planned per call
-        // with the values, it costs well under a millisecond more.
-        let mut chats: Vec<Chat> = sql
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await?;
+            self.fetch_chats(sql).await?
+        };
         let next_after_id = if chats.len() as i64 > limit {
             chats.truncate(limit as usize);
             chats.last().map(|c| c.id)
@@ -136,6 +157,80 @@ impl Store {
             chats,
             next_after_id,
         })
+    }
+
+    /// The chats a list statement finds.
+    async fn fetch_chats(&self, mut sql: QueryBuilder<Postgres>) -> Result<Vec<Chat>, StoreError> {
+        // Not a prepared statement kept for reuse: PostgreSQL would in time plan it once for
+        // any values, and the good plan depends on them (`status:error` matching few chats
+        // wants its index, `status:waiting` matching most the ordered range). Planned per
+        // call with the values, it costs well under a millisecond more.
+        Ok(sql
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// A `title:` search's first `limit` chats, found by reading each range's first
+    /// [`TITLE_WALK_PAGES`] `* limit` chats in list order, when each range's holds that many
+    /// (two ranges' are merged); `None` when the query has no title term with grams, or a
+    /// walk found fewer (the title grams answer then).
+    async fn title_walk(
+        &self,
+        owner: Uuid,
+        ranges: &[bool],
+        after: Option<&ListKey>,
+        query: &ChatQuery,
+        limit: i64,
+    ) -> Result<Option<Vec<Chat>>, StoreError> {
+        let titled = query
+            .terms()
+            .iter()
+            .any(|term| matches!(term, Term::Title(text) if has_grams(text)));
+        if !titled {
+            return Ok(None);
+        }
+        let mut found = Vec::new();
+        for archived in ranges {
+            // The range's first chats in list order, the order's parts named so that the
+            // outer ORDER BY is the inner one's and PostgreSQL stops reading at the
+            // `limit`-th match.
+            let mut sql = QueryBuilder::<Postgres>::new(format!(
+                "SELECT {CHAT_COLUMNS} FROM (SELECT {CHAT_COLUMNS}, \
+                 (c.pin_order IS NOT NULL) AS list_pinned, (-coalesce(c.pin_order, 0)) AS list_pin "
+            ));
+            push_range_of(&mut sql, owner, *archived, after);
+            sql.push(format!(" ORDER BY {LIST_ORDER} LIMIT "));
+            sql.push_bind(limit * TITLE_WALK_PAGES);
+            sql.push(") c WHERE true");
+            for term in query.terms() {
+                push_term(&mut sql, owner, term, false);
+            }
+            sql.push(
+                " ORDER BY c.list_pinned DESC, c.list_pin DESC, c.updated_at DESC, c.id DESC \
+                 LIMIT ",
+            );
+            sql.push_bind(limit);
+            let chats = self.fetch_chats(sql).await?;
+            // Fewer: the rest of the range may hold matches that come before another
+            // range's, or (one range) the page's last ones.
+            if (chats.len() as i64) < limit {
+                return Ok(None);
+            }
+            found.extend(chats);
+        }
+        // Each range's first `limit` matches: the merged first `limit` are among them.
+        found.sort_by_key(|chat| {
+            std::cmp::Reverse((
+                chat.pin_order.is_some(),
+                -chat.pin_order.unwrap_or(0),
+                chat.updated_at,
+                chat.id,
+            ))
+        });
+        found.truncate(limit as usize);
+        Ok(Some(found))
     }
 
     /// Where `owner`'s root chat `id` stands in the list order.
@@ -199,10 +294,28 @@ fn push_range(
     query: &ChatQuery,
     limit: i64,
 ) {
+    sql.push(format!("(SELECT {CHAT_COLUMNS} "));
+    push_range_of(sql, owner, archived, after);
+    for term in query.terms() {
+        push_term(sql, owner, term, true);
+    }
+    sql.push(format!(" ORDER BY {LIST_ORDER} LIMIT "));
+    sql.push_bind(limit);
+    sql.push(")");
+}
+
+/// `FROM` and `WHERE` of one range: `owner`'s root chats with this archive state, below the
+/// cursor.
+fn push_range_of(
+    sql: &mut QueryBuilder<Postgres>,
+    owner: Uuid,
+    archived: bool,
+    after: Option<&ListKey>,
+) {
     // `archived` is written into the statement, not bound: a plan made for one value would
     // not fit the other (the archived range is usually the larger).
     sql.push(format!(
-        "(SELECT {CHAT_COLUMNS} FROM chats c WHERE c.parent_chat_id IS NULL AND c.archived = {archived} AND c.owner_id = "
+        "FROM chats c WHERE c.parent_chat_id IS NULL AND c.archived = {archived} AND c.owner_id = "
     ));
     sql.push_bind(owner);
     if let Some(key) = after {
@@ -216,25 +329,30 @@ fn push_range(
         sql.push_bind(key.id);
         sql.push(")");
     }
-    for term in query.terms() {
-        push_term(sql, term);
-    }
-    sql.push(format!(" ORDER BY {LIST_ORDER} LIMIT "));
-    sql.push_bind(limit);
-    sql.push(")");
 }
 
-/// The condition of one search term on the chat `c` (`archived` terms choose the ranges
-/// instead). `pr`, `repo`, `pr_title` and `pr_status` other than `none` match only chats
-/// that have a diff status.
-fn push_term(sql: &mut QueryBuilder<Postgres>, term: &Term) {
+/// The condition of one search term on `owner`'s chat `c` (`archived` terms choose the
+/// ranges instead); `title_grams`: a `title:` term also asks the owner's title grams, for a
+/// statement that may start from their index. `pr`, `repo`, `pr_title` and `pr_status`
+/// other than `none` match only chats that have a diff status.
+fn push_term(sql: &mut QueryBuilder<Postgres>, owner: Uuid, term: &Term, title_grams: bool) {
     const DIFF_STATUS: &str =
         " AND EXISTS (SELECT 1 FROM chat_diff_statuses d WHERE d.chat_id = c.id AND ";
     match term {
         Term::Archived(_) => {}
         Term::Title(text) => {
+            // The owner's title grams (migration `20261205000200`) find the candidates; the
+            // ILIKE decides.
+            let text = pg_text(text);
+            if title_grams && has_grams(&text) {
+                sql.push(" AND c.title_grams @> chat_title_grams(");
+                sql.push_bind(owner);
+                sql.push(", ");
+                sql.push_bind(text.clone().into_owned());
+                sql.push(")");
+            }
             sql.push(" AND c.title ILIKE ");
-            sql.push_bind(contains(text));
+            sql.push_bind(contains(&text));
         }
         Term::Status(statuses) => {
             sql.push(" AND c.status = ANY(");
@@ -301,6 +419,12 @@ fn pr_state(status: PrStatus) -> Option<&'static str> {
         PrStatus::Closed => "d.pr_state = 'closed'",
         PrStatus::None => return None,
     })
+}
+
+/// Whether a `title:` text has grams (3 characters or more): `@> '{}'` would read the whole
+/// index, so a shorter text is left to the ILIKE alone.
+fn has_grams(text: &str) -> bool {
+    pg_text(text).chars().nth(2).is_some()
 }
 
 /// A `LIKE` pattern matching text that holds `text`, whose `%`, `_` and `\` match only
