@@ -38,13 +38,21 @@ END $$;
 CREATE TRIGGER chats_title_grams BEFORE INSERT OR UPDATE OF title, owner_id ON chats
     FOR EACH ROW EXECUTE FUNCTION chats_set_title_grams();
 
+-- The old index goes first, so the backfill does not write it. Like every migration here this
+-- runs in one transaction at startup, holding `chats` until it commits.
+DROP INDEX chats_search_idx;
 UPDATE chats SET title_grams = chat_title_grams(owner_id, title);
 
 -- The filters of the old index but the title's trigrams, so a turn's writes of a chat row
 -- no longer extract them, and the grams in an index of their own.
-DROP INDEX chats_search_idx;
 CREATE INDEX chats_search_idx ON chats USING gin
     (owner_id, status, client_type, labels jsonb_path_ops)
     WHERE parent_chat_id IS NULL;
+
+-- A GIN index takes new entries into a pending list that every search reads whole until it
+-- is merged; at the default 4 MB that list held 20,000 chats' grams and cost a search 10 ms
+-- whoever's they were. 256 kB bounds that to about 1 ms and cost no measurable write speed
+-- (bench/RESULTS.md, session 15).
 CREATE INDEX chats_title_grams_idx ON chats USING gin (title_grams)
+    WITH (gin_pending_list_limit = 256)
     WHERE parent_chat_id IS NULL;

@@ -34,9 +34,10 @@
 //! planner gathers and sorts them all (25 ms at 100,000 chats) instead of walking the range
 //! (1 ms). A `title:` search therefore walks first: each range's first
 //! [`TITLE_WALK_PAGES`] pages in list order, filtered, stopping at a page's worth of
-//! matches ([`Store::title_walk`]); only a term rarer than that (under a twentieth of a
-//! range) goes on to the statement that may start from the grams' index, which for such a
-//! term gathers few.
+//! matches (`walk_range`). A range the walk read to its end, or where it found a page's
+//! worth, is answered; only a term rarer than that in a longer range (under a twentieth of
+//! the walked window) goes on to the statement that may start from the grams' index, which
+//! for such a term gathers few. The statements of one page share a snapshot.
 
 use std::collections::HashMap;
 
@@ -80,7 +81,7 @@ pub struct ChatPage {
 const LIST_ORDER: &str = "(c.pin_order IS NOT NULL) DESC, (-coalesce(c.pin_order, 0)) DESC, \
                           c.updated_at DESC, c.id DESC";
 /// A `title:` search first reads this many pages' worth of its range in list order
-/// ([`Store::title_walk`]): a term that a twentieth of the owner's chats match is answered
+/// (`walk_range`): a term that a twentieth of the owner's chats match is answered
 /// there, reading about as many rows as it returns times twenty, before the title grams'
 /// index would gather every match to sort them.
 const TITLE_WALK_PAGES: i64 = 20;
@@ -122,11 +123,13 @@ impl Store {
         };
         let mut chats = if archived.is_empty() {
             Vec::new()
-        } else if let Some(chats) = self
-            .title_walk(owner, archived, after.as_ref(), query, limit + 1)
-            .await?
+        } else if query
+            .terms()
+            .iter()
+            .any(|term| matches!(term, Term::Title(text) if has_grams(text)))
         {
-            chats
+            self.title_search(owner, archived, after.as_ref(), query, limit + 1)
+                .await?
         } else {
             let mut sql = QueryBuilder::<Postgres>::new("");
             if let [only] = archived {
@@ -144,7 +147,7 @@ impl Store {
                 sql.push(format!(") c ORDER BY {LIST_ORDER} LIMIT "));
                 sql.push_bind(limit + 1);
             }
-            self.fetch_chats(sql).await?
+            fetch(&mut sql, &self.pool).await?
         };
         let next_after_id = if chats.len() as i64 > limit {
             chats.truncate(limit as usize);
@@ -159,68 +162,39 @@ impl Store {
         })
     }
 
-    /// The chats a list statement finds.
-    async fn fetch_chats(&self, mut sql: QueryBuilder<Postgres>) -> Result<Vec<Chat>, StoreError> {
-        // Not a prepared statement kept for reuse: PostgreSQL would in time plan it once for
-        // any values, and the good plan depends on them (`status:error` matching few chats
-        // wants its index, `status:waiting` matching most the ordered range). Planned per
-        // call with the values, it costs well under a millisecond more.
-        Ok(sql
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    /// A `title:` search's first `limit` chats, found by reading each range's first
-    /// [`TITLE_WALK_PAGES`] `* limit` chats in list order, when each range's holds that many
-    /// (two ranges' are merged); `None` when the query has no title term with grams, or a
-    /// walk found fewer (the title grams answer then).
-    async fn title_walk(
+    /// The first `limit` chats of a search with a `title:` term that has grams: each
+    /// range walked ([`walk_range`]), or, where its walk is not enough, searched by the
+    /// statement that may start from the title grams; two ranges merged. One snapshot for
+    /// all of them (a repeatable-read transaction), so a chat archived meanwhile is on the
+    /// page once, in the range it was in.
+    async fn title_search(
         &self,
         owner: Uuid,
         ranges: &[bool],
         after: Option<&ListKey>,
         query: &ChatQuery,
         limit: i64,
-    ) -> Result<Option<Vec<Chat>>, StoreError> {
-        let titled = query
-            .terms()
-            .iter()
-            .any(|term| matches!(term, Term::Title(text) if has_grams(text)));
-        if !titled {
-            return Ok(None);
-        }
+    ) -> Result<Vec<Chat>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
         let mut found = Vec::new();
         for archived in ranges {
-            // The range's first chats in list order, the order's parts named so that the
-            // outer ORDER BY is the inner one's and PostgreSQL stops reading at the
-            // `limit`-th match.
-            let mut sql = QueryBuilder::<Postgres>::new(format!(
-                "SELECT {CHAT_COLUMNS} FROM (SELECT {CHAT_COLUMNS}, \
-                 (c.pin_order IS NOT NULL) AS list_pinned, (-coalesce(c.pin_order, 0)) AS list_pin "
-            ));
-            push_range_of(&mut sql, owner, *archived, after);
-            sql.push(format!(" ORDER BY {LIST_ORDER} LIMIT "));
-            sql.push_bind(limit * TITLE_WALK_PAGES);
-            sql.push(") c WHERE true");
-            for term in query.terms() {
-                push_term(&mut sql, owner, term, false);
-            }
-            sql.push(
-                " ORDER BY c.list_pinned DESC, c.list_pin DESC, c.updated_at DESC, c.id DESC \
-                 LIMIT ",
-            );
-            sql.push_bind(limit);
-            let chats = self.fetch_chats(sql).await?;
-            // Fewer: the rest of the range may hold matches that come before another
-            // range's, or (one range) the page's last ones.
-            if (chats.len() as i64) < limit {
-                return Ok(None);
-            }
+            let walked = walk_range(&mut tx, owner, *archived, after, query, limit).await?;
+            let chats = match walked {
+                Some(chats) => chats,
+                None => {
+                    let mut sql = QueryBuilder::<Postgres>::new("");
+                    push_range(&mut sql, owner, *archived, after, query, limit);
+                    fetch(&mut sql, &mut *tx).await?
+                }
+            };
             found.extend(chats);
         }
-        // Each range's first `limit` matches: the merged first `limit` are among them.
+        tx.commit().await?;
+        // Each range's first `limit` matches in order: the merged first `limit` are among
+        // them.
         found.sort_by_key(|chat| {
             std::cmp::Reverse((
                 chat.pin_order.is_some(),
@@ -230,7 +204,7 @@ impl Store {
             ))
         });
         found.truncate(limit as usize);
-        Ok(Some(found))
+        Ok(found)
     }
 
     /// Where `owner`'s root chat `id` stands in the list order.
@@ -281,6 +255,74 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// The rows a list statement finds.
+async fn fetch<'e, T>(
+    sql: &mut QueryBuilder<Postgres>,
+    db: impl sqlx::PgExecutor<'e>,
+) -> Result<Vec<T>, StoreError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    // Not a prepared statement kept for reuse: PostgreSQL would in time plan it once for any
+    // values, and the good plan depends on them (`status:error` matching few chats wants its
+    // index, `status:waiting` matching most the ordered range). Planned per call with the
+    // values, it costs well under a millisecond more.
+    Ok(sql.build_query_as().persistent(false).fetch_all(db).await?)
+}
+
+/// A chat the title walk read: a match, or the last chat of the walk's window.
+#[derive(sqlx::FromRow)]
+struct Walked {
+    #[sqlx(flatten)]
+    chat: Chat,
+    walk_hit: bool,
+    walk_last: bool,
+}
+
+/// One range's first `limit` matches of `query`, found by reading its first
+/// [`TITLE_WALK_PAGES`] `* limit` chats in list order and stopping at the `limit`-th match;
+/// `None` when that window was full and held fewer (the rest of the range may hold more).
+/// A window the range did not fill read all of it: its matches are all there are.
+async fn walk_range(
+    tx: &mut sqlx::PgConnection,
+    owner: Uuid,
+    archived: bool,
+    after: Option<&ListKey>,
+    query: &ChatQuery,
+    limit: i64,
+) -> Result<Option<Vec<Chat>>, StoreError> {
+    let window = limit * TITLE_WALK_PAGES;
+    // The window in list order, its parts named so that the outer ORDER BY is the inner one's
+    // and PostgreSQL stops reading at the `limit`-th match; its last chat comes out too,
+    // match or not, to say the window was full.
+    let mut sql = QueryBuilder::<Postgres>::new("SELECT * FROM (SELECT c.*, (true");
+    for term in query.terms() {
+        push_term(&mut sql, owner, term, false);
+    }
+    sql.push(format!(
+        ") AS walk_hit FROM (SELECT {CHAT_COLUMNS}, (c.pin_order IS NOT NULL) AS list_pinned, \
+         (-coalesce(c.pin_order, 0)) AS list_pin, row_number() OVER (ORDER BY {LIST_ORDER}) = "
+    ));
+    sql.push_bind(window);
+    sql.push(" AS walk_last ");
+    push_range_of(&mut sql, owner, archived, after);
+    sql.push(format!(" ORDER BY {LIST_ORDER} LIMIT "));
+    sql.push_bind(window);
+    sql.push(
+        ") c) c WHERE c.walk_hit OR c.walk_last \
+         ORDER BY c.list_pinned DESC, c.list_pin DESC, c.updated_at DESC, c.id DESC LIMIT ",
+    );
+    sql.push_bind(limit);
+    let rows: Vec<Walked> = fetch(&mut sql, &mut *tx).await?;
+    let full = rows.iter().any(|row| row.walk_last);
+    let hits: Vec<Chat> = rows
+        .into_iter()
+        .filter(|row| row.walk_hit)
+        .map(|row| row.chat)
+        .collect();
+    Ok((hits.len() as i64 >= limit || !full).then_some(hits))
 }
 
 /// One index range of the list: `owner`'s root chats with this archive state, below the
