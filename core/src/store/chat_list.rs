@@ -37,7 +37,7 @@
 //! matches (`walk_range`). A range the walk read to its end, or where it found a page's
 //! worth, is answered; only a term rarer than that in a longer range (under a twentieth of
 //! the walked window) goes on to the statement that may start from the grams' index, which
-//! for such a term gathers few. The statements of one page share a snapshot.
+//! for such a term gathers few. The two ranges of `archived:any` are read in one snapshot.
 
 use std::collections::HashMap;
 
@@ -162,11 +162,10 @@ impl Store {
         })
     }
 
-    /// The first `limit` chats of a search with a `title:` term that has grams: each
-    /// range walked ([`walk_range`]), or, where its walk is not enough, searched by the
-    /// statement that may start from the title grams; two ranges merged. One snapshot for
-    /// all of them (a repeatable-read transaction), so a chat archived meanwhile is on the
-    /// page once, in the range it was in.
+    /// The first `limit` chats of a search with a `title:` term that has grams, each range's
+    /// from [`range_matches`], two ranges merged. Two ranges read one snapshot (a
+    /// repeatable-read transaction), so a chat archived meanwhile is on the page once, in
+    /// the range it was in.
     async fn title_search(
         &self,
         owner: Uuid,
@@ -175,22 +174,18 @@ impl Store {
         query: &ChatQuery,
         limit: i64,
     ) -> Result<Vec<Chat>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
+        // One range: the page is one statement's, the walk's or the other's.
+        if let [only] = ranges {
+            let mut conn = self.pool.acquire().await?;
+            return range_matches(&mut conn, owner, *only, after, query, limit).await;
+        }
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
         let mut found = Vec::new();
         for archived in ranges {
-            let walked = walk_range(&mut tx, owner, *archived, after, query, limit).await?;
-            let chats = match walked {
-                Some(chats) => chats,
-                None => {
-                    let mut sql = QueryBuilder::<Postgres>::new("");
-                    push_range(&mut sql, owner, *archived, after, query, limit);
-                    fetch(&mut sql, &mut *tx).await?
-                }
-            };
-            found.extend(chats);
+            found.extend(range_matches(&mut tx, owner, *archived, after, query, limit).await?);
         }
         tx.commit().await?;
         // Each range's first `limit` matches in order: the merged first `limit` are among
@@ -270,6 +265,24 @@ where
     // index, `status:waiting` matching most the ordered range). Planned per call with the
     // values, it costs well under a millisecond more.
     Ok(sql.build_query_as().persistent(false).fetch_all(db).await?)
+}
+
+/// One range's first `limit` matches of a `title:` search: walked ([`walk_range`]), or,
+/// where the walk is not enough, found by the statement that may start from the title grams.
+async fn range_matches(
+    conn: &mut sqlx::PgConnection,
+    owner: Uuid,
+    archived: bool,
+    after: Option<&ListKey>,
+    query: &ChatQuery,
+    limit: i64,
+) -> Result<Vec<Chat>, StoreError> {
+    if let Some(chats) = walk_range(&mut *conn, owner, archived, after, query, limit).await? {
+        return Ok(chats);
+    }
+    let mut sql = QueryBuilder::<Postgres>::new("");
+    push_range(&mut sql, owner, archived, after, query, limit);
+    fetch(&mut sql, &mut *conn).await
 }
 
 /// A chat the title walk read: a match, or the last chat of the walk's window.
