@@ -2,13 +2,20 @@
 //! (`current_time`) and whose second step answers. The provider is a local fake
 //! ([`crate::fake_provider`]) that also times the fan-in: from the moment it sent a turn's
 //! tool calls to the moment the worker asks for the next step with all four results.
+//!
+//! The fan-in is timed twice. First at a steady offered rate well under saturation (open
+//! loop: a turn starts every 50 ms whatever the others do), which is what one turn's tools
+//! cost in time on a machine with room. Then in the burst that gives turns/s: every client
+//! posts its turns back to back without waiting for their answers, so the turns queue fills
+//! and a fan-in there mostly times that backlog (the step after the tool calls is a turns
+//! job like any other, enqueued behind every turn posted before it), not the fan-in itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentq_core::config::{self, ApiConfig};
 
 use crate::{
-    common::{Ctx, Row, Stack, n, p50_p99},
+    common::{Ctx, Row, Stack, create_chat, http, n, p50_p99, wait_until},
     fake_provider::{Behavior, FakeProvider},
     procs::Agentq,
     scenarios::turns::{drive, warm_up},
@@ -16,8 +23,51 @@ use crate::{
 
 pub const ABOUT: &str = "turns with 4 parallel builtin tool calls each (a local fake \
 OpenAI answers the first step with 4 current_time calls, the second with text), 1 worker \
-process, 64 clients; 300 turns (quick) or 2,000 (full): turns/s and fan-in latency (tool \
-calls sent -> next step requested with the 4 results). Target: reported.";
+process: the fan-in latency (tool calls sent -> next step requested with the 4 results) at \
+20 turns/s offered open-loop (5 s quick, 20 s full), then a burst of 300 turns (quick) or \
+2,000 (full) from 64 clients: turns/s and the fan-in behind the backlog. Target: reported.";
+
+/// The open loop's offered rate: a turn every 50 ms, about a fifth of what one worker
+/// process does here.
+const OPEN_LOOP_EVERY: Duration = Duration::from_millis(50);
+
+/// Starts a turn every [`OPEN_LOOP_EVERY`] for `length`, then waits (bounded) until every
+/// turn that started has both its answers; returns how many started and how many failed.
+async fn open_loop(stack: &Stack, length: Duration) -> anyhow::Result<(usize, usize)> {
+    let client = http();
+    let before = stack.services.store.count_assistant_messages().await?;
+    let mut tasks = Vec::new();
+    let mut tick = tokio::time::interval(OPEN_LOOP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    while started.elapsed() < length {
+        tick.tick().await;
+        let (client, base, token) = (client.clone(), stack.base().to_owned(), stack.token.clone());
+        let i = tasks.len();
+        tasks.push(tokio::spawn(async move {
+            create_chat(&client, &base, &token, &format!("open loop {i}")).await
+        }));
+    }
+    let mut failed = 0;
+    for task in tasks.iter_mut() {
+        if !matches!(task.await, Ok(Ok(_))) {
+            failed += 1;
+        }
+    }
+    let expected = before + 2 * (tasks.len() - failed) as i64;
+    let store = stack.services.store.clone();
+    wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        let store = store.clone();
+        async move {
+            store
+                .count_assistant_messages()
+                .await
+                .is_ok_and(|c| c >= expected)
+        }
+    })
+    .await;
+    Ok((tasks.len(), failed))
+}
 
 pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let turns = ctx.pick(300, 2_000);
@@ -27,13 +77,29 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let prefix = ctx.prefix("tools");
     let stack = Stack::new(&ctx, &db, &prefix, Some(config::defaults::<ApiConfig>())).await?;
     let worker = Agentq::openai_worker(&ctx, &db, &prefix, &fake.base_url, &[])?;
-    warm_up(&stack, 10).await?;
     // Each tool turn commits two assistant messages (the calls, then the answer).
+    warm_up(&stack, 10, 2).await?;
+    let warm = fake.fan_in().len();
+    let (offered, failed) = open_loop(
+        &stack,
+        ctx.pick(Duration::from_secs(5), Duration::from_secs(20)),
+    )
+    .await?;
+    let mut steady = fake.fan_in()[warm..].to_vec();
+    let (_, _, steady_text) = p50_p99(&mut steady);
+    let burst_from = fake.fan_in().len();
     let (rate, answered, cpu) = drive(&stack, turns, 2, limit).await?;
     drop(worker);
-    let mut fan_in = fake.fan_in();
+    let mut fan_in = fake.fan_in()[burst_from..].to_vec();
     let (_, _, text) = p50_p99(&mut fan_in);
     Ok(vec![
+        Row::new(
+            "tools",
+            "fan-in: tool calls sent -> next step requested with the 4 results, 20 turns/s offered open-loop",
+            format!("{steady_text}; {offered} turns started, {failed} failed"),
+            "reported",
+            None,
+        ),
         Row::new(
             "tools",
             "turns with 4 parallel builtin tool calls, 1 worker process",
@@ -43,7 +109,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         ),
         Row::new(
             "tools",
-            "fan-in: tool calls sent -> next step requested with the 4 results",
+            "fan-in in the burst (the next step queued behind every turn posted before it)",
             text,
             "reported",
             None,

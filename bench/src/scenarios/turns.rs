@@ -57,12 +57,14 @@ pub async fn echo_stack_serving(
     let procs = (0..workers)
         .map(|_| Agentq::echo_worker(ctx, &db, &prefix, pool))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    warm_up(&stack, 20).await?;
+    warm_up(&stack, 20, 1).await?;
     Ok((stack, procs))
 }
 
-/// Creates `count` chats and waits (at most 30 s) until each is answered: the workers are up.
-pub async fn warm_up(stack: &Stack, count: usize) -> anyhow::Result<()> {
+/// Creates `count` chats and waits (at most 30 s) until each has committed its `answers`
+/// assistant messages: the workers are up, and no warm-up turn is still running when the
+/// measures start.
+pub async fn warm_up(stack: &Stack, count: usize, answers: usize) -> anyhow::Result<()> {
     let client = http();
     let before = stack.services.store.count_assistant_messages().await?;
     for i in 0..count {
@@ -75,7 +77,7 @@ pub async fn warm_up(stack: &Stack, count: usize) -> anyhow::Result<()> {
             store
                 .count_assistant_messages()
                 .await
-                .is_ok_and(|c| c >= before + count as i64)
+                .is_ok_and(|c| c >= before + (count * answers) as i64)
         }
     })
     .await;
