@@ -274,3 +274,171 @@ async fn a_subagents_final_answer_takes_its_roots_lock_before_its_own(pool: sqlx
         .expect("the lease was still held");
     assert!(outcome.message.is_some(), "the answer was stored");
 }
+
+/// Parallel builtin calls of one step finishing at the same instant fan in exactly once:
+/// each finish locks the chat and the turn in one statement, then reads the step's other
+/// calls in the next one (the snapshot of a statement that waited for the lock would miss
+/// a call finished meanwhile, and no call would fan in). Eight calls, each finished on its
+/// own connection, fifty times over.
+#[sqlx::test]
+async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::PgPool) {
+    const CALLS: usize = 8;
+    const STEPS: usize = 50;
+    let app = TestApp::start_api_only(pool).await;
+    let owner = support::app::create_owner(&app.services, "root@example.com").await;
+    app.configure_site(
+        &owner,
+        json!({"chats_per_minute": 0, "messages_per_minute": 0}),
+    )
+    .await;
+    let store = app.services.store.clone();
+    let output: Value = json!({"now": "noon"});
+    for round in 0..STEPS {
+        let chat = app.create_chat("many tools").await;
+        let turn = turn_of(&app, chat).await;
+        let acquired = store
+            .acquire_turn(turn, "worker-a", LEASE)
+            .await
+            .unwrap()
+            .expect("a fresh turn is acquired");
+        let calls: Vec<NewToolCall> = (0..CALLS)
+            .map(|i| call(&format!("c{i}"), "current_time", false))
+            .collect();
+        let step = store
+            .record_tool_step(
+                &acquired,
+                "worker-a",
+                &completion(),
+                &calls,
+                Duration::from_secs(300),
+            )
+            .await
+            .unwrap()
+            .expect("the step is recorded");
+        let mut running = Vec::new();
+        for c in &step.builtin {
+            running.push(
+                store
+                    .acquire_tool_call(c.id, "worker-b", LEASE)
+                    .await
+                    .unwrap()
+                    .expect("a queued call is acquired"),
+            );
+        }
+        let finishes = running
+            .iter()
+            .map(|c| store.finish_tool_call(c, "worker-b", &output, false));
+        let fanned: Vec<_> = futures::future::join_all(finishes)
+            .await
+            .into_iter()
+            .filter_map(|r| r.expect("a finish succeeds"))
+            .collect();
+        assert_eq!(fanned.len(), 1, "round {round}: fan-ins of one step");
+        let results = &fanned[0].results;
+        assert_eq!(
+            results.content.len(),
+            CALLS,
+            "round {round}: one result a call"
+        );
+        let (status, step_now, tool_messages): (String, i32, i64) = sqlx::query_as(
+            "SELECT t.status, t.step,
+                    (SELECT count(*) FROM chat_messages WHERE turn_id = t.id AND role = 'tool')
+             FROM chat_turns t WHERE t.id = $1",
+        )
+        .bind(turn)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            (status.as_str(), step_now, tool_messages),
+            ("queued", acquired.step + 1, 1),
+            "round {round}: the turn goes on at the next step with one tool message"
+        );
+    }
+}
+
+/// A subagent's tool call finishing takes its root's lock before its own chat row and
+/// turn, as every transition of a subagent does: while another transaction holds the
+/// root, the finish waits holding nothing.
+#[sqlx::test]
+async fn a_subagents_tool_call_finish_takes_its_roots_lock_first(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let store = app.services.store.clone();
+    let (status, root) = app.post("/api/v1/chats", json!({"message": "plan"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{root}");
+    let root: Uuid = root["id"].as_str().unwrap().parse().unwrap();
+    let spawned = store
+        .spawn_subagent(&agentq_core::store::NewSubagent {
+            parent_chat_id: root,
+            call_id: Uuid::now_v7(),
+            subagent_type: "general",
+            prompt: "look around",
+            title: "",
+            max_live: 5,
+            max_total: 5,
+        })
+        .await
+        .unwrap();
+    let agentq_core::store::Spawned::Created { child, .. } = spawned else {
+        panic!("no child was created: {spawned:?}");
+    };
+    let turn = store
+        .acquire_queued_turn(child.id, "w/1", LEASE)
+        .await
+        .unwrap()
+        .expect("the child's queued turn");
+    let step = store
+        .record_tool_step(
+            &turn,
+            "w/1",
+            &completion(),
+            &[call("c1", "current_time", false)],
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap()
+        .expect("the step is recorded");
+    let running = store
+        .acquire_tool_call(step.builtin[0].id, "w/2", LEASE)
+        .await
+        .unwrap()
+        .expect("the call is acquired");
+
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+        .bind(root)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let finishing = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .finish_tool_call(&running, "w/2", &json!({"now": "noon"}), false)
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !finishing.is_finished(),
+        "the finish did not wait for the root's lock"
+    );
+    let mut probe = store.pool().begin().await.unwrap();
+    for (table, id) in [("chats", child.id), ("chat_turns", turn.id)] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE NOWAIT"
+        )))
+        .bind(id)
+        .execute(&mut *probe)
+        .await
+        .unwrap_or_else(|e| panic!("the waiting finish holds its {table} row: {e}"));
+    }
+    probe.rollback().await.unwrap();
+    holder.commit().await.unwrap();
+    let fanned = tokio::time::timeout(Duration::from_secs(10), finishing)
+        .await
+        .expect("the finish went on once the root was free")
+        .unwrap()
+        .unwrap();
+    assert!(fanned.is_some(), "the step's only call fanned in");
+}

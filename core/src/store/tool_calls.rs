@@ -221,6 +221,13 @@ impl Store {
 
     /// `running` -> `succeeded`/`failed` with its output, then fan-in. `Ok(None)` when the
     /// lease was lost or other calls of the step are still unfinished.
+    ///
+    /// Two statements before the commit when other calls of the step still run (the usual
+    /// case with parallel calls, which queue for these locks one after another): the locks,
+    /// then the write with the check for unfinished calls. The check must be a statement
+    /// after the one that waited for the turn's lock: a statement keeps the snapshot it
+    /// started with, and a sibling call that finished while this one waited would look
+    /// unfinished to it, so neither would fan in.
     pub async fn finish_tool_call(
         &self,
         call: &ToolCallRow,
@@ -229,27 +236,52 @@ impl Store {
         is_error: bool,
     ) -> Result<Option<FanIn>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        match super::lock_chat(&mut tx, call.chat_id, None).await {
+        // The chat row (its root's first, for a subagent: `lock_chat`), then the turn's.
+        let locked: Option<i32> = sqlx::query_scalar(
+            "WITH r AS (
+                SELECT id FROM chats WHERE id = (SELECT root_chat_id FROM chats WHERE id = $1) FOR UPDATE
+             ), c AS (
+                SELECT id FROM chats WHERE id = $1 AND (SELECT count(*) FROM r) >= 0 FOR UPDATE
+             )
+             SELECT 1 FROM chat_turns WHERE id = $2 AND (SELECT count(*) FROM c) = 1 FOR UPDATE",
+        )
+        .bind(call.chat_id)
+        .bind(call.turn_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if locked.is_none() {
             // The chat was deleted (retention) while the tool ran: nothing to record.
-            Err(StoreError::NotFound) => return Ok(None),
-            locked => locked?,
+            tx.rollback().await?;
+            return Ok(None);
         }
-        lock_turn(&mut tx, call.turn_id).await?;
-        let done = sqlx::query(
-            "UPDATE tool_calls SET status = $4, result = $3, finished_at = now(), lease_expires_at = NULL
-             WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+        // The call's own row still reads `running` in this statement's snapshot: `id <> $1`.
+        let (done, unfinished): (bool, bool) = sqlx::query_as(
+            "WITH d AS (
+                UPDATE tool_calls SET status = $4, result = $3, finished_at = now(), lease_expires_at = NULL
+                WHERE id = $1 AND status = 'running' AND lease_owner = $2
+                RETURNING id
+             )
+             SELECT EXISTS (SELECT 1 FROM d),
+                    EXISTS (SELECT 1 FROM tool_calls WHERE turn_id = $5 AND step = $6 AND id <> $1
+                            AND status IN ('queued', 'running', 'waiting'))",
         )
         .bind(call.id)
         .bind(worker)
         .bind(pg_json(output))
         .bind(ToolCallStatus::finished(is_error))
-        .execute(&mut *tx)
+        .bind(call.turn_id)
+        .bind(call.step)
+        .fetch_one(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
+        if !done {
             tx.rollback().await?;
             return Ok(None);
         }
-        let fan_in = fan_in(&mut tx, call.turn_id, call.step).await?;
+        let fan_in = if unfinished {
+            None
+        } else {
+            fan_in_all_finished(&mut tx, call.turn_id, call.step).await?
+        };
         tx.commit().await?;
         Ok(fan_in)
     }
@@ -398,6 +430,16 @@ pub(super) async fn fan_in(
     if unfinished {
         return Ok(None);
     }
+    fan_in_all_finished(tx, turn_id, step).await
+}
+
+/// [`fan_in`] once its caller has seen, in a statement after the turn's lock, that every
+/// call of `step` is finished.
+async fn fan_in_all_finished(
+    tx: &mut sqlx::PgConnection,
+    turn_id: Uuid,
+    step: i32,
+) -> Result<Option<FanIn>, StoreError> {
     let awaits_user = super::plan_mode::step_awaits_user(tx, turn_id, step).await?;
     let resumed: Option<Uuid> = sqlx::query_scalar(if awaits_user {
         // The chat's status is the promotion's to set, below.
