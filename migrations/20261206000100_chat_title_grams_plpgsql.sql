@@ -1,5 +1,5 @@
--- `chat_title_grams` as a PL/pgSQL loop (issue #17's turns row): the same grams, about a
--- seventh of the cost a chat insert paid for them.
+-- `chat_title_grams` as a PL/pgSQL loop (issue #17's turns row): the same grams, about an
+-- eighth of the cost a chat insert paid for them.
 --
 -- The SQL-standard body of 20261205000200 (`RETURN ARRAY(SELECT ... generate_series ...)`)
 -- cannot be inlined into the trigger's assignment, so PostgreSQL ran it as a SQL function:
@@ -10,7 +10,7 @@
 -- its compiled form for the session and evaluates each step as a simple expression.
 --
 -- Equal to the old one on every input (checked on 2,008 titles, non-ASCII, empty and
--- 300-character ones included; `chat_search` tests the searches): the owner's text and the
+-- 300-character ones included; `chat_search` keeps comparing the two, and tests the searches): the owner's text and the
 -- lowercased title once, then each 3-character piece in order, repeats kept; `'{}'` under 3
 -- characters; STRICT, so NULL in gives NULL out, as before.
 CREATE OR REPLACE FUNCTION chat_title_grams(owner uuid, title text) RETURNS int[]

@@ -981,3 +981,46 @@ async fn the_openapi_document_describes_search_pins_labels_and_delete(pool: sqlx
     }
     app.stop().await;
 }
+
+/// `chat_title_grams`, a PL/pgSQL loop since migration `20261206000100`, gives exactly the
+/// grams of its first, SQL-standard definition (`20261205000200`): every stored
+/// `title_grams` and every search's grams must agree, or a search would miss chats.
+#[sqlx::test]
+async fn title_grams_are_those_of_the_first_definition(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let mut titles: Vec<Option<String>> = [
+        "",
+        "a",
+        "ab",
+        "abc",
+        "Chat 4242",
+        "  Fix THE Bug  ",
+        "Ärger mit ÖL über Straße",
+        "日本語のタイトル",
+        "İstanbul IŞIK",
+        "emoji 🦀🦀 crab",
+        "\u{fffd}\u{fffd}x",
+        "100% _done_ \\ ok",
+    ]
+    .iter()
+    .map(|t| Some(t.to_string()))
+    .collect();
+    titles.push(Some("aé漢".repeat(100)));
+    titles.extend((0..500).map(|i| Some(format!("Title {i} {}", "xyz".repeat(i % 7)))));
+    titles.push(None);
+    let (checked, differing): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE chat_title_grams(o, t) IS DISTINCT FROM
+                CASE WHEN t IS NULL THEN NULL ELSE ARRAY(
+                    SELECT hashtext(s.owner || substr(s.title, i, 3))
+                    FROM (SELECT o::text AS owner, lower(t) AS title) AS s,
+                         generate_series(1, char_length(s.title) - 2) AS i) END)
+         FROM (SELECT gen_random_uuid() AS o, t FROM unnest($1::text[]) AS t) AS x",
+    )
+    .bind(&titles)
+    .fetch_one(app.services.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(checked, titles.len() as i64);
+    assert_eq!(differing, 0, "titles whose grams changed");
+    app.stop().await;
+}

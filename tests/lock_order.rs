@@ -278,12 +278,13 @@ async fn a_subagents_final_answer_takes_its_roots_lock_before_its_own(pool: sqlx
 /// Parallel builtin calls of one step finishing at the same instant fan in exactly once:
 /// each finish locks the chat and the turn in one statement, then reads the step's other
 /// calls in the next one (the snapshot of a statement that waited for the lock would miss
-/// a call finished meanwhile, and no call would fan in). Eight calls, each finished on its
-/// own connection, fifty times over.
+/// a call finished meanwhile, and no call would fan in), and only once every call is
+/// finished (each result is its call's output, none missing). Eight calls finished together
+/// (as many at once as the test pool's connections allow), fifty times over.
 #[sqlx::test]
 async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::PgPool) {
     const CALLS: usize = 8;
-    const STEPS: usize = 50;
+    const TIMES: usize = 50;
     let app = TestApp::start_api_only(pool).await;
     let owner = support::app::create_owner(&app.services, "root@example.com").await;
     app.configure_site(
@@ -293,7 +294,7 @@ async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::P
     .await;
     let store = app.services.store.clone();
     let output: Value = json!({"now": "noon"});
-    for round in 0..STEPS {
+    for round in 0..TIMES {
         let chat = app.create_chat("many tools").await;
         let turn = turn_of(&app, chat).await;
         let acquired = store
@@ -340,6 +341,19 @@ async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::P
             CALLS,
             "round {round}: one result a call"
         );
+        for part in &results.content {
+            match part {
+                MessagePart::ToolResult {
+                    output: got,
+                    is_error,
+                    ..
+                } => assert!(
+                    got == &output && !is_error,
+                    "round {round}: a fan-in before every call finished: {part:?}"
+                ),
+                other => panic!("round {round}: not a tool result: {other:?}"),
+            }
+        }
         let (status, step_now, tool_messages): (String, i32, i64) = sqlx::query_as(
             "SELECT t.status, t.step,
                     (SELECT count(*) FROM chat_messages WHERE turn_id = t.id AND role = 'tool')

@@ -27,18 +27,24 @@ process: the fan-in latency (tool calls sent -> next step requested with the 4 r
 20 turns/s offered open-loop (5 s quick, 20 s full), then a burst of 300 turns (quick) or \
 2,000 (full) from 64 clients: turns/s and the fan-in behind the backlog. Target: reported.";
 
-/// The open loop's offered rate: a turn every 50 ms, about a fifth of what one worker
-/// process does here.
+/// The open loop's offered rate: a turn every 50 ms (20 turns/s), about a sixth of what one
+/// worker process does in the burst here (125-136 turns/s in full mode, bench/RESULTS.md).
 const OPEN_LOOP_EVERY: Duration = Duration::from_millis(50);
 
-/// Starts a turn every [`OPEN_LOOP_EVERY`] for `length`, then waits (bounded) until every
-/// turn that started has both its answers; returns how many started and how many failed.
-async fn open_loop(stack: &Stack, length: Duration) -> anyhow::Result<(usize, usize)> {
+/// Starts a turn every [`OPEN_LOOP_EVERY`] for `length`, then waits (at most 30 s) until
+/// every turn that started has both its answers, and until no fan-in has come in for a
+/// second (a `POST /chats` the client gave up on may still have started its turn): an
+/// error otherwise, so that no open-loop turn's fan-in lands in the burst's window.
+/// Returns how many started and how many failed.
+async fn open_loop(
+    stack: &Stack,
+    fake: &FakeProvider,
+    length: Duration,
+) -> anyhow::Result<(usize, usize)> {
     let client = http();
     let before = stack.services.store.count_assistant_messages().await?;
     let mut tasks = Vec::new();
     let mut tick = tokio::time::interval(OPEN_LOOP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     while started.elapsed() < length {
         tick.tick().await;
@@ -56,7 +62,7 @@ async fn open_loop(stack: &Stack, length: Duration) -> anyhow::Result<(usize, us
     }
     let expected = before + 2 * (tasks.len() - failed) as i64;
     let store = stack.services.store.clone();
-    wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+    let answered = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
         let store = store.clone();
         async move {
             store
@@ -66,6 +72,21 @@ async fn open_loop(stack: &Stack, length: Duration) -> anyhow::Result<(usize, us
         }
     })
     .await;
+    anyhow::ensure!(
+        answered,
+        "the open loop's {} turns were not all answered within 30 s",
+        tasks.len()
+    );
+    // The first look only notes the count; quiet means a second with none new.
+    let mut seen = usize::MAX;
+    let quiet = wait_until(Duration::from_secs(30), Duration::from_secs(1), || {
+        let now = fake.fan_in().len();
+        let still = now == seen;
+        seen = now;
+        async move { still }
+    })
+    .await;
+    anyhow::ensure!(quiet, "fan-ins kept coming 30 s after the open loop");
     Ok((tasks.len(), failed))
 }
 
@@ -82,6 +103,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let warm = fake.fan_in().len();
     let (offered, failed) = open_loop(
         &stack,
+        &fake,
         ctx.pick(Duration::from_secs(5), Duration::from_secs(20)),
     )
     .await?;
@@ -95,7 +117,10 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     Ok(vec![
         Row::new(
             "tools",
-            "fan-in: tool calls sent -> next step requested with the 4 results, 20 turns/s offered open-loop",
+            format!(
+                "fan-in: tool calls sent -> next step requested with the 4 results, {} turns/s offered open-loop",
+                1_000 / OPEN_LOOP_EVERY.as_millis()
+            ),
             format!("{steady_text}; {offered} turns started, {failed} failed"),
             "reported",
             None,

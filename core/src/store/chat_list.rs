@@ -396,8 +396,8 @@ fn push_term(sql: &mut QueryBuilder<Postgres>, owner: Uuid, term: &Term, title_g
     match term {
         Term::Archived(_) => {}
         Term::Title(text) => {
-            // The owner's title grams (migration `20261205000200`) find the candidates; the
-            // ILIKE decides.
+            // The owner's title grams (migration `20261205000200`; the function as a loop
+            // since `20261206000100`) find the candidates; the ILIKE decides.
             let text = pg_text(text);
             if title_grams && has_grams(&text) {
                 sql.push(" AND c.title_grams @> chat_title_grams(");
