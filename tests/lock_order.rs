@@ -66,16 +66,130 @@ async fn turn_of(app: &TestApp, chat: Uuid) -> Uuid {
         .unwrap()
 }
 
-#[sqlx::test]
-async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: sqlx::PgPool) {
+/// The API, with no per-user rate limits: one user creates hundreds of chats in these
+/// tests, and the limits are not under test.
+async fn app_without_rate_limits(pool: sqlx::PgPool) -> TestApp {
     let app = TestApp::start_api_only(pool).await;
-    // One user creates hundreds of chats here: the per-user limits are not under test.
     let owner = support::app::create_owner(&app.services, "root@example.com").await;
     app.configure_site(
         &owner,
         json!({"chats_per_minute": 0, "messages_per_minute": 0}),
     )
     .await;
+    app
+}
+
+/// Records `calls` as the step of `acquired` (worker `worker-a`), then acquires each of
+/// its builtin calls as `worker-b`: the step, and the builtin calls running.
+async fn tool_step_running(
+    store: &agentq_core::store::Store,
+    acquired: &agentq_core::domain::AcquiredTurn,
+    calls: &[NewToolCall],
+) -> (
+    agentq_core::store::ToolStep,
+    Vec<agentq_core::domain::ToolCallRow>,
+) {
+    let step = store
+        .record_tool_step(
+            acquired,
+            "worker-a",
+            &completion(),
+            calls,
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap()
+        .expect("the step is recorded");
+    let mut running = Vec::new();
+    for c in &step.builtin {
+        running.push(
+            store
+                .acquire_tool_call(c.id, "worker-b", LEASE)
+                .await
+                .unwrap()
+                .expect("a queued call is acquired"),
+        );
+    }
+    (step, running)
+}
+
+/// A root chat with a subagent whose queued turn `w/1` has acquired: (root, child, turn).
+async fn subagent_running_its_turn(
+    app: &TestApp,
+) -> (Uuid, Uuid, agentq_core::domain::AcquiredTurn) {
+    let store = &app.services.store;
+    let (status, root) = app.post("/api/v1/chats", json!({"message": "plan"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{root}");
+    let root: Uuid = root["id"].as_str().unwrap().parse().unwrap();
+    let spawned = store
+        .spawn_subagent(&agentq_core::store::NewSubagent {
+            parent_chat_id: root,
+            call_id: Uuid::now_v7(),
+            subagent_type: "general",
+            prompt: "look around",
+            title: "",
+            max_live: 5,
+            max_total: 5,
+        })
+        .await
+        .unwrap();
+    let agentq_core::store::Spawned::Created { child, .. } = spawned else {
+        panic!("no child was created: {spawned:?}");
+    };
+    let turn = store
+        .acquire_queued_turn(child.id, "w/1", LEASE)
+        .await
+        .unwrap()
+        .expect("the child's queued turn");
+    (root, child.id, turn)
+}
+
+/// Runs `work` (a `what` of the child: its answer, a tool call's finish) while another
+/// transaction holds the root's row lock, and returns its result. Panics unless it waits
+/// for that lock holding neither the child's chat row nor its turn's (a transaction that
+/// locks the root, then the child, would deadlock with it otherwise), or does not go on
+/// within 10 s once the root is free.
+async fn waits_for_the_root<T: Send + 'static>(
+    store: &agentq_core::store::Store,
+    root: Uuid,
+    child: Uuid,
+    turn: Uuid,
+    what: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+        .bind(root)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(work);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the {what} did not wait for the root's lock"
+    );
+    let mut probe = store.pool().begin().await.unwrap();
+    for (table, id) in [("chats", child), ("chat_turns", turn)] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE NOWAIT"
+        )))
+        .bind(id)
+        .execute(&mut *probe)
+        .await
+        .unwrap_or_else(|e| panic!("the waiting {what} holds its {table} row: {e}"));
+    }
+    probe.rollback().await.unwrap();
+    holder.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("the {what} did not go on once the root was free"))
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: sqlx::PgPool) {
+    let app = app_without_rate_limits(pool).await;
     let store = app.services.store.clone();
     let interrupt = |chat: Uuid| {
         let url = format!("{}/api/v1/chats/{chat}/interrupt", app.base);
@@ -140,31 +254,16 @@ async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: 
             .await
             .unwrap()
             .expect("a fresh turn is acquired");
-        let step = store
-            .record_tool_step(
-                &acquired,
-                "worker-a",
-                &completion(),
-                &[
-                    call("c1", "current_time", false),
-                    call("c2", "current_time", false),
-                    call("c3", "ask_client", true),
-                ],
-                Duration::from_secs(300),
-            )
-            .await
-            .unwrap()
-            .expect("the step is recorded");
-        let mut running = Vec::new();
-        for c in &step.builtin {
-            running.push(
-                store
-                    .acquire_tool_call(c.id, "worker-b", LEASE)
-                    .await
-                    .unwrap()
-                    .expect("a queued call is acquired"),
-            );
-        }
+        let (step, running) = tool_step_running(
+            &store,
+            &acquired,
+            &[
+                call("c1", "current_time", false),
+                call("c2", "current_time", false),
+                call("c3", "ask_client", true),
+            ],
+        )
+        .await;
         let results_url = format!("{}/api/v1/chats/{chat}/tool-results", app.base);
         let results = app
             .client
@@ -202,38 +301,9 @@ async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: 
 async fn a_subagents_final_answer_takes_its_roots_lock_before_its_own(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let store = app.services.store.clone();
-    let (status, root) = app.post("/api/v1/chats", json!({"message": "plan"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{root}");
-    let root: Uuid = root["id"].as_str().unwrap().parse().unwrap();
-    let spawned = store
-        .spawn_subagent(&agentq_core::store::NewSubagent {
-            parent_chat_id: root,
-            call_id: Uuid::now_v7(),
-            subagent_type: "general",
-            prompt: "look around",
-            title: "",
-            max_live: 5,
-            max_total: 5,
-        })
-        .await
-        .unwrap();
-    let agentq_core::store::Spawned::Created { child, .. } = spawned else {
-        panic!("no child was created: {spawned:?}");
-    };
-    let turn = store
-        .acquire_queued_turn(child.id, "w/1", LEASE)
-        .await
-        .unwrap()
-        .expect("the child's queued turn");
+    let (root, child, turn) = subagent_running_its_turn(&app).await;
 
-    // Another transaction holds the root.
-    let mut holder = store.pool().begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(root)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    let finishing = tokio::spawn({
+    let answer = {
         let (store, turn) = (store.clone(), turn.clone());
         async move {
             store
@@ -247,29 +317,9 @@ async fn a_subagents_final_answer_takes_its_roots_lock_before_its_own(pool: sqlx
                 )
                 .await
         }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !finishing.is_finished(),
-        "the answer did not wait for the root's lock"
-    );
-    // Waiting, it holds neither the child's row nor its turn's.
-    let mut probe = store.pool().begin().await.unwrap();
-    for (table, id) in [("chats", child.id), ("chat_turns", turn.id)] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE NOWAIT"
-        )))
-        .bind(id)
-        .execute(&mut *probe)
+    };
+    let outcome = waits_for_the_root(&store, root, child, turn.id, "answer", answer)
         .await
-        .unwrap_or_else(|e| panic!("the waiting answer holds its {table} row: {e}"));
-    }
-    probe.rollback().await.unwrap();
-    holder.commit().await.unwrap();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), finishing)
-        .await
-        .expect("the answer went on once the root was free")
-        .unwrap()
         .unwrap()
         .expect("the lease was still held");
     assert!(outcome.message.is_some(), "the answer was stored");
@@ -285,13 +335,7 @@ async fn a_subagents_final_answer_takes_its_roots_lock_before_its_own(pool: sqlx
 async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::PgPool) {
     const CALLS: usize = 8;
     const TIMES: usize = 50;
-    let app = TestApp::start_api_only(pool).await;
-    let owner = support::app::create_owner(&app.services, "root@example.com").await;
-    app.configure_site(
-        &owner,
-        json!({"chats_per_minute": 0, "messages_per_minute": 0}),
-    )
-    .await;
+    let app = app_without_rate_limits(pool).await;
     let store = app.services.store.clone();
     let output: Value = json!({"now": "noon"});
     for round in 0..TIMES {
@@ -305,27 +349,7 @@ async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::P
         let calls: Vec<NewToolCall> = (0..CALLS)
             .map(|i| call(&format!("c{i}"), "current_time", false))
             .collect();
-        let step = store
-            .record_tool_step(
-                &acquired,
-                "worker-a",
-                &completion(),
-                &calls,
-                Duration::from_secs(300),
-            )
-            .await
-            .unwrap()
-            .expect("the step is recorded");
-        let mut running = Vec::new();
-        for c in &step.builtin {
-            running.push(
-                store
-                    .acquire_tool_call(c.id, "worker-b", LEASE)
-                    .await
-                    .unwrap()
-                    .expect("a queued call is acquired"),
-            );
-        }
+        let (_, running) = tool_step_running(&store, &acquired, &calls).await;
         let finishes = running
             .iter()
             .map(|c| store.finish_tool_call(c, "worker-b", &output, false));
@@ -378,29 +402,7 @@ async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::P
 async fn a_subagents_tool_call_finish_takes_its_roots_lock_first(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let store = app.services.store.clone();
-    let (status, root) = app.post("/api/v1/chats", json!({"message": "plan"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{root}");
-    let root: Uuid = root["id"].as_str().unwrap().parse().unwrap();
-    let spawned = store
-        .spawn_subagent(&agentq_core::store::NewSubagent {
-            parent_chat_id: root,
-            call_id: Uuid::now_v7(),
-            subagent_type: "general",
-            prompt: "look around",
-            title: "",
-            max_live: 5,
-            max_total: 5,
-        })
-        .await
-        .unwrap();
-    let agentq_core::store::Spawned::Created { child, .. } = spawned else {
-        panic!("no child was created: {spawned:?}");
-    };
-    let turn = store
-        .acquire_queued_turn(child.id, "w/1", LEASE)
-        .await
-        .unwrap()
-        .expect("the child's queued turn");
+    let (root, child, turn) = subagent_running_its_turn(&app).await;
     let step = store
         .record_tool_step(
             &turn,
@@ -418,41 +420,16 @@ async fn a_subagents_tool_call_finish_takes_its_roots_lock_first(pool: sqlx::PgP
         .unwrap()
         .expect("the call is acquired");
 
-    let mut holder = store.pool().begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(root)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    let finishing = tokio::spawn({
+    let finish = {
         let store = store.clone();
         async move {
             store
                 .finish_tool_call(&running, "w/2", &json!({"now": "noon"}), false)
                 .await
         }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !finishing.is_finished(),
-        "the finish did not wait for the root's lock"
-    );
-    let mut probe = store.pool().begin().await.unwrap();
-    for (table, id) in [("chats", child.id), ("chat_turns", turn.id)] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE NOWAIT"
-        )))
-        .bind(id)
-        .execute(&mut *probe)
+    };
+    let fanned = waits_for_the_root(&store, root, child, turn.id, "finish", finish)
         .await
-        .unwrap_or_else(|e| panic!("the waiting finish holds its {table} row: {e}"));
-    }
-    probe.rollback().await.unwrap();
-    holder.commit().await.unwrap();
-    let fanned = tokio::time::timeout(Duration::from_secs(10), finishing)
-        .await
-        .expect("the finish went on once the root was free")
-        .unwrap()
         .unwrap();
     assert!(fanned.is_some(), "the step's only call fanned in");
 }
