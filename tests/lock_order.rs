@@ -66,6 +66,21 @@ async fn turn_of(app: &TestApp, chat: Uuid) -> Uuid {
         .unwrap()
 }
 
+/// The chat's latest turn, acquired by `worker`: it must be free to take.
+async fn acquired_turn_of(
+    app: &TestApp,
+    chat: Uuid,
+    worker: &str,
+) -> agentq_core::domain::AcquiredTurn {
+    let turn = turn_of(app, chat).await;
+    app.services
+        .store
+        .acquire_turn(turn, worker, LEASE)
+        .await
+        .unwrap()
+        .expect("a fresh turn is acquired")
+}
+
 /// The API, with no per-user rate limits: one user creates hundreds of chats in these
 /// tests, and the limits are not under test.
 async fn app_without_rate_limits(pool: sqlx::PgPool) -> TestApp {
@@ -219,12 +234,7 @@ async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: 
 
         // An interrupt against a worker handing the turn back, and one over HTTP.
         let chat = app.create_chat("race one b").await;
-        let turn = turn_of(&app, chat).await;
-        store
-            .acquire_turn(turn, "worker-a/2", LEASE)
-            .await
-            .unwrap()
-            .expect("a fresh turn is acquired");
+        let turn = acquired_turn_of(&app, chat, "worker-a/2").await.id;
         let (released, interrupted, status) = tokio::join!(
             store.release_turn(turn, "worker-a/2"),
             store.request_interrupt(chat, alice),
@@ -248,12 +258,7 @@ async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: 
             .await;
         assert_eq!(code, StatusCode::CREATED, "{created}");
         let chat: Uuid = created["id"].as_str().unwrap().parse().unwrap();
-        let turn = turn_of(&app, chat).await;
-        let acquired = store
-            .acquire_turn(turn, "worker-a", LEASE)
-            .await
-            .unwrap()
-            .expect("a fresh turn is acquired");
+        let acquired = acquired_turn_of(&app, chat, "worker-a").await;
         let (step, running) = tool_step_running(
             &store,
             &acquired,
@@ -340,12 +345,8 @@ async fn parallel_tool_calls_finishing_at_once_fan_in_exactly_once(pool: sqlx::P
     let output: Value = json!({"now": "noon"});
     for round in 0..TIMES {
         let chat = app.create_chat("many tools").await;
-        let turn = turn_of(&app, chat).await;
-        let acquired = store
-            .acquire_turn(turn, "worker-a", LEASE)
-            .await
-            .unwrap()
-            .expect("a fresh turn is acquired");
+        let acquired = acquired_turn_of(&app, chat, "worker-a").await;
+        let turn = acquired.id;
         let calls: Vec<NewToolCall> = (0..CALLS)
             .map(|i| call(&format!("c{i}"), "current_time", false))
             .collect();

@@ -314,6 +314,22 @@ impl Stack {
     pub fn base(&self) -> &str {
         self.base.as_deref().unwrap_or("http://127.0.0.1:0")
     }
+
+    /// Polls every `every`, at most `limit`, until at least `count` assistant messages are
+    /// committed; returns whether they were.
+    pub async fn answered(&self, count: i64, limit: Duration, every: Duration) -> bool {
+        let store = self.services.store.clone();
+        wait_until(limit, every, || {
+            let store = store.clone();
+            async move {
+                store
+                    .count_assistant_messages()
+                    .await
+                    .is_ok_and(|c| c >= count)
+            }
+        })
+        .await
+    }
 }
 
 impl Drop for Stack {

@@ -61,17 +61,9 @@ async fn open_loop(
         }
     }
     let expected = before + 2 * (tasks.len() - failed) as i64;
-    let store = stack.services.store.clone();
-    let answered = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        let store = store.clone();
-        async move {
-            store
-                .count_assistant_messages()
-                .await
-                .is_ok_and(|c| c >= expected)
-        }
-    })
-    .await;
+    let answered = stack
+        .answered(expected, Duration::from_secs(30), Duration::from_millis(20))
+        .await;
     anyhow::ensure!(
         answered,
         "the open loop's {} turns were not all answered within 30 s",

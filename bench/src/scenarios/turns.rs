@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use agentq_core::config::{self, ApiConfig};
 
 use crate::{
-    common::{
-        Ctx, Row, Stack, cpu_by_command, cpu_per_item, cpu_share, create_chat, http, n, wait_until,
-    },
+    common::{Ctx, Row, Stack, cpu_by_command, cpu_per_item, cpu_share, create_chat, http, n},
     procs::Agentq,
 };
 
@@ -70,17 +68,13 @@ pub async fn warm_up(stack: &Stack, count: usize, answers: usize) -> anyhow::Res
     for i in 0..count {
         create_chat(&client, stack.base(), &stack.token, &format!("warm up {i}")).await?;
     }
-    let store = stack.services.store.clone();
-    let ready = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
-        let store = store.clone();
-        async move {
-            store
-                .count_assistant_messages()
-                .await
-                .is_ok_and(|c| c >= before + (count * answers) as i64)
-        }
-    })
-    .await;
+    let ready = stack
+        .answered(
+            before + (count * answers) as i64,
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+        )
+        .await;
     anyhow::ensure!(
         ready,
         "the workers did not answer {count} warm-up chats within 30 s"
@@ -124,18 +118,14 @@ pub async fn drive(
     for c in clients {
         c.await?;
     }
-    let store = stack.services.store.clone();
     let left = deadline.saturating_duration_since(Instant::now());
-    wait_until(left, Duration::from_millis(50), || {
-        let store = store.clone();
-        async move {
-            store
-                .count_assistant_messages()
-                .await
-                .is_ok_and(|c| c >= before + (total * answers) as i64)
-        }
-    })
-    .await;
+    stack
+        .answered(
+            before + (total * answers) as i64,
+            left,
+            Duration::from_millis(50),
+        )
+        .await;
     let wall = started.elapsed();
     let answered =
         (stack.services.store.count_assistant_messages().await? - before) as usize / answers.max(1);

@@ -299,7 +299,7 @@ struct Walked {
 /// `None` when that window was full and held fewer (the rest of the range may hold more).
 /// A window the range did not fill read all of it: its matches are all there are.
 async fn walk_range(
-    tx: &mut sqlx::PgConnection,
+    conn: &mut sqlx::PgConnection,
     owner: Uuid,
     archived: bool,
     after: Option<&ListKey>,
@@ -328,7 +328,7 @@ async fn walk_range(
          ORDER BY c.list_pinned DESC, c.list_pin DESC, c.updated_at DESC, c.id DESC LIMIT ",
     );
     sql.push_bind(limit);
-    let rows: Vec<Walked> = fetch(&mut sql, &mut *tx).await?;
+    let rows: Vec<Walked> = fetch(&mut sql, &mut *conn).await?;
     let full = rows.iter().any(|row| row.walk_last);
     let hits: Vec<Chat> = rows
         .into_iter()
