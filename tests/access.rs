@@ -179,8 +179,7 @@ async fn a_user_whose_agents_access_was_removed_gets_403_on_every_route_that_sta
     let alice = app.user_id("alice@example.com").await;
     let acme = store.ensure_organization("acme").await.unwrap();
     assert!(
-        store
-            .remove_member_role(acme, alice, OrganizationRole::AgentsAccess)
+        app.access_change(store.remove_member_role(acme, alice, OrganizationRole::AgentsAccess))
             .await
             .unwrap()
     );
@@ -213,8 +212,7 @@ async fn a_user_whose_agents_access_was_removed_gets_403_on_every_route_that_sta
     // The role counts in the chat's own organization: holding it elsewhere lets the user
     // start new chats there, not resume this one.
     let other = store.ensure_organization("other").await.unwrap();
-    store
-        .add_member(other, alice, &[OrganizationRole::AgentsAccess])
+    app.access_change(store.add_member(other, alice, &[OrganizationRole::AgentsAccess]))
         .await
         .unwrap();
     let (status, body) = call(
@@ -252,7 +250,11 @@ async fn a_suspended_or_deleted_user_is_refused_until_reactivated(pool: sqlx::Pg
         (UserStatus::Suspended, "suspended"),
         (UserStatus::Deleted, "deleted"),
     ] {
-        assert!(store.set_user_status(alice, status_now).await.unwrap());
+        assert!(
+            app.access_change(store.set_user_status(alice, status_now))
+                .await
+                .unwrap()
+        );
         for (method, path) in WORK_ROUTES {
             let (status, body) = call(&app, &app.token, method, path, chat).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
@@ -267,8 +269,7 @@ async fn a_suspended_or_deleted_user_is_refused_until_reactivated(pool: sqlx::Pg
     }
 
     assert!(
-        store
-            .set_user_status(alice, UserStatus::Active)
+        app.access_change(store.set_user_status(alice, UserStatus::Active))
             .await
             .unwrap()
     );

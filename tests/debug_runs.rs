@@ -218,6 +218,7 @@ async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
             mcp_server_ids: None,
             plan_mode: None,
             reasoning_effort: None,
+            spend_checked: false,
         })
         .await
         .unwrap();

@@ -50,13 +50,7 @@ impl FromRequestParts<ApiState> for CurrentUser {
             .ok_or_else(|| {
                 ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
             })?;
-        let user = state
-            .store
-            .authenticate(&hash_token(token))
-            .await?
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the API token is invalid or expired, or was revoked".into())
-            })?;
+        let user = authenticate(state, &hash_token(token)).await?;
         // Known from here on, even if the account turns out not to be active: the access
         // log line names the caller, and so does every other line of the request.
         Caller::authenticated(parts, user.id);
@@ -90,6 +84,21 @@ impl FromRequestParts<ApiState> for CurrentUser {
         }
         Ok(CurrentUser(user))
     }
+}
+
+/// The user behind a token's digest: from this process's cache (§11.3), or read and kept.
+async fn authenticate(state: &ApiState, digest: &str) -> Result<AuthenticatedUser, ApiError> {
+    if let Some(user) = state.access.user(digest) {
+        return Ok(user);
+    }
+    let start = state.access.read_start();
+    let user = state.store.authenticate(digest).await?.ok_or_else(|| {
+        ApiError::Unauthorized("the API token is invalid or expired, or was revoked".into())
+    })?;
+    state
+        .access
+        .keep_user(start, digest, &user, user.token_expires_at);
+    Ok(user)
 }
 
 /// Routes that create something new in a chat: they need `chat:create` (any other `POST`

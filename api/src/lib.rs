@@ -4,6 +4,7 @@
 //! both call it, so tests exercise exactly what runs in production. The OpenAPI document of
 //! the routes ([`openapi::document`]) is generated from the same route list.
 
+pub mod access_cache;
 mod access_log;
 pub mod auth;
 pub mod dashboard;
@@ -69,6 +70,8 @@ pub struct ApiState {
     pub rate_limiter: RateLimiter,
     /// The operator dashboard's session key and jobs/s history (`/admin`).
     pub dashboard: Arc<dashboard::Dashboard>,
+    /// What this process keeps of tokens, memberships and spend limits (§11.3).
+    pub access: access_cache::AccessCache,
 }
 
 impl ApiState {
@@ -105,6 +108,10 @@ impl ApiState {
                 ),
                 Duration::from_millis(config.rate_limit_timeout_ms.max(1)),
             ),
+            access: access_cache::AccessCache::new(
+                &services.store,
+                Duration::from_secs(config.access_cache_secs),
+            ),
             config: Arc::new(config),
             dashboard: Arc::default(),
         }
@@ -139,6 +146,10 @@ pub fn router(state: ApiState) -> Router {
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access_cache::forget_after_changes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limits,
             request_limits::limit_requests,

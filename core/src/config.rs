@@ -331,6 +331,15 @@ pub struct ApiConfig {
         default_value_t = 5
     )]
     pub site_config_cache_secs: u64,
+    /// Seconds the API keeps what it read of a token's user, a user's memberships and
+    /// that no spend limit applies to a user; every change to those empties it in every API
+    /// process as it commits (ARCHITECTURE.md §11.3). 0 = read them on every request.
+    #[arg(
+        long = "access-cache-secs",
+        env = "AGENTQ_ACCESS_CACHE_SECS",
+        default_value_t = 10
+    )]
+    pub access_cache_secs: u64,
     /// Milliseconds a rate-limit check may wait for Redis; past it the request is let
     /// through (fail open, logged and counted).
     #[arg(
@@ -935,9 +944,10 @@ mod tests {
                 api.request_timeout_secs,
                 api.max_concurrent_requests,
                 api.site_config_cache_secs,
+                api.access_cache_secs,
                 api.rate_limit_timeout_ms
             ),
-            (30, 30, 512, 5, 250)
+            (30, 30, 512, 5, 10, 250)
         );
         let worker: WorkerConfig = defaults();
         assert_eq!(worker.queues, vec!["turns", "tools", "mail"]);

@@ -50,6 +50,8 @@ pub struct TestApp {
     own_database_url: Option<String>,
     shutdown: CancellationToken,
     workers: Vec<(CancellationToken, WorkerHandle)>,
+    /// The API's cache of access (ARCHITECTURE.md §11.3), for [`TestApp::access_change`].
+    access: agentq_api::access_cache::AccessCache,
 }
 
 impl TestApp {
@@ -106,8 +108,10 @@ impl TestApp {
         configure(&mut api);
         let shutdown = CancellationToken::new();
         let state = agentq_api::ApiState::new(&services, api);
+        let access = state.access.clone();
         tokio::spawn(agentq_api::serve(state, listener, shutdown.clone()));
         Self {
+            access,
             base,
             token,
             client: reqwest::Client::new(),
@@ -140,6 +144,22 @@ impl TestApp {
         let mut app = Self::start_api_on(pool, redis_url, |_| {}).await;
         app.own_database_url = Some(database_url);
         app
+    }
+
+    /// Runs `change`, a write to tokens, users, memberships or spend limits made beside the
+    /// API (through the store, as the CLI or another API process would), and waits until
+    /// the API was told of it (its cache emptied since), at most 5 s: a change made there
+    /// reaches the API through PostgreSQL's notification, in milliseconds, not at once.
+    pub async fn access_change<T>(&self, change: impl std::future::Future<Output = T>) -> T {
+        let before = self.access.emptied();
+        let out = change.await;
+        eventually(
+            Duration::from_secs(5),
+            "the API told of the change",
+            || async { (self.access.emptied() > before).then_some(()) },
+        )
+        .await;
+        out
     }
 
     /// The Redis the app runs on (the shared server, a private one, or a cluster).

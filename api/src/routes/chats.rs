@@ -264,6 +264,7 @@ pub async fn create_chat(
     if let Some(model_id) = body.model_config_id {
         super::model_contexts::enabled_model(&state, "model_config_id", model_id).await?;
     }
+    check_spend_limit(&state, user.id).await?;
     let (chat, message, turn_id) = state
         .store
         .create_chat(NewChat {
@@ -280,6 +281,7 @@ pub async fn create_chat(
             mcp_server_ids,
             plan_mode: body.plan_mode,
             reasoning_effort: body.reasoning_effort,
+            spend_checked: true,
         })
         .await?;
     announce(
@@ -294,6 +296,19 @@ pub async fn create_chat(
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
+/// 409 when the caller has reached their spend limit. That no limit applies to them is
+/// kept (§11.3): most users have none, and a new chat then reads nothing for it.
+async fn check_spend_limit(state: &ApiState, user: Uuid) -> Result<(), ApiError> {
+    if state.access.unlimited(user) {
+        return Ok(());
+    }
+    let start = state.access.read_start();
+    if !state.store.check_spend_limit(user).await? {
+        state.access.keep_unlimited(start, user);
+    }
+    Ok(())
+}
+
 /// The organization a new chat goes in: the one asked for, which must be one of the
 /// caller's (400 naming `organization_id` otherwise: one they are not in may as well not
 /// exist) where they hold `agents-access` (403 naming the role otherwise); absent, their
@@ -303,7 +318,15 @@ async fn chat_organization(
     user: Uuid,
     requested: Option<Uuid>,
 ) -> Result<Uuid, ApiError> {
-    let memberships = state.store.user_memberships(user).await?;
+    let memberships = match state.access.memberships(user) {
+        Some(kept) => kept,
+        None => {
+            let start = state.access.read_start();
+            let read = state.store.user_memberships(user).await?;
+            state.access.keep_memberships(start, user, &read);
+            read
+        }
+    };
     let has_access = |m: &&Membership| {
         m.roles
             .iter()

@@ -160,6 +160,10 @@ pub struct NewChat {
     pub plan_mode: Option<PlanMode>,
     /// The chat's reasoning level (`None`: its model's).
     pub reasoning_effort: Option<super::ReasoningEffort>,
+    /// The caller checked the owner's spend limit just before
+    /// (`Store::check_spend_limit`), or knows that none applies: the store does not read it
+    /// again. `false`: the store checks it.
+    pub spend_checked: bool,
 }
 
 /// Names of the tools workers run themselves (the builtins, the skill tool `read_skill`

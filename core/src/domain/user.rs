@@ -94,6 +94,8 @@ pub struct AuthenticatedUser {
     pub status: UserStatus,
     /// The scopes of the token this request came with; `None`: every right the user has.
     pub token_scopes: Option<Vec<String>>,
+    /// When the token stops working; `None`: never.
+    pub token_expires_at: Option<DateTime<Utc>>,
 }
 
 /// What a token list shows about a token: never its secret, never its digest.

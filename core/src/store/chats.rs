@@ -77,8 +77,8 @@ pub(super) const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_cha
 
 impl Store {
     /// Creates a chat with its first user message and a queued turn, unless the owner is
-    /// over their spend limit ([`StoreError::Conflict`]). Returns the chat, the message and
-    /// the turn id to enqueue.
+    /// over their spend limit ([`StoreError::Conflict`]; not read again when
+    /// `new.spend_checked`). Returns the chat, the message and the turn id to enqueue.
     ///
     /// Without files the three rows are one statement (its own transaction); files are
     /// linked in a transaction around the chat's insert and the message's, under the chat's
@@ -93,8 +93,13 @@ impl Store {
         } else {
             new.title.trim().to_owned()
         };
-        super::spend_limits::refuse_over_limit_in(&mut *self.pool.acquire().await?, new.owner_id)
+        if !new.spend_checked {
+            super::spend_limits::refuse_over_limit_in(
+                &mut *self.pool.acquire().await?,
+                new.owner_id,
+            )
             .await?;
+        }
         // The message rides in the statement unless files must be linked first: `$16` is
         // its content, NULL when it is inserted after the links.
         let with_files = !new.file_ids.is_empty();

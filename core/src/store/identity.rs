@@ -251,7 +251,7 @@ impl Store {
     ) -> Result<Option<AuthenticatedUser>, StoreError> {
         Ok(sqlx::query_as(
             "WITH t AS (
-                SELECT id, user_id, last_used_at, scopes FROM api_tokens
+                SELECT id, user_id, last_used_at, scopes, expires_at FROM api_tokens
                 WHERE secret_sha256 = $1 AND revoked_at IS NULL
                   AND (expires_at IS NULL OR expires_at > now())
              ), touch AS (
@@ -259,7 +259,8 @@ impl Store {
                 WHERE api_tokens.id = t.id
                   AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '60 seconds')
              )
-             SELECT u.id, u.email, u.site_role, u.status, t.scopes AS token_scopes
+             SELECT u.id, u.email, u.site_role, u.status, t.scopes AS token_scopes,
+                    t.expires_at AS token_expires_at
              FROM users u JOIN t ON t.user_id = u.id",
         )
         .bind(secret_sha256)

@@ -23,6 +23,7 @@
 //! Values a client, a model or a tool controls go through [`pg_json`] / [`pg_text`], which
 //! replace U+0000 (see `pg_text.rs`): a write never fails on it.
 
+mod access_changes;
 mod archive;
 mod chat_delete;
 mod chat_list;
@@ -64,6 +65,7 @@ mod user_provider_keys;
 mod user_tokens;
 mod users;
 
+pub use access_changes::AccessSignal;
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chat_list::{ChatListItem, ChatPage};
 pub use chat_list_entries::ChatListEntry;

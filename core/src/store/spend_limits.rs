@@ -184,11 +184,11 @@ pub(super) async fn usage_status_in(
 
 /// [`StoreError::Conflict`] when `user` has reached their limit: no new turn for them
 /// until it resets. Runs before the write that would start the work (in its transaction,
-/// where there is one).
+/// where there is one). `Ok(false)`: no limit applies to `user`.
 pub(super) async fn refuse_over_limit_in(
     conn: &mut sqlx::PgConnection,
     user: Uuid,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let status = usage_status_in(conn, user, false).await?;
     match status.limit_micros {
         Some(limit) if status.exceeded() => Err(StoreError::Conflict(format!(
@@ -197,11 +197,18 @@ pub(super) async fn refuse_over_limit_in(
             format_dollars(limit),
             status.resets_at.format("%Y-%m-%dT%H:%M:%SZ"),
         ))),
-        _ => Ok(()),
+        limit => Ok(limit.is_some()),
     }
 }
 
 impl Store {
+    /// [`StoreError::Conflict`] when `user` has reached their spend limit, as a new chat
+    /// would be refused; `Ok(false)` when no limit applies to them (the API keeps that:
+    /// api/src/access_cache.rs).
+    pub async fn check_spend_limit(&self, user: Uuid) -> Result<bool, StoreError> {
+        refuse_over_limit_in(&mut *self.pool.acquire().await?, user).await
+    }
+
     /// Where `user` stands in the current period.
     pub async fn usage_status(&self, user: Uuid) -> Result<UsageStatus, StoreError> {
         let mut conn = self.pool.acquire().await?;

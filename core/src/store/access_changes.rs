@@ -1,0 +1,108 @@
+//! Following changes to who may do what: tokens, users, memberships, organizations and
+//! spend limits. Triggers on those tables notify `agentq_access_changed` when a write
+//! commits (migration `20261207000100`); [`Store::follow_access_changes`] listens on a
+//! connection of its own and tells its caller, so an API process can keep what it read of
+//! them (api/src/access_cache.rs, ARCHITECTURE.md §11.3) and still stop a revoked token at
+//! once.
+//!
+//! A notification sent while nobody listens is gone, so the caller also hears when the
+//! listening starts and when it stops: nothing read before a `Listening` may be trusted
+//! after it, and nothing may be kept while the connection is down.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPoolOptions};
+
+use super::Store;
+use crate::shutdown::CancellationToken;
+
+/// The channel the triggers notify.
+const CHANNEL: &str = "agentq_access_changed";
+
+/// How long a lost listening connection waits before it is opened again.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// What [`Store::follow_access_changes`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessSignal {
+    /// Listening from now on: a change committed from here on will be told.
+    Listening,
+    /// A change committed (which one is not said: everything read may be stale).
+    Changed,
+    /// The listening connection is gone; changes are not told until the next `Listening`.
+    Lost,
+}
+
+impl Store {
+    /// Listens for committed changes to access until `stop` or until the store's pool is
+    /// closed, calling `on` with each [`AccessSignal`]; reconnects (every second) after
+    /// losing its connection. The connection is its own, not one of the store's pool, and
+    /// is closed when this returns (a database is not dropped while a session is on it).
+    pub async fn follow_access_changes(
+        &self,
+        stop: CancellationToken,
+        on: impl Fn(AccessSignal) + Send + Sync,
+    ) {
+        let stop = stop.child_token();
+        let (closed, stopping) = (self.pool.close_event(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = closed => stopping.cancel(),
+                _ = stopping.cancelled() => {}
+            }
+        });
+        // One connection, opened with the store's settings, outside the pool the requests use.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        while !stop.is_cancelled() {
+            let listening = tokio::select! {
+                _ = stop.cancelled() => break,
+                listening = listen(&own) => listening,
+            };
+            match listening {
+                Ok(mut listener) => {
+                    on(AccessSignal::Listening);
+                    loop {
+                        let next = tokio::select! {
+                            _ = stop.cancelled() => break,
+                            next = listener.try_recv() => next,
+                        };
+                        match next {
+                            Ok(Some(_)) => on(AccessSignal::Changed),
+                            // `None`: the connection was lost (a notification may have
+                            // been missed); an error: it could not be read.
+                            Ok(None) | Err(_) => {
+                                tracing::warn!(
+                                    "lost the connection that follows access changes; \
+                                     cached tokens and memberships are not used until it is back"
+                                );
+                                on(AccessSignal::Lost);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    on(AccessSignal::Lost);
+                    tracing::warn!(error = %e, "could not listen for access changes; retrying");
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(RECONNECT_AFTER) => {}
+            }
+        }
+        on(AccessSignal::Lost);
+        own.close().await;
+    }
+}
+
+/// A listener on [`CHANNEL`] that does not reconnect by itself: a reconnection it made
+/// silently would hide the notifications missed meanwhile.
+async fn listen(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
