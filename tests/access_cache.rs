@@ -34,9 +34,10 @@ async fn answers_within(app: &TestApp, token: &str, want: StatusCode) -> Duratio
     }
 }
 
-/// Waits until the API listens for changes (its own connection ran `LISTEN`): from then on
-/// it keeps what it reads.
-async fn listening(pool: &sqlx::PgPool) {
+/// Waits until the API listens for changes (its own connection ran `LISTEN`, and the
+/// cache knows): from then on it keeps what it reads.
+async fn listening(app: &TestApp, pool: &sqlx::PgPool) {
+    app.access_cache_listening().await;
     let started = Instant::now();
     loop {
         let listeners: i64 = sqlx::query_scalar(
@@ -65,7 +66,7 @@ async fn kept(app: &TestApp, token: &str) {
 #[sqlx::test]
 async fn a_token_is_read_once_then_kept_until_a_change_is_made(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
-    listening(&pool).await;
+    listening(&app, &pool).await;
     kept(&app, &app.token).await;
     // Revoked with the triggers off (`session_replication_role = replica`): nobody is
     // told, so only an entry the API kept still answers.
@@ -85,6 +86,20 @@ async fn a_token_is_read_once_then_kept_until_a_change_is_made(pool: sqlx::PgPoo
     drop(conn);
     let (status, body) = app.get_as(&app.token, "/api/v1/chats").await;
     assert_eq!(status, StatusCode::OK, "the token was read again: {body}");
+    // Requests that change no access leave the cache alone: a refused one on an access
+    // route, and a chat (the kept token makes it, which shows it is still kept).
+    let refused = app
+        .client
+        .put(format!("{}/api/v1/admin/spend-limits", app.base))
+        .json(&json!({ "period": "month" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) = app
+        .post("/api/v1/chats", json!({ "message": "still kept" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     // Any change told empties the cache: the token is read again, and refused.
     sqlx::query("UPDATE site_config SET spend_limit_micros = spend_limit_micros")
         .execute(&pool)
@@ -97,7 +112,7 @@ async fn a_token_is_read_once_then_kept_until_a_change_is_made(pool: sqlx::PgPoo
 #[sqlx::test]
 async fn a_token_revoked_elsewhere_stops_working_when_the_change_is_told(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
-    listening(&pool).await;
+    listening(&app, &pool).await;
     kept(&app, &app.token).await;
     // Not through this API: another process, the CLI or an operator's SQL.
     sqlx::query("UPDATE api_tokens SET revoked_at = now()")
@@ -112,7 +127,7 @@ async fn a_token_revoked_elsewhere_stops_working_when_the_change_is_told(pool: s
 #[sqlx::test]
 async fn a_token_revoked_through_the_api_stops_the_very_next_request(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
-    listening(&pool).await;
+    listening(&app, &pool).await;
     let (status, created) = app
         .post("/api/v1/users/me/tokens", json!({ "name": "short-lived" }))
         .await;
@@ -134,13 +149,14 @@ async fn a_token_revoked_through_the_api_stops_the_very_next_request(pool: sqlx:
 #[sqlx::test]
 async fn a_kept_token_is_refused_once_it_expires(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
-    listening(&pool).await;
-    sqlx::query("UPDATE api_tokens SET expires_at = now() + interval '1500 milliseconds'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    // The change above is told; the next requests read the token again and keep it.
-    answers_within(&app, &app.token, StatusCode::OK).await;
+    listening(&app, &pool).await;
+    // Told before the token is kept (its notification would empty the cache otherwise).
+    app.access_change(
+        sqlx::query("UPDATE api_tokens SET expires_at = now() + interval '1500 milliseconds'")
+            .execute(&pool),
+    )
+    .await
+    .unwrap();
     kept(&app, &app.token).await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let (status, body) = app.get_as(&app.token, "/api/v1/chats").await;
@@ -154,7 +170,7 @@ async fn a_kept_token_is_refused_once_it_expires(pool: sqlx::PgPool) {
 #[sqlx::test]
 async fn a_removed_role_and_a_new_spend_limit_stop_the_next_chat(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
-    listening(&pool).await;
+    listening(&app, &pool).await;
     app.lift_rate_limits().await;
     let create = |message: &'static str| {
         let app = &app;
@@ -190,11 +206,11 @@ async fn a_removed_role_and_a_new_spend_limit_stop_the_next_chat(pool: sqlx::PgP
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    sqlx::query("UPDATE site_config SET spend_limit_micros = NULL")
-        .execute(&pool)
-        .await
-        .unwrap();
-    answers_within(&app, &app.token, StatusCode::OK).await;
+    app.access_change(
+        sqlx::query("UPDATE site_config SET spend_limit_micros = NULL").execute(&pool),
+    )
+    .await
+    .unwrap();
     let started = Instant::now();
     loop {
         let (status, body) = create("allowed again").await;
@@ -235,7 +251,7 @@ async fn a_removed_role_and_a_new_spend_limit_stop_the_next_chat(pool: sqlx::PgP
 #[sqlx::test]
 async fn nothing_kept_is_used_while_changes_cannot_be_told(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
-    listening(&pool).await;
+    listening(&app, &pool).await;
     kept(&app, &app.token).await;
     // The connection that listens is cut; a change committed now is told to nobody.
     let cut: i64 = sqlx::query_scalar(

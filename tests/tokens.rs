@@ -164,12 +164,14 @@ async fn an_expired_token_gets_401(pool: sqlx::PgPool) {
     let id: Uuid = created["token"]["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(app.get_as(&secret, "/api/v1/chats").await.0, StatusCode::OK);
 
-    // A day passes.
-    app.services
-        .store
-        .backdate_api_token_expiry(id, chrono::Utc::now() - chrono::Duration::seconds(1))
-        .await
-        .unwrap();
+    // A day passes (a change the API is told of, as it would be of any other).
+    app.access_change(
+        app.services
+            .store
+            .backdate_api_token_expiry(id, chrono::Utc::now() - chrono::Duration::seconds(1)),
+    )
+    .await
+    .unwrap();
     let (status, body) = app.get_as(&secret, "/api/v1/chats").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(
@@ -285,7 +287,10 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
         .unwrap()
         .to_owned();
 
-    let revoked = agentq(&app, &["admin", "tokens", "revoke", "--id", &backup_id]);
+    // The CLI is another process: the API learns of its changes from their notification.
+    let revoked = app
+        .access_change(async { agentq(&app, &["admin", "tokens", "revoke", "--id", &backup_id]) })
+        .await;
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
     assert_eq!(
         app.get_as(&backup, "/api/v1/chats").await.0,
@@ -293,17 +298,21 @@ async fn create_user_twice_refuses_and_tokens_are_managed_from_the_cli(pool: sql
     );
     assert_eq!(app.get_as(&token, "/api/v1/chats").await.0, StatusCode::OK);
 
-    let suspended = agentq(
-        &app,
-        &[
-            "admin",
-            "set-user-status",
-            "--email",
-            "carol@example.com",
-            "--status",
-            "suspended",
-        ],
-    );
+    let suspended = app
+        .access_change(async {
+            agentq(
+                &app,
+                &[
+                    "admin",
+                    "set-user-status",
+                    "--email",
+                    "carol@example.com",
+                    "--status",
+                    "suspended",
+                ],
+            )
+        })
+        .await;
     assert!(suspended.status.success(), "{}", text(&suspended.stderr));
     assert_eq!(
         app.get_as(&token, "/api/v1/chats").await.0,

@@ -1,13 +1,16 @@
 //! What the API keeps of who may do what, so a request does not read it again: the user
 //! behind a token, a user's memberships, and that no spend limit applies to a user
-//! (ARCHITECTURE.md §11.3). Each read costs PostgreSQL a round trip; a new chat made three
-//! of them, about a quarter of what a turn cost (bench/RESULTS.md, session 17).
+//! (ARCHITECTURE.md §11.3). Each read costs a round trip; a new chat made three of them,
+//! about a fifth of a turn's CPU (bench/RESULTS.md, session 17).
 //!
-//! PostgreSQL stays the truth. Triggers notify every change to tokens, users, memberships,
-//! organizations and spend limits when it commits ([`Store::follow_access_changes`]); any
-//! notification empties the whole cache, in every API process that listens. An entry is
-//! kept only while the listening connection is up and at most `--access-cache-secs`
-//! (and never past its token's expiry). A read that started before a change was told is
+//! PostgreSQL stays the truth. Triggers notify, when it commits, every change to what
+//! these entries are read from (a token's user, digest, expiry, revocation and scopes; a
+//! user's email, site role and status; memberships; organizations; spend limits and the
+//! site's; [`Store::follow_access_changes`]); any notification empties the whole cache, in
+//! every API process that listens. An entry is
+//! kept only while the listening connection is up (asked a query every 5 s, so one that
+//! died without a word is found) and at most `--access-cache-secs` (and never past its
+//! token's expiry, by this host's clock). A read that started before a change was told is
 //! not kept: each entry is stored only if no change came since its read began (the
 //! generation below). So a revoked token, a removed role or a new spend limit stops the
 //! next request as soon as the notification arrives (milliseconds after the commit), and
@@ -78,6 +81,17 @@ struct Kept<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadStart(Option<u64>);
 
+/// Reports the listening lost when dropped.
+struct NotListening(std::sync::Weak<Inner>);
+
+impl Drop for NotListening {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.signal(AccessSignal::Lost);
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -98,6 +112,8 @@ impl AccessCache {
         if !ttl.is_zero() {
             let (store, weak, stop) = (store.clone(), Arc::downgrade(&inner), inner.stop.clone());
             tokio::spawn(async move {
+                // However the task ends (a panic included), nothing is kept after it.
+                let lost = NotListening(weak.clone());
                 store
                     .follow_access_changes(stop, move |signal| {
                         if let Some(inner) = weak.upgrade() {
@@ -105,6 +121,7 @@ impl AccessCache {
                         }
                     })
                     .await;
+                drop(lost);
             });
         }
         Self { inner }
@@ -119,6 +136,11 @@ impl AccessCache {
     /// connection back or lost).
     pub fn emptied(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether entries are kept: changes are being told.
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
     }
 
     /// Call before reading from PostgreSQL what may then be kept.
@@ -193,7 +215,7 @@ impl AccessCache {
         if !self.inner.listening.load(Ordering::Acquire) {
             return None;
         }
-        let mut entries = self.inner.entries.lock().expect("the access cache's lock");
+        let mut entries = self.inner.entries();
         let map = map(&mut entries);
         match map.get(key) {
             Some(kept) if kept.until > Instant::now() => Some(kept.value.clone()),
@@ -218,7 +240,7 @@ impl AccessCache {
         if ttl.is_zero() {
             return;
         }
-        let mut entries = self.inner.entries.lock().expect("the access cache's lock");
+        let mut entries = self.inner.entries();
         // Checked under the lock `clear` takes: a change told after this check empties the
         // map after the insert, never before it.
         if !self.inner.listening.load(Ordering::Acquire)
@@ -240,11 +262,20 @@ impl AccessCache {
     }
 }
 
-/// Middleware: after a request that may have changed access through this process (any
-/// method but `GET`, `HEAD` and `OPTIONS`, outside `/api/v1/chats`: tokens, users,
-/// organizations, roles, spend limits, site settings), empties the cache before the
-/// response goes, so the caller's next request sees the change without waiting for the
-/// notification.
+/// Where the routes that can change access live: site and organization administration,
+/// users and their tokens, the operator dashboard.
+const ACCESS_ROUTES: &[&str] = &[
+    "/api/v1/admin/",
+    "/api/v1/organizations",
+    "/api/v1/users/",
+    "/admin/",
+];
+
+/// Middleware: after a request that changed something where access is decided (a
+/// success, by a method other than `GET`, `HEAD` and `OPTIONS`, on [`ACCESS_ROUTES`]),
+/// empties the cache before the response goes, so the caller's next request sees the
+/// change without waiting for the notification. Other requests, and refused ones, leave
+/// it alone: no client empties it by posting elsewhere.
 pub async fn forget_after_changes(
     State(cache): State<AccessCache>,
     request: Request,
@@ -253,15 +284,25 @@ pub async fn forget_after_changes(
     let may_change = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) && !request.uri().path().starts_with("/api/v1/chats");
+    ) && ACCESS_ROUTES
+        .iter()
+        .any(|route| request.uri().path().starts_with(route));
     let response = next.run(request).await;
-    if may_change {
+    if may_change && response.status().is_success() {
         cache.forget_all();
     }
     response
 }
 
 impl Inner {
+    /// The entries, locked. A panic while they were held (none is known) left them as
+    /// they were: whole maps, still usable.
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn signal(&self, signal: AccessSignal) {
         match signal {
             AccessSignal::Listening => {
@@ -277,8 +318,12 @@ impl Inner {
     }
 
     fn clear(&self) {
-        let mut entries = self.entries.lock().expect("the access cache's lock");
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        *entries = Entries::default();
+        let dropped = {
+            let mut entries = self.entries();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            std::mem::take(&mut *entries)
+        };
+        // Freed after the lock is let go: lookups do not wait for it.
+        drop(dropped);
     }
 }

@@ -150,8 +150,18 @@ impl TestApp {
     /// API (through the store, as the CLI or another API process would), and waits until
     /// the API was told of it (its cache emptied since), at most 5 s: a change made there
     /// reaches the API through PostgreSQL's notification, in milliseconds, not at once.
+    /// Notifications of earlier changes are let arrive first (no emptying for 50 ms), so
+    /// the one awaited is this change's or a later one.
     pub async fn access_change<T>(&self, change: impl std::future::Future<Output = T>) -> T {
-        let before = self.access.emptied();
+        let mut before = self.access.emptied();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.access.emptied();
+            if now == before {
+                break;
+            }
+            before = now;
+        }
         let out = change.await;
         eventually(
             Duration::from_secs(5),
@@ -160,6 +170,17 @@ impl TestApp {
         )
         .await;
         out
+    }
+
+    /// Waits (at most 5 s) until the API keeps what it reads of access: it listens for
+    /// changes (ARCHITECTURE.md §11.3).
+    pub async fn access_cache_listening(&self) {
+        eventually(
+            Duration::from_secs(5),
+            "the API listening for access changes",
+            || async { self.access.is_listening().then_some(()) },
+        )
+        .await;
     }
 
     /// The Redis the app runs on (the shared server, a private one, or a cluster).

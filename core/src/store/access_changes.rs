@@ -1,6 +1,7 @@
 //! Following changes to who may do what: tokens, users, memberships, organizations and
-//! spend limits. Triggers on those tables notify `agentq_access_changed` when a write
-//! commits (migration `20261207000100`); [`Store::follow_access_changes`] listens on a
+//! spend limits. Triggers on those tables notify `agentq_access_changed` when a write to
+//! what access is decided by commits (the columns are the migration's,
+//! `20261207000100`); [`Store::follow_access_changes`] listens on a
 //! connection of its own and tells its caller, so an API process can keep what it read of
 //! them (api/src/access_cache.rs, ARCHITECTURE.md §11.3) and still stop a revoked token at
 //! once.
@@ -21,6 +22,11 @@ const CHANNEL: &str = "agentq_access_changed";
 
 /// How long a lost listening connection waits before it is opened again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// How often the listening connection is asked a query, and how long it has to answer:
+/// a connection that died without a word (a peer gone, a half-open TCP connection) would
+/// otherwise wait for notifications forever, and the cache trust it.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// What [`Store::follow_access_changes`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +69,24 @@ impl Store {
             match listening {
                 Ok(mut listener) => {
                     on(AccessSignal::Listening);
+                    let mut beat = tokio::time::interval_at(
+                        tokio::time::Instant::now() + HEARTBEAT,
+                        HEARTBEAT,
+                    );
                     loop {
                         let next = tokio::select! {
                             _ = stop.cancelled() => break,
                             next = listener.try_recv() => next,
+                            _ = beat.tick() => match answers(&mut listener).await {
+                                true => continue,
+                                false => Ok(None),
+                            },
                         };
                         match next {
                             Ok(Some(_)) => on(AccessSignal::Changed),
                             // `None`: the connection was lost (a notification may have
-                            // been missed); an error: it could not be read.
+                            // been missed) or did not answer; an error: it could not be
+                            // read.
                             Ok(None) | Err(_) => {
                                 tracing::warn!(
                                     "lost the connection that follows access changes; \
@@ -96,6 +111,15 @@ impl Store {
         on(AccessSignal::Lost);
         own.close().await;
     }
+}
+
+/// Whether the listening connection answers a query within [`HEARTBEAT`]. Notifications
+/// that arrive meanwhile are buffered by the listener, not lost.
+async fn answers(listener: &mut PgListener) -> bool {
+    matches!(
+        tokio::time::timeout(HEARTBEAT, sqlx::query("SELECT 1").execute(&mut *listener)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// A listener on [`CHANNEL`] that does not reconnect by itself: a reconnection it made
