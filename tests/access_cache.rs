@@ -167,85 +167,75 @@ async fn a_kept_token_is_refused_once_it_expires(pool: sqlx::PgPool) {
     );
 }
 
+/// Runs `change` by SQL beside the API, then creates chats until one is refused with
+/// `refused` and a message containing `says`, within a second; until then each is created.
+async fn next_chat_refused(
+    app: &TestApp,
+    pool: &sqlx::PgPool,
+    change: &'static str,
+    refused: StatusCode,
+    says: &str,
+) {
+    sqlx::query(change)
+        .execute(pool)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let (status, body) = app
+            .post("/api/v1/chats", json!({ "message": "after the change" }))
+            .await;
+        if status == refused {
+            assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+            return;
+        }
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "`{change}` was not told"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[sqlx::test]
 async fn a_removed_role_and_a_new_spend_limit_stop_the_next_chat(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
     listening(&app, &pool).await;
     app.lift_rate_limits().await;
-    let create = |message: &'static str| {
-        let app = &app;
-        async move {
-            app.post("/api/v1/chats", json!({ "message": message }))
-                .await
-        }
-    };
     for _ in 0..2 {
-        let (status, body) = create("kept").await;
+        let (status, body) = app
+            .post("/api/v1/chats", json!({ "message": "kept" }))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-
-    // A spend limit already spent (0), set by SQL: the next chat is refused.
-    sqlx::query("UPDATE site_config SET spend_limit_micros = 0")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let (status, body) = create("over the limit").await;
-        if status == StatusCode::CONFLICT {
-            assert!(
-                body["message"].as_str().unwrap().contains("usage limit"),
-                "{body}"
-            );
-            break;
-        }
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "the limit was not told"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // A spend limit already spent (0): the next chat is refused.
+    next_chat_refused(
+        &app,
+        &pool,
+        "UPDATE site_config SET spend_limit_micros = 0",
+        StatusCode::CONFLICT,
+        "usage limit",
+    )
+    .await;
     app.access_change(
         sqlx::query("UPDATE site_config SET spend_limit_micros = NULL").execute(&pool),
     )
     .await
     .unwrap();
-    let started = Instant::now();
-    loop {
-        let (status, body) = create("allowed again").await;
-        if status == StatusCode::CREATED {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-
+    let (status, body) = app
+        .post("/api/v1/chats", json!({ "message": "allowed again" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     // The role goes: the next chat is refused, naming it.
-    sqlx::query("UPDATE organization_members SET roles = '{}'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let (status, body) = create("no role").await;
-        if status == StatusCode::FORBIDDEN {
-            assert!(
-                body["message"].as_str().unwrap().contains("agents-access"),
-                "{body}"
-            );
-            break;
-        }
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "the removal was not told"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    next_chat_refused(
+        &app,
+        &pool,
+        "UPDATE organization_members SET roles = '{}'",
+        StatusCode::FORBIDDEN,
+        "agents-access",
+    )
+    .await;
 }
 
 #[sqlx::test]
