@@ -176,10 +176,7 @@ async fn next_chat_refused(
     refused: StatusCode,
     says: &str,
 ) {
-    sqlx::query(change)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(change).execute(pool).await.unwrap();
     let started = Instant::now();
     loop {
         let (status, body) = app
