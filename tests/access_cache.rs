@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use agentq_core::store::LISTENER_APPLICATION_NAME;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::app::TestApp;
@@ -34,7 +35,7 @@ async fn answers_within(app: &TestApp, token: &str, want: StatusCode) -> Duratio
     }
 }
 
-/// Waits until the API listens for changes (its own connection ran `LISTEN`, and the
+/// Waits until the API listens for changes (its listening connection is open, and the
 /// cache knows): from then on it keeps what it reads.
 async fn listening(app: &TestApp, pool: &sqlx::PgPool) {
     app.access_cache_listening().await;
@@ -42,8 +43,9 @@ async fn listening(app: &TestApp, pool: &sqlx::PgPool) {
     loop {
         let listeners: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
+             WHERE datname = current_database() AND application_name = $1",
         )
+        .bind(LISTENER_APPLICATION_NAME)
         .fetch_one(pool)
         .await
         .unwrap();
@@ -243,8 +245,9 @@ async fn nothing_kept_is_used_while_changes_cannot_be_told(pool: sqlx::PgPool) {
     // The connection that listens is cut; a change committed now is told to nobody.
     let cut: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
+         WHERE datname = current_database() AND application_name = $1",
     )
+    .bind(LISTENER_APPLICATION_NAME)
     .fetch_one(&pool)
     .await
     .unwrap();
@@ -269,8 +272,9 @@ async fn with_the_cache_off_nothing_listens(pool: sqlx::PgPool) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let listening: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
+         WHERE datname = current_database() AND application_name = $1",
     )
+    .bind(LISTENER_APPLICATION_NAME)
     .fetch_one(&pool)
     .await
     .unwrap();

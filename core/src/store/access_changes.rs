@@ -20,6 +20,9 @@ use crate::shutdown::CancellationToken;
 /// The channel the triggers notify.
 const CHANNEL: &str = "agentq_access_changed";
 
+/// The listening connection's `application_name`, as `pg_stat_activity` shows it.
+pub const LISTENER_APPLICATION_NAME: &str = "agentq access listener";
+
 /// How long a lost listening connection waits before it is opened again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
@@ -58,9 +61,11 @@ impl Store {
             }
         });
         // One connection, opened with the store's settings, outside the pool the requests use.
-        let own = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(
+            (*self.pool.connect_options())
+                .clone()
+                .application_name(LISTENER_APPLICATION_NAME),
+        );
         while !stop.is_cancelled() {
             let listening = tokio::select! {
                 _ = stop.cancelled() => break,

@@ -65,7 +65,7 @@ mod user_provider_keys;
 mod user_tokens;
 mod users;
 
-pub use access_changes::AccessSignal;
+pub use access_changes::{AccessSignal, LISTENER_APPLICATION_NAME};
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chat_list::{ChatListItem, ChatPage};
 pub use chat_list_entries::ChatListEntry;
