@@ -37,7 +37,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use uuid::Uuid;
 
 /// Entries of one kind at most; past it the kind is emptied (memory stays bounded whatever
@@ -158,15 +158,11 @@ impl AccessCache {
         self.get(|e| &mut e.tokens, token_sha256)
     }
 
-    /// Keeps the user behind a token, until `expires_at` at the latest.
-    pub fn keep_user(
-        &self,
-        start: ReadStart,
-        token_sha256: &str,
-        user: &AuthenticatedUser,
-        expires_at: Option<DateTime<Utc>>,
-    ) {
-        let left = expires_at.map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+    /// Keeps the user behind a token, until the token expires at the latest.
+    pub fn keep_user(&self, start: ReadStart, token_sha256: &str, user: &AuthenticatedUser) {
+        let left = user
+            .token_expires_at
+            .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
         self.keep(
             start,
             |e| &mut e.tokens,

@@ -95,9 +95,7 @@ async fn authenticate(state: &ApiState, digest: &str) -> Result<AuthenticatedUse
     let user = state.store.authenticate(digest).await?.ok_or_else(|| {
         ApiError::Unauthorized("the API token is invalid or expired, or was revoked".into())
     })?;
-    state
-        .access
-        .keep_user(start, digest, &user, user.token_expires_at);
+    state.access.keep_user(start, digest, &user);
     Ok(user)
 }
 
