@@ -286,3 +286,63 @@ async fn with_the_cache_off_nothing_listens(pool: sqlx::PgPool) {
     let (status, _) = app.get_as(&app.token, "/api/v1/chats").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// The listening connection goes silent (nothing closed, nothing answered: a vanished peer,
+/// a half-open TCP connection behind a middlebox), so changes stop arriving without the
+/// connection failing. The API's query every 5 s, which has 5 s to answer, gives it up:
+/// from then on what was kept is not used, long before `--access-cache-secs` would drop it.
+#[sqlx::test]
+async fn a_listening_connection_gone_silent_is_given_up_within_two_heartbeats(pool: sqlx::PgPool) {
+    use sqlx::postgres::{PgPoolOptions, PgSslMode};
+    use support::silent_proxy::SilentProxy;
+
+    let direct = pool.connect_options();
+    let upstream = format!("{}:{}", direct.get_host(), direct.get_port());
+    let proxy = SilentProxy::start(upstream, LISTENER_APPLICATION_NAME).await;
+    // Every connection of the API goes through the proxy, in clear so it can tell the
+    // listening one by its name.
+    let proxied = PgPoolOptions::new()
+        .max_connections(5)
+        .connect_with(
+            (*direct)
+                .clone()
+                .host("127.0.0.1")
+                .port(proxy.port)
+                .ssl_mode(PgSslMode::Disable),
+        )
+        .await
+        .unwrap();
+    // Kept for an hour: only losing the connection can empty the cache within the test.
+    let app = TestApp::start_api_only_with(proxied, |api| api.access_cache_secs = 3600).await;
+    listening(&app, &pool).await;
+    kept(&app, &app.token).await;
+    proxy.silence();
+    let silenced = Instant::now();
+    sqlx::query("UPDATE api_tokens SET revoked_at = now()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The notification cannot arrive: the kept entry still answers.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = app.get_as(&app.token, "/api/v1/chats").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the revoke was told after all: {body}"
+    );
+    // At most one interval until the next query, plus its 5 s to answer.
+    let limit = Duration::from_secs(12);
+    loop {
+        let (status, _) = app.get_as(&app.token, "/api/v1/chats").await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            silenced.elapsed() < limit,
+            "the revoked token still answers {:?} after the listening connection went silent",
+            silenced.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

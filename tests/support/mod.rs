@@ -17,6 +17,7 @@ pub mod postgres_server;
 pub mod process;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod silent_proxy;
 pub mod smtp;
 pub mod sse;
 
