@@ -27,31 +27,51 @@ pub struct SilentProxy {
     /// The port to connect to instead of PostgreSQL's.
     pub port: u16,
     silent: Arc<AtomicBool>,
+    /// Accepts connections; owns their tasks, so aborting it closes every socket.
+    accepting: tokio::task::JoinHandle<()>,
 }
 
 impl SilentProxy {
     /// Forwards connections to `upstream` (`host:port`); those whose startup message
-    /// contains `marked` (an `application_name`) go silent once [`SilentProxy::silence`]
-    /// is called, old and new alike.
+    /// contains `marked` (an `application_name`) go silent while [`SilentProxy::silence`]
+    /// holds: the open ones for good, a new one from its first byte.
     pub async fn start(upstream: String, marked: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let silent = Arc::new(AtomicBool::new(false));
         let (flag, marked) = (silent.clone(), marked.as_bytes().to_vec());
-        tokio::spawn(async move {
+        let accepting = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
                 let (flag, marked, upstream) = (flag.clone(), marked.clone(), upstream.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _ = forward(client, &upstream, &marked, flag).await;
                 });
             }
         });
-        Self { port, silent }
+        Self {
+            port,
+            silent,
+            accepting,
+        }
     }
 
     /// From now on the marked connections pass no byte either way.
     pub fn silence(&self) {
         self.silent.store(true, Ordering::SeqCst);
+    }
+
+    /// New marked connections pass again; those silenced stay silent.
+    pub fn heal(&self) {
+        self.silent.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SilentProxy {
+    /// Closes every connection, the silent ones too, so their PostgreSQL sessions end and
+    /// the test's database can be dropped.
+    fn drop(&mut self) {
+        self.accepting.abort();
     }
 }
 
@@ -69,6 +89,10 @@ async fn forward(
     let mut startup = vec![0u8; rest];
     client.read_exact(&mut startup).await?;
     let is_marked = startup.windows(marked.len()).any(|w| w == marked);
+    if is_marked && silent.load(Ordering::SeqCst) {
+        let _held = (client, server);
+        return std::future::pending().await;
+    }
     server.write_all(&length).await?;
     server.write_all(&startup).await?;
     let gate = is_marked.then_some(silent);

@@ -46,7 +46,8 @@ impl Store {
     /// Listens for committed changes to access until `stop` or until the store's pool is
     /// closed, calling `on` with each [`AccessSignal`]; reconnects (every second) after
     /// losing its connection. The connection is its own, not one of the store's pool, and
-    /// is closed when this returns (a database is not dropped while a session is on it).
+    /// is closed when this returns (a database is not dropped while a session is on it),
+    /// unless it went silent: that one is left to the kernel's timeout.
     pub async fn follow_access_changes(
         &self,
         stop: CancellationToken,
@@ -60,16 +61,24 @@ impl Store {
                 _ = stopping.cancelled() => {}
             }
         });
-        // One connection, opened with the store's settings, outside the pool the requests use.
-        let own = PgPoolOptions::new().max_connections(1).connect_lazy_with(
-            (*self.pool.connect_options())
-                .clone()
-                .application_name(LISTENER_APPLICATION_NAME),
-        );
+        let options = (*self.pool.connect_options())
+            .clone()
+            .application_name(LISTENER_APPLICATION_NAME);
+        let mut own = None;
         while !stop.is_cancelled() {
+            // One connection, opened with the store's settings, outside the pool the
+            // requests use; a new one each attempt, as the last may never come back: a
+            // dropped listener says `UNLISTEN *` on its connection before it returns it,
+            // and on a connection gone silent that waits until the kernel gives up on it
+            // (many minutes), holding the pool's only connection all that time.
+            let pool = own.insert(
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(options.clone()),
+            );
             let listening = tokio::select! {
                 _ = stop.cancelled() => break,
-                listening = listen(&own) => listening,
+                listening = listen(pool) => listening,
             };
             match listening {
                 Ok(mut listener) => {
@@ -114,7 +123,10 @@ impl Store {
             }
         }
         on(AccessSignal::Lost);
-        own.close().await;
+        // Closed when its connection comes back, which a silent one never does: bounded.
+        if let Some(pool) = own {
+            let _ = tokio::time::timeout(RECONNECT_AFTER, pool.close()).await;
+        }
     }
 }
 
