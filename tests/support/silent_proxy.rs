@@ -7,17 +7,13 @@
 //! client's `application_name` in clear text: connect with TLS off
 //! (`PgSslMode::Disable`), or the proxy sees only the TLS handshake.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
-
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
         TcpListener, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
+    sync::watch,
 };
 
 /// The startup message is at most this long (PostgreSQL refuses longer ones).
@@ -26,7 +22,8 @@ const MAX_STARTUP: usize = 10_000;
 pub struct SilentProxy {
     /// The port to connect to instead of PostgreSQL's.
     pub port: u16,
-    silent: Arc<AtomicBool>,
+    /// Whether marked connections are silent now.
+    silent: watch::Sender<bool>,
     /// Accepts connections; owns their tasks, so aborting it closes every socket.
     accepting: tokio::task::JoinHandle<()>,
 }
@@ -38,14 +35,15 @@ impl SilentProxy {
     pub async fn start(upstream: String, marked: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let silent = Arc::new(AtomicBool::new(false));
-        let (flag, marked) = (silent.clone(), marked.as_bytes().to_vec());
+        let (silent, watching) = watch::channel(false);
+        let marked = marked.as_bytes().to_vec();
         let accepting = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                let (flag, marked, upstream) = (flag.clone(), marked.clone(), upstream.clone());
+                let (watching, marked, upstream) =
+                    (watching.clone(), marked.clone(), upstream.clone());
                 connections.spawn(async move {
-                    let _ = forward(client, &upstream, &marked, flag).await;
+                    let _ = forward(client, &upstream, &marked, watching).await;
                 });
             }
         });
@@ -58,12 +56,13 @@ impl SilentProxy {
 
     /// From now on the marked connections pass no byte either way.
     pub fn silence(&self) {
-        self.silent.store(true, Ordering::SeqCst);
+        self.silent.send_replace(true);
     }
 
-    /// New marked connections pass again; those silenced stay silent.
+    /// New marked connections pass again, and those that arrived while silent are closed
+    /// (their client tries again); those silenced while open stay silent.
     pub fn heal(&self) {
-        self.silent.store(false, Ordering::SeqCst);
+        self.silent.send_replace(false);
     }
 }
 
@@ -79,9 +78,8 @@ async fn forward(
     mut client: TcpStream,
     upstream: &str,
     marked: &[u8],
-    silent: Arc<AtomicBool>,
+    mut silent: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut server = TcpStream::connect(upstream).await?;
     // The startup message: a 4-byte length (itself included), then the rest.
     let mut length = [0u8; 4];
     client.read_exact(&mut length).await?;
@@ -89,10 +87,12 @@ async fn forward(
     let mut startup = vec![0u8; rest];
     client.read_exact(&mut startup).await?;
     let is_marked = startup.windows(marked.len()).any(|w| w == marked);
-    if is_marked && silent.load(Ordering::SeqCst) {
-        let _held = (client, server);
-        return std::future::pending().await;
+    if is_marked && *silent.borrow() {
+        // Held, unanswered, until the proxy heals; then closed.
+        let _ = silent.wait_for(|silent| !silent).await;
+        return Ok(());
     }
+    let mut server = TcpStream::connect(upstream).await?;
     server.write_all(&length).await?;
     server.write_all(&startup).await?;
     let gate = is_marked.then_some(silent);
@@ -105,16 +105,20 @@ async fn forward(
     Ok(())
 }
 
-/// Copies `from` to `to` until either ends; once `gate` is set, holds both open and passes
-/// nothing more (what it read meanwhile is dropped).
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, gate: Option<Arc<AtomicBool>>) {
+/// Copies `from` to `to` until either ends; once `gate` says silent, holds both open and
+/// passes nothing more (what it read meanwhile is dropped).
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    gate: Option<watch::Receiver<bool>>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let read = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
-        if gate.as_ref().is_some_and(|g| g.load(Ordering::SeqCst)) {
+        if gate.as_ref().is_some_and(|g| *g.borrow()) {
             // Silent: keep the sockets, answer nothing, ever.
             let _held = (from, to);
             std::future::pending::<()>().await;

@@ -31,6 +31,15 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// otherwise wait for notifications forever, and the cache trust it.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// Session settings of the listening connection: the server probes it after 10 s without
+/// traffic (every 5 s, 3 times) and drops it when data it sent stays unacknowledged for
+/// 30 s, so a listening connection gone silent does not hold a server session for good.
+/// Set by a query, not as startup options, which connection poolers may refuse.
+const SERVER_GIVES_UP: &str = "SELECT set_config('tcp_keepalives_idle', '10', false),
+        set_config('tcp_keepalives_interval', '5', false),
+        set_config('tcp_keepalives_count', '3', false),
+        set_config('tcp_user_timeout', '30000', false)";
+
 /// What [`Store::follow_access_changes`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessSignal {
@@ -47,7 +56,8 @@ impl Store {
     /// closed, calling `on` with each [`AccessSignal`]; reconnects (every second) after
     /// losing its connection. The connection is its own, not one of the store's pool, and
     /// is closed when this returns (a database is not dropped while a session is on it),
-    /// unless it went silent: that one is left to the kernel's timeout.
+    /// unless it went silent: that one is left to the kernel's timeouts and the server's
+    /// ([`SERVER_GIVES_UP`]).
     pub async fn follow_access_changes(
         &self,
         stop: CancellationToken,
@@ -70,15 +80,21 @@ impl Store {
             // requests use; a new one each attempt, as the last may never come back: a
             // dropped listener says `UNLISTEN *` on its connection before it returns it,
             // and on a connection gone silent that waits until the kernel gives up on it
-            // (many minutes), holding the pool's only connection all that time.
+            // (many minutes, or never when something still acknowledges its bytes),
+            // holding the pool's only connection all that time.
             let pool = own.insert(
                 PgPoolOptions::new()
                     .max_connections(1)
+                    .acquire_timeout(HEARTBEAT)
                     .connect_lazy_with(options.clone()),
             );
+            // Bounded like the heartbeat: a connection may go silent before it listens.
             let listening = tokio::select! {
                 _ = stop.cancelled() => break,
-                listening = listen(pool) => listening,
+                listening = tokio::time::timeout(HEARTBEAT, listen(pool)) => match listening {
+                    Ok(listening) => listening,
+                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                },
             };
             match listening {
                 Ok(mut listener) => {
@@ -144,6 +160,9 @@ async fn answers(listener: &mut PgListener) -> bool {
 async fn listen(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.eager_reconnect(false);
+    // PostgreSQL ends this session by itself should it go silent, so silent connections
+    // left behind do not pile up on the server.
+    sqlx::query(SERVER_GIVES_UP).execute(&mut listener).await?;
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
