@@ -32,8 +32,10 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Session settings of the listening connection: the server probes it after 10 s without
-/// traffic (every 5 s, 3 times) and drops it when data it sent stays unacknowledged for
-/// 30 s, so a listening connection gone silent does not hold a server session for good.
+/// traffic and drops it when probes or data it sent stay unacknowledged for 30 s (on
+/// Linux `tcp_user_timeout` decides, not the probe count), so a listening connection gone
+/// silent does not hold a server session for good; unless it went silent before this
+/// reached the server, or something on the way still acknowledges its bytes.
 /// Set by a query, not as startup options, which connection poolers may refuse.
 const SERVER_GIVES_UP: &str = "SELECT set_config('tcp_keepalives_idle', '10', false),
         set_config('tcp_keepalives_interval', '5', false),
@@ -93,7 +95,10 @@ impl Store {
                 _ = stop.cancelled() => break,
                 listening = tokio::time::timeout(HEARTBEAT, listen(pool)) => match listening {
                     Ok(listening) => listening,
-                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                    Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer within 5 s while starting to listen",
+                    ))),
                 },
             };
             match listening {
