@@ -97,7 +97,7 @@ impl Store {
                     Ok(listening) => listening,
                     Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        "no answer within 5 s while starting to listen",
+                        format!("no answer within {HEARTBEAT:?} while starting to listen"),
                     ))),
                 },
             };
