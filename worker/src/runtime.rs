@@ -26,7 +26,7 @@ use crate::{
         ToolRegistry, ToolRunner,
         mcp::{McpClient, McpLimits, McpTools},
     },
-    turn::{RunningTurns, TurnEngine, TurnLimits},
+    turn::{Acquisitions, RunningTurns, TurnEngine, TurnLimits},
 };
 
 /// What a worker process runs jobs with.
@@ -88,6 +88,7 @@ pub fn engine(
         worker_id: worker_id.clone(),
         lease,
         leases: leases.clone(),
+        acquisitions: Acquisitions::start(services.store.clone(), lease),
         limits: TurnLimits {
             max_provider_attempts: worker.provider_max_attempts.max(1),
             max_backoff: Duration::from_secs(worker.provider_max_backoff_secs),

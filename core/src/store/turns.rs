@@ -84,21 +84,57 @@ impl Store {
     /// the caller can refuse to run a step that keeps coming back.
     ///
     /// Lock order: the chat row first (`c`), then the turn, like every other transition.
+    /// One turn of [`Store::acquire_turns`].
     pub async fn acquire_turn(
         &self,
         turn_id: Uuid,
         worker: &str,
         lease: Duration,
     ) -> Result<Option<AcquiredTurn>, StoreError> {
+        let mut taken = self
+            .acquire_turns(&[(turn_id, worker.to_owned())], lease)
+            .await?;
+        Ok(taken.pop())
+    }
+
+    /// [`Store::acquire_turn`] for many turns in one statement, each `(turn, lease owner)`:
+    /// returns the turns taken, each with its owner; a turn missing from the answer was
+    /// not `queued` (another delivery took it, or it finished). A worker batches the
+    /// acquisitions of the jobs it starts together (`worker::turn::acquisitions`): one
+    /// statement, one commit and one round trip for all of them.
+    ///
+    /// Lock order: every chat with a `queued` turn to take is locked first (`c`), then the
+    /// turns. The chats are locked in one order: family by family (by the root's id;
+    /// `root_chat_id` is `NULL` on a root), the root before its subagents, those by id: the
+    /// order in which a family's writers (`lock_chat`, a completing subagent step, deleting a family) lock two of its
+    /// chats, so two batches, or a batch and such a writer, wait for each other instead of
+    /// deadlocking. A turn named twice (a duplicate delivery in the same batch) is taken
+    /// once, by one of its owners.
+    pub async fn acquire_turns(
+        &self,
+        turns: &[(Uuid, String)],
+        lease: Duration,
+    ) -> Result<Vec<AcquiredTurn>, StoreError> {
+        let (ids, owners): (Vec<Uuid>, Vec<&str>) =
+            turns.iter().map(|(id, o)| (*id, o.as_str())).unzip();
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH c AS (
-                SELECT id FROM chats WHERE id = (SELECT chat_id FROM chat_turns WHERE id = $1) FOR UPDATE
+            "WITH w AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(turn_id, owner)
+             ), c AS (
+                SELECT id FROM chats
+                WHERE id IN (SELECT chat_id FROM chat_turns
+                             WHERE id IN (SELECT turn_id FROM w) AND status = 'queued')
+                ORDER BY coalesce(root_chat_id, id), root_chat_id IS NOT NULL, id
+                FOR UPDATE
              ), t AS (
-                UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = $2,
+                UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = w.owner,
                        lease_expires_at = now() + make_interval(secs => $3),
                        started_at = coalesce(started_at, now())
-                WHERE id = $1 AND status = 'queued' AND EXISTS (SELECT 1 FROM c)
-                RETURNING id, chat_id, seq, step, attempt, interrupt_requested, lease_owner
+                FROM w
+                WHERE chat_turns.id = w.turn_id AND chat_turns.status = 'queued'
+                  AND chat_turns.chat_id IN (SELECT id FROM c)
+                RETURNING chat_turns.id, chat_turns.chat_id, chat_turns.seq, chat_turns.step,
+                          chat_turns.attempt, chat_turns.interrupt_requested, chat_turns.lease_owner
              ), s AS (
                 UPDATE chats SET status = 'running', updated_at = now() FROM t
                 WHERE chats.id = t.chat_id AND chats.status = 'pending'
@@ -114,10 +150,10 @@ impl Store {
             SOURCES = super::instructions::sources_columns("ch", "u"),
             MCP = super::mcp_servers::any_applies_column("ch")
         )))
-        .bind(turn_id)
-        .bind(worker)
+        .bind(&ids)
+        .bind(&owners)
         .bind(lease.as_secs_f64())
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?)
     }
 

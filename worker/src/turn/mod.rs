@@ -26,6 +26,8 @@
 //! This module is the engine (acquire, guard, run, hand back); the pieces of a step live
 //! beside it:
 //!
+//! - [`acquisitions`]: the acquisitions of the jobs this process starts together, taken in
+//!   one statement ([`Acquisitions`]);
 //! - [`limits`]: how far a turn may go ([`TurnLimits`]);
 //! - [`running`]: the turns running on this process, so interrupts reach them;
 //! - [`retry`]: provider attempts with backoff, announced by `retry` events;
@@ -34,6 +36,7 @@
 //! - [`commit`]: the answer written through the store and announced through
 //!   [`agentq_core::outcome`] (ARCHITECTURE.md §8).
 
+mod acquisitions;
 mod attachments;
 mod commit;
 mod compaction;
@@ -46,6 +49,7 @@ mod running;
 mod stream;
 mod titles;
 
+pub use acquisitions::Acquisitions;
 pub use limits::TurnLimits;
 pub use running::RunningTurns;
 
@@ -104,6 +108,8 @@ pub struct TurnEngine {
     pub lease: Duration,
     /// Renews the leases this process holds.
     pub leases: Leases,
+    /// Takes the turns of the jobs started together in one statement.
+    pub acquisitions: Acquisitions,
     /// Retries, step cap, client tool deadline.
     pub limits: TurnLimits,
     /// Decides what each step offers (ARCHITECTURE.md §7).
@@ -196,11 +202,7 @@ impl TurnEngine {
         // A lease owner of its own for this acquisition: a stale run of the same turn in this
         // process (its lease lost, the turn re-acquired here) can then write nothing.
         let owner = format!("{}/{}", self.worker_id, Uuid::now_v7().simple());
-        let Some(turn) = self
-            .store
-            .acquire_turn(job.turn_id, &owner, self.lease)
-            .await?
-        else {
+        let Some(turn) = self.acquisitions.acquire(job.turn_id, &owner).await? else {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
             report.outcome("skipped");
             // A recovery nudge for a title, or a redelivery after a crash during one.

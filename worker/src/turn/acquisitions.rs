@@ -1,0 +1,144 @@
+//! The acquisitions of the turn jobs a process starts together, taken in one statement.
+//!
+//! Under load a worker starts many turn jobs at once (a fetch brings up to its batch, and
+//! each job's first act is to take its turn). Each acquisition alone costs PostgreSQL a
+//! statement, a commit and a round trip, most of which does not depend on how many turns
+//! the statement takes. So a job asks this process's [`Acquisitions`] instead of the
+//! store: while [`IN_FLIGHT`] statements are running, the requests that arrive wait, and
+//! the next statement takes all of them ([`Store::acquire_turns`], at most [`MAX_BATCH`]).
+//! At rest a request finds a statement free and goes alone, at once: batching adds no
+//! wait of its own, it only fills the statements the load would queue anyway.
+//!
+//! Nothing about a turn's state moves here: each turn is taken (or found taken) exactly as
+//! [`Store::acquire_turn`] would, under its own lease owner. When a batch's statement
+//! fails, each of its turns is tried again alone, so one turn's failure is its own.
+
+use std::{sync::Arc, time::Duration};
+
+use agentq_core::{StoreError, domain::AcquiredTurn, store::Store};
+use futures::future::join_all;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+/// Acquisition statements a process runs at once; requests arriving meanwhile wait for
+/// the next one. Two keep a statement ready while the other runs, and take two of the
+/// process's PostgreSQL connections at most.
+pub const IN_FLIGHT: usize = 2;
+
+/// The most turns one statement takes: it holds their chats' locks until it commits.
+pub const MAX_BATCH: usize = 32;
+
+/// One job's request: its turn, its acquisition's lease owner, where the answer goes.
+struct Request {
+    turn_id: Uuid,
+    owner: String,
+    reply: oneshot::Sender<Result<Option<AcquiredTurn>, StoreError>>,
+}
+
+/// This process's batching of turn acquisitions (see the module page).
+#[derive(Clone)]
+pub struct Acquisitions {
+    store: Store,
+    lease: Duration,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Acquisitions {
+    /// Starts the task that runs the statements (on the current runtime); it ends when the
+    /// last handle is dropped.
+    pub fn start(store: Store, lease: Duration) -> Self {
+        let (requests, queued) = mpsc::unbounded_channel();
+        tokio::spawn(batches(store.clone(), lease, queued));
+        Self {
+            store,
+            lease,
+            requests,
+        }
+    }
+
+    /// Takes `turn_id` for `owner` as [`Store::acquire_turn`] does, in the next statement
+    /// of this process. The channel is unbounded, but each request is a job awaiting it,
+    /// so there are never more than the jobs running.
+    pub async fn acquire(
+        &self,
+        turn_id: Uuid,
+        owner: &str,
+    ) -> Result<Option<AcquiredTurn>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            turn_id,
+            owner: owner.to_owned(),
+            reply,
+        };
+        if self.requests.send(request).is_ok()
+            && let Ok(answer) = answer.await
+        {
+            return answer;
+        }
+        // The batching task is gone (the runtime is shutting down, or a statement's task
+        // panicked before answering): alone, as before. A turn the lost statement took is
+        // found not `queued` here, and comes back through recovery when its lease expires.
+        agentq_core::metrics::turn_acquisition_statement(1);
+        self.store.acquire_turn(turn_id, owner, self.lease).await
+    }
+}
+
+/// Gathers requests into statements: takes one of the [`IN_FLIGHT`] permits, waits for a
+/// request, adds every request already waiting (up to [`MAX_BATCH`]), runs them together.
+async fn batches(store: Store, lease: Duration, mut queued: mpsc::UnboundedReceiver<Request>) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queued.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            run_batch(&store, lease, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One statement for `batch`, each request answered with its own turn (or `None`); on
+/// failure each is tried alone.
+async fn run_batch(store: &Store, lease: Duration, batch: Vec<Request>) {
+    let turns: Vec<(Uuid, String)> = batch.iter().map(|r| (r.turn_id, r.owner.clone())).collect();
+    agentq_core::metrics::turn_acquisition_statement(turns.len());
+    match store.acquire_turns(&turns, lease).await {
+        Ok(mut taken) => {
+            for request in batch {
+                let mine = taken
+                    .iter()
+                    .position(|t| t.id == request.turn_id && t.lease_owner == request.owner)
+                    .map(|at| taken.swap_remove(at));
+                let _ = request.reply.send(Ok(mine));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some(request) = batch.into_iter().next() {
+                let _ = request.reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, turns = batch.len(), "a batched acquisition failed; taking its turns one by one");
+            join_all(batch.into_iter().map(|request| async move {
+                agentq_core::metrics::turn_acquisition_statement(1);
+                let alone = store
+                    .acquire_turn(request.turn_id, &request.owner, lease)
+                    .await;
+                let _ = request.reply.send(alone);
+            }))
+            .await;
+        }
+    }
+}
