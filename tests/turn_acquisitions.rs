@@ -1,15 +1,14 @@
 //! A worker takes the turns of the jobs it starts together in one statement
 //! (`Store::acquire_turns`, batched by `worker::turn::acquisitions`). Each turn is taken as
 //! a lone acquisition would take it: once, under its own lease owner, never when it is not
-//! `queued`; the batch locks a subagent's root before the subagent whatever their ids; and
-//! a turn whose acquisition fails does not fail the others of its batch.
+//! `queued`; a batch never waits for a busy chat (the turn is taken alone, waiting); and a
+//! turn whose acquisition fails does not fail the others of its batch.
 
 mod support;
 
 use std::time::Duration;
 
 use agentq_worker::turn::Acquisitions;
-use reqwest::StatusCode;
 use serde_json::json;
 use support::app::TestApp;
 use uuid::Uuid;
@@ -110,101 +109,63 @@ async fn a_batch_takes_each_queued_turn_once_under_its_own_owner(pool: sqlx::PgP
     app.stop().await;
 }
 
-/// A root chat whose id sorts after any new one, with a queued turn, and a subagent of it
-/// whose turn is queued too: (root, root's turn, child, child's turn). Seeded roots get
-/// random (version 4) ids; of eight, the greatest sorts after a new time-ordered id but
-/// with odds of 1 in 10^16.
-async fn family_whose_child_sorts_first(app: &TestApp) -> (Uuid, Uuid, Uuid, Uuid) {
-    let store = &app.services.store;
-    let model = app.create_chat("owner of the family").await;
-    let (owner, org): (Uuid, Uuid) =
-        sqlx::query_as("SELECT owner_id, organization_id FROM chats WHERE id = $1")
-            .bind(model)
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    let seeded = store
-        .seed_root_chats(owner, org, 8, chrono::Utc::now())
-        .await
-        .unwrap();
-    let root = *seeded.iter().max().unwrap();
-    let (status, body) = app
-        .post(
-            &format!("/api/v1/chats/{root}/messages"),
-            json!({"message": "plan"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let root_turn = queued_turn_of(app, root).await;
-    let spawned = store
-        .spawn_subagent(&agentq_core::store::NewSubagent {
-            parent_chat_id: root,
-            call_id: Uuid::now_v7(),
-            subagent_type: "general",
-            prompt: "look around",
-            title: "",
-            max_live: 5,
-            max_total: 5,
-        })
-        .await
-        .unwrap();
-    let agentq_core::store::Spawned::Created { child, .. } = spawned else {
-        panic!("no child was created: {spawned:?}");
-    };
-    assert!(child.id < root, "the child's id sorts before its root's");
-    let child_turn = queued_turn_of(app, child.id).await;
-    (root, root_turn, child.id, child_turn)
-}
-
-/// Every writer of a family locks its root before a child (`lock_chat`, a completing
-/// subagent step, deleting a family). A batch holding the child while it waits for the
-/// root would deadlock with one of them; so while another transaction holds the root,
-/// the batch waits holding neither the child's chat row nor its turn, and goes on once
-/// the root is free, however the ids sort.
+/// A batch holds several chats' locks at once, so it must never wait for another: a
+/// transaction holding chat B that then locks chat A would close a cycle with a batch
+/// holding A and waiting for B (pinning renumbers an owner's other chats; a family's
+/// writers lock a root, then its children). So the batch skips B at once and commits,
+/// and B's job takes its turn alone, waiting for B as any acquisition does.
 #[sqlx::test]
-async fn a_batch_locks_a_subagents_root_before_the_subagent_whatever_their_ids(pool: sqlx::PgPool) {
+async fn a_batch_skips_a_busy_chat_and_its_job_takes_the_turn_alone(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let store = app.services.store.clone();
-    let (root, root_turn, child, child_turn) = family_whose_child_sorts_first(&app).await;
+    let a = app.create_chat("free").await;
+    let b = app.create_chat("busy").await;
+    let (turn_a, turn_b) = (queued_turn_of(&app, a).await, queued_turn_of(&app, b).await);
 
     let mut holder = store.pool().begin().await.unwrap();
     sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(root)
+        .bind(b)
         .execute(&mut *holder)
         .await
         .unwrap();
-    let batch = {
-        let store = store.clone();
-        let asked = vec![(child_turn, "w/child".into()), (root_turn, "w/root".into())];
-        tokio::spawn(async move { store.acquire_turns(&asked, LEASE).await })
+    let asked = vec![(turn_a, "w/a".into()), (turn_b, "w/b".into())];
+    let taken = tokio::time::timeout(Duration::from_secs(3), store.acquire_turns(&asked, LEASE))
+        .await
+        .expect("the batch waited for the busy chat")
+        .unwrap();
+    let ids: Vec<Uuid> = taken.iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![turn_a], "the free chat's turn only");
+    assert_eq!(
+        state_of(&app, turn_b).await.0,
+        "queued",
+        "the busy chat's turn"
+    );
+    // The holder goes on to lock A: the batch holds nothing any more.
+    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE NOWAIT")
+        .bind(a)
+        .execute(&mut *holder)
+        .await
+        .expect("the batch still holds the free chat");
+
+    // B's job, through the process's batching: skipped again, then alone, waiting.
+    let acquisitions = Acquisitions::start(store.clone(), LEASE);
+    let job = {
+        let acquisitions = acquisitions.clone();
+        tokio::spawn(async move { acquisitions.acquire(turn_b, "w/b2").await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        !batch.is_finished(),
-        "the batch did not wait for the root's lock"
+        !job.is_finished(),
+        "the lone acquisition waits for the busy chat"
     );
-    let mut probe = store.pool().begin().await.unwrap();
-    for (table, id) in [("chats", child), ("chat_turns", child_turn)] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE NOWAIT"
-        )))
-        .bind(id)
-        .execute(&mut *probe)
-        .await
-        .unwrap_or_else(|e| panic!("the waiting batch holds the child's {table} row: {e}"));
-    }
-    probe.rollback().await.unwrap();
     holder.commit().await.unwrap();
-    let taken = tokio::time::timeout(Duration::from_secs(10), batch)
+    let got = tokio::time::timeout(Duration::from_secs(10), job)
         .await
-        .expect("the batch goes on once the root is free")
+        .expect("the lone acquisition goes on once the chat is free")
         .unwrap()
-        .unwrap();
-    let mut ids: Vec<Uuid> = taken.iter().map(|t| t.id).collect();
-    ids.sort();
-    let mut want = vec![root_turn, child_turn];
-    want.sort();
-    assert_eq!(ids, want, "both turns are taken");
+        .unwrap()
+        .expect("the busy chat's turn is taken");
+    assert_eq!((got.id, got.lease_owner.as_str()), (turn_b, "w/b2"));
     app.stop().await;
 }
 

@@ -102,11 +102,14 @@ pub fn lease_beat(held: usize, lost: usize) {
     }
 }
 
-/// One statement acquired the turns of `turns` jobs together (`worker::turn::acquisitions`;
-/// a batch that failed and was tried turn by turn counts once here, then once a turn).
-pub fn turn_acquisition_statement(turns: usize) {
+/// A turn job asked to take its turn (`worker::turn::acquisitions`).
+pub fn turn_acquisition_asked() {
+    counter!("agentq_turn_acquisitions_total").increment(1);
+}
+
+/// A statement that takes turns ran: a batch, or one turn taken alone.
+pub fn turn_acquisition_statement() {
     counter!("agentq_turn_acquisition_statements_total").increment(1);
-    counter!("agentq_turn_acquisitions_total").increment(turns as u64);
 }
 
 /// A turn step was started more often than allowed and failed without calling its

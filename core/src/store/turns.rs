@@ -84,7 +84,7 @@ impl Store {
     /// the caller can refuse to run a step that keeps coming back.
     ///
     /// Lock order: the chat row first (`c`), then the turn, like every other transition.
-    /// One turn of [`Store::acquire_turns`].
+    /// A chat another transaction holds is waited for.
     pub async fn acquire_turn(
         &self,
         turn_id: Uuid,
@@ -92,28 +92,41 @@ impl Store {
         lease: Duration,
     ) -> Result<Option<AcquiredTurn>, StoreError> {
         let mut taken = self
-            .acquire_turns(&[(turn_id, worker.to_owned())], lease)
+            .acquire_in(&[(turn_id, worker.to_owned())], lease, "FOR UPDATE")
             .await?;
         Ok(taken.pop())
     }
 
     /// [`Store::acquire_turn`] for many turns in one statement, each `(turn, lease owner)`:
-    /// returns the turns taken, each with its owner; a turn missing from the answer was
-    /// not `queued` (another delivery took it, or it finished). A worker batches the
-    /// acquisitions of the jobs it starts together (`worker::turn::acquisitions`): one
-    /// statement, one commit and one round trip for all of them.
+    /// returns the turns taken, each with its owner. A worker batches the acquisitions of
+    /// the jobs it starts together (`worker::turn::acquisitions`): one statement, one
+    /// commit and one round trip for all of them.
     ///
-    /// Lock order: every chat with a `queued` turn to take is locked first (`c`), then the
-    /// turns. The chats are locked in one order: family by family (by the root's id;
-    /// `root_chat_id` is `NULL` on a root), the root before its subagents, those by id: the
-    /// order in which a family's writers (`lock_chat`, a completing subagent step, deleting a family) lock two of its
-    /// chats, so two batches, or a batch and such a writer, wait for each other instead of
-    /// deadlocking. A turn named twice (a duplicate delivery in the same batch) is taken
+    /// **Never waits for a lock**: a chat another transaction holds right now is skipped
+    /// (`SKIP LOCKED`), and its turn is missing from the answer, as is a turn that was not
+    /// `queued` (another delivery took it, or it finished). The caller takes each missing
+    /// turn alone with [`Store::acquire_turn`], which waits and tells the two apart. A
+    /// statement holding several chats' locks that waited for another could close a cycle
+    /// with a transaction that locks two chats in another order (a family's root before
+    /// its subagents; a pin that renumbers its owner's other pinned chats); one that never
+    /// waits cannot. A turn named twice (a duplicate delivery in the same batch) is taken
     /// once, by one of its owners.
     pub async fn acquire_turns(
         &self,
         turns: &[(Uuid, String)],
         lease: Duration,
+    ) -> Result<Vec<AcquiredTurn>, StoreError> {
+        self.acquire_in(turns, lease, "FOR UPDATE SKIP LOCKED")
+            .await
+    }
+
+    /// The acquisition of `turns`, their chats locked with `lock` (in `c`, evaluated once
+    /// before any turn is: `= ANY(ARRAY(...))` runs it as an init plan), then the turns.
+    async fn acquire_in(
+        &self,
+        turns: &[(Uuid, String)],
+        lease: Duration,
+        lock: &str,
     ) -> Result<Vec<AcquiredTurn>, StoreError> {
         let (ids, owners): (Vec<Uuid>, Vec<&str>) =
             turns.iter().map(|(id, o)| (*id, o.as_str())).unzip();
@@ -124,15 +137,14 @@ impl Store {
                 SELECT id FROM chats
                 WHERE id IN (SELECT chat_id FROM chat_turns
                              WHERE id IN (SELECT turn_id FROM w) AND status = 'queued')
-                ORDER BY coalesce(root_chat_id, id), root_chat_id IS NOT NULL, id
-                FOR UPDATE
+                {lock}
              ), t AS (
                 UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = w.owner,
                        lease_expires_at = now() + make_interval(secs => $3),
                        started_at = coalesce(started_at, now())
                 FROM w
                 WHERE chat_turns.id = w.turn_id AND chat_turns.status = 'queued'
-                  AND chat_turns.chat_id IN (SELECT id FROM c)
+                  AND chat_turns.chat_id = ANY(ARRAY(SELECT id FROM c))
                 RETURNING chat_turns.id, chat_turns.chat_id, chat_turns.seq, chat_turns.step,
                           chat_turns.attempt, chat_turns.interrupt_requested, chat_turns.lease_owner
              ), s AS (

@@ -6,33 +6,46 @@
 //! the statement takes. So a job asks this process's [`Acquisitions`] instead of the
 //! store: while [`IN_FLIGHT`] statements are running, the requests that arrive wait, and
 //! the next statement takes all of them ([`Store::acquire_turns`], at most [`MAX_BATCH`]).
-//! At rest a request finds a statement free and goes alone, at once: batching adds no
-//! wait of its own, it only fills the statements the load would queue anyway.
+//! At rest a request finds a statement free and goes alone, at once: batching only fills
+//! the statements the load would queue anyway.
 //!
-//! Nothing about a turn's state moves here: each turn is taken (or found taken) exactly as
-//! [`Store::acquire_turn`] would, under its own lease owner. When a batch's statement
-//! fails, each of its turns is tried again alone, so one turn's failure is its own.
+//! A batch never waits for a lock (it would hold its other chats meanwhile, and could
+//! close a cycle): a turn it did not take, because its chat was busy or because it was
+//! not `queued`, is taken by its job alone with [`Store::acquire_turn`], which waits as
+//! every acquisition did before batching, and tells the two apart. So is every turn of a
+//! batch whose statement failed, so one turn's failure is its own. Nothing about a
+//! turn's state moves here: each is taken (or found taken) exactly as a lone acquisition
+//! would, under its own lease owner.
 
 use std::{sync::Arc, time::Duration};
 
 use agentq_core::{StoreError, domain::AcquiredTurn, store::Store};
-use futures::future::join_all;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 /// Acquisition statements a process runs at once; requests arriving meanwhile wait for
-/// the next one. Two keep a statement ready while the other runs, and take two of the
-/// process's PostgreSQL connections at most.
+/// the next one. Two keep a statement ready while the other runs; batches take two of
+/// the process's PostgreSQL connections at most (turns taken alone take their own).
 pub const IN_FLIGHT: usize = 2;
 
-/// The most turns one statement takes: it holds their chats' locks until it commits.
+/// The most turns one statement takes: it holds their chats' locks until it commits, and
+/// bigger batches save little more.
 pub const MAX_BATCH: usize = 32;
 
 /// One job's request: its turn, its acquisition's lease owner, where the answer goes.
 struct Request {
     turn_id: Uuid,
     owner: String,
-    reply: oneshot::Sender<Result<Option<AcquiredTurn>, StoreError>>,
+    reply: oneshot::Sender<Batched>,
+}
+
+/// What a batch did for one request.
+enum Batched {
+    /// The statement took the turn for this request.
+    Taken(Box<AcquiredTurn>),
+    /// It did not (the chat was busy, the turn not `queued`, or the statement failed):
+    /// the job takes it alone.
+    Alone,
 }
 
 /// This process's batching of turn acquisitions (see the module page).
@@ -56,14 +69,16 @@ impl Acquisitions {
         }
     }
 
-    /// Takes `turn_id` for `owner` as [`Store::acquire_turn`] does, in the next statement
-    /// of this process. The channel is unbounded, but each request is a job awaiting it,
-    /// so there are never more than the jobs running.
+    /// Takes `turn_id` for `owner` as [`Store::acquire_turn`] does: in the next statement
+    /// of this process, or alone when that statement did not take it. The channel is
+    /// unbounded, but each request is a job awaiting it, so there are never more than the
+    /// jobs running.
     pub async fn acquire(
         &self,
         turn_id: Uuid,
         owner: &str,
     ) -> Result<Option<AcquiredTurn>, StoreError> {
+        agentq_core::metrics::turn_acquisition_asked();
         let (reply, answer) = oneshot::channel();
         let request = Request {
             turn_id,
@@ -71,14 +86,15 @@ impl Acquisitions {
             reply,
         };
         if self.requests.send(request).is_ok()
-            && let Ok(answer) = answer.await
+            && let Ok(Batched::Taken(turn)) = answer.await
         {
-            return answer;
+            return Ok(Some(*turn));
         }
-        // The batching task is gone (the runtime is shutting down, or a statement's task
-        // panicked before answering): alone, as before. A turn the lost statement took is
-        // found not `queued` here, and comes back through recovery when its lease expires.
-        agentq_core::metrics::turn_acquisition_statement(1);
+        // Not taken by a batch; or the batching task is gone (the runtime is shutting
+        // down, or a statement's task panicked before answering: a turn the lost statement
+        // took is found not `queued` here, and comes back through recovery when its lease
+        // expires).
+        agentq_core::metrics::turn_acquisition_statement();
         self.store.acquire_turn(turn_id, owner, self.lease).await
     }
 }
@@ -109,36 +125,26 @@ async fn batches(store: Store, lease: Duration, mut queued: mpsc::UnboundedRecei
     }
 }
 
-/// One statement for `batch`, each request answered with its own turn (or `None`); on
-/// failure each is tried alone.
+/// One statement for `batch`; each request is answered with its turn, or sent to take it
+/// alone.
 async fn run_batch(store: &Store, lease: Duration, batch: Vec<Request>) {
     let turns: Vec<(Uuid, String)> = batch.iter().map(|r| (r.turn_id, r.owner.clone())).collect();
-    agentq_core::metrics::turn_acquisition_statement(turns.len());
-    match store.acquire_turns(&turns, lease).await {
-        Ok(mut taken) => {
-            for request in batch {
-                let mine = taken
-                    .iter()
-                    .position(|t| t.id == request.turn_id && t.lease_owner == request.owner)
-                    .map(|at| taken.swap_remove(at));
-                let _ = request.reply.send(Ok(mine));
-            }
-        }
-        Err(e) if batch.len() == 1 => {
-            if let Some(request) = batch.into_iter().next() {
-                let _ = request.reply.send(Err(e));
-            }
-        }
+    agentq_core::metrics::turn_acquisition_statement();
+    let mut taken = match store.acquire_turns(&turns, lease).await {
+        Ok(taken) => taken,
         Err(e) => {
-            tracing::warn!(error = %e, turns = batch.len(), "a batched acquisition failed; taking its turns one by one");
-            join_all(batch.into_iter().map(|request| async move {
-                agentq_core::metrics::turn_acquisition_statement(1);
-                let alone = store
-                    .acquire_turn(request.turn_id, &request.owner, lease)
-                    .await;
-                let _ = request.reply.send(alone);
-            }))
-            .await;
+            tracing::warn!(error = %e, turns = batch.len(), "a batched acquisition failed; each job takes its turn alone");
+            Vec::new()
         }
+    };
+    for request in batch {
+        let answer = match taken
+            .iter()
+            .position(|t| t.id == request.turn_id && t.lease_owner == request.owner)
+        {
+            Some(at) => Batched::Taken(Box::new(taken.swap_remove(at))),
+            None => Batched::Alone,
+        };
+        let _ = request.reply.send(answer);
     }
 }
