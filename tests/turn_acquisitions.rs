@@ -73,7 +73,13 @@ async fn a_batch_takes_each_queued_turn_once_under_its_own_owner(pool: sqlx::PgP
         (turns[2], "w/d".into()),
         (turns[3], "w/e".into()),
     ];
-    let got = store.acquire_turns(&asked, LEASE).await.unwrap();
+    let got: Vec<_> = store
+        .acquire_turns(&asked, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.turn.expect("a taken turn reads"))
+        .collect();
     let mut got_ids: Vec<Uuid> = got.iter().map(|t| t.id).collect();
     got_ids.sort();
     let mut want = vec![turns[0], turns[1], turns[2]];
@@ -253,7 +259,8 @@ async fn acquisitions_started_together_share_a_statement_and_fail_alone(pool: sq
     assert_eq!(
         counter("agentq_turn_acquisition_statements_total") - statements_before,
         1 + asks.len() as u64,
-        "the failed batch's turns were tried one by one"
+        "the failed batch's turns were tried one by one (nextest runs each test in a process \
+         of its own, so no other test adds to the process's counters)"
     );
     let (status, attempt, _, _) = state_of(&app, poisoned).await;
     assert_eq!(

@@ -17,6 +17,9 @@
 //! posted tool results and recovery all follow it, so two of them racing on one chat wait
 //! for each other instead of deadlocking (`tests/lock_order.rs` races them). Statements
 //! that lock a single row (lease renewal, acquiring a tool call) cannot be part of a cycle.
+//! A batched acquisition ([`Store::acquire_turns`]) locks several chats, so it skips a chat
+//! another transaction holds instead of waiting for it (`SKIP LOCKED`), and cannot be part
+//! of one either; its chats are read once up front (`= ANY(ARRAY(...))`, not `EXISTS`).
 //!
 //! # Text PostgreSQL refuses
 //!
@@ -102,7 +105,7 @@ pub use subagents::{ChildChat, NewSubagent, Spawned, SubagentModels, WaitState};
 pub use summaries::NewSummary;
 pub use titles::{AnswerTitle, MAX_TITLE_ATTEMPTS, TITLE_CLAIM_TTL, TitleWork};
 pub use tool_calls::{FanIn, NewToolCall, ToolResultInput, ToolResultsError, ToolStep};
-pub use turns::{Completion, TurnOutcome};
+pub use turns::{Completion, TakenTurn, TurnOutcome};
 pub use usage_report::{ChatUsage, ModelUsage, UsageReport, UserUsage};
 pub use user_provider_keys::{ModelForUser, SealedUserKey, UserProviderKeyStatus};
 pub use user_tokens::{

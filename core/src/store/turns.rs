@@ -32,6 +32,18 @@ pub struct Completion {
     pub cost_micros: Option<i64>,
 }
 
+/// One turn a batched acquisition took ([`Store::acquire_turns`]): its id and the lease
+/// owner it was taken for, and the turn as the worker reads it.
+#[derive(Debug)]
+pub struct TakenTurn {
+    /// The turn.
+    pub id: Uuid,
+    /// The acquisition that took it.
+    pub lease_owner: String,
+    /// The acquired turn, or why its row could not be read.
+    pub turn: Result<AcquiredTurn, StoreError>,
+}
+
 /// What finishing a turn led to.
 #[derive(Debug, Clone)]
 pub struct TurnOutcome {
@@ -91,10 +103,13 @@ impl Store {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<AcquiredTurn>, StoreError> {
-        let mut taken = self
+        let taken = self
             .acquire_in(&[(turn_id, worker.to_owned())], lease, "FOR UPDATE")
             .await?;
-        Ok(taken.pop())
+        Ok(match taken.first() {
+            Some(row) => Some(AcquiredTurn::from_row(row)?),
+            None => None,
+        })
     }
 
     /// [`Store::acquire_turn`] for many turns in one statement, each `(turn, lease owner)`:
@@ -102,22 +117,37 @@ impl Store {
     /// the jobs it starts together (`worker::turn::acquisitions`): one statement, one
     /// commit and one round trip for all of them.
     ///
-    /// **Never waits for a lock**: a chat another transaction holds right now is skipped
+    /// Each turn taken is read on its own ([`TakenTurn`]): a row the worker cannot read
+    /// (a value a newer version wrote) is that turn's error, not its batch's.
+    ///
+    /// **Never waits for a chat's lock**: a chat another transaction holds right now is skipped
     /// (`SKIP LOCKED`), and its turn is missing from the answer, as is a turn that was not
     /// `queued` (another delivery took it, or it finished). The caller takes each missing
     /// turn alone with [`Store::acquire_turn`], which waits and tells the two apart. A
     /// statement holding several chats' locks that waited for another could close a cycle
     /// with a transaction that locks two chats in another order (a family's root before
     /// its subagents; a pin that renumbers its owner's other pinned chats); one that never
-    /// waits cannot. A turn named twice (a duplicate delivery in the same batch) is taken
-    /// once, by one of its owners.
+    /// waits cannot. (It may wait, briefly, for a turn row that a lease renewal or
+    /// recovery's resend holds: single statements that take no other lock and never wait.)
+    /// A turn named twice (a duplicate delivery in the same batch) is taken once, by one of
+    /// its owners.
     pub async fn acquire_turns(
         &self,
         turns: &[(Uuid, String)],
         lease: Duration,
-    ) -> Result<Vec<AcquiredTurn>, StoreError> {
-        self.acquire_in(turns, lease, "FOR UPDATE SKIP LOCKED")
-            .await
+    ) -> Result<Vec<TakenTurn>, StoreError> {
+        let rows = self
+            .acquire_in(turns, lease, "FOR UPDATE SKIP LOCKED")
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TakenTurn {
+                    id: row.try_get("id")?,
+                    lease_owner: row.try_get("lease_owner")?,
+                    turn: AcquiredTurn::from_row(row).map_err(StoreError::from),
+                })
+            })
+            .collect()
     }
 
     /// The acquisition of `turns`, their chats locked with `lock` (in `c`, evaluated once
@@ -127,10 +157,10 @@ impl Store {
         turns: &[(Uuid, String)],
         lease: Duration,
         lock: &str,
-    ) -> Result<Vec<AcquiredTurn>, StoreError> {
+    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
         let (ids, owners): (Vec<Uuid>, Vec<&str>) =
             turns.iter().map(|(id, o)| (*id, o.as_str())).unzip();
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH w AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(turn_id, owner)
              ), c AS (

@@ -13,9 +13,12 @@
 //! close a cycle): a turn it did not take, because its chat was busy or because it was
 //! not `queued`, is taken by its job alone with [`Store::acquire_turn`], which waits as
 //! every acquisition did before batching, and tells the two apart. So is every turn of a
-//! batch whose statement failed, so one turn's failure is its own. Nothing about a
-//! turn's state moves here: each is taken (or found taken) exactly as a lone acquisition
-//! would, under its own lease owner.
+//! batch whose statement failed before it committed, so one turn's failure is its own; a
+//! turn taken whose row cannot be read fails its own job only. (A connection lost after
+//! the commit leaves the batch's turns taken with no job running them, as it would a lone
+//! acquisition's turn: recovery takes them back when their leases expire.) Nothing about
+//! a turn's state moves here: each is taken (or found taken) exactly as a lone
+//! acquisition would, under its own lease owner.
 
 use std::{sync::Arc, time::Duration};
 
@@ -43,8 +46,11 @@ struct Request {
 enum Batched {
     /// The statement took the turn for this request.
     Taken(Box<AcquiredTurn>),
-    /// It did not (the chat was busy, the turn not `queued`, or the statement failed):
-    /// the job takes it alone.
+    /// The statement took the turn, but its row could not be read: the job fails (and is
+    /// retried), as a lone acquisition's would.
+    Unreadable(StoreError),
+    /// It did not take it (the chat was busy, the turn not `queued`, or the statement
+    /// failed): the job takes it alone.
     Alone,
 }
 
@@ -85,10 +91,12 @@ impl Acquisitions {
             owner: owner.to_owned(),
             reply,
         };
-        if self.requests.send(request).is_ok()
-            && let Ok(Batched::Taken(turn)) = answer.await
-        {
-            return Ok(Some(*turn));
+        if self.requests.send(request).is_ok() {
+            match answer.await {
+                Ok(Batched::Taken(turn)) => return Ok(Some(*turn)),
+                Ok(Batched::Unreadable(e)) => return Err(e),
+                Ok(Batched::Alone) | Err(_) => {}
+            }
         }
         // Not taken by a batch; or the batching task is gone (the runtime is shutting
         // down, or a statement's task panicked before answering: a turn the lost statement
@@ -126,8 +134,13 @@ async fn batches(store: Store, lease: Duration, mut queued: mpsc::UnboundedRecei
 }
 
 /// One statement for `batch`; each request is answered with its turn, or sent to take it
-/// alone.
-async fn run_batch(store: &Store, lease: Duration, batch: Vec<Request>) {
+/// alone. A request whose job stopped waiting (its future dropped: a drain's deadline) is
+/// left out, and a turn taken for a job that stopped meanwhile is handed back at once.
+async fn run_batch(store: &Store, lease: Duration, mut batch: Vec<Request>) {
+    batch.retain(|r| !r.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
     let turns: Vec<(Uuid, String)> = batch.iter().map(|r| (r.turn_id, r.owner.clone())).collect();
     agentq_core::metrics::turn_acquisition_statement();
     let mut taken = match store.acquire_turns(&turns, lease).await {
@@ -142,9 +155,16 @@ async fn run_batch(store: &Store, lease: Duration, batch: Vec<Request>) {
             .iter()
             .position(|t| t.id == request.turn_id && t.lease_owner == request.owner)
         {
-            Some(at) => Batched::Taken(Box::new(taken.swap_remove(at))),
+            Some(at) => match taken.swap_remove(at).turn {
+                Ok(turn) => Batched::Taken(Box::new(turn)),
+                Err(e) => Batched::Unreadable(e),
+            },
             None => Batched::Alone,
         };
-        let _ = request.reply.send(answer);
+        if let Err(Batched::Taken(turn)) = request.reply.send(answer)
+            && let Err(e) = store.release_turn(turn.id, &turn.lease_owner).await
+        {
+            tracing::warn!(turn.id = %turn.id, error = %e, "could not hand back a turn taken for a job that stopped; recovery will after its lease");
+        }
     }
 }
