@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use agentq_worker::turn::Acquisitions;
-use serde_json::json;
 use support::app::TestApp;
 use uuid::Uuid;
 
@@ -39,12 +38,7 @@ async fn state_of(app: &TestApp, turn: Uuid) -> (String, i32, Option<String>, St
 /// The API, with no per-user rate limits: these tests create many chats at once.
 async fn app_without_rate_limits(pool: sqlx::PgPool) -> TestApp {
     let app = TestApp::start_api_only(pool).await;
-    let owner = support::app::create_owner(&app.services, "root@example.com").await;
-    app.configure_site(
-        &owner,
-        json!({"chats_per_minute": 0, "messages_per_minute": 0}),
-    )
-    .await;
+    app.lift_rate_limits().await;
     app
 }
 
