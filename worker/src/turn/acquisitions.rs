@@ -9,16 +9,18 @@
 //! At rest a request finds a statement free and goes alone, at once: batching only fills
 //! the statements the load would queue anyway.
 //!
-//! A batch never waits for a lock (it would hold its other chats meanwhile, and could
-//! close a cycle): a turn it did not take, because its chat was busy or because it was
-//! not `queued`, is taken by its job alone with [`Store::acquire_turn`], which waits as
-//! every acquisition did before batching, and tells the two apart. So is every turn of a
-//! batch whose statement failed before it committed, so one turn's failure is its own; a
-//! turn taken whose row cannot be read fails its own job only. (A connection lost after
-//! the commit leaves the batch's turns taken with no job running them, as it would a lone
-//! acquisition's turn: recovery takes them back when their leases expire.) Nothing about
-//! a turn's state moves here: each is taken (or found taken) exactly as a lone
-//! acquisition would, under its own lease owner.
+//! A batch never waits for a chat's lock (it would hold its other chats meanwhile, and
+//! could close a cycle): a turn it did not take, because its chat was busy or because it
+//! was not `queued`, is taken by its job alone with [`Store::acquire_turn`], which waits
+//! as every acquisition did before batching, and tells the two apart. So is every turn of
+//! a batch whose statement failed before it committed, so one turn's failure is its own.
+//! A turn taken whose row cannot be read (a value a newer version wrote) fails its own job
+//! only, and is handed back at once for a worker that can read it. (A connection lost
+//! after the commit, or a row whose id cannot be read, leaves the batch's turns taken
+//! with no job running them, as it would a lone acquisition's turn: their jobs find them
+//! `running` and skip them, and recovery takes them back when their leases expire.)
+//! Nothing about a turn's state moves here: each is taken (or found taken) exactly as a
+//! lone acquisition would, under its own lease owner.
 
 use std::{sync::Arc, time::Duration};
 
@@ -46,8 +48,8 @@ struct Request {
 enum Batched {
     /// The statement took the turn for this request.
     Taken(Box<AcquiredTurn>),
-    /// The statement took the turn, but its row could not be read: the job fails (and is
-    /// retried), as a lone acquisition's would.
+    /// The statement took the turn, but its row could not be read: the turn is handed
+    /// back, and the job fails.
     Unreadable(StoreError),
     /// It did not take it (the chat was busy, the turn not `queued`, or the statement
     /// failed): the job takes it alone.
@@ -134,8 +136,11 @@ async fn batches(store: Store, lease: Duration, mut queued: mpsc::UnboundedRecei
 }
 
 /// One statement for `batch`; each request is answered with its turn, or sent to take it
-/// alone. A request whose job stopped waiting (its future dropped: a drain's deadline) is
-/// left out, and a turn taken for a job that stopped meanwhile is handed back at once.
+/// alone. A request whose job stopped waiting (its future dropped; jobs run on tasks of
+/// their own, so only a runtime shutting down does that today) is left out, and a turn
+/// taken for a job that stopped meanwhile is handed back, as is a turn whose row cannot
+/// be read. A handed-back turn's job was not acknowledged (a job is acked when it
+/// returns), so its redelivery, or recovery's resend, runs it.
 async fn run_batch(store: &Store, lease: Duration, mut batch: Vec<Request>) {
     batch.retain(|r| !r.reply.is_closed());
     if batch.is_empty() {
@@ -150,6 +155,8 @@ async fn run_batch(store: &Store, lease: Duration, mut batch: Vec<Request>) {
             Vec::new()
         }
     };
+    // Everyone is answered first; the hand-backs come after.
+    let mut hand_back = Vec::new();
     for request in batch {
         let answer = match taken
             .iter()
@@ -157,14 +164,20 @@ async fn run_batch(store: &Store, lease: Duration, mut batch: Vec<Request>) {
         {
             Some(at) => match taken.swap_remove(at).turn {
                 Ok(turn) => Batched::Taken(Box::new(turn)),
-                Err(e) => Batched::Unreadable(e),
+                Err(e) => {
+                    hand_back.push((request.turn_id, request.owner.clone()));
+                    Batched::Unreadable(e)
+                }
             },
             None => Batched::Alone,
         };
-        if let Err(Batched::Taken(turn)) = request.reply.send(answer)
-            && let Err(e) = store.release_turn(turn.id, &turn.lease_owner).await
-        {
-            tracing::warn!(turn.id = %turn.id, error = %e, "could not hand back a turn taken for a job that stopped; recovery will after its lease");
+        if let Err(Batched::Taken(turn)) = request.reply.send(answer) {
+            hand_back.push((turn.id, turn.lease_owner));
+        }
+    }
+    for (turn_id, owner) in hand_back {
+        if let Err(e) = store.release_turn(turn_id, &owner).await {
+            tracing::warn!(turn.id = %turn_id, error = %e, "could not hand back a turn no job runs; recovery will after its lease");
         }
     }
 }
