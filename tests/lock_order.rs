@@ -58,21 +58,13 @@ fn check<T>(
     }
 }
 
-async fn turn_of(app: &TestApp, chat: Uuid) -> Uuid {
-    sqlx::query_scalar("SELECT id FROM chat_turns WHERE chat_id = $1 ORDER BY seq DESC LIMIT 1")
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap()
-}
-
 /// The chat's latest turn, acquired by `worker`: it must be free to take.
 async fn acquired_turn_of(
     app: &TestApp,
     chat: Uuid,
     worker: &str,
 ) -> agentq_core::domain::AcquiredTurn {
-    let turn = turn_of(app, chat).await;
+    let turn = app.latest_turn(chat).await;
     app.services
         .store
         .acquire_turn(turn, worker, LEASE)
@@ -224,7 +216,7 @@ async fn interrupts_racing_acquire_fan_in_and_tool_results_never_deadlock(pool: 
         // An interrupt (the store's, so both reach PostgreSQL together) against a worker
         // acquiring the turn.
         let chat = app.create_chat("race one").await;
-        let turn = turn_of(&app, chat).await;
+        let turn = app.latest_turn(chat).await;
         let (acquired, interrupted) = tokio::join!(
             store.acquire_turn(turn, "worker-a/1", LEASE),
             store.request_interrupt(chat, alice)

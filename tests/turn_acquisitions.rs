@@ -14,15 +14,6 @@ use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
 
-/// The chat's latest turn (queued, in these tests).
-async fn queued_turn_of(app: &TestApp, chat: Uuid) -> Uuid {
-    sqlx::query_scalar("SELECT id FROM chat_turns WHERE chat_id = $1 ORDER BY seq DESC LIMIT 1")
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap()
-}
-
 /// (status, attempt, lease owner) of a turn, and its chat's status.
 async fn state_of(app: &TestApp, turn: Uuid) -> (String, i32, Option<String>, String) {
     sqlx::query_as(
@@ -49,7 +40,7 @@ async fn a_batch_takes_each_queued_turn_once_under_its_own_owner(pool: sqlx::PgP
     let mut turns = Vec::new();
     for i in 0..4 {
         let chat = app.create_chat(&format!("batch {i}")).await;
-        turns.push(queued_turn_of(&app, chat).await);
+        turns.push(app.latest_turn(chat).await);
     }
     // The last one is running already: another worker took it.
     let taken = store
@@ -120,7 +111,7 @@ async fn a_batch_skips_a_busy_chat_and_its_job_takes_the_turn_alone(pool: sqlx::
     let store = app.services.store.clone();
     let a = app.create_chat("free").await;
     let b = app.create_chat("busy").await;
-    let (turn_a, turn_b) = (queued_turn_of(&app, a).await, queued_turn_of(&app, b).await);
+    let (turn_a, turn_b) = (app.latest_turn(a).await, app.latest_turn(b).await);
 
     let mut holder = store.pool().begin().await.unwrap();
     sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
@@ -189,7 +180,7 @@ async fn acquisitions_started_together_share_a_statement_and_fail_alone(pool: sq
     let mut turns = Vec::new();
     for i in 0..TURNS + 1 {
         let chat = app.create_chat(&format!("together {i}")).await;
-        turns.push(queued_turn_of(&app, chat).await);
+        turns.push(app.latest_turn(chat).await);
     }
 
     let statements_before = counter("agentq_turn_acquisition_statements_total");
@@ -224,7 +215,7 @@ async fn acquisitions_started_together_share_a_statement_and_fail_alone(pool: sq
     let mut fresh = Vec::new();
     for i in 0..4 {
         let chat = app.create_chat(&format!("beside the poison {i}")).await;
-        fresh.push(queued_turn_of(&app, chat).await);
+        fresh.push(app.latest_turn(chat).await);
     }
     let mut asks = vec![(poisoned, "w/\u{0}".to_owned())];
     asks.extend(

@@ -463,6 +463,15 @@ impl TestApp {
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// The chat's latest turn (by `seq`): a new chat's first, queued.
+    pub async fn latest_turn(&self, chat_id: Uuid) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM chat_turns WHERE chat_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(chat_id)
+            .fetch_one(self.services.store.pool())
+            .await
+            .unwrap()
+    }
+
     /// The chat's messages, oldest first, every page of them (pages are bounded in bytes
     /// as well as count, so a large message can end a page early).
     pub async fn messages(&self, chat_id: Uuid) -> Vec<Value> {
