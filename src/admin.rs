@@ -151,7 +151,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             if !email.contains('@') {
                 anyhow::bail!("--email must be an email address, got `{email}`");
             }
-            let store = Store::new(db::connect_migrated(&database).await?);
+            let store = Store::new(db::connect_migrated(&database, db::Plans::PerValues).await?);
             let Some(user_id) = store.create_user(&email, owner).await? else {
                 anyhow::bail!(
                     "user {email} already exists; nothing was changed and no token was made. \
@@ -174,7 +174,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             email,
             status,
         } => {
-            let store = Store::new(db::connect_migrated(&database).await?);
+            let store = Store::new(db::connect_migrated(&database, db::Plans::PerValues).await?);
             let user = existing_user(&store, &email).await?;
             store.set_user_status(user, status).await?;
             eprintln!("user {email} is now {}", status.as_str());
@@ -229,7 +229,7 @@ async fn rotate_key(
     let old = secrets
         .previous_box()?
         .context("set the old key as --previous-secret-key or AGENTQ_PREVIOUS_SECRET_KEY")?;
-    let store = Store::new(db::connect_migrated(&database).await?);
+    let store = Store::new(db::connect_migrated(&database, db::Plans::PerValues).await?);
     let counts = store.reseal_all(&new.with_previous(&old), batch).await?;
     println!("table\tresealed\talready_current\tunreadable");
     for c in &counts {
@@ -254,7 +254,7 @@ async fn rotate_key(
 async fn run_tokens(command: TokensCommand) -> anyhow::Result<()> {
     match command {
         TokensCommand::List { database, email } => {
-            let store = Store::new(db::connect_migrated(&database).await?);
+            let store = Store::new(db::connect_migrated(&database, db::Plans::PerValues).await?);
             let user = existing_user(&store, &email).await?;
             let tokens = store.list_api_tokens(user).await?;
             println!("id\tname\tcreated_at\texpires_at\tlast_used_at");
@@ -281,7 +281,7 @@ async fn run_tokens(command: TokensCommand) -> anyhow::Result<()> {
             expires_days,
             tokens,
         } => {
-            let store = Store::new(db::connect_migrated(&database).await?);
+            let store = Store::new(db::connect_migrated(&database, db::Plans::PerValues).await?);
             let user = existing_user(&store, &email).await?;
             let expires = tokens.expires_at(expires_days);
             let token = mint_token(&store, user, &name, expires).await?;
@@ -293,7 +293,7 @@ async fn run_tokens(command: TokensCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokensCommand::Revoke { database, id } => {
-            let store = Store::new(db::connect_migrated(&database).await?);
+            let store = Store::new(db::connect_migrated(&database, db::Plans::PerValues).await?);
             if !store.revoke_api_token(None, id).await? {
                 anyhow::bail!("no unrevoked token has id {id}");
             }

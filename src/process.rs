@@ -19,14 +19,16 @@ use agentq_scheduler::SchedulerConfig;
 use agentq_worker::WorkerHandle;
 use anyhow::Context;
 
-/// Connects to a migrated database and builds the shared services.
+/// Connects to a migrated database, its connections planning as `plans` says, and builds
+/// the shared services.
 pub async fn services(
     database: &DatabaseConfig,
+    plans: db::Plans,
     redis: &RedisConfig,
     queue: &QueueConfig,
     secrets: &SecretsConfig,
 ) -> anyhow::Result<Services> {
-    let pool = db::connect_migrated(database).await?;
+    let pool = db::connect_migrated(database, plans).await?;
     let secrets = secrets.secret_box()?;
     Ok(
         Services::new(pool, redis.connection_url(), &redis.prefix, queue.max_len)
@@ -174,7 +176,7 @@ pub async fn run_api(
     api: ApiConfig,
     secrets: SecretsConfig,
 ) -> anyhow::Result<()> {
-    let services = services(&database, &redis, &queue, &secrets).await?;
+    let services = services(&database, db::Plans::PerValues, &redis, &queue, &secrets).await?;
     let shutdown = CancellationToken::new();
     let server = start_api(&services, api, &queue, shutdown.clone()).await?;
     wait_for_signal().await;
@@ -218,7 +220,8 @@ pub async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         secrets,
         metrics,
     } = args;
-    let services = services(&database, &redis, &queue, &secrets).await?;
+    // A worker's statements all address rows by id: planned once per connection.
+    let services = services(&database, db::Plans::Generic, &redis, &queue, &secrets).await?;
     let shutdown = CancellationToken::new();
     start_metrics(&services, &metrics, shutdown.clone()).await?;
     let handle = start_worker(
@@ -263,6 +266,7 @@ pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     } = args;
     let services = services(
         &database,
+        db::Plans::PerValues,
         &redis,
         &queue,
         &SecretsConfig {

@@ -1,5 +1,6 @@
 //! Processes refuse an unmigrated database and say what to run; a database on this
-//! machine is reached without TLS unless the URL asks for it.
+//! machine is reached without TLS unless the URL asks for it; a worker's connections plan
+//! each statement once.
 
 use std::process::Command;
 
@@ -88,6 +89,36 @@ async fn a_database_on_this_machine_is_reached_without_tls_unless_the_url_asks(p
             "an explicit sslmode=prefer was overridden"
         );
     }
+}
+
+#[sqlx::test]
+async fn worker_connections_plan_each_statement_once_unless_the_url_says(pool: sqlx::PgPool) {
+    let url = url_of(&pool);
+    let mode = |url: String, plans: db::Plans| async move {
+        let mut config: agentq_core::config::DatabaseConfig = agentq_core::config::defaults();
+        config.url = url.as_str().into();
+        config.max_connections = 1;
+        let pool = db::connect_planning(&config, plans).await.unwrap();
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        mode
+    };
+    assert_eq!(
+        mode(url.clone(), db::Plans::Generic).await,
+        "force_generic_plan"
+    );
+    assert_eq!(mode(url.clone(), db::Plans::PerValues).await, "auto");
+    // An operator's setting in the URL wins.
+    assert_eq!(
+        mode(
+            format!("{url}?options=-c%20plan_cache_mode%3Dforce_custom_plan"),
+            db::Plans::Generic
+        )
+        .await,
+        "force_custom_plan"
+    );
 }
 
 #[test]

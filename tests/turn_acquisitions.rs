@@ -2,7 +2,8 @@
 //! (`Store::acquire_turns`, batched by `worker::turn::acquisitions`). Each turn is taken as
 //! a lone acquisition would take it: once, under its own lease owner, never when it is not
 //! `queued`; a batch never waits for a busy chat (the turn is taken alone, waiting); and a
-//! turn whose acquisition fails does not fail the others of its batch.
+//! turn whose acquisition fails does not fail the others of its batch. Each turn comes with
+//! its own chat's conversation.
 
 mod support;
 
@@ -253,5 +254,121 @@ async fn acquisitions_started_together_share_a_statement_and_fail_alone(pool: sq
         ("queued", 0),
         "the poisoned turn is untouched"
     );
+    app.stop().await;
+}
+
+/// The texts of a conversation, each with its kind, as a step sends them.
+fn texts(history: &[agentq_core::domain::Message]) -> Vec<(String, String)> {
+    history
+        .iter()
+        .map(|m| {
+            let text: String = m.content.iter().filter_map(|p| p.as_text()).collect();
+            (format!("{:?}", m.kind), text)
+        })
+        .collect()
+}
+
+/// A step's conversation comes with its turn, in the acquisition's statement: each turn
+/// of a batch with its own chat's, exactly as `Store::prompt_history` reads it (the latest
+/// summary first, then only the messages after what it stands for).
+#[sqlx::test]
+async fn each_taken_turn_comes_with_its_own_chats_conversation(pool: sqlx::PgPool) {
+    use agentq_core::{
+        domain::{MessagePart, Usage},
+        store::{AnswerTitle, Completion, NewSummary},
+    };
+    let app = app_without_rate_limits(pool).await;
+    let store = app.services.store.clone();
+    let a = app.create_chat("first question").await;
+    let first = store
+        .acquire_turn(app.latest_turn(a).await, "w/1", LEASE)
+        .await
+        .unwrap()
+        .expect("a queued turn is taken");
+    assert_eq!(
+        texts(&first.history),
+        [("Message".to_owned(), "first question".to_owned())]
+    );
+    let answer = Completion {
+        content: vec![MessagePart::Text {
+            text: "first answer".into(),
+        }],
+        model: "m".into(),
+        usage: Usage::default(),
+        cost_micros: None,
+    };
+    store
+        .complete_turn(first.id, a, first.step, "w/1", &answer, AnswerTitle::Keep)
+        .await
+        .unwrap()
+        .expect("the lease is held");
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/chats/{a}/messages"),
+            serde_json::json!({"message": "second question"}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    // A summary of the first question, written by a run of the second turn that was
+    // handed back.
+    let second = app.latest_turn(a).await;
+    let run = store
+        .acquire_turn(second, "w/2", LEASE)
+        .await
+        .unwrap()
+        .expect("a queued turn is taken");
+    let first_question = run.history[0].id;
+    store
+        .save_summary(&NewSummary {
+            chat_id: a,
+            turn_id: second,
+            step: run.step,
+            lease_owner: "w/2",
+            text: "the summary",
+            compacted_through: first_question,
+            model: "m",
+            usage: &Usage::default(),
+            cost_micros: None,
+        })
+        .await
+        .unwrap()
+        .expect("the summary is written");
+    assert!(store.release_turn(second, "w/2").await.unwrap());
+
+    let b = app.create_chat("another chat").await;
+    let asked = vec![
+        (second, "w/3".to_owned()),
+        (app.latest_turn(b).await, "w/4".to_owned()),
+    ];
+    let taken = store.acquire_turns(&asked, LEASE).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    for t in taken {
+        let turn = t.turn.expect("a taken turn reads");
+        let alone = store.prompt_history(turn.chat_id).await.unwrap();
+        let ids = |h: &[agentq_core::domain::Message]| h.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&turn.history),
+            ids(&alone),
+            "the conversation of {}",
+            turn.chat_id
+        );
+        let want: Vec<(&str, &str)> = if turn.chat_id == a {
+            vec![
+                ("Summary", "the summary"),
+                ("Message", "first answer"),
+                ("Message", "second question"),
+            ]
+        } else {
+            vec![("Message", "another chat")]
+        };
+        let got = texts(&turn.history);
+        let got: Vec<(&str, &str)> = got.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
+        assert_eq!(got, want, "the conversation of {}", turn.chat_id);
+        assert_eq!(
+            turn.history.last().map(|m| m.created_at),
+            alone.last().map(|m| m.created_at),
+            "timestamps read alike both ways"
+        );
+    }
     app.stop().await;
 }

@@ -18,6 +18,8 @@ pub struct DatabaseConfig {
     /// PostgreSQL URL. `agentq dev` creates the database if it is missing. A server on
     /// this machine (loopback, `localhost`, a Unix socket) is reached without TLS unless
     /// the URL's `sslmode` (or `PGSSLMODE`) asks for it; other hosts use TLS when offered.
+    /// A worker's connections plan each statement once (`plan_cache_mode`
+    /// `force_generic_plan`) unless the URL's `options` set `plan_cache_mode`.
     #[arg(
         id = "database_url",
         long = "database-url",

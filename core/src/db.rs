@@ -47,6 +47,26 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
 }
 
+/// How a process's connections plan the statements they prepare (every query is a prepared
+/// statement, cached per connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// PostgreSQL's default (`plan_cache_mode = auto`): a statement's first five runs on a
+    /// connection are planned for their values, and a statement whose generic plan looks
+    /// dearer than those stays planned per run. For processes whose statements' best plan
+    /// depends on their values: the API's chat search (a trigram or label filter), the
+    /// scheduler's scans.
+    PerValues,
+    /// `plan_cache_mode = force_generic_plan`: each statement is planned once per
+    /// connection. For workers, whose statements all address rows by id (a turn, a chat,
+    /// ids in an array), where a plan for the values is never better and planning is pure
+    /// cost: the turn acquisition took 1.4 ms to plan against well under 1 ms to run, six
+    /// times on each new connection, and a read by `id = ANY($1)` was planned on every
+    /// run (`bench/RESULTS.md`, session 20). A `plan_cache_mode` the URL sets (`options=-c
+    /// plan_cache_mode=auto`) wins.
+    Generic,
+}
+
 /// The URL's connection settings; a URL that does not parse names itself, redacted.
 ///
 /// A server on this machine (a loopback address, `localhost` or a Unix socket) is reached
@@ -55,7 +75,7 @@ pub enum DbError {
 /// machine, which protects nothing and cost PostgreSQL about a fifth of its CPU per turn
 /// (`bench/RESULTS.md`, "TLS to a server on this machine"). Any other host keeps the
 /// driver's default.
-fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError> {
+fn connect_options(config: &DatabaseConfig, plans: Plans) -> Result<PgConnectOptions, DbError> {
     let url = config.url.expose();
     let options: PgConnectOptions = url.parse().map_err(|source| DbError::Connect {
         url: config.url.redacted(),
@@ -63,6 +83,11 @@ fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError>
     })?;
     let mode_named = std::env::var_os("PGSSLMODE").is_some() || names_ssl_mode(url);
     let local = options.get_socket().is_some() || on_this_machine(options.get_host());
+    let options = if plans == Plans::Generic && !url.contains("plan_cache_mode") {
+        options.options([("plan_cache_mode", "force_generic_plan")])
+    } else {
+        options
+    };
     Ok(if !mode_named && local {
         tracing::info!(
             host = options.get_host(),
@@ -95,9 +120,15 @@ fn on_this_machine(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Opens a pool without checking migrations (for `migrate` itself).
+/// Opens a pool without checking migrations (for `migrate` itself), planning as PostgreSQL
+/// does by default ([`Plans::PerValues`]).
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
-    let options = connect_options(config)?;
+    connect_planning(config, Plans::PerValues).await
+}
+
+/// [`connect`] with its connections planning as `plans` says.
+pub async fn connect_planning(config: &DatabaseConfig, plans: Plans) -> Result<PgPool, DbError> {
+    let options = connect_options(config, plans)?;
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -109,9 +140,10 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
         })
 }
 
-/// Opens a pool and checks that every embedded migration is applied.
-pub async fn connect_migrated(config: &DatabaseConfig) -> Result<PgPool, DbError> {
-    let pool = connect(config).await?;
+/// Opens a pool whose connections plan as `plans` says, and checks that every embedded
+/// migration is applied.
+pub async fn connect_migrated(config: &DatabaseConfig, plans: Plans) -> Result<PgPool, DbError> {
+    let pool = connect_planning(config, plans).await?;
     ensure_migrated(&pool).await?;
     Ok(pool)
 }
@@ -146,7 +178,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 
 /// Creates the database named in the URL when it does not exist (used by `agentq dev`).
 pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool, DbError> {
-    let options = connect_options(config)?;
+    let options = connect_options(config, Plans::PerValues)?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -175,7 +207,7 @@ pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool,
 /// (`WITH (FORCE)`): benchmarks start from an empty one. Bootstrap, like
 /// [`create_database_if_missing`].
 pub async fn drop_database_if_exists(config: &DatabaseConfig, name: &str) -> Result<(), DbError> {
-    let options = connect_options(config)?;
+    let options = connect_options(config, Plans::PerValues)?;
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(options.database("postgres"))

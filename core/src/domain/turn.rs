@@ -72,6 +72,17 @@ pub struct AcquiredTurn {
     /// Whether any enabled MCP server applies to the chat as the step starts: without one
     /// the step offers no MCP tools and reads no servers.
     pub any_mcp_server: bool,
+    /// The conversation as the step sends it, read with the turn
+    /// (`Store::prompt_history`); the step takes it ([`AcquiredTurn::take_history`]).
+    #[sqlx(json)]
+    pub history: Vec<super::Message>,
+}
+
+impl AcquiredTurn {
+    /// The conversation read with the turn, leaving an empty one: the step holds one copy.
+    pub fn take_history(&mut self) -> Vec<super::Message> {
+        std::mem::take(&mut self.history)
+    }
 }
 
 /// Lifecycle of a tool call.

@@ -34,23 +34,51 @@ pub struct NewSummary<'a> {
     pub cost_micros: Option<i64>,
 }
 
+/// The rows of the prompt history of the chat `chat` (an SQL expression: a parameter, or a
+/// column of the statement around it), as [`MESSAGE_COLUMNS`], unordered: order them by
+/// [`HISTORY_ORDER`]. The one definition of what a step sends, read alone
+/// ([`Store::prompt_history`]) or with the turn ([`history_column`]).
+fn history_rows(chat: &str) -> String {
+    let latest_summary = |column: &str| {
+        format!(
+            "SELECT {column} FROM chat_messages
+             WHERE chat_id = {chat} AND kind = 'summary' AND superseded_at IS NULL
+             ORDER BY id DESC LIMIT 1"
+        )
+    };
+    let (id, through) = (latest_summary("id"), latest_summary("compacted_through"));
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages m
+         WHERE m.chat_id = {chat} AND m.superseded_at IS NULL
+           AND (m.id = ({id})
+                OR (m.kind = 'message'
+                    AND m.id > coalesce(({through}), '00000000-0000-0000-0000-000000000000')))"
+    )
+}
+
+/// The prompt history's order: the summary first, then the messages, oldest first.
+const HISTORY_ORDER: &str = "kind = 'summary' DESC, id";
+
+/// A column of the prompt history of the chat `chat` (an SQL expression) as one JSON
+/// array of messages, in order: the acquisition reads it with the turn, so a step costs
+/// no statement of its own for it.
+pub(super) fn history_column(chat: &str) -> String {
+    format!(
+        "(SELECT coalesce(json_agg(h ORDER BY {HISTORY_ORDER}), '[]'::json) FROM ({}) h)",
+        history_rows(chat)
+    )
+}
+
 impl Store {
     /// The conversation as the next step sends it, oldest first: the chat's latest summary
     /// (if any) and then every message after the last one it stands for. Messages an edit
-    /// or a regenerate replaced (summaries included) are left out.
+    /// or a regenerate replaced (summaries included) are left out. A step's first read
+    /// comes with its turn ([`AcquiredTurn::history`](crate::domain::AcquiredTurn)), in
+    /// the acquisition's statement; this one is for the reads after a compaction.
     pub async fn prompt_history(&self, chat_id: Uuid) -> Result<Vec<Message>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH s AS (
-                SELECT id, compacted_through FROM chat_messages
-                WHERE chat_id = $1 AND kind = 'summary' AND superseded_at IS NULL
-                ORDER BY id DESC LIMIT 1
-             )
-             SELECT {MESSAGE_COLUMNS} FROM chat_messages m
-             WHERE m.chat_id = $1 AND m.superseded_at IS NULL
-               AND (m.id = (SELECT id FROM s)
-                    OR (m.kind = 'message'
-                        AND m.id > coalesce((SELECT compacted_through FROM s), '00000000-0000-0000-0000-000000000000')))
-             ORDER BY m.kind = 'summary' DESC, m.id"
+            "{} ORDER BY {HISTORY_ORDER}",
+            history_rows("$1")
         )))
         .bind(chat_id)
         .fetch_all(&self.pool)

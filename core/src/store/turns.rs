@@ -152,6 +152,8 @@ impl Store {
 
     /// The acquisition of `turns`, their chats locked with `lock` (in `c`, evaluated once
     /// before any turn is: `= ANY(ARRAY(...))` runs it as an init plan), then the turns.
+    /// Each turn comes with its chat's prompt history, read under the chat's lock (a
+    /// step's first read, one statement fewer a step).
     async fn acquire_in(
         &self,
         turns: &[(Uuid, String)],
@@ -184,13 +186,15 @@ impl Store {
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
                     {EFFECTIVE_MODEL} AS model_config_id, ch.parent_chat_id, ch.mode,
-                    par.plan_mode AS parent_plan_mode, ch.reasoning_effort, {SOURCES}, {MCP}
+                    par.plan_mode AS parent_plan_mode, ch.reasoning_effort, {SOURCES}, {MCP},
+                    {HISTORY} AS history
              FROM t JOIN chats ch ON ch.id = t.chat_id
              LEFT JOIN chats par ON par.id = ch.parent_chat_id
              JOIN users u ON u.id = ch.owner_id
              LEFT JOIN site_config s ON s.id = 1",
             SOURCES = super::instructions::sources_columns("ch", "u"),
-            MCP = super::mcp_servers::any_applies_column("ch")
+            MCP = super::mcp_servers::any_applies_column("ch"),
+            HISTORY = super::summaries::history_column("t.chat_id"),
         )))
         .bind(&ids)
         .bind(&owners)

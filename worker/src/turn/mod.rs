@@ -10,8 +10,9 @@
 //! - an interrupt: what had streamed, marked interrupted;
 //! - a final failure: a `ChatError` on the chat.
 //!
-//! A step costs three short transactions (acquire, read the conversation, commit; and a read
-//! of the chat's MCP servers when any applies) however long the answer; deltas go to Redis only. The lease is renewed while the answer streams
+//! A step costs two short transactions (acquire, with the conversation read in the same
+//! statement; commit; and a read of the chat's MCP servers when any applies) however long
+//! the answer; deltas go to Redis only. The lease is renewed while the answer streams
 //! (by the process's [`Leases`] heartbeat, for as long as the step's guard lives); losing it
 //! stops the step without writing, because another worker owns it now.
 //!
@@ -202,7 +203,7 @@ impl TurnEngine {
         // A lease owner of its own for this acquisition: a stale run of the same turn in this
         // process (its lease lost, the turn re-acquired here) can then write nothing.
         let owner = format!("{}/{}", self.worker_id, Uuid::now_v7().simple());
-        let Some(turn) = self.acquisitions.acquire(job.turn_id, &owner).await? else {
+        let Some(mut turn) = self.acquisitions.acquire(job.turn_id, &owner).await? else {
             tracing::debug!("turn is not queued (duplicate or finished job); nothing to do");
             report.outcome("skipped");
             // A recovery nudge for a title, or a redelivery after a crash during one.
@@ -210,6 +211,8 @@ impl TurnEngine {
             return Ok(());
         };
         report.chat(turn.chat_id);
+        // Read with the turn; the step holds this one copy.
+        let history = turn.take_history();
         let span = tracing::Span::current();
         span.record("chat.id", tracing::field::display(turn.chat_id));
         span.record("turn.attempt", turn.attempt);
@@ -221,18 +224,19 @@ impl TurnEngine {
         let running = self.running.register(turn.id, &turn.lease_owner);
         // A panic in the step is caught here, where the acquisition is known, so exactly
         // this acquisition is handed back (not a newer one of the same turn).
-        let mut result = AssertUnwindSafe(self.run_held(&turn, &running.interrupted, lease.lost()))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(panic = %what, "the turn step panicked; handing the turn back");
-                Err(TurnJobError::Panicked(what))
-            });
+        let mut result =
+            AssertUnwindSafe(self.run_held(&turn, history, &running.interrupted, lease.lost()))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = %what, "the turn step panicked; handing the turn back");
+                    Err(TurnJobError::Panicked(what))
+                });
         if let Err(TurnJobError::Store(e)) = &result
             && e.is_unsavable()
         {
@@ -275,10 +279,12 @@ impl TurnEngine {
         }
     }
 
-    /// The step of an acquired turn, its lease held.
+    /// The step of an acquired turn, its lease held; `history` is the conversation read
+    /// with it.
     async fn run_held(
         &self,
         turn: &AcquiredTurn,
+        history: Vec<Message>,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
     ) -> Result<StepEnd, TurnJobError> {
@@ -319,7 +325,8 @@ impl TurnEngine {
             interrupted,
             lease_lost,
         };
-        self.run_acquired(turn, &target, stops, debug_run).await
+        self.run_acquired(turn, history, &target, stops, debug_run)
+            .await
     }
 
     /// The step once its model is known: the request (or why none is sent), the provider's
@@ -327,6 +334,7 @@ impl TurnEngine {
     async fn run_acquired(
         &self,
         turn: &AcquiredTurn,
+        history: Vec<Message>,
         target: &ModelTarget,
         stops: Stops<'_>,
         debug_run: Option<Uuid>,
@@ -340,7 +348,8 @@ impl TurnEngine {
                 ),
             ))
         } else {
-            self.answer_step(turn, target, stops, debug_run).await?
+            self.answer_step(turn, history, target, stops, debug_run)
+                .await?
         };
         if let Some(run_id) = debug_run {
             self.finish_debug_run(run_id, &answer).await;
@@ -349,11 +358,12 @@ impl TurnEngine {
     }
 
     /// The step's request and the provider's answer: the conversation as later steps see
-    /// it (compacted first when it would pass the model's threshold), the system message
-    /// and the tools on offer, then the answer with retries.
+    /// it (`history`, read with the turn; compacted first when it would pass the model's
+    /// threshold), the system message and the tools on offer, then the answer with retries.
     async fn answer_step(
         &self,
         turn: &AcquiredTurn,
+        history: Vec<Message>,
         target: &ModelTarget,
         stops: Stops<'_>,
         debug_run: Option<Uuid>,
@@ -400,10 +410,15 @@ impl TurnEngine {
             force: false,
         };
         // A provider that refuses the request as too long (its tokenizer counts more than
-        // the estimate) gets one more try after a compaction forced now (compaction.rs).
+        // the estimate) gets one more try after a compaction forced now (compaction.rs),
+        // on the conversation read again.
+        let mut read_with_turn = Some(history);
         loop {
-            let history =
-                history::answer_open_calls(self.store.prompt_history(turn.chat_id).await?);
+            let history = match read_with_turn.take() {
+                Some(history) => history,
+                None => self.store.prompt_history(turn.chat_id).await?,
+            };
+            let history = history::answer_open_calls(history);
             let history = match self
                 .fit_context(turn, target, stops, &frame, history, debug_run)
                 .await?
