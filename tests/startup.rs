@@ -92,7 +92,7 @@ async fn a_database_on_this_machine_is_reached_without_tls_unless_the_url_asks(p
 }
 
 #[sqlx::test]
-async fn worker_connections_plan_each_statement_once_unless_the_url_says(pool: sqlx::PgPool) {
+async fn worker_connections_plan_each_statement_once_unless_an_operator_says(pool: sqlx::PgPool) {
     let url = url_of(&pool);
     let mode = |url: String, plans: db::Plans| async move {
         let mut config: agentq_core::config::DatabaseConfig = agentq_core::config::defaults();
@@ -110,13 +110,24 @@ async fn worker_connections_plan_each_statement_once_unless_the_url_says(pool: s
         "force_generic_plan"
     );
     assert_eq!(mode(url.clone(), db::Plans::PerValues).await, "auto");
-    // An operator's setting in the URL wins.
+    // An operator's setting wins: in the URL's options, or on the database.
     assert_eq!(
         mode(
             format!("{url}?options=-c%20plan_cache_mode%3Dforce_custom_plan"),
             db::Plans::Generic
         )
         .await,
+        "force_custom_plan"
+    );
+    let name = pool.connect_options().get_database().unwrap().to_owned();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" SET plan_cache_mode = force_custom_plan"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        mode(url.clone(), db::Plans::Generic).await,
         "force_custom_plan"
     );
 }

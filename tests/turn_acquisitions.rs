@@ -280,13 +280,13 @@ async fn each_taken_turn_comes_with_its_own_chats_conversation(pool: sqlx::PgPoo
     let app = app_without_rate_limits(pool).await;
     let store = app.services.store.clone();
     let a = app.create_chat("first question").await;
-    let first = store
+    let mut first = store
         .acquire_turn(app.latest_turn(a).await, "w/1", LEASE)
         .await
         .unwrap()
         .expect("a queued turn is taken");
     assert_eq!(
-        texts(&first.history),
+        texts(&first.take_history().unwrap()),
         [("Message".to_owned(), "first question".to_owned())]
     );
     let answer = Completion {
@@ -312,12 +312,12 @@ async fn each_taken_turn_comes_with_its_own_chats_conversation(pool: sqlx::PgPoo
     // A summary of the first question, written by a run of the second turn that was
     // handed back.
     let second = app.latest_turn(a).await;
-    let run = store
+    let mut run = store
         .acquire_turn(second, "w/2", LEASE)
         .await
         .unwrap()
         .expect("a queued turn is taken");
-    let first_question = run.history[0].id;
+    let first_question = run.take_history().unwrap()[0].id;
     store
         .save_summary(&NewSummary {
             chat_id: a,
@@ -343,11 +343,12 @@ async fn each_taken_turn_comes_with_its_own_chats_conversation(pool: sqlx::PgPoo
     let taken = store.acquire_turns(&asked, LEASE).await.unwrap();
     assert_eq!(taken.len(), 2);
     for t in taken {
-        let turn = t.turn.expect("a taken turn reads");
+        let mut turn = t.turn.expect("a taken turn reads");
+        let history = turn.take_history().unwrap();
         let alone = store.prompt_history(turn.chat_id).await.unwrap();
         let ids = |h: &[agentq_core::domain::Message]| h.iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(
-            ids(&turn.history),
+            ids(&history),
             ids(&alone),
             "the conversation of {}",
             turn.chat_id
@@ -361,14 +362,51 @@ async fn each_taken_turn_comes_with_its_own_chats_conversation(pool: sqlx::PgPoo
         } else {
             vec![("Message", "another chat")]
         };
-        let got = texts(&turn.history);
+        let got = texts(&history);
         let got: Vec<(&str, &str)> = got.iter().map(|(k, t)| (k.as_str(), t.as_str())).collect();
         assert_eq!(got, want, "the conversation of {}", turn.chat_id);
         assert_eq!(
-            turn.history.last().map(|m| m.created_at),
+            history.last().map(|m| m.created_at),
             alone.last().map(|m| m.created_at),
             "timestamps read alike both ways"
         );
+    }
+    app.stop().await;
+}
+
+/// A message this build cannot read (a kind of part a newer version wrote) fails the step
+/// that decodes the conversation, which is retried and counts toward the attempt cap; the
+/// acquisition, and the other turns of its batch, are not affected.
+#[sqlx::test]
+async fn an_unreadable_message_fails_its_step_not_the_acquisition(pool: sqlx::PgPool) {
+    let app = app_without_rate_limits(pool).await;
+    let store = app.services.store.clone();
+    let odd = app.create_chat("odd").await;
+    let plain = app.create_chat("plain").await;
+    sqlx::query(
+        "INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+         VALUES ($1, $2, $3, 'user', '[{\"type\": \"from_a_newer_version\"}]')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(odd)
+    .bind(app.latest_turn(odd).await)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let asked = vec![
+        (app.latest_turn(odd).await, "w/1".to_owned()),
+        (app.latest_turn(plain).await, "w/2".to_owned()),
+    ];
+    let taken = store.acquire_turns(&asked, LEASE).await.unwrap();
+    assert_eq!(taken.len(), 2, "both turns are taken");
+    for t in taken {
+        let mut turn = t.turn.expect("the turn's own row reads");
+        let history = turn.take_history();
+        if turn.chat_id == odd {
+            assert!(history.is_err(), "the odd message cannot be read");
+        } else {
+            assert_eq!(history.unwrap().len(), 1);
+        }
     }
     app.stop().await;
 }

@@ -19,7 +19,8 @@ pub struct DatabaseConfig {
     /// this machine (loopback, `localhost`, a Unix socket) is reached without TLS unless
     /// the URL's `sslmode` (or `PGSSLMODE`) asks for it; other hosts use TLS when offered.
     /// A worker's connections plan each statement once (`plan_cache_mode`
-    /// `force_generic_plan`) unless the URL's `options` set `plan_cache_mode`.
+    /// `force_generic_plan`) unless something else sets `plan_cache_mode` (the URL's
+    /// `options`, `PGOPTIONS`, the role, the database, the server).
     #[arg(
         id = "database_url",
         long = "database-url",

@@ -58,12 +58,14 @@ pub enum Plans {
     /// scheduler's scans.
     PerValues,
     /// `plan_cache_mode = force_generic_plan`: each statement is planned once per
-    /// connection. For workers, whose statements all address rows by id (a turn, a chat,
-    /// ids in an array), where a plan for the values is never better and planning is pure
-    /// cost: the turn acquisition took 1.4 ms to plan against well under 1 ms to run, six
-    /// times on each new connection, and a read by `id = ANY($1)` was planned on every
-    /// run (`bench/RESULTS.md`, session 20). A `plan_cache_mode` the URL sets (`options=-c
-    /// plan_cache_mode=auto`) wins.
+    /// connection. For workers, whose statements address rows by id (a turn, a chat, ids
+    /// in an array) or a chat's or an owner's few rows, where a plan for the values is
+    /// not better and planning is pure cost: the turn acquisition took 1.4 ms to plan,
+    /// six times on each new connection, and a read by `id = ANY($1)` was planned on
+    /// every run (`bench/RESULTS.md`, "Session 20"). Set by a statement on each new
+    /// connection, not as a startup option (connection poolers may refuse those), and only
+    /// where nothing else set it: a `plan_cache_mode` from the URL's `options`,
+    /// `PGOPTIONS`, `ALTER ROLE`/`ALTER DATABASE` or the server's configuration wins.
     Generic,
 }
 
@@ -75,7 +77,7 @@ pub enum Plans {
 /// machine, which protects nothing and cost PostgreSQL about a fifth of its CPU per turn
 /// (`bench/RESULTS.md`, "TLS to a server on this machine"). Any other host keeps the
 /// driver's default.
-fn connect_options(config: &DatabaseConfig, plans: Plans) -> Result<PgConnectOptions, DbError> {
+fn connect_options(config: &DatabaseConfig) -> Result<PgConnectOptions, DbError> {
     let url = config.url.expose();
     let options: PgConnectOptions = url.parse().map_err(|source| DbError::Connect {
         url: config.url.redacted(),
@@ -83,11 +85,6 @@ fn connect_options(config: &DatabaseConfig, plans: Plans) -> Result<PgConnectOpt
     })?;
     let mode_named = std::env::var_os("PGSSLMODE").is_some() || names_ssl_mode(url);
     let local = options.get_socket().is_some() || on_this_machine(options.get_host());
-    let options = if plans == Plans::Generic && !url.contains("plan_cache_mode") {
-        options.options([("plan_cache_mode", "force_generic_plan")])
-    } else {
-        options
-    };
     Ok(if !mode_named && local {
         tracing::info!(
             host = options.get_host(),
@@ -128,11 +125,25 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DbError> {
 
 /// [`connect`] with its connections planning as `plans` says.
 pub async fn connect_planning(config: &DatabaseConfig, plans: Plans) -> Result<PgPool, DbError> {
-    let options = connect_options(config, plans)?;
-    PgPoolOptions::new()
+    let options = connect_options(config)?;
+    let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
+        .acquire_timeout(Duration::from_secs(10));
+    let pool = match plans {
+        Plans::PerValues => pool,
+        Plans::Generic => pool.after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query(
+                    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)
+                     FROM pg_settings WHERE name = 'plan_cache_mode' AND source = 'default'",
+                )
+                .execute(conn)
+                .await
+                .map(drop)
+            })
+        }),
+    };
+    pool.connect_with(options)
         .await
         .map_err(|source| DbError::Connect {
             url: config.url.redacted(),
@@ -178,7 +189,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 
 /// Creates the database named in the URL when it does not exist (used by `agentq dev`).
 pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool, DbError> {
-    let options = connect_options(config, Plans::PerValues)?;
+    let options = connect_options(config)?;
     let name = options.get_database().unwrap_or("postgres").to_owned();
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -207,7 +218,7 @@ pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool,
 /// (`WITH (FORCE)`): benchmarks start from an empty one. Bootstrap, like
 /// [`create_database_if_missing`].
 pub async fn drop_database_if_exists(config: &DatabaseConfig, name: &str) -> Result<(), DbError> {
-    let options = connect_options(config, Plans::PerValues)?;
+    let options = connect_options(config)?;
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(options.database("postgres"))

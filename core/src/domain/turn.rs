@@ -73,15 +73,19 @@ pub struct AcquiredTurn {
     /// the step offers no MCP tools and reads no servers.
     pub any_mcp_server: bool,
     /// The conversation as the step sends it, read with the turn
-    /// (`Store::prompt_history`); the step takes it ([`AcquiredTurn::take_history`]).
-    #[sqlx(json)]
-    pub history: Vec<super::Message>,
+    /// (`Store::prompt_history`), as the JSON the statement wrote: the step decodes it
+    /// ([`AcquiredTurn::take_history`]), so a message this build cannot read fails that
+    /// step, whose retries count toward the attempt cap like any other failure, and not
+    /// the acquisition.
+    pub history: String,
 }
 
 impl AcquiredTurn {
-    /// The conversation read with the turn, leaving an empty one: the step holds one copy.
-    pub fn take_history(&mut self) -> Vec<super::Message> {
-        std::mem::take(&mut self.history)
+    /// The conversation read with the turn, decoded; the turn keeps none of it (the step
+    /// holds one copy).
+    pub fn take_history(&mut self) -> Result<Vec<super::Message>, crate::StoreError> {
+        serde_json::from_str(&std::mem::take(&mut self.history))
+            .map_err(|e| crate::StoreError::Database(sqlx::Error::Decode(Box::new(e))))
     }
 }
 

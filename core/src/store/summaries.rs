@@ -59,12 +59,12 @@ fn history_rows(chat: &str) -> String {
 /// The prompt history's order: the summary first, then the messages, oldest first.
 const HISTORY_ORDER: &str = "kind = 'summary' DESC, id";
 
-/// A column of the prompt history of the chat `chat` (an SQL expression) as one JSON
-/// array of messages, in order: the acquisition reads it with the turn, so a step costs
-/// no statement of its own for it.
+/// A column of the prompt history of the chat `chat` (an SQL expression) as the text of
+/// one JSON array of messages, in order: the acquisition reads it with the turn, so a step
+/// costs no statement of its own for it.
 pub(super) fn history_column(chat: &str) -> String {
     format!(
-        "(SELECT coalesce(json_agg(h ORDER BY {HISTORY_ORDER}), '[]'::json) FROM ({}) h)",
+        "(SELECT coalesce(json_agg(h ORDER BY {HISTORY_ORDER}), '[]'::json)::text FROM ({}) h)",
         history_rows(chat)
     )
 }

@@ -152,8 +152,15 @@ impl Store {
 
     /// The acquisition of `turns`, their chats locked with `lock` (in `c`, evaluated once
     /// before any turn is: `= ANY(ARRAY(...))` runs it as an init plan), then the turns.
-    /// Each turn comes with its chat's prompt history, read under the chat's lock (a
-    /// step's first read, one statement fewer a step).
+    /// Each turn comes with its chat's prompt history (a step's first read, one statement
+    /// fewer a step), read with the snapshot the statement started with, like everything
+    /// else it reads: a statement that waited for a chat's lock does not see what the
+    /// holder committed meanwhile. That is exact because whatever a queued turn's
+    /// conversation holds commits no later than the turn is queued (a message with its
+    /// turn, tool results with the step they queue, a summary with the step that wrote it)
+    /// and nothing adds to it while the turn waits (a message sent meanwhile waits in the
+    /// chat's queue; an edit or a regenerate needs an idle chat). A turn this statement
+    /// takes was `queued` in that snapshot, so its conversation is there too.
     async fn acquire_in(
         &self,
         turns: &[(Uuid, String)],

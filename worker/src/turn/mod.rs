@@ -211,7 +211,7 @@ impl TurnEngine {
             return Ok(());
         };
         report.chat(turn.chat_id);
-        // Read with the turn; the step holds this one copy.
+        // Read with the turn; the step holds this one copy, decoded where it is sent.
         let history = turn.take_history();
         let span = tracing::Span::current();
         span.record("chat.id", tracing::field::display(turn.chat_id));
@@ -284,7 +284,7 @@ impl TurnEngine {
     async fn run_held(
         &self,
         turn: &AcquiredTurn,
-        history: Vec<Message>,
+        history: Result<Vec<Message>, StoreError>,
         interrupted: &CancellationToken,
         lease_lost: &CancellationToken,
     ) -> Result<StepEnd, TurnJobError> {
@@ -334,7 +334,7 @@ impl TurnEngine {
     async fn run_acquired(
         &self,
         turn: &AcquiredTurn,
-        history: Vec<Message>,
+        history: Result<Vec<Message>, StoreError>,
         target: &ModelTarget,
         stops: Stops<'_>,
         debug_run: Option<Uuid>,
@@ -363,7 +363,7 @@ impl TurnEngine {
     async fn answer_step(
         &self,
         turn: &AcquiredTurn,
-        history: Vec<Message>,
+        history: Result<Vec<Message>, StoreError>,
         target: &ModelTarget,
         stops: Stops<'_>,
         debug_run: Option<Uuid>,
@@ -415,7 +415,7 @@ impl TurnEngine {
         let mut read_with_turn = Some(history);
         loop {
             let history = match read_with_turn.take() {
-                Some(history) => history,
+                Some(history) => history?,
                 None => self.store.prompt_history(turn.chat_id).await?,
             };
             let history = history::answer_open_calls(history);
