@@ -1,6 +1,7 @@
 //! A turn's cost is bounded whatever the model, the worker or the database does: bytes
 //! PostgreSQL refuses are replaced instead of failing the save (and re-running the paid
-//! call), a step that keeps dying is started a bounded number of times, and a panicking
+//! call), a step that keeps dying (or cannot read its conversation) is started a bounded
+//! number of times, and a panicking
 //! job neither keeps its lease alive nor blocks an interrupt.
 
 mod support;
@@ -146,6 +147,39 @@ async fn a_step_that_keeps_panicking_is_started_a_bounded_number_of_times(pool: 
         "no lease outlives the panics"
     );
     fail::remove("turn-streaming");
+    app.stop().await;
+}
+
+/// A conversation holding a message this build cannot read (a kind of part a newer version
+/// wrote): each step that decodes it fails before any model call and hands the turn back,
+/// each start counts, and past `turn_max_attempts` the turn fails with `worker_lost`
+/// instead of being retried for ever.
+#[sqlx::test]
+async fn a_message_this_build_cannot_read_fails_the_turn_after_its_attempts(pool: sqlx::PgPool) {
+    let mut app = TestApp::start_api_only(pool).await;
+    app.worker.turn_max_attempts = 2;
+    let chat_id = app.create_chat("read this").await;
+    sqlx::query(
+        "INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+         VALUES ($1, $2, $3, 'user', '[{\"type\": \"from_a_newer_version\"}]')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(chat_id)
+    .bind(app.latest_turn(chat_id).await)
+    .execute(app.services.store.pool())
+    .await
+    .unwrap();
+    app.start_worker().await;
+    let failed = settled(&app, chat_id, "error").await;
+    assert_eq!(failed["last_error"]["kind"], "worker_lost", "{failed}");
+    assert!(
+        failed["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("started 2 times"),
+        "{failed}"
+    );
+    assert!(app.fake.received().is_empty(), "no model call");
     app.stop().await;
 }
 

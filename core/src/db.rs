@@ -66,6 +66,10 @@ pub enum Plans {
     /// connection, not as a startup option (connection poolers may refuse those), and only
     /// where nothing else set it: a `plan_cache_mode` from the URL's `options`,
     /// `PGOPTIONS`, `ALTER ROLE`/`ALTER DATABASE` or the server's configuration wins.
+    /// Behind a pooler in transaction mode a session's setting outlives the worker's use of
+    /// the server connection: give workers a role of their own there and set the mode on
+    /// the role (`ALTER ROLE agentq_worker SET plan_cache_mode = force_generic_plan`), or
+    /// set `auto` on the shared role to keep every process on the default.
     Generic,
 }
 
