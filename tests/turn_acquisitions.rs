@@ -383,16 +383,7 @@ async fn an_unreadable_message_fails_its_step_not_the_acquisition(pool: sqlx::Pg
     let store = app.services.store.clone();
     let odd = app.create_chat("odd").await;
     let plain = app.create_chat("plain").await;
-    sqlx::query(
-        "INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
-         VALUES ($1, $2, $3, 'user', '[{\"type\": \"from_a_newer_version\"}]')",
-    )
-    .bind(Uuid::now_v7())
-    .bind(odd)
-    .bind(app.latest_turn(odd).await)
-    .execute(store.pool())
-    .await
-    .unwrap();
+    app.add_unreadable_message(odd).await;
     let asked = vec![
         (app.latest_turn(odd).await, "w/1".to_owned()),
         (app.latest_turn(plain).await, "w/2".to_owned()),

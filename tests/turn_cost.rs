@@ -25,6 +25,19 @@ async fn settled(app: &TestApp, chat_id: uuid::Uuid, status: &str) -> Value {
     .await
 }
 
+/// Waits until the chat fails with `worker_lost`, its step started `starts` times.
+async fn lost_after_starts(app: &TestApp, chat_id: uuid::Uuid, starts: u32) {
+    let failed = settled(app, chat_id, "error").await;
+    assert_eq!(failed["last_error"]["kind"], "worker_lost", "{failed}");
+    assert!(
+        failed["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("started {starts} times")),
+        "{failed}"
+    );
+}
+
 #[sqlx::test]
 async fn an_answer_holding_nul_characters_is_saved_once_with_replacement_characters(
     pool: sqlx::PgPool,
@@ -115,15 +128,7 @@ async fn a_step_that_keeps_panicking_is_started_a_bounded_number_of_times(pool: 
     app.start_worker().await;
     fail::cfg("turn-streaming", "panic").unwrap();
     let chat_id = app.create_chat("crash please").await;
-    let failed = settled(&app, chat_id, "error").await;
-    assert_eq!(failed["last_error"]["kind"], "worker_lost", "{failed}");
-    assert!(
-        failed["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("started 2 times"),
-        "{failed}"
-    );
+    lost_after_starts(&app, chat_id, 2).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         app.fake.received().len(),
@@ -159,26 +164,9 @@ async fn a_message_this_build_cannot_read_fails_the_turn_after_its_attempts(pool
     let mut app = TestApp::start_api_only(pool).await;
     app.worker.turn_max_attempts = 2;
     let chat_id = app.create_chat("read this").await;
-    sqlx::query(
-        "INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
-         VALUES ($1, $2, $3, 'user', '[{\"type\": \"from_a_newer_version\"}]')",
-    )
-    .bind(uuid::Uuid::now_v7())
-    .bind(chat_id)
-    .bind(app.latest_turn(chat_id).await)
-    .execute(app.services.store.pool())
-    .await
-    .unwrap();
+    app.add_unreadable_message(chat_id).await;
     app.start_worker().await;
-    let failed = settled(&app, chat_id, "error").await;
-    assert_eq!(failed["last_error"]["kind"], "worker_lost", "{failed}");
-    assert!(
-        failed["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("started 2 times"),
-        "{failed}"
-    );
+    lost_after_starts(&app, chat_id, 2).await;
     assert!(app.fake.received().is_empty(), "no model call");
     app.stop().await;
 }

@@ -462,6 +462,20 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().parse().unwrap()
     }
+    /// Adds to the chat's conversation a user message this build cannot read (a kind of part
+    /// a newer version would write), answering the chat's latest turn.
+    pub async fn add_unreadable_message(&self, chat_id: Uuid) {
+        sqlx::query(
+            "INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+             VALUES ($1, $2, $3, 'user', '[{\"type\": \"from_a_newer_version\"}]')",
+        )
+        .bind(Uuid::now_v7())
+        .bind(chat_id)
+        .bind(self.latest_turn(chat_id).await)
+        .execute(self.services.store.pool())
+        .await
+        .unwrap();
+    }
 
     /// The chat's latest turn (by `seq`): a new chat's first, queued.
     pub async fn latest_turn(&self, chat_id: Uuid) -> Uuid {
