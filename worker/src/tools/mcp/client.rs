@@ -243,14 +243,22 @@ fn classify(slug: &str, e: &(dyn std::error::Error + 'static), max_bytes: usize)
     }
     let lower = chain.to_ascii_lowercase();
     let server = slug.to_owned();
+    // A status is a number standing alone, outside the server's address: the port of
+    // `http://127.0.0.1:45401/mcp` holds "401" and is no answer from the server.
+    let words: Vec<&str> = lower
+        .split_whitespace()
+        .filter(|w| !w.contains("://"))
+        .flat_map(|w| w.split(|c: char| !c.is_ascii_alphanumeric()))
+        .collect();
+    let status = |code: &str| words.contains(&code);
     if lower.contains("exceeded the maximum size") || lower.contains("too large") {
         McpError::TooLarge {
             server,
             limit: max_bytes,
         }
     } else if lower.contains("auth required")
-        || lower.contains("401")
-        || lower.contains("403")
+        || status("401")
+        || status("403")
         || lower.contains("insufficient scope")
     {
         McpError::Unauthorized {
@@ -312,6 +320,43 @@ fn call_output(
         structured_content: result.structured_content,
         is_error: result.is_error.unwrap_or(false),
     })
+}
+
+/// How a failure's text is sorted: an HTTP status counts only as a word of its own.
+#[cfg(test)]
+mod classified {
+    use super::*;
+
+    fn classified(text: &str) -> McpError {
+        classify("test", &std::io::Error::other(text.to_owned()), 10)
+    }
+
+    #[test]
+    fn a_port_holding_401_or_403_is_not_a_status() {
+        for text in [
+            "Client error: error sending request for url (http://127.0.0.1:45401/mcp), when send initialize request",
+            "error sending request for url (http://127.0.0.1:403/mcp): connection refused",
+        ] {
+            assert!(
+                matches!(classified(text), McpError::Unreachable { .. }),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_401_or_403_answer_is_unauthorized() {
+        for text in [
+            "Auth required",
+            "unexpected server response: 401 Unauthorized",
+            "HTTP status client error (403 Forbidden) for url (http://127.0.0.1:45401/mcp)",
+        ] {
+            assert!(
+                matches!(classified(text), McpError::Unauthorized { .. }),
+                "{text}"
+            );
+        }
+    }
 }
 
 /// Hostile tool results (docs/fuzzing.md): whatever JSON a server sends as a
