@@ -7,10 +7,7 @@ mod support;
 use agentq_scheduler::archive::archive_idle_chats;
 use std::time::Duration as StdDuration;
 
-use agentq_core::{
-    domain::{AcquiredTurn, MessagePart, Usage},
-    store::{Completion, NewToolCall},
-};
+use agentq_core::{domain::AcquiredTurn, store::NewToolCall};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use support::app::{TestApp, create_owner};
@@ -57,14 +54,7 @@ async fn start_turn(app: &TestApp, chat: Uuid) -> AcquiredTurn {
 
 /// The worker's step asks the client for a dynamic tool's result: `requires_action`.
 async fn ask_the_client(app: &TestApp, turn: &AcquiredTurn) {
-    let completion = Completion {
-        content: vec![MessagePart::Text {
-            text: "Asking you.".into(),
-        }],
-        model: "fake-gpt".into(),
-        usage: Usage::default(),
-        cost_micros: None,
-    };
+    let completion = support::text_completion("fake-gpt", "Asking you.");
     let call = NewToolCall {
         provider_call_id: "call_ask".into(),
         name: "ask_user".into(),

@@ -6,10 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use agentq_core::{
-    domain::{MessagePart, Usage},
-    store::{Completion, RecoveryLimits},
-};
+use agentq_core::store::RecoveryLimits;
 use support::app::TestApp;
 
 #[sqlx::test]
@@ -67,14 +64,7 @@ async fn a_stale_acquisition_in_the_same_process_writes_nothing(pool: sqlx::PgPo
         .unwrap();
     assert!(stale_only.is_empty(), "the stale run is told it lost");
 
-    let answer = Completion {
-        content: vec![MessagePart::Text {
-            text: "stale answer".into(),
-        }],
-        model: "m".into(),
-        usage: Usage::default(),
-        cost_micros: None,
-    };
+    let answer = support::text_completion("m", "stale answer");
     let committed = store
         .complete_turn(
             turn,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agentq_core::{
     StoreError,
-    domain::{MessagePart, Usage},
+    domain::MessagePart,
     store::{Completion, NewToolCall},
 };
 use reqwest::StatusCode;
@@ -21,14 +21,7 @@ const ROUNDS: usize = 200;
 const LEASE: Duration = Duration::from_secs(30);
 
 fn completion() -> Completion {
-    Completion {
-        content: vec![MessagePart::Text {
-            text: "calling tools".into(),
-        }],
-        model: "fake-gpt".into(),
-        usage: Usage::default(),
-        cost_micros: None,
-    }
+    support::text_completion("fake-gpt", "calling tools")
 }
 
 fn call(id: &str, name: &str, dynamic: bool) -> NewToolCall {
@@ -164,12 +157,7 @@ async fn waits_for_the_root<T: Send + 'static>(
     what: &str,
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> T {
-    let mut holder = store.pool().begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(root)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = support::hold_chat(store.pool(), root).await;
     let waiting = tokio::spawn(work);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(

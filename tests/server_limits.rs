@@ -130,12 +130,7 @@ async fn a_request_stuck_behind_a_lock_gets_503_at_the_timeout_while_a_stream_li
 
     // Another session holds the chat's row (a long transaction, an operator's psql), so
     // sending a message, which locks it, waits.
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(chat)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = support::hold_chat(&pool, chat).await;
     let send = || {
         app.client
             .post(format!("{base}/api/v1/chats/{chat}/messages"))
@@ -200,12 +195,7 @@ async fn requests_past_the_concurrency_limit_are_shed_with_503_and_none_fails(po
     )
     .await;
     let chat = app.create_chat("start").await;
-    let mut holder = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(chat)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = support::hold_chat(&pool, chat).await;
 
     // Six at once against a limit of two: two wait on the lock, four are shed.
     let (done, mut results) = tokio::sync::mpsc::unbounded_channel();

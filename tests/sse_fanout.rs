@@ -9,14 +9,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use agentq_core::{
-    domain::{ChatStatus, Message, MessagePart, Role, Usage},
+    domain::{ChatStatus, Message, MessagePart, Role},
     events::{
         ChatEvent, EventHub, EventLimits, EventPublisher, HubConfig, history::StreamId,
         hub::Delivery,
     },
     queue::{CHAT_EVENT_SHARDS, chat_events_key},
     redis_conn,
-    store::Completion,
 };
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -388,12 +387,7 @@ async fn a_megabyte_message_streams_as_a_bounded_preview_and_reads_whole(pool: s
         .await
         .unwrap()
         .expect("the queued turn");
-    let completion = Completion {
-        content: vec![MessagePart::Text { text: text.clone() }],
-        model: "fake-gpt".into(),
-        usage: Usage::default(),
-        cost_micros: None,
-    };
+    let completion = support::text_completion("fake-gpt", &text);
     let answered = store
         .complete_turn(
             turn.id,

@@ -114,12 +114,7 @@ async fn a_batch_skips_a_busy_chat_and_its_job_takes_the_turn_alone(pool: sqlx::
     let b = app.create_chat("busy").await;
     let (turn_a, turn_b) = (app.latest_turn(a).await, app.latest_turn(b).await);
 
-    let mut holder = store.pool().begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
-        .bind(b)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let mut holder = support::hold_chat(store.pool(), b).await;
     let asked = vec![(turn_a, "w/a".into()), (turn_b, "w/b".into())];
     let taken = tokio::time::timeout(Duration::from_secs(3), store.acquire_turns(&asked, LEASE))
         .await
@@ -274,8 +269,8 @@ fn texts(history: &[agentq_core::domain::Message]) -> Vec<(String, String)> {
 #[sqlx::test]
 async fn each_taken_turn_comes_with_its_own_chats_conversation(pool: sqlx::PgPool) {
     use agentq_core::{
-        domain::{MessagePart, Usage},
-        store::{AnswerTitle, Completion, NewSummary},
+        domain::Usage,
+        store::{AnswerTitle, NewSummary},
     };
     let app = app_without_rate_limits(pool).await;
     let store = app.services.store.clone();
@@ -289,14 +284,7 @@ async fn each_taken_turn_comes_with_its_own_chats_conversation(pool: sqlx::PgPoo
         texts(&first.take_history().unwrap()),
         [("Message".to_owned(), "first question".to_owned())]
     );
-    let answer = Completion {
-        content: vec![MessagePart::Text {
-            text: "first answer".into(),
-        }],
-        model: "m".into(),
-        usage: Usage::default(),
-        cost_micros: None,
-    };
+    let answer = support::text_completion("m", "first answer");
     store
         .complete_turn(first.id, a, first.step, "w/1", &answer, AnswerTitle::Keep)
         .await

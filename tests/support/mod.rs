@@ -70,3 +70,31 @@ pub async fn delete_keys(redis_url: &str, prefix: &str) {
         }
     }
 }
+
+/// What a step answering `text` with `model` hands the store (no usage, no cost): the
+/// answer tests commit through `Store::complete_turn` and friends.
+pub fn text_completion(model: &str, text: &str) -> agentq_core::store::Completion {
+    agentq_core::store::Completion {
+        content: vec![agentq_core::domain::MessagePart::Text {
+            text: text.to_owned(),
+        }],
+        model: model.to_owned(),
+        usage: agentq_core::domain::Usage::default(),
+        cost_micros: None,
+    }
+}
+
+/// Another session holding the chat's row lock (a long transaction, an operator's psql)
+/// until the returned transaction ends: whatever locks the chat waits meanwhile.
+pub async fn hold_chat(
+    pool: &sqlx::PgPool,
+    chat_id: uuid::Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+        .bind(chat_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}
