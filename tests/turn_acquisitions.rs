@@ -389,3 +389,103 @@ async fn an_unreadable_message_fails_its_step_not_the_acquisition(pool: sqlx::Pg
     }
     app.stop().await;
 }
+
+/// Heap pages of `chats` and `chat_turns` read so far in this database, once `connection`
+/// (the only backend left) has reported what it read: the counters are read again until
+/// they stand still for a second and a half, at most 15 s. Index pages are left out: a chat update that takes the
+/// title grams' GIN pending list past its limit merges the list into the index, tens of
+/// thousands of pages whatever the plan.
+async fn pages_read_when_quiet(connection: &sqlx::PgPool) -> i64 {
+    let read = || async {
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(connection)
+            .await
+            .unwrap();
+        let pages: i64 = sqlx::query_scalar(
+            "SELECT sum(coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0))::bigint
+             FROM pg_statio_user_tables WHERE relname IN ('chats', 'chat_turns')",
+        )
+        .fetch_one(connection)
+        .await
+        .unwrap();
+        pages
+    };
+    let mut last = read().await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let now = read().await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the statistics of chats and chat_turns never stood still");
+}
+
+/// A worker's connection plans the acquisition once (`db::Plans::Generic`), when it first
+/// runs it: on a new database, while the tables are empty and never analyzed, and it keeps
+/// that plan as they grow. The plan must still go from the ids to their rows: taking one
+/// turn reads a few pages of `chats` and `chat_turns` when there are thousands of chats,
+/// not every one of them (a plan that scanned for `status = 'pending'` read them all,
+/// bench/RESULTS.md session 21).
+#[sqlx::test]
+async fn an_acquisition_planned_on_empty_tables_reads_a_few_pages_when_they_are_large(
+    pool: sqlx::PgPool,
+) {
+    const CHATS: i64 = 3_000;
+    let app = app_without_rate_limits(pool).await;
+    let mut config: agentq_core::config::DatabaseConfig = agentq_core::config::defaults();
+    config.url = app.database_url().as_str().into();
+    config.max_connections = 1;
+    let connection = agentq_core::db::connect_planning(&config, agentq_core::db::Plans::Generic)
+        .await
+        .unwrap();
+    let worker = agentq_core::store::Store::new(connection.clone());
+
+    let first = app.create_chat("planned while the tables are empty").await;
+    let taken = worker
+        .acquire_turns(&[(app.latest_turn(first).await, "w/1".into())], LEASE)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "the first turn is taken");
+
+    let (owner, organization): (Uuid, Uuid) =
+        sqlx::query_as("SELECT owner_id, organization_id FROM chats WHERE id = $1")
+            .bind(first)
+            .fetch_one(app.services.store.pool())
+            .await
+            .unwrap();
+    app.services
+        .store
+        .seed_root_chats(owner, organization, CHATS, chrono::Utc::now())
+        .await
+        .unwrap();
+    let second = app
+        .latest_turn(app.create_chat("taken from a large table").await)
+        .await;
+
+    // Every other backend ends, reporting what it read: only the worker's connection reads
+    // from here on.
+    let api_pool = app.services.store.pool().clone();
+    app.stop().await;
+    api_pool.close().await;
+
+    let before = pages_read_when_quiet(&connection).await;
+    let taken = worker
+        .acquire_turns(&[(second, "w/2".into())], LEASE)
+        .await
+        .unwrap();
+    let read = pages_read_when_quiet(&connection).await - before;
+    assert_eq!(taken.len(), 1, "the second turn is taken");
+    let chat_pages: i64 = sqlx::query_scalar(
+        "SELECT pg_relation_size('chats') / current_setting('block_size')::bigint",
+    )
+    .fetch_one(&connection)
+    .await
+    .unwrap();
+    assert!(chat_pages >= 60, "the chats fill {chat_pages} pages only");
+    assert!(
+        read <= 20,
+        "taking one turn read {read} pages of chats and chat_turns ({chat_pages} pages of chats)"
+    );
+}

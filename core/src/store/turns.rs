@@ -161,6 +161,18 @@ impl Store {
     /// and nothing adds to it while the turn waits (a message sent meanwhile waits in the
     /// chat's queue; an edit or a regenerate needs an idle chat). A turn this statement
     /// takes was `queued` in that snapshot, so its conversation is there too.
+    ///
+    /// Every row is reached from the ids, by primary key, whatever the planner's statistics
+    /// say. A worker caches one generic plan a connection ([`crate::db::Plans::Generic`]),
+    /// made when the connection first runs the statement: on a new database that is while
+    /// the tables are empty and never analyzed, and the plan is kept as they grow. Written
+    /// with `IN (SELECT turn_id FROM w)` and a `status = 'pending'` filter on the chats'
+    /// update, that plan hashed the ids against a scan of every queued turn and scanned
+    /// every chat, at each acquisition: 191 buffer hits a turn with four worker processes
+    /// over 10,000 turns, growing with the tables (bench/RESULTS.md, session 21). So the
+    /// turns are found by `id = ANY($1)`, the chats from those turns, and the chats'
+    /// update has no filter a scan could serve: a chat whose turn is `queued` is `pending`,
+    /// and a `CASE` leaves any other status (and its `updated_at`) as it was.
     async fn acquire_in(
         &self,
         turns: &[(Uuid, String)],
@@ -174,21 +186,23 @@ impl Store {
                 SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(turn_id, owner)
              ), c AS (
                 SELECT id FROM chats
-                WHERE id IN (SELECT chat_id FROM chat_turns
-                             WHERE id IN (SELECT turn_id FROM w) AND status = 'queued')
+                WHERE id IN (SELECT chat_id FROM chat_turns WHERE id = ANY($1) AND status = 'queued')
                 {lock}
              ), t AS (
                 UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = w.owner,
                        lease_expires_at = now() + make_interval(secs => $3),
                        started_at = coalesce(started_at, now())
                 FROM w
-                WHERE chat_turns.id = w.turn_id AND chat_turns.status = 'queued'
+                WHERE chat_turns.id = ANY($1) AND chat_turns.id = w.turn_id
+                  AND chat_turns.status = 'queued'
                   AND chat_turns.chat_id = ANY(ARRAY(SELECT id FROM c))
                 RETURNING chat_turns.id, chat_turns.chat_id, chat_turns.seq, chat_turns.step,
                           chat_turns.attempt, chat_turns.interrupt_requested, chat_turns.lease_owner
              ), s AS (
-                UPDATE chats SET status = 'running', updated_at = now() FROM t
-                WHERE chats.id = t.chat_id AND chats.status = 'pending'
+                UPDATE chats
+                SET status = CASE WHEN chats.status = 'pending' THEN 'running' ELSE chats.status END,
+                    updated_at = CASE WHEN chats.status = 'pending' THEN now() ELSE chats.updated_at END
+                FROM t WHERE chats.id = t.chat_id
              )
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
