@@ -172,7 +172,13 @@ impl Store {
     /// over 10,000 turns, growing with the tables (bench/RESULTS.md, session 21). So the
     /// turns are found by `id = ANY($1)`, the chats from those turns, and the chats'
     /// update has no filter a scan could serve: a chat whose turn is `queued` is `pending`,
-    /// and a `CASE` leaves any other status (and its `updated_at`) as it was.
+    /// and a `CASE` leaves any other status (and its `updated_at`) as it was. The turns'
+    /// status is tested as `(status = 'queued') IS TRUE` (the same, `status` is never
+    /// null) so that no plan answers it from `chat_turns_unfinished_idx`: without
+    /// statistics that partial index looks a few rows big, and a plan made so read every
+    /// entry it ever had for `queued`, the turns that left `queued` included until a vacuum
+    /// removes them, at each acquisition. By primary key, an acquisition reads what its
+    /// batch names, however long the queue.
     async fn acquire_in(
         &self,
         turns: &[(Uuid, String)],
@@ -186,7 +192,8 @@ impl Store {
                 SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(turn_id, owner)
              ), c AS (
                 SELECT id FROM chats
-                WHERE id IN (SELECT chat_id FROM chat_turns WHERE id = ANY($1) AND status = 'queued')
+                WHERE id IN (SELECT chat_id FROM chat_turns
+                             WHERE id = ANY($1) AND (status = 'queued') IS TRUE)
                 {lock}
              ), t AS (
                 UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = w.owner,
@@ -194,7 +201,7 @@ impl Store {
                        started_at = coalesce(started_at, now())
                 FROM w
                 WHERE chat_turns.id = ANY($1) AND chat_turns.id = w.turn_id
-                  AND chat_turns.status = 'queued'
+                  AND (chat_turns.status = 'queued') IS TRUE
                   AND chat_turns.chat_id = ANY(ARRAY(SELECT id FROM c))
                 RETURNING chat_turns.id, chat_turns.chat_id, chat_turns.seq, chat_turns.step,
                           chat_turns.attempt, chat_turns.interrupt_requested, chat_turns.lease_owner
