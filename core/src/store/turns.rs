@@ -162,23 +162,26 @@ impl Store {
     /// chat's queue; an edit or a regenerate needs an idle chat). A turn this statement
     /// takes was `queued` in that snapshot, so its conversation is there too.
     ///
-    /// Every row is reached from the ids, by primary key, whatever the planner's statistics
-    /// say. A worker caches one generic plan a connection ([`crate::db::Plans::Generic`]),
-    /// made when the connection first runs the statement: on a new database that is while
-    /// the tables are empty and never analyzed, and the plan is kept as they grow. Written
-    /// with `IN (SELECT turn_id FROM w)` and a `status = 'pending'` filter on the chats'
-    /// update, that plan hashed the ids against a scan of every queued turn and scanned
-    /// every chat, at each acquisition: 191 buffer hits a turn with four worker processes
-    /// over 10,000 turns, growing with the tables (bench/RESULTS.md, session 21). So the
-    /// turns are found by `id = ANY($1)`, the chats from those turns, and the chats'
-    /// update has no filter a scan could serve: a chat whose turn is `queued` is `pending`,
-    /// and a `CASE` leaves any other status (and its `updated_at`) as it was. The turns'
-    /// status is tested as `(status = 'queued') IS TRUE` (the same, `status` is never
-    /// null) so that no plan answers it from `chat_turns_unfinished_idx`: without
-    /// statistics that partial index looks a few rows big, and a plan made so read every
-    /// entry it ever had for `queued`, the turns that left `queued` included until a vacuum
-    /// removes them, at each acquisition. By primary key, an acquisition reads what its
-    /// batch names, however long the queue.
+    /// The statement goes from the ids to their rows by primary key in the plan a worker
+    /// connection makes with no statistics, as in one made with them. A worker caches one
+    /// generic plan a connection ([`crate::db::Plans::Generic`]), made when the connection
+    /// first runs the statement: on a new database that is while the tables are empty, and
+    /// where nothing analyzes them (autovacuum off) the plan is kept as they grow. A planner
+    /// with no statistics takes a table for ten pages, which a scan reads for less than ten
+    /// lookups cost, and it takes a batch for ten ids. So, from what bench/RESULTS.md
+    /// (session 21) measured of the plans made that way:
+    /// - `w` ends in `LIMIT cardinality($1)`, which takes nothing away but makes the batch
+    ///   one row to the planner (a limit it cannot read is a tenth of its input), so each
+    ///   turn and each chat is one lookup by primary key. With ten ids, the plan scanned
+    ///   every chat at each acquisition (191 buffer hits a turn over 10,000 turns with four
+    ///   worker processes, growing with the tables).
+    /// - The turns' status is tested as `(status = 'queued') IS TRUE` (the same: `status` is
+    ///   never null), which no index answers: `chat_turns_unfinished_idx` looks a few rows
+    ///   big without statistics, and a plan that read it for `queued` read every turn that
+    ///   was ever queued and not vacuumed since.
+    /// - The chats' update has no status filter a scan could serve: a chat whose turn is
+    ///   `queued` is `pending`, and a `CASE` leaves any other status (and its `updated_at`)
+    ///   as it was.
     async fn acquire_in(
         &self,
         turns: &[(Uuid, String)],
@@ -190,18 +193,18 @@ impl Store {
         Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH w AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(turn_id, owner)
+                LIMIT cardinality($1::uuid[])
              ), c AS (
                 SELECT id FROM chats
                 WHERE id IN (SELECT chat_id FROM chat_turns
-                             WHERE id = ANY($1) AND (status = 'queued') IS TRUE)
+                             WHERE id IN (SELECT turn_id FROM w) AND (status = 'queued') IS TRUE)
                 {lock}
              ), t AS (
                 UPDATE chat_turns SET status = 'running', attempt = attempt + 1, lease_owner = w.owner,
                        lease_expires_at = now() + make_interval(secs => $3),
                        started_at = coalesce(started_at, now())
                 FROM w
-                WHERE chat_turns.id = ANY($1) AND chat_turns.id = w.turn_id
-                  AND (chat_turns.status = 'queued') IS TRUE
+                WHERE chat_turns.id = w.turn_id AND (chat_turns.status = 'queued') IS TRUE
                   AND chat_turns.chat_id = ANY(ARRAY(SELECT id FROM c))
                 RETURNING chat_turns.id, chat_turns.chat_id, chat_turns.seq, chat_turns.step,
                           chat_turns.attempt, chat_turns.interrupt_requested, chat_turns.lease_owner
