@@ -390,20 +390,27 @@ async fn an_unreadable_message_fails_its_step_not_the_acquisition(pool: sqlx::Pg
     app.stop().await;
 }
 
-/// A statistics counter of this database (`counter` selects one number), once `connection`
+/// What taking a turn reads, as this database's statistics count it: heap pages of `chats`,
+/// scans of `chat_turns_unfinished_idx`, seq scans of `chat_turns`. Read once `connection`
 /// (the one backend of the test still running statements) has reported what it did: the
-/// counter is read again until it stands still for a second and a half, at most 15 s.
-async fn counter_when_quiet(connection: &sqlx::PgPool, counter: &str) -> i64 {
+/// counters are read again until they stand still for a second and a half, at most 15 s.
+async fn reads_when_quiet(connection: &sqlx::PgPool) -> (i64, i64, i64) {
     let read = || async {
         sqlx::query("SELECT pg_stat_force_next_flush()")
             .execute(connection)
             .await
             .unwrap();
-        let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(counter.to_owned()))
-            .fetch_one(connection)
-            .await
-            .unwrap();
-        value
+        let reads: (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0)
+                     FROM pg_statio_user_tables WHERE relname = 'chats'),
+                    (SELECT idx_scan FROM pg_stat_user_indexes
+                     WHERE indexrelname = 'chat_turns_unfinished_idx'),
+                    (SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'chat_turns')",
+        )
+        .fetch_one(connection)
+        .await
+        .unwrap();
+        reads
     };
     let mut last = read().await;
     for _ in 0..10 {
@@ -414,7 +421,7 @@ async fn counter_when_quiet(connection: &sqlx::PgPool, counter: &str) -> i64 {
         }
         last = now;
     }
-    panic!("{counter} never stood still");
+    panic!("the statistics never stood still: {last:?}");
 }
 
 /// A worker's connection plans the acquisition once (`db::Plans::Generic`), when it first
@@ -493,52 +500,30 @@ async fn an_acquisition_planned_on_empty_tables_reads_a_few_pages_when_they_are_
     app.stop().await;
     api_pool.close().await;
 
-    let size = |table: &'static str| {
-        let connection = connection.clone();
-        async move {
-            let pages: i64 = sqlx::query_scalar(
-                "SELECT pg_relation_size($1::regclass) / current_setting('block_size')::bigint",
-            )
-            .bind(table)
-            .fetch_one(&connection)
-            .await
-            .unwrap();
-            pages
-        }
-    };
-    let (chat_pages, turn_pages) = (size("chats").await, size("chat_turns").await);
+    let (chat_pages, turn_pages): (i64, i64) = sqlx::query_as(
+        "SELECT pg_relation_size('chats') / current_setting('block_size')::bigint,
+                pg_relation_size('chat_turns') / current_setting('block_size')::bigint",
+    )
+    .fetch_one(&connection)
+    .await
+    .unwrap();
     assert!(chat_pages >= 60, "the chats fill {chat_pages} pages only");
     assert!(turn_pages >= 9, "the turns fill {turn_pages} pages only");
 
-    const CHAT_PAGES: &str = "SELECT coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0)
-         FROM pg_statio_user_tables WHERE relname = 'chats'";
-    const UNFINISHED_SCANS: &str = "SELECT idx_scan FROM pg_stat_user_indexes
-         WHERE indexrelname = 'chat_turns_unfinished_idx'";
-    const TURN_SEQ_SCANS: &str =
-        "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'chat_turns'";
-    let mut before = Vec::new();
-    for counter in [CHAT_PAGES, UNFINISHED_SCANS, TURN_SEQ_SCANS] {
-        before.push(counter_when_quiet(&connection, counter).await);
-    }
+    let before = reads_when_quiet(&connection).await;
     let taken = worker
         .acquire_turns(&[(second, "w/2".into())], LEASE)
         .await
         .unwrap();
     assert_eq!(taken.len(), 1, "the second turn is taken");
-    let mut did = Vec::new();
-    for (counter, before) in [CHAT_PAGES, UNFINISHED_SCANS, TURN_SEQ_SCANS]
-        .into_iter()
-        .zip(before)
-    {
-        did.push(counter_when_quiet(&connection, counter).await - before);
-    }
+    let after = reads_when_quiet(&connection).await;
+    let chat_pages_read = after.0 - before.0;
     assert!(
-        did[0] < chat_pages / 4,
-        "taking one turn read {} of {chat_pages} pages of chats",
-        did[0]
+        chat_pages_read < chat_pages / 4,
+        "taking one turn read {chat_pages_read} of {chat_pages} pages of chats"
     );
     assert_eq!(
-        (did[1], did[2]),
+        (after.1 - before.1, after.2 - before.2),
         (0, 0),
         "scans of chat_turns_unfinished_idx and of chat_turns to take one turn ({turn_pages} pages of turns)"
     );
