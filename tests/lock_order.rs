@@ -414,3 +414,96 @@ async fn a_subagents_tool_call_finish_takes_its_roots_lock_first(pool: sqlx::PgP
         .unwrap();
     assert!(fanned.is_some(), "the step's only call fanned in");
 }
+
+/// A final answer reads the chat's queue after it holds the chat's lock: a message that
+/// the lock's last holder queued (a `POST /messages` while the turn ran) is promoted with
+/// a new turn, not left behind in a chat that went `waiting`. The answer's statements run
+/// in one call of a PL/pgSQL function (`store::session_functions`), one snapshot each:
+/// were the promotion read with the snapshot taken before the lock was waited for, this
+/// message would be missed.
+#[sqlx::test]
+async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let store = app.services.store.clone();
+    for round in 0..3 {
+        let chat = app.create_chat(&format!("round {round}")).await;
+        let turn = acquired_turn_of(&app, chat, "w/1").await;
+        let mut holder = support::hold_chat(store.pool(), chat).await;
+        let answer = {
+            let (store, turn) = (store.clone(), turn.clone());
+            tokio::spawn(async move {
+                store
+                    .complete_turn(
+                        turn.id,
+                        turn.chat_id,
+                        turn.step,
+                        &turn.lease_owner,
+                        &completion(),
+                        agentq_core::store::AnswerTitle::Keep,
+                    )
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if answer.is_finished() {
+            panic!("the answer did not wait for the chat: {:?}", answer.await);
+        }
+        let sent = format!("sent while the answer waited, round {round}");
+        sqlx::query("INSERT INTO chat_queued_messages (id, chat_id, content) VALUES ($1, $2, $3)")
+            .bind(Uuid::now_v7())
+            .bind(chat)
+            .bind(json!([{ "type": "text", "text": sent }]))
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        holder.commit().await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the answer went on once the chat was free")
+            .unwrap()
+            .unwrap()
+            .expect("the lease was still held");
+
+        let answered = outcome.message.expect("the answer is stored");
+        assert_eq!(answered.content, completion().content);
+        let promoted = outcome.promoted.expect("the queued message is promoted");
+        assert_eq!(
+            promoted.content,
+            vec![MessagePart::Text { text: sent.clone() }]
+        );
+        let next = outcome.next_turn_id.expect("a new turn for it");
+        assert_eq!(outcome.status, agentq_core::domain::ChatStatus::Pending);
+        let (status, queued, next_status): (String, i64, String) = sqlx::query_as(
+            "SELECT c.status,
+                    (SELECT count(*) FROM chat_queued_messages q WHERE q.chat_id = c.id),
+                    (SELECT t.status FROM chat_turns t WHERE t.id = $2)
+             FROM chats c WHERE c.id = $1",
+        )
+        .bind(chat)
+        .bind(next)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            (status.as_str(), queued, next_status.as_str()),
+            ("pending", 0, "queued"),
+            "the chat waits for the promoted message's turn, its queue empty"
+        );
+        let texts: Vec<String> = app
+            .messages(chat)
+            .await
+            .iter()
+            .map(|m| {
+                m["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            &texts[1..],
+            &["calling tools".to_owned(), sent],
+            "the answer, then the promoted message"
+        );
+    }
+}

@@ -55,6 +55,7 @@ mod recovery;
 mod retention;
 mod scheduler_ticks;
 mod secret_rotation;
+mod session_functions;
 mod site_config;
 mod skills;
 mod spend_limits;

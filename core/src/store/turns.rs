@@ -12,6 +12,7 @@ use super::{
     MESSAGE_COLUMNS, Store,
     model_contexts::EFFECTIVE_MODEL,
     pg_json, pg_text,
+    session_functions::{SessionFunction, fetch_optional_calling},
     titles::{AnswerTitle, UNCLAIMED},
 };
 use crate::{
@@ -326,6 +327,9 @@ impl Store {
     /// `waiting`. The answer also settles the chat's title request as `title` says
     /// (`TurnOutcome::title_pending`, `store::titles`). `Ok(None)` means the lease was
     /// lost: nothing was written.
+    ///
+    /// One round trip: the statements of [`end_step_with_answer`] and
+    /// [`promote_queued_message`], in that order, in one call of [`COMPLETE_TURN`].
     pub async fn complete_turn(
         &self,
         turn_id: Uuid,
@@ -335,24 +339,36 @@ impl Store {
         completion: &Completion,
         title: AnswerTitle,
     ) -> Result<Option<TurnOutcome>, StoreError> {
-        let tx = self.pool.begin().await?;
-        let of = StepOfTurn::new(turn_id, chat_id, step);
-        let Some((mut tx, message)) =
-            end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
-        else {
+        let (message_id, next_message_id, next_turn) =
+            (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (content, model) = (pg_json(&completion.content), pg_text(&completion.model));
+        let mut conn = self.pool.acquire().await?;
+        let row = fetch_optional_calling(&mut conn, &COMPLETE_TURN, || {
+            sqlx::query(
+                "SELECT f.* FROM pg_temp.agentq_complete_turn(
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+                 ) AS f(answer, title_pending, waiting_calls, promoted)",
+            )
+            .bind(turn_id)
+            .bind(chat_id)
+            .bind(worker)
+            .bind(step)
+            .bind(message_id)
+            .bind(&content)
+            .bind(&model)
+            .bind(Json(&completion.usage))
+            .bind(completion.cost_micros)
+            .bind(next_message_id)
+            .bind(next_turn)
+            .bind(ChatStatus::Waiting)
+            .bind(title_request(title))
+        })
+        .await?;
+        let Some(row) = row else {
             return Ok(None);
         };
-        // A first answer asks for a generated title (store::titles).
-        let outcome = promote_queued_message(
-            &mut tx,
-            chat_id,
-            Some(message),
-            ChatStatus::Waiting,
-            Some(title),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(outcome))
+        let Json(message) = row.try_get::<Json<Message>, _>("answer")?;
+        outcome_of_promotion(&row, Some(message), next_turn, ChatStatus::Waiting).map(Some)
     }
 
     /// `running` -> `failed` with a [`ChatError`]: the chat goes `error` with `last_error`,
@@ -416,72 +432,163 @@ pub(super) async fn promote_queued_message(
     title: Option<AnswerTitle>,
 ) -> Result<TurnOutcome, StoreError> {
     let turn_id = Uuid::now_v7();
-    let title = title.map(|t| match t {
-        AnswerTitle::Generate => "pending",
-        AnswerTitle::Keep => "done",
-    });
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH first AS (
-            -- Read under the chat's row lock: exact, and what the update below changes.
-            SELECT $5::text IS NOT NULL AND title_generation IS NULL
-                   AND parent_chat_id IS NULL AND NOT title_set_by_user AS asks
-            FROM chats WHERE id = $1
-         ), q AS (
-            DELETE FROM chat_queued_messages
-            WHERE id = (SELECT id FROM chat_queued_messages WHERE chat_id = $1 ORDER BY id LIMIT 1)
-            RETURNING content, model_config_id
-         ), t AS (
-            INSERT INTO chat_turns (id, chat_id, seq, status)
-            SELECT $3, $1, (SELECT coalesce(max(seq), 0) + 1 FROM chat_turns WHERE chat_id = $1), 'queued'
-            FROM q
-         ), c AS (
-            UPDATE chats SET
-                status = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'pending' ELSE $4 END,
-                -- The promoted message's switch of model applies from its turn on.
-                model_config_id = coalesce((SELECT model_config_id FROM q), chats.model_config_id),
-                title_generation = CASE
-                    WHEN (SELECT asks FROM first) THEN $5
-                    -- Titles off: a request another worker left pending is closed, unless
-                    -- that worker's call is in flight (store::titles).
-                    WHEN $5 = 'done' AND title_generation = 'pending' AND {UNCLAIMED} THEN 'done'
-                    ELSE title_generation END,
-                title_requested_at = CASE WHEN (SELECT asks FROM first) AND $5 = 'pending' THEN now()
-                                          ELSE title_requested_at END,
-                last_activity_at = now(), updated_at = now()
-            WHERE id = $1 AND status IN ('running', 'pending', 'requires_action')
-            -- Pending and free to claim: a call in flight is left alone.
-            RETURNING title_generation = 'pending' AND {UNCLAIMED} AS title_pending
-         ), m AS (
-            INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
-            SELECT $2, $1, $3, 'user', q.content FROM q
-            RETURNING {MESSAGE_COLUMNS}
-         )
-         SELECT coalesce((SELECT title_pending FROM c) AND $5 = 'pending', false) AS title_pending,
-                -- Nothing promoted: a parent's `wait_agent` parked on this chat may complete.
-                CASE WHEN EXISTS (SELECT 1 FROM q) THEN '{{}}'::uuid[]
-                     ELSE ARRAY(SELECT id FROM tool_calls
-                                WHERE waits_for_chat_id = $1 AND status = 'waiting')
-                END AS waiting_calls,
-                m.*
-         FROM (SELECT) AS one LEFT JOIN m ON true"
+    let row = sqlx::query(sqlx::AssertSqlSafe(promotion_sql(
+        &Promotion::STATEMENT,
+        "",
     )))
     .bind(chat_id)
     .bind(Uuid::now_v7())
     .bind(turn_id)
     .bind(idle)
-    .bind(title)
+    .bind(title.map(title_request))
     .fetch_one(&mut *tx)
     .await?;
-    let promoted = match row.try_get::<Option<Uuid>, _>("id")? {
-        Some(_) => Some(Message::from_row(&row)?),
+    outcome_of_promotion(&row, message, turn_id, idle)
+}
+
+/// The title request a finish writes for `title` (`store::titles`).
+fn title_request(title: AnswerTitle) -> &'static str {
+    match title {
+        AnswerTitle::Generate => "pending",
+        AnswerTitle::Keep => "done",
+    }
+}
+
+/// The outcome of a finish from the row of [`promotion_sql`] (read alone or in
+/// [`COMPLETE_TURN`]'s row): `next_turn` is the id the promotion gave its new turn.
+fn outcome_of_promotion(
+    row: &sqlx::postgres::PgRow,
+    message: Option<Message>,
+    next_turn: Uuid,
+    idle: ChatStatus,
+) -> Result<TurnOutcome, StoreError> {
+    let promoted = match row.try_get::<Option<Json<Message>>, _>("promoted")? {
+        Some(Json(message)) => Some(message),
         None => None,
     };
-    let next_turn_id = promoted.as_ref().map(|_| turn_id);
+    let next_turn_id = promoted.as_ref().map(|_| next_turn);
     let mut outcome = TurnOutcome::new(message, promoted, next_turn_id, idle);
     outcome.waiting_calls = row.try_get("waiting_calls")?;
     outcome.title_pending = row.try_get("title_pending")?;
     Ok(outcome)
 }
+
+/// Where [`promotion_sql`] finds its values: a parameter (`$n`) each.
+struct Promotion {
+    chat: &'static str,
+    message_id: &'static str,
+    turn_id: &'static str,
+    idle: &'static str,
+    title: &'static str,
+}
+
+impl Promotion {
+    /// The statement [`promote_queued_message`] runs: its five parameters.
+    const STATEMENT: Self = Self {
+        chat: "$1",
+        message_id: "$2",
+        turn_id: "$3",
+        idle: "$4",
+        title: "$5",
+    };
+}
+
+/// The promotion's statement ([`promote_queued_message`] documents it), its values taken
+/// from `p`, its row led by `lead` (columns a caller adds before its own). One row:
+/// `title_pending`, `waiting_calls`, and `promoted`, the user message promoted (as JSON,
+/// null when the queue was empty).
+fn promotion_sql(p: &Promotion, lead: &str) -> String {
+    let Promotion {
+        chat,
+        message_id,
+        turn_id,
+        idle,
+        title,
+    } = p;
+    format!(
+        "WITH first AS (
+            -- Read under the chat's row lock: exact, and what the update below changes.
+            SELECT {title}::text IS NOT NULL AND title_generation IS NULL
+                   AND parent_chat_id IS NULL AND NOT title_set_by_user AS asks
+            FROM chats WHERE id = {chat}
+         ), q AS (
+            DELETE FROM chat_queued_messages
+            WHERE id = (SELECT id FROM chat_queued_messages WHERE chat_id = {chat} ORDER BY id LIMIT 1)
+            RETURNING content, model_config_id
+         ), t AS (
+            INSERT INTO chat_turns (id, chat_id, seq, status)
+            SELECT {turn_id}, {chat}, (SELECT coalesce(max(seq), 0) + 1 FROM chat_turns WHERE chat_id = {chat}), 'queued'
+            FROM q
+         ), c AS (
+            UPDATE chats SET
+                status = CASE WHEN EXISTS (SELECT 1 FROM q) THEN 'pending' ELSE {idle} END,
+                -- The promoted message's switch of model applies from its turn on.
+                model_config_id = coalesce((SELECT model_config_id FROM q), chats.model_config_id),
+                title_generation = CASE
+                    WHEN (SELECT asks FROM first) THEN {title}
+                    -- Titles off: a request another worker left pending is closed, unless
+                    -- that worker's call is in flight (store::titles).
+                    WHEN {title} = 'done' AND title_generation = 'pending' AND {UNCLAIMED} THEN 'done'
+                    ELSE title_generation END,
+                title_requested_at = CASE WHEN (SELECT asks FROM first) AND {title} = 'pending' THEN now()
+                                          ELSE title_requested_at END,
+                last_activity_at = now(), updated_at = now()
+            WHERE id = {chat} AND status IN ('running', 'pending', 'requires_action')
+            -- Pending and free to claim: a call in flight is left alone.
+            RETURNING title_generation = 'pending' AND {UNCLAIMED} AS title_pending
+         ), m AS (
+            INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
+            SELECT {message_id}, {chat}, {turn_id}, 'user', q.content FROM q
+            RETURNING {MESSAGE_COLUMNS}
+         )
+         SELECT {lead} coalesce((SELECT title_pending FROM c) AND {title} = 'pending', false) AS title_pending,
+                -- Nothing promoted: a parent's `wait_agent` parked on this chat may complete.
+                CASE WHEN EXISTS (SELECT 1 FROM q) THEN '{{}}'::uuid[]
+                     ELSE ARRAY(SELECT id FROM tool_calls
+                                WHERE waits_for_chat_id = {chat} AND status = 'waiting')
+                END AS waiting_calls,
+                (SELECT to_jsonb(m) FROM m) AS promoted"
+    )
+}
+
+/// [`Store::complete_turn`]'s function: the answer's statement ([`end_step_sql`], for a
+/// final answer: the root's and the chat's locks, the turn `completed`, the message), then
+/// the promotion's ([`promotion_sql`]), which starts after the locks are held and so reads
+/// what their last holders committed. No row when the lease was lost (nothing written).
+/// Parameters: `$1`..`$9` the answer's, then the promoted message's id, the new turn's,
+/// the idle status and the title request (`$10`..`$13`). Its row: the answer (as JSON),
+/// then the promotion's columns.
+pub(super) const COMPLETE_TURN: SessionFunction = SessionFunction {
+    definition: || {
+        let (answer, insert) = end_step_sql(StepEnd::Completed);
+        const PROMOTION: Promotion = Promotion {
+            chat: "$2",
+            message_id: "$10",
+            turn_id: "$11",
+            idle: "$12",
+            title: "$13",
+        };
+        format!(
+            "CREATE OR REPLACE FUNCTION pg_temp.agentq_complete_turn(
+                 uuid, uuid, text, integer, uuid, jsonb, text, jsonb, bigint,
+                 uuid, uuid, text, text)
+             RETURNS TABLE (f_answer jsonb, f_title_pending boolean, f_waiting_calls uuid[],
+                            f_promoted jsonb)
+             LANGUAGE plpgsql VOLATILE AS $agentq$
+             DECLARE v_answer jsonb;
+             BEGIN
+                 WITH {answer}, m AS ({insert} RETURNING {MESSAGE_COLUMNS})
+                 SELECT to_jsonb(m) INTO v_answer FROM m;
+                 IF v_answer IS NULL THEN
+                     RETURN;
+                 END IF;
+                 RETURN QUERY {promotion};
+             END
+             $agentq$",
+            promotion = promotion_sql(&PROMOTION, "v_answer,"),
+        )
+    },
+};
 
 /// Which step of which turn an assistant message answers.
 #[derive(Debug, Clone, Copy)]
@@ -510,18 +617,11 @@ pub(super) enum StepEnd {
     AwaitingTools,
 }
 
-/// `running` -> `end` for the lease owner `worker`, and the step's assistant message, in
-/// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`;
-/// for a final answer the root's before it, `r`), then the turn, as `send_message` does.
-/// `None` when the lease was lost: `tx` is rolled back, nothing written. The message's content and model go through `pg_json`/`pg_text`
-/// because a model controls them (as in [`insert_interrupted_message`]).
-pub(super) async fn end_step_with_answer(
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    of: StepOfTurn,
-    worker: &str,
-    end: StepEnd,
-    completion: &Completion,
-) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, Message)>, StoreError> {
+/// The statement of [`end_step_with_answer`] up to its `RETURNING`, in two parts: the
+/// queries of its `WITH` (the locks, the turn's update) and the insert of the message
+/// that follows them. `$1` the turn, `$2` the chat, `$3` the lease owner, `$4` the step,
+/// `$5` the message's id, `$6`..`$9` its content, model, usage and cost.
+fn end_step_sql(end: StepEnd) -> (String, &'static str) {
     // A finish moves the chat's `last_activity_at` (the promotion after it), and a
     // subagent's moves its root's by trigger: the root's lock comes first (`r`, read by the
     // chat's filter before the chat row is locked), as in `lock_chat`. A tool step changes
@@ -541,17 +641,35 @@ pub(super) async fn end_step_with_answer(
             "",
         ),
     };
-    let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH {root} c AS (
+    let ctes = format!(
+        "{root} c AS (
             SELECT id FROM chats WHERE id = $2 {after_root} FOR UPDATE
          ), t AS (
             UPDATE chat_turns SET {ended}
             WHERE id = $1 AND status = 'running' AND lease_owner = $3 AND EXISTS (SELECT 1 FROM c)
             RETURNING id
-         )
-         INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted)
-         SELECT $5, $2, t.id, 'assistant', $4, $6, $7, $8, $9, false FROM t
-         RETURNING {MESSAGE_COLUMNS}"
+         )"
+    );
+    let insert = "INSERT INTO chat_messages (id, chat_id, turn_id, role, step, content, model, usage, cost_micros, interrupted)
+         SELECT $5, $2, t.id, 'assistant', $4, $6, $7, $8, $9, false FROM t";
+    (ctes, insert)
+}
+
+/// `running` -> `end` for the lease owner `worker`, and the step's assistant message, in
+/// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`;
+/// for a final answer the root's before it, `r`), then the turn, as `send_message` does.
+/// `None` when the lease was lost: `tx` is rolled back, nothing written. The message's content and model go through `pg_json`/`pg_text`
+/// because a model controls them (as in [`insert_interrupted_message`]).
+pub(super) async fn end_step_with_answer(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    of: StepOfTurn,
+    worker: &str,
+    end: StepEnd,
+    completion: &Completion,
+) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, Message)>, StoreError> {
+    let (ctes, insert) = end_step_sql(end);
+    let message: Option<Message> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH {ctes} {insert} RETURNING {MESSAGE_COLUMNS}"
     )))
     .bind(of.turn_id)
     .bind(of.chat_id)
