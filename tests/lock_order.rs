@@ -429,6 +429,10 @@ async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool
         let chat = app.create_chat(&format!("round {round}")).await;
         let turn = acquired_turn_of(&app, chat, "w/1").await;
         let mut holder = support::hold_chat(store.pool(), chat).await;
+        let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *holder)
+            .await
+            .unwrap();
         let answer = {
             let (store, turn) = (store.clone(), turn.clone());
             tokio::spawn(async move {
@@ -444,10 +448,25 @@ async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool
                     .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if answer.is_finished() {
-            panic!("the answer did not wait for the chat: {:?}", answer.await);
+        // The answer is blocked by the holder's lock before the holder queues anything.
+        let mut blocked = false;
+        for _ in 0..200 {
+            if answer.is_finished() {
+                panic!("the answer did not wait for the chat: {:?}", answer.await);
+            }
+            blocked = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))",
+            )
+            .bind(holder_pid)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            if blocked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert!(blocked, "the answer never waited for the chat's lock");
         let sent = format!("sent while the answer waited, round {round}");
         sqlx::query("INSERT INTO chat_queued_messages (id, chat_id, content) VALUES ($1, $2, $3)")
             .bind(Uuid::now_v7())

@@ -181,7 +181,7 @@ pub(crate) async fn lock_chat(
 /// moves the child's `last_activity_at`, and a trigger the root's, so it and a transaction
 /// that locks the root, then its children (archive, spawn) wait for each other instead of
 /// deadlocking (ARCHITECTURE.md §5). A completing turn takes the same lock in the
-/// statement that stores its answer (`r` in `turns::end_step_with_answer`), a new turn in
+/// statement that stores its answer (`r` in `turns::end_step_sql`, run by `COMPLETE_TURN`), a new turn in
 /// [`lock_chat`].
 pub(crate) async fn lock_root_of(
     tx: &mut sqlx::PgConnection,

@@ -3,9 +3,9 @@
 //!
 //! A transaction of two statements costs four round trips (`BEGIN`, each statement,
 //! `COMMIT`), and on a machine whose cores PostgreSQL already fills each costs about as
-//! much CPU as a one-row update (bench/RESULTS.md, session 22: a transaction of two
-//! updates ran at 4,640 a second that way against 9,800 as one call of a PL/pgSQL function
-//! doing both). A PL/pgSQL function runs its statements in the caller's transaction, each
+//! much CPU as a one-row update (bench/RESULTS.md, session 22: `pgbench`, a transaction of two
+//! one-row updates ran at 4,640 a second that way against 9,800 as one call of a PL/pgSQL
+//! function doing both). A PL/pgSQL function runs its statements in the caller's transaction, each
 //! with a snapshot of its own taken when it starts (a `VOLATILE` function's, in `READ
 //! COMMITTED`), so a statement after a lock sees what the lock's holder committed, as the
 //! next statement of a transaction would.
@@ -20,7 +20,7 @@
 //! default).
 
 use sqlx::{
-    PgConnection, Postgres,
+    Connection, PgConnection, Postgres,
     postgres::{PgArguments, PgRow},
     query::Query,
 };
@@ -33,8 +33,9 @@ pub(super) struct SessionFunction {
     pub(super) definition: fn() -> String,
 }
 
-/// Runs `query` (a call of `function`, built anew for each try) on `conn`: if the
-/// connection has not defined `function` yet, defines it and runs the query again.
+/// Runs `query` (a call of `function`, built anew for each try) on `conn`, which must not
+/// be in a transaction (a failed call would abort it): if the connection has not defined
+/// `function` yet, defines it and runs the query again, both in one transaction.
 pub(super) async fn fetch_optional_calling<'q>(
     conn: &mut PgConnection,
     function: &SessionFunction,
@@ -42,10 +43,15 @@ pub(super) async fn fetch_optional_calling<'q>(
 ) -> Result<Option<PgRow>, StoreError> {
     match query().fetch_optional(&mut *conn).await {
         Err(sqlx::Error::Database(e)) if NOT_DEFINED_YET.contains(&e.code().as_deref()) => {
+            // The definition and the call in one transaction: a pooler in transaction
+            // mode between agentq and PostgreSQL runs both on the same server connection.
+            let mut tx = conn.begin().await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe((function.definition)()))
-                .execute(&mut *conn)
+                .execute(&mut *tx)
                 .await?;
-            Ok(query().fetch_optional(&mut *conn).await?)
+            let row = query().fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(row)
         }
         other => Ok(other?),
     }

@@ -462,10 +462,9 @@ fn outcome_of_promotion(
     next_turn: Uuid,
     idle: ChatStatus,
 ) -> Result<TurnOutcome, StoreError> {
-    let promoted = match row.try_get::<Option<Json<Message>>, _>("promoted")? {
-        Some(Json(message)) => Some(message),
-        None => None,
-    };
+    let promoted = row
+        .try_get::<Option<Json<Message>>, _>("promoted")?
+        .map(|Json(message)| message);
     let next_turn_id = promoted.as_ref().map(|_| next_turn);
     let mut outcome = TurnOutcome::new(message, promoted, next_turn_id, idle);
     outcome.waiting_calls = row.try_get("waiting_calls")?;
@@ -657,7 +656,8 @@ fn end_step_sql(end: StepEnd) -> (String, &'static str) {
 
 /// `running` -> `end` for the lease owner `worker`, and the step's assistant message, in
 /// one statement in `tx`, which is handed back to go on. Locks the chat row first (`c`;
-/// for a final answer the root's before it, `r`), then the turn, as `send_message` does.
+/// for a final answer the root's before it, `r`: [`end_step_sql`], whose final answers
+/// [`Store::complete_turn`] runs in its function), then the turn, as `send_message` does.
 /// `None` when the lease was lost: `tx` is rolled back, nothing written. The message's content and model go through `pg_json`/`pg_text`
 /// because a model controls them (as in [`insert_interrupted_message`]).
 pub(super) async fn end_step_with_answer(
