@@ -70,6 +70,13 @@ pub enum Plans {
     /// the server connection: give workers a role of their own there and set the mode on
     /// the role (`ALTER ROLE agentq_worker SET plan_cache_mode = force_generic_plan`), or
     /// set `auto` on the shared role to keep every process on the default.
+    ///
+    /// A worker's pool also hands out its connections without first checking them with a
+    /// round trip (sqlx's `test_before_acquire`; sqlx still checks each one it takes back).
+    /// That check cost each statement a round trip of its own, a fifth of a turn's
+    /// (bench/RESULTS.md, "Session 22"); without it a connection PostgreSQL closed (a
+    /// restart) fails the one statement that finds it, which the worker already treats as
+    /// any failed statement: the job is retried, the turn handed back or left to recovery.
     Generic,
 }
 
@@ -135,7 +142,8 @@ pub async fn connect_planning(config: &DatabaseConfig, plans: Plans) -> Result<P
         .acquire_timeout(Duration::from_secs(10));
     let pool = match plans {
         Plans::PerValues => pool,
-        Plans::Generic => pool.after_connect(|conn, _| {
+        // A worker retries what a dead connection fails (see `Plans::Generic`).
+        Plans::Generic => pool.test_before_acquire(false).after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::query(
                     "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)

@@ -66,15 +66,15 @@ pub struct TurnOutcome {
 }
 
 impl TurnOutcome {
-    /// The outcome of a finished turn: `Pending` when a queued message was promoted,
-    /// else the `idle` status the finish left the chat in.
+    /// The outcome of a finished turn: `Pending` when a queued message was promoted (it
+    /// has a next turn), else the `idle` status the finish left the chat in.
     pub(super) fn new(
         message: Option<Message>,
         promoted: Option<Message>,
         next_turn_id: Option<Uuid>,
         idle: ChatStatus,
     ) -> Self {
-        let status = if promoted.is_some() {
+        let status = if next_turn_id.is_some() {
             ChatStatus::Pending
         } else {
             idle
@@ -462,10 +462,18 @@ fn outcome_of_promotion(
     next_turn: Uuid,
     idle: ChatStatus,
 ) -> Result<TurnOutcome, StoreError> {
-    let promoted = row
-        .try_get::<Option<Json<Message>>, _>("promoted")?
-        .map(|Json(message)| message);
+    // Read after the commit when the finish was one call (`COMPLETE_TURN`): a promoted
+    // message this build cannot read (a newer version queued it) costs its event only.
+    let promoted = row.try_get::<Option<serde_json::Value>, _>("promoted")?;
     let next_turn_id = promoted.as_ref().map(|_| next_turn);
+    let promoted = promoted.and_then(|json| {
+        serde_json::from_value::<Message>(json)
+            .inspect_err(|e| {
+                tracing::warn!(turn = %next_turn, error = %e,
+                    "the promoted message cannot be read; its turn goes on without its event");
+            })
+            .ok()
+    });
     let mut outcome = TurnOutcome::new(message, promoted, next_turn_id, idle);
     outcome.waiting_calls = row.try_get("waiting_calls")?;
     outcome.title_pending = row.try_get("title_pending")?;
