@@ -526,3 +526,101 @@ async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool
         );
     }
 }
+
+/// A worker whose database role may not create functions (no `CREATE` on the schema)
+/// still finishes its turns: the finish then runs its statements as a transaction
+/// (`store::sql_functions`), with the same outcome, a queued message promoted included.
+/// The role may write the tables and nothing more; it is dropped at the end.
+#[sqlx::test]
+async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool.clone()).await;
+    let role = format!("agentq_writer_{}", Uuid::now_v7().simple());
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let limited =
+        sqlx::PgPool::connect_with(pool.connect_options().as_ref().clone().username(&role))
+            .await
+            .unwrap();
+    let worker = agentq_core::store::Store::new(limited.clone());
+
+    let chat = app.create_chat("a limited worker").await;
+    let turn = acquired_turn_of(&app, chat, "w/1").await;
+    sqlx::query("INSERT INTO chat_queued_messages (id, chat_id, content) VALUES ($1, $2, $3)")
+        .bind(Uuid::now_v7())
+        .bind(chat)
+        .bind(json!([{ "type": "text", "text": "queued meanwhile" }]))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let outcome = worker
+        .complete_turn(
+            turn.id,
+            turn.chat_id,
+            turn.step,
+            &turn.lease_owner,
+            &completion(),
+            agentq_core::store::AnswerTitle::Keep,
+        )
+        .await
+        .expect("the finish runs without the function")
+        .expect("the lease was still held");
+    assert!(outcome.message.is_some(), "the answer is stored");
+    let promoted = outcome.promoted.expect("the queued message is promoted");
+    assert_eq!(
+        promoted.content,
+        vec![MessagePart::Text {
+            text: "queued meanwhile".into()
+        }]
+    );
+    assert_eq!(outcome.status, agentq_core::domain::ChatStatus::Pending);
+    let functions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agentq_complete_turn_%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(functions, 0, "the limited role defined no function");
+
+    // The same finish by the tables' owner defines the function and uses it.
+    let chat = app.create_chat("an owner's worker").await;
+    let turn = acquired_turn_of(&app, chat, "w/1").await;
+    let outcome = app
+        .services
+        .store
+        .complete_turn(
+            turn.id,
+            turn.chat_id,
+            turn.step,
+            &turn.lease_owner,
+            &completion(),
+            agentq_core::store::AnswerTitle::Keep,
+        )
+        .await
+        .unwrap()
+        .expect("the lease was still held");
+    assert_eq!(outcome.status, agentq_core::domain::ChatStatus::Waiting);
+    let functions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agentq_complete_turn_%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(functions, 1, "the owner defined the function once");
+
+    limited.close().await;
+    for statement in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}

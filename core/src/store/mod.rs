@@ -55,10 +55,10 @@ mod recovery;
 mod retention;
 mod scheduler_ticks;
 mod secret_rotation;
-mod session_functions;
 mod site_config;
 mod skills;
 mod spend_limits;
+mod sql_functions;
 mod subagents;
 mod summaries;
 mod titles;
@@ -181,7 +181,7 @@ pub(crate) async fn lock_chat(
 /// moves the child's `last_activity_at`, and a trigger the root's, so it and a transaction
 /// that locks the root, then its children (archive, spawn) wait for each other instead of
 /// deadlocking (ARCHITECTURE.md §5). A completing turn takes the same lock in the
-/// statement that stores its answer (`r` in `turns::end_step_sql`, run by `COMPLETE_TURN`), a new turn in
+/// statement that stores its answer (`r` in `turns::end_step_sql`, run by `turns::COMPLETE_TURN`), a new turn in
 /// [`lock_chat`].
 pub(crate) async fn lock_root_of(
     tx: &mut sqlx::PgConnection,

@@ -3,7 +3,7 @@
 //! Each transition names its from-state and the lease owner, so a duplicate `RunTurn`
 //! finds nothing to acquire and a worker that lost its lease cannot write a result.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use sqlx::{FromRow, Row, types::Json};
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use super::{
     MESSAGE_COLUMNS, Store,
     model_contexts::EFFECTIVE_MODEL,
     pg_json, pg_text,
-    session_functions::{SessionFunction, fetch_optional_calling},
+    sql_functions::{Called, SqlFunction, fetch_optional_calling},
     titles::{AnswerTitle, UNCLAIMED},
 };
 use crate::{
@@ -329,7 +329,8 @@ impl Store {
     /// lost: nothing was written.
     ///
     /// One round trip: the statements of [`end_step_with_answer`] and
-    /// [`promote_queued_message`], in that order, in one call of [`COMPLETE_TURN`].
+    /// [`promote_queued_message`], in that order, in one call of [`COMPLETE_TURN`] (as a
+    /// transaction of those two statements where the role may not define it).
     pub async fn complete_turn(
         &self,
         turn_id: Uuid,
@@ -342,30 +343,53 @@ impl Store {
         let (message_id, next_message_id, next_turn) =
             (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let (content, model) = (pg_json(&completion.content), pg_text(&completion.model));
+        let function = &*COMPLETE_TURN;
+        let call = format!(
+            "SELECT f.* FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 AS f(answer, title_pending, waiting_calls, promoted)",
+            function.name
+        );
         let mut conn = self.pool.acquire().await?;
-        let row = fetch_optional_calling(&mut conn, &COMPLETE_TURN, || {
-            sqlx::query(
-                "SELECT f.* FROM pg_temp.agentq_complete_turn(
-                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
-                 ) AS f(answer, title_pending, waiting_calls, promoted)",
-            )
-            .bind(turn_id)
-            .bind(chat_id)
-            .bind(worker)
-            .bind(step)
-            .bind(message_id)
-            .bind(&content)
-            .bind(&model)
-            .bind(Json(&completion.usage))
-            .bind(completion.cost_micros)
-            .bind(next_message_id)
-            .bind(next_turn)
-            .bind(ChatStatus::Waiting)
-            .bind(title_request(title))
+        let called = fetch_optional_calling(&mut conn, function, || {
+            sqlx::query(sqlx::AssertSqlSafe(call.clone()))
+                .bind(turn_id)
+                .bind(chat_id)
+                .bind(worker)
+                .bind(step)
+                .bind(message_id)
+                .bind(&content)
+                .bind(&model)
+                .bind(Json(&completion.usage))
+                .bind(completion.cost_micros)
+                .bind(next_message_id)
+                .bind(next_turn)
+                .bind(ChatStatus::Waiting)
+                .bind(title_request(title))
         })
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
+        drop(conn);
+        let row = match called {
+            Called::Row(Some(row)) => row,
+            Called::Row(None) => return Ok(None),
+            Called::CannotDefine => {
+                let of = StepOfTurn::new(turn_id, chat_id, step);
+                let tx = self.pool.begin().await?;
+                let Some((mut tx, message)) =
+                    end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
+                else {
+                    return Ok(None);
+                };
+                let outcome = promote_queued_message(
+                    &mut tx,
+                    chat_id,
+                    Some(message),
+                    ChatStatus::Waiting,
+                    Some(title),
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Some(outcome));
+            }
         };
         let Json(message) = row.try_get::<Json<Message>, _>("answer")?;
         outcome_of_promotion(&row, Some(message), next_turn, ChatStatus::Waiting).map(Some)
@@ -565,8 +589,8 @@ fn promotion_sql(p: &Promotion, lead: &str) -> String {
 /// Parameters: `$1`..`$9` the answer's, then the promoted message's id, the new turn's,
 /// the idle status and the title request (`$10`..`$13`). Its row: the answer (as JSON),
 /// then the promotion's columns.
-pub(super) const COMPLETE_TURN: SessionFunction = SessionFunction {
-    definition: || {
+pub(super) static COMPLETE_TURN: LazyLock<SqlFunction> = LazyLock::new(|| {
+    SqlFunction::new("complete_turn", |name| {
         let (answer, insert) = end_step_sql(StepEnd::Completed);
         const PROMOTION: Promotion = Promotion {
             chat: "$2",
@@ -576,7 +600,7 @@ pub(super) const COMPLETE_TURN: SessionFunction = SessionFunction {
             title: "$13",
         };
         format!(
-            "CREATE OR REPLACE FUNCTION pg_temp.agentq_complete_turn(
+            "CREATE OR REPLACE FUNCTION {name}(
                  uuid, uuid, text, integer, uuid, jsonb, text, jsonb, bigint,
                  uuid, uuid, text, text)
              RETURNS TABLE (f_answer jsonb, f_title_pending boolean, f_waiting_calls uuid[],
@@ -594,8 +618,8 @@ pub(super) const COMPLETE_TURN: SessionFunction = SessionFunction {
              $agentq$",
             promotion = promotion_sql(&PROMOTION, "v_answer,"),
         )
-    },
-};
+    })
+});
 
 /// Which step of which turn an assistant message answers.
 #[derive(Debug, Clone, Copy)]
