@@ -34,6 +34,23 @@ fn call(id: &str, name: &str, dynamic: bool) -> NewToolCall {
     }
 }
 
+/// `turn`'s final answer (the test's completion), finished by `store`.
+async fn answer(
+    store: &agentq_core::store::Store,
+    turn: &agentq_core::domain::AcquiredTurn,
+) -> Result<Option<agentq_core::store::TurnOutcome>, StoreError> {
+    store
+        .complete_turn(
+            turn.id,
+            turn.chat_id,
+            turn.step,
+            &turn.lease_owner,
+            &completion(),
+            agentq_core::store::AnswerTitle::Keep,
+        )
+        .await
+}
+
 /// Notes a store result: deadlocks are counted, anything else unexpected is collected.
 fn check<T>(
     result: Result<T, StoreError>,
@@ -290,18 +307,7 @@ async fn a_subagents_final_answer_takes_its_roots_lock_before_its_own(pool: sqlx
 
     let answer = {
         let (store, turn) = (store.clone(), turn.clone());
-        async move {
-            store
-                .complete_turn(
-                    turn.id,
-                    turn.chat_id,
-                    turn.step,
-                    &turn.lease_owner,
-                    &completion(),
-                    agentq_core::store::AnswerTitle::Keep,
-                )
-                .await
-        }
+        async move { answer(&store, &turn).await }
     };
     let outcome = waits_for_the_root(&store, root, child, turn.id, "answer", answer)
         .await
@@ -435,18 +441,7 @@ async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool
             .unwrap();
         let answer = {
             let (store, turn) = (store.clone(), turn.clone());
-            tokio::spawn(async move {
-                store
-                    .complete_turn(
-                        turn.id,
-                        turn.chat_id,
-                        turn.step,
-                        &turn.lease_owner,
-                        &completion(),
-                        agentq_core::store::AnswerTitle::Keep,
-                    )
-                    .await
-            })
+            tokio::spawn(async move { answer(&store, &turn).await })
         };
         // The answer is blocked by the holder's lock before the holder queues anything.
         let mut blocked = false;
@@ -561,15 +556,7 @@ async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::P
         .execute(&pool)
         .await
         .unwrap();
-    let outcome = worker
-        .complete_turn(
-            turn.id,
-            turn.chat_id,
-            turn.step,
-            &turn.lease_owner,
-            &completion(),
-            agentq_core::store::AnswerTitle::Keep,
-        )
+    let outcome = answer(&worker, &turn)
         .await
         .expect("the finish runs without the function")
         .expect("the lease was still held");
@@ -593,17 +580,7 @@ async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::P
     // The same finish by the tables' owner defines the function and uses it.
     let chat = app.create_chat("an owner's worker").await;
     let turn = acquired_turn_of(&app, chat, "w/1").await;
-    let outcome = app
-        .services
-        .store
-        .complete_turn(
-            turn.id,
-            turn.chat_id,
-            turn.step,
-            &turn.lease_owner,
-            &completion(),
-            agentq_core::store::AnswerTitle::Keep,
-        )
+    let outcome = answer(&app.services.store, &turn)
         .await
         .unwrap()
         .expect("the lease was still held");
