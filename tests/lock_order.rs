@@ -424,7 +424,7 @@ async fn a_subagents_tool_call_finish_takes_its_roots_lock_first(pool: sqlx::PgP
 /// A final answer reads the chat's queue after it holds the chat's lock: a message that
 /// the lock's last holder queued (a `POST /messages` while the turn ran) is promoted with
 /// a new turn, not left behind in a chat that went `waiting`. The answer's statements run
-/// in one call of a PL/pgSQL function (`store::session_functions`), one snapshot each:
+/// in one call of a PL/pgSQL function (`store::sql_functions`), one snapshot each:
 /// were the promotion read with the snapshot taken before the lock was waited for, this
 /// message would be missed.
 #[sqlx::test]
@@ -520,18 +520,28 @@ async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool
             "the answer, then the promoted message"
         );
     }
+    let functions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agentq_complete_turn_%'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(functions, 1, "the answers went through the function");
 }
 
 /// A worker whose database role may not create functions (no `CREATE` on the schema)
 /// still finishes its turns: the finish then runs its statements as a transaction
 /// (`store::sql_functions`), with the same outcome, a queued message promoted included.
-/// The role may write the tables and nothing more; it is dropped at the end.
+/// The role may write the tables and nothing more (the test's login acts as it); it is
+/// dropped at the end. (What a process found it may not define holds for the process:
+/// the function's own path is `an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued`.)
 #[sqlx::test]
 async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
     let role = format!("agentq_writer_{}", Uuid::now_v7().simple());
     for statement in [
-        format!("CREATE ROLE {role} LOGIN"),
+        format!("CREATE ROLE {role} NOLOGIN"),
+        format!("GRANT {role} TO current_user"),
         format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"),
         format!("GRANT USAGE ON SCHEMA public TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
@@ -541,13 +551,35 @@ async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::P
             .await
             .unwrap();
     }
-    let limited =
-        sqlx::PgPool::connect_with(pool.connect_options().as_ref().clone().username(&role))
-            .await
-            .unwrap();
+    // The test's login, acting as the role on each connection of the worker's pool.
+    let set_role = format!("SET ROLE {role}");
+    let limited = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .after_connect(move |conn, _| {
+            let set_role = set_role.clone();
+            Box::pin(async move {
+                sqlx::query(sqlx::AssertSqlSafe(set_role))
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })
+        })
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
     let worker = agentq_core::store::Store::new(limited.clone());
 
+    // A first finish finds it may not define the function; a second goes straight to the
+    // statements.
     let chat = app.create_chat("a limited worker").await;
+    let turn = acquired_turn_of(&app, chat, "w/1").await;
+    let outcome = answer(&worker, &turn)
+        .await
+        .expect("the finish runs without the function")
+        .expect("the lease was still held");
+    assert_eq!(outcome.status, agentq_core::domain::ChatStatus::Waiting);
+
+    let chat = app.create_chat("a limited worker, again").await;
     let turn = acquired_turn_of(&app, chat, "w/1").await;
     sqlx::query("INSERT INTO chat_queued_messages (id, chat_id, content) VALUES ($1, $2, $3)")
         .bind(Uuid::now_v7())
@@ -576,25 +608,21 @@ async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::P
     .await
     .unwrap();
     assert_eq!(functions, 0, "the limited role defined no function");
-
-    // The same finish by the tables' owner defines the function and uses it.
-    let chat = app.create_chat("an owner's worker").await;
-    let turn = acquired_turn_of(&app, chat, "w/1").await;
-    let outcome = answer(&app.services.store, &turn)
-        .await
-        .unwrap()
-        .expect("the lease was still held");
-    assert_eq!(outcome.status, agentq_core::domain::ChatStatus::Waiting);
-    let functions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agentq_complete_turn_%'",
+    let answers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM chat_messages WHERE role = 'assistant' AND chat_id = $1",
     )
+    .bind(chat)
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(functions, 1, "the owner defined the function once");
+    assert_eq!(answers, 1, "one answer stored");
 
     limited.close().await;
-    for statement in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+    for statement in [
+        format!("REVOKE {role} FROM current_user"),
+        format!("DROP OWNED BY {role}"),
+        format!("DROP ROLE {role}"),
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(&pool)
             .await

@@ -71,14 +71,19 @@ pub enum Plans {
     /// the role (`ALTER ROLE agentq_worker SET plan_cache_mode = force_generic_plan`), or
     /// set `auto` on the shared role to keep every process on the default.
     ///
-    /// A worker's pool also hands out its connections without first checking them with a
-    /// round trip (sqlx's `test_before_acquire`; sqlx still checks each one it takes back).
-    /// That check cost each statement a round trip of its own, a fifth of a turn's
-    /// (bench/RESULTS.md, "Session 22"); without it a connection PostgreSQL closed (a
-    /// restart) fails the one statement that finds it, which the worker already treats as
-    /// any failed statement: the job is retried, the turn handed back or left to recovery.
+    /// A worker's pool also checks a connection with a round trip before handing it out
+    /// only when it sat idle for over [`CHECK_IDLE_AFTER`] (sqlx checks every one by
+    /// default, `test_before_acquire`, and each one it takes back in any case): under
+    /// load that check cost each statement a round trip of its own (bench/RESULTS.md,
+    /// "Session 22"), and a connection in steady use was checked when it was last given
+    /// back. A connection PostgreSQL closed in the second after that check (a restart)
+    /// fails the statement that finds it, as a statement in flight at the restart does.
     Generic,
 }
+
+/// How long a worker's pooled connection may sit idle before it is checked with a round
+/// trip when handed out ([`Plans::Generic`]).
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The URL's connection settings; a URL that does not parse names itself, redacted.
 ///
@@ -142,18 +147,28 @@ pub async fn connect_planning(config: &DatabaseConfig, plans: Plans) -> Result<P
         .acquire_timeout(Duration::from_secs(10));
     let pool = match plans {
         Plans::PerValues => pool,
-        // A worker retries what a dead connection fails (see `Plans::Generic`).
-        Plans::Generic => pool.test_before_acquire(false).after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query(
-                    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)
-                     FROM pg_settings WHERE name = 'plan_cache_mode' AND source = 'default'",
-                )
-                .execute(conn)
-                .await
-                .map(drop)
+        // Only a connection that sat idle is checked before use (see `Plans::Generic`).
+        Plans::Generic => pool
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > CHECK_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
             })
-        }),
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)
+                     FROM pg_settings WHERE name = 'plan_cache_mode' AND source = 'default'",
+                    )
+                    .execute(conn)
+                    .await
+                    .map(drop)
+                })
+            }),
     };
     pool.connect_with(options)
         .await

@@ -14,14 +14,19 @@
 //! it stands for, and its name ends in a digest of that text, so two versions of agentq
 //! during a rolling deploy each call theirs, and no migration holds code. The first call
 //! that finds it missing (`undefined_function`) defines it (`CREATE OR REPLACE`, in the
-//! schema the role's tables are created in) and calls again. A role that may not create
-//! it there (`insufficient_privilege`) gets [`Called::CannotDefine`], and the caller runs
-//! the statements as a transaction instead.
+//! schema the role creates objects in) and calls again. A process whose role may not
+//! define it there, or whose calls then still do not find it, gets [`Called::CannotDefine`]
+//! from then on, and its callers run the statements as a transaction instead (as many
+//! round trips as before the function). Each version's function stays in the database
+//! after that version is gone (`DROP FUNCTION agentq_<what>_<digest>` removes one no
+//! process runs).
 //!
 //! Not a temporary function (`pg_temp`): a connection's first temporary object creates
 //! its temporary schema, and a new schema makes every connection of the database drop
 //! every plan it cached (measured: the finish's statements planned 98 to 320 times a run
 //! instead of once a connection, session 22).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use sqlx::{
@@ -37,6 +42,9 @@ pub(super) struct SqlFunction {
     /// `agentq_<what>_<12 hex digits of the definition's SHA-256>`.
     pub(super) name: String,
     definition: String,
+    /// Set once this process found it may not define the function: its callers then go
+    /// straight to the statements it stands for, for the life of the process.
+    cannot_define: AtomicBool,
 }
 
 impl SqlFunction {
@@ -46,7 +54,11 @@ impl SqlFunction {
         let digest = hex::encode(Sha256::digest(define("").as_bytes()));
         let name = format!("agentq_{what}_{}", &digest[..12]);
         let definition = define(&name);
-        Self { name, definition }
+        Self {
+            name,
+            definition,
+            cannot_define: AtomicBool::new(false),
+        }
     }
 }
 
@@ -54,36 +66,60 @@ impl SqlFunction {
 pub(super) enum Called {
     /// The call's row, if any.
     Row(Option<PgRow>),
-    /// The function is missing and this role may not define it.
+    /// The function cannot be called here (this role may not define it, or what it
+    /// defined is not found by its calls): nothing was written, and the caller runs the
+    /// statements it stands for.
     CannotDefine,
 }
 
 /// Runs `query` (a call of `function`, built anew for each try) on `conn`, which must not
 /// be in a transaction (a failed call would abort it): if the function is missing, defines
-/// it and runs the query again.
+/// it and runs the query again. Once that fails for want of the function or of a
+/// privilege, every later call in this process answers [`Called::CannotDefine`] at once,
+/// and one warning says so.
 pub(super) async fn fetch_optional_calling<'q>(
     conn: &mut PgConnection,
     function: &SqlFunction,
     query: impl Fn() -> Query<'q, Postgres, PgArguments>,
 ) -> Result<Called, StoreError> {
+    if function.cannot_define.load(Ordering::Relaxed) {
+        return Ok(Called::CannotDefine);
+    }
     match query().fetch_optional(&mut *conn).await {
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_FUNCTION) => {
-            // Two connections may define it at once: the one that loses may fail
-            // (`tuple concurrently updated`), and calls what the other defined.
+        Err(e) if sqlstate_in(&e, &[UNDEFINED_FUNCTION]) => {
+            // Two connections may define it at once: the one that loses fails (a
+            // duplicate key in `pg_proc`) once the other committed, and calls its function.
             if let Err(e) = define(conn, function).await {
-                if let sqlx::Error::Database(d) = &e
-                    && d.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE)
-                {
-                    tracing::warn!(function = %function.name, error = %d,
-                        "cannot define a function; running its statements one by one");
-                    return Ok(Called::CannotDefine);
-                }
                 tracing::debug!(function = %function.name, error = %e, "defining a function");
             }
-            Ok(Called::Row(query().fetch_optional(&mut *conn).await?))
+            match query().fetch_optional(&mut *conn).await {
+                Err(e) if sqlstate_in(&e, &[UNDEFINED_FUNCTION, INSUFFICIENT_PRIVILEGE]) => {
+                    cannot_define(function, &e);
+                    Ok(Called::CannotDefine)
+                }
+                other => Ok(Called::Row(other?)),
+            }
+        }
+        Err(e) if sqlstate_in(&e, &[INSUFFICIENT_PRIVILEGE]) => {
+            cannot_define(function, &e);
+            Ok(Called::CannotDefine)
         }
         other => Ok(Called::Row(other?)),
     }
+}
+
+/// Notes, once, that this process cannot call `function`.
+fn cannot_define(function: &SqlFunction, error: &sqlx::Error) {
+    if !function.cannot_define.swap(true, Ordering::Relaxed) {
+        tracing::warn!(function = %function.name, %error,
+            "cannot define or call a function (the database role needs CREATE on its schema); \
+             running its statements as a transaction instead");
+    }
+}
+
+/// Whether `error` is a database error with one of these SQLSTATEs.
+fn sqlstate_in(error: &sqlx::Error, codes: &[&str]) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| codes.contains(&c.as_ref())))
 }
 
 /// `function`'s definition, committed on its own.
