@@ -51,6 +51,14 @@ async fn answer(
         .await
 }
 
+/// How many versions of the finish's function (`store::sql_functions`) the database holds.
+async fn complete_turn_functions(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE proname LIKE 'agentq_complete_turn_%'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// Notes a store result: deadlocks are counted, anything else unexpected is collected.
 fn check<T>(
     result: Result<T, StoreError>,
@@ -520,12 +528,7 @@ async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool
             "the answer, then the promoted message"
         );
     }
-    let functions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agentq_complete_turn_%'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let functions = complete_turn_functions(store.pool()).await;
     assert_eq!(functions, 1, "the answers went through the function");
 }
 
@@ -601,12 +604,7 @@ async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::P
         }]
     );
     assert_eq!(outcome.status, agentq_core::domain::ChatStatus::Pending);
-    let functions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agentq_complete_turn_%'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let functions = complete_turn_functions(&pool).await;
     assert_eq!(functions, 0, "the limited role defined no function");
     let answers: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM chat_messages WHERE role = 'assistant' AND chat_id = $1",

@@ -343,15 +343,8 @@ impl Store {
         let (message_id, next_message_id, next_turn) =
             (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let (content, model) = (pg_json(&completion.content), pg_text(&completion.model));
-        let function = &*COMPLETE_TURN;
-        let call = format!(
-            "SELECT f.* FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                 AS f(answer, title_pending, waiting_calls, promoted)",
-            function.name
-        );
-        let mut conn = self.pool.acquire().await?;
-        let called = fetch_optional_calling(&mut conn, function, || {
-            sqlx::query(sqlx::AssertSqlSafe(call.clone()))
+        let called = fetch_optional_calling(&self.pool, &COMPLETE_TURN, || {
+            sqlx::query(sqlx::AssertSqlSafe(COMPLETE_TURN_CALL.as_str()))
                 .bind(turn_id)
                 .bind(chat_id)
                 .bind(worker)
@@ -367,32 +360,45 @@ impl Store {
                 .bind(title_request(title))
         })
         .await?;
-        drop(conn);
         let row = match called {
             Called::Row(Some(row)) => row,
             Called::Row(None) => return Ok(None),
             Called::CannotDefine => {
                 let of = StepOfTurn::new(turn_id, chat_id, step);
-                let tx = self.pool.begin().await?;
-                let Some((mut tx, message)) =
-                    end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
-                else {
-                    return Ok(None);
-                };
-                let outcome = promote_queued_message(
-                    &mut tx,
-                    chat_id,
-                    Some(message),
-                    ChatStatus::Waiting,
-                    Some(title),
-                )
-                .await?;
-                tx.commit().await?;
-                return Ok(Some(outcome));
+                return self
+                    .complete_turn_in_transaction(of, worker, completion, title)
+                    .await;
             }
         };
         let Json(message) = row.try_get::<Json<Message>, _>("answer")?;
         outcome_of_promotion(&row, Some(message), next_turn, ChatStatus::Waiting).map(Some)
+    }
+
+    /// [`Store::complete_turn`] as a transaction of its two statements, for a role that
+    /// may not define [`COMPLETE_TURN`].
+    async fn complete_turn_in_transaction(
+        &self,
+        of: StepOfTurn,
+        worker: &str,
+        completion: &Completion,
+        title: AnswerTitle,
+    ) -> Result<Option<TurnOutcome>, StoreError> {
+        let tx = self.pool.begin().await?;
+        let Some((mut tx, message)) =
+            end_step_with_answer(tx, of, worker, StepEnd::Completed, completion).await?
+        else {
+            return Ok(None);
+        };
+        let outcome = promote_queued_message(
+            &mut tx,
+            of.chat_id,
+            Some(message),
+            ChatStatus::Waiting,
+            Some(title),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(outcome))
     }
 
     /// `running` -> `failed` with a [`ChatError`]: the chat goes `error` with `last_error`,
@@ -619,6 +625,16 @@ pub(super) static COMPLETE_TURN: LazyLock<SqlFunction> = LazyLock::new(|| {
             promotion = promotion_sql(&PROMOTION, "v_answer,"),
         )
     })
+});
+
+/// The call of [`COMPLETE_TURN`] that [`Store::complete_turn`] makes: its row named as
+/// [`outcome_of_promotion`] reads it, the answer first.
+static COMPLETE_TURN_CALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT f.* FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             AS f(answer, title_pending, waiting_calls, promoted)",
+        COMPLETE_TURN.name
+    )
 });
 
 /// Which step of which turn an assistant message answers.
