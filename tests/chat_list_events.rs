@@ -5,7 +5,9 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{cell::RefCell, collections::HashSet, time::Duration};
+
+use agentq_core::events::{ChatListChange, chat_list_feed::READ_SPACING};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -333,4 +335,83 @@ async fn a_malformed_last_event_id_is_a_400_naming_the_header(pool: sqlx::PgPool
     let anonymous = app.client.get(list_url(&app)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     app.stop().await;
+}
+
+/// Changes reported close together share a read of their entries (a process starts one at
+/// most every `READ_SPACING`), and each is still announced with the chat's entry.
+#[sqlx::test]
+async fn changes_close_together_share_a_read_and_each_is_announced(pool: sqlx::PgPool) {
+    const CHANGES: usize = 40;
+    // No worker: the only changes are the ones this test reports.
+    let app = TestApp::start_api_only(pool).await;
+    app.lift_rate_limits().await;
+    let metrics = agentq_core::metrics::install();
+    let counter = |name: &str| -> u64 {
+        metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut chats = Vec::new();
+    for i in 0..CHANGES {
+        let chat = create(
+            &app,
+            &app.token,
+            json!({"message": format!("chat {i}"), "title": format!("chat {i}")}),
+        )
+        .await;
+        chats.push(chat);
+    }
+    app.services.events.flush().await;
+    let mut list = sse::follow(&app.client, &list_url(&app), &app.token, None).await;
+
+    // One change every 2 ms: read one at a time, they would take a read each.
+    let reads_before = counter("agentq_chat_list_reads_total");
+    let started = std::time::Instant::now();
+    for chat in &chats {
+        app.services
+            .events
+            .chat_list_changed(ChatListChange::Updated(vec![*chat]));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    app.services.events.flush().await;
+    let spent = started.elapsed();
+    let reads = counter("agentq_chat_list_reads_total") - reads_before;
+    let paced = (spent.as_millis() / READ_SPACING.as_millis()) as u64 + 2;
+    assert!(
+        reads <= paced,
+        "{CHANGES} changes over {spent:?} took {reads} reads, more than one each {READ_SPACING:?} ({paced})"
+    );
+
+    let missing: RefCell<HashSet<Uuid>> = RefCell::new(chats.iter().copied().collect());
+    let events = list
+        .until(WAIT, |e| {
+            if e.event == "updated"
+                && let Some(chat) = chat_of(e)
+            {
+                missing.borrow_mut().remove(&chat);
+            }
+            missing.borrow().is_empty()
+        })
+        .await;
+    let announced: HashSet<Uuid> = events
+        .iter()
+        .filter(|e| e.event == "updated")
+        .filter_map(chat_of)
+        .collect();
+    for (i, chat) in chats.iter().enumerate() {
+        assert!(announced.contains(chat), "chat {i} was not announced");
+        let entry = events
+            .iter()
+            .rev()
+            .find(|e| e.event == "updated" && chat_of(e) == Some(*chat))
+            .unwrap();
+        assert_eq!(
+            entry.data["chat"]["title"],
+            format!("chat {i}"),
+            "{:?}",
+            entry.data
+        );
+    }
 }

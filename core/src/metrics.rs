@@ -107,6 +107,13 @@ pub fn turn_acquisition_asked() {
     counter!("agentq_turn_acquisitions_total").increment(1);
 }
 
+/// The chat list's announcer read the entries of `chats` changed chats in one statement
+/// (`events::chat_list_feed`).
+pub fn chat_list_read(chats: usize) {
+    counter!("agentq_chat_list_reads_total").increment(1);
+    counter!("agentq_chat_list_entries_read_total").increment(chats as u64);
+}
+
 /// A statement that takes turns ran: a batch, or one turn taken alone.
 pub fn turn_acquisition_statement() {
     counter!("agentq_turn_acquisition_statements_total").increment(1);

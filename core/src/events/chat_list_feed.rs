@@ -16,6 +16,11 @@
 //!   ([`MAX_PENDING`]; past it a change is dropped and counted as
 //!   `agentq_events_dropped_total{event="chat_list"}`, which only a PostgreSQL outage gets
 //!   near). One read covers up to [`READ_BATCH`] chats.
+//! - **Paced, so cheap under load.** A process starts a read at most once every
+//!   [`READ_SPACING`]: a change after a quiet spell is read at once, and the changes that
+//!   arrive within that time share the next read. A read is a statement, and with several
+//!   worker processes each one's changes came one or two at a time, so a turn paid about
+//!   one read of its own (bench/RESULTS.md, session 23).
 //! - **In order within a process.** One task reads and publishes, after the commits it
 //!   announces, so its events of one chat leave in the order of the reads. Across processes
 //!   two announcers may interleave; each entry carries `updated_at`, and a client keeps the
@@ -26,7 +31,7 @@
 use std::{
     collections::{HashSet, VecDeque},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +45,11 @@ pub const MAX_PENDING: usize = 100_000;
 
 /// Most chats one read covers.
 pub const READ_BATCH: usize = 500;
+
+/// Least time between the starts of two reads of one process. A change after a quiet
+/// spell is read at once; under load the changes of this long share a read instead of
+/// each paying a statement of its own.
+pub const READ_SPACING: Duration = Duration::from_millis(20);
 
 /// A committed change a chat list shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,9 +220,13 @@ async fn announce(
 ) {
     let max_bytes = events.limits().payload.max_event_bytes;
     let mut backoff = Duration::ZERO;
+    let mut last_read: Option<Instant> = None;
     loop {
         let open = rung.recv().await.is_some();
         loop {
+            if let Some(wait) = last_read.and_then(|at| READ_SPACING.checked_sub(at.elapsed())) {
+                tokio::time::sleep(wait).await;
+            }
             let round = lock(&pending).take_round();
             for (owner_id, chat_id, root_chat_id) in &round.deleted {
                 let event = ChatListEvent::Deleted {
@@ -225,6 +239,8 @@ async fn announce(
                 answer(round.flushes);
                 break;
             }
+            last_read = Some(Instant::now());
+            crate::metrics::chat_list_read(round.chats.len());
             match store.chat_list_entries(&round.chats).await {
                 Ok(mut entries) => {
                     backoff = Duration::ZERO;
