@@ -82,6 +82,12 @@ enum Command {
     },
 }
 
+/// mimalloc instead of glibc's malloc: a turn allocates and frees many small buffers on
+/// several threads, and glibc's arenas cost about 7 % of the machine's CPU in the turns
+/// benchmark (bench/RESULTS.md, session 23).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // Two TLS providers are compiled in (via different crates); pick one before any TLS use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -72,6 +72,11 @@ pub struct Args {
     out: String,
 }
 
+/// The allocator of the `agentq` binary, so the API served in this process runs as it does
+/// there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
