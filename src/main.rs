@@ -84,11 +84,15 @@ enum Command {
 
 /// mimalloc instead of glibc's malloc: a turn allocates and frees many small buffers on
 /// several threads, and glibc's arenas cost about 7 % of the machine's CPU in the turns
-/// benchmark (bench/RESULTS.md, session 23).
+/// benchmark (bench/RESULTS.md, session 23). `main` turns transparent huge pages off.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // No transparent huge pages, whatever the host's setting: with them mimalloc's arenas
+    // held 40 % more memory (bench/RESULTS.md, sessions 16 and 23). Best effort: a kernel
+    // without the setting runs as it would.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     // Two TLS providers are compiled in (via different crates); pick one before any TLS use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // The config file feeds the environment, which clap reads; so it is loaded first.

@@ -20,7 +20,9 @@
 //!   [`READ_SPACING`]: a change after a quiet spell is read at once, and the changes that
 //!   arrive within that time share the next read. A read is a statement, and with several
 //!   worker processes each one's changes came one or two at a time, so a turn paid about
-//!   one read of its own (bench/RESULTS.md, session 23).
+//!   one read of its own (bench/RESULTS.md, session 23). A full read ([`READ_BATCH`]: a
+//!   backlog) is followed at once; deletions, which need no read, are held only behind
+//!   chats waiting to be read, at most that long.
 //! - **In order within a process.** One task reads and publishes, after the commits it
 //!   announces, so its events of one chat leave in the order of the reads. Across processes
 //!   two announcers may interleave; each entry carries `updated_at`, and a client keeps the
@@ -224,7 +226,12 @@ async fn announce(
     loop {
         let open = rung.recv().await.is_some();
         loop {
-            if let Some(wait) = last_read.and_then(|at| READ_SPACING.checked_sub(at.elapsed())) {
+            // Paced only when there is something to read: deletions and flushes alone go
+            // out at once.
+            let wait = last_read.and_then(|at| READ_SPACING.checked_sub(at.elapsed()));
+            if let Some(wait) = wait
+                && !lock(&pending).chats.is_empty()
+            {
                 tokio::time::sleep(wait).await;
             }
             let round = lock(&pending).take_round();
@@ -239,7 +246,8 @@ async fn announce(
                 answer(round.flushes);
                 break;
             }
-            last_read = Some(Instant::now());
+            // A full round means a backlog (after an outage, say): the next goes at once.
+            last_read = (round.chats.len() < READ_BATCH).then(Instant::now);
             crate::metrics::chat_list_read(round.chats.len());
             match store.chat_list_entries(&round.chats).await {
                 Ok(mut entries) => {
