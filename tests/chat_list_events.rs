@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use support::{
     app::{TestApp, create_user},
     fake_openai::{LAST_RESULT_CHAT_ID, Reply},
+    metrics::counter,
     sse::{self, Follower, Received},
 };
 use uuid::Uuid;
@@ -345,14 +346,6 @@ async fn changes_close_together_share_a_read_and_each_is_announced(pool: sqlx::P
     // No worker: the only changes are the ones this test reports.
     let app = TestApp::start_api_only(pool).await;
     app.lift_rate_limits().await;
-    let metrics = agentq_core::metrics::install();
-    let counter = |name: &str| -> u64 {
-        metrics
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0)
-    };
     let mut chats = Vec::new();
     for i in 0..CHANGES {
         let chat = create(

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use agentq_worker::turn::Acquisitions;
-use support::app::TestApp;
+use support::{app::TestApp, metrics::counter};
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -164,14 +164,6 @@ async fn acquisitions_started_together_share_a_statement_and_fail_alone(pool: sq
     const TURNS: usize = 16;
     let app = app_without_rate_limits(pool).await;
     let store = app.services.store.clone();
-    let metrics = agentq_core::metrics::install();
-    let counter = |name: &str| -> u64 {
-        metrics
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0)
-    };
     let acquisitions = Acquisitions::start(store.clone(), LEASE);
     let mut turns = Vec::new();
     for i in 0..TURNS + 1 {

@@ -13,6 +13,7 @@ pub mod fake_github;
 pub mod fake_openai;
 pub mod flaky_tools;
 pub mod mcp_server;
+pub mod metrics;
 pub mod postgres_server;
 pub mod process;
 pub mod redis_cluster;
