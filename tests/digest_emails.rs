@@ -299,14 +299,20 @@ async fn with_a_mail_dir_the_digest_is_written_as_an_eml_file(pool: sqlx::PgPool
         .await;
     app.maintenance_tick(Utc.with_ymd_and_hms(2026, 4, 20, 0, 0, 0).unwrap())
         .await;
-    let file = eventually(Duration::from_secs(20), "an .eml file", || async {
-        std::fs::read_dir(&dir)
+    // lettre's file transport creates the file, then writes it: wait until it is whole.
+    let raw = eventually(Duration::from_secs(20), "a whole .eml file", || async {
+        let file = std::fs::read_dir(&dir)
             .ok()?
             .flatten()
-            .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .find(|e| e.path().extension().is_some_and(|x| x == "eml"))?;
+        let raw = std::fs::read(file.path()).ok()?;
+        let message = mail_parser::MessageParser::default().parse(&raw)?;
+        let whole = message
+            .body_text(0)
+            .is_some_and(|text| text.contains(&format!("/chats/{chat}")));
+        whole.then_some(raw)
     })
     .await;
-    let raw = std::fs::read(file.path()).unwrap();
     let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
     assert_eq!(
         message.subject(),
