@@ -542,18 +542,19 @@ async fn an_answer_that_waited_for_its_chat_promotes_what_the_holder_queued(pool
 async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool.clone()).await;
     let role = format!("agentq_writer_{}", Uuid::now_v7().simple());
-    for statement in [
-        format!("CREATE ROLE {role} NOLOGIN"),
-        format!("GRANT {role} TO current_user"),
-        format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"),
-        format!("GRANT USAGE ON SCHEMA public TO {role}"),
-        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    execute_all(
+        &pool,
+        [
+            format!("CREATE ROLE {role} NOLOGIN"),
+            format!("GRANT {role} TO current_user"),
+            format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"),
+            format!("GRANT USAGE ON SCHEMA public TO {role}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+            ),
+        ],
+    )
+    .await;
     // The test's login, acting as the role on each connection of the worker's pool.
     let set_role = format!("SET ROLE {role}");
     let limited = sqlx::postgres::PgPoolOptions::new()
@@ -616,13 +617,22 @@ async fn a_role_that_may_not_create_functions_still_finishes_turns(pool: sqlx::P
     assert_eq!(answers, 1, "one answer stored");
 
     limited.close().await;
-    for statement in [
-        format!("REVOKE {role} FROM current_user"),
-        format!("DROP OWNED BY {role}"),
-        format!("DROP ROLE {role}"),
-    ] {
+    execute_all(
+        &pool,
+        [
+            format!("REVOKE {role} FROM current_user"),
+            format!("DROP OWNED BY {role}"),
+            format!("DROP ROLE {role}"),
+        ],
+    )
+    .await;
+}
+
+/// Runs each statement in order on `pool`.
+async fn execute_all(pool: &sqlx::PgPool, statements: impl IntoIterator<Item = String>) {
+    for statement in statements {
         sqlx::query(sqlx::AssertSqlSafe(statement))
-            .execute(&pool)
+            .execute(pool)
             .await
             .unwrap();
     }
