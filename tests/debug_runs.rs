@@ -197,13 +197,13 @@ async fn debug_steps_store_only_what_is_new_since_the_last_step(pool: sqlx::PgPo
 async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
     use agentq_core::{
         domain::{ClientType, DebugRunStatus, MessagePart, NewChat},
-        store::Store,
+        store::{ChatCreation, Store},
     };
 
     let store = Store::new(pool);
     let org = store.ensure_organization("acme").await.unwrap();
     let owner = store.ensure_user("dora@example.com", false).await.unwrap();
-    let (chat, _, turn_id) = store
+    let ChatCreation::Created { chat, turn_id, .. } = store
         .create_chat(NewChat {
             owner_id: owner,
             organization_id: org,
@@ -219,9 +219,13 @@ async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
             plan_mode: None,
             reasoning_effort: None,
             spend_checked: false,
+            idempotency: None,
         })
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("a chat without a key is always made");
+    };
     let status = |store: Store, run| async move {
         store.get_debug_run(chat.id, run).await.unwrap().0.status
     };

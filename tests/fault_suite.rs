@@ -148,6 +148,8 @@ struct Client {
     base: String,
     statuses: Arc<Mutex<BTreeMap<u16, usize>>>,
     server_errors: Arc<Mutex<Vec<String>>>,
+    /// Creates answered with the chat of an earlier try of the same key.
+    replays: Arc<AtomicUsize>,
 }
 
 impl Client {
@@ -158,6 +160,19 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), reqwest::Error> {
+        self.send_with_key(method, token, path, body, None).await
+    }
+
+    /// [`Client::send`] with an `Idempotency-Key`; an answer from an earlier try's chat
+    /// (`Idempotent-Replayed: true`) is counted.
+    async fn send_with_key(
+        &self,
+        method: Method,
+        token: &str,
+        path: &str,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -166,8 +181,14 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         let response = request.send().await?;
         let status = response.status();
+        if response.headers().get("idempotent-replayed").is_some() {
+            self.replays.fetch_add(1, Ordering::Relaxed);
+        }
         let text = response.text().await.unwrap_or_default();
         *self
             .statuses
@@ -378,8 +399,9 @@ fn owner_of(index: usize) -> usize {
     }
 }
 
-/// Creates the turn's chat (retrying while the services are away; a chat whose creation
-/// was answered with an error but committed is found by its marker and adopted), answers
+/// Creates the turn's chat (retrying while the services are away, with one
+/// `Idempotency-Key` for every try, so a create answered with an error that committed
+/// anyway is answered with its chat the next time, not made again), answers
 /// its client tools, and waits until it is `waiting` or `error`.
 async fn drive_turn(shared: Shared, index: usize) -> Driven {
     let kind = Kind::of(index);
@@ -393,24 +415,24 @@ async fn drive_turn(shared: Shared, index: usize) -> Driven {
             "input_schema": {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]}
         }]);
     }
+    // One key for every try: a try whose answer was lost (a timeout, a crash after the
+    // commit) made the chat or did not, and the next one gets that chat or makes it.
+    let idempotency_key = format!("fault-suite-{}-{index}", shared.seed);
     let mut create_attempts = 0;
     let chat = loop {
         create_attempts += 1;
         if create_attempts > 1 {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            if let Ok(Some(found)) = sqlx::query_scalar::<_, Uuid>(
-                "SELECT chat_id FROM chat_messages WHERE role = 'user' AND content::text LIKE $1 LIMIT 1",
-            )
-            .bind(format!("%{marker}%"))
-            .fetch_optional(&shared.pool)
-            .await
-            {
-                break found;
-            }
         }
         match shared
             .client
-            .send(Method::POST, &token, "/api/v1/chats", Some(body.clone()))
+            .send_with_key(
+                Method::POST,
+                &token,
+                "/api/v1/chats",
+                Some(body.clone()),
+                Some(&idempotency_key),
+            )
             .await
         {
             Ok((StatusCode::CREATED, created)) => {
@@ -540,6 +562,7 @@ struct Counts {
     tool_calls_of_completed_roots: i64,
     client_results_posted: usize,
     create_retries: usize,
+    create_replays: usize,
     workers_killed: usize,
     workers_exited_on_their_own: usize,
     redis_restarts: usize,
@@ -589,11 +612,12 @@ impl fmt::Display for Counts {
         )?;
         writeln!(
             f,
-            "  user messages: {} found, {} lost, {} doubled ({} creates retried)",
+            "  user messages: {} found, {} lost, {} doubled ({} creates retried, {} answered with an earlier try's chat)",
             self.user_messages_found,
             self.user_messages_lost,
             self.user_messages_doubled,
-            self.create_retries
+            self.create_retries,
+            self.create_replays
         )?;
         writeln!(
             f,
@@ -740,6 +764,7 @@ async fn turns_lose_and_double_nothing_through_killed_workers_lost_redis_a_resta
         base: app.base.clone(),
         statuses: Arc::default(),
         server_errors: Arc::default(),
+        replays: Arc::default(),
     };
     let shared = Shared {
         client: client.clone(),
@@ -909,6 +934,7 @@ async fn turns_lose_and_double_nothing_through_killed_workers_lost_redis_a_resta
     }
     counts.client_statuses = client.statuses.lock().unwrap().clone();
     counts.client_server_errors = client.server_errors.lock().unwrap().clone();
+    counts.create_replays = client.replays.load(Ordering::Relaxed);
     counts.seconds = started.elapsed().as_secs_f64();
     println!("{counts}");
 

@@ -12,6 +12,7 @@ pub mod error;
 mod event_stream;
 pub mod extract;
 mod file_type;
+pub mod idempotency_key;
 pub mod open_streams;
 pub mod openapi;
 mod openapi_links;

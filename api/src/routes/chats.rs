@@ -9,14 +9,20 @@ use agentq_core::{
     StoreError,
     chat_query::ChatQuery,
     domain::{
-        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta, Membership,
-        MessagePart, NewChat, OrganizationRole, PlanMode, ReasoningEffort,
+        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta,
+        IdempotencyKey as NewIdempotencyKey, Membership, MessagePart, NewChat, OrganizationRole,
+        PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
-    store::{ChatListItem, ChatSettings, MAX_PINNED_CHATS},
+    store::{ChatCreation, ChatListItem, ChatSettings, KeyedChat, MAX_PINNED_CHATS},
 };
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -25,6 +31,7 @@ use crate::{
     auth::{CurrentUser, OwnedChat},
     error::{ApiError, ErrorBody, OrNotFound, refuse_control_chars},
     extract::{ChatId, JsonBody, QueryParams},
+    idempotency_key::{self, IdempotencyKey},
 };
 
 /// Longest accepted message, in characters.
@@ -33,7 +40,7 @@ pub const MAX_MESSAGE_CHARS: usize = 100_000;
 const MAX_TITLE_CHARS: usize = 200;
 
 /// Body of `POST /api/v1/chats`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChatRequest {
     /// The first user message (required, not blank).
@@ -227,15 +234,22 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /api/v1/chats` -> 201 with the chat; its first turn is queued.
+/// `POST /api/v1/chats` -> 201 with the chat; its first turn is queued. With an
+/// `Idempotency-Key` the owner already used, nothing is made: 201 with that key's chat as
+/// it is now, and `Idempotent-Replayed: true` (`crate::idempotency_key`).
 #[utoipa::path(
     post,
     path = "/api/v1/chats",
     tag = "chats",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = "^[!-~]{1,255}$",
+         description = "Makes a retried create safe: the first request with this key makes the chat; a later one with the same key and body makes nothing and answers with that chat (`Idempotent-Replayed: true`). Unique among the caller's chats while the chat exists; 1 to 255 visible ASCII characters, a UUID say. The same key with a different body is a 400 naming the header."),
+    ),
     request_body = CreateChatRequest,
     responses(
-        (status = 201, description = "The chat; its first turn is queued.", body = Chat),
-        (status = 400, description = "A field is invalid; `validations` names it (`organization_id` names no organization of the caller's; an MCP server of another organization).", body = ErrorBody),
+        (status = 201, description = "The chat; its first turn is queued. A replay (an `Idempotency-Key` already used) answers with the key's chat as it is now and `Idempotent-Replayed: true`.", body = Chat,
+         headers(("Idempotent-Replayed" = String, description = "`true` when the chat was made by an earlier request with this `Idempotency-Key`."))),
+        (status = 400, description = "A field is invalid; `validations` names it (`organization_id` names no organization of the caller's; an MCP server of another organization; `Idempotency-Key` malformed, or used before with a different body).", body = ErrorBody),
         (status = 403, description = "No `agents-access` role in the organization (the message names it), a token without `chat:create`, or the account is not active.", body = ErrorBody),
         (status = 409, description = "The caller's spend limit is reached; the message says what was spent of what, and when the period resets.", body = ErrorBody),
         (status = 429, description = "Over `chats_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
@@ -244,9 +258,22 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
 pub async fn create_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
+    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<CreateChatRequest>,
-) -> Result<(StatusCode, Json<Chat>), ApiError> {
+) -> Result<Response, ApiError> {
+    let idempotency = key.map(|key| NewIdempotencyKey {
+        fingerprint: idempotency_key::fingerprint(&body),
+        key,
+    });
     state.rate_limiter.check(Limit::Chats, user.id).await?;
+    // A retry whose first try made the chat is answered before anything else is checked:
+    // what the first try passed (a spend limit since reached, a file since deleted) must
+    // not turn its chat into an error now.
+    if let Some(key) = &idempotency
+        && let Some(replayed) = state.store.idempotent_chat(user.id, key).await?
+    {
+        return replay(replayed);
+    }
     let text = validate_message(body.message)?;
     let title = body.title.unwrap_or_default();
     validate_title(&title)?;
@@ -265,7 +292,7 @@ pub async fn create_chat(
         super::model_contexts::enabled_model(&state, "model_config_id", model_id).await?;
     }
     check_spend_limit(&state, user.id).await?;
-    let (chat, message, turn_id) = state
+    let created = state
         .store
         .create_chat(NewChat {
             owner_id: user.id,
@@ -282,18 +309,44 @@ pub async fn create_chat(
             plan_mode: body.plan_mode,
             reasoning_effort: body.reasoning_effort,
             spend_checked: true,
+            idempotency,
         })
         .await?;
-    announce(
-        &state,
-        ChatOutcome::Created {
-            chat_id: chat.id,
+    match created {
+        ChatCreation::Created {
+            chat,
             message,
             turn_id,
-        },
+        } => {
+            announce(
+                &state,
+                ChatOutcome::Created {
+                    chat_id: chat.id,
+                    message,
+                    turn_id,
+                },
+            )
+            .await;
+            Ok((StatusCode::CREATED, Json(chat)).into_response())
+        }
+        ChatCreation::Replayed(found) => replay(found),
+    }
+}
+
+/// The answer to a create whose `Idempotency-Key` an earlier try made a chat with: 201 with
+/// that chat, or a 400 when the earlier try's request was a different one. (The first
+/// try's turn was queued with its chat; if its job was lost with that try, recovery sends
+/// it again.)
+fn replay(found: KeyedChat) -> Result<Response, ApiError> {
+    if !found.same_request {
+        return Err(idempotency_key::reused());
+    }
+    Ok((
+        StatusCode::CREATED,
+        [(idempotency_key::REPLAYED, idempotency_key::REPLAYED_TRUE)],
+        Json(found.chat),
     )
-    .await;
-    Ok((StatusCode::CREATED, Json(chat)))
+        .into_response())
 }
 
 /// 409 when the caller has reached their spend limit. That no limit applies to them is

@@ -164,6 +164,19 @@ pub struct NewChat {
     /// (`Store::check_spend_limit`), or knows that none applies: the store does not read it
     /// again. `false`: the store checks it.
     pub spend_checked: bool,
+    /// The request's `Idempotency-Key`: a create that names the key of one of the owner's
+    /// chats makes nothing and returns that chat (`Store::create_chat`).
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// A create's `Idempotency-Key` (ARCHITECTURE.md §9): the client's name for one create,
+/// unique among its owner's chats, so that a retry finds the chat its first try made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub key: String,
+    /// A digest of the request it came with: a retry must send the same request.
+    pub fingerprint: [u8; 32],
 }
 
 /// Names of the tools workers run themselves (the builtins, the skill tool `read_skill`

@@ -17,7 +17,10 @@ mod token_scope;
 mod turn;
 mod user;
 
-pub use chat::{BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, NewChat, PlanMode};
+pub use chat::{
+    BUILTIN_TOOL_NAMES, Chat, ChatStatus, ClientType, DynamicTool, IdempotencyKey, NewChat,
+    PlanMode,
+};
 pub use debug_run::DebugRunStatus;
 pub use diff_status::{ChatDiffStatus, DiffStatus, PrState, pr_host};
 pub use file::{

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{MAX_QUEUED_MESSAGES, MESSAGE_COLUMNS, Store, pg_json, pg_text};
 use crate::{
     StoreError,
-    domain::{Chat, Message, MessagePart, NewChat, PlanMode},
+    domain::{Chat, IdempotencyKey, Message, MessagePart, NewChat, PlanMode},
 };
 
 /// What to do with a message sent while a turn runs.
@@ -75,16 +75,100 @@ pub enum SendOutcome {
 pub(super) const CHAT_COLUMNS: &str = "id, owner_id, organization_id, parent_chat_id, root_chat_id, title, status, client_type, \
      pin_order, labels, archived, archived_at, last_activity_at, last_error, dynamic_tools, model_config_id, instructions, plan_mode, reasoning_effort, created_at, updated_at";
 
+/// The chat an `Idempotency-Key` made, found by a later try with the key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyedChat {
+    /// The chat, as it is now.
+    #[sqlx(flatten)]
+    pub chat: Chat,
+    /// The later try came with the same request (the same fingerprint) as the first.
+    pub same_request: bool,
+}
+
+/// What [`Store::create_chat`] did.
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per create, matched as soon as it is returned"
+)]
+pub enum ChatCreation {
+    /// It made the chat, its first message and its queued turn (to enqueue).
+    Created {
+        /// The new chat.
+        chat: Chat,
+        /// Its first user message.
+        message: Message,
+        /// Its first turn.
+        turn_id: Uuid,
+    },
+    /// The owner already has a chat under the request's `Idempotency-Key`: nothing was
+    /// made.
+    Replayed(KeyedChat),
+}
+
 impl Store {
     /// Creates a chat with its first user message and a queued turn, unless the owner is
     /// over their spend limit ([`StoreError::Conflict`]; not read again when
-    /// `new.spend_checked`). Returns the chat, the message and the turn id to enqueue.
+    /// `new.spend_checked`) or already has a chat under `new.idempotency`'s key (then
+    /// nothing is made and [`ChatCreation::Replayed`] returns that chat; two creates with
+    /// one key at once make one chat: the second waits for the first's commit on the
+    /// key's unique index, then finds its chat).
     ///
     /// Without files the three rows are one statement (its own transaction); files are
     /// linked in a transaction around the chat's insert and the message's, under the chat's
     /// row lock (`store::files`). The spend check is a read before either: inside the
     /// transaction it would see no more than it does here (read committed).
-    pub async fn create_chat(&self, new: NewChat) -> Result<(Chat, Message, Uuid), StoreError> {
+    pub async fn create_chat(&self, new: NewChat) -> Result<ChatCreation, StoreError> {
+        if !new.spend_checked {
+            super::spend_limits::refuse_over_limit_in(
+                &mut *self.pool.acquire().await?,
+                new.owner_id,
+            )
+            .await?;
+        }
+        let Some(idempotency) = &new.idempotency else {
+            // Without a key there is no conflict to skip: the insert always makes the chat.
+            return self.insert_chat(&new).await?.ok_or_else(|| {
+                StoreError::Conflict("a chat without an Idempotency-Key was not made".into())
+            });
+        };
+        // A chat found under the key may be deleted before it is read: then the key is
+        // free again, and the next try makes the chat.
+        for _ in 0..3 {
+            if let Some(created) = self.insert_chat(&new).await? {
+                return Ok(created);
+            }
+            if let Some(found) = self.idempotent_chat(new.owner_id, idempotency).await? {
+                return Ok(ChatCreation::Replayed(found));
+            }
+        }
+        Err(StoreError::Conflict(
+            "the chat of this Idempotency-Key was being deleted; try again".into(),
+        ))
+    }
+
+    /// The chat `owner` created under `key`; `None` when the key names none of their chats
+    /// (never used, or its chat was deleted).
+    pub async fn idempotent_chat(
+        &self,
+        owner: Uuid,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyedChat>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHAT_COLUMNS}, idempotency_fingerprint = $3 AS same_request
+             FROM chats WHERE owner_id = $1 AND idempotency_key = $2"
+        )))
+        .bind(owner)
+        .bind(&key.key)
+        .bind(&key.fingerprint[..])
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The insert of [`Store::create_chat`]: `None` when the owner already has a chat under
+    /// the key (`ON CONFLICT DO NOTHING` on `chats_owner_idempotency_key_idx`; the turn and
+    /// the message are inserted from the chat's row, so nothing is).
+    async fn insert_chat(&self, new: &NewChat) -> Result<Option<ChatCreation>, StoreError> {
         let chat_id = Uuid::now_v7();
         let message_id = Uuid::now_v7();
         let turn_id = Uuid::now_v7();
@@ -93,26 +177,20 @@ impl Store {
         } else {
             new.title.trim().to_owned()
         };
-        if !new.spend_checked {
-            super::spend_limits::refuse_over_limit_in(
-                &mut *self.pool.acquire().await?,
-                new.owner_id,
-            )
-            .await?;
-        }
         // The message rides in the statement unless files must be linked first: `$16` is
         // its content, NULL when it is inserted after the links.
         let with_files = !new.file_ids.is_empty();
         let insert = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
-                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user, reasoning_effort)
-                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12, $13, $14)
+                INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user, reasoning_effort, idempotency_key, idempotency_fingerprint)
+                VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12, $13, $14, $17, $18)
+                ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
-                INSERT INTO chat_turns (id, chat_id, seq, status) VALUES ($6, $1, 1, 'queued')
+                INSERT INTO chat_turns (id, chat_id, seq, status) SELECT $6, id, 1, 'queued' FROM c
              ), m AS (
                 INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
-                SELECT $15, $1, $6, 'user', $16 WHERE $16::jsonb IS NOT NULL
+                SELECT $15, id, $6, 'user', $16 FROM c WHERE $16::jsonb IS NOT NULL
              )
              SELECT * FROM c"
         )))
@@ -131,9 +209,19 @@ impl Store {
         .bind(!new.title.trim().is_empty())
         .bind(new.reasoning_effort)
         .bind(message_id);
+        let key = new.idempotency.as_ref().map(|k| k.key.as_str());
+        let fingerprint = new.idempotency.as_ref().map(|k| &k.fingerprint[..]);
         if !with_files {
             let content = pg_json(&new.first_message);
-            let chat: Chat = insert.bind(&content).fetch_one(&self.pool).await?;
+            let Some(chat): Option<Chat> = insert
+                .bind(&content)
+                .bind(key)
+                .bind(fingerprint)
+                .fetch_optional(&self.pool)
+                .await?
+            else {
+                return Ok(None);
+            };
             // The row as PostgreSQL holds it: the content as stored, the time of the
             // statement (both rows' `created_at` is its `now()`). The content was just
             // serialized from these parts, so reading it back cannot fail in practice; if
@@ -142,13 +230,22 @@ impl Store {
                 .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
             let message =
                 Message::user(message_id, chat_id, Some(turn_id), content, chat.created_at);
-            return Ok((chat, message, turn_id));
+            return Ok(Some(ChatCreation::Created {
+                chat,
+                message,
+                turn_id,
+            }));
         }
         let mut tx = self.pool.begin().await?;
-        let chat: Chat = insert
+        let Some(chat): Option<Chat> = insert
             .bind(None::<sqlx::types::Json<serde_json::Value>>)
-            .fetch_one(&mut *tx)
-            .await?;
+            .bind(key)
+            .bind(fingerprint)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
         // At most `MAX_MESSAGE_FILES` files, all new to this chat: none is left out.
         let files =
             super::files::link_message_files_in(&mut tx, chat_id, new.owner_id, &new.file_ids)
@@ -170,7 +267,11 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((chat, message, turn_id))
+        Ok(Some(ChatCreation::Created {
+            chat,
+            message,
+            turn_id,
+        }))
     }
 
     /// A chat if `owner` owns it; someone else's chat is [`StoreError::NotFound`] so ids

@@ -73,7 +73,7 @@ pub use access_changes::{AccessSignal, LISTENER_APPLICATION_NAME};
 pub use archive::{ArchiveResult, ArchivedChat, DigestRecipient};
 pub use chat_list::{ChatListItem, ChatPage};
 pub use chat_list_entries::ChatListEntry;
-pub use chats::{BusyBehavior, SendOptions, SendOutcome};
+pub use chats::{BusyBehavior, ChatCreation, KeyedChat, SendOptions, SendOutcome};
 pub(crate) use constraints::classify as classify_constraint;
 pub use debug_runs::{DebugRun, DebugStep, NewDebugStep};
 pub use diff_statuses::{DueDiffStatus, GithubBackoffReason, RefreshedPr};

@@ -1,0 +1,253 @@
+//! `POST /api/v1/chats` with an `Idempotency-Key`: a retried create answers with the chat
+//! its first try made and makes nothing (api/src/idempotency_key.rs). The fault suite
+//! relies on it for creates whose answer a crash cut off; these tests show each rule.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::app::{TestApp, create_user};
+use uuid::Uuid;
+
+/// `POST /api/v1/chats` as `token` with the key (if any): the status, whether the answer
+/// says it replayed an earlier try, and the body.
+async fn create(
+    app: &TestApp,
+    token: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (StatusCode, bool, Value) {
+    let mut request = app
+        .client
+        .post(format!("{}/api/v1/chats", app.base))
+        .bearer_auth(token)
+        .json(&body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let replayed = match response.headers().get("idempotent-replayed") {
+        None => false,
+        Some(value) => {
+            assert_eq!(value, "true");
+            true
+        }
+    };
+    (
+        status,
+        replayed,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn id(body: &Value) -> Uuid {
+    body["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn count(app: &TestApp, sql: &str, chat: Uuid) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(chat)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_create_sent_again_with_its_key_answers_with_the_same_chat_and_runs_one_turn(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start(pool).await;
+    let body = json!({"message": "what time is it?", "labels": {"team": "infra"}});
+
+    let (status, replayed, first) = create(&app, &app.token, Some("create-1"), body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert!(!replayed, "a first try is not a replay");
+    let chat = id(&first);
+    app.wait_until_answered(chat, 2, Duration::from_secs(20))
+        .await;
+
+    // The same request again (its answer lost, say): the same chat, as it is now.
+    let (status, replayed, again) = create(&app, &app.token, Some("create-1"), body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert!(
+        replayed,
+        "the second try is answered from the first: {again}"
+    );
+    assert_eq!(id(&again), chat);
+    assert_eq!(again["status"], "waiting", "{again}");
+    assert_eq!(again["labels"]["team"], "infra");
+
+    // Nothing was made twice: one chat, one turn, one user message and one answer.
+    let (_, list) = app.get("/api/v1/chats").await;
+    assert_eq!(list["chats"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM chat_turns WHERE chat_id = $1",
+            chat
+        )
+        .await,
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let roles: Vec<String> = app
+        .messages(chat)
+        .await
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(roles, ["user", "assistant"]);
+
+    // The key with another body is refused, naming the header; nothing is made.
+    let (status, _, refused) = create(
+        &app,
+        &app.token,
+        Some("create-1"),
+        json!({"message": "something else entirely"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["validations"][0]["field"], "Idempotency-Key");
+    // Keys are the owner's: another user's same key makes their own chat.
+    let bob = create_user(&app.services, "bob@example.com", "acme").await;
+    let (status, replayed, bobs) = create(&app, &bob, Some("create-1"), body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{bobs}");
+    assert!(!replayed);
+    assert_ne!(id(&bobs), chat);
+
+    // A new key, a new chat; no key, a new chat every time.
+    let (_, replayed, other) = create(&app, &app.token, Some("create-2"), body.clone()).await;
+    assert!(!replayed);
+    assert_ne!(id(&other), chat);
+    let (_, _, plain_a) = create(&app, &app.token, None, body.clone()).await;
+    let (_, _, plain_b) = create(&app, &app.token, None, body.clone()).await;
+    assert_ne!(id(&plain_a), id(&plain_b));
+
+    // Deleting the chat frees its key.
+    assert_eq!(
+        app.delete_as(&app.token, &format!("/api/v1/chats/{chat}"))
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, replayed, remade) = create(&app, &app.token, Some("create-1"), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{remade}");
+    assert!(!replayed);
+    assert_ne!(id(&remade), chat);
+}
+
+#[sqlx::test]
+async fn tries_at_once_with_one_key_make_one_chat_with_its_files_linked_once(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let upload = app
+        .client
+        .post(format!("{}/api/v1/files?name=notes.txt", app.base))
+        .bearer_auth(&app.token)
+        .header("content-type", "text/plain")
+        .body("remember the milk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let file: Value = upload.json().await.unwrap();
+
+    for (key, body) in [
+        ("plain", json!({"message": "all at once"})),
+        (
+            "with-a-file",
+            json!({"message": "all at once, with notes", "file_ids": [file["id"]]}),
+        ),
+    ] {
+        let tries: Vec<_> = (0..12)
+            .map(|_| create(&app, &app.token, Some(key), body.clone()))
+            .collect();
+        let answers = futures::future::join_all(tries).await;
+        let chat = id(&answers[0].2);
+        for (status, _, answer) in &answers {
+            assert_eq!(*status, StatusCode::CREATED, "{answer}");
+            assert_eq!(id(answer), chat, "every try answers with the one chat");
+        }
+        let made = answers.iter().filter(|(_, replayed, _)| !replayed).count();
+        assert_eq!(made, 1, "exactly one try made the chat");
+        assert_eq!(
+            count(
+                &app,
+                "SELECT count(*) FROM chat_turns WHERE chat_id = $1",
+                chat
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            count(
+                &app,
+                "SELECT count(*) FROM chat_messages WHERE chat_id = $1",
+                chat
+            )
+            .await,
+            1
+        );
+    }
+    let file_id: Uuid = file["id"].as_str().unwrap().parse().unwrap();
+    let links: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_file_links WHERE file_id = $1")
+        .bind(file_id)
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(links, 1);
+    let (_, list) = app.get("/api/v1/chats").await;
+    assert_eq!(list["chats"].as_array().unwrap().len(), 2, "{list}");
+}
+
+#[sqlx::test]
+async fn a_malformed_key_is_a_400_naming_the_header(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let body = json!({"message": "hi"});
+    let long = "k".repeat(256);
+    for bad in ["", "has space", long.as_str(), "tab\there"] {
+        let (status, _, answer) = create(&app, &app.token, Some(bad), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {answer}");
+        assert_eq!(
+            answer["validations"][0]["field"], "Idempotency-Key",
+            "{answer}"
+        );
+    }
+    let not_ascii = app
+        .client
+        .post(format!("{}/api/v1/chats", app.base))
+        .bearer_auth(&app.token)
+        .header(
+            "Idempotency-Key",
+            reqwest::header::HeaderValue::from_bytes("clé".as_bytes()).unwrap(),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_ascii.status(), StatusCode::BAD_REQUEST);
+    let twice = app
+        .client
+        .post(format!("{}/api/v1/chats", app.base))
+        .bearer_auth(&app.token)
+        .header("Idempotency-Key", "one")
+        .header("Idempotency-Key", "two")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = twice.json().await.unwrap();
+    assert_eq!(answer["validations"][0]["field"], "Idempotency-Key");
+
+    // The longest key, and a UUID, are fine; nothing above made a chat.
+    let (_, list) = app.get("/api/v1/chats").await;
+    assert_eq!(list["chats"].as_array().unwrap().len(), 0, "{list}");
+    let longest = "k".repeat(255);
+    let uuid = Uuid::new_v4().to_string();
+    for good in [longest.as_str(), uuid.as_str()] {
+        let (status, _, answer) = create(&app, &app.token, Some(good), body.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+}
