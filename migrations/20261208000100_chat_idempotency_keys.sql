@@ -4,9 +4,9 @@
 -- second one (api/src/idempotency_key.rs, ARCHITECTURE.md §9).
 --
 -- The key is the caller's (unique per owner), kept as long as the chat is; the fingerprint
--- is a SHA-256 of the request as the API validated it, so the key cannot be reused for a
--- different request by mistake. Both stay NULL for a chat created without a key, which
--- the partial index then leaves out: a create without a key writes no entry to it.
+-- is a SHA-256 of the request's JSON body (written canonically), so the key cannot be
+-- reused for a different request by mistake. Both stay NULL for a chat created without a
+-- key, which the partial index then leaves out: a create without a key writes no entry.
 ALTER TABLE chats
     ADD COLUMN idempotency_key text,
     ADD COLUMN idempotency_fingerprint bytea,

@@ -101,6 +101,23 @@ async fn a_create_sent_again_with_its_key_answers_with_the_same_chat_and_runs_on
         .collect();
     assert_eq!(roles, ["user", "assistant"]);
 
+    // The same request written another way (spacing, the order of fields and labels) is
+    // the same request.
+    let rewritten = app
+        .client
+        .post(format!("{}/api/v1/chats", app.base))
+        .bearer_auth(&app.token)
+        .header("Idempotency-Key", "create-1")
+        .header("content-type", "application/json")
+        .body(r#"{ "labels" : { "team" : "infra" } , "message" : "what time is it?" }"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rewritten.status(), StatusCode::CREATED);
+    assert_eq!(rewritten.headers()["idempotent-replayed"], "true");
+    let rewritten: Value = rewritten.json().await.unwrap();
+    assert_eq!(id(&rewritten), chat);
+
     // The key with another body is refused, naming the header; nothing is made.
     let (status, _, refused) = create(
         &app,
@@ -227,6 +244,8 @@ async fn a_malformed_key_is_a_400_naming_the_header(pool: sqlx::PgPool) {
         .await
         .unwrap();
     assert_eq!(not_ascii.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = not_ascii.json().await.unwrap();
+    assert_eq!(answer["validations"][0]["field"], "Idempotency-Key");
     let twice = app
         .client
         .post(format!("{}/api/v1/chats", app.base))
@@ -250,4 +269,70 @@ async fn a_malformed_key_is_a_400_naming_the_header(pool: sqlx::PgPool) {
         let (status, _, answer) = create(&app, &app.token, Some(good), body.clone()).await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
+}
+
+/// Two different requests racing under one key: the store's insert, not the API's look-up
+/// ahead of it, finds the key taken, and says the request was not the same.
+#[sqlx::test]
+async fn the_store_makes_one_chat_a_key_and_tells_a_different_request_from_a_retry(
+    pool: sqlx::PgPool,
+) {
+    use agentq_core::{
+        domain::{ClientType, IdempotencyKey, MessagePart, NewChat},
+        store::{ChatCreation, Store},
+    };
+
+    let store = Store::new(pool);
+    let org = store.ensure_organization("acme").await.unwrap();
+    let owner = store.ensure_user("dora@example.com", false).await.unwrap();
+    let new = |text: &str, fingerprint: u8| NewChat {
+        owner_id: owner,
+        organization_id: org,
+        title: String::new(),
+        client_type: ClientType::Api,
+        first_message: vec![MessagePart::Text { text: text.into() }],
+        file_ids: vec![],
+        dynamic_tools: vec![],
+        model_config_id: None,
+        labels: Default::default(),
+        instructions: None,
+        mcp_server_ids: None,
+        plan_mode: None,
+        reasoning_effort: None,
+        spend_checked: false,
+        idempotency: Some(IdempotencyKey {
+            key: "k-1".into(),
+            fingerprint: [fingerprint; 32],
+        }),
+    };
+    let (a, b) = tokio::join!(
+        store.create_chat(new("first", 1)),
+        store.create_chat(new("second", 2))
+    );
+    let (made, other) = match (a.unwrap(), b.unwrap()) {
+        (ChatCreation::Created { chat, .. }, ChatCreation::Replayed(found))
+        | (ChatCreation::Replayed(found), ChatCreation::Created { chat, .. }) => (chat, found),
+        other => panic!("one create makes the chat, the other finds it: {other:?}"),
+    };
+    assert_eq!(other.chat.id, made.id);
+    assert!(
+        !other.same_request,
+        "a different fingerprint is a different request"
+    );
+    match store.create_chat(new("first", 1)).await.unwrap() {
+        ChatCreation::Replayed(found) => {
+            assert_eq!(found.chat.id, made.id);
+            assert_eq!(
+                found.same_request,
+                made.title == "first",
+                "the same fingerprint as the one that made it is the same request"
+            );
+        }
+        created => panic!("a third try makes nothing: {created:?}"),
+    }
+    let chats: i64 = sqlx::query_scalar("SELECT count(*) FROM chats")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(chats, 1);
 }

@@ -22,38 +22,44 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                let mime = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "send the request body as JSON with `Content-Type: application/json`".into(),
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(inner) if is_length_limit(&inner) => {
-                ApiError::PayloadTooLarge {
-                    limit: state.config.max_body_bytes,
-                }
-            }
-            other => ApiError::BadRequest {
-                message: format!("could not read the request body: {other}"),
-                validations: vec![],
-            },
-        })?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&json_bytes(req, state).await?).map(JsonBody)
     }
+}
+
+/// The bytes of a JSON body: refused (415) unless sent as JSON, and (413) past
+/// `max_body_bytes`.
+pub async fn json_bytes(req: Request, state: &ApiState) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the request body as JSON with `Content-Type: application/json`".into(),
+        ));
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(inner) if is_length_limit(&inner) => {
+            ApiError::PayloadTooLarge {
+                limit: state.config.max_body_bytes,
+            }
+        }
+        other => ApiError::BadRequest {
+            message: format!("could not read the request body: {other}"),
+            validations: vec![],
+        },
+    })?;
+    Ok(bytes)
 }
 
 fn is_length_limit(e: &axum::extract::rejection::FailedToBufferBody) -> bool {

@@ -9,9 +9,8 @@ use agentq_core::{
     StoreError,
     chat_query::ChatQuery,
     domain::{
-        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta,
-        IdempotencyKey as NewIdempotencyKey, Membership, MessagePart, NewChat, OrganizationRole,
-        PlanMode, ReasoningEffort,
+        BUILTIN_TOOL_NAMES, Chat, ChatDiffStatus, ClientType, DynamicTool, FileMeta, Membership,
+        MessagePart, NewChat, OrganizationRole, PlanMode, ReasoningEffort,
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
@@ -31,7 +30,7 @@ use crate::{
     auth::{CurrentUser, OwnedChat},
     error::{ApiError, ErrorBody, OrNotFound, refuse_control_chars},
     extract::{ChatId, JsonBody, QueryParams},
-    idempotency_key::{self, IdempotencyKey},
+    idempotency_key::{self, KeyedJsonBody},
 };
 
 /// Longest accepted message, in characters.
@@ -40,7 +39,7 @@ pub const MAX_MESSAGE_CHARS: usize = 100_000;
 const MAX_TITLE_CHARS: usize = 200;
 
 /// Body of `POST /api/v1/chats`.
-#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChatRequest {
     /// The first user message (required, not blank).
@@ -242,7 +241,7 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
     path = "/api/v1/chats",
     tag = "chats",
     params(
-        ("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = "^[!-~]{1,255}$",
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255, pattern = "^[!-~]{1,255}$",
          description = "Makes a retried create safe: the first request with this key makes the chat; a later one with the same key and body makes nothing and answers with that chat (`Idempotent-Replayed: true`). Unique among the caller's chats while the chat exists; 1 to 255 visible ASCII characters, a UUID say. The same key with a different body is a 400 naming the header."),
     ),
     request_body = CreateChatRequest,
@@ -251,24 +250,22 @@ fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), ApiError> {
          headers(("Idempotent-Replayed" = String, description = "`true` when the chat was made by an earlier request with this `Idempotency-Key`."))),
         (status = 400, description = "A field is invalid; `validations` names it (`organization_id` names no organization of the caller's; an MCP server of another organization; `Idempotency-Key` malformed, or used before with a different body).", body = ErrorBody),
         (status = 403, description = "No `agents-access` role in the organization (the message names it), a token without `chat:create`, or the account is not active.", body = ErrorBody),
-        (status = 409, description = "The caller's spend limit is reached; the message says what was spent of what, and when the period resets.", body = ErrorBody),
+        (status = 409, description = "The caller's spend limit is reached; the message says what was spent of what, and when the period resets. Or the chat of the `Idempotency-Key` was being deleted as the create looked for it: try again.", body = ErrorBody),
         (status = 429, description = "Over `chats_per_minute`; `Retry-After` says when to try again.", body = ErrorBody),
     )
 )]
 pub async fn create_chat(
     State(state): State<ApiState>,
     CurrentUser(user): CurrentUser,
-    IdempotencyKey(key): IdempotencyKey,
-    JsonBody(body): JsonBody<CreateChatRequest>,
+    KeyedJsonBody {
+        body,
+        key: idempotency,
+    }: KeyedJsonBody<CreateChatRequest>,
 ) -> Result<Response, ApiError> {
-    let idempotency = key.map(|key| NewIdempotencyKey {
-        fingerprint: idempotency_key::fingerprint(&body),
-        key,
-    });
     state.rate_limiter.check(Limit::Chats, user.id).await?;
-    // A retry whose first try made the chat is answered before anything else is checked:
+    // A retry whose first try made the chat is answered before the request's other checks:
     // what the first try passed (a spend limit since reached, a file since deleted) must
-    // not turn its chat into an error now.
+    // not turn its chat into an error now. (The rate limit still counts it.)
     if let Some(key) = &idempotency
         && let Some(replayed) = state.store.idempotent_chat(user.id, key).await?
     {

@@ -184,7 +184,7 @@ impl Store {
             "WITH c AS (
                 INSERT INTO chats (id, owner_id, organization_id, title, status, client_type, dynamic_tools, model_config_id, labels, instructions, mcp_server_ids, plan_mode, title_set_by_user, reasoning_effort, idempotency_key, idempotency_fingerprint)
                 VALUES ($1, $2, $3, $4, 'pending', $5, $7, $8, $9, $10, $11, $12, $13, $14, $17, $18)
-                ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                {on_conflict}
                 RETURNING {CHAT_COLUMNS}
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) SELECT $6, id, 1, 'queued' FROM c
@@ -192,7 +192,13 @@ impl Store {
                 INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
                 SELECT $15, id, $6, 'user', $16 FROM c WHERE $16::jsonb IS NOT NULL
              )
-             SELECT * FROM c"
+             SELECT * FROM c",
+            // Only with a key: the clause makes every insert a speculative one.
+            on_conflict = if new.idempotency.is_some() {
+                "ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+            } else {
+                ""
+            },
         )))
         .bind(chat_id)
         .bind(new.owner_id)
@@ -244,6 +250,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
         else {
+            tx.rollback().await?;
             return Ok(None);
         };
         // At most `MAX_MESSAGE_FILES` files, all new to this chat: none is left out.
