@@ -299,20 +299,26 @@ async fn with_a_mail_dir_the_digest_is_written_as_an_eml_file(pool: sqlx::PgPool
         .await;
     app.maintenance_tick(Utc.with_ymd_and_hms(2026, 4, 20, 0, 0, 0).unwrap())
         .await;
-    // lettre's file transport creates the file, then writes it: wait until it is whole.
-    let raw = eventually(Duration::from_secs(20), "a whole .eml file", || async {
-        let file = std::fs::read_dir(&dir)
+    // The file appears whole (it is written under another name, then renamed): the first
+    // read of it is the whole message, and nothing else is left in the directory.
+    let file = eventually(Duration::from_secs(20), "an .eml file", || async {
+        std::fs::read_dir(&dir)
             .ok()?
             .flatten()
-            .find(|e| e.path().extension().is_some_and(|x| x == "eml"))?;
-        let raw = std::fs::read(file.path()).ok()?;
-        let message = mail_parser::MessageParser::default().parse(&raw)?;
-        let whole = message
-            .body_text(0)
-            .is_some_and(|text| text.contains(&format!("/chats/{chat}")));
-        whole.then_some(raw)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "eml"))
     })
     .await;
+    let raw = std::fs::read(&file).unwrap();
+    let outbox_id: Uuid = sqlx::query_scalar("SELECT id FROM notification_messages")
+        .fetch_one(app.services.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        file.file_name().unwrap().to_str().unwrap(),
+        format!("{outbox_id}.eml"),
+        "named after its outbox row, so a redelivery replaces it"
+    );
     let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
     assert_eq!(
         message.subject(),
@@ -323,6 +329,12 @@ async fn with_a_mail_dir_the_digest_is_written_as_an_eml_file(pool: sqlx::PgPool
         text.contains(&format!("https://agents.example.com/chats/{chat}")),
         "{text}"
     );
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
     let _ = std::fs::remove_dir_all(&dir);
     app.stop().await;
 }

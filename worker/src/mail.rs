@@ -3,14 +3,15 @@
 //! A job is only a nudge naming an outbox row. The sender claims the row
 //! (`Store::claim_notification`: a row already sent, failed or in another live worker's
 //! hands is left alone, so duplicated and replayed jobs send nothing twice), renders it,
-//! and hands it to SMTP (lettre) or, in `agentq dev`, writes an `.eml` file. A transient
+//! and hands it to SMTP (lettre) or, in `agentq dev`, writes an `.eml` file (whole, by a
+//! rename, and named after the row: [`write_eml`]). A transient
 //! failure puts the row back to `queued` with an exponential backoff, and the scheduler's
 //! recovery nudges it again when it is due; a permanent SMTP rejection, a bad address or
 //! the last allowed attempt marks it `failed` with the error kept. Each message carries a
 //! `Message-ID` derived from the row, so a receiver that sees a rare redelivery (a worker
 //! dying between the SMTP server's acceptance and the `sent` commit) can recognise it.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use agentq_core::{
     StoreError,
@@ -21,7 +22,7 @@ use agentq_core::{
 };
 use chrono::Utc;
 use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
 };
 use rand::RngExt;
@@ -31,8 +32,19 @@ use uuid::Uuid;
 enum Transport {
     /// An SMTP server.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    /// `.eml` files in a directory (local development).
-    Files(AsyncFileTransport<Tokio1Executor>),
+    /// `.eml` files in this directory (local development), one per outbox row.
+    Files(PathBuf),
+}
+
+/// Writes `<id>.eml` in `dir` whole or not at all: the bytes go to a hidden temporary file
+/// that is then renamed, so a program picking files up from the directory never reads one
+/// half written (lettre's file transport creates the file, then writes it). Named after
+/// the outbox row, a rare redelivery (a worker dying between the write and the `sent`
+/// commit) replaces the file instead of adding a second one.
+async fn write_eml(dir: &std::path::Path, id: Uuid, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = dir.join(format!(".{id}.eml.partial"));
+    tokio::fs::write(&partial, bytes).await?;
+    tokio::fs::rename(&partial, dir.join(format!("{id}.eml"))).await
 }
 
 /// Why the mail settings are unusable; the worker refuses to start.
@@ -108,7 +120,7 @@ impl MailSender {
                     dir: dir.display().to_string(),
                     source,
                 })?;
-                Transport::Files(AsyncFileTransport::<Tokio1Executor>::new(dir))
+                Transport::Files(dir.clone())
             }
             _ => return Ok(None),
         };
@@ -273,10 +285,8 @@ impl MailSender {
                     Err(_) => Err(format!("SMTP: no answer within {:?}", self.timeout)),
                 }
             }
-            Transport::Files(files) => files
-                .send(message)
+            Transport::Files(dir) => write_eml(dir, email.id, &message.formatted())
                 .await
-                .map(|_| ())
                 .map_err(|e| format!("writing the .eml file: {e}")),
         };
         match sent {
