@@ -47,12 +47,16 @@ fn id(body: &Value) -> Uuid {
     body["id"].as_str().unwrap().parse().unwrap()
 }
 
-async fn count(app: &TestApp, sql: &str, chat: Uuid) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(chat)
-        .fetch_one(app.services.store.pool())
-        .await
-        .unwrap()
+/// The chat's turns and messages, counted in PostgreSQL.
+async fn rows_of(app: &TestApp, chat: Uuid) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM chat_turns WHERE chat_id = $1),
+                (SELECT count(*) FROM chat_messages WHERE chat_id = $1)",
+    )
+    .bind(chat)
+    .fetch_one(app.services.store.pool())
+    .await
+    .unwrap()
 }
 
 #[sqlx::test]
@@ -83,15 +87,7 @@ async fn a_create_sent_again_with_its_key_answers_with_the_same_chat_and_runs_on
     // Nothing was made twice: one chat, one turn, one user message and one answer.
     let (_, list) = app.get("/api/v1/chats").await;
     assert_eq!(list["chats"].as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) FROM chat_turns WHERE chat_id = $1",
-            chat
-        )
-        .await,
-        1
-    );
+    assert_eq!(rows_of(&app, chat).await.0, 1, "one turn");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let roles: Vec<String> = app
         .messages(chat)
@@ -188,24 +184,7 @@ async fn tries_at_once_with_one_key_make_one_chat_with_its_files_linked_once(poo
         }
         let made = answers.iter().filter(|(_, replayed, _)| !replayed).count();
         assert_eq!(made, 1, "exactly one try made the chat");
-        assert_eq!(
-            count(
-                &app,
-                "SELECT count(*) FROM chat_turns WHERE chat_id = $1",
-                chat
-            )
-            .await,
-            1
-        );
-        assert_eq!(
-            count(
-                &app,
-                "SELECT count(*) FROM chat_messages WHERE chat_id = $1",
-                chat
-            )
-            .await,
-            1
-        );
+        assert_eq!(rows_of(&app, chat).await, (1, 1), "one turn, one message");
     }
     let file_id: Uuid = file["id"].as_str().unwrap().parse().unwrap();
     let links: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_file_links WHERE file_id = $1")
