@@ -37,14 +37,22 @@ enum Transport {
 }
 
 /// Writes `<id>.eml` in `dir` whole or not at all: the bytes go to a hidden temporary file
-/// that is then renamed, so a program picking files up from the directory never reads one
-/// half written (lettre's file transport creates the file, then writes it). Named after
-/// the outbox row, a rare redelivery (a worker dying between the write and the `sent`
-/// commit) replaces the file instead of adding a second one.
+/// of this attempt's own (two workers may deliver one row when the first stalled past its
+/// lease) that is then renamed, so a program picking files up from the directory never
+/// reads one half written (lettre's file transport creates the file, then writes it); a
+/// temporary file that could not be finished is removed. Named after the outbox row, a
+/// rare redelivery (a worker dying between the write and the `sent` commit) replaces the
+/// file instead of adding a second one.
 async fn write_eml(dir: &std::path::Path, id: Uuid, bytes: &[u8]) -> std::io::Result<()> {
-    let partial = dir.join(format!(".{id}.eml.partial"));
-    tokio::fs::write(&partial, bytes).await?;
-    tokio::fs::rename(&partial, dir.join(format!("{id}.eml"))).await
+    let partial = dir.join(format!(".{id}.{}.eml.partial", Uuid::new_v4().simple()));
+    let written = match tokio::fs::write(&partial, bytes).await {
+        Ok(()) => tokio::fs::rename(&partial, dir.join(format!("{id}.eml"))).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    written
 }
 
 /// Why the mail settings are unusable; the worker refuses to start.

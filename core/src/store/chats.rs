@@ -120,6 +120,12 @@ impl Store {
     /// transaction it would see no more than it does here (read committed).
     pub async fn create_chat(&self, new: NewChat) -> Result<ChatCreation, StoreError> {
         if !new.spend_checked {
+            // A retry whose first try made the chat gets it, whatever was spent since.
+            if let Some(key) = &new.idempotency
+                && let Some(found) = self.idempotent_chat(new.owner_id, key).await?
+            {
+                return Ok(ChatCreation::Replayed(found));
+            }
             super::spend_limits::refuse_over_limit_in(
                 &mut *self.pool.acquire().await?,
                 new.owner_id,
