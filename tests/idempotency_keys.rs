@@ -315,3 +315,47 @@ async fn the_store_makes_one_chat_a_key_and_tells_a_different_request_from_a_ret
         .unwrap();
     assert_eq!(chats, 1);
 }
+
+/// A retry whose first try made the chat gets it even after the caller went over their
+/// spend limit: the limit refuses new chats, not the one already made.
+#[sqlx::test]
+async fn a_retry_after_the_spend_limit_is_reached_still_gets_its_chat(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let owner = support::app::create_owner(&app.services, "root@example.com").await;
+    let body = json!({"message": "an expensive question"});
+    let (status, _, first) = create(&app, &app.token, Some("spend-1"), body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let chat = id(&first);
+    // The chat's answer cost 5,000 micro-dollars; the limit becomes 1,000.
+    sqlx::query(
+        "INSERT INTO chat_messages (id, chat_id, role, content, model, cost_micros)
+         VALUES ($1, $2, 'assistant', '[]', 'fake-gpt', 5000)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(chat)
+    .execute(app.services.store.pool())
+    .await
+    .unwrap();
+    app.access_change(async {
+        let (status, limits) = app
+            .put_as(
+                &owner,
+                "/api/v1/admin/spend-limits",
+                json!({"period": "day", "default_limit_micros": 1_000}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{limits}");
+    })
+    .await;
+
+    let (status, _, refused) = create(&app, &app.token, Some("spend-2"), body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a new chat is refused: {refused}"
+    );
+    let (status, replayed, again) = create(&app, &app.token, Some("spend-1"), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert!(replayed);
+    assert_eq!(id(&again), chat);
+}
