@@ -196,7 +196,7 @@ async fn debug_steps_store_only_what_is_new_since_the_last_step(pool: sqlx::PgPo
 #[sqlx::test]
 async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
     use agentq_core::{
-        domain::{ClientType, DebugRunStatus, MessagePart, NewChat},
+        domain::{DebugRunStatus, NewChat},
         store::{ChatCreation, Store},
     };
 
@@ -205,21 +205,8 @@ async fn a_debug_run_is_finished_only_from_running(pool: sqlx::PgPool) {
     let owner = store.ensure_user("dora@example.com", false).await.unwrap();
     let ChatCreation::Created { chat, turn_id, .. } = store
         .create_chat(NewChat {
-            owner_id: owner,
-            organization_id: org,
             title: "debug".into(),
-            client_type: ClientType::Api,
-            first_message: vec![MessagePart::Text { text: "hi".into() }],
-            file_ids: vec![],
-            dynamic_tools: vec![],
-            model_config_id: None,
-            labels: Default::default(),
-            instructions: None,
-            mcp_server_ids: None,
-            plan_mode: None,
-            reasoning_effort: None,
-            spend_checked: false,
-            idempotency: None,
+            ..support::app::new_chat(owner, org, "hi")
         })
         .await
         .unwrap()

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{StatusCode, header::HeaderValue};
 use serde_json::{Value, json};
 use support::app::{TestApp, create_user};
 use uuid::Uuid;
@@ -19,13 +19,27 @@ async fn create(
     key: Option<&str>,
     body: Value,
 ) -> (StatusCode, bool, Value) {
+    let keys: Vec<HeaderValue> = key
+        .map(|k| HeaderValue::from_str(k).unwrap())
+        .into_iter()
+        .collect();
+    create_with_keys(app, token, &keys, body).await
+}
+
+/// [`create`] with any number of `Idempotency-Key` headers, of any bytes.
+async fn create_with_keys(
+    app: &TestApp,
+    token: &str,
+    keys: &[HeaderValue],
+    body: Value,
+) -> (StatusCode, bool, Value) {
     let mut request = app
         .client
         .post(format!("{}/api/v1/chats", app.base))
         .bearer_auth(token)
         .json(&body);
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
+    for key in keys {
+        request = request.header("Idempotency-Key", key.clone());
     }
     let response = request.send().await.unwrap();
     let status = response.status();
@@ -210,34 +224,19 @@ async fn a_malformed_key_is_a_400_naming_the_header(pool: sqlx::PgPool) {
             "{answer}"
         );
     }
-    let not_ascii = app
-        .client
-        .post(format!("{}/api/v1/chats", app.base))
-        .bearer_auth(&app.token)
-        .header(
-            "Idempotency-Key",
-            reqwest::header::HeaderValue::from_bytes("clé".as_bytes()).unwrap(),
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(not_ascii.status(), StatusCode::BAD_REQUEST);
-    let answer: Value = not_ascii.json().await.unwrap();
-    assert_eq!(answer["validations"][0]["field"], "Idempotency-Key");
-    let twice = app
-        .client
-        .post(format!("{}/api/v1/chats", app.base))
-        .bearer_auth(&app.token)
-        .header("Idempotency-Key", "one")
-        .header("Idempotency-Key", "two")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
-    let answer: Value = twice.json().await.unwrap();
-    assert_eq!(answer["validations"][0]["field"], "Idempotency-Key");
+    let not_ascii = HeaderValue::from_bytes("clé".as_bytes()).unwrap();
+    let twice = [
+        HeaderValue::from_static("one"),
+        HeaderValue::from_static("two"),
+    ];
+    for keys in [std::slice::from_ref(&not_ascii), &twice[..]] {
+        let (status, _, answer) = create_with_keys(&app, &app.token, keys, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{keys:?}: {answer}");
+        assert_eq!(
+            answer["validations"][0]["field"], "Idempotency-Key",
+            "{answer}"
+        );
+    }
 
     // The longest key, and a UUID, are fine; nothing above made a chat.
     let (_, list) = app.get("/api/v1/chats").await;
@@ -257,7 +256,7 @@ async fn the_store_makes_one_chat_a_key_and_tells_a_different_request_from_a_ret
     pool: sqlx::PgPool,
 ) {
     use agentq_core::{
-        domain::{ClientType, IdempotencyKey, MessagePart, NewChat},
+        domain::{IdempotencyKey, NewChat},
         store::{ChatCreation, Store},
     };
 
@@ -265,24 +264,11 @@ async fn the_store_makes_one_chat_a_key_and_tells_a_different_request_from_a_ret
     let org = store.ensure_organization("acme").await.unwrap();
     let owner = store.ensure_user("dora@example.com", false).await.unwrap();
     let new = |text: &str, fingerprint: u8| NewChat {
-        owner_id: owner,
-        organization_id: org,
-        title: String::new(),
-        client_type: ClientType::Api,
-        first_message: vec![MessagePart::Text { text: text.into() }],
-        file_ids: vec![],
-        dynamic_tools: vec![],
-        model_config_id: None,
-        labels: Default::default(),
-        instructions: None,
-        mcp_server_ids: None,
-        plan_mode: None,
-        reasoning_effort: None,
-        spend_checked: false,
         idempotency: Some(IdempotencyKey {
             key: "k-1".into(),
             fingerprint: [fingerprint; 32],
         }),
+        ..support::app::new_chat(owner, org, text)
     };
     let (a, b) = tokio::join!(
         store.create_chat(new("first", 1)),

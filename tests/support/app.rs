@@ -594,6 +594,28 @@ pub async fn create_user(services: &Services, email: &str, org: &str) -> String 
     token.secret
 }
 
+/// What a store-level create of a chat with one text message needs, every option at its
+/// default (no title given, no key, the spend limit read by the store).
+pub fn new_chat(owner_id: Uuid, organization_id: Uuid, text: &str) -> agentq_core::domain::NewChat {
+    agentq_core::domain::NewChat {
+        owner_id,
+        organization_id,
+        title: String::new(),
+        client_type: agentq_core::domain::ClientType::Api,
+        first_message: vec![agentq_core::domain::MessagePart::Text { text: text.into() }],
+        file_ids: vec![],
+        dynamic_tools: vec![],
+        model_config_id: None,
+        labels: Default::default(),
+        instructions: None,
+        mcp_server_ids: None,
+        plan_mode: None,
+        reasoning_effort: None,
+        spend_checked: false,
+        idempotency: None,
+    }
+}
+
 /// Mail settings that send to the SMTP server at `smtp_url`, retrying after about a second.
 pub fn mail_config(smtp_url: &str) -> MailConfig {
     let mut mail: MailConfig = config::defaults();
