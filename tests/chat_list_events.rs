@@ -1,7 +1,8 @@
 //! The chat list, live (issue #14 item 5): `GET /api/v1/chats/events` tells a sidebar about
 //! its user's chats being created, run, renamed, archived, restored, pinned and deleted,
 //! subagent chats under their root, and never about anyone else's; a client that reconnects
-//! with `Last-Event-ID` gets what it missed exactly once; a malformed id is a 400.
+//! with `Last-Event-ID` gets what it missed exactly once; a malformed id is a 400. A turn is
+//! announced from what its statements return, without reading its chat again.
 
 mod support;
 
@@ -335,6 +336,88 @@ async fn a_malformed_last_event_id_is_a_400_naming_the_header(pool: sqlx::PgPool
     assert_eq!(body["validations"][0]["field"], "Last-Event-ID", "{body}");
     let anonymous = app.client.get(list_url(&app)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+/// A turn's own statements return what a chat list shows of its chat: its creation, its
+/// start and its answer are announced with no read of the chat, each entry as that
+/// statement left the chat (the 201's chat, then what `GET /chats/{id}` says after).
+#[sqlx::test]
+async fn a_turn_is_announced_with_the_entries_its_statements_returned(pool: sqlx::PgPool) {
+    let app = TestApp::start(pool).await;
+    let mut list = sse::follow(&app.client, &list_url(&app), &app.token, None).await;
+    app.fake
+        .script_for("SLOW", [Reply::Hang(Duration::from_millis(300))]);
+    let reads_before = counter("agentq_chat_list_reads_total");
+    // A title of the user's own: no generated title follows the answer.
+    let (status, created) = app
+        .post_as(
+            &app.token,
+            "/api/v1/chats",
+            json!({"message": "SLOW hello", "title": "Entries", "labels": {"team": "infra"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let chat: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let seen = until(&mut list, "the answer", |e| {
+        about(e, "updated", chat, |c| c["status"] == "waiting")
+    })
+    .await;
+    app.services.events.flush().await;
+    let reads = counter("agentq_chat_list_reads_total") - reads_before;
+    assert_eq!(reads, 0, "the turn's entries were read again");
+
+    // The fields a list entry shares with a chat.
+    let shared = |entry: &Value, chat: &Value, what: &str| {
+        for field in [
+            "id",
+            "parent_chat_id",
+            "root_chat_id",
+            "title",
+            "status",
+            "client_type",
+            "pin_order",
+            "labels",
+            "archived",
+            "archived_at",
+            "last_activity_at",
+            "created_at",
+            "updated_at",
+        ] {
+            assert_eq!(
+                entry[field], chat[field],
+                "{what}: {field}\n{entry}\n{chat}"
+            );
+        }
+        assert_eq!(entry["subagent_type"], Value::Null, "{what}: {entry}");
+        assert_eq!(entry["closed"], false, "{what}: {entry}");
+    };
+    let find = |kind: &str, status: &str| {
+        seen.iter()
+            .find(|e| about(e, kind, chat, |c| c["status"] == status))
+            .unwrap_or_else(|| panic!("no {kind} event with status {status}: {seen:#?}"))
+    };
+    shared(
+        &find("created", "pending").data["chat"],
+        &created,
+        "created",
+    );
+    let running = &find("updated", "running").data["chat"];
+    let at = |v: &Value| {
+        v["updated_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    assert!(
+        at(running) > at(&created),
+        "the start is a change: {running}"
+    );
+    let (status, now) = app.get(&format!("/api/v1/chats/{chat}")).await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    shared(&seen.last().unwrap().data["chat"], &now, "waiting");
+    assert_eq!(now["labels"]["team"], "infra", "{now}");
     app.stop().await;
 }
 

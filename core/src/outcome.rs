@@ -42,7 +42,7 @@ use crate::{
     domain::{ChatStatus, Message},
     events::{ActionToolCall, ChatEvent, ChatListChange, EventPublisher},
     queue::{Producer, RunToolCall, RunTurn},
-    store::{FanIn, Rewrite, ToolStep, TurnOutcome},
+    store::{ChatListEntry, FanIn, Rewrite, ToolStep, TurnOutcome},
 };
 
 /// A committed change of a chat, as the store reported it.
@@ -57,6 +57,8 @@ pub enum ChatOutcome {
         message: Message,
         /// The queued turn.
         turn_id: Uuid,
+        /// The chat's list entry as created (`None`: announced after a read).
+        list_entry: Option<Box<ChatListEntry>>,
     },
     /// A user message started a turn in an idle chat.
     TurnStarted {
@@ -81,6 +83,9 @@ pub enum ChatOutcome {
         chat_id: Uuid,
         /// The acquisition's attempt number (1 for the first run).
         attempt: i32,
+        /// The chat's list entry as the acquisition left it (`None`: announced after a
+        /// read).
+        list_entry: Option<Box<ChatListEntry>>,
     },
     /// A turn ended: completed, interrupted, or failed with `error`.
     TurnFinished {
@@ -226,9 +231,27 @@ impl ChatOutcome {
     /// What a chat list shows of the outcome. Every variant says, so a new one cannot
     /// forget: a status change, a new chat or a new message (the list's activity and
     /// order) is an update; a queued message and a handed-back turn (a worker picks it up
-    /// again at once, and that is announced) are not.
+    /// again at once, and that is announced) are not. The chat's entry goes with the
+    /// change when the store returned it (a turn's own statements), so the announcer needs
+    /// no read.
     pub fn list_change(&self) -> Option<ChatListChange> {
+        let committed = |entry: &ChatListEntry, created: bool| ChatListChange::Committed {
+            entry: Box::new(entry.clone()),
+            created,
+        };
         match self {
+            Self::Created {
+                list_entry: Some(entry),
+                ..
+            } => Some(committed(entry, true)),
+            Self::StepStarted {
+                list_entry: Some(entry),
+                ..
+            } => Some(committed(entry, false)),
+            Self::TurnFinished { outcome, .. } if outcome.list_entry.is_some() => outcome
+                .list_entry
+                .as_deref()
+                .map(|entry| committed(entry, false)),
             Self::Created { chat_id, .. } => Some(ChatListChange::Created(*chat_id)),
             Self::TurnStarted { chat_id, .. }
             | Self::StepStarted { chat_id, .. }
@@ -281,7 +304,9 @@ impl ChatOutcome {
                     queued_messages: *position,
                 },
             ),
-            Self::StepStarted { chat_id, attempt } => {
+            Self::StepStarted {
+                chat_id, attempt, ..
+            } => {
                 events.publish(*chat_id, status(*chat_id, ChatStatus::Running));
                 if *attempt > 1 {
                     // Whatever an earlier run of this step streamed is void: say so before

@@ -14,7 +14,7 @@ use agentq_core::{
     },
     outcome::ChatOutcome,
     rate_limit::Limit,
-    store::{ChatCreation, ChatListItem, ChatSettings, KeyedChat, MAX_PINNED_CHATS},
+    store::{ChatCreation, ChatListEntry, ChatListItem, ChatSettings, KeyedChat, MAX_PINNED_CHATS},
 };
 use axum::{
     Json,
@@ -321,6 +321,7 @@ pub async fn create_chat(
                     chat_id: chat.id,
                     message,
                     turn_id,
+                    list_entry: ChatListEntry::of_root_chat(&chat).map(Box::new),
                 },
             )
             .await;

@@ -78,6 +78,10 @@ pub struct AcquiredTurn {
     /// step, whose retries count toward the attempt cap like any other failure, and not
     /// the acquisition.
     pub history: String,
+    /// The chat's list entry as the acquisition left it, announced with the step's start
+    /// (`store::chat_list_entries`); `None`: announced after a read.
+    #[sqlx(skip)]
+    pub list_entry: Option<Box<crate::store::ChatListEntry>>,
 }
 
 impl AcquiredTurn {

@@ -3,9 +3,11 @@
 //! (ARCHITECTURE.md §8.2).
 //!
 //! [`crate::outcome::ChatOutcome::publish`] reports each committed change that a chat list
-//! shows ([`ChatListChange`]); this module reads the changed chats' list entries
-//! ([`crate::store::Store::chat_list_entries`]) and hands the events to the process's
+//! shows ([`ChatListChange`]); this module hands the events to the process's
 //! [`EventPublisher`], which writes them to `{..}:owner:<owner_id>` beside the chat streams.
+//! A change whose statement returned the chat's list entry (a turn's: `POST /chats`, the
+//! acquisition, the finish) is announced with it; for the others this module reads the
+//! changed chats' entries ([`crate::store::Store::chat_list_entries`]).
 //!
 //! - **Never blocks the caller.** Reporting a change is a set insert; the read happens on
 //!   this task, so a turn loop never waits on PostgreSQL for it, and a slow read never holds
@@ -24,9 +26,11 @@
 //!   backlog) is followed at once; deletions, which need no read, are held only behind
 //!   chats waiting to be read, at most that long.
 //! - **In order within a process.** One task reads and publishes, after the commits it
-//!   announces, so its events of one chat leave in the order of the reads. Across processes
-//!   two announcers may interleave; each entry carries `updated_at`, and a client keeps the
-//!   later one.
+//!   announces, so its events of one chat leave in the order of the reads. A round publishes
+//!   the entries it was given before its deletions and its read: each was committed before
+//!   it was reported, so before the read starts (which sees it or something later) and
+//!   before a deletion of its chat. Across processes two announcers may interleave; each
+//!   entry carries `updated_at`, and a client keeps the later one.
 //! - **A read that fails** (PostgreSQL down) puts its chats back and retries with backoff;
 //!   deletions need no read (the caller names the owner) and go out at once.
 
@@ -40,7 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{ChatListEvent, EventPublisher, StreamTopic};
-use crate::store::Store;
+use crate::store::{ChatListEntry, Store};
 
 /// Most chats waiting to be announced in one process.
 pub const MAX_PENDING: usize = 100_000;
@@ -60,6 +64,14 @@ pub enum ChatListChange {
     Created(Uuid),
     /// These chats changed.
     Updated(Vec<Uuid>),
+    /// A chat changed, and the statement that changed it returned its entry (as committed):
+    /// announced without a read.
+    Committed {
+        /// The entry.
+        entry: Box<ChatListEntry>,
+        /// A new chat: announced as `created`.
+        created: bool,
+    },
     /// These chats of `owner_id` were deleted: a root chat first, then its subagent chats.
     Deleted {
         /// Their owner.
@@ -84,6 +96,8 @@ struct Pending {
     queued: HashSet<Uuid>,
     /// Of `chats`, those to announce as `created`.
     created: HashSet<Uuid>,
+    /// Entries to announce as they are (`created` or not), in the order reported.
+    entries: Vec<(Box<ChatListEntry>, bool)>,
     /// Deletions to announce: (owner, chat, root).
     deleted: Vec<(Uuid, Uuid, Option<Uuid>)>,
     /// Callers of [`ChatListFeed::flush`] waiting for the next round to end.
@@ -94,6 +108,7 @@ struct Pending {
 struct Round {
     chats: Vec<Uuid>,
     created: HashSet<Uuid>,
+    entries: Vec<(Box<ChatListEntry>, bool)>,
     deleted: Vec<(Uuid, Uuid, Option<Uuid>)>,
     flushes: Vec<oneshot::Sender<()>>,
 }
@@ -121,6 +136,13 @@ impl ChatListFeed {
                 ChatListChange::Updated(chat_ids) => {
                     for chat_id in chat_ids {
                         p.enqueue(chat_id);
+                    }
+                }
+                ChatListChange::Committed { entry, created } => {
+                    if p.entries.len() >= MAX_PENDING {
+                        crate::metrics::event_dropped("chat_list");
+                    } else {
+                        p.entries.push((entry, created));
                     }
                 }
                 ChatListChange::Deleted { owner_id, chat_ids } => {
@@ -197,6 +219,7 @@ impl Pending {
         Round {
             chats,
             created,
+            entries: std::mem::take(&mut self.entries),
             deleted: std::mem::take(&mut self.deleted),
             flushes,
         }
@@ -226,8 +249,8 @@ async fn announce(
     loop {
         let open = rung.recv().await.is_some();
         loop {
-            // Paced only when there is something to read: deletions and flushes alone go
-            // out at once.
+            // Paced only when there is something to read: entries, deletions and flushes
+            // alone go out at once.
             let wait = last_read.and_then(|at| READ_SPACING.checked_sub(at.elapsed()));
             if let Some(wait) = wait
                 && !lock(&pending).chats.is_empty()
@@ -235,6 +258,10 @@ async fn announce(
                 tokio::time::sleep(wait).await;
             }
             let round = lock(&pending).take_round();
+            for (entry, created) in round.entries {
+                let owner_id = entry.owner_id;
+                events.publish_chat_list(owner_id, &list_event(*entry, created), max_bytes);
+            }
             for (owner_id, chat_id, root_chat_id) in &round.deleted {
                 let event = ChatListEvent::Deleted {
                     chat_id: *chat_id,
@@ -258,18 +285,8 @@ async fn announce(
                     entries.sort_by_key(|e| place(&e.id));
                     for chat in entries {
                         let owner_id = chat.owner_id;
-                        let event = if round.created.contains(&chat.id) {
-                            ChatListEvent::Created {
-                                chat,
-                                truncated: false,
-                            }
-                        } else {
-                            ChatListEvent::Updated {
-                                chat,
-                                truncated: false,
-                            }
-                        };
-                        events.publish_chat_list(owner_id, &event, max_bytes);
+                        let created = round.created.contains(&chat.id);
+                        events.publish_chat_list(owner_id, &list_event(chat, created), max_bytes);
                     }
                     answer(round.flushes);
                 }
@@ -284,6 +301,21 @@ async fn announce(
         }
         if !open {
             return;
+        }
+    }
+}
+
+/// The event announcing `chat`: `created` for a new chat, else `updated`.
+fn list_event(chat: ChatListEntry, created: bool) -> ChatListEvent {
+    if created {
+        ChatListEvent::Created {
+            chat,
+            truncated: false,
+        }
+    } else {
+        ChatListEvent::Updated {
+            chat,
+            truncated: false,
         }
     }
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{
     MESSAGE_COLUMNS, Store,
+    chat_list_entries::{ChatListEntry, entry_json, entry_of},
     model_contexts::EFFECTIVE_MODEL,
     pg_json, pg_text,
     sql_functions::{Called, SqlFunction, fetch_optional_calling},
@@ -63,6 +64,8 @@ pub struct TurnOutcome {
     /// this first answer, or still pending (a failed attempt, a lost job) with no call in
     /// flight for it. The worker generates it next.
     pub title_pending: bool,
+    /// The chat's list entry as the finish committed it (`None`: announced after a read).
+    pub list_entry: Option<Box<ChatListEntry>>,
 }
 
 impl TurnOutcome {
@@ -86,6 +89,7 @@ impl TurnOutcome {
             status,
             waiting_calls: Vec::new(),
             title_pending: false,
+            list_entry: None,
         }
     }
 }
@@ -108,7 +112,7 @@ impl Store {
             .acquire_in(&[(turn_id, worker.to_owned())], lease, "FOR UPDATE")
             .await?;
         Ok(match taken.first() {
-            Some(row) => Some(AcquiredTurn::from_row(row)?),
+            Some(row) => Some(acquired(row)?),
             None => None,
         })
     }
@@ -145,7 +149,7 @@ impl Store {
                 Ok(TakenTurn {
                     id: row.try_get("id")?,
                     lease_owner: row.try_get("lease_owner")?,
-                    turn: AcquiredTurn::from_row(row).map_err(StoreError::from),
+                    turn: acquired(row),
                 })
             })
             .collect()
@@ -182,7 +186,8 @@ impl Store {
     ///   was ever queued and not vacuumed since.
     /// - The chats' update has no status filter a scan could serve: a chat whose turn is
     ///   `queued` is `pending`, and a `CASE` leaves any other status (and its `updated_at`)
-    ///   as it was.
+    ///   as it was. Its `RETURNING` is each chat's list entry as the statement left it
+    ///   ([`AcquiredTurn::list_entry`]).
     async fn acquire_in(
         &self,
         turns: &[(Uuid, String)],
@@ -209,24 +214,27 @@ impl Store {
                   AND chat_turns.chat_id = ANY(ARRAY(SELECT id FROM c))
                 RETURNING chat_turns.id, chat_turns.chat_id, chat_turns.seq, chat_turns.step,
                           chat_turns.attempt, chat_turns.interrupt_requested, chat_turns.lease_owner
-             ), s AS (
+             ), cs AS (
                 UPDATE chats
                 SET status = CASE WHEN chats.status = 'pending' THEN 'running' ELSE chats.status END,
                     updated_at = CASE WHEN chats.status = 'pending' THEN now() ELSE chats.updated_at END
                 FROM t WHERE chats.id = t.chat_id
+                RETURNING chats.id, {ENTRY} AS list_entry
              )
              SELECT t.id, t.chat_id, ch.owner_id, t.seq, t.step, t.attempt, t.interrupt_requested, t.lease_owner, ch.dynamic_tools, ch.plan_mode,
                     (u.debug_logging_enabled AND coalesce(s.debug_logging_enabled, false)) AS debug,
                     {EFFECTIVE_MODEL} AS model_config_id, ch.parent_chat_id, ch.mode,
                     par.plan_mode AS parent_plan_mode, ch.reasoning_effort, {SOURCES}, {MCP},
-                    {HISTORY} AS history
+                    {HISTORY} AS history, cs.list_entry
              FROM t JOIN chats ch ON ch.id = t.chat_id
+             LEFT JOIN cs ON cs.id = t.chat_id
              LEFT JOIN chats par ON par.id = ch.parent_chat_id
              JOIN users u ON u.id = ch.owner_id
              LEFT JOIN site_config s ON s.id = 1",
             SOURCES = super::instructions::sources_columns("ch", "u"),
             MCP = super::mcp_servers::any_applies_column("ch"),
             HISTORY = super::summaries::history_column("t.chat_id"),
+            ENTRY = entry_json("chats"),
         )))
         .bind(&ids)
         .bind(&owners)
@@ -507,7 +515,15 @@ fn outcome_of_promotion(
     let mut outcome = TurnOutcome::new(message, promoted, next_turn_id, idle);
     outcome.waiting_calls = row.try_get("waiting_calls")?;
     outcome.title_pending = row.try_get("title_pending")?;
+    outcome.list_entry = entry_of(row, "list_entry")?;
     Ok(outcome)
+}
+
+/// A turn from a row of [`Store::acquire_turns`]'s statement, with its chat's list entry.
+fn acquired(row: &sqlx::postgres::PgRow) -> Result<AcquiredTurn, StoreError> {
+    let mut turn = AcquiredTurn::from_row(row)?;
+    turn.list_entry = entry_of(row, "list_entry")?;
+    Ok(turn)
 }
 
 /// Where [`promotion_sql`] finds its values: a parameter (`$n`) each.
@@ -533,7 +549,8 @@ impl Promotion {
 /// The promotion's statement ([`promote_queued_message`] documents it), its values taken
 /// from `p`, its row led by `lead` (columns a caller adds before its own). One row:
 /// `title_pending`, `waiting_calls`, and `promoted`, the user message promoted (as JSON,
-/// null when the queue was empty).
+/// null when the queue was empty), and `list_entry`, the chat's list entry as the update
+/// left it (null when it changed nothing).
 fn promotion_sql(p: &Promotion, lead: &str) -> String {
     let Promotion {
         chat,
@@ -572,7 +589,8 @@ fn promotion_sql(p: &Promotion, lead: &str) -> String {
                 last_activity_at = now(), updated_at = now()
             WHERE id = {chat} AND status IN ('running', 'pending', 'requires_action')
             -- Pending and free to claim: a call in flight is left alone.
-            RETURNING title_generation = 'pending' AND {UNCLAIMED} AS title_pending
+            RETURNING title_generation = 'pending' AND {UNCLAIMED} AS title_pending,
+                      {ENTRY} AS list_entry
          ), m AS (
             INSERT INTO chat_messages (id, chat_id, turn_id, role, content)
             SELECT {message_id}, {chat}, {turn_id}, 'user', q.content FROM q
@@ -584,7 +602,9 @@ fn promotion_sql(p: &Promotion, lead: &str) -> String {
                      ELSE ARRAY(SELECT id FROM tool_calls
                                 WHERE waits_for_chat_id = {chat} AND status = 'waiting')
                 END AS waiting_calls,
-                (SELECT to_jsonb(m) FROM m) AS promoted"
+                (SELECT to_jsonb(m) FROM m) AS promoted,
+                (SELECT list_entry FROM c) AS list_entry",
+        ENTRY = entry_json("chats"),
     )
 }
 
@@ -610,7 +630,7 @@ pub(super) static COMPLETE_TURN: LazyLock<SqlFunction> = LazyLock::new(|| {
                  uuid, uuid, text, integer, uuid, jsonb, text, jsonb, bigint,
                  uuid, uuid, text, text)
              RETURNS TABLE (f_answer jsonb, f_title_pending boolean, f_waiting_calls uuid[],
-                            f_promoted jsonb)
+                            f_promoted jsonb, f_list_entry jsonb)
              LANGUAGE plpgsql VOLATILE AS $agentq$
              DECLARE v_answer jsonb;
              BEGIN
@@ -632,7 +652,7 @@ pub(super) static COMPLETE_TURN: LazyLock<SqlFunction> = LazyLock::new(|| {
 static COMPLETE_TURN_CALL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT f.* FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             AS f(answer, title_pending, waiting_calls, promoted)",
+             AS f(answer, title_pending, waiting_calls, promoted, list_entry)",
         COMPLETE_TURN.name
     )
 });

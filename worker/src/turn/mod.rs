@@ -307,6 +307,7 @@ impl TurnEngine {
         ChatOutcome::StepStarted {
             chat_id: turn.chat_id,
             attempt: turn.attempt,
+            list_entry: turn.list_entry.clone(),
         }
         .publish(&self.events);
         let target = match self

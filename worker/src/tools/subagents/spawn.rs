@@ -70,6 +70,8 @@ pub async fn run(
                     chat_id: child.id,
                     message: *message,
                     turn_id,
+                    // The row holds no subagent type: announced after a read.
+                    list_entry: None,
                 },
             )
             .await;
