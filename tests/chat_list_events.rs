@@ -365,7 +365,11 @@ async fn a_turn_is_announced_with_the_entries_its_statements_returned(pool: sqlx
     .await;
     app.services.events.flush().await;
     let reads = counter("agentq_chat_list_reads_total") - reads_before;
-    assert_eq!(reads, 0, "the turn's entries were read again");
+    assert_eq!(
+        reads, 0,
+        "the turn's entries were read again (the counter is the process's: run the test \
+         alone, as nextest does)"
+    );
 
     // The fields a list entry shares with a chat.
     let shared = |entry: &Value, chat: &Value, what: &str| {

@@ -5,12 +5,13 @@
 //! [`crate::outcome::ChatOutcome::publish`] reports each committed change that a chat list
 //! shows ([`ChatListChange`]); this module hands the events to the process's
 //! [`EventPublisher`], which writes them to `{..}:owner:<owner_id>` beside the chat streams.
-//! A change whose statement returned the chat's list entry (a turn's: `POST /chats`, the
-//! acquisition, the finish) is announced with it; for the others this module reads the
-//! changed chats' entries ([`crate::store::Store::chat_list_entries`]).
+//! A change whose statement returned the chat's list entry (a turn's: the chat's creation,
+//! the acquisition, the finish) is announced with it at once
+//! ([`ChatListChange::Committed`]); for the others this module reads the changed chats'
+//! entries ([`crate::store::Store::chat_list_entries`]) on its task:
 //!
-//! - **Never blocks the caller.** Reporting a change is a set insert; the read happens on
-//!   this task, so a turn loop never waits on PostgreSQL for it, and a slow read never holds
+//! - **Never blocks the caller.** Reporting a change is a set insert (an entry, a push onto
+//!   the publisher's queue); the read happens on this task, so a turn loop never waits on PostgreSQL for it, and a slow read never holds
 //!   up the chat streams' deltas (the publisher's own queue).
 //! - **Coalesced, so bounded.** A chat waiting to be read is in the set once, however often
 //!   it changed meanwhile: the read returns its state after the last change, which is all a
@@ -26,11 +27,12 @@
 //!   backlog) is followed at once; deletions, which need no read, are held only behind
 //!   chats waiting to be read, at most that long.
 //! - **In order within a process.** One task reads and publishes, after the commits it
-//!   announces, so its events of one chat leave in the order of the reads. A round publishes
-//!   the entries it was given before its deletions and its read: each was committed before
-//!   it was reported, so before the read starts (which sees it or something later) and
-//!   before a deletion of its chat. Across processes two announcers may interleave; each
-//!   entry carries `updated_at`, and a client keeps the later one.
+//!   announces, so its events of one chat leave in the order of the reads. An entry a
+//!   statement returned is queued for the stream when it is reported, right after its
+//!   commit, as a read made then would be; it waits for no read, so a read that started
+//!   before that commit may be published after it with the older state. Across processes
+//!   two announcers may interleave. Each entry carries `updated_at`, and a client keeps the
+//!   later one.
 //! - **A read that fails** (PostgreSQL down) puts its chats back and retries with backoff;
 //!   deletions need no read (the caller names the owner) and go out at once.
 
@@ -87,6 +89,9 @@ pub enum ChatListChange {
 pub(crate) struct ChatListFeed {
     pending: Arc<Mutex<Pending>>,
     doorbell: mpsc::Sender<()>,
+    /// Where a committed entry goes at once (the task's publisher; boxed, since a
+    /// publisher holds its feed).
+    events: Box<EventPublisher>,
 }
 
 #[derive(Default)]
@@ -96,8 +101,6 @@ struct Pending {
     queued: HashSet<Uuid>,
     /// Of `chats`, those to announce as `created`.
     created: HashSet<Uuid>,
-    /// Entries to announce as they are (`created` or not), in the order reported.
-    entries: Vec<(Box<ChatListEntry>, bool)>,
     /// Deletions to announce: (owner, chat, root).
     deleted: Vec<(Uuid, Uuid, Option<Uuid>)>,
     /// Callers of [`ChatListFeed::flush`] waiting for the next round to end.
@@ -108,7 +111,6 @@ struct Pending {
 struct Round {
     chats: Vec<Uuid>,
     created: HashSet<Uuid>,
-    entries: Vec<(Box<ChatListEntry>, bool)>,
     deleted: Vec<(Uuid, Uuid, Option<Uuid>)>,
     flushes: Vec<oneshot::Sender<()>>,
 }
@@ -119,42 +121,44 @@ impl ChatListFeed {
     pub(crate) fn start(store: Store, events: EventPublisher) -> Self {
         let (doorbell, rung) = mpsc::channel(1);
         let pending = Arc::new(Mutex::new(Pending::default()));
-        tokio::spawn(announce(store, events, pending.clone(), rung));
-        Self { pending, doorbell }
+        tokio::spawn(announce(store, events.clone(), pending.clone(), rung));
+        Self {
+            pending,
+            doorbell,
+            events: Box::new(events),
+        }
     }
 
-    /// Queues a change for the task; never waits.
+    /// Queues a change for the task, or an entry a statement returned for the stream at
+    /// once; never waits.
     pub(crate) fn report(&self, change: ChatListChange) {
-        {
-            let mut p = self.lock();
-            match change {
-                ChatListChange::Created(chat_id) => {
-                    if p.enqueue(chat_id) {
-                        p.created.insert(chat_id);
-                    }
+        match change {
+            ChatListChange::Committed { entry, created } => {
+                self.events.announce_entry(*entry, created);
+                return;
+            }
+            ChatListChange::Created(chat_id) => {
+                let mut p = self.lock();
+                if p.enqueue(chat_id) {
+                    p.created.insert(chat_id);
                 }
-                ChatListChange::Updated(chat_ids) => {
-                    for chat_id in chat_ids {
-                        p.enqueue(chat_id);
-                    }
+            }
+            ChatListChange::Updated(chat_ids) => {
+                let mut p = self.lock();
+                for chat_id in chat_ids {
+                    p.enqueue(chat_id);
                 }
-                ChatListChange::Committed { entry, created } => {
-                    if p.entries.len() >= MAX_PENDING {
+            }
+            ChatListChange::Deleted { owner_id, chat_ids } => {
+                let mut p = self.lock();
+                let root = chat_ids.first().copied();
+                for chat_id in chat_ids {
+                    if p.deleted.len() >= MAX_PENDING {
                         crate::metrics::event_dropped("chat_list");
-                    } else {
-                        p.entries.push((entry, created));
+                        break;
                     }
-                }
-                ChatListChange::Deleted { owner_id, chat_ids } => {
-                    let root = chat_ids.first().copied();
-                    for chat_id in chat_ids {
-                        if p.deleted.len() >= MAX_PENDING {
-                            crate::metrics::event_dropped("chat_list");
-                            break;
-                        }
-                        let root_chat_id = root.filter(|r| *r != chat_id);
-                        p.deleted.push((owner_id, chat_id, root_chat_id));
-                    }
+                    let root_chat_id = root.filter(|r| *r != chat_id);
+                    p.deleted.push((owner_id, chat_id, root_chat_id));
                 }
             }
         }
@@ -219,7 +223,6 @@ impl Pending {
         Round {
             chats,
             created,
-            entries: std::mem::take(&mut self.entries),
             deleted: std::mem::take(&mut self.deleted),
             flushes,
         }
@@ -249,8 +252,8 @@ async fn announce(
     loop {
         let open = rung.recv().await.is_some();
         loop {
-            // Paced only when there is something to read: entries, deletions and flushes
-            // alone go out at once.
+            // Paced only when there is something to read: deletions and flushes alone go
+            // out at once.
             let wait = last_read.and_then(|at| READ_SPACING.checked_sub(at.elapsed()));
             if let Some(wait) = wait
                 && !lock(&pending).chats.is_empty()
@@ -258,10 +261,6 @@ async fn announce(
                 tokio::time::sleep(wait).await;
             }
             let round = lock(&pending).take_round();
-            for (entry, created) in round.entries {
-                let owner_id = entry.owner_id;
-                events.publish_chat_list(owner_id, &list_event(*entry, created), max_bytes);
-            }
             for (owner_id, chat_id, root_chat_id) in &round.deleted {
                 let event = ChatListEvent::Deleted {
                     chat_id: *chat_id,
@@ -327,6 +326,13 @@ fn answer(flushes: Vec<oneshot::Sender<()>>) {
 }
 
 impl EventPublisher {
+    /// Queues the event announcing a chat list `entry` a statement returned (`created` for a
+    /// new chat): no read, so it goes out at once.
+    pub(super) fn announce_entry(&self, entry: ChatListEntry, created: bool) {
+        let max_bytes = self.limits().payload.max_event_bytes;
+        self.publish_chat_list(entry.owner_id, &list_event(entry, created), max_bytes);
+    }
+
     /// Queues `event` for `owner_id`'s chat list stream (never dropped under pressure: it
     /// reports committed state).
     fn publish_chat_list(&self, owner_id: Uuid, event: &ChatListEvent, max_bytes: usize) {

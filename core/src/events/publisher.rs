@@ -105,9 +105,9 @@ impl EventPublisher {
         self
     }
 
-    /// Reports a committed change that chat lists show; the announcer reads the chats and
-    /// publishes `created` / `updated` / `deleted` on their owners' list streams. Never
-    /// waits. Called by [`crate::outcome::ChatOutcome::publish`].
+    /// Reports a committed change that chat lists show; the announcer publishes `created` /
+    /// `updated` / `deleted` on their owners' list streams, with the entry the change's
+    /// statement returned or after reading the chats. Never waits. Called by [`crate::outcome::ChatOutcome::publish`].
     pub fn chat_list_changed(&self, change: ChatListChange) {
         match &self.chat_list {
             Some(feed) => feed.report(change),

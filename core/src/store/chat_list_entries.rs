@@ -66,7 +66,7 @@ pub struct ChatListEntry {
 impl ChatListEntry {
     /// The entry of a root chat from its row, as `POST /chats` returns it: a root chat is
     /// never closed and has no subagent type. `None` for a subagent chat, whose type the
-    /// row does not hold.
+    /// row does not hold (`spawn_subagent`'s statement returns its entry).
     pub fn of_root_chat(chat: &Chat) -> Option<Self> {
         chat.parent_chat_id.is_none().then(|| Self {
             id: chat.id,
@@ -107,7 +107,8 @@ pub(crate) fn entry_json(row: &str) -> String {
 }
 
 /// A row's optional `column` written by [`entry_json`]. An entry this build cannot read
-/// (a newer version wrote the row) is left out: the change is then announced after a read.
+/// (a newer version wrote the row) is left out (and logged): the change is then announced
+/// after a read, which decodes the same expression.
 pub(crate) fn entry_of(
     row: &sqlx::postgres::PgRow,
     column: &str,

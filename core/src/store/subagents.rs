@@ -28,7 +28,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Store, model_contexts::EFFECTIVE_MODEL, pg_json, pg_text};
+use sqlx::FromRow;
+
+use super::{
+    MESSAGE_COLUMNS, Store,
+    chat_list_entries::{ChatListEntry, entry_json, entry_of},
+    model_contexts::EFFECTIVE_MODEL,
+    pg_json, pg_text,
+};
 use crate::{
     ChatError, StoreError,
     domain::{ChatStatus, Message, MessagePart},
@@ -107,6 +114,8 @@ pub enum Spawned {
         message: Box<Message>,
         /// Its queued turn.
         turn_id: Uuid,
+        /// Its chat list entry as created (`None`: announced after a read).
+        list_entry: Option<Box<ChatListEntry>>,
     },
     /// This call spawned the child already (the call ran again after a lost worker): the
     /// child's turn was announced then, and recovery re-sends it if that was lost.
@@ -216,7 +225,9 @@ impl Store {
         };
         let child_id = Uuid::now_v7();
         let turn_id = Uuid::now_v7();
-        let child: ChildChat = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        // The child's row, and its list entry as inserted (nothing later in this
+        // transaction changes the row).
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH c AS (
                 INSERT INTO chats (id, owner_id, organization_id, parent_chat_id, root_chat_id, title,
                                    status, mode, client_type, model_config_id, spawn_call_id,
@@ -241,7 +252,8 @@ impl Store {
              ), t AS (
                 INSERT INTO chat_turns (id, chat_id, seq, status) SELECT $6, id, 1, 'queued' FROM c
              )
-             SELECT {CHILD_COLUMNS} FROM c"
+             SELECT {CHILD_COLUMNS}, {ENTRY} AS list_entry FROM c",
+            ENTRY = entry_json("c"),
         )))
         .bind(child_id)
         .bind(new.parent_chat_id)
@@ -251,6 +263,8 @@ impl Store {
         .bind(turn_id)
         .fetch_one(&mut *tx)
         .await?;
+        let child = ChildChat::from_row(&row)?;
+        let list_entry = entry_of(&row, "list_entry")?;
         let message: Message = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO chat_messages (id, chat_id, turn_id, role, content) VALUES ($1, $2, $3, 'user', $4)
              RETURNING {MESSAGE_COLUMNS}"
@@ -266,6 +280,7 @@ impl Store {
             child,
             message: Box::new(message),
             turn_id,
+            list_entry,
         })
     }
 

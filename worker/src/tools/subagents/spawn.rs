@@ -62,6 +62,7 @@ pub async fn run(
             child,
             message,
             turn_id,
+            list_entry,
         } => {
             tracing::info!(child.id = %child.id, subagent_type, "spawned a subagent");
             announce(
@@ -70,8 +71,7 @@ pub async fn run(
                     chat_id: child.id,
                     message: *message,
                     turn_id,
-                    // The row holds no subagent type: announced after a read.
-                    list_entry: None,
+                    list_entry,
                 },
             )
             .await;
