@@ -248,6 +248,14 @@ async fn a_subagent_chat_is_announced_under_its_root(pool: sqlx::PgPool) {
     })
     .await;
     let child = spawned.last().unwrap().data["chat"].clone();
+    // Its creation is announced first: its turn's start and answer come after.
+    let child_id_text = child["id"].as_str().unwrap();
+    assert!(
+        spawned[..spawned.len() - 1]
+            .iter()
+            .all(|e| e.data["chat"]["id"].as_str() != Some(child_id_text)),
+        "the subagent chat was announced before its creation: {spawned:#?}"
+    );
     assert_eq!(child["parent_chat_id"], parent.to_string(), "{child}");
     assert_eq!(child["title"], "Scout", "{child}");
     assert_eq!(child["subagent_type"], "explore", "{child}");

@@ -58,7 +58,9 @@ use crate::{
                 `updated` carry the chat's whole list entry as it is now (status, title, \
                 archive state, pin position, labels, activity; subagent chats with \
                 `root_chat_id`): replace the entry shown, unless it has a later `updated_at`. \
-                `deleted` names a deleted chat (a root chat first, then its subagent chats). \
+                `deleted` names a deleted chat (a root chat first, then its subagent chats); \
+                it stays deleted: ignore a later entry of its id (processes announce \
+                independently). \
                 `reset` means events were lost: reload `GET /api/v1/chats`. Comment lines are \
                 keep-alives. The server ends the stream after its maximum lifetime; reconnect \
                 with `Last-Event-ID`.",

@@ -11,8 +11,12 @@
 //! entries ([`crate::store::Store::chat_list_entries`]) on its task:
 //!
 //! - **Never blocks the caller.** Reporting a change is a set insert (an entry, a push onto
-//!   the publisher's queue); the read happens on this task, so a turn loop never waits on PostgreSQL for it, and a slow read never holds
-//!   up the chat streams' deltas (the publisher's own queue).
+//!   the publisher's queue); the read happens on this task, so a turn loop never waits on
+//!   PostgreSQL for it, and a slow read never holds up the chat streams' deltas (the
+//!   publisher's own queue).
+//! - **Entries are not held.** An entry a statement returned goes to the publisher's queue
+//!   as it is reported, neither coalesced nor capped here: like a chat's status events, one
+//!   per committed change.
 //! - **Coalesced, so bounded.** A chat waiting to be read is in the set once, however often
 //!   it changed meanwhile: the read returns its state after the last change, which is all a
 //!   list shows. Memory is bounded by the number of distinct chats waiting, itself capped
@@ -26,13 +30,14 @@
 //!   one read of its own (bench/RESULTS.md, session 23). A full read ([`READ_BATCH`]: a
 //!   backlog) is followed at once; deletions, which need no read, are held only behind
 //!   chats waiting to be read, at most that long.
-//! - **In order within a process.** One task reads and publishes, after the commits it
-//!   announces, so its events of one chat leave in the order of the reads. An entry a
-//!   statement returned is queued for the stream when it is reported, right after its
-//!   commit, as a read made then would be; it waits for no read, so a read that started
-//!   before that commit may be published after it with the older state. Across processes
-//!   two announcers may interleave. Each entry carries `updated_at`, and a client keeps the
-//!   later one.
+//! - **Order.** One task reads and publishes, after the commits it announces, so the events
+//!   of one chat it reads leave in the order of the reads. An entry a statement returned is
+//!   queued for the stream when it is reported, right after its commit, as a read made then
+//!   would be; it waits for no read, so a read that started before that commit may be
+//!   published after it with the older state. Across processes announcers interleave: each
+//!   entry carries `updated_at`, and a client keeps the later one; an entry that reaches the
+//!   stream after another process's `deleted` of its chat (queued before the deletion,
+//!   written after) is one a client ignores, as `GET /chats/events` documents.
 //! - **A read that fails** (PostgreSQL down) puts its chats back and retries with backoff;
 //!   deletions need no read (the caller names the owner) and go out at once.
 

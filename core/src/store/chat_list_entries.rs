@@ -4,8 +4,9 @@
 //! A sidebar wants the whole entry so it can replace what it shows without a refetch, and a
 //! worker that moves a chat to `running` does not know its title or pin. So the entry is
 //! written in SQL once ([`entry_json`]): the statements a turn runs return it from the row
-//! they changed (the acquisition, a finish's promotion, and `POST /chats`'s insert, whose
-//! chat row holds it all), and their announcement needs no read; other changes are
+//! they changed (the acquisition, a finish's promotion, `spawn_subagent`'s insert, and
+//! `POST /chats`'s insert, whose returned chat holds it all), and their announcement needs
+//! no read; other changes are
 //! announced after a read by id ([`Store::chat_list_entries`], one primary-key lookup per
 //! batch of changed chats) of the same expression.
 
@@ -65,8 +66,8 @@ pub struct ChatListEntry {
 
 impl ChatListEntry {
     /// The entry of a root chat from its row, as `POST /chats` returns it: a root chat is
-    /// never closed and has no subagent type. `None` for a subagent chat, whose type the
-    /// row does not hold (`spawn_subagent`'s statement returns its entry).
+    /// never closed and has no subagent type. `None` for a subagent chat, whose type a
+    /// [`Chat`] does not hold (`spawn_subagent`'s statement returns its entry).
     pub fn of_root_chat(chat: &Chat) -> Option<Self> {
         chat.parent_chat_id.is_none().then(|| Self {
             id: chat.id,
