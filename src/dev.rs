@@ -146,7 +146,7 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<()> {
     let _ = server.await;
     let _ = scheduler.await;
     services.events.flush().await;
-    services.store.pool().close().await;
+    services.store.close().await;
     local.stop().await;
     Ok(())
 }

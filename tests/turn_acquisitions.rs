@@ -488,9 +488,9 @@ async fn an_acquisition_planned_on_empty_tables_reads_a_few_pages_when_they_are_
 
     // Every other backend ends, reporting what it read: only the worker's connection reads
     // from here on.
-    let api_pool = app.services.store.pool().clone();
+    let api_store = app.services.store.clone();
     app.stop().await;
-    api_pool.close().await;
+    api_store.close().await;
 
     let (chat_pages, turn_pages): (i64, i64) = sqlx::query_as(
         "SELECT pg_relation_size('chats') / current_setting('block_size')::bigint,

@@ -83,7 +83,7 @@ pub enum Plans {
 
 /// How long a worker's pooled connection may sit idle before it is checked with a round
 /// trip when handed out ([`Plans::Generic`]).
-const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The URL's connection settings; a URL that does not parse names itself, redacted.
 ///

@@ -225,13 +225,15 @@ impl Store {
         let fingerprint = new.idempotency.as_ref().map(|k| &k.fingerprint[..]);
         if !with_files {
             let content = pg_json(&new.first_message);
-            let Some(chat): Option<Chat> = insert
+            let mut conn = self.kept.take().await?;
+            let inserted: Option<Chat> = insert
                 .bind(&content)
                 .bind(key)
                 .bind(fingerprint)
-                .fetch_optional(&self.pool)
-                .await?
-            else {
+                .fetch_optional(&mut *conn)
+                .await?;
+            conn.keep();
+            let Some(chat) = inserted else {
                 return Ok(None);
             };
             // The row as PostgreSQL holds it: the content as stored, the time of the

@@ -41,6 +41,7 @@ mod fixtures;
 mod identity;
 mod instructions;
 mod interrupts;
+mod kept_connections;
 mod mcp_servers;
 mod messages;
 mod model_contexts;
@@ -119,17 +120,37 @@ use sqlx::PgPool;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// The connections a turn's statements keep between uses, shared by every clone.
+    kept: std::sync::Arc<kept_connections::KeptConnections>,
 }
 
 impl Store {
     /// Wraps a pool (see `db::connect_migrated`).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let kept = std::sync::Arc::new(kept_connections::KeptConnections::new(pool.clone()));
+        Self { pool, kept }
     }
 
-    /// The pool, for readiness probes.
+    /// The pool, for readiness probes. Close it with [`Store::close`]: the pool's own
+    /// `close` waits for the connections this store keeps.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Gives back the connections this store keeps and closes the pool: waits for every
+    /// connection still in use, as `PgPool::close` does.
+    pub async fn close(&self) {
+        // `close` marks the pool closed when called, before its future waits: from then on
+        // nothing is kept.
+        let closing = self.pool.close();
+        self.kept.give_back();
+        closing.await;
+    }
+
+    /// How many connections a turn's statements may keep out of the pool between uses
+    /// (`store::kept_connections`), and how many they keep now.
+    pub fn kept_connections(&self) -> (usize, usize) {
+        (self.kept.cap(), self.kept.len())
     }
 
     /// Cheap liveness query for `/readyz`.

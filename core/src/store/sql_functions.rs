@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use sqlx::{
-    Connection, PgConnection, PgPool, Postgres,
+    Connection, PgConnection, Postgres,
     postgres::{PgArguments, PgRow},
     query::Query,
 };
@@ -72,21 +72,19 @@ pub(super) enum Called {
     CannotDefine,
 }
 
-/// Runs `query` (a call of `function`, built anew for each try) on a connection of `pool`,
-/// outside any transaction (a failed call would abort it): if the function is missing, defines
+/// Runs `query` (a call of `function`, built anew for each try) on `conn`, outside any
+/// transaction (a failed call would abort it): if the function is missing, defines
 /// it and runs the query again. Once that fails for want of the function or of a
 /// privilege, every later call in this process answers [`Called::CannotDefine`] at once,
 /// and one warning says so.
 pub(super) async fn fetch_optional_calling<'q>(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     function: &SqlFunction,
     query: impl Fn() -> Query<'q, Postgres, PgArguments>,
 ) -> Result<Called, StoreError> {
     if function.cannot_define.load(Ordering::Relaxed) {
         return Ok(Called::CannotDefine);
     }
-    let mut conn = pool.acquire().await?;
-    let conn = &mut *conn;
     match query().fetch_optional(&mut *conn).await {
         Err(e) if sqlstate_in(&e, &[UNDEFINED_FUNCTION]) => {
             // Two connections may define it at once: the one that loses fails (a

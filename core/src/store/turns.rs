@@ -196,7 +196,8 @@ impl Store {
     ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
         let (ids, owners): (Vec<Uuid>, Vec<&str>) =
             turns.iter().map(|(id, o)| (*id, o.as_str())).unzip();
-        Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut conn = self.kept.take().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH w AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[]) AS w(turn_id, owner)
                 LIMIT cardinality($1::uuid[])
@@ -239,8 +240,10 @@ impl Store {
         .bind(&ids)
         .bind(&owners)
         .bind(lease.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(&mut *conn)
+        .await?;
+        conn.keep();
+        Ok(rows)
     }
 
     /// Extends the leases on these turns and tool calls, each named with the lease owner
@@ -351,7 +354,8 @@ impl Store {
         let (message_id, next_message_id, next_turn) =
             (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let (content, model) = (pg_json(&completion.content), pg_text(&completion.model));
-        let called = fetch_optional_calling(&self.pool, &COMPLETE_TURN, || {
+        let mut conn = self.kept.take().await?;
+        let called = fetch_optional_calling(&mut conn, &COMPLETE_TURN, || {
             sqlx::query(sqlx::AssertSqlSafe(COMPLETE_TURN_CALL.as_str()))
                 .bind(turn_id)
                 .bind(chat_id)
@@ -368,6 +372,7 @@ impl Store {
                 .bind(title_request(title))
         })
         .await?;
+        conn.keep();
         let row = match called {
             Called::Row(Some(row)) => row,
             Called::Row(None) => return Ok(None),

@@ -1,0 +1,134 @@
+//! A turn's statements (the chat's insert, the acquisition, the finish) keep a few
+//! connections between uses instead of giving each back to sqlx's pool, which checks every
+//! connection given back with a round trip (`store::kept_connections`). What that must not
+//! change: a statement cancelled mid-way leaves its connection to the pool, so it holds up
+//! no other chat's turn; a connection PostgreSQL closed in a restart is not used once it
+//! has waited longer than a pooled connection goes unchecked; closing the store returns.
+
+mod support;
+
+use std::time::Duration;
+
+use agentq_core::store::AnswerTitle;
+use support::{app::TestApp, postgres_server::PrivatePostgres};
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// A chat made through the API, its turn taken and answered through the store as a worker
+/// would: the three statements of a turn. Returns the chat.
+async fn answered_chat(app: &TestApp, message: &str) -> Uuid {
+    let store = &app.services.store;
+    let chat = app.create_chat(message).await;
+    let turn = app.latest_turn(chat).await;
+    store
+        .acquire_turn(turn, "w/1", LEASE)
+        .await
+        .unwrap()
+        .expect("the chat's turn is queued");
+    let done = store
+        .complete_turn(
+            turn,
+            chat,
+            0,
+            "w/1",
+            &support::text_completion("m", message),
+            AnswerTitle::Keep,
+        )
+        .await
+        .unwrap();
+    assert!(done.is_some(), "the answer of {message:?} commits");
+    chat
+}
+
+#[sqlx::test]
+async fn a_statement_cancelled_while_it_waits_holds_up_no_other_chats_turn(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let store = app.services.store.clone();
+    answered_chat(&app, "warm up").await;
+    let (cap, kept) = store.kept_connections();
+    assert!(
+        cap > 0 && kept > 0,
+        "a turn keeps its connections: {kept} of {cap}"
+    );
+
+    // Another transaction holds a chat's lock; the acquisition of its turn waits for it,
+    // and is given up (a cancelled job): its connection still has the statement running.
+    let stuck = app.create_chat("behind a lock").await;
+    let stuck_turn = app.latest_turn(stuck).await;
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM chats WHERE id = $1 FOR UPDATE")
+        .bind(stuck)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        store.acquire_turn(stuck_turn, "w/2", LEASE),
+    )
+    .await;
+    assert!(
+        given_up.is_err(),
+        "the acquisition waits for the chat's lock"
+    );
+
+    // Other chats' turns run meanwhile: none gets the connection that still waits.
+    for i in 0..3 {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            answered_chat(&app, &format!("beside the lock {i}")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("turn {i} beside a held lock finishes"));
+    }
+    holder.rollback().await.unwrap();
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn closing_the_store_gives_back_what_it_keeps(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let store = app.services.store.clone();
+    for i in 0..3 {
+        answered_chat(&app, &format!("turn {i}")).await;
+    }
+    assert!(store.kept_connections().1 > 0, "the turns kept connections");
+    // The pool's own close waits for every connection out of it, kept ones included.
+    tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .expect("the store closes");
+    assert!(store.pool().is_closed());
+    assert_eq!(store.kept_connections().1, 0, "nothing is kept after");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_postgresql_restart_a_turn_runs_on_new_connections() {
+    let postgres = std::sync::Arc::new(PrivatePostgres::start());
+    let app = TestApp::start_api_on_database(postgres.url(), support::redis_url()).await;
+    let store = app.services.store.clone();
+    answered_chat(&app, "before the restart").await;
+    assert!(store.kept_connections().1 > 0, "the turn kept connections");
+
+    let pg = postgres.clone();
+    tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg.start_again();
+    })
+    .await
+    .unwrap();
+    // Every kept connection was cut. One kept longer than a pooled connection goes
+    // unchecked (a second) goes back to the pool, which finds it closed, instead of
+    // failing a statement.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let chat = answered_chat(&app, "after the restart").await;
+    let answers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM chat_messages WHERE chat_id = $1 AND role = 'assistant'",
+    )
+    .bind(chat)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(answers, 1);
+    app.stop().await;
+}
