@@ -3,7 +3,8 @@
 //! connection given back with a round trip (`store::kept_connections`). What that must not
 //! change: a statement cancelled mid-way leaves its connection to the pool, so it holds up
 //! no other chat's turn; a connection PostgreSQL closed in a restart is not used once it
-//! has waited longer than a pooled connection goes unchecked; closing the store returns.
+//! has waited longer than a pooled connection goes unchecked; kept connections go back to
+//! the pool when turns stop; closing the pool returns.
 
 mod support;
 
@@ -86,19 +87,38 @@ async fn a_statement_cancelled_while_it_waits_holds_up_no_other_chats_turn(pool:
 }
 
 #[sqlx::test]
-async fn closing_the_store_gives_back_what_it_keeps(pool: sqlx::PgPool) {
+async fn closing_the_pool_returns_with_connections_kept(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let store = app.services.store.clone();
     for i in 0..3 {
         answered_chat(&app, &format!("turn {i}")).await;
     }
     assert!(store.kept_connections().1 > 0, "the turns kept connections");
-    // The pool's own close waits for every connection out of it, kept ones included.
-    tokio::time::timeout(Duration::from_secs(5), store.close())
+    // The pool's own close (as `#[sqlx::test]` closes it, with the API still running)
+    // waits for every connection out of it, kept ones included.
+    tokio::time::timeout(Duration::from_secs(5), store.pool().close())
         .await
-        .expect("the store closes");
-    assert!(store.pool().is_closed());
+        .expect("the pool closes");
     assert_eq!(store.kept_connections().1, 0, "nothing is kept after");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn kept_connections_go_back_to_the_pool_when_turns_stop(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let store = app.services.store.clone();
+    answered_chat(&app, "the last turn for a while").await;
+    assert!(store.kept_connections().1 > 0, "the turn kept connections");
+    // A kept connection unused for a second goes back to the pool (which checks it),
+    // whether or not another turn comes: the quiet app holds none out of it.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(store.kept_connections().1, 0, "nothing stays kept");
+    let (size, idle) = (store.pool().size(), store.pool().num_idle());
+    assert_eq!(
+        usize::try_from(size).unwrap(),
+        idle,
+        "every connection of the pool is idle in it"
+    );
     app.stop().await;
 }
 

@@ -4,133 +4,181 @@
 //! sqlx checks every connection given back to its pool with a round trip (a `Sync` and its
 //! reply, in `PoolConnection::return_to_pool`, with no option to turn it off), for a
 //! connection whose future was dropped mid-statement: a turn paid it once for each of its
-//! statements. Without that check a turn cost PostgreSQL 0.3 ms less CPU and each agentq
-//! process about 0.1 ms less, and ran 15-20 % more turns a second (bench/RESULTS.md,
-//! "Session 25"; "Session 26" for this module).
+//! statements. A scratch build of sqlx without that check ran 15-20 % more turns a second
+//! (bench/RESULTS.md, "Session 25"); keeping these connections gained 2-12 % on a faster
+//! VM, most with four worker processes ("Session 26").
 //!
 //! So the statements a turn makes (the chat's insert, the batched acquisition, the finish)
 //! take a connection here ([`KeptConnections::take`]) and, once their statement has
-//! completed, hand it back here ([`Kept::keep`]), unchecked: a statement that completed
+//! completed, park it here again ([`Taken::keep`]), unchecked: a statement that completed
 //! left the connection ready for the next one. Any other way out gives the connection back
-//! to the pool, which checks it as before: an error, and a future dropped mid-statement (a
-//! cancelled job, a request whose client went away), since [`Kept`] gives it back when
-//! dropped.
+//! to the pool, which checks it as before: an error returned to the caller, and a future
+//! dropped mid-statement (a cancelled job, a request whose client went away), since
+//! [`Taken`] gives it back when dropped.
 //!
 //! Bounds:
-//! - At most [`KeptConnections::cap`] connections wait here, a quarter of the pool's
-//!   maximum and at most [`MAX_KEPT`]; none for a pool of fewer than four. The rest of the
-//!   pool serves everything else as before.
-//! - A connection is kept only while the pool has one to hand out (an idle one, or room
-//!   for another): when it has none, someone may be waiting, and the connection goes back.
-//! - One kept for longer than [`crate::db::CHECK_IDLE_AFTER`] goes back to the pool (which
-//!   checks it) when it would be taken, as a pooled connection idle that long is checked
-//!   before use: a statement finds a connection PostgreSQL closed (a restart) only within
-//!   that second, as with the pool.
-//! - A connection goes back to the pool at least every [`BACK_TO_POOL_EVERY`], so the
-//!   pool's own rules (its `max_lifetime`) still apply to it.
-//! - [`Store::close`](super::Store::close) gives them all back before it closes the pool,
-//!   whose `close` waits for every connection out of it.
+//! - At most a quarter of the pool's maximum is parked, and at most [`MAX_KEPT`]; none for
+//!   a pool of fewer than four. The rest of the pool serves everything else as before.
+//! - A connection is parked only while the pool has one to hand out (an idle one, or room
+//!   for another), and once a second a sweep gives every parked one back when the pool has
+//!   none: someone may be waiting.
+//! - A connection parked longer than [`crate::db::CHECK_IDLE_AFTER`] goes back to the pool,
+//!   which checks it: the sweep gives it back within another such period, and one taken
+//!   before that goes back instead of serving. So a worker's statement finds a connection
+//!   PostgreSQL closed (a restart) only within that second, as with a worker's pool. A pool
+//!   that checks every connection it hands out (sqlx's default, the API's) has a parked
+//!   one checked when taken too.
+//! - A connection goes back to the pool at least every [`BACK_TO_POOL_EVERY`] it spends
+//!   out of it, so the pool's own rules (its `max_lifetime`) still apply to it.
+//! - When the pool is closed, however that happens, the sweep gives every parked
+//!   connection back, so the pool's `close`, which waits for every connection out of it,
+//!   returns.
 
 use std::{
     ops::{Deref, DerefMut},
-    sync::Mutex,
+    sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
 
-use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, pool::PoolConnection};
 
-/// The most connections kept, whatever the pool's size: a turn's statements are short,
+use crate::db::CHECK_IDLE_AFTER;
+
+/// The most connections parked, whatever the pool's size: a turn's statements are short,
 /// and a few connections serve them at hundreds of turns a second.
 const MAX_KEPT: usize = 4;
 
-/// How long a connection may go from kept to taken and back before it is given back to
+/// How long a connection may go from parked to taken and back before it is given back to
 /// the pool once.
 const BACK_TO_POOL_EVERY: Duration = Duration::from_secs(60);
 
-/// A kept connection: since when it is out of the pool, and when it was last kept.
-struct Waiting {
+/// A parked connection: since when it is out of the pool, and when it was last parked.
+struct Parked {
     conn: PoolConnection<Postgres>,
     out_since: Instant,
-    kept_at: Instant,
+    parked_at: Instant,
+}
+
+impl Parked {
+    /// Whether it may serve or stay parked without going back to the pool.
+    fn fresh(&self) -> bool {
+        self.parked_at.elapsed() <= CHECK_IDLE_AFTER
+            && self.out_since.elapsed() <= BACK_TO_POOL_EVERY
+    }
 }
 
 /// Connections the hot statements keep; one set per [`Store`](super::Store), shared by
 /// its clones.
 pub(super) struct KeptConnections {
     pool: PgPool,
-    /// Most recently kept last.
-    kept: Mutex<Vec<Waiting>>,
+    /// Most recently parked last.
+    parked: Mutex<Vec<Parked>>,
     cap: usize,
 }
 
 impl std::fmt::Debug for KeptConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeptConnections")
-            .field("kept", &self.lock().len())
+            .field("parked", &self.lock().len())
             .field("cap", &self.cap)
             .finish()
     }
 }
 
 impl KeptConnections {
-    /// Keeps at most a quarter of `pool`'s maximum, and at most [`MAX_KEPT`].
-    pub(super) fn new(pool: PgPool) -> Self {
+    /// Parks at most a quarter of `pool`'s maximum, and at most [`MAX_KEPT`]; starts the
+    /// sweep. Outside a Tokio runtime (no sweep could run) nothing is parked.
+    pub(super) fn new(pool: PgPool) -> Arc<Self> {
         let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
-        Self {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let cap = if runtime.is_some() {
+            (max / 4).min(MAX_KEPT)
+        } else {
+            0
+        };
+        let closed = pool.close_event();
+        let set = Arc::new(Self {
             pool,
-            kept: Mutex::new(Vec::new()),
-            cap: (max / 4).min(MAX_KEPT),
+            parked: Mutex::new(Vec::new()),
+            cap,
+        });
+        if let Some(runtime) = runtime.filter(|_| cap > 0) {
+            runtime.spawn(sweep(Arc::downgrade(&set), closed));
         }
+        set
     }
 
-    /// How many connections may wait here.
+    /// How many connections may be parked.
     pub(super) fn cap(&self) -> usize {
         self.cap
     }
 
-    /// How many wait here now.
+    /// How many are parked now.
     pub(super) fn len(&self) -> usize {
         self.lock().len()
     }
 
-    /// The most recently kept connection, or one from the pool. Kept ones too old to go
-    /// unchecked go back to the pool first.
-    pub(super) async fn take(&self) -> Result<Kept<'_>, sqlx::Error> {
-        let fresh = {
-            let mut kept = self.lock();
-            match kept.pop() {
-                Some(w) if w.kept_at.elapsed() <= crate::db::CHECK_IDLE_AFTER => Some(w),
-                // The others were kept earlier still: all go back, to be checked.
+    /// The most recently parked connection, or one from the pool. Parked ones no longer
+    /// fresh go back to the pool first, and a parked one that fails the check a pool
+    /// checking every connection makes goes back too.
+    pub(super) async fn take(&self) -> Result<Taken<'_>, sqlx::Error> {
+        let parked = {
+            let mut parked = self.lock();
+            match parked.pop() {
+                Some(p) if p.fresh() => Some(p),
                 Some(stale) => {
-                    let mut back: Vec<_> = kept.drain(..).collect();
+                    // The others were parked earlier still: all go back, to be checked.
+                    let mut back = std::mem::take(&mut *parked);
+                    drop(parked);
                     back.push(stale);
-                    drop(kept);
                     drop(back);
                     None
                 }
                 None => None,
             }
         };
-        let (conn, out_since) = match fresh {
-            Some(w) => (w.conn, w.out_since),
+        let parked = match parked {
+            Some(mut p) if self.pool.options().get_test_before_acquire() => {
+                // Dropped if the check fails, or if this future is: back to the pool.
+                p.conn.ping().await.is_ok().then_some(p)
+            }
+            other => other,
+        };
+        let (conn, out_since) = match parked {
+            Some(p) => (p.conn, p.out_since),
             None => (self.pool.acquire().await?, Instant::now()),
         };
-        Ok(Kept {
+        Ok(Taken {
             conn: Some(conn),
             out_since,
             home: self,
         })
     }
 
-    /// Gives every kept connection back to the pool.
+    /// Gives every parked connection back to the pool.
     pub(super) fn give_back(&self) {
-        let back: Vec<_> = self.lock().drain(..).collect();
+        let back = std::mem::take(&mut *self.lock());
         drop(back);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+    /// Gives back the parked connections no longer fresh, or all of them when the pool
+    /// has none to hand out.
+    fn give_back_stale(&self) {
+        let all_back = !self.pool_has_room();
+        let back: Vec<Parked> = {
+            let mut parked = self.lock();
+            let (stay, back) = std::mem::take(&mut *parked)
+                .into_iter()
+                .partition(|p| !all_back && p.fresh());
+            *parked = stay;
+            back
+        };
+        drop(back);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
         // A panic while holding this lock leaves a plain list of connections: still sound.
-        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether the pool could hand out a connection now without waiting.
@@ -139,49 +187,87 @@ impl KeptConnections {
     }
 }
 
-/// A connection taken from [`KeptConnections`]: kept again by [`Kept::keep`], given back to
-/// the pool (and checked there) when dropped.
-pub(super) struct Kept<'a> {
+impl Drop for KeptConnections {
+    /// A pooled connection given back spawns its return on the runtime: with none left
+    /// (the last store dropped after its runtime), each is closed here instead.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            let parked = std::mem::take(self.parked.get_mut().unwrap_or_else(|e| e.into_inner()));
+            for p in parked {
+                drop(p.conn.detach());
+            }
+        }
+    }
+}
+
+/// Once every [`CHECK_IDLE_AFTER`], gives back what is no longer fresh (or everything, when
+/// the pool has no connection to hand out); when the pool is closed, gives back every
+/// parked connection and ends. Ends too once its store is gone.
+async fn sweep(set: Weak<KeptConnections>, closed: sqlx::pool::CloseEvent) {
+    let mut closed = std::pin::pin!(closed);
+    let mut every = tokio::time::interval(CHECK_IDLE_AFTER);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut closed => {
+                if let Some(set) = set.upgrade() {
+                    set.give_back();
+                }
+                return;
+            }
+            _ = every.tick() => {
+                let Some(set) = set.upgrade() else { return };
+                set.give_back_stale();
+            }
+        }
+    }
+}
+
+/// A connection taken from [`KeptConnections`]: parked again by [`Taken::keep`], given back
+/// to the pool (and checked there) when dropped.
+pub(super) struct Taken<'a> {
     conn: Option<PoolConnection<Postgres>>,
     out_since: Instant,
     home: &'a KeptConnections,
 }
 
-impl Kept<'_> {
-    /// The statement run on this connection completed: keep it for the next one, unchecked,
-    /// if there is room and the pool is not out of connections; else give it back.
+impl Taken<'_> {
+    /// The statement run on this connection completed: park it for the next one,
+    /// unchecked, if there is room and the pool is not out of connections; else give it
+    /// back.
     pub(super) fn keep(mut self) {
         let Some(conn) = self.conn.take() else { return };
         if !self.home.pool_has_room() || self.out_since.elapsed() > BACK_TO_POOL_EVERY {
             return;
         }
-        let mut kept = self.home.lock();
-        // Read under the lock: [`Store::close`](super::Store::close) marks the pool closed,
-        // then empties this list under it, so nothing is kept after that.
-        if kept.len() < self.home.cap && !self.home.pool.is_closed() {
-            kept.push(Waiting {
+        let mut parked = self.home.lock();
+        // Read under the lock: the sweep and [`Store::close`](super::Store::close) give
+        // back everything under it once the pool is marked closed, so nothing is parked
+        // after that.
+        if parked.len() < self.home.cap && !self.home.pool.is_closed() {
+            parked.push(Parked {
                 conn,
                 out_since: self.out_since,
-                kept_at: Instant::now(),
+                parked_at: Instant::now(),
             });
         }
     }
 }
 
-impl Deref for Kept<'_> {
+impl Deref for Taken<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
         self.conn
             .as_deref()
-            .expect("a Kept holds its connection until kept")
+            .expect("a Taken holds its connection until kept")
     }
 }
 
-impl DerefMut for Kept<'_> {
+impl DerefMut for Taken<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         self.conn
             .as_deref_mut()
-            .expect("a Kept holds its connection until kept")
+            .expect("a Taken holds its connection until kept")
     }
 }

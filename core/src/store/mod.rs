@@ -127,18 +127,18 @@ pub struct Store {
 impl Store {
     /// Wraps a pool (see `db::connect_migrated`).
     pub fn new(pool: PgPool) -> Self {
-        let kept = std::sync::Arc::new(kept_connections::KeptConnections::new(pool.clone()));
+        let kept = kept_connections::KeptConnections::new(pool.clone());
         Self { pool, kept }
     }
 
-    /// The pool, for readiness probes. Close it with [`Store::close`]: the pool's own
-    /// `close` waits for the connections this store keeps.
+    /// The pool, for readiness probes.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Gives back the connections this store keeps and closes the pool: waits for every
-    /// connection still in use, as `PgPool::close` does.
+    /// Closes the pool, then gives back the connections this store keeps (the pool's own
+    /// `close` has them given back too, by `store::kept_connections`'s sweep, within
+    /// moments): waits for every connection still in use, as `PgPool::close` does.
     pub async fn close(&self) {
         // `close` marks the pool closed when called, before its future waits: from then on
         // nothing is kept.

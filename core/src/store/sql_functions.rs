@@ -62,6 +62,14 @@ impl SqlFunction {
     }
 }
 
+impl SqlFunction {
+    /// Whether this process found it may not define the function: calls answer
+    /// [`Called::CannotDefine`] without a connection.
+    pub(super) fn cannot_be_called(&self) -> bool {
+        self.cannot_define.load(Ordering::Relaxed)
+    }
+}
+
 /// What [`fetch_optional_calling`] did.
 pub(super) enum Called {
     /// The call's row, if any.
@@ -82,7 +90,7 @@ pub(super) async fn fetch_optional_calling<'q>(
     function: &SqlFunction,
     query: impl Fn() -> Query<'q, Postgres, PgArguments>,
 ) -> Result<Called, StoreError> {
-    if function.cannot_define.load(Ordering::Relaxed) {
+    if function.cannot_be_called() {
         return Ok(Called::CannotDefine);
     }
     match query().fetch_optional(&mut *conn).await {

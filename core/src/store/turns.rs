@@ -354,25 +354,31 @@ impl Store {
         let (message_id, next_message_id, next_turn) =
             (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let (content, model) = (pg_json(&completion.content), pg_text(&completion.model));
-        let mut conn = self.kept.take().await?;
-        let called = fetch_optional_calling(&mut conn, &COMPLETE_TURN, || {
-            sqlx::query(sqlx::AssertSqlSafe(COMPLETE_TURN_CALL.as_str()))
-                .bind(turn_id)
-                .bind(chat_id)
-                .bind(worker)
-                .bind(step)
-                .bind(message_id)
-                .bind(&content)
-                .bind(&model)
-                .bind(Json(&completion.usage))
-                .bind(completion.cost_micros)
-                .bind(next_message_id)
-                .bind(next_turn)
-                .bind(ChatStatus::Waiting)
-                .bind(title_request(title))
-        })
-        .await?;
-        conn.keep();
+        // A role that may not define the function takes no connection for it.
+        let called = if COMPLETE_TURN.cannot_be_called() {
+            Called::CannotDefine
+        } else {
+            let mut conn = self.kept.take().await?;
+            let called = fetch_optional_calling(&mut conn, &COMPLETE_TURN, || {
+                sqlx::query(sqlx::AssertSqlSafe(COMPLETE_TURN_CALL.as_str()))
+                    .bind(turn_id)
+                    .bind(chat_id)
+                    .bind(worker)
+                    .bind(step)
+                    .bind(message_id)
+                    .bind(&content)
+                    .bind(&model)
+                    .bind(Json(&completion.usage))
+                    .bind(completion.cost_micros)
+                    .bind(next_message_id)
+                    .bind(next_turn)
+                    .bind(ChatStatus::Waiting)
+                    .bind(title_request(title))
+            })
+            .await?;
+            conn.keep();
+            called
+        };
         let row = match called {
             Called::Row(Some(row)) => row,
             Called::Row(None) => return Ok(None),
