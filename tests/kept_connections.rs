@@ -4,7 +4,7 @@
 //! change: a statement cancelled mid-way leaves its connection to the pool, so it holds up
 //! no other chat's turn; a connection PostgreSQL closed in a restart is not used once it
 //! has waited longer than a pooled connection goes unchecked; kept connections go back to
-//! the pool when turns stop; closing the pool returns.
+//! the pool when turns stop, and when clients leave mid-request; closing the pool returns.
 
 mod support;
 
@@ -119,6 +119,57 @@ async fn kept_connections_go_back_to_the_pool_when_turns_stop(pool: sqlx::PgPool
         idle,
         "every connection of the pool is idle in it"
     );
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn creates_whose_clients_leave_mid_request_leave_every_connection_to_the_pool(
+    pool: sqlx::PgPool,
+) {
+    let app = TestApp::start_api_only(pool).await;
+    app.lift_rate_limits().await;
+    let store = app.services.store.clone();
+    answered_chat(&app, "before the crowd").await;
+    // Clients that give up after a few milliseconds: the server drops each request's
+    // future wherever it is, the insert's statement included.
+    // Ten at a time, each wave's clients leaving after 1 to 37 ms, so that some leave
+    // before their create reaches the database, some during its insert, some after.
+    let client = reqwest::Client::new();
+    for wave in 0..20u64 {
+        let mut left = Vec::new();
+        for i in 0..10u64 {
+            let request = client
+                .post(format!("{}/api/v1/chats", app.base))
+                .bearer_auth(&app.token)
+                .json(&serde_json::json!({ "message": format!("leaving {wave}/{i}") }))
+                .timeout(Duration::from_millis(1 + i * 4))
+                .send();
+            left.push(tokio::spawn(request));
+        }
+        for request in left {
+            let _ = request.await.unwrap();
+        }
+    }
+    // Once the dropped statements' connections were checked and the kept ones swept,
+    // every connection is the pool's again, and turns run as before.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (size, idle) = (store.pool().size(), store.pool().num_idle());
+    assert_eq!(
+        usize::try_from(size).unwrap(),
+        idle,
+        "every connection is idle in the pool"
+    );
+    for i in 0..3 {
+        answered_chat(&app, &format!("after the crowd {i}")).await;
+    }
+    let broken: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM chats c WHERE NOT EXISTS (SELECT 1 FROM chat_turns t WHERE t.chat_id = c.id)
+            OR NOT EXISTS (SELECT 1 FROM chat_messages m WHERE m.chat_id = c.id AND m.role = 'user')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(broken, 0, "a chat is made whole or not at all");
     app.stop().await;
 }
 
