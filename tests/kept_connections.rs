@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use agentq_core::store::AnswerTitle;
+use agentq_core::store::{AnswerTitle, Store};
 use support::{app::TestApp, postgres_server::PrivatePostgres};
 use uuid::Uuid;
 
@@ -42,19 +42,35 @@ async fn answered_chat(app: &TestApp, message: &str) -> Uuid {
     chat
 }
 
+/// Waits (at most 5 s) until the store keeps no connection and every connection of its
+/// pool is idle in it.
+async fn all_idle_in_the_pool(store: &Store) {
+    support::eventually(
+        Duration::from_secs(5),
+        "every connection idle in the pool",
+        || async {
+            let (size, idle) = (store.pool().size(), store.pool().num_idle());
+            (store.kept_connections().parked == 0 && usize::try_from(size).unwrap() == idle)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[sqlx::test]
 async fn a_statement_cancelled_while_it_waits_holds_up_no_other_chats_turn(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let store = app.services.store.clone();
     answered_chat(&app, "warm up").await;
-    let (cap, kept) = store.kept_connections();
+    let kept = store.kept_connections();
     assert!(
-        cap > 0 && kept > 0,
-        "a turn keeps its connections: {kept} of {cap}"
+        kept.cap > 0 && kept.parked > 0,
+        "a turn keeps its connections: {kept:?}"
     );
 
     // Another transaction holds a chat's lock; the acquisition of its turn waits for it,
-    // and is given up (a cancelled job): its connection still has the statement running.
+    // and is given up (a cancelled job) while PostgreSQL runs it: its connection still has
+    // the statement running.
     let stuck = app.create_chat("behind a lock").await;
     let stuck_turn = app.latest_turn(stuck).await;
     let mut holder = store.pool().begin().await.unwrap();
@@ -63,15 +79,27 @@ async fn a_statement_cancelled_while_it_waits_holds_up_no_other_chats_turn(pool:
         .execute(&mut *holder)
         .await
         .unwrap();
-    let given_up = tokio::time::timeout(
-        Duration::from_millis(300),
-        store.acquire_turn(stuck_turn, "w/2", LEASE),
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.acquire_turn(stuck_turn, "w/2", LEASE).await }
+    });
+    support::eventually(
+        Duration::from_secs(5),
+        "the acquisition waiting for the chat's lock",
+        || async {
+            let waits: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            (waits > 0).then_some(())
+        },
     )
     .await;
-    assert!(
-        given_up.is_err(),
-        "the acquisition waits for the chat's lock"
-    );
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
 
     // Other chats' turns run meanwhile: none gets the connection that still waits.
     for i in 0..3 {
@@ -93,13 +121,16 @@ async fn closing_the_pool_returns_with_connections_kept(pool: sqlx::PgPool) {
     for i in 0..3 {
         answered_chat(&app, &format!("turn {i}")).await;
     }
-    assert!(store.kept_connections().1 > 0, "the turns kept connections");
+    assert!(
+        store.kept_connections().parked > 0,
+        "the turns kept connections"
+    );
     // The pool's own close (as `#[sqlx::test]` closes it, with the API still running)
     // waits for every connection out of it, kept ones included.
     tokio::time::timeout(Duration::from_secs(5), store.pool().close())
         .await
         .expect("the pool closes");
-    assert_eq!(store.kept_connections().1, 0, "nothing is kept after");
+    assert_eq!(store.kept_connections().parked, 0, "nothing is kept after");
     app.stop().await;
 }
 
@@ -108,17 +139,13 @@ async fn kept_connections_go_back_to_the_pool_when_turns_stop(pool: sqlx::PgPool
     let app = TestApp::start_api_only(pool).await;
     let store = app.services.store.clone();
     answered_chat(&app, "the last turn for a while").await;
-    assert!(store.kept_connections().1 > 0, "the turn kept connections");
+    assert!(
+        store.kept_connections().parked > 0,
+        "the turn kept connections"
+    );
     // A kept connection unused for a second goes back to the pool (which checks it),
     // whether or not another turn comes: the quiet app holds none out of it.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(store.kept_connections().1, 0, "nothing stays kept");
-    let (size, idle) = (store.pool().size(), store.pool().num_idle());
-    assert_eq!(
-        usize::try_from(size).unwrap(),
-        idle,
-        "every connection of the pool is idle in it"
-    );
+    all_idle_in_the_pool(&store).await;
     app.stop().await;
 }
 
@@ -151,13 +178,19 @@ async fn creates_whose_clients_leave_mid_request_leave_every_connection_to_the_p
         }
     }
     // Once the dropped statements' connections were checked and the kept ones swept,
-    // every connection is the pool's again, and turns run as before.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let (size, idle) = (store.pool().size(), store.pool().num_idle());
+    // every connection is the pool's again, none of them in a statement or a transaction,
+    // and turns run as before.
+    all_idle_in_the_pool(&store).await;
+    let busy: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+            AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert_eq!(
-        usize::try_from(size).unwrap(),
-        idle,
-        "every connection is idle in the pool"
+        busy, 0,
+        "no connection is left in a statement or a transaction"
     );
     for i in 0..3 {
         answered_chat(&app, &format!("after the crowd {i}")).await;
@@ -177,9 +210,44 @@ async fn creates_whose_clients_leave_mid_request_leave_every_connection_to_the_p
 async fn after_a_postgresql_restart_a_turn_runs_on_new_connections() {
     let postgres = std::sync::Arc::new(PrivatePostgres::start());
     let app = TestApp::start_api_on_database(postgres.url(), support::redis_url()).await;
-    let store = app.services.store.clone();
-    answered_chat(&app, "before the restart").await;
-    assert!(store.kept_connections().1 > 0, "the turn kept connections");
+    // A worker's store: its pool checks a connection it hands out only when it sat idle
+    // for over a second (`db::Plans::Generic`), so a parked connection is not checked when
+    // taken either; eight connections, two of them kept.
+    let mut config: agentq_core::config::DatabaseConfig = agentq_core::config::defaults();
+    config.url = postgres.url().as_str().into();
+    config.max_connections = 8;
+    let worker = Store::new(
+        agentq_core::db::connect_planning(&config, agentq_core::db::Plans::Generic)
+            .await
+            .unwrap(),
+    );
+    let answer = |chat: Uuid, text: &'static str| {
+        let worker = worker.clone();
+        let app = &app;
+        async move {
+            let turn = app.latest_turn(chat).await;
+            worker
+                .acquire_turn(turn, "w/1", LEASE)
+                .await?
+                .expect("the chat's turn is queued");
+            worker
+                .complete_turn(
+                    turn,
+                    chat,
+                    0,
+                    "w/1",
+                    &support::text_completion("m", text),
+                    AnswerTitle::Keep,
+                )
+                .await
+        }
+    };
+    let before = app.create_chat("before the restart").await;
+    assert!(answer(before, "before").await.unwrap().is_some());
+    assert!(
+        worker.kept_connections().parked > 0,
+        "the worker kept connections"
+    );
 
     let pg = postgres.clone();
     tokio::task::spawn_blocking(move || {
@@ -192,12 +260,16 @@ async fn after_a_postgresql_restart_a_turn_runs_on_new_connections() {
     // unchecked (a second) goes back to the pool, which finds it closed, instead of
     // failing a statement.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let chat = answered_chat(&app, "after the restart").await;
+    let after = app.create_chat("after the restart").await;
+    let done = answer(after, "after")
+        .await
+        .expect("the turn runs on new connections");
+    assert!(done.is_some(), "its answer commits");
     let answers: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM chat_messages WHERE chat_id = $1 AND role = 'assistant'",
     )
-    .bind(chat)
-    .fetch_one(store.pool())
+    .bind(after)
+    .fetch_one(app.services.store.pool())
     .await
     .unwrap();
     assert_eq!(answers, 1);

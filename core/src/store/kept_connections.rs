@@ -5,8 +5,9 @@
 //! reply, in `PoolConnection::return_to_pool`, with no option to turn it off), for a
 //! connection whose future was dropped mid-statement: a turn paid it once for each of its
 //! statements. A scratch build of sqlx without that check ran 15-20 % more turns a second
-//! (bench/RESULTS.md, "Session 25"); keeping these connections gained 2-12 % on a faster
-//! VM, most with four worker processes ("Session 26").
+//! (bench/RESULTS.md, "Session 25"); keeping these connections gained 6-9 % with two worker
+//! processes and 6-12 % with four on a faster VM, and nothing beyond noise with one
+//! ("Session 26").
 //!
 //! So the statements a turn makes (the chat's insert, the batched acquisition, the finish)
 //! take a connection here ([`KeptConnections::take`]) and, once their statement has
@@ -20,11 +21,11 @@
 //! - At most a quarter of the pool's maximum is parked, and at most [`MAX_KEPT`]; none for
 //!   a pool of fewer than four. The rest of the pool serves everything else as before.
 //! - A connection is parked only while the pool has one to hand out (an idle one, or room
-//!   for another), and once a second a sweep gives every parked one back when the pool has
-//!   none: someone may be waiting.
+//!   for another), and a sweep every [`SWEEP_EVERY`] gives every parked one back when the
+//!   pool has none: someone may be waiting.
 //! - A connection parked longer than [`crate::db::CHECK_IDLE_AFTER`] goes back to the pool,
-//!   which checks it: the sweep gives it back within another such period, and one taken
-//!   before that goes back instead of serving. So a worker's statement finds a connection
+//!   which checks it: the sweep gives it back within [`SWEEP_EVERY`], and one taken before
+//!   that goes back instead of serving. So a worker's statement finds a connection
 //!   PostgreSQL closed (a restart) only within that second, as with a worker's pool. A pool
 //!   that checks every connection it hands out (sqlx's default, the API's) has a parked
 //!   one checked when taken too.
@@ -32,7 +33,11 @@
 //!   out of it, so the pool's own rules (its `max_lifetime`) still apply to it.
 //! - When the pool is closed, however that happens, the sweep gives every parked
 //!   connection back, so the pool's `close`, which waits for every connection out of it,
-//!   returns.
+//!   returns; once it is closed, [`KeptConnections::take`] fails as the pool's `acquire`
+//!   does.
+//! - Nothing is parked for a pool that keeps a minimum of connections open
+//!   (`min_connections`): a connection of such a pool dropped outside a Tokio runtime
+//!   panics in sqlx, and a parked one may be dropped there ([`KeptConnections`]' `Drop`).
 
 use std::{
     ops::{Deref, DerefMut},
@@ -47,6 +52,9 @@ use crate::db::CHECK_IDLE_AFTER;
 /// The most connections parked, whatever the pool's size: a turn's statements are short,
 /// and a few connections serve them at hundreds of turns a second.
 const MAX_KEPT: usize = 4;
+
+/// How often the sweep looks at the parked connections (a few comparisons under a lock).
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// How long a connection may go from parked to taken and back before it is given back to
 /// the pool once.
@@ -65,6 +73,16 @@ impl Parked {
         self.parked_at.elapsed() <= CHECK_IDLE_AFTER
             && self.out_since.elapsed() <= BACK_TO_POOL_EVERY
     }
+}
+
+/// How many connections a store may keep out of its pool between a turn's statements
+/// (`cap`), and how many it keeps now (`parked`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeptCount {
+    /// At most this many.
+    pub cap: usize,
+    /// This many now.
+    pub parked: usize,
 }
 
 /// Connections the hot statements keep; one set per [`Store`](super::Store), shared by
@@ -87,11 +105,12 @@ impl std::fmt::Debug for KeptConnections {
 
 impl KeptConnections {
     /// Parks at most a quarter of `pool`'s maximum, and at most [`MAX_KEPT`]; starts the
-    /// sweep. Outside a Tokio runtime (no sweep could run) nothing is parked.
+    /// sweep. Outside a Tokio runtime (no sweep could run), or for a pool keeping a minimum
+    /// of connections open, nothing is parked.
     pub(super) fn new(pool: PgPool) -> Arc<Self> {
         let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let cap = if runtime.is_some() {
+        let cap = if runtime.is_some() && pool.options().get_min_connections() == 0 {
             (max / 4).min(MAX_KEPT)
         } else {
             0
@@ -108,26 +127,28 @@ impl KeptConnections {
         set
     }
 
-    /// How many connections may be parked.
-    pub(super) fn cap(&self) -> usize {
-        self.cap
-    }
-
-    /// How many are parked now.
-    pub(super) fn len(&self) -> usize {
-        self.lock().len()
+    /// How many connections may be parked, and how many are.
+    pub(super) fn count(&self) -> KeptCount {
+        KeptCount {
+            cap: self.cap,
+            parked: self.lock().len(),
+        }
     }
 
     /// The most recently parked connection, or one from the pool. Parked ones no longer
     /// fresh go back to the pool first, and a parked one that fails the check a pool
-    /// checking every connection makes goes back too.
+    /// checking every connection makes goes back too. Fails once the pool is closed.
     pub(super) async fn take(&self) -> Result<Taken<'_>, sqlx::Error> {
+        if self.pool.is_closed() {
+            return Err(sqlx::Error::PoolClosed);
+        }
         let parked = {
             let mut parked = self.lock();
             match parked.pop() {
                 Some(p) if p.fresh() => Some(p),
                 Some(stale) => {
-                    // The others were parked earlier still: all go back, to be checked.
+                    // All go back, to be checked: the others were parked earlier still (or,
+                    // when this one went a minute out of the pool, a few go back early).
                     let mut back = std::mem::take(&mut *parked);
                     drop(parked);
                     back.push(stale);
@@ -162,9 +183,9 @@ impl KeptConnections {
     }
 
     /// Gives back the parked connections no longer fresh, or all of them when the pool
-    /// has none to hand out.
+    /// has none to hand out or is closed.
     fn give_back_stale(&self) {
-        let all_back = !self.pool_has_room();
+        let all_back = self.pool.is_closed() || !self.pool_has_room();
         let back: Vec<Parked> = {
             let mut parked = self.lock();
             let (stay, back) = std::mem::take(&mut *parked)
@@ -189,7 +210,8 @@ impl KeptConnections {
 
 impl Drop for KeptConnections {
     /// A pooled connection given back spawns its return on the runtime: with none left
-    /// (the last store dropped after its runtime), each is closed here instead.
+    /// (the last store dropped after its runtime), each is detached and closed here instead
+    /// (which spawns nothing for a pool without `min_connections`, the only kind that parks).
     fn drop(&mut self) {
         if tokio::runtime::Handle::try_current().is_err() {
             let parked = std::mem::take(self.parked.get_mut().unwrap_or_else(|e| e.into_inner()));
@@ -200,12 +222,12 @@ impl Drop for KeptConnections {
     }
 }
 
-/// Once every [`CHECK_IDLE_AFTER`], gives back what is no longer fresh (or everything, when
-/// the pool has no connection to hand out); when the pool is closed, gives back every
-/// parked connection and ends. Ends too once its store is gone.
+/// Every [`SWEEP_EVERY`], gives back what is no longer fresh (or everything, when the pool
+/// has no connection to hand out); when the pool is closed, gives back every parked
+/// connection and ends. Ends too once its store is gone.
 async fn sweep(set: Weak<KeptConnections>, closed: sqlx::pool::CloseEvent) {
     let mut closed = std::pin::pin!(closed);
-    let mut every = tokio::time::interval(CHECK_IDLE_AFTER);
+    let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -83,6 +83,7 @@ pub use files::LinkedFiles;
 pub use identity::ChatAccess;
 pub use instructions::{InstructionSources, SkillListing};
 pub use interrupts::InterruptOutcome;
+pub use kept_connections::KeptCount;
 pub use mcp_servers::{
     McpAuthType, McpAvailability, McpServerListing, McpServerRecord, McpServerView, McpServerWrite,
     McpTransport,
@@ -149,8 +150,8 @@ impl Store {
 
     /// How many connections a turn's statements may keep out of the pool between uses
     /// (`store::kept_connections`), and how many they keep now.
-    pub fn kept_connections(&self) -> (usize, usize) {
-        (self.kept.cap(), self.kept.len())
+    pub fn kept_connections(&self) -> KeptCount {
+        self.kept.count()
     }
 
     /// Cheap liveness query for `/readyz`.

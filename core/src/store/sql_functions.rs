@@ -60,9 +60,7 @@ impl SqlFunction {
             cannot_define: AtomicBool::new(false),
         }
     }
-}
 
-impl SqlFunction {
     /// Whether this process found it may not define the function: calls answer
     /// [`Called::CannotDefine`] without a connection.
     pub(super) fn cannot_be_called(&self) -> bool {
