@@ -10,32 +10,45 @@ mod support;
 
 use std::time::Duration;
 
-use agentq_core::store::{AnswerTitle, Store};
+use agentq_core::{
+    StoreError,
+    store::{AnswerTitle, Store, TurnOutcome},
+};
 use support::{app::TestApp, postgres_server::PrivatePostgres};
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
 
-/// A chat made through the API, its turn taken and answered through the store as a worker
-/// would: the three statements of a turn. Returns the chat.
-async fn answered_chat(app: &TestApp, message: &str) -> Uuid {
-    let store = &app.services.store;
-    let chat = app.create_chat(message).await;
+/// The queued turn of `chat` taken and answered through `store` as a worker would: the
+/// acquisition and the finish. `Ok(None)`: the answer did not commit.
+async fn answer_turn(
+    store: &Store,
+    app: &TestApp,
+    chat: Uuid,
+    text: &str,
+) -> Result<Option<TurnOutcome>, StoreError> {
     let turn = app.latest_turn(chat).await;
     store
         .acquire_turn(turn, "w/1", LEASE)
-        .await
-        .unwrap()
+        .await?
         .expect("the chat's turn is queued");
-    let done = store
+    store
         .complete_turn(
             turn,
             chat,
             0,
             "w/1",
-            &support::text_completion("m", message),
+            &support::text_completion("m", text),
             AnswerTitle::Keep,
         )
+        .await
+}
+
+/// A chat made through the API, its turn answered through the app's store
+/// ([`answer_turn`]): the three statements of a turn. Returns the chat.
+async fn answered_chat(app: &TestApp, message: &str) -> Uuid {
+    let chat = app.create_chat(message).await;
+    let done = answer_turn(&app.services.store, app, chat, message)
         .await
         .unwrap();
     assert!(done.is_some(), "the answer of {message:?} commits");
@@ -221,29 +234,13 @@ async fn after_a_postgresql_restart_a_turn_runs_on_new_connections() {
             .await
             .unwrap(),
     );
-    let answer = |chat: Uuid, text: &'static str| {
-        let worker = worker.clone();
-        let app = &app;
-        async move {
-            let turn = app.latest_turn(chat).await;
-            worker
-                .acquire_turn(turn, "w/1", LEASE)
-                .await?
-                .expect("the chat's turn is queued");
-            worker
-                .complete_turn(
-                    turn,
-                    chat,
-                    0,
-                    "w/1",
-                    &support::text_completion("m", text),
-                    AnswerTitle::Keep,
-                )
-                .await
-        }
-    };
     let before = app.create_chat("before the restart").await;
-    assert!(answer(before, "before").await.unwrap().is_some());
+    assert!(
+        answer_turn(&worker, &app, before, "before")
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(
         worker.kept_connections().parked > 0,
         "the worker kept connections"
@@ -261,7 +258,7 @@ async fn after_a_postgresql_restart_a_turn_runs_on_new_connections() {
     // failing a statement.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let after = app.create_chat("after the restart").await;
-    let done = answer(after, "after")
+    let done = answer_turn(&worker, &app, after, "after")
         .await
         .expect("the turn runs on new connections");
     assert!(done.is_some(), "its answer commits");
