@@ -175,7 +175,7 @@ async fn a_dead_consumers_entries_are_taken_over_after_the_lease() {
     );
     let mut held = Vec::new();
     while held.len() < 10 {
-        held.push(
+        held.extend(
             tokio::time::timeout(Duration::from_secs(5), doomed.deliveries.recv())
                 .await
                 .unwrap()

@@ -6,7 +6,7 @@ use std::{
     future::Future,
     marker::PhantomData,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::{
     Job, JobReport, JobSubject,
     consumer::{Acker, Consumer, Delivery, Slot},
-    job_log::FinishedJob,
+    job_log::{FinishedJob, Reported},
 };
 
 /// Errors the backend reports to apalis: none (decoding failures are dead-lettered and
@@ -33,22 +33,26 @@ use super::{
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {}
 
-/// What the ack layer needs to settle an entry; rides in the task's extensions.
-#[derive(Clone, Debug)]
-struct Ticket {
+/// What the ack layer needs to settle an entry, and what the handler tells its log line.
+/// It rides in the task's extensions as the one [`JobReport`] (an `Arc`), which the handler
+/// and the ack layer share.
+#[derive(Debug)]
+pub(super) struct Ticket {
     entry_id: String,
     payload: String,
     attempt: u32,
     subject: JobSubject,
-    /// What the handler tells the job's log line (it gets a clone as task data).
-    report: JobReport,
-    // Released (freeing a fetch slot) when the last clone drops, i.e. when the job is done.
-    _slot: Arc<Slot>,
+    /// What the handler reported ([`JobReport::chat`], [`JobReport::outcome`]).
+    pub(super) reported: Mutex<Reported>,
+    // Released (freeing a fetch slot) when the last `Arc` drops, i.e. when the job is done.
+    _slot: Slot,
 }
 
 /// An apalis backend reading one queue's [`Consumer`].
 pub struct StreamBackend<J> {
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    deliveries: mpsc::UnboundedReceiver<Vec<Delivery>>,
+    /// The rest of the last batch received.
+    pending: std::vec::IntoIter<Delivery>,
     acker: Acker,
     _job: PhantomData<J>,
 }
@@ -58,6 +62,7 @@ impl<J: Job> StreamBackend<J> {
     pub fn new(consumer: Consumer) -> Self {
         Self {
             deliveries: consumer.deliveries,
+            pending: Vec::new().into_iter(),
             acker: consumer.acker,
             _job: PhantomData,
         }
@@ -82,25 +87,27 @@ impl<J: Job> Backend for StreamBackend<J> {
         _: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         loop {
-            let Some(delivery) = std::task::ready!(self.deliveries.poll_recv(cx)) else {
-                // The fetch loops stopped (shutdown): the worker drains and exits.
-                return Poll::Ready(None);
+            let Some(delivery) = self.pending.next() else {
+                let Some(batch) = std::task::ready!(self.deliveries.poll_recv(cx)) else {
+                    // The fetch loops stopped (shutdown): the worker drains and exits.
+                    return Poll::Ready(None);
+                };
+                self.pending = batch.into_iter();
+                continue;
             };
             match serde_json::from_str::<J>(&delivery.payload) {
                 Ok(job) => {
-                    let report = JobReport::default();
-                    let ticket = Ticket {
+                    let report = JobReport(Arc::new(Ticket {
                         entry_id: delivery.entry_id.clone(),
                         payload: delivery.payload,
                         attempt: delivery.attempt,
                         subject: job.subject(),
-                        report: report.clone(),
-                        _slot: Arc::new(delivery.slot),
-                    };
+                        reported: Mutex::default(),
+                        _slot: delivery.slot,
+                    }));
                     let task = TaskBuilder::new(job)
                         .task_id(TaskId::from_string(delivery.entry_id))
                         .attempt(delivery.attempt as usize)
-                        .data(ticket)
                         .data(report)
                         .build();
                     return Poll::Ready(Some(Ok(task)));
@@ -203,7 +210,7 @@ where
     }
 
     fn call(&mut self, task: Task<J>) -> Self::Future {
-        let ticket = task.ctx().data().get::<Ticket>().cloned();
+        let ticket = task.ctx().data().get::<JobReport>().map(|r| r.0.clone());
         let acker = self.acker.clone();
         let queue = self.queue;
         if let Some(t) = &ticket {
@@ -220,7 +227,7 @@ where
                     entry_id: &t.entry_id,
                     attempt: t.attempt,
                     subject: t.subject,
-                    report: t.report.read(),
+                    report: JobReport::read(&t),
                     duration,
                 };
                 let outcome = match &result {

@@ -23,18 +23,16 @@
 //! The line's target is `agentq::jobs`, so a busy deployment that wants only failed jobs
 //! sets `--log info,agentq::jobs=warn`.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::JobSubject;
+use super::{JobSubject, backend::Ticket};
 
-/// What a handler tells its job's log line; cheap to clone, shared with the ack layer.
-#[derive(Debug, Clone, Default)]
-pub struct JobReport(Arc<Mutex<Reported>>);
+/// What a handler tells its job's log line; cheap to clone, shared with the ack layer (it
+/// is the job's [`Ticket`], the one piece of data its task carries).
+#[derive(Debug, Clone)]
+pub struct JobReport(pub(super) Arc<Ticket>);
 
 /// The handler's side of the line.
 #[derive(Debug, Clone, Copy, Default)]
@@ -54,9 +52,10 @@ impl JobReport {
         self.update(|r| r.outcome = Some(outcome));
     }
 
-    pub(super) fn read(&self) -> Reported {
-        *self
-            .0
+    /// What `ticket`'s handler reported so far.
+    pub(super) fn read(ticket: &Ticket) -> Reported {
+        *ticket
+            .reported
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -65,6 +64,7 @@ impl JobReport {
         change(
             &mut self
                 .0
+                .reported
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );

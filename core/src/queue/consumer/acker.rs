@@ -115,10 +115,13 @@ impl Acker {
 
     /// Marks `entry_id` as held: heartbeats keep it ours until it is settled.
     pub(super) fn track(&self, entry_id: &str) {
-        self.inflight
-            .lock()
-            .expect("inflight lock")
-            .insert(entry_id.to_owned());
+        self.track_all([entry_id]);
+    }
+
+    /// Marks a read's entries as held, under one lock.
+    pub(super) fn track_all<'a>(&self, entry_ids: impl IntoIterator<Item = &'a str>) {
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        inflight.extend(entry_ids.into_iter().map(str::to_owned));
     }
 }
 

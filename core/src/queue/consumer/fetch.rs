@@ -37,7 +37,7 @@ pub(super) async fn fetch_loop(
     options: Arc<ConsumerOptions>,
     slots: Arc<Semaphore>,
     busy: BusySlots,
-    deliver: mpsc::UnboundedSender<Delivery>,
+    deliver: mpsc::UnboundedSender<Vec<Delivery>>,
     acker: Acker,
     shutdown: CancellationToken,
 ) {
@@ -82,21 +82,39 @@ pub(super) async fn fetch_loop(
         match reply {
             Ok(reply) => {
                 backoff = Duration::ZERO;
-                for (entry_id, payload, attempt) in jobs_read(reply) {
-                    // Normally free at once; if reclaim took slots meanwhile, the entry waits
-                    // for one (it is ours and heartbeated, so nobody else takes it).
-                    acker.track(&entry_id);
-                    let permit = slots
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore never closes");
-                    let _ = deliver.send(Delivery {
+                let jobs = jobs_read(reply);
+                if jobs.is_empty() {
+                    continue;
+                }
+                acker.track_all(jobs.iter().map(|(entry_id, _, _)| entry_id.as_str()));
+                // Normally the slots are free at once and the batch goes out in one send (one
+                // wake of the job runner); if reclaim took slots meanwhile, each entry waits
+                // for one (it is ours and heartbeated, so nobody else takes it).
+                let mut permits = slots.clone().try_acquire_many_owned(jobs.len() as u32).ok();
+                let mut batch = Vec::with_capacity(jobs.len());
+                for (entry_id, payload, attempt) in jobs {
+                    let permit = match permits.as_mut().and_then(|p| p.split(1)) {
+                        Some(permit) => permit,
+                        None => {
+                            if !batch.is_empty() {
+                                let _ = deliver.send(std::mem::take(&mut batch));
+                            }
+                            slots
+                                .clone()
+                                .acquire_owned()
+                                .await
+                                .expect("semaphore never closes")
+                        }
+                    };
+                    batch.push(Delivery {
                         entry_id,
                         payload,
                         attempt,
                         slot: Slot::hold(permit, &busy),
                     });
+                }
+                if !batch.is_empty() {
+                    let _ = deliver.send(batch);
                 }
             }
             Err(e) if e.code() == Some("NOGROUP") => {

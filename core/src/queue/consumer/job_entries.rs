@@ -7,10 +7,13 @@ use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use crate::queue::entries;
 
 /// `(id, job payload, failed attempts)` of a job entry; `None` for an entry without a job.
-fn job_of(entry: entries::Entry) -> Option<(String, String, u32)> {
-    let payload: String = entry.get("job")?;
+/// The fields are taken out of the entry, so the payload keeps the reply's buffer.
+fn job_of(mut entry: entries::Entry) -> Option<(String, String, u32)> {
+    let payload: String = redis::from_redis_value(entry.map.remove("job")?).ok()?;
     let attempt = entry
-        .get::<String>("attempt")
+        .map
+        .remove("attempt")
+        .and_then(|a| redis::from_redis_value::<String>(a).ok())
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
     Some((entry.id, payload, attempt))

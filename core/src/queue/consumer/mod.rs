@@ -102,8 +102,8 @@ impl Drop for Slot {
 
 /// A running consumer: its deliveries, its acker, and the loops behind them.
 pub struct Consumer {
-    /// Entries for this process, in arrival order.
-    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// Entries for this process, in arrival order, a read's worth at a time.
+    pub deliveries: mpsc::UnboundedReceiver<Vec<Delivery>>,
     /// Settles entries.
     pub acker: Acker,
     /// Slots holding a job now.

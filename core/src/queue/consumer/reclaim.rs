@@ -20,7 +20,7 @@ pub(super) async fn reclaim_loop(
     options: Arc<ConsumerOptions>,
     slots: Arc<Semaphore>,
     busy: BusySlots,
-    deliver: mpsc::UnboundedSender<Delivery>,
+    deliver: mpsc::UnboundedSender<Vec<Delivery>>,
     acker: Acker,
     shutdown: CancellationToken,
 ) {
@@ -63,6 +63,7 @@ pub(super) async fn reclaim_loop(
             continue;
         }
         let counts = delivery_counts(&mut conn, keys, &claimed).await;
+        let mut batch = Vec::new();
         for ((entry_id, payload, attempt), deliveries) in claimed.into_iter().zip(counts) {
             tracing::info!(
                 queue = keys.queue.as_str(),
@@ -84,12 +85,15 @@ pub(super) async fn reclaim_loop(
             }
             let Some(permit) = permits.pop() else { break };
             acker.track(&entry_id);
-            let _ = deliver.send(Delivery {
+            batch.push(Delivery {
                 entry_id,
                 payload,
                 attempt,
                 slot: Slot::hold(permit, &busy),
             });
+        }
+        if !batch.is_empty() {
+            let _ = deliver.send(batch);
         }
     }
 }
