@@ -13,6 +13,11 @@
 //! delayed-retry script run on timers, not per job, and are left out. Here a reader loop
 //! and an acker loop do exactly those per-job commands; a job counts when its read returns
 //! (as a no-op handler runs in the queue scenario), same burst, same stop rule.
+//!
+//! The machine's speed drifts by more than the margins measured here (its own ceiling runs
+//! span ±20 % within a minute), so each ceiling burst is paired with one of agentq's queue
+//! bursts run right beside it, in alternating order, and "agentq / ceiling" is the median
+//! of the pairs' ratios rather than one median divided by another taken a minute apart.
 
 use std::time::{Duration, Instant};
 
@@ -29,10 +34,15 @@ use crate::common::{Ctx, Row, n};
 pub const ABOUT: &str = "the Redis commands one agentq job costs, pipelined as agentq \
 pipelines them, with no queue logic: XADD (10,000 per pipeline), XREADGROUP COUNT <fetch \
 batch> on its own connection, XACK + XDEL of up to 1,024 ids per pipeline on another, \
-concurrently; same 100,000 burst and stop rule as `queue`. Gives agentq / ceiling.";
+concurrently; same 100,000 burst and stop rule as `queue`. Each of its 7 bursts is paired \
+with one of agentq's queue bursts run beside it, in alternating order: agentq / ceiling is \
+the median of the pairs' ratios.";
 
 /// Runs of each measure; the median is reported (the machine is noisy).
 pub const RUNS: usize = 3;
+
+/// Ceiling bursts, each paired with an agentq queue burst run beside it.
+pub const PAIRS: usize = 7;
 
 /// The median of `values`.
 pub fn median(mut values: Vec<f64>) -> f64 {
@@ -42,22 +52,37 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 
 pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     let fetch_batch = config::defaults::<QueueConfig>().fetch_batch;
-    let (mut enqueues, mut drains, mut complete) = (Vec::new(), Vec::new(), true);
-    for _ in 0..RUNS {
+    let limit = queue::drain_limit(&ctx);
+    let (mut enqueues, mut drains, mut ratios, mut complete) =
+        (Vec::new(), Vec::new(), Vec::new(), true);
+    for pair in 0..PAIRS {
+        // Alternate which of the two goes first, so neither always gets the warmer machine.
+        let agentq_first = pair % 2 == 1;
+        let mut agentq = None;
+        if agentq_first {
+            agentq = Some(queue::burst(&ctx, &ctx.prefix("q"), queue::BURST, limit).await?);
+        }
         let (enqueue_rate, drain_rate, drained) = once(&ctx, fetch_batch).await?;
+        if !agentq_first {
+            agentq = Some(queue::burst(&ctx, &ctx.prefix("q"), queue::BURST, limit).await?);
+        }
+        let agentq = agentq.expect("one of the two branches ran");
         enqueues.push(enqueue_rate);
         drains.push(drain_rate);
-        complete &= drained == queue::BURST;
+        complete &= drained == queue::BURST && agentq.drained == queue::BURST;
+        ratios.push((agentq.drain_rate / drain_rate, agentq.drain_rate));
     }
     let (enqueue_rate, drain_rate) = (median(enqueues), median(drains.clone()));
+    let paired = median(ratios.iter().map(|(r, _)| *r).collect());
     ctx.record(keys::CEILING_ENQUEUE, enqueue_rate);
     if complete {
         ctx.record(keys::CEILING_DRAIN, drain_rate);
+        ctx.record(keys::CEILING_PAIRED, paired);
     }
     Ok(vec![
         Row::new(
             "ceiling",
-            "XADD 100,000 jobs, 10,000 per pipeline (median of 3)",
+            format!("XADD 100,000 jobs, 10,000 per pipeline (median of {PAIRS})"),
             format!("{} jobs/s", n(enqueue_rate)),
             "-",
             None,
@@ -65,7 +90,7 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
         Row::new(
             "ceiling",
             format!(
-                "drain 100,000: XREADGROUP COUNT {fetch_batch} + XACK/XDEL per 1,024, no queue logic (median of 3)"
+                "drain 100,000: XREADGROUP COUNT {fetch_batch} + XACK/XDEL per 1,024, no queue logic (median of {PAIRS})"
             ),
             format!(
                 "{} jobs/s (runs: {}){}",
@@ -76,6 +101,23 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
                 } else {
                     "; a run did not drain everything"
                 }
+            ),
+            "-",
+            None,
+        ),
+        Row::new(
+            "ceiling",
+            format!(
+                "agentq's queue drain (as `queue`) run beside each ceiling drain, in alternating order ({PAIRS} pairs)"
+            ),
+            format!(
+                "agentq / ceiling per pair: {}; agentq {} jobs/s (median)",
+                ratios
+                    .iter()
+                    .map(|(r, _)| format!("{r:.2}×"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                n(median(ratios.iter().map(|(_, a)| *a).collect())),
             ),
             "-",
             None,
