@@ -30,7 +30,9 @@ use uuid::Uuid;
 use super::{JobSubject, backend::Ticket};
 
 /// What a handler tells its job's log line; cheap to clone, shared with the ack layer (it
-/// is the job's [`Ticket`], the one piece of data its task carries).
+/// is the job's ticket, the one piece of data its task carries). The ticket also holds the
+/// job's concurrency slot until its last clone drops, so a handler keeps no clone past its
+/// own return.
 #[derive(Debug, Clone)]
 pub struct JobReport(pub(super) Arc<Ticket>);
 

@@ -99,11 +99,12 @@ pub(super) async fn fetch_loop(
                             if !batch.is_empty() {
                                 let _ = deliver.send(std::mem::take(&mut batch));
                             }
-                            slots
-                                .clone()
-                                .acquire_owned()
-                                .await
-                                .expect("semaphore never closes")
+                            // On shutdown the rest stay pending under this consumer; live
+                            // consumers take them over after the lease.
+                            tokio::select! {
+                                permit = slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
+                                _ = shutdown.cancelled() => break,
+                            }
                         }
                     };
                     batch.push(Delivery {
