@@ -126,10 +126,11 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
                     .collect::<Vec<_>>()
                     .join(", "),
                 n(median(ratios.iter().map(|(_, a)| *a).collect())),
-                if agentq_complete {
-                    ""
-                } else {
-                    "; agentq did not drain a burst within the bound (counted at its rate)"
+                match (ceiling_complete, agentq_complete) {
+                    (false, _) => "; no ratio recorded: a ceiling run was cut off by the bound",
+                    (true, false) =>
+                        "; agentq did not drain a burst within the bound (counted at its rate)",
+                    (true, true) => "",
                 }
             ),
             "-",
