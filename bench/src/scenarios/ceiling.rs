@@ -59,15 +59,14 @@ pub async fn run(ctx: Ctx) -> anyhow::Result<Vec<Row>> {
     for pair in 0..PAIRS {
         // Alternate which of the two goes first, so neither always gets the warmer machine.
         let agentq_first = pair % 2 == 1;
-        let mut agentq = None;
-        if agentq_first {
-            agentq = Some(queue::burst(&ctx, &ctx.prefix("q"), queue::BURST, limit).await?);
-        }
-        let (enqueue_rate, drain_rate, drained) = once(&ctx, fetch_batch).await?;
-        if !agentq_first {
-            agentq = Some(queue::burst(&ctx, &ctx.prefix("q"), queue::BURST, limit).await?);
-        }
-        let agentq = agentq.expect("one of the two branches ran");
+        let ((enqueue_rate, drain_rate, drained), agentq) = if agentq_first {
+            let agentq = queue::burst(&ctx, &ctx.prefix("q"), queue::BURST, limit).await?;
+            (once(&ctx, fetch_batch).await?, agentq)
+        } else {
+            let ceiling = once(&ctx, fetch_batch).await?;
+            let agentq = queue::burst(&ctx, &ctx.prefix("q"), queue::BURST, limit).await?;
+            (ceiling, agentq)
+        };
         enqueues.push(enqueue_rate);
         drains.push(drain_rate);
         ceiling_complete &= drained == queue::BURST;

@@ -43,9 +43,18 @@ pub(super) struct Ticket {
     attempt: u32,
     subject: JobSubject,
     /// What the handler reported ([`JobReport::chat`], [`JobReport::outcome`]).
-    pub(super) reported: Mutex<Reported>,
+    reported: Mutex<Reported>,
     // Released (freeing a fetch slot) when the last `Arc` drops, i.e. when the job is done.
     _slot: Slot,
+}
+
+impl Ticket {
+    /// What the handler reported so far, to read or to change.
+    pub(super) fn reported(&self) -> std::sync::MutexGuard<'_, Reported> {
+        self.reported
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// An apalis backend reading one queue's [`Consumer`].
@@ -227,7 +236,7 @@ where
                     entry_id: &t.entry_id,
                     attempt: t.attempt,
                     subject: t.subject,
-                    report: JobReport::read(&t),
+                    report: *t.reported(),
                     duration,
                 };
                 let outcome = match &result {

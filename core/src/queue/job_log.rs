@@ -54,22 +54,8 @@ impl JobReport {
         self.update(|r| r.outcome = Some(outcome));
     }
 
-    /// What `ticket`'s handler reported so far.
-    pub(super) fn read(ticket: &Ticket) -> Reported {
-        *ticket
-            .reported
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn update(&self, change: impl FnOnce(&mut Reported)) {
-        change(
-            &mut self
-                .0
-                .reported
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        change(&mut self.0.reported());
     }
 }
 
