@@ -596,6 +596,71 @@ async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: 
     app.stop().await;
 }
 
+/// The title grams live in their own table (migration `20261209000100`), written when a root
+/// chat is created and when its title changes: a search that starts from them (a term too
+/// rare for the list walk) finds a renamed chat by its new title only, a chat's other
+/// writes (archiving it) leave its grams as they were, and deleting it deletes them.
+#[sqlx::test]
+async fn title_grams_follow_creates_renames_and_deletes(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let store = &app.services.store;
+    let owner = app.user_id("alice@example.com").await;
+    let org = store
+        .organizations_with_role(owner, OrganizationRole::AgentsAccess)
+        .await
+        .unwrap()[0];
+    let at = chrono::Utc::now() - chrono::Duration::hours(1);
+    let seeded = store.seed_root_chats(owner, org, 1000, at).await.unwrap();
+    let created = chat_with(&app, json!({"title": "Rotate the signing keys"})).await;
+    let grams_rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM title_grams")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(grams_rows().await, 1001, "one row per root chat");
+    // Pages of 2 walk 40 chats of 1,001 before asking the grams: these come from them.
+    assert_eq!(
+        search_all(&app, &app.token, "title:\"signing keys\"", 2).await,
+        vec![created]
+    );
+    assert_eq!(
+        search_all(&app, &app.token, "title:\"chat 500\"", 2).await,
+        vec![seeded[499]]
+    );
+
+    let (status, body) = patch(&app, seeded[499], json!({"title": "Deploy the Canary"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        search_all(&app, &app.token, "title:\"chat 500\"", 2)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        search_all(&app, &app.token, "title:\"the canary\"", 2).await,
+        vec![seeded[499]]
+    );
+    // Archiving writes the chat row, not its grams; it is found archived by its title.
+    let (status, body) = patch(&app, created, json!({"archived": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        search_all(&app, &app.token, "title:\"signing keys\" archived:true", 2).await,
+        vec![created]
+    );
+    assert_eq!(
+        app.delete_as(&app.token, &format!("/api/v1/chats/{}", seeded[499]))
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(grams_rows().await, 1000, "deleted with its chat");
+    assert!(
+        search_all(&app, &app.token, "title:\"the canary\" archived:any", 2)
+            .await
+            .is_empty()
+    );
+    app.stop().await;
+}
+
 #[sqlx::test]
 async fn pinned_chats_come_first_in_their_positions(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
@@ -839,6 +904,9 @@ async fn deleting_a_chat_removes_exactly_its_family(pool: sqlx::PgPool) {
     ] {
         assert!(rows(&pool, table, &family).await > 0, "{table}");
     }
+    // A subagent's chat is never listed, so only its root has title grams.
+    assert_eq!(rows(&pool, "title_grams", &family).await, 1);
+    assert_eq!(rows(&pool, "title_grams", &[child]).await, 0);
     let kept_ids = [kept];
     let kept_before: Vec<i64> = futures::future::join_all(
         [
@@ -887,6 +955,7 @@ async fn deleting_a_chat_removes_exactly_its_family(pool: sqlx::PgPool) {
         "chat_debug_runs",
         "chat_file_links",
         "chat_diff_statuses",
+        "title_grams",
     ] {
         assert_eq!(rows(&pool, table, &family).await, 0, "{table}");
     }

@@ -15,9 +15,9 @@
 //! and filters (a term most chats match) or starts from an index of the term and sorts
 //! what it found (a rare one; `title:` is walked first, below): `chats_search_idx` for
 //! `status`, `client_type` and `label`,
-//! `chats_title_grams_idx` for `title`, the `chat_diff_statuses` indexes for `pr`, `repo`,
-//! `pr_title` and `pr_status` (migrations `20261203002000`, `20261205000200`,
-//! `20261203002100`).
+//! `title_grams_idx` of the table `title_grams` for `title`, the `chat_diff_statuses` indexes
+//! for `pr`, `repo`, `pr_title` and `pr_status` (migrations `20261203002000`, `20261205000200`,
+//! `20261209000100`, `20261203002100`).
 //!
 //! # `title:` per owner
 //!
@@ -26,7 +26,10 @@
 //! reads lists as long as its owner's own chats, not the whole table's (a trigram index over
 //! a million `chat N` titles decoded a million-item list per common trigram, 20-30 ms,
 //! whoever searched). The grams only choose candidates; `title ILIKE` decides, so a hash
-//! collision costs a row read, never a wrong answer.
+//! collision costs a row read, never a wrong answer. They live in a table of their own,
+//! `title_grams`, written when a root chat is created and when its title changes: as a
+//! column of `chats` they went into their index again with every write of the chat row (a
+//! turn's, an archive's), none of which is a HOT update.
 //!
 //! PostgreSQL cannot estimate how many chats a text's grams match: it multiplies each
 //! gram's frequency as if they were independent, and every gram of a title carries the
@@ -397,14 +400,18 @@ fn push_term(sql: &mut QueryBuilder<Postgres>, owner: Uuid, term: &Term, title_g
         Term::Archived(_) => {}
         Term::Title(text) => {
             // The owner's title grams (migration `20261205000200`; the function as a loop
-            // since `20261206000100`) find the candidates; the ILIKE decides.
+            // since `20261206000100`, their own table since `20261209000100`) find the
+            // candidates; the ILIKE decides.
             let text = pg_text(text);
             if title_grams && has_grams(&text) {
-                sql.push(" AND c.title_grams @> chat_title_grams(");
+                sql.push(
+                    " AND c.id IN (SELECT g.chat_id FROM title_grams g \
+                     WHERE g.grams @> chat_title_grams(",
+                );
                 sql.push_bind(owner);
                 sql.push(", ");
                 sql.push_bind(text.clone().into_owned());
-                sql.push(")");
+                sql.push("))");
             }
             sql.push(" AND c.title ILIKE ");
             sql.push_bind(contains(&text));

@@ -55,7 +55,9 @@ impl Store {
         .bind(until)
         .execute(&self.pool)
         .await?;
-        sqlx::query("ANALYZE chats").execute(&self.pool).await?;
+        sqlx::query("ANALYZE chats, title_grams")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
