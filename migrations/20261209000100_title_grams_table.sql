@@ -3,7 +3,8 @@
 --
 -- Every write of a chat row changes `updated_at` (and a turn's also `status`), both indexed,
 -- so none is a HOT update: each wrote a new entry into every index of `chats`, the GIN index
--- of `title_grams` included, although no such write changes the title. A 36-character
+-- of the column `chats.title_grams` (`chats_title_grams_idx`) included, although no such
+-- write changes the title. A 36-character
 -- title is 34 grams, so each turn's status writes and each archived chat pushed 34 keys
 -- into that index's pending list, and an archive tick of 1,000 chats overflowed it and
 -- paid its merge: about 40 of a warm tick's 74 ms over 1,000,000 chats (bench/RESULTS.md,
@@ -23,6 +24,8 @@ SELECT id, title_grams FROM chats WHERE parent_chat_id IS NULL AND title_grams I
 
 CREATE INDEX title_grams_idx ON title_grams USING gin (grams)
     WITH (gin_pending_list_limit = 256);
+-- The search's plan needs the new table's statistics from its first statement on.
+ANALYZE title_grams;
 
 DROP TRIGGER chats_title_grams ON chats;
 DROP FUNCTION chats_set_title_grams();
@@ -30,7 +33,8 @@ DROP FUNCTION chats_set_title_grams();
 ALTER TABLE chats DROP COLUMN title_grams;
 
 -- A subagent's chat (a `parent_chat_id`) is never listed, so it has no grams; a chat's
--- parent is set when it is created and never changes.
+-- parent is set when it is created, and nothing agentq does changes it (the search also
+-- asks `parent_chat_id IS NULL`).
 CREATE FUNCTION chats_insert_title_grams() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO title_grams (chat_id, grams)

@@ -597,9 +597,10 @@ async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: 
 }
 
 /// The title grams live in their own table (migration `20261209000100`), written when a root
-/// chat is created and when its title changes: a search that starts from them (a term too
-/// rare for the list walk) finds a renamed chat by its new title only, a chat's other
-/// writes (archiving it) leave its grams as they were, and deleting it deletes them.
+/// chat is created and when its title or owner changes: a search that starts from them (a
+/// term too rare for the list walk) finds a created chat and a renamed one by its new
+/// title, the stored grams are those of the current title, a chat's other writes
+/// (archiving it) leave its grams' row as it was, and deleting the chat deletes it.
 #[sqlx::test]
 async fn title_grams_follow_creates_renames_and_deletes(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
@@ -619,7 +620,8 @@ async fn title_grams_follow_creates_renames_and_deletes(pool: sqlx::PgPool) {
             .unwrap()
     };
     assert_eq!(grams_rows().await, 1001, "one row per root chat");
-    // Pages of 2 walk 40 chats of 1,001 before asking the grams: these come from them.
+    // Pages of 2 walk 60 chats of 1,001 (20 reads of 3) before asking the grams: these
+    // come from them.
     assert_eq!(
         search_all(&app, &app.token, "title:\"signing keys\"", 2).await,
         vec![created]
@@ -640,9 +642,26 @@ async fn title_grams_follow_creates_renames_and_deletes(pool: sqlx::PgPool) {
         search_all(&app, &app.token, "title:\"the canary\"", 2).await,
         vec![seeded[499]]
     );
-    // Archiving writes the chat row, not its grams; it is found archived by its title.
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM chats c JOIN title_grams g ON g.chat_id = c.id
+         WHERE g.grams IS DISTINCT FROM chat_title_grams(c.owner_id, c.title)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(stale, 0, "grams of a title the chat no longer has");
+    // Archiving writes the chat row, not its grams: their row is the version it was.
+    let version = || async {
+        sqlx::query_scalar::<_, String>("SELECT xmin::text FROM title_grams WHERE chat_id = $1")
+            .bind(created)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    let before = version().await;
     let (status, body) = patch(&app, created, json!({"archived": true})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(version().await, before, "archiving rewrote the grams");
     assert_eq!(
         search_all(&app, &app.token, "title:\"signing keys\" archived:true", 2).await,
         vec![created]

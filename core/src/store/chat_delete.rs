@@ -3,7 +3,7 @@
 //! subagent chats, through [`delete_families_in`] (ARCHITECTURE.md §3, §10).
 //!
 //! Foreign keys cascade from a chat to its children, messages, turns, queued messages, tool
-//! calls, debug runs (their steps with them), diff status and file links; the files the
+//! calls, debug runs (their steps with them), diff status, title grams and file links; the files the
 //! family linked are deleted too when no other chat links them. The chat event streams are
 //! not the store's: the caller announces `ChatOutcome::Deleted` with the ids returned.
 //!

@@ -27,7 +27,7 @@
 //! a million `chat N` titles decoded a million-item list per common trigram, 20-30 ms,
 //! whoever searched). The grams only choose candidates; `title ILIKE` decides, so a hash
 //! collision costs a row read, never a wrong answer. They live in a table of their own,
-//! `title_grams`, written when a root chat is created and when its title changes: as a
+//! `title_grams`, written when a root chat is created and when its title or owner changes: as a
 //! column of `chats` they went into their index again with every write of the chat row (a
 //! turn's, an archive's), none of which is a HOT update.
 //!
