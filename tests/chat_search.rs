@@ -492,9 +492,9 @@ async fn unknown_query_parameters_are_400s_naming_them(pool: sqlx::PgPool) {
     app.stop().await;
 }
 
-#[sqlx::test]
-async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: sqlx::PgPool) {
-    let app = TestApp::start_api_only(pool).await;
+/// 1,000 idle root chats of the default user, `chat 1` to `chat 1000`, all updated an hour
+/// ago at one instant; their ids in that order.
+async fn seed_thousand(app: &TestApp) -> Vec<Uuid> {
     let store = &app.services.store;
     let owner = app.user_id("alice@example.com").await;
     let org = store
@@ -502,7 +502,13 @@ async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: 
         .await
         .unwrap()[0];
     let at = chrono::Utc::now() - chrono::Duration::hours(1);
-    let seeded = store.seed_root_chats(owner, org, 1000, at).await.unwrap();
+    store.seed_root_chats(owner, org, 1000, at).await.unwrap()
+}
+
+#[sqlx::test]
+async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: sqlx::PgPool) {
+    let app = TestApp::start_api_only(pool).await;
+    let seeded = seed_thousand(&app).await;
     // Three pinned ones come first, in their positions, whatever their ids.
     let pinned = [seeded[500], seeded[7], seeded[999]];
     for (n, chat) in pinned.iter().enumerate() {
@@ -605,13 +611,7 @@ async fn pages_through_a_thousand_chats_of_one_timestamp_return_each_once(pool: 
 async fn title_grams_follow_creates_renames_and_deletes(pool: sqlx::PgPool) {
     let app = TestApp::start_api_only(pool).await;
     let store = &app.services.store;
-    let owner = app.user_id("alice@example.com").await;
-    let org = store
-        .organizations_with_role(owner, OrganizationRole::AgentsAccess)
-        .await
-        .unwrap()[0];
-    let at = chrono::Utc::now() - chrono::Duration::hours(1);
-    let seeded = store.seed_root_chats(owner, org, 1000, at).await.unwrap();
+    let seeded = seed_thousand(&app).await;
     let created = chat_with(&app, json!({"title": "Rotate the signing keys"})).await;
     let grams_rows = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM title_grams")
