@@ -4,9 +4,8 @@
 -- Every write of a chat row changes `updated_at` (and a turn's also `status`), both indexed,
 -- so none is a HOT update: each wrote a new entry into every index of `chats`, the GIN index
 -- of the column `chats.title_grams` (`chats_title_grams_idx`) included, although no such
--- write changes the title. A 36-character
--- title is 34 grams, so each turn's status writes and each archived chat pushed 34 keys
--- into that index's pending list, and an archive tick of 1,000 chats overflowed it and
+-- write changes the title. A 36-character title is 34 grams, so each turn's status writes
+-- and each archived chat pushed 34 keys into that index's pending list, and an archive tick of 1,000 chats overflowed it and
 -- paid its merge: about 40 of a warm tick's 74 ms over 1,000,000 chats (bench/RESULTS.md,
 -- session 27). In `title_grams` the grams are written when a root chat is created and when
 -- its title or owner changes, and at no other time.

@@ -3,9 +3,10 @@
 //! subagent chats, through [`delete_families_in`] (ARCHITECTURE.md §3, §10).
 //!
 //! Foreign keys cascade from a chat to its children, messages, turns, queued messages, tool
-//! calls, debug runs (their steps with them), diff status, title grams and file links; the files the
-//! family linked are deleted too when no other chat links them. The chat event streams are
-//! not the store's: the caller announces `ChatOutcome::Deleted` with the ids returned.
+//! calls, debug runs (their steps with them), diff status, title grams and file links; the
+//! files the family linked are deleted too when no other chat links them. The chat event
+//! streams are not the store's: the caller announces `ChatOutcome::Deleted` with the ids
+//! returned.
 //!
 //! A family with an unfinished turn is not deleted by hand: a worker may be streaming its
 //! answer or running its tools, and would go on spending on a chat nobody can read. The

@@ -15,9 +15,9 @@
 //! and filters (a term most chats match) or starts from an index of the term and sorts
 //! what it found (a rare one; `title:` is walked first, below): `chats_search_idx` for
 //! `status`, `client_type` and `label`,
-//! `title_grams_idx` of the table `title_grams` for `title`, the `chat_diff_statuses` indexes
-//! for `pr`, `repo`, `pr_title` and `pr_status` (migrations `20261203002000`, `20261205000200`,
-//! `20261209000100`, `20261203002100`).
+//! `title_grams_idx` of the table `title_grams` for `title`, the `chat_diff_statuses`
+//! indexes for `pr`, `repo`, `pr_title` and `pr_status` (migrations `20261203002000`,
+//! `20261205000200`, `20261209000100`, `20261203002100`).
 //!
 //! # `title:` per owner
 //!
@@ -27,9 +27,9 @@
 //! a million `chat N` titles decoded a million-item list per common trigram, 20-30 ms,
 //! whoever searched). The grams only choose candidates; `title ILIKE` decides, so a hash
 //! collision costs a row read, never a wrong answer. They live in a table of their own,
-//! `title_grams`, written when a root chat is created and when its title or owner changes: as a
-//! column of `chats` they went into their index again with every write of the chat row (a
-//! turn's, an archive's), none of which is a HOT update.
+//! `title_grams`, written when a root chat is created and when its title or owner
+//! changes: as a column of `chats` they went into their index again with every write of
+//! the chat row (a turn's, an archive's), none of which is a HOT update.
 //!
 //! PostgreSQL cannot estimate how many chats a text's grams match: it multiplies each
 //! gram's frequency as if they were independent, and every gram of a title carries the

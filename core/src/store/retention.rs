@@ -1,8 +1,8 @@
 //! Retention purges (ARCHITECTURE.md §10): debug runs past their window (in-progress ones too;
 //! steps cascade) and archived chats archived longer ago than the chat window (messages,
 //! turns, queued messages, tool calls, debug runs, diff statuses and title grams cascade),
-//! with the files
-//! that only they linked (`chat_delete.rs`, shared with `DELETE /api/v1/chats/{id}`).
+//! with the files that only they linked (`chat_delete.rs`, shared with
+//! `DELETE /api/v1/chats/{id}`).
 //! Bounded batches, so a large backlog is worked off over several ticks without long locks.
 
 use chrono::{DateTime, Utc};
